@@ -1,0 +1,151 @@
+"""The one settings object.
+
+Every setting comes from an environment variable prefixed ``SAE_`` (or a ``.env`` file, or an
+optional ``sae.toml``). A bad configuration is refused when the settings are built, with a message
+naming the variable, so that a misconfigured server never starts half-working.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """SAE configuration (environment variables ``SAE_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAE_",
+        env_file=".env",
+        extra="ignore",
+        toml_file="sae.toml",
+    )
+
+    data_dir: Path = Field(default=Path("./sae-data"), description="Embedded-default state.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///$SAE_DATA_DIR/sae.db."
+    )
+    offers_file: Path | None = Field(
+        default=None, description="YAML file declaring the storage offers and the strategy."
+    )
+    tsa_url: str | None = Field(default=None, description="External RFC 3161 TSA; unset: built-in.")
+    seda_xsd_dir: Path | None = Field(
+        default=None, description="Folder with the official SEDA XSDs (2.1/, 2.2/, 2.3/)."
+    )
+    seda_tolerances: list[str] = Field(
+        default_factory=list,
+        description="SEDA deviations accepted with a warning (see docs/seda.md).",
+    )
+    # Limits that stop hostile SIPs before they cost anything.
+    max_sip_bytes: int = Field(default=20 * 1024**3, gt=0, description="Upload size limit.")
+    max_zip_entries: int = Field(default=20_000, gt=0)
+    max_uncompressed_bytes: int = Field(default=50 * 1024**3, gt=0)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+    max_manifest_bytes: int = Field(default=64 * 1024**2, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
+    origin: str = Field(default="sae.local", description="Journal checkpoint origin line.")
+    seal_interval_minutes: int = Field(default=10, gt=0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                "SAE_DATABASE_URL must be a sqlite:// or postgresql:// SQLAlchemy URL, got "
+                f"{value.split(':', 1)[0]!r}"
+            )
+        return value
+
+    @field_validator("seda_xsd_dir")
+    @classmethod
+    def _xsd_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser().resolve()
+        if not (value / "2.2" / "seda-2.2-main.xsd").is_file():
+            raise ValueError(
+                f"SAE_SEDA_XSD_DIR={value} does not hold the official SEDA schemas "
+                "(expected 2.1/, 2.2/, 2.3/ with seda-<v>-main.xsd)"
+            )
+        return value
+
+    @field_validator("offers_file")
+    @classmethod
+    def _offers_file_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser().resolve()
+        if not value.is_file():
+            raise ValueError(f"SAE_OFFERS_FILE={value} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'sae.db'}"
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The database URL, defaulted (never None after validation)."""
+        assert self.database_url is not None
+        return self.database_url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, environment, .env, then sae.toml.
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+        )
+
+
+class ConfigurationError(Exception):
+    """The configuration is refused; the message names the variable at fault."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one readable message."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(part) for part in err["loc"])
+            var = f"SAE_{loc.upper()}" if loc else "configuration"
+            lines.append(f"{var}: {err['msg']}")
+        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (built once)."""
+    return load_settings()
