@@ -1,0 +1,23 @@
+"""Imports every table so that ``Base.metadata`` is complete (Alembic, tests, init)."""
+
+from sae.auth.models import ApiToken
+from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
+from sae.db import Base
+from sae.ingest.models import Transfer
+from sae.journal.models import Event
+from sae.retention.models import Rule
+from sae.storage.models import ObjectCopy
+
+__all__ = [
+    "ApiToken",
+    "ArchiveUnit",
+    "Base",
+    "DataObject",
+    "DataObjectGroup",
+    "Event",
+    "ObjectCopy",
+    "Rule",
+    "Transfer",
+    "UnitLink",
+    "UnitRule",
+]
