@@ -1,0 +1,70 @@
+"""Errors of the journal, each with a stable code.
+
+::
+
+    SAEError
+    ├── JournalError                 journal.error (500)
+    │   ├── JournalCorrupt           journal.corrupt: a stored leaf, node or head does not check
+    │   └── SigningKeyError          journal.signing_key: the SAE key is missing or unreadable
+    ├── NotFound
+    │   └── HeadNotFound             journal.head_not_found (404)
+    ├── BadRequest
+    │   └── InvalidProofRequest      journal.invalid_proof_request (400): sizes out of range
+    ├── ServiceUnavailable
+    │   └── TsaUnavailable           journal.tsa_unavailable (503): the TSA did not answer
+    └── TimestampInvalid             journal.timestamp_invalid.<check> (502): a token is refused
+        (check: status, format, imprint, nonce, signature, ess, eku, chain)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sae.errors import BadRequest, NotFound, SAEError, ServiceUnavailable
+
+
+class JournalError(SAEError):
+    code = "journal.error"
+    status = 500
+    title = "Journal error"
+
+
+class JournalCorrupt(JournalError):
+    code = "journal.corrupt"
+    title = "Journal corrupt"
+
+
+class SigningKeyError(JournalError):
+    code = "journal.signing_key"
+    title = "Journal signing key unusable"
+
+
+class HeadNotFound(NotFound):
+    code = "journal.head_not_found"
+    title = "No such tree head"
+
+
+class InvalidProofRequest(BadRequest):
+    code = "journal.invalid_proof_request"
+    title = "Invalid proof request"
+
+
+class TsaUnavailable(ServiceUnavailable):
+    code = "journal.tsa_unavailable"
+    title = "Time-stamping authority unavailable"
+
+
+class TimestampInvalid(SAEError):
+    """A time-stamp token fails one named check (``check`` is stable, see module docstring)."""
+
+    code = "journal.timestamp_invalid"
+    status = 502
+    title = "Time-stamp token refused"
+
+    CHECKS = ("status", "format", "imprint", "nonce", "signature", "ess", "eku", "chain")
+
+    def __init__(self, check: str, detail: str, **extra: Any) -> None:
+        if check not in self.CHECKS:
+            raise ValueError(f"unknown time-stamp check {check!r}")
+        super().__init__(f"time-stamp token refused ({check}): {detail}", check=check, **extra)
+        self.check = check
