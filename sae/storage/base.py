@@ -1,0 +1,183 @@
+"""The storage offer contract: what every backend (local WORM directory, S3) must do.
+
+An *offer* is one place where copies live. Offers are write-once: ``put`` never overwrites a
+key, computes the SHA-512 while it streams and verifies it by reading the object back; the
+object is locked until its retain-until date (far future for permanent or undated archives),
+a lock that can be extended but never shortened, plus an optional legal hold. ``delete`` is
+refused while either applies.
+
+The contract test suite (``tests/storage/test_contract.py``) runs against every
+implementation: this protocol is the interface, the suite is its definition.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO, Literal, Protocol, runtime_checkable
+
+from sae.storage.errors import (
+    DiscardIncomplete,
+    IntegrityMismatch,
+    InvalidKey,
+    LockNotConfirmed,
+    NoHealthyCopy,
+    ObjectExists,
+    ObjectMissing,
+    OffersConfigError,
+    OfferUnavailable,
+    ReplicationFailed,
+    RetentionActive,
+    RetentionShortening,
+    StorageError,
+)
+
+__all__ = [
+    "CHUNK_SIZE",
+    "PERMANENT_RETAIN_UNTIL",
+    "DiscardIncomplete",
+    "IntegrityMismatch",
+    "InvalidKey",
+    "LockMode",
+    "LockNotConfirmed",
+    "NoHealthyCopy",
+    "ObjectExists",
+    "ObjectMissing",
+    "OfferUnavailable",
+    "OffersConfigError",
+    "ReplicationFailed",
+    "RetentionActive",
+    "RetentionShortening",
+    "StorageError",
+    "StorageOffer",
+    "StoredObject",
+    "effective_retain_until",
+    "validate_key",
+]
+
+#: Read/write unit of every stream: large enough for throughput, small enough to never hold
+#: a whole record in memory.
+CHUNK_SIZE = 1024 * 1024
+
+#: The retain-until given to permanent and undated archives. Object Lock has no "forever";
+#: a date this far out is what "until a person decides otherwise" means, and it can still be
+#: extended. (Year 2999 rather than 9999: some S3 servers reject dates past 2999.)
+PERMANENT_RETAIN_UNTIL = datetime(2999, 12, 31, tzinfo=UTC)
+
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+# Portable across POSIX filesystems and S3: no spaces, no backslashes, nothing a shell or a URL
+# would reinterpret. Keys are chosen by SAE (object ids), never by depositors.
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+_MAX_KEY = 512
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe storage key, else raise :class:`InvalidKey`.
+
+    A key is ``/``-separated segments of ``[A-Za-z0-9._-]``, none starting with a dot (so no
+    ``..`` and no hidden temporary names), at most 512 characters.
+    """
+    if not key or len(key) > _MAX_KEY:
+        raise InvalidKey(key, f"length must be 1..{_MAX_KEY}")
+    if _KEY_RE.fullmatch(key) is None:
+        raise InvalidKey(key, "segments of [A-Za-z0-9._-] not starting with '.', joined by '/'")
+    return key
+
+
+def effective_retain_until(retain_until: datetime | None) -> datetime:
+    """The lock date actually applied: ``None`` (permanent or undated) means far future."""
+    if retain_until is None:
+        return PERMANENT_RETAIN_UNTIL
+    if retain_until.tzinfo is None:
+        raise ValueError("retain_until must be timezone-aware")
+    return retain_until.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One copy of an object on one offer, as written or as seen by ``head``.
+
+    ``version_id`` is the S3 version (None on the filesystem). The lock fields are filled by
+    ``head`` (and ``put``) when the backend reports them.
+    """
+
+    key: str
+    size: int
+    sha512: str | None
+    version_id: str | None = None
+    offer: str = ""
+    retain_until: datetime | None = None
+    lock_mode: LockMode | None = None
+    legal_hold: bool = False
+    stored_at: datetime | None = None
+
+
+@runtime_checkable
+class StorageOffer(Protocol):
+    """A place where copies live. Implementations: ``FilesystemOffer``, ``S3Offer``."""
+
+    name: str
+    kind: str
+    jurisdiction: str
+    region: str | None
+    site: str
+    #: Days after ingest during which a copy is only GOVERNANCE-locked, so that a deposit made
+    #: by mistake can still be withdrawn; 0 locks in COMPLIANCE at once.
+    quarantine_days: int
+
+    def put(self, key: str, source: BinaryIO, *, retain_until: datetime | None) -> StoredObject:
+        """Stream ``source`` to a new object, lock it, verify digest and lock by reading back.
+
+        Raises :class:`ObjectExists` if the key is already there (nothing is overwritten).
+        ``retain_until=None`` locks until :data:`PERMANENT_RETAIN_UNTIL`.
+        """
+        ...
+
+    def get(self, key: str) -> Iterator[bytes]:
+        """Stream the object's bytes; raises :class:`ObjectMissing` (before the first chunk)."""
+        ...
+
+    def head(self, key: str) -> StoredObject | None:
+        """Size, lock and (when the backend keeps it) SHA-512 of the object; None if absent."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove every version of the object; :class:`RetentionActive` while locked or held."""
+        ...
+
+    def extend_retention(self, key: str, until: datetime) -> None:
+        """Move retain-until later; :class:`RetentionShortening` if ``until`` is earlier."""
+        ...
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Put or lift a legal hold; a held object cannot be deleted whatever its date."""
+        ...
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key on the offer starting with ``prefix`` (for reconciliation)."""
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`StorageError` unless the offer is usable as declared."""
+        ...
+
+    def seal(self, key: str) -> bool:
+        """Turn a GOVERNANCE (quarantine) lock whose window has passed into COMPLIANCE.
+
+        Returns True when it changed something.
+        """
+        ...
+
+    def replace_damaged(
+        self, key: str, source: BinaryIO, *, expected_sha512: str, retain_until: datetime | None
+    ) -> StoredObject:
+        """Repair: write a healthy copy over a missing or corrupt one.
+
+        Refused (:class:`ObjectExists`) when the current copy is healthy, and
+        (:class:`IntegrityMismatch`) when ``source`` does not have ``expected_sha512``: repair
+        can never be used to change an archived object.
+        """
+        ...

@@ -1,0 +1,401 @@
+"""The local write-once directory: the embedded default offer.
+
+Layout under the offer's root::
+
+    data/<key>          the bytes, mode 0444, never rewritten
+    meta/<key>.json     {"retain_until", "lock_mode", "legal_hold", "stored_at", "sha512", "size"}
+
+Why it can be trusted to keep what it acknowledged: bytes go to a temporary name *in the same
+directory*, are fsynced, then published with ``link()`` — which, unlike ``rename()``, fails when
+the name exists, so two writers can never overwrite one another — and the directory is fsynced
+so the new name survives a power cut. The lock lives in a sidecar because POSIX has no
+retention dates; the offer enforces it on ``delete``. This protects against the application and
+its operators' mistakes, not against root on the machine: that is what the second, remote,
+Object-Lock offer is for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sae.db import utcnow
+from sae.storage.base import (
+    CHUNK_SIZE,
+    LockMode,
+    StoredObject,
+    effective_retain_until,
+    validate_key,
+)
+from sae.storage.errors import (
+    IntegrityMismatch,
+    ObjectExists,
+    ObjectMissing,
+    OfferUnavailable,
+    RetentionActive,
+    RetentionShortening,
+)
+
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemOffer:
+    """A write-once directory on a local (or mounted) filesystem."""
+
+    kind = "filesystem"
+
+    def __init__(
+        self,
+        name: str,
+        path: Path | str,
+        jurisdiction: str = "FR",
+        site: str = "",
+        region: str | None = None,
+        *,
+        quarantine_days: int = 0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.name = name
+        self.root = Path(path).expanduser().resolve()
+        self.jurisdiction = jurisdiction
+        self.site = site
+        self.region = region
+        self.quarantine_days = quarantine_days
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"FilesystemOffer({self.name!r}, {str(self.root)!r})"
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def _data(self, key: str) -> Path:
+        return self.root / "data" / validate_key(key)
+
+    def _meta(self, key: str) -> Path:
+        return self.root / "meta" / (validate_key(key) + ".json")
+
+    def _unavailable(self, exc: OSError) -> OfferUnavailable:
+        return OfferUnavailable(self.name, f"{exc.strerror or exc} ({exc.filename or self.root})")
+
+    # -- sidecar ---------------------------------------------------------------------------
+
+    def _read_meta(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = self._meta(key).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    def _write_meta(self, key: str, meta: dict[str, Any]) -> None:
+        target = self._meta(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(meta, fh, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # The sidecar may be replaced (extend, hold); the data file never is.
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+
+    def _lock_meta(self, retain_until: datetime | None, sha512: str, size: int) -> dict[str, Any]:
+        now = self._clock()
+        mode: LockMode = "GOVERNANCE" if self.quarantine_days > 0 else "COMPLIANCE"
+        return {
+            "retain_until": effective_retain_until(retain_until).isoformat(),
+            "lock_mode": mode,
+            "legal_hold": False,
+            "stored_at": now.isoformat(),
+            "sha512": sha512,
+            "size": size,
+        }
+
+    # -- streaming helpers -------------------------------------------------------------------
+
+    def _write_temp(self, directory: Path, stem: str, source: BinaryIO) -> tuple[str, str, int]:
+        """Copy ``source`` to a fsynced read-only temp file; return (path, sha512, size)."""
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".tmp")
+        digest = hashlib.sha512()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while chunk := source.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    fh.write(chunk)
+                    size += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, _READ_ONLY)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return tmp, digest.hexdigest(), size
+
+    @staticmethod
+    def _digest_file(path: Path) -> tuple[str, int]:
+        digest = hashlib.sha512()
+        size = 0
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
+
+    def _remove_files(self, key: str) -> None:
+        data, meta = self._data(key), self._meta(key)
+        for path in (data, meta):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        _fsync_dir(data.parent)
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def put(self, key: str, source: BinaryIO, *, retain_until: datetime | None) -> StoredObject:
+        """Write ``source`` once under ``key``, lock it, and verify it by reading it back."""
+        target = self._data(key)
+        effective_retain_until(retain_until)  # refuse a naive date before writing anything
+        if target.exists():
+            raise ObjectExists(self.name, key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp, sha512, size = self._write_temp(target.parent, target.name, source)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise ObjectExists(self.name, key) from None
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(target.parent)
+            meta = self._lock_meta(retain_until, sha512, size)
+            self._write_meta(key, meta)
+            # Read back what the disk now holds, not what we believe we wrote.
+            actual, actual_size = self._digest_file(target)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        if actual != sha512 or actual_size != size:
+            self._remove_files(key)
+            raise IntegrityMismatch(self.name, key, sha512, actual)
+        return self._stored(key, meta)
+
+    def _stored(self, key: str, meta: dict[str, Any]) -> StoredObject:
+        return StoredObject(
+            key=key,
+            size=int(meta["size"]),
+            sha512=meta.get("sha512"),
+            version_id=None,
+            offer=self.name,
+            retain_until=datetime.fromisoformat(meta["retain_until"]),
+            lock_mode=meta["lock_mode"],
+            legal_hold=bool(meta["legal_hold"]),
+            stored_at=datetime.fromisoformat(meta["stored_at"]),
+        )
+
+    def get(self, key: str) -> Iterator[bytes]:
+        """Stream the bytes in chunks; :class:`ObjectMissing` is raised before the first one."""
+        try:
+            fh = self._data(key).open("rb")
+        except FileNotFoundError:
+            raise ObjectMissing(self.name, key) from None
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        return self._iter_file(fh)
+
+    def _iter_file(self, fh: BinaryIO) -> Iterator[bytes]:
+        with fh:
+            try:
+                while chunk := fh.read(CHUNK_SIZE):
+                    yield chunk
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
+
+    def head(self, key: str) -> StoredObject | None:
+        """What the offer knows of ``key`` (the SHA-512 recorded at write time), or None."""
+        target = self._data(key)
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        meta = self._read_meta(key)
+        if meta is None:
+            # Published but never locked: a crash between link() and the sidecar. Reported as
+            # unlocked, so reconciliation may remove it (it was never acknowledged).
+            return StoredObject(key=key, size=st.st_size, sha512=None, offer=self.name)
+        return (
+            self._stored(key, meta)
+            if meta["size"] == st.st_size
+            else StoredObject(
+                key=key,
+                size=st.st_size,
+                sha512=None,
+                offer=self.name,
+                retain_until=datetime.fromisoformat(meta["retain_until"]),
+                lock_mode=meta["lock_mode"],
+                legal_hold=bool(meta["legal_hold"]),
+                stored_at=datetime.fromisoformat(meta["stored_at"]),
+            )
+        )
+
+    def _refusal(self, meta: dict[str, Any]) -> str | None:
+        """Why the lock refuses deletion now, or None when it allows it."""
+        if meta.get("legal_hold"):
+            return "legal hold"
+        now = self._clock()
+        until = datetime.fromisoformat(meta["retain_until"])
+        if until <= now:
+            return None
+        if meta["lock_mode"] == "GOVERNANCE":
+            window_end = datetime.fromisoformat(meta["stored_at"]) + timedelta(
+                days=self.quarantine_days
+            )
+            if now < window_end:
+                return None
+            return f"quarantine ended, retained until {until.isoformat()}"
+        return f"retained until {until.isoformat()}"
+
+    def delete(self, key: str) -> None:
+        """Remove the object unless its lock or a legal hold refuses it."""
+        target = self._data(key)
+        if not target.exists():
+            raise ObjectMissing(self.name, key)
+        meta = self._read_meta(key)
+        if meta is not None:
+            reason = self._refusal(meta)
+            if reason is not None:
+                raise RetentionActive(self.name, key, reason)
+        try:
+            self._remove_files(key)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _existing_meta(self, key: str) -> dict[str, Any]:
+        target = self._data(key)
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            raise ObjectMissing(self.name, key) from None
+        meta = self._read_meta(key)
+        if meta is None:
+            # Unlocked leftover: lock it from now on, with what the disk holds.
+            sha512, size = self._digest_file(target)
+            meta = self._lock_meta(None, sha512, size)
+            meta["size"] = st.st_size
+        return meta
+
+    def extend_retention(self, key: str, until: datetime) -> None:
+        """Move retain-until later (never earlier)."""
+        new = effective_retain_until(until)
+        meta = self._existing_meta(key)
+        current = datetime.fromisoformat(meta["retain_until"])
+        if new < current:
+            raise RetentionShortening(self.name, key, current, new)
+        if new == current:
+            return
+        meta["retain_until"] = new.isoformat()
+        self._write_meta(key, meta)
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Put (``on=True``) or lift a legal hold."""
+        meta = self._existing_meta(key)
+        meta["legal_hold"] = bool(on)
+        self._write_meta(key, meta)
+
+    def seal(self, key: str) -> bool:
+        """End the quarantine of ``key`` once its window has passed (GOVERNANCE → COMPLIANCE)."""
+        meta = self._existing_meta(key)
+        if meta["lock_mode"] != "GOVERNANCE":
+            return False
+        window_end = datetime.fromisoformat(meta["stored_at"]) + timedelta(
+            days=self.quarantine_days
+        )
+        if self._clock() < window_end:
+            return False
+        meta["lock_mode"] = "COMPLIANCE"
+        self._write_meta(key, meta)
+        return True
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every published key starting with ``prefix`` (temporary files are skipped)."""
+        base = self.root / "data"
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel = Path(dirpath).relative_to(base)
+            for filename in sorted(filenames):
+                if filename.startswith("."):
+                    continue
+                key = (rel / filename).as_posix() if rel.parts else filename
+                if key.startswith(prefix):
+                    yield key
+
+    def check(self) -> None:
+        """Create the directories if needed and prove the offer is writable."""
+        try:
+            for sub in ("data", "meta"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".check.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+
+    def replace_damaged(
+        self, key: str, source: BinaryIO, *, expected_sha512: str, retain_until: datetime | None
+    ) -> StoredObject:
+        """Write a healthy copy over a missing or corrupt one (see ``StorageOffer``)."""
+        target = self._data(key)
+        try:
+            if target.exists():
+                actual, _ = self._digest_file(target)
+                if actual == expected_sha512:
+                    raise ObjectExists(self.name, key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp, sha512, size = self._write_temp(target.parent, target.name, source)
+            if sha512 != expected_sha512:
+                os.unlink(tmp)
+                raise IntegrityMismatch(self.name, key, expected_sha512, sha512)
+            # Overwriting is right here and only here: what is replaced is known bad.
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+            old = self._read_meta(key)
+            meta = self._lock_meta(retain_until, sha512, size)
+            if old is not None:
+                # Keep the stronger of the two locks: repair must not weaken anything.
+                old_until = datetime.fromisoformat(old["retain_until"])
+                if old_until > datetime.fromisoformat(meta["retain_until"]):
+                    meta["retain_until"] = old["retain_until"]
+                meta["legal_hold"] = bool(old["legal_hold"])
+                meta["lock_mode"] = old["lock_mode"]
+                meta["stored_at"] = old["stored_at"]
+            self._write_meta(key, meta)
+            actual, _ = self._digest_file(target)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        if actual != expected_sha512:
+            raise IntegrityMismatch(self.name, key, expected_sha512, actual)
+        return self._stored(key, meta)
