@@ -169,3 +169,64 @@ def openssl() -> str:
     require(path, "openssl not installed")
     assert path is not None
     return path
+
+
+class Api:
+    """A running app (its own engine and sessions, as in production) and its admin token."""
+
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.admin = (settings.data_dir / "admin.token").read_text().strip()
+
+    @property
+    def runtime(self) -> Any:
+        return self.client.app.state.runtime
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.admin}"}
+
+    def token(self, role: str, producers: list[str] | None = None) -> str:
+        from sae.auth.service import create_token
+        from sae.db import transaction
+
+        with transaction(self.runtime.sessions) as session:
+            _, secret = create_token(session, role=role, producers=producers or [])
+        return secret
+
+    def load_rules(self, csv_text: str) -> None:
+        response = self.client.put(
+            "/api/v1/rules",
+            content=csv_text.encode(),
+            headers={**self.auth(), "Content-Type": "text/csv"},
+        )
+        assert response.status_code == 200, response.text
+
+    def deposit(self, data: bytes, token: str | None = None, *, xml: bool = False) -> Any:
+        headers = {**self.auth(token), "Content-Type": "application/zip"}
+        if xml:
+            headers["Accept"] = "application/xml"
+        return self.client.post("/api/v1/transfers", content=data, headers=headers)
+
+
+TEST_RULES_CSV = """RuleId,RuleType,RuleValue,RuleDescription,RuleDuration,RuleMeasurement
+APP-5Y,AppraisalRule,Dossiers 5 ans,"Durée d'utilité administrative de 5 ans",5,YEAR
+APP-10Y,AppraisalRule,Dossiers 10 ans,,10,YEAR
+ACC-00001,AccessRule,Libre communicabilité,,0,YEAR
+ACC-25Y,AccessRule,Secret des délibérations 25 ans,,25,YEAR
+ACC-50Y,AccessRule,Vie privée 50 ans,,50,YEAR
+HOL-1,HoldRule,Gel contentieux,,,
+"""
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    """A TestClient on a fresh app, with the test referential loaded."""
+    from fastapi.testclient import TestClient
+
+    from sae.app import create_app
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        api = Api(client, settings)
+        api.load_rules(TEST_RULES_CSV)
+        yield api

@@ -1,0 +1,122 @@
+"""Serving an object's bytes: access checks, journaled reads, digest checked while streaming.
+
+A corrupt or missing copy is recorded (``integrity.failed`` event, copy flagged) and the next
+healthy copy is served; when a large object's mismatch is only known at the end of the stream,
+the stream is aborted so the client never takes a damaged file for a good one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.auth.service import Principal
+from sae.catalog import service as catalog
+from sae.catalog.errors import NotCommunicable, ObjectDestroyed, ObjectNotFound
+from sae.catalog.models import DataObject
+from sae.db import transaction, utcnow
+from sae.journal.service import append_event
+from sae.storage.base import StorageOffer
+from sae.storage.errors import IntegrityMismatch, NoHealthyCopy, StorageError
+from sae.storage.models import ObjectCopy
+from sae.storage.service import open_verified
+
+log = logging.getLogger("sae.access")
+
+
+@dataclass
+class ContentStream:
+    """The first chunk (already verified as far as it can be) and the rest of the stream."""
+
+    obj: DataObject
+    first: bytes
+    rest: Iterator[bytes]
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.first:
+            yield self.first
+        yield from self.rest
+
+
+def check_read_access(session: Session, principal: Principal, obj: DataObject) -> None:
+    """Who may read the bytes: by role, producing service, and communicability for readers."""
+    if obj.status == "destroyed":
+        raise ObjectDestroyed(f"data object {obj.id} was destroyed")
+    units = catalog.units_of_object(session, obj)
+    if principal.role in ("admin", "archivist", "auditor"):
+        return
+    if principal.role == "depositor":
+        if any(principal.may_act_for(u.producer) for u in units):
+            return
+        raise ObjectNotFound(f"no data object {obj.id}")
+    # reader: only what is communicable today (Code du patrimoine L213-2 delays).
+    if units and all(catalog.unit_rules(session, u).communicable() for u in units):
+        return
+    raise NotCommunicable(
+        f"data object {obj.id} is not communicable yet",
+        access_end=max(
+            (str(e) for u in units if (e := catalog.unit_rules(session, u).access_end)),
+            default=None,
+        ),
+    )
+
+
+def record_integrity_failure(
+    sessions: sessionmaker[Session], obj_id: str, copy_id: int, offer: str, detail: str
+) -> None:
+    """Flag the copy and journal the failure, in a transaction of its own."""
+    with transaction(sessions) as session:
+        copy = session.get(ObjectCopy, copy_id)
+        if copy is not None:
+            copy.last_checked_at = utcnow()
+            copy.last_check_ok = False
+        append_event(
+            session,
+            type="integrity.failed",
+            actor="system:access",
+            object_id=obj_id,
+            payload={"offer": offer, "detail": detail},
+        )
+    log.error("integrity.failed object=%s offer=%s: %s", obj_id, offer, detail)
+
+
+def open_content(
+    sessions: sessionmaker[Session],
+    offers: dict[str, StorageOffer],
+    obj: DataObject,
+    copies: Sequence[ObjectCopy],
+) -> ContentStream:
+    """Open the first healthy copy; raises ``NoHealthyCopy`` before any byte if none is."""
+    assert obj.sha512 is not None
+    failures: list[str] = []
+    for copy in copies:
+        offer = offers.get(copy.offer)
+        if offer is None:
+            failures.append(f"{copy.offer}: offer no longer configured")
+            continue
+        stream = open_verified([(offer, copy.key)], obj.sha512, expected_size=obj.size)
+        try:
+            first = next(stream, b"")
+        except NoHealthyCopy as exc:
+            record_integrity_failure(sessions, obj.id, copy.id, copy.offer, exc.detail)
+            failures.append(f"{copy.offer}: {exc.detail}")
+            continue
+        except StorageError as exc:
+            failures.append(f"{copy.offer}: {exc.detail}")
+            continue
+        return ContentStream(
+            obj, first, _guarded(stream, lambda d, c=copy: record_integrity_failure(
+                sessions, obj.id, c.id, c.offer, d))
+        )
+    raise NoHealthyCopy(obj.storage_key or obj.id, failures)
+
+
+def _guarded(stream: Iterator[bytes], on_failure: Callable[[str], None]) -> Iterator[bytes]:
+    try:
+        yield from stream
+    except IntegrityMismatch as exc:
+        on_failure(exc.detail)
+        raise

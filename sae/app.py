@@ -1,0 +1,166 @@
+"""The FastAPI application: routers, the one error handler, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sae import __version__
+from sae.config import Settings, get_settings
+from sae.errors import SAEError
+from sae.runtime import Runtime
+
+log = logging.getLogger("sae.app")
+PROBLEM = "application/problem+json"
+
+
+def problem_response(doc: dict[str, Any], status: int) -> JSONResponse:
+    return JSONResponse(doc, status_code=status, media_type=PROBLEM)
+
+
+async def _sae_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SAEError)
+    doc = exc.problem()
+    doc["instance"] = request.url.path
+    if exc.status >= 500:
+        log.error("%s on %s: %s", exc.code, request.url.path, exc.detail)
+    return problem_response(doc, exc.status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"where": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg"))}
+        for e in exc.errors()
+    ]
+    return problem_response(
+        {
+            "type": "urn:sae:error:request.invalid_parameters",
+            "title": "Invalid request parameters",
+            "status": 422,
+            "detail": "; ".join(f"{e['where']}: {e['message']}" for e in errors),
+            "code": "request.invalid_parameters",
+            "errors": errors,
+            "instance": request.url.path,
+        },
+        422,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem_response(
+        {
+            "type": f"urn:sae:error:{code}",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": code,
+            "instance": request.url.path,
+        },
+        exc.status_code,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # A bug: log it with its traceback, answer a problem document without internals.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem_response(
+        {
+            "type": "urn:sae:error:internal",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "an unexpected error occurred; it has been logged",
+            "code": "internal",
+            "instance": request.url.path,
+        },
+        500,
+    )
+
+
+def api_router() -> APIRouter:
+    """Every ``/api/v1`` route."""
+    from sae.access.api import router as access_router
+    from sae.catalog.api import router as catalog_router
+    from sae.ingest.api import router as ingest_router
+    from sae.retention.api import router as rules_router
+
+    router = APIRouter(prefix="/api/v1")
+    for sub in (ingest_router, catalog_router, access_router, rules_router):
+        router.include_router(sub)
+    return router
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The SAE application; opens its runtime (database, offers) at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = app.state.runtime is None
+        if own:
+            app.state.runtime = Runtime.open(settings or get_settings())
+        try:
+            yield
+        finally:
+            if own:
+                app.state.runtime.close()
+
+    app = FastAPI(
+        title="SAE — système d'archivage électronique",
+        version=__version__,
+        summary="SEDA 2.x ingest, write-once storage on French territory, provable journal.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.add_exception_handler(SAEError, _sae_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.include_router(api_router())
+
+    @app.get("/health", tags=["health"])
+    def health(request: Request) -> JSONResponse:
+        """200 when the database, every offer and the TSA answer; 503 naming what does not."""
+        rt: Runtime = request.app.state.runtime
+        db_ok, db_detail = rt.database_ok()
+        from sae.storage.offers import offers_health
+
+        offers = offers_health(list(rt.offer_set.offers.values()))
+        failing = [] if db_ok else ["database"]
+        failing += [f"offer:{o.name}" for o in offers if not o.ok]
+        checks = rt.extras.get("health_checks", {})
+        extra: dict[str, Any] = {}
+        for name, check in checks.items():
+            ok, detail = check()
+            extra[name] = {"ok": ok, "detail": detail}
+            if not ok:
+                failing.append(name)
+        body = {
+            "status": "ok" if not failing else "unavailable",
+            "version": __version__,
+            "database": {"ok": db_ok, "detail": db_detail},
+            "offers": [
+                {
+                    "name": o.name,
+                    "kind": o.kind,
+                    "jurisdiction": o.jurisdiction,
+                    "site": o.site,
+                    "ok": o.ok,
+                    "detail": o.detail,
+                }
+                for o in offers
+            ],
+            **extra,
+            "failing": failing,
+        }
+        return JSONResponse(body, status_code=200 if not failing else 503)
+
+    return app

@@ -1,0 +1,41 @@
+"""Authentication for HTTP routes: ``Authorization: Bearer <token>`` and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from sae.auth.errors import MissingToken, RoleNotAllowed
+from sae.auth.service import Principal, authenticate
+from sae.deps import RuntimeDep
+
+
+def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+    """The caller, from its bearer token (401 when missing or unknown)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise MissingToken("send 'Authorization: Bearer <token>'")
+    with runtime.sessions() as session:
+        principal = authenticate(session, secret.strip())
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets through only the given roles (admin always passes)."""
+    allowed = set(roles) | {"admin"}
+
+    def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in allowed:
+            raise RoleNotAllowed(
+                f"role {principal.role!r} may not do this; allowed: {', '.join(sorted(allowed))}"
+            )
+        return principal
+
+    return check

@@ -1,0 +1,95 @@
+"""API shapes of units and objects."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class AppliedRuleOut(BaseModel):
+    rule_id: str
+    start_date: date | None
+    end_date: date | None
+    inherited: bool
+    origin_unit: str | None
+
+
+class CopyOut(BaseModel):
+    offer: str
+    key: str
+    version_id: str | None
+    size: int
+    sha512: str
+    stored_at: datetime
+    last_checked_at: datetime | None
+    last_check_ok: bool | None
+
+
+class ObjectSummary(BaseModel):
+    id: str
+    sip_id: str
+    kind: str
+    filename: str | None
+    size: int | None
+    mime_type: str | None
+    sha512: str | None
+    status: str
+    url: str
+
+
+class ObjectOut(ObjectSummary):
+    """A data object: format, fixity, and where its copies are."""
+
+    transfer_id: str
+    group_id: str
+    uri: str | None
+    data_object_version: str | None
+    declared_digest: str | None
+    declared_algorithm: str | None
+    declared_mime_type: str | None
+    format_id: str | None
+    format_litteral: str | None
+    created_at: datetime
+    units: list[str]
+    copies: list[CopyOut]
+    content_url: str
+    proof_url: str
+
+
+class UnitSummary(BaseModel):
+    id: str
+    sip_id: str
+    title: str
+    producer: str
+    description_level: str | None
+    start_date: str | None
+    end_date: str | None
+    status: str
+    transfer_id: str
+    created_at: datetime
+    url: str
+
+
+class UnitOut(UnitSummary):
+    """An archive unit with its rules (declared and inherited), end dates and objects."""
+
+    description: str | None
+    parents: list[str]
+    children: list[str]
+    declared_rules: dict[str, Any]
+    rules: dict[str, list[AppliedRuleOut]]
+    end_dates: dict[str, date | None]
+    appraisal_end: date | None
+    access_end: date | None
+    final_action: str
+    held: bool
+    communicable: bool
+    objects: list[ObjectSummary]
+    content_xml: str
+
+
+class UnitPage(BaseModel):
+    items: list[UnitSummary]
+    next_cursor: str | None

@@ -1,0 +1,210 @@
+"""HTTP routes of ingest: deposit a SIP, read a transfer and its ATR."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import IntegrityError
+
+from sae.auth.deps import PrincipalDep, require_role
+from sae.auth.service import Principal
+from sae.deps import RuntimeDep, SessionDep
+from sae.errors import NotFound
+from sae.ingest import service
+from sae.ingest.errors import DuplicateTransfer, NotAZip, SipTooLarge
+from sae.ingest.models import Transfer
+from sae.ingest.schemas import (
+    FaultOut,
+    TransferObjectOut,
+    TransferOut,
+    TransferReply,
+    TransferUnitOut,
+)
+from sae.runtime import Runtime
+
+router = APIRouter(tags=["transfers"])
+
+ZIP_TYPES = {"application/zip", "application/x-zip-compressed", "application/octet-stream"}
+XML = "application/xml"
+
+
+async def _spool(request: Request, runtime: Runtime) -> Path:
+    """Stream the request body to a private temporary file, refusing it past the size limit."""
+    limit = runtime.settings.max_sip_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise SipTooLarge(f"the SIP is {declared} bytes; the limit is {limit}")
+    fd, name = tempfile.mkstemp(prefix="sip-", suffix=".zip", dir=runtime.settings.data_dir / "tmp")
+    path = Path(name)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
+                fh.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _wants_xml(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return XML in accept or "text/xml" in accept
+
+
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=TransferReply,
+    responses={
+        201: {"description": "Accepted: every object stored, catalogued and journaled."},
+        400: {"description": "Refused: the SIP could not be read (ATR with ReplyCode KO)."},
+        409: {"description": "This MessageIdentifier was already accepted."},
+        422: {"description": "Refused: the SIP is invalid (ATR with ReplyCode KO)."},
+    },
+)
+async def deposit_transfer(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require_role("depositor", "archivist"))],
+) -> Response:
+    """Deposit a SIP (zip: ``manifest.xml`` SEDA ArchiveTransfer at the root + files).
+
+    Answers the ArchiveTransferReply as XML with ``Accept: application/xml``, else JSON. All or
+    nothing: on refusal nothing of the transfer is stored; the refusal itself is recorded.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ZIP_TYPES:
+        raise NotAZip(f"send the SIP as application/zip, not {ctype or 'nothing'}")
+    path = await _spool(request, runtime)
+    try:
+        outcome = await run_in_threadpool(_ingest_and_commit, runtime, principal, path)
+    finally:
+        path.unlink(missing_ok=True)
+    return _reply(request, outcome)
+
+
+def _ingest_and_commit(
+    runtime: Runtime, principal: Principal, path: Path
+) -> service.IngestOutcome:
+    env = service.IngestEnv(
+        settings=runtime.settings,
+        offers=runtime.strategy_offers,
+        after_accept=runtime.extras.get("after_accept"),
+    )
+    with runtime.sessions() as session:
+        outcome = service.ingest(session, env, principal, path)
+        try:
+            session.commit()
+        except IntegrityError:
+            # Two deposits of the same MessageIdentifier raced: the loser's copies go.
+            session.rollback()
+            for obj in outcome.objects:
+                if obj.storage_key:
+                    service.discard_stored_key(env.offers, obj.storage_key)
+            raise DuplicateTransfer(
+                f"MessageIdentifier {outcome.transfer.message_identifier!r} was accepted "
+                "concurrently by another request"
+            ) from None
+        if outcome.accepted and "after_commit" in runtime.extras:
+            runtime.extras["after_commit"](outcome.transfer.id)
+        return outcome
+
+
+def _reply(request: Request, outcome: service.IngestOutcome) -> Response:
+    transfer = outcome.transfer
+    if outcome.accepted:
+        status = 201
+    else:
+        unreadable = any(
+            e["code"].startswith(("sip.", "xml.")) for e in transfer.errors
+        ) and transfer.seda_version is None
+        status = 400 if unreadable else 422
+    headers = {"Location": f"/api/v1/transfers/{transfer.id}"}
+    if _wants_xml(request):
+        return Response(outcome.atr, status_code=status, media_type=XML, headers=headers)
+    body = TransferReply(
+        transfer_id=transfer.id,
+        status=transfer.status,
+        atr_url=f"/api/v1/transfers/{transfer.id}/atr",
+        message_identifier=transfer.message_identifier,
+        units=[TransferUnitOut(id=u.id, sip_id=u.sip_id, title=u.title) for u in outcome.units],
+        objects=[
+            TransferObjectOut(
+                id=o.id,
+                sip_id=o.sip_id,
+                sha512=o.sha512,
+                size=o.size,
+                mime_type=o.mime_type,
+                url=f"/api/v1/objects/{o.id}",
+            )
+            for o in outcome.objects
+        ],
+        warnings=[FaultOut(**w) for w in transfer.warnings],
+        errors=[FaultOut(**e) for e in transfer.errors],
+    )
+    return Response(
+        body.model_dump_json(), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _visible_transfer(session: Any, principal: Principal, transfer_id: str) -> Transfer:
+    transfer = session.get(Transfer, transfer_id)
+    if transfer is None:
+        raise NotFound(f"no transfer {transfer_id}")
+    if principal.role in ("admin", "archivist", "auditor"):
+        return transfer
+    if transfer.submitted_by == principal.token_id or (
+        principal.role == "depositor" and transfer.producer in principal.producers
+    ):
+        return transfer
+    # Same answer as for a missing one: a depositor learns nothing of others' transfers.
+    raise NotFound(f"no transfer {transfer_id}")
+
+
+@router.get("/transfers/{transfer_id}", response_model=TransferOut)
+def get_transfer(transfer_id: str, session: SessionDep, principal: PrincipalDep) -> TransferOut:
+    """A transfer's status, counts and errors (depositors see their own only)."""
+    t = _visible_transfer(session, principal, transfer_id)
+    return TransferOut(
+        id=t.id,
+        status=t.status,
+        message_identifier=t.message_identifier,
+        transferring_agency=t.transferring_agency,
+        archival_agency=t.archival_agency,
+        producer=t.producer,
+        seda_version=t.seda_version,
+        received_at=t.received_at,
+        completed_at=t.completed_at,
+        sip_size=t.sip_size,
+        sip_sha512=t.sip_sha512,
+        unit_count=t.unit_count,
+        object_count=t.object_count,
+        total_bytes=t.total_bytes,
+        atr_url=f"/api/v1/transfers/{t.id}/atr",
+        errors=[FaultOut(**e) for e in t.errors],
+        warnings=[FaultOut(**w) for w in t.warnings],
+    )
+
+
+@router.get(
+    "/transfers/{transfer_id}/atr",
+    response_class=Response,
+    responses={200: {"content": {XML: {}}, "description": "The ArchiveTransferReply."}},
+)
+def get_atr(transfer_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    """The transfer's ArchiveTransferReply (SEDA XML)."""
+    t = _visible_transfer(session, principal, transfer_id)
+    if t.atr is None:
+        raise NotFound(f"transfer {transfer_id} has no reply yet")
+    digest = hashlib.sha512(t.atr).hexdigest()
+    return Response(t.atr, media_type=XML, headers={"ETag": f'"{digest[:32]}"'})

@@ -1,0 +1,103 @@
+"""Streaming digests: the declared algorithm and SHA-512 in one pass over the bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+# SEDA names digest algorithms as in its DigestAlgorithmCodeList; these are the ones hashlib has.
+ALGORITHMS = {
+    "MD5": "md5",
+    "SHA-1": "sha1",
+    "SHA1": "sha1",
+    "SHA-224": "sha224",
+    "SHA-256": "sha256",
+    "SHA256": "sha256",
+    "SHA-384": "sha384",
+    "SHA-512": "sha512",
+    "SHA512": "sha512",
+    "SHA3-256": "sha3_256",
+    "SHA3-512": "sha3_512",
+}
+
+
+def hashlib_name(algorithm: str) -> str | None:
+    """The hashlib name of a SEDA digest algorithm, or None if unknown."""
+    return ALGORITHMS.get(algorithm.strip().upper())
+
+
+class HashingReader:
+    """A file-like ``read()`` over chunks that digests and counts what passes through.
+
+    Handed to a storage offer's ``put``: the offer's single read of the stream is also the
+    single read that checks the declared digest. The first bytes are kept for format
+    identification.
+    """
+
+    SNIFF_BYTES = 8192
+
+    def __init__(self, chunks: Iterator[bytes], declared_algorithm: str | None) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self.size = 0
+        self.sha512 = hashlib.sha512()
+        name = hashlib_name(declared_algorithm) if declared_algorithm else None
+        self.declared: Any = None
+        if name is not None and name != "sha512":
+            self.declared = hashlib.new(name)
+        self.head = b""
+        self.exhausted = False
+
+    def _update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self.sha512.update(chunk)
+        if self.declared is not None:
+            self.declared.update(chunk)
+        if len(self.head) < self.SNIFF_BYTES:
+            self.head += chunk[: self.SNIFF_BYTES - len(self.head)]
+
+    def _next(self) -> bytes | None:
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self.exhausted = True
+            return None
+        self._update(chunk)
+        return chunk
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all that is left when ``n < 0``); fewer only at the end."""
+        if n < 0:
+            parts = [self._buffer]
+            while (chunk := self._next()) is not None:
+                parts.append(chunk)
+            self._buffer = b""
+            return b"".join(parts)
+        if not self._buffer:
+            # Fast path: hand a whole chunk over without copying it.
+            chunk = self._next()
+            if chunk is None:
+                return b""
+            if len(chunk) == n:
+                return chunk
+            self._buffer = chunk
+        parts = [self._buffer]
+        have = len(self._buffer)
+        while have < n and (chunk := self._next()) is not None:
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts) if len(parts) > 1 else parts[0]
+        out, self._buffer = data[:n], data[n:]
+        return out
+
+    def drain(self) -> None:
+        """Read whatever is left (when the consumer stopped early)."""
+        while self.read(1024 * 1024):
+            pass
+
+    def declared_hexdigest(self) -> str:
+        """The digest in the declared algorithm (SHA-512 when that is the declared one)."""
+        if self.declared is None:
+            return self.sha512.hexdigest()
+        return str(self.declared.hexdigest())

@@ -1,0 +1,63 @@
+"""API shapes of transfers (distinct from the table)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class FaultOut(BaseModel):
+    code: str
+    message: str
+    where: str | None = None
+
+
+class TransferUnitOut(BaseModel):
+    id: str
+    sip_id: str
+    title: str
+
+
+class TransferObjectOut(BaseModel):
+    id: str
+    sip_id: str
+    sha512: str | None
+    size: int | None
+    mime_type: str | None = None
+    url: str
+
+
+class TransferReply(BaseModel):
+    """The JSON answer to a deposit (the ATR is the XML one)."""
+
+    transfer_id: str
+    status: str
+    atr_url: str
+    message_identifier: str | None = None
+    units: list[TransferUnitOut] = []
+    objects: list[TransferObjectOut] = []
+    warnings: list[FaultOut] = []
+    errors: list[FaultOut] = []
+
+
+class TransferOut(BaseModel):
+    """A transfer's record: status, counts, errors."""
+
+    id: str
+    status: str
+    message_identifier: str | None
+    transferring_agency: str | None
+    archival_agency: str | None
+    producer: str | None
+    seda_version: str | None
+    received_at: datetime
+    completed_at: datetime | None
+    sip_size: int | None
+    sip_sha512: str | None
+    unit_count: int
+    object_count: int
+    total_bytes: int
+    atr_url: str
+    errors: list[FaultOut]
+    warnings: list[FaultOut]

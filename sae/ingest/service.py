@@ -1,0 +1,780 @@
+"""Ingest: a SIP in, an ArchiveTransferReply out. All or nothing.
+
+The pipeline is a sequence of named steps, each testable alone::
+
+    open_archive → locate_manifest → parse_manifest → authorise → check_duplicate
+      → check_package → check_rules → store_objects → catalogue → journal → reply
+
+A step that finds faults raises :class:`SipRefused` with all the faults it found; the pipeline
+then discards every copy it wrote, keeps a refused-transfer record with its faults (evidence of
+the refusal) and answers KO. Storage writes happen before the catalog commit: a crash between
+the two leaves only unreferenced copies, which ``sae fsck`` finds and nothing ever serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import seda
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sae.auth.errors import ProducerNotAllowed
+from sae.auth.service import Principal
+from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
+from sae.config import Settings
+from sae.db import new_id, utcnow
+from sae.ingest import formats
+from sae.ingest.errors import DuplicateTransfer, IngestFault, SipRefused
+from sae.ingest.hashing import HashingReader, hashlib_name
+from sae.ingest.models import Transfer
+from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
+from sae.journal.service import append_event
+from sae.retention import compute
+from sae.retention.models import Rule
+from sae.storage.base import StorageOffer, StoredObject
+from sae.storage.errors import StorageError
+from sae.storage.models import ObjectCopy
+from sae.storage.service import discard_copies, store_copies
+
+log = logging.getLogger("sae.ingest")
+
+MANIFEST = "manifest.xml"
+DEFAULT_REPLY_VERSION = "2.2"
+
+
+@dataclass
+class StoredBinary:
+    """A binary data object once written to every offer of the strategy."""
+
+    sip_id: str
+    object_id: str
+    size: int
+    sha512: str
+    mime_type: str | None
+    copies: list[StoredObject]
+
+
+@dataclass
+class IngestOutcome:
+    """What the API answers: the transfer row, its ATR, and the archived identifiers."""
+
+    transfer: Transfer
+    atr: bytes
+    units: list[ArchiveUnit] = field(default_factory=list)
+    objects: list[DataObject] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.transfer.status == "OK"
+
+
+@dataclass
+class IngestEnv:
+    """What ingest needs from the runtime (settings, offers of the strategy)."""
+
+    settings: Settings
+    offers: Sequence[StorageOffer]
+    after_accept: Callable[[Session, Transfer], dict[str, Any] | None] | None = None
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+def open_archive(path: Path, settings: Settings) -> SipArchive:
+    """Vet the zip (paths, links, counts, sizes, ratios)."""
+    limits = ZipLimits(
+        max_entries=settings.max_zip_entries,
+        max_uncompressed_bytes=settings.max_uncompressed_bytes,
+        max_compression_ratio=settings.max_compression_ratio,
+        max_manifest_bytes=settings.max_manifest_bytes,
+    )
+    return SipArchive(path, limits)
+
+
+def locate_manifest(archive: SipArchive) -> str:
+    """The manifest entry: ``manifest.xml`` at the root, and no other manifest beside it."""
+    root_xml = sorted(
+        name for name in archive.entries if "/" not in name and name.lower().endswith(".xml")
+    )
+    if MANIFEST not in archive.entries:
+        where = ", ".join(root_xml) or None
+        raise SipRefused(
+            [IngestFault("sip.no_manifest", "no manifest.xml at the root of the SIP", where)]
+        )
+    others = [name for name in root_xml if name != MANIFEST]
+    if others:
+        raise SipRefused(
+            [
+                IngestFault(
+                    "sip.several_manifests",
+                    "more than one XML message at the root of the SIP; only manifest.xml may be",
+                    ", ".join(others),
+                )
+            ]
+        )
+    return MANIFEST
+
+
+def parse_manifest(data: bytes, settings: Settings) -> seda.TransferReport:
+    """Validate the manifest in layers (hardened parse, XSD, rules the XSD cannot say)."""
+    report = seda.validate_transfer(
+        data,
+        xsd_dir=settings.seda_xsd_dir,
+        tolerances=frozenset(settings.seda_tolerances),
+    )
+    return report
+
+
+def producer_of(transfer: seda.ArchiveTransfer) -> str:
+    """The producing service: OriginatingAgencyIdentifier, else the transferring agency."""
+    mm = transfer.package.management_metadata
+    producer = mm.originating_agency_identifier if mm is not None else None
+    return producer or transfer.transferring_agency_identifier or "unknown"
+
+
+def authorise(principal: Principal, producer: str) -> None:
+    """A depositor may only deposit for its own producing services."""
+    if principal.role not in ("admin", "depositor", "archivist"):
+        raise ProducerNotAllowed(f"role {principal.role!r} may not deposit transfers")
+    if principal.role == "depositor" and not principal.may_act_for(producer):
+        raise ProducerNotAllowed(
+            f"this token may not deposit for producing service {producer!r}",
+            producer=producer,
+        )
+
+
+def check_duplicate(session: Session, transfer: seda.ArchiveTransfer) -> None:
+    """The same MessageIdentifier from the same transferring agency is accepted once."""
+    first = session.scalar(
+        select(Transfer).where(
+            Transfer.status == "OK",
+            Transfer.message_identifier == transfer.message_identifier,
+            Transfer.transferring_agency == transfer.transferring_agency_identifier,
+        )
+    )
+    if first is not None:
+        raise DuplicateTransfer(
+            f"MessageIdentifier {transfer.message_identifier!r} from "
+            f"{transfer.transferring_agency_identifier!r} was already accepted",
+            first_transfer=first.id,
+            first_transfer_url=f"/api/v1/transfers/{first.id}",
+        )
+
+
+def check_package(
+    archive: SipArchive, transfer: seda.ArchiveTransfer, manifest: str
+) -> dict[str, str]:
+    """Every declared file is in the zip (size and digest declared), every file is declared.
+
+    Returns the zip entry of each binary data object, by its SIP id.
+    """
+    faults: list[IngestFault] = []
+    entry_of: dict[str, str] = {}
+    for bdo in transfer.package.binary_data_objects:
+        where = bdo.id
+        if not bdo.uri:
+            faults.append(IngestFault("sip.object_without_uri", "BinaryDataObject has no Uri", where))
+            continue
+        name = archive.find(bdo.uri)
+        if name is None:
+            faults.append(
+                IngestFault("sip.missing_file", f"file {bdo.uri!r} is not in the SIP", where)
+            )
+            continue
+        if name in entry_of.values():
+            faults.append(
+                IngestFault("sip.file_declared_twice", f"file {bdo.uri!r} declared twice", where)
+            )
+        entry_of[bdo.id] = name
+        if not (bdo.message_digest or "").strip():
+            faults.append(IngestFault("sip.empty_digest", "MessageDigest is empty", where))
+        elif not bdo.digest_algorithm or hashlib_name(bdo.digest_algorithm) is None:
+            faults.append(
+                IngestFault(
+                    "sip.unknown_digest_algorithm",
+                    f"digest algorithm {bdo.digest_algorithm!r} is not supported",
+                    where,
+                )
+            )
+        size = archive.entries[name].file_size
+        if bdo.size is not None and bdo.size != size:
+            faults.append(
+                IngestFault(
+                    "sip.size_mismatch", f"declared Size {bdo.size}, file has {size} bytes", where
+                )
+            )
+    declared = set(entry_of.values())
+    for name in sorted(archive.entries):
+        if name != manifest and name not in declared:
+            faults.append(
+                IngestFault(
+                    "sip.undeclared_file",
+                    "file in the SIP that no BinaryDataObject declares",
+                    normalise_name(name),
+                )
+            )
+    if faults:
+        raise SipRefused(faults)
+    return entry_of
+
+
+def check_rules(session: Session, transfer: seda.ArchiveTransfer) -> dict[str, Rule]:
+    """Every rule id the SIP names exists in the referential, with the right category."""
+    named: dict[str, tuple[str, str]] = {}
+    blocks: list[tuple[str, seda.Management]] = []
+    mm = transfer.package.management_metadata
+    if mm is not None and mm.management is not None:
+        blocks.append(("ManagementMetadata", mm.management))
+    blocks.extend((unit.id, unit.management) for unit in transfer.package.archive_units)
+    for where, management in blocks:
+        for category, block in management.rules.items():
+            for ref in block.rules:
+                named.setdefault(ref.rule_id, (category, where))
+            for rule_id in block.ref_non_rule_ids:
+                named.setdefault(rule_id, (category, where))
+    if not named:
+        return {}
+    found = {
+        rule.id: rule for rule in session.scalars(select(Rule).where(Rule.id.in_(list(named))))
+    }
+    faults = []
+    for rule_id, (category, where) in sorted(named.items()):
+        rule = found.get(rule_id)
+        if rule is None:
+            faults.append(
+                IngestFault(
+                    "rules.unknown_rule",
+                    f"rule {rule_id!r} ({category}) is not in the referential",
+                    where,
+                )
+            )
+        elif rule.type != category:
+            faults.append(
+                IngestFault(
+                    "rules.wrong_category",
+                    f"rule {rule_id!r} is a {rule.type}, used as {category}",
+                    where,
+                )
+            )
+    if faults:
+        raise SipRefused(faults)
+    return found
+
+
+def store_objects(
+    archive: SipArchive,
+    transfer: seda.ArchiveTransfer,
+    entry_of: dict[str, str],
+    offers: Sequence[StorageOffer],
+    retain_until: dict[str, datetime | None],
+) -> list[StoredBinary]:
+    """Stream each file once: declared digest, SHA-512 and the first copy in the same pass.
+
+    A digest mismatch does not stop the loop (the ATR lists every bad file) but nothing more is
+    stored once one is found, and everything written is discarded before refusing.
+    """
+    stored: list[StoredBinary] = []
+    faults: list[IngestFault] = []
+    try:
+        for bdo in transfer.package.binary_data_objects:
+            name = entry_of[bdo.id]
+            reader = HashingReader(archive.stream(name), bdo.digest_algorithm)
+            object_id = new_id()
+            copies: list[StoredObject] = []
+            if faults:
+                reader.drain()
+            else:
+                try:
+                    copies = store_copies(
+                        offers,
+                        storage_key(object_id),
+                        reader,
+                        retain_until=retain_until.get(bdo.id),
+                    )
+                except StorageError as exc:
+                    raise SipRefused(
+                        [IngestFault("storage.write_failed", f"copy not stored: {exc}", bdo.id)]
+                    ) from exc
+                reader.drain()
+            sha512 = reader.sha512.hexdigest()
+            item = StoredBinary(
+                sip_id=bdo.id,
+                object_id=object_id,
+                size=reader.size,
+                sha512=sha512,
+                mime_type=formats.identify(reader.head, bdo),
+                copies=copies,
+            )
+            if copies:
+                stored.append(item)
+            declared = (bdo.message_digest or "").strip().lower()
+            if reader.declared_hexdigest().lower() != declared:
+                faults.append(
+                    IngestFault(
+                        "sip.digest_mismatch",
+                        f"declared {bdo.digest_algorithm} digest does not match the file "
+                        f"{bdo.uri!r}",
+                        bdo.id,
+                    )
+                )
+            if copies and copies[0].sha512 not in (None, sha512):
+                faults.append(
+                    IngestFault(
+                        "storage.readback_mismatch", "the stored copy differs from the file", bdo.id
+                    )
+                )
+    except BaseException:
+        discard_stored(offers, stored)
+        raise
+    if faults:
+        discard_stored(offers, stored)
+        raise SipRefused(faults)
+    return stored
+
+
+def storage_key(object_id: str) -> str:
+    """Where an object's copies live on every offer."""
+    return f"objects/{object_id}"
+
+
+def discard_stored(offers: Sequence[StorageOffer], stored: list[StoredBinary]) -> None:
+    """Remove copies written for a transfer that is refused; what cannot go is logged."""
+    for item in stored:
+        discard_stored_key(offers, storage_key(item.object_id))
+
+
+def discard_stored_key(offers: Sequence[StorageOffer], key: str) -> None:
+    """Remove one key's copies, logging what cannot go (reconciliation will report it)."""
+    try:
+        discard_copies(offers, key)
+    except StorageError as exc:
+        log.warning("ingest.discard_incomplete key=%s: %s", key, exc)
+
+
+def catalogue(
+    session: Session,
+    transfer_row: Transfer,
+    transfer: seda.ArchiveTransfer,
+    stored: list[StoredBinary],
+) -> tuple[list[ArchiveUnit], list[DataObject]]:
+    """Write units (graph), groups, objects, copies and declared rules; flush, no commit."""
+    package = transfer.package
+    producer = transfer_row.producer or "unknown"
+    group_ids: dict[str, str] = {}
+    for group in package.data_object_groups:
+        gid = new_id()
+        group_ids[group.id] = gid
+        session.add(DataObjectGroup(id=gid, transfer_id=transfer_row.id, sip_id=group.id))
+    session.flush()
+
+    by_sip = {item.sip_id: item for item in stored}
+    objects: list[DataObject] = []
+    for bdo in package.binary_data_objects:
+        item = by_sip[bdo.id]
+        fmt = bdo.format
+        obj = DataObject(
+            id=item.object_id,
+            transfer_id=transfer_row.id,
+            group_id=group_ids[bdo.group_id] if bdo.group_id else _lone_group(
+                session, transfer_row.id, bdo.id, group_ids
+            ),
+            sip_id=bdo.id,
+            kind="binary",
+            uri=bdo.uri,
+            filename=(bdo.file_info.filename if bdo.file_info else None),
+            data_object_version=bdo.data_object_version,
+            size=item.size,
+            sha512=item.sha512,
+            declared_digest=(bdo.message_digest or "").strip(),
+            declared_algorithm=bdo.digest_algorithm,
+            mime_type=item.mime_type,
+            declared_mime_type=fmt.mime_type if fmt else None,
+            declared_format_id=fmt.format_id if fmt else None,
+            format_litteral=fmt.format_litteral if fmt else None,
+            storage_key=storage_key(item.object_id),
+            status="active",
+        )
+        objects.append(obj)
+        session.add(obj)
+    for pdo in package.physical_data_objects:
+        obj = DataObject(
+            id=new_id(),
+            transfer_id=transfer_row.id,
+            group_id=group_ids[pdo.group_id] if pdo.group_id else _lone_group(
+                session, transfer_row.id, pdo.id, group_ids
+            ),
+            sip_id=pdo.id,
+            kind="physical",
+            data_object_version=pdo.data_object_version,
+            status="active",
+        )
+        objects.append(obj)
+        session.add(obj)
+    session.flush()
+    for obj in objects:
+        if obj.kind != "binary":
+            continue
+        for copy in by_sip[obj.sip_id].copies:
+            session.add(
+                ObjectCopy(
+                    object_id=obj.id,
+                    offer=copy.offer,
+                    key=copy.key,
+                    version_id=copy.version_id,
+                    size=copy.size,
+                    sha512=copy.sha512 or by_sip[obj.sip_id].sha512,
+                )
+            )
+
+    unit_ids = {unit.id: new_id() for unit in package.archive_units}
+    units: list[ArchiveUnit] = []
+    mm = package.management_metadata
+    for unit in package.archive_units:
+        row = ArchiveUnit(
+            id=unit_ids[unit.id],
+            transfer_id=transfer_row.id,
+            sip_id=unit.id,
+            title=unit.title or "",
+            description=unit.description,
+            description_level=unit.description_level,
+            start_date=unit.start_date,
+            end_date=unit.end_date,
+            producer=unit.originating_agency_identifier or producer,
+            content_xml=unit.content_xml,
+            management=compute.management_to_json(unit.management),
+            data_object_group_id=(
+                group_ids.get(unit.data_object_group_id) if unit.data_object_group_id else None
+            ),
+            status="active",
+        )
+        units.append(row)
+        session.add(row)
+    session.flush()
+    for unit in package.archive_units:
+        for position, child in enumerate(unit.child_unit_ids):
+            session.add(
+                UnitLink(parent_id=unit_ids[unit.id], child_id=unit_ids[child], position=position)
+            )
+        for category, block in unit.management.rules.items():
+            for ref in block.rules:
+                session.add(
+                    UnitRule(
+                        unit_id=unit_ids[unit.id],
+                        category=category,
+                        rule_id=ref.rule_id,
+                        start_date=ref.start_date,
+                    )
+                )
+    if mm is not None and mm.management is not None:
+        transfer_row_defaults = compute.management_to_json(mm.management)
+        for root in package.root_unit_ids:
+            for category, block in mm.management.rules.items():
+                for ref in block.rules:
+                    session.add(
+                        UnitRule(
+                            unit_id=unit_ids[root],
+                            category=category,
+                            rule_id=ref.rule_id,
+                            start_date=ref.start_date,
+                        )
+                    )
+        # Kept on each root unit so that inheritance is computed from the catalogue alone.
+        for row in units:
+            if row.sip_id in package.root_unit_ids:
+                row.management = {**row.management, "_defaults": transfer_row_defaults}
+    session.flush()
+    return units, objects
+
+
+def _lone_group(session: Session, transfer_id: str, sip_id: str, group_ids: dict[str, str]) -> str:
+    """An object declared without a group gets a group of its own."""
+    key = f"#{sip_id}"
+    if key not in group_ids:
+        gid = new_id()
+        group_ids[key] = gid
+        session.add(DataObjectGroup(id=gid, transfer_id=transfer_id, sip_id=key))
+        session.flush()
+    return group_ids[key]
+
+
+def journal_transfer(
+    session: Session,
+    principal: Principal,
+    transfer_row: Transfer,
+    units: list[ArchiveUnit],
+    objects: list[DataObject],
+) -> None:
+    """One leaf per stored object (it carries its SHA-512), then one for the transfer."""
+    for obj in objects:
+        if obj.kind != "binary" or obj.sha512 is None:
+            continue
+        unit_id = next(
+            (u.id for u in units if u.data_object_group_id == obj.group_id), None
+        )
+        append_event(
+            session,
+            type="ingest.object_stored",
+            actor=principal.actor,
+            transfer_id=transfer_row.id,
+            unit_id=unit_id,
+            object_id=obj.id,
+            object_digests={obj.id: obj.sha512},
+            payload={
+                "size": obj.size,
+                "uri": obj.uri,
+                "sip_id": obj.sip_id,
+                "mime_type": obj.mime_type,
+                "producer": transfer_row.producer,
+            },
+        )
+    append_event(
+        session,
+        type="ingest.accepted",
+        actor=principal.actor,
+        transfer_id=transfer_row.id,
+        payload={
+            "message_identifier": transfer_row.message_identifier,
+            "transferring_agency": transfer_row.transferring_agency,
+            "producer": transfer_row.producer,
+            "seda_version": transfer_row.seda_version,
+            "sip_sha512": transfer_row.sip_sha512,
+            "units": len(units),
+            "objects": len(objects),
+        },
+    )
+
+
+# --- replies -----------------------------------------------------------------------------------
+
+
+def build_atr(
+    transfer_row: Transfer,
+    transfer: seda.ArchiveTransfer | None,
+    faults: list[IngestFault],
+    warnings: list[IngestFault],
+    units: list[ArchiveUnit],
+    objects: list[DataObject],
+    archival_agency: str,
+    extra_comments: Sequence[str] = (),
+) -> bytes:
+    """The ArchiveTransferReply, in the SIP's SEDA version (2.2 when it could not be read)."""
+    version = transfer.version if transfer is not None else DEFAULT_REPLY_VERSION
+    now = utcnow()
+    group_of: dict[str, str] = {}
+    if transfer is not None:
+        package = transfer.package
+        for obj in [*package.binary_data_objects, *package.physical_data_objects]:
+            if obj.group_id:
+                group_of[obj.id] = obj.group_id
+    events = [
+        seda.ReplyEvent(
+            type=f.code, outcome="KO", detail=f.message, where=f.where, date=now
+        )
+        for f in faults
+    ] + [
+        seda.ReplyEvent(
+            type=w.code, outcome="WARNING", detail=w.message, where=w.where, date=now
+        )
+        for w in warnings
+    ]
+    if not faults:
+        events.insert(
+            0,
+            seda.ReplyEvent(
+                type="ingest.accepted",
+                outcome="OK",
+                detail=f"{len(units)} archive units, {len(objects)} data objects archived",
+                where=None,
+                date=now,
+            ),
+        )
+    reply = seda.ArchiveTransferReply(
+        version=version,
+        message_identifier=f"ATR-{transfer_row.id}",
+        date=now,
+        message_request_identifier=(
+            transfer.message_identifier
+            if transfer is not None and transfer.message_identifier
+            else f"UNKNOWN-{transfer_row.id}"
+        ),
+        reply_code="KO" if faults else ("WARNING" if warnings else "OK"),
+        grant_date=now if not faults else None,
+        archival_agency_identifier=(
+            transfer.archival_agency_identifier if transfer is not None else None
+        )
+        or archival_agency,
+        transferring_agency_identifier=(
+            transfer.transferring_agency_identifier if transfer is not None else None
+        )
+        or "UNKNOWN",
+        comments=[f"SAE transfer {transfer_row.id}", *extra_comments],
+        events=events,
+        units=[seda.ReplyUnit(sip_id=u.sip_id, system_id=u.id, title=u.title) for u in units],
+        objects=[
+            seda.ReplyObject(
+                sip_id=o.sip_id,
+                group_sip_id=group_of.get(o.sip_id),
+                system_id=o.id,
+                group_system_id=o.group_id,
+                kind="binary" if o.kind == "binary" else "physical",
+                data_object_version=o.data_object_version,
+                message_digest=o.sha512,
+                digest_algorithm="SHA-512" if o.sha512 else None,
+                size=o.size,
+            )
+            for o in objects
+        ],
+    )
+    return seda.write_archive_transfer_reply(reply)
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+def _seda_faults(items: Sequence[seda.Fault]) -> list[IngestFault]:
+    return [IngestFault(f.code, f.message, f.where) for f in items]
+
+
+def ingest(
+    session: Session,
+    env: IngestEnv,
+    principal: Principal,
+    sip_path: Path,
+) -> IngestOutcome:
+    """Run the whole pipeline on a SIP already spooled to ``sip_path``.
+
+    The caller commits. On refusal, the transfer row (status KO) and its journal event are the
+    only things added to the session; every copy written has been discarded.
+    """
+    sip_size = sip_path.stat().st_size
+    sip_sha512 = _file_sha512(sip_path)
+    transfer_row = Transfer(
+        id=new_id(),
+        status="KO",
+        received_at=utcnow(),
+        submitted_by=principal.token_id,
+        sip_size=sip_size,
+        sip_sha512=sip_sha512,
+    )
+    parsed: seda.ArchiveTransfer | None = None
+    warnings: list[IngestFault] = []
+    stored: list[StoredBinary] = []
+    savepoint = session.begin_nested()
+    try:
+        with open_archive(sip_path, env.settings) as archive:
+            manifest = locate_manifest(archive)
+            data = archive.read_small(manifest, env.settings.max_manifest_bytes)
+            report = parse_manifest(data, env.settings)
+            parsed = report.transfer
+            warnings = _seda_faults(report.warnings)
+            if parsed is not None:
+                _describe(transfer_row, parsed)
+            if report.errors or parsed is None:
+                raise SipRefused(_seda_faults(report.errors))
+            authorise(principal, producer_of(parsed))
+            check_duplicate(session, parsed)
+            entry_of = check_package(archive, parsed, manifest)
+            rules = check_rules(session, parsed)
+            retain_until = compute.retain_until_by_object(parsed, rules)
+            stored = store_objects(archive, parsed, entry_of, env.offers, retain_until)
+        session.add(transfer_row)
+        transfer_row.status = "OK"
+        transfer_row.completed_at = utcnow()
+        transfer_row.warnings = [w.as_dict() for w in warnings]
+        session.flush()
+        units, objects = catalogue(session, transfer_row, parsed, stored)
+        transfer_row.unit_count = len(units)
+        transfer_row.object_count = len(objects)
+        transfer_row.total_bytes = sum(o.size or 0 for o in objects)
+        journal_transfer(session, principal, transfer_row, units, objects)
+        comments: list[str] = []
+        if env.after_accept is not None:
+            info = env.after_accept(session, transfer_row)
+            if info:
+                comments.extend(f"{k}: {v}" for k, v in info.items())
+        transfer_row.atr = build_atr(
+            transfer_row,
+            parsed,
+            [],
+            warnings,
+            units,
+            objects,
+            env.settings.origin,
+            comments,
+        )
+        session.flush()
+        savepoint.commit()
+        return IngestOutcome(transfer=transfer_row, atr=transfer_row.atr, units=units,
+                             objects=objects)
+    except SipRefused as refused:
+        savepoint.rollback()
+        discard_stored(env.offers, stored)
+        return _refuse(session, env, principal, transfer_row, parsed, refused.faults, warnings)
+    except BaseException:
+        savepoint.rollback()
+        discard_stored(env.offers, stored)
+        raise
+
+
+def _refuse(
+    session: Session,
+    env: IngestEnv,
+    principal: Principal,
+    transfer_row: Transfer,
+    parsed: seda.ArchiveTransfer | None,
+    faults: list[IngestFault],
+    warnings: list[IngestFault],
+) -> IngestOutcome:
+    """Keep the evidence of a refusal: the transfer row with its faults, one journal event."""
+    if parsed is not None:
+        _describe(transfer_row, parsed)
+    transfer_row.status = "KO"
+    transfer_row.completed_at = utcnow()
+    transfer_row.errors = [f.as_dict() for f in faults]
+    transfer_row.warnings = [w.as_dict() for w in warnings]
+    transfer_row.unit_count = 0
+    transfer_row.object_count = 0
+    transfer_row.total_bytes = 0
+    session.add(transfer_row)
+    session.flush()
+    append_event(
+        session,
+        type="ingest.rejected",
+        actor=principal.actor,
+        transfer_id=transfer_row.id,
+        payload={
+            "message_identifier": transfer_row.message_identifier,
+            "transferring_agency": transfer_row.transferring_agency,
+            "sip_sha512": transfer_row.sip_sha512,
+            "errors": [f.as_dict() for f in faults[:100]],
+            "error_count": len(faults),
+        },
+    )
+    transfer_row.atr = build_atr(
+        transfer_row, parsed, faults, warnings, [], [], env.settings.origin
+    )
+    session.flush()
+    return IngestOutcome(transfer=transfer_row, atr=transfer_row.atr)
+
+
+def _describe(row: Transfer, parsed: seda.ArchiveTransfer) -> None:
+    row.message_identifier = parsed.message_identifier
+    row.transferring_agency = parsed.transferring_agency_identifier
+    row.archival_agency = parsed.archival_agency_identifier
+    row.producer = producer_of(parsed)
+    row.seda_version = parsed.version
+
+
+def _file_sha512(path: Path) -> str:
+    digest = hashlib.sha512()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

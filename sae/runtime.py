@@ -1,0 +1,74 @@
+"""The running service's shared parts, built once at startup from the settings.
+
+``Runtime.open`` is the one place where a configuration is accepted or refused: it creates the
+data directory, migrates the database, loads and checks the storage offers (jurisdiction,
+strategy), and on first start writes the admin token.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.auth.service import ensure_admin_token
+from sae.config import Settings
+from sae.db import make_engine, make_sessionmaker, transaction
+from sae.migrate import upgrade
+from sae.storage.base import StorageOffer
+from sae.storage.offers import OfferSet, load_offers
+
+log = logging.getLogger("sae.runtime")
+
+
+@dataclass
+class Runtime:
+    """Settings, database and offers of one SAE process."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    offer_set: OfferSet
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        """Start: directories, schema, offers, first-start admin token."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / "tmp").mkdir(exist_ok=True)
+        engine = make_engine(settings.db_url)
+        if migrate:
+            upgrade(engine)
+        offer_set = load_offers(settings)
+        runtime = cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            offer_set=offer_set,
+        )
+        with transaction(runtime.sessions) as session:
+            path = ensure_admin_token(session, settings.data_dir)
+        if path is not None:
+            log.warning("first start: an admin token was written to %s (mode 0600)", path)
+            runtime.extras["admin_token_path"] = path
+        return runtime
+
+    @property
+    def strategy_offers(self) -> list[StorageOffer]:
+        """The offers every object is written to, in strategy order."""
+        return [self.offer_set.offers[name] for name in self.offer_set.strategy]
+
+    def database_ok(self) -> tuple[bool, str]:
+        """Whether the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("select 1"))
+            return True, "ok"
+        except Exception as exc:  # health must report, not raise
+            return False, type(exc).__name__
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,264 @@
+"""Deposit → ATR → download, through the HTTP API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import pytest
+import seda
+
+from tests.conftest import Api
+from tests.sipfactory import FileSpec, RuleSpec, UnitSpec, build_zip, simple_sip
+
+
+def _validate_atr(xml: bytes, xsd_dir: Path) -> seda.ArchiveTransferReply:
+    root = seda.safe_parse(xml)
+    version = root.tag.split("}")[0].rsplit("v", 1)[-1]
+    faults = seda.XsdValidator(xsd_dir).validate(root, version)
+    assert faults == [], faults
+    return seda.read_transfer_reply(xml)
+
+
+def test_deposit_read_download(api: Api, xsd_dir: Path) -> None:
+    spec = simple_sip(
+        "MSG-OK-1",
+        rules=[RuleSpec("AppraisalRule", "APP-5Y", date(2020, 1, 1), "Destroy")],
+    )
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "OK"
+    assert len(body["units"]) == 2
+    assert len(body["objects"]) == 1
+    obj = body["objects"][0]
+    expected = hashlib.sha512(spec.files[0].data).hexdigest()
+    assert obj["sha512"] == expected
+
+    atr = api.client.get(body["atr_url"], headers=api.auth())
+    assert atr.status_code == 200
+    reply = _validate_atr(atr.content, xsd_dir)
+    assert reply.message_request_identifier == "MSG-OK-1"
+    assert reply.reply_code == "OK"
+
+    content = api.client.get(f"/api/v1/objects/{obj['id']}/content", headers=api.auth())
+    assert content.status_code == 200
+    assert content.content == spec.files[0].data
+    assert hashlib.sha512(content.content).hexdigest() == expected
+    assert content.headers["repr-digest"].startswith("sha-512=:")
+
+    described = api.client.get(f"/api/v1/objects/{obj['id']}", headers=api.auth()).json()
+    assert described["size"] == len(spec.files[0].data)
+    assert described["mime_type"] == "application/pdf"
+    assert [c["offer"] for c in described["copies"]] == api.runtime.offer_set.strategy
+
+    child = next(u for u in body["units"] if u["sip_id"] == "AU-1")
+    unit = api.client.get(f"/api/v1/units/{child['id']}", headers=api.auth()).json()
+    assert unit["title"] == "Arrêté n°1 — rue de la Paix"
+    # Inherited from the parent: 2020-01-01 + 5 years.
+    assert unit["appraisal_end"] == "2025-01-01"
+    assert unit["final_action"] == "Destroy"
+    assert unit["rules"]["AppraisalRule"][0]["inherited"] is True
+    assert "<Title>Arrêté n°1 — rue de la Paix</Title>" in unit["content_xml"]
+
+    transfer = api.client.get(f"/api/v1/transfers/{body['transfer_id']}", headers=api.auth())
+    assert transfer.json()["unit_count"] == 2
+
+
+def test_atr_as_xml_on_request(api: Api, xsd_dir: Path) -> None:
+    response = api.deposit(build_zip(simple_sip("MSG-XML")), xml=True)
+    assert response.status_code == 201
+    assert response.headers["content-type"].startswith("application/xml")
+    _validate_atr(response.content, xsd_dir)
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.2", "2.3"])
+def test_every_seda_version_is_accepted_and_answered_in_kind(
+    api: Api, xsd_dir: Path, version: str
+) -> None:
+    response = api.deposit(build_zip(simple_sip(f"MSG-V{version}", version=version)), xml=True)
+    assert response.status_code == 201, response.text
+    assert f"seda:v{version}".encode() in response.content
+    _validate_atr(response.content, xsd_dir)
+
+
+def test_same_message_identifier_twice_is_a_conflict(api: Api) -> None:
+    data = build_zip(simple_sip("MSG-DUP"))
+    first = api.deposit(data)
+    assert first.status_code == 201
+    second = api.deposit(data)
+    assert second.status_code == 409
+    problem = second.json()
+    assert problem["code"] == "ingest.duplicate_transfer"
+    assert problem["first_transfer"] == first.json()["transfer_id"]
+    units = api.client.get("/api/v1/units", headers=api.auth()).json()["items"]
+    assert len(units) == 2  # nothing duplicated
+
+
+def test_a_refused_transfer_can_be_sent_again_corrected(api: Api) -> None:
+    bad = simple_sip("MSG-RETRY")
+    bad.files[0].digest = "0" * 128
+    assert api.deposit(build_zip(bad)).status_code == 422
+    assert api.deposit(build_zip(simple_sip("MSG-RETRY"))).status_code == 201
+
+
+def _errors(response: object) -> list[str]:
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["status"] == "KO"
+    return [e["code"] for e in body["errors"]]
+
+
+def _nothing_stored(api: Api) -> None:
+    units = api.client.get("/api/v1/units", headers=api.auth()).json()["items"]
+    assert units == []
+    for offer in api.runtime.offer_set.offers.values():
+        assert list(offer.list_keys("objects/")) == []
+
+
+def test_wrong_digest_is_refused_and_nothing_stays(api: Api, xsd_dir: Path) -> None:
+    spec = simple_sip("MSG-BAD-DIGEST")
+    spec.files.append(FileSpec(uri="Content/second.pdf", data=b"%PDF-1.4 second"))
+    spec.units[0].children.append(UnitSpec(id="AU-2", title="Second", files=[1]))
+    spec.files[1].digest = "ab" * 64
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 422
+    assert _errors(response) == ["sip.digest_mismatch"]
+    assert response.json()["errors"][0]["where"] == "BDO-1"
+    _nothing_stored(api)
+    atr = api.client.get(response.json()["atr_url"], headers=api.auth())
+    reply = _validate_atr(atr.content, xsd_dir)
+    assert reply.reply_code == "KO"
+    transfer = api.client.get(
+        f"/api/v1/transfers/{response.json()['transfer_id']}", headers=api.auth()
+    ).json()
+    assert transfer["status"] == "KO"
+    assert transfer["errors"][0]["code"] == "sip.digest_mismatch"
+
+
+def test_sha256_declared_digest_is_checked_with_its_own_algorithm(api: Api) -> None:
+    spec = simple_sip("MSG-SHA256")
+    spec.files[0].algorithm = "SHA-256"
+    assert api.deposit(build_zip(spec)).status_code == 201
+    bad = simple_sip("MSG-SHA256-BAD")
+    bad.files[0].algorithm = "SHA-256"
+    bad.files[0].digest = hashlib.sha256(b"other").hexdigest()
+    assert _errors(api.deposit(build_zip(bad))) == ["sip.digest_mismatch"]
+
+
+def test_empty_digest(api: Api) -> None:
+    spec = simple_sip("MSG-EMPTY-DIGEST")
+    spec.files[0].digest = ""
+    response = api.deposit(build_zip(spec))
+    assert response.status_code in (400, 422)
+    codes = _errors(response)
+    assert any("digest" in c for c in codes), codes
+    _nothing_stored(api)
+
+
+def test_missing_file(api: Api) -> None:
+    spec = simple_sip("MSG-MISSING")
+    spec.files[0].in_zip = False
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 422
+    assert _errors(response) == ["sip.missing_file"]
+
+
+def test_undeclared_file(api: Api) -> None:
+    spec = simple_sip("MSG-UNDECLARED")
+    spec.extra_entries["Content/stray.txt"] = b"not declared"
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 422
+    assert _errors(response) == ["sip.undeclared_file"]
+    assert response.json()["errors"][0]["where"] == "Content/stray.txt"
+
+
+def test_declared_size_must_match(api: Api) -> None:
+    spec = simple_sip("MSG-SIZE")
+    spec.files[0].size = 3
+    assert _errors(api.deposit(build_zip(spec))) == ["sip.size_mismatch"]
+
+
+def test_unknown_rule_id_is_named(api: Api) -> None:
+    spec = simple_sip("MSG-RULE", rules=[RuleSpec("AppraisalRule", "APP-NOPE", date(2020, 1, 1),
+                                                  "Keep")])
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 422
+    assert _errors(response) == ["rules.unknown_rule"]
+    assert "APP-NOPE" in response.json()["errors"][0]["message"]
+
+
+def test_cycle_is_refused(api: Api) -> None:
+    spec = simple_sip("MSG-CYCLE")
+    spec.units[0].children[0].refs = ["AU-root"]
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 422
+    assert any("cycle" in c for c in _errors(response))
+    _nothing_stored(api)
+
+
+def test_malformed_xml(api: Api) -> None:
+    spec = simple_sip("MSG-MALFORMED")
+    response = api.deposit(build_zip(spec, manifest_bytes=b"<ArchiveTransfer><Oops></ArchiveTransfer>"))
+    assert response.status_code == 400
+    assert len(_errors(response)) == 1
+
+
+def test_no_manifest_and_two_manifests(api: Api) -> None:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("Content/a.pdf", b"%PDF")
+    response = api.deposit(out.getvalue())
+    assert response.status_code == 400
+    assert _errors(response) == ["sip.no_manifest"]
+
+    spec = simple_sip("MSG-TWO")
+    spec.extra_entries["manifest-copy.xml"] = b"<x/>"
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 400
+    assert _errors(response) == ["sip.several_manifests"]
+
+
+def test_not_a_zip_and_wrong_media_type(api: Api) -> None:
+    response = api.deposit(b"this is not a zip")
+    assert response.status_code == 400
+    assert _errors(response) == ["sip.not_a_zip"]
+    wrong = api.client.post(
+        "/api/v1/transfers", content=b"x", headers={**api.auth(), "Content-Type": "text/plain"}
+    )
+    assert wrong.status_code == 415
+    assert wrong.headers["content-type"].startswith("application/problem+json")
+
+
+def test_unsupported_seda_version(api: Api) -> None:
+    spec = simple_sip("MSG-V9")
+    xml = build_zip(spec, manifest_bytes=None)
+    from tests.sipfactory import manifest
+
+    bad = manifest(spec).replace(b"seda:v2.2", b"seda:v9.99")
+    response = api.deposit(build_zip(spec, manifest_bytes=bad))
+    assert response.status_code in (400, 422)
+    codes = _errors(response)
+    assert len(codes) == 1 and "version" in codes[0], codes
+    assert xml  # the valid one is fine
+
+
+def test_authentication_and_producer_scope(api: Api) -> None:
+    data = build_zip(simple_sip("MSG-SCOPE", producer="ETAT-CIVIL"))
+    assert api.client.post("/api/v1/transfers", content=data).status_code == 401
+    assert api.deposit(data, token="sae_not-a-real-token").status_code == 401
+    other = api.token("depositor", ["URBANISME"])
+    refused = api.deposit(data, token=other)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "auth.producer_forbidden"
+    reader = api.token("reader")
+    assert api.deposit(data, token=reader).status_code == 403
+    own = api.token("depositor", ["ETAT-CIVIL"])
+    accepted = api.deposit(data, token=own)
+    assert accepted.status_code == 201
+    transfer_url = f"/api/v1/transfers/{accepted.json()['transfer_id']}"
+    assert api.client.get(transfer_url, headers=api.auth(own)).status_code == 200
+    assert api.client.get(transfer_url, headers=api.auth(other)).status_code == 404
