@@ -36,7 +36,7 @@ class S3Server:
     endpoint: str  # http://host:port
     access_key: str
     secret_key: str
-    region: str = "us-east-1"
+    region: str = "default"  # what Ceph RGW reports as every bucket's location
 
     def new_bucket_name(self) -> str:
         """A bucket name no other test uses."""
@@ -65,8 +65,8 @@ def ceph_missing_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def ceph_rgw() -> Iterator[S3Server]:
+@pytest.fixture(scope="session", name="ceph_rgw")
+def ceph_rgw_fixture() -> Iterator[S3Server]:
     """A running Ceph RGW for the whole session (started here unless given by environment)."""
     given = os.environ.get("SAE_TEST_S3_ENDPOINT")
     if given:

@@ -61,10 +61,13 @@ __all__ = [
 #: a whole record in memory.
 CHUNK_SIZE = 1024 * 1024
 
-#: The retain-until given to permanent and undated archives. Object Lock has no "forever";
-#: a date this far out is what "until a person decides otherwise" means, and it can still be
-#: extended. (Year 2999 rather than 9999: some S3 servers reject dates past 2999.)
-PERMANENT_RETAIN_UNTIL = datetime(2999, 12, 31, tzinfo=UTC)
+#: The retain-until given to permanent and undated archives, and the latest lock date ever
+#: asked of a backend. Object Lock has no "forever"; a far date that can still be extended is
+#: what "until a person decides otherwise" means. Why not later: Ceph RGW 16 keeps lock dates
+#: as unsigned 32-bit seconds, so anything after 2106-02-07 silently wraps round to the past
+#: (2199-12-31 was read back as 2063-11-23, 2150-01-01 as 2013-11-24: *unlocked*). Seen on the
+#: test server; the read-back check in ``S3Offer.put`` is what caught it.
+PERMANENT_RETAIN_UNTIL = datetime(2105, 12, 31, tzinfo=UTC)
 
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
@@ -88,12 +91,17 @@ def validate_key(key: str) -> str:
 
 
 def effective_retain_until(retain_until: datetime | None) -> datetime:
-    """The lock date actually applied: ``None`` (permanent or undated) means far future."""
+    """The lock date actually applied: ``None`` (permanent or undated) means far future.
+
+    Dates after :data:`PERMANENT_RETAIN_UNTIL` are capped to it. The lock is a floor under the
+    legal date, which the catalog keeps exactly; a copy locked until 2105 is kept at least
+    that long and can be extended again long before then.
+    """
     if retain_until is None:
         return PERMANENT_RETAIN_UNTIL
     if retain_until.tzinfo is None:
         raise ValueError("retain_until must be timezone-aware")
-    return retain_until.astimezone(UTC)
+    return min(retain_until.astimezone(UTC), PERMANENT_RETAIN_UNTIL)
 
 
 @dataclass(frozen=True, slots=True)

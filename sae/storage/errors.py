@@ -165,6 +165,7 @@ class LockNotConfirmed(StorageError):
         )
         self.offer = offer
         self.key = key
+        self.reason = detail
         self.left_behind = left_behind
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from sae.storage.base import StorageOffer
 from sae.storage.filesystem import FilesystemOffer
+from sae.storage.s3 import S3Offer
+from tests.s3_server import S3Server, ceph_rgw_fixture  # noqa: F401  (the ceph_rgw fixture)
 
 OfferFactory = Callable[..., StorageOffer]
 
@@ -49,7 +51,35 @@ def fs_factory(tmp_path: Path) -> OfferFactory:
     return make
 
 
-@pytest.fixture(params=["filesystem"])
-def offer_factory(request: pytest.FixtureRequest, fs_factory: OfferFactory) -> OfferFactory:
-    """Every backend in turn."""
-    return fs_factory
+@pytest.fixture
+def s3_factory(ceph_rgw: S3Server) -> OfferFactory:
+    """Make S3 offers on the session's Ceph RGW, each on a new Object Lock bucket."""
+    count = 0
+
+    def make(**kwargs: Any) -> StorageOffer:
+        nonlocal count
+        count += 1
+        kwargs.setdefault("name", f"s3-{count}")
+        kwargs.setdefault("site", f"ceph-{count}")
+        kwargs.setdefault("region", ceph_rgw.region)
+        offer = S3Offer(
+            endpoint=ceph_rgw.endpoint,
+            bucket=ceph_rgw.new_bucket_name(),
+            access_key=ceph_rgw.access_key,
+            secret_key=ceph_rgw.secret_key,
+            create_bucket=True,
+            **kwargs,
+        )
+        offer.check()
+        return offer
+
+    return make
+
+
+@pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+def offer_factory(request: pytest.FixtureRequest) -> OfferFactory:
+    """Every backend in turn: the local WORM directory, then S3 on a real Ceph RGW."""
+    factory: OfferFactory = request.getfixturevalue(
+        "fs_factory" if request.param == "filesystem" else "s3_factory"
+    )
+    return factory
