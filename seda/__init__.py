@@ -1,0 +1,132 @@
+"""SEDA 2.1 / 2.2 / 2.3 messages: hardened parsing, a typed model, reading, validation, writing.
+
+A stand-alone library (it imports nothing from ``sae``)::
+
+    import seda
+
+    report = seda.validate_transfer(manifest_bytes, xsd_dir=Path("../shared/seda-xsd"))
+    if report.ok:
+        transfer = report.transfer          # seda.ArchiveTransfer
+    else:
+        for fault in report.errors:         # seda.Fault(code, message, where)
+            ...
+
+Reading: :func:`read_transfer`, :func:`read_transfer_reply`. Validating:
+:func:`validate_transfer` (layers: XML hardening, root and version, official XSD, the rules the
+XSD cannot express, tolerances), :class:`XsdValidator`, :func:`validate_message`. Writing (pure
+functions, model in, bytes out): :func:`write_archive_transfer_reply`,
+and the other message writers listed in ``__all__``. XML: the only
+parser the project may use is :func:`safe_parse`.
+
+Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is the first code)::
+
+    SedaError
+     ├── MalformedXML                 xml.malformed, xml.empty
+     │    ├── XMLTooLarge             xml.too_large
+     │    ├── XMLTooDeep              xml.too_deep
+     │    ├── ForbiddenXMLConstruct   xml.dtd_forbidden, xml.entity_forbidden
+     │    └── XMLLimitExceeded        xml.limit_exceeded
+     ├── UnsupportedVersion           seda.unsupported_version, seda.not_seda
+     ├── UnexpectedMessage            seda.unexpected_root
+     ├── SchemaInvalid                xsd.invalid
+     ├── SchemaUnavailable            xsd.unavailable   (configuration, not input)
+     ├── StructureInvalid             seda.bad_value, seda.missing_value, seda.duplicate_id, ...
+     └── WriteError                   seda.write_invalid
+"""
+
+from ._errors import (
+    Fault,
+    FaultCodes,
+    ForbiddenXMLConstruct,
+    MalformedXML,
+    SchemaInvalid,
+    SchemaUnavailable,
+    SedaError,
+    StructureInvalid,
+    UnexpectedMessage,
+    UnsupportedVersion,
+    WriteError,
+    XMLLimitExceeded,
+    XMLTooDeep,
+    XMLTooLarge,
+)
+from ._model import (
+    RULE_CATEGORIES,
+    ArchiveTransfer,
+    ArchiveTransferReply,
+    ArchiveUnit,
+    ArchiveUnitReference,
+    BinaryDataObject,
+    DataObjectGroup,
+    DataObjectPackage,
+    FileInfo,
+    FormatIdentification,
+    Keyword,
+    Management,
+    ManagementMetadata,
+    PhysicalDataObject,
+    ReplyCode,
+    ReplyEvent,
+    ReplyObject,
+    ReplyUnit,
+    RuleCategory,
+    RuleRef,
+)
+from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, safe_parse
+from ._reader import read_transfer, read_transfer_reply
+from ._validate import TOLERANCES, Tolerance, TransferReport, validate_message, validate_transfer
+from ._versions import SedaVersion, version_from_namespace
+from ._writer import write_archive_transfer_reply
+from ._xsd import MESSAGE_ROOTS, XsdValidator
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "MESSAGE_ROOTS",
+    "RULE_CATEGORIES",
+    "TOLERANCES",
+    "ArchiveTransfer",
+    "ArchiveTransferReply",
+    "ArchiveUnit",
+    "ArchiveUnitReference",
+    "BinaryDataObject",
+    "DataObjectGroup",
+    "DataObjectPackage",
+    "Fault",
+    "FaultCodes",
+    "FileInfo",
+    "ForbiddenXMLConstruct",
+    "FormatIdentification",
+    "Keyword",
+    "MalformedXML",
+    "Management",
+    "ManagementMetadata",
+    "PhysicalDataObject",
+    "ReplyCode",
+    "ReplyEvent",
+    "ReplyObject",
+    "ReplyUnit",
+    "RuleCategory",
+    "RuleRef",
+    "SchemaInvalid",
+    "SchemaUnavailable",
+    "SedaError",
+    "SedaVersion",
+    "StructureInvalid",
+    "Tolerance",
+    "TransferReport",
+    "UnexpectedMessage",
+    "UnsupportedVersion",
+    "WriteError",
+    "XMLLimitExceeded",
+    "XMLTooDeep",
+    "XMLTooLarge",
+    "XsdValidator",
+    "read_transfer",
+    "read_transfer_reply",
+    "safe_parse",
+    "validate_message",
+    "validate_transfer",
+    "version_from_namespace",
+    "write_archive_transfer_reply",
+]
