@@ -98,6 +98,8 @@ class TimestampInfo:
     signer: x509.Certificate
     chain: list[x509.Certificate]
     """From the signer to the trust anchor, inclusive."""
+    token_certs: list[x509.Certificate]
+    """The certificates the token itself carries."""
 
 
 def _load_pem_list(pem: bytes) -> list[x509.Certificate]:
@@ -284,6 +286,7 @@ def verify_response(
         policy=str(tst["policy"].dotted),
         signer=signer,
         chain=chain,
+        token_certs=certs_in_token,
     )
 
 

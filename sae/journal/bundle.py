@@ -1,0 +1,323 @@
+"""Proof bundles: everything an auditor needs to check one object without trusting SAE.
+
+The file list and JSON keys are fixed by INTERFACE.md ("Proof bundle"). :func:`build_bundle`
+writes the zip; :func:`verify_bundle` checks one (``sae verify``). The stand-alone ``verify.py``
+shipped inside (``verify_standalone.py``) is a second, independent implementation of the same
+checks, and VERIFY.md gives the equivalent ``sha512sum`` / ``openssl`` commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from sae.journal import merkle
+from sae.journal.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
+from sae.journal.errors import TimestampInvalid
+from sae.journal.tsa import verify_response
+
+BUNDLE_FILES = (
+    "object.json",
+    "leaf.bin",
+    "inclusion.json",
+    "tree-head.json",
+    "tree-head.sig",
+    "sae-signing-key.pem",
+    "tree-head.tsr",
+    "tsa-chain.pem",
+    "VERIFY.md",
+    "verify.py",
+)
+
+# Fixed timestamp for zip entries: the same proof gives byte-identical bundles.
+_ZIP_TIME = (2000, 1, 1, 0, 0, 0)
+
+VERIFY_MD = """\
+# Verifying this SAE proof bundle
+
+This bundle proves that one archived object (described in `object.json`) was recorded in SAE's
+journal, and that the journal's tree head covering it was signed by SAE and time-stamped by a
+time-stamping authority (RFC 3161). Nothing here needs access to SAE. Run the commands in the
+folder where you unzipped the bundle; `OBJECT_FILE` is your copy of the object.
+
+## 1. The object is the one that was archived
+
+    sha512sum OBJECT_FILE
+    python3 -c 'import json; print(json.load(open("object.json"))["sha512"])'
+
+The two digests must be identical. The journal leaf records the same digest for the same object,
+at the same index, with the same description:
+
+    python3 -c 'import json; o = json.load(open("object.json")); l = json.load(open("leaf.bin")); \
+    d = {"unit_id": l["unit"], **{k: l["data"].get(k) for k in ("size", "title", "producer")}}; \
+    print(l["sha512"][o["object_id"]] == o["sha512"], l["index"] == o["leaf_index"], \
+    all(o[k] == v for k, v in d.items() if v is not None))'
+
+must print `True True True`.
+
+## 2. SAE signed the tree head
+
+    openssl dgst -sha256 -verify sae-signing-key.pem -signature tree-head.sig tree-head.json
+
+must print `Verified OK`. Compare `sae-signing-key.pem` with the key SAE publishes
+(`GET /api/v1/journal/public-key`) or that you recorded earlier.
+
+## 3. The time-stamping authority time-stamped exactly that tree head
+
+    openssl ts -verify -in tree-head.tsr -data tree-head.json -CAfile tsa-chain.pem
+    openssl verify -check_ss_sig -purpose timestampsign -CAfile tsa-chain.pem tsa-chain.pem
+    openssl ts -reply -in tree-head.tsr -text | grep 'Time stamp'
+
+must print `Verification: OK`, `tsa-chain.pem: OK` and the time. The trust anchor is the last
+certificate of `tsa-chain.pem`; compare its fingerprint with the one your time-stamping
+authority publishes:
+
+    awk '/BEGIN CERT/{c=""} {c=c $0 "\\n"} /END CERT/{last=c} END{printf "%s", last}' \
+      tsa-chain.pem | openssl x509 -noout -subject -fingerprint -sha256
+
+## 4. The leaf is in the tree head (RFC 9162 inclusion proof)
+
+Save these lines as `merkle.py` and run `python3 merkle.py` (standard library only):
+
+```python
+import hashlib, json
+H = lambda b: hashlib.sha256(b).digest()
+leaf = open("leaf.bin", "rb").read()
+inc = json.load(open("inclusion.json"))
+head = json.load(open("tree-head.json"))
+fn, sn, r = inc["leaf_index"], inc["tree_size"] - 1, H(b"\\0" + leaf)
+for p in map(bytes.fromhex, inc["audit_path"]):
+    assert sn > 0, "audit path too long"
+    if fn % 2 or fn == sn:
+        r = H(b"\\1" + p + r)
+        while fn % 2 == 0 and fn:
+            fn, sn = fn >> 1, sn >> 1
+    else:
+        r = H(b"\\1" + r + p)
+    fn, sn = fn >> 1, sn >> 1
+assert sn == 0 and r.hex() == head["root_hash"], "NOT in the tree"
+assert inc["tree_size"] == head["tree_size"], "tree size differs"
+print("leaf", inc["leaf_index"], "is in the tree head: OK")
+```
+
+## All at once
+
+    python3 verify.py . --object OBJECT_FILE
+
+runs every check above (it needs the `cryptography` package) and exits 0 when all pass.
+
+Leaf format, checkpoint format and trust model: SAE's documentation, `docs/journal.md`.
+"""
+
+
+def verify_py_source() -> bytes:
+    """The stand-alone verifier shipped as ``verify.py``."""
+    return (Path(__file__).with_name("verify_standalone.py")).read_bytes()
+
+
+@dataclass(frozen=True)
+class ProofMaterial:
+    """What a bundle is made of (gathered by :mod:`sae.journal.service`)."""
+
+    object_info: dict[str, Any]
+    """``object_id, unit_id, size, sha512, title, producer, leaf_index``."""
+    leaf: bytes
+    leaf_index: int
+    tree_size: int
+    audit_path: list[bytes]
+    checkpoint: bytes
+    signature: bytes
+    public_key_pem: bytes
+    tsr: bytes
+    tsa_chain_pem: bytes
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def bundle_files(material: ProofMaterial) -> dict[str, bytes]:
+    """The bundle's files, by name."""
+    return {
+        "object.json": _json(material.object_info),
+        "leaf.bin": material.leaf,
+        "inclusion.json": _json(
+            {
+                "leaf_index": material.leaf_index,
+                "tree_size": material.tree_size,
+                "audit_path": [h.hex() for h in material.audit_path],
+            }
+        ),
+        "tree-head.json": material.checkpoint,
+        "tree-head.sig": material.signature,
+        "sae-signing-key.pem": material.public_key_pem,
+        "tree-head.tsr": material.tsr,
+        "tsa-chain.pem": material.tsa_chain_pem,
+        "VERIFY.md": VERIFY_MD.encode(),
+        "verify.py": verify_py_source(),
+    }
+
+
+def write_zip(files: dict[str, bytes]) -> bytes:
+    """Zip ``files`` deterministically, in bundle order."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files, key=lambda n: (n not in BUNDLE_FILES, _order(n), n)):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, files[name])
+    return buf.getvalue()
+
+
+def _order(name: str) -> int:
+    return BUNDLE_FILES.index(name) if name in BUNDLE_FILES else len(BUNDLE_FILES)
+
+
+def build_bundle(material: ProofMaterial) -> bytes:
+    """The proof bundle (zip bytes)."""
+    return write_zip(bundle_files(material))
+
+
+def read_zip(data: bytes) -> dict[str, bytes]:
+    """Read a bundle zip into ``{name: bytes}``; refuse duplicates and paths."""
+    files: dict[str, bytes] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if info.filename in files or "/" in info.filename or "\\" in info.filename:
+                raise ValueError(f"unexpected entry {info.filename!r}")
+            files[info.filename] = zf.read(info)
+    return files
+
+
+@dataclass
+class BundleReport:
+    """The outcome of :func:`verify_bundle`: passed checks, and the first failure if any."""
+
+    passed: list[tuple[str, str]] = field(default_factory=list)
+    failure: tuple[str, str] | None = None
+
+    @property
+    def valid(self) -> bool:
+        """True when every check passed."""
+        return self.failure is None
+
+
+def _leaf_described(leaf: dict[str, Any]) -> dict[str, Any]:
+    """What an ingest leaf says about its object, beyond the digest (see docs/journal.md)."""
+    data = leaf.get("data") if isinstance(leaf.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    return {
+        "unit_id": leaf.get("unit"),
+        "size": data.get("size"),
+        "title": data.get("title"),
+        "producer": data.get("producer"),
+    }
+
+
+class _Fail(Exception):
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(message)
+        self.check = check
+        self.message = message
+
+
+def verify_bundle(data: bytes, *, content: bytes | None = None) -> BundleReport:
+    """Check a proof bundle (zip bytes), optionally against the object's ``content``."""
+    report = BundleReport()
+    try:
+        try:
+            files = read_zip(data)
+        except (ValueError, zipfile.BadZipFile) as exc:
+            raise _Fail("files", f"not a readable bundle zip: {exc}") from None
+        _verify_files(files, content, report)
+    except _Fail as fail:
+        report.failure = (fail.check, fail.message)
+    return report
+
+
+def _verify_files(files: dict[str, bytes], content: bytes | None, report: BundleReport) -> None:
+    names = set(files)
+    if names != set(BUNDLE_FILES):
+        missing = sorted(set(BUNDLE_FILES) - names)
+        extra = sorted(names - set(BUNDLE_FILES))
+        raise _Fail("files", f"missing {missing}, unexpected {extra}")
+    if files["VERIFY.md"] != VERIFY_MD.encode():
+        raise _Fail("files", "VERIFY.md is not the text SAE ships")
+    if files["verify.py"] != verify_py_source():
+        raise _Fail("files", "verify.py is not the verifier SAE ships")
+    report.passed.append(("files", "all files present; VERIFY.md and verify.py unaltered"))
+
+    try:
+        obj = json.loads(files["object.json"])
+        leaf = json.loads(files["leaf.bin"])
+        inc = json.loads(files["inclusion.json"])
+        digest = str(obj["sha512"])
+        object_id = str(obj["object_id"])
+        index, size = int(inc["leaf_index"]), int(inc["tree_size"])
+        path = [bytes.fromhex(h) for h in inc["audit_path"]]
+        leaf_digests = leaf["sha512"]
+        leaf_index = leaf["index"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _Fail("object", f"malformed object.json, leaf.bin or inclusion.json: {exc}") from None
+    if content is not None and hashlib.sha512(content).hexdigest() != digest:
+        raise _Fail("object", "the object's SHA-512 differs from object.json")
+    if not isinstance(leaf_digests, dict) or leaf_digests.get(object_id) != digest:
+        raise _Fail("object", "leaf.bin does not record this object's SHA-512")
+    if not leaf_index == obj.get("leaf_index") == index:
+        raise _Fail("object", "leaf index differs between leaf.bin, object.json, inclusion.json")
+    if content is not None and len(content) != obj.get("size"):
+        raise _Fail("object", "the object's size differs from object.json")
+    for name, leaf_value in _leaf_described(leaf).items():
+        if leaf_value is not None and obj.get(name) != leaf_value:
+            raise _Fail("object", f"object.json's {name} differs from what leaf.bin records")
+    report.passed.append(("object", f"object {object_id} recorded at leaf {index}"))
+
+    try:
+        head = Checkpoint.from_bytes(files["tree-head.json"])
+    except CheckpointFormatError as exc:
+        raise _Fail("merkle", f"tree-head.json: {exc}") from None
+    if head.tree_size != size:
+        raise _Fail("merkle", "inclusion.json's tree size is not the tree head's")
+    if not merkle.verify_inclusion(
+        index, size, merkle.leaf_hash(files["leaf.bin"]), path, head.root_hash
+    ):
+        raise _Fail("merkle", "the audit path does not lead to the tree head's root")
+    report.passed.append(("merkle", f"leaf {index} is in the tree of {size} leaves"))
+
+    if not verify_signature(
+        files["sae-signing-key.pem"], files["tree-head.json"], files["tree-head.sig"]
+    ):
+        raise _Fail("signature", "tree-head.sig is not a signature of tree-head.json")
+    report.passed.append(("signature", "tree head signed by sae-signing-key.pem"))
+
+    try:
+        chain = x509.load_pem_x509_certificates(files["tsa-chain.pem"])
+    except ValueError as exc:
+        raise _Fail("timestamp", f"tsa-chain.pem unreadable: {exc}") from None
+    try:
+        info = verify_response(
+            files["tree-head.tsr"],
+            digest=hashlib.sha256(files["tree-head.json"]).digest(),
+            anchors=chain[-1:],
+            extra_certs=chain,
+        )
+    except TimestampInvalid as exc:
+        raise _Fail("timestamp", exc.detail) from None
+    # The chain file must be exactly the path that verified, and hold every certificate the
+    # token carries: nothing in the bundle is decoration that could be altered unnoticed.
+    if info.chain != chain or any(c not in chain for c in info.token_certs):
+        raise _Fail("timestamp", "tsa-chain.pem is not the token's certificate chain")
+    report.passed.append(
+        (
+            "timestamp",
+            f"time-stamped {info.gen_time.isoformat()} by {info.signer.subject.rfc4514_string()}",
+        )
+    )

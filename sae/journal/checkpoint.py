@@ -1,0 +1,163 @@
+"""Signed tree heads ("checkpoints") and SAE's journal signing key.
+
+A checkpoint is the exact bytes of ``tree-head.json``: compact JSON with sorted keys
+``origin``, ``root_hash`` (hex), ``timestamp`` (ISO 8601 UTC, SAE's clock) and ``tree_size``,
+followed by one newline. Those bytes are what SAE signs (ECDSA P-256 / SHA-256, DER signature,
+checkable with ``openssl dgst -sha256 -verify``) and what the TSA time-stamps (SHA-256 imprint).
+The format is fixed so that a checkpoint can be re-derived from a head row and compared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sae.journal.errors import SigningKeyError
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+
+class CheckpointFormatError(ValueError):
+    """Bytes that are not a well-formed checkpoint."""
+
+
+def format_time(value: dt.datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` (microseconds kept when present)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime in a checkpoint")
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A tree head: log ``origin`` had ``tree_size`` leaves and ``root_hash`` at ``timestamp``."""
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    timestamp: dt.datetime
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes (what is signed and time-stamped)."""
+        doc = {
+            "origin": self.origin,
+            "root_hash": self.root_hash.hex(),
+            "timestamp": format_time(self.timestamp),
+            "tree_size": self.tree_size,
+        }
+        return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Checkpoint:
+        """Parse canonical checkpoint bytes; anything else is refused."""
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CheckpointFormatError(f"not JSON: {exc}") from None
+        if not isinstance(doc, dict) or set(doc) != {
+            "origin",
+            "root_hash",
+            "timestamp",
+            "tree_size",
+        }:
+            raise CheckpointFormatError("keys must be origin, root_hash, timestamp, tree_size")
+        size, root, stamp, origin = (
+            doc["tree_size"],
+            doc["root_hash"],
+            doc["timestamp"],
+            doc["origin"],
+        )
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise CheckpointFormatError("tree_size must be a non-negative integer")
+        if not isinstance(root, str) or not re.fullmatch(r"[0-9a-f]{64}", root):
+            raise CheckpointFormatError("root_hash must be 64 lowercase hex digits")
+        if not isinstance(stamp, str) or not _TIMESTAMP.match(stamp):
+            raise CheckpointFormatError("timestamp must be ISO 8601 UTC ending in Z")
+        if not isinstance(origin, str) or not origin:
+            raise CheckpointFormatError("origin must be a non-empty string")
+        cp = cls(origin, size, bytes.fromhex(root), dt.datetime.fromisoformat(stamp))
+        if cp.to_bytes() != data:
+            raise CheckpointFormatError("checkpoint bytes are not in canonical form")
+        return cp
+
+
+class SigningKey:
+    """SAE's journal key (ECDSA P-256): signs checkpoints; its public half is published."""
+
+    FILENAME = "journal-signing.key"
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise SigningKeyError("the journal signing key must be ECDSA P-256")
+        self._key = key
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A fresh key (tests, first start)."""
+        return cls(ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> SigningKey:
+        """Load ``directory/journal-signing.key``, creating it (mode 0600) on first start."""
+        path = directory / cls.FILENAME
+        if not path.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            key = cls.generate()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+            else:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(key.private_pem())
+                (directory / "journal-signing.pub.pem").write_bytes(key.public_pem)
+                return key
+        try:
+            loaded = serialization.load_pem_private_key(path.read_bytes(), None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise SigningKeyError(f"cannot read the journal signing key {path}: {exc}") from None
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise SigningKeyError(f"{path} is not an ECDSA key")
+        return cls(loaded)
+
+    def private_pem(self) -> bytes:
+        """PKCS#8 PEM of the private key (written once, mode 0600)."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def public_pem(self) -> bytes:
+        """SubjectPublicKeyInfo PEM, as published and shipped in every bundle."""
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def sign(self, data: bytes) -> bytes:
+        """DER ECDSA-SHA256 signature of ``data``."""
+        return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def verify_signature(public_pem: bytes, data: bytes, signature: bytes) -> bool:
+    """Check an ECDSA-SHA256 signature made by :meth:`SigningKey.sign`."""
+    try:
+        key = serialization.load_pem_public_key(public_pem)
+    except ValueError:
+        return False
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True

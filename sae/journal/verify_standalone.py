@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Stand-alone verifier of an SAE proof bundle (shipped in every bundle as ``verify.py``).
+
+Needs only Python 3.9+ and the ``cryptography`` package; it does not trust, call or import SAE.
+
+    python3 verify.py BUNDLE.zip [--object FILE]     (or a directory holding the bundle's files)
+
+Checks: the object's SHA-512 (when ``--object`` is given) equals ``object.json``; ``leaf.bin``
+records that SHA-512 for that object at that leaf index; the RFC 9162 audit path leads from the
+leaf to the root in ``tree-head.json``; SAE's signature on ``tree-head.json``; the RFC 3161
+token: status granted, imprint = SHA-256(tree-head.json), CMS signature, ESS signing-certificate
+binding, timeStamping EKU, and the chain in ``tsa-chain.pem`` up to its self-signed root (whose
+fingerprint is printed: compare it with the one your TSA publishes). Exit 0 valid, 1 invalid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sys
+import zipfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+
+FILES = (
+    "object.json",
+    "leaf.bin",
+    "inclusion.json",
+    "tree-head.json",
+    "tree-head.sig",
+    "sae-signing-key.pem",
+    "tree-head.tsr",
+    "tsa-chain.pem",
+    "VERIFY.md",
+    "verify.py",
+)
+
+
+class Invalid(Exception):
+    """One check failed; the message says which and why."""
+
+
+def _oid(dotted: str) -> bytes:
+    """DER content octets of an OBJECT IDENTIFIER."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray([arcs[0] * 40 + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+DIGESTS: dict[bytes, Any] = {
+    _oid("2.16.840.1.101.3.4.2.1"): hashes.SHA256,
+    _oid("2.16.840.1.101.3.4.2.2"): hashes.SHA384,
+    _oid("2.16.840.1.101.3.4.2.3"): hashes.SHA512,
+}
+SHA256_OID = _oid("2.16.840.1.101.3.4.2.1")
+SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
+TST_INFO = _oid("1.2.840.113549.1.9.16.1.4")
+CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")
+MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")
+SIGNING_CERT = _oid("1.2.840.113549.1.9.16.2.12")
+SIGNING_CERT_V2 = _oid("1.2.840.113549.1.9.16.2.47")
+
+Node = tuple[int, bytes, bytes]  # (tag, content, whole encoding)
+
+
+def _items(data: bytes) -> list[Node]:
+    """The TLVs that make up ``data`` (DER, definite lengths only)."""
+    out: list[Node] = []
+    pos = 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise ValueError("truncated DER")
+        tag, length, p = data[pos], data[pos + 1], pos + 2
+        if length & 0x80:
+            n = length & 0x7F
+            if not 0 < n <= 4:
+                raise ValueError("unsupported DER length")
+            length, p = int.from_bytes(data[p : p + n], "big"), p + n
+        if p + length > len(data):
+            raise ValueError("truncated DER")
+        out.append((tag, data[p : p + length], data[pos : p + length]))
+        pos = p + length
+    return out
+
+
+def _hash(algo: Any, data: bytes) -> bytes:
+    h = hashes.Hash(algo())
+    h.update(data)
+    return h.finalize()
+
+
+def load_files(path: Path) -> dict[str, bytes]:
+    """Read a bundle from a zip file or a directory."""
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def check_object(files: dict[str, bytes], content: bytes | None) -> str:
+    """object.json, leaf.bin and (optionally) the object's bytes agree."""
+    obj = json.loads(files["object.json"])
+    leaf = json.loads(files["leaf.bin"])
+    inc = json.loads(files["inclusion.json"])
+    digest = obj["sha512"]
+    if content is not None and hashlib.sha512(content).hexdigest() != digest:
+        raise Invalid("object: the file's SHA-512 differs from object.json")
+    if leaf.get("sha512", {}).get(obj["object_id"]) != digest:
+        raise Invalid("leaf: leaf.bin does not record this object's SHA-512")
+    if not leaf["index"] == obj["leaf_index"] == inc["leaf_index"]:
+        raise Invalid("leaf: leaf index differs between leaf.bin, object.json, inclusion.json")
+    if content is not None and len(content) != obj["size"]:
+        raise Invalid("object: the file's size differs from object.json")
+    data = leaf.get("data") or {}
+    described = {
+        "unit_id": leaf.get("unit"),
+        "size": data.get("size"),
+        "title": data.get("title"),
+        "producer": data.get("producer"),
+    }
+    for name, value in described.items():
+        if value is not None and obj.get(name) != value:
+            raise Invalid(f"leaf: object.json's {name} differs from what leaf.bin records")
+    return f"object {obj['object_id']} sha512 {digest[:16]}... recorded at leaf {leaf['index']}"
+
+
+def check_merkle(files: dict[str, bytes]) -> str:
+    """RFC 9162 §2.1.3.2: the audit path leads from the leaf to the signed root."""
+    inc = json.loads(files["inclusion.json"])
+    head = json.loads(files["tree-head.json"])
+    index, size = inc["leaf_index"], inc["tree_size"]
+    if size != head["tree_size"] or not 0 <= index < size:
+        raise Invalid("merkle: inclusion.json does not match the tree head's size")
+    fn, sn = index, size - 1
+    r = hashlib.sha256(b"\x00" + files["leaf.bin"]).digest()
+    for p in (bytes.fromhex(x) for x in inc["audit_path"]):
+        if sn == 0:
+            raise Invalid("merkle: audit path too long")
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0 or r.hex() != head["root_hash"]:
+        raise Invalid("merkle: the audit path does not lead to the tree head's root")
+    return f"leaf {index} is in the tree of {size} leaves, root {head['root_hash'][:16]}..."
+
+
+def check_signature(files: dict[str, bytes]) -> str:
+    """SAE's ECDSA signature over the exact bytes of tree-head.json."""
+    key = serialization.load_pem_public_key(files["sae-signing-key.pem"])
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise Invalid("signature: sae-signing-key.pem is not an ECDSA key")
+    try:
+        key.verify(files["tree-head.sig"], files["tree-head.json"], ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise Invalid("signature: tree-head.sig is not SAE's signature of tree-head.json") from None
+    return "tree-head.json is signed by sae-signing-key.pem"
+
+
+def check_timestamp(files: dict[str, bytes]) -> str:
+    """The RFC 3161 token time-stamps tree-head.json and chains to tsa-chain.pem's root."""
+    try:
+        return _check_timestamp(files)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise Invalid(f"timestamp: unreadable token ({exc})") from None
+
+
+def _check_timestamp(files: dict[str, bytes]) -> str:
+    (resp,) = _items(files["tree-head.tsr"])
+    status, token = _items(resp[1])[:2]
+    if _items(status[1])[0][1] not in (b"\x00", b"\x01"):
+        raise Invalid("timestamp: the TSA did not grant the token")
+    oid, wrapped = _items(token[1])
+    if oid[1] != SIGNED_DATA:
+        raise Invalid("timestamp: not a CMS SignedData")
+    sd = _items(_items(wrapped[1])[0][1])
+    eci = _items(sd[2][1])
+    if eci[0][1] != TST_INFO:
+        raise Invalid("timestamp: the token does not hold a TSTInfo")
+    econtent = _items(eci[1][1])[0][1]  # the OCTET STRING's content: the DER TSTInfo
+    tst = _items(_items(econtent)[0][1])
+    algo, hashed = _items(tst[2][1])
+    if _items(algo[1])[0][1] != SHA256_OID:
+        raise Invalid("timestamp: imprint is not SHA-256")
+    if hashed[1] != hashlib.sha256(files["tree-head.json"]).digest():
+        raise Invalid("timestamp: the token's imprint is not SHA-256(tree-head.json)")
+    gen_time = dt.datetime.strptime(tst[4][1].decode().split(".")[0].rstrip("Z"), "%Y%m%d%H%M%S")
+    gen_time = gen_time.replace(tzinfo=dt.timezone.utc)  # noqa: UP017 (Python 3.9)
+
+    signer_infos = _items(sd[-1][1])
+    if len(signer_infos) != 1:
+        raise Invalid("timestamp: expected exactly one signer")
+    si = _items(signer_infos[0][1])
+    digest_algo = DIGESTS[_items(si[2][1])[0][1]]
+    attrs_node = si[3]
+    if attrs_node[0] != 0xA0:
+        raise Invalid("timestamp: no signed attributes")
+    signature = si[5][1]
+    attrs = {}
+    for attr in _items(attrs_node[1]):
+        a_oid, values = _items(attr[1])
+        attrs[a_oid[1]] = _items(values[1])[0]
+    if attrs[CONTENT_TYPE][1] != TST_INFO:
+        raise Invalid("timestamp: content-type attribute is not TSTInfo")
+    if attrs[MESSAGE_DIGEST][1] != _hash(digest_algo, econtent):
+        raise Invalid("timestamp: message-digest attribute does not match the TSTInfo")
+
+    chain = x509.load_pem_x509_certificates(files["tsa-chain.pem"])
+    chain_der = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+    carried = sd[3][1] if sd[3][0] == 0xA0 else b""
+    if any(cert[2] not in chain_der for cert in _items(carried)):
+        raise Invalid("timestamp: the token carries a certificate that tsa-chain.pem lacks")
+    signer = chain[0]
+    der = signer.public_bytes(serialization.Encoding.DER)
+    if SIGNING_CERT_V2 in attrs:
+        first = _items(_items(_items(attrs[SIGNING_CERT_V2][1])[0][1])[0][1])
+        ess_algo = DIGESTS[_items(first[0][1])[0][1]] if first[0][0] == 0x30 else hashes.SHA256
+        cert_hash = first[1][1] if first[0][0] == 0x30 else first[0][1]
+        expected = _hash(ess_algo, der)
+    elif SIGNING_CERT in attrs:
+        first = _items(_items(_items(attrs[SIGNING_CERT][1])[0][1])[0][1])
+        cert_hash, expected = first[0][1], hashlib.sha1(der).digest()  # noqa: S324 (RFC 2634)
+    else:
+        raise Invalid("timestamp: no ESS signing-certificate attribute")
+    if cert_hash != expected:
+        raise Invalid("timestamp: ESS certificate hash does not match the TSA certificate")
+
+    signed = b"\x31" + attrs_node[2][1:]
+    key = signer.public_key()
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, signed, ec.ECDSA(digest_algo()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signed, PKCS1v15(), digest_algo())
+        else:
+            raise Invalid("timestamp: unsupported TSA key type")
+    except InvalidSignature:
+        raise Invalid("timestamp: the TSA's signature does not verify") from None
+
+    eku = signer.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE)
+    if not eku.critical or list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:  # type: ignore[call-overload]
+        raise Invalid("timestamp: the TSA certificate lacks the critical timeStamping EKU")
+    for cert, issuer in zip(chain, chain[1:] + chain[-1:]):  # noqa: B905 (Python 3.9)
+        if not cert.not_valid_before_utc <= gen_time <= cert.not_valid_after_utc:
+            raise Invalid(f"timestamp: {cert.subject.rfc4514_string()} not valid at {gen_time}")
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            raise Invalid(
+                f"timestamp: tsa-chain.pem is broken at {cert.subject.rfc4514_string()}"
+            ) from None
+    root = chain[-1]
+    fingerprint = root.fingerprint(hashes.SHA256()).hex(":").upper()
+    return (
+        f"time-stamped {gen_time.isoformat()} by {signer.subject.rfc4514_string()}; "
+        f"root {root.subject.rfc4514_string()} SHA-256 fingerprint {fingerprint}"
+    )
+
+
+def verify(files: dict[str, bytes], content: bytes | None = None) -> list[tuple[str, str]]:
+    """Run every check; return ``(check, message)`` pairs or raise :class:`Invalid`."""
+    missing = [name for name in FILES if name not in files]
+    if missing:
+        raise Invalid(f"files: missing {', '.join(missing)}")
+    results = []
+    checks: list[tuple[str, Callable[[], str]]] = [
+        ("object", partial(check_object, files, content)),
+        ("merkle", partial(check_merkle, files)),
+        ("signature", partial(check_signature, files)),
+        ("timestamp", partial(check_timestamp, files)),
+    ]
+    for name, check in checks:
+        try:
+            results.append((name, check()))
+        except Invalid:
+            raise
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise Invalid(f"{name}: malformed bundle ({exc})") from None
+    return results
+
+
+def main(argv: list[str]) -> int:
+    """Command line: ``verify.py [BUNDLE.zip|DIR] [--object FILE]``; exit 0 valid, 1 invalid."""
+    args = list(argv)
+    content = None
+    if "--object" in args:
+        i = args.index("--object")
+        content = Path(args[i + 1]).read_bytes()
+        del args[i : i + 2]
+    path = Path(args[0]) if args else Path(__file__).resolve().parent
+    try:
+        for name, message in verify(load_files(path), content):
+            sys.stdout.write(f"OK   {name}: {message}\n")
+    except Invalid as exc:
+        sys.stdout.write(f"FAIL {exc}\n")
+        return 1
+    except (OSError, zipfile.BadZipFile) as exc:
+        sys.stdout.write(f"FAIL files: cannot read the bundle ({exc})\n")
+        return 1
+    sys.stdout.write("VALID\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
