@@ -48,6 +48,7 @@ class HashingReader:
             self.declared = hashlib.new(name)
         self.head = b""
         self.exhausted = False
+        self.failure: Exception | None = None
 
     def _update(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -63,6 +64,11 @@ class HashingReader:
         except StopIteration:
             self.exhausted = True
             return None
+        except Exception as exc:
+            # Kept so that the SIP's own fault (a corrupt entry) is reported as such even when
+            # the consumer (a storage offer) wraps it in its own error.
+            self.failure = exc
+            raise
         self._update(chunk)
         return chunk
 

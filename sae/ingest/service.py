@@ -203,13 +203,6 @@ def check_package(
                     where,
                 )
             )
-        size = archive.entries[name].file_size
-        if bdo.size is not None and bdo.size != size:
-            faults.append(
-                IngestFault(
-                    "sip.size_mismatch", f"declared Size {bdo.size}, file has {size} bytes", where
-                )
-            )
     declared = set(entry_of.values())
     for name in sorted(archive.entries):
         if name != manifest and name not in declared:
@@ -299,6 +292,8 @@ def store_objects(
                         retain_until=retain_until.get(bdo.id),
                     )
                 except StorageError as exc:
+                    if isinstance(reader.failure, SipRefused):
+                        raise reader.failure from None
                     raise SipRefused(
                         [IngestFault("storage.write_failed", f"copy not stored: {exc}", bdo.id)]
                     ) from exc
@@ -321,6 +316,14 @@ def store_objects(
                         "sip.digest_mismatch",
                         f"declared {bdo.digest_algorithm} digest does not match the file "
                         f"{bdo.uri!r}",
+                        bdo.id,
+                    )
+                )
+            if bdo.size is not None and bdo.size != reader.size:
+                faults.append(
+                    IngestFault(
+                        "sip.size_mismatch",
+                        f"declared Size {bdo.size}, file has {reader.size} bytes",
                         bdo.id,
                     )
                 )
