@@ -15,7 +15,8 @@ Reading: :func:`read_transfer`, :func:`read_transfer_reply`. Validating:
 :func:`validate_transfer` (layers: XML hardening, root and version, official XSD, the rules the
 XSD cannot express, tolerances), :class:`XsdValidator`, :func:`validate_message`. Writing (pure
 functions, model in, bytes out): :func:`write_archive_transfer_reply`,
-and the other message writers listed in ``__all__``. XML: the only
+:func:`write_archive_transfer` (outgoing), :func:`write_archive_delivery_request_reply` (DIP),
+:func:`write_archive_destruction_notification`, :func:`write_acknowledgement`. XML: the only
 parser the project may use is :func:`safe_parse`.
 
 Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is the first code)::
@@ -52,6 +53,9 @@ from ._errors import (
 )
 from ._model import (
     RULE_CATEGORIES,
+    Acknowledgement,
+    ArchiveDeliveryRequestReply,
+    ArchiveDestructionNotification,
     ArchiveTransfer,
     ArchiveTransferReply,
     ArchiveUnit,
@@ -76,7 +80,13 @@ from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, safe_parse
 from ._reader import read_transfer, read_transfer_reply
 from ._validate import TOLERANCES, Tolerance, TransferReport, validate_message, validate_transfer
 from ._versions import SedaVersion, version_from_namespace
-from ._writer import write_archive_transfer_reply
+from ._writer import (
+    write_acknowledgement,
+    write_archive_delivery_request_reply,
+    write_archive_destruction_notification,
+    write_archive_transfer,
+    write_archive_transfer_reply,
+)
 from ._xsd import MESSAGE_ROOTS, XsdValidator
 
 __all__ = [
@@ -85,6 +95,9 @@ __all__ = [
     "MESSAGE_ROOTS",
     "RULE_CATEGORIES",
     "TOLERANCES",
+    "Acknowledgement",
+    "ArchiveDeliveryRequestReply",
+    "ArchiveDestructionNotification",
     "ArchiveTransfer",
     "ArchiveTransferReply",
     "ArchiveUnit",
@@ -128,5 +141,9 @@ __all__ = [
     "validate_message",
     "validate_transfer",
     "version_from_namespace",
+    "write_acknowledgement",
+    "write_archive_delivery_request_reply",
+    "write_archive_destruction_notification",
+    "write_archive_transfer",
     "write_archive_transfer_reply",
 ]

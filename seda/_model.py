@@ -17,6 +17,9 @@ from ._versions import SedaVersion
 
 __all__ = [
     "RULE_CATEGORIES",
+    "Acknowledgement",
+    "ArchiveDeliveryRequestReply",
+    "ArchiveDestructionNotification",
     "ArchiveTransfer",
     "ArchiveTransferReply",
     "ArchiveUnit",
@@ -289,6 +292,11 @@ class DataObjectPackage:
         """Binary then physical objects, in one list."""
         return [*self.binary_data_objects, *self.physical_data_objects]
 
+    def top_unit_ids(self) -> list[str]:
+        """Units that are nobody's child (neither nested nor referenced): the tree heads."""
+        children = {c for unit in self.archive_units for c in unit.child_unit_ids}
+        return [u.id for u in self.archive_units if u.parent_id is None and u.id not in children]
+
     def rule_categories(self) -> set[str]:
         """Every rule category used anywhere (units and package defaults)."""
         found = set(self.management_metadata.management.rules)
@@ -398,6 +406,69 @@ class ArchiveTransferReply:
     events: list[ReplyEvent] = field(default_factory=list)
     units: list[ReplyUnit] = field(default_factory=list)
     objects: list[ReplyObject] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", SedaVersion(self.version))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveDeliveryRequestReply:
+    """An ``ArchiveDeliveryRequestReply``: the answer to a communication request, i.e. the
+    manifest of a DIP. ``package`` carries the delivered units (their ``content_xml`` is written
+    back unchanged) and objects (``uri`` = path inside the DIP).
+    """
+
+    version: SedaVersion
+    message_identifier: str
+    date: datetime
+    message_request_identifier: str
+    archival_agency_identifier: str
+    requester_identifier: str
+    unit_identifiers: list[str]
+    reply_code: str | None = "OK"
+    authorization_request_reply_identifier: str | None = None
+    comments: list[str] = field(default_factory=list)
+    archival_agreement: str | None = None
+    code_list_versions: dict[str, str] = field(default_factory=dict)
+    events: list[ReplyEvent] = field(default_factory=list)
+    package: DataObjectPackage | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", SedaVersion(self.version))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveDestructionNotification:
+    """An ``ArchiveDestructionNotification``: units were destroyed under an approved
+    authorisation (``authorization_request_reply_identifier``, e.g. the visa'd disposal list).
+    """
+
+    version: SedaVersion
+    message_identifier: str
+    date: datetime
+    authorization_request_reply_identifier: str
+    unit_identifiers: list[str]
+    archival_agency_identifier: str
+    originating_agency_identifier: str
+    comments: list[str] = field(default_factory=list)
+    archival_agreement: str | None = None
+    code_list_versions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", SedaVersion(self.version))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Acknowledgement:
+    """An ``Acknowledgement``: technical receipt of any message (no business decision)."""
+
+    version: SedaVersion
+    message_identifier: str
+    date: datetime
+    message_received_identifier: str
+    sender_identifier: str
+    receiver_identifier: str
+    comments: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "version", SedaVersion(self.version))

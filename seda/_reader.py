@@ -8,6 +8,7 @@ against the XSD first), in which case nothing is cleared.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -94,6 +95,24 @@ def check_root(element: etree._Element, expected: str | Iterable[str] | None) ->
                 FaultCodes.UNEXPECTED_ROOT,
                 f"expected {' or '.join(sorted(names))}, found {qname.localname}", "/*")])
     return MessageRoot(qname.localname, version)
+
+
+def canonical_bytes(element: etree._Element) -> bytes:
+    """C14N bytes of ``element`` alone (comments kept), with every namespace in scope declared.
+
+    The element is first copied into a document of its own, so the bytes do not depend on where
+    the surrounding document happened to declare its namespaces.
+    """
+    clone = copy.deepcopy(element)
+    # libxml2 writes namespace declarations in declaration order: declare them in a fixed order
+    ordered: Any = dict(sorted(clone.nsmap.items(), key=lambda item: item[0] or ""))
+    fresh = etree.Element(clone.tag, nsmap=ordered)
+    for key, value in clone.attrib.items():
+        fresh.set(key, value)
+    fresh.text = clone.text
+    for child in list(clone):
+        fresh.append(child)
+    return etree.tostring(fresh, method="c14n", with_comments=True)
 
 
 # --------------------------------------------------------------------------- value helpers
@@ -250,7 +269,7 @@ def _read_management(v: _Values, element: etree._Element,
         elif name == "NeedAuthorization":
             need_authorization = v.boolean(child)
         else:
-            extensions.append(etree.tostring(child, with_tail=False))
+            extensions.append(canonical_bytes(child))
     return Management(rules=rules, need_authorization=need_authorization, extensions=extensions)
 
 
@@ -269,7 +288,7 @@ def _read_management_metadata(v: _Values, element: etree._Element) -> Management
     for name, child in v.children(element):
         key = _MANAGEMENT_METADATA_FIELDS.get(name)
         if key:
-            values[key] = v.token(child)
+            values[key] = v.token(child) or None
     management = _read_management(v, element, skip=frozenset(_MANAGEMENT_METADATA_FIELDS))
     return ManagementMetadata(management=management, **values)
 
@@ -351,7 +370,7 @@ def _read_object_common(v: _Values, name: str, child: etree._Element,
         "DataObjectUse": "data_object_use",
     }
     if name in simple:
-        values[simple[name]] = v.token(child)
+        values[simple[name]] = v.token(child) or None
     elif name == "DataObjectNumber":
         values["data_object_number"] = v.integer(child)
     elif name == "DataObjectGroupId":
@@ -541,7 +560,9 @@ class _EventReader:
         if parent_name == "ArchiveUnit" and current is not None and parent is current.element:
             if name == "Content":
                 current.content = _read_content(v, element)
-                current.content_xml = etree.tostring(element, with_tail=False, encoding="UTF-8")
+                # canonical bytes: the same Content always gives the same bytes, whatever the
+                # surrounding document declared, comments included
+                current.content_xml = canonical_bytes(element)
                 self._release(element)
             elif name == "Management":
                 current.management = _read_management(v, element)
