@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
@@ -28,3 +28,47 @@ class ObjectCopy(Base):
 
 
 Index("ix_object_copies_offer_key", ObjectCopy.offer, ObjectCopy.key)
+
+
+class Audit(Base):
+    """A fixity audit: a job row claimed by one worker, resumable from ``cursor``.
+
+    ``status`` is ``running`` from creation until ``done`` or ``failed``; a worker owns it while
+    ``claimed_by`` is set and its ``heartbeat_at`` is fresh, so another instance takes over an
+    audit whose worker died, from the last committed ``cursor`` (an ``object_copies.id``).
+    """
+
+    __tablename__ = "audits"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    offers: Mapped[list[str] | None] = mapped_column(JSON)
+    sample_rate: Mapped[float] = mapped_column(Float, default=1.0)
+    repair: Mapped[bool] = mapped_column(Boolean, default=True)
+    requested_by: Mapped[str] = mapped_column(String(255), default="system")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    checked: Mapped[int] = mapped_column(Integer, default=0)
+    unreachable: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditProblem(Base):
+    """A copy found missing or corrupt by an audit, and whether it was repaired."""
+
+    __tablename__ = "audit_problems"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    audit_id: Mapped[str] = mapped_column(ForeignKey("audits.id"), index=True)
+    object_id: Mapped[str] = mapped_column(String(36))
+    copy_id: Mapped[int | None] = mapped_column(BigInteger)
+    offer: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # missing | corrupt
+    repaired: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sae.config import Settings
 from sae.storage.base import StorageOffer
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.s3 import S3Offer
+from tests.conftest import TEST_RULES_CSV, Api
 from tests.s3_server import S3Server, ceph_rgw_fixture  # noqa: F401  (the ceph_rgw fixture)
 
 OfferFactory = Callable[..., StorageOffer]
@@ -83,3 +85,53 @@ def offer_factory(request: pytest.FixtureRequest) -> OfferFactory:
         "fs_factory" if request.param == "filesystem" else "s3_factory"
     )
     return factory
+
+
+TWO_SITES = """
+offers:
+  - name: site-a
+    kind: filesystem
+    path: {root}/site-a
+    jurisdiction: FR
+    site: "Hôtel de ville"
+  - name: site-b
+    kind: filesystem
+    path: {root}/site-b
+    jurisdiction: FR
+    site: "Centre technique municipal"
+strategy:
+  copies: [site-a, site-b]
+  production: true
+"""
+
+
+@pytest.fixture
+def two_sites(settings: Settings, tmp_path: Path) -> Iterator[Api]:
+    """An app writing every object to two filesystem offers on two sites."""
+    from fastapi.testclient import TestClient
+
+    from sae.app import create_app
+
+    offers_file = tmp_path / "offers.yaml"
+    offers_file.write_text(TWO_SITES.format(root=tmp_path / "offers"), encoding="utf-8")
+    two = settings.model_copy(update={"offers_file": offers_file})
+    app = create_app(two)
+    if not any(getattr(r, "path", "") == "/api/v1/audits" for r in app.routes):
+        # Until sae.app mounts the storage router (lead's file), mount it the same way here.
+        from sae.storage.api import router
+
+        app.include_router(router, prefix="/api/v1")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        api = Api(client, two)
+        api.load_rules(TEST_RULES_CSV)
+        yield api
+
+
+def deposit(api: Api, message_id: str, payload: bytes) -> str:
+    """Deposit a one-file SIP; return the data object's id."""
+    from tests.sipfactory import build_zip, simple_sip
+
+    response = api.deposit(build_zip(simple_sip(message_id, payload=payload)))
+    assert response.status_code == 201, response.text
+    object_id: str = response.json()["objects"][0]["id"]
+    return object_id

@@ -1,0 +1,374 @@
+"""Fixity audit: re-read copies, compare SHA-512, repair from a healthy copy, journal it all.
+
+An audit is a row (``audits``) written by whoever asks for it (``POST /api/v1/audits``,
+``sae audit``) and worked on by any SAE instance that claims it (:func:`run_audit`), batch by
+batch, each batch its own transaction that advances ``cursor``: a worker that dies loses at
+most one batch, and another instance takes the audit over once the heartbeat is stale.
+
+What is compared is the catalog's SHA-512 (the fixity of record), never what an offer says
+about itself. Copies are streamed, never loaded whole. Journal events:
+
+* ``storage.copy_damaged``  a copy found missing or corrupt (payload: offer, key, kind);
+* ``storage.copy_repaired`` a copy rewritten from a healthy one (payload: from_offer…);
+* ``storage.audit_completed`` / ``storage.audit_failed`` the outcome and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.catalog.models import DataObject
+from sae.db import new_id, transaction, utcnow
+from sae.journal.service import append_event
+from sae.storage import repository
+from sae.storage.errors import (
+    AuditNotFound,
+    IntegrityMismatch,
+    ObjectExists,
+    ObjectMissing,
+    StorageError,
+)
+from sae.storage.models import Audit, AuditProblem, ObjectCopy
+from sae.storage.offers import OfferSet
+from sae.storage.service import as_reader, copy_digest
+
+log = logging.getLogger(__name__)
+
+#: A worker that has not reported for this long is presumed dead; its audit may be taken over.
+STALE_AFTER = timedelta(minutes=5)
+#: Copies checked per transaction: the most work a crash can make an audit redo.
+BATCH_SIZE = 50
+
+
+class AuditRequestInvalid(StorageError):
+    """An audit asked for offers that do not exist, or an impossible sample rate."""
+
+    code = "storage.audit_invalid"
+    status = 422
+    title = "Invalid audit request"
+
+
+class AuditLost(StorageError):
+    """Another worker took this audit over (ours was presumed dead)."""
+
+    code = "storage.audit_lost"
+    status = 409
+    title = "Audit taken over"
+
+
+def default_worker() -> str:
+    """This process's name in ``audits.claimed_by``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class AuditProgress:
+    """What a batch did, for progress bars."""
+
+    audit_id: str
+    checked: int
+    cursor: int
+
+
+def create_audit(
+    session: Session,
+    offer_set: OfferSet,
+    *,
+    offers: list[str] | None = None,
+    sample_rate: float = 1.0,
+    repair: bool = True,
+    requested_by: str = "system",
+) -> Audit:
+    """Record an audit to run (the caller commits; any instance will then pick it up)."""
+    if not 0 < sample_rate <= 1:
+        raise AuditRequestInvalid(f"sample_rate must be in (0, 1], got {sample_rate}")
+    unknown = [name for name in offers or [] if name not in offer_set.offers]
+    if unknown:
+        raise AuditRequestInvalid(
+            f"unknown offer(s) {', '.join(unknown)}; configured: {', '.join(offer_set.offers)}"
+        )
+    audit = Audit(
+        id=new_id(),
+        status="running",
+        offers=list(offers) if offers else None,
+        sample_rate=sample_rate,
+        repair=repair,
+        requested_by=requested_by,
+        created_at=utcnow(),
+        cursor=0,
+        checked=0,
+        unreachable=0,
+    )
+    session.add(audit)
+    session.flush()
+    return audit
+
+
+def claim_audit(session: Session, worker: str, audit_id: str | None = None) -> Audit | None:
+    """Take the oldest audit nobody alive works on (or ``audit_id``), or None."""
+    now = utcnow()
+    stale = now - STALE_AFTER
+    for candidate in repository.audit_candidates(
+        session, worker=worker, stale_before=stale, audit_id=audit_id
+    ):
+        if repository.take_audit(session, candidate, worker=worker, now=now, stale_before=stale):
+            audit = session.get(Audit, candidate, populate_existing=True)
+            assert audit is not None
+            if audit.started_at is None:
+                audit.started_at = now
+            session.flush()
+            return audit
+    return None
+
+
+def sampled(audit: Audit, object_id: str) -> bool:
+    """Whether ``object_id`` is in the audit's sample: a fixed draw per audit, so that a
+    resumed audit checks the same objects, and all copies of a drawn object are checked."""
+    if audit.sample_rate >= 1:
+        return True
+    draw = hashlib.sha256(f"{audit.id}:{object_id}".encode()).digest()
+    return int.from_bytes(draw[:8], "big") / 2**64 < audit.sample_rate
+
+
+def audit_batch(
+    session: Session, offer_set: OfferSet, audit: Audit, worker: str, *, limit: int = BATCH_SIZE
+) -> bool:
+    """Check the next ``limit`` copies; True while more remain. The caller commits."""
+    if audit.claimed_by != worker:
+        raise AuditLost(f"audit {audit.id} is now worked on by {audit.claimed_by}")
+    rows = repository.copies_after(session, cursor=audit.cursor, offers=audit.offers, limit=limit)
+    for copy, obj in rows:
+        if sampled(audit, obj.id):
+            _check_copy(session, offer_set, audit, copy, obj)
+        audit.cursor = copy.id
+    audit.heartbeat_at = utcnow()
+    session.flush()
+    return len(rows) == limit
+
+
+def _check_copy(
+    session: Session, offer_set: OfferSet, audit: Audit, copy: ObjectCopy, obj: DataObject
+) -> None:
+    expected = obj.sha512 or copy.sha512
+    offer = offer_set.offers.get(copy.offer)
+    if offer is None:
+        kind, detail = "missing", f"offer {copy.offer!r} is no longer configured"
+    else:
+        try:
+            digest, size = copy_digest(offer, copy.key)
+        except ObjectMissing:
+            kind, detail = "missing", "not on the offer"
+        except StorageError as exc:
+            # Unreachable is not missing: nothing is known about the copy, so nothing is
+            # recorded against it; the audit counts it and stays honest about coverage.
+            log.warning("storage.audit_unreachable offer=%s key=%s: %s", copy.offer, copy.key, exc)
+            audit.unreachable += 1
+            return
+        else:
+            if digest == expected and (obj.size is None or size == obj.size):
+                kind, detail = "", ""
+            else:
+                kind, detail = "corrupt", f"sha512 {digest[:16]}…, size {size}"
+    audit.checked += 1
+    copy.last_checked_at = utcnow()
+    copy.last_check_ok = not kind
+    if not kind:
+        if offer is not None:
+            try:
+                offer.seal(copy.key)  # a quarantine that has run its course ends here
+            except StorageError as exc:
+                log.warning("storage.seal_failed offer=%s key=%s: %s", offer.name, copy.key, exc)
+        return
+    problem = AuditProblem(
+        audit_id=audit.id,
+        object_id=obj.id,
+        copy_id=copy.id,
+        offer=copy.offer,
+        key=copy.key,
+        kind=kind,
+        repaired=False,
+        detail=detail,
+        found_at=utcnow(),
+    )
+    session.add(problem)
+    append_event(
+        session,
+        type="storage.copy_damaged",
+        actor=f"audit:{audit.id}",
+        object_id=obj.id,
+        object_digests={obj.id: expected},
+        payload={
+            "audit_id": audit.id,
+            "offer": copy.offer,
+            "key": copy.key,
+            "kind": kind,
+            "detail": detail,
+        },
+    )
+    if audit.repair and offer is not None:
+        problem.repaired = _repair(session, offer_set, audit, copy, obj, expected, kind)
+
+
+def _repair(
+    session: Session,
+    offer_set: OfferSet,
+    audit: Audit,
+    copy: ObjectCopy,
+    obj: DataObject,
+    expected: str,
+    kind: str,
+) -> bool:
+    target = offer_set.offers[copy.offer]
+    for source in repository.other_copies(session, copy):
+        origin = offer_set.offers.get(source.offer)
+        if origin is None:
+            continue
+        try:
+            head = origin.head(source.key)
+            with as_reader(origin.get(source.key)) as stream:
+                # replace_damaged checks the stream against ``expected`` before it replaces
+                # anything: a source that is itself damaged can never spread.
+                stored = target.replace_damaged(
+                    copy.key,
+                    stream,
+                    expected_sha512=expected,
+                    retain_until=head.retain_until if head is not None else None,
+                )
+        except ObjectExists:
+            # It reads healthy now: the first read was a transient fault, not damage.
+            copy.last_check_ok = True
+            return True
+        except (IntegrityMismatch, StorageError) as exc:
+            log.warning(
+                "storage.repair_source_rejected from=%s to=%s key=%s: %s",
+                source.offer,
+                copy.offer,
+                copy.key,
+                exc,
+            )
+            continue
+        copy.version_id = stored.version_id
+        copy.size = stored.size
+        copy.last_check_ok = True
+        copy.last_checked_at = utcnow()
+        append_event(
+            session,
+            type="storage.copy_repaired",
+            actor=f"audit:{audit.id}",
+            object_id=obj.id,
+            object_digests={obj.id: expected},
+            payload={
+                "audit_id": audit.id,
+                "offer": copy.offer,
+                "key": copy.key,
+                "kind": kind,
+                "from_offer": source.offer,
+                "version_id": stored.version_id,
+            },
+        )
+        log.info(
+            "storage.copy_repaired offer=%s key=%s from=%s", copy.offer, copy.key, source.offer
+        )
+        return True
+    return False
+
+
+def finish_audit(session: Session, audit: Audit) -> None:
+    """Mark done and journal the outcome (the caller commits)."""
+    problems = repository.audit_problems(session, audit.id)
+    audit.status = "done"
+    audit.finished_at = utcnow()
+    audit.claimed_by = None
+    append_event(
+        session,
+        type="storage.audit_completed",
+        actor=audit.requested_by,
+        payload={
+            "audit_id": audit.id,
+            "offers": audit.offers,
+            "sample_rate": audit.sample_rate,
+            "checked": audit.checked,
+            "unreachable": audit.unreachable,
+            "problems": len(problems),
+            "repaired": sum(1 for p in problems if p.repaired),
+        },
+    )
+    session.flush()
+
+
+def fail_audit(session: Session, audit_id: str, error: str) -> None:
+    """Mark failed and journal why (the caller commits)."""
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        return
+    audit.status = "failed"
+    audit.error = error[:2000]
+    audit.finished_at = utcnow()
+    audit.claimed_by = None
+    append_event(
+        session,
+        type="storage.audit_failed",
+        actor=audit.requested_by,
+        payload={"audit_id": audit.id, "checked": audit.checked, "error": audit.error},
+    )
+    session.flush()
+
+
+def run_audit(
+    sessions: sessionmaker[Session],
+    offer_set: OfferSet,
+    audit_id: str | None = None,
+    *,
+    worker: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[AuditProgress], None] | None = None,
+) -> str | None:
+    """The job runner: claim an audit (``audit_id`` or the oldest waiting), run it to the end.
+
+    Owns its transactions: one to claim, one per batch, one to finish. Returns the audit id,
+    or None when there was nothing to claim. Raises only :class:`AuditLost`; any other error
+    marks the audit failed (journaled) and is logged.
+    """
+    me = worker or default_worker()
+    with transaction(sessions) as session:
+        audit = claim_audit(session, me, audit_id)
+        if audit is None:
+            return None
+        claimed = audit.id
+    try:
+        more = True
+        while more:
+            with transaction(sessions) as session:
+                audit = session.get(Audit, claimed, populate_existing=True)
+                assert audit is not None
+                more = audit_batch(session, offer_set, audit, me, limit=batch_size)
+                state = AuditProgress(claimed, audit.checked, audit.cursor)
+            if progress is not None:
+                progress(state)
+        with transaction(sessions) as session:
+            audit = session.get(Audit, claimed, populate_existing=True)
+            assert audit is not None
+            finish_audit(session, audit)
+    except AuditLost:
+        raise
+    except Exception as exc:
+        log.exception("storage.audit_failed audit=%s", claimed)
+        with transaction(sessions) as session:
+            fail_audit(session, claimed, f"{type(exc).__name__}: {exc}")
+    return claimed
+
+
+def get_audit(session: Session, audit_id: str) -> tuple[Audit, list[AuditProblem]]:
+    """An audit and its problems; :class:`AuditNotFound` otherwise."""
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        raise AuditNotFound(audit_id)
+    return audit, list(repository.audit_problems(session, audit_id))

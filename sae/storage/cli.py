@@ -1,0 +1,195 @@
+"""``sae audit`` and ``sae fsck`` (registered on the main Typer app by ``sae.cli``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from sae.catalog.models import DataObject
+from sae.config import ConfigurationError, load_settings
+from sae.db import transaction
+from sae.errors import SAEError
+from sae.runtime import Runtime
+from sae.storage.audit import AuditProgress, create_audit, get_audit, run_audit
+from sae.storage.fsck import UNRESOLVED, reconcile
+from sae.storage.models import ObjectCopy
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _runtime() -> Runtime:
+    try:
+        return Runtime.open(load_settings())
+    except ConfigurationError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except SAEError as exc:
+        err.print(f"[red]configuration refused: {exc.detail}[/red]")
+        raise typer.Exit(2) from None
+
+
+def audit_command(
+    offer: Annotated[
+        list[str] | None, typer.Option("--offer", help="Offer to audit (repeatable; default all).")
+    ] = None,
+    sample_rate: Annotated[
+        float, typer.Option(min=0.0001, max=1.0, help="Share of objects to check, e.g. 0.1.")
+    ] = 1.0,
+    repair: Annotated[
+        bool, typer.Option("--repair/--no-repair", help="Rewrite damaged copies from healthy ones.")
+    ] = True,
+    resume: Annotated[
+        str | None, typer.Option(help="Resume (take over) the audit with this id.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Re-read every copy on every offer, compare SHA-512 with the catalog, repair, journal.
+
+    Exit 0 when every checked copy is (now) intact, 1 when a problem remains or the audit
+    failed, 2 on a configuration error.
+
+    Example: sae audit --offer site-a --sample-rate 0.1
+    """
+    runtime = _runtime()
+    try:
+        if resume is None:
+            with transaction(runtime.sessions) as session:
+                audit_id = create_audit(
+                    session,
+                    runtime.offer_set,
+                    offers=offer or None,
+                    sample_rate=sample_rate,
+                    repair=repair,
+                    requested_by="cli:audit",
+                ).id
+        else:
+            audit_id = resume
+        with transaction(runtime.sessions) as session:
+            query = (
+                select(func.count(ObjectCopy.id))
+                .join(DataObject, DataObject.id == ObjectCopy.object_id)
+                .where(DataObject.status != "destroyed")
+            )
+            if offer:
+                query = query.where(ObjectCopy.offer.in_(offer))
+            total = int(session.scalar(query) or 0)
+        with Progress(
+            TextColumn("audit"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task("audit", total=max(total, 1))
+
+            def advance(state: AuditProgress) -> None:
+                bar.update(task, completed=state.checked)
+
+            claimed = run_audit(runtime.sessions, runtime.offer_set, audit_id, progress=advance)
+        if claimed is None:
+            err.print(
+                f"[red]audit {audit_id} is not waiting (done, failed, or in progress "
+                "elsewhere)[/red]"
+            )
+            raise typer.Exit(1)
+        with transaction(runtime.sessions) as session:
+            audit, problems = get_audit(session, audit_id)
+            report = {
+                "id": audit.id,
+                "status": audit.status,
+                "checked": audit.checked,
+                "unreachable": audit.unreachable,
+                "error": audit.error,
+                "problems": [
+                    {
+                        "object_id": p.object_id,
+                        "offer": p.offer,
+                        "kind": p.kind,
+                        "repaired": p.repaired,
+                        "key": p.key,
+                        "detail": p.detail,
+                    }
+                    for p in problems
+                ],
+            }
+    finally:
+        runtime.close()
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        _print_audit(report)
+    unresolved = [p for p in problems if not p.repaired]
+    if audit.status != "done" or unresolved or audit.unreachable:
+        raise typer.Exit(1)
+
+
+def _print_audit(report: dict[str, object]) -> None:
+    out.print(
+        f"audit {report['id']}: {report['status']}, {report['checked']} copies checked, "
+        f"{report['unreachable']} unreachable"
+    )
+    if report.get("error"):
+        out.print(f"[red]{report['error']}[/red]")
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    if problems:
+        table = Table("object", "offer", "kind", "repaired", "detail")
+        for p in problems:
+            table.add_row(
+                p["object_id"],
+                p["offer"],
+                p["kind"],
+                "yes" if p["repaired"] else "[red]no[/red]",
+                p["detail"],
+            )
+        out.print(table)
+
+
+def fsck_command(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove unreferenced orphans whose lock allows it.")
+    ] = False,
+    offer: Annotated[
+        list[str] | None, typer.Option("--offer", help="Offer to check (repeatable; default all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
+) -> None:
+    """Reconcile the catalog with the offers: orphans on offers, catalog copies missing.
+
+    Orphans (left by a crash between storage and catalog) are listed, and removed with
+    ``--repair`` when their lock allows; a missing copy of a catalogued object is only ever
+    reported (``sae audit`` repairs it from a healthy copy). Exit 0 when all is consistent,
+    1 when something remains.
+
+    Example: sae fsck --repair
+    """
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            findings = reconcile(session, runtime.offer_set, offers=offer or None, repair=repair)
+    except SAEError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        runtime.close()
+    if as_json:
+        out.print_json(json.dumps([f.__dict__ for f in findings]))
+    elif not findings:
+        out.print("catalog and offers agree")
+    else:
+        table = Table("offer", "key", "kind", "detail")
+        for f in findings:
+            style = "red" if f.kind in UNRESOLVED else "green"
+            table.add_row(f.offer, f.key, f"[{style}]{f.kind}[/{style}]", f.detail)
+        out.print(table)
+    if any(f.kind in UNRESOLVED for f in findings):
+        raise typer.Exit(1)

@@ -1,0 +1,156 @@
+"""Reconciliation between the catalog and the offers (``sae fsck``).
+
+Storage writes happen before the catalog commit, so a crash between the two leaves objects on
+offers that the catalog does not know: *orphans*. They are never served (nothing points at
+them) and are removed here, with ``repair``, when their lock allows — never otherwise. The
+other way round, a catalog copy missing from its offer is *reported*, never "fixed" by
+forgetting it: restoring it is the audit's job (repair from a healthy copy).
+
+Findings (``Finding.kind``):
+
+* ``orphan``            on the offer, unknown to the catalog (or only to destroyed objects);
+* ``orphan_removed``    an orphan that ``repair`` removed (journaled ``storage.orphan_removed``);
+* ``orphan_locked``     an orphan the lock keeps for now (reported until its date passes);
+* ``missing``           recorded in the catalog, absent from the offer;
+* ``unrecorded``        on the offer under a live object's key, without a copy row for it;
+* ``under_replicated``  a live object with no recorded copy on a strategy offer;
+* ``offer_unreachable`` the offer could not be listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from sae.journal.service import append_event
+from sae.storage import repository
+from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
+from sae.storage.offers import OfferSet
+
+#: Kinds that mean something still needs a person (exit code 1 of ``sae fsck``).
+UNRESOLVED = {
+    "orphan",
+    "orphan_locked",
+    "missing",
+    "unrecorded",
+    "under_replicated",
+    "offer_unreachable",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One discrepancy between the catalog and one offer."""
+
+    offer: str
+    key: str
+    kind: str
+    detail: str = ""
+    object_id: str | None = None
+
+
+def reconcile(
+    session: Session,
+    offer_set: OfferSet,
+    *,
+    offers: Iterable[str] | None = None,
+    repair: bool = False,
+    actor: str = "cli:fsck",
+) -> list[Finding]:
+    """Compare every (or the named) offer with the catalog; remove orphans when ``repair``.
+
+    The caller commits (removals are journaled in the session).
+    """
+    names = list(offers) if offers else list(offer_set.offers)
+    referenced = repository.referenced_keys(session)
+    findings: list[Finding] = []
+    for name in names:
+        offer = offer_set.get(name)
+        try:
+            present = set(offer.list_keys())
+        except StorageError as exc:
+            findings.append(Finding(name, "", "offer_unreachable", exc.detail))
+            continue
+        recorded: dict[str, str] = {}
+        for copy, status in repository.copies_on_offer(session, name):
+            if status != "destroyed":
+                recorded[copy.key] = copy.object_id
+                if copy.key not in present:
+                    findings.append(
+                        Finding(
+                            name,
+                            copy.key,
+                            "missing",
+                            "recorded in the catalog, absent from the offer",
+                            copy.object_id,
+                        )
+                    )
+        for key in sorted(present - recorded.keys()):
+            owner = referenced.get(key)
+            if owner is not None and owner != "destroyed":
+                findings.append(
+                    Finding(
+                        name,
+                        key,
+                        "unrecorded",
+                        "a live object's key with no copy row for this offer",
+                    )
+                )
+                continue
+            findings.append(
+                _orphan(
+                    session,
+                    offer_set,
+                    name,
+                    key,
+                    repair=repair,
+                    actor=actor,
+                    destroyed=owner == "destroyed",
+                )
+            )
+        if name in offer_set.strategy:
+            for object_id, storage_key in repository.live_objects_without_copy(session, name):
+                findings.append(
+                    Finding(
+                        name,
+                        storage_key or "",
+                        "under_replicated",
+                        "no copy recorded on a strategy offer",
+                        object_id,
+                    )
+                )
+    session.flush()
+    return findings
+
+
+def _orphan(
+    session: Session,
+    offer_set: OfferSet,
+    name: str,
+    key: str,
+    *,
+    repair: bool,
+    actor: str,
+    destroyed: bool,
+) -> Finding:
+    why = "left by a destroyed object" if destroyed else "unknown to the catalog"
+    if not repair:
+        return Finding(name, key, "orphan", why)
+    offer = offer_set.get(name)
+    try:
+        offer.delete(key)
+    except RetentionActive as exc:
+        return Finding(name, key, "orphan_locked", f"{why}; kept: {exc.reason}")
+    except ObjectMissing:
+        return Finding(name, key, "orphan_removed", f"{why}; already gone")
+    except StorageError as exc:
+        return Finding(name, key, "orphan", f"{why}; removal failed: {exc.detail}")
+    append_event(
+        session,
+        type="storage.orphan_removed",
+        actor=actor,
+        payload={"offer": name, "key": key, "reason": why},
+    )
+    return Finding(name, key, "orphan_removed", why)

@@ -1,0 +1,178 @@
+"""Fixity audit: detection, repair from a healthy copy, journal, resumption, API, roles."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from sae.db import transaction, utcnow
+from sae.journal.models import Event
+from sae.storage.audit import audit_batch, claim_audit, create_audit, run_audit
+from sae.storage.filesystem import FilesystemOffer
+from sae.storage.models import Audit, ObjectCopy
+from tests.conftest import Api
+from tests.storage.conftest import deposit
+from tests.storage.helpers import flip_byte, remove_copy
+
+PAYLOAD = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+
+
+def _offer(api: Api, name: str) -> FilesystemOffer:
+    offer = api.runtime.offer_set.offers[name]
+    assert isinstance(offer, FilesystemOffer)
+    return offer
+
+
+def _events(api: Api, type_: str) -> list[Event]:
+    with transaction(api.runtime.sessions) as session:
+        return list(session.scalars(select(Event).where(Event.type == type_)))
+
+
+def test_audit_detects_a_flipped_byte_and_repairs_it(two_sites: Api) -> None:
+    object_id = deposit(two_sites, "MSG-AUDIT-1", PAYLOAD)
+    key = f"objects/{object_id}"
+    site_b = _offer(two_sites, "site-b")
+    flip_byte(site_b, key, offset=100)
+
+    auditor = two_sites.token("auditor")
+    response = two_sites.client.post("/api/v1/audits", json={}, headers=two_sites.auth(auditor))
+    assert response.status_code == 202, response.text
+    audit_id = response.json()["id"]
+    report = two_sites.client.get(f"/api/v1/audits/{audit_id}", headers=two_sites.auth(auditor))
+    assert report.status_code == 200
+    body = report.json()
+    assert body["status"] == "done"
+    assert body["checked"] == 2
+    assert [(p["object_id"], p["offer"], p["kind"], p["repaired"]) for p in body["problems"]] == [
+        (object_id, "site-b", "corrupt", True)
+    ]
+    # the copy is whole again, byte for byte, and still read-only
+    assert b"".join(site_b.get(key)) == PAYLOAD
+    assert not (site_b.root / "data" / key).stat().st_mode & 0o222
+    repaired = _events(two_sites, "storage.copy_repaired")
+    assert len(repaired) == 1
+    assert repaired[0].object_id == object_id
+    assert repaired[0].payload["from_offer"] == "site-a"
+    assert len(_events(two_sites, "storage.copy_damaged")) == 1
+    completed = _events(two_sites, "storage.audit_completed")
+    assert completed[-1].payload["repaired"] == 1
+
+    again = two_sites.client.post(
+        "/api/v1/audits", json={"offers": ["site-b"]}, headers=two_sites.auth(auditor)
+    ).json()["id"]
+    body = two_sites.client.get(f"/api/v1/audits/{again}", headers=two_sites.auth()).json()
+    assert (body["status"], body["checked"], body["problems"]) == ("done", 1, [])
+
+
+def test_audit_repairs_a_missing_copy(two_sites: Api) -> None:
+    object_id = deposit(two_sites, "MSG-AUDIT-2", PAYLOAD)
+    key = f"objects/{object_id}"
+    remove_copy(_offer(two_sites, "site-a"), key)
+    runtime = two_sites.runtime
+    with transaction(runtime.sessions) as session:
+        audit_id = create_audit(session, runtime.offer_set).id
+    assert run_audit(runtime.sessions, runtime.offer_set, audit_id) == audit_id
+    body = two_sites.client.get(f"/api/v1/audits/{audit_id}", headers=two_sites.auth()).json()
+    assert [(p["offer"], p["kind"], p["repaired"]) for p in body["problems"]] == [
+        ("site-a", "missing", True)
+    ]
+    assert hashlib.sha512(b"".join(_offer(two_sites, "site-a").get(key))).hexdigest() == (
+        hashlib.sha512(PAYLOAD).hexdigest()
+    )
+
+
+def test_audit_without_a_healthy_copy_reports_unrepaired(two_sites: Api) -> None:
+    object_id = deposit(two_sites, "MSG-AUDIT-3", PAYLOAD)
+    key = f"objects/{object_id}"
+    flip_byte(_offer(two_sites, "site-a"), key)
+    flip_byte(_offer(two_sites, "site-b"), key, offset=7)
+    runtime = two_sites.runtime
+    with transaction(runtime.sessions) as session:
+        audit_id = create_audit(session, runtime.offer_set).id
+    run_audit(runtime.sessions, runtime.offer_set, audit_id)
+    body = two_sites.client.get(f"/api/v1/audits/{audit_id}", headers=two_sites.auth()).json()
+    assert body["status"] == "done"
+    assert sorted((p["offer"], p["repaired"]) for p in body["problems"]) == [
+        ("site-a", False),
+        ("site-b", False),
+    ]
+    # damage never spreads: each copy still has its own flipped byte, no "repair" from the other
+    assert b"".join(_offer(two_sites, "site-a").get(key)) != b"".join(
+        _offer(two_sites, "site-b").get(key)
+    )
+    with transaction(runtime.sessions) as session:
+        flags = set(session.scalars(select(ObjectCopy.last_check_ok)))
+    assert flags == {False}
+
+
+def test_audit_resumes_where_a_dead_worker_stopped(two_sites: Api) -> None:
+    for i in range(3):
+        deposit(two_sites, f"MSG-RESUME-{i}", PAYLOAD + bytes([i]))
+    runtime = two_sites.runtime
+    with transaction(runtime.sessions) as session:
+        audit_id = create_audit(session, runtime.offer_set).id
+    # worker w1 claims and checks two copies, one batch per transaction, then dies
+    with transaction(runtime.sessions) as session:
+        audit = claim_audit(session, "w1", audit_id)
+        assert audit is not None
+    for _ in range(2):
+        with transaction(runtime.sessions) as session:
+            audit = session.get(Audit, audit_id)
+            assert audit is not None
+            assert audit_batch(session, runtime.offer_set, audit, "w1", limit=1) is True
+    # a live claim is respected…
+    assert run_audit(runtime.sessions, runtime.offer_set, audit_id, worker="w2") is None
+    # …until its heartbeat is stale
+    with transaction(runtime.sessions) as session:
+        session.execute(update(Audit).values(heartbeat_at=utcnow() - timedelta(hours=1)))
+    assert (
+        run_audit(runtime.sessions, runtime.offer_set, audit_id, worker="w2", batch_size=2)
+        == audit_id
+    )
+    body = two_sites.client.get(f"/api/v1/audits/{audit_id}", headers=two_sites.auth()).json()
+    assert body["status"] == "done"
+    assert body["checked"] == 6  # 3 objects × 2 offers, none counted twice
+    assert body["problems"] == []
+
+
+def test_sample_rate_checks_a_stable_share(two_sites: Api) -> None:
+    for i in range(6):
+        deposit(two_sites, f"MSG-SAMPLE-{i}", PAYLOAD + bytes([i]))
+    response = two_sites.client.post(
+        "/api/v1/audits", json={"sample_rate": 0.5}, headers=two_sites.auth()
+    )
+    body = two_sites.client.get(
+        f"/api/v1/audits/{response.json()['id']}", headers=two_sites.auth()
+    ).json()
+    assert body["status"] == "done"
+    assert body["checked"] % 2 == 0  # both copies of every drawn object
+    assert body["checked"] < 12
+    assert body["sample_rate"] == 0.5
+
+
+def test_audit_api_refusals(two_sites: Api) -> None:
+    reader = two_sites.token("reader")
+    assert (
+        two_sites.client.post("/api/v1/audits", json={}, headers=two_sites.auth(reader)).status_code
+        == 403
+    )
+    assert two_sites.client.post("/api/v1/audits", json={}).status_code == 401
+    bad = two_sites.client.post(
+        "/api/v1/audits", json={"offers": ["elsewhere"]}, headers=two_sites.auth()
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "storage.audit_invalid"
+    assert (
+        two_sites.client.post(
+            "/api/v1/audits", json={"sample_rate": 0}, headers=two_sites.auth()
+        ).status_code
+        == 422
+    )
+    missing = two_sites.client.get("/api/v1/audits/nope", headers=two_sites.auth())
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "storage.audit_not_found"
+    archivist = two_sites.token("archivist")
+    ok = two_sites.client.post("/api/v1/audits", json={}, headers=two_sites.auth(archivist))
+    assert ok.status_code == 202
