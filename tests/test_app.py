@@ -1,0 +1,165 @@
+"""Health, errors as problem+json, `sae serve` from a fresh data directory, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from sae.cli import app as cli
+from tests.conftest import REPO, Api
+
+
+def test_health_names_what_fails(api: Api) -> None:
+    ok = api.client.get("/health")
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert [o["name"] for o in body["offers"]] == ["local"]
+    assert body["offers"][0]["jurisdiction"] == "FR"
+
+    root = api.settings.data_dir / "offers" / "local"
+    shutil.rmtree(root)
+    root.write_text("not a directory any more")
+    broken = api.client.get("/health")
+    assert broken.status_code == 503
+    assert "offer:local" in broken.json()["failing"]
+
+
+def test_unknown_route_and_bad_parameters_are_problems(api: Api) -> None:
+    missing = api.client.get("/api/v1/nothing-here", headers=api.auth())
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    bad = api.client.get("/api/v1/units?limit=0", headers=api.auth())
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "request.invalid_parameters"
+    unknown_unit = api.client.get("/api/v1/units/nope", headers=api.auth())
+    assert unknown_unit.status_code == 404
+    assert unknown_unit.json()["code"] == "catalog.unit_not_found"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sae_serve_first_start(tmp_path: Path) -> None:
+    """`sae serve` on a fresh directory answers /health within 30 s and writes the admin token."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SAE_DATA_DIR": str(tmp_path / "sae-data"),
+        "SAE_PORT": str(port),
+    }
+    env.pop("SAE_DATABASE_URL", None)
+    env.pop("SAE_OFFERS_FILE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sae", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "no answer within 30 s"
+                time.sleep(0.3)
+        assert response.status_code == 200
+        token_file = tmp_path / "sae-data" / "admin.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        units = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/units",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert units.status_code == 200
+        assert (tmp_path / "sae-data" / "sae.db").is_file()
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0].decode()
+    assert "admin token" in output
+    assert token not in output  # the secret is never printed
+
+
+def test_cli_token_create_prints_the_token_last(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"SAE_DATA_DIR": str(tmp_path / "d"), "SAE_DATABASE_URL": ""}
+    result = runner.invoke(
+        cli, ["token", "create", "--role", "depositor", "--producer", "ETAT-CIVIL"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1].startswith("sae_")
+    refused = runner.invoke(cli, ["token", "create", "--role", "depositor"], env=env)
+    assert refused.exit_code == 2
+    unknown = runner.invoke(cli, ["token", "create", "--role", "emperor"], env=env)
+    assert unknown.exit_code == 2
+
+
+def test_cli_rules_import_and_refusal(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"SAE_DATA_DIR": str(tmp_path / "d"), "SAE_DATABASE_URL": ""}
+    good = tmp_path / "rules.csv"
+    good.write_text(
+        "RuleId,RuleType,RuleValue,RuleDescription,RuleDuration,RuleMeasurement\n"
+        "APP-1,AppraisalRule,Un an,,1,YEAR\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(cli, ["rules", "import", str(good)], env=env)
+    assert result.exit_code == 0, result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "RuleId,RuleType,RuleValue,RuleDescription,RuleDuration,RuleMeasurement\n"
+        "APP 1,Nope,,,x,YEAR\n",
+        encoding="utf-8",
+    )
+    refused = runner.invoke(cli, ["rules", "import", str(bad)], env=env)
+    assert refused.exit_code == 1
+    assert "RuleType" in refused.output
+    exported = runner.invoke(cli, ["rules", "export"], env=env)
+    assert "APP-1,AppraisalRule" in exported.stdout
+
+
+def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        ["init"],
+        env={"SAE_DATA_DIR": str(tmp_path), "SAE_DATABASE_URL": "mysql://x@y/z"},
+    )
+    assert result.exit_code == 2
+    assert "SAE_DATABASE_URL" in result.output
+    missing = runner.invoke(
+        cli, ["init"], env={"SAE_DATA_DIR": str(tmp_path), "SAE_OFFERS_FILE": "/nope.yaml"}
+    )
+    assert missing.exit_code == 2
+    assert "SAE_OFFERS_FILE" in missing.output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    runner = CliRunner()
+    for command in (["serve"], ["init"], ["token", "create"], ["rules", "import"]):
+        result = runner.invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0
+        assert "Example" in result.output, command
+
+
+def test_repo_layout() -> None:
+    for path in ("Makefile", "README.md", ".ci/run", "alembic.ini", "docker-compose.yml"):
+        assert (REPO / path).exists(), path
