@@ -12,7 +12,7 @@ Shape (INTERFACE.md "Storage offers file"; more keys may be added)::
         region: default                # must equal the bucket's reported location
         jurisdiction: FR               # ISO 3166 country of the data centre
         site: "Hôtel de ville, salle serveur"
-        quarantine_days: 0             # optional: GOVERNANCE lock for N days after ingest
+        quarantine_days: 1             # optional: GOVERNANCE for N days, then COMPLIANCE
         create_bucket: false           # optional: create the Object Lock bucket if missing
       - name: local
         kind: filesystem
