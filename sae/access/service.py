@@ -111,7 +111,23 @@ def open_content(
             obj, first, _guarded(stream, lambda d, c=copy: record_integrity_failure(
                 sessions, obj.id, c.id, c.offer, d))
         )
+    flag_object(sessions, obj.id, failures)
     raise NoHealthyCopy(obj.storage_key or obj.id, failures)
+
+
+def flag_object(sessions: sessionmaker[Session], obj_id: str, failures: list[str]) -> None:
+    """No copy can be served: the object itself is flagged until an audit repairs it."""
+    with transaction(sessions) as session:
+        obj = session.get(DataObject, obj_id)
+        if obj is not None and obj.status == "active":
+            obj.status = "integrity_failed"
+        append_event(
+            session,
+            type="integrity.no_healthy_copy",
+            actor="system:access",
+            object_id=obj_id,
+            payload={"failures": failures},
+        )
 
 
 def _guarded(stream: Iterator[bytes], on_failure: Callable[[str], None]) -> Iterator[bytes]:
