@@ -46,7 +46,7 @@ def test_other_message_is_unexpected_root() -> None:
 
 
 def test_abstract_global_element_is_refused_as_root(validator: seda.XsdValidator) -> None:
-    root = etree.fromstring(f'<OtherManagementAbstract xmlns="{NS["2.2"]}"/>'.encode())
+    root = seda.safe_parse(f'<OtherManagementAbstract xmlns="{NS["2.2"]}"/>'.encode())
     faults = validator.validate(root, "2.2")
     assert [f.code for f in faults] == ["seda.unexpected_root"]
     with pytest.raises(seda.UnexpectedMessage):
