@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 
-from sae.auth.deps import PrincipalDep, require_role
+from sae.auth.deps import require_role
 from sae.auth.service import Principal
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import NotFound
@@ -75,7 +75,7 @@ def _wants_xml(request: Request) -> bool:
 async def deposit_transfer(
     request: Request,
     runtime: RuntimeDep,
-    principal: Annotated[Principal, Depends(require_role("depositor", "archivist"))],
+    principal: Annotated[Principal, Depends(require_role("depositor"))],
 ) -> Response:
     """Deposit a SIP (zip: ``manifest.xml`` SEDA ArchiveTransfer at the root + files).
 
@@ -161,7 +161,7 @@ def _visible_transfer(session: Any, principal: Principal, transfer_id: str) -> T
     transfer = session.get(Transfer, transfer_id)
     if transfer is None:
         raise NotFound(f"no transfer {transfer_id}")
-    if principal.role in ("admin", "archivist", "auditor"):
+    if principal.role in ("admin", "archivist"):
         return transfer
     if transfer.submitted_by == principal.token_id or (
         principal.role == "depositor" and transfer.producer in principal.producers
@@ -171,8 +171,11 @@ def _visible_transfer(session: Any, principal: Principal, transfer_id: str) -> T
     raise NotFound(f"no transfer {transfer_id}")
 
 
+TransferReader = Annotated[Principal, Depends(require_role("depositor", "archivist"))]
+
+
 @router.get("/transfers/{transfer_id}", response_model=TransferOut)
-def get_transfer(transfer_id: str, session: SessionDep, principal: PrincipalDep) -> TransferOut:
+def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReader) -> TransferOut:
     """A transfer's status, counts and errors (depositors see their own only)."""
     t = _visible_transfer(session, principal, transfer_id)
     return TransferOut(
@@ -201,7 +204,7 @@ def get_transfer(transfer_id: str, session: SessionDep, principal: PrincipalDep)
     response_class=Response,
     responses={200: {"content": {XML: {}}, "description": "The ArchiveTransferReply."}},
 )
-def get_atr(transfer_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+def get_atr(transfer_id: str, session: SessionDep, principal: TransferReader) -> Response:
     """The transfer's ArchiveTransferReply (SEDA XML)."""
     t = _visible_transfer(session, principal, transfer_id)
     if t.atr is None:
