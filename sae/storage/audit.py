@@ -30,7 +30,9 @@ from sae.db import new_id, transaction, utcnow
 from sae.journal.service import append_event
 from sae.storage import repository
 from sae.storage.errors import (
+    AuditLost,
     AuditNotFound,
+    AuditRequestInvalid,
     IntegrityMismatch,
     ObjectExists,
     ObjectMissing,
@@ -46,22 +48,6 @@ log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=5)
 #: Copies checked per transaction: the most work a crash can make an audit redo.
 BATCH_SIZE = 50
-
-
-class AuditRequestInvalid(StorageError):
-    """An audit asked for offers that do not exist, or an impossible sample rate."""
-
-    code = "storage.audit_invalid"
-    status = 422
-    title = "Invalid audit request"
-
-
-class AuditLost(StorageError):
-    """Another worker took this audit over (ours was presumed dead)."""
-
-    code = "storage.audit_lost"
-    status = 409
-    title = "Audit taken over"
 
 
 def default_worker() -> str:

@@ -15,7 +15,10 @@
         ├── NoHealthyCopy            storage.no_healthy_copy      503
         ├── ReplicationFailed        storage.replication_failed   503  store_copies rolled back
         ├── DiscardIncomplete        storage.discard_incomplete   409
+        ├── LockUpdateIncomplete     storage.lock_update_incomplete 503
         ├── AuditNotFound            storage.audit_not_found      404
+        ├── AuditRequestInvalid      storage.audit_invalid        422
+        ├── AuditLost                storage.audit_lost           409  another worker took over
         └── OffersConfigError        storage.offers_invalid       500  refused at startup
             ├── JurisdictionRefused  storage.offers_jurisdiction
             ├── UnknownOffer         storage.offers_unknown
@@ -226,6 +229,23 @@ class DiscardIncomplete(StorageError):
         self.failures = list(failures)
 
 
+class LockUpdateIncomplete(StorageError):
+    """A retention extension or legal hold could not be applied on every offer."""
+
+    code = "storage.lock_update_incomplete"
+    status = 503
+    title = "Lock not updated everywhere"
+
+    def __init__(self, key: str, failures: Sequence[str]) -> None:
+        super().__init__(
+            f"lock of {key!r} not updated on: " + "; ".join(failures),
+            key=key,
+            failures=list(failures),
+        )
+        self.key = key
+        self.failures = list(failures)
+
+
 class AuditNotFound(StorageError):
     """No audit with this id."""
 
@@ -235,6 +255,22 @@ class AuditNotFound(StorageError):
 
     def __init__(self, audit_id: str) -> None:
         super().__init__(f"no audit {audit_id!r}", audit_id=audit_id)
+
+
+class AuditRequestInvalid(StorageError):
+    """An audit asked for offers that do not exist, or an impossible sample rate."""
+
+    code = "storage.audit_invalid"
+    status = 422
+    title = "Invalid audit request"
+
+
+class AuditLost(StorageError):
+    """Another worker took this audit over (ours was presumed dead)."""
+
+    code = "storage.audit_lost"
+    status = 409
+    title = "Audit taken over"
 
 
 class OffersConfigError(StorageError):

@@ -251,14 +251,26 @@ def _build(offer: OfferConfig, env: Mapping[str, str]) -> StorageOffer:
     )
 
 
-def check_offers(offers: OfferSet) -> None:
-    """Startup check: every offer answers as declared (bucket, Object Lock, region).
+def check_offers(offers: OfferSet, *, require_available: bool = False) -> list[str]:
+    """Startup check: every offer is configured as declared (bucket, Object Lock, region).
 
-    Raises the first offer's error (e.g. :class:`RegionMismatch`), so that a misconfigured
-    server refuses to start rather than archiving to the wrong place.
+    A configuration fault (:class:`OffersConfigError`, e.g. :class:`RegionMismatch` or a bucket
+    without Object Lock) is raised, so that a misconfigured server refuses to start rather than
+    archive to the wrong place. An offer that merely does not answer is raised only with
+    ``require_available``; otherwise its message is returned (``/health`` will report it), so
+    that a site being down does not stop the other from serving reads.
     """
+    unavailable = []
     for offer in offers.offers.values():
-        offer.check()
+        try:
+            offer.check()
+        except OffersConfigError:
+            raise
+        except StorageError as exc:
+            if require_available:
+                raise
+            unavailable.append(exc.detail)
+    return unavailable
 
 
 def offers_health(offers: OfferSet | Iterable[StorageOffer]) -> list[OfferHealth]:

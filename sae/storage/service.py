@@ -17,9 +17,11 @@ from sae.storage.base import StorageOffer, StoredObject
 from sae.storage.errors import (
     DiscardIncomplete,
     IntegrityMismatch,
+    LockUpdateIncomplete,
     NoHealthyCopy,
     ObjectMissing,
     ReplicationFailed,
+    RetentionShortening,
     StorageError,
 )
 
@@ -196,6 +198,40 @@ def discard_copies(offers: Sequence[StorageOffer], key: str, *, missing_ok: bool
             failures.append(f"{offer.name}: {exc.detail}")
     if failures:
         raise DiscardIncomplete(key, failures)
+
+
+def extend_copies(offers: Sequence[StorageOffer], key: str, until: datetime) -> None:
+    """Extend the lock of ``key`` on every offer (retention rules changed, permanent keeping).
+
+    Every offer is tried; :class:`LockUpdateIncomplete` lists those that failed. An offer
+    whose lock is already later is not a failure (locks never shorten, and later is safer),
+    nor is a missing copy (the audit reports and repairs those).
+    """
+    failures: list[str] = []
+    for offer in offers:
+        try:
+            offer.extend_retention(key, until)
+        except (RetentionShortening, ObjectMissing):
+            continue
+        except StorageError as exc:
+            failures.append(f"{offer.name}: {exc.detail}")
+    if failures:
+        raise LockUpdateIncomplete(key, failures)
+
+
+def hold_copies(offers: Sequence[StorageOffer], key: str, on: bool) -> None:
+    """Put (or lift) a legal hold on ``key`` on every offer; :class:`LockUpdateIncomplete`
+    lists the offers that failed (a missing copy is skipped, as in :func:`extend_copies`)."""
+    failures: list[str] = []
+    for offer in offers:
+        try:
+            offer.set_legal_hold(key, on)
+        except ObjectMissing:
+            continue
+        except StorageError as exc:
+            failures.append(f"{offer.name}: {exc.detail}")
+    if failures:
+        raise LockUpdateIncomplete(key, failures)
 
 
 def copy_digest(offer: StorageOffer, key: str) -> tuple[str, int]:

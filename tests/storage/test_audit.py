@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -12,7 +13,7 @@ from sae.journal.models import Event
 from sae.storage.audit import audit_batch, claim_audit, create_audit, run_audit
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.models import Audit, ObjectCopy
-from tests.conftest import Api
+from tests.conftest import Api, Database
 from tests.storage.conftest import deposit
 from tests.storage.helpers import flip_byte, remove_copy
 
@@ -176,3 +177,31 @@ def test_audit_api_refusals(two_sites: Api) -> None:
     archivist = two_sites.token("archivist")
     ok = two_sites.client.post("/api/v1/audits", json={}, headers=two_sites.auth(archivist))
     assert ok.status_code == 202
+
+
+def test_one_audit_one_worker(two_sites: Api, database: Database) -> None:
+    deposit(two_sites, "MSG-CLAIM-1", PAYLOAD)
+    runtime = two_sites.runtime
+    with transaction(runtime.sessions) as session:
+        audit_id = create_audit(session, runtime.offer_set).id
+    first = runtime.sessions()
+    try:
+        # w1 claims and has not committed yet: on PostgreSQL its row lock is held
+        assert claim_audit(first, "w1", audit_id) is not None
+        if database.kind == "postgresql":
+            second = runtime.sessions()
+            try:
+                started = time.monotonic()
+                # SKIP LOCKED: w2 does not wait for w1's transaction, it finds nothing to do
+                assert claim_audit(second, "w2") is None
+                assert time.monotonic() - started < 5
+            finally:
+                second.rollback()
+                second.close()
+        first.commit()
+    finally:
+        first.close()
+    # committed and fresh: nobody else may take it
+    with transaction(runtime.sessions) as session:
+        assert claim_audit(session, "w2", audit_id) is None
+    assert run_audit(runtime.sessions, runtime.offer_set, worker="w1") == audit_id

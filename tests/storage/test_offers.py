@@ -12,12 +12,19 @@ from sae.storage.errors import (
     JurisdictionRefused,
     MissingCredentials,
     OffersConfigError,
+    OfferUnavailable,
     RegionMismatch,
     SingleSiteStrategy,
     UnknownOffer,
 )
 from sae.storage.filesystem import FilesystemOffer
-from sae.storage.offers import check_offers, load_offers, offers_health, parse_offers
+from sae.storage.offers import (
+    OfferSet,
+    check_offers,
+    load_offers,
+    offers_health,
+    parse_offers,
+)
 from sae.storage.s3 import S3Offer
 from tests.s3_server import S3Server
 
@@ -183,6 +190,20 @@ def test_bucket_region_must_match_declaration(ceph_rgw: S3Server) -> None:
     assert "'default'" in str(err.value)
     health = offers_health([lying])
     assert health[0].ok is False
+    # at startup: a configuration fault stops the server, an offer that is down does not
+    dead = S3Offer(
+        "down",
+        endpoint="http://127.0.0.1:9",
+        bucket="sae-x",
+        access_key="a",
+        secret_key="s",
+        region="default",
+    )
+    assert len(check_offers(OfferSet({"site-a": good, "down": dead}, ["site-a"]))) == 1
+    with pytest.raises(OfferUnavailable):
+        check_offers(OfferSet({"down": dead}, ["down"]), require_available=True)
+    with pytest.raises(RegionMismatch):
+        check_offers(OfferSet({"site-a": good, "site-b": lying}, ["site-a"]))
 
 
 @pytest.mark.s3

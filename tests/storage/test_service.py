@@ -14,11 +14,19 @@ from sae.storage.base import StorageOffer
 from sae.storage.errors import (
     DiscardIncomplete,
     IntegrityMismatch,
+    LockUpdateIncomplete,
     NoHealthyCopy,
+    OfferUnavailable,
     ReplicationFailed,
 )
 from sae.storage.filesystem import FilesystemOffer
-from sae.storage.service import discard_copies, open_verified, store_copies
+from sae.storage.service import (
+    discard_copies,
+    extend_copies,
+    hold_copies,
+    open_verified,
+    store_copies,
+)
 from tests.storage.conftest import OfferFactory, Unseekable
 from tests.storage.helpers import FailingOffer, flip_byte, remove_copy
 
@@ -160,3 +168,34 @@ def test_discard_copies(fs_factory: OfferFactory) -> None:
     discard_copies([a, b], past_key)  # already gone: fine
     with pytest.raises(DiscardIncomplete):
         discard_copies([a, b], past_key, missing_ok=False)
+
+
+def test_extend_and_hold_every_copy(fs_factory: OfferFactory) -> None:
+    a, b = fs_factory(), fs_factory()
+    key = _key()
+    store_copies([a, b], key, io.BytesIO(b"x"), retain_until=_later(1))
+    later = _later(3650)
+    extend_copies([a, b], key, later)
+    for offer in (a, b):
+        head = offer.head(key)
+        assert head is not None
+        assert head.retain_until == later
+    extend_copies([a, b], key, _later(2))  # earlier than the lock: nothing to do, no error
+    hold_copies([a, b], key, True)
+    assert all(h is not None and h.legal_hold for h in (a.head(key), b.head(key)))
+    hold_copies([a, b], key, False)
+    remove_copy(_fs(b), key)
+    extend_copies([a, b], key, _later(4000))  # a missing copy is the audit's business
+
+    class Broken(FilesystemOffer):
+        def extend_retention(self, key: str, until: datetime) -> None:
+            raise OfferUnavailable(self.name, "disk gone")
+
+        def set_legal_hold(self, key: str, on: bool) -> None:
+            raise OfferUnavailable(self.name, "disk gone")
+
+    broken = Broken("broken", _fs(a).root)
+    with pytest.raises(LockUpdateIncomplete, match="broken"):
+        extend_copies([a, broken], key, _later(5000))
+    with pytest.raises(LockUpdateIncomplete, match="broken"):
+        hold_copies([a, broken], key, True)
