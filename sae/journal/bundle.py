@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 from sae.journal import merkle
 from sae.journal.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
@@ -210,6 +212,16 @@ class BundleReport:
         return self.failure is None
 
 
+def _canonical_pem(pem: bytes) -> bool:
+    """True when ``pem`` is exactly one public key as SAE writes it (no stray bytes)."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except Exception:  # any unreadable key is simply not canonical
+        return False
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_bytes(serialization.Encoding.PEM, spki) == pem
+
+
 def _leaf_described(leaf: dict[str, Any]) -> dict[str, Any]:
     """What an ingest leaf says about its object, beyond the digest (see docs/journal.md)."""
     data = leaf.get("data") if isinstance(leaf.get("data"), dict) else {}
@@ -237,7 +249,14 @@ def verify_bundle(data: bytes, *, content: bytes | None = None) -> BundleReport:
             files = read_zip(data)
         except (ValueError, zipfile.BadZipFile) as exc:
             raise _Fail("files", f"not a readable bundle zip: {exc}") from None
-        _verify_files(files, content, report)
+        try:
+            _verify_files(files, content, report)
+        except _Fail:
+            raise
+        except Exception as exc:
+            # A damaged file that slipped past the specific checks is still a failure, named.
+            step = ("files", "object", "merkle", "signature", "timestamp")[len(report.passed)]
+            raise _Fail(step, f"malformed bundle: {exc}") from None
     except _Fail as fail:
         report.failure = (fail.check, fail.message)
     return report
@@ -292,6 +311,8 @@ def _verify_files(files: dict[str, bytes], content: bytes | None, report: Bundle
         raise _Fail("merkle", "the audit path does not lead to the tree head's root")
     report.passed.append(("merkle", f"leaf {index} is in the tree of {size} leaves"))
 
+    if not _canonical_pem(files["sae-signing-key.pem"]):
+        raise _Fail("signature", "sae-signing-key.pem is not one canonical PEM public key")
     if not verify_signature(
         files["sae-signing-key.pem"], files["tree-head.json"], files["tree-head.sig"]
     ):
@@ -302,6 +323,11 @@ def _verify_files(files: dict[str, bytes], content: bytes | None, report: Bundle
         chain = x509.load_pem_x509_certificates(files["tsa-chain.pem"])
     except ValueError as exc:
         raise _Fail("timestamp", f"tsa-chain.pem unreadable: {exc}") from None
+    if (
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+        != files["tsa-chain.pem"]
+    ):
+        raise _Fail("timestamp", "tsa-chain.pem is not in canonical PEM form")
     try:
         info = verify_response(
             files["tree-head.tsr"],
@@ -315,6 +341,12 @@ def _verify_files(files: dict[str, bytes], content: bytes | None, report: Bundle
     # token carries: nothing in the bundle is decoration that could be altered unnoticed.
     if info.chain != chain or any(c not in chain for c in info.token_certs):
         raise _Fail("timestamp", "tsa-chain.pem is not the token's certificate chain")
+    try:
+        chain[-1].verify_directly_issued_by(chain[-1])
+    except (ValueError, TypeError, InvalidSignature):
+        raise _Fail(
+            "timestamp", "the last certificate of tsa-chain.pem is not a self-signed root"
+        ) from None
     report.passed.append(
         (
             "timestamp",

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -83,7 +83,11 @@ class Checkpoint:
             raise CheckpointFormatError("timestamp must be ISO 8601 UTC ending in Z")
         if not isinstance(origin, str) or not origin:
             raise CheckpointFormatError("origin must be a non-empty string")
-        cp = cls(origin, size, bytes.fromhex(root), dt.datetime.fromisoformat(stamp))
+        try:
+            when = dt.datetime.fromisoformat(stamp)
+        except ValueError as exc:
+            raise CheckpointFormatError(f"timestamp: {exc}") from None
+        cp = cls(origin, size, bytes.fromhex(root), when)
         if cp.to_bytes() != data:
             raise CheckpointFormatError("checkpoint bytes are not in canonical form")
         return cp
@@ -152,7 +156,7 @@ def verify_signature(public_pem: bytes, data: bytes, signature: bytes) -> bool:
     """Check an ECDSA-SHA256 signature made by :meth:`SigningKey.sign`."""
     try:
         key = serialization.load_pem_public_key(public_pem)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         return False
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return False

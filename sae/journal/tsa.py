@@ -207,11 +207,30 @@ def verify_response(
     signer), the CMS signature, the signer's EKU, and a chain to one of ``anchors``.
     """
     try:
+        return _verify_response(tsr, digest, anchors, nonce, extra_certs)
+    except TimestampInvalid:
+        raise
+    except Exception as exc:
+        # Hostile or damaged input: asn1crypto parses lazily and cryptography raises its own
+        # types, so a broken token may surface as almost any exception. It is still a refusal.
+        raise TimestampInvalid("format", f"unreadable token: {type(exc).__name__}: {exc}") from None
+
+
+def _verify_response(
+    tsr: bytes,
+    digest: bytes,
+    anchors: list[x509.Certificate],
+    nonce: int | None,
+    extra_certs: list[x509.Certificate] | None,
+) -> TimestampInfo:
+    try:
         # Parsed by hand at the top: asn1crypto insists on a token, which a rejection lacks.
         parts = _der_children(tsr)
         status_info = tsp.PKIStatusInfo.load(parts[0])
         status = status_info["status"].native
-        if status not in ("granted", "granted_with_mods"):
+        # grantedWithMods is refused: SAE asks for nothing a TSA could modify, and an unsigned
+        # status that may vary would let a bundle be altered unnoticed.
+        if status != "granted":
             text = status_info["status_string"].native
             raise TimestampInvalid("status", f"TSA answered {status}: {text}")
         if len(parts) != 2:
@@ -246,6 +265,7 @@ def verify_response(
     if len(signers) != 1:
         raise TimestampInvalid("format", f"{len(signers)} signers, expected 1")
     si = signers[0]
+    _check_structure(sd, si)
 
     pool = certs_in_token + list(extra_certs or [])
     signer = _find_signer(si, pool)
@@ -288,6 +308,27 @@ def verify_response(
         chain=chain,
         token_certs=certs_in_token,
     )
+
+
+def _check_structure(sd: cms.SignedData, si: cms.SignerInfo) -> None:
+    """RFC 5652 shape of a time-stamp token's unsigned envelope (versions, algorithms, CRLs).
+
+    None of these fields is signed; holding them to the RFC means that a token altered there is
+    refused instead of silently accepted.
+    """
+    sid_is_ski = si["sid"].name == "subject_key_identifier"
+    if sd["version"].native != "v3" or si["version"].native != ("v3" if sid_is_ski else "v1"):
+        raise TimestampInvalid("format", "unexpected SignedData or SignerInfo version")
+    algos_in_sd = [a.dump() for a in sd["digest_algorithms"]]
+    if algos_in_sd != [si["digest_algorithm"].dump()]:
+        raise TimestampInvalid("format", "digestAlgorithms is not exactly the signer's digest")
+    sig_algo = si["signature_algorithm"]
+    if sig_algo["algorithm"].native not in ("rsassa_pkcs1v15", "rsassa_pss", "ecdsa") and (
+        sig_algo.hash_algo != si["digest_algorithm"]["algorithm"].native
+    ):
+        raise TimestampInvalid("format", "signatureAlgorithm's digest is not the signer's digest")
+    if sd["crls"].native:
+        raise TimestampInvalid("format", "unexpected CRLs in the token")
 
 
 def _der_children(data: bytes) -> list[bytes]:

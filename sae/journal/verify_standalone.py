@@ -69,6 +69,15 @@ DIGESTS: dict[bytes, Any] = {
     _oid("2.16.840.1.101.3.4.2.2"): hashes.SHA384,
     _oid("2.16.840.1.101.3.4.2.3"): hashes.SHA512,
 }
+SIGNATURE_DIGESTS: dict[bytes, Any] = {
+    _oid("1.2.840.10045.4.3.2"): hashes.SHA256,  # ecdsa-with-SHA256
+    _oid("1.2.840.10045.4.3.3"): hashes.SHA384,
+    _oid("1.2.840.10045.4.3.4"): hashes.SHA512,
+    _oid("1.2.840.113549.1.1.11"): hashes.SHA256,  # sha256WithRSAEncryption
+    _oid("1.2.840.113549.1.1.12"): hashes.SHA384,
+    _oid("1.2.840.113549.1.1.13"): hashes.SHA512,
+}
+RSA_ENCRYPTION = _oid("1.2.840.113549.1.1.1")
 SHA256_OID = _oid("2.16.840.1.101.3.4.2.1")
 SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
 TST_INFO = _oid("1.2.840.113549.1.9.16.1.4")
@@ -167,9 +176,13 @@ def check_merkle(files: dict[str, bytes]) -> str:
 
 def check_signature(files: dict[str, bytes]) -> str:
     """SAE's ECDSA signature over the exact bytes of tree-head.json."""
-    key = serialization.load_pem_public_key(files["sae-signing-key.pem"])
+    pem = files["sae-signing-key.pem"]
+    key = serialization.load_pem_public_key(pem)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise Invalid("signature: sae-signing-key.pem is not an ECDSA key")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_bytes(serialization.Encoding.PEM, spki) != pem:
+        raise Invalid("signature: sae-signing-key.pem is not in canonical PEM form")
     try:
         key.verify(files["tree-head.sig"], files["tree-head.json"], ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
@@ -181,44 +194,77 @@ def check_timestamp(files: dict[str, bytes]) -> str:
     """The RFC 3161 token time-stamps tree-head.json and chains to tsa-chain.pem's root."""
     try:
         return _check_timestamp(files)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise Invalid(f"timestamp: unreadable token ({exc})") from None
+    except Invalid:
+        raise
+    except Exception as exc:  # damaged input may raise anything; it is still invalid
+        raise Invalid(f"timestamp: unreadable token ({type(exc).__name__}: {exc})") from None
+
+
+def _tagged(data: bytes, *tags: int, exact: bool = True) -> list[Node]:
+    """The TLVs in ``data``, whose tags must be ``tags`` (all of them when ``exact``)."""
+    nodes = _items(data)
+    if (exact and len(nodes) != len(tags)) or len(nodes) < len(tags):
+        raise Invalid("timestamp: malformed token (unexpected number of DER elements)")
+    if any(node[0] != tag for node, tag in zip(nodes, tags)):  # noqa: B905 (Python 3.9)
+        raise Invalid("timestamp: malformed token (unexpected DER tag)")
+    return nodes
+
+
+SEQ, SET, INT, OID, OCTETS, GENTIME, CTX0, CTX1 = 0x30, 0x31, 0x02, 0x06, 0x04, 0x18, 0xA0, 0xA1
 
 
 def _check_timestamp(files: dict[str, bytes]) -> str:
-    (resp,) = _items(files["tree-head.tsr"])
-    status, token = _items(resp[1])[:2]
-    if _items(status[1])[0][1] not in (b"\x00", b"\x01"):
+    (resp,) = _tagged(files["tree-head.tsr"], SEQ)
+    status, token = _tagged(resp[1], SEQ, SEQ)
+    if _tagged(status[1], INT, exact=False)[0][1] != b"\x00":
         raise Invalid("timestamp: the TSA did not grant the token")
-    oid, wrapped = _items(token[1])
+    oid, wrapped = _tagged(token[1], OID, CTX0)
     if oid[1] != SIGNED_DATA:
         raise Invalid("timestamp: not a CMS SignedData")
-    sd = _items(_items(wrapped[1])[0][1])
-    eci = _items(sd[2][1])
+    (sd_node,) = _tagged(wrapped[1], SEQ)
+    sd = _items(sd_node[1])
+    middle = tuple(node[0] for node in sd[3:-1])
+    if middle not in ((), (CTX0,)):
+        raise Invalid("timestamp: unexpected CRLs or fields in the SignedData")
+    sd = _tagged(sd_node[1], INT, SET, SEQ, *middle, SET)
+    eci = _tagged(sd[2][1], OID, CTX0)
     if eci[0][1] != TST_INFO:
         raise Invalid("timestamp: the token does not hold a TSTInfo")
-    econtent = _items(eci[1][1])[0][1]  # the OCTET STRING's content: the DER TSTInfo
-    tst = _items(_items(econtent)[0][1])
-    algo, hashed = _items(tst[2][1])
-    if _items(algo[1])[0][1] != SHA256_OID:
+    econtent = _tagged(eci[1][1], OCTETS)[0][1]  # the OCTET STRING's content: the DER TSTInfo
+    tst = _tagged(_tagged(econtent, SEQ)[0][1], INT, OID, SEQ, INT, GENTIME, exact=False)
+    algo, hashed = _tagged(tst[2][1], SEQ, OCTETS)
+    if _tagged(algo[1], OID, exact=False)[0][1] != SHA256_OID:
         raise Invalid("timestamp: imprint is not SHA-256")
     if hashed[1] != hashlib.sha256(files["tree-head.json"]).digest():
         raise Invalid("timestamp: the token's imprint is not SHA-256(tree-head.json)")
     gen_time = dt.datetime.strptime(tst[4][1].decode().split(".")[0].rstrip("Z"), "%Y%m%d%H%M%S")
     gen_time = gen_time.replace(tzinfo=dt.timezone.utc)  # noqa: UP017 (Python 3.9)
 
-    signer_infos = _items(sd[-1][1])
-    if len(signer_infos) != 1:
-        raise Invalid("timestamp: expected exactly one signer")
-    si = _items(signer_infos[0][1])
+    signer_infos = _tagged(sd[-1][1], SEQ)
+    si = _tagged(
+        signer_infos[0][1], INT, SEQ if signer_infos[0][1][0:1] != b"\x80" else 0x80, exact=False
+    )
+    sid_is_ski = si[1][0] == 0x80
+    si = _tagged(signer_infos[0][1], INT, si[1][0], SEQ, CTX0, SEQ, OCTETS, exact=False)
+    if len(si) > 7 or (len(si) == 7 and si[6][0] != CTX1):
+        raise Invalid("timestamp: malformed SignerInfo")
+    # The envelope is not signed: hold it to RFC 5652 so that no byte of it can change unseen.
+    if sd[0][1] != b"\x03" or si[0][1] != (b"\x03" if sid_is_ski else b"\x01"):
+        raise Invalid("timestamp: unexpected SignedData or SignerInfo version")
+    if sd[1][1] != si[2][2]:
+        raise Invalid("timestamp: digestAlgorithms does not match the signer")
+    sig_oid = _tagged(si[4][1], OID, exact=False)[0][1]
+    sig_digest = SIGNATURE_DIGESTS.get(sig_oid, "any" if sig_oid == RSA_ENCRYPTION else None)
+    if sig_digest != "any" and sig_digest is not DIGESTS.get(_items(si[2][1])[0][1]):
+        raise Invalid("timestamp: signatureAlgorithm does not match the signer's digest")
     digest_algo = DIGESTS[_items(si[2][1])[0][1]]
     attrs_node = si[3]
-    if attrs_node[0] != 0xA0:
-        raise Invalid("timestamp: no signed attributes")
     signature = si[5][1]
     attrs = {}
-    for attr in _items(attrs_node[1]):
-        a_oid, values = _items(attr[1])
+    for attr in _tagged(attrs_node[1], *[SEQ] * len(_items(attrs_node[1]))):
+        a_oid, values = _tagged(attr[1], OID, SET)
+        if a_oid[1] in attrs:
+            raise Invalid("timestamp: a signed attribute appears twice")
         attrs[a_oid[1]] = _items(values[1])[0]
     if attrs[CONTENT_TYPE][1] != TST_INFO:
         raise Invalid("timestamp: content-type attribute is not TSTInfo")
@@ -227,6 +273,11 @@ def _check_timestamp(files: dict[str, bytes]) -> str:
 
     chain = x509.load_pem_x509_certificates(files["tsa-chain.pem"])
     chain_der = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+    if (
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+        != files["tsa-chain.pem"]
+    ):
+        raise Invalid("timestamp: tsa-chain.pem is not in canonical PEM form")
     carried = sd[3][1] if sd[3][0] == 0xA0 else b""
     if any(cert[2] not in chain_der for cert in _items(carried)):
         raise Invalid("timestamp: the token carries a certificate that tsa-chain.pem lacks")
@@ -244,6 +295,16 @@ def _check_timestamp(files: dict[str, bytes]) -> str:
         raise Invalid("timestamp: no ESS signing-certificate attribute")
     if cert_hash != expected:
         raise Invalid("timestamp: ESS certificate hash does not match the TSA certificate")
+    if sid_is_ski:
+        ski = signer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        sid_ok = si[1][1] == ski.value.digest
+    else:
+        sid_issuer, serial = _tagged(si[1][1], SEQ, INT)
+        sid_ok = sid_issuer[2] == signer.issuer.public_bytes() and (
+            int.from_bytes(serial[1], "big", signed=True) == signer.serial_number
+        )
+    if not sid_ok:
+        raise Invalid("timestamp: the SignerInfo does not name the TSA certificate")
 
     signed = b"\x31" + attrs_node[2][1:]
     key = signer.public_key()
@@ -294,8 +355,8 @@ def verify(files: dict[str, bytes], content: bytes | None = None) -> list[tuple[
             results.append((name, check()))
         except Invalid:
             raise
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise Invalid(f"{name}: malformed bundle ({exc})") from None
+        except Exception as exc:  # damaged input may raise anything; it is still invalid
+            raise Invalid(f"{name}: malformed bundle ({type(exc).__name__}: {exc})") from None
     return results
 
 
