@@ -292,7 +292,7 @@ class FilesystemOffer:
         except OSError as exc:
             raise self._unavailable(exc) from exc
 
-    def _existing_meta(self, key: str) -> dict[str, Any]:
+    def _existing_meta(self, key: str, until: datetime | None = None) -> dict[str, Any]:
         target = self._data(key)
         try:
             st = target.stat()
@@ -300,16 +300,20 @@ class FilesystemOffer:
             raise ObjectMissing(self.name, key) from None
         meta = self._read_meta(key)
         if meta is None:
-            # Unlocked leftover: lock it from now on, with what the disk holds.
+            # Unlocked leftover (crash before its sidecar): from now on it is locked like any
+            # copy, until ``until`` when one is being set, else permanently.
             sha512, size = self._digest_file(target)
-            meta = self._lock_meta(None, sha512, size)
+            meta = self._lock_meta(until, sha512, size)
             meta["size"] = st.st_size
         return meta
 
     def extend_retention(self, key: str, until: datetime) -> None:
         """Move retain-until later (never earlier)."""
         new = effective_retain_until(until)
-        meta = self._existing_meta(key)
+        meta = self._existing_meta(key, new)
+        if self._read_meta(key) is None:
+            self._write_meta(key, meta)
+            return
         current = datetime.fromisoformat(meta["retain_until"])
         if new < current:
             raise RetentionShortening(self.name, key, current, new)
