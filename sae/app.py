@@ -91,10 +91,11 @@ def api_router() -> APIRouter:
     from sae.access.api import router as access_router
     from sae.catalog.api import router as catalog_router
     from sae.ingest.api import router as ingest_router
+    from sae.retention.api import disposal_router
     from sae.retention.api import router as rules_router
 
     router = APIRouter(prefix="/api/v1")
-    for sub in (ingest_router, catalog_router, access_router, rules_router):
+    for sub in (ingest_router, catalog_router, access_router, rules_router, disposal_router):
         router.include_router(sub)
     return router
 

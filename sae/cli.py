@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from sae.config import ConfigurationError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from sae.runtime import Runtime
 
 app = typer.Typer(
     name="sae",
@@ -38,7 +41,7 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(2) from None
 
 
-def open_runtime():  # type: ignore[no-untyped-def]
+def open_runtime() -> Runtime:
     """The runtime (migrated database, checked offers), or a readable refusal (exit 2)."""
     from sae.errors import SAEError
     from sae.runtime import Runtime

@@ -99,8 +99,9 @@ def simple_sip(
     )
 
 
-def _el(parent: etree._Element, ns: str, tag: str, text: str | None = None,
-        **attrs: str) -> etree._Element:
+def _el(
+    parent: etree._Element, ns: str, tag: str, text: str | None = None, **attrs: str
+) -> etree._Element:
     el = etree.SubElement(parent, f"{{{ns}}}{tag}", **attrs)
     if text is not None:
         el.text = text
@@ -108,8 +109,15 @@ def _el(parent: etree._Element, ns: str, tag: str, text: str | None = None,
 
 
 def _rules(parent: etree._Element, ns: str, rules: list[RuleSpec]) -> None:
-    order = ["StorageRule", "AppraisalRule", "AccessRule", "DisseminationRule", "ReuseRule",
-             "ClassificationRule", "HoldRule"]
+    order = [
+        "StorageRule",
+        "AppraisalRule",
+        "AccessRule",
+        "DisseminationRule",
+        "ReuseRule",
+        "ClassificationRule",
+        "HoldRule",
+    ]
     for category in order:
         mine = [r for r in rules if r.category == category]
         if not mine:
@@ -191,7 +199,9 @@ def build_zip(spec: SipSpec, *, manifest_bytes: bytes | None = None) -> bytes:
     """The SIP zip of ``spec`` (manifest at the root, files at their Uri)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.xml", manifest_bytes if manifest_bytes is not None else manifest(spec))
+        zf.writestr(
+            "manifest.xml", manifest_bytes if manifest_bytes is not None else manifest(spec)
+        )
         for f in spec.files:
             if f.in_zip:
                 zf.writestr(f.uri, f.data)

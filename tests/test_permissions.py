@@ -40,8 +40,11 @@ def test_every_route_is_in_the_matrix(api: Api) -> None:
 
 
 def test_every_route_obeys_the_matrix(api: Api) -> None:
-    tokens = {role: api.token(role, ["SOMEONE"] if role == "depositor" else None)
-              for role in ROLES if role != "admin"}
+    tokens = {
+        role: api.token(role, ["SOMEONE"] if role == "depositor" else None)
+        for role in ROLES
+        if role != "admin"
+    }
     tokens["admin"] = api.admin
     matrix = _matrix()
     for method, path in _api_routes(api):

@@ -10,13 +10,13 @@ from fastapi.responses import StreamingResponse
 
 from sae.access import service
 from sae.auth.deps import PrincipalDep
+from sae.auth.service import Principal
 from sae.catalog import service as catalog
 from sae.catalog.errors import ObjectNotFound
 from sae.catalog.models import DataObject
 from sae.deps import RuntimeDep
 from sae.journal.service import append_event
 from sae.runtime import Runtime
-from sae.auth.service import Principal
 
 router = APIRouter(tags=["access"])
 
@@ -46,8 +46,9 @@ def _open(runtime: Runtime, principal: Principal, object_id: str) -> service.Con
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "The bytes."}},
 )
-async def get_content(object_id: str, runtime: RuntimeDep, principal: PrincipalDep
-                      ) -> StreamingResponse:
+async def get_content(
+    object_id: str, runtime: RuntimeDep, principal: PrincipalDep
+) -> StreamingResponse:
     """The object's bytes, streamed from the first healthy copy, SHA-512 checked on the way.
 
     ``Repr-Digest`` (RFC 9530) and ``Digest`` carry the SHA-512. A mismatch found at the end

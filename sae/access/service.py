@@ -8,7 +8,7 @@ the stream is aborted so the client never takes a damaged file for a good one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -107,10 +107,7 @@ def open_content(
         except StorageError as exc:
             failures.append(f"{copy.offer}: {exc.detail}")
             continue
-        return ContentStream(
-            obj, first, _guarded(stream, lambda d, c=copy: record_integrity_failure(
-                sessions, obj.id, c.id, c.offer, d))
-        )
+        return ContentStream(obj, first, _guarded(stream, sessions, obj.id, copy))
     flag_object(sessions, obj.id, failures)
     raise NoHealthyCopy(obj.storage_key or obj.id, failures)
 
@@ -130,9 +127,23 @@ def flag_object(sessions: sessionmaker[Session], obj_id: str, failures: list[str
         )
 
 
-def _guarded(stream: Iterator[bytes], on_failure: Callable[[str], None]) -> Iterator[bytes]:
+def _guarded(
+    stream: Iterator[bytes], sessions: sessionmaker[Session], obj_id: str, copy: ObjectCopy
+) -> Iterator[bytes]:
+    """Pass chunks through, always holding the last one back until the digest is checked.
+
+    The digest of a large copy is only known once its last byte is read; by keeping that last
+    chunk until then, a damaged copy never reaches the client whole: the response ends short of
+    its Content-Length, which every HTTP client reports as an incomplete transfer.
+    """
+    held: bytes | None = None
     try:
-        yield from stream
+        for chunk in stream:
+            if held is not None:
+                yield held
+            held = chunk
     except IntegrityMismatch as exc:
-        on_failure(exc.detail)
+        record_integrity_failure(sessions, obj_id, copy.id, copy.offer, exc.detail)
         raise
+    if held is not None:
+        yield held

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
@@ -86,9 +85,7 @@ def unit_rules(session: Session, unit: ArchiveUnit) -> UnitRules:
     rows = {u.id: u for u in session.scalars(select(ArchiveUnit).where(ArchiveUnit.id.in_(ids)))}
     declared = {uid: row.management for uid, row in rows.items()}
     defaults = {
-        uid: row.management.get("_defaults", {})
-        for uid, row in rows.items()
-        if uid not in parents
+        uid: row.management.get("_defaults", {}) for uid, row in rows.items() if uid not in parents
     }
     rule_ids = {
         ref["rule_id"]
@@ -97,9 +94,11 @@ def unit_rules(session: Session, unit: ArchiveUnit) -> UnitRules:
         if cat != "_defaults"
         for ref in block.get("rules", [])
     }
-    referential = {
-        r.id: r for r in session.scalars(select(Rule).where(Rule.id.in_(rule_ids)))
-    } if rule_ids else {}
+    referential = (
+        {r.id: r for r in session.scalars(select(Rule).where(Rule.id.in_(rule_ids)))}
+        if rule_ids
+        else {}
+    )
     order = compute.topological(list(ids), parents)
     result = UnitRules()
     for category in compute.CATEGORIES:
@@ -206,7 +205,7 @@ def search_units(
     session: Session, query: SearchQuery, principal: Principal
 ) -> tuple[list[ArchiveUnit], str | None]:
     """Units matching the filters, newest first, keyset-paginated."""
-    stmt: Select[tuple[ArchiveUnit]] = select(ArchiveUnit)
+    stmt = select(ArchiveUnit)
     if principal.role == "depositor":
         stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
     if query.q:
@@ -245,7 +244,7 @@ def search_units(
         )
     limit = max(1, min(query.limit, 500))
     stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc()).limit(limit + 1)
-    rows: Sequence[ArchiveUnit] = session.scalars(stmt).all()
+    rows = session.scalars(stmt).all()
     units = list(rows[:limit])
     if query.due_before is not None:
         due = query.due_before

@@ -6,11 +6,12 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from sae.auth.deps import require_role
 from sae.auth.service import Principal
@@ -93,9 +94,7 @@ async def deposit_transfer(
     return _reply(request, outcome)
 
 
-def _ingest_and_commit(
-    runtime: Runtime, principal: Principal, path: Path
-) -> service.IngestOutcome:
+def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> service.IngestOutcome:
     env = service.IngestEnv(
         settings=runtime.settings,
         offers=runtime.strategy_offers,
@@ -125,9 +124,10 @@ def _reply(request: Request, outcome: service.IngestOutcome) -> Response:
     if outcome.accepted:
         status = 201
     else:
-        unreadable = any(
-            e["code"].startswith(("sip.", "xml.")) for e in transfer.errors
-        ) and transfer.seda_version is None
+        unreadable = (
+            any(e["code"].startswith(("sip.", "xml.")) for e in transfer.errors)
+            and transfer.seda_version is None
+        )
         status = 400 if unreadable else 422
     headers = {"Location": f"/api/v1/transfers/{transfer.id}"}
     if _wants_xml(request):
@@ -157,7 +157,7 @@ def _reply(request: Request, outcome: service.IngestOutcome) -> Response:
     )
 
 
-def _visible_transfer(session: Any, principal: Principal, transfer_id: str) -> Transfer:
+def _visible_transfer(session: Session, principal: Principal, transfer_id: str) -> Transfer:
     transfer = session.get(Transfer, transfer_id)
     if transfer is None:
         raise NotFound(f"no transfer {transfer_id}")

@@ -21,10 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import seda
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import seda
 from sae.auth.errors import ProducerNotAllowed
 from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
@@ -46,7 +46,7 @@ from sae.storage.service import discard_copies, store_copies
 log = logging.getLogger("sae.ingest")
 
 MANIFEST = "manifest.xml"
-DEFAULT_REPLY_VERSION = "2.2"
+DEFAULT_REPLY_VERSION = seda.SedaVersion("2.2")
 
 
 @dataclass
@@ -141,7 +141,7 @@ def producer_of(transfer: seda.ArchiveTransfer) -> str:
 
 def authorise(principal: Principal, producer: str) -> None:
     """A depositor may only deposit for its own producing services."""
-    if principal.role not in ("admin", "depositor", "archivist"):
+    if principal.role not in ("admin", "depositor"):
         raise ProducerNotAllowed(f"role {principal.role!r} may not deposit transfers")
     if principal.role == "depositor" and not principal.may_act_for(producer):
         raise ProducerNotAllowed(
@@ -180,7 +180,9 @@ def check_package(
     for bdo in transfer.package.binary_data_objects:
         where = bdo.id
         if not bdo.uri:
-            faults.append(IngestFault("sip.object_without_uri", "BinaryDataObject has no Uri", where))
+            faults.append(
+                IngestFault("sip.object_without_uri", "BinaryDataObject has no Uri", where)
+            )
             continue
         name = archive.find(bdo.uri)
         if name is None:
@@ -288,7 +290,7 @@ def store_objects(
                     copies = store_copies(
                         offers,
                         storage_key(object_id),
-                        reader,
+                        reader,  # type: ignore[arg-type]  # read() is all offers use
                         retain_until=retain_until.get(bdo.id),
                     )
                 except StorageError as exc:
@@ -385,9 +387,9 @@ def catalogue(
         obj = DataObject(
             id=item.object_id,
             transfer_id=transfer_row.id,
-            group_id=group_ids[bdo.group_id] if bdo.group_id else _lone_group(
-                session, transfer_row.id, bdo.id, group_ids
-            ),
+            group_id=group_ids[bdo.group_id]
+            if bdo.group_id
+            else _lone_group(session, transfer_row.id, bdo.id, group_ids),
             sip_id=bdo.id,
             kind="binary",
             uri=bdo.uri,
@@ -410,9 +412,9 @@ def catalogue(
         obj = DataObject(
             id=new_id(),
             transfer_id=transfer_row.id,
-            group_id=group_ids[pdo.group_id] if pdo.group_id else _lone_group(
-                session, transfer_row.id, pdo.id, group_ids
-            ),
+            group_id=group_ids[pdo.group_id]
+            if pdo.group_id
+            else _lone_group(session, transfer_row.id, pdo.id, group_ids),
             sip_id=pdo.id,
             kind="physical",
             data_object_version=pdo.data_object_version,
@@ -515,12 +517,14 @@ def journal_transfer(
     objects: list[DataObject],
 ) -> None:
     """One leaf per stored object (it carries its SHA-512), then one for the transfer."""
+    unit_of_group: dict[str, str] = {}
+    for unit in units:
+        if unit.data_object_group_id is not None:
+            unit_of_group.setdefault(unit.data_object_group_id, unit.id)
     for obj in objects:
         if obj.kind != "binary" or obj.sha512 is None:
             continue
-        unit_id = next(
-            (u.id for u in units if u.data_object_group_id == obj.group_id), None
-        )
+        unit_id = unit_of_group.get(obj.group_id)
         append_event(
             session,
             type="ingest.object_stored",
@@ -573,18 +577,17 @@ def build_atr(
     group_of: dict[str, str] = {}
     if transfer is not None:
         package = transfer.package
-        for obj in [*package.binary_data_objects, *package.physical_data_objects]:
-            if obj.group_id:
-                group_of[obj.id] = obj.group_id
+        for bdo in package.binary_data_objects:
+            if bdo.group_id:
+                group_of[bdo.id] = bdo.group_id
+        for pdo in package.physical_data_objects:
+            if pdo.group_id:
+                group_of[pdo.id] = pdo.group_id
     events = [
-        seda.ReplyEvent(
-            type=f.code, outcome="KO", detail=f.message, where=f.where, date=now
-        )
+        seda.ReplyEvent(type=f.code, outcome="KO", detail=f.message, where=f.where, date=now)
         for f in faults
     ] + [
-        seda.ReplyEvent(
-            type=w.code, outcome="WARNING", detail=w.message, where=w.where, date=now
-        )
+        seda.ReplyEvent(type=w.code, outcome="WARNING", detail=w.message, where=w.where, date=now)
         for w in warnings
     ]
     if not faults:
@@ -714,8 +717,9 @@ def ingest(
         )
         session.flush()
         savepoint.commit()
-        return IngestOutcome(transfer=transfer_row, atr=transfer_row.atr, units=units,
-                             objects=objects)
+        return IngestOutcome(
+            transfer=transfer_row, atr=transfer_row.atr, units=units, objects=objects
+        )
     except SipRefused as refused:
         savepoint.rollback()
         discard_stored(env.offers, stored)

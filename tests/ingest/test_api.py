@@ -7,8 +7,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-import seda
 
+import seda
 from tests.conftest import Api
 from tests.sipfactory import FileSpec, RuleSpec, UnitSpec, build_zip, simple_sip
 
@@ -180,8 +180,9 @@ def test_declared_size_must_match(api: Api) -> None:
 
 
 def test_unknown_rule_id_is_named(api: Api) -> None:
-    spec = simple_sip("MSG-RULE", rules=[RuleSpec("AppraisalRule", "APP-NOPE", date(2020, 1, 1),
-                                                  "Keep")])
+    spec = simple_sip(
+        "MSG-RULE", rules=[RuleSpec("AppraisalRule", "APP-NOPE", date(2020, 1, 1), "Keep")]
+    )
     response = api.deposit(build_zip(spec))
     assert response.status_code == 422
     assert _errors(response) == ["rules.unknown_rule"]
@@ -199,7 +200,9 @@ def test_cycle_is_refused(api: Api) -> None:
 
 def test_malformed_xml(api: Api) -> None:
     spec = simple_sip("MSG-MALFORMED")
-    response = api.deposit(build_zip(spec, manifest_bytes=b"<ArchiveTransfer><Oops></ArchiveTransfer>"))
+    response = api.deposit(
+        build_zip(spec, manifest_bytes=b"<ArchiveTransfer><Oops></ArchiveTransfer>")
+    )
     assert response.status_code == 400
     assert len(_errors(response)) == 1
 
@@ -242,7 +245,8 @@ def test_unsupported_seda_version(api: Api) -> None:
     response = api.deposit(build_zip(spec, manifest_bytes=bad))
     assert response.status_code in (400, 422)
     codes = _errors(response)
-    assert len(codes) == 1 and "version" in codes[0], codes
+    assert len(codes) == 1, codes
+    assert "version" in codes[0], codes
     assert xml  # the valid one is fine
 
 
