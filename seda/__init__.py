@@ -31,8 +31,8 @@ Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is t
      ├── UnexpectedMessage            seda.unexpected_root
      ├── SchemaInvalid                xsd.invalid
      ├── SchemaUnavailable            xsd.unavailable   (configuration, not input)
-     ├── StructureInvalid             seda.structure_invalid; its faults carry the precise
-     │                                codes: seda.bad_value, seda.missing_value, seda.duplicate_id...
+     ├── StructureInvalid             seda.structure_invalid; its faults carry precise codes:
+     │                                seda.bad_value, seda.missing_value, seda.duplicate_id...
      └── WriteError                   seda.write_invalid
 """
 

@@ -141,6 +141,8 @@ class _Values:
 
     @staticmethod
     def string(element: etree._Element) -> str:
+        if len(element) == 0:  # no child (element, comment or PI): the text is all there is
+            return element.text or ""
         return "".join(str(text) for text in element.itertext())
 
     @staticmethod
@@ -459,6 +461,15 @@ def _read_event(v: _Values, element: etree._Element) -> ReplyEvent:
 
 # --------------------------------------------------------------------------- the event reader
 
+# Elements the event reader acts on (below the root's children); everything else is read from
+# its enclosing Content, Management, object or ManagementMetadata element.
+_STRUCTURAL = frozenset({
+    "ArchiveUnit", "DataObjectGroup", "DataObjectPackage", "Content", "Management",
+    "ArchiveUnitProfile", "ArchiveUnitRefId", "DataObjectReference", "BinaryDataObject",
+    "PhysicalDataObject", "ManagementMetadata",
+})
+_STARTS = frozenset({"ArchiveUnit", "DataObjectGroup", "DataObjectPackage"})
+
 
 @dataclass
 class _UnitBuilder:
@@ -509,24 +520,41 @@ class _EventReader:
         self.management_metadata: ManagementMetadata | None = None
         self.has_package = False
         self.pending_refs: list[tuple[str, str]] = []
+        self.depth = 0
+        self.structural: dict[str, str] = {}
 
     # -- events
 
     def feed(self, event: str, element: etree._Element) -> None:
-        if self.root is None:
-            self.root = element
-            root = check_root(element, self.expected)
-            self.values = _Values(root.version.namespace)
-            self.message = _Message(root)
+        # Hot path: most elements (descriptive fields) are read later, from their Content or
+        # Management element, so they are skipped here with one dictionary lookup.
+        if event == "start":
+            self.depth += 1
+            if self.root is None:
+                self.root = element
+                root = check_root(element, self.expected)
+                self.values = _Values(root.version.namespace)
+                self.message = _Message(root)
+                self.structural = {self.values.prefix + n: n for n in _STRUCTURAL}
+                return
+            name = self.structural.get(element.tag)
+            if name is not None and name in _STARTS:
+                assert self.values is not None
+                self._start(self.values, name, element)
+            return
+        self.depth -= 1
+        if self.depth == 0:
             return
         v = self.values
         assert v is not None
-        name = v.name(element)
-        if name is None:
+        if self.depth == 1:  # a child of the root: header values
+            name = v.name(element)
+            if name is not None:
+                self._header(v, name, element)
+            self._release(element)
             return
-        if event == "start":
-            self._start(v, name, element)
-        else:
+        name = self.structural.get(element.tag)
+        if name is not None:
             self._end(v, name, element)
 
     def _parent_name(self, element: etree._Element) -> str | None:
@@ -550,11 +578,6 @@ class _EventReader:
 
     def _end(self, v: _Values, name: str, element: etree._Element) -> None:
         parent = element.getparent()
-        assert self.message is not None
-        if parent is self.root:
-            self._header(v, name, element)
-            self._release(element)
-            return
         parent_name = v.name(parent) if parent is not None else None
         current = self.stack[-1] if self.stack else None
         if parent_name == "ArchiveUnit" and current is not None and parent is current.element:
