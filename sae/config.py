@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         default=None, description="YAML file declaring the storage offers and the strategy."
     )
     tsa_url: str | None = Field(default=None, description="External RFC 3161 TSA; unset: built-in.")
+    tsa_ca_file: Path | None = Field(
+        default=None, description="PEM trust anchor(s) of the external TSA (with SAE_TSA_URL)."
+    )
     seda_xsd_dir: Path | None = Field(
         default=None, description="Folder with the official SEDA XSDs (2.1/, 2.2/, 2.3/)."
     )
