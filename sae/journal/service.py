@@ -1,19 +1,44 @@
-"""Appending facts to the journal, inside the caller's transaction."""
+"""The journal: appending facts (in the caller's transaction), sealing heads, proofs.
+
+Appending never commits: the caller's transaction makes a fact and what it records durable
+together. Sealing (signing + time-stamping a head) runs in its own short transaction, after
+the facts it covers are committed.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import json
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sae.db import utcnow
-from sae.journal.models import Event
+from sae.journal import merkle
+from sae.journal.checkpoint import Checkpoint, SigningKey
+from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalCorrupt
+from sae.journal.models import SEALER, TREE_SIZE, Event, JournalNode, JournalState, TreeHead
+from sae.journal.tsa import TimestampAuthority
 
 LEAF_VERSION = 1
+
+
+# --------------------------------------------------------------------------- leaf encoding
+
+
+def canonical_json(value: Any) -> Any:
+    """``value`` as it comes back from a JSON column (string keys, lists, no tuples).
+
+    The leaf is re-derived from the stored row by ``sae journal verify``: normalising first
+    guarantees that what is stored and what is hashed are the same document.
+    """
+    return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
 
 
 def encode_leaf(
@@ -21,32 +46,200 @@ def encode_leaf(
     leaf_index: int,
     type: str,
     actor: str,
-    occurred_at: datetime,
+    occurred_at: dt.datetime,
     payload: dict[str, Any],
     transfer_id: str | None,
     unit_id: str | None,
     object_id: str | None,
-    object_digests: dict[str, str],
+    object_digests: Mapping[str, str],
 ) -> bytes:
-    """The canonical bytes of a leaf: sorted-key compact JSON, UTF-8, versioned."""
+    """The canonical bytes of a leaf (version 1; see docs/journal.md).
+
+    Compact JSON, keys sorted by code point, UTF-8, no NaN; ``at`` is ISO 8601 UTC with ``Z``.
+    """
     doc = {
         "v": LEAF_VERSION,
         "index": leaf_index,
         "type": type,
         "actor": actor,
-        "at": occurred_at.isoformat().replace("+00:00", "Z"),
+        "at": occurred_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
         "transfer": transfer_id,
         "unit": unit_id,
         "object": object_id,
         "sha512": dict(sorted(object_digests.items())),
         "data": payload,
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def leaf_hash(leaf: bytes) -> bytes:
     """RFC 9162 §2.1.1 leaf hash: SHA-256(0x00 || leaf)."""
-    return hashlib.sha256(b"\x00" + leaf).digest()
+    return merkle.leaf_hash(leaf)
+
+
+def encode_event_leaf(event: Event) -> bytes:
+    """Re-derive an event row's leaf from its columns."""
+    return encode_leaf(
+        leaf_index=event.leaf_index,
+        type=event.type,
+        actor=event.actor,
+        occurred_at=event.occurred_at,
+        payload=event.payload,
+        transfer_id=event.transfer_id,
+        unit_id=event.unit_id,
+        object_id=event.object_id,
+        object_digests=event.digests or {},
+    )
+
+
+# --------------------------------------------------------------------------- stored nodes
+
+
+class DbNodes:
+    """A :class:`merkle.NodeSource` over ``events.leaf_hash`` (level 0) and ``journal_nodes``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.reads = 0
+
+    def get_nodes(self, keys: Sequence[merkle.NodeKey]) -> Mapping[merkle.NodeKey, bytes]:
+        """One query per kind of node; raises :class:`JournalCorrupt` if any is missing."""
+        out: dict[merkle.NodeKey, bytes] = {}
+        leaves = [ix for lv, ix in keys if lv == 0]
+        inner = [(lv, ix) for lv, ix in keys if lv > 0]
+        if leaves:
+            self.reads += 1
+            rows = self.session.execute(
+                select(Event.leaf_index, Event.leaf_hash).where(Event.leaf_index.in_(leaves))
+            )
+            out.update({(0, ix): h for ix, h in rows})
+        if inner:
+            self.reads += 1
+            by_level: dict[int, list[int]] = {}
+            for lv, ix in inner:
+                by_level.setdefault(lv, []).append(ix)
+            cond = or_(
+                *(
+                    and_(JournalNode.level == lv, JournalNode.index.in_(ixs))
+                    for lv, ixs in by_level.items()
+                )
+            )
+            inner_rows = self.session.execute(
+                select(JournalNode.level, JournalNode.index, JournalNode.hash).where(cond)
+            )
+            out.update({(lv, ix): h for lv, ix, h in inner_rows})
+        missing = [k for k in keys if k not in out]
+        if missing:
+            raise JournalCorrupt(f"journal node(s) missing: {missing[:5]}")
+        return out
+
+
+# --------------------------------------------------------------------------- appending
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A fact to append (see :func:`append_events`)."""
+
+    type: str
+    actor: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    transfer_id: str | None = None
+    unit_id: str | None = None
+    object_id: str | None = None
+    object_digests: dict[str, str] = field(default_factory=dict)
+
+
+def _reserve(session: Session, count: int) -> int:
+    """Reserve ``count`` leaf indices; return the first.
+
+    The UPDATE takes the row lock (PostgreSQL) or the database write lock (SQLite) and keeps it
+    until the caller's transaction ends: appenders are serialised, and a rolled-back append
+    gives its indices back. No gap, no duplicate, whatever the number of processes.
+    """
+    stmt = (
+        update(JournalState)
+        .where(JournalState.name == TREE_SIZE)
+        .values(value=JournalState.value + count)
+        .returning(JournalState.value)
+    )
+    new_size = session.execute(stmt).scalar_one_or_none()
+    if new_size is None:
+        ensure_state(session)
+        new_size = session.execute(stmt).scalar_one()
+    return int(new_size) - count
+
+
+def ensure_state(session: Session) -> None:
+    """Create the counters if they are missing (a fresh or emptied database).
+
+    The migration creates them; this covers a database whose tables were emptied (tests) by
+    counting the leaves that exist. ``ON CONFLICT DO NOTHING`` lets concurrent callers race.
+    """
+    dialect = session.get_bind().dialect.name
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    size = session.scalar(select(func.coalesce(func.max(Event.leaf_index) + 1, 0)))
+    for name, value in ((TREE_SIZE, int(size or 0)), (SEALER, 0)):
+        session.execute(
+            insert_fn(JournalState).values(name=name, value=value).on_conflict_do_nothing()
+        )
+
+
+def _peaks(session: Session, size: int) -> list[bytes]:
+    keys = merkle.peak_keys(size)
+    nodes = DbNodes(session).get_nodes(keys) if keys else {}
+    return [nodes[k] for k in keys]
+
+
+def append_events(session: Session, events: Sequence[NewEvent]) -> list[Event]:
+    """Append facts as consecutive leaves, in order, inside the caller's transaction."""
+    if not events:
+        return []
+    session.flush()  # the caller's pending rows first: nothing of theirs is reordered after us
+    start = _reserve(session, len(events))
+    peaks = _peaks(session, start)
+    now = utcnow()
+    rows: list[Event] = []
+    nodes: list[JournalNode] = []
+    for offset, spec in enumerate(events):
+        index = start + offset
+        payload = canonical_json(spec.payload)
+        digests = {str(k): str(v) for k, v in sorted(spec.object_digests.items())}
+        leaf = encode_leaf(
+            leaf_index=index,
+            type=spec.type,
+            actor=spec.actor,
+            occurred_at=now,
+            payload=payload,
+            transfer_id=spec.transfer_id,
+            unit_id=spec.unit_id,
+            object_id=spec.object_id,
+            object_digests=digests,
+        )
+        lh = merkle.leaf_hash(leaf)
+        created, peaks = merkle.append_leaf(index, peaks, lh)
+        nodes.extend(JournalNode(level=lv, index=ix, hash=h) for (lv, ix), h in created)
+        rows.append(
+            Event(
+                leaf_index=index,
+                type=spec.type,
+                actor=spec.actor,
+                occurred_at=now,
+                transfer_id=spec.transfer_id,
+                unit_id=spec.unit_id,
+                object_id=spec.object_id,
+                payload=payload,
+                digests=digests,
+                leaf=leaf,
+                leaf_hash=lh,
+            )
+        )
+    session.add_all(rows)
+    session.add_all(nodes)
+    session.flush()
+    return rows
 
 
 def append_event(
@@ -61,34 +254,213 @@ def append_event(
     object_digests: dict[str, str] | None = None,
 ) -> Event:
     """Append one fact as the next leaf. The caller commits; the row is flushed here."""
-    next_index = session.scalar(select(func.coalesce(func.max(Event.leaf_index) + 1, 0)))
-    assert next_index is not None
-    occurred_at = utcnow()
-    data = payload or {}
-    digests = object_digests or {}
-    leaf = encode_leaf(
-        leaf_index=next_index,
-        type=type,
-        actor=actor,
-        occurred_at=occurred_at,
-        payload=data,
-        transfer_id=transfer_id,
-        unit_id=unit_id,
-        object_id=object_id,
-        object_digests=digests,
+    return append_events(
+        session,
+        [
+            NewEvent(
+                type=type,
+                actor=actor,
+                payload=payload or {},
+                transfer_id=transfer_id,
+                unit_id=unit_id,
+                object_id=object_id,
+                object_digests=object_digests or {},
+            )
+        ],
+    )[0]
+
+
+def tree_size(session: Session) -> int:
+    """The number of leaves (as this transaction sees it)."""
+    value = session.scalar(select(JournalState.value).where(JournalState.name == TREE_SIZE))
+    return int(value or 0)
+
+
+# --------------------------------------------------------------------------- heads
+
+
+def latest_head(session: Session) -> TreeHead | None:
+    """The most recent sealed head."""
+    return session.scalars(select(TreeHead).order_by(TreeHead.tree_size.desc()).limit(1)).first()
+
+
+def head_of_size(session: Session, size: int) -> TreeHead:
+    """The head sealed at exactly ``size`` leaves."""
+    head = session.scalars(select(TreeHead).where(TreeHead.tree_size == size)).first()
+    if head is None:
+        raise HeadNotFound(f"no tree head was sealed at size {size}")
+    return head
+
+
+def covering_head(session: Session, leaf_index: int) -> TreeHead | None:
+    """The earliest sealed head that includes leaf ``leaf_index``: the tightest time bound."""
+    return session.scalars(
+        select(TreeHead)
+        .where(TreeHead.tree_size > leaf_index)
+        .order_by(TreeHead.tree_size)
+        .limit(1)
+    ).first()
+
+
+def _take_sealer_lock(session: Session) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        # SQLite serialises writers itself, and tree_heads.tree_size is unique: a second sealer
+        # of the same size fails on insert and steps back.
+        return True
+    got = session.execute(
+        select(JournalState.name)
+        .where(JournalState.name == SEALER)
+        .with_for_update(skip_locked=True)
+    ).first()
+    return got is not None
+
+
+def seal(
+    session: Session,
+    *,
+    signer: SigningKey,
+    tsa: TimestampAuthority,
+    origin: str,
+) -> TreeHead | None:
+    """Seal a head over every committed leaf; return it, the existing one, or None if busy.
+
+    Run it in its own transaction, after the facts to cover are committed; the caller commits.
+    Returns None when another instance is sealing right now (it will cover the same leaves).
+    """
+    if session.get(JournalState, SEALER) is None:
+        ensure_state(session)
+    if not _take_sealer_lock(session):
+        return None
+    size = tree_size(session)
+    current = latest_head(session)
+    if size == 0 or (current is not None and current.tree_size >= size):
+        return current
+    root = merkle.root(size, DbNodes(session))
+    checkpoint = Checkpoint(origin, size, root, utcnow())
+    data = checkpoint.to_bytes()
+    token = tsa.timestamp(data)
+    head = TreeHead(
+        tree_size=size,
+        root_hash=root,
+        origin=origin,
+        timestamp=checkpoint.timestamp,
+        checkpoint=data,
+        signature=signer.sign(data),
+        public_key_pem=signer.public_pem,
+        tsr=token.tsr,
+        tsa_chain_pem=token.chain_pem,
+        tsa_time=token.gen_time,
     )
-    event = Event(
-        leaf_index=next_index,
-        type=type,
-        actor=actor,
-        occurred_at=occurred_at,
-        transfer_id=transfer_id,
-        unit_id=unit_id,
-        object_id=object_id,
-        payload=data,
-        leaf=leaf,
-        leaf_hash=leaf_hash(leaf),
+    try:
+        with session.begin_nested():
+            session.add(head)
+            session.flush()
+    except IntegrityError:
+        return session.scalars(select(TreeHead).where(TreeHead.tree_size == size)).first()
+    return head
+
+
+def seal_due(session: Session, *, interval: dt.timedelta) -> bool:
+    """Whether leaves arrived since the last head and it is older than ``interval``."""
+    size = tree_size(session)
+    head = latest_head(session)
+    if size == 0 or (head is not None and head.tree_size >= size):
+        return False
+    return head is None or utcnow() - head.timestamp >= interval
+
+
+# --------------------------------------------------------------------------- proofs
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """RFC 9162 §2.1.4 consistency between two tree sizes."""
+
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    proof: list[bytes]
+
+
+def consistency(session: Session, first: int, second: int) -> ConsistencyProof:
+    """A consistency proof between sizes ``first`` <= ``second`` <= the current size."""
+    size = tree_size(session)
+    if not 0 < first <= second <= size:
+        raise InvalidProofRequest(
+            f"need 0 < first <= second <= {size} (the tree size), got first={first}, "
+            f"second={second}"
+        )
+    nodes = DbNodes(session)
+    ranges = merkle.consistency_ranges(first, second)
+    fetched = nodes.get_nodes(
+        list(
+            dict.fromkeys(
+                k for s, e in [*ranges, (0, first), (0, second)] for k in merkle.range_nodes(s, e)
+            )
+        )
     )
-    session.add(event)
-    session.flush()
-    return event
+    return ConsistencyProof(
+        first=first,
+        second=second,
+        first_root=merkle.range_hash(0, first, fetched),
+        second_root=merkle.range_hash(0, second, fetched),
+        proof=[merkle.range_hash(s, e, fetched) for s, e in ranges],
+    )
+
+
+def inclusion(session: Session, leaf_index: int, size: int) -> tuple[bytes, list[bytes]]:
+    """``(root, audit path)`` of leaf ``leaf_index`` in the tree of ``size`` leaves."""
+    if not 0 <= leaf_index < size <= tree_size(session):
+        raise InvalidProofRequest(f"leaf {leaf_index} is not in a tree of size {size}")
+    return merkle.root_and_inclusion_proof(leaf_index, size, DbNodes(session))
+
+
+def iter_events(session: Session, *, start: int = 0, chunk: int = 5000) -> Iterator[Event]:
+    """Every event in leaf order, read in chunks (constant memory)."""
+    last = start - 1
+    while True:
+        rows = session.scalars(
+            select(Event).where(Event.leaf_index > last).order_by(Event.leaf_index).limit(chunk)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].leaf_index
+
+
+def find_events(
+    session: Session,
+    *,
+    unit_id: str | None = None,
+    object_id: str | None = None,
+    transfer_id: str | None = None,
+    types: Iterable[str] = (),
+    date_from: dt.datetime | None = None,
+    date_to: dt.datetime | None = None,
+    after: int | None = None,
+    limit: int = 100,
+) -> list[Event]:
+    """Events matching every given filter, in leaf order, from leaf index ``after + 1``."""
+    query = select(Event).order_by(Event.leaf_index).limit(limit)
+    if unit_id is not None:
+        query = query.where(Event.unit_id == unit_id)
+    if object_id is not None:
+        query = query.where(Event.object_id == object_id)
+    if transfer_id is not None:
+        query = query.where(Event.transfer_id == transfer_id)
+    wanted = list(types)
+    if wanted:
+        query = query.where(Event.type.in_(wanted))
+    if date_from is not None:
+        query = query.where(Event.occurred_at >= date_from)
+    if date_to is not None:
+        query = query.where(Event.occurred_at <= date_to)
+    if after is not None:
+        query = query.where(Event.leaf_index > after)
+    return list(session.scalars(query))
+
+
+def count_events(session: Session) -> int:
+    """Number of event rows (what verification compares with the tree size)."""
+    return int(session.scalar(select(func.count()).select_from(Event)) or 0)
