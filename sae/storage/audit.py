@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -131,17 +132,27 @@ def audit_batch(
     if audit.claimed_by != worker:
         raise AuditLost(f"audit {audit.id} is now worked on by {audit.claimed_by}")
     rows = repository.copies_after(session, cursor=audit.cursor, offers=audit.offers, limit=limit)
+    events: list[dict[str, Any]] = []
     for copy, obj in rows:
         if sampled(audit, obj.id):
-            _check_copy(session, offer_set, audit, copy, obj)
+            _check_copy(session, offer_set, audit, copy, obj, events)
         audit.cursor = copy.id
+    # Journal last, just before the caller commits: appending takes the journal's lock, which
+    # must not be held while copies are being read (that would stall every ingest meanwhile).
+    for event in events:
+        append_event(session, **event)
     audit.heartbeat_at = utcnow()
     session.flush()
     return len(rows) == limit
 
 
 def _check_copy(
-    session: Session, offer_set: OfferSet, audit: Audit, copy: ObjectCopy, obj: DataObject
+    session: Session,
+    offer_set: OfferSet,
+    audit: Audit,
+    copy: ObjectCopy,
+    obj: DataObject,
+    events: list[dict[str, Any]],
 ) -> None:
     expected = obj.sha512 or copy.sha512
     offer = offer_set.offers.get(copy.offer)
@@ -185,22 +196,23 @@ def _check_copy(
         found_at=utcnow(),
     )
     session.add(problem)
-    append_event(
-        session,
-        type="storage.copy_damaged",
-        actor=f"audit:{audit.id}",
-        object_id=obj.id,
-        object_digests={obj.id: expected},
-        payload={
-            "audit_id": audit.id,
-            "offer": copy.offer,
-            "key": copy.key,
-            "kind": kind,
-            "detail": detail,
-        },
+    events.append(
+        dict(
+            type="storage.copy_damaged",
+            actor=f"audit:{audit.id}",
+            object_id=obj.id,
+            object_digests={obj.id: expected},
+            payload={
+                "audit_id": audit.id,
+                "offer": copy.offer,
+                "key": copy.key,
+                "kind": kind,
+                "detail": detail,
+            },
+        )
     )
     if audit.repair and offer is not None:
-        problem.repaired = _repair(session, offer_set, audit, copy, obj, expected, kind)
+        problem.repaired = _repair(session, offer_set, audit, copy, obj, expected, kind, events)
 
 
 def _repair(
@@ -211,6 +223,7 @@ def _repair(
     obj: DataObject,
     expected: str,
     kind: str,
+    events: list[dict[str, Any]],
 ) -> bool:
     target = offer_set.offers[copy.offer]
     for source in repository.other_copies(session, copy):
@@ -245,20 +258,21 @@ def _repair(
         copy.size = stored.size
         copy.last_check_ok = True
         copy.last_checked_at = utcnow()
-        append_event(
-            session,
-            type="storage.copy_repaired",
-            actor=f"audit:{audit.id}",
-            object_id=obj.id,
-            object_digests={obj.id: expected},
-            payload={
-                "audit_id": audit.id,
-                "offer": copy.offer,
-                "key": copy.key,
-                "kind": kind,
-                "from_offer": source.offer,
-                "version_id": stored.version_id,
-            },
+        events.append(
+            dict(
+                type="storage.copy_repaired",
+                actor=f"audit:{audit.id}",
+                object_id=obj.id,
+                object_digests={obj.id: expected},
+                payload={
+                    "audit_id": audit.id,
+                    "offer": copy.offer,
+                    "key": copy.key,
+                    "kind": kind,
+                    "from_offer": source.offer,
+                    "version_id": stored.version_id,
+                },
+            )
         )
         log.info(
             "storage.copy_repaired offer=%s key=%s from=%s", copy.offer, copy.key, source.offer

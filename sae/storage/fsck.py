@@ -101,12 +101,10 @@ def reconcile(
                 continue
             findings.append(
                 _orphan(
-                    session,
                     offer_set,
                     name,
                     key,
                     repair=repair,
-                    actor=actor,
                     destroyed=owner == "destroyed",
                 )
             )
@@ -121,18 +119,25 @@ def reconcile(
                         object_id,
                     )
                 )
+    # Journal at the end: the journal's lock is not held while offers are being listed.
+    for finding in findings:
+        if finding.kind == "orphan_removed" and not finding.detail.endswith("already gone"):
+            append_event(
+                session,
+                type="storage.orphan_removed",
+                actor=actor,
+                payload={"offer": finding.offer, "key": finding.key, "reason": finding.detail},
+            )
     session.flush()
     return findings
 
 
 def _orphan(
-    session: Session,
     offer_set: OfferSet,
     name: str,
     key: str,
     *,
     repair: bool,
-    actor: str,
     destroyed: bool,
 ) -> Finding:
     why = "left by a destroyed object" if destroyed else "unknown to the catalog"
@@ -147,10 +152,4 @@ def _orphan(
         return Finding(name, key, "orphan_removed", f"{why}; already gone")
     except StorageError as exc:
         return Finding(name, key, "orphan", f"{why}; removal failed: {exc.detail}")
-    append_event(
-        session,
-        type="storage.orphan_removed",
-        actor=actor,
-        payload={"offer": name, "key": key, "reason": why},
-    )
     return Finding(name, key, "orphan_removed", why)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from sae.db import transaction
+from sae.journal.models import Event
 from sae.storage.cli import audit_command, fsck_command
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.fsck import reconcile
@@ -86,6 +87,9 @@ def test_fsck_reports_orphans_and_missing_and_repairs_only_orphans(two_sites: Ap
         ]
     )
     assert site_a.head("objects/orphan-free") is None
+    with transaction(runtime.sessions) as session:
+        removed = list(session.scalars(select(Event).where(Event.type == "storage.orphan_removed")))
+    assert [e.payload["key"] for e in removed] == ["objects/orphan-free"]
     assert site_b.head("objects/orphan-locked") is not None
     # the missing copy is reported, never "fixed" by forgetting it
     assert site_b.head(key) is None

@@ -7,17 +7,20 @@ import io
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from minio.error import S3Error
 from minio.retention import Retention
 
+from sae.config import Settings
 from sae.storage.base import PERMANENT_RETAIN_UNTIL, effective_retain_until
 from sae.storage.errors import LockNotConfirmed, ObjectExists, ReplicationFailed
 from sae.storage.s3 import S3Offer, parse_s3_datetime
 from sae.storage.service import open_verified, store_copies
+from tests.conftest import TEST_RULES_CSV, Api
 from tests.s3_server import S3Server
-from tests.storage.conftest import OfferFactory, Unseekable
+from tests.storage.conftest import OfferFactory, Unseekable, deposit
 from tests.storage.helpers import FailingOffer
 
 
@@ -251,3 +254,70 @@ def test_replication_from_quarantined_ceph_is_rolled_back(
         )
     )
     assert body == data
+
+
+@pytest.mark.s3
+def test_audit_repairs_a_tampered_ceph_copy_end_to_end(
+    settings: Settings, tmp_path: Path, ceph_rgw: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from sae.app import create_app
+    from sae.storage.api import router
+
+    monkeypatch.setenv("SAE_TEST_CEPH_ACCESS", ceph_rgw.access_key)
+    monkeypatch.setenv("SAE_TEST_CEPH_SECRET", ceph_rgw.secret_key)
+    bucket = ceph_rgw.new_bucket_name()
+    offers_file = tmp_path / "offers.yaml"
+    offers_file.write_text(
+        f"""
+offers:
+  - name: ceph
+    kind: s3
+    endpoint: {ceph_rgw.endpoint}
+    bucket: {bucket}
+    access_key_env: SAE_TEST_CEPH_ACCESS
+    secret_key_env: SAE_TEST_CEPH_SECRET
+    region: {ceph_rgw.region}
+    jurisdiction: FR
+    site: "Datacentre départemental"
+    create_bucket: true
+  - name: local
+    kind: filesystem
+    path: {tmp_path / "local"}
+    jurisdiction: FR
+    site: "Mairie"
+strategy:
+  copies: [ceph, local]
+  production: true
+""",
+        encoding="utf-8",
+    )
+    app = create_app(settings.model_copy(update={"offers_file": offers_file}))
+    if not any(getattr(r, "path", "") == "/api/v1/audits" for r in app.routes):
+        app.include_router(router, prefix="/api/v1")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        api = Api(client, settings)
+        api.load_rules(TEST_RULES_CSV)
+        ceph = api.runtime.offer_set.offers["ceph"]
+        assert isinstance(ceph, S3Offer)
+        ceph.check()  # creates the Object Lock bucket
+        object_id = deposit(api, "MSG-CEPH-1", b"%PDF-1.4\nceph\n%%EOF\n")
+        key = f"objects/{object_id}"
+        assert b"".join(ceph.get(key)) == b"%PDF-1.4\nceph\n%%EOF\n"
+        # tampering: someone with the bucket's keys uploads other bytes as a new version
+        ceph.client.put_object(ceph.bucket, key, io.BytesIO(b"forged"), 6)
+        response = client.post("/api/v1/audits", json={"offers": ["ceph"]}, headers=api.auth())
+        assert response.status_code == 202, response.text
+        body = client.get(f"/api/v1/audits/{response.json()['id']}", headers=api.auth()).json()
+        assert body["status"] == "done"
+        assert [(p["offer"], p["kind"], p["repaired"]) for p in body["problems"]] == [
+            ("ceph", "corrupt", True)
+        ]
+        assert b"".join(ceph.get(key)) == b"%PDF-1.4\nceph\n%%EOF\n"
+        head = ceph.head(key)
+        assert head is not None
+        assert head.lock_mode is not None  # the repaired version is locked too
+        served = client.get(f"/api/v1/objects/{object_id}/content", headers=api.auth())
+        assert served.status_code == 200
+        assert served.content == b"%PDF-1.4\nceph\n%%EOF\n"
