@@ -36,7 +36,7 @@ from sae.ingest.hashing import HashingReader, hashlib_name
 from sae.ingest.models import Transfer
 from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
 from sae.journal.service import append_event
-from sae.retention import compute
+from sae.retention import compute, dates
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer, StoredObject
 from sae.storage.errors import StorageError
@@ -696,6 +696,7 @@ def ingest(
         transfer_row.warnings = [w.as_dict() for w in warnings]
         session.flush()
         units, objects = catalogue(session, transfer_row, parsed, stored)
+        dates.refresh_units(session, [u.id for u in units])
         transfer_row.unit_count = len(units)
         transfer_row.object_count = len(objects)
         transfer_row.total_bytes = sum(o.size or 0 for o in objects)

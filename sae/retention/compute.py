@@ -21,7 +21,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import seda
-
 from sae.retention.models import Rule
 
 CATEGORIES = (
@@ -42,17 +41,28 @@ def management_to_json(management: seda.Management | None) -> dict[str, Any]:
         return out
     for category, block in management.rules.items():
         out[category] = {
-            "rules": [
-                {
-                    "rule_id": ref.rule_id,
-                    "start_date": ref.start_date.isoformat() if ref.start_date else None,
-                }
-                for ref in block.rules
-            ],
+            "rules": [_ref_json(ref) for ref in block.rules],
             "final_action": block.final_action,
             "prevent_inheritance": bool(block.prevent_inheritance),
             "ref_non_rule_ids": list(block.ref_non_rule_ids),
         }
+    return out
+
+
+def _ref_json(ref: seda.RuleRef) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "rule_id": ref.rule_id,
+        "start_date": ref.start_date.isoformat() if ref.start_date else None,
+    }
+    # HoldRule only (SEDA 2.2+): the hold's own end date, owner and reason.
+    if ref.hold_end_date is not None:
+        out["hold_end_date"] = ref.hold_end_date.isoformat()
+    if ref.hold_owner:
+        out["hold_owner"] = ref.hold_owner
+    if ref.hold_reason:
+        out["hold_reason"] = ref.hold_reason
+    if ref.prevent_rearrangement is not None:
+        out["prevent_rearrangement"] = ref.prevent_rearrangement
     return out
 
 
@@ -96,10 +106,20 @@ def add_duration(start: date, duration: int, measurement: str) -> date:
     return date(year, month, day)
 
 
-def _end(rule: Rule | None, start: date | None) -> date | None:
+def _end(rule: Rule | None, start: date | None, hold_end: date | None = None) -> date | None:
+    if rule is not None and rule.type == "HoldRule" and rule.duration is None:
+        # A HoldRule without a duration ends at its HoldEndDate, or never (SEDA 2.2).
+        return hold_end
     if rule is None or start is None or rule.duration is None or rule.measurement is None:
         return None
     return add_duration(start, rule.duration, rule.measurement)
+
+
+def _applied(ref: Mapping[str, Any], referential: Mapping[str, Rule], origin: str) -> AppliedRule:
+    start = _parse_date(ref.get("start_date"))
+    rid = str(ref["rule_id"])
+    end = _end(referential.get(rid), start, _parse_date(ref.get("hold_end_date")))
+    return AppliedRule(rid, start, end, origin)
 
 
 def _parse_date(value: Any) -> date | None:
@@ -137,9 +157,7 @@ def compute_category(
         elif category in defaults.get(unit, {}):
             block = defaults[unit][category]
             for ref in block.get("rules", []):
-                start = _parse_date(ref.get("start_date"))
-                rid = ref["rule_id"]
-                inherited[rid] = AppliedRule(rid, start, _end(referential.get(rid), start), "")
+                inherited[ref["rule_id"]] = _applied(ref, referential, "")
             if block.get("final_action"):
                 inherited_actions = {block["final_action"]}
         local = declared.get(unit, {}).get(category)
@@ -150,9 +168,7 @@ def compute_category(
             for rid in local.get("ref_non_rule_ids", []):
                 inherited.pop(rid, None)
             for ref in local.get("rules", []):
-                start = _parse_date(ref.get("start_date"))
-                rid = ref["rule_id"]
-                inherited[rid] = AppliedRule(rid, start, _end(referential.get(rid), start), unit)
+                inherited[ref["rule_id"]] = _applied(ref, referential, unit)
             if local.get("final_action"):
                 inherited_actions = {local["final_action"]}
         results[unit] = CategoryResult(list(inherited.values()), inherited_actions)

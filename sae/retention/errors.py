@@ -1,6 +1,23 @@
-"""Referential errors."""
+"""Retention errors (referential, holds, disposal circuit).
 
-from sae.errors import Conflict, UnprocessableEntity
+::
+
+    UnprocessableEntity 422
+    ├── InvalidReferential        rules.invalid_referential
+    ├── DurationBelowMinimum      rules.duration_below_minimum   (alert journaled)
+    └── InvalidVisa               disposal.invalid_visa
+    Conflict 409
+    ├── RuleInUse                 rules.rule_in_use
+    ├── WrongState                disposal.wrong_state
+    ├── ExecutionRefused          disposal.execution_refused     (held, changed, not due…)
+    ├── ExecutionInProgress       disposal.execution_in_progress
+    └── StorageRefused            disposal.storage_refused       (an offer kept a copy)
+    NotFound 404
+    ├── ListNotFound              disposal.list_not_found
+    └── HoldNotFound              holds.not_found
+"""
+
+from sae.errors import Conflict, NotFound, UnprocessableEntity
 
 
 class InvalidReferential(UnprocessableEntity):
@@ -10,4 +27,60 @@ class InvalidReferential(UnprocessableEntity):
 
 
 class RuleInUse(Conflict):
+    """A rule used by archive units would be deleted (or a used HoldRule changed its kind)."""
+
     code = "rules.rule_in_use"
+
+
+class DurationBelowMinimum(UnprocessableEntity):
+    """A rule's duration is below the configured minimum of its category (alert journaled)."""
+
+    code = "rules.duration_below_minimum"
+
+
+class ListNotFound(NotFound):
+    """No disposal list with this id."""
+
+    code = "disposal.list_not_found"
+
+
+class HoldNotFound(NotFound):
+    """No hold with this id."""
+
+    code = "holds.not_found"
+
+
+class WrongState(Conflict):
+    """The list is not in a state that allows this step."""
+
+    code = "disposal.wrong_state"
+
+
+class InvalidVisa(UnprocessableEntity):
+    """The visa is incomplete or inconsistent (no document, future date, unknown unit…)."""
+
+    code = "disposal.invalid_visa"
+
+
+class ExecutionRefused(Conflict):
+    """Execution refused: not visa'd, or a unit became held, changed or is no longer due."""
+
+    code = "disposal.execution_refused"
+
+
+class ExecutionInProgress(Conflict):
+    """Another execution of the same list holds the claim."""
+
+    code = "disposal.execution_in_progress"
+
+
+class StorageRefused(Conflict):
+    """An offer refused to delete a copy; the execution stopped and can be resumed."""
+
+    code = "disposal.storage_refused"
+
+
+class InvalidHold(UnprocessableEntity):
+    """The hold request is inconsistent (no unit, an end date in the past…)."""
+
+    code = "holds.invalid"

@@ -1,7 +1,18 @@
 """The management-rule referential: import (Vitam CSV or YAML), export, listing.
 
-Import is "annule et remplace" as in Vitam: the file becomes the whole referential. A rule still
-used by an archive unit cannot be deleted; every problem of the file is reported at once.
+Import is "annule et remplace" as in Vitam: the file becomes the whole referential. Guards:
+
+* a rule still used by an archive unit cannot be deleted (:class:`RuleInUse`);
+* a used HoldRule cannot gain or lose its duration (:class:`RuleInUse`);
+* a duration below the configured minimum of its category is refused and journaled as an
+  alert (``rules.minimum_duration_alert``): a referential rigged to zero years must not make
+  every unit due at once (:class:`DurationBelowMinimum`; the caller commits the alert);
+* every unit using a changed rule, directly or by inheritance, gets its end dates recomputed
+  (``rules.end_dates_recomputed``).
+
+Every problem of the file is reported at once. The YAML form carries the schedule metadata
+(record type, start event, final action with sampling, legal reference, confidence), described
+in ``docs/retention.md``.
 """
 
 from __future__ import annotations
@@ -9,8 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,7 +34,10 @@ from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import UnitRule
 from sae.db import utcnow
 from sae.journal.service import append_event
-from sae.retention.errors import InvalidReferential, RuleInUse
+from sae.retention import dates
+from sae.retention.compute import add_duration
+from sae.retention.config import retention_settings
+from sae.retention.errors import DurationBelowMinimum, InvalidReferential, RuleInUse
 from sae.retention.models import Rule
 
 CSV_HEADER = ["RuleId", "RuleType", "RuleValue", "RuleDescription", "RuleDuration",
@@ -38,6 +54,21 @@ RULE_TYPES = (
 MEASUREMENTS = ("YEAR", "MONTH", "DAY")
 MAX_DAYS = {"YEAR": 999, "MONTH": 11_988, "DAY": 359_640}
 _ID_RE = re.compile(r"[A-Za-z0-9_-]+")
+FINAL_ACTIONS = ("Keep", "Destroy", "Sample")
+CONFIDENCE = ("confirmed", "secondary", "uncertain")
+#: Schedule metadata keys a YAML rule may carry (stored in ``Rule.meta``).
+META_KEYS = (
+    "record_type",
+    "domain",
+    "start_event",
+    "final_action",
+    "sampling",
+    "legal_reference",
+    "confidence",
+    "access_rule",
+    "note",
+)
+SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "retention_rules"
 
 
 @dataclass(frozen=True)
@@ -50,8 +81,10 @@ class RuleSpec:
     description: str
     duration: int | None
     measurement: str | None
+    meta: dict[str, Any] | None = field(default=None, compare=True)
 
     def as_dict(self) -> dict[str, Any]:
+        """The columns of the ``rules`` row."""
         return {
             "id": self.id,
             "type": self.type,
@@ -59,7 +92,38 @@ class RuleSpec:
             "description": self.description,
             "duration": self.duration,
             "measurement": self.measurement,
+            "meta": self.meta,
         }
+
+
+def _meta(raw: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any] | None:
+    meta = {k: raw[k] for k in META_KEYS if raw.get(k) not in (None, "")}
+    unknown = sorted(
+        k for k in raw
+        if k not in META_KEYS and k not in ("id", "type", "value", "description", "duration",
+                                            "measurement", "_yaml")
+    )
+    if unknown:
+        problems.append(f"{where}: unknown field(s) {', '.join(unknown)}")
+    action = meta.get("final_action")
+    if action is not None and action not in FINAL_ACTIONS:
+        problems.append(f"{where}: final_action {action!r} is not one of Keep, Destroy, Sample")
+    if meta.get("confidence") is not None and meta["confidence"] not in CONFIDENCE:
+        problems.append(f"{where}: confidence {meta['confidence']!r} is not one of "
+                        f"{', '.join(CONFIDENCE)}")
+    sampling = meta.get("sampling")
+    if action == "Sample":
+        if not isinstance(sampling, dict):
+            problems.append(f"{where}: final_action Sample needs a 'sampling' mapping")
+        else:
+            one_in = sampling.get("one_in")
+            if not (one_in == "by_population" or (isinstance(one_in, int) and one_in >= 1)):
+                problems.append(
+                    f"{where}: sampling.one_in must be a whole number >= 1 or 'by_population'"
+                )
+    elif sampling is not None:
+        problems.append(f"{where}: 'sampling' only goes with final_action Sample")
+    return meta or None
 
 
 def _spec(raw: dict[str, Any], where: str, problems: list[str]) -> RuleSpec | None:
@@ -103,9 +167,10 @@ def _spec(raw: dict[str, Any], where: str, problems: list[str]) -> RuleSpec | No
         problems.append(f"{where}: RuleDuration and RuleMeasurement go together")
     if duration is not None and measurement in MAX_DAYS and duration > MAX_DAYS[measurement]:
         problems.append(f"{where}: duration over 999 years")
+    meta = _meta(raw, where, problems) if raw.get("_yaml") else None
     if len(problems) > start:
         return None
-    return RuleSpec(rule_id, rule_type, value, description, duration, measurement)
+    return RuleSpec(rule_id, rule_type, value, description, duration, measurement, meta)
 
 
 def parse_csv(text: str) -> list[RuleSpec]:
@@ -137,12 +202,21 @@ def parse_csv(text: str) -> list[RuleSpec]:
 
 
 def parse_yaml(text: str) -> list[RuleSpec]:
-    """Read the YAML equivalent: ``rules: [{id, type, value, description, duration, measurement}]``."""
+    """Read the YAML form: ``rules: [{id, type, value, description, duration, measurement,
+    …schedule metadata}]`` with an optional file-level ``defaults`` mapping."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidReferential(f"the YAML is not readable: {exc}", problems=[str(exc)]) from None
     items = doc.get("rules") if isinstance(doc, dict) else doc
+    defaults = doc.get("defaults") if isinstance(doc, dict) else None
+    if isinstance(defaults, dict) and isinstance(items, list):
+        # A file-level ``defaults`` mapping (e.g. ``type: AppraisalRule``) applies to every rule.
+        items = [{**defaults, **item} if isinstance(item, dict) else item for item in items]
+    return _yaml_items(items)
+
+
+def _yaml_items(items: Any, where_prefix: str = "") -> list[RuleSpec]:
     if not isinstance(items, list):
         raise InvalidReferential(
             "the YAML referential must be a list of rules or have a 'rules' list",
@@ -154,11 +228,48 @@ def parse_yaml(text: str) -> list[RuleSpec]:
         if not isinstance(raw, dict):
             problems.append(f"rule {number}: not a mapping")
             continue
-        normalised = {str(k).lower().removeprefix("rule"): v for k, v in raw.items()}
-        spec = _spec(normalised, f"rule {number}", problems)
+        normalised = {
+            _yaml_key(str(k)): v for k, v in raw.items()
+        }
+        normalised["_yaml"] = True
+        spec = _spec(normalised, f"{where_prefix}rule {number}", problems)
         if spec is not None:
             specs.append(spec)
     return _finish(specs, problems)
+
+
+def _yaml_key(key: str) -> str:
+    # Vitam spellings (RuleId, RuleDuration…) and plain ones (id, duration…) are both accepted.
+    lowered = key.lower()
+    if lowered.startswith("rule") and lowered[4:] in (
+        "id", "type", "value", "description", "duration", "measurement"
+    ):
+        return lowered[4:]
+    return lowered
+
+
+def shipped_files(directory: Path | None = None) -> list[Path]:
+    """The referential files shipped in ``retention_rules/`` (YAML), in name order."""
+    return sorted((directory or SHIPPED_DIR).glob("*.yaml"))
+
+
+def parse_files(paths: Sequence[Path]) -> list[RuleSpec]:
+    """Several YAML/CSV files read as one referential (ids must be unique across them)."""
+    specs: list[RuleSpec] = []
+    problems: list[str] = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        try:
+            ctype = "text/csv" if path.suffix.lower() == ".csv" else "application/yaml"
+            specs.extend(parse(text, ctype))
+        except InvalidReferential as exc:
+            problems.extend(f"{path.name}: {p}" for p in exc.extra.get("problems", [exc.detail]))
+    return _finish(specs, problems)
+
+
+def shipped_specs(directory: Path | None = None) -> list[RuleSpec]:
+    """The shipped referentials (communal schedule, access delays, holds), validated."""
+    return parse_files(shipped_files(directory))
 
 
 def _finish(specs: list[RuleSpec], problems: list[str]) -> list[RuleSpec]:
@@ -186,10 +297,67 @@ def parse(text: str, content_type: str = "") -> list[RuleSpec]:
     return parse_csv(text) if first.startswith("RuleId") else parse_yaml(text)
 
 
+def _parse_minimum(text: str) -> tuple[int, str]:
+    number, _, unit = text.strip().partition(" ")
+    unit = unit.strip().upper() or "YEAR"
+    if not number.isdigit() or unit not in MEASUREMENTS:
+        raise ValueError(f"minimum duration {text!r} is not like '1 YEAR', '6 MONTH', '90 DAY'")
+    return int(number), unit
+
+
+def below_minimum(
+    specs: Sequence[RuleSpec], minimums: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The rules whose duration is shorter than the minimum of their category."""
+    # Compared as end dates from one reference day, so "11 MONTH" < "1 YEAR" < "400 DAY".
+    reference = date(2000, 1, 1)
+    found = []
+    for spec in specs:
+        minimum = minimums.get(spec.type)
+        if not minimum or spec.duration is None or spec.measurement is None:
+            continue
+        amount, unit = _parse_minimum(minimum)
+        if add_duration(reference, spec.duration, spec.measurement) < add_duration(
+            reference, amount, unit
+        ):
+            found.append(
+                {
+                    "rule_id": spec.id,
+                    "type": spec.type,
+                    "duration": f"{spec.duration} {spec.measurement}",
+                    "minimum": minimum,
+                }
+            )
+    return found
+
+
 def import_rules(
-    session: Session, specs: Sequence[RuleSpec], *, actor: Principal = SYSTEM
-) -> dict[str, int]:
-    """Replace the referential with ``specs``. Refused if a rule still in use would vanish."""
+    session: Session,
+    specs: Sequence[RuleSpec],
+    *,
+    actor: Principal = SYSTEM,
+    minimums: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Replace the referential with ``specs`` (flush, no commit); see the module docstring.
+
+    Raises :class:`DurationBelowMinimum` *after* journaling the alert: the caller must commit
+    the session before answering so that the alert survives the refusal.
+    """
+    limits = retention_settings().min_durations if minimums is None else minimums
+    short = below_minimum(specs, limits)
+    if short:
+        append_event(
+            session,
+            type="rules.minimum_duration_alert",
+            actor=actor.actor,
+            payload={"rules": short, "minimums": dict(limits), "refused": True},
+        )
+        raise DurationBelowMinimum(
+            "the referential is refused: "
+            + ", ".join(f"{r['rule_id']} ({r['duration']} < {r['minimum']})" for r in short)
+            + " — durations below the configured minimum of their category",
+            rules=short,
+        )
     new_ids = {spec.id for spec in specs}
     current = {rule.id: rule for rule in session.scalars(select(Rule))}
     removed = set(current) - new_ids
@@ -202,6 +370,29 @@ def import_rules(
                 f"rules still used by archive units cannot be deleted: {', '.join(used)}",
                 rules=used,
             )
+    changed_ids: list[str] = []
+    for spec in specs:
+        rule = current.get(spec.id)
+        if rule is not None and (
+            rule.type != spec.type
+            or rule.duration != spec.duration
+            or rule.measurement != spec.measurement
+        ):
+            changed_ids.append(spec.id)
+    used_changed = sorted(
+        set(session.scalars(select(UnitRule.rule_id).where(UnitRule.rule_id.in_(changed_ids))))
+    ) if changed_ids else []
+    hold_flips = [
+        rid for rid in used_changed
+        if current[rid].type == "HoldRule"
+        and (current[rid].duration is None) != (_by_id(specs, rid).duration is None)
+    ]
+    if hold_flips:
+        raise RuleInUse(
+            "a HoldRule in use cannot gain or lose its duration: " + ", ".join(hold_flips),
+            rules=hold_flips,
+        )
+    if removed:
         session.execute(delete(Rule).where(Rule.id.in_(removed)))
     added = changed = 0
     now = utcnow()
@@ -212,20 +403,58 @@ def import_rules(
             added += 1
             continue
         if RuleSpec(rule.id, rule.type, rule.value, rule.description, rule.duration,
-                    rule.measurement) != spec:
+                    rule.measurement, rule.meta) != spec:
             for key, value in spec.as_dict().items():
                 setattr(rule, key, value)
             rule.updated_at = now
             changed += 1
     session.flush()
-    summary = {"added": added, "changed": changed, "removed": len(removed), "total": len(specs)}
-    append_event(session, type="rules.imported", actor=actor.actor, payload=summary)
+    summary: dict[str, Any] = {
+        "added": added,
+        "changed": changed,
+        "removed": len(removed),
+        "total": len(specs),
+        "recomputed_units": 0,
+        "warnings": [],
+    }
+    append_event(session, type="rules.imported", actor=actor.actor, payload=dict(summary))
+    if used_changed:
+        # Vitam: modifying a used rule is a warning, then every end date that depends on it is
+        # recomputed and journaled.
+        summary["recomputed_units"] = dates.recompute_for_rules(
+            session, used_changed, actor=actor.actor
+        )
+        summary["warnings"].append(
+            "rules in use were modified, end dates recomputed: " + ", ".join(used_changed)
+        )
     return summary
+
+
+def _by_id(specs: Sequence[RuleSpec], rule_id: str) -> RuleSpec:
+    return next(spec for spec in specs if spec.id == rule_id)
 
 
 def list_rules(session: Session) -> list[Rule]:
     """The referential, by id."""
     return list(session.scalars(select(Rule).order_by(Rule.id)))
+
+
+def export_yaml(rules: Sequence[Rule]) -> str:
+    """The referential as YAML, with the schedule metadata (re-importable)."""
+    items = []
+    for rule in rules:
+        item: dict[str, Any] = {
+            "id": rule.id,
+            "type": rule.type,
+            "value": rule.value,
+            "description": rule.description,
+            "duration": "unlimited" if rule.duration is None and rule.type != "HoldRule"
+            else rule.duration,
+            "measurement": rule.measurement,
+        }
+        item.update(rule.meta or {})
+        items.append({k: v for k, v in item.items() if v not in (None, "")})
+    return yaml.safe_dump({"rules": items}, allow_unicode=True, sort_keys=False)
 
 
 def export_csv(rules: Sequence[Rule]) -> str:

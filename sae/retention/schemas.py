@@ -1,10 +1,11 @@
-"""API shapes of the referential."""
+"""API shapes of the referential, holds and disposal lists (INTERFACE.md names are fixed)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class RuleOut(BaseModel):
@@ -15,6 +16,7 @@ class RuleOut(BaseModel):
     duration: int | None
     measurement: str | None
     updated_at: datetime
+    meta: dict[str, Any] | None = None
 
 
 class ImportSummary(BaseModel):
@@ -22,3 +24,86 @@ class ImportSummary(BaseModel):
     changed: int
     removed: int
     total: int
+    recomputed_units: int = 0
+    warnings: list[str] = Field(default_factory=list)
+
+
+class HoldIn(BaseModel):
+    """``POST /holds``: the units to hold, why, and until when (none: until lifted)."""
+
+    unit_ids: list[str] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    until: date | None = None
+    owner: str | None = None
+
+
+class HoldCreated(BaseModel):
+    id: str
+
+
+class HoldOut(BaseModel):
+    id: str
+    reason: str
+    owner: str
+    until: date | None
+    created_at: datetime
+    lifted_at: datetime | None
+    lifted_by: str | None
+    unit_ids: list[str]
+    active: bool
+
+
+class DisposalListIn(BaseModel):
+    """``POST /disposal-lists``."""
+
+    final_action: Literal["Destroy", "Keep"]
+    producer: str | None = None
+    due_before: date | None = None
+
+
+class DecisionIn(BaseModel):
+    """``POST /disposal-lists/{id}/approve`` and ``/reject``."""
+
+    comment: str = ""
+
+
+class DisposalLineOut(BaseModel):
+    unit_id: str
+    state: str
+    producer: str
+    title: str
+    date_start: str | None
+    date_end: str | None
+    bytes: int
+    object_count: int
+    rule_ids: list[str]
+    dua: str
+    legal_reference: str
+    appraisal_end: date | None
+    sampling_note: str | None
+    exclusion_reason: str | None
+
+
+class DisposalListOut(BaseModel):
+    id: str
+    reference: str
+    state: str
+    final_action: str
+    producer: str | None
+    due_before: date
+    units: list[str]
+    created_at: datetime
+    created_by: str
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    decision_comment: str | None = None
+    visa_reference: str | None = None
+    visa_decision_date: date | None = None
+    visa_object_id: str | None = None
+    executed_at: datetime | None = None
+    executed_by: str | None = None
+    certificate_object_id: str | None = None
+    notification_object_ids: list[str] = Field(default_factory=list)
+    lines: list[DisposalLineOut] = Field(default_factory=list)
+    bordereau_url: str
+    certificate_url: str | None = None

@@ -1,0 +1,454 @@
+"""Executing a disposal list: the only path by which SAE destroys an archive.
+
+This is a job runner, not a request-scoped service: it owns its transactions (one to claim the
+list, one per unit, one to finish) because a destruction cannot be rolled back — copies deleted
+from an offer are gone whatever the database does next — so progress must be durable unit by
+unit, and an interrupted execution must resume where it stopped. Each step is idempotent: a
+copy already gone counts as deleted, a record already archived is found again.
+
+Guards, all re-checked at execution time, on every unit:
+
+* the list is a Destroy list with the departmental visa recorded (a Keep list: approved);
+* no unit is held (API hold or SEDA HoldRule in force);
+* no unit's rules, final action, end dates or holds changed since approval (fingerprint);
+* every unit is due today (its appraisal end date has passed) and still active.
+
+Concurrency: the claim is one conditional UPDATE, the first statement of its transaction, so
+two executions of the same list cannot both win it — on PostgreSQL as on SQLite. A claim left
+by a crashed executor can be taken over once ``execution_lease_seconds`` have passed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+import seda
+from sae import db
+from sae.auth.service import SYSTEM, Principal
+from sae.catalog.models import ArchiveUnit, DataObject
+from sae.config import Settings
+from sae.journal.service import append_event
+from sae.retention import dates, disposal, documents, records
+from sae.retention.config import RetentionSettings, retention_settings
+from sae.retention.errors import (
+    ExecutionInProgress,
+    ExecutionRefused,
+    ListNotFound,
+    StorageRefused,
+)
+from sae.retention.models import DisposalLine, DisposalList, Tombstone
+from sae.retention.notification import DestructionNotification, write_destruction_notification
+from sae.storage.base import PERMANENT_RETAIN_UNTIL, StorageOffer
+from sae.storage.errors import ObjectMissing, RetentionShortening, StorageError
+from sae.storage.models import ObjectCopy
+
+log = logging.getLogger("sae.retention.execution")
+
+
+@dataclass
+class ExecutionContext:
+    """What an execution needs: sessions, every configured offer, the strategy, settings."""
+
+    sessions: sessionmaker[Session]
+    settings: Settings
+    offers: Mapping[str, StorageOffer]
+    strategy: Sequence[StorageOffer]
+    config: RetentionSettings = field(default_factory=retention_settings)
+
+    @property
+    def parties(self) -> documents.Parties:
+        return documents.Parties(
+            self.config.archives_service,
+            self.config.archives_service_name,
+            self.config.control_authority,
+        )
+
+
+def _pending_states(final_action: str) -> tuple[str, ...]:
+    return ("proposed", "sampled")
+
+
+def recheck(session: Session, d: DisposalList) -> list[dict[str, str]]:
+    """Every pending line checked again now: held, changed since approval, not due, gone."""
+    problems: list[dict[str, str]] = []
+    today = dates.today()
+    lines = [ln for ln in disposal.lines_of(session, d.id)
+             if ln.state in _pending_states(d.final_action)]
+    held = dates.held_units(session, [ln.unit_id for ln in lines])
+    for line in lines:
+        unit = session.get(ArchiveUnit, line.unit_id)
+        if unit is None or unit.status != "active":
+            problems.append({"unit_id": line.unit_id, "reason": "not_active",
+                             "detail": f"unit is {unit.status if unit else 'missing'}"})
+            continue
+        if line.unit_id in held and (d.final_action == "Destroy" and line.state == "proposed"):
+            problems.append({"unit_id": line.unit_id, "reason": "held",
+                             "detail": "the unit is under a hold"})
+            continue
+        if dates.fingerprint(session, line.unit_id) != line.fingerprint:
+            problems.append({"unit_id": line.unit_id, "reason": "changed",
+                             "detail": "its rules, end dates or holds changed since approval"})
+            continue
+        results = dates.compute_units(session, [line.unit_id])[line.unit_id]
+        appraisal = results.get("AppraisalRule")
+        end = appraisal.end if appraisal is not None else None
+        action = dates.final_action_of(appraisal) if appraisal is not None else "Keep"
+        if end is None or end >= today or action != d.final_action:
+            problems.append({"unit_id": line.unit_id, "reason": "not_due",
+                             "detail": f"appraisal end {end}, final action {action}"})
+    return problems
+
+
+def _claim(ctx: ExecutionContext, list_id: str, token: str) -> bool:
+    now = db.utcnow()
+    stale_before = now - timedelta(seconds=ctx.config.execution_lease_seconds)
+    with db.transaction(ctx.sessions) as session:
+        # First statement of the transaction: on SQLite it takes the write lock before reading
+        # anything, so the loser waits and then sees the winner's state.
+        result = session.execute(
+            update(DisposalList)
+            .where(
+                DisposalList.id == list_id,
+                or_(
+                    and_(DisposalList.final_action == "Destroy",
+                         DisposalList.state == "visa_recorded"),
+                    and_(DisposalList.final_action == "Keep", DisposalList.state == "approved"),
+                    and_(
+                        DisposalList.state == "executing",
+                        or_(DisposalList.execution_token.is_(None),
+                            DisposalList.execution_started_at < stale_before),
+                    ),
+                ),
+            )
+            .values(state="executing", execution_token=token, execution_started_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        won = bool(getattr(result, "rowcount", 0) == 1)
+    return won
+
+
+def _release(ctx: ExecutionContext, list_id: str, token: str, *, back_to: str | None) -> None:
+    with db.transaction(ctx.sessions) as session:
+        values: dict[str, object] = {"execution_token": None}
+        if back_to is not None:
+            values["state"] = back_to
+        session.execute(
+            update(DisposalList)
+            .where(DisposalList.id == list_id, DisposalList.execution_token == token)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _journal_refusal(ctx: ExecutionContext, d: DisposalList, actor: str, reason: str,
+                     problems: list[dict[str, str]]) -> None:
+    with db.transaction(ctx.sessions) as session:
+        append_event(session, type="disposal.execution_refused", actor=actor,
+                     payload={"list_id": d.id, "reference": d.reference, "reason": reason,
+                              "problems": problems[:200]})
+
+
+def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> DisposalList:
+    """Execute a list (destruction, or permanent keeping); see the module docstring.
+
+    Returns the list, executed. Raises :class:`ExecutionRefused` (not visa'd, held, changed,
+    not due), :class:`ExecutionInProgress` (another execution holds the list),
+    :class:`StorageRefused` (an offer kept a copy; nothing more was done, resume later).
+    """
+    actor = principal.actor
+    token = db.new_id()
+    if not _claim(ctx, list_id, token):
+        with ctx.sessions() as session:
+            d = session.get(DisposalList, list_id)
+            if d is None:
+                raise ListNotFound(f"no disposal list {list_id}")
+            if d.state == "executed":
+                return d  # idempotent: executing an executed list changes nothing
+            if d.state == "executing":
+                raise ExecutionInProgress(
+                    f"list {d.reference} is being executed by another process", state=d.state
+                )
+            needed = "approved and visa'd" if d.final_action == "Destroy" else "approved"
+            reason = f"list {d.reference} is {d.state}: it must be {needed} before execution"
+        _journal_refusal(ctx, d, actor, "wrong_state", [])
+        raise ExecutionRefused(reason, state=d.state)
+    try:
+        with db.transaction(ctx.sessions) as session:
+            d = disposal.get_list(session, list_id)
+            problems = recheck(session, d)
+            reference = d.reference
+            if not problems and d.executed_by is None:
+                append_event(session, type="disposal.execution_started", actor=actor,
+                             payload={"list_id": d.id, "reference": d.reference})
+        if problems:
+            back = "visa_recorded" if d.final_action == "Destroy" else "approved"
+            _release(ctx, list_id, token, back_to=back)
+            _journal_refusal(ctx, d, actor, "recheck_failed", problems)
+            raise ExecutionRefused(
+                f"list {reference} cannot be executed: "
+                + "; ".join(f"{p['unit_id']} {p['reason']}" for p in problems[:10]),
+                problems=problems,
+            )
+        with ctx.sessions() as session:
+            pending = [
+                (ln.id, ln.state) for ln in disposal.lines_of(session, list_id)
+                if ln.state in ("proposed", "sampled")
+            ]
+            final_action = disposal.get_list(session, list_id).final_action
+        for line_id, state in pending:
+            with db.transaction(ctx.sessions) as session:
+                d = disposal.get_list(session, list_id, for_update=True)
+                if d.execution_token != token:
+                    raise ExecutionInProgress(f"list {d.reference} was taken over")
+                line = session.get(DisposalLine, line_id)
+                assert line is not None
+                if final_action == "Destroy" and state == "proposed":
+                    _destroy_unit(ctx, session, d, line, actor)
+                else:
+                    _keep_unit(ctx, session, d, line, actor)
+        return _finish(ctx, list_id, token, principal)
+    except StorageRefused:
+        _release(ctx, list_id, token, back_to=None)
+        raise
+    except ExecutionInProgress:
+        raise
+    except ExecutionRefused:
+        raise
+    except BaseException:
+        # Anything unexpected: leave the list resumable at once rather than after the lease.
+        _release(ctx, list_id, token, back_to=None)
+        raise
+
+
+def _objects_to_destroy(session: Session, d: DisposalList, unit: ArchiveUnit) -> list[DataObject]:
+    if unit.data_object_group_id is None:
+        return []
+    sharing = session.scalars(
+        select(ArchiveUnit).where(
+            ArchiveUnit.data_object_group_id == unit.data_object_group_id,
+            ArchiveUnit.id != unit.id,
+        )
+    ).all()
+    on_list = {
+        ln.unit_id for ln in disposal.lines_of(session, d.id) if ln.state in ("proposed",
+                                                                              "destroyed")
+    }
+    if any(u.status != "destroyed" and u.id not in on_list for u in sharing):
+        # The group is also described by a unit that stays: its objects stay with it.
+        return []
+    return list(
+        session.scalars(
+            select(DataObject).where(
+                DataObject.group_id == unit.data_object_group_id,
+                DataObject.status != "destroyed",
+            )
+        )
+    )
+
+
+def _destroy_unit(
+    ctx: ExecutionContext, session: Session, d: DisposalList, line: DisposalLine, actor: str
+) -> None:
+    unit = session.get(ArchiveUnit, line.unit_id)
+    assert unit is not None
+    now = db.utcnow()
+    for obj in _objects_to_destroy(session, d, unit):
+        copies = list(session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id)))
+        deleted_from = []
+        for copy in copies:
+            offer = ctx.offers.get(copy.offer)
+            if offer is None:
+                raise StorageRefused(
+                    f"offer {copy.offer!r} holding a copy of {obj.id} is not configured; "
+                    "nothing more was destroyed", object_id=obj.id, offer=copy.offer,
+                )
+            try:
+                offer.delete(copy.key)
+            except ObjectMissing:
+                pass  # already gone (a resumed execution): the goal is reached
+            except StorageError as exc:
+                raise StorageRefused(
+                    f"offer {copy.offer!r} refused to delete {obj.id}: {exc.detail}; "
+                    "nothing more was destroyed, execute again to resume",
+                    object_id=obj.id, offer=copy.offer,
+                ) from exc
+            deleted_from.append(copy.offer)
+        obj.status = "destroyed"
+        session.execute(delete(ObjectCopy).where(ObjectCopy.object_id == obj.id))
+        event = append_event(
+            session,
+            type="disposal.object_destroyed",
+            actor=actor,
+            unit_id=unit.id,
+            object_id=obj.id,
+            object_digests={obj.id: obj.sha512} if obj.sha512 else {},
+            payload={"list_id": d.id, "reference": d.reference, "visa": d.visa_reference,
+                     "offers": deleted_from, "size": obj.size},
+        )
+        session.add(Tombstone(
+            kind="object", unit_id=unit.id, object_id=obj.id, list_id=d.id,
+            list_reference=d.reference, title=unit.title, producer=unit.producer,
+            sha512=obj.sha512, size=obj.size, date_start=unit.start_date,
+            date_end=unit.end_date, archived_at=obj.created_at, destroyed_at=now,
+            leaf_index=event.leaf_index,
+        ))
+    unit.status = "destroyed"
+    # The descriptive metadata goes with the record; the tombstone keeps what proves it existed.
+    unit.content_xml = b""
+    unit.description = None
+    event = append_event(
+        session, type="disposal.unit_destroyed", actor=actor, unit_id=unit.id,
+        payload={"list_id": d.id, "reference": d.reference, "visa": d.visa_reference,
+                 "title": unit.title},
+    )
+    session.add(Tombstone(
+        kind="unit", unit_id=unit.id, list_id=d.id, list_reference=d.reference,
+        title=unit.title, producer=unit.producer, date_start=unit.start_date,
+        date_end=unit.end_date, archived_at=unit.created_at, destroyed_at=now,
+        leaf_index=event.leaf_index,
+    ))
+    line.state = "destroyed"
+    line.done_at = now
+    session.flush()
+
+
+def _keep_unit(
+    ctx: ExecutionContext, session: Session, d: DisposalList, line: DisposalLine, actor: str
+) -> None:
+    """Permanent keeping: status ``permanent``, copies locked to the far future, access
+    re-evaluated."""
+    unit = session.get(ArchiveUnit, line.unit_id)
+    assert unit is not None
+    failures = []
+    if unit.data_object_group_id is not None:
+        for copy in session.scalars(
+            select(ObjectCopy)
+            .join(DataObject, DataObject.id == ObjectCopy.object_id)
+            .where(DataObject.group_id == unit.data_object_group_id)
+        ):
+            offer = ctx.offers.get(copy.offer)
+            if offer is None:
+                failures.append(f"{copy.offer}: not configured")
+                continue
+            try:
+                offer.extend_retention(copy.key, PERMANENT_RETAIN_UNTIL)
+            except RetentionShortening:
+                pass  # already locked later than that
+            except StorageError as exc:
+                failures.append(f"{copy.offer}: {exc.detail}")
+    unit.status = "permanent"
+    dates.refresh_units(session, [unit.id])
+    append_event(
+        session, type="retention.permanent", actor=actor, unit_id=unit.id,
+        payload={"list_id": d.id, "reference": d.reference,
+                 "sampled": line.state == "sampled", "storage_failures": failures},
+    )
+    line.state = "kept"
+    line.done_at = db.utcnow()
+    session.flush()
+
+
+def _principal_for_records(principal: Principal) -> Principal:
+    # SAE deposits the documents it produces itself (the ingest events say "system"); the
+    # disposal events around them name the archivist who acted.
+    return SYSTEM
+
+
+def _finish(
+    ctx: ExecutionContext, list_id: str, token: str, principal: Principal
+) -> DisposalList:
+    actor = principal.actor
+    with db.transaction(ctx.sessions) as session:
+        d = disposal.get_list(session, list_id, for_update=True)
+        if d.execution_token != token:
+            raise ExecutionInProgress(f"list {d.reference} was taken over")
+        lines = disposal.lines_of(session, list_id)
+        destroyed = [ln for ln in lines if ln.state == "destroyed"]
+        now = db.utcnow()
+        notification_ids: list[str] = []
+        if d.final_action == "Destroy" and destroyed:
+            for producer in sorted({ln.producer for ln in destroyed}):
+                xml = write_destruction_notification(DestructionNotification(
+                    message_identifier=f"{d.reference}-ADN-{producer}",
+                    date=now,
+                    authorization_reply_identifier=d.visa_reference or d.reference,
+                    unit_identifiers=[ln.unit_id for ln in destroyed if ln.producer == producer],
+                    archival_agency=ctx.config.archives_service,
+                    originating_agency=producer,
+                    comments=[f"Bordereau d'élimination {d.reference}"],
+                ))
+                _validate(ctx.settings, xml)
+                record = records.archive_record(
+                    session, settings=ctx.settings, offers=ctx.strategy,
+                    principal=_principal_for_records(principal),
+                    archives_service=ctx.config.archives_service,
+                    message_id=f"{d.reference}-ADN-{producer}",
+                    title=f"Notification d'élimination {d.reference} ({producer})",
+                    description=f"SEDA ArchiveDestructionNotification du bordereau {d.reference}"
+                                f", visa {d.visa_reference}",
+                    filename=f"notification-elimination-{d.reference}-{producer}.xml",
+                    data=xml, mime="application/xml",
+                )
+                notification_ids.append(record.object_id)
+        executed = append_event(
+            session, type="disposal.executed", actor=actor,
+            payload={
+                "list_id": d.id, "reference": d.reference, "final_action": d.final_action,
+                "visa": d.visa_reference,
+                "destroyed_units": [ln.unit_id for ln in destroyed],
+                "kept_units": [ln.unit_id for ln in lines if ln.state == "kept"],
+                "excluded_units": [ln.unit_id for ln in lines if ln.state == "excluded"],
+                "notifications": notification_ids,
+            },
+        )
+        if d.final_action == "Destroy":
+            tombstones = session.scalars(
+                select(Tombstone).where(Tombstone.list_id == d.id, Tombstone.kind == "object")
+                .order_by(Tombstone.id)
+            ).all()
+            pdf = documents.certificate_pdf(
+                d, lines,
+                [documents.DestroyedObject(t.unit_id, t.title, t.object_id or "", t.size,
+                                           t.sha512, t.leaf_index) for t in tombstones],
+                ctx.parties, executed_at=now, executed_by=actor,
+                executed_leaf=executed.leaf_index,
+            )
+            record = records.archive_record(
+                session, settings=ctx.settings, offers=ctx.strategy,
+                principal=_principal_for_records(principal),
+                archives_service=ctx.config.archives_service,
+                message_id=f"{d.reference}-CERTIFICAT",
+                title=f"Certificat de destruction {d.reference}",
+                description=f"Certificat de destruction du bordereau {d.reference}, "
+                            f"visa {d.visa_reference}",
+                filename=f"certificat-destruction-{d.reference}.pdf",
+                data=pdf, mime="application/pdf",
+            )
+            d.certificate_object_id = record.object_id
+        d.notification_object_ids = notification_ids
+        d.state = "executed"
+        d.executed_at = now
+        d.executed_by = actor
+        d.execution_token = None
+        session.flush()
+        return d
+
+
+def _validate(settings: Settings, xml: bytes) -> None:
+    """Check the notification against the official XSD when the service has it."""
+    xsd_dir = settings.seda_xsd_dir
+    if xsd_dir is None or not Path(xsd_dir).is_dir():
+        return
+    faults = seda.XsdValidator(xsd_dir).validate(seda.safe_parse(xml), "2.2")
+    if faults:
+        raise records.RecordNotArchived(
+            "the destruction notification is not valid SEDA 2.2: "
+            + "; ".join(f.message for f in faults[:5])
+        )
