@@ -2,5 +2,8 @@
 
 Public API: :mod:`sae.storage.base` (the ``StorageOffer`` protocol, ``StoredObject``, errors),
 :mod:`sae.storage.service` (``store_copies``, ``open_verified``, ``discard_copies``),
-:mod:`sae.storage.offers` (``load_offers``, ``offers_health``).
+:mod:`sae.storage.offers` (``load_offers``, ``check_offers``, ``offers_health``),
+:mod:`sae.storage.audit` (fixity audit job), :mod:`sae.storage.fsck` (reconciliation),
+:mod:`sae.storage.api` (``router``), :mod:`sae.storage.cli` (``audit_command``,
+``fsck_command``). See docs/storage.md.
 """

@@ -161,6 +161,10 @@ class S3Offer:
     def __repr__(self) -> str:
         return f"S3Offer({self.name!r}, {self.endpoint!r}, bucket={self.bucket!r})"
 
+    def close(self) -> None:
+        """Close pooled connections (the offer can still be used; it reconnects)."""
+        self.client._http.clear()
+
     def _new_client(self) -> Minio:
         # Fewer, faster retries than minio's default (5, with backoff): a health check on a
         # dead offer must answer in seconds. No region: the bucket's own location is asked,
@@ -509,6 +513,8 @@ class S3Offer:
             return str(client._get_region(self.bucket))
         except (MinioException, HTTPError) as exc:
             raise self._translate(exc) from exc
+        finally:
+            client._http.clear()  # close its connections now rather than at garbage collection
 
     def check(self) -> None:
         """The bucket exists (or is created), has Object Lock and versioning, in its region."""
