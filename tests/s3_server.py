@@ -90,15 +90,18 @@ def ceph_rgw_fixture() -> Iterator[S3Server]:
         "S3_ACCESS_KEY": "testaccess",
         "S3_SECRET_KEY": "testsecret12345",
     }
-    started = subprocess.run(
-        [str(TOOLS / "start-ceph-rgw.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
     try:
+        try:
+            started = subprocess.run(
+                [str(TOOLS / "start-ceph-rgw.sh")],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("Ceph RGW did not start within 240 s")
         if started.returncode != 0:
             pytest.fail(f"Ceph RGW did not start: {started.stderr[-2000:]}")
         yield S3Server(f"http://127.0.0.1:{port}", "testaccess", "testsecret12345")
