@@ -26,6 +26,7 @@ from sae.journal.tsa import verify_response
 
 CHUNK = 10_000
 MAX_PROBLEMS = 100
+DIRECT = ("missing", "leaf", "leaf_hash", "size", "object")
 
 
 @dataclass
@@ -54,9 +55,18 @@ class JournalReport:
 
     @property
     def first_bad_leaf(self) -> int | None:
-        """The smallest leaf index any problem concerns."""
-        indices = [p.leaf_index for p in self.problems if p.leaf_index is not None]
-        return min(indices) if indices else None
+        """The first leaf found bad.
+
+        A bad leaf also spoils every stored node and signed root above it; those are only
+        consulted when no leaf itself is found bad (e.g. a row rewritten consistently).
+        """
+        for kinds in (DIRECT, ("node",), ("root", "head")):
+            indices = [
+                p.leaf_index for p in self.problems if p.kind in kinds and p.leaf_index is not None
+            ]
+            if indices:
+                return min(indices)
+        return None
 
     def add(self, leaf_index: int | None, kind: str, message: str) -> None:
         """Record a problem (the first ``MAX_PROBLEMS`` are kept)."""
