@@ -14,8 +14,11 @@ import typer
 from rich.console import Console
 
 from sae.config import ConfigurationError, Settings, load_settings
+from sae.retention.cli import retention_app
 
 if TYPE_CHECKING:
+    from sae.deposit.runner import Target
+    from sae.deposit.sheet import Row
     from sae.runtime import Runtime
 
 app = typer.Typer(
@@ -28,6 +31,7 @@ rules_app = typer.Typer(help="The management-rule referential.", no_args_is_help
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
+app.add_typer(retention_app, name="retention")
 
 console = Console(stderr=True)
 
@@ -136,9 +140,10 @@ def token_create(
     except SAEError as exc:
         console.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(2) from None
+    finally:
+        runtime.close()
     console.print(f"token {token.id} created: role {role}, producers {token.producers or '-'}")
     sys.stdout.write(secret + "\n")
-    runtime.close()
 
 
 @rules_app.command("import")
@@ -169,11 +174,12 @@ def rules_import(
     except UnicodeDecodeError:
         console.print("[red]the referential must be UTF-8[/red]")
         raise typer.Exit(1) from None
+    finally:
+        runtime.close()
     console.print(
         f"referential imported: {summary['total']} rules "
         f"({summary['added']} added, {summary['changed']} changed, {summary['removed']} removed)"
     )
-    runtime.close()
 
 
 @rules_app.command("export")
@@ -192,3 +198,147 @@ def rules_export() -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+@app.command()
+def deposit(
+    directory: Annotated[
+        str, typer.Argument(help="Folder of the files; or 'template' to write a sheet.")
+    ],
+    out: Annotated[
+        Path | None, typer.Argument(help="With 'template': the sheet to write (.csv/.xlsx).")
+    ] = None,
+    sheet: Annotated[
+        Path | None, typer.Option(help="Spreadsheet (.csv or .xlsx), one row per file.")
+    ] = None,
+    producer: Annotated[
+        str | None, typer.Option(help="Producing service (OriginatingAgencyIdentifier).")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option(help="SAE URL; without it, deposit into the local SAE.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Depositor token (or SAE_TOKEN).", envvar="SAE_TOKEN")
+    ] = None,
+    archival_agency: Annotated[str, typer.Option(help="ArchivalAgency identifier.")] = "SAE",
+    batch: Annotated[int, typer.Option(help="Most files per SIP.", min=1)] = 500,
+    batch_mib: Annotated[int, typer.Option(help="Most MiB per SIP.", min=1)] = 2048,
+    seda_version: Annotated[str, typer.Option(help="SEDA version of the SIPs.")] = "2.2",
+    check: Annotated[bool, typer.Option(help="Only check the sheet and the files.")] = False,
+) -> None:
+    """Deposit a folder of scans described by a spreadsheet (one row per file).
+
+    Columns: file, title, date (AAAA-MM-JJ), record_type (a record type of the schedule or an
+    AppraisalRule id), then optional description, start_date, end_date, keywords, identifier,
+    final_action, access_rule, access_start_date. Every problem is listed before anything is
+    sent; files are grouped into SIPs of --batch files.
+
+    Example: ``sae deposit scans/ --sheet scans.xlsx --producer URBANISME
+    --server http://sae.mairie.local:8000 --token $SAE_TOKEN``; ``sae deposit template
+    depot.xlsx`` writes an empty sheet with its columns.
+    """
+    from sae.deposit.runner import HttpTarget, LocalTarget
+    from sae.deposit.sheet import SheetError, read_sheet, write_template
+
+    if directory == "template" and sheet is None:
+        target_file = out or Path("depot.csv")
+        write_template(target_file)
+        console.print(f"modèle écrit : {target_file}")
+        return
+    folder = Path(directory)
+    if sheet is None or producer is None:
+        console.print("[red]--sheet et --producer sont obligatoires[/red]")
+        raise typer.Exit(2)
+    if not folder.is_dir():
+        console.print(f"[red]dossier introuvable : {folder}[/red]")
+        raise typer.Exit(2)
+    try:
+        rows = read_sheet(sheet)
+    except SheetError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2) from None
+    target: Target
+    if server:
+        if not token:
+            console.print("[red]--token (ou SAE_TOKEN) est obligatoire avec --server[/red]")
+            raise typer.Exit(2)
+        target = HttpTarget(server, token)
+    else:
+        target = LocalTarget()
+    try:
+        _deposit_with(
+            target, folder, rows, producer, archival_agency, batch, batch_mib, seda_version, check
+        )
+    finally:
+        target.close()
+
+
+def _deposit_with(
+    target: Target,
+    folder: Path,
+    rows: list[Row],
+    producer: str,
+    archival_agency: str,
+    batch: int,
+    batch_mib: int,
+    seda_version: str,
+    check: bool,
+) -> None:
+    """Check the rows against the target's referential, then send the SIPs."""
+    from rich.progress import Progress
+
+    from sae.deposit import build
+    from sae.deposit.runner import BatchResult, send_all
+    from sae.retention.referential import shipped_specs
+
+    try:
+        rules = target.rules()
+    except Exception as exc:  # an unreachable server or a refused token, said plainly
+        console.print(f"[red]référentiel inaccessible : {exc}[/red]")
+        raise typer.Exit(2) from None
+    resolver = build.RuleResolver(rules, [s.as_dict() for s in shipped_specs()])
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Contrôle des fichiers", total=len(rows))
+        planned = build.plan(folder, rows, resolver, progress=lambda n: progress.advance(task, n))
+    for warning in planned.warnings:
+        console.print(f"[yellow]{warning}[/yellow]")
+    if planned.problems:
+        console.print(f"[red]{len(planned.problems)} problème(s), rien n'a été déposé :[/red]")
+        for problem in planned.problems:
+            console.print(f"  - {problem}")
+        raise typer.Exit(2)
+    console.print(f"{len(planned.items)} fichier(s) contrôlé(s).")
+    if check:
+        return
+
+    def report(result: BatchResult) -> None:
+        if result.status == "OK":
+            console.print(
+                f"lot {result.number} : [green]accepté[/green] ({result.files} document(s), "
+                f"versement {result.transfer_id})"
+            )
+        else:
+            console.print(f"lot {result.number} : [red]refusé[/red] ({result.files} document(s))")
+            for error in result.errors[:20]:
+                where = f" [{error.get('where')}]" if error.get("where") else ""
+                console.print(f"  - {error.get('code')}: {error.get('message')}{where}")
+
+    results = send_all(
+        target,
+        planned.items,
+        producer=producer,
+        archival_agency=archival_agency,
+        max_files=batch,
+        max_bytes=batch_mib * 1024 * 1024,
+        version=seda_version,
+        known_rules={str(r["id"]): r for r in rules},
+        on_batch=report,
+    )
+    accepted = sum(1 for r in results if r.status == "OK")
+    console.print(f"{accepted}/{len(results)} lot(s) accepté(s).")
+    for result in results:
+        if result.transfer_id:
+            sys.stdout.write(f"{result.status} {result.transfer_id}\n")
+    if accepted != len(results):
+        raise typer.Exit(1)
