@@ -1,0 +1,199 @@
+"""HTTP routes of the journal: tree heads, consistency proofs, events, object proof bundles."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
+
+from sae.auth.deps import require_role
+from sae.auth.service import Principal
+from sae.db import transaction
+from sae.deps import RuntimeDep, SessionDep
+from sae.journal import proofs, service
+from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalError
+from sae.journal.keys import load_journal_keys
+from sae.journal.models import Event, TreeHead
+from sae.journal.schemas import ConsistencyOut, EventOut, EventPage, HeadOut
+from sae.runtime import Runtime
+
+log = logging.getLogger("sae.journal")
+router = APIRouter(tags=["journal"])
+
+AuditorDep = Annotated[Principal, Depends(require_role("auditor", "archivist"))]
+PREFIX = "/api/v1"
+
+
+def head_out(head: TreeHead) -> HeadOut:
+    """The API shape of a head."""
+    return HeadOut(
+        tree_size=head.tree_size,
+        root_hash=head.root_hash.hex(),
+        timestamp=str(json.loads(head.checkpoint)["timestamp"]),
+        signature=base64.b64encode(head.signature).decode(),
+        tst_url=f"{PREFIX}/journal/heads/{head.tree_size}/tst",
+        origin=head.origin,
+        checkpoint=head.checkpoint.decode(),
+        tsa_time=head.tsa_time,
+        public_key_url=f"{PREFIX}/journal/public-key",
+    )
+
+
+def seal_now(runtime: Runtime) -> TreeHead | None:
+    """Seal a head over every committed leaf, in its own transaction (any instance may)."""
+    keys = load_journal_keys(runtime.settings)
+    with transaction(runtime.sessions) as session:
+        return service.seal(session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin)
+
+
+def _size(value: str) -> int:
+    # Sizes come as strings so that a malformed one is a 400 of ours, after authentication.
+    try:
+        size = int(value)
+    except ValueError:
+        raise InvalidProofRequest(f"{value!r} is not a tree size") from None
+    if size < 0:
+        raise InvalidProofRequest("tree sizes are not negative")
+    return size
+
+
+@router.get("/journal/head", response_model=HeadOut)
+def get_head(_: AuditorDep, session: SessionDep, runtime: RuntimeDep) -> HeadOut:
+    """The latest signed tree head (sealed now if leaves arrived since the last one)."""
+    head = service.latest_head(session)
+    if head is None or head.tree_size < service.tree_size(session):
+        sealed = seal_now(runtime)
+        session.expire_all()
+        head = service.latest_head(session) if sealed is not None else head
+    if head is None:
+        raise HeadNotFound("the journal is empty: no tree head yet")
+    return head_out(head)
+
+
+@router.get("/journal/heads/{tree_size}", response_model=HeadOut)
+def get_head_of_size(tree_size: str, _: AuditorDep, session: SessionDep) -> HeadOut:
+    """The head sealed at exactly ``tree_size`` leaves."""
+    return head_out(service.head_of_size(session, _size(tree_size)))
+
+
+@router.get(
+    "/journal/heads/{tree_size}/tst",
+    response_class=Response,
+    responses={200: {"content": {"application/timestamp-reply": {}}}},
+)
+def get_head_token(tree_size: str, _: AuditorDep, session: SessionDep) -> Response:
+    """The RFC 3161 TimeStampResp (DER) over the head's checkpoint bytes."""
+    head = service.head_of_size(session, _size(tree_size))
+    return Response(head.tsr, media_type="application/timestamp-reply")
+
+
+@router.get(
+    "/journal/public-key",
+    response_class=Response,
+    responses={200: {"content": {"application/x-pem-file": {}}}},
+)
+def get_public_key(_: AuditorDep, runtime: RuntimeDep) -> Response:
+    """SAE's journal signing key (PEM), as shipped in every proof bundle."""
+    return Response(
+        load_journal_keys(runtime.settings).signer.public_pem, media_type="application/x-pem-file"
+    )
+
+
+@router.get("/journal/consistency", response_model=ConsistencyOut)
+def get_consistency(
+    _: AuditorDep,
+    session: SessionDep,
+    first: Annotated[str, Query(description="Earlier tree size.")] = "",
+    second: Annotated[str, Query(description="Later tree size.")] = "",
+) -> ConsistencyOut:
+    """RFC 9162 consistency proof between tree sizes ``first`` and ``second``."""
+    proof = service.consistency(session, _size(first), _size(second))
+    return ConsistencyOut(
+        first=proof.first,
+        second=proof.second,
+        first_root=proof.first_root.hex(),
+        second_root=proof.second_root.hex(),
+        proof=[h.hex() for h in proof.proof],
+    )
+
+
+def event_out(event: Event) -> EventOut:
+    """The API shape of an event."""
+    return EventOut(
+        leaf_index=event.leaf_index,
+        type=event.type,
+        actor=event.actor,
+        occurred_at=event.occurred_at,
+        transfer_id=event.transfer_id,
+        unit_id=event.unit_id,
+        object_id=event.object_id,
+        payload=event.payload,
+        sha512=event.digests or {},
+        leaf_hash=event.leaf_hash.hex(),
+        leaf=event.leaf.decode(),
+    )
+
+
+@router.get("/journal/events", response_model=EventPage)
+def get_events(
+    _: AuditorDep,
+    session: SessionDep,
+    unit: Annotated[str | None, Query(alias="unit_id")] = None,
+    obj: Annotated[str | None, Query(alias="object_id")] = None,
+    transfer: Annotated[str | None, Query(alias="transfer_id")] = None,
+    type: Annotated[list[str] | None, Query()] = None,
+    date_from: datetime | None = None,
+    date_to: datetime | None = None,
+    after: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventPage:
+    """Events in leaf order, filtered by unit, object, transfer, type(s) and date."""
+    events = service.find_events(
+        session,
+        unit_id=unit,
+        object_id=obj,
+        transfer_id=transfer,
+        types=type or (),
+        date_from=date_from,
+        date_to=date_to,
+        after=after,
+        limit=limit,
+    )
+    return EventPage(
+        events=[event_out(e) for e in events],
+        next_after=events[-1].leaf_index if len(events) == limit else None,
+    )
+
+
+@router.get(
+    "/objects/{object_id}/proof",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def get_object_proof(
+    object_id: str, _: AuditorDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """The object's proof bundle (zip): leaf, inclusion proof, signed and time-stamped head."""
+    event = proofs.ingest_event(session, object_id)
+    if service.covering_head(session, event.leaf_index) is None:
+        seal_now(runtime)
+        session.expire_all()
+    data = _bundle(session, object_id)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="proof-{object_id}.zip"'},
+    )
+
+
+def _bundle(session: Session, object_id: str) -> bytes:
+    try:
+        return proofs.object_bundle(session, object_id)
+    except JournalError:
+        log.error("journal inconsistent while building the proof of %s", object_id)
+        raise

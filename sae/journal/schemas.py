@@ -1,0 +1,55 @@
+"""API shapes of the journal (INTERFACE.md: head, consistency, events)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class HeadOut(BaseModel):
+    """A signed tree head."""
+
+    tree_size: int
+    root_hash: str = Field(description="Hex SHA-256 root (RFC 9162).")
+    timestamp: str = Field(description="SAE's clock at sealing, ISO 8601 UTC (in the checkpoint).")
+    signature: str = Field(description="Base64 DER ECDSA-SHA256 signature of `checkpoint`.")
+    tst_url: str = Field(description="Where to fetch the RFC 3161 TimeStampResp (DER).")
+    origin: str
+    checkpoint: str = Field(description="The exact signed and time-stamped bytes (tree-head.json).")
+    tsa_time: datetime = Field(description="genTime of the time-stamp token.")
+    public_key_url: str
+
+
+class ConsistencyOut(BaseModel):
+    """RFC 9162 §2.1.4 consistency proof between two tree sizes."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+class EventOut(BaseModel):
+    """A journal event with its leaf."""
+
+    leaf_index: int
+    type: str
+    actor: str
+    occurred_at: datetime
+    transfer_id: str | None
+    unit_id: str | None
+    object_id: str | None
+    payload: dict[str, Any]
+    sha512: dict[str, str] = Field(description="SHA-512 of every object the event concerns.")
+    leaf_hash: str
+    leaf: str = Field(description="The exact leaf bytes (UTF-8 JSON).")
+
+
+class EventPage(BaseModel):
+    """A page of events; pass ``next_after`` as ``after`` for the next page."""
+
+    events: list[EventOut]
+    next_after: int | None
