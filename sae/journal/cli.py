@@ -1,0 +1,141 @@
+"""``sae journal …`` and ``sae verify BUNDLE.zip`` (wired into ``sae.cli`` by the lead)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from sae.journal.bundle import verify_bundle
+
+journal_app = typer.Typer(
+    help="The tamper-evident journal (RFC 9162 Merkle log, RFC 3161 time-stamps).",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _runtime() -> Any:
+    # Imported late: sae.cli imports this module to wire it, and the runtime pulls in everything.
+    from sae.cli import open_runtime
+
+    return open_runtime()
+
+
+@journal_app.command("verify")
+def verify_command(
+    skip_objects: Annotated[
+        bool, typer.Option("--skip-objects", help="Do not compare the catalog's SHA-512s.")
+    ] = False,
+) -> None:
+    """Recompute the whole tree from the catalog and check every leaf, node, head and object.
+
+    Exit 0 when everything checks; 1 naming the first bad leaf otherwise.
+
+    Example: ``sae journal verify``
+    """
+    from sae.journal.verification import verify_journal
+
+    runtime = _runtime()
+    try:
+        with (
+            runtime.sessions() as session,
+            Progress(
+                TextColumn("verifying the journal"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} leaves"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            ) as progress,
+        ):
+            task = progress.add_task("verify", total=None)
+
+            def step(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = verify_journal(session, check_objects=not skip_objects, progress=step)
+    finally:
+        runtime.close()
+    if report.ok:
+        out.print(
+            f"journal OK: {report.events} leaves, {report.heads_checked} signed heads, "
+            f"{report.objects_checked} objects checked"
+        )
+        return
+    out.print(f"[red]journal INVALID: first bad leaf {report.first_bad_leaf}[/red]")
+    for problem in report.problems:
+        out.print(f"  leaf {problem.leaf_index}: {problem.kind}: {problem.message}")
+    raise typer.Exit(1)
+
+
+@journal_app.command("seal")
+def seal_command() -> None:
+    """Seal (sign and time-stamp) a tree head over every committed leaf now.
+
+    Example: ``sae journal seal``
+    """
+    from sae.journal.api import head_out, seal_now
+
+    runtime = _runtime()
+    try:
+        head = seal_now(runtime)
+    finally:
+        runtime.close()
+    if head is None:
+        err.print("another instance is sealing right now, or the journal is empty")
+        return
+    out.print_json(json.dumps(head_out(head).model_dump(mode="json")))
+
+
+@journal_app.command("head")
+def head_command() -> None:
+    """Print the latest sealed tree head (JSON).
+
+    Example: ``sae journal head``
+    """
+    from sae.journal.api import head_out
+    from sae.journal.service import latest_head
+
+    runtime = _runtime()
+    try:
+        with runtime.sessions() as session:
+            head = latest_head(session)
+            doc = head_out(head).model_dump(mode="json") if head is not None else None
+    finally:
+        runtime.close()
+    if doc is None:
+        err.print("no tree head yet")
+        raise typer.Exit(1)
+    out.print_json(json.dumps(doc))
+
+
+def verify_bundle_command(
+    bundle: Annotated[Path, typer.Argument(help="The proof bundle (zip).", exists=True)],
+    object_file: Annotated[
+        Path | None,
+        typer.Option("--object", help="Your copy of the object: its SHA-512 is checked too."),
+    ] = None,
+) -> None:
+    """Check a proof bundle offline: exit 0 valid, 1 invalid (saying which check failed).
+
+    Needs nothing but the bundle (and, optionally, the object).
+
+    Example: ``sae verify proof-3f2c….zip --object arrete.pdf``
+    """
+    content = object_file.read_bytes() if object_file is not None else None
+    report = verify_bundle(bundle.read_bytes(), content=content)
+    for check, message in report.passed:
+        out.print(f"OK   {check}: {message}")
+    if report.failure is not None:
+        check, message = report.failure
+        out.print(f"[red]FAIL {check}: {message}[/red]")
+        raise typer.Exit(1)
+    if content is None:
+        out.print("(the object itself was not checked: pass --object FILE)")
+    out.print("VALID")
