@@ -93,9 +93,18 @@ def api_router() -> APIRouter:
     from sae.ingest.api import router as ingest_router
     from sae.retention.api import disposal_router
     from sae.retention.api import router as rules_router
+    from sae.storage.api import router as storage_router
 
     router = APIRouter(prefix="/api/v1")
-    for sub in (ingest_router, catalog_router, access_router, rules_router, disposal_router):
+    subs = (
+        ingest_router,
+        catalog_router,
+        access_router,
+        rules_router,
+        disposal_router,
+        storage_router,
+    )
+    for sub in subs:
         router.include_router(sub)
     return router
 

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from sae.config import ConfigurationError, Settings, load_settings
 from sae.retention.cli import retention_app
+from sae.storage.cli import audit_command, fsck_command
 
 if TYPE_CHECKING:
     from sae.deposit.runner import Target
@@ -32,6 +33,8 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
 app.add_typer(retention_app, name="retention")
+app.command("audit")(audit_command)
+app.command("fsck")(fsck_command)
 
 console = Console(stderr=True)
 

@@ -19,7 +19,7 @@ from sae.config import Settings
 from sae.db import make_engine, make_sessionmaker, transaction
 from sae.migrate import upgrade
 from sae.storage.base import StorageOffer
-from sae.storage.offers import OfferSet, load_offers
+from sae.storage.offers import OfferSet, check_offers, load_offers
 
 log = logging.getLogger("sae.runtime")
 
@@ -43,6 +43,10 @@ class Runtime:
         if migrate:
             upgrade(engine)
         offer_set = load_offers(settings)
+        # A misconfigured offer (region, Object Lock) refuses the start; one that is merely
+        # down is reported by /health and the other offers keep serving reads.
+        for problem in check_offers(offer_set):
+            log.warning("storage.offer_unavailable at startup: %s", problem)
         runtime = cls(
             settings=settings,
             engine=engine,
