@@ -135,6 +135,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(api_router())
+    from sae.console import console_router  # the web console: /console, and / redirects there
+
+    app.include_router(console_router)
 
     @app.get("/health", tags=["health"])
     def health(request: Request) -> JSONResponse:

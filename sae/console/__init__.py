@@ -1,0 +1,22 @@
+"""The French web console for the archivist and the auditor (server-rendered, no script).
+
+``console_router`` holds every page under ``/console`` and the redirect of ``/`` to it;
+``sae.app.create_app`` includes it.
+"""
+
+from fastapi import APIRouter
+
+from sae.console.routes import fallback, router
+
+
+def _console_router() -> APIRouter:
+    combined = APIRouter(include_in_schema=False)
+    combined.include_router(router)
+    # The catch-all French 404 must come after every real page.
+    combined.include_router(fallback)
+    return combined
+
+
+console_router = _console_router()
+
+__all__ = ["console_router"]

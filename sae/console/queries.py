@@ -1,0 +1,195 @@
+"""Read-only queries the console needs and no domain service offers (lists, counts).
+
+Everything here reads; nothing writes. Scoping by role follows the API exactly: a depositor
+sees the transfers of its producing services (or that it submitted), nobody else's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from sae.auth.service import Principal
+from sae.catalog.models import ArchiveUnit, DataObject
+from sae.console.format import LOCAL_TZ
+from sae.ingest.models import Transfer
+from sae.journal import merkle
+from sae.journal.models import Event
+from sae.storage.models import Audit
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What the archive holds, for the dashboard."""
+
+    units: int
+    objects: int
+    bytes: int
+    transfers_ok: int
+    transfers_ko: int
+
+
+def totals(session: Session) -> Totals:
+    """Counts of live units and objects, stored bytes, accepted and refused transfers."""
+    units = session.scalar(
+        select(func.count()).select_from(ArchiveUnit).where(ArchiveUnit.status != "destroyed")
+    )
+    objects, size = session.execute(
+        select(func.count(), func.coalesce(func.sum(DataObject.size), 0)).where(
+            DataObject.status != "destroyed"
+        )
+    ).one()
+    by_status: dict[str, int] = {
+        status: count
+        for status, count in session.execute(
+            select(Transfer.status, func.count()).group_by(Transfer.status)
+        )
+    }
+    return Totals(
+        units=int(units or 0),
+        objects=int(objects or 0),
+        bytes=int(size or 0),
+        transfers_ok=int(by_status.get("OK", 0)),
+        transfers_ko=int(by_status.get("KO", 0)),
+    )
+
+
+def visible_transfers(principal: Principal) -> Select[Transfer]:
+    """The transfers this principal may see (same rule as ``GET /transfers/{id}``)."""
+    stmt = select(Transfer)
+    if principal.role in ("admin", "archivist"):
+        return stmt
+    # Depositors: their producing services' transfers and those they submitted themselves.
+    return stmt.where(
+        or_(
+            Transfer.producer.in_(principal.producers or ("",)),
+            Transfer.submitted_by == principal.token_id,
+        )
+    )
+
+
+def may_see_transfer(principal: Principal, transfer: Transfer) -> bool:
+    """Whether ``transfer`` is visible to ``principal`` (archivist, admin, or its depositor)."""
+    if principal.role in ("admin", "archivist"):
+        return True
+    if principal.role != "depositor":
+        return False
+    return transfer.submitted_by == principal.token_id or transfer.producer in principal.producers
+
+
+def list_transfers(
+    session: Session,
+    principal: Principal,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Transfer], bool]:
+    """Transfers newest first, and whether there are more after this page."""
+    stmt = visible_transfers(principal)
+    if status in ("OK", "KO"):
+        stmt = stmt.where(Transfer.status == status)
+    stmt = stmt.order_by(Transfer.received_at.desc(), Transfer.id.desc())
+    rows = list(session.scalars(stmt.offset(offset).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def recent_audits(session: Session, limit: int = 20) -> list[Audit]:
+    """The latest fixity audits, newest first."""
+    return list(
+        session.scalars(select(Audit).order_by(Audit.created_at.desc(), Audit.id).limit(limit))
+    )
+
+
+@dataclass(frozen=True)
+class TreeState:
+    """The journal's Merkle tree as it stands (every event is a leaf)."""
+
+    size: int
+    root_hash: str
+    last_event_at: datetime | None
+
+
+def tree_state(session: Session) -> TreeState:
+    """The current tree size and RFC 9162 root, recomputed from the stored leaf hashes.
+
+    Reading the leaf hashes (32 bytes each) keeps this linear but cheap for a commune's
+    journal; the root shown is the same any auditor recomputes from the leaves.
+    """
+    tree = merkle.MemoryTree()
+    last: datetime | None = None
+    for leaf_hash, at in session.execute(
+        select(Event.leaf_hash, Event.occurred_at).order_by(Event.leaf_index)
+    ):
+        tree.append_hash(leaf_hash)
+        last = at
+    return TreeState(size=tree.size, root_hash=tree.root().hex(), last_event_at=last)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Filters of the journal page."""
+
+    type: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    unit_id: str | None = None
+    object_id: str | None = None
+
+
+def _local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=LOCAL_TZ)
+
+
+def list_events(
+    session: Session, filters: EventFilter, *, limit: int = 50, before: int | None = None
+) -> tuple[list[Event], int | None]:
+    """Events newest first (by leaf index), and the index to continue from, if any."""
+    stmt = select(Event)
+    if filters.type:
+        # A prefix such as "ingest" selects every "ingest.*" type.
+        if "." in filters.type:
+            stmt = stmt.where(Event.type == filters.type)
+        else:
+            stmt = stmt.where(Event.type.like(f"{filters.type}.%"))
+    if filters.date_from:
+        stmt = stmt.where(Event.occurred_at >= _local_midnight(filters.date_from))
+    if filters.date_to:
+        stmt = stmt.where(
+            Event.occurred_at < _local_midnight(filters.date_to + timedelta(days=1))
+        )
+    if filters.unit_id:
+        stmt = stmt.where(Event.unit_id == filters.unit_id)
+    if filters.object_id:
+        stmt = stmt.where(Event.object_id == filters.object_id)
+    if before is not None:
+        stmt = stmt.where(Event.leaf_index < before)
+    rows = list(session.scalars(stmt.order_by(Event.leaf_index.desc()).limit(limit + 1)))
+    more = rows[limit - 1].leaf_index if len(rows) > limit else None
+    return rows[:limit], more
+
+
+def event_types(session: Session) -> list[str]:
+    """Every event type present in the journal, for the filter list."""
+    return list(session.scalars(select(Event.type).distinct().order_by(Event.type)))
+
+
+def unit_titles(session: Session, unit_ids: list[str]) -> dict[str, str]:
+    """Titles of the given units (for parent/child links)."""
+    if not unit_ids:
+        return {}
+    rows = session.execute(
+        select(ArchiveUnit.id, ArchiveUnit.title).where(ArchiveUnit.id.in_(unit_ids))
+    )
+    return {unit_id: title for unit_id, title in rows}
+
+
+def producers(session: Session, principal: Principal) -> list[str]:
+    """The producing services present in the catalogue that this principal may search."""
+    stmt = select(ArchiveUnit.producer).distinct().order_by(ArchiveUnit.producer)
+    if principal.role == "depositor":
+        stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
+    return list(session.scalars(stmt))

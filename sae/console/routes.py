@@ -1,0 +1,622 @@
+"""The console's pages: sign-in, dashboard, transfers, search, units, rules, audits, journal.
+
+Each page calls the domain services with the request's session, exactly as the API routes do,
+and enforces the same roles (see docs/api.md's matrix): what a role cannot do through the API,
+it cannot do here either, and a depositor sees only its producing services' archives.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.exc import IntegrityError
+
+from sae.access import service as access
+from sae.auth.errors import InvalidToken
+from sae.auth.service import Principal
+from sae.catalog import service as catalog
+from sae.catalog.errors import ObjectNotFound, UnitNotFound
+from sae.catalog.models import ArchiveUnit, DataObject
+from sae.console import queries
+from sae.console.security import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    CsrfRefused,
+    allowed,
+    check_login,
+    clear_cookie,
+    new_login_csrf,
+    require,
+    same,
+    session_principal,
+    set_cookie,
+)
+from sae.console.web import STATIC, ConsoleRoute, error_page, render
+from sae.deps import RuntimeDep, SessionDep
+from sae.errors import BadRequest, NotFound
+from sae.ingest import service as ingest
+from sae.ingest.errors import DuplicateTransfer, SipTooLarge
+from sae.ingest.models import Transfer
+from sae.journal.bundle import VERIFY_MD
+from sae.journal.service import append_event
+from sae.retention import referential
+from sae.retention.models import Hold, HoldUnit
+from sae.runtime import Runtime
+from sae.storage.audit import create_audit, get_audit, run_audit
+from sae.storage.offers import offers_health
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+# Who may do what: the same roles as the API routes (admin always passes).
+DEPOSIT = ("depositor",)
+TRANSFERS = ("archivist", "depositor")
+OVERVIEW = ("archivist", "auditor")
+JOURNAL = ("archivist", "auditor")
+AUDITS = ("archivist", "auditor")
+
+PAGE = 50
+
+
+def console_user(request: Request, runtime: RuntimeDep) -> Principal:
+    """The signed-in principal (a redirect to the sign-in page when there is none)."""
+    principal, csrf = session_principal(request, runtime)
+    request.state.csrf = csrf
+    return principal
+
+
+UserDep = Annotated[Principal, Depends(console_user)]
+CsrfField = Annotated[str, Form(alias="csrf")]
+
+
+def check_csrf(request: Request, given: str) -> None:
+    """Refuse a POST whose form does not carry this session's CSRF token."""
+    if not same(getattr(request.state, "csrf", ""), given):
+        raise CsrfRefused("the form's CSRF token is missing or wrong")
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _parse_date(value: str | None, field: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{field}: not a date (expected YYYY-MM-DD): {value!r}") from None
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    """SAE's home is the console."""
+    return RedirectResponse("/console/", status_code=307)
+
+
+@router.get("/console")
+def console_root() -> RedirectResponse:
+    return RedirectResponse("/console/", status_code=307)
+
+
+@router.get("/console/static/{name}")
+def static(name: str) -> Response:
+    """The console's own style sheet (nothing is loaded from elsewhere)."""
+    allowed_files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+    path = allowed_files.get(name)
+    if path is None:
+        raise NotFound(f"no static file {name}")
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _safe_next(target: str | None) -> str:
+    # Only our own pages: an open redirect would let a phishing link borrow SAE's address.
+    if target and target.startswith("/console/") and not target.startswith("//"):
+        return target
+    return "/console/"
+
+
+@router.get("/console/connexion")
+def login_form(request: Request, suite: str | None = None, erreur: str | None = None) -> Response:
+    """The sign-in form: the user pastes the API token they were given."""
+    token = new_login_csrf()
+    response = render(
+        request,
+        "login.html",
+        {"login_csrf": token, "suite": _safe_next(suite), "error": erreur},
+    )
+    set_cookie(request, response, LOGIN_CSRF_COOKIE, token)
+    return response
+
+
+@router.post("/console/connexion")
+def login(
+    request: Request,
+    runtime: RuntimeDep,
+    token: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    suite: Annotated[str, Form()] = "/console/",
+) -> Response:
+    """Check the token as the API would and keep it in an HttpOnly, SameSite=Strict cookie."""
+    if not same(request.cookies.get(LOGIN_CSRF_COOKIE), csrf):
+        raise CsrfRefused("the sign-in form's CSRF token is missing or wrong")
+    try:
+        principal = check_login(runtime, token)
+    except InvalidToken:
+        fresh = new_login_csrf()
+        response = render(
+            request,
+            "login.html",
+            {
+                "login_csrf": fresh,
+                "suite": _safe_next(suite),
+                "error": "Jeton inconnu, révoqué ou mal copié. Vérifiez-le et réessayez.",
+            },
+            status=401,
+        )
+        set_cookie(request, response, LOGIN_CSRF_COOKIE, fresh)
+        return response
+    request.state.principal = principal
+    done = _see_other(_safe_next(suite))
+    set_cookie(request, done, SESSION_COOKIE, token.strip())
+    clear_cookie(request, done, LOGIN_CSRF_COOKIE)
+    return done
+
+
+@router.post("/console/deconnexion")
+def logout(request: Request, user: UserDep, csrf: CsrfField = "") -> Response:
+    """Forget the session: the cookie is cleared."""
+    check_csrf(request, csrf)
+    response = _see_other("/console/connexion")
+    clear_cookie(request, response, SESSION_COOKIE)
+    return response
+
+
+# --- dashboard -------------------------------------------------------------------------------
+
+
+@router.get("/console/")
+def dashboard(request: Request, user: UserDep, session: SessionDep, runtime: RuntimeDep
+              ) -> Response:
+    """Tableau de bord: what the archive holds, where, the journal, recent transfers and audits."""
+    context: dict[str, object] = {"nav": "accueil"}
+    if allowed(user, *OVERVIEW):
+        context.update(
+            totals=queries.totals(session),
+            offers=offers_health(runtime.offer_set),
+            strategy=runtime.offer_set.strategy,
+            tree=queries.tree_state(session),
+            audits=queries.recent_audits(session, 5),
+        )
+    if allowed(user, *TRANSFERS):
+        context["transfers"], _ = queries.list_transfers(session, user, limit=10)
+    return render(request, "dashboard.html", context)
+
+
+# --- transfers -------------------------------------------------------------------------------
+
+
+@router.get("/console/versements")
+def transfers(
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    statut: Annotated[str | None, Query(max_length=8)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """The transfers this user may see, newest first, with the deposit form."""
+    require(user, *TRANSFERS)
+    rows, more = queries.list_transfers(
+        session, user, status=statut or None, limit=PAGE, offset=(page - 1) * PAGE
+    )
+    return render(
+        request,
+        "transfers.html",
+        {
+            "nav": "versements",
+            "transfers": rows,
+            "status": statut or "",
+            "page": page,
+            "more": more,
+            "may_deposit": allowed(user, *DEPOSIT),
+        },
+    )
+
+
+def _visible_transfer(session: SessionDep, user: Principal, transfer_id: str) -> Transfer:
+    transfer = session.get(Transfer, transfer_id)
+    if transfer is None or not queries.may_see_transfer(user, transfer):
+        raise NotFound(f"no transfer {transfer_id}")
+    return transfer
+
+
+@router.get("/console/versements/{transfer_id}")
+def transfer_page(request: Request, transfer_id: str, user: UserDep, session: SessionDep
+                  ) -> Response:
+    """One transfer: status, counts, and every fault in plain French."""
+    require(user, *TRANSFERS)
+    transfer = _visible_transfer(session, user, transfer_id)
+    from sqlalchemy import select
+
+    units = list(
+        session.scalars(
+            select(ArchiveUnit)
+            .where(ArchiveUnit.transfer_id == transfer.id)
+            .order_by(ArchiveUnit.sip_id)
+            .limit(200)
+        )
+    )
+    return render(
+        request,
+        "transfer.html",
+        {"nav": "versements", "t": transfer, "units": units},
+    )
+
+
+@router.get("/console/versements/{transfer_id}/accuse")
+def transfer_atr(transfer_id: str, user: UserDep, session: SessionDep) -> Response:
+    """The transfer's ArchiveTransferReply (SEDA XML), as a download."""
+    require(user, *TRANSFERS)
+    transfer = _visible_transfer(session, user, transfer_id)
+    if transfer.atr is None:
+        raise NotFound(f"transfer {transfer_id} has no reply yet")
+    return Response(
+        transfer.atr,
+        media_type="application/xml",
+        headers={
+            "Content-Disposition": f'attachment; filename="ATR-{transfer.id}.xml"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def _spool_upload(upload: UploadFile, runtime: Runtime) -> Path:
+    """Copy the uploaded SIP to a private temporary file, refusing it past the size limit."""
+    limit = runtime.settings.max_sip_bytes
+    fd, name = tempfile.mkstemp(prefix="sip-", suffix=".zip", dir=runtime.settings.data_dir / "tmp")
+    path = Path(name)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            while chunk := await upload.read(1024 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
+                fh.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> Transfer:
+    # The same steps as POST /api/v1/transfers: ingest, commit, and on a lost race for the
+    # same MessageIdentifier, remove the copies this attempt wrote.
+    env = ingest.IngestEnv(
+        settings=runtime.settings,
+        offers=runtime.strategy_offers,
+        after_accept=runtime.extras.get("after_accept"),
+    )
+    with runtime.sessions() as session:
+        outcome = ingest.ingest(session, env, principal, path)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            for obj in outcome.objects:
+                if obj.storage_key:
+                    ingest.discard_stored_key(env.offers, obj.storage_key)
+            raise DuplicateTransfer(
+                f"MessageIdentifier {outcome.transfer.message_identifier!r} was accepted "
+                "concurrently by another request"
+            ) from None
+        if outcome.accepted and "after_commit" in runtime.extras:
+            runtime.extras["after_commit"](outcome.transfer.id)
+        return outcome.transfer
+
+
+@router.post("/console/versements")
+async def deposit(
+    request: Request,
+    user: UserDep,
+    runtime: RuntimeDep,
+    sip: Annotated[UploadFile | None, File()] = None,
+    csrf: CsrfField = "",
+) -> Response:
+    """Deposit a SIP zip from the browser; shows the transfer's page (accepted or refused)."""
+    check_csrf(request, csrf)
+    require(user, *DEPOSIT)
+    if sip is None or not sip.filename:
+        raise BadRequest("choose a SIP zip file to deposit")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > runtime.settings.max_sip_bytes + 1024 * 1024:
+        raise SipTooLarge(f"the request is {declared} bytes")
+    path = await _spool_upload(sip, runtime)
+    try:
+        transfer = await run_in_threadpool(_ingest_and_commit, runtime, user, path)
+    finally:
+        path.unlink(missing_ok=True)
+        await sip.close()
+    return _see_other(f"/console/versements/{transfer.id}")
+
+
+# --- search and units ------------------------------------------------------------------------
+
+
+@router.get("/console/recherche")
+def search(
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    q: Annotated[str | None, Query(max_length=500)] = None,
+    producteur: Annotated[str | None, Query(max_length=255)] = None,
+    du: Annotated[str | None, Query(max_length=32)] = None,
+    au: Annotated[str | None, Query(max_length=32)] = None,
+    suite: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Response:
+    """Search archive units by text, producing service and dates (newest first)."""
+    date_from = _parse_date(du, "du")
+    date_to = _parse_date(au, "au")
+    searched = any((q, producteur, du, au, suite)) or "q" in request.query_params
+    units: list[ArchiveUnit] = []
+    next_cursor: str | None = None
+    if searched:
+        units, next_cursor = catalog.search_units(
+            session,
+            catalog.SearchQuery(
+                q=q or None,
+                producer=producteur or None,
+                date_from=date_from.isoformat() if date_from else None,
+                date_to=date_to.isoformat() if date_to else None,
+                limit=PAGE,
+                cursor=suite or None,
+            ),
+            user,
+        )
+    params = {k: v for k, v in (("q", q), ("producteur", producteur), ("du", du), ("au", au)) if v}
+    next_url = None
+    if next_cursor:
+        query = "&".join(f"{k}={quote(v)}" for k, v in params.items())
+        next_url = f"/console/recherche?{query}&suite={quote(next_cursor)}"
+    return render(
+        request,
+        "search.html",
+        {
+            "nav": "recherche",
+            "units": units,
+            "searched": searched,
+            "form": {"q": q or "", "producteur": producteur or "", "du": du or "", "au": au or ""},
+            "producers": queries.producers(session, user),
+            "next_url": next_url,
+        },
+    )
+
+
+@router.get("/console/unites/{unit_id}")
+def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep) -> Response:
+    """An archive unit: description, graph, rules and end dates, holds, objects."""
+    unit = session.get(ArchiveUnit, unit_id)
+    if unit is None or not catalog.may_see_unit(user, unit):
+        raise UnitNotFound(f"no archive unit {unit_id}")
+    rules = catalog.unit_rules(session, unit)
+    parents = catalog.parents_of(session, unit.id)
+    children = catalog.children_of(session, unit.id)
+    titles = queries.unit_titles(session, parents + children)
+    objects = catalog.objects_of_unit(session, unit)
+    from sqlalchemy import select
+
+    holds = list(
+        session.scalars(
+            select(Hold)
+            .join(HoldUnit, HoldUnit.hold_id == Hold.id)
+            .where(HoldUnit.unit_id == unit.id, Hold.lifted_at.is_(None))
+            .order_by(Hold.created_at)
+        )
+    )
+    declared = {k: v for k, v in unit.management.items() if k != "_defaults"}
+    return render(
+        request,
+        "unit.html",
+        {
+            "nav": "recherche",
+            "unit": unit,
+            "rules": rules,
+            "communicable": rules.communicable(),
+            "parents": [(p, titles.get(p, p)) for p in parents],
+            "children": [(c, titles.get(c, c)) for c in children],
+            "objects": objects,
+            "holds": holds,
+            "declared": declared,
+            "may_proof": allowed(user, *JOURNAL),
+            "may_read": user.role != "reader" or rules.communicable(),
+        },
+    )
+
+
+def _open_content(runtime: Runtime, principal: Principal, object_id: str) -> access.ContentStream:
+    # Exactly the API's GET /objects/{id}/content: same checks, same journal event, committed
+    # before a byte leaves.
+    with runtime.sessions() as session:
+        obj = session.get(DataObject, object_id)
+        if obj is None or obj.kind != "binary" or obj.sha512 is None:
+            raise ObjectNotFound(f"no binary data object {object_id}")
+        access.check_read_access(session, principal, obj)
+        copies = catalog.copies_of(session, obj.id)
+        append_event(
+            session,
+            type="access.object_read",
+            actor=principal.actor,
+            object_id=obj.id,
+            transfer_id=obj.transfer_id,
+            payload={"size": obj.size, "via": "console"},
+        )
+        session.commit()
+    return access.open_content(runtime.sessions, runtime.offer_set.offers, obj, copies)
+
+
+@router.get("/console/objets/{object_id}/contenu")
+async def object_content(object_id: str, user: UserDep, runtime: RuntimeDep) -> Response:
+    """Download an object's bytes (access checked, journaled, digest checked while streaming)."""
+    import base64
+
+    stream = await run_in_threadpool(_open_content, runtime, user, object_id)
+    obj = stream.obj
+    assert obj.sha512 is not None
+    b64 = base64.b64encode(bytes.fromhex(obj.sha512)).decode()
+    filename = (obj.filename or obj.sip_id).replace('"', "")
+    return StreamingResponse(
+        iter(stream),
+        media_type=obj.mime_type or "application/octet-stream",
+        headers={
+            "Repr-Digest": f"sha-512=:{b64}:",
+            "Content-Length": str(obj.size),
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# --- referential -----------------------------------------------------------------------------
+
+
+@router.get("/console/referentiel")
+def rules_page(request: Request, user: UserDep, session: SessionDep) -> Response:
+    """The retention and access rules of the referential."""
+    rules = referential.list_rules(session)
+    by_type: dict[str, list[object]] = {}
+    for rule in rules:
+        by_type.setdefault(rule.type, []).append(rule)
+    return render(request, "rules.html", {"nav": "referentiel", "by_type": by_type})
+
+
+# --- audits ----------------------------------------------------------------------------------
+
+
+@router.get("/console/audits")
+def audits_page(request: Request, user: UserDep, session: SessionDep, runtime: RuntimeDep
+                ) -> Response:
+    """Fixity audits: the latest ones, and a form to launch one."""
+    require(user, *AUDITS)
+    return render(
+        request,
+        "audits.html",
+        {
+            "nav": "audits",
+            "audits": queries.recent_audits(session, 50),
+            "offers": list(runtime.offer_set.offers),
+        },
+    )
+
+
+@router.post("/console/audits")
+def launch_audit(
+    request: Request,
+    background: BackgroundTasks,
+    user: UserDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    csrf: CsrfField = "",
+    offres: Annotated[list[str] | None, Form()] = None,
+    taux: Annotated[str, Form()] = "100",
+    reparer: Annotated[str | None, Form()] = None,
+) -> Response:
+    """Launch a fixity audit (all offers, or some; all objects or a sample)."""
+    check_csrf(request, csrf)
+    require(user, *AUDITS)
+    try:
+        rate = float(taux.replace(",", ".")) / 100
+    except ValueError:
+        raise BadRequest(f"sample rate {taux!r} is not a number") from None
+    audit = create_audit(
+        session,
+        runtime.offer_set,
+        offers=[o for o in offres or [] if o] or None,
+        sample_rate=rate,
+        repair=reparer is not None,
+        requested_by=user.actor,
+    )
+    session.commit()
+    background.add_task(run_audit, runtime.sessions, runtime.offer_set, audit.id)
+    return _see_other(f"/console/audits/{audit.id}")
+
+
+@router.get("/console/audits/{audit_id}")
+def audit_page(request: Request, audit_id: str, user: UserDep, session: SessionDep) -> Response:
+    """One audit: progress and every problem found, with its repair."""
+    require(user, *AUDITS)
+    audit, problems = get_audit(session, audit_id)
+    return render(
+        request, "audit.html", {"nav": "audits", "audit": audit, "problems": problems}
+    )
+
+
+# --- journal ---------------------------------------------------------------------------------
+
+
+@router.get("/console/journal")
+def journal_page(
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    du: Annotated[str | None, Query(max_length=32)] = None,
+    au: Annotated[str | None, Query(max_length=32)] = None,
+    avant: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """The journal: its current tree head and events with their leaf index, filterable."""
+    require(user, *JOURNAL)
+    filters = queries.EventFilter(
+        type=type or None, date_from=_parse_date(du, "du"), date_to=_parse_date(au, "au")
+    )
+    events, more = queries.list_events(session, filters, limit=PAGE, before=avant)
+    next_url = None
+    if more is not None:
+        params = {k: v for k, v in (("type", type), ("du", du), ("au", au)) if v}
+        query = "".join(f"{k}={quote(v)}&" for k, v in params.items())
+        next_url = f"/console/journal?{query}avant={more}"
+    return render(
+        request,
+        "journal.html",
+        {
+            "nav": "journal",
+            "tree": queries.tree_state(session),
+            "events": events,
+            "types": queries.event_types(session),
+            "form": {"type": type or "", "du": du or "", "au": au or ""},
+            "next_url": next_url,
+        },
+    )
+
+
+@router.get("/console/journal/verifier")
+def verify_help(request: Request, user: UserDep) -> Response:
+    """How an auditor checks a proof bundle offline (the commands of VERIFY.md)."""
+    require(user, *JOURNAL)
+    return render(request, "verify.html", {"nav": "journal", "verify_md": VERIFY_MD})
+
+
+# --- anything else under /console ------------------------------------------------------------
+
+
+fallback = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+
+@fallback.api_route("/console/{rest:path}", methods=["GET", "POST"])
+def not_found(request: Request, rest: str) -> Response:
+    """A French 404 for any other console address (included last)."""
+    try:
+        _, request.state.csrf = session_principal(request, request.app.state.runtime)
+    except Exception:  # an anonymous visitor still gets the page, without the menu
+        request.state.principal = None
+    return error_page(request, 404, "not_found", f"/console/{rest}")

@@ -1,0 +1,227 @@
+"""Rendering for the console: the Jinja2 environment, pages, and French error pages.
+
+Console routes use :class:`ConsoleRoute`, which turns every error raised by a route or its
+dependencies into an HTML page in French (or, for a missing session, a redirect to the sign-in
+page) instead of the API's problem+json: an archivist never sees a traceback or a JSON body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sae.auth.service import Principal
+from sae.console import format as fmt
+from sae.console.security import LoginRequired, allowed
+from sae.errors import SAEError
+
+log = logging.getLogger("sae.console")
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+# No script, no style attribute, nothing from elsewhere: the console works offline and a
+# injected tag could not run even if escaping ever failed.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        date=fmt.fr_date,
+        datetime=fmt.fr_datetime,
+        size=fmt.fr_size,
+        int=fmt.fr_int,
+        fault=fmt.fault_text,
+        event=fmt.event_label,
+    )
+    env.globals.update(
+        label=fmt.label,
+        duration=fmt.fr_duration,
+        TRANSFER_STATUS=fmt.TRANSFER_STATUS,
+        UNIT_STATUS=fmt.UNIT_STATUS,
+        OBJECT_STATUS=fmt.OBJECT_STATUS,
+        AUDIT_STATUS=fmt.AUDIT_STATUS,
+        PROBLEM_KIND=fmt.PROBLEM_KIND,
+        DISPOSAL_STATE=fmt.DISPOSAL_STATE,
+        LINE_STATE=fmt.LINE_STATE,
+        FINAL_ACTION=fmt.FINAL_ACTION,
+        RULE_CATEGORY=fmt.RULE_CATEGORY,
+        ROLE=fmt.ROLE,
+        LEVEL=fmt.LEVEL,
+        allowed=allowed,
+        quote=quote,
+    )
+    return env
+
+
+ENV = _environment()
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> HTMLResponse:
+    """Render a console page; ``me`` and ``csrf`` come from the request's sign-in."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    values: dict[str, Any] = {
+        "me": principal,
+        "csrf": getattr(request.state, "csrf", ""),
+        "path": request.url.path,
+    }
+    values.update(context or {})
+    html = ENV.get_template(template).render(values)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+# What the archivist reads for each kind of refusal. The technical detail (English) is shown
+# under it, small, for whoever has to fix the cause.
+_STATUS_TEXT = {
+    400: ("Demande invalide", "La demande n'a pas pu être traitée : une valeur est invalide."),
+    401: ("Connexion requise", "Connectez-vous avec votre jeton d'accès."),
+    403: ("Accès refusé", "Votre rôle ne permet pas d'accéder à cette page ou à cette action."),
+    404: ("Introuvable", "La page ou l'élément demandé n'existe pas, ou vous n'y avez pas accès."),
+    409: ("Action refusée", "Cette action n'est pas possible dans l'état actuel."),
+    410: ("Élément éliminé", "Cet élément a été éliminé réglementairement ; il n'existe plus."),
+    413: ("Fichier trop volumineux", "Le fichier dépasse la taille maximale acceptée."),
+    415: ("Format non accepté", "Ce type de fichier n'est pas accepté ici."),
+    422: ("Demande refusée", "Les informations fournies ne sont pas acceptables."),
+    503: (
+        "Service momentanément indisponible",
+        "Un composant (stockage, base de données, horodatage) ne répond pas. Réessayez plus "
+        "tard ou prévenez l'exploitation.",
+    ),
+}
+_CODE_TEXT = {
+    "console.csrf_refused": (
+        "Formulaire expiré",
+        "Ce formulaire n'est plus valable (jeton de sécurité absent ou périmé). Rechargez la "
+        "page et recommencez.",
+    ),
+    "access.not_communicable": (
+        "Document non communicable",
+        "Ce document n'est pas encore communicable au public (délais du Code du patrimoine).",
+    ),
+    "catalog.object_destroyed": (
+        "Document éliminé",
+        "Ce document a été éliminé réglementairement ; son contenu n'existe plus.",
+    ),
+    "storage.no_healthy_copy": (
+        "Document momentanément illisible",
+        "Aucune copie saine de ce document n'a pu être lue. L'incident est enregistré au "
+        "journal ; un audit avec réparation doit être lancé.",
+    ),
+    "disposal.wrong_state": (
+        "Étape impossible",
+        "La liste n'est pas dans l'état qui permet cette étape du circuit d'élimination.",
+    ),
+    "disposal.execution_refused": (
+        "Élimination refusée",
+        "L'élimination est refusée : la liste doit être approuvée et visée par les Archives "
+        "départementales, et aucune unité ne doit être gelée, modifiée ou non échue.",
+    ),
+    "disposal.execution_in_progress": (
+        "Élimination déjà en cours",
+        "Une autre exécution de cette liste est en cours ; attendez qu'elle se termine.",
+    ),
+    "disposal.invalid_visa": (
+        "Visa incomplet",
+        "Le visa est incomplet ou incohérent : joignez le document signé (PDF), sa référence "
+        "et une date de décision qui n'est pas dans le futur.",
+    ),
+    "disposal.storage_refused": (
+        "Suppression refusée par le stockage",
+        "Un espace de stockage a refusé de supprimer une copie ; l'élimination s'est arrêtée "
+        "et pourra être reprise.",
+    ),
+    "storage.audit_invalid": (
+        "Audit impossible",
+        "La demande d'audit est invalide (espace de stockage inconnu ou taux d'échantillon hors "
+        "de ]0 ; 1]).",
+    ),
+}
+
+
+def error_page(request: Request, status: int, code: str, detail: str) -> HTMLResponse:
+    """The French page for an error of HTTP ``status`` and SAE ``code``."""
+    title, text = _CODE_TEXT.get(code) or _STATUS_TEXT.get(
+        status, ("Erreur", "Une erreur est survenue.")
+    )
+    if status >= 500 and code not in _CODE_TEXT and status != 503:
+        title, text = (
+            "Erreur interne",
+            "Une erreur inattendue est survenue. Elle a été enregistrée ; prévenez "
+            "l'administrateur si elle se reproduit.",
+        )
+        detail = ""
+    return render(
+        request,
+        "error.html",
+        {"title": title, "text": text, "detail": detail, "code": code, "status": status},
+        status=status,
+    )
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """Send the browser to the sign-in page, coming back here afterwards (GET only)."""
+    target = "/console/connexion"
+    if request.method == "GET" and request.url.path not in ("/console/connexion",):
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target += "?suite=" + quote(back, safe="")
+    return RedirectResponse(target, status_code=303)
+
+
+class ConsoleRoute(APIRoute):
+    """A route whose errors become French HTML pages (never problem+json, never a 500 dump)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except LoginRequired:
+                return login_redirect(request)
+            except SAEError as exc:
+                return error_page(request, exc.status, exc.code, exc.detail)
+            except RequestValidationError as exc:
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                    for e in exc.errors()
+                )
+                return error_page(request, 400, "request.invalid_parameters", detail)
+            except StarletteHTTPException as exc:
+                return error_page(request, exc.status_code, "http_error", str(exc.detail))
+            except Exception:
+                log.exception("console: unexpected error on %s %s", request.method, request.url)
+                return error_page(request, 500, "internal", "")
+
+        return handler
