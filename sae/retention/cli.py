@@ -1,0 +1,393 @@
+"""``sae retention …``: the disposal circuit and holds from an operator's shell.
+
+Every command opens the runtime from the ``SAE_*`` environment, acts as the archivist at the
+keyboard (the journal names the local user) and commits before printing its result.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from sqlalchemy import select
+
+from sae.auth.service import Principal
+from sae.errors import SAEError
+
+if TYPE_CHECKING:
+    from sae.runtime import Runtime
+
+retention_app = typer.Typer(
+    help="Retention: disposal lists (bordereaux), visa, execution, permanent keeping, holds.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+
+
+def _principal() -> Principal:
+    user = getpass.getuser()
+    return Principal(token_id=f"cli-{user}", role="archivist", label=f"sae retention ({user})")
+
+
+def _runtime() -> Runtime:
+    from sae.cli import open_runtime
+
+    runtime: Runtime = open_runtime()
+    return runtime
+
+
+def _fail(exc: SAEError) -> typer.Exit:
+    console.print(f"[red]{exc.code}: {exc.detail}[/red]")
+    for problem in exc.extra.get("problems", [])[:50]:
+        console.print(f"  - {problem}")
+    return typer.Exit(1)
+
+
+def _date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        console.print(f"[red]{value!r} is not an ISO date (YYYY-MM-DD)[/red]")
+        raise typer.Exit(2) from None
+
+
+@retention_app.command("run")
+def run(
+    due_before: Annotated[str | None, typer.Option(help="ISO date; default today.")] = None,
+    producer: Annotated[str | None, typer.Option(help="Only this producing service.")] = None,
+    final_action: Annotated[
+        str, typer.Option(help="Destroy, Keep, or both (default).")
+    ] = "both",
+) -> None:
+    """Build draft lists of the due units, one per producing service and final action.
+
+    Example: ``sae retention run --due-before 2027-01-01``
+    """
+    from sae.catalog.models import ArchiveUnit
+    from sae.db import transaction
+    from sae.retention import dates, disposal
+
+    actions = ("Destroy", "Keep") if final_action == "both" else (final_action,)
+    if any(a not in disposal.FINAL_ACTIONS for a in actions):
+        console.print("[red]--final-action must be Destroy, Keep or both[/red]")
+        raise typer.Exit(2)
+    day = _date(due_before)
+    runtime = _runtime()
+    actor = _principal().actor
+    made = []
+    try:
+        with transaction(runtime.sessions) as session:
+            for action in actions:
+                due = disposal.due_unit_ids(session, action, day or dates.today(), producer)
+                producers = sorted({
+                    p for p in session.scalars(
+                        select(ArchiveUnit.producer).where(ArchiveUnit.id.in_(due[:10_000]))
+                    )
+                }) if due else []
+                for name in producers:
+                    d = disposal.build_list(session, final_action=action, actor=actor,
+                                            producer=name, due_before=day)
+                    made.append((d.reference, d.id, action, name,
+                                 len(disposal.lines_of(session, d.id))))
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    if not made:
+        console.print("nothing is due")
+        return
+    table = Table("bordereau", "id", "sort", "service producteur", "unités")
+    for reference, list_id, action, name, count in made:
+        table.add_row(reference, list_id, action, name, str(count))
+    Console().print(table)
+
+
+@retention_app.command("lists")
+def lists(state: Annotated[str | None, typer.Option(help="Only lists in this state.")] = None,
+          ) -> None:
+    """Show the disposal lists.
+
+    Example: ``sae retention lists --state approved``
+    """
+    from sae.retention import disposal
+
+    runtime = _runtime()
+    try:
+        with runtime.sessions() as session:
+            table = Table("bordereau", "id", "sort", "état", "service", "unités", "créé le")
+            for d in disposal.list_lists(session, state=state):
+                table.add_row(d.reference, d.id, d.final_action, d.state, d.producer or "*",
+                              str(len(disposal.lines_of(session, d.id))),
+                              d.created_at.date().isoformat())
+    finally:
+        runtime.close()
+    Console().print(table)
+
+
+def _decide(list_id: str, comment: str, step: str) -> None:
+    from sae.db import transaction
+    from sae.retention import disposal
+
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            d = disposal.get_list(session, list_id, for_update=True)
+            getattr(disposal, step)(session, d, actor=_principal().actor, comment=comment)
+            console.print(f"{d.reference}: {d.state}")
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+
+
+@retention_app.command("submit")
+def submit(list_id: str, comment: Annotated[str, typer.Option()] = "") -> None:
+    """Send a draft list to the producing service for review.
+
+    Example: ``sae retention submit 3f0c… --comment "pour relecture"``
+    """
+    _decide(list_id, comment, "submit")
+
+
+@retention_app.command("approve")
+def approve(list_id: str, comment: Annotated[str, typer.Option()] = "") -> None:
+    """Approve a list as the archivist (its units' rules and holds are fingerprinted).
+
+    Example: ``sae retention approve 3f0c… --comment "conforme au tableau de gestion"``
+    """
+    _decide(list_id, comment, "approve")
+
+
+@retention_app.command("reject")
+def reject(list_id: str, comment: Annotated[str, typer.Option(help="The reason.")]) -> None:
+    """Reject a list, with a reason.
+
+    Example: ``sae retention reject 3f0c… --comment "DUA mal appliquée"``
+    """
+    _decide(list_id, comment, "reject")
+
+
+@retention_app.command("visa")
+def visa(
+    list_id: str,
+    document: Annotated[Path, typer.Option(exists=True, dir_okay=False,
+                                           help="The signed visa (PDF).")],
+    reference: Annotated[str, typer.Option(help="Reference of the AD's decision.")],
+    decision_date: Annotated[str, typer.Option(help="ISO date of the decision.")],
+    exclude: Annotated[list[str] | None, typer.Option(help="Unit refused by the visa.")]
+    = None,
+) -> None:
+    """Record the departmental archives' visa (the document is archived as a record).
+
+    Example: ``sae retention visa 3f0c… --document visa.pdf --reference AD93-2027-12
+    --decision-date 2027-02-01``
+    """
+    from sae.auth.service import SYSTEM
+    from sae.db import transaction
+    from sae.retention import disposal, records
+    from sae.retention.config import retention_settings
+
+    data = document.read_bytes()
+    day = _date(decision_date)
+    assert day is not None
+    if not data.startswith(b"%PDF-"):
+        console.print("[red]the visa document must be a PDF[/red]")
+        raise typer.Exit(1)
+    runtime = _runtime()
+    cfg = retention_settings()
+    try:
+        with transaction(runtime.sessions) as session:
+            d = disposal.get_list(session, list_id, for_update=True)
+            disposal.validate_visa(session, d, reference=reference, decision_date=day,
+                                   excluded=exclude or [])
+            record = records.archive_record(
+                session, settings=runtime.settings, offers=runtime.strategy_offers,
+                principal=SYSTEM, archives_service=cfg.archives_service,
+                message_id=f"{d.reference}-VISA",
+                title=f"Visa d'élimination {reference} ({d.reference})",
+                description=f"Bordereau {d.reference} visé par {cfg.control_authority}",
+                filename=f"visa-{d.reference}.pdf", data=data, mime="application/pdf",
+            )
+            disposal.record_visa(
+                session, d, actor=_principal().actor, reference=reference, decision_date=day,
+                excluded=exclude or [], visa_unit_id=record.unit_id,
+                visa_object_id=record.object_id, visa_sha512=record.sha512,
+            )
+            console.print(f"{d.reference}: {d.state}")
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+
+
+@retention_app.command("execute")
+def execute(list_id: str) -> None:
+    """Execute an approved (and, for destruction, visa'd) list; resumes an interrupted one.
+
+    Example: ``sae retention execute 3f0c…``
+    """
+    from sae.retention import execution
+
+    runtime = _runtime()
+    try:
+        context = execution.ExecutionContext(
+            sessions=runtime.sessions, settings=runtime.settings,
+            offers=runtime.offer_set.offers, strategy=runtime.strategy_offers,
+        )
+        d = execution.execute_list(context, list_id, _principal())
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    console.print(f"{d.reference}: {d.state}")
+
+
+@retention_app.command("bordereau")
+def bordereau(
+    list_id: str,
+    output: Annotated[Path, typer.Option(help="Where to write it.")],
+    format: Annotated[str, typer.Option(help="pdf or csv.")] = "pdf",
+) -> None:
+    """Write the bordereau of a list (PDF or CSV).
+
+    Example: ``sae retention bordereau 3f0c… --output bordereau.pdf``
+    """
+    from sae.retention import disposal, documents
+    from sae.retention.config import retention_settings
+
+    runtime = _runtime()
+    try:
+        with runtime.sessions() as session:
+            d = disposal.get_list(session, list_id)
+            if format == "csv":
+                output.write_text(disposal.bordereau_csv(session, d), encoding="utf-8")
+            else:
+                cfg = retention_settings()
+                output.write_bytes(documents.bordereau_pdf(
+                    d, disposal.lines_of(session, d.id),
+                    documents.Parties(cfg.archives_service, cfg.archives_service_name,
+                                      cfg.control_authority),
+                ))
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    console.print(f"written {output}")
+
+
+@retention_app.command("hold")
+def hold(
+    unit: Annotated[list[str], typer.Argument(help="Archive unit ids.")],
+    reason: Annotated[str, typer.Option(help="Why (contentieux, contrôle…).")],
+    until: Annotated[str | None, typer.Option(help="Last day of the hold (ISO).")] = None,
+) -> None:
+    """Put units (and their descendants) under a legal hold; prints the hold id.
+
+    Example: ``sae retention hold 7d1e… --reason "Contentieux TA Montreuil 2027-0042"``
+    """
+    from sae.db import transaction
+    from sae.retention import holds
+
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            placed = holds.place_hold(
+                session, unit, reason=reason, owner=_principal().actor, until=_date(until),
+                actor=_principal().actor, offers=runtime.offer_set.offers,
+            )
+            hold_id = placed.id
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    sys.stdout.write(hold_id + "\n")
+
+
+@retention_app.command("unhold")
+def unhold(hold_id: str) -> None:
+    """Lift a hold.
+
+    Example: ``sae retention unhold 5a2b…``
+    """
+    from sae.db import transaction
+    from sae.retention import holds
+
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            holds.lift_hold(session, hold_id, actor=_principal().actor,
+                            offers=runtime.offer_set.offers)
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    console.print(f"hold {hold_id} lifted")
+
+
+@retention_app.command("import-shipped")
+def import_shipped() -> None:
+    """Replace the referential with the shipped ones (communal schedule, access delays, holds).
+
+    Example: ``sae retention import-shipped``
+    """
+    from sae.retention import referential
+    from sae.retention.errors import DurationBelowMinimum
+
+    runtime = _runtime()
+    try:
+        specs = referential.shipped_specs()
+        session = runtime.sessions()
+        try:
+            summary = referential.import_rules(session, specs, actor=_principal())
+            session.commit()
+        except DurationBelowMinimum:
+            session.commit()  # the alert outlives the refusal
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+    except SAEError as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    console.print(
+        f"referential imported: {summary['total']} rules ({summary['added']} added, "
+        f"{summary['changed']} changed, {summary['removed']} removed; "
+        f"{summary['recomputed_units']} units recomputed)"
+    )
+
+
+@retention_app.command("recompute")
+def recompute(
+    batch: Annotated[int, typer.Option(help="Units per transaction.")] = 5_000,
+) -> None:
+    """Recompute the end dates of every unit (after a restore, or to check the index).
+
+    Example: ``sae retention recompute``
+    """
+    from sae.catalog.models import ArchiveUnit
+    from sae.db import transaction
+    from sae.retention import dates
+
+    runtime = _runtime()
+    try:
+        with runtime.sessions() as session:
+            ids = list(session.scalars(select(ArchiveUnit.id).order_by(ArchiveUnit.id)))
+        chunks = [ids[i : i + batch] for i in range(0, len(ids), batch)]
+        for chunk in track(chunks, description="recomputing", console=console):
+            with transaction(runtime.sessions) as session:
+                dates.refresh_units(session, chunk)
+    finally:
+        runtime.close()
+    console.print(f"{len(ids)} units recomputed")

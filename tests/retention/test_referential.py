@@ -1,0 +1,145 @@
+"""The shipped referentials, the YAML schema, and the import guards."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sae.retention import referential
+from sae.retention.errors import InvalidReferential
+from sae.retention.models import UnitComputedRule
+from tests.conftest import TEST_RULES_CSV, Api
+from tests.retention.helpers import dossier_sip, events
+
+
+def test_shipped_referentials_load_and_carry_the_schedule() -> None:
+    specs = referential.shipped_specs()
+    appraisal = [s for s in specs if s.type == "AppraisalRule"]
+    access = {s.id: s for s in specs if s.type == "AccessRule"}
+    assert len(appraisal) >= 40
+    for spec in appraisal:
+        assert spec.meta is not None
+        assert spec.meta["confidence"] in ("confirmed", "secondary", "uncertain")
+        assert spec.meta["final_action"] in ("Keep", "Destroy", "Sample")
+        assert spec.meta["legal_reference"]
+        assert spec.meta["record_type"]
+    assert {s.meta["confidence"] for s in appraisal if s.meta} == {
+        "confirmed", "secondary", "uncertain"}
+    sampled = [s for s in appraisal if s.meta and s.meta["final_action"] == "Sample"]
+    assert sampled
+    assert sampled[0].meta is not None
+    assert sampled[0].meta["sampling"]["one_in"] == "by_population"
+    durations = {(s.duration, s.measurement) for s in access.values()}
+    for years in (25, 50, 75, 100, 120):
+        assert (years, "YEAR") in durations
+    assert access["ACC-EC-NAISSANCE-MARIAGE"].meta is not None
+    assert access["ACC-EC-NAISSANCE-MARIAGE"].meta["start_event"] == "register_closure"
+    assert access["ACC-EC-DECES"].duration == 0
+    # Every access_rule a record type points to exists.
+    ids = {s.id for s in specs}
+    assert all(s.meta["access_rule"] in ids for s in appraisal if s.meta)
+
+
+def test_yaml_schema_problems_are_all_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "defaults: {type: AppraisalRule, measurement: YEAR}\n"
+        "rules:\n"
+        "  - {id: A1, value: x, duration: 5, final_action: Shred}\n"
+        "  - {id: A2, value: y, duration: 5, final_action: Sample}\n"
+        "  - {id: A3, value: z, duration: 5, confidence: sure, colour: blue}\n"
+        "  - {id: A4, value: ok, duration: 1}\n"
+        "  - {id: A4, value: again, duration: 1}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidReferential) as caught:
+        referential.parse_files([bad])
+    problems = " | ".join(caught.value.extra["problems"])
+    assert "Shred" in problems
+    assert "needs a 'sampling'" in problems
+    assert "confidence" in problems
+    assert "colour" in problems
+    assert "appears twice" in problems
+
+
+def test_csv_round_trip_of_the_shipped_referential() -> None:
+    from sae.retention.models import Rule
+
+    specs = referential.shipped_specs()
+    rules = [Rule(**s.as_dict()) for s in specs]
+    again = referential.parse_csv(referential.export_csv(rules))
+    assert [(s.id, s.type, s.duration, s.measurement) for s in again] == [
+        (s.id, s.type, s.duration, s.measurement) for s in specs
+    ]
+    yaml_again = referential.parse_yaml(referential.export_yaml(rules))
+    assert yaml_again == specs
+
+
+def test_import_shipped_through_the_api_and_export(api: Api) -> None:
+    text = referential.SHIPPED_DIR.joinpath("communal-schedule.yaml").read_text(encoding="utf-8")
+    response = api.client.put("/api/v1/rules", content=text.encode(),
+                              headers={**api.auth(), "Content-Type": "application/yaml"})
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] >= 40
+    listed = api.client.get("/api/v1/rules", headers=api.auth()).json()
+    assert any(r["meta"] and r["meta"].get("confidence") for r in listed)
+    csv_text = api.client.get("/api/v1/rules",
+                              headers={**api.auth(), "Accept": "text/csv"}).text
+    assert csv_text.startswith("RuleId,RuleType,RuleValue,RuleDescription,RuleDuration,")
+
+
+def test_duration_below_minimum_is_refused_and_alerted(api: Api) -> None:
+    rigged = TEST_RULES_CSV.replace("APP-5Y,AppraisalRule,Dossiers 5 ans,\"Durée "
+                                    "d'utilité administrative de 5 ans\",5,YEAR",
+                                    "APP-5Y,AppraisalRule,Dossiers 5 ans,,0,DAY")
+    assert rigged != TEST_RULES_CSV
+    response = api.client.put("/api/v1/rules", content=rigged.encode(),
+                              headers={**api.auth(), "Content-Type": "text/csv"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "rules.duration_below_minimum"
+    alerts = events(api, "rules.minimum_duration_alert")
+    assert len(alerts) == 1
+    assert alerts[0].payload["rules"][0]["rule_id"] == "APP-5Y"
+    rules = {r["id"]: r for r in api.client.get("/api/v1/rules", headers=api.auth()).json()}
+    assert rules["APP-5Y"]["duration"] == 5  # nothing was replaced
+
+
+def test_minimum_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAE_RETENTION_MIN_DURATIONS", '{"AppraisalRule": "10 YEAR"}')
+    from sae.retention.config import retention_settings
+
+    short = referential.below_minimum(referential.parse_csv(TEST_RULES_CSV),
+                                      retention_settings().min_durations)
+    assert [r["rule_id"] for r in short] == ["APP-5Y"]
+
+
+def test_rule_in_use_cannot_be_deleted(api: Api, clock: object) -> None:
+    assert api.deposit(dossier_sip("MSG-USE")).status_code == 201
+    without = "\n".join(line for line in TEST_RULES_CSV.splitlines()
+                        if not line.startswith("APP-5Y")) + "\n"
+    response = api.client.put("/api/v1/rules", content=without.encode(),
+                              headers={**api.auth(), "Content-Type": "text/csv"})
+    assert response.status_code == 409
+    assert response.json()["code"] == "rules.rule_in_use"
+    assert response.json()["rules"] == ["APP-5Y"]
+
+
+def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> None:
+    response = api.deposit(dossier_sip("MSG-RECOMPUTE", start=date(2014, 1, 1)))
+    ids = [u["id"] for u in response.json()["units"]]
+    longer = TEST_RULES_CSV.replace("5 ans\",5,YEAR", "5 ans\",7,YEAR")
+    assert longer != TEST_RULES_CSV
+    summary = api.client.put("/api/v1/rules", content=longer.encode(),
+                             headers={**api.auth(), "Content-Type": "text/csv"}).json()
+    assert summary["changed"] == 1
+    assert summary["recomputed_units"] == len(ids) == 3  # the file and its two pieces
+    assert summary["warnings"]
+    with api.runtime.sessions() as session:
+        ends = set(session.scalars(select(UnitComputedRule.end_date).where(
+            UnitComputedRule.unit_id.in_(ids), UnitComputedRule.category == "AppraisalRule")))
+    assert ends == {date(2021, 1, 1)}
+    recomputed = events(api, "rules.end_dates_recomputed")
+    assert recomputed[-1].payload == {"rules": ["APP-5Y"], "units": 3}
