@@ -11,9 +11,9 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,9 @@ from sae.journal.models import SEALER, TREE_SIZE, Event, JournalNode, JournalSta
 from sae.journal.tsa import TimestampAuthority
 
 LEAF_VERSION = 1
+# Core tables for the batch path: executemany without building ORM objects (10x faster).
+_EVENTS = cast(Table, Event.__table__)
+_NODES = cast(Table, JournalNode.__table__)
 
 
 # --------------------------------------------------------------------------- leaf encoding
@@ -193,16 +196,25 @@ def _peaks(session: Session, size: int) -> list[bytes]:
     return [nodes[k] for k in keys]
 
 
-def append_events(session: Session, events: Sequence[NewEvent]) -> list[Event]:
-    """Append facts as consecutive leaves, in order, inside the caller's transaction."""
-    if not events:
-        return []
+@dataclass(frozen=True)
+class AppendedLeaf:
+    """Where a fact landed."""
+
+    leaf_index: int
+    leaf: bytes
+    leaf_hash: bytes
+
+
+def _prepare(
+    session: Session, events: Sequence[NewEvent]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Reserve indices and build the event and node rows (the caller inserts them)."""
     session.flush()  # the caller's pending rows first: nothing of theirs is reordered after us
     start = _reserve(session, len(events))
     peaks = _peaks(session, start)
     now = utcnow()
-    rows: list[Event] = []
-    nodes: list[JournalNode] = []
+    rows: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
     for offset, spec in enumerate(events):
         index = start + offset
         payload = canonical_json(spec.payload)
@@ -220,26 +232,37 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[Event]:
         )
         lh = merkle.leaf_hash(leaf)
         created, peaks = merkle.append_leaf(index, peaks, lh)
-        nodes.extend(JournalNode(level=lv, index=ix, hash=h) for (lv, ix), h in created)
+        nodes.extend({"level": lv, "index": ix, "hash": h} for (lv, ix), h in created)
         rows.append(
-            Event(
-                leaf_index=index,
-                type=spec.type,
-                actor=spec.actor,
-                occurred_at=now,
-                transfer_id=spec.transfer_id,
-                unit_id=spec.unit_id,
-                object_id=spec.object_id,
-                payload=payload,
-                digests=digests,
-                leaf=leaf,
-                leaf_hash=lh,
-            )
+            {
+                "leaf_index": index,
+                "type": spec.type,
+                "actor": spec.actor,
+                "occurred_at": now,
+                "transfer_id": spec.transfer_id,
+                "unit_id": spec.unit_id,
+                "object_id": spec.object_id,
+                "payload": payload,
+                "digests": digests,
+                "leaf": leaf,
+                "leaf_hash": lh,
+            }
         )
-    session.add_all(rows)
-    session.add_all(nodes)
-    session.flush()
-    return rows
+    return rows, nodes
+
+
+def append_events(session: Session, events: Sequence[NewEvent]) -> list[AppendedLeaf]:
+    """Append facts as consecutive leaves, in order, inside the caller's transaction.
+
+    The batch path: rows are inserted with one executemany per table (no ORM objects).
+    """
+    if not events:
+        return []
+    rows, nodes = _prepare(session, events)
+    session.execute(insert(_EVENTS), rows)
+    if nodes:
+        session.execute(insert(_NODES), nodes)
+    return [AppendedLeaf(r["leaf_index"], r["leaf"], r["leaf_hash"]) for r in rows]
 
 
 def append_event(
@@ -254,20 +277,21 @@ def append_event(
     object_digests: dict[str, str] | None = None,
 ) -> Event:
     """Append one fact as the next leaf. The caller commits; the row is flushed here."""
-    return append_events(
-        session,
-        [
-            NewEvent(
-                type=type,
-                actor=actor,
-                payload=payload or {},
-                transfer_id=transfer_id,
-                unit_id=unit_id,
-                object_id=object_id,
-                object_digests=object_digests or {},
-            )
-        ],
-    )[0]
+    spec = NewEvent(
+        type=type,
+        actor=actor,
+        payload=payload or {},
+        transfer_id=transfer_id,
+        unit_id=unit_id,
+        object_id=object_id,
+        object_digests=object_digests or {},
+    )
+    rows, nodes = _prepare(session, [spec])
+    event = Event(**rows[0])
+    session.add(event)
+    session.add_all(JournalNode(**node) for node in nodes)
+    session.flush()
+    return event
 
 
 def tree_size(session: Session) -> int:
