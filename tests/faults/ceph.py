@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import require
 from tests.crash.harness import free_port
 from tests.s3_server import TOOLS, ceph_missing_reason
-from tests.conftest import require
 
 ACCESS_KEY = "testaccess"
 SECRET_KEY = "testsecret12345"
