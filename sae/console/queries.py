@@ -16,8 +16,8 @@ from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.console.format import LOCAL_TZ
 from sae.ingest.models import Transfer
-from sae.journal import merkle
-from sae.journal.models import Event
+from sae.journal import service as journal
+from sae.journal.models import Event, TreeHead
 from sae.storage.models import Audit
 
 
@@ -106,27 +106,24 @@ def recent_audits(session: Session, limit: int = 20) -> list[Audit]:
 
 @dataclass(frozen=True)
 class TreeState:
-    """The journal's Merkle tree as it stands (every event is a leaf)."""
+    """The journal as it stands: leaves recorded, and the latest signed tree head."""
 
     size: int
-    root_hash: str
+    head: TreeHead | None
     last_event_at: datetime | None
+
+    @property
+    def unsealed(self) -> int:
+        """Leaves recorded since the latest signed head (sealed at the next seal)."""
+        return self.size - (self.head.tree_size if self.head else 0)
 
 
 def tree_state(session: Session) -> TreeState:
-    """The current tree size and RFC 9162 root, recomputed from the stored leaf hashes.
-
-    Reading the leaf hashes (32 bytes each) keeps this linear but cheap for a commune's
-    journal; the root shown is the same any auditor recomputes from the leaves.
-    """
-    tree = merkle.MemoryTree()
-    last: datetime | None = None
-    for leaf_hash, at in session.execute(
-        select(Event.leaf_hash, Event.occurred_at).order_by(Event.leaf_index)
-    ):
-        tree.append_hash(leaf_hash)
-        last = at
-    return TreeState(size=tree.size, root_hash=tree.root().hex(), last_event_at=last)
+    """Tree size, latest signed head and the time of the last event."""
+    last = session.scalar(select(func.max(Event.occurred_at)))
+    return TreeState(
+        size=journal.tree_size(session), head=journal.latest_head(session), last_event_at=last
+    )
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ it cannot do here either, and a depositor sees only its producing services' arch
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from datetime import date
@@ -40,12 +41,16 @@ from sae.console.security import (
     set_cookie,
 )
 from sae.console.web import STATIC, ConsoleRoute, error_page, render
+from sae.db import transaction
 from sae.deps import RuntimeDep, SessionDep
-from sae.errors import BadRequest, NotFound
+from sae.errors import BadRequest, NotFound, SAEError
 from sae.ingest import service as ingest
 from sae.ingest.errors import DuplicateTransfer, SipTooLarge
 from sae.ingest.models import Transfer
+from sae.journal import proofs
+from sae.journal import service as journal
 from sae.journal.bundle import VERIFY_MD
+from sae.journal.keys import load_journal_keys
 from sae.journal.service import append_event
 from sae.retention import referential
 from sae.retention.models import Hold, HoldUnit
@@ -53,6 +58,7 @@ from sae.runtime import Runtime
 from sae.storage.audit import create_audit, get_audit, run_audit
 from sae.storage.offers import offers_health
 
+log = logging.getLogger("sae.console")
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 # Who may do what: the same roles as the API routes (admin always passes).
@@ -564,21 +570,39 @@ def audit_page(request: Request, audit_id: str, user: UserDep, session: SessionD
 # --- journal ---------------------------------------------------------------------------------
 
 
+def _seal(runtime: Runtime) -> None:
+    # As GET /api/v1/journal/head does: cover every committed leaf with a signed, time-stamped
+    # head before showing it, in a transaction of its own (any instance may seal).
+    keys = load_journal_keys(runtime.settings)
+    with transaction(runtime.sessions) as session:
+        journal.seal(session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin)
+
+
 @router.get("/console/journal")
 def journal_page(
     request: Request,
     user: UserDep,
     session: SessionDep,
+    runtime: RuntimeDep,
     type: Annotated[str | None, Query(max_length=64)] = None,
     du: Annotated[str | None, Query(max_length=32)] = None,
     au: Annotated[str | None, Query(max_length=32)] = None,
     avant: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
-    """The journal: its current tree head and events with their leaf index, filterable."""
+    """The journal: the latest signed tree head and events with their leaf index, filterable."""
     require(user, *JOURNAL)
     filters = queries.EventFilter(
         type=type or None, date_from=_parse_date(du, "du"), date_to=_parse_date(au, "au")
     )
+    seal_error = None
+    if queries.tree_state(session).unsealed > 0:
+        try:
+            _seal(runtime)
+        except SAEError as exc:
+            # The page still shows the journal; the auditor is told the head is behind.
+            log.warning("console: sealing failed: %s", exc.detail)
+            seal_error = exc.detail
+        session.expire_all()
     events, more = queries.list_events(session, filters, limit=PAGE, before=avant)
     next_url = None
     if more is not None:
@@ -591,10 +615,64 @@ def journal_page(
         {
             "nav": "journal",
             "tree": queries.tree_state(session),
+            "seal_error": seal_error,
             "events": events,
             "types": queries.event_types(session),
             "form": {"type": type or "", "du": du or "", "au": au or ""},
             "next_url": next_url,
+        },
+    )
+
+
+HEAD_FILES = {
+    "tree-head.json": "application/json",
+    "tree-head.sig": "application/octet-stream",
+    "tree-head.tsr": "application/timestamp-reply",
+    "tsa-chain.pem": "application/x-pem-file",
+    "sae-signing-key.pem": "application/x-pem-file",
+}
+
+
+@router.get("/console/journal/tetes/{tree_size}/{name}")
+def head_file(tree_size: int, name: str, user: UserDep, session: SessionDep) -> Response:
+    """One file of a signed head, named as in a proof bundle (checkable with openssl)."""
+    require(user, *JOURNAL)
+    if name not in HEAD_FILES:
+        raise NotFound(f"no head file {name}")
+    head = journal.head_of_size(session, tree_size)
+    data = {
+        "tree-head.json": head.checkpoint,
+        "tree-head.sig": head.signature,
+        "tree-head.tsr": head.tsr,
+        "tsa-chain.pem": head.tsa_chain_pem,
+        "sae-signing-key.pem": head.public_key_pem,
+    }[name]
+    return Response(
+        data,
+        media_type=HEAD_FILES[name],
+        headers={
+            "Content-Disposition": f'attachment; filename="{tree_size}-{name}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get("/console/objets/{object_id}/preuve")
+def object_proof(object_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep
+                 ) -> Response:
+    """The object's proof bundle (zip), as GET /api/v1/objects/{id}/proof."""
+    require(user, *JOURNAL)
+    event = proofs.ingest_event(session, object_id)
+    if journal.covering_head(session, event.leaf_index) is None:
+        _seal(runtime)
+        session.expire_all()
+    data = proofs.object_bundle(session, object_id)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="preuve-{object_id}.zip"',
+            "X-Content-Type-Options": "nosniff",
         },
     )
 

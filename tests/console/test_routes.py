@@ -157,7 +157,7 @@ def test_dashboard_shows_counts_offers_journal_and_transfers(api: Api) -> None:
     assert "local" in page
     assert "France" in page
     assert "Répond" in page
-    assert "Empreinte racine" in page
+    assert "Dernière tête signée" in page
     assert "URBANISME" in page
     assert "Accepté" in page
     # A French date (dd/mm/yyyy), never ISO, for the transfer's reception.
@@ -379,11 +379,11 @@ def test_rules_page_lists_the_referential(api: Api) -> None:
     assert "ACC-50Y" in page
 
 
-def test_journal_shows_the_tree_and_events_with_leaf_indexes(api: Api) -> None:
+def test_journal_shows_the_signed_head_and_events_with_leaf_indexes(api: Api) -> None:
     _deposit(api)
     client = signed_in(api, "auditor")
     page = client.get("/console/journal").text
-    assert "Tête de l'arbre" in page
+    assert "Dernière tête signée" in page
     assert "Versement accepté" in page
     assert "ingest.accepted" in page
     filtered = client.get("/console/journal", params={"type": "access.object_read"}).text
@@ -393,17 +393,51 @@ def test_journal_shows_the_tree_and_events_with_leaf_indexes(api: Api) -> None:
     assert "openssl ts -verify" in verify
 
 
-def test_journal_root_matches_the_leaves(api: Api) -> None:
-    from sae.journal import merkle
+def test_journal_page_seals_every_leaf_and_shows_that_head(api: Api) -> None:
+    from sae.journal import service as journal
 
     _deposit(api)
     client = signed_in(api, "auditor")
+    page = client.get("/console/journal").text
     with api.runtime.sessions() as session:
-        hashes = list(session.scalars(select(Event.leaf_hash).order_by(Event.leaf_index)))
-    tree = merkle.MemoryTree()
-    for h in hashes:
-        tree.append_hash(h)
-    assert tree.root().hex() in client.get("/console/journal").text
+        head = journal.latest_head(session)
+        size = journal.tree_size(session)
+    assert head is not None
+    assert head.tree_size == size
+    assert head.root_hash.hex() in page
+    checkpoint = client.get(f"/console/journal/tetes/{head.tree_size}/tree-head.json")
+    assert checkpoint.status_code == 200
+    assert checkpoint.content == head.checkpoint
+    assert client.get(f"/console/journal/tetes/{head.tree_size}/other").status_code == 404
+
+
+def test_proof_bundle_download_verifies(api: Api) -> None:
+    from sae.journal.bundle import verify_bundle
+
+    body = _deposit(api)
+    objects = body["objects"]
+    assert isinstance(objects, list)
+    object_id = objects[0]["id"]
+    client = signed_in(api, "auditor")
+    unit_page = client.get(f"/console/unites/{_child_unit_id(body)}").text
+    assert f"/console/objets/{object_id}/preuve" in unit_page
+    answer = client.get(f"/console/objets/{object_id}/preuve")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/zip"
+    content = client.get(f"/console/objets/{object_id}/contenu").content
+    report = verify_bundle(answer.content, content=content)
+    assert report.valid, report.failure
+
+
+def test_proof_bundles_are_for_auditors_and_archivists(api: Api) -> None:
+    body = _deposit(api)
+    objects = body["objects"]
+    assert isinstance(objects, list)
+    for role, producers in (("reader", None), ("depositor", ["URBANISME"])):
+        client = signed_in(api, role, producers)
+        page = client.get(f"/console/unites/{_child_unit_id(body)}").text
+        assert "/preuve" not in page
+        assert client.get(f"/console/objets/{objects[0]['id']}/preuve").status_code == 403
 
 
 def test_launch_an_audit_from_the_console(api: Api) -> None:
