@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from sae.auth.deps import require_role
 from sae.auth.service import Principal
-from sae.db import transaction
 from sae.deps import RuntimeDep, SessionDep
-from sae.journal import proofs, service
+from sae.journal import proofs, sealing, service
 from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalError
 from sae.journal.keys import load_journal_keys
 from sae.journal.models import Event, TreeHead
@@ -46,9 +45,7 @@ def head_out(head: TreeHead) -> HeadOut:
 
 def seal_now(runtime: Runtime) -> TreeHead | None:
     """Seal a head over every committed leaf, in its own transaction (any instance may)."""
-    keys = load_journal_keys(runtime.settings)
-    with transaction(runtime.sessions) as session:
-        return service.seal(session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin)
+    return sealing.seal_now(runtime.sessions, runtime.settings)
 
 
 def _size(value: str) -> int:

@@ -1,0 +1,72 @@
+"""Sealing after a transfer and at least every N minutes while facts arrive."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.config import Settings
+from sae.db import make_engine, make_sessionmaker, transaction
+from sae.journal.sealing import PeriodicSealer, seal_if_due, seal_now
+from sae.journal.service import NewEvent, append_events, latest_head
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def _append(sessions: sessionmaker[Session], n: int) -> None:
+    with transaction(sessions) as session:
+        append_events(session, [NewEvent(type="test.event", actor="t") for _ in range(n)])
+
+
+def test_seal_if_due_follows_the_interval(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    assert seal_if_due(sessions, settings) is None  # empty journal
+    _append(sessions, 3)
+    first = seal_if_due(sessions, settings)
+    assert first is not None
+    assert first.tree_size == 3
+    assert seal_if_due(sessions, settings) is None  # nothing new
+    _append(sessions, 2)
+    assert seal_if_due(sessions, settings) is None  # new, but the last head is recent
+    with transaction(sessions) as session:
+        session.execute(
+            text("UPDATE tree_heads SET timestamp = :t"),
+            {"t": first.timestamp.replace(year=first.timestamp.year - 1)},
+        )
+    later = seal_if_due(sessions, settings)
+    assert later is not None
+    assert later.tree_size == 5
+    # After a transfer, sealing right away covers it whatever the interval.
+    _append(sessions, 1)
+    now = seal_now(sessions, settings)
+    assert now is not None
+    assert now.tree_size == 6
+
+
+def test_periodic_sealer_seals_in_the_background(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    _append(sessions, 4)
+    sealer = PeriodicSealer(sessions, settings, check_seconds=0.05)
+    sealer.start()
+    try:
+        deadline = time.monotonic() + 30
+        head = None
+        while time.monotonic() < deadline and head is None:
+            with sessions() as session:
+                head = latest_head(session)
+            time.sleep(0.05)
+    finally:
+        sealer.stop()
+    assert head is not None
+    assert head.tree_size == 4
