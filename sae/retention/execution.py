@@ -44,7 +44,6 @@ from sae.retention.errors import (
     StorageRefused,
 )
 from sae.retention.models import DisposalLine, DisposalList, Tombstone
-from sae.retention.notification import DestructionNotification, write_destruction_notification
 from sae.storage.base import PERMANENT_RETAIN_UNTIL, StorageOffer
 from sae.storage.errors import ObjectMissing, RetentionShortening, StorageError
 from sae.storage.models import ObjectCopy
@@ -375,15 +374,21 @@ def _finish(
         notification_ids: list[str] = []
         if d.final_action == "Destroy" and destroyed:
             for producer in sorted({ln.producer for ln in destroyed}):
-                xml = write_destruction_notification(DestructionNotification(
-                    message_identifier=f"{d.reference}-ADN-{producer}",
-                    date=now,
-                    authorization_reply_identifier=d.visa_reference or d.reference,
-                    unit_identifiers=[ln.unit_id for ln in destroyed if ln.producer == producer],
-                    archival_agency=ctx.config.archives_service,
-                    originating_agency=producer,
-                    comments=[f"Bordereau d'élimination {d.reference}"],
-                ))
+                xml = seda.write_archive_destruction_notification(
+                    seda.ArchiveDestructionNotification(
+                        version=seda.SedaVersion("2.2"),
+                        message_identifier=f"{d.reference}-ADN-{producer}",
+                        date=now.replace(microsecond=0),
+                        authorization_request_reply_identifier=d.visa_reference or d.reference,
+                        unit_identifiers=[
+                            ln.unit_id for ln in destroyed if ln.producer == producer
+                        ],
+                        archival_agency_identifier=ctx.config.archives_service,
+                        originating_agency_identifier=producer,
+                        comments=[f"Bordereau d'élimination {d.reference}"],
+                        code_list_versions=dict(records.CODE_LISTS),
+                    )
+                )
                 _validate(ctx.settings, xml)
                 record = records.archive_record(
                     session, settings=ctx.settings, offers=ctx.strategy,

@@ -3,7 +3,7 @@
 The signed visa, the destruction certificate and the SEDA destruction notification prove a
 lawful destruction forever, so they are archived like any other record: through the ingest
 pipeline (stored on every offer, catalogued, journaled, ATR), with an explicit Keep final
-action and the archives service as producer. The manifest is small and built here; its
+action and the archives service as producer. The manifest is written by ``seda``; its
 MessageIdentifier names the list and the document, so a resumed execution finds the record it
 already archived instead of archiving it twice.
 """
@@ -16,12 +16,11 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import seda
 from sae import db
 from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject
@@ -30,8 +29,6 @@ from sae.errors import SAEError
 from sae.ingest.models import Transfer
 from sae.ingest.service import IngestEnv, ingest
 from sae.storage.base import StorageOffer
-
-SEDA_NS = "fr:gouv:culture:archivesdefrance:seda:v2.2"
 
 
 class RecordNotArchived(SAEError):
@@ -52,12 +49,12 @@ class ArchivedRecord:
     transfer_id: str
 
 
-def _el(parent: etree._Element, tag: str, text: str | None = None,
-        **attrib: str) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{SEDA_NS}}}{tag}", attrib)
-    if text is not None:
-        element.text = text
-    return element
+#: The code lists the messages SAE writes declare (the same as the SIPs it receives).
+CODE_LISTS = {
+    "ReplyCodeListVersion": "ReplyCodeListVersion0",
+    "MessageDigestAlgorithmCodeListVersion": "MessageDigestAlgorithmCodeListVersion0",
+    "FileFormatCodeListVersion": "FileFormatCodeListVersion0",
+}
 
 
 def record_manifest(
@@ -71,44 +68,50 @@ def record_manifest(
     mime: str,
 ) -> bytes:
     """A one-unit, one-file SEDA 2.2 ArchiveTransfer, Keep, produced by the archives service."""
-    nsmap: Any = {None: SEDA_NS}
-    root = etree.Element(f"{{{SEDA_NS}}}ArchiveTransfer", nsmap=nsmap)
-    _el(root, "Comment", "Document du circuit d'élimination, archivé par SAE")
-    _el(root, "Date", db.utcnow().replace(microsecond=0).isoformat())
-    _el(root, "MessageIdentifier", message_id)
-    codes = _el(root, "CodeListVersions")
-    _el(codes, "ReplyCodeListVersion", "ReplyCodeListVersion0")
-    _el(codes, "MessageDigestAlgorithmCodeListVersion", "MessageDigestAlgorithmCodeListVersion0")
-    _el(codes, "FileFormatCodeListVersion", "FileFormatCodeListVersion0")
-    package = _el(root, "DataObjectPackage")
-    group = _el(package, "DataObjectGroup", id="GOT-1")
-    bdo = _el(group, "BinaryDataObject", id="BDO-1")
-    _el(bdo, "DataObjectVersion", "BinaryMaster_1")
-    _el(bdo, "Uri", f"Content/{filename}")
-    _el(bdo, "MessageDigest", hashlib.sha512(data).hexdigest(), algorithm="SHA-512")
-    _el(bdo, "Size", str(len(data)))
-    fmt = _el(bdo, "FormatIdentification")
-    _el(fmt, "MimeType", mime)
-    info = _el(bdo, "FileInfo")
-    _el(info, "Filename", filename)
-    descriptive = _el(package, "DescriptiveMetadata")
-    unit = _el(descriptive, "ArchiveUnit", id="AU-1")
-    management = _el(unit, "Management")
-    appraisal = _el(management, "AppraisalRule")
-    _el(appraisal, "FinalAction", "Keep")
-    content = _el(unit, "Content")
-    _el(content, "DescriptionLevel", "Item")
-    _el(content, "Title", title)
-    _el(content, "Description", description)
-    reference = _el(unit, "DataObjectReference")
-    _el(reference, "DataObjectGroupReferenceId", "GOT-1")
-    mm = _el(package, "ManagementMetadata")
-    _el(mm, "OriginatingAgencyIdentifier", archives_service)
-    agency = _el(root, "ArchivalAgency")
-    _el(agency, "Identifier", archives_service)
-    transferring = _el(root, "TransferringAgency")
-    _el(transferring, "Identifier", archives_service)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    package = seda.DataObjectPackage(
+        binary_data_objects=[
+            seda.BinaryDataObject(
+                id="BDO-1",
+                group_id="GOT-1",
+                uri=f"Content/{filename}",
+                message_digest=hashlib.sha512(data).hexdigest(),
+                digest_algorithm="SHA-512",
+                size=len(data),
+                format=seda.FormatIdentification(mime_type=mime),
+                file_info=seda.FileInfo(filename=filename),
+                data_object_version="BinaryMaster_1",
+            )
+        ],
+        data_object_groups=[seda.DataObjectGroup(id="GOT-1", object_ids=["BDO-1"])],
+        archive_units=[
+            seda.ArchiveUnit(
+                id="AU-1",
+                title=title,
+                description=description,
+                description_level="Item",
+                management=seda.Management(
+                    rules={"AppraisalRule": seda.RuleCategory(category="AppraisalRule",
+                                                              final_action="Keep")}
+                ),
+                data_object_group_id="GOT-1",
+            )
+        ],
+        root_unit_ids=["AU-1"],
+        management_metadata=seda.ManagementMetadata(
+            originating_agency_identifier=archives_service
+        ),
+    )
+    transfer = seda.ArchiveTransfer(
+        version=seda.SedaVersion("2.2"),
+        message_identifier=message_id,
+        date=db.utcnow().replace(microsecond=0),
+        comments=["Document du circuit d'élimination, archivé par SAE"],
+        archival_agency_identifier=archives_service,
+        transferring_agency_identifier=archives_service,
+        code_list_versions=dict(CODE_LISTS),
+        package=package,
+    )
+    return seda.write_archive_transfer(transfer)
 
 
 def _existing(session: Session, message_id: str, archives_service: str) -> ArchivedRecord | None:
