@@ -170,18 +170,25 @@ class ServerProcess:
         )
 
 
-# ``sae fsck`` and ``sae audit`` live in sae.storage.cli; when the main app does not register
-# them (yet), this registers them so that the tests run the real commands either way.
+# ``sae fsck``/``sae audit`` (sae.storage.cli) and ``sae journal`` (sae.journal.cli): when the
+# main app does not register them (yet), this does, so that the tests run the real commands.
 CLI_SCRIPT = """
-import sys
 from sae.cli import app
 names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+groups = {g.name for g in app.registered_groups}
 if "fsck" not in names:
     from sae.storage.cli import fsck_command
     app.command("fsck")(fsck_command)
 if "audit" not in names:
     from sae.storage.cli import audit_command
     app.command("audit")(audit_command)
+if "journal" not in groups:
+    try:
+        from sae.journal.cli import journal_app
+    except ImportError:
+        pass
+    else:
+        app.add_typer(journal_app, name="journal")
 app(prog_name="sae")
 """
 

@@ -356,6 +356,9 @@ def test_sigkill_during_concurrent_deposits(tmp_path: Path) -> None:
             assert f"objects/{victim}" in catalogue.storage_keys(), "the catalogue forgot it"
         finally:
             catalogue.close()
+        # The journal as SAE itself verifies it (tree, heads, objects' SHA-512s).
+        verify = server.cli("journal", "verify")
+        assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
         print(
             f"crash: {ROUNDS} kills, {len(sent)} SIPs sent, {len(acked)} acknowledged and "
             f"verified, {unanswered_committed} committed with the reply lost, "
