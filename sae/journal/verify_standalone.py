@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stand-alone verifier of an SAE proof bundle (shipped in every bundle as ``verify.py``).
 
-Needs only Python 3.9+ and the ``cryptography`` package; it does not trust, call or import SAE.
+Needs only Python 3.9+ and the ``cryptography`` package (42 or later); it does not trust, call
+or import SAE.
 
     python3 verify.py BUNDLE.zip [--object FILE]     (or a directory holding the bundle's files)
 
