@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,16 @@ from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import DataObject
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, PayloadTooLarge
-from sae.retention import dates, disposal, documents, execution, holds, records, referential
+from sae.retention import (
+    dates,
+    disposal,
+    documents,
+    execution,
+    holds,
+    outgoing,
+    records,
+    referential,
+)
 from sae.retention.config import retention_settings
 from sae.retention.errors import DurationBelowMinimum, InvalidVisa
 from sae.retention.models import DisposalList
@@ -29,6 +39,8 @@ from sae.retention.schemas import (
     HoldIn,
     HoldOut,
     ImportSummary,
+    OutgoingTransferIn,
+    OutgoingTransferOut,
     RuleOut,
 )
 from sae.runtime import Runtime
@@ -305,6 +317,62 @@ async def execute(
     d = await run_in_threadpool(execution.execute_list, _context(runtime), list_id, principal)
     with runtime.sessions() as session:
         return _list_out(session, disposal.get_list(session, d.id))
+
+
+@disposal_router.post("/disposal-lists/{list_id}/outgoing-transfer", status_code=201,
+                      response_model=OutgoingTransferOut)
+def post_outgoing_transfer(
+    list_id: str, body: OutgoingTransferIn, session: SessionDep, runtime: RuntimeDep,
+    principal: Archivist,
+) -> OutgoingTransferOut:
+    """Build the outgoing SEDA ArchiveTransfer (zip) of an executed permanent-keeping list, for
+    another archive (e.g. the departmental archives). Nothing is purged before its reply."""
+    d = disposal.get_list(session, list_id, for_update=True)
+    outgoing.build_outgoing_sip(
+        session, d, settings=runtime.settings, offers=runtime.offer_set.offers,
+        archival_agency=body.archival_agency, config=retention_settings(),
+        actor=principal.actor,
+    )
+    session.commit()
+    return OutgoingTransferOut(list_id=d.id, **(d.outgoing_transfer or {}))
+
+
+@disposal_router.get("/disposal-lists/{list_id}/outgoing-transfer")
+def get_outgoing_transfer(
+    list_id: str, session: SessionDep, runtime: RuntimeDep, principal: Reader
+) -> FileResponse:
+    """The outgoing SIP (zip: ``manifest.xml`` + ``Content/…``) to send to the other archive."""
+    d = disposal.get_list(session, list_id)
+    path = outgoing.outgoing_sip(runtime.settings, d)
+    return FileResponse(path, media_type="application/zip",
+                        filename=f"versement-{d.reference}.zip")
+
+
+@disposal_router.post("/disposal-lists/{list_id}/outgoing-transfer/reply",
+                      response_model=OutgoingTransferOut)
+async def post_outgoing_reply(
+    list_id: str, request: Request, runtime: RuntimeDep, principal: Archivist
+) -> OutgoingTransferOut:
+    """Record the other archive's ArchiveTransferReply (XML body). OK: the reply is archived
+    and the local copies are purged where their locks allow (those still locked are listed;
+    call again later). KO: nothing is purged."""
+    body = await request.body()
+    if len(body) > MAX_REFERENTIAL_BYTES:
+        raise PayloadTooLarge(f"the reply is over {MAX_REFERENTIAL_BYTES} bytes")
+
+    def work() -> OutgoingTransferOut:
+        with runtime.sessions() as session:
+            d = disposal.get_list(session, list_id, for_update=True)
+            result = outgoing.acknowledge(
+                session, d, body, settings=runtime.settings, offers=runtime.offer_set.offers,
+                strategy=runtime.strategy_offers, config=retention_settings(),
+                actor=principal.actor,
+            )
+            session.commit()
+            return OutgoingTransferOut(list_id=d.id, **{**(d.outgoing_transfer or {}),
+                                                        "purged": result["purged"]})
+
+    return await run_in_threadpool(work)
 
 
 @disposal_router.get("/disposal-lists/{list_id}/bordereau")

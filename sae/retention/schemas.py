@@ -107,3 +107,26 @@ class DisposalListOut(BaseModel):
     lines: list[DisposalLineOut] = Field(default_factory=list)
     bordereau_url: str
     certificate_url: str | None = None
+
+
+class OutgoingTransferIn(BaseModel):
+    """``POST /disposal-lists/{id}/outgoing-transfer``: the receiving archive."""
+
+    archival_agency: str = Field(min_length=1)
+
+
+class OutgoingTransferOut(BaseModel):
+    """Where an outgoing transfer stands."""
+
+    list_id: str
+    state: str
+    message_identifier: str
+    archival_agency: str
+    sent_at: str
+    sip_sha512: str
+    sip_size: int
+    units: list[str]
+    reply_code: str | None = None
+    reply_identifier: str | None = None
+    locked: list[str] = Field(default_factory=list)
+    purged: list[str] = Field(default_factory=list)
