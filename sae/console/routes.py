@@ -92,7 +92,7 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _parse_date(value: str | None, field: str) -> date | None:
+def parse_date(value: str | None, field: str) -> date | None:
     if not value:
         return None
     try:
@@ -371,8 +371,8 @@ def search(
     suite: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     """Search archive units by text, producing service and dates (newest first)."""
-    date_from = _parse_date(du, "du")
-    date_to = _parse_date(au, "au")
+    date_from = parse_date(du, "du")
+    date_to = parse_date(au, "au")
     searched = any((q, producteur, du, au, suite)) or "q" in request.query_params
     units: list[ArchiveUnit] = []
     next_cursor: str | None = None
@@ -592,7 +592,7 @@ def journal_page(
     """The journal: the latest signed tree head and events with their leaf index, filterable."""
     require(user, *JOURNAL)
     filters = queries.EventFilter(
-        type=type or None, date_from=_parse_date(du, "du"), date_to=_parse_date(au, "au")
+        type=type or None, date_from=parse_date(du, "du"), date_to=parse_date(au, "au")
     )
     seal_error = None
     if queries.tree_state(session).unsealed > 0:

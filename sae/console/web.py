@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -162,6 +162,19 @@ _CODE_TEXT = {
         "Un espace de stockage a refusé de supprimer une copie ; l'élimination s'est arrêtée "
         "et pourra être reprise.",
     ),
+    "console.reason_required": (
+        "Motif obligatoire",
+        "Indiquez le motif du rejet : il est enregistré au journal avec la décision.",
+    ),
+    "auth.producer_forbidden": (
+        "Service producteur non autorisé",
+        "Votre jeton ne permet pas de verser pour le service producteur indiqué dans le "
+        "bordereau.",
+    ),
+    "ingest.duplicate_transfer": (
+        "Versement déjà reçu",
+        "Un versement portant le même identifiant de message a déjà été accepté.",
+    ),
     "storage.audit_invalid": (
         "Audit impossible",
         "La demande d'audit est invalide (espace de stockage inconnu ou taux d'échantillon hors "
@@ -170,7 +183,22 @@ _CODE_TEXT = {
 }
 
 
-def error_page(request: Request, status: int, code: str, detail: str) -> HTMLResponse:
+# Why a disposal execution refuses a unit (``ExecutionRefused.problems[].reason``).
+REFUSAL_REASONS = {
+    "held": "l'unité est gelée (contentieux, contrôle…) : elle ne peut pas être éliminée",
+    "changed": "ses règles, échéances ou gels ont changé depuis l'approbation de la liste",
+    "not_due": "sa durée d'utilité administrative n'est pas échue, ou son sort final a changé",
+    "not_active": "l'unité n'est plus en conservation (déjà éliminée ou absente)",
+}
+
+
+def error_page(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    problems: list[dict[str, Any]] | None = None,
+) -> HTMLResponse:
     """The French page for an error of HTTP ``status`` and SAE ``code``."""
     title, text = _CODE_TEXT.get(code) or _STATUS_TEXT.get(
         status, ("Erreur", "Une erreur est survenue.")
@@ -185,9 +213,32 @@ def error_page(request: Request, status: int, code: str, detail: str) -> HTMLRes
     return render(
         request,
         "error.html",
-        {"title": title, "text": text, "detail": detail, "code": code, "status": status},
+        {
+            "title": title,
+            "text": text,
+            "detail": detail,
+            "code": code,
+            "status": status,
+            "back": _back(request),
+            "problems": [
+                {
+                    "unit_id": str(p.get("unit_id", "")),
+                    "text": REFUSAL_REASONS.get(str(p.get("reason")), str(p.get("detail", ""))),
+                }
+                for p in problems or []
+                if isinstance(p, dict)
+            ],
+        },
         status=status,
     )
+
+
+def _back(request: Request) -> str | None:
+    # After a refused form, offer the page the form was on (our own pages only).
+    if request.method != "POST":
+        return None
+    path = urlsplit(request.headers.get("referer", "")).path
+    return path if path.startswith("/console/") else None
 
 
 def login_redirect(request: Request) -> RedirectResponse:
@@ -211,7 +262,14 @@ class ConsoleRoute(APIRoute):
             except LoginRequired:
                 return login_redirect(request)
             except SAEError as exc:
-                return error_page(request, exc.status, exc.code, exc.detail)
+                problems = exc.extra.get("problems")
+                return error_page(
+                    request,
+                    exc.status,
+                    exc.code,
+                    exc.detail,
+                    problems if isinstance(problems, list) else None,
+                )
             except RequestValidationError as exc:
                 detail = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"

@@ -1,0 +1,317 @@
+"""Console pages of the disposal circuit: lists, approval, the departmental visa, execution.
+
+Each step calls the same retention functions as ``/api/v1/disposal-lists`` and is refused the
+same way: a list that is not approved and visa'd, or whose units became held or changed, is not
+executed, and the archivist reads why in French.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from sae.auth.service import SYSTEM
+from sae.catalog.models import DataObject
+from sae.console.routes import CsrfField, UserDep, check_csrf, parse_date
+from sae.console.security import allowed, require
+from sae.console.web import ConsoleRoute, render
+from sae.deps import RuntimeDep, SessionDep
+from sae.errors import BadRequest, NotFound, PayloadTooLarge
+from sae.retention import disposal, documents, execution, records
+from sae.retention.config import retention_settings
+from sae.retention.errors import InvalidVisa
+from sae.retention.models import DisposalList
+from sae.runtime import Runtime
+from sae.storage.models import ObjectCopy
+from sae.storage.service import open_verified
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+# As the API: the archivist decides and executes; the auditor reads.
+READ = ("archivist", "auditor")
+DECIDE = ("archivist",)
+MAX_VISA_BYTES = 50 * 1024 * 1024
+
+
+class ReasonRequired(BadRequest):
+    """A rejection without its reason (the law wants the refusal explained)."""
+
+    code = "console.reason_required"
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/console/eliminations")
+def lists_page(
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    etat: Annotated[str | None, Query(max_length=16)] = None,
+) -> Response:
+    """Disposal and permanent-keeping lists, newest first, and the form to build one."""
+    require(user, *READ)
+    return render(
+        request,
+        "disposals.html",
+        {
+            "nav": "eliminations",
+            "lists": disposal.list_lists(session, state=etat or None),
+            "state": etat or "",
+            "may_decide": allowed(user, *DECIDE),
+            "today": date.today().isoformat(),
+        },
+    )
+
+
+@router.post("/console/eliminations")
+def create_list(
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    csrf: CsrfField = "",
+    sort_final: Annotated[str, Form()] = "Destroy",
+    producteur: Annotated[str, Form()] = "",
+    echeance: Annotated[str, Form()] = "",
+) -> Response:
+    """Build a draft list from the units due before the given date."""
+    check_csrf(request, csrf)
+    require(user, *DECIDE)
+    if sort_final not in ("Destroy", "Keep"):
+        raise BadRequest(f"final action must be Destroy or Keep, not {sort_final!r}")
+    d = disposal.build_list(
+        session,
+        final_action=sort_final,
+        producer=producteur.strip() or None,
+        due_before=parse_date(echeance, "echeance"),
+        actor=user.actor,
+    )
+    session.commit()
+    return _see_other(f"/console/eliminations/{d.id}")
+
+
+@router.get("/console/eliminations/{list_id}")
+def list_page(request: Request, list_id: str, user: UserDep, session: SessionDep) -> Response:
+    """A list: its units, state, decisions, and the next step the archivist may take."""
+    require(user, *READ)
+    d = disposal.get_list(session, list_id)
+    lines = disposal.lines_of(session, d.id)
+    return render(
+        request,
+        "disposal.html",
+        {
+            "nav": "eliminations",
+            "d": d,
+            "lines": lines,
+            "may_decide": allowed(user, *DECIDE),
+            "total_bytes": sum(ln.bytes for ln in lines),
+            "control_authority": retention_settings().control_authority,
+            "today": date.today().isoformat(),
+        },
+    )
+
+
+def _decision(list_id: str, session: SessionDep) -> DisposalList:
+    return disposal.get_list(session, list_id, for_update=True)
+
+
+@router.post("/console/eliminations/{list_id}/soumettre")
+def submit(
+    request: Request, list_id: str, user: UserDep, session: SessionDep, csrf: CsrfField = "",
+    commentaire: Annotated[str, Form()] = "",
+) -> Response:
+    """Draft → submitted to the producing service."""
+    check_csrf(request, csrf)
+    require(user, *DECIDE)
+    disposal.submit(session, _decision(list_id, session), actor=user.actor, comment=commentaire)
+    session.commit()
+    return _see_other(f"/console/eliminations/{list_id}")
+
+
+@router.post("/console/eliminations/{list_id}/approuver")
+def approve(
+    request: Request, list_id: str, user: UserDep, session: SessionDep, csrf: CsrfField = "",
+    commentaire: Annotated[str, Form()] = "",
+) -> Response:
+    """The archivist approves the list (rules and holds of every unit are fingerprinted)."""
+    check_csrf(request, csrf)
+    require(user, *DECIDE)
+    disposal.approve(session, _decision(list_id, session), actor=user.actor, comment=commentaire)
+    session.commit()
+    return _see_other(f"/console/eliminations/{list_id}")
+
+
+@router.post("/console/eliminations/{list_id}/rejeter")
+def reject(
+    request: Request, list_id: str, user: UserDep, session: SessionDep, csrf: CsrfField = "",
+    commentaire: Annotated[str, Form()] = "",
+) -> Response:
+    """Reject the list, with a reason (required)."""
+    check_csrf(request, csrf)
+    require(user, *DECIDE)
+    if not commentaire.strip():
+        raise ReasonRequired("a rejection needs a reason")
+    disposal.reject(session, _decision(list_id, session), actor=user.actor, comment=commentaire)
+    session.commit()
+    return _see_other(f"/console/eliminations/{list_id}")
+
+
+@router.post("/console/eliminations/{list_id}/visa")
+async def visa(
+    request: Request,
+    list_id: str,
+    user: UserDep,
+    runtime: RuntimeDep,
+    csrf: CsrfField = "",
+    document: Annotated[UploadFile | None, File()] = None,
+    reference: Annotated[str, Form()] = "",
+    date_decision: Annotated[str, Form()] = "",
+    exclues: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    """Record the departmental archives' visa: the signed PDF is archived, refused units are
+    excluded from the list."""
+    check_csrf(request, csrf)
+    require(user, *DECIDE)
+    if document is None or not document.filename:
+        raise InvalidVisa("attach the signed visa (PDF)")
+    data = await document.read(MAX_VISA_BYTES + 1)
+    if len(data) > MAX_VISA_BYTES:
+        raise PayloadTooLarge(f"the visa document is over {MAX_VISA_BYTES} bytes")
+    if not data.startswith(b"%PDF-"):
+        raise InvalidVisa("the visa document must be a PDF (the signed bordereau)")
+    decision_date = parse_date(date_decision, "date_decision")
+    if decision_date is None:
+        raise InvalidVisa("the visa needs the decision's date")
+    await run_in_threadpool(
+        _record_visa, runtime, user.actor, list_id, reference, decision_date, exclues or [], data
+    )
+    return _see_other(f"/console/eliminations/{list_id}")
+
+
+def _record_visa(
+    runtime: Runtime,
+    actor: str,
+    list_id: str,
+    reference: str,
+    decision_date: date,
+    excluded: list[str],
+    data: bytes,
+) -> None:
+    # The same steps as POST /api/v1/disposal-lists/{id}/visa: check first, so that a refused
+    # visa leaves no record behind; then archive the signed PDF and record the visa.
+    with runtime.sessions() as session:
+        d = disposal.get_list(session, list_id, for_update=True)
+        disposal.validate_visa(
+            session, d, reference=reference, decision_date=decision_date, excluded=excluded
+        )
+        cfg = retention_settings()
+        record = records.archive_record(
+            session,
+            settings=runtime.settings,
+            offers=runtime.strategy_offers,
+            principal=SYSTEM,
+            archives_service=cfg.archives_service,
+            message_id=f"{d.reference}-VISA",
+            title=f"Visa d'élimination {reference} ({d.reference})",
+            description=f"Bordereau {d.reference} visé par {cfg.control_authority}, décision "
+            f"{reference} du {decision_date.isoformat()}",
+            filename=f"visa-{d.reference}.pdf",
+            data=data,
+            mime="application/pdf",
+        )
+        disposal.record_visa(
+            session,
+            d,
+            actor=actor,
+            reference=reference,
+            decision_date=decision_date,
+            excluded=excluded,
+            visa_unit_id=record.unit_id,
+            visa_object_id=record.object_id,
+            visa_sha512=record.sha512,
+        )
+        session.commit()
+
+
+@router.post("/console/eliminations/{list_id}/executer")
+async def execute(
+    request: Request, list_id: str, user: UserDep, runtime: RuntimeDep, csrf: CsrfField = ""
+) -> Response:
+    """Execute the list; refused unless approved (and visa'd for a destruction) and unchanged."""
+    check_csrf(request, csrf)
+    require(user, *DECIDE)
+    ctx = execution.ExecutionContext(
+        sessions=runtime.sessions,
+        settings=runtime.settings,
+        offers=runtime.offer_set.offers,
+        strategy=runtime.strategy_offers,
+    )
+    await run_in_threadpool(execution.execute_list, ctx, list_id, user)
+    return _see_other(f"/console/eliminations/{list_id}")
+
+
+@router.get("/console/eliminations/{list_id}/bordereau")
+def bordereau(
+    list_id: str,
+    user: UserDep,
+    session: SessionDep,
+    format: Annotated[str, Query(max_length=8)] = "pdf",
+) -> Response:
+    """The bordereau, as PDF (to sign) or CSV (to review in a spreadsheet)."""
+    require(user, *READ)
+    d = disposal.get_list(session, list_id)
+    name = f"bordereau-{d.reference}"
+    if format == "csv":
+        return Response(
+            disposal.bordereau_csv(session, d),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if format != "pdf":
+        raise BadRequest("format must be pdf or csv")
+    cfg = retention_settings()
+    pdf = documents.bordereau_pdf(
+        d,
+        disposal.lines_of(session, d.id),
+        documents.Parties(cfg.archives_service, cfg.archives_service_name, cfg.control_authority),
+    )
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+    )
+
+
+@router.get("/console/eliminations/{list_id}/certificat")
+def certificate(
+    list_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """The destruction certificate (PDF), read back from storage with its digest checked."""
+    require(user, *READ)
+    d = disposal.get_list(session, list_id)
+    if d.certificate_object_id is None:
+        raise NotFound(f"list {d.reference} has no destruction certificate (state {d.state})")
+    obj = session.get(DataObject, d.certificate_object_id)
+    if obj is None or obj.sha512 is None:
+        raise NotFound(f"the certificate of list {d.reference} is missing")
+    copies = [
+        (runtime.offer_set.offers[c.offer], c.key)
+        for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id))
+        if c.offer in runtime.offer_set.offers
+    ]
+    data = b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="certificat-destruction-{d.reference}.pdf"'
+            )
+        },
+    )
