@@ -84,7 +84,9 @@ def list_rules(session: SessionDep, principal: PrincipalDep, request: Request) -
 
 
 @router.put("/rules", response_model=ImportSummary)
-async def put_rules(request: Request, session: SessionDep, principal: Archivist) -> ImportSummary:
+async def put_rules(
+    request: Request, session: SessionDep, runtime: RuntimeDep, principal: Archivist
+) -> ImportSummary:
     """Replace the referential (Vitam CSV ``text/csv`` or YAML ``application/yaml``).
 
     The import replaces the referential as a whole; it is refused if a rule still used by an
@@ -101,7 +103,9 @@ async def put_rules(request: Request, session: SessionDep, principal: Archivist)
         raise BadRequest("the referential must be UTF-8") from None
     specs = referential.parse(text, request.headers.get("content-type", ""))
     try:
-        summary = referential.import_rules(session, specs, actor=principal)
+        summary = referential.import_rules(
+            session, specs, actor=principal, offers=runtime.offer_set.offers
+        )
     except DurationBelowMinimum:
         session.commit()  # the alert must outlive the refusal
         raise

@@ -347,7 +347,8 @@ def import_shipped() -> None:
         specs = referential.shipped_specs()
         session = runtime.sessions()
         try:
-            summary = referential.import_rules(session, specs, actor=_principal())
+            summary = referential.import_rules(session, specs, actor=_principal(),
+                                               offers=runtime.offer_set.offers)
             session.commit()
         except DurationBelowMinimum:
             session.commit()  # the alert outlives the refusal

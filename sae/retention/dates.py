@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -25,10 +25,13 @@ from sqlalchemy import and_, delete, exists, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from sae import db
-from sae.catalog.models import ArchiveUnit, UnitLink, UnitRule
+from sae.catalog.models import ArchiveUnit, DataObject, UnitLink, UnitRule
 from sae.journal.service import append_event
 from sae.retention import compute
 from sae.retention.models import Hold, HoldUnit, Rule, UnitComputedRule
+from sae.storage.base import PERMANENT_RETAIN_UNTIL, StorageOffer
+from sae.storage.errors import RetentionShortening, StorageError
+from sae.storage.models import ObjectCopy
 
 #: Keeps IN lists well under SQLite's and PostgreSQL's parameter limits.
 BATCH = 500
@@ -175,20 +178,77 @@ def refresh_units(session: Session, unit_ids: Iterable[str]) -> int:
     return len(targets)
 
 
-def recompute_for_rules(session: Session, rule_ids: Sequence[str], *, actor: str) -> int:
-    """Recompute every unit that uses one of ``rule_ids`` (declared or inherited); journaled."""
+def recompute_for_rules(
+    session: Session,
+    rule_ids: Sequence[str],
+    *,
+    actor: str,
+    offers: Mapping[str, StorageOffer] | None = None,
+) -> int:
+    """Recompute every unit that uses one of ``rule_ids`` (declared or inherited), extend the
+    storage locks when ``offers`` are given; journaled ``rules.end_dates_recomputed``."""
     declaring = sorted(
         set(session.scalars(select(UnitRule.unit_id).where(UnitRule.rule_id.in_(rule_ids))))
     )
     affected = sorted(descendants(session, declaring))
     count = refresh_units(session, affected)
+    failures = align_locks(session, affected, offers) if offers is not None else []
     append_event(
         session,
         type="rules.end_dates_recomputed",
         actor=actor,
-        payload={"rules": list(rule_ids), "units": count},
+        payload={"rules": list(rule_ids), "units": count,
+                 **({"lock_failures": failures[:100]} if failures else {})},
     )
     return count
+
+
+def align_locks(
+    session: Session, unit_ids: Sequence[str], offers: Mapping[str, StorageOffer]
+) -> list[str]:
+    """Extend the storage locks of the units' objects to their (new) appraisal end.
+
+    Locks are only ever extended: a shortened duration leaves the copies locked longer, and the
+    disposal execution then stops on them (resumable) rather than deleting early. Returns the
+    copies that could not be extended.
+    """
+    failures: list[str] = []
+    groups: set[str] = set()
+    for chunk in _chunks(sorted(set(unit_ids))):
+        groups.update(
+            g for g in session.scalars(
+                select(ArchiveUnit.data_object_group_id).where(ArchiveUnit.id.in_(chunk))
+            ) if g
+        )
+    for group in sorted(groups):
+        sharing = list(session.scalars(
+            select(ArchiveUnit.id).where(ArchiveUnit.data_object_group_id == group)
+        ))
+        rows = {
+            row.unit_id: row for row in session.scalars(
+                select(UnitComputedRule).where(UnitComputedRule.unit_id.in_(sharing),
+                                               UnitComputedRule.category == "AppraisalRule")
+            )
+        }
+        ends = [rows[u].end_date if u in rows and rows[u].final_action == "Destroy" else None
+                for u in sharing]
+        until = (compute.end_of_day(max(e for e in ends if e is not None))
+                 if ends and all(e is not None for e in ends) else PERMANENT_RETAIN_UNTIL)
+        for copy in session.scalars(
+            select(ObjectCopy).join(DataObject, DataObject.id == ObjectCopy.object_id)
+            .where(DataObject.group_id == group, DataObject.status == "active")
+        ):
+            offer = offers.get(copy.offer)
+            if offer is None:
+                failures.append(f"{copy.offer}: not configured")
+                continue
+            try:
+                offer.extend_retention(copy.key, until)
+            except RetentionShortening:
+                pass  # already locked later: locks never shorten
+            except StorageError as exc:
+                failures.append(f"{copy.offer}:{copy.key}: {exc.detail}")
+    return failures
 
 
 def active_hold_clause(on: date) -> Any:

@@ -39,6 +39,7 @@ from sae.retention.compute import add_duration
 from sae.retention.config import retention_settings
 from sae.retention.errors import DurationBelowMinimum, InvalidReferential, RuleInUse
 from sae.retention.models import Rule
+from sae.storage.base import StorageOffer
 
 CSV_HEADER = ["RuleId", "RuleType", "RuleValue", "RuleDescription", "RuleDuration",
               "RuleMeasurement"]
@@ -337,11 +338,13 @@ def import_rules(
     *,
     actor: Principal = SYSTEM,
     minimums: Mapping[str, str] | None = None,
+    offers: Mapping[str, StorageOffer] | None = None,
 ) -> dict[str, Any]:
     """Replace the referential with ``specs`` (flush, no commit); see the module docstring.
 
     Raises :class:`DurationBelowMinimum` *after* journaling the alert: the caller must commit
-    the session before answering so that the alert survives the refusal.
+    the session before answering so that the alert survives the refusal. With ``offers``, the
+    storage locks of the recomputed units are extended to their new end dates.
     """
     limits = retention_settings().min_durations if minimums is None else minimums
     short = below_minimum(specs, limits)
@@ -422,7 +425,7 @@ def import_rules(
         # Vitam: modifying a used rule is a warning, then every end date that depends on it is
         # recomputed and journaled.
         summary["recomputed_units"] = dates.recompute_for_rules(
-            session, used_changed, actor=actor.actor
+            session, used_changed, actor=actor.actor, offers=offers
         )
         summary["warnings"].append(
             "rules in use were modified, end dates recomputed: " + ", ".join(used_changed)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from sae.catalog.models import ArchiveUnit, DataObject
 from sae.retention import referential
 from sae.retention.errors import InvalidReferential
 from sae.retention.models import UnitComputedRule
+from sae.storage.models import ObjectCopy
 from tests.conftest import TEST_RULES_CSV, Api
 from tests.retention.helpers import dossier_sip, events
 
@@ -143,3 +145,15 @@ def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> N
     assert ends == {date(2021, 1, 1)}
     recomputed = events(api, "rules.end_dates_recomputed")
     assert recomputed[-1].payload == {"rules": ["APP-5Y"], "units": 3}
+    # The storage locks follow (extended, never shortened).
+    with api.runtime.sessions() as session:
+        keys = list(session.scalars(select(ObjectCopy.key).join(
+            DataObject, DataObject.id == ObjectCopy.object_id).join(
+            ArchiveUnit, ArchiveUnit.data_object_group_id == DataObject.group_id).where(
+            ArchiveUnit.id.in_(ids))))
+    assert keys
+    for offer in api.runtime.offer_set.offers.values():
+        for key in keys:
+            head = offer.head(key)
+            assert head is not None
+            assert head.retain_until == datetime(2021, 1, 1, 23, 59, 59, tzinfo=UTC)
