@@ -6,6 +6,8 @@ import datetime as dt
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -146,3 +148,59 @@ def test_seal_signs_and_timestamps_heads(
     assert covering is not None
     assert covering.id == later.id
     assert covering_head(db_session, size + 4) is None
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    payload=st.dictionaries(st.text(max_size=6), _json, max_size=4),
+    actor=st.text(max_size=10),
+    object_id=st.none() | st.text(max_size=8),
+    digests=st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3),
+)
+def test_fast_leaf_equals_reference_encoding(
+    payload: dict[str, object], actor: str, object_id: str | None, digests: dict[str, str]
+) -> None:
+    """The hot path's assembled leaf is byte for byte the reference encoding."""
+    from sae.journal.service import _compose_leaf, _json_text, canonical_json, encode_leaf
+
+    when = dt.datetime(2026, 11, 29, 8, 0, 0, 12, tzinfo=dt.UTC)
+    spec = NewEvent(
+        type="t.x", actor=actor, payload=payload, object_id=object_id, object_digests=digests
+    )
+    fast = _compose_leaf(
+        7, spec, "2026-11-29T08:00:00.000012Z", _json_text(payload), _json_text(digests)
+    )
+    reference = encode_leaf(
+        leaf_index=7,
+        type="t.x",
+        actor=actor,
+        occurred_at=when,
+        payload=canonical_json(payload),
+        transfer_id=None,
+        unit_id=None,
+        object_id=object_id,
+        object_digests=digests,
+    )
+    assert fast == reference
+    assert json.loads(fast)["data"] == canonical_json(payload)
+
+
+def test_non_string_keys_are_normalised_before_hashing(db_session: Session) -> None:
+    from sae.journal.verification import verify_journal
+
+    append_events(db_session, [NewEvent(type="t", actor="a", payload={"m": {10: "x", 9: "y"}})])
+    append_event(db_session, type="t", actor="a", payload={"k": (1, 2), "m": {2: 1, 10: 0}})
+    db_session.expire_all()
+    assert verify_journal(db_session, check_objects=False).ok
