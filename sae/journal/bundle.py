@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from sae.journal import merkle
 from sae.journal.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
@@ -241,8 +241,14 @@ class _Fail(Exception):
         self.message = message
 
 
-def verify_bundle(data: bytes, *, content: bytes | None = None) -> BundleReport:
-    """Check a proof bundle (zip bytes), optionally against the object's ``content``."""
+def verify_bundle(
+    data: bytes, *, content: bytes | None = None, tsa_root_pem: bytes | None = None
+) -> BundleReport:
+    """Check a proof bundle (zip bytes), optionally against the object's ``content``.
+
+    ``tsa_root_pem`` pins the TSA trust anchor (the root the auditor trusts); without it the
+    bundle's own root is used and its fingerprint reported, to be compared by the auditor.
+    """
     report = BundleReport()
     try:
         try:
@@ -251,6 +257,8 @@ def verify_bundle(data: bytes, *, content: bytes | None = None) -> BundleReport:
             raise _Fail("files", f"not a readable bundle zip: {exc}") from None
         try:
             _verify_files(files, content, report)
+            if tsa_root_pem is not None:
+                _check_pinned_root(files, tsa_root_pem)
         except _Fail:
             raise
         except Exception as exc:
@@ -260,6 +268,16 @@ def verify_bundle(data: bytes, *, content: bytes | None = None) -> BundleReport:
     except _Fail as fail:
         report.failure = (fail.check, fail.message)
     return report
+
+
+def _check_pinned_root(files: dict[str, bytes], tsa_root_pem: bytes) -> None:
+    try:
+        pinned = x509.load_pem_x509_certificates(tsa_root_pem)
+    except ValueError as exc:
+        raise _Fail("timestamp", f"the pinned TSA root is unreadable: {exc}") from None
+    root = x509.load_pem_x509_certificates(files["tsa-chain.pem"])[-1]
+    if root not in pinned:
+        raise _Fail("timestamp", "the TSA chain does not end at the pinned root")
 
 
 def _verify_files(files: dict[str, bytes], content: bytes | None, report: BundleReport) -> None:
@@ -350,6 +368,8 @@ def _verify_files(files: dict[str, bytes], content: bytes | None, report: Bundle
     report.passed.append(
         (
             "timestamp",
-            f"time-stamped {info.gen_time.isoformat()} by {info.signer.subject.rfc4514_string()}",
+            f"time-stamped {info.gen_time.isoformat()} by {info.signer.subject.rfc4514_string()}"
+            f"; TSA root SHA-256 fingerprint "
+            f"{chain[-1].fingerprint(hashes.SHA256()).hex(':').upper()}",
         )
     )

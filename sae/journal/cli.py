@@ -121,6 +121,10 @@ def verify_bundle_command(
         Path | None,
         typer.Option("--object", help="Your copy of the object: its SHA-512 is checked too."),
     ] = None,
+    tsa_root: Annotated[
+        Path | None,
+        typer.Option("--tsa-root", help="PEM root you trust for the TSA (pins the anchor)."),
+    ] = None,
 ) -> None:
     """Check a proof bundle offline: exit 0 valid, 1 invalid (saying which check failed).
 
@@ -129,7 +133,8 @@ def verify_bundle_command(
     Example: ``sae verify proof-3f2c….zip --object arrete.pdf``
     """
     content = object_file.read_bytes() if object_file is not None else None
-    report = verify_bundle(bundle.read_bytes(), content=content)
+    root = tsa_root.read_bytes() if tsa_root is not None else None
+    report = verify_bundle(bundle.read_bytes(), content=content, tsa_root_pem=root)
     for check, message in report.passed:
         out.print(f"OK   {check}: {message}")
     if report.failure is not None:

@@ -66,3 +66,16 @@ def _anchors(path: Path | None) -> list[x509.Certificate]:
     except (OSError, ValueError) as exc:
         raise SigningKeyError(f"SAE_TSA_CA_FILE={path} is unreadable: {exc}") from None
     return anchors
+
+
+def tsa_health(settings: Settings) -> tuple[bool, str]:
+    """For ``/health``: can the configured TSA time-stamp right now (token verified)?"""
+    from sae.errors import SAEError
+
+    try:
+        keys = load_journal_keys(settings)
+        token = keys.tsa.timestamp(b"sae health probe")
+    except SAEError as exc:
+        return False, f"{exc.code}: {exc.detail}"
+    kind = "external" if settings.tsa_url else "built-in"
+    return True, f"{kind} TSA answered ({token.gen_time.isoformat()})"

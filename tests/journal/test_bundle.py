@@ -225,3 +225,14 @@ def test_every_bit_flip_is_detected_by_both_verifiers(bundle: bytes) -> None:
             assert not verify_bundle(write_zip(altered), content=CONTENT).valid, (name, at)
             with pytest.raises(verify_standalone.Invalid):
                 verify_standalone.verify(altered, CONTENT)
+
+
+def test_pinned_tsa_root(bundle: bytes, builtin_tsa: BuiltinTSA, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization as ser
+
+    root = builtin_tsa.anchors[0].public_bytes(ser.Encoding.PEM)
+    assert verify_bundle(bundle, tsa_root_pem=root).valid
+    other = BuiltinTSA.load(tmp_path / "other-tsa").anchors[0]
+    report = verify_bundle(bundle, tsa_root_pem=other.public_bytes(ser.Encoding.PEM))
+    assert report.failure is not None
+    assert report.failure[0] == "timestamp"
