@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
 from sae.db import make_engine, make_sessionmaker, transaction
+from sae.journal.errors import SigningKeyError
+from sae.journal.keys import load_journal_keys, tsa_health
 from sae.journal.sealing import PeriodicSealer, seal_if_due, seal_now
 from sae.journal.service import NewEvent, append_events, latest_head
+from sae.journal.tsa import BuiltinTSA
+from tests.journal.conftest import free_port
 
 
 @pytest.fixture
@@ -70,3 +76,19 @@ def test_periodic_sealer_seals_in_the_background(
         sealer.stop()
     assert head is not None
     assert head.tree_size == 4
+
+
+def test_tsa_health(settings: Settings, tmp_path: Path, builtin_tsa: BuiltinTSA) -> None:
+    ok, detail = tsa_health(settings)
+    assert ok, detail
+    assert "built-in" in detail
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(builtin_tsa.anchors[0].public_bytes(serialization.Encoding.PEM))
+    down = settings.model_copy(
+        update={"tsa_url": f"http://127.0.0.1:{free_port()}/", "tsa_ca_file": ca}
+    )
+    ok, detail = tsa_health(down)
+    assert not ok
+    assert "journal.tsa_unavailable" in detail
+    with pytest.raises(SigningKeyError):
+        load_journal_keys(settings.model_copy(update={"tsa_url": "http://127.0.0.1:1/"}))
