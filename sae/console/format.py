@@ -61,6 +61,17 @@ def fr_date(value: date | datetime | str | None) -> str:
         return text
 
 
+def fr_date_range(start: str | None, end: str | None) -> str:
+    """Dates extrêmes: "05/03/2024 – 12/06/2024", one date alone, or "—" when neither."""
+    if not start and not end:
+        return "—"
+    if not end or start == end:
+        return fr_date(start)
+    if not start:
+        return f"jusqu'au {fr_date(end)}"
+    return f"{fr_date(start)} – {fr_date(end)}"
+
+
 def fr_datetime(value: datetime | None) -> str:
     """29/11/2026 à 09:44 (heure de Paris)."""
     if value is None:
@@ -263,6 +274,20 @@ EVENT_TYPE = {
     "disposal.object_destroyed": "Objet éliminé",
     "disposal.executed": "Élimination exécutée",
 }
+
+
+def fr_actor(actor: str | None) -> str:
+    """Who acted, readably: "token:<id>:archivist" → "Archiviste (jeton 1a2b3c4d)"."""
+    if not actor:
+        return "—"
+    parts = actor.split(":")
+    if len(parts) == 3 and parts[0] == "token":
+        if parts[1] == "system":
+            return "SAE (système)"
+        return f"{ROLE.get(parts[2], parts[2])} (jeton {parts[1][:8]})"
+    if parts[0] == "system":
+        return "SAE (système)" + (f" — {parts[1]}" if len(parts) > 1 and parts[1] else "")
+    return actor
 
 
 def event_label(event_type: str) -> str:

@@ -58,11 +58,13 @@ def _environment() -> Environment:
         size=fmt.fr_size,
         int=fmt.fr_int,
         fault=fmt.fault_text,
+        actor=fmt.fr_actor,
         event=fmt.event_label,
     )
     env.globals.update(
         label=fmt.label,
         duration=fmt.fr_duration,
+        date_range=fmt.fr_date_range,
         TRANSFER_STATUS=fmt.TRANSFER_STATUS,
         UNIT_STATUS=fmt.UNIT_STATUS,
         OBJECT_STATUS=fmt.OBJECT_STATUS,
