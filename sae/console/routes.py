@@ -587,12 +587,19 @@ def journal_page(
     type: Annotated[str | None, Query(max_length=64)] = None,
     du: Annotated[str | None, Query(max_length=32)] = None,
     au: Annotated[str | None, Query(max_length=32)] = None,
+    unite: Annotated[str | None, Query(max_length=36)] = None,
+    objet: Annotated[str | None, Query(max_length=36)] = None,
     avant: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
-    """The journal: the latest signed tree head and events with their leaf index, filterable."""
+    """The journal: the latest signed tree head and events with their leaf index, filterable
+    by type, dates, unit and object."""
     require(user, *JOURNAL)
     filters = queries.EventFilter(
-        type=type or None, date_from=parse_date(du, "du"), date_to=parse_date(au, "au")
+        type=type or None,
+        date_from=parse_date(du, "du"),
+        date_to=parse_date(au, "au"),
+        unit_id=unite or None,
+        object_id=objet or None,
     )
     seal_error = None
     if queries.tree_state(session).unsealed > 0:
@@ -606,8 +613,8 @@ def journal_page(
     events, more = queries.list_events(session, filters, limit=PAGE, before=avant)
     next_url = None
     if more is not None:
-        params = {k: v for k, v in (("type", type), ("du", du), ("au", au)) if v}
-        query = "".join(f"{k}={quote(v)}&" for k, v in params.items())
+        pairs = (("type", type), ("du", du), ("au", au), ("unite", unite), ("objet", objet))
+        query = "".join(f"{k}={quote(v)}&" for k, v in pairs if v)
         next_url = f"/console/journal?{query}avant={more}"
     return render(
         request,
@@ -618,7 +625,13 @@ def journal_page(
             "seal_error": seal_error,
             "events": events,
             "types": queries.event_types(session),
-            "form": {"type": type or "", "du": du or "", "au": au or ""},
+            "form": {
+                "type": type or "",
+                "du": du or "",
+                "au": au or "",
+                "unite": unite or "",
+                "objet": objet or "",
+            },
             "next_url": next_url,
         },
     )

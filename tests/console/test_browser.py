@@ -279,3 +279,43 @@ def test_a_forged_cross_site_form_is_refused(served: Served, browser: Any, tmp_p
         "heading", name="Connexion"
     ).count() == 1
     context.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_the_archivist_runs_a_destruction_circuit(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    answer = httpx.post(
+        f"{served.url}/api/v1/transfers",
+        content=sip("MSG-BROWSER-DUE"),
+        headers={"Authorization": f"Bearer {served.admin}", "Content-Type": "application/zip"},
+        timeout=60,
+    )
+    assert answer.status_code == 201, answer.text
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    _login(page, served, _new_token(served, "archivist", []))
+    _menu(page, "Éliminations")
+    page.get_by_label("Service producteur (facultatif)").fill("URBANISME")
+    page.get_by_role("button", name="Préparer la liste").click()
+    page.get_by_text("La liste est un brouillon").wait_for()
+    assert page.get_by_role("link", name="Arrêtés de voirie 2024").count() == 1
+    page.screenshot(path=str(SHOTS / "sae-console-disposal-draft.png"), full_page=True)
+
+    page.get_by_label("Commentaire d'approbation (facultatif)").fill("Vu, conforme")
+    page.get_by_role("button", name="Approuver la liste").click()
+    page.get_by_text("Enregistrer le visa").first.wait_for()
+    visa = tmp_path / "visa signé.pdf"
+    visa.write_bytes(b"%PDF-1.4\n% visa des Archives departementales\n%%EOF\n")
+    page.get_by_label("Bordereau visé et signé (PDF)").set_input_files(str(visa))
+    page.get_by_label("Référence de la décision").fill("AD93-2025-042")
+    page.get_by_label("Date de la décision").fill("2025-06-15")
+    page.screenshot(path=str(SHOTS / "sae-console-disposal-visa.png"), full_page=True)
+    page.get_by_role("button", name="Enregistrer le visa").click()
+    page.get_by_role("button", name="Exécuter l'élimination").click()
+    page.get_by_text("La liste a été exécutée.").wait_for()
+    assert page.get_by_role("cell", name="Éliminée").count() >= 1
+    page.screenshot(path=str(SHOTS / "sae-console-disposal-executed.png"), full_page=True)
+    _menu(page, "Éliminations")
+    page.screenshot(path=str(SHOTS / "sae-console-disposals.png"), full_page=True)
+    context.close()

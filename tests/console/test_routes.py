@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from sae.journal.models import Event
@@ -467,3 +469,37 @@ def test_an_invalid_audit_request_is_explained(api: Api) -> None:
     )
     assert answer.status_code == 422
     assert "Audit impossible" in answer.text
+
+
+def test_journal_filters_by_unit_and_the_unit_links_there(api: Api) -> None:
+    import re
+
+    body = _deposit(api)
+    unit_id = _child_unit_id(body)
+    client = signed_in(api, "archivist")
+    page = client.get(f"/console/unites/{unit_id}").text
+    assert f"/console/journal?unite={unit_id}" in page
+    # The inherited rule links to the unit that declares it, and that page exists.
+    parent = re.search(r'Héritée de <a href="(/console/unites/[^"]+)"', page)
+    assert parent is not None
+    assert "Arrêtés de voirie 2024" in client.get(parent.group(1)).text
+    events = client.get("/console/journal", params={"unite": unit_id}).text
+    assert "<code>ingest.object_stored</code>" in events
+    assert "<code>auth.token_created</code>" not in events
+
+
+def test_an_unexpected_error_is_a_french_page_without_internals(
+    api: Api, monkeypatch: Any
+) -> None:
+    from sae.console import queries
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internal detail")
+
+    client = signed_in(api, "archivist")
+    monkeypatch.setattr(queries, "totals", broken)
+    answer = client.get("/console/")
+    assert answer.status_code == 500
+    assert "Erreur interne" in answer.text
+    assert "secret internal detail" not in answer.text
+    assert "Traceback" not in answer.text
