@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import seda
 from sae import db
 from sae.auth.service import SYSTEM, Principal
-from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
 from sae.config import Settings
 from sae.journal.service import append_event
 from sae.retention import dates, disposal, documents, records
@@ -70,8 +70,7 @@ class ExecutionContext:
         )
 
 
-def _pending_states(final_action: str) -> tuple[str, ...]:
-    return ("proposed", "sampled")
+PENDING = ("proposed", "sampled")
 
 
 def recheck(session: Session, d: DisposalList) -> list[dict[str, str]]:
@@ -79,7 +78,7 @@ def recheck(session: Session, d: DisposalList) -> list[dict[str, str]]:
     problems: list[dict[str, str]] = []
     today = dates.today()
     lines = [ln for ln in disposal.lines_of(session, d.id)
-             if ln.state in _pending_states(d.final_action)]
+             if ln.state in PENDING]
     held = dates.held_units(session, [ln.unit_id for ln in lines])
     for line in lines:
         unit = session.get(ArchiveUnit, line.unit_id)
@@ -196,10 +195,10 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
                 problems=problems,
             )
         with ctx.sessions() as session:
-            pending = [
-                (ln.id, ln.state) for ln in disposal.lines_of(session, list_id)
-                if ln.state in ("proposed", "sampled")
-            ]
+            pending = _children_first(session, [
+                (ln.id, ln.state, ln.unit_id) for ln in disposal.lines_of(session, list_id)
+                if ln.state in PENDING
+            ])
             final_action = disposal.get_list(session, list_id).final_action
         for line_id, state in pending:
             with db.transaction(ctx.sessions) as session:
@@ -209,7 +208,8 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
                 line = session.get(DisposalLine, line_id)
                 assert line is not None
                 if final_action == "Destroy" and state == "proposed":
-                    _destroy_unit(ctx, session, d, line, actor)
+                    if _still_destroyable(session, d, line, actor):
+                        _destroy_unit(ctx, session, d, line, actor)
                 else:
                     _keep_unit(ctx, session, d, line, actor)
         return _finish(ctx, list_id, token, principal)
@@ -224,6 +224,54 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
         # Anything unexpected: leave the list resumable at once rather than after the lease.
         _release(ctx, list_id, token, back_to=None)
         raise
+
+
+def _children_first(
+    session: Session, lines: list[tuple[int, str, str]]
+) -> list[tuple[int, str]]:
+    """Lines ordered deepest units first, so a file is reached after its pieces."""
+    units = [u for _, _, u in lines]
+    parents = dates.parents_closure(session, units)
+    depth: dict[str, int] = {}
+
+    def depth_of(unit: str, seen: frozenset[str] = frozenset()) -> int:
+        if unit not in depth:
+            ups = [p for p in parents.get(unit, []) if p not in seen]
+            depth[unit] = 1 + max((depth_of(p, seen | {unit}) for p in ups), default=-1)
+        return depth[unit]
+
+    ordered = sorted(lines, key=lambda item: (-depth_of(item[2]), item[0]))
+    return [(line_id, state) for line_id, state, _ in ordered]
+
+
+def _still_destroyable(
+    session: Session, d: DisposalList, line: DisposalLine, actor: str
+) -> bool:
+    """Checked again just before the unit goes: a hold placed or a rule changed while the
+    execution runs, or a child that stays, excludes the line (destroying less than the visa
+    allows is lawful; more never is)."""
+    reason = None
+    children = session.scalars(
+        select(ArchiveUnit.status)
+        .join(UnitLink, UnitLink.child_id == ArchiveUnit.id)
+        .where(UnitLink.parent_id == line.unit_id)
+    ).all()
+    if dates.held_units(session, [line.unit_id]):
+        reason = "Gelé pendant l'exécution"
+    elif dates.fingerprint(session, line.unit_id) != line.fingerprint:
+        reason = "Règles modifiées pendant l'exécution"
+    elif any(status != "destroyed" for status in children):
+        # Vitam's NON_DESTROYABLE_HAS_CHILD_UNITS: a file whose pieces stay, stays.
+        reason = "Une sous-unité est conservée (exclue, gelée ou hors bordereau)"
+    if reason is None:
+        return True
+    line.state = "excluded"
+    line.exclusion_reason = reason
+    line.done_at = db.utcnow()
+    session.flush()
+    append_event(session, type="disposal.line_excluded", actor=actor, unit_id=line.unit_id,
+                 payload={"list_id": d.id, "reference": d.reference, "reason": reason})
+    return False
 
 
 def _objects_to_destroy(session: Session, d: DisposalList, unit: ArchiveUnit) -> list[DataObject]:

@@ -337,3 +337,31 @@ def test_bad_final_action(api: Api, final_action: str) -> None:
     response = api.client.post("/api/v1/disposal-lists", headers=api.auth(),
                                json={"final_action": final_action})
     assert response.status_code == 422
+
+
+def test_a_unit_held_during_the_execution_is_not_destroyed(
+    api: Api, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-unit guard, behind the up-front re-check (a hold placed while executing)."""
+    archivist = api.token("archivist")
+    clock.set(date(2015, 3, 1))
+    units = _units(api, api.deposit(dossier_sip("MSG-RACE", pieces=1)))
+    list_id = _approved_and_visaed(api, archivist, clock)
+    piece = units["Factures 2013 — pièce 0"]
+    assert api.client.post("/api/v1/holds", headers=api.auth(archivist),
+                           json={"unit_ids": [piece], "reason": "Contentieux"}).status_code == 201
+    # As if the hold had landed after the up-front check.
+    monkeypatch.setattr(execution, "recheck", lambda session, d: [])
+    response = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                               headers=api.auth(archivist))
+    assert response.status_code == 200, response.text
+    lines = {ln["unit_id"]: ln for ln in response.json()["lines"]}
+    assert lines[piece]["state"] == "excluded"
+    # Its file stays too: a file whose piece stays is not destroyed.
+    assert lines[units["Factures 2013"]]["state"] == "excluded"
+    with api.runtime.sessions() as session:
+        for uid in units.values():
+            unit = session.get(ArchiveUnit, uid)
+            assert unit is not None
+            assert unit.status == "active"
+    assert len(events(api, "disposal.line_excluded")) == 2
