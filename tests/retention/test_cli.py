@@ -50,3 +50,24 @@ def test_run_approve_visa_execute(api: Api, clock: Clock, tmp_path: Path,
     assert len(events(api, "disposal.object_destroyed")) == 2
     result = runner.invoke(app, ["retention", "lists"])
     assert result.exit_code == 0, result.output
+
+
+def test_import_shipped_hold_and_unhold(api: Api, clock: Clock,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAE_DATA_DIR", str(api.settings.data_dir))
+    monkeypatch.setenv("SAE_DATABASE_URL", api.settings.db_url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["retention", "import-shipped"])
+    assert result.exit_code == 0, result.output
+    assert "referential imported" in result.output
+    spec = dossier_sip("MSG-CLI-HOLD", rule="APP-120-01", start=date(2010, 1, 1))
+    units = api.deposit(spec).json()["units"]
+    result = runner.invoke(app, ["retention", "hold", units[0]["id"], "--reason", "Contentieux"])
+    assert result.exit_code == 0, result.output
+    hold_id = result.stdout.strip().splitlines()[-1]
+    assert events(api, "hold.placed")
+    result = runner.invoke(app, ["retention", "unhold", hold_id])
+    assert result.exit_code == 0, result.output
+    assert events(api, "hold.lifted")
+    result = runner.invoke(app, ["retention", "recompute"])
+    assert result.exit_code == 0, result.output

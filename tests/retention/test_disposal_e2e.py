@@ -365,3 +365,42 @@ def test_a_unit_held_during_the_execution_is_not_destroyed(
             assert unit is not None
             assert unit.status == "active"
     assert len(events(api, "disposal.line_excluded")) == 2
+
+
+def test_interrupted_execution_resumes_and_destroys_each_object_once(
+    api: Api, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archivist = api.token("archivist")
+    clock.set(date(2015, 3, 1))
+    for n in range(2):
+        _units(api, api.deposit(dossier_sip(f"MSG-R{n}", pieces=1, title=f"Lot {n}")))
+    list_id = _approved_and_visaed(api, archivist, clock)
+    offer = next(iter(api.runtime.offer_set.offers.values()))
+    real_delete = offer.delete
+    calls = {"n": 0}
+
+    def flaky(key: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            from sae.storage.errors import OfferUnavailable
+
+            raise OfferUnavailable(offer.name, "disk went away")
+        real_delete(key)
+
+    monkeypatch.setattr(offer, "delete", flaky)
+    stopped = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                              headers=api.auth(archivist))
+    assert stopped.status_code == 409, stopped.text
+    assert stopped.json()["code"] == "disposal.storage_refused"
+    assert len(events(api, "disposal.object_destroyed")) == 1
+    with api.runtime.sessions() as session:
+        state = session.get(DisposalList, list_id)
+        assert state is not None
+        assert state.state == "executing"
+        assert state.execution_token is None  # released: resumable at once
+    resumed = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                              headers=api.auth(archivist))
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["state"] == "executed"
+    assert len(events(api, "disposal.object_destroyed")) == 2
+    assert len(events(api, "disposal.executed")) == 1
