@@ -11,27 +11,15 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Insert,
-    Integer,
-    LargeBinary,
-    String,
-    Table,
-    Text,
     and_,
-    bindparam,
-    column,
     func,
-    insert,
     or_,
     select,
-    table,
     update,
 )
-from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -45,8 +33,6 @@ from sae.journal.models import SEALER, TREE_SIZE, Event, JournalNode, JournalSta
 from sae.journal.tsa import TimestampAuthority
 
 LEAF_VERSION = 1
-# Core tables for the batch path: executemany without building ORM objects (10x faster).
-_NODES = cast(Table, JournalNode.__table__)
 
 
 # --------------------------------------------------------------------------- leaf encoding
@@ -302,44 +288,58 @@ def _prepare(
     return rows, nodes
 
 
-_RAW_EVENTS = table(
-    "events",
-    column("leaf_index", Integer()),
-    column("type", String()),
-    column("actor", String()),
-    column("occurred_at", UTCDateTime()),
-    column("transfer_id", String()),
-    column("unit_id", String()),
-    column("object_id", String()),
-    column("payload", Text()),
-    column("digests", Text()),
-    column("leaf", LargeBinary()),
-    column("leaf_hash", LargeBinary()),
+_EVENT_KEYS = (
+    "leaf_index",
+    "type",
+    "actor",
+    "occurred_at",
+    "transfer_id",
+    "unit_id",
+    "object_id",
+    "payload_text",
+    "digests_text",
+    "leaf",
+    "leaf_hash",
 )
-
-
-def _events_insert(dialect: str) -> Insert:
-    """INSERT for pre-serialised JSON (no second serialisation by the JSON column type)."""
-    payload: Any = bindparam("payload_text", type_=Text())
-    digests: Any = bindparam("digests_text", type_=Text())
-    if dialect == "postgresql":
-        # PostgreSQL will not take a varchar parameter into a json column without a cast;
-        # SQLite stores JSON as the text itself.
-        payload, digests = sa_cast(payload, JSON()), sa_cast(digests, JSON())
-    return insert(_RAW_EVENTS).values(payload=payload, digests=digests)
+# The batch path goes straight to the driver's executemany: SQLAlchemy's per-row parameter
+# processing would cost a third of the time. Only the timestamp needs a dialect conversion,
+# done once per batch by the column type itself.
+_RAW_SQL = {
+    "sqlite": (
+        "INSERT INTO events (leaf_index, type, actor, occurred_at, transfer_id, unit_id, "
+        "object_id, payload, digests, leaf, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        'INSERT INTO journal_nodes (level, "index", hash) VALUES (?, ?, ?)',
+    ),
+    "postgresql": (
+        "INSERT INTO events (leaf_index, type, actor, occurred_at, transfer_id, unit_id, "
+        "object_id, payload, digests, leaf, leaf_hash) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::json, %s::json, %s, %s)",
+        'INSERT INTO journal_nodes (level, "index", hash) VALUES (%s, %s, %s)',
+    ),
+}
 
 
 def append_events(session: Session, events: Sequence[NewEvent]) -> list[AppendedLeaf]:
     """Append facts as consecutive leaves, in order, inside the caller's transaction.
 
-    The batch path: rows are inserted with one executemany per table (no ORM objects).
+    The batch path (>= 10,000 events/s): one executemany per table, no ORM objects.
     """
     if not events:
         return []
     rows, nodes = _prepare(session, events)
-    session.execute(_events_insert(session.get_bind().dialect.name), rows)
+    connection = session.connection()
+    dialect = connection.dialect
+    events_sql, nodes_sql = _RAW_SQL[dialect.name]
+    to_db = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    stamp = rows[0]["occurred_at"]
+    bound_stamp = to_db(stamp) if to_db is not None else stamp
+    params = [
+        tuple(bound_stamp if key == "occurred_at" else row[key] for key in _EVENT_KEYS)
+        for row in rows
+    ]
+    connection.exec_driver_sql(events_sql, params)
     if nodes:
-        session.execute(insert(_NODES), nodes)
+        connection.exec_driver_sql(nodes_sql, [(n["level"], n["index"], n["hash"]) for n in nodes])
     return [AppendedLeaf(r["leaf_index"], r["leaf"], r["leaf_hash"]) for r in rows]
 
 
