@@ -153,6 +153,8 @@ def fr_duration(duration: int | None, measurement: str | None) -> str:
     """5, YEAR → "5 ans"; no duration → "illimitée"."""
     if duration is None or measurement is None:
         return "illimitée"
+    if duration == 0:
+        return "aucun délai"
     one, many = MEASUREMENT.get(measurement, (measurement.lower(), measurement.lower()))
     return f"{duration} {one if duration <= 1 else many}"
 
