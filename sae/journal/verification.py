@@ -176,8 +176,9 @@ def verify_journal(
             lh = merkle.leaf_hash(row.leaf)
             if lh != row.leaf_hash:
                 report.add(index, "leaf_hash", f"leaf {index}: stored leaf hash is wrong")
-            for object_id, digest in (row.digests or {}).items():
-                claims.setdefault(object_id, (index, digest))
+            if check_objects:
+                for object_id, digest in (row.digests or {}).items():
+                    claims.setdefault(object_id, (index, digest))
             new_nodes, peaks = merkle.append_leaf(index, peaks, lh)
             created.update(new_nodes)
             expected += 1
@@ -189,6 +190,10 @@ def verify_journal(
                 report.heads_checked += 1
                 head_at += 1
         _compare_nodes(session, created, report)
+        if claims:
+            # Checked chunk by chunk: memory stays constant however many objects there are.
+            _check_objects(session, claims, report)
+            claims = {}
         last = rows[-1].leaf_index
         if progress is not None:
             progress(expected, report.tree_size)
@@ -204,8 +209,6 @@ def verify_journal(
             "head",
             f"head {head.tree_size} covers leaves that do not exist (only {expected})",
         )
-    if check_objects:
-        _check_objects(session, claims, report)
     return report
 
 
