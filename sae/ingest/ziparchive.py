@@ -8,9 +8,11 @@ a forged header cannot smuggle more bytes than it admits.
 
 from __future__ import annotations
 
+import lzma
 import stat
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,6 +37,10 @@ def _entry_faults(info: zipfile.ZipInfo, limits: ZipLimits) -> list[IngestFault]
     name = info.filename
     faults: list[IngestFault] = []
     where = name
+    if not name:
+        # zipfile itself fails on an empty name (ZipInfo.is_dir indexes name[-1]).
+        faults.append(IngestFault("sip.unsafe_path", "entry with an empty name", where))
+        return faults
     if "\x00" in name:
         faults.append(IngestFault("sip.unsafe_path", "entry name contains a NUL byte", where))
         return faults
@@ -80,7 +86,7 @@ class SipArchive:
         self.limits = limits
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
             raise SipRefused(
                 [IngestFault("sip.not_a_zip", f"the body is not a readable zip archive: {exc}")]
             ) from None
@@ -105,8 +111,9 @@ class SipArchive:
         entries: dict[str, zipfile.ZipInfo] = {}
         total = 0
         for info in infos:
-            faults.extend(_entry_faults(info, self.limits))
-            if info.is_dir():
+            entry_faults = _entry_faults(info, self.limits)
+            faults.extend(entry_faults)
+            if not info.filename or info.is_dir():
                 continue
             total += info.file_size
             key = normalise_name(info.filename)
@@ -173,7 +180,17 @@ class SipArchive:
                             [IngestFault("sip.size_forged", "entry longer than declared", name)]
                         )
                     yield chunk
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        except (
+            zipfile.BadZipFile,
+            OSError,
+            EOFError,
+            NotImplementedError,
+            # A local header name that is not UTF-8 (UnicodeDecodeError), a forged offset…
+            ValueError,
+            # A forged compressed stream fails inside the decompressor, not in zipfile.
+            zlib.error,
+            lzma.LZMAError,
+        ) as exc:
             raise SipRefused(
                 [IngestFault("sip.corrupt_entry", f"entry cannot be read: {exc}", name)]
             ) from None
