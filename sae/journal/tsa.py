@@ -398,8 +398,8 @@ def _check_ess(by_type: dict[str, cms.SetOfAny], signer: x509.Certificate) -> No
         h.update(der)
         expected = h.finalize()
     elif by_type.get("signing_certificate") is not None:
-        first = by_type["signing_certificate"][0]["certs"][0]
-        expected = hashlib.sha1(der, usedforsecurity=False).digest()
+        # RFC 5816: ESSCertID v1 binds the certificate with SHA-1 only; SAE requires v2.
+        raise TimestampInvalid("ess", "ESSCertID v1 (SHA-1) binding; ESSCertIDv2 is required")
     else:
         raise TimestampInvalid("ess", "no signing-certificate attribute")
     if first["cert_hash"].native != expected:

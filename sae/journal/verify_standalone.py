@@ -290,8 +290,7 @@ def _check_timestamp(files: dict[str, bytes]) -> str:
         cert_hash = first[1][1] if first[0][0] == 0x30 else first[0][1]
         expected = _hash(ess_algo, der)
     elif SIGNING_CERT in attrs:
-        first = _items(_items(_items(attrs[SIGNING_CERT][1])[0][1])[0][1])
-        cert_hash, expected = first[0][1], hashlib.sha1(der).digest()  # noqa: S324 (RFC 2634)
+        raise Invalid("timestamp: ESSCertID v1 (SHA-1) binding; ESSCertIDv2 is required")
     else:
         raise Invalid("timestamp: no ESS signing-certificate attribute")
     if cert_hash != expected:

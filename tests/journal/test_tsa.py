@@ -220,3 +220,38 @@ def test_tampered_signature_is_refused(builtin_tsa: BuiltinTSA) -> None:
     with pytest.raises(TimestampInvalid) as exc:
         verify_response(bytes(good), digest=DIGEST, nonce=8, anchors=builtin_tsa.anchors)
     assert exc.value.check in ("signature", "format")
+
+
+def test_ess_v1_sha1_binding_is_refused(builtin_tsa: BuiltinTSA) -> None:
+    """RFC 5816's ESSCertIDv2 is required; a SHA-1 ESSCertID, even correct, is not enough."""
+    good = builtin_tsa.respond(build_request(DIGEST, nonce=9))
+    resp = tsp.TimeStampResp.load(good)
+    si = resp["time_stamp_token"]["content"]["signer_infos"][0]
+    cert_der = builtin_tsa.cert.public_bytes(serialization.Encoding.DER)
+    attrs = [
+        cms.CMSAttribute.load(a.dump(force=True))
+        for a in si["signed_attrs"]
+        if a["type"].native != "signing_certificate_v2"
+    ]
+    attrs.append(
+        cms.CMSAttribute(
+            {
+                "type": "signing_certificate",
+                "values": [
+                    tsp.SigningCertificate(
+                        {"certs": [{"cert_hash": hashlib.sha1(cert_der).digest()}]}
+                    )
+                ],
+            }
+        )
+    )
+    attrs.sort(key=lambda a: a.dump())
+    signed = cms.CMSAttributes(attrs)
+    assert isinstance(builtin_tsa.key, ec.EllipticCurvePrivateKey)
+    si["signed_attrs"] = signed
+    si["signature"] = builtin_tsa.key.sign(signed.dump(), ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(TimestampInvalid) as exc:
+        verify_response(
+            bytes(resp.dump(force=True)), digest=DIGEST, nonce=9, anchors=builtin_tsa.anchors
+        )
+    assert exc.value.check == "ess"
