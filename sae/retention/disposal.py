@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, text
 from sqlalchemy.orm import Session
 
 from sae import db
@@ -37,6 +37,9 @@ from sae.retention import dates
 from sae.retention.config import RetentionSettings, retention_settings
 from sae.retention.errors import InvalidVisa, ListNotFound, WrongState
 from sae.retention.models import DisposalLine, DisposalList, Rule, UnitComputedRule
+
+#: Advisory lock key (PostgreSQL) taken while a list is built.
+BUILD_LOCK = 0x5AE0_D15B
 
 OPEN_STATES = ("draft", "submitted", "approved", "visa_recorded", "executing")
 FINAL_ACTIONS = ("Destroy", "Keep")
@@ -187,10 +190,10 @@ def build_list(
         raise WrongState(f"final_action must be Destroy or Keep, not {final_action!r}")
     cfg = config or retention_settings()
     day = due_before or dates.today()
-    unit_ids = due_unit_ids(session, final_action, day, producer)
+    list_id = db.new_id()
     disposal = DisposalList(
-        id=db.new_id(),
-        reference=_next_reference(session, final_action),
+        id=list_id,
+        reference=f"tmp-{list_id}",
         final_action=final_action,
         producer=producer,
         due_before=day,
@@ -200,6 +203,13 @@ def build_list(
         notification_object_ids=[],
     )
     session.add(disposal)
+    # Writing first serialises list builders (SQLite's write lock; an advisory lock on
+    # PostgreSQL): two lists built at once never share a unit or a reference.
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BUILD_LOCK})
+    disposal.reference = _next_reference(session, final_action)
+    unit_ids = due_unit_ids(session, final_action, day, producer)
     session.flush()
     units = {
         u.id: u

@@ -404,3 +404,28 @@ def test_interrupted_execution_resumes_and_destroys_each_object_once(
     assert resumed.json()["state"] == "executed"
     assert len(events(api, "disposal.object_destroyed")) == 2
     assert len(events(api, "disposal.executed")) == 1
+
+
+def test_two_lists_built_at_once_never_share_a_unit(api: Api, clock: Clock) -> None:
+    archivist = api.token("archivist")
+    clock.set(date(2015, 3, 1))
+    due = _units(api, api.deposit(dossier_sip("MSG-BUILD", pieces=3)))
+    clock.set(date(2021, 6, 20))
+    barrier = threading.Barrier(2)
+    bodies: list[dict[str, Any]] = []
+
+    def build() -> None:
+        barrier.wait()
+        response = api.client.post("/api/v1/disposal-lists", headers=api.auth(archivist),
+                                   json={"final_action": "Destroy"})
+        assert response.status_code == 201, response.text
+        bodies.append(response.json())
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(bodies) == 2
+    assert bodies[0]["reference"] != bodies[1]["reference"]
+    assert sorted(bodies[0]["units"] + bodies[1]["units"]) == sorted(due.values())
