@@ -18,6 +18,7 @@ from sae.console.format import LOCAL_TZ
 from sae.ingest.models import Transfer
 from sae.journal import service as journal
 from sae.journal.models import Event, TreeHead
+from sae.retention.models import Hold, HoldUnit
 from sae.storage.models import Audit
 
 
@@ -190,3 +191,27 @@ def producers(session: Session, principal: Principal) -> list[str]:
     if principal.role == "depositor":
         stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
     return list(session.scalars(stmt))
+
+
+def transfer_units(session: Session, transfer_id: str, limit: int = 200) -> list[ArchiveUnit]:
+    """The units a transfer brought (the first ``limit``, by their SIP identifier)."""
+    return list(
+        session.scalars(
+            select(ArchiveUnit)
+            .where(ArchiveUnit.transfer_id == transfer_id)
+            .order_by(ArchiveUnit.sip_id)
+            .limit(limit)
+        )
+    )
+
+
+def unit_holds(session: Session, unit_id: str) -> list[Hold]:
+    """The legal holds in force on a unit (placed on it or on an ancestor)."""
+    return list(
+        session.scalars(
+            select(Hold)
+            .join(HoldUnit, HoldUnit.hold_id == Hold.id)
+            .where(HoldUnit.unit_id == unit_id, Hold.lifted_at.is_(None))
+            .order_by(Hold.created_at)
+        )
+    )

@@ -7,6 +7,7 @@ it cannot do here either, and a depositor sees only its producing services' arch
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import tempfile
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from sae.access import service as access
 from sae.auth.errors import InvalidToken
@@ -53,7 +56,6 @@ from sae.journal.bundle import VERIFY_MD
 from sae.journal.keys import load_journal_keys
 from sae.journal.service import append_event
 from sae.retention import referential
-from sae.retention.models import Hold, HoldUnit
 from sae.runtime import Runtime
 from sae.storage.audit import create_audit, get_audit, run_audit
 from sae.storage.offers import offers_health
@@ -239,7 +241,7 @@ def transfers(
     )
 
 
-def _visible_transfer(session: SessionDep, user: Principal, transfer_id: str) -> Transfer:
+def _visible_transfer(session: Session, user: Principal, transfer_id: str) -> Transfer:
     transfer = session.get(Transfer, transfer_id)
     if transfer is None or not queries.may_see_transfer(user, transfer):
         raise NotFound(f"no transfer {transfer_id}")
@@ -252,16 +254,7 @@ def transfer_page(request: Request, transfer_id: str, user: UserDep, session: Se
     """One transfer: status, counts, and every fault in plain French."""
     require(user, *TRANSFERS)
     transfer = _visible_transfer(session, user, transfer_id)
-    from sqlalchemy import select
-
-    units = list(
-        session.scalars(
-            select(ArchiveUnit)
-            .where(ArchiveUnit.transfer_id == transfer.id)
-            .order_by(ArchiveUnit.sip_id)
-            .limit(200)
-        )
-    )
+    units = queries.transfer_units(session, transfer.id)
     return render(
         request,
         "transfer.html",
@@ -286,7 +279,7 @@ def transfer_atr(transfer_id: str, user: UserDep, session: SessionDep) -> Respon
     )
 
 
-async def _spool_upload(upload: UploadFile, runtime: Runtime) -> Path:
+async def _spool_upload(upload: StarletteUpload, runtime: Runtime) -> Path:
     """Copy the uploaded SIP to a private temporary file, refusing it past the size limit."""
     limit = runtime.settings.max_sip_bytes
     fd, name = tempfile.mkstemp(prefix="sip-", suffix=".zip", dir=runtime.settings.data_dir / "tmp")
@@ -332,27 +325,26 @@ def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> Tr
 
 
 @router.post("/console/versements")
-async def deposit(
-    request: Request,
-    user: UserDep,
-    runtime: RuntimeDep,
-    sip: Annotated[UploadFile | None, File()] = None,
-    csrf: CsrfField = "",
-) -> Response:
+async def deposit(request: Request, user: UserDep, runtime: RuntimeDep) -> Response:
     """Deposit a SIP zip from the browser; shows the transfer's page (accepted or refused)."""
-    check_csrf(request, csrf)
+    # The form is parsed here rather than by a File() parameter, so that an oversized upload
+    # (by its Content-Length) and a role that may not deposit are refused before the body is
+    # read and spooled to disk.
     require(user, *DEPOSIT)
-    if sip is None or not sip.filename:
-        raise BadRequest("choose a SIP zip file to deposit")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > runtime.settings.max_sip_bytes + 1024 * 1024:
         raise SipTooLarge(f"the request is {declared} bytes")
-    path = await _spool_upload(sip, runtime)
+    async with request.form(max_files=1, max_fields=4) as form:
+        given = form.get("csrf")
+        check_csrf(request, given if isinstance(given, str) else "")
+        sip = form.get("sip")
+        if not isinstance(sip, StarletteUpload) or not sip.filename:
+            raise BadRequest("choose a SIP zip file to deposit")
+        path = await _spool_upload(sip, runtime)
     try:
         transfer = await run_in_threadpool(_ingest_and_commit, runtime, user, path)
     finally:
         path.unlink(missing_ok=True)
-        await sip.close()
     return _see_other(f"/console/versements/{transfer.id}")
 
 
@@ -419,16 +411,7 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
     children = catalog.children_of(session, unit.id)
     titles = queries.unit_titles(session, parents + children)
     objects = catalog.objects_of_unit(session, unit)
-    from sqlalchemy import select
-
-    holds = list(
-        session.scalars(
-            select(Hold)
-            .join(HoldUnit, HoldUnit.hold_id == Hold.id)
-            .where(HoldUnit.unit_id == unit.id, Hold.lifted_at.is_(None))
-            .order_by(Hold.created_at)
-        )
-    )
+    holds = queries.unit_holds(session, unit.id)
     declared = {k: v for k, v in unit.management.items() if k != "_defaults"}
     return render(
         request,
@@ -473,8 +456,6 @@ def _open_content(runtime: Runtime, principal: Principal, object_id: str) -> acc
 @router.get("/console/objets/{object_id}/contenu")
 async def object_content(object_id: str, user: UserDep, runtime: RuntimeDep) -> Response:
     """Download an object's bytes (access checked, journaled, digest checked while streaming)."""
-    import base64
-
     stream = await run_in_threadpool(_open_content, runtime, user, object_id)
     obj = stream.obj
     assert obj.sha512 is not None

@@ -503,3 +503,16 @@ def test_an_unexpected_error_is_a_french_page_without_internals(
     assert "Erreur interne" in answer.text
     assert "secret internal detail" not in answer.text
     assert "Traceback" not in answer.text
+
+
+def test_an_oversized_sip_is_refused_and_nothing_is_left(api: Api) -> None:
+    client = signed_in(api, "depositor", ["URBANISME"])
+    token = csrf_of(client.get("/console/versements").text)
+    api.runtime.settings = api.runtime.settings.model_copy(update={"max_sip_bytes": 100})
+    small_limit = deposit_form(client, sip("MSG-BIG-1"), csrf=token)
+    assert small_limit.status_code == 413
+    assert "Fichier trop volumineux" in small_limit.text
+    huge = deposit_form(client, b"\0" * (2 * 1024 * 1024), csrf=token)
+    assert huge.status_code == 413
+    assert list((api.settings.data_dir / "tmp").iterdir()) == []
+    assert _events(api, "ingest.accepted") == []
