@@ -16,9 +16,10 @@ UNITS = 1_000_000
 
 
 @pytest.mark.slow
+# PostgreSQL only: the target at this scale (SQLite is the embedded default for small sites).
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 def test_due_before_over_a_million_units(database: Database, db_session: Session) -> None:
-    if database.kind != "postgresql":
-        pytest.skip("the target is PostgreSQL; SQLite is the embedded default for small sites")
+    assert database.kind == "postgresql"
     conn = db_session.connection()
     conn.execute(text(
         "INSERT INTO transfers (id, status, received_at, unit_count, object_count, total_bytes,"
