@@ -186,6 +186,8 @@ def test_archive_find_download_and_see_the_journal(
     _menu(page, "Recherche")
     page.get_by_label("Mots du titre").fill("voirie")
     page.get_by_role("button", name="Rechercher").click()
+    page.get_by_role("heading", name="Résultats").wait_for()
+    page.screenshot(path=str(SHOTS / "sae-console-search.png"), full_page=True)
     page.get_by_role("link", name="Arrêtés de voirie 2024").click()
     page.get_by_role("heading", name="Arrêtés de voirie 2024").wait_for()
     page.get_by_role("link", name="Arrêté n°1 — rue de la Paix").click()
