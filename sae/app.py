@@ -91,6 +91,7 @@ def api_router() -> APIRouter:
     from sae.access.api import router as access_router
     from sae.catalog.api import router as catalog_router
     from sae.ingest.api import router as ingest_router
+    from sae.journal.api import router as journal_router
     from sae.retention.api import disposal_router
     from sae.retention.api import router as rules_router
     from sae.storage.api import router as storage_router
@@ -103,6 +104,7 @@ def api_router() -> APIRouter:
         rules_router,
         disposal_router,
         storage_router,
+        journal_router,
     )
     for sub in subs:
         router.include_router(sub)
@@ -114,14 +116,25 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from sae.background import Sealer
+        from sae.journal.keys import tsa_health
+
         own = app.state.runtime is None
         if own:
             app.state.runtime = Runtime.open(settings or get_settings())
+        runtime: Runtime = app.state.runtime
+        runtime.extras.setdefault("health_checks", {})["tsa"] = lambda: tsa_health(runtime.settings)
+        # Heads are sealed after each transfer, and at least every SAE_SEAL_INTERVAL_MINUTES
+        # while events arrive (reads, audits…): the database makes one instance seal at a time.
+        sealer = Sealer(runtime.sessions, runtime.settings)
+        runtime.extras["sealer"] = sealer
+        sealer.start()
         try:
             yield
         finally:
+            sealer.stop()
             if own:
-                app.state.runtime.close()
+                runtime.close()
 
     app = FastAPI(
         title="SAE — système d'archivage électronique",

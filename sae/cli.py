@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from sae.config import ConfigurationError, Settings, load_settings
+from sae.journal.cli import journal_app, verify_bundle_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
 
@@ -35,6 +36,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(retention_app, name="retention")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
+app.add_typer(journal_app, name="journal")
+app.command("verify")(verify_bundle_command)
 
 console = Console(stderr=True)
 

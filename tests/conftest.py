@@ -80,14 +80,11 @@ class Database:
 
     def reset(self) -> None:
         tables = [t for t in reversed(_sorted_tables()) if t != "alembic_version"]
+        # DELETE, children first: on a few rows it is much faster than TRUNCATE on PostgreSQL.
         with self.engine.begin() as conn:
-            if self.kind == "postgresql":
-                existing = set(inspect(conn).get_table_names())
-                names = ", ".join(f'"{t}"' for t in tables if t in existing)
-                if names:
-                    conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-            else:
-                for table in tables:
+            existing = set(inspect(conn).get_table_names())
+            for table in tables:
+                if table in existing:
                     conn.execute(text(f'DELETE FROM "{table}"'))
 
     def close(self) -> None:

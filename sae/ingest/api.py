@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from sae.ingest.errors import DuplicateTransfer, NotAZip, SipTooLarge
 from sae.ingest.models import Transfer
 from sae.ingest.schemas import (
     FaultOut,
+    JournalRef,
     TransferObjectOut,
     TransferOut,
     TransferReply,
@@ -30,6 +32,7 @@ from sae.ingest.schemas import (
 from sae.runtime import Runtime
 
 router = APIRouter(tags=["transfers"])
+log = logging.getLogger("sae.ingest")
 
 ZIP_TYPES = {"application/zip", "application/x-zip-compressed", "application/octet-stream"}
 XML = "application/xml"
@@ -91,7 +94,8 @@ async def deposit_transfer(
         outcome = await run_in_threadpool(_ingest_and_commit, runtime, principal, path)
     finally:
         path.unlink(missing_ok=True)
-    return _reply(request, outcome)
+    journal = await run_in_threadpool(_journal_ref, runtime, outcome.transfer.id)
+    return _reply(request, outcome, journal)
 
 
 def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> service.IngestOutcome:
@@ -114,12 +118,68 @@ def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> se
                 f"MessageIdentifier {outcome.transfer.message_identifier!r} was accepted "
                 "concurrently by another request"
             ) from None
-        if outcome.accepted and "after_commit" in runtime.extras:
-            runtime.extras["after_commit"](outcome.transfer.id)
-        return outcome
+    if outcome.accepted:
+        _seal(runtime)
+    return outcome
 
 
-def _reply(request: Request, outcome: service.IngestOutcome) -> Response:
+def _seal(runtime: Runtime) -> None:
+    """Ask for a tree head over the transfer's leaves, now that its commit is durable.
+
+    The background sealer coalesces a burst of deposits into one head; without one (a process
+    that runs no sealer), the head is sealed here.
+    """
+    sealer = runtime.extras.get("sealer")
+    if sealer is not None:
+        sealer.poke()
+        return
+    from sae.errors import SAEError
+    from sae.journal.sealing import seal_now
+
+    try:
+        seal_now(runtime.sessions, runtime.settings)
+    except SAEError as exc:
+        log.warning("journal.seal_deferred %s: %s", exc.code, exc.detail)
+
+
+def _journal_ref(runtime: Runtime, transfer_id: str) -> JournalRef:
+    with runtime.sessions() as session:
+        return journal_ref(session, transfer_id)
+
+
+def journal_ref(session: Session, transfer_id: str) -> JournalRef:
+    """The transfer's decisive leaf (accepted or rejected) and the first head covering it."""
+    from sqlalchemy import select
+
+    from sae.journal.models import Event
+    from sae.journal.service import covering_head
+
+    leaf_index = session.scalar(
+        select(Event.leaf_index)
+        .where(
+            Event.transfer_id == transfer_id,
+            Event.type.in_(("ingest.accepted", "ingest.rejected")),
+        )
+        .order_by(Event.leaf_index.desc())
+        .limit(1)
+    )
+    if leaf_index is None:
+        return JournalRef()
+    head = covering_head(session, leaf_index)
+    if head is None:
+        return JournalRef(leaf_index=leaf_index)
+    return JournalRef(
+        leaf_index=leaf_index,
+        tree_size=head.tree_size,
+        root_hash=head.root_hash.hex(),
+        timestamp=head.timestamp.isoformat().replace("+00:00", "Z"),
+        head_url=f"/api/v1/journal/heads/{head.tree_size}",
+    )
+
+
+def _reply(
+    request: Request, outcome: service.IngestOutcome, journal: JournalRef | None = None
+) -> Response:
     transfer = outcome.transfer
     if outcome.accepted:
         status = 201
@@ -151,6 +211,7 @@ def _reply(request: Request, outcome: service.IngestOutcome) -> Response:
         ],
         warnings=[FaultOut(**w) for w in transfer.warnings],
         errors=[FaultOut(**e) for e in transfer.errors],
+        journal=journal,
     )
     return Response(
         body.model_dump_json(), status_code=status, media_type="application/json", headers=headers
@@ -196,6 +257,7 @@ def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReade
         atr_url=f"/api/v1/transfers/{t.id}/atr",
         errors=[FaultOut(**e) for e in t.errors],
         warnings=[FaultOut(**w) for w in t.warnings],
+        journal=journal_ref(session, t.id),
     )
 
 

@@ -28,6 +28,16 @@ class TransferObjectOut(BaseModel):
     url: str
 
 
+class JournalRef(BaseModel):
+    """Where a transfer stands in the journal, and the signed head that covers it."""
+
+    leaf_index: int | None = None
+    tree_size: int | None = None
+    root_hash: str | None = None
+    timestamp: str | None = None
+    head_url: str | None = None
+
+
 class TransferReply(BaseModel):
     """The JSON answer to a deposit (the ATR is the XML one)."""
 
@@ -39,6 +49,7 @@ class TransferReply(BaseModel):
     objects: list[TransferObjectOut] = []
     warnings: list[FaultOut] = []
     errors: list[FaultOut] = []
+    journal: JournalRef | None = None
 
 
 class TransferOut(BaseModel):
@@ -61,3 +72,4 @@ class TransferOut(BaseModel):
     atr_url: str
     errors: list[FaultOut]
     warnings: list[FaultOut]
+    journal: JournalRef

@@ -35,7 +35,7 @@ from sae.ingest.errors import DuplicateTransfer, IngestFault, SipRefused
 from sae.ingest.hashing import HashingReader, hashlib_name
 from sae.ingest.models import Transfer
 from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
-from sae.journal.service import append_event
+from sae.journal.service import NewEvent, append_event, append_events
 from sae.retention import compute, dates
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer, StoredObject
@@ -515,22 +515,21 @@ def journal_transfer(
     transfer_row: Transfer,
     units: list[ArchiveUnit],
     objects: list[DataObject],
-) -> None:
-    """One leaf per stored object (it carries its SHA-512), then one for the transfer."""
+) -> int:
+    """One leaf per stored object (it carries its SHA-512), then one for the transfer.
+
+    Appended as one batch; returns the leaf index of the transfer's ``ingest.accepted`` leaf.
+    """
     unit_of_group: dict[str, str] = {}
     for unit in units:
         if unit.data_object_group_id is not None:
             unit_of_group.setdefault(unit.data_object_group_id, unit.id)
-    for obj in objects:
-        if obj.kind != "binary" or obj.sha512 is None:
-            continue
-        unit_id = unit_of_group.get(obj.group_id)
-        append_event(
-            session,
+    events = [
+        NewEvent(
             type="ingest.object_stored",
             actor=principal.actor,
             transfer_id=transfer_row.id,
-            unit_id=unit_id,
+            unit_id=unit_of_group.get(obj.group_id),
             object_id=obj.id,
             object_digests={obj.id: obj.sha512},
             payload={
@@ -541,21 +540,27 @@ def journal_transfer(
                 "producer": transfer_row.producer,
             },
         )
-    append_event(
-        session,
-        type="ingest.accepted",
-        actor=principal.actor,
-        transfer_id=transfer_row.id,
-        payload={
-            "message_identifier": transfer_row.message_identifier,
-            "transferring_agency": transfer_row.transferring_agency,
-            "producer": transfer_row.producer,
-            "seda_version": transfer_row.seda_version,
-            "sip_sha512": transfer_row.sip_sha512,
-            "units": len(units),
-            "objects": len(objects),
-        },
+        for obj in objects
+        if obj.kind == "binary" and obj.sha512 is not None
+    ]
+    events.append(
+        NewEvent(
+            type="ingest.accepted",
+            actor=principal.actor,
+            transfer_id=transfer_row.id,
+            payload={
+                "message_identifier": transfer_row.message_identifier,
+                "transferring_agency": transfer_row.transferring_agency,
+                "producer": transfer_row.producer,
+                "seda_version": transfer_row.seda_version,
+                "sip_sha512": transfer_row.sip_sha512,
+                "units": len(units),
+                "objects": len(objects),
+            },
+        )
     )
+    leaves = append_events(session, events)
+    return leaves[-1].leaf_index
 
 
 # --- replies -----------------------------------------------------------------------------------
@@ -700,8 +705,11 @@ def ingest(
         transfer_row.unit_count = len(units)
         transfer_row.object_count = len(objects)
         transfer_row.total_bytes = sum(o.size or 0 for o in objects)
-        journal_transfer(session, principal, transfer_row, units, objects)
-        comments: list[str] = []
+        leaf = journal_transfer(session, principal, transfer_row, units, objects)
+        comments: list[str] = [
+            f"Journal: leaf {leaf} (ingest.accepted); the signed, time-stamped tree head "
+            f"covering it: /api/v1/transfers/{transfer_row.id}"
+        ]
         if env.after_accept is not None:
             info = env.after_accept(session, transfer_row)
             if info:
