@@ -30,6 +30,7 @@ from sae.catalog import service as catalog
 from sae.catalog.errors import ObjectNotFound, UnitNotFound
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.console import queries
+from sae.console.metadata import content_lines
 from sae.console.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -426,6 +427,7 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
             "objects": objects,
             "holds": holds,
             "declared": declared,
+            "metadata": content_lines(unit.content_xml),
             "may_proof": allowed(user, *JOURNAL),
             "may_read": user.role != "reader" or rules.communicable(),
         },

@@ -192,6 +192,7 @@ def test_archive_find_download_and_see_the_journal(
     page.get_by_role("heading", name="Arrêtés de voirie 2024").wait_for()
     page.get_by_role("link", name="Arrêté n°1 — rue de la Paix").click()
     page.get_by_role("heading", name="Arrêté n°1 — rue de la Paix").wait_for()
+    page.get_by_text("Toute la description fournie par le producteur").click()
     page.screenshot(path=str(SHOTS / "sae-console-unit.png"), full_page=True)
     with page.expect_download() as info:
         page.get_by_role("link", name="Télécharger arrêté n°1 (copie).pdf").click()
