@@ -425,6 +425,7 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
             "parents": [(p, titles.get(p, p)) for p in parents],
             "children": [(c, titles.get(c, c)) for c in children],
             "objects": objects,
+            "copies": {o.id: catalog.copies_of(session, o.id) for o in objects},
             "holds": holds,
             "declared": declared,
             "metadata": content_lines(unit.content_xml),

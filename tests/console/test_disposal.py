@@ -14,10 +14,16 @@ from tests.console.helpers import csrf_of, signed_in, sip
 PDF = b"%PDF-1.4\n% visa des Archives departementales\n%%EOF\n"
 
 
-def _due_units(api: Api) -> list[str]:
+def _deposit_due(api: Api) -> tuple[list[str], list[str]]:
+    """Deposit a SIP already due for destruction; its unit ids and object ids."""
     response = api.deposit(sip("MSG-DUE"))
     assert response.status_code == 201, response.text
-    return [u["id"] for u in response.json()["units"]]
+    body = response.json()
+    return [u["id"] for u in body["units"]], [o["id"] for o in body["objects"]]
+
+
+def _due_units(api: Api) -> list[str]:
+    return _deposit_due(api)[0]
 
 
 def _build(client: Any) -> str:
@@ -66,7 +72,7 @@ def _unit_status(api: Api, unit_id: str) -> str:
 
 
 def test_destruction_circuit_in_the_console(api: Api) -> None:
-    units = _due_units(api)
+    units, objects = _deposit_due(api)
     client = signed_in(api, "archivist")
     list_id = _build(client)
     page = client.get(f"/console/eliminations/{list_id}").text
@@ -102,6 +108,14 @@ def test_destruction_circuit_in_the_console(api: Api) -> None:
     assert all(_unit_status(api, u) == "destroyed" for u in units)
     page = client.get(f"/console/eliminations/{list_id}").text
     assert "Exécutée" in page
+    gone = client.get(f"/console/unites/{units[-1]}")
+    assert gone.status_code == 200
+    assert "Éliminée" in gone.text
+    assert "Télécharger" not in gone.text
+    for object_id in objects:
+        content = client.get(f"/console/objets/{object_id}/contenu")
+        assert content.status_code == 410
+        assert "Document éliminé" in content.text
     certificate = client.get(f"/console/eliminations/{list_id}/certificat")
     assert certificate.status_code == 200
     assert certificate.content.startswith(b"%PDF")
