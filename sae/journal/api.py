@@ -26,6 +26,7 @@ router = APIRouter(tags=["journal"])
 
 AuditorDep = Annotated[Principal, Depends(require_role("auditor", "archivist"))]
 PREFIX = "/api/v1"
+MAX_SIZE = 2**62  # beyond any real log; keeps database integers in range
 
 
 def head_out(head: TreeHead) -> HeadOut:
@@ -45,7 +46,7 @@ def head_out(head: TreeHead) -> HeadOut:
 
 def seal_now(runtime: Runtime) -> TreeHead | None:
     """Seal a head over every committed leaf, in its own transaction (any instance may)."""
-    return sealing.seal_now(runtime.sessions, runtime.settings)
+    return sealing.seal_now(runtime.sessions, runtime.settings, wait=True)
 
 
 def _size(value: str) -> int:
@@ -53,9 +54,9 @@ def _size(value: str) -> int:
     try:
         size = int(value)
     except ValueError:
-        raise InvalidProofRequest(f"{value!r} is not a tree size") from None
-    if size < 0:
-        raise InvalidProofRequest("tree sizes are not negative")
+        raise InvalidProofRequest(f"{value[:40]!r} is not a tree size") from None
+    if not 0 <= size <= MAX_SIZE:
+        raise InvalidProofRequest(f"tree sizes are between 0 and {MAX_SIZE}")
     return size
 
 
@@ -64,9 +65,9 @@ def get_head(_: AuditorDep, session: SessionDep, runtime: RuntimeDep) -> HeadOut
     """The latest signed tree head (sealed now if leaves arrived since the last one)."""
     head = service.latest_head(session)
     if head is None or head.tree_size < service.tree_size(session):
-        sealed = seal_now(runtime)
-        session.expire_all()
-        head = service.latest_head(session) if sealed is not None else head
+        seal_now(runtime)
+        session.rollback()  # a fresh snapshot: see the head just committed
+        head = service.latest_head(session)
     if head is None:
         raise HeadNotFound("the journal is empty: no tree head yet")
     return head_out(head)
@@ -146,7 +147,7 @@ def get_events(
     type: Annotated[list[str] | None, Query()] = None,
     date_from: datetime | None = None,
     date_to: datetime | None = None,
-    after: int | None = None,
+    after: Annotated[int | None, Query(ge=-1, le=MAX_SIZE)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
     """Events in leaf order, filtered by unit, object, transfer, type(s) and date."""
@@ -179,7 +180,7 @@ def get_object_proof(
     event = proofs.ingest_event(session, object_id)
     if service.covering_head(session, event.leaf_index) is None:
         seal_now(runtime)
-        session.expire_all()
+        session.rollback()  # a fresh snapshot: see the head just committed
     data = _bundle(session, object_id)
     return Response(
         data,

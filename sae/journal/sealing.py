@@ -23,16 +23,21 @@ from sae.journal.models import TreeHead
 log = logging.getLogger("sae.journal")
 
 
-def seal_now(sessions: sessionmaker[Session], settings: Settings) -> TreeHead | None:
+def seal_now(
+    sessions: sessionmaker[Session], settings: Settings, *, wait: bool = False
+) -> TreeHead | None:
     """Seal a head over every committed leaf, in its own transaction.
 
     Call it after committing a transfer: the returned head covers the transfer's leaves (its
     ``tree_size`` is the URL ``/api/v1/journal/heads/{tree_size}`` an ATR can link to). Returns
-    None when another instance is sealing at this very moment (its head will cover them).
+    None when another instance is sealing at this very moment (its head will cover them) —
+    unless ``wait``, which waits for it and returns a head covering every committed leaf.
     """
     keys = load_journal_keys(settings)
     with transaction(sessions) as session:
-        return service.seal(session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin)
+        return service.seal(
+            session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin, wait=wait
+        )
 
 
 def seal_if_due(sessions: sessionmaker[Session], settings: Settings) -> TreeHead | None:

@@ -407,7 +407,7 @@ def covering_head(session: Session, leaf_index: int) -> TreeHead | None:
     ).first()
 
 
-def _take_sealer_lock(session: Session) -> bool:
+def _take_sealer_lock(session: Session, *, wait: bool) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         # SQLite serialises writers itself, and tree_heads.tree_size is unique: a second sealer
         # of the same size fails on insert and steps back.
@@ -415,7 +415,7 @@ def _take_sealer_lock(session: Session) -> bool:
     got = session.execute(
         select(JournalState.name)
         .where(JournalState.name == SEALER)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=not wait)
     ).first()
     return got is not None
 
@@ -426,15 +426,18 @@ def seal(
     signer: SigningKey,
     tsa: TimestampAuthority,
     origin: str,
+    wait: bool = False,
 ) -> TreeHead | None:
     """Seal a head over every committed leaf; return it, the existing one, or None if busy.
 
     Run it in its own transaction, after the facts to cover are committed; the caller commits.
-    Returns None when another instance is sealing right now (it will cover the same leaves).
+    Returns None when another instance is sealing right now (it will cover the same leaves),
+    unless ``wait``: then it waits for that instance and seals whatever it left uncovered —
+    for a caller that needs a covering head now (a proof, the latest head).
     """
     if session.get(JournalState, SEALER) is None:
         ensure_state(session)
-    if not _take_sealer_lock(session):
+    if not _take_sealer_lock(session, wait=wait):
         return None
     size = tree_size(session)
     current = latest_head(session)

@@ -120,3 +120,17 @@ def test_bad_requests_and_roles(api: Api) -> None:
     )
     assert missing.status_code == 404
     assert api.client.get("/api/v1/journal/heads/abc", headers=api.auth(auditor)).status_code == 400
+
+
+def test_out_of_range_sizes_are_400_not_500(api: Api) -> None:
+    _mounted(api)
+    auditor = api.token("auditor")
+    huge = str(2**70)
+    for url in (
+        f"/api/v1/journal/heads/{huge}",
+        f"/api/v1/journal/heads/-{huge}/tst",
+        f"/api/v1/journal/consistency?first=1&second={huge}",
+        f"/api/v1/journal/events?after={huge}",
+    ):
+        response = api.client.get(url, headers=api.auth(auditor))
+        assert 400 <= response.status_code < 500, (url, response.status_code)
