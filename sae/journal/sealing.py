@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
 from sae.db import transaction
-from sae.errors import SAEError
 from sae.journal import service
 from sae.journal.keys import load_journal_keys
 from sae.journal.models import TreeHead
@@ -46,47 +44,3 @@ def seal_if_due(sessions: sessionmaker[Session], settings: Settings) -> TreeHead
     with sessions() as session:
         due = service.seal_due(session, interval=interval)
     return seal_now(sessions, settings) if due else None
-
-
-class PeriodicSealer:
-    """A daemon thread that calls :func:`seal_if_due` every ``check_seconds``.
-
-    Start one per process (``start()`` in the app's lifespan, ``stop()`` at shutdown); the
-    database coordination makes one seal per interval across all instances.
-    """
-
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        settings: Settings,
-        *,
-        check_seconds: float = 30.0,
-    ) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self.check_seconds = check_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the thread (idempotent)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="sae-sealer", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the thread to stop and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.check_seconds):
-            try:
-                head = seal_if_due(self.sessions, self.settings)
-                if head is not None:
-                    log.info("journal.sealed tree_size=%s", head.tree_size)
-            except SAEError as exc:
-                # The TSA or the database may be down for a while: try again next round.
-                log.warning("journal.seal_failed %s: %s", exc.code, exc.detail)

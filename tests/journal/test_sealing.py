@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from sae.config import Settings
 from sae.db import make_engine, make_sessionmaker, transaction
 from sae.journal.errors import SigningKeyError
 from sae.journal.keys import load_journal_keys, tsa_health
-from sae.journal.sealing import PeriodicSealer, seal_if_due, seal_now
-from sae.journal.service import NewEvent, append_events, latest_head
+from sae.journal.sealing import seal_if_due, seal_now
+from sae.journal.service import NewEvent, append_events
 from sae.journal.tsa import BuiltinTSA
 from tests.journal.conftest import free_port
 
@@ -57,25 +56,6 @@ def test_seal_if_due_follows_the_interval(
     now = seal_now(sessions, settings)
     assert now is not None
     assert now.tree_size == 6
-
-
-def test_periodic_sealer_seals_in_the_background(
-    sessions: sessionmaker[Session], settings: Settings
-) -> None:
-    _append(sessions, 4)
-    sealer = PeriodicSealer(sessions, settings, check_seconds=0.05)
-    sealer.start()
-    try:
-        deadline = time.monotonic() + 30
-        head = None
-        while time.monotonic() < deadline and head is None:
-            with sessions() as session:
-                head = latest_head(session)
-            time.sleep(0.05)
-    finally:
-        sealer.stop()
-    assert head is not None
-    assert head.tree_size == 4
 
 
 def test_tsa_health(settings: Settings, tmp_path: Path, builtin_tsa: BuiltinTSA) -> None:
