@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 import seda
 from sae.auth.errors import ProducerNotAllowed
@@ -677,7 +677,10 @@ def ingest(
     parsed: seda.ArchiveTransfer | None = None
     warnings: list[IngestFault] = []
     stored: list[StoredBinary] = []
-    savepoint = session.begin_nested()
+    # The savepoint opens only when the first write comes: on SQLite a SAVEPOINT starts a
+    # transaction, and one that reads first keeps a snapshot that cannot become a write once
+    # another connection has committed (SQLITE_BUSY_SNAPSHOT, "database is locked" at once).
+    savepoint: SessionTransaction | None = None
     try:
         with open_archive(sip_path, env.settings) as archive:
             manifest = locate_manifest(archive)
@@ -695,6 +698,7 @@ def ingest(
             rules = check_rules(session, parsed)
             retain_until = compute.retain_until_by_object(parsed, rules)
             stored = store_objects(archive, parsed, entry_of, env.offers, retain_until)
+        savepoint = session.begin_nested()
         session.add(transfer_row)
         transfer_row.status = "OK"
         transfer_row.completed_at = utcnow()
@@ -730,11 +734,13 @@ def ingest(
             transfer=transfer_row, atr=transfer_row.atr, units=units, objects=objects
         )
     except SipRefused as refused:
-        savepoint.rollback()
+        if savepoint is not None:
+            savepoint.rollback()
         discard_stored(env.offers, stored)
         return _refuse(session, env, principal, transfer_row, parsed, refused.faults, warnings)
     except BaseException:
-        savepoint.rollback()
+        if savepoint is not None:
+            savepoint.rollback()
         discard_stored(env.offers, stored)
         raise
 
