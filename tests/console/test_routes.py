@@ -516,3 +516,29 @@ def test_an_oversized_sip_is_refused_and_nothing_is_left(api: Api) -> None:
     assert huge.status_code == 413
     assert list((api.settings.data_dir / "tmp").iterdir()) == []
     assert _events(api, "ingest.accepted") == []
+
+
+def test_search_and_journal_pages_follow_on(api: Api, monkeypatch: Any) -> None:
+    import html
+    import re
+
+    from sae.console import routes
+
+    _deposit(api, sip("MSG-PAGE-1"))
+    _deposit(api, sip("MSG-PAGE-2"))
+    monkeypatch.setattr(routes, "PAGE", 1)
+    client = signed_in(api, "archivist")
+    first = client.get("/console/recherche", params={"q": "voirie"}).text
+    more = re.search(r'<a href="([^"]+)">Résultats suivants', first)
+    assert more is not None
+    second = client.get(html.unescape(more.group(1))).text
+    ids = [re.findall(r'href="/console/unites/([^"]+)"', p) for p in (first, second)]
+    assert len(ids[0]) == 1
+    assert len(ids[1]) == 1
+    assert ids[0] != ids[1]
+
+    journal = client.get("/console/journal", params={"type": "ingest"}).text
+    older = re.search(r'<a href="([^"]+)">Événements plus anciens', journal)
+    assert older is not None
+    assert "type=ingest" in older.group(1)
+    assert client.get(html.unescape(older.group(1))).status_code == 200
