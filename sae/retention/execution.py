@@ -15,7 +15,8 @@ Guards, all re-checked at execution time, on every unit:
 
 Concurrency: the claim is one conditional UPDATE, the first statement of its transaction, so
 two executions of the same list cannot both win it — on PostgreSQL as on SQLite. A claim left
-by a crashed executor can be taken over once ``execution_lease_seconds`` have passed.
+by a crashed executor can be taken over once ``execution_lease_seconds`` have passed without a
+step (each step renews the lease).
 """
 
 from __future__ import annotations
@@ -132,6 +133,20 @@ def _claim(ctx: ExecutionContext, list_id: str, token: str) -> bool:
     return won
 
 
+def _heartbeat(session: Session, list_id: str, token: str) -> None:
+    """First statement of every step's transaction: prove the claim is still ours and renew
+    its lease. Writing first also takes SQLite's write lock before anything is read, so a
+    concurrent writer (another request, the journal sealer) makes this step wait, not fail."""
+    result = session.execute(
+        update(DisposalList)
+        .where(DisposalList.id == list_id, DisposalList.execution_token == token)
+        .values(execution_started_at=db.utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise ExecutionInProgress(f"the execution of list {list_id} was taken over")
+
+
 def _release(ctx: ExecutionContext, list_id: str, token: str, *, back_to: str | None) -> None:
     with db.transaction(ctx.sessions) as session:
         values: dict[str, object] = {"execution_token": None}
@@ -179,6 +194,7 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
         raise ExecutionRefused(reason, state=d.state)
     try:
         with db.transaction(ctx.sessions) as session:
+            _heartbeat(session, list_id, token)
             d = disposal.get_list(session, list_id)
             problems = recheck(session, d)
             reference = d.reference
@@ -194,7 +210,8 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
                 + "; ".join(f"{p['unit_id']} {p['reason']}" for p in problems[:10]),
                 problems=problems,
             )
-        with ctx.sessions() as session:
+        with db.transaction(ctx.sessions) as session:
+            _heartbeat(session, list_id, token)
             pending = _children_first(session, [
                 (ln.id, ln.state, ln.unit_id) for ln in disposal.lines_of(session, list_id)
                 if ln.state in PENDING
@@ -202,9 +219,8 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
             final_action = disposal.get_list(session, list_id).final_action
         for line_id, state in pending:
             with db.transaction(ctx.sessions) as session:
-                d = disposal.get_list(session, list_id, for_update=True)
-                if d.execution_token != token:
-                    raise ExecutionInProgress(f"list {d.reference} was taken over")
+                _heartbeat(session, list_id, token)
+                d = disposal.get_list(session, list_id)
                 line = session.get(DisposalLine, line_id)
                 assert line is not None
                 if final_action == "Destroy" and state == "proposed":
@@ -413,9 +429,8 @@ def _finish(
 ) -> DisposalList:
     actor = principal.actor
     with db.transaction(ctx.sessions) as session:
-        d = disposal.get_list(session, list_id, for_update=True)
-        if d.execution_token != token:
-            raise ExecutionInProgress(f"list {d.reference} was taken over")
+        _heartbeat(session, list_id, token)
+        d = disposal.get_list(session, list_id)
         lines = disposal.lines_of(session, list_id)
         destroyed = [ln for ln in lines if ln.state == "destroyed"]
         now = db.utcnow()
