@@ -520,24 +520,27 @@ def journal_transfer(
 
     Appended as one batch; returns the leaf index of the transfer's ``ingest.accepted`` leaf.
     """
-    unit_of_group: dict[str, str] = {}
+    unit_of_group: dict[str, ArchiveUnit] = {}
     for unit in units:
         if unit.data_object_group_id is not None:
-            unit_of_group.setdefault(unit.data_object_group_id, unit.id)
+            unit_of_group.setdefault(unit.data_object_group_id, unit)
     events = [
         NewEvent(
             type="ingest.object_stored",
             actor=principal.actor,
             transfer_id=transfer_row.id,
-            unit_id=unit_of_group.get(obj.group_id),
+            unit_id=owner.id if (owner := unit_of_group.get(obj.group_id)) else None,
             object_id=obj.id,
             object_digests={obj.id: obj.sha512},
+            # Title and producer are in the leaf so that a proof bundle's description of the
+            # object is covered by the proof, not just its bytes.
             payload={
                 "size": obj.size,
                 "uri": obj.uri,
                 "sip_id": obj.sip_id,
                 "mime_type": obj.mime_type,
-                "producer": transfer_row.producer,
+                "producer": owner.producer if owner else transfer_row.producer,
+                "title": owner.title if owner else None,
             },
         )
         for obj in objects
