@@ -45,16 +45,14 @@ from sae.console.security import (
     set_cookie,
 )
 from sae.console.web import STATIC, ConsoleRoute, error_page, render
-from sae.db import transaction
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, SAEError
 from sae.ingest import service as ingest
 from sae.ingest.errors import DuplicateTransfer, SipTooLarge
 from sae.ingest.models import Transfer
-from sae.journal import proofs
+from sae.journal import proofs, sealing
 from sae.journal import service as journal
 from sae.journal.bundle import VERIFY_MD
-from sae.journal.keys import load_journal_keys
 from sae.journal.service import append_event
 from sae.retention import referential
 from sae.runtime import Runtime
@@ -556,10 +554,8 @@ def audit_page(request: Request, audit_id: str, user: UserDep, session: SessionD
 
 def _seal(runtime: Runtime) -> None:
     # As GET /api/v1/journal/head does: cover every committed leaf with a signed, time-stamped
-    # head before showing it, in a transaction of its own (any instance may seal).
-    keys = load_journal_keys(runtime.settings)
-    with transaction(runtime.sessions) as session:
-        journal.seal(session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin)
+    # head before showing it (waiting for a concurrent sealer rather than racing it).
+    sealing.seal_now(runtime.sessions, runtime.settings, wait=True)
 
 
 @router.get("/console/journal")
