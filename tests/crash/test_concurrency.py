@@ -1,14 +1,9 @@
 """Concurrent deposits against a real server: every one acknowledged, none lost, no 5xx.
 
-Eight clients deposit at once, on SQLite and on PostgreSQL. Found while writing the crash test
-(issue #7), both fail today with 500s:
-
-* SQLite: ``database is locked`` at once (busy_timeout does not apply): ingest opens its
-  SAVEPOINT before its reads, which starts a deferred transaction holding a read snapshot; when
-  another deposit commits meanwhile, the first INSERT cannot upgrade that snapshot
-  (SQLITE_BUSY_SNAPSHOT);
-* PostgreSQL: ``uq_events_leaf_index`` violated: ``append_event`` computes the next leaf index
-  as ``max(leaf_index) + 1`` without serialising concurrent appenders.
+Eight clients deposit at once, on SQLite and on PostgreSQL. Both failed with 500s when this test
+was written (issue #7): on SQLite "database is locked" at once, because ingest's savepoint read
+before writing (SQLITE_BUSY_SNAPSHOT; fixed in sae/ingest/service.py), and on PostgreSQL a
+duplicate journal leaf index from concurrent appenders (fixed in the journal).
 """
 
 from __future__ import annotations
