@@ -1,0 +1,268 @@
+"""Shared pieces of the benchmarks: a real ``sae serve``, the machine, baselines, result lines.
+
+Every benchmark prints exactly one line starting with ``RESULT`` (what ``bench/run_all.py``
+collects into docs/benchmarks.md): the figure, the baseline measured in the same run, and the
+ratio of the two. Work files go under ``$SAE_BENCH_DIR`` (default /tmp/sae-bench), never into
+the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+
+from tests.crash.harness import ServerProcess, hwm_kib  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+BENCH_DIR = Path(os.environ.get("SAE_BENCH_DIR", "/tmp/sae-bench"))
+PG_ADMIN_URL = os.environ.get(
+    "SAE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PG_BENCH_DB = "sae_bench"
+
+
+def workdir(name: str) -> Path:
+    """A fresh directory for one benchmark."""
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=BENCH_DIR))
+
+
+def result(line: str) -> None:
+    """The one line a benchmark prints."""
+    print(f"RESULT {line}", flush=True)
+
+
+def machine() -> str:
+    """One line describing the machine (cores, CPU, RAM, Python, SQLite, disk)."""
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        sha_ni = Path("/proc/cpuinfo").read_text().count(" sha_ni")
+    except OSError:
+        sha_ni = 0
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    fs = subprocess.run(
+        ["df", "-T", str(BENCH_DIR.parent)], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[-1:]
+    fstype = fs[0].split()[1] if fs else "?"
+    return (
+        f"{os.cpu_count()} cores {cpu} ({sha_ni} with sha_ni), {mem:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, {fstype} under {BENCH_DIR.parent}"
+    )
+
+
+def xsd_env() -> dict[str, str]:
+    """Production-like: validate against the official XSDs when ../shared has them."""
+    xsd = SHARED / "seda-xsd"
+    return {"SAE_SEDA_XSD_DIR": str(xsd)} if (xsd / "2.2").is_dir() else {}
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the ``sae_bench`` database (created if needed); yields SAE's URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(
+            text("select 1 from pg_database where datname = :n"), {"n": PG_BENCH_DB}
+        ).scalar()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{PG_BENCH_DB}"'))
+    admin.dispose()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_BENCH_DB}"
+    engine = create_engine(base)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A started ``sae serve`` and a thread sampling its peak RSS."""
+
+    process: ServerProcess
+    peak_kib: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def watch(self) -> None:
+        def sample() -> None:
+            while not self._stop.wait(0.2):
+                self.peak_kib = max(self.peak_kib, hwm_kib(self.process.pid))
+
+        threading.Thread(target=sample, daemon=True).start()
+
+    def peak_mib(self) -> float:
+        self.peak_kib = max(self.peak_kib, hwm_kib(self.process.pid))
+        return self.peak_kib / 1024
+
+
+@contextmanager
+def server(directory: Path, *, database_url: str | None = None) -> Iterator[Server]:
+    """``sae serve`` on ``directory`` (SQLite unless ``database_url``), XSDs on."""
+    env = xsd_env()
+    if database_url:
+        env["SAE_DATABASE_URL"] = database_url
+    process = ServerProcess(directory / "sae-data", env=env)
+    process.start()
+    srv = Server(process)
+    srv.watch()
+    try:
+        yield srv
+    finally:
+        srv._stop.set()
+        process.stop()
+
+
+# --- deposits ----------------------------------------------------------------------------------
+
+
+def deposit_all(
+    process: ServerProcess, sips: Sequence[bytes], clients: int
+) -> tuple[float, int, dict[int, int]]:
+    """POST every SIP with ``clients`` concurrent clients; (wall seconds, 201s, other statuses)."""
+    lock = threading.Lock()
+    queue = list(reversed(range(len(sips))))
+    ok = 0
+    others: dict[int, int] = {}
+
+    def client() -> None:
+        nonlocal ok
+        with process.client(timeout=600) as c:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    i = queue.pop()
+                try:
+                    r = c.post(
+                        "/api/v1/transfers",
+                        content=sips[i],
+                        headers={"Content-Type": "application/zip"},
+                    )
+                    status = r.status_code
+                except httpx.HTTPError:
+                    status = 0
+                with lock:
+                    if status == 201:
+                        ok += 1
+                    else:
+                        others[status] = others.get(status, 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, ok, others
+
+
+# --- baselines ---------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def python_hash_copy_fsync(files: Sequence[Path], dest: Path) -> float:
+    """The plain limit: read, SHA-512, write and fsync each file (and the directory); seconds."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+
+    def run() -> None:
+        for i, src in enumerate(files):
+            data = src.read_bytes()
+            hashlib.sha512(data).hexdigest()
+            target = dest / f"{i:06d}"
+            with target.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        fd = os.open(dest, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+
+    seconds = timed(run)
+    shutil.rmtree(dest)
+    return seconds
+
+
+def warm(files: Sequence[Path]) -> None:
+    """Read the files once so that every contender starts from the page cache."""
+    for f in files:
+        with f.open("rb") as fh:
+            while fh.read(1 << 20):
+                pass
+
+
+def errors_note(others: dict[int, int]) -> str:
+    if not others:
+        return "no failure"
+    return "FAILED deposits " + ", ".join(
+        f"{n} x {'no answer' if s == 0 else f'HTTP {s}'}" for s, n in sorted(others.items())
+    )
+
+
+# --- SIPs --------------------------------------------------------------------------------------
+
+
+def sip_of_files(message_id: str, blobs: Sequence[tuple[str, bytes]]) -> bytes:
+    """A SIP with one archive unit per file (a record = a unit), under one root unit."""
+    from tests.sipfactory import FileSpec, SipSpec, UnitSpec, build_zip
+
+    spec = SipSpec(
+        message_id=message_id,
+        producer="BENCH",
+        transferring="BENCH",
+        files=[FileSpec(uri=f"Content/{name}", data=data) for name, data in blobs],
+        units=[
+            UnitSpec(
+                id="AU-root",
+                title=f"Bench {message_id}",
+                level="File",
+                children=[
+                    UnitSpec(id=f"AU-{i}", title=name, files=[i])
+                    for i, (name, _) in enumerate(blobs)
+                ],
+            )
+        ],
+    )
+    return build_zip(spec)
