@@ -6,7 +6,8 @@ import base64
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from sae.access import service
 from sae.auth.deps import PrincipalDep
@@ -76,3 +77,31 @@ def _quote(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe="")
+
+
+@router.get(
+    "/units/{unit_id}/dip",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "The DIP (zip)."}},
+)
+async def get_dip(unit_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> FileResponse:
+    """The DIP of a unit: a SEDA ArchiveDeliveryRequestReply manifest (each unit's Content as
+    received), the objects of the unit and its descendants (SHA-512 checked while copied), and
+    a proof bundle per object under ``proofs/``. Journaled as ``access.dip_exported``.
+    """
+    from sae.access.dip import build_dip
+
+    dip = await run_in_threadpool(
+        build_dip,
+        runtime.sessions,
+        runtime.settings,
+        runtime.offer_set.offers,
+        principal,
+        unit_id,
+    )
+    return FileResponse(
+        dip.path,
+        media_type="application/zip",
+        filename=f"dip-{unit_id}.zip",
+        background=BackgroundTask(dip.path.unlink, missing_ok=True),
+    )

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.conftest import Api
 from tests.retention.helpers import Clock
 
 
@@ -18,15 +17,3 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-@pytest.fixture
-def api(api: Api) -> Api:
-    """The shared ``api``, with tree heads sealed inline after each deposit.
-
-    These tests deposit many SIPs back to back; the background sealer's commits then race the
-    next deposit's transaction on SQLite ("database is locked", reported to the lead). Sealing
-    inline is the path the ingest route takes when no sealer runs, so nothing is skipped.
-    """
-    sealer = api.runtime.extras.pop("sealer", None)
-    if sealer is not None:
-        sealer.stop()
-    return api
