@@ -48,6 +48,7 @@ from sae.console.web import STATIC, ConsoleRoute, error_page, render
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, SAEError
 from sae.ingest import service as ingest
+from sae.ingest.api import journal_ref
 from sae.ingest.errors import DuplicateTransfer, SipTooLarge
 from sae.ingest.models import Transfer
 from sae.journal import proofs, sealing
@@ -254,10 +255,11 @@ def transfer_page(request: Request, transfer_id: str, user: UserDep, session: Se
     require(user, *TRANSFERS)
     transfer = _visible_transfer(session, user, transfer_id)
     units = queries.transfer_units(session, transfer.id)
+    ref = journal_ref(session, transfer.id)
     return render(
         request,
         "transfer.html",
-        {"nav": "versements", "t": transfer, "units": units},
+        {"nav": "versements", "t": transfer, "units": units, "journal_ref": ref},
     )
 
 
@@ -299,7 +301,8 @@ async def _spool_upload(upload: StarletteUpload, runtime: Runtime) -> Path:
 
 def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> Transfer:
     # The same steps as POST /api/v1/transfers: ingest, commit, and on a lost race for the
-    # same MessageIdentifier, remove the copies this attempt wrote.
+    # same MessageIdentifier, remove the copies this attempt wrote; once accepted, ask for a
+    # tree head over the transfer's leaves.
     env = ingest.IngestEnv(
         settings=runtime.settings,
         offers=runtime.strategy_offers,
@@ -318,9 +321,22 @@ def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> Tr
                 f"MessageIdentifier {outcome.transfer.message_identifier!r} was accepted "
                 "concurrently by another request"
             ) from None
-        if outcome.accepted and "after_commit" in runtime.extras:
-            runtime.extras["after_commit"](outcome.transfer.id)
-        return outcome.transfer
+    if outcome.accepted:
+        _seal_after_deposit(runtime)
+    return outcome.transfer
+
+
+def _seal_after_deposit(runtime: Runtime) -> None:
+    # The background sealer coalesces deposits into one head; a process without one seals
+    # here. A TSA outage does not undo an accepted, committed transfer: the head comes later.
+    sealer = runtime.extras.get("sealer")
+    if sealer is not None:
+        sealer.poke()
+        return
+    try:
+        sealing.seal_now(runtime.sessions, runtime.settings)
+    except SAEError as exc:
+        log.warning("journal.seal_deferred %s: %s", exc.code, exc.detail)
 
 
 @router.post("/console/versements")
