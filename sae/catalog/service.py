@@ -7,15 +7,15 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
 from sae.catalog.errors import InvalidQuery, ObjectNotFound, UnitNotFound
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
 from sae.db import utcnow
-from sae.retention import compute
-from sae.retention.models import Rule
+from sae.retention import compute, dates
+from sae.retention.models import Rule, UnitComputedRule
 from sae.storage.models import ObjectCopy
 
 
@@ -26,6 +26,8 @@ class UnitRules:
     applied: dict[str, list[compute.AppliedRule]] = field(default_factory=dict)
     ends: dict[str, date | None] = field(default_factory=dict)
     final_actions: list[str] = field(default_factory=list)
+    # An archivist's hold (POST /holds) on the unit or an ancestor, beside SEDA HoldRules.
+    api_hold: bool = False
 
     @property
     def appraisal_end(self) -> date | None:
@@ -44,6 +46,8 @@ class UnitRules:
 
     @property
     def held(self) -> bool:
+        if self.api_hold:
+            return True
         today = utcnow().date()
         for rule in self.applied.get("HoldRule", []):
             if rule.end_date is None or rule.end_date > today:
@@ -100,7 +104,7 @@ def unit_rules(session: Session, unit: ArchiveUnit) -> UnitRules:
         else {}
     )
     order = compute.topological(list(ids), parents)
-    result = UnitRules()
+    result = UnitRules(api_hold=bool(dates.held_units(session, [unit.id])))
     for category in compute.CATEGORIES:
         computed = compute.compute_category(
             category, order, declared, parents, defaults, referential
@@ -231,6 +235,19 @@ def search_units(
         stmt = stmt.where(
             or_(ArchiveUnit.start_date <= query.date_to, ArchiveUnit.end_date <= query.date_to)
         )
+    if query.due_before is not None:
+        # The materialised end dates (maintained at ingest and on every rule change): an index
+        # range scan, and paging stays exact.
+        stmt = stmt.where(
+            exists(
+                select(UnitComputedRule.unit_id).where(
+                    UnitComputedRule.unit_id == ArchiveUnit.id,
+                    UnitComputedRule.category == "AppraisalRule",
+                    UnitComputedRule.unbounded.is_(False),
+                    UnitComputedRule.end_date <= query.due_before,
+                )
+            )
+        )
     if query.cursor:
         created, last_id = _decode_cursor(query.cursor)
         from datetime import datetime
@@ -246,13 +263,6 @@ def search_units(
     stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc()).limit(limit + 1)
     rows = session.scalars(stmt).all()
     units = list(rows[:limit])
-    if query.due_before is not None:
-        due = query.due_before
-        units = [
-            u
-            for u in units
-            if (end := unit_rules(session, u).appraisal_end) is not None and end <= due
-        ]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return units, next_cursor
 

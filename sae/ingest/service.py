@@ -17,7 +17,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ from sae.storage.service import discard_copies, store_copies
 log = logging.getLogger("sae.ingest")
 
 MANIFEST = "manifest.xml"
+#: The shortest lock given to a copy (see ``lock_dates``).
+MIN_LOCK_DAYS = 30
 DEFAULT_REPLY_VERSION = seda.SedaVersion("2.2")
 
 
@@ -342,6 +344,17 @@ def store_objects(
         discard_stored(offers, stored)
         raise SipRefused(faults)
     return stored
+
+
+def lock_dates(dates: dict[str, datetime | None]) -> dict[str, datetime | None]:
+    """Lock dates as storage can take them: never in the past.
+
+    An old record may reach the archive after its DUA has run out; it is still locked for a
+    while (an S3 server refuses a retain-until in the past), and the disposal circuit, which
+    takes longer than that, decides its fate.
+    """
+    floor = utcnow() + timedelta(days=MIN_LOCK_DAYS)
+    return {key: None if d is None else max(d, floor) for key, d in dates.items()}
 
 
 def storage_key(object_id: str) -> str:
@@ -699,7 +712,7 @@ def ingest(
             check_duplicate(session, parsed)
             entry_of = check_package(archive, parsed, manifest)
             rules = check_rules(session, parsed)
-            retain_until = compute.retain_until_by_object(parsed, rules)
+            retain_until = lock_dates(compute.retain_until_by_object(parsed, rules))
             stored = store_objects(archive, parsed, entry_of, env.offers, retain_until)
         savepoint = session.begin_nested()
         session.add(transfer_row)

@@ -266,3 +266,40 @@ def test_authentication_and_producer_scope(api: Api) -> None:
     transfer_url = f"/api/v1/transfers/{accepted.json()['transfer_id']}"
     assert api.client.get(transfer_url, headers=api.auth(own)).status_code == 200
     assert api.client.get(transfer_url, headers=api.auth(other)).status_code == 404
+
+
+def test_an_old_record_is_still_locked_for_a_while(api: Api) -> None:
+    """A record whose DUA ran out before it was archived is locked at least 30 days."""
+    from datetime import UTC, datetime, timedelta
+
+    spec = simple_sip(
+        "MSG-OLD", rules=[RuleSpec("AppraisalRule", "APP-5Y", date(1990, 1, 1), "Destroy")]
+    )
+    obj = api.deposit(build_zip(spec)).json()["objects"][0]
+    copy = api.client.get(f"/api/v1/objects/{obj['id']}", headers=api.auth()).json()["copies"][0]
+    head = api.runtime.offer_set.offers[copy["offer"]].head(copy["key"])
+    assert head.retain_until >= datetime.now(UTC) + timedelta(days=29)
+
+
+def test_search_due_before_and_holds(api: Api) -> None:
+    due = simple_sip(
+        "MSG-DUE", rules=[RuleSpec("AppraisalRule", "APP-5Y", date(2015, 1, 1), "Destroy")]
+    )
+    later = simple_sip(
+        "MSG-LATER", rules=[RuleSpec("AppraisalRule", "APP-10Y", date(2024, 1, 1), "Destroy")]
+    )
+    due_units = {u["sip_id"]: u["id"] for u in api.deposit(build_zip(due)).json()["units"]}
+    api.deposit(build_zip(later))
+    found = api.client.get("/api/v1/units?due_before=2026-01-01", headers=api.auth()).json()
+    assert sorted(u["id"] for u in found["items"]) == sorted(due_units.values())
+    page = api.client.get("/api/v1/units?due_before=2026-01-01&limit=1", headers=api.auth())
+    assert len(page.json()["items"]) == 1
+    assert page.json()["next_cursor"] is not None
+    hold = api.client.post(
+        "/api/v1/holds",
+        json={"unit_ids": [due_units["AU-root"]], "reason": "contentieux"},
+        headers=api.auth(),
+    )
+    assert hold.status_code == 201, hold.text
+    unit = api.client.get(f"/api/v1/units/{due_units['AU-1']}", headers=api.auth()).json()
+    assert unit["held"] is True

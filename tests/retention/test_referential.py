@@ -130,7 +130,7 @@ def test_rule_in_use_cannot_be_deleted(api: Api, clock: object) -> None:
 
 
 def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> None:
-    response = api.deposit(dossier_sip("MSG-RECOMPUTE", start=date(2014, 1, 1)))
+    response = api.deposit(dossier_sip("MSG-RECOMPUTE", start=date(2024, 1, 1)))
     ids = [u["id"] for u in response.json()["units"]]
     longer = TEST_RULES_CSV.replace("5 ans\",5,YEAR", "5 ans\",7,YEAR")
     assert longer != TEST_RULES_CSV
@@ -142,7 +142,7 @@ def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> N
     with api.runtime.sessions() as session:
         ends = set(session.scalars(select(UnitComputedRule.end_date).where(
             UnitComputedRule.unit_id.in_(ids), UnitComputedRule.category == "AppraisalRule")))
-    assert ends == {date(2021, 1, 1)}
+    assert ends == {date(2031, 1, 1)}
     recomputed = events(api, "rules.end_dates_recomputed")
     assert recomputed[-1].payload == {"rules": ["APP-5Y"], "units": 3}
     # The storage locks follow (extended, never shortened).
@@ -156,4 +156,4 @@ def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> N
         for key in keys:
             head = offer.head(key)
             assert head is not None
-            assert head.retain_until == datetime(2021, 1, 1, 23, 59, 59, tzinfo=UTC)
+            assert head.retain_until == datetime(2031, 1, 1, 23, 59, 59, tzinfo=UTC)
