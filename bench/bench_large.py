@@ -72,15 +72,19 @@ def main() -> None:
         sha = make_file(source, size)
         sip = work / "large-sip.zip"
         make_sip(sip, source, size, sha)
-        # Baseline on the same bytes, from the page cache like SAE's run (warm once).
+        # Baseline on the same bytes, from the page cache like SAE's run (warm once). Each
+        # contender starts with no dirty pages (sync), so that none pays for another's writes.
         subprocess.run(["cat", str(source)], stdout=subprocess.DEVNULL, check=True)
+        os.sync()
         t_sha = timed(
             lambda: subprocess.run(["sha512sum", str(source)], capture_output=True, check=True)
         )
+        os.sync()
         t_cp = timed(lambda: subprocess.run(["cp", str(source), str(work / "copy")], check=True))
         (work / "copy").unlink()
         base = args.mib / (t_sha + t_cp)
         subprocess.run(["cat", str(sip)], stdout=subprocess.DEVNULL, check=True)
+        os.sync()
         others: dict[int, int] = {}
         with server(work) as srv:
             idle = srv.peak_mib()

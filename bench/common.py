@@ -32,6 +32,7 @@ import httpx  # noqa: E402
 from tests.crash.harness import ServerProcess, hwm_kib  # noqa: E402
 
 SHARED = REPO.parent / "shared"
+HERE_RESULTS = REPO / "bench" / "results"
 BENCH_DIR = Path(os.environ.get("SAE_BENCH_DIR", "/tmp/sae-bench"))
 PG_ADMIN_URL = os.environ.get(
     "SAE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
