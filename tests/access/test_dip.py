@@ -8,9 +8,9 @@ import zipfile
 from datetime import date
 from pathlib import Path
 
-import seda
 from sqlalchemy import select
 
+import seda
 from sae.journal.bundle import verify_bundle
 from sae.journal.models import Event
 from tests.conftest import Api
