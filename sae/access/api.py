@@ -11,35 +11,9 @@ from starlette.background import BackgroundTask
 
 from sae.access import service
 from sae.auth.deps import PrincipalDep
-from sae.auth.service import Principal
-from sae.catalog import service as catalog
-from sae.catalog.errors import ObjectNotFound
-from sae.catalog.models import DataObject
 from sae.deps import RuntimeDep
-from sae.journal.service import append_event
-from sae.runtime import Runtime
 
 router = APIRouter(tags=["access"])
-
-
-def _open(runtime: Runtime, principal: Principal, object_id: str) -> service.ContentStream:
-    with runtime.sessions() as session:
-        obj = session.get(DataObject, object_id)
-        if obj is None or obj.kind != "binary" or obj.sha512 is None:
-            raise ObjectNotFound(f"no binary data object {object_id}")
-        service.check_read_access(session, principal, obj)
-        copies = catalog.copies_of(session, obj.id)
-        # Every read of an archive is journaled, and durably so before a byte leaves.
-        append_event(
-            session,
-            type="access.object_read",
-            actor=principal.actor,
-            object_id=obj.id,
-            transfer_id=obj.transfer_id,
-            payload={"size": obj.size},
-        )
-        session.commit()
-    return service.open_content(runtime.sessions, runtime.offer_set.offers, obj, copies)
 
 
 @router.get(
@@ -56,7 +30,13 @@ async def get_content(
     of a large stream aborts the response (the client sees a truncated transfer, never a
     complete damaged file) and is journaled as ``integrity.failed``.
     """
-    stream = await run_in_threadpool(_open, runtime, principal, object_id)
+    stream = await run_in_threadpool(
+        service.open_for_reading,
+        runtime.sessions,
+        runtime.offer_set.offers,
+        principal,
+        object_id,
+    )
     obj = stream.obj
     assert obj.sha512 is not None
     b64 = base64.b64encode(bytes.fromhex(obj.sha512)).decode()

@@ -123,7 +123,11 @@ def _decision(list_id: str, session: SessionDep) -> DisposalList:
 
 @router.post("/console/eliminations/{list_id}/soumettre")
 def submit(
-    request: Request, list_id: str, user: UserDep, session: SessionDep, csrf: CsrfField = "",
+    request: Request,
+    list_id: str,
+    user: UserDep,
+    session: SessionDep,
+    csrf: CsrfField = "",
     commentaire: Annotated[str, Form()] = "",
 ) -> Response:
     """Draft → submitted to the producing service."""
@@ -136,7 +140,11 @@ def submit(
 
 @router.post("/console/eliminations/{list_id}/approuver")
 def approve(
-    request: Request, list_id: str, user: UserDep, session: SessionDep, csrf: CsrfField = "",
+    request: Request,
+    list_id: str,
+    user: UserDep,
+    session: SessionDep,
+    csrf: CsrfField = "",
     commentaire: Annotated[str, Form()] = "",
 ) -> Response:
     """The archivist approves the list (rules and holds of every unit are fingerprinted)."""
@@ -149,7 +157,11 @@ def approve(
 
 @router.post("/console/eliminations/{list_id}/rejeter")
 def reject(
-    request: Request, list_id: str, user: UserDep, session: SessionDep, csrf: CsrfField = "",
+    request: Request,
+    list_id: str,
+    user: UserDep,
+    session: SessionDep,
+    csrf: CsrfField = "",
     commentaire: Annotated[str, Form()] = "",
 ) -> Response:
     """Reject the list, with a reason (required)."""
@@ -289,9 +301,7 @@ def bordereau(
 
 
 @router.get("/console/eliminations/{list_id}/certificat")
-def certificate(
-    list_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep
-) -> Response:
+def certificate(list_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep) -> Response:
     """The destruction certificate (PDF), read back from storage with its digest checked."""
     require(user, *READ)
     d = disposal.get_list(session, list_id)

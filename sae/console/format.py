@@ -201,11 +201,9 @@ FAULTS = {
     "seda.unit_without_content": "Une unité d'archives n'a pas de description (Content).",
     "seda.unit_cycle": "Les unités d'archives se référencent en boucle.",
     "seda.duplicate_id": "Le même identifiant est utilisé deux fois dans le bordereau.",
-    "seda.unresolved_unit_reference": "Une référence vers une unité d'archives ne mène nulle "
-    "part.",
+    "seda.unresolved_unit_reference": "Une référence vers une unité d'archives ne mène nulle part.",
     "seda.unresolved_object_reference": "Une référence vers un objet ne mène nulle part.",
-    "seda.unresolved_group_reference": "Une référence vers un groupe d'objets ne mène nulle "
-    "part.",
+    "seda.unresolved_group_reference": "Une référence vers un groupe d'objets ne mène nulle part.",
     "seda.empty_reference": "Une référence du bordereau est vide.",
     "seda.missing_value": "Une information obligatoire manque dans le bordereau.",
     "seda.bad_value": "Une valeur du bordereau est invalide.",

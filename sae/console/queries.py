@@ -156,9 +156,7 @@ def list_events(
     if filters.date_from:
         stmt = stmt.where(Event.occurred_at >= _local_midnight(filters.date_from))
     if filters.date_to:
-        stmt = stmt.where(
-            Event.occurred_at < _local_midnight(filters.date_to + timedelta(days=1))
-        )
+        stmt = stmt.where(Event.occurred_at < _local_midnight(filters.date_to + timedelta(days=1)))
     if filters.unit_id:
         stmt = stmt.where(Event.unit_id == filters.unit_id)
     if filters.object_id:

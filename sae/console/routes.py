@@ -19,7 +19,6 @@ from urllib.parse import quote
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile as StarletteUpload
 
@@ -27,8 +26,8 @@ from sae.access import service as access
 from sae.auth.errors import InvalidToken
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
-from sae.catalog.errors import ObjectNotFound, UnitNotFound
-from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.errors import UnitNotFound
+from sae.catalog.models import ArchiveUnit
 from sae.console import queries
 from sae.console.metadata import content_lines
 from sae.console.security import (
@@ -47,14 +46,13 @@ from sae.console.security import (
 from sae.console.web import STATIC, ConsoleRoute, error_page, render
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, SAEError
-from sae.ingest import service as ingest
 from sae.ingest.api import journal_ref
-from sae.ingest.errors import DuplicateTransfer, SipTooLarge
+from sae.ingest.deposit import ingest_and_commit
+from sae.ingest.errors import SipTooLarge
 from sae.ingest.models import Transfer
 from sae.journal import proofs, sealing
 from sae.journal import service as journal
 from sae.journal.bundle import VERIFY_MD
-from sae.journal.service import append_event
 from sae.retention import referential
 from sae.runtime import Runtime
 from sae.storage.audit import create_audit, get_audit, run_audit
@@ -194,8 +192,9 @@ def logout(request: Request, user: UserDep, csrf: CsrfField = "") -> Response:
 
 
 @router.get("/console/")
-def dashboard(request: Request, user: UserDep, session: SessionDep, runtime: RuntimeDep
-              ) -> Response:
+def dashboard(
+    request: Request, user: UserDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
     """Tableau de bord: what the archive holds, where, the journal, recent transfers and audits."""
     context: dict[str, object] = {"nav": "accueil"}
     if allowed(user, *OVERVIEW):
@@ -249,8 +248,9 @@ def _visible_transfer(session: Session, user: Principal, transfer_id: str) -> Tr
 
 
 @router.get("/console/versements/{transfer_id}")
-def transfer_page(request: Request, transfer_id: str, user: UserDep, session: SessionDep
-                  ) -> Response:
+def transfer_page(
+    request: Request, transfer_id: str, user: UserDep, session: SessionDep
+) -> Response:
     """One transfer: status, counts, and every fault in plain French."""
     require(user, *TRANSFERS)
     transfer = _visible_transfer(session, user, transfer_id)
@@ -299,46 +299,6 @@ async def _spool_upload(upload: StarletteUpload, runtime: Runtime) -> Path:
     return path
 
 
-def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> Transfer:
-    # The same steps as POST /api/v1/transfers: ingest, commit, and on a lost race for the
-    # same MessageIdentifier, remove the copies this attempt wrote; once accepted, ask for a
-    # tree head over the transfer's leaves.
-    env = ingest.IngestEnv(
-        settings=runtime.settings,
-        offers=runtime.strategy_offers,
-        after_accept=runtime.extras.get("after_accept"),
-    )
-    with runtime.sessions() as session:
-        outcome = ingest.ingest(session, env, principal, path)
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            for obj in outcome.objects:
-                if obj.storage_key:
-                    ingest.discard_stored_key(env.offers, obj.storage_key)
-            raise DuplicateTransfer(
-                f"MessageIdentifier {outcome.transfer.message_identifier!r} was accepted "
-                "concurrently by another request"
-            ) from None
-    if outcome.accepted:
-        _seal_after_deposit(runtime)
-    return outcome.transfer
-
-
-def _seal_after_deposit(runtime: Runtime) -> None:
-    # The background sealer coalesces deposits into one head; a process without one seals
-    # here. A TSA outage does not undo an accepted, committed transfer: the head comes later.
-    sealer = runtime.extras.get("sealer")
-    if sealer is not None:
-        sealer.poke()
-        return
-    try:
-        sealing.seal_now(runtime.sessions, runtime.settings)
-    except SAEError as exc:
-        log.warning("journal.seal_deferred %s: %s", exc.code, exc.detail)
-
-
 @router.post("/console/versements")
 async def deposit(request: Request, user: UserDep, runtime: RuntimeDep) -> Response:
     """Deposit a SIP zip from the browser; shows the transfer's page (accepted or refused)."""
@@ -357,7 +317,8 @@ async def deposit(request: Request, user: UserDep, runtime: RuntimeDep) -> Respo
             raise BadRequest("choose a SIP zip file to deposit")
         path = await _spool_upload(sip, runtime)
     try:
-        transfer = await run_in_threadpool(_ingest_and_commit, runtime, user, path)
+        outcome = await run_in_threadpool(ingest_and_commit, runtime, user, path)
+        transfer = outcome.transfer
     finally:
         path.unlink(missing_ok=True)
     return _see_other(f"/console/versements/{transfer.id}")
@@ -449,31 +410,17 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
     )
 
 
-def _open_content(runtime: Runtime, principal: Principal, object_id: str) -> access.ContentStream:
-    # Exactly the API's GET /objects/{id}/content: same checks, same journal event, committed
-    # before a byte leaves.
-    with runtime.sessions() as session:
-        obj = session.get(DataObject, object_id)
-        if obj is None or obj.kind != "binary" or obj.sha512 is None:
-            raise ObjectNotFound(f"no binary data object {object_id}")
-        access.check_read_access(session, principal, obj)
-        copies = catalog.copies_of(session, obj.id)
-        append_event(
-            session,
-            type="access.object_read",
-            actor=principal.actor,
-            object_id=obj.id,
-            transfer_id=obj.transfer_id,
-            payload={"size": obj.size, "via": "console"},
-        )
-        session.commit()
-    return access.open_content(runtime.sessions, runtime.offer_set.offers, obj, copies)
-
-
 @router.get("/console/objets/{object_id}/contenu")
 async def object_content(object_id: str, user: UserDep, runtime: RuntimeDep) -> Response:
     """Download an object's bytes (access checked, journaled, digest checked while streaming)."""
-    stream = await run_in_threadpool(_open_content, runtime, user, object_id)
+    stream = await run_in_threadpool(
+        access.open_for_reading,
+        runtime.sessions,
+        runtime.offer_set.offers,
+        user,
+        object_id,
+        via="console",
+    )
     obj = stream.obj
     assert obj.sha512 is not None
     b64 = base64.b64encode(bytes.fromhex(obj.sha512)).decode()
@@ -508,8 +455,9 @@ def rules_page(request: Request, user: UserDep, session: SessionDep) -> Response
 
 
 @router.get("/console/audits")
-def audits_page(request: Request, user: UserDep, session: SessionDep, runtime: RuntimeDep
-                ) -> Response:
+def audits_page(
+    request: Request, user: UserDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
     """Fixity audits: the latest ones, and a form to launch one."""
     require(user, *AUDITS)
     return render(
@@ -560,9 +508,7 @@ def audit_page(request: Request, audit_id: str, user: UserDep, session: SessionD
     """One audit: progress and every problem found, with its repair."""
     require(user, *AUDITS)
     audit, problems = get_audit(session, audit_id)
-    return render(
-        request, "audit.html", {"nav": "audits", "audit": audit, "problems": problems}
-    )
+    return render(request, "audit.html", {"nav": "audits", "audit": audit, "problems": problems})
 
 
 # --- journal ---------------------------------------------------------------------------------
@@ -667,8 +613,9 @@ def head_file(tree_size: int, name: str, user: UserDep, session: SessionDep) -> 
 
 
 @router.get("/console/objets/{object_id}/preuve")
-def object_proof(object_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep
-                 ) -> Response:
+def object_proof(
+    object_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
     """The object's proof bundle (zip), as GET /api/v1/objects/{id}/proof."""
     require(user, *JOURNAL)
     event = proofs.ingest_event(session, object_id)

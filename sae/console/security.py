@@ -123,4 +123,3 @@ def require(principal: Principal, *roles: str) -> None:
 def allowed(principal: Principal, *roles: str) -> bool:
     """Whether :func:`require` would let ``principal`` through (for menus and buttons)."""
     return principal.role == "admin" or principal.role in roles
-

@@ -170,8 +170,7 @@ _CODE_TEXT = {
     ),
     "auth.producer_forbidden": (
         "Service producteur non autorisé",
-        "Votre jeton ne permet pas de verser pour le service producteur indiqué dans le "
-        "bordereau.",
+        "Votre jeton ne permet pas de verser pour le service producteur indiqué dans le bordereau.",
     ),
     "ingest.duplicate_transfer": (
         "Versement déjà reçu",

@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sae.auth.deps import require_role
@@ -19,7 +18,8 @@ from sae.auth.service import Principal
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import NotFound
 from sae.ingest import service
-from sae.ingest.errors import DuplicateTransfer, NotAZip, SipTooLarge
+from sae.ingest.deposit import ingest_and_commit
+from sae.ingest.errors import NotAZip, SipTooLarge
 from sae.ingest.models import Transfer
 from sae.ingest.schemas import (
     FaultOut,
@@ -91,55 +91,11 @@ async def deposit_transfer(
         raise NotAZip(f"send the SIP as application/zip, not {ctype or 'nothing'}")
     path = await _spool(request, runtime)
     try:
-        outcome = await run_in_threadpool(_ingest_and_commit, runtime, principal, path)
+        outcome = await run_in_threadpool(ingest_and_commit, runtime, principal, path)
     finally:
         path.unlink(missing_ok=True)
     journal = await run_in_threadpool(_journal_ref, runtime, outcome.transfer.id)
     return _reply(request, outcome, journal)
-
-
-def _ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> service.IngestOutcome:
-    env = service.IngestEnv(
-        settings=runtime.settings,
-        offers=runtime.strategy_offers,
-        after_accept=runtime.extras.get("after_accept"),
-    )
-    with runtime.sessions() as session:
-        outcome = service.ingest(session, env, principal, path)
-        try:
-            session.commit()
-        except IntegrityError:
-            # Two deposits of the same MessageIdentifier raced: the loser's copies go.
-            session.rollback()
-            for obj in outcome.objects:
-                if obj.storage_key:
-                    service.discard_stored_key(env.offers, obj.storage_key)
-            raise DuplicateTransfer(
-                f"MessageIdentifier {outcome.transfer.message_identifier!r} was accepted "
-                "concurrently by another request"
-            ) from None
-    if outcome.accepted:
-        _seal(runtime)
-    return outcome
-
-
-def _seal(runtime: Runtime) -> None:
-    """Ask for a tree head over the transfer's leaves, now that its commit is durable.
-
-    The background sealer coalesces a burst of deposits into one head; without one (a process
-    that runs no sealer), the head is sealed here.
-    """
-    sealer = runtime.extras.get("sealer")
-    if sealer is not None:
-        sealer.poke()
-        return
-    from sae.errors import SAEError
-    from sae.journal.sealing import seal_now
-
-    try:
-        seal_now(runtime.sessions, runtime.settings)
-    except SAEError as exc:
-        log.warning("journal.seal_deferred %s: %s", exc.code, exc.detail)
 
 
 def _journal_ref(runtime: Runtime, transfer_id: str) -> JournalRef:
