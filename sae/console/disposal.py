@@ -15,17 +15,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from sae.auth.service import SYSTEM
 from sae.catalog.models import DataObject
 from sae.console.routes import CsrfField, UserDep, check_csrf, parse_date
 from sae.console.security import allowed, require
 from sae.console.web import ConsoleRoute, render
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, PayloadTooLarge
-from sae.retention import disposal, documents, execution, records
+from sae.retention import disposal, documents, execution
 from sae.retention.config import retention_settings
 from sae.retention.errors import InvalidVisa
 from sae.retention.models import DisposalList
+from sae.retention.visa import MAX_VISA_BYTES, record_visa_with_document
 from sae.runtime import Runtime
 from sae.storage.models import ObjectCopy
 from sae.storage.service import open_verified
@@ -35,7 +35,6 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 # As the API: the archivist decides and executes; the auditor reads.
 READ = ("archivist", "auditor")
 DECIDE = ("archivist",)
-MAX_VISA_BYTES = 50 * 1024 * 1024
 
 
 class ReasonRequired(BadRequest):
@@ -215,38 +214,17 @@ def _record_visa(
     excluded: list[str],
     data: bytes,
 ) -> None:
-    # The same steps as POST /api/v1/disposal-lists/{id}/visa: check first, so that a refused
-    # visa leaves no record behind; then archive the signed PDF and record the visa.
     with runtime.sessions() as session:
-        d = disposal.get_list(session, list_id, for_update=True)
-        disposal.validate_visa(
-            session, d, reference=reference, decision_date=decision_date, excluded=excluded
-        )
-        cfg = retention_settings()
-        record = records.archive_record(
+        record_visa_with_document(
             session,
             settings=runtime.settings,
             offers=runtime.strategy_offers,
-            principal=SYSTEM,
-            archives_service=cfg.archives_service,
-            message_id=f"{d.reference}-VISA",
-            title=f"Visa d'élimination {reference} ({d.reference})",
-            description=f"Bordereau {d.reference} visé par {cfg.control_authority}, décision "
-            f"{reference} du {decision_date.isoformat()}",
-            filename=f"visa-{d.reference}.pdf",
-            data=data,
-            mime="application/pdf",
-        )
-        disposal.record_visa(
-            session,
-            d,
             actor=actor,
+            list_id=list_id,
             reference=reference,
             decision_date=decision_date,
             excluded=excluded,
-            visa_unit_id=record.unit_id,
-            visa_object_id=record.object_id,
-            visa_sha512=record.sha512,
+            document=data,
         )
         session.commit()
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sae.auth.deps import PrincipalDep, require_role
-from sae.auth.service import SYSTEM, Principal
+from sae.auth.service import Principal
 from sae.catalog.models import DataObject
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, PayloadTooLarge
@@ -24,11 +24,10 @@ from sae.retention import (
     execution,
     holds,
     outgoing,
-    records,
     referential,
 )
 from sae.retention.config import retention_settings
-from sae.retention.errors import DurationBelowMinimum, InvalidVisa
+from sae.retention.errors import DurationBelowMinimum
 from sae.retention.models import DisposalList
 from sae.retention.schemas import (
     DecisionIn,
@@ -43,6 +42,7 @@ from sae.retention.schemas import (
     OutgoingTransferOut,
     RuleOut,
 )
+from sae.retention.visa import MAX_VISA_BYTES, record_visa_with_document
 from sae.runtime import Runtime
 from sae.storage.models import ObjectCopy
 from sae.storage.service import open_verified
@@ -51,7 +51,6 @@ router = APIRouter(tags=["rules"])
 disposal_router = APIRouter(tags=["disposal"])
 
 MAX_REFERENTIAL_BYTES = 5 * 1024 * 1024
-MAX_VISA_BYTES = 50 * 1024 * 1024
 
 Archivist = Annotated[Principal, Depends(require_role("archivist"))]
 Reader = Annotated[Principal, Depends(require_role("archivist", "auditor"))]
@@ -121,8 +120,13 @@ def _hold_out(session: Session, hold_id: str) -> HoldOut:
     hold = found[0]
     today = dates.today()
     return HoldOut(
-        id=hold.id, reason=hold.reason, owner=hold.owner, until=hold.until,
-        created_at=hold.created_at, lifted_at=hold.lifted_at, lifted_by=hold.lifted_by,
+        id=hold.id,
+        reason=hold.reason,
+        owner=hold.owner,
+        until=hold.until,
+        created_at=hold.created_at,
+        lifted_at=hold.lifted_at,
+        lifted_by=hold.lifted_by,
         unit_ids=holds.units_of_hold(session, hold.id),
         active=hold.lifted_at is None and (hold.until is None or hold.until >= today),
     )
@@ -134,8 +138,13 @@ def post_hold(
 ) -> HoldCreated:
     """Put units (and their descendants) under a legal hold: never proposed, never destroyed."""
     hold = holds.place_hold(
-        session, body.unit_ids, reason=body.reason, owner=body.owner or principal.actor,
-        until=body.until, actor=principal.actor, offers=runtime.offer_set.offers,
+        session,
+        body.unit_ids,
+        reason=body.reason,
+        owner=body.owner or principal.actor,
+        until=body.until,
+        actor=principal.actor,
+        offers=runtime.offer_set.offers,
     )
     session.commit()
     return HoldCreated(id=hold.id)
@@ -172,21 +181,41 @@ def delete_hold(
 def _list_out(session: Session, d: DisposalList) -> DisposalListOut:
     lines = disposal.lines_of(session, d.id)
     return DisposalListOut(
-        id=d.id, reference=d.reference, state=d.state, final_action=d.final_action,
-        producer=d.producer, due_before=d.due_before, units=[ln.unit_id for ln in lines],
-        created_at=d.created_at, created_by=d.created_by, decided_at=d.decided_at,
-        decided_by=d.decided_by, decision_comment=d.decision_comment,
-        visa_reference=d.visa_reference, visa_decision_date=d.visa_decision_date,
-        visa_object_id=d.visa_object_id, executed_at=d.executed_at, executed_by=d.executed_by,
+        id=d.id,
+        reference=d.reference,
+        state=d.state,
+        final_action=d.final_action,
+        producer=d.producer,
+        due_before=d.due_before,
+        units=[ln.unit_id for ln in lines],
+        created_at=d.created_at,
+        created_by=d.created_by,
+        decided_at=d.decided_at,
+        decided_by=d.decided_by,
+        decision_comment=d.decision_comment,
+        visa_reference=d.visa_reference,
+        visa_decision_date=d.visa_decision_date,
+        visa_object_id=d.visa_object_id,
+        executed_at=d.executed_at,
+        executed_by=d.executed_by,
         certificate_object_id=d.certificate_object_id,
         notification_object_ids=list(d.notification_object_ids or []),
         lines=[
             DisposalLineOut(
-                unit_id=ln.unit_id, state=ln.state, producer=ln.producer, title=ln.title,
-                date_start=ln.date_start, date_end=ln.date_end, bytes=ln.bytes,
-                object_count=ln.object_count, rule_ids=list(ln.rule_ids), dua=ln.dua,
-                legal_reference=ln.legal_reference, appraisal_end=ln.appraisal_end,
-                sampling_note=ln.sampling_note, exclusion_reason=ln.exclusion_reason,
+                unit_id=ln.unit_id,
+                state=ln.state,
+                producer=ln.producer,
+                title=ln.title,
+                date_start=ln.date_start,
+                date_end=ln.date_end,
+                bytes=ln.bytes,
+                object_count=ln.object_count,
+                rule_ids=list(ln.rule_ids),
+                dua=ln.dua,
+                legal_reference=ln.legal_reference,
+                appraisal_end=ln.appraisal_end,
+                sampling_note=ln.sampling_note,
+                exclusion_reason=ln.exclusion_reason,
             )
             for ln in lines
         ],
@@ -205,8 +234,11 @@ def post_disposal_list(
     bordereau d'élimination; ``Keep``: permanent keeping). An empty selection still makes an
     (empty) list."""
     d = disposal.build_list(
-        session, final_action=body.final_action, producer=body.producer,
-        due_before=body.due_before, actor=principal.actor,
+        session,
+        final_action=body.final_action,
+        producer=body.producer,
+        due_before=body.due_before,
+        actor=principal.actor,
     )
     session.commit()
     return _list_out(session, d)
@@ -268,34 +300,20 @@ def visa_list(
     document: Annotated[UploadFile, File(description="The signed visa (PDF).")],
     reference: Annotated[str, Form(description="The decision's reference.")],
     decision_date: Annotated[date, Form(description="Date of the decision (ISO).")],
-    excluded: Annotated[list[str] | None, Form(description="Unit ids refused by the visa.")]
-    = None,
+    excluded: Annotated[list[str] | None, Form(description="Unit ids refused by the visa.")] = None,
 ) -> DisposalListOut:
     """Record the departmental archives' visa: the signed document is archived as a record of
     the archives service; lines the visa refuses are excluded."""
-    data = document.file.read(MAX_VISA_BYTES + 1)
-    if len(data) > MAX_VISA_BYTES:
-        raise PayloadTooLarge(f"the visa document is over {MAX_VISA_BYTES} bytes")
-    if not data.startswith(b"%PDF-"):
-        raise InvalidVisa("the visa document must be a PDF (the signed bordereau)")
-    d = disposal.get_list(session, list_id, for_update=True)
-    # Checked before archiving anything, so a refused visa leaves no record behind.
-    disposal.validate_visa(session, d, reference=reference, decision_date=decision_date,
-                           excluded=excluded or [])
-    cfg = retention_settings()
-    record = records.archive_record(
-        # SAE deposits the visa itself; the disposal.visa_recorded event names the archivist.
-        session, settings=runtime.settings, offers=runtime.strategy_offers, principal=SYSTEM,
-        archives_service=cfg.archives_service, message_id=f"{d.reference}-VISA",
-        title=f"Visa d'élimination {reference} ({d.reference})",
-        description=f"Bordereau {d.reference} visé par {cfg.control_authority}, décision "
-                    f"{reference} du {decision_date.isoformat()}",
-        filename=f"visa-{d.reference}.pdf", data=data, mime="application/pdf",
-    )
-    disposal.record_visa(
-        session, d, actor=principal.actor, reference=reference, decision_date=decision_date,
-        excluded=excluded or [], visa_unit_id=record.unit_id, visa_object_id=record.object_id,
-        visa_sha512=record.sha512,
+    d = record_visa_with_document(
+        session,
+        settings=runtime.settings,
+        offers=runtime.strategy_offers,
+        actor=principal.actor,
+        list_id=list_id,
+        reference=reference,
+        decision_date=decision_date,
+        excluded=excluded or [],
+        document=document.file.read(MAX_VISA_BYTES + 1),
     )
     session.commit()
     return _list_out(session, d)
@@ -311,9 +329,7 @@ def _context(runtime: Runtime) -> execution.ExecutionContext:
 
 
 @disposal_router.post("/disposal-lists/{list_id}/execute", response_model=DisposalListOut)
-async def execute(
-    list_id: str, runtime: RuntimeDep, principal: Archivist
-) -> DisposalListOut:
+async def execute(list_id: str, runtime: RuntimeDep, principal: Archivist) -> DisposalListOut:
     """Execute the list: destroy every copy of every accepted unit's objects (tombstones,
     SEDA destruction notification, certificate), or keep the units permanently. Refused (409)
     unless approved and visa'd, or when a unit became held or changed. Idempotent; resumes an
@@ -323,18 +339,28 @@ async def execute(
         return _list_out(session, disposal.get_list(session, d.id))
 
 
-@disposal_router.post("/disposal-lists/{list_id}/outgoing-transfer", status_code=201,
-                      response_model=OutgoingTransferOut)
+@disposal_router.post(
+    "/disposal-lists/{list_id}/outgoing-transfer",
+    status_code=201,
+    response_model=OutgoingTransferOut,
+)
 def post_outgoing_transfer(
-    list_id: str, body: OutgoingTransferIn, session: SessionDep, runtime: RuntimeDep,
+    list_id: str,
+    body: OutgoingTransferIn,
+    session: SessionDep,
+    runtime: RuntimeDep,
     principal: Archivist,
 ) -> OutgoingTransferOut:
     """Build the outgoing SEDA ArchiveTransfer (zip) of an executed permanent-keeping list, for
     another archive (e.g. the departmental archives). Nothing is purged before its reply."""
     d = disposal.get_list(session, list_id, for_update=True)
     outgoing.build_outgoing_sip(
-        session, d, settings=runtime.settings, offers=runtime.offer_set.offers,
-        archival_agency=body.archival_agency, config=retention_settings(),
+        session,
+        d,
+        settings=runtime.settings,
+        offers=runtime.offer_set.offers,
+        archival_agency=body.archival_agency,
+        config=retention_settings(),
         actor=principal.actor,
     )
     session.commit()
@@ -348,12 +374,12 @@ def get_outgoing_transfer(
     """The outgoing SIP (zip: ``manifest.xml`` + ``Content/…``) to send to the other archive."""
     d = disposal.get_list(session, list_id)
     path = outgoing.outgoing_sip(runtime.settings, d)
-    return FileResponse(path, media_type="application/zip",
-                        filename=f"versement-{d.reference}.zip")
+    return FileResponse(path, media_type="application/zip", filename=f"versement-{d.reference}.zip")
 
 
-@disposal_router.post("/disposal-lists/{list_id}/outgoing-transfer/reply",
-                      response_model=OutgoingTransferOut)
+@disposal_router.post(
+    "/disposal-lists/{list_id}/outgoing-transfer/reply", response_model=OutgoingTransferOut
+)
 async def post_outgoing_reply(
     list_id: str, request: Request, runtime: RuntimeDep, principal: Archivist
 ) -> OutgoingTransferOut:
@@ -368,13 +394,19 @@ async def post_outgoing_reply(
         with runtime.sessions() as session:
             d = disposal.get_list(session, list_id, for_update=True)
             result = outgoing.acknowledge(
-                session, d, body, settings=runtime.settings, offers=runtime.offer_set.offers,
-                strategy=runtime.strategy_offers, config=retention_settings(),
+                session,
+                d,
+                body,
+                settings=runtime.settings,
+                offers=runtime.offer_set.offers,
+                strategy=runtime.strategy_offers,
+                config=retention_settings(),
                 actor=principal.actor,
             )
             session.commit()
-            return OutgoingTransferOut(list_id=d.id, **{**(d.outgoing_transfer or {}),
-                                                        "purged": result["purged"]})
+            return OutgoingTransferOut(
+                list_id=d.id, **{**(d.outgoing_transfer or {}), "purged": result["purged"]}
+            )
 
     return await run_in_threadpool(work)
 
@@ -388,19 +420,23 @@ def bordereau(
     name = f"bordereau-{d.reference}"
     if format == "csv":
         return Response(
-            disposal.bordereau_csv(session, d), media_type="text/csv; charset=utf-8",
+            disposal.bordereau_csv(session, d),
+            media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     if format != "pdf":
         raise BadRequest("format must be pdf or csv")
     cfg = retention_settings()
     pdf = documents.bordereau_pdf(
-        d, disposal.lines_of(session, d.id),
-        documents.Parties(cfg.archives_service, cfg.archives_service_name,
-                          cfg.control_authority),
+        d,
+        disposal.lines_of(session, d.id),
+        documents.Parties(cfg.archives_service, cfg.archives_service_name, cfg.control_authority),
     )
-    return Response(pdf, media_type="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+    )
 
 
 @disposal_router.get("/disposal-lists/{list_id}/certificate")
@@ -421,7 +457,9 @@ def certificate(
     ]
     data = b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
     return Response(
-        data, media_type="application/pdf",
-        headers={"Content-Disposition":
-                 f'attachment; filename="certificat-destruction-{d.reference}.pdf"'},
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="certificat-destruction-{d.reference}.pdf"'
+        },
     )
