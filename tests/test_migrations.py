@@ -15,3 +15,13 @@ def test_models_match_migrations(database: Database) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == [], f"models and migrations differ: {diff}"
+
+
+def test_one_head() -> None:
+    """Operators run `alembic upgrade head`: the history must not fork."""
+    from alembic.script import ScriptDirectory
+
+    from sae.migrate import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, heads
