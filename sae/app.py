@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from sae.background import Sealer
+        from sae.background import Auditor, Sealer
         from sae.journal.keys import tsa_health
 
         own = app.state.runtime is None
@@ -129,9 +129,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         sealer = Sealer(runtime.sessions, runtime.settings)
         runtime.extras["sealer"] = sealer
         sealer.start()
+        auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)
+        auditor.start()
         try:
             yield
         finally:
+            auditor.stop()
             sealer.stop()
             if own:
                 runtime.close()

@@ -1,4 +1,4 @@
-"""Background work of one SAE process: sealing tree heads.
+"""Background work of one SAE process: sealing tree heads, running fixity audits.
 
 A head is sealed soon after each accepted transfer (the ingest route ``poke``s the sealer once
 its commit is durable) and at least every ``SAE_SEAL_INTERVAL_MINUTES`` while events arrive.
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.config import Settings
 from sae.errors import SAEError
 from sae.journal.sealing import seal_if_due, seal_now
+from sae.storage.offers import OfferSet
 
 log = logging.getLogger("sae.journal")
 
@@ -70,3 +71,99 @@ class Sealer:
                 log.exception("journal.seal_crashed")
             if self._stop.is_set():
                 return
+
+
+SCHEDULER = "system:scheduler"
+# An arbitrary constant: the PostgreSQL advisory lock that makes one instance schedule audits.
+_AUDIT_SCHEDULE_LOCK = 0x5AE0A0D1
+
+
+class Auditor:
+    """A daemon thread running fixity audits: scheduled ones, and any left waiting.
+
+    Every ``check_seconds`` it resumes audits nobody alive works on (requested through the API
+    by a process that died, for instance), then, every ``SAE_AUDIT_INTERVAL_HOURS``, records a
+    scheduled audit of a ``SAE_AUDIT_SAMPLE_RATE`` sample and runs it — the regular checks
+    NF Z42-013 asks for. Audits are claimed through the database, so several instances share
+    the work and never run the same batch twice.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        offer_set: OfferSet,
+        *,
+        check_seconds: float = 60.0,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.offer_set = offer_set
+        self.check_seconds = check_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="sae-auditor", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.check_seconds):
+            try:
+                self.run_once()
+            except Exception:  # a bug or an outage must not end audits for the process
+                log.exception("storage.auditor_round_failed")
+
+    def run_once(self) -> list[str]:
+        """One round: schedule an audit if one is due, then run every waiting audit."""
+        from sae.storage.audit import run_audit
+
+        self.schedule_if_due()
+        done = []
+        while not self._stop.is_set():
+            audit_id = run_audit(self.sessions, self.offer_set)
+            if audit_id is None:
+                break
+            done.append(audit_id)
+        return done
+
+    def schedule_if_due(self) -> str | None:
+        """Record a scheduled audit when the last one is older than the interval."""
+        from datetime import timedelta
+
+        from sqlalchemy import func, select, text
+
+        from sae.db import transaction, utcnow
+        from sae.storage.audit import create_audit
+        from sae.storage.models import Audit
+
+        hours = self.settings.audit_interval_hours
+        if hours <= 0:
+            return None
+        with transaction(self.sessions) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                taken = session.scalar(
+                    text("select pg_try_advisory_xact_lock(:k)"), {"k": _AUDIT_SCHEDULE_LOCK}
+                )
+                if not taken:
+                    return None
+            last = session.scalar(
+                select(func.max(Audit.created_at)).where(Audit.requested_by == SCHEDULER)
+            )
+            if last is not None and last > utcnow() - timedelta(hours=hours):
+                return None
+            audit = create_audit(
+                session,
+                self.offer_set,
+                sample_rate=self.settings.audit_sample_rate,
+                repair=True,
+                requested_by=SCHEDULER,
+            )
+            return audit.id

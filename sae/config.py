@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, gt=0, lt=65536)
     origin: str = Field(default="sae.local", description="Journal checkpoint origin line.")
     seal_interval_minutes: int = Field(default=10, gt=0)
+    audit_interval_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="A scheduled fixity audit starts this often (0: only on request).",
+    )
+    audit_sample_rate: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of the objects each scheduled audit re-reads on every offer.",
+    )
 
     @field_validator("data_dir")
     @classmethod

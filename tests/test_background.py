@@ -1,0 +1,66 @@
+"""Background work: scheduled fixity audits, waiting audits resumed, heads sealed on request."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from sae.background import SCHEDULER, Auditor
+from sae.db import transaction
+from sae.storage.audit import create_audit
+from sae.storage.models import Audit
+from tests.conftest import Api
+from tests.sipfactory import build_zip, simple_sip
+
+
+def _auditor(api: Api) -> Auditor:
+    runtime = api.runtime
+    return Auditor(runtime.sessions, runtime.settings, runtime.offer_set, check_seconds=3600)
+
+
+def test_a_scheduled_audit_runs_once_per_interval(api: Api) -> None:
+    assert api.deposit(build_zip(simple_sip("MSG-AUDIT"))).status_code == 201
+    api.runtime.settings.audit_sample_rate = 1.0
+    auditor = _auditor(api)
+    done = auditor.run_once()
+    assert len(done) == 1
+    with api.runtime.sessions() as session:
+        audit = session.get(Audit, done[0])
+        assert audit is not None
+        assert audit.requested_by == SCHEDULER
+        assert audit.status == "done"
+        assert audit.checked == 1
+    assert auditor.run_once() == []  # not due again before the interval
+
+
+def test_no_schedule_when_disabled(api: Api) -> None:
+    api.runtime.settings.audit_interval_hours = 0
+    assert _auditor(api).run_once() == []
+    with api.runtime.sessions() as session:
+        assert session.scalars(select(Audit)).all() == []
+
+
+def test_a_waiting_audit_is_taken_up(api: Api) -> None:
+    api.runtime.settings.audit_interval_hours = 0
+    with transaction(api.runtime.sessions) as session:
+        waiting = create_audit(session, api.runtime.offer_set, requested_by="token:x:auditor")
+        waiting_id = waiting.id
+    assert _auditor(api).run_once() == [waiting_id]
+    response = api.client.get(f"/api/v1/audits/{waiting_id}", headers=api.auth())
+    assert response.json()["status"] == "done"
+
+
+def test_a_deposit_is_followed_by_a_sealed_head(api: Api) -> None:
+    import time
+
+    reply = api.deposit(build_zip(simple_sip("MSG-SEAL"))).json()
+    deadline = time.monotonic() + 20
+    while True:
+        journal = api.client.get(
+            f"/api/v1/transfers/{reply['transfer_id']}", headers=api.auth()
+        ).json()["journal"]
+        if journal["tree_size"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert journal["tree_size"] > journal["leaf_index"]
+    head = api.client.get("/api/v1/journal/head", headers=api.auth()).json()
+    assert head["tree_size"] >= journal["tree_size"]
