@@ -100,6 +100,19 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("seda_tolerances")
+    @classmethod
+    def _known_tolerances(cls, value: list[str]) -> list[str]:
+        import seda
+
+        unknown = [name for name in value if name not in seda.TOLERANCES]
+        if unknown:
+            raise ValueError(
+                f"unknown SEDA tolerance(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(seda.TOLERANCES))}"
+            )
+        return value
+
     @field_validator("offers_file")
     @classmethod
     def _offers_file_exists(cls, value: Path | None) -> Path | None:

@@ -129,3 +129,31 @@ def test_schema_invalid_samples_are_refused_with_the_schema_fault(
     assert response.status_code == 422, response.text
     codes = [e["code"] for e in response.json()["errors"]]
     assert any(c.startswith("xsd.") for c in codes), codes
+
+
+def test_tolerated_vitam_extension_is_accepted_with_a_warning(
+    sample_api: Api, samples_dir: Path, xsd_dir: Path
+) -> None:
+    import seda
+
+    name = "seda2.2-vitam-OK_SEDA_2.2_SigningInformationAsExtension.zip"
+    data = (samples_dir / name).read_bytes()
+    refused = sample_api.deposit(data)
+    assert refused.status_code == 422
+    sample_api.runtime.settings.seda_tolerances = ["seda-2.3-elements-in-2.2"]
+    accepted = sample_api.deposit(data, xml=True)
+    assert accepted.status_code == 201, accepted.text
+    reply = seda.read_transfer_reply(accepted.content)
+    assert reply.reply_code == "WARNING"
+    assert any(e.outcome == "WARNING" for e in reply.events)
+    root = seda.safe_parse(accepted.content)
+    assert seda.XsdValidator(xsd_dir).validate(root, "2.2") == []
+
+
+def test_unknown_tolerance_is_refused_at_startup(tmp_path: Path) -> None:
+    import pytest
+
+    from sae.config import ConfigurationError, load_settings
+
+    with pytest.raises(ConfigurationError, match="SAE_SEDA_TOLERANCES"):
+        load_settings(data_dir=tmp_path, seda_tolerances=["accept-everything"])
