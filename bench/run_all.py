@@ -2,8 +2,10 @@
 
 Each script prints its figure, the baseline measured in the same run and their ratio; this
 collects those lines. ``--quick`` runs reduced sizes (a smoke test of the scripts, not figures
-to publish); ``--only NAME`` runs some. The load test (bench/load.py) is not run here (it takes
-minutes); its last result, saved in bench/results/load.txt, is copied into the document.
+to publish); ``--only NAME`` reruns some: each benchmark's latest result is kept in
+bench/results/NAME.json and the document is rebuilt from all of them. The load test
+(bench/load.py) is not run here (it takes minutes); its last result, saved in
+bench/results/load.txt, is copied into the document.
 
     .venv/bin/python bench/run_all.py [--quick] [--only large --only corpus-one ...]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
 from common import machine  # noqa: E402
@@ -119,16 +123,31 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
-    rows = []
-    for name, script, full, quick, what in BENCHES:
+    RESULTS.mkdir(exist_ok=True)
+    for name, script, full, quick, _what in BENCHES:
         if args.only and name not in args.only:
             continue
-        print(f"== {name}: {script} {' '.join(quick if args.quick else full)}", flush=True)
-        results, seconds, status = run(script, quick if args.quick else full)
+        argv = quick if args.quick else full
+        print(f"== {name}: {script} {' '.join(argv)}", flush=True)
+        results, seconds, status = run(script, argv)
         for line in results:
             print(f"   {line}", flush=True)
-        rows.append((name, what, results, seconds, status))
-    load = HERE / "results" / "load.txt"
+        saved = {
+            "results": results,
+            "seconds": seconds,
+            "status": status,
+            "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}",
+            "command": f"bench/{script} {' '.join(argv)}",
+            "quick": args.quick,
+        }
+        (RESULTS / f"{name}.json").write_text(json.dumps(saved, indent=1), encoding="utf-8")
+    # The document shows the latest saved result of every benchmark (--only reruns some).
+    rows = []
+    for name, _script, _full, _quick, what in BENCHES:
+        path = RESULTS / f"{name}.json"
+        if path.is_file():
+            rows.append((name, what, json.loads(path.read_text(encoding="utf-8"))))
+    load = RESULTS / "load.txt"
     doc = [
         "# Benchmarks",
         "",
@@ -137,20 +156,25 @@ def main() -> None:
         "(`bench/run_all.py`; about 15 minutes). The machine is shared and noisy: believe a",
         "change only above ~15 %.",
         "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC{QUICK if args.quick else ''}",
+        f"- generated: {started:%Y-%m-%d %H:%M} UTC{QUICK if args.quick else ''}; each row"
+        " says when it ran",
         f"- machine: {machine()}",
         f"- commit: {git_head()}",
         "- server: `sae serve` (one process), SQLite unless stated, one local WORM offer, official",
         "  SEDA XSDs on, built-in TSA; the clients run on the same two cores.",
         "",
-        "| benchmark | what | result (figure; baseline; ratio) | run time |",
+        "| benchmark | what | result (figure; baseline; ratio) | run |",
         "|---|---|---|---|",
     ]
-    for name, what, results, seconds, status in rows:
-        body = "<br>".join(cell(r) for r in results) or "(no output)"
-        if status != "ok":
-            body = f"**{status}** {body}"
-        doc.append(f"| {name} | {cell(what)} | {body} | {seconds:.0f} s |")
+    for name, what, saved in rows:
+        body = "<br>".join(cell(r) for r in saved["results"]) or "(no output)"
+        if saved["status"] != "ok":
+            body = f"**{saved['status']}** {body}"
+        quick = " QUICK" if saved.get("quick") else ""
+        doc.append(
+            f"| {name} | {cell(what)} | {body} | {saved['date']} UTC{quick}, "
+            f"{saved['seconds']:.0f} s, `{saved['command']}` |"
+        )
     doc += ["", *STATIC_NOTES]
     if load.is_file():
         doc += ["", "## Load (bench/load.py)", "", *load.read_text().strip().splitlines()]
