@@ -38,8 +38,11 @@ ZIP_TYPES = {"application/zip", "application/x-zip-compressed", "application/oct
 XML = "application/xml"
 
 
-async def _spool(request: Request, runtime: Runtime) -> Path:
-    """Stream the request body to a private temporary file, refusing it past the size limit."""
+async def _spool(request: Request, runtime: Runtime) -> tuple[Path, str]:
+    """Stream the request body to a private temporary file, refusing it past the size limit.
+
+    Returns the file and its SHA-512, computed on the way (no second read of a large SIP).
+    """
     limit = runtime.settings.max_sip_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -47,17 +50,19 @@ async def _spool(request: Request, runtime: Runtime) -> Path:
     fd, name = tempfile.mkstemp(prefix="sip-", suffix=".zip", dir=runtime.settings.data_dir / "tmp")
     path = Path(name)
     size = 0
+    digest = hashlib.sha512()
     try:
         with os.fdopen(fd, "wb") as fh:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
                     raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
+                digest.update(chunk)
                 fh.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return path
+    return path, digest.hexdigest()
 
 
 def _wants_xml(request: Request) -> bool:
@@ -89,9 +94,9 @@ async def deposit_transfer(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ZIP_TYPES:
         raise NotAZip(f"send the SIP as application/zip, not {ctype or 'nothing'}")
-    path = await _spool(request, runtime)
+    path, sip_sha512 = await _spool(request, runtime)
     try:
-        outcome = await run_in_threadpool(ingest_and_commit, runtime, principal, path)
+        outcome = await run_in_threadpool(ingest_and_commit, runtime, principal, path, sip_sha512)
     finally:
         path.unlink(missing_ok=True)
     journal = await run_in_threadpool(_journal_ref, runtime, outcome.transfer.id)

@@ -21,7 +21,9 @@ from sae.runtime import Runtime
 log = logging.getLogger("sae.ingest")
 
 
-def ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> service.IngestOutcome:
+def ingest_and_commit(
+    runtime: Runtime, principal: Principal, path: Path, sip_sha512: str | None = None
+) -> service.IngestOutcome:
     """Ingest the SIP at ``path`` and commit; accepted transfers get a tree head soon after."""
     env = service.IngestEnv(
         settings=runtime.settings,
@@ -29,7 +31,7 @@ def ingest_and_commit(runtime: Runtime, principal: Principal, path: Path) -> ser
         after_accept=runtime.extras.get("after_accept"),
     )
     with runtime.sessions() as session:
-        outcome = service.ingest(session, env, principal, path)
+        outcome = service.ingest(session, env, principal, path, sip_sha512=sip_sha512)
         try:
             session.commit()
         except IntegrityError:

@@ -674,14 +674,19 @@ def ingest(
     env: IngestEnv,
     principal: Principal,
     sip_path: Path,
+    *,
+    sip_sha512: str | None = None,
 ) -> IngestOutcome:
     """Run the whole pipeline on a SIP already spooled to ``sip_path``.
+
+    ``sip_sha512`` is the SIP's digest when the caller computed it while spooling (saving a
+    full read of a large SIP).
 
     The caller commits. On refusal, the transfer row (status KO) and its journal event are the
     only things added to the session; every copy written has been discarded.
     """
     sip_size = sip_path.stat().st_size
-    sip_sha512 = _file_sha512(sip_path)
+    sip_sha512 = sip_sha512 or _file_sha512(sip_path)
     transfer_row = Transfer(
         id=new_id(),
         status="KO",

@@ -26,7 +26,8 @@ def test_deposit_read_download(api: Api, xsd_dir: Path) -> None:
         "MSG-OK-1",
         rules=[RuleSpec("AppraisalRule", "APP-5Y", date(2020, 1, 1), "Destroy")],
     )
-    response = api.deposit(build_zip(spec))
+    sip = build_zip(spec)
+    response = api.deposit(sip)
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["status"] == "OK"
@@ -64,6 +65,7 @@ def test_deposit_read_download(api: Api, xsd_dir: Path) -> None:
 
     transfer = api.client.get(f"/api/v1/transfers/{body['transfer_id']}", headers=api.auth())
     assert transfer.json()["unit_count"] == 2
+    assert transfer.json()["sip_sha512"] == hashlib.sha512(sip).hexdigest()
 
 
 def test_atr_as_xml_on_request(api: Api, xsd_dir: Path) -> None:
