@@ -282,7 +282,9 @@ def store_objects(
     try:
         for bdo in transfer.package.binary_data_objects:
             name = entry_of[bdo.id]
-            reader = HashingReader(archive.stream(name), bdo.digest_algorithm)
+            # When the file is stored, the first offer computes its SHA-512 while writing it
+            # (and verifies it by reading back): the reader does not hash it a second time.
+            reader = HashingReader(archive.stream(name), bdo.digest_algorithm, sha512=bool(faults))
             object_id = new_id()
             copies: list[StoredObject] = []
             if faults:
@@ -301,8 +303,15 @@ def store_objects(
                     raise SipRefused(
                         [IngestFault("storage.write_failed", f"copy not stored: {exc}", bdo.id)]
                     ) from exc
+                written = copies[0].size
                 reader.drain()
-            sha512 = reader.sha512.hexdigest()
+                if reader.size != written or copies[0].sha512 is None:
+                    # An offer must consume the whole stream and report its digest.
+                    raise SipRefused(
+                        [IngestFault("storage.write_failed", "the copy is incomplete", bdo.id)]
+                    )
+            sha512 = copies[0].sha512 if copies else reader.sha512.hexdigest()
+            assert sha512 is not None
             item = StoredBinary(
                 sip_id=bdo.id,
                 object_id=object_id,
@@ -314,7 +323,7 @@ def store_objects(
             if copies:
                 stored.append(item)
             declared = (bdo.message_digest or "").strip().lower()
-            if reader.declared_hexdigest().lower() != declared:
+            if reader.declared_hexdigest(sha512).lower() != declared:
                 faults.append(
                     IngestFault(
                         "sip.digest_mismatch",
@@ -331,10 +340,10 @@ def store_objects(
                         bdo.id,
                     )
                 )
-            if copies and copies[0].sha512 not in (None, sha512):
+            if any(copy.sha512 != sha512 for copy in copies):
                 faults.append(
                     IngestFault(
-                        "storage.readback_mismatch", "the stored copy differs from the file", bdo.id
+                        "storage.readback_mismatch", "the copies differ from one another", bdo.id
                     )
                 )
     except BaseException:
