@@ -86,8 +86,13 @@ class SedaError(Exception):
 
     default_code = "seda.error"
 
-    def __init__(self, message: str | None = None, *, faults: Iterable[Fault] | None = None,
-                 where: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        faults: Iterable[Fault] | None = None,
+        where: str | None = None,
+    ) -> None:
         fault_list = list(faults or [])
         if not fault_list:
             fault_list = [Fault(self.default_code, message or self.default_code, where)]

@@ -350,11 +350,13 @@ class ReplyEvent:
     identifier: str | None = None
 
     @classmethod
-    def from_fault(cls, fault: Fault, *, outcome: str = "KO",
-                   date: datetime | None = None) -> ReplyEvent:
+    def from_fault(
+        cls, fault: Fault, *, outcome: str = "KO", date: datetime | None = None
+    ) -> ReplyEvent:
         """The event that reports ``fault`` (code, message and location)."""
-        return cls(type=fault.code, outcome=outcome, detail=fault.message, where=fault.where,
-                   date=date)
+        return cls(
+            type=fault.code, outcome=outcome, detail=fault.message, where=fault.where, date=date
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

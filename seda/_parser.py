@@ -71,9 +71,14 @@ def _check_bytes(data: bytes, max_bytes: int) -> None:
     if size == 0:
         raise MalformedXML(faults=[Fault(FaultCodes.XML_EMPTY, "the document is empty")])
     if size > max_bytes:
-        raise XMLTooLarge(faults=[Fault(
-            FaultCodes.XML_TOO_LARGE,
-            f"the document is {size} bytes, more than the limit of {max_bytes} bytes")])
+        raise XMLTooLarge(
+            faults=[
+                Fault(
+                    FaultCodes.XML_TOO_LARGE,
+                    f"the document is {size} bytes, more than the limit of {max_bytes} bytes",
+                )
+            ]
+        )
     match = _ROOT_START.search(data)
     prolog = bytes(data[: match.start()]) if match else bytes(data[:4096])
     if any(marker in prolog for marker in _DOCTYPE_MARKERS):
@@ -81,10 +86,15 @@ def _check_bytes(data: bytes, max_bytes: int) -> None:
 
 
 def _dtd_forbidden() -> ForbiddenXMLConstruct:
-    return ForbiddenXMLConstruct(faults=[Fault(
-        FaultCodes.XML_DTD_FORBIDDEN,
-        "a document type declaration (DTD) is not accepted: SEDA messages never need one",
-        "line 1")])
+    return ForbiddenXMLConstruct(
+        faults=[
+            Fault(
+                FaultCodes.XML_DTD_FORBIDDEN,
+                "a document type declaration (DTD) is not accepted: SEDA messages never need one",
+                "line 1",
+            )
+        ]
+    )
 
 
 def translate_syntax_error(error: etree.XMLSyntaxError | etree.ParseError) -> SedaError:
@@ -94,16 +104,28 @@ def translate_syntax_error(error: etree.XMLSyntaxError | etree.ParseError) -> Se
     where = f"line {line}, column {column}" if line else None
     lowered = message.lower()
     if "excessive depth" in lowered:
-        return XMLTooDeep(faults=[Fault(FaultCodes.XML_TOO_DEEP,
-                                        f"elements are nested too deeply ({message})", where)])
+        return XMLTooDeep(
+            faults=[
+                Fault(FaultCodes.XML_TOO_DEEP, f"elements are nested too deeply ({message})", where)
+            ]
+        )
     if "amplification" in lowered or "entity loop" in lowered or "entityref" in lowered:
-        return ForbiddenXMLConstruct(faults=[Fault(FaultCodes.XML_ENTITY_FORBIDDEN,
-                                                   f"entity expansion refused ({message})", where)])
+        return ForbiddenXMLConstruct(
+            faults=[
+                Fault(
+                    FaultCodes.XML_ENTITY_FORBIDDEN, f"entity expansion refused ({message})", where
+                )
+            ]
+        )
     if "resource limit" in lowered or "huge" in lowered or "too long" in lowered:
-        return XMLLimitExceeded(faults=[Fault(FaultCodes.XML_LIMIT_EXCEEDED,
-                                              f"parser limit exceeded ({message})", where)])
-    return MalformedXML(faults=[Fault(FaultCodes.XML_MALFORMED,
-                                      f"not well-formed XML: {message}", where)])
+        return XMLLimitExceeded(
+            faults=[
+                Fault(FaultCodes.XML_LIMIT_EXCEEDED, f"parser limit exceeded ({message})", where)
+            ]
+        )
+    return MalformedXML(
+        faults=[Fault(FaultCodes.XML_MALFORMED, f"not well-formed XML: {message}", where)]
+    )
 
 
 def _doctype(element: etree._Element) -> str:
@@ -123,12 +145,16 @@ def _check_depth(root: etree._Element, max_depth: int) -> None:
 
 
 def _too_deep(max_depth: int) -> XMLTooDeep:
-    return XMLTooDeep(faults=[Fault(FaultCodes.XML_TOO_DEEP,
-                                    f"elements are nested more than {max_depth} levels deep")])
+    return XMLTooDeep(
+        faults=[
+            Fault(FaultCodes.XML_TOO_DEEP, f"elements are nested more than {max_depth} levels deep")
+        ]
+    )
 
 
-def safe_parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_depth: int = DEFAULT_MAX_DEPTH) -> etree._Element:
+def safe_parse(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+) -> etree._Element:
     """Parse ``data`` into an lxml element with every hardening on; the project's only XML parser.
 
     Raises :class:`~seda.MalformedXML` or one of its subclasses (:class:`~seda.XMLTooLarge`,
@@ -154,17 +180,18 @@ def safe_parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
     return root
 
 
-def iter_events(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                max_depth: int = DEFAULT_MAX_DEPTH
-                ) -> Iterator[tuple[str, etree._Element]]:
+def iter_events(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Iterator[tuple[str, etree._Element]]:
     """Stream ``("start"|"end", element)`` events with the same hardening as :func:`safe_parse`.
 
     Internal: the reader uses it to read large manifests with bounded memory (it clears each
     subtree once read). Errors are raised as :class:`~seda.SedaError` subclasses, mid-stream.
     """
     _check_bytes(data, max_bytes)
-    events = etree.iterparse(io.BytesIO(bytes(data)), events=("start", "end"),
-                             remove_comments=False, **_PARSER_OPTIONS)
+    events = etree.iterparse(
+        io.BytesIO(bytes(data)), events=("start", "end"), remove_comments=False, **_PARSER_OPTIONS
+    )
     depth = 0
     first = True
     try:

@@ -48,17 +48,34 @@ from ._model import (
 from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, iter_events
 from ._versions import SEDA_NAMESPACE_PREFIX, SedaVersion, version_from_namespace
 
-__all__ = ["MessageRoot", "check_root", "read_transfer", "read_transfer_reply",
-           "transfer_from_tree"]
+__all__ = [
+    "MessageRoot",
+    "check_root",
+    "read_transfer",
+    "read_transfer_reply",
+    "transfer_from_tree",
+]
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _DATE_PREFIX = re.compile(r"^(-?\d{4,}-\d{2}-\d{2})")
 _PLACEHOLDER_DATE = datetime(1970, 1, 1)
 
-_ORGANIZATIONS = ("ArchivalAgency", "TransferringAgency", "Requester", "OriginatingAgency",
-                  "Sender", "Receiver", "ControlAuthority")
-_HOLD_FIELDS = {"HoldEndDate", "HoldOwner", "HoldReassessingDate", "HoldReason",
-                "PreventRearrangement"}
+_ORGANIZATIONS = (
+    "ArchivalAgency",
+    "TransferringAgency",
+    "Requester",
+    "OriginatingAgency",
+    "Sender",
+    "Receiver",
+    "ControlAuthority",
+)
+_HOLD_FIELDS = {
+    "HoldEndDate",
+    "HoldOwner",
+    "HoldReassessingDate",
+    "HoldReason",
+    "PreventRearrangement",
+}
 
 
 @dataclass(frozen=True)
@@ -80,20 +97,38 @@ def check_root(element: etree._Element, expected: str | Iterable[str] | None) ->
     version = version_from_namespace(namespace)
     if version is None:
         if namespace and namespace.startswith(SEDA_NAMESPACE_PREFIX):
-            raise UnsupportedVersion(faults=[Fault(
-                FaultCodes.UNSUPPORTED_VERSION,
-                f"unsupported SEDA version {namespace[len(SEDA_NAMESPACE_PREFIX):]!r} "
-                f"(namespace {namespace}); supported: 2.1, 2.2, 2.3", "/*")])
-        raise UnsupportedVersion(faults=[Fault(
-            FaultCodes.NOT_SEDA,
-            f"the root element {qname.localname!r} is not in a SEDA namespace "
-            f"(namespace {namespace or 'none'})", "/*")])
+            raise UnsupportedVersion(
+                faults=[
+                    Fault(
+                        FaultCodes.UNSUPPORTED_VERSION,
+                        f"unsupported SEDA version {namespace[len(SEDA_NAMESPACE_PREFIX) :]!r} "
+                        f"(namespace {namespace}); supported: 2.1, 2.2, 2.3",
+                        "/*",
+                    )
+                ]
+            )
+        raise UnsupportedVersion(
+            faults=[
+                Fault(
+                    FaultCodes.NOT_SEDA,
+                    f"the root element {qname.localname!r} is not in a SEDA namespace "
+                    f"(namespace {namespace or 'none'})",
+                    "/*",
+                )
+            ]
+        )
     if expected is not None:
         names = {expected} if isinstance(expected, str) else set(expected)
         if qname.localname not in names:
-            raise UnexpectedMessage(faults=[Fault(
-                FaultCodes.UNEXPECTED_ROOT,
-                f"expected {' or '.join(sorted(names))}, found {qname.localname}", "/*")])
+            raise UnexpectedMessage(
+                faults=[
+                    Fault(
+                        FaultCodes.UNEXPECTED_ROOT,
+                        f"expected {' or '.join(sorted(names))}, found {qname.localname}",
+                        "/*",
+                    )
+                ]
+            )
     return MessageRoot(qname.localname, version)
 
 
@@ -128,7 +163,7 @@ class _Values:
     def name(self, element: etree._Element) -> str | None:
         tag = element.tag
         if isinstance(tag, str) and tag.startswith(self.prefix):
-            return tag[len(self.prefix):]
+            return tag[len(self.prefix) :]
         return None
 
     def children(self, element: etree._Element) -> list[tuple[str, etree._Element]]:
@@ -159,9 +194,13 @@ class _Values:
         return f"{path} (line {line})" if line else path
 
     def bad(self, element: etree._Element, what: str, value: str) -> None:
-        self.faults.append(Fault(FaultCodes.BAD_VALUE,
-                                 f"{self.name(element)}: {value!r} is not {what}",
-                                 self.where(element)))
+        self.faults.append(
+            Fault(
+                FaultCodes.BAD_VALUE,
+                f"{self.name(element)}: {value!r} is not {what}",
+                self.where(element),
+            )
+        )
 
     def date(self, element: etree._Element) -> date | None:
         if element.get(XSI_NIL) in ("true", "1"):
@@ -251,12 +290,18 @@ def _read_rule_category(v: _Values, category: str, element: etree._Element) -> R
             extra["classification_reassessing_date"] = v.date(child)
         elif name == "NeedReassessingAuthorization":
             extra["need_reassessing_authorization"] = v.boolean(child)
-    return RuleCategory(category=category, rules=[RuleRef(**r) for r in rules],
-                        prevent_inheritance=prevent_inheritance, ref_non_rule_ids=refs, **extra)
+    return RuleCategory(
+        category=category,
+        rules=[RuleRef(**r) for r in rules],
+        prevent_inheritance=prevent_inheritance,
+        ref_non_rule_ids=refs,
+        **extra,
+    )
 
 
-def _read_management(v: _Values, element: etree._Element,
-                     skip: frozenset[str] = frozenset()) -> Management:
+def _read_management(
+    v: _Values, element: etree._Element, skip: frozenset[str] = frozenset()
+) -> Management:
     rules: dict[str, RuleCategory] = {}
     need_authorization: bool | None = None
     extensions: list[bytes] = []
@@ -348,22 +393,28 @@ def _read_content(v: _Values, element: etree._Element) -> dict[str, Any]:
             values.setdefault("submission_agency_identifier", v.identifier(child))
         elif name == "CustodialHistory":
             values["custodial_history"].extend(
-                v.string(item) for item_name, item in v.children(child)
-                if item_name == "CustodialHistoryItem")
+                v.string(item)
+                for item_name, item in v.children(child)
+                if item_name == "CustodialHistoryItem"
+            )
         elif name == "Keyword":
             parts = {n: c for n, c in v.children(child)}
             content = parts.get("KeywordContent")
             reference = parts.get("KeywordReference")
             kind = parts.get("KeywordType")
-            values["keywords"].append(Keyword(
-                content=v.string(content) if content is not None else "",
-                reference=v.token(reference) if reference is not None else None,
-                type=v.token(kind) if kind is not None else None))
+            values["keywords"].append(
+                Keyword(
+                    content=v.string(content) if content is not None else "",
+                    reference=v.token(reference) if reference is not None else None,
+                    type=v.token(kind) if kind is not None else None,
+                )
+            )
     return values
 
 
-def _read_object_common(v: _Values, name: str, child: etree._Element,
-                        values: dict[str, Any]) -> bool:
+def _read_object_common(
+    v: _Values, name: str, child: etree._Element, values: dict[str, Any]
+) -> bool:
     simple = {
         "DataObjectProfile": "data_object_profile",
         "DataObjectSystemId": "data_object_system_id",
@@ -402,10 +453,12 @@ def _read_binary(v: _Values, element: etree._Element) -> dict[str, Any]:
             parts = {n: c for n, c in v.children(child)}
             values["format"] = FormatIdentification(
                 format_litteral=v.string(parts["FormatLitteral"])
-                if "FormatLitteral" in parts else None,
+                if "FormatLitteral" in parts
+                else None,
                 mime_type=v.token(parts["MimeType"]) if "MimeType" in parts else None,
                 format_id=v.token(parts["FormatId"]) if "FormatId" in parts else None,
-                encoding=v.token(parts["Encoding"]) if "Encoding" in parts else None)
+                encoding=v.token(parts["Encoding"]) if "Encoding" in parts else None,
+            )
         elif name == "FileInfo":
             parts = {n: c for n, c in v.children(child)}
 
@@ -422,7 +475,8 @@ def _read_binary(v: _Values, element: etree._Element) -> dict[str, Any]:
                 date_created_by_application=token("DateCreatedByApplication"),
                 creating_os=text("CreatingOs"),
                 creating_os_version=text("CreatingOsVersion"),
-                last_modified=token("LastModified"))
+                last_modified=token("LastModified"),
+            )
     return values
 
 
@@ -456,18 +510,29 @@ def _read_event(v: _Values, element: etree._Element) -> ReplyEvent:
         where=token("EventDetailData"),
         date=when,
         label=token("EventType"),
-        identifier=token("EventIdentifier"))
+        identifier=token("EventIdentifier"),
+    )
 
 
 # --------------------------------------------------------------------------- the event reader
 
 # Elements the event reader acts on (below the root's children); everything else is read from
 # its enclosing Content, Management, object or ManagementMetadata element.
-_STRUCTURAL = frozenset({
-    "ArchiveUnit", "DataObjectGroup", "DataObjectPackage", "Content", "Management",
-    "ArchiveUnitProfile", "ArchiveUnitRefId", "DataObjectReference", "BinaryDataObject",
-    "PhysicalDataObject", "ManagementMetadata",
-})
+_STRUCTURAL = frozenset(
+    {
+        "ArchiveUnit",
+        "DataObjectGroup",
+        "DataObjectPackage",
+        "Content",
+        "Management",
+        "ArchiveUnitProfile",
+        "ArchiveUnitRefId",
+        "DataObjectReference",
+        "BinaryDataObject",
+        "PhysicalDataObject",
+        "ManagementMetadata",
+    }
+)
 _STARTS = frozenset({"ArchiveUnit", "DataObjectGroup", "DataObjectPackage"})
 
 
@@ -563,8 +628,10 @@ class _EventReader:
         return None if parent is None else self.values.name(parent)
 
     def _start(self, v: _Values, name: str, element: etree._Element) -> None:
-        if name == "ArchiveUnit" and self._parent_name(element) in ("DescriptiveMetadata",
-                                                                     "ArchiveUnit"):
+        if name == "ArchiveUnit" and self._parent_name(element) in (
+            "DescriptiveMetadata",
+            "ArchiveUnit",
+        ):
             parent = self.stack[-1] if self.stack else None
             builder = _UnitBuilder(element, element.get("id", ""), parent)
             self.stack.append(builder)
@@ -605,7 +672,9 @@ class _EventReader:
             self._end_unit(current)
             self._release(element)
         elif name in ("BinaryDataObject", "PhysicalDataObject") and parent_name in (
-                "DataObjectPackage", "DataObjectGroup"):
+            "DataObjectPackage",
+            "DataObjectGroup",
+        ):
             self._end_object(v, name, element, parent_name == "DataObjectGroup")
             self._release(element)
         elif name == "DataObjectGroup" and parent_name == "DataObjectPackage":
@@ -640,8 +709,11 @@ class _EventReader:
         elif name in _ORGANIZATIONS:
             message.organizations[name] = v.identifier(element)
         elif name == "Operation":
-            message.events.extend(_read_event(v, event) for event_name, event in
-                                  v.children(element) if event_name == "Event")
+            message.events.extend(
+                _read_event(v, event)
+                for event_name, event in v.children(element)
+                if event_name == "Event"
+            )
         elif name in ("DataObjectPackage", "Signature"):
             pass
         else:
@@ -651,9 +723,13 @@ class _EventReader:
         self.stack.pop()
         parent = builder.parent
         if builder.ref_target is not None and builder.content is None:
-            self.references.append(ArchiveUnitReference(
-                id=builder.id, target_id=builder.ref_target,
-                parent_id=parent.id if parent else None))
+            self.references.append(
+                ArchiveUnitReference(
+                    id=builder.id,
+                    target_id=builder.ref_target,
+                    parent_id=parent.id if parent else None,
+                )
+            )
             if parent is not None:
                 parent.children.append(builder.ref_target)
                 parent.reference_ids.append(builder.id)
@@ -663,8 +739,7 @@ class _EventReader:
         else:
             self.roots.append(builder.id)
 
-    def _end_object(self, v: _Values, name: str, element: etree._Element,
-                    in_group: bool) -> None:
+    def _end_object(self, v: _Values, name: str, element: etree._Element, in_group: bool) -> None:
         values = (_read_binary if name == "BinaryDataObject" else _read_physical)(v, element)
         declared = values.pop("_group_declared", None)
         reference = values.pop("_group_reference", None)
@@ -707,20 +782,25 @@ class _EventReader:
             content = builder.content or {}
             unit_group = next((g for g in builder.group_refs if g), None)
             if unit_group is None:
-                unit_group = next((self.object_group[o] for o in builder.object_refs
-                                   if o in self.object_group), None)
-            units.append(ArchiveUnit(
-                id=builder.id,
-                content_xml=builder.content_xml,
-                management=builder.management or Management(),
-                archive_unit_profile=builder.profile,
-                data_object_group_id=unit_group,
-                data_object_ids=list(builder.object_refs),
-                data_object_group_reference_ids=list(builder.group_refs),
-                child_unit_ids=builder.children,
-                reference_ids=builder.reference_ids,
-                parent_id=builder.parent.id if builder.parent else None,
-                **content))
+                unit_group = next(
+                    (self.object_group[o] for o in builder.object_refs if o in self.object_group),
+                    None,
+                )
+            units.append(
+                ArchiveUnit(
+                    id=builder.id,
+                    content_xml=builder.content_xml,
+                    management=builder.management or Management(),
+                    archive_unit_profile=builder.profile,
+                    data_object_group_id=unit_group,
+                    data_object_ids=list(builder.object_refs),
+                    data_object_group_reference_ids=list(builder.group_refs),
+                    child_unit_ids=builder.children,
+                    reference_ids=builder.reference_ids,
+                    parent_id=builder.parent.id if builder.parent else None,
+                    **content,
+                )
+            )
         if self.has_package:
             message.package = DataObjectPackage(
                 binary_data_objects=[BinaryDataObject(**b) for b in self.binaries],
@@ -729,7 +809,8 @@ class _EventReader:
                 archive_units=units,
                 root_unit_ids=self.roots,
                 unit_references=self.references,
-                management_metadata=self.management_metadata or ManagementMetadata())
+                management_metadata=self.management_metadata or ManagementMetadata(),
+            )
         message.faults = self.values.faults
         return message
 
@@ -738,9 +819,13 @@ def _new_reader(expected: str | Iterable[str] | None, release: bool) -> _EventRe
     return _EventReader(expected, release)
 
 
-def read_message_bytes(data: bytes, expected: str | Iterable[str] | None, *,
-                       max_bytes: int = DEFAULT_MAX_BYTES,
-                       max_depth: int = DEFAULT_MAX_DEPTH) -> _Message:
+def read_message_bytes(
+    data: bytes,
+    expected: str | Iterable[str] | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> _Message:
     """Read any SEDA message from bytes with the streaming reader (internal)."""
     reader = _new_reader(expected, release=True)
     for event, element in iter_events(data, max_bytes=max_bytes, max_depth=max_depth):
@@ -768,8 +853,7 @@ def _missing(message: _Message, name: str) -> None:
 def build_transfer(message: _Message) -> ArchiveTransfer:
     """Turn a read message into an :class:`ArchiveTransfer` (internal)."""
     if message.date is None:
-        if not any(f.code == FaultCodes.BAD_VALUE and "Date" in f.message
-                   for f in message.faults):
+        if not any(f.code == FaultCodes.BAD_VALUE and "Date" in f.message for f in message.faults):
             _missing(message, "Date")
     identifier = _first(message, "MessageIdentifier") or ""
     if not identifier:
@@ -788,7 +872,8 @@ def build_transfer(message: _Message) -> ArchiveTransfer:
         code_list_versions=message.code_list_versions,
         related_transfer_references=message.header.get("RelatedTransferReference", []),
         transfer_request_reply_identifier=_first(message, "TransferRequestReplyIdentifier"),
-        package=message.package or DataObjectPackage())
+        package=message.package or DataObjectPackage(),
+    )
 
 
 def transfer_from_tree(root: etree._Element) -> tuple[ArchiveTransfer, list[Fault]]:
@@ -798,8 +883,9 @@ def transfer_from_tree(root: etree._Element) -> tuple[ArchiveTransfer, list[Faul
     return transfer, message.faults
 
 
-def read_transfer(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                  max_depth: int = DEFAULT_MAX_DEPTH) -> ArchiveTransfer:
+def read_transfer(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+) -> ArchiveTransfer:
     """Read an ``ArchiveTransfer`` (SEDA 2.1, 2.2 or 2.3) from bytes into the model.
 
     Streams with bounded memory. Checks well-formedness and hardening, the root element and the
@@ -810,16 +896,16 @@ def read_transfer(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
     Raises :class:`MalformedXML` (and subclasses), :class:`UnsupportedVersion`,
     :class:`UnexpectedMessage` or :class:`StructureInvalid`, each with ``.faults``.
     """
-    message = read_message_bytes(data, "ArchiveTransfer", max_bytes=max_bytes,
-                                 max_depth=max_depth)
+    message = read_message_bytes(data, "ArchiveTransfer", max_bytes=max_bytes, max_depth=max_depth)
     transfer = build_transfer(message)
     if message.faults:
         raise StructureInvalid(faults=message.faults)
     return transfer
 
 
-def read_transfer_reply(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                        max_depth: int = DEFAULT_MAX_DEPTH) -> ArchiveTransferReply:
+def read_transfer_reply(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+) -> ArchiveTransferReply:
     """Read an ``ArchiveTransferReply`` (ATR) into :class:`ArchiveTransferReply`.
 
     Lenient on purpose: replies written by other systems are often not schema-valid (Vitam's KO
@@ -827,24 +913,40 @@ def read_transfer_reply(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
     units listed in the reply's package become :class:`ReplyObject`/:class:`ReplyUnit`.
     Raises :class:`SedaError` subclasses for unreadable XML or an unexpected root.
     """
-    message = read_message_bytes(data, "ArchiveTransferReply", max_bytes=max_bytes,
-                                 max_depth=max_depth)
+    message = read_message_bytes(
+        data, "ArchiveTransferReply", max_bytes=max_bytes, max_depth=max_depth
+    )
     package = message.package or DataObjectPackage()
     objects = [
-        ReplyObject(sip_id=o.id, group_sip_id=o.group_id, system_id=o.data_object_system_id,
-                    group_system_id=o.data_object_group_system_id, kind="binary",
-                    data_object_version=o.data_object_version,
-                    message_digest=o.message_digest, digest_algorithm=o.digest_algorithm,
-                    size=o.size)
+        ReplyObject(
+            sip_id=o.id,
+            group_sip_id=o.group_id,
+            system_id=o.data_object_system_id,
+            group_system_id=o.data_object_group_system_id,
+            kind="binary",
+            data_object_version=o.data_object_version,
+            message_digest=o.message_digest,
+            digest_algorithm=o.digest_algorithm,
+            size=o.size,
+        )
         for o in package.binary_data_objects
     ] + [
-        ReplyObject(sip_id=o.id, group_sip_id=o.group_id, system_id=o.data_object_system_id,
-                    group_system_id=o.data_object_group_system_id, kind="physical",
-                    data_object_version=o.data_object_version)
+        ReplyObject(
+            sip_id=o.id,
+            group_sip_id=o.group_id,
+            system_id=o.data_object_system_id,
+            group_system_id=o.data_object_group_system_id,
+            kind="physical",
+            data_object_version=o.data_object_version,
+        )
         for o in package.physical_data_objects
     ]
-    units = [ReplyUnit(sip_id=u.id, system_id=u.system_ids[0] if u.system_ids else "",
-                       title=u.title or None) for u in package.archive_units]
+    units = [
+        ReplyUnit(
+            sip_id=u.id, system_id=u.system_ids[0] if u.system_ids else "", title=u.title or None
+        )
+        for u in package.archive_units
+    ]
     return ArchiveTransferReply(
         version=message.root.version,
         message_identifier=_first(message, "MessageIdentifier") or "",
@@ -859,4 +961,5 @@ def read_transfer_reply(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
         code_list_versions=message.code_list_versions,
         events=message.events,
         units=units,
-        objects=objects)
+        objects=objects,
+    )

@@ -49,44 +49,53 @@ class Tolerance:
 _ALL = frozenset(SedaVersion)
 
 #: The tolerance list, by name. Pass names in ``tolerances=`` to turn them on.
-TOLERANCES: dict[str, Tolerance] = {t.name: t for t in (
-    Tolerance(
-        "hold-rule-in-2.1",
-        "HoldRule (and HoldRuleCodeListVersion) in a SEDA 2.1 manifest: HoldRule only exists "
-        "from 2.2, Vitam accepts it in 2.1 as a back-port. The rule is read and kept.",
-        frozenset({SedaVersion.V2_1}),
-        "//s:Management/s:HoldRule | //s:ManagementMetadata/s:HoldRule"
-        " | //s:CodeListVersions/s:HoldRuleCodeListVersion"),
-    Tolerance(
-        "seda-2.3-elements-in-2.2",
-        "SEDA 2.3 elements in a 2.2 manifest (Vitam anticipation): SigningInformation and "
-        "PersistentIdentifier in Content, PersistentIdentifier/DataObjectUse/DataObjectNumber "
-        "on data objects. Kept verbatim in content_xml.",
-        frozenset({SedaVersion.V2_2}),
-        "//s:Content/s:SigningInformation | //s:Content/s:PersistentIdentifier"
-        " | //s:BinaryDataObject/s:PersistentIdentifier"
-        " | //s:PhysicalDataObject/s:PersistentIdentifier"
-        " | //s:BinaryDataObject/s:DataObjectUse | //s:BinaryDataObject/s:DataObjectNumber"
-        " | //s:PhysicalDataObject/s:DataObjectUse | //s:PhysicalDataObject/s:DataObjectNumber"),
-    Tolerance(
-        "update-operation",
-        "Vitam's UpdateOperation in a unit's Management (attach the unit to one already "
-        "archived). Kept verbatim in Management.extensions.",
-        _ALL,
-        "//s:Management/s:UpdateOperation"),
-    Tolerance(
-        "signing-information-extended",
-        "SEDA 2.3 SigningInformation/Extended holding free fields without xsi:type (the "
-        "official XSD types Extended with the abstract OpenType). Kept verbatim in content_xml.",
-        frozenset({SedaVersion.V2_3}),
-        "//s:SigningInformation/s:Extended[not(@xsi:type)]"),
-    Tolerance(
-        "vitam-content-extensions",
-        "Vitam descriptive elements missing from the official schema: AgentGroup and "
-        "Arrangement in Content. Kept verbatim in content_xml.",
-        _ALL,
-        "//s:Content/s:AgentGroup | //s:Content/s:Arrangement"),
-)}
+TOLERANCES: dict[str, Tolerance] = {
+    t.name: t
+    for t in (
+        Tolerance(
+            "hold-rule-in-2.1",
+            "HoldRule (and HoldRuleCodeListVersion) in a SEDA 2.1 manifest: HoldRule only exists "
+            "from 2.2, Vitam accepts it in 2.1 as a back-port. The rule is read and kept.",
+            frozenset({SedaVersion.V2_1}),
+            "//s:Management/s:HoldRule | //s:ManagementMetadata/s:HoldRule"
+            " | //s:CodeListVersions/s:HoldRuleCodeListVersion",
+        ),
+        Tolerance(
+            "seda-2.3-elements-in-2.2",
+            "SEDA 2.3 elements in a 2.2 manifest (Vitam anticipation): SigningInformation and "
+            "PersistentIdentifier in Content, PersistentIdentifier/DataObjectUse/DataObjectNumber "
+            "on data objects. Kept verbatim in content_xml.",
+            frozenset({SedaVersion.V2_2}),
+            "//s:Content/s:SigningInformation | //s:Content/s:PersistentIdentifier"
+            " | //s:BinaryDataObject/s:PersistentIdentifier"
+            " | //s:PhysicalDataObject/s:PersistentIdentifier"
+            " | //s:BinaryDataObject/s:DataObjectUse | //s:BinaryDataObject/s:DataObjectNumber"
+            " | //s:PhysicalDataObject/s:DataObjectUse | //s:PhysicalDataObject/s:DataObjectNumber",
+        ),
+        Tolerance(
+            "update-operation",
+            "Vitam's UpdateOperation in a unit's Management (attach the unit to one already "
+            "archived). Kept verbatim in Management.extensions.",
+            _ALL,
+            "//s:Management/s:UpdateOperation",
+        ),
+        Tolerance(
+            "signing-information-extended",
+            "SEDA 2.3 SigningInformation/Extended holding free fields without xsi:type (the "
+            "official XSD types Extended with the abstract OpenType). Kept verbatim in "
+            "content_xml.",
+            frozenset({SedaVersion.V2_3}),
+            "//s:SigningInformation/s:Extended[not(@xsi:type)]",
+        ),
+        Tolerance(
+            "vitam-content-extensions",
+            "Vitam descriptive elements missing from the official schema: AgentGroup and "
+            "Arrangement in Content. Kept verbatim in content_xml.",
+            _ALL,
+            "//s:Content/s:AgentGroup | //s:Content/s:Arrangement",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -113,13 +122,16 @@ def _check_tolerance_names(tolerances: Iterable[str]) -> frozenset[str]:
     names = frozenset(tolerances)
     unknown = names - TOLERANCES.keys()
     if unknown:
-        raise ValueError(f"unknown tolerance(s): {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(sorted(TOLERANCES))}")
+        raise ValueError(
+            f"unknown tolerance(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(TOLERANCES))}"
+        )
     return names
 
 
-def _tolerated_elements(root: etree._Element, version: SedaVersion, names: frozenset[str]
-                        ) -> tuple[list[etree._Element], list[Fault]]:
+def _tolerated_elements(
+    root: etree._Element, version: SedaVersion, names: frozenset[str]
+) -> tuple[list[etree._Element], list[Fault]]:
     found: list[etree._Element] = []
     warnings: list[Fault] = []
     namespaces = {"s": version.namespace, "xsi": "http://www.w3.org/2001/XMLSchema-instance"}
@@ -135,10 +147,13 @@ def _tolerated_elements(root: etree._Element, version: SedaVersion, names: froze
                 continue
             found.append(element)
             local = etree.QName(element).localname
-            warnings.append(Fault(
-                FaultCodes.TOLERATED,
-                f"{local} accepted by tolerance {name!r} (not valid SEDA {version.value})",
-                f"{tree.getpath(element)} (line {element.sourceline})"))
+            warnings.append(
+                Fault(
+                    FaultCodes.TOLERATED,
+                    f"{local} accepted by tolerance {name!r} (not valid SEDA {version.value})",
+                    f"{tree.getpath(element)} (line {element.sourceline})",
+                )
+            )
     return found, warnings
 
 
@@ -160,10 +175,14 @@ def _pruned_copy(root: etree._Element, elements: list[etree._Element]) -> etree.
     return clone
 
 
-def validate_transfer(data: bytes, *, xsd_dir: Path | str | None = None,
-                      tolerances: Iterable[str] = frozenset(),
-                      max_bytes: int = DEFAULT_MAX_BYTES,
-                      max_depth: int = DEFAULT_MAX_DEPTH) -> TransferReport:
+def validate_transfer(
+    data: bytes,
+    *,
+    xsd_dir: Path | str | None = None,
+    tolerances: Iterable[str] = frozenset(),
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> TransferReport:
     """Validate an incoming ArchiveTransfer in layers and read it; never raises for bad input.
 
     With ``xsd_dir`` (the folder holding ``2.1/``, ``2.2/``, ``2.3/``) the official XSD is
@@ -195,8 +214,9 @@ def validate_transfer(data: bytes, *, xsd_dir: Path | str | None = None,
     return TransferReport(transfer, errors, warnings, version)
 
 
-def validate_message(data: bytes, xsd_dir: Path | str, *,
-                     expected: str | Iterable[str] | None = None) -> list[Fault]:
+def validate_message(
+    data: bytes, xsd_dir: Path | str, *, expected: str | Iterable[str] | None = None
+) -> list[Fault]:
     """Parse any SEDA message and validate it against the official XSD of its version.
 
     Returns the faults (empty when valid); never raises for bad input. ``expected`` restricts

@@ -32,6 +32,6 @@ def version_from_namespace(namespace: str | None) -> SedaVersion | None:
     if namespace is None or not namespace.startswith(SEDA_NAMESPACE_PREFIX):
         return None
     try:
-        return SedaVersion(namespace[len(SEDA_NAMESPACE_PREFIX):])
+        return SedaVersion(namespace[len(SEDA_NAMESPACE_PREFIX) :])
     except ValueError:
         return None

@@ -101,8 +101,13 @@ class _Doc:
         self.root = etree.Element(self.prefix + root, nsmap=nsmap)
         self.faults: list[Fault] = []
 
-    def add(self, parent: etree._Element, name: str, text: str | None = None,
-            attrib: dict[str, str] | None = None) -> etree._Element:
+    def add(
+        self,
+        parent: etree._Element,
+        name: str,
+        text: str | None = None,
+        attrib: dict[str, str] | None = None,
+    ) -> etree._Element:
         element = etree.SubElement(parent, self.prefix + name)
         if attrib:
             for key, value in attrib.items():
@@ -111,14 +116,21 @@ class _Doc:
             element.text = clean_text(text)
         return element
 
-    def token(self, parent: etree._Element, name: str, value: str | None,
-              required: bool = False, where: str | None = None) -> etree._Element | None:
+    def token(
+        self,
+        parent: etree._Element,
+        name: str,
+        value: str | None,
+        required: bool = False,
+        where: str | None = None,
+    ) -> etree._Element | None:
         """Add a non-empty token element; skip it when empty, or record a fault if required."""
         cleaned = clean_token(value) if value is not None else ""
         if not cleaned:
             if required:
-                self.faults.append(Fault(FaultCodes.WRITE_INVALID,
-                                         f"{name} is required and empty", where or name))
+                self.faults.append(
+                    Fault(FaultCodes.WRITE_INVALID, f"{name} is required and empty", where or name)
+                )
             return None
         return self.add(parent, name, cleaned)
 
@@ -128,9 +140,13 @@ class _Doc:
 
     def check_id(self, value: str, what: str) -> str:
         if not _NCNAME.match(value or ""):
-            self.faults.append(Fault(FaultCodes.WRITE_INVALID,
-                                     f"{what} id {value!r} is not a valid XML id (NCName)",
-                                     what))
+            self.faults.append(
+                Fault(
+                    FaultCodes.WRITE_INVALID,
+                    f"{what} id {value!r} is not a valid XML id (NCName)",
+                    what,
+                )
+            )
         return value
 
     def organization(self, parent: etree._Element, name: str, identifier: str) -> None:
@@ -164,15 +180,14 @@ class _Doc:
         self.token(element, "EventDetailData", event.where)
 
     def insert_xml(self, parent: etree._Element, data: bytes) -> etree._Element:
-        """Append a verbatim element (e.g. a unit's Content) moved into this version's namespace.
-        """
+        """Append a verbatim element (e.g. a unit's Content) moved into this version's namespace."""
         element = safe_parse(data)
         source_prefix = etree.QName(element).namespace
         if source_prefix and source_prefix != self.version.namespace:
             old = "{" + source_prefix + "}"
             for node in element.iter():
                 if isinstance(node.tag, str) and node.tag.startswith(old):
-                    node.tag = self.prefix + node.tag[len(old):]
+                    node.tag = self.prefix + node.tag[len(old) :]
             etree.cleanup_namespaces(element)
         parent.append(element)
         return element
@@ -180,8 +195,7 @@ class _Doc:
     def finish(self) -> bytes:
         if self.faults:
             raise WriteError(faults=self.faults)
-        return etree.tostring(self.root, xml_declaration=True, encoding="UTF-8",
-                              pretty_print=True)
+        return etree.tostring(self.root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
 def _reply_objects(doc: _Doc, package: etree._Element, objects: list[ReplyObject]) -> None:
@@ -191,8 +205,9 @@ def _reply_objects(doc: _Doc, package: etree._Element, objects: list[ReplyObject
     for group_id, members in groups.items():
         if group_id is None:
             continue
-        group = doc.add(package, "DataObjectGroup",
-                        attrib={"id": doc.check_id(group_id, "DataObjectGroup")})
+        group = doc.add(
+            package, "DataObjectGroup", attrib={"id": doc.check_id(group_id, "DataObjectGroup")}
+        )
         for obj in members:
             _reply_object(doc, group, obj)
     for obj in groups.get(None, []):
@@ -207,15 +222,20 @@ def _reply_object(doc: _Doc, parent: etree._Element, obj: ReplyObject) -> None:
     doc.token(element, "DataObjectVersion", obj.data_object_version)
     if obj.kind == "binary":
         if obj.message_digest and obj.digest_algorithm:
-            doc.add(element, "MessageDigest", clean_token(obj.message_digest),
-                    {"algorithm": clean_token(obj.digest_algorithm)})
+            doc.add(
+                element,
+                "MessageDigest",
+                clean_token(obj.message_digest),
+                {"algorithm": clean_token(obj.digest_algorithm)},
+            )
         if obj.size is not None and obj.size > 0:
             doc.add(element, "Size", str(obj.size))
 
 
 def _reply_unit(doc: _Doc, parent: etree._Element, unit: ReplyUnit) -> None:
-    element = doc.add(parent, "ArchiveUnit", attrib={"id": doc.check_id(unit.sip_id,
-                                                                       "ArchiveUnit")})
+    element = doc.add(
+        parent, "ArchiveUnit", attrib={"id": doc.check_id(unit.sip_id, "ArchiveUnit")}
+    )
     content = doc.add(element, "Content")
     if unit.title:
         doc.add(content, "Title", unit.title)
@@ -248,8 +268,7 @@ def write_archive_transfer_reply(reply: ArchiveTransferReply) -> bytes:
         operation = doc.add(doc.root, "Operation")
         for event in reply.events:
             doc.event(operation, event, reply.date)
-    doc.token(doc.root, "MessageRequestIdentifier", reply.message_request_identifier,
-              required=True)
+    doc.token(doc.root, "MessageRequestIdentifier", reply.message_request_identifier, required=True)
     if reply.grant_date is not None:
         doc.add(doc.root, "GrantDate", format_datetime(reply.grant_date))
     doc.organization(doc.root, "ArchivalAgency", reply.archival_agency_identifier)
@@ -262,9 +281,12 @@ def write_archive_transfer_reply(reply: ArchiveTransferReply) -> bytes:
 _LOGBOOK = "LogBook"
 
 
-def _object_common(doc: _Doc, element: etree._Element,
-                   obj: BinaryDataObject | PhysicalDataObject,
-                   group_link: tuple[str, str] | None) -> None:
+def _object_common(
+    doc: _Doc,
+    element: etree._Element,
+    obj: BinaryDataObject | PhysicalDataObject,
+    group_link: tuple[str, str] | None,
+) -> None:
     if doc.version != SedaVersion.V2_1:
         doc.token(element, "DataObjectProfile", obj.data_object_profile)
     doc.token(element, "DataObjectSystemId", obj.data_object_system_id)
@@ -278,22 +300,34 @@ def _object_common(doc: _Doc, element: etree._Element,
             doc.add(element, "DataObjectNumber", str(obj.data_object_number))
 
 
-def _binary(doc: _Doc, parent: etree._Element, obj: BinaryDataObject,
-            group_link: tuple[str, str] | None) -> None:
-    element = doc.add(parent, "BinaryDataObject",
-                      attrib={"id": doc.check_id(obj.id, "BinaryDataObject")})
+def _binary(
+    doc: _Doc, parent: etree._Element, obj: BinaryDataObject, group_link: tuple[str, str] | None
+) -> None:
+    element = doc.add(
+        parent, "BinaryDataObject", attrib={"id": doc.check_id(obj.id, "BinaryDataObject")}
+    )
     _object_common(doc, element, obj, group_link)
     where = f"BinaryDataObject[@id='{obj.id}']"
     doc.token(element, "Uri", obj.uri)
     if obj.message_digest:
         if not obj.digest_algorithm:
-            doc.faults.append(Fault(FaultCodes.WRITE_INVALID,
-                                    "MessageDigest needs an algorithm", where))
-        doc.add(element, "MessageDigest", clean_token(obj.message_digest),
-                {"algorithm": clean_token(obj.digest_algorithm or "")})
+            doc.faults.append(
+                Fault(FaultCodes.WRITE_INVALID, "MessageDigest needs an algorithm", where)
+            )
+        doc.add(
+            element,
+            "MessageDigest",
+            clean_token(obj.message_digest),
+            {"algorithm": clean_token(obj.digest_algorithm or "")},
+        )
     elif obj.uri:
-        doc.faults.append(Fault(FaultCodes.WRITE_INVALID,
-                                "a BinaryDataObject with a Uri needs a MessageDigest", where))
+        doc.faults.append(
+            Fault(
+                FaultCodes.WRITE_INVALID,
+                "a BinaryDataObject with a Uri needs a MessageDigest",
+                where,
+            )
+        )
     if obj.size is not None and obj.size > 0:
         doc.add(element, "Size", str(obj.size))
     if obj.format is not None:
@@ -314,21 +348,27 @@ def _binary(doc: _Doc, parent: etree._Element, obj: BinaryDataObject,
         doc.token(file_info, "LastModified", info.last_modified)
 
 
-def _physical(doc: _Doc, parent: etree._Element, obj: PhysicalDataObject,
-              group_link: tuple[str, str] | None) -> None:
-    element = doc.add(parent, "PhysicalDataObject",
-                      attrib={"id": doc.check_id(obj.id, "PhysicalDataObject")})
+def _physical(
+    doc: _Doc, parent: etree._Element, obj: PhysicalDataObject, group_link: tuple[str, str] | None
+) -> None:
+    element = doc.add(
+        parent, "PhysicalDataObject", attrib={"id": doc.check_id(obj.id, "PhysicalDataObject")}
+    )
     _object_common(doc, element, obj, group_link)
     doc.token(element, "PhysicalId", obj.physical_id)
 
 
 def _objects(doc: _Doc, package_element: etree._Element, package: DataObjectPackage) -> None:
     objects: dict[str, BinaryDataObject | PhysicalDataObject] = {
-        o.id: o for o in package.data_objects}
+        o.id: o for o in package.data_objects
+    }
     written: set[str] = set()
 
-    def write(parent: etree._Element, obj: BinaryDataObject | PhysicalDataObject,
-              link: tuple[str, str] | None) -> None:
+    def write(
+        parent: etree._Element,
+        obj: BinaryDataObject | PhysicalDataObject,
+        link: tuple[str, str] | None,
+    ) -> None:
         written.add(obj.id)
         if isinstance(obj, BinaryDataObject):
             _binary(doc, parent, obj, link)
@@ -338,8 +378,11 @@ def _objects(doc: _Doc, package_element: etree._Element, package: DataObjectPack
     for group in package.data_object_groups:
         members = [objects[i] for i in group.object_ids if i in objects and i not in written]
         if group.declared:
-            element = doc.add(package_element, "DataObjectGroup",
-                              attrib={"id": doc.check_id(group.id, "DataObjectGroup")})
+            element = doc.add(
+                package_element,
+                "DataObjectGroup",
+                attrib={"id": doc.check_id(group.id, "DataObjectGroup")},
+            )
             for obj in members:
                 write(element, obj, None)
         else:
@@ -352,8 +395,7 @@ def _objects(doc: _Doc, package_element: etree._Element, package: DataObjectPack
             write(package_element, obj, loose)
 
 
-def _rule_category(doc: _Doc, parent: etree._Element, category: RuleCategory,
-                   where: str) -> None:
+def _rule_category(doc: _Doc, parent: etree._Element, category: RuleCategory, where: str) -> None:
     name = category.category
     element = doc.add(parent, name)
     for rule in category.rules:
@@ -368,36 +410,65 @@ def _rule_category(doc: _Doc, parent: etree._Element, category: RuleCategory,
                 doc.add(element, "HoldReassessingDate", format_date(rule.hold_reassessing_date))
             doc.token(element, "HoldReason", rule.hold_reason)
             if rule.prevent_rearrangement is not None:
-                doc.add(element, "PreventRearrangement",
-                        "true" if rule.prevent_rearrangement else "false")
+                doc.add(
+                    element,
+                    "PreventRearrangement",
+                    "true" if rule.prevent_rearrangement else "false",
+                )
     if name == "ClassificationRule":
         doc.token(element, "ClassificationAudience", category.classification_audience)
     if category.prevent_inheritance and category.ref_non_rule_ids:
-        doc.faults.append(Fault(FaultCodes.WRITE_INVALID,
-                                f"{name}: PreventInheritance and RefNonRuleId exclude each other",
-                                where))
+        doc.faults.append(
+            Fault(
+                FaultCodes.WRITE_INVALID,
+                f"{name}: PreventInheritance and RefNonRuleId exclude each other",
+                where,
+            )
+        )
     if category.prevent_inheritance:
         doc.add(element, "PreventInheritance", "true")
     for ref in category.ref_non_rule_ids:
         doc.token(element, "RefNonRuleId", ref)
     if name in ("StorageRule", "AppraisalRule"):
-        doc.token(element, "FinalAction", category.final_action, required=True,
-                  where=f"{where}/{name}/FinalAction")
+        doc.token(
+            element,
+            "FinalAction",
+            category.final_action,
+            required=True,
+            where=f"{where}/{name}/FinalAction",
+        )
     if name == "ClassificationRule":
-        doc.token(element, "ClassificationLevel", category.classification_level, required=True,
-                  where=f"{where}/{name}/ClassificationLevel")
-        doc.token(element, "ClassificationOwner", category.classification_owner, required=True,
-                  where=f"{where}/{name}/ClassificationOwner")
+        doc.token(
+            element,
+            "ClassificationLevel",
+            category.classification_level,
+            required=True,
+            where=f"{where}/{name}/ClassificationLevel",
+        )
+        doc.token(
+            element,
+            "ClassificationOwner",
+            category.classification_owner,
+            required=True,
+            where=f"{where}/{name}/ClassificationOwner",
+        )
         if category.classification_reassessing_date is not None:
-            doc.add(element, "ClassificationReassessingDate",
-                    format_date(category.classification_reassessing_date))
+            doc.add(
+                element,
+                "ClassificationReassessingDate",
+                format_date(category.classification_reassessing_date),
+            )
         if category.need_reassessing_authorization is not None:
-            doc.add(element, "NeedReassessingAuthorization",
-                    "true" if category.need_reassessing_authorization else "false")
+            doc.add(
+                element,
+                "NeedReassessingAuthorization",
+                "true" if category.need_reassessing_authorization else "false",
+            )
 
 
-def _management_group(doc: _Doc, parent: etree._Element, management: Management,
-                      where: str) -> None:
+def _management_group(
+    doc: _Doc, parent: etree._Element, management: Management, where: str
+) -> None:
     """The rule categories, LogBook, NeedAuthorization and HoldRule, in XSD order."""
     for name in RULE_CATEGORIES[:-1]:
         if name in management.rules:
@@ -409,16 +480,23 @@ def _management_group(doc: _Doc, parent: etree._Element, management: Management,
         doc.add(parent, "NeedAuthorization", "true" if management.need_authorization else "false")
     if "HoldRule" in management.rules:
         if doc.version == SedaVersion.V2_1:
-            doc.faults.append(Fault(FaultCodes.WRITE_INVALID,
-                                    "HoldRule cannot be written in SEDA 2.1 (it exists from 2.2)",
-                                    where))
+            doc.faults.append(
+                Fault(
+                    FaultCodes.WRITE_INVALID,
+                    "HoldRule cannot be written in SEDA 2.1 (it exists from 2.2)",
+                    where,
+                )
+            )
         else:
             _rule_category(doc, parent, management.rules["HoldRule"], where)
 
 
 def _has_management(management: Management) -> bool:
-    return bool(management.rules or management.need_authorization is not None or any(
-        etree.QName(safe_parse(e)).localname == _LOGBOOK for e in management.extensions))
+    return bool(
+        management.rules
+        or management.need_authorization is not None
+        or any(etree.QName(safe_parse(e)).localname == _LOGBOOK for e in management.extensions)
+    )
 
 
 _CONTENT_IDENTIFIERS = (
@@ -492,8 +570,9 @@ def _units(doc: _Doc, descriptive: etree._Element, package: DataObjectPackage) -
     def write(parent: etree._Element, unit: ArchiveUnit) -> None:
         written.add(unit.id)
         where = f"ArchiveUnit[@id='{unit.id}']"
-        element = doc.add(parent, "ArchiveUnit", attrib={"id": doc.check_id(unit.id,
-                                                                           "ArchiveUnit")})
+        element = doc.add(
+            parent, "ArchiveUnit", attrib={"id": doc.check_id(unit.id, "ArchiveUnit")}
+        )
         doc.token(element, "ArchiveUnitProfile", unit.archive_unit_profile)
         if _has_management(unit.management):
             _management_group(doc, doc.add(element, "Management"), unit.management, where)
@@ -505,29 +584,40 @@ def _units(doc: _Doc, descriptive: etree._Element, package: DataObjectPackage) -
                 write(element, child)
             elif pending:
                 reference = pending.pop(0)
-                pointer = doc.add(element, "ArchiveUnit",
-                                  attrib={"id": doc.check_id(reference.id, "ArchiveUnit")})
-                doc.token(pointer, "ArchiveUnitRefId", reference.target_id, required=True,
-                          where=where)
+                pointer = doc.add(
+                    element, "ArchiveUnit", attrib={"id": doc.check_id(reference.id, "ArchiveUnit")}
+                )
+                doc.token(
+                    pointer, "ArchiveUnitRefId", reference.target_id, required=True, where=where
+                )
         group_refs = list(unit.data_object_group_reference_ids)
         if not group_refs and not unit.data_object_ids and unit.data_object_group_id:
             group_refs = [unit.data_object_group_id]
         for object_id in unit.data_object_ids:
             reference_element = doc.add(element, "DataObjectReference")
-            doc.token(reference_element, "DataObjectReferenceId", object_id, required=True,
-                      where=where)
+            doc.token(
+                reference_element, "DataObjectReferenceId", object_id, required=True, where=where
+            )
         for group_id in group_refs:
             reference_element = doc.add(element, "DataObjectReference")
-            doc.token(reference_element, "DataObjectGroupReferenceId", group_id, required=True,
-                      where=where)
+            doc.token(
+                reference_element,
+                "DataObjectGroupReferenceId",
+                group_id,
+                required=True,
+                where=where,
+            )
 
     order = list(package.root_unit_ids) + [u.id for u in package.archive_units]
     for unit_id in order:
         unit = units.get(unit_id)
         if unit is None or unit_id in written:
             continue
-        if unit.parent_id is not None and unit.parent_id in units and unit_id not in (
-                package.root_unit_ids):
+        if (
+            unit.parent_id is not None
+            and unit.parent_id in units
+            and unit_id not in (package.root_unit_ids)
+        ):
             continue
         write(descriptive, unit)
     for unit in package.archive_units:  # orphans of a broken parent_id chain
@@ -535,8 +625,7 @@ def _units(doc: _Doc, descriptive: etree._Element, package: DataObjectPackage) -
             write(descriptive, unit)
 
 
-def _management_metadata(doc: _Doc, parent: etree._Element,
-                         metadata: ManagementMetadata) -> None:
+def _management_metadata(doc: _Doc, parent: etree._Element, metadata: ManagementMetadata) -> None:
     element = doc.add(parent, "ManagementMetadata")
     doc.token(element, "ArchivalProfile", metadata.archival_profile)
     doc.token(element, "ServiceLevel", metadata.service_level)
@@ -574,8 +663,9 @@ def write_archive_transfer(transfer: ArchiveTransfer) -> bytes:
     _package(doc, transfer.package)
     for reference in transfer.related_transfer_references:
         doc.token(doc.root, "RelatedTransferReference", reference)
-    doc.token(doc.root, "TransferRequestReplyIdentifier",
-              transfer.transfer_request_reply_identifier)
+    doc.token(
+        doc.root, "TransferRequestReplyIdentifier", transfer.transfer_request_reply_identifier
+    )
     doc.organization(doc.root, "ArchivalAgency", transfer.archival_agency_identifier)
     doc.organization(doc.root, "TransferringAgency", transfer.transferring_agency_identifier)
     return doc.finish()
@@ -583,8 +673,13 @@ def write_archive_transfer(transfer: ArchiveTransfer) -> bytes:
 
 def _unit_identifiers(doc: _Doc, identifiers: list[str]) -> None:
     if not [i for i in identifiers if clean_token(i)]:
-        doc.faults.append(Fault(FaultCodes.WRITE_INVALID,
-                                "at least one UnitIdentifier is required", "UnitIdentifier"))
+        doc.faults.append(
+            Fault(
+                FaultCodes.WRITE_INVALID,
+                "at least one UnitIdentifier is required",
+                "UnitIdentifier",
+            )
+        )
     for identifier in identifiers:
         doc.token(doc.root, "UnitIdentifier", identifier)
 
@@ -606,18 +701,19 @@ def write_archive_delivery_request_reply(reply: ArchiveDeliveryRequestReply) -> 
         operation = doc.add(doc.root, "Operation")
         for event in reply.events:
             doc.event(operation, event, reply.date)
-    doc.token(doc.root, "MessageRequestIdentifier", reply.message_request_identifier,
-              required=True)
-    doc.token(doc.root, "AuthorizationRequestReplyIdentifier",
-              reply.authorization_request_reply_identifier)
+    doc.token(doc.root, "MessageRequestIdentifier", reply.message_request_identifier, required=True)
+    doc.token(
+        doc.root,
+        "AuthorizationRequestReplyIdentifier",
+        reply.authorization_request_reply_identifier,
+    )
     _unit_identifiers(doc, reply.unit_identifiers)
     doc.organization(doc.root, "ArchivalAgency", reply.archival_agency_identifier)
     doc.organization(doc.root, "Requester", reply.requester_identifier)
     return doc.finish()
 
 
-def write_archive_destruction_notification(notification: ArchiveDestructionNotification
-                                           ) -> bytes:
+def write_archive_destruction_notification(notification: ArchiveDestructionNotification) -> bytes:
     """Write ``notification`` as an ``ArchiveDestructionNotification``.
 
     Lists the destroyed units (``UnitIdentifier``) and the authorisation it relies on. Valid
@@ -627,8 +723,12 @@ def write_archive_destruction_notification(notification: ArchiveDestructionNotif
     doc.header(notification.comments, notification.date, notification.message_identifier)
     doc.token(doc.root, "ArchivalAgreement", notification.archival_agreement)
     doc.code_list_versions(doc.root, notification.code_list_versions)
-    doc.token(doc.root, "AuthorizationRequestReplyIdentifier",
-              notification.authorization_request_reply_identifier, required=True)
+    doc.token(
+        doc.root,
+        "AuthorizationRequestReplyIdentifier",
+        notification.authorization_request_reply_identifier,
+        required=True,
+    )
     _unit_identifiers(doc, notification.unit_identifiers)
     doc.organization(doc.root, "ArchivalAgency", notification.archival_agency_identifier)
     doc.organization(doc.root, "OriginatingAgency", notification.originating_agency_identifier)
@@ -638,10 +738,13 @@ def write_archive_destruction_notification(notification: ArchiveDestructionNotif
 def write_acknowledgement(acknowledgement: Acknowledgement) -> bytes:
     """Write ``acknowledgement`` as an ``Acknowledgement`` (technical receipt of a message)."""
     doc = _Doc(acknowledgement.version, "Acknowledgement")
-    doc.header(acknowledgement.comments, acknowledgement.date,
-               acknowledgement.message_identifier)
-    doc.token(doc.root, "MessageReceivedIdentifier", acknowledgement.message_received_identifier,
-              required=True)
+    doc.header(acknowledgement.comments, acknowledgement.date, acknowledgement.message_identifier)
+    doc.token(
+        doc.root,
+        "MessageReceivedIdentifier",
+        acknowledgement.message_received_identifier,
+        required=True,
+    )
     doc.organization(doc.root, "Sender", acknowledgement.sender_identifier)
     doc.organization(doc.root, "Receiver", acknowledgement.receiver_identifier)
     return doc.finish()

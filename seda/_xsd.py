@@ -15,15 +15,25 @@ __all__ = ["MESSAGE_ROOTS", "XsdValidator"]
 
 #: The 15 message root elements of SEDA 2.x. The XSDs also declare abstract global elements
 #: (extension points) that ``XMLSchema.validate`` would accept as a root: we never do.
-MESSAGE_ROOTS: frozenset[str] = frozenset({
-    "ArchiveTransfer", "ArchiveTransferReply", "ArchiveTransferRequest",
-    "ArchiveTransferRequestReply", "ArchiveDeliveryRequest", "ArchiveDeliveryRequestReply",
-    "ArchiveRestitutionRequest", "ArchiveRestitutionRequestReply",
-    "ArchiveDestructionNotification", "ArchiveModificationNotification",
-    "AuthorizationOriginatingAgencyRequest", "AuthorizationOriginatingAgencyRequestReply",
-    "AuthorizationControlAuthorityRequest", "AuthorizationControlAuthorityRequestReply",
-    "Acknowledgement",
-})
+MESSAGE_ROOTS: frozenset[str] = frozenset(
+    {
+        "ArchiveTransfer",
+        "ArchiveTransferReply",
+        "ArchiveTransferRequest",
+        "ArchiveTransferRequestReply",
+        "ArchiveDeliveryRequest",
+        "ArchiveDeliveryRequestReply",
+        "ArchiveRestitutionRequest",
+        "ArchiveRestitutionRequestReply",
+        "ArchiveDestructionNotification",
+        "ArchiveModificationNotification",
+        "AuthorizationOriginatingAgencyRequest",
+        "AuthorizationOriginatingAgencyRequestReply",
+        "AuthorizationControlAuthorityRequest",
+        "AuthorizationControlAuthorityRequestReply",
+        "Acknowledgement",
+    }
+)
 
 _CACHE: dict[tuple[Path, SedaVersion], etree.XMLSchema] = {}
 _CACHE_LOCK = threading.Lock()
@@ -41,8 +51,9 @@ class XsdValidator:
     def __init__(self, xsd_dir: Path | str) -> None:
         self.xsd_dir = Path(xsd_dir).resolve()
         if not self.xsd_dir.is_dir():
-            raise SchemaUnavailable(faults=[Fault(
-                FaultCodes.XSD_UNAVAILABLE, f"XSD folder not found: {self.xsd_dir}")])
+            raise SchemaUnavailable(
+                faults=[Fault(FaultCodes.XSD_UNAVAILABLE, f"XSD folder not found: {self.xsd_dir}")]
+            )
 
     def schema(self, version: SedaVersion | str) -> etree.XMLSchema:
         """The compiled schema of ``version`` (raises :class:`SchemaUnavailable`)."""
@@ -54,14 +65,16 @@ class XsdValidator:
                 return cached
             path = self.xsd_dir / version.value / f"seda-{version.value}-main.xsd"
             if not path.is_file():
-                raise SchemaUnavailable(faults=[Fault(
-                    FaultCodes.XSD_UNAVAILABLE, f"schema not found: {path}")])
+                raise SchemaUnavailable(
+                    faults=[Fault(FaultCodes.XSD_UNAVAILABLE, f"schema not found: {path}")]
+                )
             try:
                 parser = etree.XMLParser(resolve_entities=False, no_network=True)
                 schema = etree.XMLSchema(etree.parse(str(path), parser))
             except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as error:
-                raise SchemaUnavailable(faults=[Fault(
-                    FaultCodes.XSD_UNAVAILABLE, f"cannot load {path}: {error}")]) from None
+                raise SchemaUnavailable(
+                    faults=[Fault(FaultCodes.XSD_UNAVAILABLE, f"cannot load {path}: {error}")]
+                ) from None
             _CACHE[key] = schema
             return schema
 
@@ -74,8 +87,13 @@ class XsdValidator:
         version = SedaVersion(version)
         qname = etree.QName(root)
         if qname.namespace != version.namespace or qname.localname not in MESSAGE_ROOTS:
-            return [Fault(FaultCodes.UNEXPECTED_ROOT,
-                          f"{qname.text} is not a SEDA {version.value} message element", "/*")]
+            return [
+                Fault(
+                    FaultCodes.UNEXPECTED_ROOT,
+                    f"{qname.text} is not a SEDA {version.value} message element",
+                    "/*",
+                )
+            ]
         schema = self.schema(version)
         # XMLSchema objects are not safe to share between threads while validating.
         with _CACHE_LOCK:
@@ -91,6 +109,10 @@ class XsdValidator:
                 where = f"{where} (line {entry.line})" if where else f"line {entry.line}"
             faults.append(Fault(FaultCodes.XSD_INVALID, message, where))
         if len(entries) > _MAX_ERRORS:
-            faults.append(Fault(FaultCodes.XSD_INVALID,
-                                f"{len(entries) - _MAX_ERRORS} more schema errors not listed"))
+            faults.append(
+                Fault(
+                    FaultCodes.XSD_INVALID,
+                    f"{len(entries) - _MAX_ERRORS} more schema errors not listed",
+                )
+            )
         return faults

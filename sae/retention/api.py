@@ -460,6 +460,8 @@ def certificate(
         data,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="certificat-destruction-{d.reference}.pdf"'
+            "Content-Disposition": (
+                f'attachment; filename="certificat-destruction-{d.reference}.pdf"'
+            )
         },
     )

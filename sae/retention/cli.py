@@ -64,9 +64,7 @@ def _date(value: str | None) -> date | None:
 def run(
     due_before: Annotated[str | None, typer.Option(help="ISO date; default today.")] = None,
     producer: Annotated[str | None, typer.Option(help="Only this producing service.")] = None,
-    final_action: Annotated[
-        str, typer.Option(help="Destroy, Keep, or both (default).")
-    ] = "both",
+    final_action: Annotated[str, typer.Option(help="Destroy, Keep, or both (default).")] = "both",
 ) -> None:
     """Build draft lists of the due units, one per producing service and final action.
 
@@ -88,16 +86,25 @@ def run(
         with transaction(runtime.sessions) as session:
             for action in actions:
                 due = disposal.due_unit_ids(session, action, day or dates.today(), producer)
-                producers = sorted({
-                    p for p in session.scalars(
-                        select(ArchiveUnit.producer).where(ArchiveUnit.id.in_(due[:10_000]))
+                producers = (
+                    sorted(
+                        {
+                            p
+                            for p in session.scalars(
+                                select(ArchiveUnit.producer).where(ArchiveUnit.id.in_(due[:10_000]))
+                            )
+                        }
                     )
-                }) if due else []
+                    if due
+                    else []
+                )
                 for name in producers:
-                    d = disposal.build_list(session, final_action=action, actor=actor,
-                                            producer=name, due_before=day)
-                    made.append((d.reference, d.id, action, name,
-                                 len(disposal.lines_of(session, d.id))))
+                    d = disposal.build_list(
+                        session, final_action=action, actor=actor, producer=name, due_before=day
+                    )
+                    made.append(
+                        (d.reference, d.id, action, name, len(disposal.lines_of(session, d.id)))
+                    )
     except SAEError as exc:
         raise _fail(exc) from None
     finally:
@@ -112,8 +119,9 @@ def run(
 
 
 @retention_app.command("lists")
-def lists(state: Annotated[str | None, typer.Option(help="Only lists in this state.")] = None,
-          ) -> None:
+def lists(
+    state: Annotated[str | None, typer.Option(help="Only lists in this state.")] = None,
+) -> None:
     """Show the disposal lists.
 
     Example: ``sae retention lists --state approved``
@@ -125,9 +133,15 @@ def lists(state: Annotated[str | None, typer.Option(help="Only lists in this sta
         with runtime.sessions() as session:
             table = Table("bordereau", "id", "sort", "état", "service", "unités", "créé le")
             for d in disposal.list_lists(session, state=state):
-                table.add_row(d.reference, d.id, d.final_action, d.state, d.producer or "*",
-                              str(len(disposal.lines_of(session, d.id))),
-                              d.created_at.date().isoformat())
+                table.add_row(
+                    d.reference,
+                    d.id,
+                    d.final_action,
+                    d.state,
+                    d.producer or "*",
+                    str(len(disposal.lines_of(session, d.id))),
+                    d.created_at.date().isoformat(),
+                )
     finally:
         runtime.close()
     Console().print(table)
@@ -179,12 +193,12 @@ def reject(list_id: str, comment: Annotated[str, typer.Option(help="The reason."
 @retention_app.command("visa")
 def visa(
     list_id: str,
-    document: Annotated[Path, typer.Option(exists=True, dir_okay=False,
-                                           help="The signed visa (PDF).")],
+    document: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="The signed visa (PDF).")
+    ],
     reference: Annotated[str, typer.Option(help="Reference of the AD's decision.")],
     decision_date: Annotated[str, typer.Option(help="ISO date of the decision.")],
-    exclude: Annotated[list[str] | None, typer.Option(help="Unit refused by the visa.")]
-    = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Unit refused by the visa.")] = None,
 ) -> None:
     """Record the departmental archives' visa (the document is archived as a record).
 
@@ -207,20 +221,32 @@ def visa(
     try:
         with transaction(runtime.sessions) as session:
             d = disposal.get_list(session, list_id, for_update=True)
-            disposal.validate_visa(session, d, reference=reference, decision_date=day,
-                                   excluded=exclude or [])
+            disposal.validate_visa(
+                session, d, reference=reference, decision_date=day, excluded=exclude or []
+            )
             record = records.archive_record(
-                session, settings=runtime.settings, offers=runtime.strategy_offers,
-                principal=SYSTEM, archives_service=cfg.archives_service,
+                session,
+                settings=runtime.settings,
+                offers=runtime.strategy_offers,
+                principal=SYSTEM,
+                archives_service=cfg.archives_service,
                 message_id=f"{d.reference}-VISA",
                 title=f"Visa d'élimination {reference} ({d.reference})",
                 description=f"Bordereau {d.reference} visé par {cfg.control_authority}",
-                filename=f"visa-{d.reference}.pdf", data=data, mime="application/pdf",
+                filename=f"visa-{d.reference}.pdf",
+                data=data,
+                mime="application/pdf",
             )
             disposal.record_visa(
-                session, d, actor=_principal().actor, reference=reference, decision_date=day,
-                excluded=exclude or [], visa_unit_id=record.unit_id,
-                visa_object_id=record.object_id, visa_sha512=record.sha512,
+                session,
+                d,
+                actor=_principal().actor,
+                reference=reference,
+                decision_date=day,
+                excluded=exclude or [],
+                visa_unit_id=record.unit_id,
+                visa_object_id=record.object_id,
+                visa_sha512=record.sha512,
             )
             console.print(f"{d.reference}: {d.state}")
     except SAEError as exc:
@@ -240,8 +266,10 @@ def execute(list_id: str) -> None:
     runtime = _runtime()
     try:
         context = execution.ExecutionContext(
-            sessions=runtime.sessions, settings=runtime.settings,
-            offers=runtime.offer_set.offers, strategy=runtime.strategy_offers,
+            sessions=runtime.sessions,
+            settings=runtime.settings,
+            offers=runtime.offer_set.offers,
+            strategy=runtime.strategy_offers,
         )
         d = execution.execute_list(context, list_id, _principal())
     except SAEError as exc:
@@ -272,11 +300,15 @@ def bordereau(
                 output.write_text(disposal.bordereau_csv(session, d), encoding="utf-8")
             else:
                 cfg = retention_settings()
-                output.write_bytes(documents.bordereau_pdf(
-                    d, disposal.lines_of(session, d.id),
-                    documents.Parties(cfg.archives_service, cfg.archives_service_name,
-                                      cfg.control_authority),
-                ))
+                output.write_bytes(
+                    documents.bordereau_pdf(
+                        d,
+                        disposal.lines_of(session, d.id),
+                        documents.Parties(
+                            cfg.archives_service, cfg.archives_service_name, cfg.control_authority
+                        ),
+                    )
+                )
     except SAEError as exc:
         raise _fail(exc) from None
     finally:
@@ -301,8 +333,13 @@ def hold(
     try:
         with transaction(runtime.sessions) as session:
             placed = holds.place_hold(
-                session, unit, reason=reason, owner=_principal().actor, until=_date(until),
-                actor=_principal().actor, offers=runtime.offer_set.offers,
+                session,
+                unit,
+                reason=reason,
+                owner=_principal().actor,
+                until=_date(until),
+                actor=_principal().actor,
+                offers=runtime.offer_set.offers,
             )
             hold_id = placed.id
     except SAEError as exc:
@@ -324,8 +361,9 @@ def unhold(hold_id: str) -> None:
     runtime = _runtime()
     try:
         with transaction(runtime.sessions) as session:
-            holds.lift_hold(session, hold_id, actor=_principal().actor,
-                            offers=runtime.offer_set.offers)
+            holds.lift_hold(
+                session, hold_id, actor=_principal().actor, offers=runtime.offer_set.offers
+            )
     except SAEError as exc:
         raise _fail(exc) from None
     finally:
@@ -347,8 +385,9 @@ def import_shipped() -> None:
         specs = referential.shipped_specs()
         session = runtime.sessions()
         try:
-            summary = referential.import_rules(session, specs, actor=_principal(),
-                                               offers=runtime.offer_set.offers)
+            summary = referential.import_rules(
+                session, specs, actor=_principal(), offers=runtime.offer_set.offers
+            )
             session.commit()
         except DurationBelowMinimum:
             session.commit()  # the alert outlives the refusal

@@ -218,9 +218,7 @@ def retain_until_by_object(
     mm_json = management_to_json(mm.management) if mm is not None else {}
     defaults = {unit_id: mm_json for unit_id in package.root_unit_ids}
     order = topological([u.id for u in package.archive_units], parents)
-    appraisal = compute_category(
-        "AppraisalRule", order, declared, parents, defaults, referential
-    )
+    appraisal = compute_category("AppraisalRule", order, declared, parents, defaults, referential)
     units_of_group: dict[str, list[str]] = {}
     for unit in package.archive_units:
         if unit.data_object_group_id:

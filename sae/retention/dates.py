@@ -99,8 +99,9 @@ def compute_units(
             select(ArchiveUnit.id, ArchiveUnit.management).where(ArchiveUnit.id.in_(chunk))
         ):
             management[uid] = mgmt or {}
-    declared = {uid: {k: v for k, v in m.items() if k != "_defaults"}
-                for uid, m in management.items()}
+    declared = {
+        uid: {k: v for k, v in m.items() if k != "_defaults"} for uid, m in management.items()
+    }
     defaults = {uid: m.get("_defaults", {}) for uid, m in management.items() if uid not in parents}
     referential = {rule.id: rule for rule in session.scalars(select(Rule))}
     order = compute.topological(sorted(closure), parents)
@@ -197,8 +198,11 @@ def recompute_for_rules(
         session,
         type="rules.end_dates_recomputed",
         actor=actor,
-        payload={"rules": list(rule_ids), "units": count,
-                 **({"lock_failures": failures[:100]} if failures else {})},
+        payload={
+            "rules": list(rule_ids),
+            "units": count,
+            **({"lock_failures": failures[:100]} if failures else {}),
+        },
     )
     return count
 
@@ -216,26 +220,37 @@ def align_locks(
     groups: set[str] = set()
     for chunk in _chunks(sorted(set(unit_ids))):
         groups.update(
-            g for g in session.scalars(
+            g
+            for g in session.scalars(
                 select(ArchiveUnit.data_object_group_id).where(ArchiveUnit.id.in_(chunk))
-            ) if g
+            )
+            if g
         )
     for group in sorted(groups):
-        sharing = list(session.scalars(
-            select(ArchiveUnit.id).where(ArchiveUnit.data_object_group_id == group)
-        ))
+        sharing = list(
+            session.scalars(select(ArchiveUnit.id).where(ArchiveUnit.data_object_group_id == group))
+        )
         rows = {
-            row.unit_id: row for row in session.scalars(
-                select(UnitComputedRule).where(UnitComputedRule.unit_id.in_(sharing),
-                                               UnitComputedRule.category == "AppraisalRule")
+            row.unit_id: row
+            for row in session.scalars(
+                select(UnitComputedRule).where(
+                    UnitComputedRule.unit_id.in_(sharing),
+                    UnitComputedRule.category == "AppraisalRule",
+                )
             )
         }
-        ends = [rows[u].end_date if u in rows and rows[u].final_action == "Destroy" else None
-                for u in sharing]
-        until = (compute.end_of_day(max(e for e in ends if e is not None))
-                 if ends and all(e is not None for e in ends) else PERMANENT_RETAIN_UNTIL)
+        ends = [
+            rows[u].end_date if u in rows and rows[u].final_action == "Destroy" else None
+            for u in sharing
+        ]
+        until = (
+            compute.end_of_day(max(e for e in ends if e is not None))
+            if ends and all(e is not None for e in ends)
+            else PERMANENT_RETAIN_UNTIL
+        )
         for copy in session.scalars(
-            select(ObjectCopy).join(DataObject, DataObject.id == ObjectCopy.object_id)
+            select(ObjectCopy)
+            .join(DataObject, DataObject.id == ObjectCopy.object_id)
             .where(DataObject.group_id == group, DataObject.status == "active")
         ):
             offer = offers.get(copy.offer)
@@ -311,7 +326,8 @@ def fingerprint(session: Session, unit_id: str, on: date | None = None) -> str:
     doc = {
         "rules": {cat: rules_json(res) for cat, res in sorted(results.items()) if res.rules},
         "final_action": final_action_of(results["AppraisalRule"])
-        if "AppraisalRule" in results else "Keep",
+        if "AppraisalRule" in results
+        else "Keep",
         "holds": sorted(
             session.scalars(
                 select(HoldUnit.hold_id)

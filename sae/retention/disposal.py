@@ -160,11 +160,14 @@ def _without_kept_children(session: Session, candidates: list[str]) -> list[str]
 def _next_reference(session: Session, final_action: str) -> str:
     year = db.utcnow().year
     prefix = f"{'BE' if final_action == 'Destroy' else 'BC'}-{year}-"
-    count = session.scalar(
-        select(func.count()).select_from(DisposalList).where(
-            DisposalList.reference.like(prefix + "%")
+    count = (
+        session.scalar(
+            select(func.count())
+            .select_from(DisposalList)
+            .where(DisposalList.reference.like(prefix + "%"))
         )
-    ) or 0
+        or 0
+    )
     return f"{prefix}{count + 1:04d}"
 
 
@@ -234,13 +237,16 @@ def build_list(
         unit = units[uid]
         row = computed[uid]
         objects = [
-            o for o in (
+            o
+            for o in (
                 session.scalars(
                     select(DataObject).where(
                         DataObject.group_id == unit.data_object_group_id,
                         DataObject.status == "active",
                     )
-                ) if unit.data_object_group_id else []
+                )
+                if unit.data_object_group_id
+                else []
             )
         ]
         rule_ids = [r["rule_id"] for r in row.rules]
@@ -259,8 +265,13 @@ def build_list(
             rule_ids=rule_ids,
             dua="; ".join(f"{dua_text(r)} ({rid})" for rid, r in zip(rule_ids, rules, strict=True)),
             legal_reference="; ".join(
-                sorted({str((r.meta or {}).get("legal_reference")) for r in rules
-                        if r is not None and (r.meta or {}).get("legal_reference")})
+                sorted(
+                    {
+                        str((r.meta or {}).get("legal_reference"))
+                        for r in rules
+                        if r is not None and (r.meta or {}).get("legal_reference")
+                    }
+                )
             ),
             appraisal_end=row.end_date,
         )
@@ -305,7 +316,8 @@ def _sample(
         sampling = (rule.meta or {}).get("sampling") or {}
         one_in_raw = sampling.get("one_in", 1)
         one_in = (
-            one_in_by_population(cfg.population) if one_in_raw == "by_population"
+            one_in_by_population(cfg.population)
+            if one_in_raw == "by_population"
             else int(one_in_raw)
         )
 
@@ -363,9 +375,12 @@ def submit(session: Session, disposal: DisposalList, *, actor: str, comment: str
     disposal.submitted_at = db.utcnow()
     disposal.submitted_by = actor
     session.flush()
-    append_event(session, type="disposal.submitted", actor=actor,
-                 payload={"list_id": disposal.id, "reference": disposal.reference,
-                          "comment": comment})
+    append_event(
+        session,
+        type="disposal.submitted",
+        actor=actor,
+        payload={"list_id": disposal.id, "reference": disposal.reference, "comment": comment},
+    )
 
 
 def approve(session: Session, disposal: DisposalList, *, actor: str, comment: str) -> None:
@@ -379,9 +394,12 @@ def approve(session: Session, disposal: DisposalList, *, actor: str, comment: st
     disposal.decided_by = actor
     disposal.decision_comment = comment
     session.flush()
-    append_event(session, type="disposal.approved", actor=actor,
-                 payload={"list_id": disposal.id, "reference": disposal.reference,
-                          "comment": comment})
+    append_event(
+        session,
+        type="disposal.approved",
+        actor=actor,
+        payload={"list_id": disposal.id, "reference": disposal.reference, "comment": comment},
+    )
 
 
 def reject(session: Session, disposal: DisposalList, *, actor: str, comment: str) -> None:
@@ -394,9 +412,12 @@ def reject(session: Session, disposal: DisposalList, *, actor: str, comment: str
     disposal.decided_by = actor
     disposal.decision_comment = comment
     session.flush()
-    append_event(session, type="disposal.rejected", actor=actor,
-                 payload={"list_id": disposal.id, "reference": disposal.reference,
-                          "comment": comment})
+    append_event(
+        session,
+        type="disposal.rejected",
+        actor=actor,
+        payload={"list_id": disposal.id, "reference": disposal.reference, "comment": comment},
+    )
 
 
 def validate_visa(
@@ -419,8 +440,7 @@ def validate_visa(
     on_list = {line.unit_id for line in lines_of(session, disposal.id)}
     unknown = [u for u in excluded if u not in on_list]
     if unknown:
-        raise InvalidVisa(f"excluded units not on the list: {', '.join(unknown)}",
-                          unit_ids=unknown)
+        raise InvalidVisa(f"excluded units not on the list: {', '.join(unknown)}", unit_ids=unknown)
 
 
 def record_visa(
@@ -436,8 +456,9 @@ def record_visa(
     visa_sha512: str,
 ) -> None:
     """Record the departmental archives' visa (the signed document is already archived)."""
-    validate_visa(session, disposal, reference=reference, decision_date=decision_date,
-                  excluded=excluded)
+    validate_visa(
+        session, disposal, reference=reference, decision_date=decision_date, excluded=excluded
+    )
     lines = {line.unit_id: line for line in lines_of(session, disposal.id)}
     for uid in excluded:
         lines[uid].state = "excluded"
@@ -525,8 +546,8 @@ def bordereau_csv(session: Session, disposal: DisposalList) -> str:
                 line.legal_reference,
                 line_action(disposal, line),
                 line.sampling_note or "",
-                line.exclusion_reason or ("" if disposal.state in ("draft", "submitted",
-                                                                   "approved") else "Accepté"),
+                line.exclusion_reason
+                or ("" if disposal.state in ("draft", "submitted", "approved") else "Accepté"),
             ]
         )
     return out.getvalue()

@@ -16,10 +16,24 @@ from fpdf.enums import XPos, YPos
 
 from sae.retention.models import DisposalLine, DisposalList
 
-_REPLACE = str.maketrans({
-    "—": "-", "–": "-", "’": "'", "‘": "'", "“": '"', "”": '"', "…": "...", "œ": "oe",
-    "Œ": "OE", "\u00a0": " ", "\u202f": " ", "⚠": "(!)", "✅": "", "◐": "",
-})
+_REPLACE = str.maketrans(
+    {
+        "—": "-",
+        "–": "-",
+        "’": "'",
+        "‘": "'",
+        "“": '"',
+        "”": '"',
+        "…": "...",
+        "œ": "oe",
+        "Œ": "OE",
+        "\u00a0": " ",
+        "\u202f": " ",
+        "⚠": "(!)",
+        "✅": "",
+        "◐": "",
+    }
+)
 
 
 def latin1(text: str) -> str:
@@ -67,13 +81,12 @@ class Parties:
     control_authority: str
 
 
-def bordereau_pdf(
-    disposal: DisposalList, lines: Sequence[DisposalLine], parties: Parties
-) -> bytes:
+def bordereau_pdf(disposal: DisposalList, lines: Sequence[DisposalLine], parties: Parties) -> bytes:
     """The bordereau d'élimination (or of permanent keeping), one section per producer."""
     destroy = disposal.final_action == "Destroy"
     title = (
-        f"Bordereau d'élimination {disposal.reference}" if destroy
+        f"Bordereau d'élimination {disposal.reference}"
+        if destroy
         else f"Bordereau de conservation définitive {disposal.reference}"
     )
     pdf = _Pdf(title)
@@ -84,15 +97,17 @@ def bordereau_pdf(
         pdf.line_text(title, size=14, bold=True, h=7)
         pdf.line_text(
             "Code du patrimoine, art. L212-2 et R212-14: aucune élimination sans le visa du "
-            "directeur des Archives départementales." if destroy else
-            "Unités dont la durée d'utilité administrative est échue et dont le sort final est "
-            "la conservation définitive.",
+            "directeur des Archives départementales."
+            if destroy
+            else "Unités dont la durée d'utilité administrative est échue et dont le sort final "
+            "est la conservation définitive.",
             size=8,
         )
         pdf.ln(2)
         pdf.line_text(f"Service producteur: {producer}", bold=True)
-        pdf.line_text(f"Service d'archives: {parties.archives_service_name} "
-                      f"({parties.archives_service})")
+        pdf.line_text(
+            f"Service d'archives: {parties.archives_service_name} ({parties.archives_service})"
+        )
         pdf.line_text(f"Autorité de contrôle: {parties.control_authority}")
         pdf.line_text(
             f"Établi le {_fmt_date(disposal.created_at)} - unités échues avant le "
@@ -101,36 +116,55 @@ def bordereau_pdf(
         total = sum(line.bytes for line in mine)
         count = sum(line.object_count for line in mine)
         pdf.line_text(
-            f"Volume total: {_bytes(total)}, {count} fichier(s), {len(mine)} unité(s) "
-            "d'archives", bold=True,
+            f"Volume total: {_bytes(total)}, {count} fichier(s), {len(mine)} unité(s) d'archives",
+            bold=True,
         )
         pdf.ln(2)
         pdf.set_font("Helvetica", size=7)
         widths = (10, 62, 30, 22, 14, 35, 18, 32, 20, 34)
         with pdf.table(col_widths=widths, text_align="LEFT", line_height=3.5) as table:
-            table.row([latin1(h) for h in (
-                "N°", "Description (intitulé, identifiant)", "Dates extrêmes", "Volume",
-                "Fichiers", "DUA (règle)", "Fin de DUA", "Référence réglementaire", "Sort",
-                "Observations / décision AD",
-            )])
+            table.row(
+                [
+                    latin1(h)
+                    for h in (
+                        "N°",
+                        "Description (intitulé, identifiant)",
+                        "Dates extrêmes",
+                        "Volume",
+                        "Fichiers",
+                        "DUA (règle)",
+                        "Fin de DUA",
+                        "Référence réglementaire",
+                        "Sort",
+                        "Observations / décision AD",
+                    )
+                ]
+            )
             for number, line in enumerate(mine, start=1):
                 sort = (
-                    "Conservation définitive" if not destroy
-                    else "Conservation (échantillon)" if line.state == "sampled"
+                    "Conservation définitive"
+                    if not destroy
+                    else "Conservation (échantillon)"
+                    if line.state == "sampled"
                     else "Élimination"
                 )
-                table.row([latin1(str(c)) for c in (
-                    number,
-                    f"{line.title}\n{line.unit_id}",
-                    f"{line.date_start or '?'} - {line.date_end or '?'}",
-                    _bytes(line.bytes),
-                    line.object_count,
-                    line.dua,
-                    _fmt_date(line.appraisal_end),
-                    line.legal_reference,
-                    sort,
-                    "; ".join(x for x in (line.sampling_note, line.exclusion_reason) if x),
-                )])
+                table.row(
+                    [
+                        latin1(str(c))
+                        for c in (
+                            number,
+                            f"{line.title}\n{line.unit_id}",
+                            f"{line.date_start or '?'} - {line.date_end or '?'}",
+                            _bytes(line.bytes),
+                            line.object_count,
+                            line.dua,
+                            _fmt_date(line.appraisal_end),
+                            line.legal_reference,
+                            sort,
+                            "; ".join(x for x in (line.sampling_note, line.exclusion_reason) if x),
+                        )
+                    ]
+                )
         pdf.ln(4)
         _signatures(pdf, disposal, destroy, parties)
     return bytes(pdf.output())
@@ -142,19 +176,21 @@ def _signatures(pdf: _Pdf, disposal: DisposalList, destroy: bool, parties: Parti
     blocks = [
         "Le chef du service producteur\n(nom, date, signature)",
         "Le maire ou son délégué\n(nom, date, signature)",
-        "L'archiviste\n" + (
-            f"approuvé le {_fmt_date(disposal.decided_at)}" if disposal.decided_at
-            and disposal.state not in ("draft", "submitted", "rejected") else "(date, signature)"
+        "L'archiviste\n"
+        + (
+            f"approuvé le {_fmt_date(disposal.decided_at)}"
+            if disposal.decided_at and disposal.state not in ("draft", "submitted", "rejected")
+            else "(date, signature)"
         ),
     ]
     if destroy:
         visa = (
             f"Visa n° {disposal.visa_reference} du {_fmt_date(disposal.visa_decision_date)}"
-            if disposal.visa_reference else "(date, signature, cachet)"
+            if disposal.visa_reference
+            else "(date, signature, cachet)"
         )
         blocks.append(
-            f"Visa du directeur des Archives départementales ({parties.control_authority})"
-            f"\n{visa}"
+            f"Visa du directeur des Archives départementales ({parties.control_authority})\n{visa}"
         )
     width = (pdf.w - pdf.l_margin - pdf.r_margin) / len(blocks)
     y = pdf.get_y()
@@ -217,21 +253,27 @@ def certificate_pdf(
         pdf.line_text(f"Événement de journal de l'exécution: feuille n° {executed_leaf}")
     excluded = [line for line in lines if line.state in ("excluded", "sampled", "kept")]
     if excluded:
-        pdf.line_text(f"Unités non détruites (exclues par le visa ou conservées par "
-                      f"échantillonnage): {len(excluded)}")
+        pdf.line_text(
+            f"Unités non détruites (exclues par le visa ou conservées par "
+            f"échantillonnage): {len(excluded)}"
+        )
     pdf.ln(3)
     pdf.line_text("Objets détruits", bold=True)
     pdf.set_font("Helvetica", size=6.5)
     with pdf.table(col_widths=(48, 16, 100, 14), text_align="LEFT", line_height=3) as table:
-        table.row(["Unité (intitulé, identifiant) / objet", "Taille", "SHA-512",
-                   "Feuille"])
+        table.row(["Unité (intitulé, identifiant) / objet", "Taille", "SHA-512", "Feuille"])
         for obj in objects:
-            table.row([latin1(c) for c in (
-                f"{obj.unit_title}\n{obj.unit_id}\nobjet {obj.object_id}",
-                "" if obj.size is None else str(obj.size),
-                obj.sha512 or "",
-                "" if obj.leaf_index is None else str(obj.leaf_index),
-            )])
+            table.row(
+                [
+                    latin1(c)
+                    for c in (
+                        f"{obj.unit_title}\n{obj.unit_id}\nobjet {obj.object_id}",
+                        "" if obj.size is None else str(obj.size),
+                        obj.sha512 or "",
+                        "" if obj.leaf_index is None else str(obj.leaf_index),
+                    )
+                ]
+            )
     pdf.ln(4)
     pdf.line_text(
         "Chaque destruction est une feuille du journal Merkle de SAE (RFC 9162), scellé et "

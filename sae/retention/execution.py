@@ -78,30 +78,45 @@ def recheck(session: Session, d: DisposalList) -> list[dict[str, str]]:
     """Every pending line checked again now: held, changed since approval, not due, gone."""
     problems: list[dict[str, str]] = []
     today = dates.today()
-    lines = [ln for ln in disposal.lines_of(session, d.id)
-             if ln.state in PENDING]
+    lines = [ln for ln in disposal.lines_of(session, d.id) if ln.state in PENDING]
     held = dates.held_units(session, [ln.unit_id for ln in lines])
     for line in lines:
         unit = session.get(ArchiveUnit, line.unit_id)
         if unit is None or unit.status != "active":
-            problems.append({"unit_id": line.unit_id, "reason": "not_active",
-                             "detail": f"unit is {unit.status if unit else 'missing'}"})
+            problems.append(
+                {
+                    "unit_id": line.unit_id,
+                    "reason": "not_active",
+                    "detail": f"unit is {unit.status if unit else 'missing'}",
+                }
+            )
             continue
         if line.unit_id in held and (d.final_action == "Destroy" and line.state == "proposed"):
-            problems.append({"unit_id": line.unit_id, "reason": "held",
-                             "detail": "the unit is under a hold"})
+            problems.append(
+                {"unit_id": line.unit_id, "reason": "held", "detail": "the unit is under a hold"}
+            )
             continue
         if dates.fingerprint(session, line.unit_id) != line.fingerprint:
-            problems.append({"unit_id": line.unit_id, "reason": "changed",
-                             "detail": "its rules, end dates or holds changed since approval"})
+            problems.append(
+                {
+                    "unit_id": line.unit_id,
+                    "reason": "changed",
+                    "detail": "its rules, end dates or holds changed since approval",
+                }
+            )
             continue
         results = dates.compute_units(session, [line.unit_id])[line.unit_id]
         appraisal = results.get("AppraisalRule")
         end = appraisal.end if appraisal is not None else None
         action = dates.final_action_of(appraisal) if appraisal is not None else "Keep"
         if end is None or end >= today or action != d.final_action:
-            problems.append({"unit_id": line.unit_id, "reason": "not_due",
-                             "detail": f"appraisal end {end}, final action {action}"})
+            problems.append(
+                {
+                    "unit_id": line.unit_id,
+                    "reason": "not_due",
+                    "detail": f"appraisal end {end}, final action {action}",
+                }
+            )
     return problems
 
 
@@ -116,13 +131,17 @@ def _claim(ctx: ExecutionContext, list_id: str, token: str) -> bool:
             .where(
                 DisposalList.id == list_id,
                 or_(
-                    and_(DisposalList.final_action == "Destroy",
-                         DisposalList.state == "visa_recorded"),
+                    and_(
+                        DisposalList.final_action == "Destroy",
+                        DisposalList.state == "visa_recorded",
+                    ),
                     and_(DisposalList.final_action == "Keep", DisposalList.state == "approved"),
                     and_(
                         DisposalList.state == "executing",
-                        or_(DisposalList.execution_token.is_(None),
-                            DisposalList.execution_started_at < stale_before),
+                        or_(
+                            DisposalList.execution_token.is_(None),
+                            DisposalList.execution_started_at < stale_before,
+                        ),
                     ),
                 ),
             )
@@ -160,12 +179,21 @@ def _release(ctx: ExecutionContext, list_id: str, token: str, *, back_to: str | 
         )
 
 
-def _journal_refusal(ctx: ExecutionContext, d: DisposalList, actor: str, reason: str,
-                     problems: list[dict[str, str]]) -> None:
+def _journal_refusal(
+    ctx: ExecutionContext, d: DisposalList, actor: str, reason: str, problems: list[dict[str, str]]
+) -> None:
     with db.transaction(ctx.sessions) as session:
-        append_event(session, type="disposal.execution_refused", actor=actor,
-                     payload={"list_id": d.id, "reference": d.reference, "reason": reason,
-                              "problems": problems[:200]})
+        append_event(
+            session,
+            type="disposal.execution_refused",
+            actor=actor,
+            payload={
+                "list_id": d.id,
+                "reference": d.reference,
+                "reason": reason,
+                "problems": problems[:200],
+            },
+        )
 
 
 def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> DisposalList:
@@ -199,8 +227,12 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
             problems = recheck(session, d)
             reference = d.reference
             if not problems and d.executed_by is None:
-                append_event(session, type="disposal.execution_started", actor=actor,
-                             payload={"list_id": d.id, "reference": d.reference})
+                append_event(
+                    session,
+                    type="disposal.execution_started",
+                    actor=actor,
+                    payload={"list_id": d.id, "reference": d.reference},
+                )
         if problems:
             back = "visa_recorded" if d.final_action == "Destroy" else "approved"
             _release(ctx, list_id, token, back_to=back)
@@ -212,10 +244,14 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
             )
         with db.transaction(ctx.sessions) as session:
             _heartbeat(session, list_id, token)
-            pending = _children_first(session, [
-                (ln.id, ln.state, ln.unit_id) for ln in disposal.lines_of(session, list_id)
-                if ln.state in PENDING
-            ])
+            pending = _children_first(
+                session,
+                [
+                    (ln.id, ln.state, ln.unit_id)
+                    for ln in disposal.lines_of(session, list_id)
+                    if ln.state in PENDING
+                ],
+            )
             final_action = disposal.get_list(session, list_id).final_action
         for line_id, state in pending:
             with db.transaction(ctx.sessions) as session:
@@ -242,9 +278,7 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
         raise
 
 
-def _children_first(
-    session: Session, lines: list[tuple[int, str, str]]
-) -> list[tuple[int, str]]:
+def _children_first(session: Session, lines: list[tuple[int, str, str]]) -> list[tuple[int, str]]:
     """Lines ordered deepest units first, so a file is reached after its pieces."""
     units = [u for _, _, u in lines]
     parents = dates.parents_closure(session, units)
@@ -260,9 +294,7 @@ def _children_first(
     return [(line_id, state) for line_id, state, _ in ordered]
 
 
-def _still_destroyable(
-    session: Session, d: DisposalList, line: DisposalLine, actor: str
-) -> bool:
+def _still_destroyable(session: Session, d: DisposalList, line: DisposalLine, actor: str) -> bool:
     """Checked again just before the unit goes: a hold placed or a rule changed while the
     execution runs, or a child that stays, excludes the line (destroying less than the visa
     allows is lawful; more never is)."""
@@ -285,8 +317,13 @@ def _still_destroyable(
     line.exclusion_reason = reason
     line.done_at = db.utcnow()
     session.flush()
-    append_event(session, type="disposal.line_excluded", actor=actor, unit_id=line.unit_id,
-                 payload={"list_id": d.id, "reference": d.reference, "reason": reason})
+    append_event(
+        session,
+        type="disposal.line_excluded",
+        actor=actor,
+        unit_id=line.unit_id,
+        payload={"list_id": d.id, "reference": d.reference, "reason": reason},
+    )
     return False
 
 
@@ -300,8 +337,9 @@ def _objects_to_destroy(session: Session, d: DisposalList, unit: ArchiveUnit) ->
         )
     ).all()
     on_list = {
-        ln.unit_id for ln in disposal.lines_of(session, d.id) if ln.state in ("proposed",
-                                                                              "destroyed")
+        ln.unit_id
+        for ln in disposal.lines_of(session, d.id)
+        if ln.state in ("proposed", "destroyed")
     }
     if any(u.status != "destroyed" and u.id not in on_list for u in sharing):
         # The group is also described by a unit that stays: its objects stay with it.
@@ -330,7 +368,9 @@ def _destroy_unit(
             if offer is None:
                 raise StorageRefused(
                     f"offer {copy.offer!r} holding a copy of {obj.id} is not configured; "
-                    "nothing more was destroyed", object_id=obj.id, offer=copy.offer,
+                    "nothing more was destroyed",
+                    object_id=obj.id,
+                    offer=copy.offer,
                 )
             try:
                 offer.delete(copy.key)
@@ -340,7 +380,8 @@ def _destroy_unit(
                 raise StorageRefused(
                     f"offer {copy.offer!r} refused to delete {obj.id}: {exc.detail}; "
                     "nothing more was destroyed, execute again to resume",
-                    object_id=obj.id, offer=copy.offer,
+                    object_id=obj.id,
+                    offer=copy.offer,
                 ) from exc
             deleted_from.append(copy.offer)
         obj.status = "destroyed"
@@ -352,31 +393,63 @@ def _destroy_unit(
             unit_id=unit.id,
             object_id=obj.id,
             object_digests={obj.id: obj.sha512} if obj.sha512 else {},
-            payload={"list_id": d.id, "reference": d.reference, "visa": d.visa_reference,
-                     "offers": deleted_from, "size": obj.size},
+            payload={
+                "list_id": d.id,
+                "reference": d.reference,
+                "visa": d.visa_reference,
+                "offers": deleted_from,
+                "size": obj.size,
+            },
         )
-        session.add(Tombstone(
-            kind="object", unit_id=unit.id, object_id=obj.id, list_id=d.id,
-            list_reference=d.reference, title=unit.title, producer=unit.producer,
-            sha512=obj.sha512, size=obj.size, date_start=unit.start_date,
-            date_end=unit.end_date, archived_at=obj.created_at, destroyed_at=now,
-            leaf_index=event.leaf_index,
-        ))
+        session.add(
+            Tombstone(
+                kind="object",
+                unit_id=unit.id,
+                object_id=obj.id,
+                list_id=d.id,
+                list_reference=d.reference,
+                title=unit.title,
+                producer=unit.producer,
+                sha512=obj.sha512,
+                size=obj.size,
+                date_start=unit.start_date,
+                date_end=unit.end_date,
+                archived_at=obj.created_at,
+                destroyed_at=now,
+                leaf_index=event.leaf_index,
+            )
+        )
     unit.status = "destroyed"
     # The descriptive metadata goes with the record; the tombstone keeps what proves it existed.
     unit.content_xml = b""
     unit.description = None
     event = append_event(
-        session, type="disposal.unit_destroyed", actor=actor, unit_id=unit.id,
-        payload={"list_id": d.id, "reference": d.reference, "visa": d.visa_reference,
-                 "title": unit.title},
+        session,
+        type="disposal.unit_destroyed",
+        actor=actor,
+        unit_id=unit.id,
+        payload={
+            "list_id": d.id,
+            "reference": d.reference,
+            "visa": d.visa_reference,
+            "title": unit.title,
+        },
     )
-    session.add(Tombstone(
-        kind="unit", unit_id=unit.id, list_id=d.id, list_reference=d.reference,
-        title=unit.title, producer=unit.producer, date_start=unit.start_date,
-        date_end=unit.end_date, archived_at=unit.created_at, destroyed_at=now,
-        leaf_index=event.leaf_index,
-    ))
+    session.add(
+        Tombstone(
+            kind="unit",
+            unit_id=unit.id,
+            list_id=d.id,
+            list_reference=d.reference,
+            title=unit.title,
+            producer=unit.producer,
+            date_start=unit.start_date,
+            date_end=unit.end_date,
+            archived_at=unit.created_at,
+            destroyed_at=now,
+            leaf_index=event.leaf_index,
+        )
+    )
     line.state = "destroyed"
     line.done_at = now
     session.flush()
@@ -409,9 +482,16 @@ def _keep_unit(
     unit.status = "permanent"
     dates.refresh_units(session, [unit.id])
     append_event(
-        session, type="retention.permanent", actor=actor, unit_id=unit.id,
-        payload={"list_id": d.id, "reference": d.reference,
-                 "sampled": line.state == "sampled", "storage_failures": failures},
+        session,
+        type="retention.permanent",
+        actor=actor,
+        unit_id=unit.id,
+        payload={
+            "list_id": d.id,
+            "reference": d.reference,
+            "sampled": line.state == "sampled",
+            "storage_failures": failures,
+        },
     )
     line.state = "kept"
     line.done_at = db.utcnow()
@@ -424,9 +504,7 @@ def _principal_for_records(principal: Principal) -> Principal:
     return SYSTEM
 
 
-def _finish(
-    ctx: ExecutionContext, list_id: str, token: str, principal: Principal
-) -> DisposalList:
+def _finish(ctx: ExecutionContext, list_id: str, token: str, principal: Principal) -> DisposalList:
     actor = principal.actor
     with db.transaction(ctx.sessions) as session:
         _heartbeat(session, list_id, token)
@@ -454,21 +532,28 @@ def _finish(
                 )
                 _validate(ctx.settings, xml)
                 record = records.archive_record(
-                    session, settings=ctx.settings, offers=ctx.strategy,
+                    session,
+                    settings=ctx.settings,
+                    offers=ctx.strategy,
                     principal=_principal_for_records(principal),
                     archives_service=ctx.config.archives_service,
                     message_id=f"{d.reference}-ADN-{producer}",
                     title=f"Notification d'élimination {d.reference} ({producer})",
                     description=f"SEDA ArchiveDestructionNotification du bordereau {d.reference}"
-                                f", visa {d.visa_reference}",
+                    f", visa {d.visa_reference}",
                     filename=f"notification-elimination-{d.reference}-{producer}.xml",
-                    data=xml, mime="application/xml",
+                    data=xml,
+                    mime="application/xml",
                 )
                 notification_ids.append(record.object_id)
         executed = append_event(
-            session, type="disposal.executed", actor=actor,
+            session,
+            type="disposal.executed",
+            actor=actor,
             payload={
-                "list_id": d.id, "reference": d.reference, "final_action": d.final_action,
+                "list_id": d.id,
+                "reference": d.reference,
+                "final_action": d.final_action,
                 "visa": d.visa_reference,
                 "destroyed_units": [ln.unit_id for ln in destroyed],
                 "kept_units": [ln.unit_id for ln in lines if ln.state == "kept"],
@@ -478,26 +563,37 @@ def _finish(
         )
         if d.final_action == "Destroy":
             tombstones = session.scalars(
-                select(Tombstone).where(Tombstone.list_id == d.id, Tombstone.kind == "object")
+                select(Tombstone)
+                .where(Tombstone.list_id == d.id, Tombstone.kind == "object")
                 .order_by(Tombstone.id)
             ).all()
             pdf = documents.certificate_pdf(
-                d, lines,
-                [documents.DestroyedObject(t.unit_id, t.title, t.object_id or "", t.size,
-                                           t.sha512, t.leaf_index) for t in tombstones],
-                ctx.parties, executed_at=now, executed_by=actor,
+                d,
+                lines,
+                [
+                    documents.DestroyedObject(
+                        t.unit_id, t.title, t.object_id or "", t.size, t.sha512, t.leaf_index
+                    )
+                    for t in tombstones
+                ],
+                ctx.parties,
+                executed_at=now,
+                executed_by=actor,
                 executed_leaf=executed.leaf_index,
             )
             record = records.archive_record(
-                session, settings=ctx.settings, offers=ctx.strategy,
+                session,
+                settings=ctx.settings,
+                offers=ctx.strategy,
                 principal=_principal_for_records(principal),
                 archives_service=ctx.config.archives_service,
                 message_id=f"{d.reference}-CERTIFICAT",
                 title=f"Certificat de destruction {d.reference}",
                 description=f"Certificat de destruction du bordereau {d.reference}, "
-                            f"visa {d.visa_reference}",
+                f"visa {d.visa_reference}",
                 filename=f"certificat-destruction-{d.reference}.pdf",
-                data=pdf, mime="application/pdf",
+                data=pdf,
+                mime="application/pdf",
             )
             d.certificate_object_id = record.object_id
         d.notification_object_ids = notification_ids

@@ -31,9 +31,11 @@ log = logging.getLogger("sae.retention.holds")
 
 def _copies_of_units(session: Session, unit_ids: Sequence[str]) -> list[ObjectCopy]:
     groups = {
-        g for g in session.scalars(
+        g
+        for g in session.scalars(
             select(ArchiveUnit.data_object_group_id).where(ArchiveUnit.id.in_(unit_ids))
-        ) if g
+        )
+        if g
     }
     if not groups:
         return []
@@ -85,8 +87,7 @@ def place_hold(
         raise UnitNotFound(f"no archive unit {', '.join(missing)}", unit_ids=missing)
     if until is not None and until < dates.today():
         raise InvalidHold(f"a hold cannot end in the past ({until.isoformat()})")
-    hold = Hold(id=db.new_id(), reason=reason, owner=owner, until=until,
-                created_at=db.utcnow())
+    hold = Hold(id=db.new_id(), reason=reason, owner=owner, until=until, created_at=db.utcnow())
     session.add(hold)
     session.flush()
     covered = dates.descendants(session, wanted)

@@ -63,8 +63,9 @@ def build_outgoing_sip(
 ) -> Path:
     """Write the outgoing SIP of an executed Keep list (flush, no commit); returns its path."""
     if d.final_action != "Keep" or d.state != "executed":
-        raise WrongState("only an executed permanent-keeping list can be transferred",
-                         state=d.state)
+        raise WrongState(
+            "only an executed permanent-keeping list can be transferred", state=d.state
+        )
     if d.outgoing_transfer and d.outgoing_transfer.get("state") == "acknowledged":
         raise WrongState(f"list {d.reference} was already transferred and acknowledged")
     kept = [ln.unit_id for ln in disposal.lines_of(session, d.id) if ln.state == "kept"]
@@ -88,11 +89,15 @@ def build_outgoing_sip(
             unit = units[uid]
             group_id: str | None = None
             if unit.data_object_group_id is not None:
-                objects = list(session.scalars(
-                    select(DataObject).where(DataObject.group_id == unit.data_object_group_id,
-                                             DataObject.kind == "binary",
-                                             DataObject.status == "active")
-                ))
+                objects = list(
+                    session.scalars(
+                        select(DataObject).where(
+                            DataObject.group_id == unit.data_object_group_id,
+                            DataObject.kind == "binary",
+                            DataObject.status == "active",
+                        )
+                    )
+                )
                 if objects:
                     group_id = f"GOT-{sip_ids[uid]}"
                     ids = []
@@ -102,30 +107,41 @@ def build_outgoing_sip(
                         archive.writestr(uri, data)
                         bdo_id = f"BDO-{obj.id}"
                         ids.append(bdo_id)
-                        binaries.append(seda.BinaryDataObject(
-                            id=bdo_id, group_id=group_id, uri=uri,
-                            message_digest=obj.sha512, digest_algorithm="SHA-512",
-                            size=obj.size,
-                            format=seda.FormatIdentification(mime_type=obj.mime_type)
-                            if obj.mime_type else None,
-                            file_info=seda.FileInfo(filename=obj.filename or obj.id),
-                            data_object_version=obj.data_object_version or "BinaryMaster_1",
-                        ))
+                        binaries.append(
+                            seda.BinaryDataObject(
+                                id=bdo_id,
+                                group_id=group_id,
+                                uri=uri,
+                                message_digest=obj.sha512,
+                                digest_algorithm="SHA-512",
+                                size=obj.size,
+                                format=seda.FormatIdentification(mime_type=obj.mime_type)
+                                if obj.mime_type
+                                else None,
+                                file_info=seda.FileInfo(filename=obj.filename or obj.id),
+                                data_object_version=obj.data_object_version or "BinaryMaster_1",
+                            )
+                        )
                     groups.append(seda.DataObjectGroup(id=group_id, object_ids=ids))
-            seda_units.append(seda.ArchiveUnit(
-                id=sip_ids[uid],
-                title=unit.title,
-                description=unit.description,
-                description_level=unit.description_level,
-                content_xml=unit.content_xml,
-                management=seda.Management(rules={
-                    "AppraisalRule": seda.RuleCategory(category="AppraisalRule",
-                                                       final_action="Keep")
-                }),
-                data_object_group_id=group_id,
-                child_unit_ids=[sip_ids[c] for c in children.get(uid, [])],
-                parent_id=None,
-            ))
+            seda_units.append(
+                seda.ArchiveUnit(
+                    id=sip_ids[uid],
+                    title=unit.title,
+                    description=unit.description,
+                    description_level=unit.description_level,
+                    content_xml=unit.content_xml,
+                    management=seda.Management(
+                        rules={
+                            "AppraisalRule": seda.RuleCategory(
+                                category="AppraisalRule", final_action="Keep"
+                            )
+                        }
+                    ),
+                    data_object_group_id=group_id,
+                    child_unit_ids=[sip_ids[c] for c in children.get(uid, [])],
+                    parent_id=None,
+                )
+            )
         message_id = f"{d.reference}-TRANSFERT"
         transfer = seda.ArchiveTransfer(
             version=seda.SedaVersion("2.2"),
@@ -161,10 +177,19 @@ def build_outgoing_sip(
         "units": kept,
     }
     session.flush()
-    append_event(session, type="disposal.transfer_sent", actor=actor,
-                 payload={"list_id": d.id, "reference": d.reference,
-                          "archival_agency": archival_agency, "message_identifier": message_id,
-                          "sip_sha512": digest, "units": len(kept)})
+    append_event(
+        session,
+        type="disposal.transfer_sent",
+        actor=actor,
+        payload={
+            "list_id": d.id,
+            "reference": d.reference,
+            "archival_agency": archival_agency,
+            "message_identifier": message_id,
+            "sip_sha512": digest,
+            "units": len(kept),
+        },
+    )
     return path
 
 
@@ -212,32 +237,52 @@ def acknowledge(
             f"not our transfer {sent['message_identifier']!r}"
         )
     if reply.reply_code not in ("OK", "WARNING"):
-        append_event(session, type="disposal.transfer_refused", actor=actor,
-                     payload={"list_id": d.id, "reference": d.reference,
-                              "reply_code": reply.reply_code})
+        append_event(
+            session,
+            type="disposal.transfer_refused",
+            actor=actor,
+            payload={"list_id": d.id, "reference": d.reference, "reply_code": reply.reply_code},
+        )
         d.outgoing_transfer = {**sent, "state": "refused", "reply_code": reply.reply_code}
         session.flush()
         return {"purged": [], "locked": [], "reply_code": reply.reply_code}
     record = records.archive_record(
-        session, settings=settings, offers=strategy, principal=SYSTEM,
+        session,
+        settings=settings,
+        offers=strategy,
+        principal=SYSTEM,
         archives_service=config.archives_service,
         message_id=f"{d.reference}-ATR-{sent['archival_agency']}",
         title=f"Accusé de réception du versement {d.reference} ({sent['archival_agency']})",
-        description=f"ArchiveTransferReply {reply.message_identifier} du "
-                    f"{reply.date.isoformat()}",
-        filename=f"atr-{d.reference}.xml", data=reply_xml, mime="application/xml",
+        description=f"ArchiveTransferReply {reply.message_identifier} du {reply.date.isoformat()}",
+        filename=f"atr-{d.reference}.xml",
+        data=reply_xml,
+        mime="application/xml",
     )
     if sent.get("state") != "acknowledged":
-        append_event(session, type="disposal.transfer_acknowledged", actor=actor,
-                     unit_id=record.unit_id, object_id=record.object_id,
-                     object_digests={record.object_id: record.sha512},
-                     payload={"list_id": d.id, "reference": d.reference,
-                              "reply_identifier": reply.message_identifier,
-                              "reply_code": reply.reply_code})
+        append_event(
+            session,
+            type="disposal.transfer_acknowledged",
+            actor=actor,
+            unit_id=record.unit_id,
+            object_id=record.object_id,
+            object_digests={record.object_id: record.sha512},
+            payload={
+                "list_id": d.id,
+                "reference": d.reference,
+                "reply_identifier": reply.message_identifier,
+                "reply_code": reply.reply_code,
+            },
+        )
     purged, locked = _purge(session, d, offers, sent, actor)
-    d.outgoing_transfer = {**sent, "state": "acknowledged", "reply_code": reply.reply_code,
-                           "reply_identifier": reply.message_identifier,
-                           "reply_object_id": record.object_id, "locked": locked}
+    d.outgoing_transfer = {
+        **sent,
+        "state": "acknowledged",
+        "reply_code": reply.reply_code,
+        "reply_identifier": reply.message_identifier,
+        "reply_object_id": record.object_id,
+        "locked": locked,
+    }
     session.flush()
     return {"purged": purged, "locked": locked, "reply_code": reply.reply_code}
 
@@ -258,10 +303,18 @@ def _purge(
         if unit.status == "destroyed":
             continue
         whole = True
-        objects = list(session.scalars(
-            select(DataObject).where(DataObject.group_id == unit.data_object_group_id,
-                                     DataObject.status == "active")
-        )) if unit.data_object_group_id else []
+        objects = (
+            list(
+                session.scalars(
+                    select(DataObject).where(
+                        DataObject.group_id == unit.data_object_group_id,
+                        DataObject.status == "active",
+                    )
+                )
+            )
+            if unit.data_object_group_id
+            else []
+        )
         for obj in objects:
             kept_copy = False
             for copy in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id)):
@@ -283,27 +336,53 @@ def _purge(
             obj.status = "destroyed"
             session.execute(delete(ObjectCopy).where(ObjectCopy.object_id == obj.id))
             event = append_event(
-                session, type="disposal.object_transferred", actor=actor, unit_id=unit.id,
-                object_id=obj.id, object_digests={obj.id: obj.sha512} if obj.sha512 else {},
-                payload={"list_id": d.id, "reference": d.reference,
-                         "archival_agency": sent["archival_agency"]},
+                session,
+                type="disposal.object_transferred",
+                actor=actor,
+                unit_id=unit.id,
+                object_id=obj.id,
+                object_digests={obj.id: obj.sha512} if obj.sha512 else {},
+                payload={
+                    "list_id": d.id,
+                    "reference": d.reference,
+                    "archival_agency": sent["archival_agency"],
+                },
             )
-            session.add(Tombstone(
-                kind="object", unit_id=unit.id, object_id=obj.id, list_id=d.id,
-                list_reference=d.reference, title=unit.title, producer=unit.producer,
-                sha512=obj.sha512, size=obj.size, date_start=unit.start_date,
-                date_end=unit.end_date, archived_at=obj.created_at, destroyed_at=now,
-                leaf_index=event.leaf_index,
-            ))
+            session.add(
+                Tombstone(
+                    kind="object",
+                    unit_id=unit.id,
+                    object_id=obj.id,
+                    list_id=d.id,
+                    list_reference=d.reference,
+                    title=unit.title,
+                    producer=unit.producer,
+                    sha512=obj.sha512,
+                    size=obj.size,
+                    date_start=unit.start_date,
+                    date_end=unit.end_date,
+                    archived_at=obj.created_at,
+                    destroyed_at=now,
+                    leaf_index=event.leaf_index,
+                )
+            )
             purged.append(obj.id)
         if whole:
             # The record now lives at the receiving archive; here only its tombstone remains.
             unit.status = "destroyed"
-            session.add(Tombstone(
-                kind="unit", unit_id=unit.id, list_id=d.id, list_reference=d.reference,
-                title=f"{unit.title} (versé à {sent['archival_agency']})",
-                producer=unit.producer, date_start=unit.start_date, date_end=unit.end_date,
-                archived_at=unit.created_at, destroyed_at=now,
-            ))
+            session.add(
+                Tombstone(
+                    kind="unit",
+                    unit_id=unit.id,
+                    list_id=d.id,
+                    list_reference=d.reference,
+                    title=f"{unit.title} (versé à {sent['archival_agency']})",
+                    producer=unit.producer,
+                    date_start=unit.start_date,
+                    date_end=unit.end_date,
+                    archived_at=unit.created_at,
+                    destroyed_at=now,
+                )
+            )
     session.flush()
     return purged, locked

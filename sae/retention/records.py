@@ -90,16 +90,17 @@ def record_manifest(
                 description=description,
                 description_level="Item",
                 management=seda.Management(
-                    rules={"AppraisalRule": seda.RuleCategory(category="AppraisalRule",
-                                                              final_action="Keep")}
+                    rules={
+                        "AppraisalRule": seda.RuleCategory(
+                            category="AppraisalRule", final_action="Keep"
+                        )
+                    }
                 ),
                 data_object_group_id="GOT-1",
             )
         ],
         root_unit_ids=["AU-1"],
-        management_metadata=seda.ManagementMetadata(
-            originating_agency_identifier=archives_service
-        ),
+        management_metadata=seda.ManagementMetadata(originating_agency_identifier=archives_service),
     )
     transfer = seda.ArchiveTransfer(
         version=seda.SedaVersion("2.2"),
@@ -150,8 +151,13 @@ def archive_record(
     if found is not None:
         return found
     manifest = record_manifest(
-        message_id=message_id, archives_service=archives_service, title=title,
-        description=description, filename=filename, data=data, mime=mime,
+        message_id=message_id,
+        archives_service=archives_service,
+        title=title,
+        description=description,
+        filename=filename,
+        data=data,
+        mime=mime,
     )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

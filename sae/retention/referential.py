@@ -41,8 +41,14 @@ from sae.retention.errors import DurationBelowMinimum, InvalidReferential, RuleI
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer
 
-CSV_HEADER = ["RuleId", "RuleType", "RuleValue", "RuleDescription", "RuleDuration",
-              "RuleMeasurement"]
+CSV_HEADER = [
+    "RuleId",
+    "RuleType",
+    "RuleValue",
+    "RuleDescription",
+    "RuleDuration",
+    "RuleMeasurement",
+]
 RULE_TYPES = (
     "AccessRule",
     "AppraisalRule",
@@ -100,9 +106,10 @@ class RuleSpec:
 def _meta(raw: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any] | None:
     meta = {k: raw[k] for k in META_KEYS if raw.get(k) not in (None, "")}
     unknown = sorted(
-        k for k in raw
-        if k not in META_KEYS and k not in ("id", "type", "value", "description", "duration",
-                                            "measurement", "_yaml")
+        k
+        for k in raw
+        if k not in META_KEYS
+        and k not in ("id", "type", "value", "description", "duration", "measurement", "_yaml")
     )
     if unknown:
         problems.append(f"{where}: unknown field(s) {', '.join(unknown)}")
@@ -110,8 +117,9 @@ def _meta(raw: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any
     if action is not None and action not in FINAL_ACTIONS:
         problems.append(f"{where}: final_action {action!r} is not one of Keep, Destroy, Sample")
     if meta.get("confidence") is not None and meta["confidence"] not in CONFIDENCE:
-        problems.append(f"{where}: confidence {meta['confidence']!r} is not one of "
-                        f"{', '.join(CONFIDENCE)}")
+        problems.append(
+            f"{where}: confidence {meta['confidence']!r} is not one of {', '.join(CONFIDENCE)}"
+        )
     sampling = meta.get("sampling")
     if action == "Sample":
         if not isinstance(sampling, dict):
@@ -194,8 +202,9 @@ def parse_csv(text: str) -> list[RuleSpec]:
         if len(row) != len(CSV_HEADER):
             problems.append(f"line {number}: {len(row)} columns, expected {len(CSV_HEADER)}")
             continue
-        raw = dict(zip(["id", "type", "value", "description", "duration", "measurement"], row,
-                       strict=True))
+        raw = dict(
+            zip(["id", "type", "value", "description", "duration", "measurement"], row, strict=True)
+        )
         spec = _spec(raw, f"line {number}", problems)
         if spec is not None:
             specs.append(spec)
@@ -229,9 +238,7 @@ def _yaml_items(items: Any, where_prefix: str = "") -> list[RuleSpec]:
         if not isinstance(raw, dict):
             problems.append(f"rule {number}: not a mapping")
             continue
-        normalised = {
-            _yaml_key(str(k)): v for k, v in raw.items()
-        }
+        normalised = {_yaml_key(str(k)): v for k, v in raw.items()}
         normalised["_yaml"] = True
         spec = _spec(normalised, f"{where_prefix}rule {number}", problems)
         if spec is not None:
@@ -243,7 +250,12 @@ def _yaml_key(key: str) -> str:
     # Vitam spellings (RuleId, RuleDuration…) and plain ones (id, duration…) are both accepted.
     lowered = key.lower()
     if lowered.startswith("rule") and lowered[4:] in (
-        "id", "type", "value", "description", "duration", "measurement"
+        "id",
+        "type",
+        "value",
+        "description",
+        "duration",
+        "measurement",
     ):
         return lowered[4:]
     return lowered
@@ -306,9 +318,7 @@ def _parse_minimum(text: str) -> tuple[int, str]:
     return int(number), unit
 
 
-def below_minimum(
-    specs: Sequence[RuleSpec], minimums: Mapping[str, str]
-) -> list[dict[str, Any]]:
+def below_minimum(specs: Sequence[RuleSpec], minimums: Mapping[str, str]) -> list[dict[str, Any]]:
     """The rules whose duration is shorter than the minimum of their category."""
     # Compared as end dates from one reference day, so "11 MONTH" < "1 YEAR" < "400 DAY".
     reference = date(2000, 1, 1)
@@ -382,11 +392,16 @@ def import_rules(
             or rule.measurement != spec.measurement
         ):
             changed_ids.append(spec.id)
-    used_changed = sorted(
-        set(session.scalars(select(UnitRule.rule_id).where(UnitRule.rule_id.in_(changed_ids))))
-    ) if changed_ids else []
+    used_changed = (
+        sorted(
+            set(session.scalars(select(UnitRule.rule_id).where(UnitRule.rule_id.in_(changed_ids))))
+        )
+        if changed_ids
+        else []
+    )
     hold_flips = [
-        rid for rid in used_changed
+        rid
+        for rid in used_changed
         if current[rid].type == "HoldRule"
         and (current[rid].duration is None) != (_by_id(specs, rid).duration is None)
     ]
@@ -405,8 +420,18 @@ def import_rules(
             session.add(Rule(**spec.as_dict(), updated_at=now))
             added += 1
             continue
-        if RuleSpec(rule.id, rule.type, rule.value, rule.description, rule.duration,
-                    rule.measurement, rule.meta) != spec:
+        if (
+            RuleSpec(
+                rule.id,
+                rule.type,
+                rule.value,
+                rule.description,
+                rule.duration,
+                rule.measurement,
+                rule.meta,
+            )
+            != spec
+        ):
             for key, value in spec.as_dict().items():
                 setattr(rule, key, value)
             rule.updated_at = now
@@ -451,7 +476,8 @@ def export_yaml(rules: Sequence[Rule]) -> str:
             "type": rule.type,
             "value": rule.value,
             "description": rule.description,
-            "duration": "unlimited" if rule.duration is None and rule.type != "HoldRule"
+            "duration": "unlimited"
+            if rule.duration is None and rule.type != "HoldRule"
             else rule.duration,
             "measurement": rule.measurement,
         }
@@ -472,7 +498,8 @@ def export_csv(rules: Sequence[Rule]) -> str:
                 rule.type,
                 rule.value,
                 rule.description,
-                "unlimited" if rule.duration is None and rule.type != "HoldRule"
+                "unlimited"
+                if rule.duration is None and rule.type != "HoldRule"
                 else ("" if rule.duration is None else rule.duration),
                 rule.measurement or "",
             ]
