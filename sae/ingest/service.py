@@ -739,10 +739,9 @@ def ingest(
         transfer_row.unit_count = len(units)
         transfer_row.object_count = len(objects)
         transfer_row.total_bytes = sum(o.size or 0 for o in objects)
-        leaf = journal_transfer(session, principal, transfer_row, units, objects)
         comments: list[str] = [
-            f"Journal: leaf {leaf} (ingest.accepted); the signed, time-stamped tree head "
-            f"covering it: /api/v1/transfers/{transfer_row.id}"
+            "Journal: the leaves of this transfer and the signed, time-stamped tree head "
+            f"covering them: /api/v1/transfers/{transfer_row.id}"
         ]
         if env.after_accept is not None:
             info = env.after_accept(session, transfer_row)
@@ -759,6 +758,9 @@ def ingest(
             comments,
         )
         session.flush()
+        # Last, just before the commit: appending takes the journal's sequence lock (held until
+        # the commit on PostgreSQL), so nothing slow may come after it.
+        journal_transfer(session, principal, transfer_row, units, objects)
         savepoint.commit()
         return IngestOutcome(
             transfer=transfer_row, atr=transfer_row.atr, units=units, objects=objects
