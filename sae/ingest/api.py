@@ -151,6 +151,10 @@ def _reply(
         )
         status = 400 if unreadable else 422
     headers = {"Location": f"/api/v1/transfers/{transfer.id}"}
+    if not outcome.accepted and any(e["code"].startswith("storage.") for e in transfer.errors):
+        # Not the SIP's fault: an offer failed. Nothing was kept; the same SIP may be sent again.
+        status = 503
+        headers["Retry-After"] = "60"
     if _wants_xml(request):
         return Response(outcome.atr, status_code=status, media_type=XML, headers=headers)
     body = TransferReply(

@@ -305,3 +305,21 @@ def test_search_due_before_and_holds(api: Api) -> None:
     assert hold.status_code == 201, hold.text
     unit = api.client.get(f"/api/v1/units/{due_units['AU-1']}", headers=api.auth()).json()
     assert unit["held"] is True
+
+
+def test_a_failing_offer_is_a_503_not_the_sips_fault(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae.ingest import service
+    from sae.storage.errors import OfferUnavailable
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OfferUnavailable("local", "disk on fire")
+
+    monkeypatch.setattr(service, "store_copies", broken)
+    response = api.deposit(build_zip(simple_sip("MSG-OFFER-DOWN")))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "60"
+    assert _errors(response) == ["storage.write_failed"]
+    monkeypatch.undo()
+    assert api.deposit(build_zip(simple_sip("MSG-OFFER-DOWN"))).status_code == 201
