@@ -78,14 +78,12 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         ["--objects", "500", "--size-mib", "0.1"],
         "fixity audit of 10,000 objects vs sha512sum",
     ),
-    # bench_audit.py passes every file to one sha512sum command line: at 10,000 objects the
-    # kernel refuses it (E2BIG), hence also a 4,000-object run until the script batches them.
     (
-        "audit-4000",
-        "bench_audit.py",
-        ["--objects", "4000", "--size-mib", "0.25"],
-        ["--objects", "200", "--size-mib", "0.25"],
-        "fixity audit of 4,000 objects vs sha512sum",
+        "s3-ingest",
+        "bench_s3_ingest.py",
+        ["--mib", "256"],
+        ["--mib", "32"],
+        "one 256 MiB object to Ceph RGW (Object Lock) vs a plain multipart upload",
     ),
     (
         "journal",

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from sae.access import service
+from sae.access.reading import open_for_reading
 from sae.auth.deps import PrincipalDep
 from sae.deps import RuntimeDep
 
@@ -31,7 +31,7 @@ async def get_content(
     complete damaged file) and is journaled as ``integrity.failed``.
     """
     stream = await run_in_threadpool(
-        service.open_for_reading,
+        open_for_reading,
         runtime.sessions,
         runtime.offer_set.offers,
         principal,

@@ -147,33 +147,3 @@ def _guarded(
         raise
     if held is not None:
         yield held
-
-
-def open_for_reading(
-    sessions: sessionmaker[Session],
-    offers: dict[str, StorageOffer],
-    principal: Principal,
-    object_id: str,
-    *,
-    via: str = "api",
-) -> ContentStream:
-    """Check access, journal the read (committed before a byte leaves), open a healthy copy.
-
-    The one way to read an archived object's bytes, for the API and the console alike.
-    """
-    with sessions() as session:
-        obj = session.get(DataObject, object_id)
-        if obj is None or obj.kind != "binary" or obj.sha512 is None:
-            raise ObjectNotFound(f"no binary data object {object_id}")
-        check_read_access(session, principal, obj)
-        copies = catalog.copies_of(session, obj.id)
-        append_event(
-            session,
-            type="access.object_read",
-            actor=principal.actor,
-            object_id=obj.id,
-            transfer_id=obj.transfer_id,
-            payload={"size": obj.size, "via": via},
-        )
-        session.commit()
-    return open_content(sessions, offers, obj, copies)

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from sae.access import service as access
+from sae.access.reading import open_for_reading
 from sae.auth.errors import InvalidToken
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
@@ -414,7 +414,7 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
 async def object_content(object_id: str, user: UserDep, runtime: RuntimeDep) -> Response:
     """Download an object's bytes (access checked, journaled, digest checked while streaming)."""
     stream = await run_in_threadpool(
-        access.open_for_reading,
+        open_for_reading,
         runtime.sessions,
         runtime.offer_set.offers,
         user,
