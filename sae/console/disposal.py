@@ -21,7 +21,7 @@ from sae.console.security import allowed, require
 from sae.console.web import ConsoleRoute, render
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, PayloadTooLarge
-from sae.retention import disposal, documents, execution
+from sae.retention import disposal, execution
 from sae.retention.config import retention_settings
 from sae.retention.errors import InvalidVisa
 from sae.retention.models import DisposalList
@@ -255,26 +255,13 @@ def bordereau(
 ) -> Response:
     """The bordereau, as PDF (to sign) or CSV (to review in a spreadsheet)."""
     require(user, *READ)
-    d = disposal.get_list(session, list_id)
-    name = f"bordereau-{d.reference}"
-    if format == "csv":
-        return Response(
-            disposal.bordereau_csv(session, d),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
-    if format != "pdf":
-        raise BadRequest("format must be pdf or csv")
-    cfg = retention_settings()
-    pdf = documents.bordereau_pdf(
-        d,
-        disposal.lines_of(session, d.id),
-        documents.Parties(cfg.archives_service, cfg.archives_service_name, cfg.control_authority),
+    content, media_type, filename = disposal.bordereau_document(
+        session, disposal.get_list(session, list_id), format
     )
     return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

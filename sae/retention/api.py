@@ -20,7 +20,6 @@ from sae.errors import BadRequest, NotFound, PayloadTooLarge
 from sae.retention import (
     dates,
     disposal,
-    documents,
     execution,
     holds,
     outgoing,
@@ -416,26 +415,13 @@ def bordereau(
     list_id: str, session: SessionDep, principal: Reader, format: str = "pdf"
 ) -> Response:
     """The bordereau, ``format=pdf`` (default) or ``format=csv``."""
-    d = disposal.get_list(session, list_id)
-    name = f"bordereau-{d.reference}"
-    if format == "csv":
-        return Response(
-            disposal.bordereau_csv(session, d),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
-    if format != "pdf":
-        raise BadRequest("format must be pdf or csv")
-    cfg = retention_settings()
-    pdf = documents.bordereau_pdf(
-        d,
-        disposal.lines_of(session, d.id),
-        documents.Parties(cfg.archives_service, cfg.archives_service_name, cfg.control_authority),
+    content, media_type, filename = disposal.bordereau_document(
+        session, disposal.get_list(session, list_id), format
     )
     return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

@@ -35,7 +35,7 @@ from sae.catalog.models import ArchiveUnit, DataObject, UnitLink, UnitRule
 from sae.journal.service import append_event
 from sae.retention import dates
 from sae.retention.config import RetentionSettings, retention_settings
-from sae.retention.errors import InvalidVisa, ListNotFound, WrongState
+from sae.retention.errors import InvalidBordereauFormat, InvalidVisa, ListNotFound, WrongState
 from sae.retention.models import DisposalLine, DisposalList, Rule, UnitComputedRule
 
 #: Advisory lock key (PostgreSQL) taken while a list is built.
@@ -551,3 +551,24 @@ def bordereau_csv(session: Session, disposal: DisposalList) -> str:
             ]
         )
     return out.getvalue()
+
+
+def bordereau_document(session: Session, d: DisposalList, fmt: str) -> tuple[bytes, str, str]:
+    """The bordereau as ``(content, media type, file name)``: PDF (to sign) or CSV (to review).
+
+    Raises :class:`InvalidBordereauFormat` for any other format.
+    """
+    from sae.retention import documents
+
+    name = f"bordereau-{d.reference}"
+    if fmt == "csv":
+        return bordereau_csv(session, d).encode("utf-8"), "text/csv; charset=utf-8", f"{name}.csv"
+    if fmt != "pdf":
+        raise InvalidBordereauFormat("format must be pdf or csv")
+    cfg = retention_settings()
+    pdf = documents.bordereau_pdf(
+        d,
+        lines_of(session, d.id),
+        documents.Parties(cfg.archives_service, cfg.archives_service_name, cfg.control_authority),
+    )
+    return pdf, "application/pdf", f"{name}.pdf"

@@ -17,7 +17,7 @@
     └── HoldNotFound              holds.not_found
 """
 
-from sae.errors import Conflict, NotFound, UnprocessableEntity
+from sae.errors import BadRequest, Conflict, NotFound, UnprocessableEntity
 
 
 class InvalidReferential(UnprocessableEntity):
@@ -84,3 +84,7 @@ class InvalidHold(UnprocessableEntity):
     """The hold request is inconsistent (no unit, an end date in the past…)."""
 
     code = "holds.invalid"
+
+
+class InvalidBordereauFormat(BadRequest):
+    code = "disposal.bordereau_format"

@@ -44,7 +44,13 @@ from sae.retention.errors import (
     ListNotFound,
     StorageRefused,
 )
-from sae.retention.models import DisposalLine, DisposalList, Tombstone
+from sae.retention.models import (
+    DisposalLine,
+    DisposalList,
+    Tombstone,
+    object_tombstone,
+    unit_tombstone,
+)
 from sae.storage.base import PERMANENT_RETAIN_UNTIL, StorageOffer
 from sae.storage.errors import ObjectMissing, RetentionShortening, StorageError
 from sae.storage.models import ObjectCopy
@@ -401,24 +407,7 @@ def _destroy_unit(
                 "size": obj.size,
             },
         )
-        session.add(
-            Tombstone(
-                kind="object",
-                unit_id=unit.id,
-                object_id=obj.id,
-                list_id=d.id,
-                list_reference=d.reference,
-                title=unit.title,
-                producer=unit.producer,
-                sha512=obj.sha512,
-                size=obj.size,
-                date_start=unit.start_date,
-                date_end=unit.end_date,
-                archived_at=obj.created_at,
-                destroyed_at=now,
-                leaf_index=event.leaf_index,
-            )
-        )
+        session.add(object_tombstone(unit, obj, d, at=now, leaf_index=event.leaf_index))
     unit.status = "destroyed"
     # The descriptive metadata goes with the record; the tombstone keeps what proves it existed.
     unit.content_xml = b""
@@ -435,21 +424,7 @@ def _destroy_unit(
             "title": unit.title,
         },
     )
-    session.add(
-        Tombstone(
-            kind="unit",
-            unit_id=unit.id,
-            list_id=d.id,
-            list_reference=d.reference,
-            title=unit.title,
-            producer=unit.producer,
-            date_start=unit.start_date,
-            date_end=unit.end_date,
-            archived_at=unit.created_at,
-            destroyed_at=now,
-            leaf_index=event.leaf_index,
-        )
-    )
+    session.add(unit_tombstone(unit, d, at=now, leaf_index=event.leaf_index))
     line.state = "destroyed"
     line.done_at = now
     session.flush()

@@ -8,12 +8,15 @@ action with its sampling rule, legal reference, confidence).
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
+
+if TYPE_CHECKING:
+    from sae.catalog.models import ArchiveUnit, DataObject
 
 
 class Rule(Base):
@@ -181,3 +184,54 @@ class Tombstone(Base):
     archived_at: Mapped[datetime | None]
     destroyed_at: Mapped[datetime] = mapped_column(default=utcnow)
     leaf_index: Mapped[int | None]
+
+
+def object_tombstone(
+    unit: ArchiveUnit,
+    obj: DataObject,
+    disposal: DisposalList,
+    *,
+    at: datetime,
+    leaf_index: int | None,
+) -> Tombstone:
+    """The tombstone of a data object that left the archive under ``disposal``."""
+    return Tombstone(
+        kind="object",
+        unit_id=unit.id,
+        object_id=obj.id,
+        list_id=disposal.id,
+        list_reference=disposal.reference,
+        title=unit.title,
+        producer=unit.producer,
+        sha512=obj.sha512,
+        size=obj.size,
+        date_start=unit.start_date,
+        date_end=unit.end_date,
+        archived_at=obj.created_at,
+        destroyed_at=at,
+        leaf_index=leaf_index,
+    )
+
+
+def unit_tombstone(
+    unit: ArchiveUnit,
+    disposal: DisposalList,
+    *,
+    at: datetime,
+    leaf_index: int | None = None,
+    title: str | None = None,
+) -> Tombstone:
+    """The tombstone of an archive unit that left the archive under ``disposal``."""
+    return Tombstone(
+        kind="unit",
+        unit_id=unit.id,
+        list_id=disposal.id,
+        list_reference=disposal.reference,
+        title=title or unit.title,
+        producer=unit.producer,
+        date_start=unit.start_date,
+        date_end=unit.end_date,
+        archived_at=unit.created_at,
+        destroyed_at=at,
+        leaf_index=leaf_index,
+    )

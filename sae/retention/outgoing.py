@@ -34,7 +34,7 @@ from sae.journal.service import append_event
 from sae.retention import disposal, records
 from sae.retention.config import RetentionSettings
 from sae.retention.errors import WrongState
-from sae.retention.models import DisposalList, Tombstone
+from sae.retention.models import DisposalList, object_tombstone, unit_tombstone
 from sae.storage.base import StorageOffer
 from sae.storage.errors import ObjectMissing, StorageError
 from sae.storage.models import ObjectCopy
@@ -348,40 +348,14 @@ def _purge(
                     "archival_agency": sent["archival_agency"],
                 },
             )
-            session.add(
-                Tombstone(
-                    kind="object",
-                    unit_id=unit.id,
-                    object_id=obj.id,
-                    list_id=d.id,
-                    list_reference=d.reference,
-                    title=unit.title,
-                    producer=unit.producer,
-                    sha512=obj.sha512,
-                    size=obj.size,
-                    date_start=unit.start_date,
-                    date_end=unit.end_date,
-                    archived_at=obj.created_at,
-                    destroyed_at=now,
-                    leaf_index=event.leaf_index,
-                )
-            )
+            session.add(object_tombstone(unit, obj, d, at=now, leaf_index=event.leaf_index))
             purged.append(obj.id)
         if whole:
             # The record now lives at the receiving archive; here only its tombstone remains.
             unit.status = "destroyed"
             session.add(
-                Tombstone(
-                    kind="unit",
-                    unit_id=unit.id,
-                    list_id=d.id,
-                    list_reference=d.reference,
-                    title=f"{unit.title} (versé à {sent['archival_agency']})",
-                    producer=unit.producer,
-                    date_start=unit.start_date,
-                    date_end=unit.end_date,
-                    archived_at=unit.created_at,
-                    destroyed_at=now,
+                unit_tombstone(
+                    unit, d, at=now, title=f"{unit.title} (versé à {sent['archival_agency']})"
                 )
             )
     session.flush()
