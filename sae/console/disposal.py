@@ -13,22 +13,18 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 
-from sae.catalog.models import DataObject
 from sae.console.routes import CsrfField, UserDep, check_csrf, parse_date
 from sae.console.security import allowed, require
 from sae.console.web import ConsoleRoute, render
 from sae.deps import RuntimeDep, SessionDep
-from sae.errors import BadRequest, NotFound, PayloadTooLarge
+from sae.errors import BadRequest, PayloadTooLarge
 from sae.retention import disposal, execution
 from sae.retention.config import retention_settings
 from sae.retention.errors import InvalidVisa
 from sae.retention.models import DisposalList
 from sae.retention.visa import MAX_VISA_BYTES, record_visa_with_document
 from sae.runtime import Runtime
-from sae.storage.models import ObjectCopy
-from sae.storage.service import open_verified
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -269,24 +265,12 @@ def bordereau(
 def certificate(list_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep) -> Response:
     """The destruction certificate (PDF), read back from storage with its digest checked."""
     require(user, *READ)
-    d = disposal.get_list(session, list_id)
-    if d.certificate_object_id is None:
-        raise NotFound(f"list {d.reference} has no destruction certificate (state {d.state})")
-    obj = session.get(DataObject, d.certificate_object_id)
-    if obj is None or obj.sha512 is None:
-        raise NotFound(f"the certificate of list {d.reference} is missing")
-    copies = [
-        (runtime.offer_set.offers[c.offer], c.key)
-        for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id))
-        if c.offer in runtime.offer_set.offers
-    ]
-    data = b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
+    data, filename = disposal.read_certificate(
+        session, runtime.offer_set.offers, disposal.get_list(session, list_id), actor=user.actor
+    )
+    session.commit()
     return Response(
         data,
         media_type="application/pdf",
-        headers={
-            "Content-Disposition": (
-                f'attachment; filename="certificat-destruction-{d.reference}.pdf"'
-            )
-        },
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -9,12 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sae.auth.deps import PrincipalDep, require_role
 from sae.auth.service import Principal
-from sae.catalog.models import DataObject
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import BadRequest, NotFound, PayloadTooLarge
 from sae.retention import (
@@ -43,8 +41,6 @@ from sae.retention.schemas import (
 )
 from sae.retention.visa import MAX_VISA_BYTES, record_visa_with_document
 from sae.runtime import Runtime
-from sae.storage.models import ObjectCopy
-from sae.storage.service import open_verified
 
 router = APIRouter(tags=["rules"])
 disposal_router = APIRouter(tags=["disposal"])
@@ -429,25 +425,16 @@ def bordereau(
 def certificate(
     list_id: str, session: SessionDep, runtime: RuntimeDep, principal: Reader
 ) -> Response:
-    """The destruction certificate (PDF), as archived."""
-    d = disposal.get_list(session, list_id)
-    if d.certificate_object_id is None:
-        raise NotFound(f"list {d.reference} has no destruction certificate (state {d.state})")
-    obj = session.get(DataObject, d.certificate_object_id)
-    assert obj is not None
-    assert obj.sha512 is not None
-    copies = [
-        (runtime.offer_set.offers[c.offer], c.key)
-        for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id))
-        if c.offer in runtime.offer_set.offers
-    ]
-    data = b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
+    """The destruction certificate (PDF), as archived (the read is journaled)."""
+    data, filename = disposal.read_certificate(
+        session,
+        runtime.offer_set.offers,
+        disposal.get_list(session, list_id),
+        actor=principal.actor,
+    )
+    session.commit()
     return Response(
         data,
         media_type="application/pdf",
-        headers={
-            "Content-Disposition": (
-                f'attachment; filename="certificat-destruction-{d.reference}.pdf"'
-            )
-        },
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -32,11 +32,13 @@ from sqlalchemy.orm import Session
 
 from sae import db
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink, UnitRule
+from sae.errors import NotFound
 from sae.journal.service import append_event
 from sae.retention import dates
 from sae.retention.config import RetentionSettings, retention_settings
 from sae.retention.errors import InvalidBordereauFormat, InvalidVisa, ListNotFound, WrongState
 from sae.retention.models import DisposalLine, DisposalList, Rule, UnitComputedRule
+from sae.storage.base import StorageOffer
 
 #: Advisory lock key (PostgreSQL) taken while a list is built.
 BUILD_LOCK = 0x5AE0_D15B
@@ -572,3 +574,36 @@ def bordereau_document(session: Session, d: DisposalList, fmt: str) -> tuple[byt
         documents.Parties(cfg.archives_service, cfg.archives_service_name, cfg.control_authority),
     )
     return pdf, "application/pdf", f"{name}.pdf"
+
+
+def read_certificate(
+    session: Session, offers: dict[str, StorageOffer], d: DisposalList, *, actor: str
+) -> tuple[bytes, str]:
+    """The destruction certificate (PDF) as archived, digest checked, and its file name.
+
+    The certificate is itself an archived record: its read is journaled like any other
+    (``access.object_read``); the caller commits.
+    """
+    from sae.storage.models import ObjectCopy
+    from sae.storage.service import open_verified
+
+    if d.certificate_object_id is None:
+        raise NotFound(f"list {d.reference} has no destruction certificate (state {d.state})")
+    obj = session.get(DataObject, d.certificate_object_id)
+    if obj is None or obj.sha512 is None:
+        raise NotFound(f"the certificate of list {d.reference} is missing")
+    copies = [
+        (offers[c.offer], c.key)
+        for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id))
+        if c.offer in offers
+    ]
+    data = b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
+    append_event(
+        session,
+        type="access.object_read",
+        actor=actor,
+        object_id=obj.id,
+        transfer_id=obj.transfer_id,
+        payload={"size": obj.size, "via": "certificate", "list_id": d.id},
+    )
+    return data, f"certificat-destruction-{d.reference}.pdf"

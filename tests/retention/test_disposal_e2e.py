@@ -157,6 +157,11 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
     assert certificate.status_code == 200
     assert certificate.headers["content-type"] == "application/pdf"
     assert certificate.content.startswith(b"%PDF")
+    # The certificate is an archived record: reading it is journaled like any read.
+    assert any(
+        (e.payload or {}).get("via") == "certificate"
+        for e in events(api, "access.object_read")
+    )
 
     # The journal tells the story in order, each destruction with its object's SHA-512.
     story = [t for t in event_types(api, "disposal.") if t not in (
