@@ -13,7 +13,8 @@ implementation: this protocol is the interface, the suite is its definition.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO, Literal, Protocol, runtime_checkable
@@ -53,8 +54,10 @@ __all__ = [
     "StorageError",
     "StorageOffer",
     "StoredObject",
+    "BatchingOffer",
     "effective_retain_until",
     "validate_key",
+    "write_batch",
 ]
 
 #: Read/write unit of every stream: large enough for throughput, small enough to never hold
@@ -189,3 +192,37 @@ class StorageOffer(Protocol):
         can never be used to change an archived object.
         """
         ...
+
+
+@runtime_checkable
+class BatchingOffer(Protocol):
+    """An offer that can make a whole batch of writes durable at once (an optional capability).
+
+    Inside ``batch()``, the ``put`` calls made *by the same thread* may leave their bytes and
+    names in the operating system's cache; leaving the block without an exception makes every
+    one of them durable, or raises :class:`OfferUnavailable` — so the caller must not
+    acknowledge anything written in the block before the block has exited. Leaving it with an
+    exception syncs nothing (the caller is discarding those writes anyway). Every other
+    operation, and ``put`` outside a batch, is durable when it returns.
+
+    The local WORM directory implements it (one filesystem sync per transfer instead of four
+    fsyncs per object); an S3 server acknowledges each object durably, so S3 offers do not.
+    """
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Defer the durability of this thread's writes to the end of the block."""
+        ...
+
+
+@contextmanager
+def write_batch(offers: Sequence[StorageOffer]) -> Iterator[None]:
+    """One durability barrier for all the writes of the block, on every offer that batches.
+
+    Used around the writes of one transfer: when the block exits normally, every object put
+    inside it is durable on every offer (or :class:`OfferUnavailable` was raised).
+    """
+    with ExitStack() as stack:
+        for offer in offers:
+            if isinstance(offer, BatchingOffer):
+                stack.enter_context(offer.batch())
+        yield

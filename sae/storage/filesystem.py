@@ -8,21 +8,28 @@ Layout under the offer's root::
 Why it can be trusted to keep what it acknowledged: bytes go to a temporary name *in the same
 directory*, are fsynced, then published with ``link()`` — which, unlike ``rename()``, fails when
 the name exists, so two writers can never overwrite one another — and the directory is fsynced
-so the new name survives a power cut. The lock lives in a sidecar because POSIX has no
-retention dates; the offer enforces it on ``delete``. This protects against the application and
-its operators' mistakes, not against root on the machine: that is what the second, remote,
-Object-Lock offer is for.
+so the new name survives a power cut. Inside a ``batch()`` (one ingest transfer), those syncs
+are postponed to the end of the batch and done once for all its objects — with ``syncfs(2)``
+on Linux, else one fsync per file and per directory — before anything is acknowledged.
+
+The lock lives in a sidecar because POSIX has no retention dates; the offer enforces it on
+``delete``. This protects against the application and its operators' mistakes, not against
+root on the machine: that is what the second, remote, Object-Lock offer is for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -55,6 +62,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """``syncfs(2)`` from the C library (Linux), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+#: Since Linux 5.8, ``syncfs`` reports the write-back errors of the whole filesystem that
+#: happened after the descriptor it is given was opened: the batch opens it before writing.
+_SYNCFS = _load_syncfs()
+
+
+@dataclass
+class _Batch:
+    """Writes of one thread whose durability waits for the end of its batch."""
+
+    root_fd: int
+    root_dev: int
+    files: list[Path] = field(default_factory=list)
+    dirs: set[Path] = field(default_factory=set)
+    #: False once a file lands on another filesystem than the root's (a mount under it):
+    #: then syncing the root's filesystem would not be enough, and every file is fsynced.
+    one_filesystem: bool = True
+
+
 class FilesystemOffer:
     """A write-once directory on a local (or mounted) filesystem."""
 
@@ -78,6 +124,7 @@ class FilesystemOffer:
         self.region = region
         self.quarantine_days = quarantine_days
         self._clock = clock
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"FilesystemOffer({self.name!r}, {str(self.root)!r})"
@@ -92,6 +139,73 @@ class FilesystemOffer:
 
     def _unavailable(self, exc: OSError) -> OfferUnavailable:
         return OfferUnavailable(self.name, f"{exc.strerror or exc} ({exc.filename or self.root})")
+
+    # -- durability ------------------------------------------------------------------------
+
+    def _current_batch(self) -> _Batch | None:
+        batch: _Batch | None = getattr(self._local, "batch", None)
+        return batch
+
+    def _durable_file(self, fd: int, path: Path) -> None:
+        """Make a written file's bytes durable now, or at the end of the current batch."""
+        batch = self._current_batch()
+        if batch is None:
+            os.fsync(fd)
+            return
+        batch.files.append(path)
+        if os.fstat(fd).st_dev != batch.root_dev:
+            batch.one_filesystem = False
+
+    def _durable_dir(self, path: Path) -> None:
+        """Make a directory's entries durable now, or at the end of the current batch."""
+        batch = self._current_batch()
+        if batch is None:
+            _fsync_dir(path)
+        else:
+            batch.dirs.add(path)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Postpone the durability of this thread's writes to the end of the block.
+
+        See :class:`sae.storage.base.BatchingOffer`. Nested blocks join the outermost one.
+        """
+        if self._current_batch() is not None:
+            yield
+            return
+        try:
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            root_dev = os.fstat(root_fd).st_dev
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        batch = _Batch(root_fd, root_dev)
+        self._local.batch = batch
+        try:
+            yield
+            self._local.batch = None
+            self._sync(batch)
+        finally:
+            self._local.batch = None
+            os.close(root_fd)
+
+    def _sync(self, batch: _Batch) -> None:
+        """Make every write of ``batch`` durable; :class:`OfferUnavailable` when it cannot."""
+        if not batch.files and not batch.dirs:
+            return
+        try:
+            if _SYNCFS is not None and batch.one_filesystem:
+                if _SYNCFS(batch.root_fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err), str(self.root))
+                return
+            for path in batch.files:
+                # A file removed since (a refused transfer's copy) needs no durability.
+                with contextlib.suppress(FileNotFoundError):
+                    _fsync_path(path)
+            for directory in sorted(batch.dirs):
+                _fsync_dir(directory)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
 
     # -- sidecar ---------------------------------------------------------------------------
 
@@ -111,14 +225,14 @@ class FilesystemOffer:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(meta, fh, sort_keys=True)
                 fh.flush()
-                os.fsync(fh.fileno())
+                self._durable_file(fh.fileno(), target)
             # The sidecar may be replaced (extend, hold); the data file never is.
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(target.parent)
+        self._durable_dir(target.parent)
 
     def _lock_meta(self, retain_until: datetime | None, sha512: str, size: int) -> dict[str, Any]:
         now = self._clock()
@@ -134,8 +248,11 @@ class FilesystemOffer:
 
     # -- streaming helpers -------------------------------------------------------------------
 
-    def _write_temp(self, directory: Path, stem: str, source: BinaryIO) -> tuple[str, str, int]:
-        """Copy ``source`` to a fsynced read-only temp file; return (path, sha512, size)."""
+    def _write_temp(
+        self, directory: Path, stem: str, source: BinaryIO, final: Path
+    ) -> tuple[str, str, int]:
+        """Copy ``source`` to a read-only temp file, durable (now or at the end of the batch)
+        under the name ``final`` it is about to get; return (path, sha512, size)."""
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".tmp")
         digest = hashlib.sha512()
         size = 0
@@ -146,7 +263,7 @@ class FilesystemOffer:
                     fh.write(chunk)
                     size += len(chunk)
                 fh.flush()
-                os.fsync(fh.fileno())
+                self._durable_file(fh.fileno(), final)
             os.chmod(tmp, _READ_ONLY)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -181,14 +298,14 @@ class FilesystemOffer:
             raise ObjectExists(self.name, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp, sha512, size = self._write_temp(target.parent, target.name, source)
+            tmp, sha512, size = self._write_temp(target.parent, target.name, source, target)
             try:
                 os.link(tmp, target)
             except FileExistsError:
                 raise ObjectExists(self.name, key) from None
             finally:
                 os.unlink(tmp)
-            _fsync_dir(target.parent)
+            self._durable_dir(target.parent)
             meta = self._lock_meta(retain_until, sha512, size)
             self._write_meta(key, meta)
             # Read back what the disk now holds, not what we believe we wrote.
@@ -379,13 +496,13 @@ class FilesystemOffer:
                 if actual == expected_sha512:
                     raise ObjectExists(self.name, key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp, sha512, size = self._write_temp(target.parent, target.name, source)
+            tmp, sha512, size = self._write_temp(target.parent, target.name, source, target)
             if sha512 != expected_sha512:
                 os.unlink(tmp)
                 raise IntegrityMismatch(self.name, key, expected_sha512, sha512)
             # Overwriting is right here and only here: what is replaced is known bad.
             os.replace(tmp, target)
-            _fsync_dir(target.parent)
+            self._durable_dir(target.parent)
             old = self._read_meta(key)
             meta = self._lock_meta(retain_until, sha512, size)
             if old is not None:

@@ -323,3 +323,25 @@ def test_a_failing_offer_is_a_503_not_the_sips_fault(
     assert _errors(response) == ["storage.write_failed"]
     monkeypatch.undo()
     assert api.deposit(build_zip(simple_sip("MSG-OFFER-DOWN"))).status_code == 201
+
+
+def test_copies_not_made_durable_refuse_the_transfer_and_nothing_stays(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae.storage.errors import OfferUnavailable
+    from sae.storage.filesystem import FilesystemOffer
+
+    def failing_sync(self: FilesystemOffer, batch: object) -> None:
+        raise OfferUnavailable(self.name, "write-back error (Input/output error)")
+
+    monkeypatch.setattr(FilesystemOffer, "_sync", failing_sync)
+    spec = simple_sip("MSG-NOT-DURABLE")
+    spec.files.append(FileSpec(uri="Content/second.pdf", data=b"%PDF-1.4 second"))
+    spec.units[0].children.append(UnitSpec(id="AU-2", title="Second", files=[1]))
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 503
+    assert _errors(response) == ["storage.write_failed"]
+    assert "not made durable" in response.json()["errors"][0]["message"]
+    _nothing_stored(api)
+    monkeypatch.undo()
+    assert api.deposit(build_zip(spec)).status_code == 201

@@ -84,3 +84,148 @@ def test_unwritable_offer_is_unavailable(tmp_path: Path) -> None:
         offer.check()
     with pytest.raises(OfferUnavailable):
         offer.put("objects/x", io.BytesIO(b"x"), retain_until=None)
+
+
+# --- batches: one durability barrier per transfer -----------------------------------------------
+
+
+class SyncCalls:
+    """Counts fsync(2) (by path) and syncfs(2) calls made by the offer."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, syncfs_result: int = 0) -> None:
+        from sae.storage import filesystem
+
+        self.fsynced: list[str] = []
+        self.syncfs = 0
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            self.fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        def syncfs(fd: int) -> int:
+            import ctypes
+
+            self.syncfs += 1
+            if syncfs_result != 0:
+                ctypes.set_errno(5)  # EIO: a write-back error on the filesystem
+            return syncfs_result
+
+        monkeypatch.setattr(filesystem.os, "fsync", fsync)
+        monkeypatch.setattr(filesystem, "_SYNCFS", syncfs)
+
+
+def test_outside_a_batch_every_put_is_durable_when_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = SyncCalls(monkeypatch)
+    offer = FilesystemOffer("local", tmp_path)
+    offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
+    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
+    # the bytes (under their temporary name), the directory, the sidecar, its directory
+    synced = [Path(p) for p in calls.fsynced]
+    assert [(p.parent, p.name.split(".")[1]) for p in synced[::2]] == [(data, "a"), (meta, "a")]
+    assert synced[1::2] == [data, meta]
+    assert calls.syncfs == 0
+
+
+def test_a_batch_makes_its_writes_durable_once_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = SyncCalls(monkeypatch)
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    with offer.batch():
+        for i in range(5):
+            offer.put(f"objects/{i}", io.BytesIO(b"x" * i), retain_until=None)
+        with offer.batch():  # a nested block joins the outer one
+            offer.put("objects/n", io.BytesIO(b"n"), retain_until=None)
+        assert calls.fsynced == []
+        assert calls.syncfs == 0
+        # Written, verified and readable already; only durability waits.
+        assert b"".join(offer.get("objects/4")) == b"xxxx"
+    assert calls.syncfs == 1
+    assert calls.fsynced == []
+    # Outside the block, puts are durable one by one again.
+    offer.put("objects/after", io.BytesIO(b"z"), retain_until=None)
+    assert calls.syncfs == 1
+    assert len(calls.fsynced) == 4
+
+
+def test_a_batch_left_by_an_exception_syncs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = SyncCalls(monkeypatch)
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+
+    def refused_transfer() -> None:
+        with offer.batch():
+            offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
+            raise RuntimeError("the transfer is refused")
+
+    with pytest.raises(RuntimeError):
+        refused_transfer()
+    assert calls.syncfs == 0
+    assert calls.fsynced == []
+
+
+def test_a_failed_sync_makes_the_offer_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae.storage.errors import OfferUnavailable
+
+    SyncCalls(monkeypatch, syncfs_result=-1)
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    with pytest.raises(OfferUnavailable, match="Input/output error"), offer.batch():
+        offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
+
+
+def test_without_syncfs_every_file_and_directory_is_fsynced_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae.storage import filesystem
+
+    calls = SyncCalls(monkeypatch)
+    monkeypatch.setattr(filesystem, "_SYNCFS", None)
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    with offer.batch():
+        offer.put("objects/a", io.BytesIO(b"a"), retain_until=None)
+        offer.put("objects/b", io.BytesIO(b"b"), retain_until=None)
+        offer.put("objects/gone", io.BytesIO(b"c"), retain_until=datetime.now(UTC))
+        offer.delete("objects/gone")  # a refused transfer's copy: nothing left to sync
+        assert calls.fsynced == [str(tmp_path / "data" / "objects")]  # the deletion's own
+    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
+    assert sorted(calls.fsynced[1:]) == sorted(
+        [str(data / "a"), str(data / "b"), str(meta / "a.json"), str(meta / "b.json")]
+        + [str(data), str(meta)]
+    )
+
+
+def test_a_file_on_another_filesystem_than_the_root_is_fsynced_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = SyncCalls(monkeypatch)
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    with offer.batch():
+        offer._local.batch.root_dev = -1  # as if data/ were a mount point of its own
+        offer.put("objects/a", io.BytesIO(b"a"), retain_until=None)
+    assert calls.syncfs == 0
+    assert str(tmp_path / "data" / "objects" / "a") in calls.fsynced
+
+
+def test_batches_of_two_threads_are_their_own(tmp_path: Path) -> None:
+    import threading
+
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    seen: list[object] = []
+    with offer.batch():
+        thread = threading.Thread(target=lambda: seen.append(offer._current_batch()))
+        thread.start()
+        thread.join()
+        assert offer._current_batch() is not None
+    assert seen == [None]
