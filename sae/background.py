@@ -1,7 +1,9 @@
 """Background work of one SAE process: sealing tree heads, running fixity audits.
 
 A head is sealed soon after each accepted transfer (the ingest route ``poke``s the sealer once
-its commit is durable) and at least every ``SAE_SEAL_INTERVAL_MINUTES`` while events arrive.
+its commit is durable; pokes within ``SAE_SEAL_SPACING_SECONDS`` of the last head wait for the
+end of that spacing, so a busy archive signs and time-stamps at most one head per spacing) and
+at least every ``SAE_SEAL_INTERVAL_MINUTES`` while events arrive.
 Sealing in the background keeps the time-stamping authority's round trip off the deposit's
 path, and a burst of deposits is covered by one head instead of one each. The database makes
 one instance seal at a time (see ``sae.journal.sealing``).
@@ -71,6 +73,9 @@ class Sealer:
                 log.exception("journal.seal_crashed")
             if self._stop.is_set():
                 return
+            if poked:
+                # Pokes arriving meanwhile are kept (the event stays set) and served together.
+                self._stop.wait(self.settings.seal_spacing_seconds)
 
 
 SCHEDULER = "system:scheduler"

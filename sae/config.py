@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, gt=0, lt=65536)
     origin: str = Field(default="sae.local", description="Journal checkpoint origin line.")
     seal_interval_minutes: int = Field(default=10, gt=0)
+    seal_spacing_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description=(
+            "After a head is sealed on request, the next one waits at least this long: a burst "
+            "of transfers is covered by one head (one signature, one time-stamp) per interval."
+        ),
+    )
     audit_interval_hours: float = Field(
         default=24.0,
         ge=0,

@@ -64,3 +64,34 @@ def test_a_deposit_is_followed_by_a_sealed_head(api: Api) -> None:
     assert journal["tree_size"] > journal["leaf_index"]
     head = api.client.get("/api/v1/journal/head", headers=api.auth()).json()
     assert head["tree_size"] >= journal["tree_size"]
+
+
+def test_a_burst_of_pokes_is_covered_by_one_head_per_spacing(api: Api) -> None:
+    import time
+
+    from sqlalchemy import func
+
+    from sae.background import Sealer
+    from sae.journal.models import TreeHead
+    from sae.journal.service import NewEvent, append_events
+
+    runtime = api.runtime
+    settings = runtime.settings.model_copy(update={"seal_spacing_seconds": 0.6})
+    with transaction(runtime.sessions) as session:
+        heads_before = session.scalar(select(func.count(TreeHead.id)))
+    sealer = Sealer(runtime.sessions, settings, check_seconds=3600)
+    sealer.start()
+    try:
+        for i in range(12):  # one transfer every 0.1 s for 1.2 s
+            with transaction(runtime.sessions) as session:
+                leaf = append_events(session, [NewEvent(type="test.burst", actor=f"t{i}")])
+            sealer.poke()
+            time.sleep(0.1)
+    finally:
+        sealer.stop()
+    with transaction(runtime.sessions) as session:
+        heads = session.scalar(select(func.count(TreeHead.id))) - heads_before
+        last = session.scalar(select(func.max(TreeHead.tree_size)))
+    # At t=0, then at most once per 0.6 s, then the pending poke honoured at stop: not 12.
+    assert 2 <= heads <= 4
+    assert last == leaf[0].leaf_index + 1  # nothing poked is left unsealed
