@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -38,10 +39,16 @@ ZIP_TYPES = {"application/zip", "application/x-zip-compressed", "application/oct
 XML = "application/xml"
 
 
+#: The SIP's SHA-512 is computed by a worker thread, a block at a time, while the event loop
+#: receives and writes the next block: hashing (outside the GIL) overlaps with the upload.
+HASH_BLOCK = 1024 * 1024
+
+
 async def _spool(request: Request, runtime: Runtime) -> tuple[Path, str]:
     """Stream the request body to a private temporary file, refusing it past the size limit.
 
-    Returns the file and its SHA-512, computed on the way (no second read of a large SIP).
+    Returns the file and its SHA-512, computed on the way (no second read of a large SIP). At
+    most two blocks are held in memory: the one being hashed and the one being received.
     """
     limit = runtime.settings.max_sip_bytes
     declared = request.headers.get("content-length")
@@ -51,16 +58,29 @@ async def _spool(request: Request, runtime: Runtime) -> tuple[Path, str]:
     path = Path(name)
     size = 0
     digest = hashlib.sha512()
+    loop = asyncio.get_running_loop()
+    hashing: asyncio.Future[None] | None = None
+    block: list[bytes] = []
+    block_size = 0
     try:
         with os.fdopen(fd, "wb") as fh:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
                     raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
-                digest.update(chunk)
                 fh.write(chunk)
+                block.append(chunk)
+                block_size += len(chunk)
+                if block_size >= HASH_BLOCK:
+                    if hashing is not None:
+                        await hashing  # in order, and never more than one block behind
+                    hashing = loop.run_in_executor(None, digest.update, b"".join(block))
+                    block, block_size = [], 0
+            if hashing is not None:
+                await hashing
+            digest.update(b"".join(block))
     except BaseException:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # a block still being hashed only updates a lost digest
         raise
     return path, digest.hexdigest()
 

@@ -101,6 +101,102 @@ class _Batch:
     one_filesystem: bool = True
 
 
+@dataclass(frozen=True)
+class _Written:
+    """A temporary file just written, and what reading it back gave."""
+
+    tmp: str
+    sha512: str | None  # of the bytes as they were written (None: not hashed on the way in)
+    size: int
+    readback_sha512: str
+    readback_size: int
+
+
+class _ReadBack:
+    """The SHA-512 of a file being written, read back through a descriptor of its own.
+
+    A small file is read back in one go once written and synced. Past :attr:`TRAIL_AFTER`
+    bytes a second thread follows the writer, so that hashing what is already written overlaps
+    with writing what comes next (both run outside the GIL): a large object costs about one
+    pass instead of two. Either way every byte is read from the file after the ``write()``
+    that put it there returned, and bytes beyond what was written are read too (a longer file
+    is a mismatch).
+    """
+
+    TRAIL_AFTER = 8 * CHUNK_SIZE
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._digest = hashlib.sha512()
+        self._offset = 0
+        self._written = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def advance(self, written: int) -> None:
+        """``written`` bytes are now in the file."""
+        if self._thread is None:
+            self._written = written
+            if written >= self.TRAIL_AFTER:
+                self._thread = threading.Thread(
+                    target=self._follow, name="sae-readback", daemon=True
+                )
+                self._thread.start()
+            return
+        with self._cond:
+            self._written = written
+            self._cond.notify()
+
+    def _read_upto(self, limit: int) -> None:
+        while self._offset < limit:
+            chunk = os.pread(self._fd, min(CHUNK_SIZE, limit - self._offset), self._offset)
+            if not chunk:
+                return  # shorter than written: the size comparison reports it
+            self._digest.update(chunk)
+            self._offset += len(chunk)
+
+    def _follow(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while self._offset >= self._written and not self._done:
+                        self._cond.wait()
+                    limit, done = self._written, self._done
+                self._read_upto(limit)
+                if done:
+                    return
+        except BaseException as exc:  # handed to finish(), in the writer's thread
+            self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+            self._thread.join()
+
+    def finish(self) -> tuple[str, int]:
+        """(SHA-512, size) of everything the file holds, once the writer is done."""
+        try:
+            self._stop()
+            if self._error is not None:
+                raise self._error
+            self._read_upto(self._written)
+            while chunk := os.pread(self._fd, CHUNK_SIZE, self._offset):
+                self._digest.update(chunk)
+                self._offset += len(chunk)
+            return self._digest.hexdigest(), self._offset
+        finally:
+            os.close(self._fd)
+
+    def abandon(self) -> None:
+        """The write failed: stop reading."""
+        self._stop()
+        os.close(self._fd)
+
+
 class FilesystemOffer:
     """A write-once directory on a local (or mounted) filesystem."""
 
@@ -249,27 +345,46 @@ class FilesystemOffer:
     # -- streaming helpers -------------------------------------------------------------------
 
     def _write_temp(
-        self, directory: Path, stem: str, source: BinaryIO, final: Path
-    ) -> tuple[str, str, int]:
+        self, directory: Path, stem: str, source: BinaryIO, final: Path, *, hash_write: bool
+    ) -> _Written:
         """Copy ``source`` to a read-only temp file, durable (now or at the end of the batch)
-        under the name ``final`` it is about to get; return (path, sha512, size)."""
+        under the name ``final`` it is about to get, and read it back.
+
+        ``hash_write=False`` when the caller knows the digest the bytes must have: they are then
+        only hashed as read back, and the caller compares that with what it expects.
+        """
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".tmp")
-        digest = hashlib.sha512()
+        digest = hashlib.sha512() if hash_write else None
         size = 0
         try:
-            with os.fdopen(fd, "wb") as fh:
-                while chunk := source.read(CHUNK_SIZE):
-                    digest.update(chunk)
-                    fh.write(chunk)
-                    size += len(chunk)
-                fh.flush()
-                self._durable_file(fh.fileno(), final)
-            os.chmod(tmp, _READ_ONLY)
+            readback = _ReadBack(tmp)
         except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        try:
+            try:
+                while chunk := source.read(CHUNK_SIZE):
+                    if digest is not None:
+                        digest.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    size += len(chunk)
+                    readback.advance(size)
+                self._durable_file(fd, final)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, _READ_ONLY)
+            back_sha512, back_size = readback.finish()
+        except BaseException:
+            readback.abandon()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return tmp, digest.hexdigest(), size
+        return _Written(
+            tmp, None if digest is None else digest.hexdigest(), size, back_sha512, back_size
+        )
 
     @staticmethod
     def _digest_file(path: Path) -> tuple[str, int]:
@@ -290,31 +405,46 @@ class FilesystemOffer:
 
     # -- the contract ----------------------------------------------------------------------
 
-    def put(self, key: str, source: BinaryIO, *, retain_until: datetime | None) -> StoredObject:
-        """Write ``source`` once under ``key``, lock it, and verify it by reading it back."""
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        retain_until: datetime | None,
+        expected_sha512: str | None = None,
+    ) -> StoredObject:
+        """Write ``source`` once under ``key``, verify it by reading it back, lock it.
+
+        With ``expected_sha512`` (a digest the caller already holds for these bytes) the bytes
+        are hashed only as read back, and must have that digest. Nothing is published when the
+        read-back disagrees.
+        """
         target = self._data(key)
         effective_retain_until(retain_until)  # refuse a naive date before writing anything
         if target.exists():
             raise ObjectExists(self.name, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp, sha512, size = self._write_temp(target.parent, target.name, source, target)
+            written = self._write_temp(
+                target.parent, target.name, source, target, hash_write=expected_sha512 is None
+            )
+            sha512 = expected_sha512 or written.sha512
+            assert sha512 is not None
+            # What the disk now holds, not what we believe we wrote.
+            if (written.readback_sha512, written.readback_size) != (sha512, written.size):
+                os.unlink(written.tmp)
+                raise IntegrityMismatch(self.name, key, sha512, written.readback_sha512)
             try:
-                os.link(tmp, target)
+                os.link(written.tmp, target)
             except FileExistsError:
                 raise ObjectExists(self.name, key) from None
             finally:
-                os.unlink(tmp)
+                os.unlink(written.tmp)
             self._durable_dir(target.parent)
-            meta = self._lock_meta(retain_until, sha512, size)
+            meta = self._lock_meta(retain_until, sha512, written.size)
             self._write_meta(key, meta)
-            # Read back what the disk now holds, not what we believe we wrote.
-            actual, actual_size = self._digest_file(target)
         except OSError as exc:
             raise self._unavailable(exc) from exc
-        if actual != sha512 or actual_size != size:
-            self._remove_files(key)
-            raise IntegrityMismatch(self.name, key, sha512, actual)
         return self._stored(key, meta)
 
     def _stored(self, key: str, meta: dict[str, Any]) -> StoredObject:
@@ -496,15 +626,16 @@ class FilesystemOffer:
                 if actual == expected_sha512:
                     raise ObjectExists(self.name, key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp, sha512, size = self._write_temp(target.parent, target.name, source, target)
-            if sha512 != expected_sha512:
-                os.unlink(tmp)
-                raise IntegrityMismatch(self.name, key, expected_sha512, sha512)
+            written = self._write_temp(target.parent, target.name, source, target, hash_write=False)
+            size = written.size
+            if (written.readback_sha512, written.readback_size) != (expected_sha512, size):
+                os.unlink(written.tmp)
+                raise IntegrityMismatch(self.name, key, expected_sha512, written.readback_sha512)
             # Overwriting is right here and only here: what is replaced is known bad.
-            os.replace(tmp, target)
+            os.replace(written.tmp, target)
             self._durable_dir(target.parent)
             old = self._read_meta(key)
-            meta = self._lock_meta(retain_until, sha512, size)
+            meta = self._lock_meta(retain_until, expected_sha512, size)
             if old is not None:
                 # Keep the stronger of the two locks: repair must not weaken anything.
                 old_until = datetime.fromisoformat(old["retain_until"])

@@ -345,3 +345,32 @@ def test_copies_not_made_durable_refuse_the_transfer_and_nothing_stays(
     _nothing_stored(api)
     monkeypatch.undo()
     assert api.deposit(build_zip(spec)).status_code == 201
+
+
+@pytest.mark.parametrize("size", [0, 1000, 1024 * 1024, 3 * 1024 * 1024 + 4321])
+def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int) -> None:
+    """The SIP's SHA-512 is hashed block by block in a worker thread while the upload goes on:
+    the blocks must be hashed whole and in order, the last partial one included."""
+    import asyncio
+    import os
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from sae.ingest.api import _spool
+
+    body = os.urandom(size)
+    pieces = [body[i : i + 65_519] for i in range(0, len(body), 65_519)]
+    messages = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces] + [
+        {"type": "http.request", "body": b"", "more_body": False}
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    (tmp_path / "tmp").mkdir()
+    runtime = SimpleNamespace(settings=SimpleNamespace(max_sip_bytes=10**9, data_dir=tmp_path))
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    path, digest = asyncio.run(_spool(request, runtime))  # type: ignore[arg-type]
+    assert path.read_bytes() == body
+    assert digest == hashlib.sha512(body).hexdigest()

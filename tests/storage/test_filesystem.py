@@ -229,3 +229,100 @@ def test_batches_of_two_threads_are_their_own(tmp_path: Path) -> None:
         thread.join()
         assert offer._current_batch() is not None
     assert seen == [None]
+
+
+# --- read-back: every byte re-read from the file, in step with the writer for large objects -----
+
+
+@pytest.fixture(params=["small", "large"])
+def payload(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """A small object (read back once written) or a large one (read back by a second thread
+    following the writer; the threshold is lowered so that the test stays quick)."""
+    from sae.storage.filesystem import _ReadBack
+
+    if request.param == "small":
+        return os.urandom(100_000)
+    monkeypatch.setattr(_ReadBack, "TRAIL_AFTER", 1024 * 1024)
+    return os.urandom(5 * 1024 * 1024 + 12345)
+
+
+def _corrupt_reads(monkeypatch: pytest.MonkeyPatch, at: int, *, extra: bool = False) -> list[int]:
+    """Make the offer's reads see a flipped byte at offset ``at`` (or, with ``extra``, one byte
+    more than was written, as if something appended to the file)."""
+    from sae.storage import filesystem
+
+    real = os.pread
+    calls: list[int] = []
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        data = real(fd, n, offset)
+        calls.append(offset)
+        if extra:
+            return data if data else (b"!" if offset == at else b"")
+        if offset <= at < offset + len(data):
+            i = at - offset
+            data = data[:i] + bytes([data[i] ^ 1]) + data[i + 1 :]
+        return data
+
+    monkeypatch.setattr(filesystem.os, "pread", pread)
+    return calls
+
+
+def test_what_is_read_back_is_what_was_written(tmp_path: Path, payload: bytes) -> None:
+    import hashlib
+
+    offer = FilesystemOffer("local", tmp_path)
+    stored = offer.put("objects/a", io.BytesIO(payload), retain_until=None)
+    assert stored.sha512 == hashlib.sha512(payload).hexdigest()
+    assert stored.size == len(payload)
+    assert b"".join(offer.get("objects/a")) == payload
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["flipped-byte", "longer-file"])
+def test_a_read_back_that_differs_publishes_nothing(
+    tmp_path: Path, payload: bytes, monkeypatch: pytest.MonkeyPatch, extra: bool
+) -> None:
+    from sae.storage.errors import IntegrityMismatch
+
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    at = len(payload) if extra else len(payload) - 7  # late in the file: read by the follower
+    calls = _corrupt_reads(monkeypatch, at, extra=extra)
+    with pytest.raises(IntegrityMismatch):
+        offer.put("objects/a", io.BytesIO(payload), retain_until=None)
+    assert calls, "the read-back went through the offer's own reads"
+    assert list(offer.list_keys()) == []
+    assert os.listdir(tmp_path / "data" / "objects") == []  # no temporary file left either
+    assert offer.head("objects/a") is None
+
+
+def test_a_known_digest_is_checked_on_the_read_back(tmp_path: Path, payload: bytes) -> None:
+    import hashlib
+
+    from sae.storage.errors import IntegrityMismatch
+
+    offer = FilesystemOffer("local", tmp_path)
+    right = hashlib.sha512(payload).hexdigest()
+    stored = offer.put("objects/ok", io.BytesIO(payload), retain_until=None, expected_sha512=right)
+    assert stored.sha512 == right
+    wrong = hashlib.sha512(payload + b"x").hexdigest()
+    with pytest.raises(IntegrityMismatch):
+        offer.put("objects/ko", io.BytesIO(payload), retain_until=None, expected_sha512=wrong)
+    assert list(offer.list_keys()) == ["objects/ok"]
+
+
+def test_a_failing_source_leaves_no_temporary_file(tmp_path: Path, payload: bytes) -> None:
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+
+    class Failing(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() > len(payload) // 2:
+                raise OSError(5, "Input/output error")
+            return super().read(size)
+
+    from sae.storage.errors import OfferUnavailable
+
+    with pytest.raises(OfferUnavailable):
+        offer.put("objects/a", Failing(payload), retain_until=None)
+    assert os.listdir(tmp_path / "data" / "objects") == []
