@@ -32,6 +32,14 @@ def verify_command(
     skip_objects: Annotated[
         bool, typer.Option("--skip-objects", help="Do not compare the catalog's SHA-512s.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes checking a large journal (default: one per core; 1: this one only).",
+        ),
+    ] = None,
 ) -> None:
     """Recompute the whole tree from the catalog and check every leaf, node, head and object.
 
@@ -59,7 +67,9 @@ def verify_command(
             def step(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            report = verify_journal(session, check_objects=not skip_objects, progress=step)
+            report = verify_journal(
+                session, check_objects=not skip_objects, progress=step, workers=workers
+            )
     finally:
         runtime.close()
     if report.ok:

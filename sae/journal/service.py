@@ -231,19 +231,47 @@ def _opt(value: str | None) -> str:
     return "null" if value is None else _encode_str(value)
 
 
+def compose_leaf(
+    *,
+    leaf_index: int,
+    type: str,
+    actor: str,
+    at: str,
+    payload_text: str,
+    digests_text: str,
+    transfer_id: str | None,
+    unit_id: str | None,
+    object_id: str | None,
+) -> bytes:
+    """:func:`encode_leaf`'s exact bytes, assembled from pre-serialised parts (hot paths).
+
+    ``at`` is the leaf's time as written (``2026-11-29T08:49:46.054701Z``); ``payload_text`` and
+    ``digests_text`` are canonical JSON (:func:`_json_text`, digests sorted). Keys in code-point
+    order; the equality with :func:`encode_leaf` is tested.
+    """
+    return (
+        f'{{"actor":{_encode_str(actor)},"at":"{at}","data":{payload_text},'
+        f'"index":{leaf_index},"object":{_opt(object_id)},"sha512":{digests_text},'
+        f'"transfer":{_opt(transfer_id)},"type":{_encode_str(type)},'
+        f'"unit":{_opt(unit_id)},"v":{LEAF_VERSION}}}'
+    ).encode()
+
+
 def _compose_leaf(
     index: int, spec: NewEvent, at: str, payload_text: str, digests_text: str
 ) -> bytes:
-    """:func:`encode_leaf`'s exact bytes, assembled from pre-serialised parts (hot path).
-
-    Keys in code-point order; the equality with :func:`encode_leaf` is tested.
-    """
-    return (
-        f'{{"actor":{_encode_str(spec.actor)},"at":"{at}","data":{payload_text},'
-        f'"index":{index},"object":{_opt(spec.object_id)},"sha512":{digests_text},'
-        f'"transfer":{_opt(spec.transfer_id)},"type":{_encode_str(spec.type)},'
-        f'"unit":{_opt(spec.unit_id)},"v":{LEAF_VERSION}}}'
-    ).encode()
+    """:func:`compose_leaf` for a :class:`NewEvent` (the append path)."""
+    return compose_leaf(
+        leaf_index=index,
+        type=spec.type,
+        actor=spec.actor,
+        at=at,
+        payload_text=payload_text,
+        digests_text=digests_text,
+        transfer_id=spec.transfer_id,
+        unit_id=spec.unit_id,
+        object_id=spec.object_id,
+    )
 
 
 def _prepare(

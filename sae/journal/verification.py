@@ -5,37 +5,46 @@ Detects an event row modified (any column: the leaf is re-derived from the colum
 matching the signed heads), a stored subtree hash altered, a head whose signature, checkpoint
 or time-stamp imprint does not check, and a data object whose stored SHA-512 differs from what
 the journal recorded. The report names the first bad leaf index.
+
+The leaves are checked in aligned blocks of ``2**block_level`` (:mod:`sae.journal.blocks`):
+everything inside a block is checked by whoever reads it; the blocks' roots are then folded in
+leaf order here, where the nodes above the blocks and every head's root are compared. A large
+journal's blocks go to a pool of worker processes, each reading its rows with its own
+connection; a small one, or a session bound to a connection (whose transaction may hold rows
+other connections cannot see), is checked in this process, in the session's transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from cryptography import x509
-from sqlalchemy import and_, select
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.orm import Session
 
 from sae.journal import merkle
-from sae.journal.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
-from sae.journal.errors import TimestampInvalid
-from sae.journal.models import Event, JournalNode, TreeHead
-from sae.journal.service import encode_leaf, tree_size
-from sae.journal.tsa import verify_response
+from sae.journal.blocks import (
+    MAX_PROBLEMS,
+    BlockResult,
+    Problem,
+    blocks,
+    check_block,
+    init_worker,
+    run_block,
+)
+from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 
-CHUNK = 10_000
-MAX_PROBLEMS = 100
+__all__ = ["JournalReport", "Problem", "verify_journal"]
+
+BLOCK_LEVEL = 16
+"""Blocks of 65,536 leaves: a few seconds of work each, 16 for a million leaves."""
+PARALLEL_FROM = 1 << 18
+"""Below 262,144 leaves one process is done before worker processes would have started."""
+MAX_WORKERS = 8
 DIRECT = ("missing", "leaf", "leaf_hash", "size", "object")
-
-
-@dataclass
-class Problem:
-    """One thing that does not check; ``leaf_index`` is the earliest leaf it may concern."""
-
-    leaf_index: int | None
-    kind: str
-    message: str
 
 
 @dataclass
@@ -47,6 +56,10 @@ class JournalReport:
     heads_checked: int = 0
     objects_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    root_hash: bytes | None = None
+    """The root of the leaves found in order (None when a gap cut them short)."""
+    workers: int = 1
+    """Processes that checked the leaves (1: the caller's)."""
 
     @property
     def ok(self) -> bool:
@@ -74,43 +87,9 @@ class JournalReport:
             self.problems.append(Problem(leaf_index, kind, message))
 
 
-def _check_head(head: TreeHead, root: bytes, report: JournalReport, last_good: int) -> bool:
-    size = head.tree_size
-    if root != head.root_hash:
-        report.add(
-            last_good,
-            "root",
-            f"the leaves give another root at size {size} than the signed head (root_hash "
-            f"{head.root_hash.hex()[:16]}...): a leaf in [{last_good}, {size}) was altered",
-        )
-        return False
-    try:
-        cp = Checkpoint.from_bytes(head.checkpoint)
-    except CheckpointFormatError as exc:
-        report.add(last_good, "head", f"head {size}: malformed checkpoint ({exc})")
-        return False
-    if (cp.tree_size, cp.root_hash, cp.origin) != (size, head.root_hash, head.origin):
-        report.add(last_good, "head", f"head {size}: checkpoint does not match its columns")
-        return False
-    if not verify_signature(head.public_key_pem, head.checkpoint, head.signature):
-        report.add(last_good, "head", f"head {size}: SAE's signature does not verify")
-        return False
-    try:
-        chain = _chain(head.tsa_chain_pem)
-        verify_response(
-            head.tsr,
-            digest=hashlib.sha256(head.checkpoint).digest(),
-            anchors=chain[-1:],
-            extra_certs=chain,
-        )
-    except (TimestampInvalid, ValueError) as exc:
-        report.add(last_good, "head", f"head {size}: time-stamp token refused ({exc})")
-        return False
-    return True
-
-
-def _chain(chain_pem: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(chain_pem)
+def default_workers() -> int:
+    """One worker process per core (at most ``MAX_WORKERS``)."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 def verify_journal(
@@ -118,96 +97,134 @@ def verify_journal(
     *,
     check_objects: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+    block_level: int = BLOCK_LEVEL,
+    parallel_from: int = PARALLEL_FROM,
 ) -> JournalReport:
-    """Recompute the tree from every event row and check it against heads, nodes and objects."""
-    report = JournalReport(tree_size=tree_size(session))
-    heads = list(session.scalars(select(TreeHead).order_by(TreeHead.tree_size)))
+    """Recompute the tree from every event row and check it against heads, nodes and objects.
+
+    ``workers`` processes (default: one per core) check the blocks of a journal of at least
+    ``parallel_from`` leaves; they read what is committed, so call this from a session that has
+    written nothing. ``workers=1`` checks everything in this process.
+    """
+    size, bound = _extent(session)
+    report = JournalReport(tree_size=size)
+    heads = [
+        (head_size, root)
+        for head_size, root in session.execute(
+            select(TreeHead.tree_size, TreeHead.root_hash).order_by(TreeHead.tree_size)
+        )
+    ]
+    tasks = blocks(
+        bound, block_level, [head_size for head_size, _ in heads], check_objects=check_objects
+    )
+    count = default_workers() if workers is None else workers
+    url = _worker_url(session) if count > 1 and len(tasks) > 1 and bound >= parallel_from else None
+    if url is None:
+        connection = session.connection()
+        local = (check_block(connection, task) for task in tasks)
+        return _fold(session, report, heads, local, block_level, progress)
+    report.workers = min(count, len(tasks))
+    pool = ProcessPoolExecutor(
+        max_workers=report.workers,
+        # Not fork: the parent may hold database connections and threads (a progress bar).
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(url,),
+    )
+    try:
+        return _fold(session, report, heads, pool.map(run_block, tasks), block_level, progress)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _extent(session: Session) -> tuple[int, int]:
+    """The tree size and one past the highest leaf index, read in one statement (one snapshot)."""
+    row = session.execute(
+        select(
+            select(JournalState.value).where(JournalState.name == TREE_SIZE).scalar_subquery(),
+            select(func.max(Event.leaf_index)).scalar_subquery(),
+        )
+    ).one()
+    size = int(row[0] or 0)
+    return size, max(size, 0 if row[1] is None else int(row[1]) + 1)
+
+
+def _worker_url(session: Session) -> str | None:
+    """The URL worker processes can open, or None when they could not see what we see."""
+    bind = session.get_bind()
+    if not isinstance(bind, Engine):
+        return None  # a connection's transaction may hold rows no other connection sees
+    url = bind.url
+    if url.get_backend_name() == "sqlite" and (
+        not url.database or url.database == ":memory:" or url.query.get("mode") == "memory"
+    ):
+        return None
+    return url.render_as_string(hide_password=False)
+
+
+def _fold(
+    session: Session,
+    report: JournalReport,
+    heads: Sequence[tuple[int, bytes]],
+    results: Iterable[BlockResult],
+    level: int,
+    progress: Callable[[int, int], None] | None,
+) -> JournalReport:
+    """Fold the blocks' results in leaf order: nodes above the blocks, heads' roots, the end."""
+    peaks: list[bytes] = []  # of the complete blocks so far (subtrees of level >= ``level``)
+    created: dict[merkle.NodeKey, bytes] = {}
+    expected = 0
     head_at = 0
     last_good_size = 0
-    peaks: list[bytes] = []
-    expected = 0
-    claims: dict[str, tuple[int, str]] = {}
-    last = -1
-    while True:
-        rows = session.execute(
-            select(
-                Event.leaf_index,
-                Event.type,
-                Event.actor,
-                Event.occurred_at,
-                Event.payload,
-                Event.transfer_id,
-                Event.unit_id,
-                Event.object_id,
-                Event.digests,
-                Event.leaf,
-                Event.leaf_hash,
-            )
-            .where(Event.leaf_index > last)
-            .order_by(Event.leaf_index)
-            .limit(CHUNK)
-        ).all()
-        if not rows:
-            break
-        created: dict[merkle.NodeKey, bytes] = {}
-        for row in rows:
-            index = row.leaf_index
-            report.events += 1
-            if index != expected:
+    for result in results:
+        report.events += result.events
+        report.objects_checked += result.objects_checked
+        for problem in result.problems:
+            report.add(problem.leaf_index, problem.kind, problem.message)
+        while head_at < len(heads) and heads[head_at][0] in result.head_peaks:
+            head_size, head_root = heads[head_at]
+            root = merkle.root_from_peaks(peaks + result.head_peaks[head_size])
+            fault = result.head_faults.get(head_size)
+            if root != head_root:
                 report.add(
-                    expected,
-                    "missing",
-                    f"leaves {expected}..{index - 1} are missing (rows deleted?)",
+                    last_good_size,
+                    "root",
+                    f"the leaves give another root at size {head_size} than the signed head "
+                    f"(root_hash {head_root.hex()[:16]}...): a leaf in [{last_good_size}, "
+                    f"{head_size}) was altered",
                 )
-                return report  # every later root depends on the gap: nothing more to learn
-            derived = encode_leaf(
-                leaf_index=index,
-                type=row.type,
-                actor=row.actor,
-                occurred_at=row.occurred_at,
-                payload=row.payload,
-                transfer_id=row.transfer_id,
-                unit_id=row.unit_id,
-                object_id=row.object_id,
-                object_digests=row.digests or {},
-            )
-            if derived != row.leaf:
-                report.add(index, "leaf", f"leaf {index}: its columns no longer give its bytes")
-            lh = merkle.leaf_hash(row.leaf)
-            if lh != row.leaf_hash:
-                report.add(index, "leaf_hash", f"leaf {index}: stored leaf hash is wrong")
-            if check_objects:
-                for object_id, digest in (row.digests or {}).items():
-                    claims.setdefault(object_id, (index, digest))
-            new_nodes, peaks = merkle.append_leaf(index, peaks, lh)
-            created.update(new_nodes)
-            expected += 1
-            while head_at < len(heads) and heads[head_at].tree_size == expected:
-                if _check_head(
-                    heads[head_at], merkle.root_from_peaks(peaks), report, last_good_size
-                ):
-                    last_good_size = expected
-                report.heads_checked += 1
-                head_at += 1
-        _compare_nodes(session, created, report)
-        if claims:
-            # Checked chunk by chunk: memory stays constant however many objects there are.
-            _check_objects(session, claims, report)
-            claims = {}
-        last = rows[-1].leaf_index
+            elif fault is not None:
+                report.add(last_good_size, "head", fault)
+            else:
+                last_good_size = head_size
+            report.heads_checked += 1
+            head_at += 1
+        if result.gap:
+            return report  # every later root depends on the gap: nothing more to learn
+        expected += result.leaves
+        if result.leaves == 1 << level:
+            new, peaks = merkle.append_leaf(result.start >> level, peaks, result.peaks[0])
+            created.update(((lv + level, ix), h) for (lv, ix), h in new)
+        else:
+            peaks = peaks + result.peaks  # the last leaves: no block follows
         if progress is not None:
             progress(expected, report.tree_size)
+        if result.ended:
+            break
+    report.root_hash = merkle.root_from_peaks(peaks)
+    _compare_nodes(session, created, report)
     if expected != report.tree_size:
         report.add(
             min(expected, report.tree_size),
             "size",
             f"{expected} event rows but the journal counts {report.tree_size} leaves",
         )
-    for head in heads[head_at:]:
+    for head_size, _root in heads[head_at:]:
         report.add(
-            min(expected, head.tree_size),
+            min(expected, head_size),
             "head",
-            f"head {head.tree_size} covers leaves that do not exist (only {expected})",
+            f"head {head_size} covers leaves that do not exist (only {expected})",
         )
     return report
 
@@ -239,25 +256,3 @@ def _compare_nodes(
                 "node",
                 f"stored subtree hash (level {level}, index {index}) is missing or wrong",
             )
-
-
-def _check_objects(
-    session: Session, claims: dict[str, tuple[int, str]], report: JournalReport
-) -> None:
-    from sae.catalog.models import DataObject
-
-    ids = list(claims)
-    for start in range(0, len(ids), 1000):
-        batch = ids[start : start + 1000]
-        rows = session.execute(
-            select(DataObject.id, DataObject.sha512).where(DataObject.id.in_(batch))
-        )
-        for object_id, sha512 in rows:
-            report.objects_checked += 1
-            leaf_index, recorded = claims[object_id]
-            if sha512 is not None and sha512.lower() != recorded.lower():
-                report.add(
-                    leaf_index,
-                    "object",
-                    f"object {object_id}: the catalog's SHA-512 differs from leaf {leaf_index}",
-                )
