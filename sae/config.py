@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     max_uncompressed_bytes: int = Field(default=50 * 1024**3, gt=0)
     max_compression_ratio: float = Field(default=200.0, gt=1)
     max_manifest_bytes: int = Field(default=64 * 1024**2, gt=0)
+    ingest_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Files of one transfer stored at once (reading, hashing and writing).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, gt=0, lt=65536)
     origin: str = Field(default="sae.local", description="Journal checkpoint origin line.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import lzma
 import stat
+import threading
 import unicodedata
 import zipfile
 import zlib
@@ -84,6 +85,10 @@ class SipArchive:
     def __init__(self, path: Path, limits: ZipLimits) -> None:
         self.path = path
         self.limits = limits
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._others: list[zipfile.ZipFile] = []
+        self._others_lock = threading.Lock()
         try:
             self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
@@ -132,7 +137,24 @@ class SipArchive:
             raise SipRefused(faults)
         return entries
 
+    def _handle(self) -> zipfile.ZipFile:
+        """This thread's handle on the (already vetted) zip: entries are read by several
+        threads at once, and a ``ZipFile`` is not meant to be shared between them."""
+        if threading.get_ident() == self._owner:
+            return self._zip
+        handle: zipfile.ZipFile | None = getattr(self._local, "zip", None)
+        if handle is None:
+            handle = zipfile.ZipFile(self.path)
+            self._local.zip = handle
+            with self._others_lock:
+                self._others.append(handle)
+        return handle
+
     def close(self) -> None:
+        with self._others_lock:
+            for handle in self._others:
+                handle.close()
+            self._others.clear()
         self._zip.close()
 
     def __enter__(self) -> SipArchive:
@@ -169,7 +191,7 @@ class SipArchive:
         info = self.entries[name]
         read = 0
         try:
-            with self._zip.open(info) as fh:
+            with self._handle().open(info) as fh:
                 while True:
                     chunk = fh.read(CHUNK)
                     if not chunk:

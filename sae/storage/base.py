@@ -13,7 +13,7 @@ implementation: this protocol is the interface, the suite is its definition.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +41,7 @@ __all__ = [
     "DiscardIncomplete",
     "IntegrityMismatch",
     "InvalidKey",
+    "JoinBatch",
     "LockMode",
     "LockNotConfirmed",
     "NoHealthyCopy",
@@ -139,11 +140,21 @@ class StorageOffer(Protocol):
     #: by mistake can still be withdrawn; 0 locks in COMPLIANCE at once.
     quarantine_days: int
 
-    def put(self, key: str, source: BinaryIO, *, retain_until: datetime | None) -> StoredObject:
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        retain_until: datetime | None,
+        expected_sha512: str | None = None,
+    ) -> StoredObject:
         """Stream ``source`` to a new object, lock it, verify digest and lock by reading back.
 
         Raises :class:`ObjectExists` if the key is already there (nothing is overwritten).
-        ``retain_until=None`` locks until :data:`PERMANENT_RETAIN_UNTIL`.
+        ``retain_until=None`` locks until :data:`PERMANENT_RETAIN_UNTIL`. With
+        ``expected_sha512`` (a digest the caller already holds for these bytes) the offer need
+        not hash the bytes on the way in, but what it reads back must have that digest, else
+        :class:`IntegrityMismatch` and nothing is left visible.
         """
         ...
 
@@ -198,12 +209,13 @@ class StorageOffer(Protocol):
 class BatchingOffer(Protocol):
     """An offer that can make a whole batch of writes durable at once (an optional capability).
 
-    Inside ``batch()``, the ``put`` calls made *by the same thread* may leave their bytes and
-    names in the operating system's cache; leaving the block without an exception makes every
-    one of them durable, or raises :class:`OfferUnavailable` — so the caller must not
-    acknowledge anything written in the block before the block has exited. Leaving it with an
-    exception syncs nothing (the caller is discarding those writes anyway). Every other
-    operation, and ``put`` outside a batch, is durable when it returns.
+    Inside ``batch()``, the ``put`` calls made by the thread that opened it (and by threads that
+    ``joined_batch`` it) may leave their bytes and names in the operating system's cache;
+    leaving the block without an exception makes every one of them durable, or raises
+    :class:`OfferUnavailable` — so the caller must not acknowledge anything written in the
+    block before the block has exited, and must wait for the threads it lent the batch to.
+    Leaving it with an exception syncs nothing (the caller is discarding those writes anyway).
+    Every other operation, and ``put`` outside a batch, is durable when it returns.
 
     The local WORM directory implements it (one filesystem sync per transfer instead of four
     fsyncs per object); an S3 server acknowledges each object durably, so S3 offers do not.
@@ -213,16 +225,38 @@ class BatchingOffer(Protocol):
         """Defer the durability of this thread's writes to the end of the block."""
         ...
 
+    def current_batch(self) -> object | None:
+        """The batch this thread writes in (an opaque handle), if any."""
+        ...
+
+    def joined_batch(self, batch: object | None) -> AbstractContextManager[None]:
+        """Make this thread's writes part of ``batch`` (another thread's ``current_batch()``)
+        for the duration of the block."""
+        ...
+
+
+JoinBatch = Callable[[], AbstractContextManager[None]]
+
 
 @contextmanager
-def write_batch(offers: Sequence[StorageOffer]) -> Iterator[None]:
+def write_batch(offers: Sequence[StorageOffer]) -> Iterator[JoinBatch]:
     """One durability barrier for all the writes of the block, on every offer that batches.
 
     Used around the writes of one transfer: when the block exits normally, every object put
-    inside it is durable on every offer (or :class:`OfferUnavailable` was raised).
+    inside it is durable on every offer (or :class:`OfferUnavailable` was raised). Yields a
+    function whose context manager makes a worker thread's writes part of the same batch.
     """
     with ExitStack() as stack:
-        for offer in offers:
-            if isinstance(offer, BatchingOffer):
-                stack.enter_context(offer.batch())
-        yield
+        batching = [offer for offer in offers if isinstance(offer, BatchingOffer)]
+        for offer in batching:
+            stack.enter_context(offer.batch())
+        handles = [(offer, offer.current_batch()) for offer in batching]
+
+        @contextmanager
+        def join() -> Iterator[None]:
+            with ExitStack() as joined:
+                for offer, handle in handles:
+                    joined.enter_context(offer.joined_batch(handle))
+                yield
+
+        yield join

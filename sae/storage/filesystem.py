@@ -9,8 +9,8 @@ Why it can be trusted to keep what it acknowledged: bytes go to a temporary name
 directory*, are fsynced, then published with ``link()`` — which, unlike ``rename()``, fails when
 the name exists, so two writers can never overwrite one another — and the directory is fsynced
 so the new name survives a power cut. Inside a ``batch()`` (one ingest transfer), those syncs
-are postponed to the end of the batch and done once for all its objects — with ``syncfs(2)``
-on Linux, else one fsync per file and per directory — before anything is acknowledged.
+are postponed to the end of the batch — one fsync per file, one per directory for all the names
+it received — before anything is acknowledged.
 
 The lock lives in a sidecar because POSIX has no retention dates; the offer enforces it on
 ``delete``. This protects against the application and its operators' mistakes, not against
@@ -20,12 +20,10 @@ root on the machine: that is what the second, remote, Object-Lock offer is for.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
 import stat
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -70,35 +68,14 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    """``syncfs(2)`` from the C library (Linux), or None where there is none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-#: Since Linux 5.8, ``syncfs`` reports the write-back errors of the whole filesystem that
-#: happened after the descriptor it is given was opened: the batch opens it before writing.
-_SYNCFS = _load_syncfs()
-
-
 @dataclass
 class _Batch:
-    """Writes of one thread whose durability waits for the end of its batch."""
+    """Writes of one transfer whose durability waits for the end of its batch."""
 
-    root_fd: int
-    root_dev: int
     files: list[Path] = field(default_factory=list)
     dirs: set[Path] = field(default_factory=set)
-    #: False once a file lands on another filesystem than the root's (a mount under it):
-    #: then syncing the root's filesystem would not be enough, and every file is fsynced.
-    one_filesystem: bool = True
+    #: Worker threads of the same transfer write into the batch (``joined_batch``).
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -248,9 +225,8 @@ class FilesystemOffer:
         if batch is None:
             os.fsync(fd)
             return
-        batch.files.append(path)
-        if os.fstat(fd).st_dev != batch.root_dev:
-            batch.one_filesystem = False
+        with batch.lock:
+            batch.files.append(path)
 
     def _durable_dir(self, path: Path) -> None:
         """Make a directory's entries durable now, or at the end of the current batch."""
@@ -258,7 +234,8 @@ class FilesystemOffer:
         if batch is None:
             _fsync_dir(path)
         else:
-            batch.dirs.add(path)
+            with batch.lock:
+                batch.dirs.add(path)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -269,12 +246,7 @@ class FilesystemOffer:
         if self._current_batch() is not None:
             yield
             return
-        try:
-            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            root_dev = os.fstat(root_fd).st_dev
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
-        batch = _Batch(root_fd, root_dev)
+        batch = _Batch()
         self._local.batch = batch
         try:
             yield
@@ -282,18 +254,30 @@ class FilesystemOffer:
             self._sync(batch)
         finally:
             self._local.batch = None
-            os.close(root_fd)
+
+    def current_batch(self) -> object | None:
+        """This thread's batch (see :class:`sae.storage.base.BatchingOffer`)."""
+        return self._current_batch()
+
+    @contextlib.contextmanager
+    def joined_batch(self, batch: object | None) -> Iterator[None]:
+        """Write into another thread's batch for the duration of the block."""
+        if batch is not None and not isinstance(batch, _Batch):
+            raise TypeError(f"not a batch of this offer: {batch!r}")
+        previous = self._current_batch()
+        self._local.batch = batch
+        try:
+            yield
+        finally:
+            self._local.batch = previous
 
     def _sync(self, batch: _Batch) -> None:
-        """Make every write of ``batch`` durable; :class:`OfferUnavailable` when it cannot."""
-        if not batch.files and not batch.dirs:
-            return
+        """Make every write of ``batch`` durable; :class:`OfferUnavailable` when it cannot.
+
+        Files first, then the directories that name them: one fsync each, as a write outside a
+        batch would have had, but the names of a whole transfer share their directories' fsync.
+        """
         try:
-            if _SYNCFS is not None and batch.one_filesystem:
-                if _SYNCFS(batch.root_fd) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err), str(self.root))
-                return
             for path in batch.files:
                 # A file removed since (a refused transfer's copy) needs no durability.
                 with contextlib.suppress(FileNotFoundError):

@@ -75,12 +75,15 @@ def store_copies(
     source: BinaryIO,
     *,
     retain_until: datetime | None,
+    expected_sha512: str | None = None,
 ) -> list[StoredObject]:
     """Write ``source`` under ``key`` on every offer, all or nothing.
 
     ``source`` is read once, by the first offer; every other offer is fed by streaming the first
     copy back, so each later copy also proves that the first one reads back intact. Every copy
-    must have the first copy's SHA-512 and size.
+    must have the first copy's SHA-512 and size. ``expected_sha512`` (the digest the depositor
+    declared) is what the first copy must read back as; each later copy must read back as the
+    first: offers then hash each byte once, on the read-back.
 
     On any failure the copies already written are deleted where their lock still allows it
     (quarantine, or not yet locked) and :class:`ReplicationFailed` is raised, naming the offers
@@ -91,13 +94,15 @@ def store_copies(
     written: list[StorageOffer] = []
     current = offers[0]
     try:
-        first = current.put(key, source, retain_until=retain_until)
+        first = current.put(key, source, retain_until=retain_until, expected_sha512=expected_sha512)
         written.append(current)
         copies = [first]
         for offer in offers[1:]:
             current = offer
             with as_reader(offers[0].get(key)) as stream:
-                copy = offer.put(key, stream, retain_until=retain_until)
+                copy = offer.put(
+                    key, stream, retain_until=retain_until, expected_sha512=first.sha512
+                )
             written.append(offer)
             if copy.sha512 != first.sha512 or copy.size != first.size:
                 raise IntegrityMismatch(offer.name, key, first.sha512 or "", copy.sha512 or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import date
 from pathlib import Path
 
@@ -374,3 +375,68 @@ def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int) -
     path, digest = asyncio.run(_spool(request, runtime))  # type: ignore[arg-type]
     assert path.read_bytes() == body
     assert digest == hashlib.sha512(body).hexdigest()
+
+
+def test_a_declared_sha512_is_what_the_copies_must_read_back_as(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each byte is hashed once: the offers are told the declared SHA-512 and check it on the
+    read-back (other algorithms are checked on the way in, and the offer hashes the bytes)."""
+    from sae.ingest import service
+
+    seen: list[str | None] = []
+    real = service.store_copies
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("expected_sha512"))  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "store_copies", spy)
+    spec = simple_sip("MSG-EXPECTED")
+    spec.files.append(FileSpec(uri="Content/b.pdf", data=b"%PDF-1.4 b", algorithm="SHA-256"))
+    spec.units[0].children.append(UnitSpec(id="AU-2", title="B", files=[1]))
+    body = api.deposit(build_zip(spec)).json()
+    assert body["status"] == "OK"
+    sha512 = {o["sip_id"]: o["sha512"] for o in body["objects"]}
+    assert seen == [sha512["BDO-0"], None]
+    assert sha512["BDO-0"] == hashlib.sha512(spec.files[0].data).hexdigest()
+    assert sha512["BDO-1"] == hashlib.sha512(b"%PDF-1.4 b").hexdigest()
+
+
+def test_a_copy_that_does_not_read_back_as_declared_is_the_storage_fault(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file matches its declared SHA-512 but the disk gives back other bytes: not the
+    depositor's fault (503, retry), and nothing stays."""
+    from sae.storage import filesystem
+
+    real = os.pread
+
+    def rotten(fd: int, n: int, offset: int) -> bytes:
+        data = real(fd, n, offset)
+        return bytes([data[0] ^ 1]) + data[1:] if data and offset == 0 else data
+
+    monkeypatch.setattr(filesystem.os, "pread", rotten)
+    spec = simple_sip("MSG-ROTTEN")
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 503
+    assert _errors(response) == ["storage.write_failed"]
+    _nothing_stored(api)
+    monkeypatch.undo()
+    assert api.deposit(build_zip(spec)).status_code == 201
+
+
+def test_every_file_that_differs_from_its_declared_sha512_is_reported(api: Api) -> None:
+    spec = simple_sip("MSG-TWO-BAD")
+    for i in (1, 2, 3):
+        spec.files.append(FileSpec(uri=f"Content/{i}.pdf", data=f"%PDF-1.4 {i}".encode()))
+        spec.units[0].children.append(UnitSpec(id=f"AU-{i + 1}", title=str(i), files=[i]))
+    spec.files[1].digest = hashlib.sha512(b"not this").hexdigest()
+    spec.files[3].digest = "cd" * 64
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 422
+    assert [(e["code"], e["where"]) for e in response.json()["errors"]] == [
+        ("sip.digest_mismatch", "BDO-1"),
+        ("sip.digest_mismatch", "BDO-3"),
+    ]
+    _nothing_stored(api)

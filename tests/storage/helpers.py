@@ -41,9 +41,18 @@ class FailingOffer:
         self.site = inner.site
         self.quarantine_days = inner.quarantine_days
 
-    def put(self, key: str, source: BinaryIO, *, retain_until: datetime | None) -> StoredObject:
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        retain_until: datetime | None,
+        expected_sha512: str | None = None,
+    ) -> StoredObject:
         broken: Any = _BreaksAfter(source, self.fail_after, self.name)
-        return self.inner.put(key, broken, retain_until=retain_until)
+        return self.inner.put(
+            key, broken, retain_until=retain_until, expected_sha512=expected_sha512
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -90,29 +90,22 @@ def test_unwritable_offer_is_unavailable(tmp_path: Path) -> None:
 
 
 class SyncCalls:
-    """Counts fsync(2) (by path) and syncfs(2) calls made by the offer."""
+    """Records the paths the offer fsyncs (and can make fsync fail, as a disk would: EIO)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, syncfs_result: int = 0) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> None:
         from sae.storage import filesystem
 
         self.fsynced: list[str] = []
-        self.syncfs = 0
+        self.fail = fail
         real_fsync = os.fsync
 
         def fsync(fd: int) -> None:
             self.fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            if self.fail:
+                raise OSError(5, "Input/output error")
             real_fsync(fd)
 
-        def syncfs(fd: int) -> int:
-            import ctypes
-
-            self.syncfs += 1
-            if syncfs_result != 0:
-                ctypes.set_errno(5)  # EIO: a write-back error on the filesystem
-            return syncfs_result
-
         monkeypatch.setattr(filesystem.os, "fsync", fsync)
-        monkeypatch.setattr(filesystem, "_SYNCFS", syncfs)
 
 
 def test_outside_a_batch_every_put_is_durable_when_it_returns(
@@ -126,29 +119,35 @@ def test_outside_a_batch_every_put_is_durable_when_it_returns(
     synced = [Path(p) for p in calls.fsynced]
     assert [(p.parent, p.name.split(".")[1]) for p in synced[::2]] == [(data, "a"), (meta, "a")]
     assert synced[1::2] == [data, meta]
-    assert calls.syncfs == 0
 
 
-def test_a_batch_makes_its_writes_durable_once_at_its_end(
+def test_a_batch_makes_its_writes_durable_at_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = SyncCalls(monkeypatch)
     offer = FilesystemOffer("local", tmp_path)
     offer.check()
     with offer.batch():
-        for i in range(5):
+        for i in range(3):
             offer.put(f"objects/{i}", io.BytesIO(b"x" * i), retain_until=None)
         with offer.batch():  # a nested block joins the outer one
             offer.put("objects/n", io.BytesIO(b"n"), retain_until=None)
-        assert calls.fsynced == []
-        assert calls.syncfs == 0
-        # Written, verified and readable already; only durability waits.
-        assert b"".join(offer.get("objects/4")) == b"xxxx"
-    assert calls.syncfs == 1
-    assert calls.fsynced == []
+        offer.put("objects/gone", io.BytesIO(b"c"), retain_until=datetime.now(UTC))
+        offer.delete("objects/gone")  # a refused transfer's copy: nothing left to sync
+        # Written, verified and readable already; only durability waits (the deletion's own
+        # directory sync is immediate).
+        assert calls.fsynced == [str(tmp_path / "data" / "objects")]
+        assert b"".join(offer.get("objects/2")) == b"xx"
+    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
+    names = ["0", "1", "2", "n"]
+    # every file, then each directory once
+    assert calls.fsynced[-2:] == [str(data), str(meta)]
+    assert sorted(calls.fsynced[1:-2]) == sorted(
+        [str(data / n) for n in names] + [str(meta / f"{n}.json") for n in names]
+    )
     # Outside the block, puts are durable one by one again.
+    calls.fsynced.clear()
     offer.put("objects/after", io.BytesIO(b"z"), retain_until=None)
-    assert calls.syncfs == 1
     assert len(calls.fsynced) == 4
 
 
@@ -166,7 +165,6 @@ def test_a_batch_left_by_an_exception_syncs_nothing(
 
     with pytest.raises(RuntimeError):
         refused_transfer()
-    assert calls.syncfs == 0
     assert calls.fsynced == []
 
 
@@ -175,46 +173,42 @@ def test_a_failed_sync_makes_the_offer_unavailable(
 ) -> None:
     from sae.storage.errors import OfferUnavailable
 
-    SyncCalls(monkeypatch, syncfs_result=-1)
     offer = FilesystemOffer("local", tmp_path)
     offer.check()
-    with pytest.raises(OfferUnavailable, match="Input/output error"), offer.batch():
-        offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
-
-
-def test_without_syncfs_every_file_and_directory_is_fsynced_at_the_end(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sae.storage import filesystem
-
     calls = SyncCalls(monkeypatch)
-    monkeypatch.setattr(filesystem, "_SYNCFS", None)
-    offer = FilesystemOffer("local", tmp_path)
-    offer.check()
-    with offer.batch():
-        offer.put("objects/a", io.BytesIO(b"a"), retain_until=None)
-        offer.put("objects/b", io.BytesIO(b"b"), retain_until=None)
-        offer.put("objects/gone", io.BytesIO(b"c"), retain_until=datetime.now(UTC))
-        offer.delete("objects/gone")  # a refused transfer's copy: nothing left to sync
-        assert calls.fsynced == [str(tmp_path / "data" / "objects")]  # the deletion's own
-    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
-    assert sorted(calls.fsynced[1:]) == sorted(
-        [str(data / "a"), str(data / "b"), str(meta / "a.json"), str(meta / "b.json")]
-        + [str(data), str(meta)]
-    )
+
+    def transfer() -> None:
+        with offer.batch():
+            offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
+            calls.fail = True  # the disk reports a write-back error when asked to sync
+
+    with pytest.raises(OfferUnavailable, match="Input/output error"):
+        transfer()
 
 
-def test_a_file_on_another_filesystem_than_the_root_is_fsynced_itself(
+def test_worker_threads_write_into_the_batch_they_join(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import threading
+
     calls = SyncCalls(monkeypatch)
     offer = FilesystemOffer("local", tmp_path)
     offer.check()
     with offer.batch():
-        offer._local.batch.root_dev = -1  # as if data/ were a mount point of its own
-        offer.put("objects/a", io.BytesIO(b"a"), retain_until=None)
-    assert calls.syncfs == 0
-    assert str(tmp_path / "data" / "objects" / "a") in calls.fsynced
+        handle = offer.current_batch()
+
+        def worker(i: int) -> None:
+            with offer.joined_batch(handle):
+                offer.put(f"objects/w{i}", io.BytesIO(b"w"), retain_until=None)
+            assert offer.current_batch() is None
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert calls.fsynced == []
+    assert len(calls.fsynced) == 4 * 2 + 2  # each file and sidecar, then the two directories
 
 
 def test_batches_of_two_threads_are_their_own(tmp_path: Path) -> None:
