@@ -3,17 +3,26 @@
 How a copy is made, and why in this order:
 
 1. refuse if the key already exists (write-once; versioning would otherwise keep both);
-2. upload *unlocked*, hashing the stream on the way (single part, or multipart above
-   ``part_size``);
-3. read the version back and compare its SHA-512 — a copy that fails is removed, which is
-   only possible because it is not locked yet;
+2. upload *unlocked*, hashing the stream on the way: one ``PutObject`` up to ``part_size``,
+   above it a multipart upload whose parts are sent by ``parallel_uploads`` threads while the
+   next part is read and hashed (at most ``parallel_uploads + 1`` parts in memory); any
+   failure aborts the multipart upload, so nothing becomes visible;
+3. read the version back and compare its SHA-512 and size — a copy that fails is removed,
+   which is only possible because it is not locked yet. The read-back is one streaming
+   ``GET`` of that version, fetched by a second thread a few chunks ahead of the hashing;
 4. lock the version (COMPLIANCE until retain-until; GOVERNANCE during a quarantine) with
    ``PutObjectRetention`` rather than upload headers: Ceph RGW 16 ignores lock headers on
-   multipart uploads, and one path for every size is one path to test;
+   multipart uploads, and a version locked at upload in COMPLIANCE could not be removed when
+   step 3 finds it corrupt;
 5. read the lock back and fail the put unless it is what was asked for.
 
 The object is acknowledged only after step 5, so a crash before it leaves an *unlocked*
 orphan that reconciliation (``sae fsck``) can remove.
+
+Why the read-back cannot overlap the upload: S3 has no way to read a part of a multipart
+upload that is not completed (``GET ?partNumber=`` and ranges only address completed
+objects), and verifying anything but the completed version would not verify what is kept.
+What overlaps is hashing with sending (step 2) and fetching with hashing (step 3).
 
 Workarounds for what the real servers do (seen on Ceph RGW 16.2.15, see docs/storage.md):
 
@@ -23,24 +32,34 @@ Workarounds for what the real servers do (seen on Ceph RGW 16.2.15, see docs/sto
 * minio-py has no way to send ``x-amz-bypass-governance-retention`` on ``PutObjectRetention``
   (needed to turn a quarantine GOVERNANCE lock into COMPLIANCE) nor on a single
   ``DeleteObject``: those two requests go through the client's signed ``_execute``;
-* a multipart ``put_object`` may return ``etag=None``: the version is taken from the upload
-  result and everything else from ``HEAD``.
+* the multipart upload is driven through minio's own multipart calls
+  (``_create_multipart_upload``, ``_upload_part``, ``_complete_multipart_upload``,
+  ``_abort_multipart_upload``; minio 7.2) rather than its parallel ``put_object``, which
+  notices a failed part only after reading the whole rest of the source, and aborts without
+  waiting for the parts still being sent; the version is taken from the completion's answer
+  and everything else from ``HEAD``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
-from minio.datatypes import Object
+from minio.datatypes import Object, Part
 from minio.error import MinioException, S3Error
-from minio.helpers import check_bucket_name, md5sum_hash
+from minio.helpers import MAX_MULTIPART_COUNT, MIN_PART_SIZE, check_bucket_name, md5sum_hash
 from minio.retention import Retention
 from minio.xml import marshal
 from urllib3.exceptions import HTTPError
@@ -67,9 +86,19 @@ from sae.storage.errors import (
     StorageError,
 )
 
-#: S3 refuses multipart parts under 5 MiB; 8 MiB keeps memory per upload small (minio holds
-#: one part per upload thread) while staying well under the 10,000-part limit up to 80 GB.
+log = logging.getLogger(__name__)
+
+#: S3 refuses multipart parts under 5 MiB; 8 MiB keeps memory per upload small (one part per
+#: upload thread, plus the one being read) while staying under the 10,000-part limit up to
+#: 80 GB.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
+
+#: Parts sent at once, as minio's own ``put_object`` does: one connection is latency-bound
+#: (the gateway acknowledges a part only once it is stored), three keep the server busy.
+DEFAULT_PARALLEL_UPLOADS = 3
+
+#: Chunks (of ``CHUNK_SIZE``) the read-back fetches ahead of the hashing.
+READ_AHEAD_CHUNKS = 8
 
 GOVERNANCE: LockMode = "GOVERNANCE"
 COMPLIANCE: LockMode = "COMPLIANCE"
@@ -97,19 +126,73 @@ def _ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-class _HashingReader:
-    """Feeds minio while computing the SHA-512 and size of what went through."""
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """What was sent: the new version, the SHA-512 and size of the bytes read from the source."""
 
-    def __init__(self, source: BinaryIO) -> None:
-        self._source = source
-        self.digest = hashlib.sha512()
-        self.size = 0
+    version_id: str | None
+    sha512: str
+    size: int
 
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._source.read(size)
-        self.digest.update(chunk)
-        self.size += len(chunk)
-        return chunk
+
+def _read_exactly(source: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes of ``source``; fewer only at its end (streams may read short)."""
+    chunks: list[bytes] = []
+    wanted = size
+    while wanted > 0:
+        chunk = source.read(wanted)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        wanted -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_END = object()
+
+
+def _read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """Yield ``chunks``, pulled by a background thread at most ``depth`` chunks ahead.
+
+    The consumer hashes while the thread waits on the network: a read-back then takes about
+    the longer of the two rather than their sum (``hashlib`` and socket reads both release the
+    GIL). Closing the generator stops the thread and closes ``chunks``.
+    """
+    box: queue.Queue[object] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pull() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over(chunk):
+                    return
+            hand_over(_END)
+        except BaseException as exc:  # handed to the consumer, raised in its thread
+            hand_over(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=pull, name="s3-read-back", daemon=True)
+    thread.start()
+    try:
+        while (item := box.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield cast(bytes, item)
+    finally:
+        stop.set()
+        thread.join()
 
 
 class S3Offer:
@@ -131,6 +214,7 @@ class S3Offer:
         quarantine_days: int = 0,
         create_bucket: bool = False,
         part_size: int = DEFAULT_PART_SIZE,
+        parallel_uploads: int = DEFAULT_PARALLEL_UPLOADS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.name = name
@@ -142,7 +226,14 @@ class S3Offer:
         self.quarantine_days = quarantine_days
         self.create_bucket = create_bucket
         self.part_size = part_size
+        self.parallel_uploads = parallel_uploads
         self._clock = clock
+        if part_size < MIN_PART_SIZE or parallel_uploads < 1:
+            raise OffersConfigError(
+                f"offer {name!r}: part_size must be at least {MIN_PART_SIZE} bytes (S3) and "
+                f"parallel_uploads at least 1, got {part_size} and {parallel_uploads}",
+                offer=name,
+            )
         url = urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise OffersConfigError(
@@ -168,10 +259,12 @@ class S3Offer:
     def _new_client(self) -> Minio:
         # Fewer, faster retries than minio's default (5, with backoff): a health check on a
         # dead offer must answer in seconds. No region: the bucket's own location is asked,
-        # which is what ``check`` compares with the declared region.
+        # which is what ``check`` compares with the declared region. The pool keeps enough
+        # connections for several puts at once (each uses ``parallel_uploads`` + 1), opened
+        # only when needed.
         http = urllib3.PoolManager(
             timeout=Timeout(connect=10, read=300),
-            maxsize=10,
+            maxsize=32,
             retries=Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
         )
         return Minio(
@@ -284,12 +377,17 @@ class S3Offer:
             raise self._translate(exc, key) from exc
 
     def _digest(self, key: str, version_id: str | None) -> tuple[str, int]:
+        """SHA-512 and size of a version as the server serves it now."""
         digest = hashlib.sha512()
         size = 0
-        for chunk in self._stream(key, version_id):
+        for chunk in self._read_back(key, version_id):
             digest.update(chunk)
             size += len(chunk)
         return digest.hexdigest(), size
+
+    def _read_back(self, key: str, version_id: str | None) -> Iterator[bytes]:
+        """One ``GET`` of the version, fetched a few chunks ahead of the caller."""
+        return _read_ahead(self._stream(key, version_id), READ_AHEAD_CHUNKS)
 
     def _open(self, key: str, version_id: str | None = None) -> Any:
         try:
@@ -310,22 +408,166 @@ class S3Offer:
             response.close()
             response.release_conn()
 
-    def _upload(self, key: str, source: BinaryIO) -> tuple[str | None, str, int]:
-        reader = _HashingReader(source)
+    # -- writing -----------------------------------------------------------------------------
+    #
+    # ``_send_whole`` and ``_send_part`` are the only places bytes leave for the server (the
+    # fault-injection tests corrupt a part there, after it was hashed, to prove that the
+    # read-back catches what the server really stores).
+
+    def _send_whole(self, key: str, data: bytes) -> str | None:
+        """``PutObject`` of one small object; its version id."""
         try:
             result = self.client.put_object(
-                self.bucket,
-                key,
-                cast(BinaryIO, reader),
-                length=-1,
-                part_size=self.part_size,
-                num_parallel_uploads=1,
+                self.bucket, key, io.BytesIO(data), len(data), part_size=self.part_size
             )
         except (MinioException, HTTPError) as exc:
             raise self._translate(exc, key) from exc
+        return result.version_id
+
+    def _send_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """``UploadPart``; the part's ETag."""
+        try:
+            return self.client._upload_part(self.bucket, key, data, None, upload_id, number)
+        except (MinioException, HTTPError) as exc:
+            raise self._translate(exc, key) from exc
+
+    def _read_source(self, key: str, source: BinaryIO) -> bytes:
+        try:
+            return _read_exactly(source, self.part_size)
         except OSError as exc:
             raise OfferUnavailable(self.name, f"upload of {key!r} failed: {exc}") from exc
-        return result.version_id, reader.digest.hexdigest(), reader.size
+
+    def _upload(self, key: str, source: BinaryIO, *, hashing: bool = True) -> _Upload:
+        """Send ``source`` as a new, unlocked version, reading it once.
+
+        Returns the SHA-512 of what was read (``""`` with ``hashing=False``, when the caller
+        already knows what the bytes must be and only the read-back is hashed).
+        """
+        digest = hashlib.sha512() if hashing else None
+        first = self._read_source(key, source)
+        if digest is not None:
+            digest.update(first)
+        if len(first) < self.part_size:
+            version_id = self._send_whole(key, first)
+            return _Upload(version_id, digest.hexdigest() if digest else "", len(first))
+        return self._upload_parts(key, source, first, digest)
+
+    def _upload_parts(
+        self, key: str, source: BinaryIO, first: bytes, digest: Any | None
+    ) -> _Upload:
+        """Multipart upload, pipelined; any failure (source, network, server) aborts it.
+
+        Parts go out on ``parallel_uploads`` threads while this thread reads and hashes the
+        next one (``hashlib`` and socket writes release the GIL), so hashing takes no time of
+        its own. At most ``parallel_uploads`` parts are being sent and one is being read:
+        memory stays bounded whatever the size of the object.
+        """
+        try:
+            upload_id = self.client._create_multipart_upload(
+                self.bucket, key, {"Content-Type": "application/octet-stream"}
+            )
+        except (MinioException, HTTPError) as exc:
+            raise self._translate(exc, key) from exc
+        etags: dict[int, str] = {}
+        sending: set[Future[tuple[int, str]]] = set()
+
+        def collect(limit: int) -> None:
+            # Wait until at most ``limit`` parts are in flight; a failed part raises here.
+            while len(sending) > limit:
+                done, _ = wait(sending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    sending.discard(future)
+                    number, etag = future.result()
+                    etags[number] = etag
+
+        def send(number: int, data: bytes) -> tuple[int, str]:
+            return number, self._send_part(key, upload_id, number, data)
+
+        size = 0
+        try:
+            with ThreadPoolExecutor(
+                max_workers=self.parallel_uploads, thread_name_prefix=f"s3-put-{self.name}"
+            ) as pool:
+                try:
+                    part, number = first, 0
+                    while part:
+                        number += 1
+                        if number > MAX_MULTIPART_COUNT:
+                            raise OfferUnavailable(
+                                self.name,
+                                f"{key!r} needs more than {MAX_MULTIPART_COUNT} parts of "
+                                f"{self.part_size} bytes: raise the offer's part_size",
+                            )
+                        size += len(part)
+                        collect(self.parallel_uploads - 1)
+                        sending.add(pool.submit(send, number, part))
+                        if len(part) < self.part_size:
+                            break
+                        part = self._read_source(key, source)
+                        if digest is not None:
+                            digest.update(part)
+                    collect(0)
+                except BaseException:
+                    for future in sending:
+                        future.cancel()
+                    raise
+            # Leaving the pool waited for every part still being sent: now the abort below
+            # cannot race with a part arriving after it.
+            try:
+                result = self.client._complete_multipart_upload(
+                    self.bucket,
+                    key,
+                    upload_id,
+                    [Part(number, etags[number]) for number in sorted(etags)],
+                )
+            except (MinioException, HTTPError) as exc:
+                raise self._translate(exc, key) from exc
+        except BaseException:
+            self._abort_upload(key, upload_id)
+            raise
+        return _Upload(result.version_id, digest.hexdigest() if digest else "", size)
+
+    def _abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self.client._abort_multipart_upload(self.bucket, key, upload_id)
+        except (MinioException, HTTPError) as exc:
+            # The parts are invisible (never an object) but take space until the bucket's
+            # lifecycle or an operator aborts the upload.
+            log.warning(
+                "storage.multipart_abort_failed offer=%s key=%s upload=%s: %s",
+                self.name,
+                key,
+                upload_id,
+                exc,
+            )
+
+    def _verify(self, key: str, upload: _Upload, expected_sha512: str) -> None:
+        """Read the new version back; IntegrityMismatch unless it has the expected bytes."""
+        actual, actual_size = self._digest(key, upload.version_id)
+        if actual != expected_sha512 or actual_size != upload.size:
+            raise IntegrityMismatch(self.name, key, expected_sha512, actual)
+
+    def _write(
+        self, key: str, source: BinaryIO, until: datetime, expected_sha512: str | None
+    ) -> tuple[Object, str]:
+        """Upload, verify by reading back, lock, verify the lock: the HEAD and the SHA-512.
+
+        On any failure the new version is taken back while its lock (if any) allows it.
+        """
+        upload = self._upload(key, source, hashing=expected_sha512 is None)
+        sha512 = expected_sha512 or upload.sha512
+        try:
+            self._verify(key, upload, sha512)
+            stat = self._lock(key, upload.version_id, self._wanted_mode(), until)
+        except Exception as exc:
+            # Not acknowledged: take the version back while the lock (if any) allows it.
+            try:
+                self._remove_version(key, upload.version_id, bypass=True)
+            except StorageError:
+                if isinstance(exc, LockNotConfirmed):
+                    raise LockNotConfirmed(self.name, key, exc.reason, left_behind=True) from exc
+            raise
+        return stat, sha512
 
     def _wanted_mode(self) -> LockMode:
         return GOVERNANCE if self.quarantine_days > 0 else COMPLIANCE
@@ -373,26 +615,24 @@ class S3Offer:
 
     # -- the contract ----------------------------------------------------------------------
 
-    def put(self, key: str, source: BinaryIO, *, retain_until: datetime | None) -> StoredObject:
-        """Upload once, verify by reading back, lock, verify the lock (see module doc)."""
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        retain_until: datetime | None,
+        expected_sha512: str | None = None,
+    ) -> StoredObject:
+        """Upload once, verify by reading back, lock, verify the lock (see module doc).
+
+        With ``expected_sha512`` (a digest the caller already holds for these bytes, as for
+        ``FilesystemOffer.put``) the bytes are hashed only as read back, and must have it.
+        """
         validate_key(key)
         until = effective_retain_until(retain_until)
         if self._stat(key) is not None:
             raise ObjectExists(self.name, key)
-        version_id, sha512, size = self._upload(key, source)
-        try:
-            actual, actual_size = self._digest(key, version_id)
-            if actual != sha512 or actual_size != size:
-                raise IntegrityMismatch(self.name, key, sha512, actual)
-            stat = self._lock(key, version_id, self._wanted_mode(), until)
-        except StorageError as exc:
-            # Not acknowledged: take the version back while the lock (if any) allows it.
-            try:
-                self._remove_version(key, version_id, bypass=True)
-            except StorageError:
-                if isinstance(exc, LockNotConfirmed):
-                    raise LockNotConfirmed(self.name, key, exc.reason, left_behind=True) from exc
-            raise
+        stat, sha512 = self._write(key, source, until, expected_sha512)
         return self._stored(key, stat, sha512)
 
     def get(self, key: str) -> Iterator[bytes]:
@@ -567,15 +807,7 @@ class S3Offer:
                 raise ObjectExists(self.name, key)
             if current.retain_until is not None and current.retain_until > until:
                 until = current.retain_until
-        version_id, sha512, _size = self._upload(key, source)
-        if sha512 != expected_sha512:
-            self._remove_version(key, version_id, bypass=True)
-            raise IntegrityMismatch(self.name, key, expected_sha512, sha512)
-        actual, _ = self._digest(key, version_id)
-        if actual != expected_sha512:
-            self._remove_version(key, version_id, bypass=True)
-            raise IntegrityMismatch(self.name, key, expected_sha512, actual)
-        stat = self._lock(key, version_id, self._wanted_mode(), until)
+        stat, sha512 = self._write(key, source, until, expected_sha512)
         if current is not None and current.legal_hold:
-            self.client.enable_object_legal_hold(self.bucket, key, version_id)
+            self.client.enable_object_legal_hold(self.bucket, key, stat.version_id)
         return self._stored(key, stat, sha512)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from minio.error import S3Error
@@ -15,8 +19,14 @@ from minio.retention import Retention
 
 from sae.config import Settings
 from sae.storage.base import PERMANENT_RETAIN_UNTIL, effective_retain_until
-from sae.storage.errors import LockNotConfirmed, ObjectExists, ReplicationFailed
-from sae.storage.s3 import S3Offer, parse_s3_datetime
+from sae.storage.errors import (
+    IntegrityMismatch,
+    LockNotConfirmed,
+    ObjectExists,
+    OfferUnavailable,
+    ReplicationFailed,
+)
+from sae.storage.s3 import S3Offer, _read_ahead, parse_s3_datetime
 from sae.storage.service import open_verified, store_copies
 from tests.conftest import TEST_RULES_CSV, Api
 from tests.s3_server import S3Server
@@ -321,3 +331,218 @@ strategy:
         served = client.get(f"/api/v1/objects/{object_id}/content", headers=api.auth())
         assert served.status_code == 200
         assert served.content == b"%PDF-1.4\nceph\n%%EOF\n"
+
+
+# -- the pipelined upload and its read-back ----------------------------------------------------
+
+MiB = 1024 * 1024
+
+
+def _later() -> datetime:
+    return datetime.now(UTC) + timedelta(hours=1)
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+def _assert_nothing_left(offer: S3Offer, key: str) -> None:
+    """No version, no delete marker, no multipart upload in progress: nothing of the key; and
+    no upload or read-back thread of the put still running."""
+    assert offer.head(key) is None
+    assert list(offer.client.list_objects(offer.bucket, prefix=key, include_version=True)) == []
+    assert not offer.client._list_multipart_uploads(offer.bucket).uploads
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("s3-")]
+
+
+def test_read_ahead_hands_over_errors_and_stops_when_abandoned() -> None:
+    closed: list[bool] = []
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            for _ in range(1000):
+                yield b"x" * 10
+        finally:
+            closed.append(True)
+
+    reader = _read_ahead(chunks(), 2)
+    assert next(reader) == b"x" * 10
+    reader.close()  # the thread stops and closes its source (the HTTP response, for real)
+    assert closed == [True]
+
+    def failing() -> Iterator[bytes]:
+        yield b"first"
+        raise OfferUnavailable("ceph", "connection reset by peer (simulated)")
+
+    got: list[bytes] = []
+    with pytest.raises(OfferUnavailable, match="simulated"):
+        got.extend(_read_ahead(failing(), 2))
+    assert got == [b"first"]
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("size", [0, 5 * MiB - 1, 5 * MiB, 10 * MiB, 10 * MiB + 1])
+def test_sizes_around_part_boundaries(offer: S3Offer, size: int) -> None:
+    data = os.urandom(size)
+    key = _key()
+    stored = offer.put(key, Unseekable(data, chunk=MiB // 3), retain_until=_later())
+    assert stored.size == size
+    assert stored.sha512 == hashlib.sha512(data).hexdigest()
+    assert stored.lock_mode == "COMPLIANCE"
+    assert b"".join(offer.get(key)) == data
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("part", [1, 2, 3])
+@pytest.mark.parametrize("known", [False, True], ids=["hashed-on-the-way", "expected-sha512"])
+def test_a_part_damaged_after_hashing_is_caught_by_the_read_back(
+    offer: S3Offer, monkeypatch: pytest.MonkeyPatch, part: int, known: bool
+) -> None:
+    """The server really stores a damaged part (one bit flipped on its way out, after it was
+    hashed): only reading the completed object back can tell, and then nothing may stay."""
+    data = os.urandom(12 * MiB + 5)  # parts of 5, 5 and 2 MiB
+    expected = hashlib.sha512(data).hexdigest()
+    key = _key()
+    real = offer._send_part
+    sent: list[int] = []
+
+    def damaging(key_: str, upload_id: str, number: int, chunk: bytes) -> str:
+        sent.append(number)
+        if number == part:
+            chunk = _flip(chunk, len(chunk) // 2)
+        return real(key_, upload_id, number, chunk)
+
+    monkeypatch.setattr(offer, "_send_part", damaging)
+    with pytest.raises(IntegrityMismatch) as err:
+        offer.put(
+            key,
+            Unseekable(data, chunk=MiB),
+            retain_until=_later(),
+            expected_sha512=expected if known else None,
+        )
+    assert sorted(sent) == [1, 2, 3]
+    assert err.value.expected == expected
+    assert err.value.actual != expected
+    _assert_nothing_left(offer, key)
+
+
+@pytest.mark.s3
+def test_a_small_object_damaged_on_its_way_is_caught(
+    offer: S3Offer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(100_000)
+    key = _key()
+    real = offer._send_whole
+    monkeypatch.setattr(offer, "_send_whole", lambda key_, chunk: real(key_, _flip(chunk, 0)))
+    with pytest.raises(IntegrityMismatch):
+        offer.put(key, io.BytesIO(data), retain_until=_later())
+    _assert_nothing_left(offer, key)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "longer"])
+def test_a_read_back_that_differs_is_caught(
+    offer: S3Offer, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """What the server sends back (not what we sent) is what is checked, to the last byte."""
+    data = os.urandom(11 * MiB)
+    key = _key()
+    real = offer._stream
+    served: list[int] = []
+
+    def damaged(key_: str, version_id: str | None = None) -> Iterator[bytes]:
+        def chunks() -> Iterator[bytes]:
+            previous: bytes | None = None
+            for index, chunk in enumerate(real(key_, version_id)):
+                served.append(len(chunk))
+                if previous is not None:
+                    yield previous
+                previous = _flip(chunk, 3) if damage == "flipped" and index == 3 else chunk
+            if previous is not None:
+                yield previous[:-1] if damage == "truncated" else previous
+            if damage == "longer":
+                yield b"\0"
+
+        return chunks()
+
+    monkeypatch.setattr(offer, "_stream", damaged)
+    with pytest.raises(IntegrityMismatch):
+        offer.put(key, io.BytesIO(data), retain_until=_later())
+    assert sum(served) == len(data)  # the whole version was read back from the server
+    _assert_nothing_left(offer, key)
+
+
+@pytest.mark.s3
+def test_a_part_that_fails_aborts_the_upload(
+    offer: S3Offer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(16 * MiB)
+    key = _key()
+    real = offer._send_part
+
+    def failing(key_: str, upload_id: str, number: int, chunk: bytes) -> str:
+        if number == 2:
+            raise OfferUnavailable(offer.name, "connection reset by peer (simulated)")
+        return real(key_, upload_id, number, chunk)
+
+    monkeypatch.setattr(offer, "_send_part", failing)
+    with pytest.raises(OfferUnavailable, match="simulated"):
+        offer.put(key, io.BytesIO(data), retain_until=_later())
+    _assert_nothing_left(offer, key)
+
+
+@pytest.mark.s3
+def test_parts_go_out_in_parallel_with_bounded_memory(
+    offer: S3Offer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(8 * 5 * MiB + 123)  # 9 parts
+    key = _key()
+    lock = threading.Lock()
+    state = {"in_flight": 0, "peak": 0, "finished": 0}
+    ahead: list[int] = []
+    real = offer._send_part
+
+    def slow(key_: str, upload_id: str, number: int, chunk: bytes) -> str:
+        with lock:
+            state["in_flight"] += 1
+            state["peak"] = max(state["peak"], state["in_flight"])
+        try:
+            time.sleep(0.2)  # a slow server: the reader must wait, not pile parts up
+            return real(key_, upload_id, number, chunk)
+        finally:
+            with lock:
+                state["in_flight"] -= 1
+                state["finished"] += 1
+
+    class Watched(Unseekable):
+        def readinto(self, buffer: Any) -> int:
+            n = super().readinto(buffer)
+            with lock:
+                ahead.append(self._pos - state["finished"] * offer.part_size)
+            return n
+
+    monkeypatch.setattr(offer, "_send_part", slow)
+    stored = offer.put(key, Watched(data, chunk=MiB), retain_until=_later())
+    assert stored.sha512 == hashlib.sha512(data).hexdigest()
+    assert state["peak"] == offer.parallel_uploads
+    # Read but not yet sent: the parts being sent plus the one being read, never more.
+    assert max(ahead) <= (offer.parallel_uploads + 1) * offer.part_size
+
+
+@pytest.mark.s3
+def test_a_known_digest_is_what_the_read_back_must_give(offer: S3Offer) -> None:
+    data = os.urandom(7 * MiB)
+    right = hashlib.sha512(data).hexdigest()
+    key = _key()
+    stored = offer.put(key, io.BytesIO(data), retain_until=_later(), expected_sha512=right)
+    assert stored.sha512 == right
+    assert b"".join(offer.get(key)) == data
+    other = _key()
+    with pytest.raises(IntegrityMismatch):
+        offer.put(
+            other,
+            io.BytesIO(data),
+            retain_until=_later(),
+            expected_sha512=hashlib.sha512(data + b"x").hexdigest(),
+        )
+    _assert_nothing_left(offer, other)
