@@ -138,12 +138,15 @@ def test_retention_extends_never_shortens(offer: StorageOffer) -> None:
 
 def test_legal_hold_blocks_delete(offer: StorageOffer) -> None:
     key = _key()
-    offer.put(key, io.BytesIO(b"held"), retain_until=_later(1))
+    # Three seconds, not one: on a loaded machine a put can take more than a second, and S3
+    # refuses a lock date already in the past.
+    until = _later(3)
+    offer.put(key, io.BytesIO(b"held"), retain_until=until)
     offer.set_legal_hold(key, True)
     head = offer.head(key)
     assert head is not None
     assert head.legal_hold is True
-    time.sleep(2)
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1)  # only the hold is left
     with pytest.raises(RetentionActive) as err:
         offer.delete(key)
     assert "hold" in str(err.value)
