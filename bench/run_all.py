@@ -48,7 +48,14 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         "bench_transfers.py",
         ["--database", "postgresql"],
         ["--database", "postgresql", "--sips", "200"],
-        "2,000 one-PDF SIPs, 8 clients, PostgreSQL",
+        "2,000 one-PDF SIPs, 8 clients, PostgreSQL, one server process",
+    ),
+    (
+        "transfers-postgresql-2",
+        "bench_transfers.py",
+        ["--database", "postgresql", "--workers", "2"],
+        ["--database", "postgresql", "--sips", "200", "--workers", "2"],
+        "2,000 one-PDF SIPs, 8 clients, PostgreSQL, SAE_WORKERS=2 (one per core)",
     ),
     (
         "manyfiles",

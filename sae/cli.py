@@ -6,6 +6,7 @@ the server and the tools.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -68,7 +69,10 @@ def open_runtime() -> Runtime:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default SAE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default SAE_PORT, 8000).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes (default SAE_WORKERS, 1; more needs PostgreSQL)."),
+    ] = None,
 ) -> None:
     """Run the HTTP API.
 
@@ -79,6 +83,9 @@ def serve(
     from sae.app import create_app
 
     settings = settings_or_exit()
+    if workers is not None and workers != settings.workers:
+        os.environ["SAE_WORKERS"] = str(workers)  # the worker processes read the environment
+        settings = settings_or_exit()
     runtime = open_runtime()
     token_path = runtime.extras.get("admin_token_path")
     if token_path is not None:
@@ -91,11 +98,23 @@ def serve(
         f"data in {settings.data_dir}, database {settings.db_url.split('://')[0]}, "
         f"offers: {', '.join(runtime.offer_set.strategy)}"
     )
+    if settings.workers == 1:
+        uvicorn.run(
+            create_app(settings, runtime=runtime),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="info",
+        )
+        return
+    # Several processes: this one has migrated the database, checked the offers and written
+    # the admin token; each worker opens its own runtime from the same environment.
+    runtime.close()
     uvicorn.run(
-        create_app(settings, runtime=runtime),
+        "sae.app:create_app",
+        factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        workers=workers,
+        workers=settings.workers,
         log_level="info",
     )
 

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, gt=0, lt=65536)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description=(
+            "Server processes (`sae serve`); more than one needs PostgreSQL. One Python "
+            "process uses one core at most: on a busy PostgreSQL server, one per core."
+        ),
+    )
     origin: str = Field(default="sae.local", description="Journal checkpoint origin line.")
     seal_interval_minutes: int = Field(default=10, gt=0)
     seal_spacing_seconds: float = Field(
@@ -142,6 +151,12 @@ class Settings(BaseSettings):
     def _default_database(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'sae.db'}"
+        if self.workers > 1 and self.database_url.startswith("sqlite"):
+            raise ValueError(
+                f"SAE_WORKERS={self.workers} needs PostgreSQL (SAE_DATABASE_URL): with SQLite, "
+                "one process writes at a time anyway, and its background work (sealing, "
+                "scheduled audits) must run once"
+            )
         return self
 
     @property

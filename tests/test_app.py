@@ -163,3 +163,78 @@ def test_every_command_has_help_with_an_example() -> None:
 def test_repo_layout() -> None:
     for path in ("Makefile", "README.md", ".ci/run", "alembic.ini", "docker-compose.yml"):
         assert (REPO / path).exists(), path
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            continue
+        if any(line.split()[1:2] == [str(pid)] for line in lines if line.startswith("PPid:")):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_sae_serve_with_two_worker_processes_on_postgresql(tmp_path: Path) -> None:
+    """SAE_WORKERS=2: the parent migrates and writes the token once, two processes serve."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import _open_database
+    from tests.sipfactory import build_zip, simple_sip
+
+    db = _open_database("postgresql", tmp_path / "db")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SAE_DATA_DIR": str(tmp_path / "sae-data"),
+        "SAE_PORT": str(port),
+        "SAE_DATABASE_URL": db.url,
+        "SAE_WORKERS": "2",
+    }
+    env.pop("SAE_OFFERS_FILE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sae", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no answer within 60 s"
+            time.sleep(0.3)
+        assert len(_children(proc.pid)) >= 2  # the worker processes (and uvicorn's helpers)
+        token = (tmp_path / "sae-data" / "admin.token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/zip"}
+
+        def deposit(i: int) -> int:
+            sip = build_zip(simple_sip(f"MSG-W{i}"))
+            return httpx.post(
+                f"{base}/api/v1/transfers", content=sip, headers=headers, timeout=60
+            ).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(deposit, range(12))) == [201] * 12
+        units = httpx.get(f"{base}/api/v1/units?limit=100", headers=headers, timeout=10).json()
+        assert len(units["items"]) == 24
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        db.close()
+
+
+def test_several_workers_need_postgresql(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"SAE_DATA_DIR": str(tmp_path / "d"), "SAE_DATABASE_URL": "", "SAE_WORKERS": "2"}
+    refused = runner.invoke(cli, ["serve"], env=env)
+    assert refused.exit_code == 2
+    assert "SAE_WORKERS=2 needs PostgreSQL" in refused.output
