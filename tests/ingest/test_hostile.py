@@ -181,3 +181,28 @@ def test_sip_over_the_size_limit_is_refused(api: Api) -> None:
     response = api.deposit(b"\0" * 20_000)
     assert response.status_code == 413
     assert response.json()["code"] == "ingest.sip_too_large"
+
+
+@pytest.mark.parametrize("bad", [0, 4, 7])
+def test_a_corrupt_entry_among_files_stored_in_parallel_leaves_nothing(api: Api, bad: int) -> None:
+    """Files are stored two at a time: when one entry turns out corrupt, the copies the other
+    threads wrote (before, during and after it) all go."""
+    import os
+
+    from tests.sipfactory import FileSpec, UnitSpec
+
+    assert api.runtime.settings.ingest_threads >= 2
+    spec = simple_sip("MSG-CRC-PARALLEL")
+    spec.files = [FileSpec(uri=f"Content/{i}.bin", data=os.urandom(200_000 + i)) for i in range(8)]
+    spec.units[0].children = [UnitSpec(id=f"AU-{i}", title=str(i), files=[i]) for i in range(8)]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("manifest.xml", manifest(spec))
+        for f in spec.files:
+            zf.writestr(f.uri, f.data)
+    data = bytearray(out.getvalue())
+    at = bytes(data).find(spec.files[bad].data[:32])
+    data[at + 150_000] ^= 0xFF  # late in the entry: its copy is being written when found
+    started = time.monotonic()
+    codes = _assert_refused(api, api.deposit(bytes(data)), seconds=20, started=started)
+    assert codes == ["sip.corrupt_entry"], codes
