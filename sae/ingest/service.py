@@ -282,9 +282,9 @@ def store_objects(
     ``threads`` files are stored at once (reading the zip, hashing and writing mostly run
     outside the GIL). A digest mismatch does not stop the work (the ATR lists every bad file,
     in the manifest's order) but nothing more is stored once one is found, and everything
-    written is discarded before refusing. Every copy of the transfer is made durable once,
-    when the last one is written (one filesystem sync instead of four fsyncs per object on the
-    local offer), before anything is acknowledged.
+    written is discarded before refusing. The copies of the transfer are made durable together
+    once the last one is written (on the local offer: each file, then each directory once,
+    instead of four fsyncs per object), before anything is acknowledged.
     """
     bdos = transfer.package.binary_data_objects
     stored: list[StoredBinary] = []  # every file with copies, as soon as it has them

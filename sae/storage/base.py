@@ -217,8 +217,9 @@ class BatchingOffer(Protocol):
     Leaving it with an exception syncs nothing (the caller is discarding those writes anyway).
     Every other operation, and ``put`` outside a batch, is durable when it returns.
 
-    The local WORM directory implements it (one filesystem sync per transfer instead of four
-    fsyncs per object); an S3 server acknowledges each object durably, so S3 offers do not.
+    The local WORM directory implements it (at the end of a transfer, one fsync per file and one
+    per directory, instead of four fsyncs per object); an S3 server acknowledges each object
+    durably, so S3 offers do not.
     """
 
     def batch(self) -> AbstractContextManager[None]:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -127,6 +128,7 @@ class _ReadBack:
             self._cond.notify()
 
     def _read_upto(self, limit: int) -> None:
+        """Hash the file from where the read-back is up to ``limit``, or its end if sooner."""
         while self._offset < limit:
             chunk = os.pread(self._fd, min(CHUNK_SIZE, limit - self._offset), self._offset)
             if not chunk:
@@ -160,10 +162,7 @@ class _ReadBack:
             self._stop()
             if self._error is not None:
                 raise self._error
-            self._read_upto(self._written)
-            while chunk := os.pread(self._fd, CHUNK_SIZE, self._offset):
-                self._digest.update(chunk)
-                self._offset += len(chunk)
+            self._read_upto(sys.maxsize)  # to the end: past what was written too
             return self._digest.hexdigest(), self._offset
         finally:
             os.close(self._fd)
@@ -615,7 +614,8 @@ class FilesystemOffer:
             if (written.readback_sha512, written.readback_size) != (expected_sha512, size):
                 os.unlink(written.tmp)
                 raise IntegrityMismatch(self.name, key, expected_sha512, written.readback_sha512)
-            # Overwriting is right here and only here: what is replaced is known bad.
+            # Overwriting is right here and only here: what is replaced is known bad. The new
+            # copy was read back before (the same file, now under the key's name).
             os.replace(written.tmp, target)
             self._durable_dir(target.parent)
             old = self._read_meta(key)
@@ -629,9 +629,6 @@ class FilesystemOffer:
                 meta["lock_mode"] = old["lock_mode"]
                 meta["stored_at"] = old["stored_at"]
             self._write_meta(key, meta)
-            actual, _ = self._digest_file(target)
         except OSError as exc:
             raise self._unavailable(exc) from exc
-        if actual != expected_sha512:
-            raise IntegrityMismatch(self.name, key, expected_sha512, actual)
         return self._stored(key, meta)
