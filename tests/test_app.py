@@ -53,34 +53,46 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_sae_serve_first_start(tmp_path: Path) -> None:
-    """`sae serve` on a fresh directory answers /health within 30 s and writes the admin token."""
-    port = _free_port()
-    env = {
+def _serve(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
+    """``sae serve`` as a process of its own, its data under ``tmp_path``."""
+    full = {
         **os.environ,
         "SAE_DATA_DIR": str(tmp_path / "sae-data"),
         "SAE_PORT": str(port),
+        **env,
     }
-    env.pop("SAE_DATABASE_URL", None)
-    env.pop("SAE_OFFERS_FILE", None)
-    proc = subprocess.Popen(
+    full.pop("SAE_OFFERS_FILE", None)
+    if not full.get("SAE_DATABASE_URL"):
+        full.pop("SAE_DATABASE_URL", None)
+    return subprocess.Popen(
         [sys.executable, "-m", "sae", "serve"],
         cwd=tmp_path,
-        env=env,
+        env=full,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def _healthy(proc: subprocess.Popen[bytes], port: int, seconds: float) -> httpx.Response:
+    """The first 200 from /health, within ``seconds``; fails with the output if it dies."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.TransportError:
+            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, f"no healthy answer within {seconds:.0f} s"
+        time.sleep(0.3)
+
+
+def test_sae_serve_first_start(tmp_path: Path) -> None:
+    """`sae serve` on a fresh directory answers /health within 30 s and writes the admin token."""
+    port = _free_port()
+    proc = _serve(tmp_path, port, SAE_DATABASE_URL="")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "no answer within 30 s"
-                time.sleep(0.3)
-        assert response.status_code == 200
+        _healthy(proc, port, 30)
         token_file = tmp_path / "sae-data" / "admin.token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
@@ -186,32 +198,10 @@ def test_sae_serve_with_two_worker_processes_on_postgresql(tmp_path: Path) -> No
 
     db = _open_database("postgresql", tmp_path / "db")
     port = _free_port()
-    env = {
-        **os.environ,
-        "SAE_DATA_DIR": str(tmp_path / "sae-data"),
-        "SAE_PORT": str(port),
-        "SAE_DATABASE_URL": db.url,
-        "SAE_WORKERS": "2",
-    }
-    env.pop("SAE_OFFERS_FILE", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sae", "serve"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = _serve(tmp_path, port, SAE_DATABASE_URL=db.url, SAE_WORKERS="2")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "no answer within 60 s"
-            time.sleep(0.3)
+        _healthy(proc, port, 60)
         assert len(_children(proc.pid)) >= 2  # the worker processes (and uvicorn's helpers)
         token = (tmp_path / "sae-data" / "admin.token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/zip"}

@@ -547,11 +547,10 @@ def catalogue(
 
     unit_ids = {unit.id: new_id() for unit in package.archive_units}
     mm = package.management_metadata
+    transfer_management = mm.management if mm is not None else None
     # Kept on each root unit so that inheritance is computed from the catalogue alone.
     defaults = (
-        compute.management_to_json(mm.management)
-        if mm is not None and mm.management is not None
-        else None
+        compute.management_to_json(transfer_management) if transfer_management is not None else None
     )
     roots = set(package.root_unit_ids)
     units: list[ArchiveUnit] = []
@@ -594,7 +593,7 @@ def catalogue(
             for category, block in unit.management.rules.items()
             for ref in block.rules
         )
-    if mm is not None and mm.management is not None:
+    if transfer_management is not None:
         rules.extend(
             UnitRule(
                 unit_id=unit_ids[root],
@@ -603,7 +602,7 @@ def catalogue(
                 start_date=ref.start_date,
             )
             for root in package.root_unit_ids
-            for category, block in mm.management.rules.items()
+            for category, block in transfer_management.rules.items()
             for ref in block.rules
         )
     session.flush()  # the transfer row first

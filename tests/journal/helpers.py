@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+from hypothesis import strategies as st
+
 from sae.journal import merkle
 from sae.journal.bundle import ProofMaterial, build_bundle
 from sae.journal.checkpoint import Checkpoint, SigningKey
@@ -16,6 +18,19 @@ OBJECT_ID = "0b0e3c9a-0000-4000-8000-000000000001"
 UNIT_ID = "0b0e3c9a-0000-4000-8000-0000000000aa"
 TITLE = "Délibération n° 12"
 PRODUCER = "FRAD000_URBA"
+
+#: Any JSON value, small: what a journal payload may hold.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def make_bundle(

@@ -11,18 +11,7 @@ from hypothesis import strategies as st
 
 from sae.journal.blocks import BlockTask, blocks, digests_of, leaf_time, payload_text
 from sae.journal.service import _json_text, canonical_json, compose_leaf, encode_leaf
-
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.text()
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
-    ),
-    max_leaves=8,
-)
+from tests.journal.helpers import JSON_VALUES
 
 
 def _stored_forms(value: object) -> list[str]:
@@ -31,7 +20,7 @@ def _stored_forms(value: object) -> list[str]:
 
 
 @given(
-    payload=st.dictionaries(st.text(max_size=6), _json, max_size=4),
+    payload=st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=4),
     digests=st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3),
     actor=st.text(max_size=10),
     object_id=st.none() | st.text(max_size=8),

@@ -28,6 +28,7 @@ from sae.journal.service import (
     tree_size,
 )
 from sae.journal.tsa import BuiltinTSA, verify_response
+from tests.journal.helpers import JSON_VALUES
 
 
 @pytest.fixture(scope="module")
@@ -150,21 +151,8 @@ def test_seal_signs_and_timestamps_heads(
     assert covering_head(db_session, size + 4) is None
 
 
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.text()
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
 @given(
-    payload=st.dictionaries(st.text(max_size=6), _json, max_size=4),
+    payload=st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=4),
     actor=st.text(max_size=10),
     object_id=st.none() | st.text(max_size=8),
     digests=st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3),
