@@ -12,7 +12,16 @@ import random
 import shutil
 import time
 
-from common import errors_note, python_hash_copy_fsync, result, server, sip_of_files, warm, workdir
+from common import (
+    Depositor,
+    errors_note,
+    python_hash_copy_fsync,
+    result,
+    server,
+    sip_of_files,
+    warm,
+    workdir,
+)
 
 
 def main() -> None:
@@ -39,14 +48,12 @@ def main() -> None:
         baseline = python_hash_copy_fsync(files, work / "copy")
         sip = sip_of_files("BENCH-MANY-1", blobs)
         others: dict[int, int] = {}
-        with server(work) as srv, srv.process.client(timeout=3600) as c:
+        with server(work) as srv, Depositor(srv.process, timeout=3600) as c:
             started = time.perf_counter()
-            response = c.post(
-                "/api/v1/transfers", content=sip, headers={"Content-Type": "application/zip"}
-            )
+            status, _ = c.post(sip)
             wall = time.perf_counter() - started
-            if response.status_code != 201:
-                others[response.status_code] = 1
+            if status != 201:
+                others[status] = 1
             peak = srv.peak_mib()
     finally:
         shutil.rmtree(work, ignore_errors=True)

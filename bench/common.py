@@ -9,6 +9,8 @@ the repository.
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import platform
 import shutil
@@ -23,11 +25,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
 
 from tests.crash.harness import ServerProcess, hwm_kib  # noqa: E402
 
@@ -188,6 +190,48 @@ def server(
 # --- deposits ----------------------------------------------------------------------------------
 
 
+class Depositor:
+    """POSTs SIPs on one kept-alive HTTP/1.1 connection, with the standard library's client.
+
+    The clients run on the same two cores as the server, so what they cost is taken from it.
+    httpx spends much more CPU sending a large body: one SIP of the a3m corpus (88 MiB) was
+    accepted 0.5-0.6 s sooner with ``http.client`` or ``curl`` than with httpx (1.4-2.0 s), the
+    server doing the same work. Files are sent in 1 MiB blocks.
+    """
+
+    def __init__(self, process: ServerProcess, timeout: float = 600) -> None:
+        self._conn = http.client.HTTPConnection(
+            "127.0.0.1", process.port, timeout=timeout, blocksize=1 << 20
+        )
+        self._headers = {**process.headers(), "Content-Type": "application/zip"}
+
+    def post(self, body: bytes | BinaryIO, size: int | None = None) -> tuple[int, object]:
+        """(status, decoded JSON body or None) of one deposit."""
+        headers = dict(self._headers)
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        try:
+            self._conn.request("POST", "/api/v1/transfers", body=body, headers=headers)
+            response = self._conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException):
+            self._conn.close()  # reconnects on the next request
+            return 0, None
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Depositor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def deposit_all(
     process: ServerProcess, sips: Sequence[bytes], clients: int
 ) -> tuple[float, int, dict[int, int]]:
@@ -199,21 +243,13 @@ def deposit_all(
 
     def client() -> None:
         nonlocal ok
-        with process.client(timeout=600) as c:
+        with Depositor(process) as c:
             while True:
                 with lock:
                     if not queue:
                         return
                     i = queue.pop()
-                try:
-                    r = c.post(
-                        "/api/v1/transfers",
-                        content=sips[i],
-                        headers={"Content-Type": "application/zip"},
-                    )
-                    status = r.status_code
-                except httpx.HTTPError:
-                    status = 0
+                status, _ = c.post(sips[i])
                 with lock:
                     if status == 201:
                         ok += 1

@@ -65,6 +65,13 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         "one SIP of 5,000 small files",
     ),
     (
+        "peer-a3m",
+        "bench_peer.py",
+        ["--records", "500", "--mode", "full"],
+        ["--records", "50", "--mode", "full"],
+        "the peer: a3m (default configuration) on the 500-record corpus, in this run",
+    ),
+    (
         "corpus-one",
         "bench_corpus.py",
         ["--mode", "one-sip"],
