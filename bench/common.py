@@ -171,8 +171,17 @@ def children(pid: int) -> list[int]:
 def server(
     directory: Path, *, database_url: str | None = None, workers: int = 1
 ) -> Iterator[Server]:
-    """``sae serve`` on ``directory`` (SQLite unless ``database_url``), XSDs on."""
-    env = xsd_env()
+    """``sae serve`` on ``directory`` (SQLite unless ``database_url``), XSDs on.
+
+    ``SAE_*`` variables of the benchmark's environment are passed on (``SAE_INGEST_THREADS=4
+    bench/bench_corpus.py`` measures that setting), except the ones set here.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("SAE_") and not k.startswith("SAE_BENCH_")
+    }
+    env.update(xsd_env())
     if database_url:
         env["SAE_DATABASE_URL"] = database_url
     env["SAE_WORKERS"] = str(workers)

@@ -186,6 +186,39 @@ def test_a_failed_sync_makes_the_offer_unavailable(
         transfer()
 
 
+def test_a_sync_failing_on_one_file_among_many_fails_the_batch_after_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files of a batch are fsynced by several threads: one failure still fails the batch,
+    once every other fsync has returned, and the directories are not synced after it."""
+    from sae.storage import filesystem
+    from sae.storage.errors import OfferUnavailable
+
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith("/objects/f7"):
+            raise OSError(5, "Input/output error")
+        synced.append(path)
+        real_fsync(fd)
+
+    monkeypatch.setattr(filesystem.os, "fsync", fsync)
+    with pytest.raises(OfferUnavailable, match="Input/output error"):  # noqa: PT012
+        with offer.batch():
+            for i in range(20):
+                offer.put(f"objects/f{i}", io.BytesIO(b"f" * i), retain_until=None)
+            assert synced == []
+    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
+    expected = {str(data / f"f{i}") for i in range(20) if i != 7}
+    expected |= {str(meta / f"f{i}.json") for i in range(20)}
+    assert set(synced) == expected  # every other file, and no directory
+    assert len(synced) == len(expected)
+
+
 def test_worker_threads_write_into_the_batch_they_join(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
