@@ -12,6 +12,7 @@ from starlette.background import BackgroundTask
 from sae.access.reading import open_for_reading
 from sae.auth.deps import PrincipalDep
 from sae.deps import RuntimeDep
+from sae.downloads import download_headers
 
 router = APIRouter(tags=["access"])
 
@@ -40,23 +41,17 @@ async def get_content(
     obj = stream.obj
     assert obj.sha512 is not None
     b64 = base64.b64encode(bytes.fromhex(obj.sha512)).decode()
-    filename = (obj.filename or obj.sip_id).replace('"', "")
-    headers = {
-        "Repr-Digest": f"sha-512=:{b64}:",
-        "Digest": f"sha-512={b64}",
-        "Content-Length": str(obj.size),
-        "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(filename)}",
-        "X-Content-Type-Options": "nosniff",
-    }
+    headers = download_headers(
+        obj.filename or obj.sip_id,
+        {
+            "Repr-Digest": f"sha-512=:{b64}:",
+            "Digest": f"sha-512={b64}",
+            "Content-Length": str(obj.size),
+        },
+    )
     return StreamingResponse(
         iter(stream), media_type=obj.mime_type or "application/octet-stream", headers=headers
     )
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
 
 
 @router.get(

@@ -18,6 +18,7 @@ from sae.console.routes import CsrfField, UserDep, check_csrf, parse_date
 from sae.console.security import allowed, require
 from sae.console.web import ConsoleRoute, render
 from sae.deps import RuntimeDep, SessionDep
+from sae.downloads import attachment
 from sae.errors import BadRequest, PayloadTooLarge
 from sae.retention import disposal, execution
 from sae.retention.config import retention_settings
@@ -254,11 +255,7 @@ def bordereau(
     content, media_type, filename = disposal.bordereau_document(
         session, disposal.get_list(session, list_id), format
     )
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return attachment(content, media_type, filename)
 
 
 @router.get("/console/eliminations/{list_id}/certificat")
@@ -269,8 +266,4 @@ def certificate(list_id: str, user: UserDep, session: SessionDep, runtime: Runti
         session, runtime.offer_set.offers, disposal.get_list(session, list_id), actor=user.actor
     )
     session.commit()
-    return Response(
-        data,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return attachment(data, "application/pdf", filename)

@@ -45,6 +45,7 @@ from sae.console.security import (
 )
 from sae.console.web import STATIC, ConsoleRoute, error_page, render
 from sae.deps import RuntimeDep, SessionDep
+from sae.downloads import attachment, download_headers
 from sae.errors import BadRequest, NotFound, SAEError
 from sae.ingest.api import journal_ref
 from sae.ingest.deposit import ingest_and_commit
@@ -270,14 +271,7 @@ def transfer_atr(transfer_id: str, user: UserDep, session: SessionDep) -> Respon
     transfer = _visible_transfer(session, user, transfer_id)
     if transfer.atr is None:
         raise NotFound(f"transfer {transfer_id} has no reply yet")
-    return Response(
-        transfer.atr,
-        media_type="application/xml",
-        headers={
-            "Content-Disposition": f'attachment; filename="ATR-{transfer.id}.xml"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return attachment(transfer.atr, "application/xml", f"ATR-{transfer.id}.xml")
 
 
 async def _spool_upload(upload: StarletteUpload, runtime: Runtime) -> Path:
@@ -424,17 +418,17 @@ async def object_content(object_id: str, user: UserDep, runtime: RuntimeDep) -> 
     obj = stream.obj
     assert obj.sha512 is not None
     b64 = base64.b64encode(bytes.fromhex(obj.sha512)).decode()
-    filename = (obj.filename or obj.sip_id).replace('"', "")
     return StreamingResponse(
         iter(stream),
         media_type=obj.mime_type or "application/octet-stream",
-        headers={
-            "Repr-Digest": f"sha-512=:{b64}:",
-            "Content-Length": str(obj.size),
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-        },
+        headers=download_headers(
+            obj.filename or obj.sip_id,
+            {
+                "Repr-Digest": f"sha-512=:{b64}:",
+                "Content-Length": str(obj.size),
+                "Cache-Control": "no-store",
+            },
+        ),
     )
 
 
@@ -602,14 +596,7 @@ def head_file(tree_size: int, name: str, user: UserDep, session: SessionDep) -> 
         "tsa-chain.pem": head.tsa_chain_pem,
         "sae-signing-key.pem": head.public_key_pem,
     }[name]
-    return Response(
-        data,
-        media_type=HEAD_FILES[name],
-        headers={
-            "Content-Disposition": f'attachment; filename="{tree_size}-{name}"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return attachment(data, HEAD_FILES[name], f"{tree_size}-{name}")
 
 
 @router.get("/console/objets/{object_id}/preuve")
@@ -623,14 +610,7 @@ def object_proof(
         _seal(runtime)
         session.expire_all()
     data = proofs.object_bundle(session, object_id)
-    return Response(
-        data,
-        media_type="application/zip",
-        headers={
-            "Content-Disposition": f'attachment; filename="preuve-{object_id}.zip"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return attachment(data, "application/zip", f"preuve-{object_id}.zip")
 
 
 @router.get("/console/journal/verifier")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sae.auth.deps import require_role
 from sae.auth.service import Principal
 from sae.deps import RuntimeDep, SessionDep
+from sae.downloads import attachment
 from sae.journal import proofs, sealing, service
 from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalError
 from sae.journal.keys import load_journal_keys
@@ -182,11 +183,7 @@ def get_object_proof(
         seal_now(runtime)
         session.rollback()  # a fresh snapshot: see the head just committed
     data = _bundle(session, object_id)
-    return Response(
-        data,
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="proof-{object_id}.zip"'},
-    )
+    return attachment(data, "application/zip", f"proof-{object_id}.zip")
 
 
 def _bundle(session: Session, object_id: str) -> bytes:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sae.auth.deps import PrincipalDep, require_role
 from sae.auth.service import Principal
 from sae.deps import RuntimeDep, SessionDep
+from sae.downloads import attachment
 from sae.errors import BadRequest, NotFound, PayloadTooLarge
 from sae.retention import (
     dates,
@@ -414,11 +415,7 @@ def bordereau(
     content, media_type, filename = disposal.bordereau_document(
         session, disposal.get_list(session, list_id), format
     )
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return attachment(content, media_type, filename)
 
 
 @disposal_router.get("/disposal-lists/{list_id}/certificate")
@@ -433,8 +430,4 @@ def certificate(
         actor=principal.actor,
     )
     session.commit()
-    return Response(
-        data,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return attachment(data, "application/pdf", filename)
