@@ -784,20 +784,19 @@ def ingest(
     """Run the whole pipeline on a SIP already spooled to ``sip_path``.
 
     ``sip_sha512`` is the SIP's digest when the caller computed it while spooling (saving a
-    full read of a large SIP).
+    full read of a large SIP); otherwise a thread hashes the SIP while the ingest goes on.
 
     The caller commits. On refusal, the transfer row (status KO) and its journal event are the
     only things added to the session; every copy written has been discarded.
     """
     sip_size = sip_path.stat().st_size
-    sip_sha512 = sip_sha512 or _file_sha512(sip_path)
+    sip_digest = _SipDigest(sip_path, sip_sha512)
     transfer_row = Transfer(
         id=new_id(),
         status="KO",
         received_at=utcnow(),
         submitted_by=principal.token_id,
         sip_size=sip_size,
-        sip_sha512=sip_sha512,
     )
     parsed: seda.ArchiveTransfer | None = None
     warnings: list[IngestFault] = []
@@ -830,6 +829,7 @@ def ingest(
                 retain_until,
                 threads=env.settings.ingest_threads,
             )
+        transfer_row.sip_sha512 = sip_digest.result()
         savepoint = session.begin_nested()
         session.add(transfer_row)
         transfer_row.status = "OK"
@@ -871,8 +871,10 @@ def ingest(
         if savepoint is not None:
             savepoint.rollback()
         discard_stored(env.offers, stored)
+        transfer_row.sip_sha512 = sip_digest.result()
         return _refuse(session, env, principal, transfer_row, parsed, refused.faults, warnings)
     except BaseException:
+        sip_digest.abandon()
         if savepoint is not None:
             savepoint.rollback()
         discard_stored(env.offers, stored)
@@ -928,9 +930,48 @@ def _describe(row: Transfer, parsed: seda.ArchiveTransfer) -> None:
     row.seda_version = parsed.version
 
 
-def _file_sha512(path: Path) -> str:
-    digest = hashlib.sha512()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+class _SipDigest:
+    """The SIP's SHA-512, hashed by a thread of its own while the ingest reads and stores it.
+
+    A caller that hashed the SIP while receiving it (the HTTP API) hands the digest over; the
+    others (``sae deposit`` run locally, the bulk runner) used to wait for a whole read of the
+    SIP before anything else started: for a large SIP that read now overlaps with storing it.
+    The file is private to the ingest and nobody writes to it, so both read the same bytes.
+    """
+
+    def __init__(self, path: Path, known: str | None) -> None:
+        self._value = known
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if known is None:
+            self._thread = threading.Thread(
+                target=self._hash, args=(path,), name="sae-sip-digest", daemon=True
+            )
+            self._thread.start()
+
+    def _hash(self, path: Path) -> None:
+        try:
+            digest = hashlib.sha512()
+            with path.open("rb") as fh:
+                while not self._stop.is_set() and (chunk := fh.read(1024 * 1024)):
+                    digest.update(chunk)
+            if not self._stop.is_set():
+                self._value = digest.hexdigest()
+        except BaseException as exc:  # handed to result(), in the ingest's thread
+            self._error = exc
+
+    def result(self) -> str:
+        """The digest, once the whole SIP is hashed."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+    def abandon(self) -> None:
+        """The ingest failed: stop hashing (the caller deletes the SIP next)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,79 @@
+"""The ingest pipeline called in-process (``sae deposit`` run locally, the bulk runner): the
+SIP's SHA-512 is hashed by a thread beside the storing, and recorded as when the HTTP API hashes
+it while receiving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sae.auth.service import SYSTEM
+from sae.ingest import service
+from tests.conftest import Api
+from tests.sipfactory import FileSpec, build_zip, simple_sip
+
+
+def _ingest(api: Api, tmp_path: Path, sip: bytes) -> service.IngestOutcome:
+    path = tmp_path / "sip.zip"
+    path.write_bytes(sip)
+    env = service.IngestEnv(settings=api.runtime.settings, offers=api.runtime.strategy_offers)
+    with api.runtime.sessions() as session:
+        outcome = service.ingest(session, env, SYSTEM, path)
+        session.commit()
+    return outcome
+
+
+def _digest_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sae-sip-digest"]
+
+
+def test_an_accepted_transfer_records_the_sips_sha512(api: Api, tmp_path: Path) -> None:
+    sip = build_zip(simple_sip("MSG-INPROC-1", payload=b"%PDF-1.4 " + os.urandom(3_000_000)))
+    outcome = _ingest(api, tmp_path, sip)
+    assert outcome.accepted, outcome.transfer.errors
+    assert outcome.transfer.sip_sha512 == hashlib.sha512(sip).hexdigest()
+    assert _digest_threads() == []
+
+
+def test_a_refused_transfer_records_the_sips_sha512_too(api: Api, tmp_path: Path) -> None:
+    spec = simple_sip("MSG-INPROC-2")
+    spec.files[0] = FileSpec(uri=spec.files[0].uri, data=spec.files[0].data, digest="0" * 128)
+    sip = build_zip(spec)
+    outcome = _ingest(api, tmp_path, sip)
+    assert not outcome.accepted
+    assert outcome.transfer.sip_sha512 == hashlib.sha512(sip).hexdigest()
+    assert _digest_threads() == []
+
+
+def test_a_failing_ingest_stops_hashing(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the offer blew up")
+
+    real_sha512 = hashlib.sha512
+
+    class SlowSha512:
+        """A hash slow enough that the ingest fails long before the SIP is hashed."""
+
+        def __init__(self) -> None:
+            self._real = real_sha512()
+
+        def update(self, data: bytes) -> None:
+            time.sleep(0.2)
+            self._real.update(data)
+
+        def hexdigest(self) -> str:
+            return self._real.hexdigest()
+
+    monkeypatch.setattr(service, "store_objects", broken)
+    monkeypatch.setattr(service.hashlib, "sha512", SlowSha512)
+    sip = build_zip(simple_sip("MSG-INPROC-3", payload=os.urandom(5_000_000)))  # 5 blocks: 1 s
+    with pytest.raises(RuntimeError, match="blew up"):
+        _ingest(api, tmp_path, sip)
+    assert _digest_threads() == []  # stopped and joined, not left hashing
