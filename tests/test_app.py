@@ -228,3 +228,20 @@ def test_several_workers_need_postgresql(tmp_path: Path) -> None:
     refused = runner.invoke(cli, ["serve"], env=env)
     assert refused.exit_code == 2
     assert "SAE_WORKERS=2 needs PostgreSQL" in refused.output
+
+
+def test_a_server_process_freezes_its_startup_heap_and_collects_young_objects_less_often() -> None:
+    """``sae serve`` calls tune_gc once the application is built (see its docstring)."""
+    import gc
+
+    from sae.app import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        assert gc.isenabled()  # cycles are still collected
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
