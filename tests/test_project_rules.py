@@ -13,7 +13,7 @@ XML_PARSING = re.compile(
     r"etree\.(fromstring|parse|XML|iterparse|XMLParser)\(|xml\.etree|xml\.dom|xml\.sax|minidom"
 )
 # The HTTP layer: routes, their dependencies, the app and the console's pages.
-WEB_LAYER = {"api.py", "deps.py"}
+WEB_LAYER = {"api.py", "deps.py", "downloads.py"}  # routes and what only routes use
 
 
 def _python_files(root: Path) -> list[Path]:
