@@ -47,8 +47,12 @@ log = logging.getLogger(__name__)
 
 #: A worker that has not reported for this long is presumed dead; its audit may be taken over.
 STALE_AFTER = timedelta(minutes=5)
-#: Copies checked per transaction: the most work a crash can make an audit redo.
-BATCH_SIZE = 50
+#: Copies checked per transaction, and the bytes after which a transaction ends sooner: the most
+#: work a crash can make an audit redo, and how often the worker reports (``heartbeat_at``).
+#: Small objects come 500 at a time (one commit per copy's worth of 50 cost a tenth of the
+#: audit of 100 KiB objects); large ones end the batch once 256 MiB have been read.
+BATCH_SIZE = 500
+BATCH_BYTES = 256 * 1024 * 1024
 
 
 def default_worker() -> str:
@@ -126,24 +130,37 @@ def sampled(audit: Audit, object_id: str) -> bool:
 
 
 def audit_batch(
-    session: Session, offer_set: OfferSet, audit: Audit, worker: str, *, limit: int = BATCH_SIZE
+    session: Session,
+    offer_set: OfferSet,
+    audit: Audit,
+    worker: str,
+    *,
+    limit: int = BATCH_SIZE,
+    max_bytes: int = BATCH_BYTES,
 ) -> bool:
-    """Check the next ``limit`` copies; True while more remain. The caller commits."""
+    """Check the next ``limit`` copies, fewer once ``max_bytes`` have been read; True while more
+    remain. The caller commits."""
     if audit.claimed_by != worker:
         raise AuditLost(f"audit {audit.id} is now worked on by {audit.claimed_by}")
     rows = repository.copies_after(session, cursor=audit.cursor, offers=audit.offers, limit=limit)
     events: list[dict[str, Any]] = []
-    for copy, obj in rows:
+    more = len(rows) == limit
+    read = 0
+    for done, (copy, obj) in enumerate(rows, start=1):
         if sampled(audit, obj.id):
             _check_copy(session, offer_set, audit, copy, obj, events)
+            read += copy.size or 0
         audit.cursor = copy.id
+        if read >= max_bytes and done < len(rows):
+            more = True  # the rest waits for the next transaction
+            break
     # Journal last, just before the caller commits: appending takes the journal's lock, which
     # must not be held while copies are being read (that would stall every ingest meanwhile).
     for event in events:
         append_event(session, **event)
     audit.heartbeat_at = utcnow()
     session.flush()
-    return len(rows) == limit
+    return more
 
 
 def _check_copy(
@@ -329,6 +346,7 @@ def run_audit(
     *,
     worker: str | None = None,
     batch_size: int = BATCH_SIZE,
+    batch_bytes: int = BATCH_BYTES,
     progress: Callable[[AuditProgress], None] | None = None,
 ) -> str | None:
     """The job runner: claim an audit (``audit_id`` or the oldest waiting), run it to the end.
@@ -349,7 +367,9 @@ def run_audit(
             with transaction(sessions) as session:
                 audit = session.get(Audit, claimed, populate_existing=True)
                 assert audit is not None
-                more = audit_batch(session, offer_set, audit, me, limit=batch_size)
+                more = audit_batch(
+                    session, offer_set, audit, me, limit=batch_size, max_bytes=batch_bytes
+                )
                 state = AuditProgress(claimed, audit.checked, audit.cursor)
             if progress is not None:
                 progress(state)

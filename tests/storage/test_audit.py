@@ -138,6 +138,35 @@ def test_audit_resumes_where_a_dead_worker_stopped(two_sites: Api) -> None:
     assert body["problems"] == []
 
 
+def test_a_batch_ends_once_its_bytes_are_read_and_the_next_goes_on_from_there(
+    two_sites: Api,
+) -> None:
+    """Large objects end a transaction sooner than the copy count would (the worker reports
+    and commits once ``batch_bytes`` are read); every copy is still checked exactly once."""
+    from sae.storage.audit import AuditProgress
+
+    for i in range(5):
+        deposit(two_sites, f"MSG-BYTES-{i}", PAYLOAD + bytes([i]))
+    runtime = two_sites.runtime
+    with transaction(runtime.sessions) as session:
+        audit_id = create_audit(session, runtime.offer_set).id
+    seen: list[AuditProgress] = []
+    size = len(PAYLOAD) + 1
+    run_audit(
+        runtime.sessions,
+        runtime.offer_set,
+        audit_id,
+        batch_size=100,
+        batch_bytes=3 * size,  # three copies a transaction, not a hundred
+        progress=seen.append,
+    )
+    assert [p.checked for p in seen] == [3, 6, 9, 10]
+    body = two_sites.client.get(f"/api/v1/audits/{audit_id}", headers=two_sites.auth()).json()
+    assert body["status"] == "done"
+    assert body["checked"] == 10  # 5 objects x 2 offers
+    assert body["problems"] == []
+
+
 def test_sample_rate_checks_a_stable_share(two_sites: Api) -> None:
     for i in range(6):
         deposit(two_sites, f"MSG-SAMPLE-{i}", PAYLOAD + bytes([i]))
