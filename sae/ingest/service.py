@@ -612,18 +612,23 @@ def catalogue(
 
 
 def _insert_all(session: Session, rows: Sequence[Base]) -> None:
-    """One multi-row INSERT of ``rows`` (ORM instances, left detached); column defaults apply."""
+    """One multi-row INSERT of ``rows`` (ORM instances, left detached).
+
+    A column a row does not set takes its default; a column set to None is NULL. (Without
+    ``render_nulls`` the ORM leaves None values out, which splits rows that differ only in
+    which columns are None, a root unit and its children say, into several statements.)
+    """
     if not rows:
         return
     mapper = inspect(type(rows[0]))
     keys = [attr.key for attr in mapper.column_attrs]
-    # Rows that set the same columns go together: an unset column takes its default.
+    # Rows that set the same columns go together.
     batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         values = {k: row.__dict__[k] for k in keys if k in row.__dict__}
         batches.setdefault(tuple(values), []).append(values)
     for batch in batches.values():
-        session.execute(insert(mapper), batch)
+        session.execute(insert(mapper).execution_options(render_nulls=True), batch)
 
 
 def journal_transfer(
@@ -837,7 +842,7 @@ def ingest(
         transfer_row.warnings = [w.as_dict() for w in warnings]
         session.flush()
         units, objects = catalogue(session, transfer_row, parsed, stored)
-        dates.refresh_units(session, [u.id for u in units])
+        dates.refresh_units(session, [u.id for u in units], new=True)
         transfer_row.unit_count = len(units)
         transfer_row.object_count = len(objects)
         transfer_row.total_bytes = sum(o.size or 0 for o in objects)

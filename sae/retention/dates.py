@@ -164,13 +164,17 @@ def rules_json(result: compute.CategoryResult) -> list[dict[str, Any]]:
     ]
 
 
-def refresh_units(session: Session, unit_ids: Iterable[str]) -> int:
-    """Recompute and store the end dates of ``unit_ids`` (flush, no commit). Returns the count."""
+def refresh_units(session: Session, unit_ids: Iterable[str], *, new: bool = False) -> int:
+    """Recompute and store the end dates of ``unit_ids`` (flush, no commit). Returns the count.
+
+    ``new``: the units were created in this transaction (ingest), so no end date is stored for
+    them yet and there is nothing to replace.
+    """
     targets = list(dict.fromkeys(unit_ids))
     if not targets:
         return 0
     computed = compute_units(session, targets)
-    for chunk in _chunks(targets):
+    for chunk in [] if new else _chunks(targets):
         session.execute(delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_(chunk)))
     rows = [row for uid in targets for row in _rows(uid, computed[uid])]
     if rows:
