@@ -611,6 +611,20 @@ def catalogue(
     return units, objects
 
 
+def _parents_of(
+    units: Sequence[ArchiveUnit], transfer: seda.ArchiveTransfer
+) -> dict[str, list[str]]:
+    """The parents of each new unit (catalogue ids), in the order the catalogue's links give
+    them back (``sae.retention.dates.parents_closure``): the child's position under each
+    parent, then the parent's id."""
+    ids = {unit.sip_id: unit.id for unit in units}
+    found: dict[str, list[tuple[int, str]]] = {}
+    for unit in transfer.package.archive_units:
+        for position, child in enumerate(unit.child_unit_ids):
+            found.setdefault(ids[child], []).append((position, ids[unit.id]))
+    return {child: [parent for _, parent in sorted(pairs)] for child, pairs in found.items()}
+
+
 def _insert_all(session: Session, rows: Sequence[Base]) -> None:
     """One multi-row INSERT of ``rows`` (ORM instances, left detached).
 
@@ -842,7 +856,7 @@ def ingest(
         transfer_row.warnings = [w.as_dict() for w in warnings]
         session.flush()
         units, objects = catalogue(session, transfer_row, parsed, stored)
-        dates.refresh_units(session, [u.id for u in units], new=True)
+        dates.store_new_units(session, units, _parents_of(units, parsed))
         transfer_row.unit_count = len(units)
         transfer_row.object_count = len(objects)
         transfer_row.total_bytes = sum(o.size or 0 for o in objects)

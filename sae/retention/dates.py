@@ -99,11 +99,23 @@ def compute_units(
             select(ArchiveUnit.id, ArchiveUnit.management).where(ArchiveUnit.id.in_(chunk))
         ):
             management[uid] = mgmt or {}
+    return compute_graph(session, targets, parents, management)
+
+
+def compute_graph(
+    session: Session,
+    targets: Sequence[str],
+    parents: Mapping[str, list[str]],
+    management: Mapping[str, Mapping[str, Any]],
+) -> dict[str, dict[str, compute.CategoryResult]]:
+    """:func:`compute_units` on a graph in hand: ``parents`` of the targets and of all their
+    ancestors (in link order), and the stored management JSON of every one of them."""
+    closure = set(targets) | set(management)
     declared = {
         uid: {k: v for k, v in m.items() if k != "_defaults"} for uid, m in management.items()
     }
     defaults = {uid: m.get("_defaults", {}) for uid, m in management.items() if uid not in parents}
-    referential = {rule.id: rule for rule in session.scalars(select(Rule))}
+    referential = referenced_rules(session, management.values())
     order = compute.topological(sorted(closure), parents)
     out: dict[str, dict[str, compute.CategoryResult]] = {uid: {} for uid in targets}
     for category in compute.CATEGORIES:
@@ -114,6 +126,22 @@ def compute_units(
             if uid in results:
                 out[uid][category] = results[uid]
     return out
+
+
+def referenced_rules(session: Session, management: Iterable[Mapping[str, Any]]) -> dict[str, Rule]:
+    """The referential's rules that ``management`` JSON blocks name (declared or defaults)."""
+    ids: set[str] = set()
+    for stored in management:
+        for categories in (stored, stored.get("_defaults") or {}):
+            for category, block in categories.items():
+                if category != "_defaults" and isinstance(block, Mapping):
+                    ids.update(str(ref["rule_id"]) for ref in block.get("rules", []))
+    found: dict[str, Rule] = {}
+    for chunk in _chunks(sorted(ids)):
+        found.update(
+            (rule.id, rule) for rule in session.scalars(select(Rule).where(Rule.id.in_(chunk)))
+        )
+    return found
 
 
 def final_action_of(result: compute.CategoryResult) -> str:
@@ -164,18 +192,35 @@ def rules_json(result: compute.CategoryResult) -> list[dict[str, Any]]:
     ]
 
 
-def refresh_units(session: Session, unit_ids: Iterable[str], *, new: bool = False) -> int:
-    """Recompute and store the end dates of ``unit_ids`` (flush, no commit). Returns the count.
-
-    ``new``: the units were created in this transaction (ingest), so no end date is stored for
-    them yet and there is nothing to replace.
-    """
+def refresh_units(session: Session, unit_ids: Iterable[str]) -> int:
+    """Recompute and store the end dates of ``unit_ids`` (flush, no commit). Returns the count."""
     targets = list(dict.fromkeys(unit_ids))
     if not targets:
         return 0
     computed = compute_units(session, targets)
-    for chunk in [] if new else _chunks(targets):
+    for chunk in _chunks(targets):
         session.execute(delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_(chunk)))
+    return _store(session, targets, computed)
+
+
+def store_new_units(
+    session: Session, units: Sequence[ArchiveUnit], parents: Mapping[str, list[str]]
+) -> int:
+    """:func:`refresh_units` for units created in this transaction (ingest), from what their
+    creator holds: their management JSON and ``parents`` (every parent is among ``units``, in
+    link order). Nothing is read back from the catalogue and nothing is replaced."""
+    targets = [unit.id for unit in units]
+    if not targets:
+        return 0
+    management = {unit.id: unit.management or {} for unit in units}
+    return _store(session, targets, compute_graph(session, targets, parents, management))
+
+
+def _store(
+    session: Session,
+    targets: Sequence[str],
+    computed: Mapping[str, dict[str, compute.CategoryResult]],
+) -> int:
     rows = [row for uid in targets for row in _rows(uid, computed[uid])]
     if rows:
         session.execute(insert(UnitComputedRule), rows)

@@ -177,3 +177,54 @@ def test_catalogue_materialises_inherited_end_dates(api: Api) -> None:
     assert rows[ids["Alone"]].end_date == date(2017, 1, 1)
     unit = api.client.get(f"/api/v1/units/{ids['Shared']}", headers=api.auth()).json()
     assert unit["appraisal_end"] == "2021-01-01"
+
+
+def test_end_dates_written_at_ingest_are_those_the_catalogue_gives_back(api: Api) -> None:
+    """Ingest computes the end dates of its new units from what it holds (no reading back);
+    recomputing them from the catalogue (``refresh_units``) must give exactly the same rows:
+    several parents, transfer defaults, prevent-inheritance, RefNonRuleId, several categories."""
+    from sae.retention import dates
+
+    spec = SipSpec(
+        message_id="MSG-SAME-DATES",
+        producer="FINANCES",
+        transferring="FINANCES",
+        files=[FileSpec(uri=f"Content/{n}.pdf", data=b"%PDF-1.4\n%" + n.encode() + b"\n%%EOF\n")
+               for n in ("a", "b", "c")],
+        default_rules=[RuleSpec("AccessRule", "ACC-25Y", date(2015, 6, 1)),
+                       RuleSpec("AppraisalRule", "APP-10Y", date(2009, 1, 1), "Keep")],
+        units=[
+            UnitSpec(id="AU-R1", title="R1", level="File",
+                     rules=[RuleSpec("AppraisalRule", "APP-5Y", date(2010, 1, 1), "Destroy")],
+                     children=[UnitSpec(id="AU-S", title="S", files=[0]),
+                               UnitSpec(id="AU-T", title="T", files=[1],
+                                        rules=[RuleSpec("AccessRule", "ACC-50Y",
+                                                        date(2001, 2, 3),
+                                                        ref_non_rule_ids=["ACC-25Y"])])]),
+            UnitSpec(id="AU-R2", title="R2", level="File",
+                     rules=[RuleSpec("AppraisalRule", "APP-10Y", date(2011, 1, 1), "Destroy",
+                                     prevent_inheritance=True)],
+                     refs=["AU-S", "AU-T"],
+                     children=[UnitSpec(id="AU-U", title="U", files=[2])]),
+            UnitSpec(id="AU-R3", title="R3", level="File"),
+        ],
+    )
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 201, response.text
+    unit_ids = [u["id"] for u in response.json()["units"]]
+
+    def stored() -> list[tuple[Any, ...]]:
+        with api.runtime.sessions() as session:
+            return sorted(
+                (r.unit_id, r.category, r.end_date, r.unbounded, r.final_action, str(r.rules))
+                for r in session.scalars(
+                    select(UnitComputedRule).where(UnitComputedRule.unit_id.in_(unit_ids))
+                )
+            )
+
+    at_ingest = stored()
+    assert {row[1] for row in at_ingest} == {"AccessRule", "AppraisalRule"}
+    with api.runtime.sessions() as session:
+        dates.refresh_units(session, unit_ids)
+        session.commit()
+    assert stored() == at_ingest
