@@ -4,7 +4,8 @@ Computing one unit's rules means walking its ancestors (SEDA inheritance). Doing
 million units to answer "what is due before D" is far too slow, so the outcome is stored and
 indexed on (category, final_action, end_date), and kept current:
 
-* at ingest (``refresh_units`` on the new units, called by ``sae.ingest.service.ingest``);
+* at ingest (``store_new_units``, called by ``sae.ingest.service.ingest`` with the units and
+  links it has just catalogued: nothing is read back);
 * on a referential change (``recompute_for_rules``: the units that declare a changed rule and
   all their descendants);
 * holds placed through the API live in their own tables and are read at query time.
