@@ -136,8 +136,10 @@ def main() -> None:
     base = args.records / baseline
     mib = sum(len(d) for _, d in blobs) / 2**20
     peer = versus_peer(rate, args.mode == "one-sip")
-    how = "one SIP of" if args.mode == "one-sip" else f"{len(measured[0])} SIPs of one, {clients}"
-    how += "" if args.mode == "one-sip" else " clients,"
+    if args.mode == "one-sip":
+        how = "one SIP of"
+    else:
+        how = f"{len(measured[0])} SIPs of one, {clients} clients,"
     warmup = ""
     if cold:
         first_wall, first_ok, _ = cold[0]
