@@ -91,6 +91,8 @@ class SipArchive:
         self._others_lock = threading.Lock()
         try:
             self._zip = zipfile.ZipFile(path)
+        # NotImplementedError is zipfile's answer to an archive it cannot read (an unsupported
+        # compression method or zip version): the depositor's fault, caught, never raised here.
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
             raise SipRefused(
                 [IngestFault("sip.not_a_zip", f"the body is not a readable zip archive: {exc}")]
@@ -206,7 +208,7 @@ class SipArchive:
             zipfile.BadZipFile,
             OSError,
             EOFError,
-            NotImplementedError,
+            NotImplementedError,  # zipfile: an unsupported compression method (caught)
             # A local header name that is not UTF-8 (UnicodeDecodeError), a forged offset…
             ValueError,
             # A forged compressed stream fails inside the decompressor, not in zipfile.
