@@ -13,16 +13,21 @@ are postponed to the end of the batch — one fsync per file, one per directory 
 it received — before anything is acknowledged.
 
 The lock lives in a sidecar because POSIX has no retention dates; the offer enforces it on
-``delete``. This protects against the application and its operators' mistakes, not against
-root on the machine: that is what the second, remote, Object-Lock offer is for.
+``delete``. A new object's sidecar is created under its own name in one write (nothing to
+replace); later changes (extension, hold, seal) replace it through a temporary name. A missing
+or empty sidecar means the process stopped before the object was locked: never acknowledged.
+This protects against the application and its operators' mistakes, not against root on the
+machine: that is what the second, remote, Object-Lock offer is for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import secrets
 import stat
 import sys
 import tempfile
@@ -52,6 +57,7 @@ from sae.storage.errors import (
 )
 
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -94,6 +100,22 @@ def _fsync_all(paths: Sequence[Path]) -> None:
             future.result()
 
 
+def _create_temp(directory: Path, stem: str) -> tuple[int, str]:
+    """A new, empty, read-only file for writing under a temporary name in ``directory``: its
+    descriptor (read and write) and its path.
+
+    Created 0444 from the start (the mode binds later opens, not this descriptor): the bytes are
+    never writable through any other one, and no ``chmod`` is needed once they are written.
+    """
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, _READ_ONLY), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
+
+
 @dataclass
 class _Batch:
     """Writes of one transfer whose durability waits for the end of its batch."""
@@ -116,7 +138,7 @@ class _Written:
 
 
 class _ReadBack:
-    """The SHA-512 of a file being written, read back through a descriptor of its own.
+    """The SHA-512 of a file being written, read back (``pread``) through a descriptor of its own.
 
     A small file is read back in one go once written and synced. Past :attr:`TRAIL_AFTER`
     bytes a second thread follows the writer, so that hashing what is already written overlaps
@@ -128,8 +150,8 @@ class _ReadBack:
 
     TRAIL_AFTER = 8 * CHUNK_SIZE
 
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
+    def __init__(self, fd: int) -> None:
+        self._fd = os.dup(fd)  # its own descriptor: the writer closes its one when done
         self._digest = hashlib.sha512()
         self._offset = 0
         self._written = 0
@@ -311,12 +333,47 @@ class FilesystemOffer:
     # -- sidecar ---------------------------------------------------------------------------
 
     def _read_meta(self, key: str) -> dict[str, Any] | None:
+        """The lock record of ``key``; None when it has none.
+
+        An empty record counts as none: the process stopped between creating a new object's
+        record and writing it (:meth:`_create_meta`), so the object was never acknowledged.
+        """
         try:
-            raw = self._meta(key).read_text(encoding="utf-8")
+            raw = self._meta(key).read_bytes()
         except FileNotFoundError:
+            return None
+        if not raw:
             return None
         value: dict[str, Any] = json.loads(raw)
         return value
+
+    def _create_meta(self, key: str, meta: dict[str, Any]) -> None:
+        """The first lock record of a new object: created under its name, in one write.
+
+        Nothing is replaced, so no temporary name is needed; a record found there already (a
+        removal that stopped between the bytes and their record) is replaced as usual.
+        """
+        target = self._meta(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(meta, sort_keys=True).encode()
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+        except FileExistsError:
+            self._write_meta(key, meta)
+            return
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                self._durable_file(fd, target)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+            raise
+        self._durable_dir(target.parent)
 
     def _write_meta(self, key: str, meta: dict[str, Any]) -> None:
         target = self._meta(key)
@@ -352,17 +409,17 @@ class FilesystemOffer:
     def _write_temp(
         self, directory: Path, stem: str, source: BinaryIO, final: Path, *, hash_write: bool
     ) -> _Written:
-        """Copy ``source`` to a read-only temp file, durable (now or at the end of the batch)
-        under the name ``final`` it is about to get, and read it back.
+        """Copy ``source`` to a read-only temp file (see :func:`_create_temp`), durable (now or at
+        the end of the batch) under the name ``final`` it is about to get, and read it back.
 
         ``hash_write=False`` when the caller knows the digest the bytes must have: they are then
         only hashed as read back, and the caller compares that with what it expects.
         """
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".tmp")
+        fd, tmp = _create_temp(directory, stem)
         digest = hashlib.sha512() if hash_write else None
         size = 0
         try:
-            readback = _ReadBack(tmp)
+            readback = _ReadBack(fd)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
@@ -380,7 +437,6 @@ class FilesystemOffer:
                 self._durable_file(fd, final)
             finally:
                 os.close(fd)
-            os.chmod(tmp, _READ_ONLY)
             back_sha512, back_size = readback.finish()
         except BaseException:
             readback.abandon()
@@ -447,7 +503,7 @@ class FilesystemOffer:
                 os.unlink(written.tmp)
             self._durable_dir(target.parent)
             meta = self._lock_meta(retain_until, sha512, written.size)
-            self._write_meta(key, meta)
+            self._create_meta(key, meta)
         except OSError as exc:
             raise self._unavailable(exc) from exc
         return self._stored(key, meta)

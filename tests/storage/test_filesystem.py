@@ -68,6 +68,39 @@ def test_crash_leftovers(tmp_path: Path) -> None:
     assert head.retain_until == until
     with pytest.raises(RetentionActive):
         offer.delete("objects/late")
+    # its sidecar created but not yet written (killed between the two): the same as none
+    (objects / "empty").write_bytes(b"killed before its lock was written")
+    (tmp_path / "meta" / "objects" / "empty.json").write_bytes(b"")
+    head = offer.head("objects/empty")
+    assert head is not None
+    assert (head.retain_until, head.sha512) == (None, None)
+    offer.extend_retention("objects/empty", until)  # locked from now on, its record rewritten
+    head = offer.head("objects/empty")
+    assert head is not None
+    assert head.retain_until == until
+    with pytest.raises(RetentionActive):
+        offer.delete("objects/empty")
+    # ... or, unlocked, removed with its empty record
+    (objects / "gone").write_bytes(b"never acknowledged")
+    (tmp_path / "meta" / "objects" / "gone.json").write_bytes(b"")
+    offer.delete("objects/gone")
+    assert not (tmp_path / "meta" / "objects" / "gone.json").exists()
+    assert list(offer.list_keys()) == ["objects/empty", "objects/late"]
+
+
+def test_a_new_objects_sidecar_is_created_once_and_a_leftover_one_replaced(tmp_path: Path) -> None:
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    meta = tmp_path / "meta" / "objects"
+    meta.mkdir()
+    # a removal that stopped between the bytes and their record left the record behind
+    (meta / "k.json").write_text('{"retain_until": "2999-01-01T00:00:00+00:00"}')
+    stored = offer.put("objects/k", io.BytesIO(b"new"), retain_until=None)
+    head = offer.head("objects/k")
+    assert head is not None
+    assert (head.sha512, head.size, head.stored_at) == (stored.sha512, 3, stored.stored_at)
+    assert [p.name for p in meta.iterdir()] == ["k.json"]  # no temporary name left
+    assert [p.name for p in (tmp_path / "data" / "objects").iterdir()] == ["k"]
 
 
 def test_unwritable_offer_is_unavailable(tmp_path: Path) -> None:
@@ -115,10 +148,11 @@ def test_outside_a_batch_every_put_is_durable_when_it_returns(
     offer = FilesystemOffer("local", tmp_path)
     offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
     data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
-    # the bytes (under their temporary name), the directory, the sidecar, its directory
+    # the bytes (under their temporary name), the directory, the sidecar (created under its
+    # own name: a new object's has nothing to replace), its directory
     synced = [Path(p) for p in calls.fsynced]
-    assert [(p.parent, p.name.split(".")[1]) for p in synced[::2]] == [(data, "a"), (meta, "a")]
-    assert synced[1::2] == [data, meta]
+    assert (synced[0].parent, synced[0].name.split(".")[1]) == (data, "a")
+    assert synced[1:] == [data, meta / "a.json", meta]
 
 
 def test_a_batch_makes_its_writes_durable_at_its_end(
