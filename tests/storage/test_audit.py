@@ -168,7 +168,9 @@ def test_a_batch_ends_once_its_bytes_are_read_and_the_next_goes_on_from_there(
 
 
 def test_sample_rate_checks_a_stable_share(two_sites: Api) -> None:
-    for i in range(6):
+    # Which objects are drawn depends on their (random) identifiers: with 20 of them, all or
+    # none are drawn once in a million runs (with 6, all were, once in 64: a flaky test).
+    for i in range(20):
         deposit(two_sites, f"MSG-SAMPLE-{i}", PAYLOAD + bytes([i]))
     response = two_sites.client.post(
         "/api/v1/audits", json={"sample_rate": 0.5}, headers=two_sites.auth()
@@ -178,7 +180,7 @@ def test_sample_rate_checks_a_stable_share(two_sites: Api) -> None:
     ).json()
     assert body["status"] == "done"
     assert body["checked"] % 2 == 0  # both copies of every drawn object
-    assert body["checked"] < 12
+    assert 0 < body["checked"] < 40
     assert body["sample_rate"] == 0.5
 
 
