@@ -327,8 +327,11 @@ def errors_note(others: dict[int, int]) -> str:
 # --- SIPs --------------------------------------------------------------------------------------
 
 
-def sip_of_files(message_id: str, blobs: Sequence[tuple[str, bytes]]) -> bytes:
-    """A SIP with one archive unit per file (a record = a unit), under one root unit."""
+def sip_of_files(
+    message_id: str, blobs: Sequence[tuple[str, bytes]], *, deflate: bool = False
+) -> bytes:
+    """A SIP with one archive unit per file (a record = a unit), under one root unit; the files
+    stored in the zip as they are (as ``sae deposit`` packs scans) unless ``deflate``."""
     from tests.sipfactory import FileSpec, SipSpec, UnitSpec, build_zip
 
     spec = SipSpec(
@@ -348,4 +351,4 @@ def sip_of_files(message_id: str, blobs: Sequence[tuple[str, bytes]]) -> bytes:
             )
         ],
     )
-    return build_zip(spec)
+    return build_zip(spec, store_files=not deflate)

@@ -195,16 +195,20 @@ def manifest(spec: SipSpec) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
-def build_zip(spec: SipSpec, *, manifest_bytes: bytes | None = None) -> bytes:
-    """The SIP zip of ``spec`` (manifest at the root, files at their Uri)."""
+def build_zip(
+    spec: SipSpec, *, manifest_bytes: bytes | None = None, store_files: bool = False
+) -> bytes:
+    """The SIP zip of ``spec`` (manifest at the root, files at their Uri), deflated; with
+    ``store_files`` the files are stored as they are, as ``sae deposit`` packs scans."""
     out = io.BytesIO()
+    files_method = zipfile.ZIP_STORED if store_files else zipfile.ZIP_DEFLATED
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(
             "manifest.xml", manifest_bytes if manifest_bytes is not None else manifest(spec)
         )
         for f in spec.files:
             if f.in_zip:
-                zf.writestr(f.uri, f.data)
+                zf.writestr(f.uri, f.data, compress_type=files_method)
         for name, data in spec.extra_entries.items():
             zf.writestr(name, data)
     return out.getvalue()
