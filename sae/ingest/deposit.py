@@ -3,19 +3,28 @@
 Shared by ``POST /api/v1/transfers`` and the console's deposit form, so both follow exactly the
 same steps: a 2xx (or the console's "accepté") only after the commit; on a lost race for the
 same MessageIdentifier, the copies this attempt wrote are removed and the caller gets 409.
+
+Accepted transfers are committed in groups (:class:`GroupCommit`): the transfers of concurrent
+deposits that are ready at the same moment share one transaction, one journal append and one
+commit. Each request thread does everything else on its own (reading the SIP, storing and
+syncing its copies, building its rows), at the same time as the others.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
 from sae.auth.service import Principal
+from sae.db import transaction
 from sae.errors import SAEError
 from sae.ingest import service
-from sae.ingest.errors import DuplicateTransfer
+from sae.ingest.errors import CommitFailed, DuplicateTransfer
 from sae.runtime import Runtime
 
 log = logging.getLogger("sae.ingest")
@@ -25,28 +34,120 @@ def ingest_and_commit(
     runtime: Runtime, principal: Principal, path: Path, sip_sha512: str | None = None
 ) -> service.IngestOutcome:
     """Ingest the SIP at ``path`` and commit; accepted transfers get a tree head soon after."""
-    env = service.IngestEnv(
-        settings=runtime.settings,
-        offers=runtime.strategy_offers,
-        after_accept=runtime.extras.get("after_accept"),
-    )
+    env = service.IngestEnv(settings=runtime.settings, offers=runtime.strategy_offers)
     with runtime.sessions() as session:
-        outcome = service.ingest(session, env, principal, path, sip_sha512=sip_sha512)
+        prepared = service.prepare(session, env, principal, path, sip_sha512=sip_sha512)
+        if isinstance(prepared, service.IngestOutcome):  # refused: its row and journal event
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                raise _duplicate(prepared.transfer.message_identifier) from None
+            return prepared
+    group_commit(runtime).commit(prepared)
+    request_seal(runtime)
+    return prepared.outcome
+
+
+def _duplicate(message_identifier: str | None) -> DuplicateTransfer:
+    return DuplicateTransfer(
+        f"MessageIdentifier {message_identifier!r} was accepted concurrently by another request"
+    )
+
+
+@dataclass(eq=False)
+class _Slot:
+    transfer: service.AcceptedTransfer
+    done: bool = False
+    error: SAEError | None = None
+
+
+class GroupCommit:
+    """Commits accepted transfers, those ready at the same moment together.
+
+    The first thread to arrive writes and commits the transfers waiting then (its own among
+    them, at most :attr:`max_group`), in one transaction; the others wait for its verdict, and
+    the transfers that arrived meanwhile make the next group, led by one of their threads. SQLite
+    lets one connection write at a time, and the journal appends one batch at a time on any
+    database: one transaction per transfer made every deposit wait for every other's commit.
+
+    All or nothing per transfer still: when a group fails on a constraint (the same
+    MessageIdentifier accepted concurrently), its transfers are committed one by one, so that
+    only the duplicate fails (409); any other failure fails every transfer of the group (503,
+    ``ingest.commit_failed``). A transfer that is not committed has its copies removed.
+    """
+
+    def __init__(self, runtime: Runtime, max_group: int = 64) -> None:
+        self.runtime = runtime
+        self.max_group = max_group
+        self._cond = threading.Condition()
+        self._queue: list[_Slot] = []
+        self._leading = False
+
+    def commit(self, transfer: service.AcceptedTransfer) -> None:
+        """Commit ``transfer`` (with whatever is ready beside it); raises what refused it."""
+        slot = _Slot(transfer)
+        with self._cond:
+            self._queue.append(slot)
+        while True:
+            with self._cond:
+                while self._leading and not slot.done:
+                    self._cond.wait()
+                if slot.done:
+                    break
+                self._leading = True
+                group = self._queue[: self.max_group]
+                del self._queue[: self.max_group]
+            errors: list[SAEError | None] | None = None
+            try:
+                errors = self._write(group)
+            finally:
+                # The verdicts and the end of this lead, at once: a thread woken by one sees
+                # the other.
+                with self._cond:
+                    for i, member in enumerate(group):
+                        member.error = (
+                            errors[i] if errors is not None else CommitFailed("interrupted")
+                        )
+                        member.done = True
+                    self._leading = False
+                    self._cond.notify_all()
+        if slot.error is not None:
+            raise slot.error
+
+    def _write(self, group: Sequence[_Slot]) -> list[SAEError | None]:
+        """Write and commit the group; each transfer's error (None: committed)."""
+        offers = self.runtime.strategy_offers
         try:
-            session.commit()
+            with transaction(self.runtime.sessions) as session:
+                service.write_accepted(session, [slot.transfer for slot in group])
+            return [None] * len(group)
         except IntegrityError:
-            # Two deposits of the same MessageIdentifier raced: the loser's copies go.
-            session.rollback()
-            for obj in outcome.objects:
-                if obj.storage_key:
-                    service.discard_stored_key(env.offers, obj.storage_key)
-            raise DuplicateTransfer(
-                f"MessageIdentifier {outcome.transfer.message_identifier!r} was accepted "
-                "concurrently by another request"
-            ) from None
-    if outcome.accepted:
-        request_seal(runtime)
-    return outcome
+            if len(group) > 1:
+                return [self._write([slot])[0] for slot in group]
+            group[0].transfer.discard(offers)
+            return [_duplicate(group[0].transfer.transfer_row.message_identifier)]
+        except Exception as exc:
+            log.exception("ingest.commit_failed transfers=%d", len(group))
+            for slot in group:
+                slot.transfer.discard(offers)
+            return [
+                CommitFailed(f"the catalogue did not take the transfer ({type(exc).__name__})")
+                for _ in group
+            ]
+
+
+_group_commits_lock = threading.Lock()
+
+
+def group_commit(runtime: Runtime) -> GroupCommit:
+    """The runtime's :class:`GroupCommit` (one per process and database)."""
+    with _group_commits_lock:
+        found = runtime.extras.get("group_commit")
+        if not isinstance(found, GroupCommit):
+            found = GroupCommit(runtime)
+            runtime.extras["group_commit"] = found
+        return found
 
 
 def request_seal(runtime: Runtime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sae.errors import Conflict, PayloadTooLarge, UnsupportedMediaType
+from sae.errors import Conflict, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,9 @@ class SipTooLarge(PayloadTooLarge):
 
 class NotAZip(UnsupportedMediaType):
     code = "ingest.media_type"
+
+
+class CommitFailed(ServiceUnavailable):
+    """The database did not take an accepted transfer (its copies are removed): retry."""
+
+    code = "ingest.commit_failed"

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, inspect, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 import seda
 from sae.auth.errors import ProducerNotAllowed
@@ -86,7 +86,6 @@ class IngestEnv:
 
     settings: Settings
     offers: Sequence[StorageOffer]
-    after_accept: Callable[[Session, Transfer], dict[str, Any] | None] | None = None
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -464,18 +463,39 @@ def discard_stored_key(offers: Sequence[StorageOffer], key: str) -> None:
         log.warning("ingest.discard_incomplete key=%s: %s", key, exc)
 
 
-def catalogue(
-    session: Session,
+@dataclass
+class CatalogueRows:
+    """What a transfer adds to the catalogue, built before anything is written (ORM instances
+    that stay detached: :func:`write_catalogue` inserts their values)."""
+
+    groups: list[DataObjectGroup]
+    objects: list[DataObject]
+    copies: list[ObjectCopy]
+    units: list[ArchiveUnit]
+    links: list[UnitLink]
+    rules: list[UnitRule]
+
+    @classmethod
+    def merge(cls, parts: Sequence[CatalogueRows]) -> CatalogueRows:
+        """The rows of several transfers, table by table (one INSERT each for all)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            [row for part in parts for row in part.groups],
+            [row for part in parts for row in part.objects],
+            [row for part in parts for row in part.copies],
+            [row for part in parts for row in part.units],
+            [row for part in parts for row in part.links],
+            [row for part in parts for row in part.rules],
+        )
+
+
+def catalogue_rows(
     transfer_row: Transfer,
     transfer: seda.ArchiveTransfer,
     stored: list[StoredBinary],
-) -> tuple[list[ArchiveUnit], list[DataObject]]:
-    """Write units (graph), groups, objects, copies and declared rules; no commit.
-
-    The rows go in with one multi-row INSERT per table (a transfer of thousands of files would
-    spend longer in the ORM's unit of work than in storing them); the returned units and
-    objects are detached copies of what was written.
-    """
+) -> CatalogueRows:
+    """The units (graph), groups, objects, copies and declared rules of an accepted transfer."""
     package = transfer.package
     producer = transfer_row.producer or "unknown"
     groups: list[DataObjectGroup] = []
@@ -605,10 +625,18 @@ def catalogue(
             for category, block in transfer_management.rules.items()
             for ref in block.rules
         )
+    return CatalogueRows(groups, objects, copies, units, links, rules)
+
+
+def write_catalogue(session: Session, rows: CatalogueRows) -> None:
+    """Insert the rows of :func:`catalogue_rows` (after their transfer's row); no commit.
+
+    One multi-row INSERT per table: a transfer of thousands of files would spend longer in the
+    ORM's unit of work than in storing them.
+    """
     session.flush()  # the transfer row first
-    for rows in (groups, objects, copies, units, links, rules):
-        _insert_all(session, rows)
-    return units, objects
+    for table in (rows.groups, rows.objects, rows.copies, rows.units, rows.links, rows.rules):
+        _insert_all(session, table)
 
 
 def _parents_of(
@@ -645,17 +673,14 @@ def _insert_all(session: Session, rows: Sequence[Base]) -> None:
         session.execute(insert(mapper).execution_options(render_nulls=True), batch)
 
 
-def journal_transfer(
-    session: Session,
+def transfer_events(
     principal: Principal,
     transfer_row: Transfer,
     units: list[ArchiveUnit],
     objects: list[DataObject],
-) -> int:
-    """One leaf per stored object (it carries its SHA-512), then one for the transfer.
-
-    Appended as one batch; returns the leaf index of the transfer's ``ingest.accepted`` leaf.
-    """
+) -> list[NewEvent]:
+    """The journal leaves of an accepted transfer: one per stored object (it carries its
+    SHA-512), then one for the transfer."""
     unit_of_group: dict[str, ArchiveUnit] = {}
     for unit in units:
         if unit.data_object_group_id is not None:
@@ -698,8 +723,7 @@ def journal_transfer(
             },
         )
     )
-    leaves = append_events(session, events)
-    return leaves[-1].leaf_index
+    return events
 
 
 # --- replies -----------------------------------------------------------------------------------
@@ -792,6 +816,30 @@ def _seda_faults(items: Sequence[seda.Fault]) -> list[IngestFault]:
     return [IngestFault(f.code, f.message, f.where) for f in items]
 
 
+@dataclass
+class AcceptedTransfer:
+    """An accepted transfer whose copies are durable, and everything its commit writes."""
+
+    transfer_row: Transfer
+    rows: CatalogueRows
+    end_dates: list[dict[str, Any]]
+    events: list[NewEvent]
+
+    @property
+    def outcome(self) -> IngestOutcome:
+        row = self.transfer_row
+        assert row.atr is not None
+        return IngestOutcome(
+            transfer=row, atr=row.atr, units=self.rows.units, objects=self.rows.objects
+        )
+
+    def discard(self, offers: Sequence[StorageOffer]) -> None:
+        """Remove the copies of a transfer that will not be committed."""
+        for obj in self.rows.objects:
+            if obj.storage_key:
+                discard_stored_key(offers, obj.storage_key)
+
+
 def ingest(
     session: Session,
     env: IngestEnv,
@@ -808,6 +856,38 @@ def ingest(
     The caller commits. On refusal, the transfer row (status KO) and its journal event are the
     only things added to the session; every copy written has been discarded.
     """
+    prepared = prepare(session, env, principal, sip_path, sip_sha512=sip_sha512)
+    if isinstance(prepared, IngestOutcome):
+        return prepared
+    # The savepoint opens only when the first write comes: on SQLite a SAVEPOINT starts a
+    # transaction, and one that reads first keeps a snapshot that cannot become a write once
+    # another connection has committed (SQLITE_BUSY_SNAPSHOT, "database is locked" at once).
+    savepoint = session.begin_nested()
+    try:
+        write_accepted(session, [prepared])
+        savepoint.commit()
+    except BaseException:
+        savepoint.rollback()
+        prepared.discard(env.offers)
+        raise
+    return prepared.outcome
+
+
+def prepare(
+    session: Session,
+    env: IngestEnv,
+    principal: Principal,
+    sip_path: Path,
+    *,
+    sip_sha512: str | None = None,
+) -> IngestOutcome | AcceptedTransfer:
+    """Everything before the commit's writes: the SIP checked, its copies stored and durable,
+    and the rows and journal leaves of the transfer built (written by :func:`write_accepted`).
+
+    Only reads the database. On refusal, returns the KO outcome, whose transfer row and journal
+    event are added to the session (the caller commits them); every copy written has been
+    discarded.
+    """
     sip_size = sip_path.stat().st_size
     sip_digest = _SipDigest(sip_path, sip_sha512)
     transfer_row = Transfer(
@@ -820,10 +900,6 @@ def ingest(
     parsed: seda.ArchiveTransfer | None = None
     warnings: list[IngestFault] = []
     stored: list[StoredBinary] = []
-    # The savepoint opens only when the first write comes: on SQLite a SAVEPOINT starts a
-    # transaction, and one that reads first keeps a snapshot that cannot become a write once
-    # another connection has committed (SQLITE_BUSY_SNAPSHOT, "database is locked" at once).
-    savepoint: SessionTransaction | None = None
     try:
         with open_archive(sip_path, env.settings) as archive:
             manifest = locate_manifest(archive)
@@ -849,25 +925,18 @@ def ingest(
                 threads=env.settings.ingest_threads,
             )
         transfer_row.sip_sha512 = sip_digest.result()
-        savepoint = session.begin_nested()
-        session.add(transfer_row)
         transfer_row.status = "OK"
         transfer_row.completed_at = utcnow()
         transfer_row.warnings = [w.as_dict() for w in warnings]
-        session.flush()
-        units, objects = catalogue(session, transfer_row, parsed, stored)
-        dates.store_new_units(session, units, _parents_of(units, parsed))
+        # Everything the transaction writes is built before its first write: from that write
+        # to the commit, SQLite lets no other connection write (nor, from the journal's append
+        # on, PostgreSQL), so only the statements and the commit happen in between.
+        rows = catalogue_rows(transfer_row, parsed, stored)
+        units, objects = rows.units, rows.objects
+        end_dates = dates.compute_new_units(session, units, _parents_of(units, parsed), rules)
         transfer_row.unit_count = len(units)
         transfer_row.object_count = len(objects)
         transfer_row.total_bytes = sum(o.size or 0 for o in objects)
-        comments: list[str] = [
-            "Journal: the leaves of this transfer and the signed, time-stamped tree head "
-            f"covering them: /api/v1/transfers/{transfer_row.id}"
-        ]
-        if env.after_accept is not None:
-            info = env.after_accept(session, transfer_row)
-            if info:
-                comments.extend(f"{k}: {v}" for k, v in info.items())
         transfer_row.atr = build_atr(
             transfer_row,
             parsed,
@@ -876,28 +945,34 @@ def ingest(
             units,
             objects,
             env.settings.origin,
-            comments,
+            [
+                "Journal: the leaves of this transfer and the signed, time-stamped tree head "
+                f"covering them: /api/v1/transfers/{transfer_row.id}"
+            ],
         )
-        session.flush()
-        # Last, just before the commit: appending takes the journal's sequence lock (held until
-        # the commit on PostgreSQL), so nothing slow may come after it.
-        journal_transfer(session, principal, transfer_row, units, objects)
-        savepoint.commit()
-        return IngestOutcome(
-            transfer=transfer_row, atr=transfer_row.atr, units=units, objects=objects
-        )
+        events = transfer_events(principal, transfer_row, units, objects)
+        return AcceptedTransfer(transfer_row, rows, end_dates, events)
     except SipRefused as refused:
-        if savepoint is not None:
-            savepoint.rollback()
         discard_stored(env.offers, stored)
         transfer_row.sip_sha512 = sip_digest.result()
         return _refuse(session, env, principal, transfer_row, parsed, refused.faults, warnings)
     except BaseException:
         sip_digest.abandon()
-        if savepoint is not None:
-            savepoint.rollback()
         discard_stored(env.offers, stored)
         raise
+
+
+def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> None:
+    """Write accepted transfers in the caller's transaction: their rows, one multi-row INSERT
+    per table for all of them, their end dates, and their journal leaves as one append (in the
+    order given: each transfer's objects, then its ``ingest.accepted``)."""
+    for item in accepted:
+        session.add(item.transfer_row)
+    write_catalogue(session, CatalogueRows.merge([item.rows for item in accepted]))
+    dates.store_computed(session, [row for item in accepted for row in item.end_dates])
+    # Last, just before the commit: appending takes the journal's sequence lock (held until
+    # the commit on PostgreSQL), so nothing slow may come after it.
+    append_events(session, [event for item in accepted for event in item.events])
 
 
 def _refuse(

@@ -4,8 +4,9 @@ Computing one unit's rules means walking its ancestors (SEDA inheritance). Doing
 million units to answer "what is due before D" is far too slow, so the outcome is stored and
 indexed on (category, final_action, end_date), and kept current:
 
-* at ingest (``store_new_units``, called by ``sae.ingest.service.ingest`` with the units and
-  links it has just catalogued: nothing is read back);
+* at ingest (``compute_new_units`` then ``store_computed``, called by
+  ``sae.ingest.service.ingest`` with the units and links it is cataloguing and the rules it has
+  checked: nothing is read back);
 * on a referential change (``recompute_for_rules``: the units that declare a changed rule and
   all their descendants);
 * holds placed through the API live in their own tables and are read at query time.
@@ -108,15 +109,18 @@ def compute_graph(
     targets: Sequence[str],
     parents: Mapping[str, list[str]],
     management: Mapping[str, Mapping[str, Any]],
+    referential: Mapping[str, Rule] | None = None,
 ) -> dict[str, dict[str, compute.CategoryResult]]:
     """:func:`compute_units` on a graph in hand: ``parents`` of the targets and of all their
-    ancestors (in link order), and the stored management JSON of every one of them."""
+    ancestors (in link order), and the stored management JSON of every one of them; the rules
+    they name are read from the referential unless given."""
     closure = set(targets) | set(management)
     declared = {
         uid: {k: v for k, v in m.items() if k != "_defaults"} for uid, m in management.items()
     }
     defaults = {uid: m.get("_defaults", {}) for uid, m in management.items() if uid not in parents}
-    referential = referenced_rules(session, management.values())
+    if referential is None:
+        referential = referenced_rules(session, management.values())
     order = compute.topological(sorted(closure), parents)
     out: dict[str, dict[str, compute.CategoryResult]] = {uid: {} for uid in targets}
     for category in compute.CATEGORIES:
@@ -204,17 +208,29 @@ def refresh_units(session: Session, unit_ids: Iterable[str]) -> int:
     return _store(session, targets, computed)
 
 
-def store_new_units(
-    session: Session, units: Sequence[ArchiveUnit], parents: Mapping[str, list[str]]
-) -> int:
-    """:func:`refresh_units` for units created in this transaction (ingest), from what their
-    creator holds: their management JSON and ``parents`` (every parent is among ``units``, in
-    link order). Nothing is read back from the catalogue and nothing is replaced."""
+def compute_new_units(
+    session: Session,
+    units: Sequence[ArchiveUnit],
+    parents: Mapping[str, list[str]],
+    referential: Mapping[str, Rule] | None = None,
+) -> list[dict[str, Any]]:
+    """The ``unit_computed_rules`` rows of units being created (ingest), from what their creator
+    holds: their management JSON and ``parents`` (every parent is among ``units``, in link
+    order); :func:`store_computed` writes them. Nothing is read from the catalogue, and nothing
+    at all when the caller hands over the ``referential`` rules that the units name."""
     targets = [unit.id for unit in units]
     if not targets:
-        return 0
+        return []
     management = {unit.id: unit.management or {} for unit in units}
-    return _store(session, targets, compute_graph(session, targets, parents, management))
+    computed = compute_graph(session, targets, parents, management, referential)
+    return [row for uid in targets for row in _rows(uid, computed[uid])]
+
+
+def store_computed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows made by :func:`compute_new_units` (flush, no commit)."""
+    if rows:
+        session.execute(insert(UnitComputedRule), rows)
+    session.flush()
 
 
 def _store(
@@ -222,10 +238,7 @@ def _store(
     targets: Sequence[str],
     computed: Mapping[str, dict[str, compute.CategoryResult]],
 ) -> int:
-    rows = [row for uid in targets for row in _rows(uid, computed[uid])]
-    if rows:
-        session.execute(insert(UnitComputedRule), rows)
-    session.flush()
+    store_computed(session, [row for uid in targets for row in _rows(uid, computed[uid])])
     return len(targets)
 
 

@@ -21,10 +21,11 @@ CRASHING_INGEST = textwrap.dedent(
     from sae.ingest import service
 
     def crash(*args, **kwargs):
-        # The copies are on the offer; the process dies before the catalogue is written.
+        # The copies are on the offer and the catalogue rows written in the transaction; the
+        # process dies before journaling and committing them.
         os._exit(137)
 
-    service.catalogue = crash
+    service.append_events = crash
     runtime = Runtime.open(load_settings())
     env = service.IngestEnv(settings=runtime.settings, offers=runtime.strategy_offers)
     with runtime.sessions() as session:
