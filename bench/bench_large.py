@@ -82,7 +82,19 @@ def main() -> None:
         os.sync()
         t_cp = timed(lambda: subprocess.run(["cp", str(source), str(work / "copy")], check=True))
         (work / "copy").unlink()
+        # A plain cp returns once the bytes are in the page cache (seen here: 430 MiB/s to 3.6
+        # GiB/s from one run to the next); SAE answers once its copy is on disk. Given beside
+        # the target's ratio: cp followed by an fsync of the copy (coreutils `sync FILE`).
+        os.sync()
+        t_cp_sync = timed(
+            lambda: (
+                subprocess.run(["cp", str(source), str(work / "copy")], check=True),
+                subprocess.run(["sync", str(work / "copy")], check=True),
+            )
+        )
+        (work / "copy").unlink()
         base = args.mib / (t_sha + t_cp)
+        base_durable = args.mib / (t_sha + t_cp_sync)
         subprocess.run(["cat", str(sip)], stdout=subprocess.DEVNULL, check=True)
         os.sync()
         others: dict[int, int] = {}
@@ -113,6 +125,8 @@ def main() -> None:
         f"({errors_note(others)}); baseline sha512sum + cp {base:.0f} MiB/s "
         f"(sha512sum {args.mib / t_sha:.0f} MiB/s, cp {args.mib / t_cp:.0f} MiB/s); "
         f"ratio {rate / base:.2f} (target >= 0.7: {'met' if rate / base >= 0.7 else 'NOT met'}); "
+        f"against sha512sum + cp + fsync of the copy {base_durable:.0f} MiB/s, ratio "
+        f"{rate / base_durable:.2f}; "
         f"server peak RSS {peak_ingest:.0f} MiB during ingest, {peak:.0f} MiB overall "
         f"(idle {idle:.0f}; target <= 300: {'met' if peak <= 300 else 'NOT met'}){download}"
     )
