@@ -59,27 +59,26 @@ def test_crash_leftovers(tmp_path: Path) -> None:
     assert head is not None
     assert head.retain_until is None
     offer.delete("objects/unlocked")
+    until = datetime.now(UTC) + timedelta(days=3)
+
+    def extended_and_locked(key: str) -> None:
+        offer.extend_retention(key, until)  # locked from now on, its record (re)written
+        head = offer.head(key)
+        assert head is not None
+        assert head.retain_until == until
+        with pytest.raises(RetentionActive):
+            offer.delete(key)
+
     # the same, but someone extends it: it becomes locked until that date
     (objects / "late").write_bytes(b"late")
-    until = datetime.now(UTC) + timedelta(days=3)
-    offer.extend_retention("objects/late", until)
-    head = offer.head("objects/late")
-    assert head is not None
-    assert head.retain_until == until
-    with pytest.raises(RetentionActive):
-        offer.delete("objects/late")
+    extended_and_locked("objects/late")
     # its sidecar created but not yet written (killed between the two): the same as none
     (objects / "empty").write_bytes(b"killed before its lock was written")
     (tmp_path / "meta" / "objects" / "empty.json").write_bytes(b"")
     head = offer.head("objects/empty")
     assert head is not None
     assert (head.retain_until, head.sha512) == (None, None)
-    offer.extend_retention("objects/empty", until)  # locked from now on, its record rewritten
-    head = offer.head("objects/empty")
-    assert head is not None
-    assert head.retain_until == until
-    with pytest.raises(RetentionActive):
-        offer.delete("objects/empty")
+    extended_and_locked("objects/empty")
     # ... or, unlocked, removed with its empty record
     (objects / "gone").write_bytes(b"never acknowledged")
     (tmp_path / "meta" / "objects" / "gone.json").write_bytes(b"")
