@@ -3,7 +3,9 @@
 The pipeline is a sequence of named steps, each testable alone::
 
     open_archive → locate_manifest → parse_manifest → authorise → check_duplicate
-      → check_package → check_rules → store_objects → catalogue → journal → reply
+      → check_package → check_rules → store_objects → catalogue_rows → build_atr
+      → transfer_events                                  (prepare: reads the database only)
+      → write_accepted                                   (the writes, for one transfer or a group)
 
 A step that finds faults raises :class:`SipRefused` with all the faults it found; the pipeline
 then discards every copy it wrote, keeps a refused-transfer record with its faults (evidence of
