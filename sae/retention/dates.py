@@ -205,7 +205,8 @@ def refresh_units(session: Session, unit_ids: Iterable[str]) -> int:
     computed = compute_units(session, targets)
     for chunk in _chunks(targets):
         session.execute(delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_(chunk)))
-    return _store(session, targets, computed)
+    store_computed(session, _rows_of(targets, computed))
+    return len(targets)
 
 
 def compute_new_units(
@@ -222,24 +223,21 @@ def compute_new_units(
     if not targets:
         return []
     management = {unit.id: unit.management or {} for unit in units}
-    computed = compute_graph(session, targets, parents, management, referential)
-    return [row for uid in targets for row in _rows(uid, computed[uid])]
+    return _rows_of(targets, compute_graph(session, targets, parents, management, referential))
 
 
 def store_computed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows made by :func:`compute_new_units` (flush, no commit)."""
+    """Insert ``unit_computed_rules`` rows (of :func:`compute_new_units`; flush, no commit)."""
     if rows:
         session.execute(insert(UnitComputedRule), rows)
     session.flush()
 
 
-def _store(
-    session: Session,
-    targets: Sequence[str],
-    computed: Mapping[str, dict[str, compute.CategoryResult]],
-) -> int:
-    store_computed(session, [row for uid in targets for row in _rows(uid, computed[uid])])
-    return len(targets)
+def _rows_of(
+    targets: Sequence[str], computed: Mapping[str, dict[str, compute.CategoryResult]]
+) -> list[dict[str, Any]]:
+    """The ``unit_computed_rules`` rows of ``targets``, from what was computed for them."""
+    return [row for uid in targets for row in _rows(uid, computed[uid])]
 
 
 def recompute_for_rules(
