@@ -100,6 +100,13 @@ def _fsync_all(paths: Sequence[Path]) -> None:
             future.result()
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` (``os.write`` may take fewer at a time)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _create_temp(directory: Path, stem: str) -> tuple[int, str]:
     """A new, empty, read-only file for writing under a temporary name in ``directory``: its
     descriptor (read and write) and its path.
@@ -363,9 +370,7 @@ class FilesystemOffer:
             return
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, data)
                 self._durable_file(fd, target)
             finally:
                 os.close(fd)
@@ -429,9 +434,7 @@ class FilesystemOffer:
                 while chunk := source.read(CHUNK_SIZE):
                     if digest is not None:
                         digest.update(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    _write_all(fd, chunk)
                     size += len(chunk)
                     readback.advance(size)
                 self._durable_file(fd, final)
