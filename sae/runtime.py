@@ -8,7 +8,10 @@ strategy), and on first start writes the admin token.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -22,6 +25,24 @@ from sae.storage.base import StorageOffer
 from sae.storage.offers import OfferSet, check_offers, load_offers
 
 log = logging.getLogger("sae.runtime")
+
+
+#: A file of the spool directory (a SIP being received or ingested, a DIP being built) untouched
+#: for this long was left by a process that died: removed at the next start. In-flight files
+#: are written as they grow, and another worker process of the same instance may own them.
+SPOOL_LEFTOVER_AGE = timedelta(days=1)
+
+
+def sweep_spool(directory: Path) -> None:
+    """Remove the spool's leftovers of a crash (see :data:`SPOOL_LEFTOVER_AGE`)."""
+    cutoff = time.time() - SPOOL_LEFTOVER_AGE.total_seconds()
+    for entry in directory.iterdir():
+        try:
+            if entry.is_file() and entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                log.info("spool: removed %s, left by an earlier process", entry.name)
+        except FileNotFoundError:
+            continue
 
 
 @dataclass
@@ -39,6 +60,7 @@ class Runtime:
         """Start: directories, schema, offers, first-start admin token."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         (settings.data_dir / "tmp").mkdir(exist_ok=True)
+        sweep_spool(settings.data_dir / "tmp")
         engine = make_engine(settings.db_url)
         if migrate:
             upgrade(engine)

@@ -245,3 +245,20 @@ def test_a_server_process_freezes_its_startup_heap_and_collects_young_objects_le
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_start_sweeps_what_a_dead_process_left_in_the_spool(tmp_path: Path) -> None:
+    """A SIP being received when the process died stays in ``tmp/``; the next start removes
+    it once it is a day old, never a younger file (another worker's upload in progress)."""
+    from sae.runtime import sweep_spool
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    old, young = spool / "sip-old.zip", spool / "sip-young.zip"
+    old.write_bytes(b"PK" * 1000)
+    young.write_bytes(b"PK" * 1000)
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(old, (two_days_ago, two_days_ago))
+    sweep_spool(spool)
+    assert not old.exists()
+    assert young.exists()

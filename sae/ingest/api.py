@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -13,11 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 
 from sae.auth.deps import require_role
 from sae.auth.service import Principal
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import NotFound
+from sae.fileio import TrailingDigest, write_all
 from sae.ingest import service
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import NotAZip, SipTooLarge
@@ -39,16 +40,19 @@ ZIP_TYPES = {"application/zip", "application/x-zip-compressed", "application/oct
 XML = "application/xml"
 
 
-#: The SIP's SHA-512 is computed by a worker thread, a block at a time, while the event loop
-#: receives and writes the next block: hashing (outside the GIL) overlaps with the upload.
-HASH_BLOCK = 1024 * 1024
+#: The body is written to the spool file this many bytes at a time (one ``writev`` of the
+#: chunks received meanwhile).
+WRITE_BLOCK = 1024 * 1024
 
 
-async def _spool(request: Request, runtime: Runtime) -> tuple[Path, str]:
+async def _spool(request: Request, runtime: Runtime) -> tuple[Path, TrailingDigest]:
     """Stream the request body to a private temporary file, refusing it past the size limit.
 
-    Returns the file and its SHA-512, computed on the way (no second read of a large SIP). At
-    most two blocks are held in memory: the one being hashed and the one being received.
+    Returns the file and its SHA-512 on the way: a thread hashes what is written as it lands
+    (no second read of a large SIP), without holding the upload back; the ingest starts as soon
+    as the last byte is written and asks for the digest once it has stored the files, so that
+    hashing the SIP and reading its files back share the two cores. At most one block is held
+    in memory.
     """
     limit = runtime.settings.max_sip_bytes
     declared = request.headers.get("content-length")
@@ -57,32 +61,43 @@ async def _spool(request: Request, runtime: Runtime) -> tuple[Path, str]:
     fd, name = tempfile.mkstemp(prefix="sip-", suffix=".zip", dir=runtime.settings.data_dir / "tmp")
     path = Path(name)
     size = 0
-    digest = hashlib.sha512()
-    loop = asyncio.get_running_loop()
-    hashing: asyncio.Future[None] | None = None
     block: list[bytes] = []
     block_size = 0
+    digest: TrailingDigest | None = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        try:
+            digest = TrailingDigest(fd)
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
                     raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
-                fh.write(chunk)
                 block.append(chunk)
                 block_size += len(chunk)
-                if block_size >= HASH_BLOCK:
-                    if hashing is not None:
-                        await hashing  # in order, and never more than one block behind
-                    hashing = loop.run_in_executor(None, digest.update, b"".join(block))
+                if block_size >= WRITE_BLOCK:
+                    _write_block(fd, block, block_size)
+                    digest.advance(size)
                     block, block_size = [], 0
-            if hashing is not None:
-                await hashing
-            digest.update(b"".join(block))
+            _write_block(fd, block, block_size)
+            digest.advance(size)
+        finally:
+            os.close(fd)
     except BaseException:
-        path.unlink(missing_ok=True)  # a block still being hashed only updates a lost digest
+        if digest is not None:
+            digest.abandon()
+        path.unlink(missing_ok=True)
         raise
-    return path, digest.hexdigest()
+    return path, digest
+
+
+def _write_block(fd: int, chunks: list[bytes], size: int) -> None:
+    """Write the chunks in one system call (without joining them), the rest if it fell short."""
+    if len(chunks) > _IOV_MAX:  # a client sending tiny pieces: more than writev takes at once
+        chunks = [b"".join(chunks)]
+    if chunks and (written := os.writev(fd, chunks)) < size:
+        write_all(fd, b"".join(chunks)[written:])
+
+
+_IOV_MAX = 1024
 
 
 def _wants_xml(request: Request) -> bool:
@@ -114,13 +129,19 @@ async def deposit_transfer(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ZIP_TYPES:
         raise NotAZip(f"send the SIP as application/zip, not {ctype or 'nothing'}")
-    path, sip_sha512 = await _spool(request, runtime)
+    path, sip_digest = await _spool(request, runtime)
     try:
-        outcome = await run_in_threadpool(ingest_and_commit, runtime, principal, path, sip_sha512)
-    finally:
+        outcome = await run_in_threadpool(ingest_and_commit, runtime, principal, path, sip_digest)
+        journal = await run_in_threadpool(_journal_ref, runtime, outcome.transfer.id)
+    except BaseException:
+        sip_digest.abandon()  # when the ingest failed before asking for it
         path.unlink(missing_ok=True)
-    journal = await run_in_threadpool(_journal_ref, runtime, outcome.transfer.id)
-    return _reply(request, outcome, journal)
+        raise
+    response = _reply(request, outcome, journal)
+    # Once the reply is sent: removing a large file takes a while (the filesystem frees and
+    # may discard every block), and the depositor need not wait for it.
+    response.background = BackgroundTask(path.unlink, missing_ok=True)
+    return response
 
 
 def _journal_ref(runtime: Runtime, transfer_id: str) -> JournalRef:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sae.auth.service import Principal
 from sae.db import transaction
 from sae.errors import SAEError
+from sae.fileio import TrailingDigest
 from sae.ingest import service
 from sae.ingest.errors import CommitFailed, DuplicateTransfer
 from sae.runtime import Runtime
@@ -31,12 +32,17 @@ log = logging.getLogger("sae.ingest")
 
 
 def ingest_and_commit(
-    runtime: Runtime, principal: Principal, path: Path, sip_sha512: str | None = None
+    runtime: Runtime,
+    principal: Principal,
+    path: Path,
+    sip_digest: TrailingDigest | None = None,
 ) -> service.IngestOutcome:
-    """Ingest the SIP at ``path`` and commit; accepted transfers get a tree head soon after."""
+    """Ingest the SIP at ``path`` and commit; accepted transfers get a tree head soon after.
+
+    ``sip_digest``: the SIP's SHA-512 being computed as it was spooled (see ``prepare``)."""
     env = service.IngestEnv(settings=runtime.settings, offers=runtime.strategy_offers)
     with runtime.sessions() as session:
-        prepared = service.prepare(session, env, principal, path, sip_sha512=sip_sha512)
+        prepared = service.prepare(session, env, principal, path, sip_digest=sip_digest)
         if isinstance(prepared, service.IngestOutcome):  # refused: its row and journal event
             try:
                 session.commit()

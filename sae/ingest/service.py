@@ -15,7 +15,6 @@ the two leaves only unreferenced copies, which ``sae fsck`` finds and nothing ev
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -35,9 +34,10 @@ from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
 from sae.config import Settings
 from sae.db import Base, new_id, utcnow
+from sae.fileio import TrailingDigest
 from sae.ingest import formats
 from sae.ingest.errors import DuplicateTransfer, IngestFault, SipRefused
-from sae.ingest.hashing import HashingReader, hashlib_name
+from sae.ingest.hashing import HashingReader, SpanReader, hashlib_name
 from sae.ingest.models import Transfer
 from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
 from sae.journal.service import NewEvent, append_event, append_events
@@ -359,6 +359,12 @@ def _store_one(
     reader = HashingReader(archive.stream(name), bdo.digest_algorithm, sha512=not store)
     declared = (bdo.message_digest or "").strip().lower()
     expected = declared if reader.declared_is_sha512 and _SHA512_HEX.fullmatch(declared) else None
+    if store and expected is not None and (span := archive.span(name)) is not None:
+        # Stored in the zip and checked against its declared SHA-512 on the read-back: copied
+        # straight from the SIP's file (no CRC-32, and in the kernel on the local offer). A
+        # copy that does not read back as declared is read again through the zip below, to
+        # tell a corrupt entry from a wrong declaration.
+        reader = SpanReader(*span)
     object_id = new_id()
     copies: list[StoredObject] = []
     if not store:
@@ -848,17 +854,18 @@ def ingest(
     principal: Principal,
     sip_path: Path,
     *,
-    sip_sha512: str | None = None,
+    sip_digest: TrailingDigest | None = None,
 ) -> IngestOutcome:
     """Run the whole pipeline on a SIP already spooled to ``sip_path``.
 
-    ``sip_sha512`` is the SIP's digest when the caller computed it while spooling (saving a
-    full read of a large SIP); otherwise a thread hashes the SIP while the ingest goes on.
+    ``sip_digest`` is the SIP's SHA-512 when the caller started computing it while spooling
+    (saving a full read of a large SIP); otherwise a thread hashes the SIP while the ingest goes
+    on. Either way it is only waited for once the files are stored.
 
     The caller commits. On refusal, the transfer row (status KO) and its journal event are the
     only things added to the session; every copy written has been discarded.
     """
-    prepared = prepare(session, env, principal, sip_path, sip_sha512=sip_sha512)
+    prepared = prepare(session, env, principal, sip_path, sip_digest=sip_digest)
     if isinstance(prepared, IngestOutcome):
         return prepared
     # The savepoint opens only when the first write comes: on SQLite a SAVEPOINT starts a
@@ -881,7 +888,7 @@ def prepare(
     principal: Principal,
     sip_path: Path,
     *,
-    sip_sha512: str | None = None,
+    sip_digest: TrailingDigest | None = None,
 ) -> IngestOutcome | AcceptedTransfer:
     """Everything before the commit's writes: the SIP checked, its copies stored and durable,
     and the rows and journal leaves of the transfer built (written by :func:`write_accepted`).
@@ -891,7 +898,8 @@ def prepare(
     discarded.
     """
     sip_size = sip_path.stat().st_size
-    sip_digest = _SipDigest(sip_path, sip_sha512)
+    if sip_digest is None:
+        sip_digest = TrailingDigest.of_file(sip_path)
     transfer_row = Transfer(
         id=new_id(),
         status="KO",
@@ -926,7 +934,7 @@ def prepare(
                 retain_until,
                 threads=env.settings.ingest_threads,
             )
-        transfer_row.sip_sha512 = sip_digest.result()
+        transfer_row.sip_sha512 = sip_digest.hexdigest()
         transfer_row.status = "OK"
         transfer_row.completed_at = utcnow()
         transfer_row.warnings = [w.as_dict() for w in warnings]
@@ -956,7 +964,7 @@ def prepare(
         return AcceptedTransfer(transfer_row, rows, end_dates, events)
     except SipRefused as refused:
         discard_stored(env.offers, stored)
-        transfer_row.sip_sha512 = sip_digest.result()
+        transfer_row.sip_sha512 = sip_digest.hexdigest()
         return _refuse(session, env, principal, transfer_row, parsed, refused.faults, warnings)
     except BaseException:
         sip_digest.abandon()
@@ -1024,50 +1032,3 @@ def _describe(row: Transfer, parsed: seda.ArchiveTransfer) -> None:
     row.archival_agency = parsed.archival_agency_identifier
     row.producer = producer_of(parsed)
     row.seda_version = parsed.version
-
-
-class _SipDigest:
-    """The SIP's SHA-512, hashed by a thread of its own while the ingest reads and stores it.
-
-    A caller that hashed the SIP while receiving it (the HTTP API) hands the digest over; the
-    others (``sae deposit`` run locally, the bulk runner) used to wait for a whole read of the
-    SIP before anything else started: for a large SIP that read now overlaps with storing it.
-    The file is private to the ingest and nobody writes to it, so both read the same bytes.
-    """
-
-    def __init__(self, path: Path, known: str | None) -> None:
-        self._value = known
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if known is None:
-            self._thread = threading.Thread(
-                target=self._hash, args=(path,), name="sae-sip-digest", daemon=True
-            )
-            self._thread.start()
-
-    def _hash(self, path: Path) -> None:
-        try:
-            digest = hashlib.sha512()
-            with path.open("rb") as fh:
-                while not self._stop.is_set() and (chunk := fh.read(1024 * 1024)):
-                    digest.update(chunk)
-            if not self._stop.is_set():
-                self._value = digest.hexdigest()
-        except BaseException as exc:  # handed to result(), in the ingest's thread
-            self._error = exc
-
-    def result(self) -> str:
-        """The digest, once the whole SIP is hashed."""
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-    def abandon(self) -> None:
-        """The ingest failed: stop hashing (the caller deletes the SIP next)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()

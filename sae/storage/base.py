@@ -41,6 +41,7 @@ __all__ = [
     "DiscardIncomplete",
     "IntegrityMismatch",
     "InvalidKey",
+    "FileCopySource",
     "JoinBatch",
     "LockMode",
     "LockNotConfirmed",
@@ -125,6 +126,18 @@ class StoredObject:
     lock_mode: LockMode | None = None
     legal_hold: bool = False
     stored_at: datetime | None = None
+
+
+@runtime_checkable
+class FileCopySource(Protocol):
+    """A ``put`` source whose bytes lie in a file on this machine (a file stored, not deflated,
+    in a SIP). An offer that writes files may copy them file to file in the kernel instead of
+    reading them into Python and writing them out again; it still reads the copy back."""
+
+    def copy_into(self, fd: int, progress: Callable[[int], None]) -> int:
+        """Append every byte to the file open as ``fd``, calling ``progress`` with the count
+        copied so far along the way; returns the count. Only before any ``read()``."""
+        ...
 
 
 @runtime_checkable

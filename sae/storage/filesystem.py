@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import stat
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -40,8 +39,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sae.db import utcnow
+from sae.fileio import TrailingDigest, write_all
 from sae.storage.base import (
     CHUNK_SIZE,
+    FileCopySource,
     LockMode,
     StoredObject,
     effective_retain_until,
@@ -100,13 +101,6 @@ def _fsync_all(paths: Sequence[Path]) -> None:
             future.result()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` (``os.write`` may take fewer at a time)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _create_temp(directory: Path, stem: str) -> tuple[int, str]:
     """A new, empty, read-only file for writing under a temporary name in ``directory``: its
     descriptor (read and write) and its path.
@@ -144,87 +138,10 @@ class _Written:
     readback_size: int
 
 
-class _ReadBack:
-    """The SHA-512 of a file being written, read back (``pread``) through a descriptor of its own.
-
-    A small file is read back in one go once written and synced. Past :attr:`TRAIL_AFTER`
-    bytes a second thread follows the writer, so that hashing what is already written overlaps
-    with writing what comes next (both run outside the GIL): a large object costs about one
-    pass instead of two. Either way every byte is read from the file after the ``write()``
-    that put it there returned, and bytes beyond what was written are read too (a longer file
-    is a mismatch).
-    """
-
-    TRAIL_AFTER = 8 * CHUNK_SIZE
-
-    def __init__(self, fd: int) -> None:
-        self._fd = os.dup(fd)  # its own descriptor: the writer closes its one when done
-        self._digest = hashlib.sha512()
-        self._offset = 0
-        self._written = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def advance(self, written: int) -> None:
-        """``written`` bytes are now in the file."""
-        if self._thread is None:
-            self._written = written
-            if written >= self.TRAIL_AFTER:
-                self._thread = threading.Thread(
-                    target=self._follow, name="sae-readback", daemon=True
-                )
-                self._thread.start()
-            return
-        with self._cond:
-            self._written = written
-            self._cond.notify()
-
-    def _read_upto(self, limit: int) -> None:
-        """Hash the file from where the read-back is up to ``limit``, or its end if sooner."""
-        while self._offset < limit:
-            chunk = os.pread(self._fd, min(CHUNK_SIZE, limit - self._offset), self._offset)
-            if not chunk:
-                return  # shorter than written: the size comparison reports it
-            self._digest.update(chunk)
-            self._offset += len(chunk)
-
-    def _follow(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while self._offset >= self._written and not self._done:
-                        self._cond.wait()
-                    limit, done = self._written, self._done
-                self._read_upto(limit)
-                if done:
-                    return
-        except BaseException as exc:  # handed to finish(), in the writer's thread
-            self._error = exc
-
-    def _stop(self) -> None:
-        if self._thread is not None:
-            with self._cond:
-                self._done = True
-                self._cond.notify()
-            self._thread.join()
-
-    def finish(self) -> tuple[str, int]:
-        """(SHA-512, size) of everything the file holds, once the writer is done."""
-        try:
-            self._stop()
-            if self._error is not None:
-                raise self._error
-            self._read_upto(sys.maxsize)  # to the end: past what was written too
-            return self._digest.hexdigest(), self._offset
-        finally:
-            os.close(self._fd)
-
-    def abandon(self) -> None:
-        """The write failed: stop reading."""
-        self._stop()
-        os.close(self._fd)
+#: Past this size a second thread reads a new copy back while it is written (TrailingDigest):
+#: hashing what is already written overlaps with writing what comes next. A smaller copy is read
+#: back in one go once written.
+TRAIL_AFTER = 8 * CHUNK_SIZE
 
 
 class FilesystemOffer:
@@ -370,7 +287,7 @@ class FilesystemOffer:
             return
         try:
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
                 self._durable_file(fd, target)
             finally:
                 os.close(fd)
@@ -418,23 +335,26 @@ class FilesystemOffer:
         the end of the batch) under the name ``final`` it is about to get, and read it back.
 
         ``hash_write=False`` when the caller knows the digest the bytes must have: they are then
-        only hashed as read back, and the caller compares that with what it expects.
+        only hashed as read back, and the caller compares that with what it expects; a source
+        that lies in a file (:class:`FileCopySource`) is then copied in the kernel.
         """
         fd, tmp = _create_temp(directory, stem)
         digest = hashlib.sha512() if hash_write else None
         size = 0
         try:
-            readback = _ReadBack(fd)
+            readback = TrailingDigest(fd, trail_after=TRAIL_AFTER)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
             raise
         try:
             try:
+                if digest is None and isinstance(source, FileCopySource):
+                    size = source.copy_into(fd, readback.advance)
                 while chunk := source.read(CHUNK_SIZE):
                     if digest is not None:
                         digest.update(chunk)
-                    _write_all(fd, chunk)
+                    write_all(fd, chunk)
                     size += len(chunk)
                     readback.advance(size)
                 self._durable_file(fd, final)

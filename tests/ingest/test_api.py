@@ -348,10 +348,20 @@ def test_copies_not_made_durable_refuse_the_transfer_and_nothing_stays(
     assert api.deposit(build_zip(spec)).status_code == 201
 
 
-@pytest.mark.parametrize("size", [0, 1000, 1024 * 1024, 3 * 1024 * 1024 + 4321])
-def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int) -> None:
-    """The SIP's SHA-512 is hashed block by block in a worker thread while the upload goes on:
-    the blocks must be hashed whole and in order, the last partial one included."""
+@pytest.mark.parametrize(
+    ("size", "piece"),
+    [
+        (0, 65_519),
+        (1000, 65_519),
+        (1024 * 1024, 65_519),
+        (3 * 1024 * 1024 + 4321, 65_519),
+        (300_001, 100),  # more pieces in a block than one writev takes
+    ],
+)
+def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int, piece: int) -> None:
+    """The SIP is written block by block while a thread hashes what the file holds, trailing
+    the upload: the file and the digest must hold every block whole and in order, the last
+    partial one included."""
     import asyncio
     import os
     from types import SimpleNamespace
@@ -361,7 +371,7 @@ def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int) -
     from sae.ingest.api import _spool
 
     body = os.urandom(size)
-    pieces = [body[i : i + 65_519] for i in range(0, len(body), 65_519)]
+    pieces = [body[i : i + piece] for i in range(0, len(body), piece)]
     messages = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces] + [
         {"type": "http.request", "body": b"", "more_body": False}
     ]
@@ -374,7 +384,7 @@ def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int) -
     request = Request({"type": "http", "method": "POST", "headers": []}, receive)
     path, digest = asyncio.run(_spool(request, runtime))  # type: ignore[arg-type]
     assert path.read_bytes() == body
-    assert digest == hashlib.sha512(body).hexdigest()
+    assert digest.finish() == (hashlib.sha512(body).hexdigest(), size)
 
 
 def test_a_declared_sha512_is_what_the_copies_must_read_back_as(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sae import fileio
 from sae.auth.service import SYSTEM
 from sae.ingest import service
 from tests.conftest import Api
@@ -29,7 +30,7 @@ def _ingest(api: Api, tmp_path: Path, sip: bytes) -> service.IngestOutcome:
 
 
 def _digest_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "sae-sip-digest"]
+    return [t for t in threading.enumerate() if t.name == "sae-trailing-hash"]
 
 
 def test_an_accepted_transfer_records_the_sips_sha512(api: Api, tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def test_a_failing_ingest_stops_hashing(
             return self._real.hexdigest()
 
     monkeypatch.setattr(service, "store_objects", broken)
-    monkeypatch.setattr(service.hashlib, "sha512", SlowSha512)
+    monkeypatch.setattr(fileio.hashlib, "sha512", SlowSha512)
     sip = build_zip(simple_sip("MSG-INPROC-3", payload=os.urandom(5_000_000)))  # 5 blocks: 1 s
     with pytest.raises(RuntimeError, match="blew up"):
         _ingest(api, tmp_path, sip)

@@ -1,0 +1,187 @@
+"""File helpers for large objects: a SHA-512 that trails a writer, whole writes, kernel copies.
+
+:class:`TrailingDigest` is the SHA-512 of a file while it is being written, read back by a
+thread that trails the writer. Used wherever SAE writes a large file and must know the digest of
+what the file holds: the SIP as it is received (its digest is the evidence of what was
+deposited) and each copy on the local offer (verified by reading it back). Hashing runs outside
+the GIL, so the writer and the hash each take a core: a large file costs about one pass instead
+of two, and the SIP's hash no longer holds back the upload, nor the storing that follows it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+
+#: Bytes hashed per ``pread``.
+CHUNK = 1024 * 1024
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` (``os.write`` may take fewer at a time)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+#: Bytes per ``copy_file_range`` call: progress is reported (and a trailing read-back can
+#: follow) at this step.
+COPY_STEP = 4 * CHUNK
+
+#: What ``copy_file_range`` answers when it cannot copy between these two files (another
+#: filesystem, an old kernel, a filesystem without splice): the bytes then go through Python.
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+def copy_range(
+    src: int, offset: int, length: int, dst: int, progress: Callable[[int], None]
+) -> int:
+    """Append ``length`` bytes of ``src`` from ``offset`` to ``dst`` (at its position); returns the
+    count copied, less than ``length`` only if ``src`` ends sooner. ``progress`` gets the count
+    copied so far after each step.
+
+    The copy is made by the kernel (``copy_file_range``): the bytes never enter Python, and no
+    user-space buffer is filled and emptied again. ``src``'s position is not used (several
+    threads may copy from the same descriptor).
+    """
+    copied = 0
+    kernel = True
+    while copied < length:
+        step = min(COPY_STEP, length - copied)
+        if kernel:
+            try:
+                done = os.copy_file_range(src, dst, step, offset + copied)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                kernel = False
+                continue
+        else:
+            data = os.pread(src, min(step, CHUNK), offset + copied)
+            write_all(dst, data)
+            done = len(data)
+        if done == 0:
+            break
+        copied += done
+        progress(copied)
+    return copied
+
+
+class TrailingDigest:
+    """SHA-512 and size of a file being written, read (``pread``) through a descriptor of its own.
+
+    The writer reports its progress with :meth:`advance`; once it is done, :meth:`finish` hashes
+    what is left, to the end of the file (bytes beyond what was reported count too). Every byte is
+    read from the file after the ``write()`` that put it there returned.
+
+    Below ``trail_after`` bytes nothing is read until :meth:`finish` (a small file is hashed in
+    one go); from there on a thread follows the writer. ``trail_after=0`` starts it at once.
+    """
+
+    def __init__(self, fd: int, *, trail_after: int = 0) -> None:
+        self._fd = os.dup(fd)  # its own descriptor: the writer closes its one when done
+        self._trail_after = trail_after
+        self._digest = hashlib.sha512()
+        self._offset = 0
+        self._written = 0
+        self._done = False
+        self._aborted = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._result: tuple[str, int] | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if trail_after <= 0:
+            self._start()
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike[str]) -> TrailingDigest:
+        """The digest of a file already complete, hashed by the thread while the caller goes on."""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            digest = cls(fd)
+            digest.advance(os.fstat(fd).st_size)
+            return digest
+        finally:
+            os.close(fd)
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._follow, name="sae-trailing-hash", daemon=True)
+        self._thread.start()
+
+    def advance(self, written: int) -> None:
+        """``written`` bytes are now in the file."""
+        if self._thread is None:
+            self._written = written
+            if written >= self._trail_after:
+                self._start()
+            return
+        with self._cond:
+            self._written = written
+            self._cond.notify()
+
+    def _read_upto(self, limit: int) -> None:
+        """Hash the file from where the reading is up to ``limit``, or its end if sooner."""
+        while self._offset < limit and not self._aborted:
+            chunk = os.pread(self._fd, min(CHUNK, limit - self._offset), self._offset)
+            if not chunk:
+                return  # shorter than written: the caller's size comparison reports it
+            self._digest.update(chunk)
+            self._offset += len(chunk)
+
+    def _follow(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while self._offset >= self._written and not self._done:
+                        self._cond.wait()
+                    limit, done = self._written, self._done
+                self._read_upto(limit)
+                if done:
+                    return
+        except BaseException as exc:  # handed to finish(), in the caller's thread
+            self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+            self._thread.join()
+            self._thread = None
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+    def finish(self) -> tuple[str, int]:
+        """(SHA-512, size) of everything the file holds, once the writer is done."""
+        if self._result is not None:
+            return self._result
+        if self._aborted:
+            raise RuntimeError("the digest was abandoned")
+        try:
+            self._stop()
+            if self._error is not None:
+                raise self._error
+            self._read_upto(sys.maxsize)  # to the end: past what was reported too
+            self._result = (self._digest.hexdigest(), self._offset)
+            return self._result
+        finally:
+            self._close()
+
+    def hexdigest(self) -> str:
+        """The SHA-512 alone (see :meth:`finish`)."""
+        return self.finish()[0]
+
+    def abandon(self) -> None:
+        """The write or its consumer failed: stop reading at once. Safe to call twice, or after
+        :meth:`finish`."""
+        self._aborted = True
+        self._stop()
+        self._close()
