@@ -20,6 +20,9 @@ from collections.abc import Callable
 #: Bytes hashed per ``pread``.
 CHUNK = 1024 * 1024
 
+#: Past this size a thread trails the writer (see :class:`TrailingDigest`).
+TRAIL_AFTER = 8 * CHUNK
+
 
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte of ``data`` (``os.write`` may take fewer at a time)."""
@@ -78,13 +81,14 @@ class TrailingDigest:
     what is left, to the end of the file (bytes beyond what was reported count too). Every byte is
     read from the file after the ``write()`` that put it there returned.
 
-    Below ``trail_after`` bytes nothing is read until :meth:`finish` (a small file is hashed in
-    one go); from there on a thread follows the writer. ``trail_after=0`` starts it at once.
+    Below ``trail_after`` bytes (default :data:`TRAIL_AFTER`) nothing is read until
+    :meth:`finish`: a small file is hashed in one go by the caller, without a thread started for
+    it. From there on a thread follows the writer; ``trail_after=0`` starts it at once.
     """
 
-    def __init__(self, fd: int, *, trail_after: int = 0) -> None:
+    def __init__(self, fd: int, *, trail_after: int | None = None) -> None:
         self._fd = os.dup(fd)  # its own descriptor: the writer closes its one when done
-        self._trail_after = trail_after
+        self._trail_after = TRAIL_AFTER if trail_after is None else trail_after
         self._digest = hashlib.sha512()
         self._offset = 0
         self._written = 0
@@ -95,12 +99,13 @@ class TrailingDigest:
         self._result: tuple[str, int] | None = None
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        if trail_after <= 0:
+        if self._trail_after <= 0:
             self._start()
 
     @classmethod
     def of_file(cls, path: str | os.PathLike[str]) -> TrailingDigest:
-        """The digest of a file already complete, hashed by the thread while the caller goes on."""
+        """The digest of a file already complete, hashed by a thread while the caller goes on
+        (a small one by :meth:`finish`)."""
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             digest = cls(fd)

@@ -48,11 +48,11 @@ WRITE_BLOCK = 1024 * 1024
 async def _spool(request: Request, runtime: Runtime) -> tuple[Path, TrailingDigest]:
     """Stream the request body to a private temporary file, refusing it past the size limit.
 
-    Returns the file and its SHA-512 on the way: a thread hashes what is written as it lands
-    (no second read of a large SIP), without holding the upload back; the ingest starts as soon
-    as the last byte is written and asks for the digest once it has stored the files, so that
-    hashing the SIP and reading its files back share the two cores. At most one block is held
-    in memory.
+    Returns the file and its SHA-512 on the way: past 8 MiB a thread hashes what is written as
+    it lands (no second read of a large SIP from the disk), without holding the upload back;
+    the ingest starts as soon as the last byte is written and asks for the digest once it has
+    stored the files, so that hashing the SIP and reading its files back share the two cores.
+    A smaller SIP is hashed then, from the page cache. At most one block is held in memory.
     """
     limit = runtime.settings.max_sip_bytes
     declared = request.headers.get("content-length")

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sae import fileio
 from sae.db import utcnow
 from sae.fileio import TrailingDigest, write_all
 from sae.storage.base import (
@@ -141,7 +142,7 @@ class _Written:
 #: Past this size a second thread reads a new copy back while it is written (TrailingDigest):
 #: hashing what is already written overlaps with writing what comes next. A smaller copy is read
 #: back in one go once written.
-TRAIL_AFTER = 8 * CHUNK_SIZE
+TRAIL_AFTER = fileio.TRAIL_AFTER
 
 
 class FilesystemOffer:

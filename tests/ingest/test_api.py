@@ -355,6 +355,7 @@ def test_copies_not_made_durable_refuse_the_transfer_and_nothing_stays(
         (1000, 65_519),
         (1024 * 1024, 65_519),
         (3 * 1024 * 1024 + 4321, 65_519),
+        (9 * 1024 * 1024 + 7, 65_519),  # past fileio.TRAIL_AFTER: hashed by a trailing thread
         (300_001, 100),  # more pieces in a block than one writev takes
     ],
 )

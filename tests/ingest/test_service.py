@@ -74,7 +74,8 @@ def test_a_failing_ingest_stops_hashing(
 
     monkeypatch.setattr(service, "store_objects", broken)
     monkeypatch.setattr(fileio.hashlib, "sha512", SlowSha512)
-    sip = build_zip(simple_sip("MSG-INPROC-3", payload=os.urandom(5_000_000)))  # 5 blocks: 1 s
+    # Past fileio.TRAIL_AFTER, so that a thread hashes it: 10 blocks, 2 s if it were not stopped.
+    sip = build_zip(simple_sip("MSG-INPROC-3", payload=os.urandom(10_000_000)))
     with pytest.raises(RuntimeError, match="blew up"):
         _ingest(api, tmp_path, sip)
     assert _digest_threads() == []  # stopped and joined, not left hashing
