@@ -131,8 +131,9 @@ async def deposit_transfer(
         raise NotAZip(f"send the SIP as application/zip, not {ctype or 'nothing'}")
     path, sip_digest = await _spool(request, runtime)
     try:
-        outcome = await run_in_threadpool(ingest_and_commit, runtime, principal, path, sip_digest)
-        journal = await run_in_threadpool(_journal_ref, runtime, outcome.transfer.id)
+        outcome, journal = await run_in_threadpool(
+            _ingest_and_refer, runtime, principal, path, sip_digest
+        )
     except BaseException:
         sip_digest.abandon()  # when the ingest failed before asking for it
         path.unlink(missing_ok=True)
@@ -144,9 +145,13 @@ async def deposit_transfer(
     return response
 
 
-def _journal_ref(runtime: Runtime, transfer_id: str) -> JournalRef:
+def _ingest_and_refer(
+    runtime: Runtime, principal: Principal, path: Path, sip_digest: TrailingDigest
+) -> tuple[service.IngestOutcome, JournalRef]:
+    """The ingest, then where its decisive leaf is: one trip to the thread pool, not two."""
+    outcome = ingest_and_commit(runtime, principal, path, sip_digest)
     with runtime.sessions() as session:
-        return journal_ref(session, transfer_id)
+        return outcome, journal_ref(session, outcome.transfer.id)
 
 
 def journal_ref(session: Session, transfer_id: str) -> JournalRef:
