@@ -11,9 +11,10 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    Table,
     and_,
     func,
     or_,
@@ -103,6 +104,11 @@ def encode_event_leaf(event: Event) -> bytes:
 # --------------------------------------------------------------------------- stored nodes
 
 
+_EVENTS = cast(Table, Event.__table__)
+_NODES = cast(Table, JournalNode.__table__)
+_STATE = cast(Table, JournalState.__table__)
+
+
 class DbNodes:
     """A :class:`merkle.NodeSource` over ``events.leaf_hash`` (level 0) and ``journal_nodes``."""
 
@@ -115,10 +121,15 @@ class DbNodes:
         out: dict[merkle.NodeKey, bytes] = {}
         leaves = [ix for lv, ix in keys if lv == 0]
         inner = [(lv, ix) for lv, ix in keys if lv > 0]
+        # Core statements on the session's connection: plain column reads need none of the
+        # ORM's machinery, and appends run this under the journal's write lock.
+        connection = self.session.connection()
         if leaves:
             self.reads += 1
-            rows = self.session.execute(
-                select(Event.leaf_index, Event.leaf_hash).where(Event.leaf_index.in_(leaves))
+            rows = connection.execute(
+                select(_EVENTS.c.leaf_index, _EVENTS.c.leaf_hash).where(
+                    _EVENTS.c.leaf_index.in_(leaves)
+                )
             )
             out.update({(0, ix): h for ix, h in rows})
         if inner:
@@ -128,12 +139,12 @@ class DbNodes:
                 by_level.setdefault(lv, []).append(ix)
             cond = or_(
                 *(
-                    and_(JournalNode.level == lv, JournalNode.index.in_(ixs))
+                    and_(_NODES.c.level == lv, _NODES.c.index.in_(ixs))
                     for lv, ixs in by_level.items()
                 )
             )
-            inner_rows = self.session.execute(
-                select(JournalNode.level, JournalNode.index, JournalNode.hash).where(cond)
+            inner_rows = connection.execute(
+                select(_NODES.c.level, _NODES.c.index, _NODES.c.hash).where(cond)
             )
             out.update({(lv, ix): h for lv, ix, h in inner_rows})
         missing = [k for k in keys if k not in out]
@@ -166,15 +177,15 @@ def _reserve(session: Session, count: int) -> int:
     gives its indices back. No gap, no duplicate, whatever the number of processes.
     """
     stmt = (
-        update(JournalState)
-        .where(JournalState.name == TREE_SIZE)
-        .values(value=JournalState.value + count)
-        .returning(JournalState.value)
+        update(_STATE)
+        .where(_STATE.c.name == TREE_SIZE)
+        .values(value=_STATE.c.value + count)
+        .returning(_STATE.c.value)
     )
-    new_size = session.execute(stmt).scalar_one_or_none()
+    new_size = session.connection().execute(stmt).scalar_one_or_none()
     if new_size is None:
         ensure_state(session)
-        new_size = session.execute(stmt).scalar_one()
+        new_size = session.connection().execute(stmt).scalar_one()
     return int(new_size) - count
 
 

@@ -79,15 +79,23 @@ def test_other_files_go_through_the_zip_reader(
     assert kernel_copies == []
 
 
+def _kernel_copy_fails(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    def failing(*args: object) -> int:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fileio.os, "copy_file_range", failing)
+
+
+def _nothing_stored(api: Api) -> None:
+    for offer in api.runtime.offer_set.offers.values():
+        assert list(offer.list_keys("objects/")) == []
+
+
 def test_where_the_kernel_cannot_copy_the_bytes_go_through_python(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another filesystem (EXDEV), an old kernel (ENOSYS)…: the same copy, read and written."""
-
-    def refuse(*args: object) -> int:
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
-
-    monkeypatch.setattr(fileio.os, "copy_file_range", refuse)
+    _kernel_copy_fails(monkeypatch, errno.EXDEV)
     payload = b"%PDF-1.4\n" + os.urandom(5 * 1024 * 1024 + 3)
     assert _deposited_content(api, _sip("MSG-NO-KERNEL-COPY", payload)) == payload
 
@@ -96,16 +104,11 @@ def test_a_failing_kernel_copy_is_a_clean_storage_error(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real error of the copy (the disk full) is not mistaken for "cannot copy here"."""
-
-    def full(*args: object) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(fileio.os, "copy_file_range", full)
+    _kernel_copy_fails(monkeypatch, errno.ENOSPC)
     response = api.deposit(_sip("MSG-KERNEL-ENOSPC", b"%PDF-1.4\n" + os.urandom(100_000)))
     assert response.status_code == 503, response.text
     assert [e["code"] for e in response.json()["errors"]] == ["storage.write_failed"]
-    for offer in api.runtime.offer_set.offers.values():
-        assert list(offer.list_keys("objects/")) == []
+    _nothing_stored(api)
 
 
 def test_a_flipped_byte_in_a_stored_file_is_a_corrupt_entry(
@@ -120,8 +123,7 @@ def test_a_flipped_byte_in_a_stored_file_is_a_corrupt_entry(
     assert response.status_code == 422, response.text
     assert [e["code"] for e in response.json()["errors"]] == ["sip.corrupt_entry"]
     assert sum(kernel_copies) == len(payload)  # it was copied, then found wrong
-    for offer in api.runtime.offer_set.offers.values():
-        assert list(offer.list_keys("objects/")) == []
+    _nothing_stored(api)
 
 
 def _archive(tmp_path: Path, data: bytes) -> SipArchive:
