@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import Table, insert, inspect, select
 from sqlalchemy.orm import Session
 
 import seda
@@ -662,23 +662,25 @@ def _parents_of(
 
 
 def _insert_all(session: Session, rows: Sequence[Base]) -> None:
-    """One multi-row INSERT of ``rows`` (ORM instances, left detached).
+    """One INSERT of ``rows`` (ORM instances, left detached) per set of columns they set.
 
-    A column a row does not set takes its default; a column set to None is NULL. (Without
-    ``render_nulls`` the ORM leaves None values out, which splits rows that differ only in
-    which columns are None, a root unit and its children say, into several statements.)
+    A column a row does not set takes its default; a column set to None is NULL. Core on the
+    session's connection, not the ORM's bulk path: these run in the group commit's serial
+    chain, and the rows need none of the ORM's bookkeeping.
     """
     if not rows:
         return
     mapper = inspect(type(rows[0]))
-    keys = [attr.key for attr in mapper.column_attrs]
+    columns = [(attr.key, attr.columns[0].key) for attr in mapper.column_attrs]
     # Rows that set the same columns go together.
     batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        values = {k: row.__dict__[k] for k in keys if k in row.__dict__}
+        state = row.__dict__
+        values = {column: state[key] for key, column in columns if key in state}
         batches.setdefault(tuple(values), []).append(values)
+    connection = session.connection()
     for batch in batches.values():
-        session.execute(insert(mapper).execution_options(render_nulls=True), batch)
+        connection.execute(insert(cast(Table, mapper.local_table)), batch)
 
 
 def transfer_events(
