@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from sae.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """The process's runtime. ``async`` although it awaits nothing: FastAPI runs a plain
+    ``def`` dependency in its thread pool, a round trip per request for a dictionary lookup."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
