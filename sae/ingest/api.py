@@ -89,15 +89,16 @@ async def _spool(request: Request, runtime: Runtime) -> tuple[Path, TrailingDige
     return path, digest
 
 
+#: The most buffers one ``writev`` takes (Linux's IOV_MAX).
+_IOV_MAX = 1024
+
+
 def _write_block(fd: int, chunks: list[bytes], size: int) -> None:
     """Write the chunks in one system call (without joining them), the rest if it fell short."""
     if len(chunks) > _IOV_MAX:  # a client sending tiny pieces: more than writev takes at once
         chunks = [b"".join(chunks)]
     if chunks and (written := os.writev(fd, chunks)) < size:
         write_all(fd, b"".join(chunks)[written:])
-
-
-_IOV_MAX = 1024
 
 
 def _wants_xml(request: Request) -> bool:
