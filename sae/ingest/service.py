@@ -356,15 +356,19 @@ def _store_one(
     # When the file is stored, the first offer computes its SHA-512 (and verifies it by reading
     # back): the reader does not hash it a second time. A declared SHA-512 is handed to the
     # offers as the digest the copies must read back as: each byte is then hashed once.
-    reader = HashingReader(archive.stream(name), bdo.digest_algorithm, sha512=not store)
     declared = (bdo.message_digest or "").strip().lower()
-    expected = declared if reader.declared_is_sha512 and _SHA512_HEX.fullmatch(declared) else None
-    if store and expected is not None and (span := archive.span(name)) is not None:
+    declared_is_sha512 = hashlib_name(bdo.digest_algorithm or "") == "sha512"
+    expected = declared if declared_is_sha512 and _SHA512_HEX.fullmatch(declared) else None
+    span = archive.span(name) if store and expected is not None else None
+    reader: HashingReader
+    if span is not None:
         # Stored in the zip and checked against its declared SHA-512 on the read-back: copied
         # straight from the SIP's file (no CRC-32, and in the kernel on the local offer). A
         # copy that does not read back as declared is read again through the zip below, to
         # tell a corrupt entry from a wrong declaration.
         reader = SpanReader(*span)
+    else:
+        reader = HashingReader(archive.stream(name), bdo.digest_algorithm, sha512=not store)
     object_id = new_id()
     copies: list[StoredObject] = []
     if not store:

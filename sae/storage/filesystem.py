@@ -38,7 +38,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sae import fileio
 from sae.db import utcnow
 from sae.fileio import TrailingDigest, write_all
 from sae.storage.base import (
@@ -137,12 +136,6 @@ class _Written:
     size: int
     readback_sha512: str
     readback_size: int
-
-
-#: Past this size a second thread reads a new copy back while it is written (TrailingDigest):
-#: hashing what is already written overlaps with writing what comes next. A smaller copy is read
-#: back in one go once written.
-TRAIL_AFTER = fileio.TRAIL_AFTER
 
 
 class FilesystemOffer:
@@ -343,7 +336,9 @@ class FilesystemOffer:
         digest = hashlib.sha512() if hash_write else None
         size = 0
         try:
-            readback = TrailingDigest(fd, trail_after=TRAIL_AFTER)
+            # Past fileio.TRAIL_AFTER a second thread reads the copy back while it is written;
+            # a smaller copy is read back in one go once written.
+            readback = TrailingDigest(fd)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)

@@ -298,11 +298,11 @@ def test_batches_of_two_threads_are_their_own(tmp_path: Path) -> None:
 def payload(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bytes:
     """A small object (read back once written) or a large one (read back by a second thread
     following the writer; the threshold is lowered so that the test stays quick)."""
-    from sae.storage import filesystem
+    from sae import fileio
 
     if request.param == "small":
         return os.urandom(100_000)
-    monkeypatch.setattr(filesystem, "TRAIL_AFTER", 1024 * 1024)
+    monkeypatch.setattr(fileio, "TRAIL_AFTER", 1024 * 1024)
     return os.urandom(5 * 1024 * 1024 + 12345)
 
 
