@@ -16,12 +16,47 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 #: Bytes hashed per ``pread``.
 CHUNK = 1024 * 1024
 
 #: Past this size a thread trails the writer (see :class:`TrailingDigest`).
 TRAIL_AFTER = 8 * CHUNK
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the entries of directory ``path`` (a file created, renamed, removed) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``data``, whole and synced, unless it exists; True if created.
+
+    Written under a temporary name, then linked to ``path`` (``link`` fails if the name is
+    taken): a process that finds the file finds it complete, and of processes creating it at
+    once the first wins and the others read the winner's.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        fsync_directory(path.parent)
+        return True
+    finally:
+        os.unlink(temporary)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sae.fileio import publish_new_file
 from sae.journal.errors import SigningKeyError
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
@@ -115,13 +115,8 @@ class SigningKey:
         if not path.exists():
             directory.mkdir(parents=True, exist_ok=True)
             key = cls.generate()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process created it first: use theirs
-            else:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(key.private_pem())
+            # Processes starting together each make one; the first published is everyone's.
+            if publish_new_file(path, key.private_pem()):
                 (directory / "journal-signing.pub.pem").write_bytes(key.public_pem)
                 return key
         try:

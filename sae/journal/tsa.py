@@ -16,9 +16,12 @@ Two :class:`TimestampAuthority` implementations share one contract:
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
+from sae.fileio import fsync_directory
 from sae.journal.errors import TimestampInvalid, TsaUnavailable
 
 # A private policy OID under the UUID arc (ITU-T X.667), so that no registration is needed.
@@ -417,12 +421,6 @@ def _check_ess(by_type: dict[str, cms.SetOfAny], signer: x509.Certificate) -> No
 # --------------------------------------------------------------------------- built-in TSA
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 def _name(cn: str) -> x509.Name:
     return x509.Name(
         [
@@ -439,9 +437,9 @@ def create_builtin_tsa_files(directory: Path, *, label: str = "SAE") -> None:
     critical EKU timeStamping), ``tsa.key`` (mode 0600). The root key is not kept: the chain is
     never extended, and a key that does not exist cannot leak.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     if (directory / "tsa.key").exists():
         return
+    directory.parent.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     root_key = ec.generate_private_key(ec.SECP256R1())
     root_name = _name(f"{label} built-in time-stamping root")
@@ -482,16 +480,47 @@ def create_builtin_tsa_files(directory: Path, *, label: str = "SAE") -> None:
         )
         .sign(root_key, hashes.SHA256())
     )
-    (directory / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
-    (directory / "tsa.pem").write_bytes(tsa.public_bytes(serialization.Encoding.PEM))
-    _write_private(
-        directory / "tsa.key",
-        tsa_key.private_bytes(
+    files = {
+        "root.pem": root.public_bytes(serialization.Encoding.PEM),
+        "tsa.pem": tsa.public_bytes(serialization.Encoding.PEM),
+        "tsa.key": tsa_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
-    )
+    }
+    _publish_directory(directory, files)
+
+
+def _publish_directory(directory: Path, files: dict[str, bytes]) -> None:
+    """Make ``directory`` hold ``files`` (mode 0600), all at once, unless someone was first.
+
+    The files are written and synced in a staging directory beside it, which is then renamed
+    into place: several processes starting together (``SAE_WORKERS``) each build a chain, the
+    first rename wins and the others keep the winner's, so a key never sits beside another
+    process's certificate.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        for name, data in files.items():
+            fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        try:
+            os.rename(staging, directory)  # replaces an empty directory, never a full one
+            fsync_directory(directory.parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not all((directory / name).exists() for name in files):
+                raise TsaUnavailable(
+                    f"{directory} holds an incomplete built-in TSA; move it aside to create "
+                    "a new one (heads already sealed keep their own chain)"
+                ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename won
 
 
 class BuiltinTSA:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sae.db import utcnow
-from sae.fileio import TrailingDigest, write_all
+from sae.fileio import TrailingDigest, fsync_directory, write_all
 from sae.storage.base import (
     CHUNK_SIZE,
     FileCopySource,
@@ -59,14 +59,6 @@ from sae.storage.errors import (
 
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_path(path: Path) -> None:
@@ -196,7 +188,7 @@ class FilesystemOffer:
         """Make a directory's entries durable now, or at the end of the current batch."""
         batch = self._current_batch()
         if batch is None:
-            _fsync_dir(path)
+            fsync_directory(path)
         else:
             with batch.lock:
                 batch.dirs.add(path)
@@ -244,7 +236,7 @@ class FilesystemOffer:
         try:
             _fsync_all(batch.files)
             for directory in sorted(batch.dirs):
-                _fsync_dir(directory)
+                fsync_directory(directory)
         except OSError as exc:
             raise self._unavailable(exc) from exc
 
@@ -381,7 +373,7 @@ class FilesystemOffer:
         for path in (data, meta):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        _fsync_dir(data.parent)
+        fsync_directory(data.parent)
 
     # -- the contract ----------------------------------------------------------------------
 
