@@ -14,7 +14,7 @@ holds its files stored, as ``sae deposit`` packs scans; one-sip mode also gives 
 the same SIP with its files deflated (the server then inflates 88 MiB of PDFs that hardly shrank).
 
     .venv/bin/python bench/bench_corpus.py [--mode one-sip|many-sips] [--records 500] [--warmup 1]
-        [--repeat 3]
+        [--repeat 3] [--workers 1]
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=1, help="deposits before the measured ones")
     parser.add_argument("--repeat", type=int, default=3, help="measured deposits (median)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (SAE_WORKERS; one per core)"
+    )
     args = parser.parse_args()
     corpus = BENCH_DIR / f"corpus-{args.records}"
     if not (corpus / "records").is_dir():
@@ -126,7 +129,7 @@ def main() -> None:
             if args.mode == "one-sip"
             else []
         )
-        with server(work) as srv:
+        with server(work, workers=args.workers) as srv:
             # A running archive is warm: the first deposits after a start pay one-time costs
             # (imports and caches, the XSDs, fresh memory pages of this VM). Measured apart.
             cold = [deposit_all(srv.process, r, clients) for r in rounds]
@@ -155,6 +158,8 @@ def main() -> None:
             inflating = f"; the same SIP with its files deflated: {slow:.1f} records/s"
     else:
         how = f"{len(measured[0])} SIPs of one, {clients} clients,"
+        if args.workers > 1:
+            how = f"{how} SAE_WORKERS={args.workers},"
     warmup = ""
     if cold:
         first_wall, first_ok, _ = cold[0]

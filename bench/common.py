@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-from tests.crash.harness import ServerProcess, hwm_kib  # noqa: E402
+from tests.crash.harness import ServerProcess, children, hwm_kib  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 HERE_RESULTS = REPO / "bench" / "results"
@@ -150,21 +150,6 @@ class Server:
     def peak_mib(self) -> float:
         self.peak_kib = max(self.peak_kib, self._hwm_kib())
         return self.peak_kib / 1024
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (from /proc)."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("PPid:"):
-                    if int(line.split()[1]) == pid:
-                        found.append(int(status.parent.name))
-                    break
-        except OSError:
-            continue
-    return found
 
 
 @contextmanager

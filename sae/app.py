@@ -132,8 +132,36 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def end_with_the_supervisor() -> None:
+    """Have this worker process stopped (SIGTERM) when ``sae serve``'s supervisor dies.
+
+    The supervisor stops its workers when it is stopped; killed (SIGKILL, the OOM killer), it
+    cannot, and its workers would go on serving the port and writing the database with nobody
+    to restart or stop them — beside the new instance an operator starts. Linux only (prctl);
+    elsewhere, a no-op.
+    """
+    import multiprocessing
+    import os
+    import signal
+    import sys
+
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid != os.getppid():  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def server_app() -> FastAPI:
     """The application of one ``sae serve`` worker process (``SAE_WORKERS`` > 1)."""
+    end_with_the_supervisor()
     app = create_app()
     tune_gc()
     return app

@@ -79,7 +79,7 @@ class Sealer:
 
 
 SCHEDULER = "system:scheduler"
-# An arbitrary constant: the PostgreSQL advisory lock that makes one instance schedule audits.
+# An arbitrary constant: the PostgreSQL advisory lock that makes instances schedule audits in turn.
 _AUDIT_SCHEDULE_LOCK = 0x5AE0A0D1
 
 
@@ -143,9 +143,9 @@ class Auditor:
         """Record a scheduled audit when the last one is older than the interval."""
         from datetime import timedelta
 
-        from sqlalchemy import func, select, text
+        from sqlalchemy import func, select
 
-        from sae.db import transaction, utcnow
+        from sae.db import lock_for_writing, transaction, utcnow
         from sae.storage.audit import create_audit
         from sae.storage.models import Audit
 
@@ -153,12 +153,9 @@ class Auditor:
         if hours <= 0:
             return None
         with transaction(self.sessions) as session:
-            if session.get_bind().dialect.name == "postgresql":
-                taken = session.scalar(
-                    text("select pg_try_advisory_xact_lock(:k)"), {"k": _AUDIT_SCHEDULE_LOCK}
-                )
-                if not taken:
-                    return None
+            # Instances (processes, machines) decide one at a time: the second sees the first's
+            # audit and records none.
+            lock_for_writing(session, _AUDIT_SCHEDULE_LOCK)
             last = session.scalar(
                 select(func.max(Audit.created_at)).where(Audit.requested_by == SCHEDULER)
             )

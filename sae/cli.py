@@ -71,7 +71,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default SAE_PORT, 8000).")] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="Server processes (default SAE_WORKERS, 1; more needs PostgreSQL)."),
+        typer.Option(help="Server processes (default SAE_WORKERS, 1; one per core)."),
     ] = None,
 ) -> None:
     """Run the HTTP API.

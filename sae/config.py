@@ -18,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
 
 
 class Settings(BaseSettings):
@@ -67,8 +68,9 @@ class Settings(BaseSettings):
         ge=1,
         le=32,
         description=(
-            "Server processes (`sae serve`); more than one needs PostgreSQL. One Python "
-            "process uses one core at most: on a busy PostgreSQL server, one per core."
+            "Server processes (`sae serve`). One Python process uses one core at most: on a "
+            "busy server, one per core. On SQLite they take turns to write (one writer at a "
+            "time), which the group commit keeps short."
         ),
     )
     origin: str = Field(default="sae.local", description="Journal checkpoint origin line.")
@@ -151,12 +153,13 @@ class Settings(BaseSettings):
     def _default_database(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'sae.db'}"
-        if self.workers > 1 and self.database_url.startswith("sqlite"):
-            raise ValueError(
-                f"SAE_WORKERS={self.workers} needs PostgreSQL (SAE_DATABASE_URL): with SQLite, "
-                "one process writes at a time anyway, and its background work (sealing, "
-                "scheduled audits) must run once"
-            )
+        if self.workers > 1 and make_url(self.database_url).get_backend_name() == "sqlite":
+            database = make_url(self.database_url).database
+            if database in (None, "", ":memory:") or "mode=memory" in self.database_url:
+                raise ValueError(
+                    f"SAE_WORKERS={self.workers} needs a database the processes share: an "
+                    "in-memory SQLite database belongs to one process"
+                )
         return self
 
     @property

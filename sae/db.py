@@ -7,14 +7,16 @@ domains.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -70,6 +72,61 @@ def utcnow() -> datetime:
 def new_id() -> str:
     """A new opaque identifier for units, objects, transfers…"""
     return str(uuid.uuid4())
+
+
+def lock_for_writing(session: Session, key: int) -> None:
+    """Make the caller's transaction the only one, across every process, past this point.
+
+    For a read-then-write that two instances must not both do (scheduling an audit, numbering
+    a disposal list): PostgreSQL takes the advisory lock ``key`` until the transaction ends;
+    SQLite takes its database write lock now (``BEGIN IMMEDIATE``) instead of at the first
+    write, so what the transaction reads next is what it will write over. Call it before the
+    reads it protects; on SQLite a transaction that has already written holds the lock.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        return
+    driver = connection.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class WriterTurns:
+    """Server processes sharing one SQLite database take turns to write, promptly.
+
+    SQLite lets one connection write at a time, and one that finds the database locked sleeps
+    in its busy handler (1, 2, 5, 10… up to 100 ms) before it looks again: with two processes
+    committing back to back, each commit waited for a sleep that ended long after the other's.
+    An exclusive ``flock`` on a file beside the database, held around a busy writer's
+    transaction (the group commit), hands the turn over as soon as it is released. The lock
+    belongs to the open file: the kernel releases it when a holder dies. For any other
+    database (PostgreSQL queues its own lock waiters), a no-op.
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        database = parsed.database
+        self._fd: int | None = None
+        if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+            self._fd = os.open(f"{database}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Wait for the turn, keep it for the ``with`` block."""
+        if self._fd is None:
+            yield
+            return
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

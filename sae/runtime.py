@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
-from sae.db import make_engine, make_sessionmaker, transaction
+from sae.db import WriterTurns, make_engine, make_sessionmaker, transaction
 from sae.migrate import upgrade
 from sae.storage.base import StorageOffer
 from sae.storage.offers import OfferSet, check_offers, load_offers
@@ -53,6 +53,8 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     offer_set: OfferSet
+    #: The group commit's turn to write, among the processes sharing a SQLite database.
+    writer_turns: WriterTurns
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +76,7 @@ class Runtime:
             engine=engine,
             sessions=make_sessionmaker(engine),
             offer_set=offer_set,
+            writer_turns=WriterTurns(settings.db_url),
         )
         with transaction(runtime.sessions) as session:
             path = ensure_admin_token(session, settings.data_dir)
@@ -98,3 +101,4 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.writer_turns.close()

@@ -222,12 +222,18 @@ def test_sae_serve_with_two_worker_processes_on_postgresql(tmp_path: Path) -> No
         db.close()
 
 
-def test_several_workers_need_postgresql(tmp_path: Path) -> None:
+def test_several_workers_need_a_shared_database(tmp_path: Path) -> None:
     runner = CliRunner()
-    env = {"SAE_DATA_DIR": str(tmp_path / "d"), "SAE_DATABASE_URL": "", "SAE_WORKERS": "2"}
+    env = {"SAE_DATA_DIR": str(tmp_path / "d"), "SAE_DATABASE_URL": "sqlite://", "SAE_WORKERS": "2"}
     refused = runner.invoke(cli, ["serve"], env=env)
     assert refused.exit_code == 2
-    assert "SAE_WORKERS=2 needs PostgreSQL" in refused.output
+    said = " ".join(refused.output.split())
+    assert "SAE_WORKERS=2 needs a database the processes share" in said
+    # A SQLite file is shared: several processes take turns to write it.
+    from sae.config import load_settings
+
+    settings = load_settings(data_dir=tmp_path / "d", database_url=None, workers=2)
+    assert settings.db_url == f"sqlite:///{tmp_path / 'd' / 'sae.db'}"
 
 
 def test_a_server_process_freezes_its_startup_heap_and_collects_young_objects_less_often() -> None:
@@ -262,3 +268,42 @@ def test_a_start_sweeps_what_a_dead_process_left_in_the_spool(tmp_path: Path) ->
     sweep_spool(spool)
     assert not old.exists()
     assert young.exists()
+
+
+def test_workers_end_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """``sae serve`` with two processes on SQLite; SIGKILL to the supervisor alone (the OOM
+    killer, an operator's ``kill -9``) stops its workers too: none goes on serving the port
+    and writing the database beside the instance started next."""
+    import signal
+
+    from tests.crash.harness import ServerProcess, children
+
+    server = ServerProcess(tmp_path / "sae-data", env={"SAE_WORKERS": "2"})
+    server.start()
+    try:
+        workers = children(server.pid)
+        assert len(workers) >= 2, workers
+        os.kill(server.pid, signal.SIGKILL)
+        server.proc.wait(10)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and [w for w in workers if _alive(w)]:
+            time.sleep(0.1)
+        assert [w for w in workers if _alive(w)] == []
+        with httpx.Client() as client:
+            try:
+                client.get(f"{server.url}/health", timeout=2)
+            except httpx.ConnectError:
+                pass
+            else:
+                raise AssertionError("the port is still served")
+    finally:
+        server.kill()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "\nState:\tZ" not in status

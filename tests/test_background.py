@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
+import pytest
 from sqlalchemy import select
 
 from sae.background import SCHEDULER, Auditor
 from sae.db import transaction
+from sae.runtime import Runtime
 from sae.storage.audit import create_audit
 from sae.storage.models import Audit
 from tests.conftest import Api
@@ -30,6 +36,40 @@ def test_a_scheduled_audit_runs_once_per_interval(api: Api) -> None:
         assert audit.status == "done"
         assert audit.checked == 1
     assert auditor.run_once() == []  # not due again before the interval
+
+
+def test_two_instances_schedule_one_audit(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes (two runtimes on one database) find an audit due at the same moment: the
+    second waits for the first's decision and records none (SQLite and PostgreSQL)."""
+    from sae.storage import audit as audit_module
+
+    original = audit_module.create_audit
+
+    def slow_create(*args: Any, **kwargs: Any) -> Audit:
+        time.sleep(0.3)  # the window in which the other instance reads "none recorded yet"
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "create_audit", slow_create)
+    other = Runtime.open(api.runtime.settings)
+    try:
+        auditors = [_auditor(api), Auditor(other.sessions, other.settings, other.offer_set)]
+        start = threading.Barrier(2)
+        scheduled: list[str | None] = []
+
+        def schedule(auditor: Auditor) -> None:
+            start.wait()
+            scheduled.append(auditor.schedule_if_due())
+
+        threads = [threading.Thread(target=schedule, args=(a,)) for a in auditors]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        other.close()
+    assert scheduled.count(None) == 1, scheduled
+    with api.runtime.sessions() as session:
+        assert len(session.scalars(select(Audit)).all()) == 1
 
 
 def test_no_schedule_when_disabled(api: Api) -> None:

@@ -125,7 +125,7 @@ class GroupCommit:
         """Write and commit the group; each transfer's error (None: committed)."""
         offers = self.runtime.strategy_offers
         try:
-            with transaction(self.runtime.sessions) as session:
+            with self.runtime.writer_turns.turn(), transaction(self.runtime.sessions) as session:
                 service.write_accepted(session, [slot.transfer for slot in group])
             return [None] * len(group)
         except IntegrityError:

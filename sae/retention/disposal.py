@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, text
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from sae import db
@@ -207,12 +207,9 @@ def build_list(
         created_by=actor,
         notification_object_ids=[],
     )
+    # List builders take turns: two lists built at once never share a unit or a reference.
+    db.lock_for_writing(session, BUILD_LOCK)
     session.add(disposal)
-    # Writing first serialises list builders (SQLite's write lock; an advisory lock on
-    # PostgreSQL): two lists built at once never share a unit or a reference.
-    session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BUILD_LOCK})
     disposal.reference = _next_reference(session, final_action)
     unit_ids = due_unit_ids(session, final_action, day, producer)
     session.flush()

@@ -52,6 +52,21 @@ def hwm_kib(pid: int) -> int:
     return 0
 
 
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (from /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("PPid:"):
+                    if int(line.split()[1]) == pid:
+                        found.append(int(status.parent.name))
+                    break
+        except OSError:
+            continue
+    return found
+
+
 class ServerProcess:
     """``sae serve`` on ``data_dir``; ``start()``, ``kill()`` (SIGKILL), ``stop()`` (SIGTERM)."""
 
@@ -112,8 +127,11 @@ class ServerProcess:
         raise RuntimeError(f"sae serve not ready after {timeout} s: {self.log_tail()}")
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: no cleanup, no flush, as in a power cut."""
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGKILL the whole process group: no cleanup, no flush, as in a power cut.
+
+        The group outlives its leader: worker processes left by a supervisor that died are
+        killed too."""
+        if self.proc is None:
             return
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)

@@ -1,9 +1,10 @@
 """Concurrent deposits against a real server: every one acknowledged, none lost, no 5xx.
 
-Eight clients deposit at once, on SQLite and on PostgreSQL. Both failed with 500s when this test
-was written (issue #7): on SQLite "database is locked" at once, because ingest's savepoint read
-before writing (SQLITE_BUSY_SNAPSHOT; fixed in sae/ingest/service.py), and on PostgreSQL a
-duplicate journal leaf index from concurrent appenders (fixed in the journal).
+Eight clients deposit at once, on SQLite and on PostgreSQL, into one server process and into
+two (``SAE_WORKERS=2``: on SQLite they take turns to write the same file). Both databases failed
+with 500s when this test was written (issue #7): on SQLite "database is locked" at once, because
+ingest's savepoint read before writing (SQLITE_BUSY_SNAPSHOT; fixed in sae/ingest/service.py),
+and on PostgreSQL a duplicate journal leaf index from concurrent appenders (fixed in the journal).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ CLIENTS = 8
 PER_CLIENT = 5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "sqlite-2-workers", "postgresql", "postgresql-2-workers"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
     env: dict[str, str] = {}
     drop = None
-    if request.param == "postgresql":
+    if request.param.endswith("-2-workers"):
+        env["SAE_WORKERS"] = "2"
+    if request.param.startswith("postgresql"):
         require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
         schema = f"sae_conc_{uuid.uuid4().hex[:10]}"
         admin = create_engine(PG_URL)
@@ -95,3 +98,6 @@ def test_concurrent_deposits_all_acknowledged(server: ServerProcess) -> None:
             assert isinstance(objects, list)
             status, got, _ = download_sha512(c, objects[0]["id"])
             assert (status, got) == (200, sha)
+    # One journal, whoever wrote it: every leaf in the tree, every head over it signed.
+    verify = server.cli("journal", "verify")
+    assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]

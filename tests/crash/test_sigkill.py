@@ -16,7 +16,8 @@ delay, then checks, from the outside and from the database:
 * at the end, a referenced object removed behind SAE's back is reported by ``sae fsck
   --repair`` as missing, never silently "fixed".
 
-``SAE_CRASH_ROUNDS`` (default 20) sets the number of kills.
+``SAE_CRASH_ROUNDS`` (default 20) sets the number of kills; the same test runs again with two
+server processes sharing the SQLite file (``SAE_WORKERS=2``), with half as many kills.
 """
 
 from __future__ import annotations
@@ -217,10 +218,12 @@ def verify_acked(client: httpx.Client, s: Sent) -> None:
     s.verified = True
 
 
-def test_sigkill_during_concurrent_deposits(tmp_path: Path) -> None:
-    rng = random.Random(int(os.environ.get("SAE_CRASH_SEED", "20261129")))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_during_concurrent_deposits(tmp_path: Path, workers: int) -> None:
+    rounds = ROUNDS if workers == 1 else max(1, ROUNDS // 2)
+    rng = random.Random(int(os.environ.get("SAE_CRASH_SEED", "20261129")) + workers)
     data_dir = tmp_path / "sae-data"
-    server = ServerProcess(data_dir)
+    server = ServerProcess(data_dir, env={"SAE_WORKERS": str(workers)})
     sent: list[Sent] = []
     counter = 0
     orphans_removed = 0
@@ -236,7 +239,7 @@ def test_sigkill_during_concurrent_deposits(tmp_path: Path) -> None:
             return sip
 
     try:
-        for round_no in range(ROUNDS + 1):
+        for round_no in range(rounds + 1):
             server.start()
             with server.client() as client:
                 # 1. What the previous kill left: unanswered SIPs are either whole or absent.
@@ -258,7 +261,7 @@ def test_sigkill_during_concurrent_deposits(tmp_path: Path) -> None:
                         assert s.outcome == "acked", f"{s.message_id}: retry gave {s.status}"
                         assert found == [], f"{s.message_id}: visible without a 201: {found}"
                         verify_acked(client, s)
-            if round_no == ROUNDS:
+            if round_no == rounds:
                 break
 
             # 2. Concurrent deposits, then SIGKILL at a random instant.
@@ -313,7 +316,7 @@ def test_sigkill_during_concurrent_deposits(tmp_path: Path) -> None:
             assert orphans == expected_orphans
             assert others == [], others
             assert code == (1 if expected_orphans else 0)
-            if expected_orphans and (round_no % 5 == 4 or round_no == ROUNDS - 1):
+            if expected_orphans and (round_no % 5 == 4 or round_no == rounds - 1):
                 code, findings = fsck(server, "--repair")
                 removed = {f["key"] for f in findings if f["kind"] == "orphan_removed"}
                 assert removed == expected_orphans, findings
@@ -350,7 +353,8 @@ def test_sigkill_during_concurrent_deposits(tmp_path: Path) -> None:
         verify = server.cli("journal", "verify")
         assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
         print(
-            f"crash: {ROUNDS} kills, {len(sent)} SIPs sent, {len(acked)} acknowledged and "
+            f"crash: {rounds} kills, {workers} server process(es), {len(sent)} SIPs sent, "
+            f"{len(acked)} acknowledged and "
             f"verified, {unanswered_committed} committed with the reply lost, "
             f"{orphans_removed} orphans removed by fsck --repair"
         )
