@@ -152,28 +152,37 @@ def _ingest_and_refer(
     """The ingest, then where its decisive leaf is: one trip to the thread pool, not two."""
     outcome = ingest_and_commit(runtime, principal, path, sip_digest)
     with runtime.sessions() as session:
-        return outcome, journal_ref(session, outcome.transfer.id)
+        return outcome, journal_ref(session, outcome.transfer.id, outcome.leaf_index)
 
 
-def journal_ref(session: Session, transfer_id: str) -> JournalRef:
-    """The transfer's decisive leaf (accepted or rejected) and the first head covering it."""
+def journal_ref(session: Session, transfer_id: str, leaf_index: int | None = None) -> JournalRef:
+    """The transfer's decisive leaf (accepted or rejected; looked up unless given) and the first
+    head covering it."""
     from sqlalchemy import select
 
-    from sae.journal.models import Event
-    from sae.journal.service import covering_head
+    from sae.journal.models import Event, TreeHead
 
-    leaf_index = session.scalar(
-        select(Event.leaf_index)
-        .where(
-            Event.transfer_id == transfer_id,
-            Event.type.in_(("ingest.accepted", "ingest.rejected")),
+    if leaf_index is None:
+        leaf_index = session.scalar(
+            select(Event.leaf_index)
+            .where(
+                Event.transfer_id == transfer_id,
+                Event.type.in_(("ingest.accepted", "ingest.rejected")),
+            )
+            .order_by(Event.leaf_index.desc())
+            .limit(1)
         )
-        .order_by(Event.leaf_index.desc())
-        .limit(1)
-    )
     if leaf_index is None:
         return JournalRef()
-    head = covering_head(session, leaf_index)
+    # The columns only (every deposit's reply asks, and just after its commit there is rarely
+    # a head yet): no ORM object for a head that is not shown whole.
+    heads = TreeHead.__table__.c
+    head = session.execute(
+        select(heads.tree_size, heads.root_hash, heads.timestamp)
+        .where(heads.tree_size > leaf_index)
+        .order_by(heads.tree_size)
+        .limit(1)
+    ).first()
     if head is None:
         return JournalRef(leaf_index=leaf_index)
     return JournalRef(

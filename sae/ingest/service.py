@@ -76,6 +76,9 @@ class IngestOutcome:
     atr: bytes
     units: list[ArchiveUnit] = field(default_factory=list)
     objects: list[DataObject] = field(default_factory=list)
+    #: The journal leaf that records the decision (``ingest.accepted`` or ``ingest.rejected``),
+    #: once written.
+    leaf_index: int | None = None
 
     @property
     def accepted(self) -> bool:
@@ -159,7 +162,7 @@ def authorise(principal: Principal, producer: str) -> None:
 def check_duplicate(session: Session, transfer: seda.ArchiveTransfer) -> None:
     """The same MessageIdentifier from the same transferring agency is accepted once."""
     first = session.scalar(
-        select(Transfer).where(
+        select(Transfer.id).where(
             Transfer.status == "OK",
             Transfer.message_identifier == transfer.message_identifier,
             Transfer.transferring_agency == transfer.transferring_agency_identifier,
@@ -169,8 +172,8 @@ def check_duplicate(session: Session, transfer: seda.ArchiveTransfer) -> None:
         raise DuplicateTransfer(
             f"MessageIdentifier {transfer.message_identifier!r} from "
             f"{transfer.transferring_agency_identifier!r} was already accepted",
-            first_transfer=first.id,
-            first_transfer_url=f"/api/v1/transfers/{first.id}",
+            first_transfer=first,
+            first_transfer_url=f"/api/v1/transfers/{first}",
         )
 
 
@@ -838,13 +841,19 @@ class AcceptedTransfer:
     rows: CatalogueRows
     end_dates: list[dict[str, Any]]
     events: list[NewEvent]
+    #: Its ``ingest.accepted`` leaf, set by :func:`write_accepted` (valid once committed).
+    leaf_index: int | None = None
 
     @property
     def outcome(self) -> IngestOutcome:
         row = self.transfer_row
         assert row.atr is not None
         return IngestOutcome(
-            transfer=row, atr=row.atr, units=self.rows.units, objects=self.rows.objects
+            transfer=row,
+            atr=row.atr,
+            units=self.rows.units,
+            objects=self.rows.objects,
+            leaf_index=self.leaf_index,
         )
 
     def discard(self, offers: Sequence[StorageOffer]) -> None:
@@ -988,7 +997,11 @@ def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> No
     dates.store_computed(session, [row for item in accepted for row in item.end_dates])
     # Last, just before the commit: appending takes the journal's sequence lock (held until
     # the commit on PostgreSQL), so nothing slow may come after it.
-    append_events(session, [event for item in accepted for event in item.events])
+    leaves = append_events(session, [event for item in accepted for event in item.events])
+    end = 0
+    for item in accepted:  # each transfer's events end with its ingest.accepted
+        end += len(item.events)
+        item.leaf_index = leaves[end - 1].leaf_index
 
 
 def _refuse(
@@ -1012,7 +1025,7 @@ def _refuse(
     transfer_row.total_bytes = 0
     session.add(transfer_row)
     session.flush()
-    append_event(
+    decision = append_event(
         session,
         type="ingest.rejected",
         actor=principal.actor,
@@ -1029,7 +1042,9 @@ def _refuse(
         transfer_row, parsed, faults, warnings, [], [], env.settings.origin
     )
     session.flush()
-    return IngestOutcome(transfer=transfer_row, atr=transfer_row.atr)
+    return IngestOutcome(
+        transfer=transfer_row, atr=transfer_row.atr, leaf_index=decision.leaf_index
+    )
 
 
 def _describe(row: Transfer, parsed: seda.ArchiveTransfer) -> None:

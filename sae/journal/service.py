@@ -11,16 +11,9 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import (
-    Table,
-    and_,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -104,11 +97,6 @@ def encode_event_leaf(event: Event) -> bytes:
 # --------------------------------------------------------------------------- stored nodes
 
 
-_EVENTS = cast(Table, Event.__table__)
-_NODES = cast(Table, JournalNode.__table__)
-_STATE = cast(Table, JournalState.__table__)
-
-
 class DbNodes:
     """A :class:`merkle.NodeSource` over ``events.leaf_hash`` (level 0) and ``journal_nodes``."""
 
@@ -117,36 +105,28 @@ class DbNodes:
         self.reads = 0
 
     def get_nodes(self, keys: Sequence[merkle.NodeKey]) -> Mapping[merkle.NodeKey, bytes]:
-        """One query per kind of node; raises :class:`JournalCorrupt` if any is missing."""
+        """A query per kind of node (and per 400 keys); raises :class:`JournalCorrupt` if any
+        is missing."""
         out: dict[merkle.NodeKey, bytes] = {}
         leaves = [ix for lv, ix in keys if lv == 0]
         inner = [(lv, ix) for lv, ix in keys if lv > 0]
-        # Core statements on the session's connection: plain column reads need none of the
-        # ORM's machinery, and appends run this under the journal's write lock.
+        # SQL text straight to the driver, on the session's connection: an append reads its
+        # peaks under the journal's write lock (the serial part of every deposit), and building
+        # a statement of a new shape each time cost more there than running it.
         connection = self.session.connection()
-        if leaves:
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        for chunk in _chunks(leaves):
             self.reads += 1
-            rows = connection.execute(
-                select(_EVENTS.c.leaf_index, _EVENTS.c.leaf_hash).where(
-                    _EVENTS.c.leaf_index.in_(leaves)
-                )
-            )
-            out.update({(0, ix): h for ix, h in rows})
-        if inner:
+            marks = ", ".join([mark] * len(chunk))  # the SQL holds placeholders, never values
+            sql = f"SELECT leaf_index, leaf_hash FROM events WHERE leaf_index IN ({marks})"  # noqa: S608
+            rows = connection.exec_driver_sql(sql, tuple(chunk))
+            out.update({(0, ix): bytes(h) for ix, h in rows})
+        for pairs in _chunks(inner):
             self.reads += 1
-            by_level: dict[int, list[int]] = {}
-            for lv, ix in inner:
-                by_level.setdefault(lv, []).append(ix)
-            cond = or_(
-                *(
-                    and_(_NODES.c.level == lv, _NODES.c.index.in_(ixs))
-                    for lv, ixs in by_level.items()
-                )
-            )
-            inner_rows = connection.execute(
-                select(_NODES.c.level, _NODES.c.index, _NODES.c.hash).where(cond)
-            )
-            out.update({(lv, ix): h for lv, ix, h in inner_rows})
+            where = " OR ".join([f'(level = {mark} AND "index" = {mark})'] * len(pairs))
+            sql = f'SELECT level, "index", hash FROM journal_nodes WHERE {where}'  # noqa: S608
+            rows = connection.exec_driver_sql(sql, tuple(v for pair in pairs for v in pair))
+            out.update({(lv, ix): bytes(h) for lv, ix, h in rows})
         missing = [k for k in keys if k not in out]
         if missing:
             raise JournalCorrupt(f"journal node(s) missing: {missing[:5]}")
@@ -169,6 +149,22 @@ class NewEvent:
     object_digests: dict[str, str] = field(default_factory=dict)
 
 
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int = 400) -> Iterator[Sequence[T]]:
+    """``items`` in slices of ``size`` (a statement's bound parameters stay well under the
+    databases' limits)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+_RESERVE_SQL = {
+    "qmark": "UPDATE journal_state SET value = value + ? WHERE name = ? RETURNING value",
+    "format": "UPDATE journal_state SET value = value + %s WHERE name = %s RETURNING value",
+}
+
+
 def _reserve(session: Session, count: int) -> int:
     """Reserve ``count`` leaf indices; return the first.
 
@@ -176,16 +172,12 @@ def _reserve(session: Session, count: int) -> int:
     until the caller's transaction ends: appenders are serialised, and a rolled-back append
     gives its indices back. No gap, no duplicate, whatever the number of processes.
     """
-    stmt = (
-        update(_STATE)
-        .where(_STATE.c.name == TREE_SIZE)
-        .values(value=_STATE.c.value + count)
-        .returning(_STATE.c.value)
-    )
-    new_size = session.connection().execute(stmt).scalar_one_or_none()
+    connection = session.connection()
+    sql = _RESERVE_SQL["qmark" if connection.dialect.paramstyle == "qmark" else "format"]
+    new_size = connection.exec_driver_sql(sql, (count, TREE_SIZE)).scalar_one_or_none()
     if new_size is None:
         ensure_state(session)
-        new_size = session.connection().execute(stmt).scalar_one()
+        new_size = connection.exec_driver_sql(sql, (count, TREE_SIZE)).scalar_one()
     return int(new_size) - count
 
 

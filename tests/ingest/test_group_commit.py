@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from sae.auth.service import SYSTEM
 from sae.ingest import deposit, service
+from sae.ingest.api import journal_ref
 from sae.ingest.errors import CommitFailed, DuplicateTransfer
 from sae.journal.verification import verify_journal
 from tests.conftest import Api
@@ -120,6 +121,15 @@ def test_waiting_transfers_are_committed_together(
         answer = api.client.get(f"/api/v1/transfers/{transfer_id}", headers=api.auth())
         assert answer.status_code == 200
         assert answer.json()["status"] == "OK"
+        # The leaf the reply names is this transfer's acceptance, as the journal holds it.
+        with api.runtime.sessions() as session:
+            decision = session.scalars(
+                select(Event).where(Event.leaf_index == outcome.leaf_index)
+            ).one()
+            assert (decision.type, decision.transfer_id) == ("ingest.accepted", transfer_id)
+            assert journal_ref(session, transfer_id) == journal_ref(
+                session, transfer_id, outcome.leaf_index
+            )
     with api.runtime.sessions() as session:
         report = verify_journal(session, workers=1)
     assert report.ok, report
