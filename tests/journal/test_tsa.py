@@ -45,6 +45,13 @@ def test_builtin_token_verifies_with_openssl(builtin_tsa: BuiltinTSA, tmp_path: 
     chain.write_bytes(token.chain_pem)
     assert openssl_verify(tmp_path, token.tsr, MESSAGE, chain, None)
     assert abs(token.gen_time - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+    # The parts every token repeats are encoded once per TSA: the tokens that follow are
+    # as good as the first, and each is its own.
+    later = [builtin_tsa.timestamp(MESSAGE + bytes([i])) for i in range(3)]
+    for i, again in enumerate(later):
+        assert openssl_verify(tmp_path, again.tsr, MESSAGE + bytes([i]), root, None)
+        assert not openssl_verify(tmp_path, again.tsr, MESSAGE, root, None)
+    assert len({t.tsr for t in [token, *later]}) == 4
 
 
 def test_builtin_token_checks_in_our_verifier(builtin_tsa: BuiltinTSA) -> None:
