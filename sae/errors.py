@@ -107,3 +107,12 @@ class ServiceUnavailable(SAEError):
     code = "service.unavailable"
     status = 503
     title = "Service unavailable"
+
+
+class SpoolFailed(ServiceUnavailable):
+    """A temporary file of the spool (``$SAE_DATA_DIR/tmp``: a SIP being received, a DIP being
+    built) could not be written — its disk full, an I/O error. Nothing half-written is kept;
+    retry once the operator has made room."""
+
+    code = "service.spool_failed"
+    title = "Temporary space unavailable"

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from sae.errors import SpoolFailed
+
+log = logging.getLogger("sae.fileio")
 
 #: Bytes hashed per ``pread``.
 CHUNK = 1024 * 1024
@@ -57,6 +64,31 @@ def publish_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
         return True
     finally:
         os.unlink(temporary)
+
+
+@contextmanager
+def spool_file(directory: Path, prefix: str, suffix: str) -> Iterator[tuple[int, Path]]:
+    """A new private file in the spool ``directory``: its descriptor (the block closes it) and
+    its path. When the block fails, the file is removed, and an ``OSError`` (the disk full, an
+    I/O error) becomes :class:`~sae.errors.SpoolFailed` (503), never a 500."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    except OSError as exc:
+        raise _spool_failed(exc, directory) from exc
+    path = Path(name)
+    try:
+        yield fd, path
+    except BaseException as exc:
+        path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _spool_failed(exc, directory) from exc
+        raise
+
+
+def _spool_failed(exc: OSError, directory: Path) -> SpoolFailed:
+    log.error("spool.write_failed in %s: %s", directory, exc)
+    reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    return SpoolFailed(f"a temporary file could not be written ({reason}); nothing was kept")
 
 
 def write_all(fd: int, data: bytes) -> None:

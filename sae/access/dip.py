@@ -9,7 +9,6 @@ proof bundle an auditor checks offline). Every export is journaled with the dige
 from __future__ import annotations
 
 import re
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sae.catalog.errors import NotCommunicable, UnitNotFound
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
 from sae.config import Settings
 from sae.db import new_id, utcnow
+from sae.fileio import spool_file
 from sae.ingest.models import Transfer
 from sae.journal import proofs
 from sae.journal.sealing import seal_now
@@ -108,35 +108,30 @@ def build_dip(
         )
     # Proofs need a sealed head covering every object's ingest leaf.
     seal_now(sessions, settings, wait=True)
-    fd, name = tempfile.mkstemp(prefix="dip-", suffix=".zip", dir=settings.data_dir / "tmp")
-    path = Path(name)
-    try:
-        with (
-            open(fd, "wb") as fh,
-            zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf,
-        ):
-            entries = _write_objects(zf, sessions, offers, objects)
-            with sessions() as session:
-                for obj in objects:
-                    zf.writestr(f"proofs/{obj.id}.zip", proofs.object_bundle(session, obj.id))
-            zf.writestr(
-                "manifest.xml",
-                _manifest(
-                    version,
-                    settings,
-                    principal,
-                    root_id=unit_id,
-                    units=units,
-                    children=children,
-                    objects=objects,
-                    entries=entries,
-                    withheld=withheld,
-                ),
-                compress_type=zipfile.ZIP_DEFLATED,
-            )
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    with (
+        spool_file(settings.data_dir / "tmp", "dip-", ".zip") as (fd, path),
+        open(fd, "wb") as fh,
+        zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf,
+    ):
+        entries = _write_objects(zf, sessions, offers, objects)
+        with sessions() as session:
+            for obj in objects:
+                zf.writestr(f"proofs/{obj.id}.zip", proofs.object_bundle(session, obj.id))
+        zf.writestr(
+            "manifest.xml",
+            _manifest(
+                version,
+                settings,
+                principal,
+                root_id=unit_id,
+                units=units,
+                children=children,
+                objects=objects,
+                entries=entries,
+                withheld=withheld,
+            ),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
     with sessions() as session:
         append_events(
             session,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +46,7 @@ from sae.console.web import STATIC, ConsoleRoute, error_page, render
 from sae.deps import RuntimeDep, SessionDep
 from sae.downloads import attachment, download_headers
 from sae.errors import BadRequest, NotFound, SAEError
+from sae.fileio import spool_file
 from sae.ingest.api import journal_ref
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import SipTooLarge
@@ -277,19 +277,16 @@ def transfer_atr(transfer_id: str, user: UserDep, session: SessionDep) -> Respon
 async def _spool_upload(upload: StarletteUpload, runtime: Runtime) -> Path:
     """Copy the uploaded SIP to a private temporary file, refusing it past the size limit."""
     limit = runtime.settings.max_sip_bytes
-    fd, name = tempfile.mkstemp(prefix="sip-", suffix=".zip", dir=runtime.settings.data_dir / "tmp")
-    path = Path(name)
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            while chunk := await upload.read(1024 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
-                fh.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    with (
+        spool_file(runtime.settings.data_dir / "tmp", "sip-", ".zip") as (fd, path),
+        os.fdopen(fd, "wb") as fh,
+    ):
+        while chunk := await upload.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
+            fh.write(chunk)
     return path
 
 

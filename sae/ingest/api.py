@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from sae.auth.deps import require_role
 from sae.auth.service import Principal
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import NotFound
-from sae.fileio import TrailingDigest, write_all
+from sae.fileio import TrailingDigest, spool_file, write_all
 from sae.ingest import service
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import NotAZip, SipTooLarge
@@ -58,34 +57,32 @@ async def _spool(request: Request, runtime: Runtime) -> tuple[Path, TrailingDige
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise SipTooLarge(f"the SIP is {declared} bytes; the limit is {limit}")
-    fd, name = tempfile.mkstemp(prefix="sip-", suffix=".zip", dir=runtime.settings.data_dir / "tmp")
-    path = Path(name)
-    size = 0
-    block: list[bytes] = []
-    block_size = 0
-    digest: TrailingDigest | None = None
-    try:
+    with spool_file(runtime.settings.data_dir / "tmp", "sip-", ".zip") as (fd, path):
+        size = 0
+        block: list[bytes] = []
+        block_size = 0
+        digest: TrailingDigest | None = None
         try:
-            digest = TrailingDigest(fd)
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
-                block.append(chunk)
-                block_size += len(chunk)
-                if block_size >= WRITE_BLOCK:
-                    _write_block(fd, block, block_size)
-                    digest.advance(size)
-                    block, block_size = [], 0
-            _write_block(fd, block, block_size)
-            digest.advance(size)
-        finally:
-            os.close(fd)
-    except BaseException:
-        if digest is not None:
-            digest.abandon()
-        path.unlink(missing_ok=True)
-        raise
+            try:
+                digest = TrailingDigest(fd)
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
+                    block.append(chunk)
+                    block_size += len(chunk)
+                    if block_size >= WRITE_BLOCK:
+                        _write_block(fd, block, block_size)
+                        digest.advance(size)
+                        block, block_size = [], 0
+                _write_block(fd, block, block_size)
+                digest.advance(size)
+            finally:
+                os.close(fd)
+        except BaseException:
+            if digest is not None:
+                digest.abandon()
+            raise
     return path, digest
 
 

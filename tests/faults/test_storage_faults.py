@@ -378,3 +378,36 @@ def test_local_offer_disk_full_is_a_clean_ko(tmp_path: Path, small_disk: Path) -
             assert len(units) == 1
     finally:
         server.stop()
+
+
+def test_spool_disk_full_is_a_clean_ko(tmp_path: Path, small_disk: Path) -> None:
+    """The data directory (spool, database) on a 16 MiB disk, the offer elsewhere: a 20 MiB
+    SIP fills the disk while it is received. 503 naming the cause, nothing kept in the spool,
+    nothing visible; the space is given back and the next deposit goes through."""
+    offers = tmp_path / "offers.yaml"
+    offers.write_text(
+        "offers:\n"
+        "  - name: local\n"
+        "    kind: filesystem\n"
+        f"    path: {tmp_path / 'offer'}\n"
+        "    jurisdiction: FR\n"
+        "    site: Mairie\n"
+        "strategy:\n  copies: [local]\n",
+        encoding="utf-8",
+    )
+    server = ServerProcess(small_disk / "sae-data", env={"SAE_OFFERS_FILE": str(offers)})
+    server.log_path = tmp_path / "server.log"
+    server.start()
+    try:
+        big, _ = sip_of("FAULT-SPOOL-FULL", [20 * MiB])
+        response = post(server, big)
+        print(f"spool full: HTTP {response.status_code} {response.text[:300]}")
+        assert_clean_ko(response)
+        assert response.status_code == 503
+        assert response.json()["code"] == "service.spool_failed"
+        assert list((small_disk / "sae-data" / "tmp").iterdir()) == []
+        assert_not_visible(server, "FAULT-SPOOL-FULL")
+        after, _ = sip_of("FAULT-AFTER-SPOOL-FULL", [1 * MiB])
+        assert post(server, after).status_code == 201
+    finally:
+        server.stop()

@@ -326,6 +326,40 @@ def test_a_failing_offer_is_a_503_not_the_sips_fault(
     assert api.deposit(build_zip(simple_sip("MSG-OFFER-DOWN"))).status_code == 201
 
 
+@pytest.mark.parametrize("where", ["creating", "writing"])
+def test_a_spool_that_cannot_take_the_sip_is_a_503_and_keeps_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The spool's disk full (or failing) while a SIP is received: 503 naming the cause, no
+    file left in the spool, no transfer recorded; the same SIP goes through once it is fixed."""
+    import errno
+    import tempfile
+
+    from sqlalchemy import select
+
+    from sae.ingest import api as ingest_api
+    from sae.ingest.models import Transfer
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if where == "creating":
+        monkeypatch.setattr(tempfile, "mkstemp", full)
+    else:
+        monkeypatch.setattr(ingest_api, "_write_block", full)
+    sip = build_zip(simple_sip("MSG-SPOOL-FULL"))
+    response = api.deposit(sip)
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["code"] == "service.spool_failed"
+    assert "No space left on device" in body["detail"]
+    assert list((api.settings.data_dir / "tmp").iterdir()) == []
+    with api.runtime.sessions() as session:
+        assert session.scalars(select(Transfer)).all() == []  # not even a refusal
+    monkeypatch.undo()
+    assert api.deposit(sip).status_code == 201
+
+
 def test_copies_not_made_durable_refuse_the_transfer_and_nothing_stays(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
