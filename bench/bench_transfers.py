@@ -7,8 +7,8 @@ transfers/s on two cores with PostgreSQL.
     .venv/bin/python bench/bench_transfers.py [--database sqlite|postgresql] [--sips 2000]
         [--clients 8] [--kib 100] [--workers 1]
 
-``--workers`` is ``SAE_WORKERS`` (server processes; more than one needs PostgreSQL): one Python
-process uses one core at most, and on PostgreSQL the server's Python is what limits the rate.
+``--workers`` is ``SAE_WORKERS`` (server processes, on either database): one Python process uses
+one core at most, and the server's Python is what limits the rate.
 """
 
 from __future__ import annotations

@@ -44,6 +44,13 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         "2,000 one-PDF SIPs, 8 clients, SQLite",
     ),
     (
+        "transfers-sqlite-2",
+        "bench_transfers.py",
+        ["--database", "sqlite", "--workers", "2"],
+        ["--database", "sqlite", "--sips", "200", "--workers", "2"],
+        "2,000 one-PDF SIPs, 8 clients, SQLite, SAE_WORKERS=2 (one per core)",
+    ),
+    (
         "transfers-postgresql",
         "bench_transfers.py",
         ["--database", "postgresql"],
@@ -84,6 +91,13 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         ["--mode", "many-sips"],
         ["--mode", "many-sips"],
         "a3m corpus: 500 SIPs of one record, 8 clients",
+    ),
+    (
+        "corpus-many-2",
+        "bench_corpus.py",
+        ["--mode", "many-sips", "--workers", "2"],
+        ["--mode", "many-sips", "--workers", "2"],
+        "a3m corpus: 500 SIPs of one record, 8 clients, SAE_WORKERS=2 (one per core)",
     ),
     (
         "audit",

@@ -161,11 +161,12 @@ def authorise(principal: Principal, producer: str) -> None:
 
 def check_duplicate(session: Session, transfer: seda.ArchiveTransfer) -> None:
     """The same MessageIdentifier from the same transferring agency is accepted once."""
+    transfers = Transfer.__table__.c  # Core: every deposit asks, and wants one column
     first = session.scalar(
-        select(Transfer.id).where(
-            Transfer.status == "OK",
-            Transfer.message_identifier == transfer.message_identifier,
-            Transfer.transferring_agency == transfer.transferring_agency_identifier,
+        select(transfers.id).where(
+            transfers.status == "OK",
+            transfers.message_identifier == transfer.message_identifier,
+            transfers.transferring_agency == transfer.transferring_agency_identifier,
         )
     )
     if first is not None:
