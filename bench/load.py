@@ -7,7 +7,7 @@ readers (an archived object's bytes, SHA-512 checked), searchers (``/units?q=``)
 (an object's proof bundle, checked with ``sae.journal.bundle.verify_bundle``). At the end every
 acknowledged transfer is read back, the journal verified and every copy audited.
 
-    .venv/bin/python bench/load.py [--minutes 3] [--database sqlite|postgresql]
+    .venv/bin/python bench/load.py [--minutes 3] [--database sqlite|postgresql] [--workers 1]
 
 Prints one RESULT line and saves it, with the details, to bench/results/load.txt (copied into
 docs/benchmarks.md by run_all.py).
@@ -131,6 +131,9 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--depositors", type=int, default=3)
     parser.add_argument("--readers", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (SAE_WORKERS; one per core)"
+    )
     args = parser.parse_args()
     work = workdir("load")
     stats = Stats()
@@ -139,7 +142,7 @@ def main() -> None:
     try:
         with contextlib.ExitStack() as stack:
             url = stack.enter_context(postgres_schema()) if args.database == "postgresql" else None
-            srv = stack.enter_context(server(work, database_url=url))
+            srv = stack.enter_context(server(work, database_url=url, workers=args.workers))
             clients = [
                 stack.enter_context(srv.process.client(timeout=600))
                 for _ in range(args.depositors + args.readers)
@@ -193,7 +196,8 @@ def main() -> None:
     errors = sum(stats.errors.values())
     calls = sum(stats.calls.values())
     line = (
-        f"load {args.database}, {traffic / 60:.1f} min, {args.depositors} depositors + "
+        f"load {args.database}, SAE_WORKERS={args.workers}, {traffic / 60:.1f} min, "
+        f"{args.depositors} depositors + "
         f"{args.readers} readers: {calls / traffic:.1f} requests/s "
         f"({stats.calls['deposit'] / traffic:.1f} deposits/s, "
         f"{stats.bytes_in / 2**20 / traffic:.1f} MiB/s in); {errors} errors; "
@@ -204,7 +208,7 @@ def main() -> None:
     result(line)
     details = [
         f"- run: {started_at:%Y-%m-%d %H:%M} UTC, `bench/load.py --minutes {args.minutes} "
-        f"--database {args.database}`",
+        f"--database {args.database} --workers {args.workers}`",
         f"- machine: {machine()}",
         f"- result: {line}",
         f"- journal verify: {journal.strip()[:300]}",
