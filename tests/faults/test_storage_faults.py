@@ -341,18 +341,24 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
 
 
-def test_local_offer_disk_full_is_a_clean_ko(tmp_path: Path, small_disk: Path) -> None:
-    offers = tmp_path / "offers.yaml"
-    offers.write_text(
+def local_offer_file(directory: Path, offer: Path) -> Path:
+    """An offers file (in ``directory``) whose one copy goes to a local offer at ``offer``."""
+    path = directory / "offers.yaml"
+    path.write_text(
         "offers:\n"
         "  - name: local\n"
         "    kind: filesystem\n"
-        f"    path: {small_disk / 'offer'}\n"
+        f"    path: {offer}\n"
         "    jurisdiction: FR\n"
         "    site: Mairie\n"
         "strategy:\n  copies: [local]\n",
         encoding="utf-8",
     )
+    return path
+
+
+def test_local_offer_disk_full_is_a_clean_ko(tmp_path: Path, small_disk: Path) -> None:
+    offers = local_offer_file(tmp_path, small_disk / "offer")
     server = ServerProcess(tmp_path / "sae-data", env={"SAE_OFFERS_FILE": str(offers)})
     server.start()
     try:
@@ -384,17 +390,7 @@ def test_spool_disk_full_is_a_clean_ko(tmp_path: Path, small_disk: Path) -> None
     """The data directory (spool, database) on a 16 MiB disk, the offer elsewhere: a 20 MiB
     SIP fills the disk while it is received. 503 naming the cause, nothing kept in the spool,
     nothing visible; the space is given back and the next deposit goes through."""
-    offers = tmp_path / "offers.yaml"
-    offers.write_text(
-        "offers:\n"
-        "  - name: local\n"
-        "    kind: filesystem\n"
-        f"    path: {tmp_path / 'offer'}\n"
-        "    jurisdiction: FR\n"
-        "    site: Mairie\n"
-        "strategy:\n  copies: [local]\n",
-        encoding="utf-8",
-    )
+    offers = local_offer_file(tmp_path, tmp_path / "offer")
     server = ServerProcess(small_disk / "sae-data", env={"SAE_OFFERS_FILE": str(offers)})
     server.log_path = tmp_path / "server.log"
     server.start()

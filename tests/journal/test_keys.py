@@ -40,7 +40,8 @@ def test_processes_starting_together_share_one_key_and_one_tsa(tmp_path: Path) -
     assert (tmp_path / "keys" / "journal-signing.pub.pem").read_bytes() == signing_pub
     cert = x509.load_pem_x509_certificate(tsa_cert)
     assert cert.public_key().public_bytes(*PUBLIC) == tsa_pub  # the key is the certificate's
-    assert sorted(p.name for p in (tmp_path / "tsa").iterdir()) == ["root.pem", "tsa.key", "tsa.pem"]
+    published = sorted(p.name for p in (tmp_path / "tsa").iterdir())
+    assert published == ["root.pem", "tsa.key", "tsa.pem"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
     assert [p.name for p in (tmp_path / "keys").iterdir() if p.name.startswith(".")] == []
     assert (tmp_path / "tsa" / "tsa.key").stat().st_mode & 0o077 == 0
