@@ -63,7 +63,7 @@ def main() -> None:
                 wall, ok, others = deposit_all(srv.process, sips, args.clients)
                 peak = srv.peak_mib()
         else:
-            with server(work) as srv:
+            with server(work, workers=args.workers) as srv:
                 wall, ok, others = deposit_all(srv.process, sips, args.clients)
                 peak = srv.peak_mib()
     finally:
