@@ -14,6 +14,7 @@ import errno
 import hashlib
 import logging
 import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -48,7 +49,7 @@ def publish_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
     taken): a process that finds the file finds it complete, and of processes creating it at
     once the first wins and the others read the winner's.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
