@@ -153,9 +153,9 @@ class Settings(BaseSettings):
     def _default_database(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'sae.db'}"
-        if self.workers > 1 and make_url(self.database_url).get_backend_name() == "sqlite":
-            database = make_url(self.database_url).database
-            if database in (None, "", ":memory:") or "mode=memory" in self.database_url:
+        url = make_url(self.database_url)
+        if self.workers > 1 and url.get_backend_name() == "sqlite":
+            if url.database in (None, "", ":memory:") or "mode=memory" in self.database_url:
                 raise ValueError(
                     f"SAE_WORKERS={self.workers} needs a database the processes share: an "
                     "in-memory SQLite database belongs to one process"

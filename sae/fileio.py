@@ -42,6 +42,21 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, synced to the disk; removed again
+    if writing it fails."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
 def publish_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
     """Create ``path`` holding ``data``, whole and synced, unless it exists; True if created.
 
@@ -50,21 +65,15 @@ def publish_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
     once the first wins and the others read the winner's.
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    write_new_file(temporary, data, mode)
     try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        fsync_directory(path.parent)
-        return True
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
     finally:
         os.unlink(temporary)
+    fsync_directory(path.parent)
+    return True
 
 
 @contextmanager

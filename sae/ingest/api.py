@@ -63,26 +63,25 @@ async def _spool(request: Request, runtime: Runtime) -> tuple[Path, TrailingDige
         block_size = 0
         digest: TrailingDigest | None = None
         try:
-            try:
-                digest = TrailingDigest(fd)
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
-                    block.append(chunk)
-                    block_size += len(chunk)
-                    if block_size >= WRITE_BLOCK:
-                        _write_block(fd, block, block_size)
-                        digest.advance(size)
-                        block, block_size = [], 0
-                _write_block(fd, block, block_size)
-                digest.advance(size)
-            finally:
-                os.close(fd)
+            digest = TrailingDigest(fd)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise SipTooLarge(f"the SIP exceeds the limit of {limit} bytes")
+                block.append(chunk)
+                block_size += len(chunk)
+                if block_size >= WRITE_BLOCK:
+                    _write_block(fd, block, block_size)
+                    digest.advance(size)
+                    block, block_size = [], 0
+            _write_block(fd, block, block_size)
+            digest.advance(size)
         except BaseException:
             if digest is not None:
                 digest.abandon()
             raise
+        finally:
+            os.close(fd)
     return path, digest
 
 
@@ -157,7 +156,8 @@ def journal_ref(session: Session, transfer_id: str, leaf_index: int | None = Non
     head covering it."""
     from sqlalchemy import select
 
-    from sae.journal.models import Event, TreeHead
+    from sae.journal.models import Event
+    from sae.journal.service import covering_head_summary
 
     if leaf_index is None:
         leaf_index = session.scalar(
@@ -171,15 +171,7 @@ def journal_ref(session: Session, transfer_id: str, leaf_index: int | None = Non
         )
     if leaf_index is None:
         return JournalRef()
-    # The columns only (every deposit's reply asks, and just after its commit there is rarely
-    # a head yet): no ORM object for a head that is not shown whole.
-    heads = TreeHead.__table__.c
-    head = session.execute(
-        select(heads.tree_size, heads.root_hash, heads.timestamp)
-        .where(heads.tree_size > leaf_index)
-        .order_by(heads.tree_size)
-        .limit(1)
-    ).first()
+    head = covering_head_summary(session, leaf_index)
     if head is None:
         return JournalRef(leaf_index=leaf_index)
     return JournalRef(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Row, Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -114,7 +114,7 @@ class DbNodes:
         # peaks under the journal's write lock (the serial part of every deposit), and building
         # a statement of a new shape each time cost more there than running it.
         connection = self.session.connection()
-        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        mark = _placeholder(connection)
         for chunk in _chunks(leaves):
             self.reads += 1
             marks = ", ".join([mark] * len(chunk))  # the SQL holds placeholders, never values
@@ -159,10 +159,12 @@ def _chunks(items: Sequence[T], size: int = 400) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-_RESERVE_SQL = {
-    "qmark": "UPDATE journal_state SET value = value + ? WHERE name = ? RETURNING value",
-    "format": "UPDATE journal_state SET value = value + %s WHERE name = %s RETURNING value",
-}
+def _placeholder(connection: Connection) -> str:
+    """The driver's positional parameter mark, for SQL text handed to it as it is."""
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
+_RESERVE_SQL = "UPDATE journal_state SET value = value + {p} WHERE name = {p} RETURNING value"
 
 
 def _reserve(session: Session, count: int) -> int:
@@ -173,7 +175,7 @@ def _reserve(session: Session, count: int) -> int:
     gives its indices back. No gap, no duplicate, whatever the number of processes.
     """
     connection = session.connection()
-    sql = _RESERVE_SQL["qmark" if connection.dialect.paramstyle == "qmark" else "format"]
+    sql = _RESERVE_SQL.format(p=_placeholder(connection))
     new_size = connection.exec_driver_sql(sql, (count, TREE_SIZE)).scalar_one_or_none()
     if new_size is None:
         ensure_state(session)
@@ -430,12 +432,22 @@ def head_of_size(session: Session, size: int) -> TreeHead:
 
 def covering_head(session: Session, leaf_index: int) -> TreeHead | None:
     """The earliest sealed head that includes leaf ``leaf_index``: the tightest time bound."""
-    return session.scalars(
-        select(TreeHead)
-        .where(TreeHead.tree_size > leaf_index)
-        .order_by(TreeHead.tree_size)
-        .limit(1)
+    return session.scalars(_covering(select(TreeHead), leaf_index)).first()
+
+
+def covering_head_summary(session: Session, leaf_index: int) -> Row[Any] | None:
+    """:func:`covering_head`'s ``tree_size``, ``root_hash`` and ``timestamp`` only, read as
+    plain columns (every deposit's reply asks, and just after its commit there is rarely a head
+    yet): no ORM object for a head that is not shown whole."""
+    heads = TreeHead.__table__.c
+    return session.execute(
+        _covering(select(heads.tree_size, heads.root_hash, heads.timestamp), leaf_index)
     ).first()
+
+
+def _covering(query: Select[Any], leaf_index: int) -> Select[Any]:
+    size = TreeHead.__table__.c.tree_size  # the table's column: keeps a Core select off the ORM
+    return query.where(size > leaf_index).order_by(size).limit(1)
 
 
 def _take_sealer_lock(session: Session, *, wait: bool) -> bool:

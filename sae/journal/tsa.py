@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from sae.fileio import fsync_directory
+from sae.fileio import fsync_directory, write_new_file
 from sae.journal.errors import TimestampInvalid, TsaUnavailable
 
 # A private policy OID under the UUID arc (ITU-T X.667), so that no registration is needed.
@@ -504,11 +504,7 @@ def _publish_directory(directory: Path, files: dict[str, bytes]) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         for name, data in files.items():
-            fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_new_file(staging / name, data)
         try:
             os.rename(staging, directory)  # replaces an empty directory, never a full one
             fsync_directory(directory.parent)
