@@ -111,7 +111,15 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         "bench_s3_ingest.py",
         ["--mib", "256"],
         ["--mib", "32"],
-        "one 256 MiB object to Ceph RGW (Object Lock) vs a plain multipart upload",
+        "one 256 MiB object to Ceph RGW (Object Lock) vs a plain multipart upload, Ceph and "
+        "the client sharing the CPUs",
+    ),
+    (
+        "s3-ingest-split",
+        "bench_s3_ingest.py",
+        ["--mib", "256", "--split"],
+        ["--mib", "32", "--split"],
+        "the same with Ceph on a CPU of its own, as a remote offer",
     ),
     (
         "seda",

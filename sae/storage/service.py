@@ -82,8 +82,9 @@ def store_copies(
     ``source`` is read once, by the first offer; every other offer is fed by streaming the first
     copy back, so each later copy also proves that the first one reads back intact. Every copy
     must have the first copy's SHA-512 and size. ``expected_sha512`` (the digest the depositor
-    declared) is what the first copy must read back as; each later copy must read back as the
-    first: offers then hash each byte once, on the read-back.
+    declared) is what the first copy must have; each later copy must have the first's: an
+    offer refuses bytes without the digest it is given, and reads its copy back before
+    acknowledging it.
 
     On any failure the copies already written are deleted where their lock still allows it
     (quarantine, or not yet locked) and :class:`ReplicationFailed` is raised, naming the offers

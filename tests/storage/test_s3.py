@@ -392,25 +392,32 @@ def test_sizes_around_part_boundaries(offer: S3Offer, size: int) -> None:
     assert b"".join(offer.get(key)) == data
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 @pytest.mark.s3
 @pytest.mark.parametrize("part", [1, 2, 3])
 @pytest.mark.parametrize("known", [False, True], ids=["hashed-on-the-way", "expected-sha512"])
-def test_a_part_damaged_after_hashing_is_caught_by_the_read_back(
+def test_a_part_the_server_stores_damaged_is_caught_by_the_read_back(
     offer: S3Offer, monkeypatch: pytest.MonkeyPatch, part: int, known: bool
 ) -> None:
-    """The server really stores a damaged part (one bit flipped on its way out, after it was
-    hashed): only reading the completed object back can tell, and then nothing may stay."""
+    """The server really stores a damaged part (one bit flipped after the offer hashed it, and
+    signed with the damaged bytes' own SHA-256, so the server takes them): only reading the
+    completed object back can tell, and then nothing may stay."""
     data = os.urandom(12 * MiB + 5)  # parts of 5, 5 and 2 MiB
     expected = hashlib.sha512(data).hexdigest()
     key = _key()
     real = offer._send_part
     sent: list[int] = []
 
-    def damaging(key_: str, upload_id: str, number: int, chunk: bytes) -> str:
+    def damaging(key_: str, upload_id: str, number: int, chunk: bytes, sha256: str) -> str:
         sent.append(number)
+        assert sha256 == _sha256(chunk)  # each part is signed with the hash taken on the way
         if number == part:
             chunk = _flip(chunk, len(chunk) // 2)
-        return real(key_, upload_id, number, chunk)
+            sha256 = _sha256(chunk)
+        return real(key_, upload_id, number, chunk, sha256)
 
     monkeypatch.setattr(offer, "_send_part", damaging)
     with pytest.raises(IntegrityMismatch) as err:
@@ -422,20 +429,72 @@ def test_a_part_damaged_after_hashing_is_caught_by_the_read_back(
         )
     assert sorted(sent) == [1, 2, 3]
     assert err.value.expected == expected
-    assert err.value.actual != expected
+    assert err.value.actual.startswith(f"part {part} read back differs")
     _assert_nothing_left(offer, key)
 
 
 @pytest.mark.s3
-def test_a_small_object_damaged_on_its_way_is_caught(
+def test_a_part_damaged_on_the_wire_is_refused_by_the_server(
     offer: S3Offer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part that changes after it was hashed (in memory, on the wire) no longer matches the
+    SHA-256 its request is signed with: the server refuses it, the upload is aborted."""
+    data = os.urandom(12 * MiB)
+    key = _key()
+    real = offer._send_part
+
+    def damaging(key_: str, upload_id: str, number: int, chunk: bytes, sha256: str) -> str:
+        return real(key_, upload_id, number, _flip(chunk, 7) if number == 2 else chunk, sha256)
+
+    monkeypatch.setattr(offer, "_send_part", damaging)
+    with pytest.raises(OfferUnavailable, match="XAmzContentSHA256Mismatch"):
+        offer.put(key, io.BytesIO(data), retain_until=_later())
+    _assert_nothing_left(offer, key)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("signed", ["with-its-own-hash", "with-the-hash-of-what-was-read"])
+def test_a_small_object_damaged_on_its_way_is_caught(
+    offer: S3Offer, monkeypatch: pytest.MonkeyPatch, signed: str
 ) -> None:
     data = os.urandom(100_000)
     key = _key()
     real = offer._send_whole
-    monkeypatch.setattr(offer, "_send_whole", lambda key_, chunk: real(key_, _flip(chunk, 0)))
-    with pytest.raises(IntegrityMismatch):
+
+    def damaging(key_: str, chunk: bytes, sha256: str) -> str | None:
+        chunk = _flip(chunk, 0)
+        return real(key_, chunk, _sha256(chunk) if signed == "with-its-own-hash" else sha256)
+
+    monkeypatch.setattr(offer, "_send_whole", damaging)
+    caught = IntegrityMismatch if signed == "with-its-own-hash" else OfferUnavailable
+    with pytest.raises(caught):
         offer.put(key, io.BytesIO(data), retain_until=_later())
+    _assert_nothing_left(offer, key)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("size", [100_000, 12 * MiB])
+def test_a_source_without_the_declared_digest_never_becomes_a_version(
+    offer: S3Offer, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """The SHA-512 taken on the way is compared with the declared one before the upload is
+    completed: nothing is ever visible, nothing has to be taken back."""
+    data = os.urandom(size)
+    key = _key()
+    completed: list[str] = []
+    real_complete = offer.client._complete_multipart_upload
+    monkeypatch.setattr(
+        offer.client,
+        "_complete_multipart_upload",
+        lambda *a, **k: completed.append("multipart") or real_complete(*a, **k),
+    )
+    monkeypatch.setattr(offer, "_send_whole", lambda *a: completed.append("whole"))
+    monkeypatch.setattr(offer, "_stream", lambda *a: completed.append("read back"))
+    wrong = hashlib.sha512(data + b"x").hexdigest()
+    with pytest.raises(IntegrityMismatch) as err:
+        offer.put(key, io.BytesIO(data), retain_until=_later(), expected_sha512=wrong)
+    assert err.value.actual == hashlib.sha512(data).hexdigest()
+    assert completed == []
     _assert_nothing_left(offer, key)
 
 
@@ -480,10 +539,10 @@ def test_a_part_that_fails_aborts_the_upload(
     key = _key()
     real = offer._send_part
 
-    def failing(key_: str, upload_id: str, number: int, chunk: bytes) -> str:
+    def failing(key_: str, upload_id: str, number: int, chunk: bytes, sha256: str) -> str:
         if number == 2:
             raise OfferUnavailable(offer.name, "connection reset by peer (simulated)")
-        return real(key_, upload_id, number, chunk)
+        return real(key_, upload_id, number, chunk, sha256)
 
     monkeypatch.setattr(offer, "_send_part", failing)
     with pytest.raises(OfferUnavailable, match="simulated"):
@@ -502,13 +561,13 @@ def test_parts_go_out_in_parallel_with_bounded_memory(
     ahead: list[int] = []
     real = offer._send_part
 
-    def slow(key_: str, upload_id: str, number: int, chunk: bytes) -> str:
+    def slow(key_: str, upload_id: str, number: int, chunk: bytes, sha256: str) -> str:
         with lock:
             state["in_flight"] += 1
             state["peak"] = max(state["peak"], state["in_flight"])
         try:
             time.sleep(0.2)  # a slow server: the reader must wait, not pile parts up
-            return real(key_, upload_id, number, chunk)
+            return real(key_, upload_id, number, chunk, sha256)
         finally:
             with lock:
                 state["in_flight"] -= 1
