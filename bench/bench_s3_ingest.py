@@ -118,6 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.split and CORES < 2:
         parser.error("--split needs at least two CPUs")
+    if args.split and os.environ.get("SAE_TEST_S3_ENDPOINT"):
+        parser.error("--split places the benchmark's own Ceph; a given endpoint is remote already")
     work = workdir("s3-ingest")
     payload = work / "object.bin"
     with payload.open("wb") as fh:

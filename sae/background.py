@@ -86,8 +86,9 @@ _AUDIT_SCHEDULE_LOCK = 0x5AE0A0D1
 class Auditor:
     """A daemon thread running fixity audits: scheduled ones, and any left waiting.
 
-    Every ``check_seconds`` it resumes audits nobody alive works on (requested through the API
-    by a process that died, for instance), then, every ``SAE_AUDIT_INTERVAL_HOURS``, records a
+    Every ``check_seconds`` it seals the copies whose quarantine is over
+    (``sae.storage.quarantine``), resumes audits nobody alive works on (requested through the
+    API by a process that died, for instance), then, every ``SAE_AUDIT_INTERVAL_HOURS``, records a
     scheduled audit of a ``SAE_AUDIT_SAMPLE_RATE`` sample and runs it — the regular checks
     NF Z42-013 asks for. Audits are claimed through the database, so several instances share
     the work and never run the same batch twice.
@@ -127,9 +128,12 @@ class Auditor:
                 log.exception("storage.auditor_round_failed")
 
     def run_once(self) -> list[str]:
-        """One round: schedule an audit if one is due, then run every waiting audit."""
+        """One round: end the quarantines that are due, schedule an audit if one is due, then
+        run every waiting audit."""
         from sae.storage.audit import run_audit
+        from sae.storage.quarantine import end_quarantines
 
+        end_quarantines(self.sessions, self.offer_set)
         self.schedule_if_due()
         done = []
         while not self._stop.is_set():

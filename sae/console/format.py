@@ -259,6 +259,7 @@ EVENT_TYPE = {
     "storage.audit_failed": "Audit échoué",
     "storage.copy_damaged": "Copie endommagée",
     "storage.copy_repaired": "Copie réparée",
+    "storage.quarantine_ended": "Quarantaine terminée (verrou COMPLIANCE)",
     "storage.orphan_removed": "Copie orpheline supprimée",
     "hold.placed": "Gel posé",
     "hold.lifted": "Gel levé",

@@ -565,6 +565,7 @@ def catalogue_rows(
                 version_id=copy.version_id,
                 size=copy.size,
                 sha512=copy.sha512 or item.sha512,
+                quarantine_ends_at=copy.quarantine_ends_at,
             )
             for copy in item.copies
         )

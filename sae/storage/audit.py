@@ -195,11 +195,6 @@ def _check_copy(
     copy.last_checked_at = utcnow()
     copy.last_check_ok = not kind
     if not kind:
-        if offer is not None:
-            try:
-                offer.seal(copy.key)  # a quarantine that has run its course ends here
-            except StorageError as exc:
-                log.warning("storage.seal_failed offer=%s key=%s: %s", offer.name, copy.key, exc)
         return
     problem = AuditProblem(
         audit_id=audit.id,
@@ -273,6 +268,7 @@ def _repair(
             continue
         copy.version_id = stored.version_id
         copy.size = stored.size
+        copy.quarantine_ends_at = stored.quarantine_ends_at
         copy.last_check_ok = True
         copy.last_checked_at = utcnow()
         events.append(

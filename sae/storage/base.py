@@ -114,7 +114,8 @@ class StoredObject:
     """One copy of an object on one offer, as written or as seen by ``head``.
 
     ``version_id`` is the S3 version (None on the filesystem). The lock fields are filled by
-    ``head`` (and ``put``) when the backend reports them.
+    ``head`` (and ``put``) when the backend reports them; ``quarantine_ends_at`` is when a
+    GOVERNANCE (quarantine) lock may be sealed into COMPLIANCE (None for any other lock).
     """
 
     key: str
@@ -126,6 +127,7 @@ class StoredObject:
     lock_mode: LockMode | None = None
     legal_hold: bool = False
     stored_at: datetime | None = None
+    quarantine_ends_at: datetime | None = None
 
 
 @runtime_checkable

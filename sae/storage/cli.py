@@ -19,6 +19,7 @@ from sae.runtime import Runtime
 from sae.storage.audit import AuditProgress, create_audit, get_audit, run_audit
 from sae.storage.fsck import UNRESOLVED, reconcile
 from sae.storage.models import ObjectCopy
+from sae.storage.quarantine import end_quarantines
 
 err = Console(stderr=True)
 out = Console()
@@ -59,6 +60,9 @@ def audit_command(
     """
     runtime = _runtime()
     try:
+        # As the server's background auditor does every minute: a quarantine that has run its
+        # course ends here too, for installations that audit from cron without `sae serve`.
+        sealed = end_quarantines(runtime.sessions, runtime.offer_set)
         if resume is None:
             with transaction(runtime.sessions) as session:
                 audit_id = create_audit(
@@ -109,6 +113,7 @@ def audit_command(
                 "checked": audit.checked,
                 "unreachable": audit.unreachable,
                 "error": audit.error,
+                "quarantines_ended": sealed,
                 "problems": [
                     {
                         "object_id": p.object_id,
@@ -137,6 +142,8 @@ def _print_audit(report: dict[str, object]) -> None:
         f"audit {report['id']}: {report['status']}, {report['checked']} copies checked, "
         f"{report['unreachable']} unreachable"
     )
+    if report.get("quarantines_ended"):
+        out.print(f"{report['quarantines_ended']} quarantine(s) ended: copies now in COMPLIANCE")
     if report.get("error"):
         out.print(f"[red]{report['error']}[/red]")
     problems = report["problems"]

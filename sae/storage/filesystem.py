@@ -420,6 +420,7 @@ class FilesystemOffer:
         return self._stored(key, meta)
 
     def _stored(self, key: str, meta: dict[str, Any]) -> StoredObject:
+        stored_at = datetime.fromisoformat(meta["stored_at"])
         return StoredObject(
             key=key,
             size=int(meta["size"]),
@@ -429,8 +430,14 @@ class FilesystemOffer:
             retain_until=datetime.fromisoformat(meta["retain_until"]),
             lock_mode=meta["lock_mode"],
             legal_hold=bool(meta["legal_hold"]),
-            stored_at=datetime.fromisoformat(meta["stored_at"]),
+            stored_at=stored_at,
+            quarantine_ends_at=self._quarantine_end(meta["lock_mode"], stored_at),
         )
+
+    def _quarantine_end(self, lock_mode: str, stored_at: datetime) -> datetime | None:
+        if lock_mode != "GOVERNANCE":
+            return None
+        return stored_at + timedelta(days=self.quarantine_days)
 
     def get(self, key: str) -> Iterator[bytes]:
         """Stream the bytes in chunks; :class:`ObjectMissing` is raised before the first one."""
@@ -550,12 +557,10 @@ class FilesystemOffer:
     def seal(self, key: str) -> bool:
         """End the quarantine of ``key`` once its window has passed (GOVERNANCE → COMPLIANCE)."""
         meta = self._existing_meta(key)
-        if meta["lock_mode"] != "GOVERNANCE":
-            return False
-        window_end = datetime.fromisoformat(meta["stored_at"]) + timedelta(
-            days=self.quarantine_days
+        window_end = self._quarantine_end(
+            meta["lock_mode"], datetime.fromisoformat(meta["stored_at"])
         )
-        if self._clock() < window_end:
+        if window_end is None or self._clock() < window_end:
             return False
         meta["lock_mode"] = "COMPLIANCE"
         self._write_meta(key, meta)

@@ -25,6 +25,9 @@ class ObjectCopy(Base):
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_checked_at: Mapped[datetime | None]
     last_check_ok: Mapped[bool | None]
+    #: While the copy is locked in GOVERNANCE (the offer's quarantine): when the lock may be
+    #: sealed into COMPLIANCE (``sae.storage.quarantine``). None once sealed, or never locked so.
+    quarantine_ends_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 Index("ix_object_copies_offer_key", ObjectCopy.offer, ObjectCopy.key)

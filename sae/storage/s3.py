@@ -401,7 +401,13 @@ class S3Offer:
             lock_mode=lock_mode,
             legal_hold=headers.get("x-amz-object-lock-legal-hold", "").upper() == "ON",
             stored_at=stat.last_modified,
+            quarantine_ends_at=self._quarantine_end(lock_mode, stat.last_modified),
         )
+
+    def _quarantine_end(self, mode: LockMode | None, stored_at: datetime | None) -> datetime | None:
+        if mode != GOVERNANCE or stored_at is None:
+            return None
+        return stored_at + timedelta(days=self.quarantine_days)
 
     def _put_retention(
         self, key: str, version_id: str | None, mode: LockMode, until: datetime, *, bypass: bool
@@ -838,9 +844,7 @@ class S3Offer:
         current = self._current(key)
         if current.lock_mode != GOVERNANCE or current.retain_until is None:
             return False
-        if current.stored_at is not None and self._clock() < current.stored_at + timedelta(
-            days=self.quarantine_days
-        ):
+        if current.quarantine_ends_at is not None and self._clock() < current.quarantine_ends_at:
             return False
         self._put_retention(key, current.version_id, COMPLIANCE, current.retain_until, bypass=True)
         return self._current(key).lock_mode == COMPLIANCE

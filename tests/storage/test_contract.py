@@ -184,7 +184,10 @@ def test_quarantine_ends_in_compliance(offer_factory: OfferFactory) -> None:
 
     offer = offer_factory(quarantine_days=1, clock=clock)
     key = _key()
-    offer.put(key, io.BytesIO(b"kept"), retain_until=_later(30 * 86400))
+    stored = offer.put(key, io.BytesIO(b"kept"), retain_until=_later(30 * 86400))
+    # When the window ends, as the catalogue records it (``sae.storage.quarantine``).
+    assert stored.stored_at is not None
+    assert stored.quarantine_ends_at == stored.stored_at + timedelta(days=1)
     clock_offset = timedelta(days=2)
     with pytest.raises(RetentionActive):  # window passed: no more withdrawal
         offer.delete(key)
@@ -192,6 +195,7 @@ def test_quarantine_ends_in_compliance(offer_factory: OfferFactory) -> None:
     head = offer.head(key)
     assert head is not None
     assert head.lock_mode == "COMPLIANCE"
+    assert head.quarantine_ends_at is None
     assert offer.seal(key) is False
 
 

@@ -1,0 +1,154 @@
+"""End quarantines on time: seal GOVERNANCE locks into COMPLIANCE once their window has passed.
+
+An offer with ``quarantine_days: N`` locks new copies in GOVERNANCE mode, so that for N days a
+deposit made by mistake can still be withdrawn. After that the lock must become COMPLIANCE —
+which nobody, not even an account allowed to bypass governance, can lift before retain-until.
+Each copy's catalogue row says when its window ends (``ObjectCopy.quarantine_ends_at``, from
+the offer's answer to the write); :func:`end_quarantines`, run by the background auditor every
+minute, seals the copies that are due, a batch at a time:
+
+1. claim the batch in one statement (their due date pushed a lease ahead), so that several
+   processes or machines never seal the same copies together;
+2. seal each copy on its offer (``StorageOffer.seal``), outside any transaction: a slow offer
+   does not hold the database;
+3. read the lock back: COMPLIANCE (or no lock any more) clears the date and, when this round
+   changed it, journals ``storage.quarantine_ended``; a copy still in GOVERNANCE (the offer's
+   window is longer than the catalogue thought) is due again when the offer says; a copy the
+   offer cannot reach or no longer has keeps its date a lease later, for the next round (the
+   audit reports missing copies).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.db import transaction, utcnow
+from sae.journal.service import NewEvent, append_events
+from sae.storage.errors import StorageError
+from sae.storage.models import ObjectCopy
+from sae.storage.offers import OfferSet
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:quarantine"
+#: How long a claimed copy is left to the process that claimed it (and how long a copy whose
+#: offer failed waits before it is tried again).
+LEASE = timedelta(minutes=15)
+BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    id: int
+    object_id: str
+    offer: str
+    key: str
+    sha512: str
+
+
+def end_quarantines(
+    sessions: sessionmaker[Session],
+    offer_set: OfferSet,
+    *,
+    batch: int = BATCH,
+    now: datetime | None = None,
+) -> int:
+    """Seal every copy whose quarantine is over, ``batch`` at a time; how many were sealed."""
+    sealed = 0
+    while True:
+        moment = now or utcnow()
+        due = _claim(sessions, moment, batch)
+        if not due:
+            return sealed
+        outcomes = [_seal(offer_set, copy) for copy in due]
+        with transaction(sessions) as session:
+            events = [
+                _record(session, copy, outcome, moment)
+                for copy, outcome in zip(due, outcomes, strict=True)
+            ]
+            append_events(session, [event for event in events if event is not None])
+        sealed += sum(1 for event in events if event is not None)
+        if len(due) < batch:
+            return sealed
+
+
+def _claim(sessions: sessionmaker[Session], now: datetime, batch: int) -> list[_Due]:
+    with transaction(sessions) as session:
+        ids = list(
+            session.scalars(
+                select(ObjectCopy.id)
+                .where(ObjectCopy.quarantine_ends_at <= now)
+                .order_by(ObjectCopy.quarantine_ends_at, ObjectCopy.id)
+                .limit(batch)
+            )
+        )
+        if not ids:
+            return []
+        # Taken only if still due: another process that claimed them first moved the date.
+        rows = session.execute(
+            update(ObjectCopy)
+            .where(ObjectCopy.id.in_(ids), ObjectCopy.quarantine_ends_at <= now)
+            .values(quarantine_ends_at=now + LEASE)
+            .execution_options(synchronize_session=False)
+            .returning(
+                ObjectCopy.id,
+                ObjectCopy.object_id,
+                ObjectCopy.offer,
+                ObjectCopy.key,
+                ObjectCopy.sha512,
+            )
+        ).all()
+    return sorted((_Due(*row) for row in rows), key=lambda d: d.id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What sealing one copy found: ``retry`` (the offer could not tell; the lease stands),
+    else when the copy is due again (None: sealed, or not in GOVERNANCE), and whether this
+    round changed the lock."""
+
+    retry: bool = False
+    due_again: datetime | None = None
+    changed: bool = False
+
+
+_RETRY = _Outcome(retry=True)
+
+
+def _seal(offer_set: OfferSet, copy: _Due) -> _Outcome:
+    offer = offer_set.offers.get(copy.offer)
+    if offer is None:
+        return _RETRY  # an offer taken out of the file: nothing to ask until it is back
+    try:
+        changed = offer.seal(copy.key)
+        now = offer.head(copy.key)
+    except StorageError as exc:
+        log.warning("storage.seal_failed offer=%s key=%s: %s", copy.offer, copy.key, exc)
+        return _RETRY
+    if now is None:
+        return _RETRY
+    return _Outcome(due_again=now.quarantine_ends_at, changed=changed)
+
+
+def _record(session: Session, copy: _Due, outcome: _Outcome, moment: datetime) -> NewEvent | None:
+    row = session.get(ObjectCopy, copy.id)
+    if row is None or outcome.retry:  # withdrawn or disposed of meanwhile; or tried again later
+        return None
+    # Still in GOVERNANCE: due when the offer says, never sooner than a lease from now (a clock
+    # that disagrees with the offer's must not make a busy loop).
+    due = outcome.due_again
+    row.quarantine_ends_at = None if due is None else max(due, moment + LEASE)
+    if not outcome.changed:
+        return None
+    return NewEvent(
+        type="storage.quarantine_ended",
+        actor=ACTOR,
+        object_id=copy.object_id,
+        object_digests={copy.object_id: copy.sha512},
+        payload={"offer": copy.offer, "key": copy.key, "lock_mode": "COMPLIANCE"},
+    )
