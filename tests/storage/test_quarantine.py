@@ -57,7 +57,8 @@ def test_each_copy_records_when_its_quarantine_ends(two_sites: Api) -> None:
     assert [c.offer for c in copies] == ["site-a", "site-b"]
     for copy in copies:
         head = two_sites.runtime.offer_set.offers[copy.offer].head(copy.key)
-        assert head is not None and head.lock_mode == "GOVERNANCE"
+        assert head is not None
+        assert head.lock_mode == "GOVERNANCE"
         assert copy.quarantine_ends_at == head.quarantine_ends_at
         assert copy.quarantine_ends_at is not None
         assert before + timedelta(days=1) <= copy.quarantine_ends_at <= utcnow() + timedelta(1)
@@ -77,7 +78,8 @@ def test_due_quarantines_are_sealed_journaled_and_cleared(
     for copy in _copies(two_sites, object_id):
         assert copy.quarantine_ends_at is None
         head = offer_set.offers[copy.offer].head(copy.key)
-        assert head is not None and head.lock_mode == "COMPLIANCE"
+        assert head is not None
+        assert head.lock_mode == "COMPLIANCE"
     events = _ended(two_sites)
     assert sorted(e.payload["offer"] for e in events) == ["site-a", "site-b"]
     assert {e.object_id for e in events} == {object_id}
@@ -100,7 +102,8 @@ def test_a_longer_window_on_the_offer_is_waited_for(
     assert end_quarantines(sessions, offer_set, now=moment) == 0
     for copy in _copies(two_sites, object_id):
         head = offer_set.offers[copy.offer].head(copy.key)
-        assert head is not None and head.lock_mode == "GOVERNANCE"
+        assert head is not None
+        assert head.lock_mode == "GOVERNANCE"
         assert copy.quarantine_ends_at == head.quarantine_ends_at
         assert copy.quarantine_ends_at is not None
         assert copy.quarantine_ends_at > utcnow() + timedelta(days=9)
@@ -137,7 +140,8 @@ def test_two_processes_never_claim_the_same_copies(two_sites: Api) -> None:
     moment = utcnow() + timedelta(days=2)
     first = _claim(two_sites.runtime.sessions, moment, batch=3)
     second = _claim(two_sites.runtime.sessions, moment, batch=3)
-    assert len(first) == 3 and len(second) == 1
+    assert len(first) == 3
+    assert len(second) == 1
     assert not {c.id for c in first} & {c.id for c in second}
     assert _claim(two_sites.runtime.sessions, moment, batch=3) == []
 
