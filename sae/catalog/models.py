@@ -24,6 +24,9 @@ class ArchiveUnit(Base):
     sip_id: Mapped[str] = mapped_column(String(255))
     title: Mapped[str] = mapped_column(Text, default="")
     description: Mapped[str | None] = mapped_column(Text)
+    #: Title, description and SIP identifier without case or accents (``sae.catalog.text``):
+    #: what ``q`` is compared with.
+    search_text: Mapped[str] = mapped_column(Text, default="")
     description_level: Mapped[str | None] = mapped_column(String(64))
     start_date: Mapped[str | None] = mapped_column(String(64))
     end_date: Mapped[str | None] = mapped_column(String(64))

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from sae.auth.service import Principal
 from sae.catalog.errors import InvalidQuery, ObjectNotFound, UnitNotFound
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
+from sae.catalog.text import fold
 from sae.db import utcnow
 from sae.retention import compute, dates
 from sae.retention.models import Rule, UnitComputedRule
@@ -213,14 +214,9 @@ def search_units(
     if principal.role == "depositor":
         stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
     if query.q:
-        like = f"%{_escape_like(query.q)}%"
-        stmt = stmt.where(
-            or_(
-                ArchiveUnit.title.ilike(like, escape="\\"),
-                ArchiveUnit.description.ilike(like, escape="\\"),
-                ArchiveUnit.sip_id.ilike(like, escape="\\"),
-            )
-        )
+        # Folded on both sides (no case, no accents): one column compared, in every database.
+        like = f"%{_escape_like(fold(query.q))}%"
+        stmt = stmt.where(ArchiveUnit.search_text.like(like, escape="\\"))
     if query.title:
         stmt = stmt.where(ArchiveUnit.title.ilike(f"%{_escape_like(query.title)}%", escape="\\"))
     if query.producer:

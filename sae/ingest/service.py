@@ -32,6 +32,7 @@ import seda
 from sae.auth.errors import ProducerNotAllowed
 from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
+from sae.catalog.text import search_text
 from sae.config import Settings
 from sae.db import Base, new_id, utcnow
 from sae.fileio import TrailingDigest
@@ -604,6 +605,7 @@ def catalogue_rows(
                 sip_id=unit.id,
                 title=unit.title or "",
                 description=unit.description,
+                search_text=search_text(unit.title, unit.description, unit.id),
                 description_level=unit.description_level,
                 start_date=unit.start_date,
                 end_date=unit.end_date,

@@ -34,6 +34,7 @@ import seda
 from sae import db
 from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
+from sae.catalog.text import search_text
 from sae.config import Settings
 from sae.journal.service import append_event
 from sae.retention import dates, disposal, documents, records
@@ -412,6 +413,7 @@ def _destroy_unit(
     # The descriptive metadata goes with the record; the tombstone keeps what proves it existed.
     unit.content_xml = b""
     unit.description = None
+    unit.search_text = search_text(unit.title, None, unit.sip_id)
     event = append_event(
         session,
         type="disposal.unit_destroyed",
