@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sae import __version__
@@ -53,6 +54,26 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         },
         422,
     )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused or dropped the connection, or stayed locked past the timeout: an
+    # outage to wait out, not a bug of the request. What the request had begun in the database
+    # was rolled back with its session (a deposit's copies are discarded by the ingest itself).
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    response = problem_response(
+        {
+            "type": "urn:sae:error:service.database_unavailable",
+            "title": "Database unavailable",
+            "status": 503,
+            "detail": "the database cannot be reached or stayed busy; retry later",
+            "code": "service.database_unavailable",
+            "instance": request.url.path,
+        },
+        503,
+    )
+    response.headers["Retry-After"] = "30"
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -205,6 +226,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_exception_handler(SAEError, _sae_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(api_router())
     from sae.console import console_router  # the web console: /console, and / redirects there

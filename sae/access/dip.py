@@ -132,25 +132,31 @@ def build_dip(
             ),
             compress_type=zipfile.ZIP_DEFLATED,
         )
-    with sessions() as session:
-        append_events(
-            session,
-            [
-                NewEvent(
-                    type="access.dip_exported",
-                    actor=principal.actor,
-                    unit_id=unit_id,
-                    object_digests={o.id: o.sha512 for o in objects if o.sha512},
-                    payload={
-                        "units": [u.id for u in units],
-                        "size": path.stat().st_size,
-                        "withheld": withheld,
-                    },
-                )
-            ],
-        )
-        session.commit()
-    return Dip(path, [u.id for u in units], [o.id for o in objects], path.stat().st_size)
+    size = path.stat().st_size
+    try:
+        # Every read of an archive is journaled: a DIP whose export cannot be is not handed out.
+        with sessions() as session:
+            append_events(
+                session,
+                [
+                    NewEvent(
+                        type="access.dip_exported",
+                        actor=principal.actor,
+                        unit_id=unit_id,
+                        object_digests={o.id: o.sha512 for o in objects if o.sha512},
+                        payload={
+                            "units": [u.id for u in units],
+                            "size": size,
+                            "withheld": withheld,
+                        },
+                    )
+                ],
+            )
+            session.commit()
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Dip(path, [u.id for u in units], [o.id for o in objects], size)
 
 
 def _write_objects(

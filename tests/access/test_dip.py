@@ -8,6 +8,7 @@ import zipfile
 from datetime import date
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 import seda
@@ -80,3 +81,28 @@ def test_dip_of_an_unknown_or_foreign_unit(api: Api) -> None:
         f"/api/v1/units/{units['AU-root']}/dip", headers=api.auth(other)
     ).status_code == 404
     assert api.client.get("/api/v1/units/nope/dip", headers=api.auth()).status_code == 404
+
+
+def test_a_dip_whose_export_cannot_be_journaled_is_not_kept(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every read of an archive is journaled: when the journal cannot take the export (the
+    database down), the DIP is neither handed out nor left in the spool; the answer is a 503."""
+    from sqlalchemy.exc import OperationalError
+
+    from sae.access import dip
+
+    units = _deposit_dossier(api)
+
+    def database_down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO events", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(dip, "append_events", database_down)
+    response = api.client.get(f"/api/v1/units/{units['AU-root']}/dip", headers=api.auth())
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "service.database_unavailable"
+    assert response.headers["retry-after"] == "30"
+    assert list((api.settings.data_dir / "tmp").glob("dip-*")) == []
+    monkeypatch.undo()
+    again = api.client.get(f"/api/v1/units/{units['AU-root']}/dip", headers=api.auth())
+    assert again.status_code == 200
