@@ -17,8 +17,9 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
+from sae.db import utcnow
 from sae.errors import SAEError
-from sae.journal.sealing import seal_if_due, seal_now
+from sae.journal.sealing import last_sealed_at, seal_if_due, seal_now
 from sae.storage.offers import OfferSet
 
 log = logging.getLogger("sae.journal")
@@ -57,6 +58,8 @@ class Sealer:
     def _run(self) -> None:
         while True:
             poked = self._poke.wait(self.check_seconds)
+            if poked:
+                self._space()  # pokes arriving meanwhile are served by the same head
             self._poke.clear()
             try:
                 head = (
@@ -73,9 +76,21 @@ class Sealer:
                 log.exception("journal.seal_crashed")
             if self._stop.is_set():
                 return
-            if poked:
-                # Pokes arriving meanwhile are kept (the event stays set) and served together.
-                self._stop.wait(self.settings.seal_spacing_seconds)
+
+    def _space(self) -> None:
+        """Wait until ``SAE_SEAL_SPACING_SECONDS`` have passed since the latest head, whichever
+        process sealed it: the processes (and machines) sharing one journal seal at most one
+        head per spacing between them, not one each. ``stop`` ends the wait at once."""
+        spacing = self.settings.seal_spacing_seconds
+        if spacing <= 0:
+            return
+        last = last_sealed_at(self.sessions)
+        if last is None:
+            return
+        # Never longer than the spacing, whatever another machine's clock says.
+        remaining = min(spacing, spacing - (utcnow() - last).total_seconds())
+        if remaining > 0:
+            self._stop.wait(remaining)
 
 
 SCHEDULER = "system:scheduler"

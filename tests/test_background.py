@@ -135,3 +135,43 @@ def test_a_burst_of_pokes_is_covered_by_one_head_per_spacing(api: Api) -> None:
     # At t=0, then at most once per 0.6 s, then the pending poke honoured at stop: not 12.
     assert 2 <= heads <= 4
     assert last == leaf[0].leaf_index + 1  # nothing poked is left unsealed
+
+
+def test_the_spacing_counts_from_a_head_another_process_sealed(api: Api) -> None:
+    """Two processes share one journal: a poke arriving just after the *other* process sealed a
+    head waits out the spacing too, so together they seal one head per spacing, not one each."""
+    from sqlalchemy import func
+
+    from sae.background import Sealer
+    from sae.journal.models import TreeHead
+    from sae.journal.sealing import seal_now
+    from sae.journal.service import NewEvent, append_events
+
+    settings = api.runtime.settings.model_copy(update={"seal_spacing_seconds": 1.5})
+    other = Runtime.open(settings)  # the second process, its own sessions and sealer
+
+    def new_leaf() -> int:
+        with transaction(api.runtime.sessions) as session:
+            return append_events(session, [NewEvent(type="test.spacing", actor="t")])[0].leaf_index
+
+    def latest() -> int:
+        with transaction(api.runtime.sessions) as session:
+            return int(session.scalar(select(func.max(TreeHead.tree_size))) or 0)
+
+    new_leaf()
+    first = seal_now(api.runtime.sessions, settings)  # this process seals a head now
+    assert first is not None
+    sealer = Sealer(other.sessions, settings, check_seconds=3600)
+    sealer.start()
+    try:
+        leaf = new_leaf()
+        sealer.poke()  # the other process, poked by its own deposit right after
+        time.sleep(0.6)
+        assert latest() == first.tree_size  # still within the spacing of the first head
+        deadline = time.monotonic() + 5
+        while latest() <= leaf and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert latest() == leaf + 1  # then sealed, covering the new leaf
+    finally:
+        sealer.stop()
+        other.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
@@ -44,3 +45,11 @@ def seal_if_due(sessions: sessionmaker[Session], settings: Settings) -> TreeHead
     with sessions() as session:
         due = service.seal_due(session, interval=interval)
     return seal_now(sessions, settings) if due else None
+
+
+def last_sealed_at(sessions: sessionmaker[Session]) -> dt.datetime | None:
+    """When the latest head was sealed (by any instance); None before the first."""
+    with sessions() as session:
+        return session.scalar(
+            select(TreeHead.timestamp).order_by(TreeHead.tree_size.desc()).limit(1)
+        )
