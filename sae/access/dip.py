@@ -22,7 +22,7 @@ from sae.access.service import check_read_access, open_content
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
 from sae.catalog.errors import NotCommunicable, UnitNotFound
-from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
+from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink
 from sae.config import Settings
 from sae.db import new_id, utcnow
 from sae.fileio import spool_file
@@ -93,7 +93,7 @@ def build_dip(
         withheld: list[str] = []
         for unit in units:
             for obj in catalog.objects_of_unit(session, unit):
-                if obj.kind != "binary" or obj.status == "destroyed" or obj in objects:
+                if obj.kind != "binary" or obj.status in GONE or obj in objects:
                     continue
                 try:
                     check_read_access(session, principal, obj)

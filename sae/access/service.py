@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
 from sae.catalog.errors import NotCommunicable, ObjectDestroyed, ObjectNotFound
-from sae.catalog.models import DataObject
+from sae.catalog.models import GONE, DataObject
 from sae.db import transaction, utcnow
 from sae.journal.service import append_event
 from sae.storage.base import StorageOffer
@@ -43,8 +43,8 @@ class ContentStream:
 
 def check_read_access(session: Session, principal: Principal, obj: DataObject) -> None:
     """Who may read the bytes: by role, producing service, and communicability for readers."""
-    if obj.status == "destroyed":
-        raise ObjectDestroyed(f"data object {obj.id} was destroyed")
+    if obj.status in GONE:
+        raise ObjectDestroyed(f"data object {obj.id} was {obj.status}")
     units = catalog.units_of_object(session, obj)
     if principal.role in ("admin", "archivist", "auditor"):
         return

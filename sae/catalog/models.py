@@ -13,6 +13,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
 
+#: Statuses of units and objects that are no longer archived: destroyed by a disposal (or
+#: transferred out), or withdrawn within their quarantine (``sae.ingest.withdrawal``).
+GONE = ("destroyed", "withdrawn")
+
 
 class ArchiveUnit(Base):
     """An archive unit as described by the producer (SEDA ArchiveUnit)."""

@@ -80,15 +80,23 @@ def fr_datetime(value: datetime | None) -> str:
     return local.strftime("%d/%m/%Y à %H:%M")
 
 
-TRANSFER_STATUS = {"OK": "Accepté", "KO": "Refusé", "WARNING": "Accepté avec remarques"}
+TRANSFER_STATUS = {
+    "OK": "Accepté",
+    "KO": "Refusé",
+    "WARNING": "Accepté avec remarques",
+    "WITHDRAWING": "Retrait en cours",
+    "WITHDRAWN": "Retiré",
+}
 UNIT_STATUS = {
     "active": "En conservation",
     "permanent": "Conservation définitive",
     "destroyed": "Éliminée",
+    "withdrawn": "Retirée (versement retiré)",
 }
 OBJECT_STATUS = {
     "active": "Intègre",
     "destroyed": "Éliminé",
+    "withdrawn": "Retiré (versement retiré)",
     "integrity_failed": "Aucune copie saine",
 }
 AUDIT_STATUS = {"running": "En cours", "done": "Terminé", "failed": "Échoué"}
@@ -259,6 +267,8 @@ EVENT_TYPE = {
     "storage.audit_failed": "Audit échoué",
     "storage.copy_damaged": "Copie endommagée",
     "storage.copy_repaired": "Copie réparée",
+    "transfer.withdrawal_started": "Retrait d'un versement commencé",
+    "transfer.withdrawn": "Versement retiré (quarantaine)",
     "storage.quarantine_ended": "Quarantaine terminée (verrou COMPLIANCE)",
     "storage.orphan_removed": "Copie orpheline supprimée",
     "hold.placed": "Gel posé",

@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
-from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.models import GONE, ArchiveUnit, DataObject
 from sae.console.format import LOCAL_TZ
 from sae.ingest.models import Transfer
 from sae.journal import service as journal
@@ -36,11 +36,11 @@ class Totals:
 def totals(session: Session) -> Totals:
     """Counts of live units and objects, stored bytes, accepted and refused transfers."""
     units = session.scalar(
-        select(func.count()).select_from(ArchiveUnit).where(ArchiveUnit.status != "destroyed")
+        select(func.count()).select_from(ArchiveUnit).where(ArchiveUnit.status.not_in(GONE))
     )
     objects, size = session.execute(
         select(func.count(), func.coalesce(func.sum(DataObject.size), 0)).where(
-            DataObject.status != "destroyed"
+            DataObject.status.not_in(GONE)
         )
     ).one()
     by_status: dict[str, int] = {

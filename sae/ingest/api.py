@@ -29,6 +29,9 @@ from sae.ingest.schemas import (
     TransferOut,
     TransferReply,
     TransferUnitOut,
+    WithdrawalIn,
+    WithdrawalOut,
+    WithdrawnCopy,
 )
 from sae.runtime import Runtime
 
@@ -283,3 +286,31 @@ def get_atr(transfer_id: str, session: SessionDep, principal: TransferReader) ->
         raise NotFound(f"transfer {transfer_id} has no reply yet")
     digest = hashlib.sha512(t.atr).hexdigest()
     return Response(t.atr, media_type=XML, headers={"ETag": f'"{digest[:32]}"'})
+
+
+@router.post("/transfers/{transfer_id}/withdrawal", response_model=WithdrawalOut)
+def withdraw(
+    transfer_id: str,
+    body: WithdrawalIn,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(require_role("archivist"))],
+) -> WithdrawalOut:
+    """Withdraw a transfer deposited by mistake, while its copies are in quarantine: every copy
+    deleted from every offer, units and objects marked ``withdrawn``, journaled with the
+    reason. 409 ``transfer.withdrawal_refused`` past the window (then only a disposal can
+    remove them), under a legal hold, on a disposal list, or when units of another transfer
+    were attached under its units; 503 ``transfer.withdrawal_incomplete`` when an offer failed
+    half-way (ask again to finish)."""
+    from sae.ingest.withdrawal import withdraw_transfer
+
+    done = withdraw_transfer(
+        runtime.sessions, runtime.offer_set.offers, principal, transfer_id, body.reason
+    )
+    return WithdrawalOut(
+        transfer_id=done.transfer_id,
+        status=done.status,
+        withdrawn_at=done.withdrawn_at,
+        units=done.units,
+        objects=done.objects,
+        copies_deleted=[WithdrawnCopy(**c) for c in done.copies_deleted],
+    )

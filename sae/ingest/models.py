@@ -22,8 +22,8 @@ class Transfer(Base):
     archival_agency: Mapped[str | None] = mapped_column(String(255))
     producer: Mapped[str | None] = mapped_column(String(255), index=True)
     seda_version: Mapped[str | None] = mapped_column(String(8))
-    # OK | KO
-    status: Mapped[str] = mapped_column(String(8), index=True)
+    # OK | KO (the ATR's ReplyCode); WITHDRAWING, WITHDRAWN (``sae.ingest.withdrawal``)
+    status: Mapped[str] = mapped_column(String(16), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
     submitted_by: Mapped[str | None] = mapped_column(String(36))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class FaultOut(BaseModel):
@@ -73,3 +73,25 @@ class TransferOut(BaseModel):
     errors: list[FaultOut]
     warnings: list[FaultOut]
     journal: JournalRef
+
+
+class WithdrawalIn(BaseModel):
+    """Why the transfer is withdrawn (kept in the journal)."""
+
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class WithdrawnCopy(BaseModel):
+    offer: str
+    key: str
+
+
+class WithdrawalOut(BaseModel):
+    """A transfer withdrawn within its quarantine: every copy deleted, journaled."""
+
+    transfer_id: str
+    status: str
+    withdrawn_at: datetime
+    units: int
+    objects: int
+    copies_deleted: list[WithdrawnCopy]

@@ -31,7 +31,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from sae import db
-from sae.catalog.models import ArchiveUnit, DataObject, UnitLink, UnitRule
+from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink, UnitRule
 from sae.errors import NotFound
 from sae.journal.service import append_event
 from sae.retention import dates
@@ -153,7 +153,7 @@ def _without_kept_children(session: Session, candidates: list[str]) -> list[str]
     while changed:
         changed = False
         for unit in list(selected):
-            if any(c not in selected and s != "destroyed" for c, s in children.get(unit, [])):
+            if any(c not in selected and s not in GONE for c, s in children.get(unit, [])):
                 selected.discard(unit)
                 changed = True
     return [u for u in candidates if u in selected]

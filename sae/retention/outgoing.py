@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 import seda
 from sae import db
 from sae.auth.service import SYSTEM
-from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
+from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink
 from sae.config import Settings
 from sae.errors import UnprocessableEntity
 from sae.journal.service import append_event
@@ -300,7 +300,7 @@ def _purge(
     for unit in session.scalars(
         select(ArchiveUnit).where(ArchiveUnit.id.in_(sent.get("units", [])))
     ):
-        if unit.status == "destroyed":
+        if unit.status in GONE:
             continue
         whole = True
         objects = (

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
-from sae.catalog.models import DataObject
+from sae.catalog.models import GONE, DataObject
 from sae.config import ConfigurationError, load_settings
 from sae.db import transaction
 from sae.errors import SAEError
@@ -79,7 +79,7 @@ def audit_command(
             query = (
                 select(func.count(ObjectCopy.id))
                 .join(DataObject, DataObject.id == ObjectCopy.object_id)
-                .where(DataObject.status != "destroyed")
+                .where(DataObject.status.not_in(GONE))
             )
             if offer:
                 query = query.where(ObjectCopy.offer.in_(offer))

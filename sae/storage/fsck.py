@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from sae.catalog.models import GONE
 from sae.journal.service import append_event
 from sae.storage import repository
 from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
@@ -75,7 +76,7 @@ def reconcile(
             continue
         recorded: dict[str, str] = {}
         for copy, status in repository.copies_on_offer(session, name):
-            if status != "destroyed":
+            if status not in GONE:
                 recorded[copy.key] = copy.object_id
                 if copy.key not in present:
                     findings.append(
@@ -89,7 +90,7 @@ def reconcile(
                     )
         for key in sorted(present - recorded.keys()):
             owner = referenced.get(key)
-            if owner is not None and owner != "destroyed":
+            if owner is not None and owner not in GONE:
                 findings.append(
                     Finding(
                         name,
@@ -105,7 +106,7 @@ def reconcile(
                     name,
                     key,
                     repair=repair,
-                    destroyed=owner == "destroyed",
+                    destroyed=owner in GONE,
                 )
             )
         if name in offer_set.strategy:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Row, or_, select, update
 from sqlalchemy.orm import Session
 
-from sae.catalog.models import DataObject
+from sae.catalog.models import GONE, DataObject
 from sae.storage.models import Audit, AuditProblem, ObjectCopy
 
 
@@ -67,7 +67,7 @@ def copies_after(
     query = (
         select(ObjectCopy, DataObject)
         .join(DataObject, DataObject.id == ObjectCopy.object_id)
-        .where(ObjectCopy.id > cursor, DataObject.status != "destroyed")
+        .where(ObjectCopy.id > cursor, DataObject.status.not_in(GONE))
         .order_by(ObjectCopy.id)
         .limit(limit)
     )
@@ -110,11 +110,11 @@ def referenced_keys(session: Session) -> dict[str, str]:
             DataObject, DataObject.id == ObjectCopy.object_id
         )
     ):
-        keys[key] = status if keys.get(key, "destroyed") == "destroyed" else keys[key]
+        keys[key] = status if keys.get(key, "destroyed") in GONE else keys[key]
     for storage_key, status in session.execute(
         select(DataObject.storage_key, DataObject.status).where(DataObject.storage_key.is_not(None))
     ):
-        if storage_key is not None and keys.get(storage_key, "destroyed") == "destroyed":
+        if storage_key is not None and keys.get(storage_key, "destroyed") in GONE:
             keys[storage_key] = status
     return keys
 

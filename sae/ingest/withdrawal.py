@@ -1,0 +1,300 @@
+"""Withdraw a transfer deposited by mistake, while its copies are still in quarantine.
+
+An offer with ``quarantine_days: N`` locks new copies in GOVERNANCE mode for N days
+(docs/storage.md): within that window, and only then, an archivist may take a whole transfer
+back — the wrong documents, the wrong producer, personal data sent by mistake. After it, the
+copies are in COMPLIANCE and only a disposal, with its circuit and visa, can remove them.
+
+All or nothing, as far as storage allows:
+
+1. in one transaction, refuse unless every copy of every object is still in its window
+   (``ObjectCopy.quarantine_ends_at``), no unit is under a legal hold or on a disposal list,
+   and no unit of another transfer was attached under one of its units; then mark the
+   transfer ``WITHDRAWING`` and journal ``transfer.withdrawal_started`` (reason, actor);
+2. delete every copy on its offer (the offer itself refuses a copy past its window: nothing of
+   that object is deleted then); a copy already gone counts as deleted, so a withdrawal
+   interrupted here (an offer down, a crash) is finished by asking again;
+3. in one transaction, mark units and objects ``withdrawn``, drop their descriptive metadata
+   (kept in the journal's events and the ATR) and computed dates, delete the copy rows, set
+   the transfer ``WITHDRAWN`` (its MessageIdentifier may then be sent again) and journal
+   ``transfer.withdrawn`` with every object's SHA-512 and the copies removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.auth.service import Principal
+from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
+from sae.catalog.text import search_text
+from sae.db import lock_for_writing, transaction, utcnow
+from sae.errors import Conflict, NotFound, ServiceUnavailable
+from sae.ingest.models import Transfer
+from sae.journal.service import NewEvent, append_events
+from sae.retention.models import DisposalLine, DisposalList, Hold, HoldUnit, UnitComputedRule
+from sae.storage.base import StorageOffer
+from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
+from sae.storage.models import ObjectCopy
+
+log = logging.getLogger("sae.ingest")
+
+WITHDRAWING = "WITHDRAWING"
+WITHDRAWN = "WITHDRAWN"
+#: Lists whose lines still decide something about their units.
+_OPEN_LISTS = ("draft", "submitted", "approved", "visa_recorded", "executing")
+
+
+class WithdrawalRefused(Conflict):
+    """The transfer cannot be withdrawn (past its quarantine, held, listed, referenced)."""
+
+    code = "transfer.withdrawal_refused"
+    title = "Withdrawal refused"
+
+
+class WithdrawalIncomplete(ServiceUnavailable):
+    """An offer did not answer: some copies are deleted, the rest wait for a new request."""
+
+    code = "transfer.withdrawal_incomplete"
+    title = "Withdrawal incomplete"
+
+
+@dataclass
+class Withdrawal:
+    transfer_id: str
+    status: str
+    withdrawn_at: datetime
+    units: int
+    objects: int
+    copies_deleted: list[dict[str, str]] = field(default_factory=list)
+
+
+def withdraw_transfer(
+    sessions: sessionmaker[Session],
+    offers: dict[str, StorageOffer],
+    principal: Principal,
+    transfer_id: str,
+    reason: str,
+) -> Withdrawal:
+    """Withdraw ``transfer_id`` (see the module's docstring); raise what refuses it."""
+    planned, resuming = _check(sessions, transfer_id)
+    if not resuming:
+        # The offers' own locks, before anything is changed: the catalogue's dates come from
+        # them at ingest, but an offer's window may have been shortened since.
+        _check_offers(offers, planned)
+    with transaction(sessions) as session:
+        lock_for_writing(session, _lock_key(transfer_id))
+        transfer = session.get(Transfer, transfer_id)
+        assert transfer is not None
+        if transfer.status == "OK":
+            transfer.status = WITHDRAWING
+            append_events(
+                session,
+                [
+                    NewEvent(
+                        type="transfer.withdrawal_started",
+                        actor=principal.actor,
+                        transfer_id=transfer_id,
+                        payload={"reason": reason, "copies": len(planned)},
+                    )
+                ],
+            )
+        elif transfer.status != WITHDRAWING:  # withdrawn by a request that ran meanwhile
+            raise WithdrawalRefused(f"transfer {transfer_id} is already withdrawn")
+    deleted = _delete_copies(offers, planned)
+    return _finish(sessions, principal, transfer_id, reason, deleted)
+
+
+def _lock_key(transfer_id: str) -> int:
+    return zlib.crc32(f"withdraw:{transfer_id}".encode())
+
+
+def _check(sessions: sessionmaker[Session], transfer_id: str) -> tuple[list[tuple[str, str]], bool]:
+    """The copies to delete, and whether an interrupted withdrawal is being finished; raise
+    unless the catalogue allows the withdrawal."""
+    with transaction(sessions) as session:
+        transfer = session.get(Transfer, transfer_id)
+        if transfer is None:
+            raise NotFound(f"no transfer {transfer_id}")
+        if transfer.status == WITHDRAWN:
+            raise WithdrawalRefused(f"transfer {transfer_id} is already withdrawn")
+        if transfer.status not in ("OK", WITHDRAWING):
+            raise WithdrawalRefused(f"transfer {transfer_id} was refused: nothing was archived")
+        unit_ids = list(
+            session.scalars(select(ArchiveUnit.id).where(ArchiveUnit.transfer_id == transfer_id))
+        )
+        copies = list(
+            session.scalars(
+                select(ObjectCopy)
+                .join(DataObject, DataObject.id == ObjectCopy.object_id)
+                .where(DataObject.transfer_id == transfer_id)
+                .order_by(ObjectCopy.id)
+            )
+        )
+        # Resuming an interrupted withdrawal: some copies are gone already, and the offers'
+        # own locks decide for the others, whatever the catalogue's dates say now.
+        resuming = transfer.status == WITHDRAWING
+        blocking = _blocking(session, transfer_id, unit_ids, [] if resuming else copies, utcnow())
+        if blocking:
+            raise WithdrawalRefused(
+                f"transfer {transfer_id} cannot be withdrawn: " + "; ".join(blocking),
+                reasons=blocking,
+            )
+        return [(c.offer, c.key) for c in copies], resuming
+
+
+def _check_offers(offers: dict[str, StorageOffer], planned: list[tuple[str, str]]) -> None:
+    now = utcnow()
+    for name, key in planned:
+        offer = offers.get(name)
+        if offer is None:
+            raise WithdrawalRefused(f"offer {name!r} is no longer configured")
+        try:
+            head = offer.head(key)
+        except StorageError as exc:
+            raise WithdrawalIncomplete(
+                f"offer {name!r} did not answer: {exc.detail}; nothing was deleted", deleted=0
+            ) from exc
+        if head is None:
+            continue  # already missing: nothing to delete there (the audit reports it)
+        if head.legal_hold:
+            raise WithdrawalRefused(f"the copy on {name!r} is under a legal hold")
+        if head.quarantine_ends_at is None or head.quarantine_ends_at <= now:
+            raise WithdrawalRefused(
+                f"the copy on {name!r} is past its quarantine (lock {head.lock_mode}): only a "
+                "disposal can remove it now"
+            )
+
+
+def _blocking(
+    session: Session,
+    transfer_id: str,
+    unit_ids: list[str],
+    copies: list[ObjectCopy],
+    now: datetime,
+) -> list[str]:
+    """Why the transfer cannot be withdrawn, one line per reason (none: it can)."""
+    reasons: list[str] = []
+    locked = [c for c in copies if c.quarantine_ends_at is None or c.quarantine_ends_at <= now]
+    if locked:
+        reasons.append(
+            f"{len(locked)} cop{'y is' if len(locked) == 1 else 'ies are'} past the quarantine "
+            f"window (locked in COMPLIANCE, on {', '.join(sorted({c.offer for c in locked}))}): "
+            "only a disposal can remove them now"
+        )
+    held = session.scalar(
+        select(HoldUnit.unit_id)
+        .join(Hold, Hold.id == HoldUnit.hold_id)
+        .where(HoldUnit.unit_id.in_(unit_ids), Hold.lifted_at.is_(None))
+        .limit(1)
+    )
+    if held is not None:
+        reasons.append("a unit is under a legal hold")
+    listed = session.scalar(
+        select(DisposalList.reference)
+        .join(DisposalLine, DisposalLine.list_id == DisposalList.id)
+        .where(DisposalLine.unit_id.in_(unit_ids), DisposalList.state.in_(_OPEN_LISTS))
+        .limit(1)
+    )
+    if listed is not None:
+        reasons.append(f"a unit is on the disposal list {listed}")
+    attached = session.scalar(
+        select(ArchiveUnit.transfer_id)
+        .join(UnitLink, UnitLink.child_id == ArchiveUnit.id)
+        .where(UnitLink.parent_id.in_(unit_ids), ArchiveUnit.transfer_id != transfer_id)
+        .limit(1)
+    )
+    if attached is not None:
+        reasons.append(f"units of transfer {attached} were attached under its units")
+    return reasons
+
+
+def _delete_copies(
+    offers: dict[str, StorageOffer], planned: list[tuple[str, str]]
+) -> list[dict[str, str]]:
+    deleted: list[dict[str, str]] = []
+    for name, key in planned:
+        offer = offers.get(name)
+        if offer is None:
+            raise WithdrawalIncomplete(
+                f"offer {name!r} is no longer configured: {len(deleted)} of {len(planned)} "
+                "copies deleted; ask again once it is back",
+                deleted=len(deleted),
+            )
+        try:
+            offer.delete(key)
+        except ObjectMissing:
+            pass  # deleted by an earlier, interrupted request
+        except RetentionActive as exc:
+            # The offer's own lock is the last word (its clock, its window).
+            raise WithdrawalRefused(
+                f"offer {name!r} refused to delete {key!r}: {exc.detail}; "
+                f"{len(deleted)} of {len(planned)} copies deleted before it",
+                deleted=len(deleted),
+            ) from exc
+        except StorageError as exc:
+            raise WithdrawalIncomplete(
+                f"offer {name!r} failed: {exc.detail}; {len(deleted)} of {len(planned)} copies "
+                "deleted; ask again to finish",
+                deleted=len(deleted),
+            ) from exc
+        deleted.append({"offer": name, "key": key})
+        log.info("transfer.copy_withdrawn offer=%s key=%s", name, key)
+    return deleted
+
+
+def _finish(
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    transfer_id: str,
+    reason: str,
+    deleted: list[dict[str, str]],
+) -> Withdrawal:
+    now = utcnow()
+    with transaction(sessions) as session:
+        transfer = session.get(Transfer, transfer_id)
+        assert transfer is not None
+        units = list(
+            session.scalars(select(ArchiveUnit).where(ArchiveUnit.transfer_id == transfer_id))
+        )
+        objects = list(
+            session.scalars(select(DataObject).where(DataObject.transfer_id == transfer_id))
+        )
+        object_ids = [o.id for o in objects]
+        session.execute(delete(ObjectCopy).where(ObjectCopy.object_id.in_(object_ids)))
+        session.execute(
+            delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_([u.id for u in units]))
+        )
+        for unit in units:
+            unit.status = "withdrawn"
+            unit.content_xml = b""
+            unit.description = None
+            unit.search_text = search_text(unit.title, None, unit.sip_id)
+        for obj in objects:
+            obj.status = "withdrawn"
+        transfer.status = WITHDRAWN
+        payload: dict[str, Any] = {
+            "reason": reason,
+            "message_identifier": transfer.message_identifier,
+            "units": [u.id for u in units],
+            "copies_deleted": deleted,
+        }
+        append_events(
+            session,
+            [
+                NewEvent(
+                    type="transfer.withdrawn",
+                    actor=principal.actor,
+                    transfer_id=transfer_id,
+                    object_digests={o.id: o.sha512 for o in objects if o.sha512},
+                    payload=payload,
+                )
+            ],
+        )
+    return Withdrawal(transfer_id, WITHDRAWN, now, len(units), len(objects), deleted)
