@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 from sae.auth.service import Principal
 from sae.catalog.models import GONE, ArchiveUnit, DataObject
 from sae.console.format import LOCAL_TZ
+from sae.db import utcnow
 from sae.ingest.models import Transfer
 from sae.journal import service as journal
 from sae.journal.models import Event, TreeHead
 from sae.retention.models import Hold, HoldUnit
-from sae.storage.models import Audit
+from sae.storage.models import Audit, ObjectCopy
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,23 @@ def transfer_units(session: Session, transfer_id: str, limit: int = 200) -> list
             .limit(limit)
         )
     )
+
+
+def withdrawal_deadline(session: Session, transfer: Transfer) -> datetime | None:
+    """Until when the archivist may still withdraw the transfer (its copies' earliest end of
+    quarantine); None when it cannot be (not accepted, a copy already in COMPLIANCE, no copy)."""
+    if transfer.status not in ("OK", "WITHDRAWING"):
+        return None
+    copies = (
+        select(ObjectCopy.quarantine_ends_at)
+        .join(DataObject, DataObject.id == ObjectCopy.object_id)
+        .where(DataObject.transfer_id == transfer.id)
+    )
+    ends = list(session.scalars(copies))
+    if not ends or any(end is None for end in ends):
+        return None
+    earliest = min(end for end in ends if end is not None)
+    return earliest if earliest > utcnow() else None
 
 
 def unit_holds(session: Session, unit_id: str) -> list[Hold]:

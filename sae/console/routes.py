@@ -68,6 +68,7 @@ TRANSFERS = ("archivist", "depositor")
 OVERVIEW = ("archivist", "auditor")
 JOURNAL = ("archivist", "auditor")
 AUDITS = ("archivist", "auditor")
+WITHDRAW = ("archivist",)
 
 PAGE = 50
 
@@ -260,8 +261,36 @@ def transfer_page(
     return render(
         request,
         "transfer.html",
-        {"nav": "versements", "t": transfer, "units": units, "journal_ref": ref},
+        {
+            "nav": "versements",
+            "t": transfer,
+            "units": units,
+            "journal_ref": ref,
+            "withdrawable_until": queries.withdrawal_deadline(session, transfer)
+            if user.role in ("admin", *WITHDRAW)
+            else None,
+        },
     )
+
+
+@router.post("/console/versements/{transfer_id}/retrait")
+def withdraw(
+    request: Request,
+    transfer_id: str,
+    user: UserDep,
+    runtime: RuntimeDep,
+    csrf: CsrfField = "",
+    motif: Annotated[str, Form()] = "",
+) -> Response:
+    """Withdraw a transfer deposited by mistake, within its quarantine (the API's route)."""
+    from sae.ingest.withdrawal import withdraw_transfer
+
+    check_csrf(request, csrf)
+    require(user, *WITHDRAW)
+    if len(motif.strip()) < 3:
+        raise BadRequest("indiquez le motif du retrait (au moins 3 caractères)")
+    withdraw_transfer(runtime.sessions, runtime.offer_set.offers, user, transfer_id, motif.strip())
+    return _see_other(f"/console/versements/{transfer_id}")
 
 
 @router.get("/console/versements/{transfer_id}/accuse")

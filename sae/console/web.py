@@ -133,8 +133,20 @@ _CODE_TEXT = {
         "Ce document n'est pas encore communicable au public (délais du Code du patrimoine).",
     ),
     "catalog.object_destroyed": (
-        "Document éliminé",
-        "Ce document a été éliminé réglementairement ; son contenu n'existe plus.",
+        "Document éliminé ou retiré",
+        "Ce document a été éliminé réglementairement, ou retiré avec son versement pendant sa "
+        "quarantaine ; son contenu n'existe plus.",
+    ),
+    "transfer.withdrawal_refused": (
+        "Retrait impossible",
+        "Ce versement ne peut plus être retiré : la quarantaine de ses copies est terminée "
+        "(seule une élimination réglementaire peut désormais les supprimer), ou une unité est "
+        "gelée, inscrite sur une liste d'élimination, ou porte des unités d'un autre versement.",
+    ),
+    "transfer.withdrawal_incomplete": (
+        "Retrait inachevé",
+        "Un espace de stockage n'a pas répondu : une partie des copies est supprimée. "
+        "Relancez le retrait pour l'achever.",
     ),
     "storage.no_healthy_copy": (
         "Document momentanément illisible",

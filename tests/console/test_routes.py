@@ -546,3 +546,48 @@ def test_search_and_journal_pages_follow_on(api: Api, monkeypatch: Any) -> None:
     assert older is not None
     assert "type=ingest" in older.group(1)
     assert client.get(html.unescape(older.group(1))).status_code == 200
+
+
+def test_an_archivist_withdraws_a_transfer_from_its_page(api: Api) -> None:
+    """Within the quarantine the transfer's page offers the withdrawal, with a reason; after
+    it, the page says so, the copies are gone and the button is no longer offered."""
+    reply = api.deposit(sip("MSG-CONSOLE-OOPS"))
+    assert reply.status_code == 201, reply.text
+    transfer_id = reply.json()["transfer_id"]
+    object_id = reply.json()["objects"][0]["id"]
+    url = f"/console/versements/{transfer_id}"
+
+    depositor = signed_in(api, "depositor", ["URBANISME"])
+    assert "Retirer ce versement" not in depositor.get(url).text  # archivists only
+
+    client = signed_in(api, "archivist")
+    page = client.get(url)
+    assert "Retirer ce versement" in page.text
+    assert "fin de la quarantaine" in page.text
+    forged = client.post(
+        f"{url}/retrait", data={"csrf": "nope", "motif": "erreur"}, follow_redirects=False
+    )
+    assert forged.status_code == 403
+    no_reason = client.post(
+        f"{url}/retrait", data={"csrf": csrf_of(page.text), "motif": ""}, follow_redirects=False
+    )
+    assert no_reason.status_code == 400
+    answer = client.post(
+        f"{url}/retrait",
+        data={"csrf": csrf_of(page.text), "motif": "Versé dans le mauvais fonds"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    after = client.get(answer.headers["location"]).text
+    assert "Ce versement a été retiré" in after
+    assert "Retirer ce versement" not in after
+    gone = client.get(f"/console/objets/{object_id}/contenu")
+    assert gone.status_code == 410
+    assert "retiré" in gone.text
+    again = client.post(
+        f"{url}/retrait",
+        data={"csrf": csrf_of(page.text), "motif": "encore"},
+        follow_redirects=False,
+    )
+    assert again.status_code == 409
+    assert "Retrait impossible" in again.text
