@@ -19,7 +19,8 @@ import hashlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -145,15 +146,21 @@ def audit_batch(
     rows = repository.copies_after(session, cursor=audit.cursor, offers=audit.offers, limit=limit)
     events: list[dict[str, Any]] = []
     more = len(rows) == limit
-    read = 0
+    # The batch: up to ``limit`` copies, ending once ``max_bytes`` are to be read (the sizes the
+    # catalogue records, so that the batch is known before any copy is read).
+    batch: list[tuple[ObjectCopy, DataObject]] = []
+    planned = 0
     for done, (copy, obj) in enumerate(rows, start=1):
         if sampled(audit, obj.id):
-            _check_copy(session, offer_set, audit, copy, obj, events)
-            read += copy.size or 0
+            batch.append((copy, obj))
+            planned += copy.size or 0
         audit.cursor = copy.id
-        if read >= max_bytes and done < len(rows):
+        if planned >= max_bytes and done < len(rows):
             more = True  # the rest waits for the next transaction
             break
+    readings = read_copies(offer_set, [copy for copy, _ in batch])
+    for copy, obj in batch:
+        _check_copy(session, offer_set, audit, copy, obj, readings[copy.id], events)
     # Journal last, just before the caller commits: appending takes the journal's lock, which
     # must not be held while copies are being read (that would stall every ingest meanwhile).
     for event in events:
@@ -163,34 +170,69 @@ def audit_batch(
     return more
 
 
+#: What re-reading one copy gave: its (SHA-512, size), or why it could not be read.
+Reading = tuple[str, int] | StorageError
+
+
+def read_copies(offer_set: OfferSet, copies: Sequence[ObjectCopy]) -> dict[int, Reading]:
+    """Re-read ``copies`` (streamed, hashed), each offer's in a thread of its own: an audit
+    of two sites takes as long as the slower one, not both one after the other, and an offer
+    that times out does not hold the others back. Copies of one offer are read in order."""
+    by_offer: dict[str, list[ObjectCopy]] = {}
+    for copy in copies:
+        by_offer.setdefault(copy.offer, []).append(copy)
+
+    def read_offer(name: str, mine: list[ObjectCopy]) -> dict[int, Reading]:
+        offer = offer_set.offers.get(name)
+        found: dict[int, Reading] = {}
+        for copy in mine:
+            if offer is None:
+                found[copy.id] = ObjectMissing(name, copy.key)
+                continue
+            try:
+                found[copy.id] = copy_digest(offer, copy.key)
+            except StorageError as exc:
+                found[copy.id] = exc
+        return found
+
+    readings: dict[int, Reading] = {}
+    if len(by_offer) <= 1:
+        for name, mine in by_offer.items():
+            readings.update(read_offer(name, mine))
+        return readings
+    with ThreadPoolExecutor(len(by_offer), thread_name_prefix="sae-audit") as pool:
+        for found in pool.map(lambda item: read_offer(*item), by_offer.items()):
+            readings.update(found)
+    return readings
+
+
 def _check_copy(
     session: Session,
     offer_set: OfferSet,
     audit: Audit,
     copy: ObjectCopy,
     obj: DataObject,
+    reading: Reading,
     events: list[dict[str, Any]],
 ) -> None:
     expected = obj.sha512 or copy.sha512
     offer = offer_set.offers.get(copy.offer)
     if offer is None:
         kind, detail = "missing", f"offer {copy.offer!r} is no longer configured"
+    elif isinstance(reading, ObjectMissing):
+        kind, detail = "missing", "not on the offer"
+    elif isinstance(reading, StorageError):
+        # Unreachable is not missing: nothing is known about the copy, so nothing is recorded
+        # against it; the audit counts it and stays honest about coverage.
+        log.warning("storage.audit_unreachable offer=%s key=%s: %s", copy.offer, copy.key, reading)
+        audit.unreachable += 1
+        return
     else:
-        try:
-            digest, size = copy_digest(offer, copy.key)
-        except ObjectMissing:
-            kind, detail = "missing", "not on the offer"
-        except StorageError as exc:
-            # Unreachable is not missing: nothing is known about the copy, so nothing is
-            # recorded against it; the audit counts it and stays honest about coverage.
-            log.warning("storage.audit_unreachable offer=%s key=%s: %s", copy.offer, copy.key, exc)
-            audit.unreachable += 1
-            return
+        digest, size = reading
+        if digest == expected and (obj.size is None or size == obj.size):
+            kind, detail = "", ""
         else:
-            if digest == expected and (obj.size is None or size == obj.size):
-                kind, detail = "", ""
-            else:
-                kind, detail = "corrupt", f"sha512 {digest[:16]}…, size {size}"
+            kind, detail = "corrupt", f"sha512 {digest[:16]}…, size {size}"
     audit.checked += 1
     copy.last_checked_at = utcnow()
     copy.last_check_ok = not kind

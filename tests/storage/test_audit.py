@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from sae.db import transaction, utcnow
@@ -236,3 +238,66 @@ def test_one_audit_one_worker(two_sites: Api, database: Database) -> None:
     with transaction(runtime.sessions) as session:
         assert claim_audit(session, "w2", audit_id) is None
     assert run_audit(runtime.sessions, runtime.offer_set, worker="w1") == audit_id
+
+
+def test_each_offer_is_read_in_a_thread_of_its_own(
+    two_sites: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An audit of two sites reads both at once (an offer's copies one after the other): it
+    takes as long as the slower site, and a slow or timing-out site does not hold the other."""
+    import threading
+
+    for n in range(3):
+        deposit(two_sites, f"MSG-PAR-{n}", PAYLOAD + bytes([n]))
+    lock = threading.Lock()
+    reading: dict[str, int] = {"site-a": 0, "site-b": 0}
+    peaks = {"both": 0, "site-a": 0, "site-b": 0}
+    for name in reading:
+        offer = _offer(two_sites, name)
+        real = offer.get
+
+        def slow_get(key: str, _real: Any = real, _name: str = name) -> Any:
+            with lock:
+                reading[_name] += 1
+                peaks[_name] = max(peaks[_name], reading[_name])
+                peaks["both"] = max(peaks["both"], sum(1 for v in reading.values() if v))
+            try:
+                time.sleep(0.1)  # a remote site's latency
+                yield from _real(key)
+            finally:
+                with lock:
+                    reading[_name] -= 1
+
+        monkeypatch.setattr(offer, "get", slow_get)
+    with transaction(two_sites.runtime.sessions) as session:
+        audit = create_audit(session, two_sites.runtime.offer_set)
+        audit_id = audit.id
+    assert run_audit(two_sites.runtime.sessions, two_sites.runtime.offer_set, audit_id)
+    with transaction(two_sites.runtime.sessions) as session:
+        done = session.get(Audit, audit_id)
+        assert done is not None
+        assert (done.status, done.checked, done.unreachable) == ("done", 6, 0)
+    assert peaks == {"both": 2, "site-a": 1, "site-b": 1}
+
+
+def test_an_unreachable_site_does_not_stop_the_other_being_audited(
+    two_sites: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae.storage.errors import OfferUnavailable
+
+    object_id = deposit(two_sites, "MSG-PAR-DOWN", PAYLOAD)
+    flip_byte(_offer(two_sites, "site-a"), f"objects/{object_id}", offset=10)
+
+    def down(key: str) -> Any:
+        raise OfferUnavailable("site-b", "timed out (simulated)")
+
+    monkeypatch.setattr(_offer(two_sites, "site-b"), "get", down)
+    with transaction(two_sites.runtime.sessions) as session:
+        audit_id = create_audit(session, two_sites.runtime.offer_set, repair=False).id
+    run_audit(two_sites.runtime.sessions, two_sites.runtime.offer_set, audit_id)
+    with transaction(two_sites.runtime.sessions) as session:
+        done = session.get(Audit, audit_id)
+        assert done is not None
+        assert (done.checked, done.unreachable) == (1, 1)
+    (damaged,) = _events(two_sites, "storage.copy_damaged")
+    assert damaged.payload["offer"] == "site-a"
