@@ -161,6 +161,18 @@ def settings(tmp_path: Path, database: Database) -> Iterator[Settings]:
     database.reset()
 
 
+def upgrade_to(engine: Engine, revision: str) -> None:
+    """Bring ``engine``'s database to ``revision``: a migration test's "before" and "after"."""
+    from alembic import command
+
+    from sae.migrate import alembic_config
+
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
 def openssl() -> str:
     path = shutil.which("openssl")
     require(path, "openssl not installed")

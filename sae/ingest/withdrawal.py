@@ -38,7 +38,8 @@ from sae.db import lock_for_writing, transaction, utcnow
 from sae.errors import Conflict, NotFound, ServiceUnavailable
 from sae.ingest.models import Transfer
 from sae.journal.service import NewEvent, append_events
-from sae.retention.models import DisposalLine, DisposalList, Hold, HoldUnit, UnitComputedRule
+from sae.retention.dates import held_units
+from sae.retention.models import DisposalLine, DisposalList, UnitComputedRule
 from sae.storage.base import StorageOffer
 from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
 from sae.storage.models import ObjectCopy
@@ -188,18 +189,13 @@ def _blocking(
             f"window (locked in COMPLIANCE, on {', '.join(sorted({c.offer for c in locked}))}): "
             "only a disposal can remove them now"
         )
-    held = session.scalar(
-        select(HoldUnit.unit_id)
-        .join(Hold, Hold.id == HoldUnit.hold_id)
-        .where(HoldUnit.unit_id.in_(unit_ids), Hold.lifted_at.is_(None))
-        .limit(1)
-    )
-    if held is not None:
+    if held_units(session, unit_ids):  # a hold placed through the API, or a SEDA HoldRule
         reasons.append("a unit is under a legal hold")
+    its_units = select(ArchiveUnit.id).where(ArchiveUnit.transfer_id == transfer_id)
     listed = session.scalar(
         select(DisposalList.reference)
         .join(DisposalLine, DisposalLine.list_id == DisposalList.id)
-        .where(DisposalLine.unit_id.in_(unit_ids), DisposalList.state.in_(_OPEN_LISTS))
+        .where(DisposalLine.unit_id.in_(its_units), DisposalList.state.in_(_OPEN_LISTS))
         .limit(1)
     )
     if listed is not None:
@@ -207,7 +203,7 @@ def _blocking(
     attached = session.scalar(
         select(ArchiveUnit.transfer_id)
         .join(UnitLink, UnitLink.child_id == ArchiveUnit.id)
-        .where(UnitLink.parent_id.in_(unit_ids), ArchiveUnit.transfer_id != transfer_id)
+        .where(UnitLink.parent_id.in_(its_units), ArchiveUnit.transfer_id != transfer_id)
         .limit(1)
     )
     if attached is not None:
@@ -266,11 +262,10 @@ def _finish(
         objects = list(
             session.scalars(select(DataObject).where(DataObject.transfer_id == transfer_id))
         )
-        object_ids = [o.id for o in objects]
-        session.execute(delete(ObjectCopy).where(ObjectCopy.object_id.in_(object_ids)))
-        session.execute(
-            delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_([u.id for u in units]))
-        )
+        its_objects = select(DataObject.id).where(DataObject.transfer_id == transfer_id)
+        its_units = select(ArchiveUnit.id).where(ArchiveUnit.transfer_id == transfer_id)
+        session.execute(delete(ObjectCopy).where(ObjectCopy.object_id.in_(its_objects)))
+        session.execute(delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_(its_units)))
         for unit in units:
             unit.status = "withdrawn"
             unit.content_xml = b""

@@ -6,13 +6,11 @@ import unicodedata
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sae.catalog.text import fold, search_text
-from sae.migrate import alembic_config
-from tests.conftest import Api
+from tests.conftest import Api, upgrade_to
 from tests.sipfactory import build_zip, simple_sip
 
 
@@ -58,14 +56,7 @@ def test_search_finds_units_whatever_the_case_and_accents(api: Api) -> None:
 
 def test_upgrade_folds_the_units_catalogued_before_it(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = alembic_config()
-
-    def upgrade_to(revision: str) -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-
-    upgrade_to("0006_quarantine")
+    upgrade_to(engine, "0006_quarantine")
     with engine.begin() as conn:
         for n, (title, description) in enumerate(
             [("Délibération du CONSEIL", "Séance"), ("Œuvre", None)]
@@ -78,7 +69,7 @@ def test_upgrade_folds_the_units_catalogued_before_it(tmp_path: Path) -> None:
                 ),
                 {"id": f"u{n}", "sip": f"AU-{n}", "title": title, "description": description},
             )
-    upgrade_to("head")
+    upgrade_to(engine, "head")
     with engine.connect() as conn:
         texts = conn.execute(sa.text("SELECT search_text FROM archive_units ORDER BY id")).all()
     engine.dispose()

@@ -7,17 +7,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy import select
 
 from sae.db import transaction, utcnow
 from sae.journal.models import Event
-from sae.migrate import alembic_config
 from sae.storage.errors import OfferUnavailable
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.models import ObjectCopy
 from sae.storage.quarantine import LEASE, _claim, end_quarantines
-from tests.conftest import Api
+from tests.conftest import Api, upgrade_to
 from tests.storage.conftest import deposit
 
 PAYLOAD = b"%PDF-1.4\n" + b"quarantined" * 100 + b"\n%%EOF\n"
@@ -183,14 +181,7 @@ def test_the_audit_cli_ends_due_quarantines(two_sites: Api) -> None:
 def test_upgrade_makes_copies_written_before_it_due(tmp_path: Path) -> None:
     """Copies from before the revision: their lock was never recorded; each is due at once."""
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = alembic_config()
-
-    def upgrade_to(revision: str) -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-
-    upgrade_to("0005_merge")
+    upgrade_to(engine, "0005_merge")
     stored_at = "2026-11-01 10:00:00.000000"
     with engine.begin() as conn:
         conn.execute(
@@ -200,7 +191,7 @@ def test_upgrade_makes_copies_written_before_it_due(tmp_path: Path) -> None:
             ),
             {"at": stored_at},
         )
-    upgrade_to("head")
+    upgrade_to(engine, "head")
     with engine.connect() as conn:
         due = conn.execute(sa.text("SELECT quarantine_ends_at FROM object_copies")).scalar_one()
     engine.dispose()

@@ -137,6 +137,22 @@ def test_a_held_unit_is_not_withdrawn(two_sites: Api) -> None:
     assert _present(two_sites, reply["objects"][0]["id"]) == [True, True]
 
 
+def test_a_lifted_hold_no_longer_keeps_it(two_sites: Api) -> None:
+    reply = _deposit(two_sites)
+    archivist = two_sites.token("archivist")
+    hold = two_sites.client.post(
+        "/api/v1/holds",
+        json={"unit_ids": [reply["units"][0]["id"]], "reason": "contentieux"},
+        headers=two_sites.auth(archivist),
+    )
+    assert hold.status_code == 201, hold.text
+    lifted = two_sites.client.delete(
+        f"/api/v1/holds/{hold.json()['id']}", headers=two_sites.auth(archivist)
+    )
+    assert lifted.status_code in (200, 204), lifted.text
+    assert _withdraw(two_sites, reply["transfer_id"], archivist).status_code == 200
+
+
 def test_only_archivists_withdraw_and_a_refused_transfer_has_nothing_to_withdraw(
     two_sites: Api,
 ) -> None:
