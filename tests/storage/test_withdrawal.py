@@ -42,6 +42,16 @@ def _present(api: Api, object_id: str) -> list[bool]:
     return [offers[name].head(f"objects/{object_id}") is not None for name in ("site-a", "site-b")]
 
 
+def _hold(api: Api, unit_id: str, token: str) -> Any:
+    hold = api.client.post(
+        "/api/v1/holds",
+        json={"unit_ids": [unit_id], "reason": "contentieux"},
+        headers=api.auth(token),
+    )
+    assert hold.status_code == 201, hold.text
+    return hold
+
+
 def _events(api: Api, type_: str) -> list[Event]:
     with transaction(api.runtime.sessions) as session:
         return list(session.scalars(select(Event).where(Event.type == type_)))
@@ -125,12 +135,7 @@ def test_an_offer_whose_window_is_shorter_refuses_before_anything_is_deleted(
 def test_a_held_unit_is_not_withdrawn(two_sites: Api) -> None:
     reply = _deposit(two_sites)
     archivist = two_sites.token("archivist")
-    hold = two_sites.client.post(
-        "/api/v1/holds",
-        json={"unit_ids": [reply["units"][0]["id"]], "reason": "contentieux"},
-        headers=two_sites.auth(archivist),
-    )
-    assert hold.status_code == 201, hold.text
+    hold = _hold(two_sites, reply["units"][0]["id"], archivist)
     response = _withdraw(two_sites, reply["transfer_id"], archivist)
     assert response.status_code == 409
     assert "legal hold" in response.json()["detail"]
@@ -140,12 +145,7 @@ def test_a_held_unit_is_not_withdrawn(two_sites: Api) -> None:
 def test_a_lifted_hold_no_longer_keeps_it(two_sites: Api) -> None:
     reply = _deposit(two_sites)
     archivist = two_sites.token("archivist")
-    hold = two_sites.client.post(
-        "/api/v1/holds",
-        json={"unit_ids": [reply["units"][0]["id"]], "reason": "contentieux"},
-        headers=two_sites.auth(archivist),
-    )
-    assert hold.status_code == 201, hold.text
+    hold = _hold(two_sites, reply["units"][0]["id"], archivist)
     lifted = two_sites.client.delete(
         f"/api/v1/holds/{hold.json()['id']}", headers=two_sites.auth(archivist)
     )
