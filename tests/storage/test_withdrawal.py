@@ -135,7 +135,7 @@ def test_an_offer_whose_window_is_shorter_refuses_before_anything_is_deleted(
 def test_a_held_unit_is_not_withdrawn(two_sites: Api) -> None:
     reply = _deposit(two_sites)
     archivist = two_sites.token("archivist")
-    hold = _hold(two_sites, reply["units"][0]["id"], archivist)
+    _hold(two_sites, reply["units"][0]["id"], archivist)
     response = _withdraw(two_sites, reply["transfer_id"], archivist)
     assert response.status_code == 409
     assert "legal hold" in response.json()["detail"]
