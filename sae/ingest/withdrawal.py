@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -84,7 +84,7 @@ def withdraw_transfer(
     reason: str,
 ) -> Withdrawal:
     """Withdraw ``transfer_id`` (see the module's docstring); raise what refuses it."""
-    planned, resuming = _check(sessions, transfer_id)
+    planned, resuming = _check(sessions, offers, transfer_id)
     if not resuming:
         # The offers' own locks, before anything is changed: the catalogue's dates come from
         # them at ingest, but an offer's window may have been shortened since.
@@ -116,7 +116,9 @@ def _lock_key(transfer_id: str) -> int:
     return zlib.crc32(f"withdraw:{transfer_id}".encode())
 
 
-def _check(sessions: sessionmaker[Session], transfer_id: str) -> tuple[list[tuple[str, str]], bool]:
+def _check(
+    sessions: sessionmaker[Session], offers: dict[str, StorageOffer], transfer_id: str
+) -> tuple[list[tuple[str, str]], bool]:
     """The copies to delete, and whether an interrupted withdrawal is being finished; raise
     unless the catalogue allows the withdrawal."""
     with transaction(sessions) as session:
@@ -141,7 +143,14 @@ def _check(sessions: sessionmaker[Session], transfer_id: str) -> tuple[list[tupl
         # Resuming an interrupted withdrawal: some copies are gone already, and the offers'
         # own locks decide for the others, whatever the catalogue's dates say now.
         resuming = transfer.status == WITHDRAWING
-        blocking = _blocking(session, transfer_id, unit_ids, [] if resuming else copies, utcnow())
+        now = utcnow()
+        blocking = _blocking(session, transfer_id, unit_ids, [] if resuming else copies, now)
+        if not copies and not resuming:
+            # Nothing stored (metadata or physical objects only): the same window as copies
+            # would have had, counted from the reception.
+            days = min((o.quarantine_days for o in offers.values()), default=0)
+            if transfer.received_at + timedelta(days=days) <= now:
+                blocking.append(f"its quarantine of {days} day(s) after reception is over")
         if blocking:
             raise WithdrawalRefused(
                 f"transfer {transfer_id} cannot be withdrawn: " + "; ".join(blocking),

@@ -196,3 +196,35 @@ def test_an_offer_failing_half_way_is_finished_by_asking_again(
     assert _present(two_sites, object_id) == [False, False]
     assert len(_events(two_sites, "transfer.withdrawal_started")) == 1
     assert len(_events(two_sites, "transfer.withdrawn")) == 1
+
+
+def test_a_transfer_with_nothing_stored_has_the_same_window_from_its_reception(
+    two_sites: Api,
+) -> None:
+    from tests.sipfactory import SipSpec, UnitSpec
+
+    def metadata_only(message_id: str) -> str:
+        spec = SipSpec(
+            message_id=message_id,
+            producer="URBANISME",
+            transferring="URBANISME",
+            files=[],
+            units=[UnitSpec(id="AU-paper", title="Registre papier (description seule)")],
+        )
+        response = two_sites.deposit(build_zip(spec))
+        assert response.status_code == 201, response.text
+        transfer_id: str = response.json()["transfer_id"]
+        return transfer_id
+
+    recent = metadata_only("MSG-META-1")
+    assert _withdraw(two_sites, recent).status_code == 200
+    old = metadata_only("MSG-META-2")
+    with transaction(two_sites.runtime.sessions) as session:
+        session.execute(
+            sa.update(Transfer)
+            .where(Transfer.id == old)
+            .values(received_at=utcnow() - timedelta(days=2))
+        )
+    refused = _withdraw(two_sites, old)
+    assert refused.status_code == 409
+    assert "after reception is over" in refused.json()["detail"]
