@@ -24,9 +24,9 @@ BATCH = 2000
 
 def upgrade() -> None:
     with op.batch_alter_table("archive_units", schema=None) as batch_op:
+        # A default in the database too: a row written by other means than the catalogue
+        # (an import script, raw SQL) is simply not found by ``q`` until it is folded.
         batch_op.add_column(sa.Column("search_text", sa.Text(), nullable=False, server_default=""))
-    with op.batch_alter_table("archive_units", schema=None) as batch_op:
-        batch_op.alter_column("search_text", server_default=None)
     # The units already catalogued: folded here, as the ingest now does for new ones.
     units = sa.table(
         "archive_units",

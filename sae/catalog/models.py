@@ -30,7 +30,7 @@ class ArchiveUnit(Base):
     description: Mapped[str | None] = mapped_column(Text)
     #: Title, description and SIP identifier without case or accents (``sae.catalog.text``):
     #: what ``q`` is compared with.
-    search_text: Mapped[str] = mapped_column(Text, default="")
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     description_level: Mapped[str | None] = mapped_column(String(64))
     start_date: Mapped[str | None] = mapped_column(String(64))
     end_date: Mapped[str | None] = mapped_column(String(64))
