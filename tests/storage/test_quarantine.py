@@ -196,3 +196,17 @@ def test_upgrade_makes_copies_written_before_it_due(tmp_path: Path) -> None:
         due = conn.execute(sa.text("SELECT quarantine_ends_at FROM object_copies")).scalar_one()
     engine.dispose()
     assert str(due).startswith("2026-11-01 10:00:00")
+
+
+def test_a_backlog_is_worked_off_over_several_rounds(
+    two_sites: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        deposit(two_sites, f"MSG-Q-BACKLOG-{n}", PAYLOAD + bytes([n]))
+    sessions, offer_set = two_sites.runtime.sessions, two_sites.runtime.offer_set
+    moment = _later(two_sites, monkeypatch, days=2)
+    # Six copies due, two per batch, two batches per round: four now, two at the next round.
+    assert end_quarantines(sessions, offer_set, batch=2, max_batches=2, now=moment) == 4
+    assert end_quarantines(sessions, offer_set, batch=2, max_batches=2, now=moment) == 2
+    assert end_quarantines(sessions, offer_set, batch=2, max_batches=2, now=moment) == 0
+    assert len(_ended(two_sites)) == 6
