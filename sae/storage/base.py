@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
 from sae.storage.errors import (
@@ -107,6 +107,16 @@ def effective_retain_until(retain_until: datetime | None) -> datetime:
     if retain_until.tzinfo is None:
         raise ValueError("retain_until must be timezone-aware")
     return min(retain_until.astimezone(UTC), PERMANENT_RETAIN_UNTIL)
+
+
+def quarantine_end(
+    lock_mode: str | None, stored_at: datetime | None, quarantine_days: int
+) -> datetime | None:
+    """When a copy's quarantine ends — its GOVERNANCE lock, placed at ``stored_at``, may be
+    sealed into COMPLIANCE and the copy no longer withdrawn; None under any other lock."""
+    if lock_mode != "GOVERNANCE" or stored_at is None:
+        return None
+    return stored_at + timedelta(days=quarantine_days)
 
 
 @dataclass(frozen=True, slots=True)

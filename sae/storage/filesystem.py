@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,6 +46,7 @@ from sae.storage.base import (
     LockMode,
     StoredObject,
     effective_retain_until,
+    quarantine_end,
     validate_key,
 )
 from sae.storage.errors import (
@@ -431,13 +432,8 @@ class FilesystemOffer:
             lock_mode=meta["lock_mode"],
             legal_hold=bool(meta["legal_hold"]),
             stored_at=stored_at,
-            quarantine_ends_at=self._quarantine_end(meta["lock_mode"], stored_at),
+            quarantine_ends_at=quarantine_end(meta["lock_mode"], stored_at, self.quarantine_days),
         )
-
-    def _quarantine_end(self, lock_mode: str, stored_at: datetime) -> datetime | None:
-        if lock_mode != "GOVERNANCE":
-            return None
-        return stored_at + timedelta(days=self.quarantine_days)
 
     def get(self, key: str) -> Iterator[bytes]:
         """Stream the bytes in chunks; :class:`ObjectMissing` is raised before the first one."""
@@ -494,10 +490,10 @@ class FilesystemOffer:
         until = datetime.fromisoformat(meta["retain_until"])
         if until <= now:
             return None
-        if meta["lock_mode"] == "GOVERNANCE":
-            window_end = datetime.fromisoformat(meta["stored_at"]) + timedelta(
-                days=self.quarantine_days
-            )
+        window_end = quarantine_end(
+            meta["lock_mode"], datetime.fromisoformat(meta["stored_at"]), self.quarantine_days
+        )
+        if window_end is not None:
             if now < window_end:
                 return None
             return f"quarantine ended, retained until {until.isoformat()}"
@@ -557,8 +553,8 @@ class FilesystemOffer:
     def seal(self, key: str) -> bool:
         """End the quarantine of ``key`` once its window has passed (GOVERNANCE → COMPLIANCE)."""
         meta = self._existing_meta(key)
-        window_end = self._quarantine_end(
-            meta["lock_mode"], datetime.fromisoformat(meta["stored_at"])
+        window_end = quarantine_end(
+            meta["lock_mode"], datetime.fromisoformat(meta["stored_at"]), self.quarantine_days
         )
         if window_end is None or self._clock() < window_end:
             return False

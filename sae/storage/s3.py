@@ -57,7 +57,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
@@ -84,6 +84,7 @@ from sae.storage.base import (
     LockMode,
     StoredObject,
     effective_retain_until,
+    quarantine_end,
     validate_key,
 )
 from sae.storage.errors import (
@@ -401,13 +402,8 @@ class S3Offer:
             lock_mode=lock_mode,
             legal_hold=headers.get("x-amz-object-lock-legal-hold", "").upper() == "ON",
             stored_at=stat.last_modified,
-            quarantine_ends_at=self._quarantine_end(lock_mode, stat.last_modified),
+            quarantine_ends_at=quarantine_end(lock_mode, stat.last_modified, self.quarantine_days),
         )
-
-    def _quarantine_end(self, mode: LockMode | None, stored_at: datetime | None) -> datetime | None:
-        if mode != GOVERNANCE or stored_at is None:
-            return None
-        return stored_at + timedelta(days=self.quarantine_days)
 
     def _put_retention(
         self, key: str, version_id: str | None, mode: LockMode, until: datetime, *, bypass: bool
@@ -768,8 +764,8 @@ class S3Offer:
         now = self._clock()
         if version.retain_until is None or version.retain_until <= now:
             return None
-        if version.lock_mode == GOVERNANCE and version.stored_at is not None:
-            if now < version.stored_at + timedelta(days=self.quarantine_days):
+        if version.quarantine_ends_at is not None:
+            if now < version.quarantine_ends_at:
                 return None
             return f"quarantine ended, retained until {version.retain_until.isoformat()}"
         return f"retained until {version.retain_until.isoformat()}"
