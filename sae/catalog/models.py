@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from sae.catalog.text import search_text
 from sae.db import Base, utcnow
 
 #: Statuses of units and objects that are no longer archived: destroyed by a disposal (or
@@ -44,6 +45,13 @@ class ArchiveUnit(Base):
     )
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def forget_description(self) -> None:
+        """Drop what the producer described (Content, description) of a unit no longer
+        archived; its title and identifier stay, and so does what finds it by them."""
+        self.content_xml = b""
+        self.description = None
+        self.search_text = search_text(self.title, None, self.sip_id)
 
 
 class UnitLink(Base):

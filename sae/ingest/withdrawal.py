@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
-from sae.catalog.text import search_text
 from sae.db import lock_for_writing, transaction, utcnow
 from sae.errors import Conflict, NotFound, ServiceUnavailable
 from sae.ingest.models import Transfer
@@ -277,9 +276,7 @@ def _finish(
         session.execute(delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_(its_units)))
         for unit in units:
             unit.status = "withdrawn"
-            unit.content_xml = b""
-            unit.description = None
-            unit.search_text = search_text(unit.title, None, unit.sip_id)
+            unit.forget_description()
         for obj in objects:
             obj.status = "withdrawn"
         transfer.status = WITHDRAWN

@@ -34,7 +34,6 @@ import seda
 from sae import db
 from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
-from sae.catalog.text import search_text
 from sae.config import Settings
 from sae.journal.service import append_event
 from sae.retention import dates, disposal, documents, records
@@ -411,9 +410,7 @@ def _destroy_unit(
         session.add(object_tombstone(unit, obj, d, at=now, leaf_index=event.leaf_index))
     unit.status = "destroyed"
     # The descriptive metadata goes with the record; the tombstone keeps what proves it existed.
-    unit.content_xml = b""
-    unit.description = None
-    unit.search_text = search_text(unit.title, None, unit.sip_id)
+    unit.forget_description()
     event = append_event(
         session,
         type="disposal.unit_destroyed",
