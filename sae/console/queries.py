@@ -6,6 +6,7 @@ sees the transfers of its producing services (or that it submitted), nobody else
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -17,9 +18,11 @@ from sae.catalog.models import GONE, ArchiveUnit, DataObject
 from sae.console.format import LOCAL_TZ
 from sae.db import utcnow
 from sae.ingest.models import Transfer
+from sae.ingest.withdrawal import window_end
 from sae.journal import service as journal
 from sae.journal.models import Event, TreeHead
 from sae.retention.models import Hold, HoldUnit
+from sae.storage.base import StorageOffer
 from sae.storage.models import Audit, ObjectCopy
 
 
@@ -204,21 +207,21 @@ def transfer_units(session: Session, transfer_id: str, limit: int = 200) -> list
     )
 
 
-def withdrawal_deadline(session: Session, transfer: Transfer) -> datetime | None:
-    """Until when the archivist may still withdraw the transfer (its copies' earliest end of
-    quarantine); None when it cannot be (not accepted, a copy already in COMPLIANCE, no copy)."""
+def withdrawal_deadline(
+    session: Session, transfer: Transfer, offers: Mapping[str, StorageOffer]
+) -> datetime | None:
+    """Until when the archivist may still withdraw the transfer
+    (``sae.ingest.withdrawal.window_end``); None when it cannot be any more (not accepted, a
+    copy in COMPLIANCE, the window over)."""
     if transfer.status not in ("OK", "WITHDRAWING"):
         return None
-    copies = (
+    ends = session.scalars(
         select(ObjectCopy.quarantine_ends_at)
         .join(DataObject, DataObject.id == ObjectCopy.object_id)
         .where(DataObject.transfer_id == transfer.id)
     )
-    ends = list(session.scalars(copies))
-    if not ends or any(end is None for end in ends):
-        return None
-    earliest = min(end for end in ends if end is not None)
-    return earliest if earliest > utcnow() else None
+    until = window_end(list(ends), transfer.received_at, offers)
+    return until if until is not None and until > utcnow() else None
 
 
 def unit_holds(session: Session, unit_id: str) -> list[Hold]:

@@ -251,7 +251,7 @@ def _visible_transfer(session: Session, user: Principal, transfer_id: str) -> Tr
 
 @router.get("/console/versements/{transfer_id}")
 def transfer_page(
-    request: Request, transfer_id: str, user: UserDep, session: SessionDep
+    request: Request, transfer_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """One transfer: status, counts, and every fault in plain French."""
     require(user, *TRANSFERS)
@@ -266,7 +266,9 @@ def transfer_page(
             "t": transfer,
             "units": units,
             "journal_ref": ref,
-            "withdrawable_until": queries.withdrawal_deadline(session, transfer)
+            "withdrawable_until": queries.withdrawal_deadline(
+                session, transfer, runtime.offer_set.offers
+            )
             if user.role in ("admin", *WITHDRAW)
             else None,
         },

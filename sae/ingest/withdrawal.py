@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -139,17 +140,15 @@ def _check(
                 .order_by(ObjectCopy.id)
             )
         )
+        blocking = _blocking(session, transfer_id, unit_ids)
         # Resuming an interrupted withdrawal: some copies are gone already, and the offers'
         # own locks decide for the others, whatever the catalogue's dates say now.
         resuming = transfer.status == WITHDRAWING
         now = utcnow()
-        blocking = _blocking(session, transfer_id, unit_ids, [] if resuming else copies, now)
-        if not copies and not resuming:
-            # Nothing stored (metadata or physical objects only): the same window as copies
-            # would have had, counted from the reception.
-            days = min((o.quarantine_days for o in offers.values()), default=0)
-            if transfer.received_at + timedelta(days=days) <= now:
-                blocking.append(f"its quarantine of {days} day(s) after reception is over")
+        ends = [c.quarantine_ends_at for c in copies]
+        until = window_end(ends, transfer.received_at, offers)
+        if not resuming and (until is None or until <= now):
+            blocking.insert(0, _past_window(copies, now, offers))
         if blocking:
             raise WithdrawalRefused(
                 f"transfer {transfer_id} cannot be withdrawn: " + "; ".join(blocking),
@@ -181,22 +180,40 @@ def _check_offers(offers: dict[str, StorageOffer], planned: list[tuple[str, str]
             )
 
 
-def _blocking(
-    session: Session,
-    transfer_id: str,
-    unit_ids: list[str],
-    copies: list[ObjectCopy],
-    now: datetime,
-) -> list[str]:
-    """Why the transfer cannot be withdrawn, one line per reason (none: it can)."""
-    reasons: list[str] = []
+def window_end(
+    ends: Sequence[datetime | None], received_at: datetime, offers: Mapping[str, StorageOffer]
+) -> datetime | None:
+    """Until when a transfer may be withdrawn: the earliest end of quarantine among its copies
+    (``ends``; None when one is locked in COMPLIANCE from the start). With nothing stored
+    (metadata or physical objects only), the same window as copies would have had, counted
+    from its reception."""
+    if not ends:
+        return received_at + timedelta(days=_shortest_quarantine(offers))
+    if any(end is None for end in ends):
+        return None
+    return min(end for end in ends if end is not None)
+
+
+def _shortest_quarantine(offers: Mapping[str, StorageOffer]) -> int:
+    return min((o.quarantine_days for o in offers.values()), default=0)
+
+
+def _past_window(
+    copies: list[ObjectCopy], now: datetime, offers: Mapping[str, StorageOffer]
+) -> str:
+    if not copies:
+        return f"its quarantine of {_shortest_quarantine(offers)} day(s) after reception is over"
     locked = [c for c in copies if c.quarantine_ends_at is None or c.quarantine_ends_at <= now]
-    if locked:
-        reasons.append(
-            f"{len(locked)} cop{'y is' if len(locked) == 1 else 'ies are'} past the quarantine "
-            f"window (locked in COMPLIANCE, on {', '.join(sorted({c.offer for c in locked}))}): "
-            "only a disposal can remove them now"
-        )
+    return (
+        f"{len(locked)} cop{'y is' if len(locked) == 1 else 'ies are'} past the quarantine "
+        f"window (locked in COMPLIANCE, on {', '.join(sorted({c.offer for c in locked}))}): "
+        "only a disposal can remove them now"
+    )
+
+
+def _blocking(session: Session, transfer_id: str, unit_ids: list[str]) -> list[str]:
+    """Why the transfer cannot be withdrawn besides its window, one line per reason."""
+    reasons: list[str] = []
     if held_units(session, unit_ids):  # a hold placed through the API, or a SEDA HoldRule
         reasons.append("a unit is under a legal hold")
     its_units = select(ArchiveUnit.id).where(ArchiveUnit.transfer_id == transfer_id)
