@@ -178,7 +178,6 @@ class _Upload:
     version_id: str | None
     sha512: str
     size: int
-    part_size: int
     part_sha256: tuple[str, ...]
 
 
@@ -541,7 +540,7 @@ class S3Offer:
             version_id = self._send_whole(key, first, sent.parts[0])
         else:
             version_id = self._upload_parts(key, source, first, sent, expected_sha512)
-        return _Upload(version_id, sent.sha512(), sent.size, self.part_size, tuple(sent.parts))
+        return _Upload(version_id, sent.sha512(), sent.size, tuple(sent.parts))
 
     def _refuse_unexpected(self, key: str, sent: _Sent, expected_sha512: str | None) -> None:
         if expected_sha512 is not None and sent.sha512() != expected_sha512:
@@ -649,7 +648,7 @@ class S3Offer:
         upload, and SHA-256 is the faster of the two where the processor computes it (SHA
         extensions): the upload waits less on it without weakening the comparison.
         """
-        parts, size = _part_digests(self._read_back(key, upload.version_id), upload.part_size)
+        parts, size = _part_digests(self._read_back(key, upload.version_id), self.part_size)
         if size != upload.size:
             raise IntegrityMismatch(
                 self.name, key, upload.sha512, f"{size} bytes read back, {upload.size} sent"
