@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from sae.cli_support import make_console
 from sae.config import ConfigurationError, Settings, load_settings
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.retention.cli import retention_app
@@ -40,7 +40,7 @@ app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
 app.command("verify")(verify_bundle_command)
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def settings_or_exit() -> Settings:

@@ -7,17 +7,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from sae.cli_support import make_console
 from sae.journal.bundle import verify_bundle
 
 journal_app = typer.Typer(
     help="The tamper-evident journal (RFC 9162 Merkle log, RFC 3161 time-stamps).",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
+out = make_console()
+err = make_console(stderr=True)
 
 
 def _runtime() -> Any:
@@ -80,7 +81,7 @@ def verify_command(
         return
     out.print(f"[red]journal INVALID: first bad leaf {report.first_bad_leaf}[/red]")
     for problem in report.problems:
-        out.print(f"  leaf {problem.leaf_index}: {problem.kind}: {problem.message}")
+        out.print(f"  leaf {problem.leaf_index}: {problem.kind}: {escape(problem.message)}")
     raise typer.Exit(1)
 
 
@@ -146,10 +147,10 @@ def verify_bundle_command(
     root = tsa_root.read_bytes() if tsa_root is not None else None
     report = verify_bundle(bundle.read_bytes(), content=content, tsa_root_pem=root)
     for check, message in report.passed:
-        out.print(f"OK   {check}: {message}")
+        out.print(f"OK   {check}: {escape(message)}")
     if report.failure is not None:
         check, message = report.failure
-        out.print(f"[red]FAIL {check}: {message}[/red]")
+        out.print(f"[red]FAIL {check}: {escape(message)}[/red]")
         raise typer.Exit(1)
     if content is None:
         out.print("(the object itself was not checked: pass --object FILE)")

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 from sqlalchemy import select
 
 from sae.auth.service import Principal
+from sae.cli_support import make_console
 from sae.errors import SAEError
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ retention_app = typer.Typer(
     help="Retention: disposal lists (bordereaux), visa, execution, permanent keeping, holds.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
+console = make_console(stderr=True)
+out = make_console()
 
 
 def _principal() -> Principal:
@@ -115,7 +116,7 @@ def run(
     table = Table("bordereau", "id", "sort", "service producteur", "unités")
     for reference, list_id, action, name, count in made:
         table.add_row(reference, list_id, action, name, str(count))
-    Console().print(table)
+    out.print(table)
 
 
 @retention_app.command("lists")
@@ -144,7 +145,7 @@ def lists(
                 )
     finally:
         runtime.close()
-    Console().print(table)
+    out.print(table)
 
 
 def _decide(list_id: str, comment: str, step: str) -> None:

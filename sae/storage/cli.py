@@ -6,12 +6,13 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select
 
 from sae.catalog.models import GONE, DataObject
+from sae.cli_support import make_console
 from sae.config import ConfigurationError, load_settings
 from sae.db import transaction
 from sae.errors import SAEError
@@ -21,8 +22,8 @@ from sae.storage.fsck import UNRESOLVED, reconcile
 from sae.storage.models import ObjectCopy
 from sae.storage.quarantine import end_quarantines
 
-err = Console(stderr=True)
-out = Console()
+err = make_console(stderr=True)
+out = make_console()
 
 
 def _runtime() -> Runtime:
@@ -145,18 +146,19 @@ def _print_audit(report: dict[str, object]) -> None:
     if report.get("quarantines_ended"):
         out.print(f"{report['quarantines_ended']} quarantine(s) ended: copies now in COMPLIANCE")
     if report.get("error"):
-        out.print(f"[red]{report['error']}[/red]")
+        out.print(Text(str(report["error"]), style="red"))
     problems = report["problems"]
     assert isinstance(problems, list)
     if problems:
         table = Table("object", "offer", "kind", "repaired", "detail")
         for p in problems:
+            # Data as Text: an offer's detail or key may hold "[" that markup would eat.
             table.add_row(
-                p["object_id"],
-                p["offer"],
-                p["kind"],
+                Text(p["object_id"]),
+                Text(p["offer"]),
+                Text(p["kind"]),
                 "yes" if p["repaired"] else "[red]no[/red]",
-                p["detail"],
+                Text(p["detail"] or ""),
             )
         out.print(table)
 
@@ -196,7 +198,7 @@ def fsck_command(
         table = Table("offer", "key", "kind", "detail")
         for f in findings:
             style = "red" if f.kind in UNRESOLVED else "green"
-            table.add_row(f.offer, f.key, f"[{style}]{f.kind}[/{style}]", f.detail)
+            table.add_row(Text(f.offer), Text(f.key), Text(f.kind, style=style), Text(f.detail))
         out.print(table)
     if any(f.kind in UNRESOLVED for f in findings):
         raise typer.Exit(1)

@@ -69,3 +69,24 @@ def test_verify_bundle_command(builtin_tsa: BuiltinTSA, tmp_path: Path) -> None:
     wrong = runner.invoke(cli, ["verify", str(path), "--object", str(obj)])
     assert wrong.exit_code == 1
     assert "FAIL object" in wrong.output
+
+
+def test_verify_prints_fingerprints_and_messages_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rich's emoji codes once turned a fingerprint's ``:CD:`` into a CD emoji; markup ate [x]."""
+    from sae.journal import cli as journal_cli
+    from sae.journal.bundle import BundleReport
+
+    fingerprint = "A4:CD:7F:cd:01"
+    report = BundleReport(
+        passed=[("timestamp", f"TSA root SHA-256 fingerprint {fingerprint}")],
+        failure=("object", "copy [bold]differs[/bold] from A4:CD:7F"),
+    )
+    monkeypatch.setattr(journal_cli, "verify_bundle", lambda *_a, **_k: report)
+    path = tmp_path / "proof.zip"
+    path.write_bytes(b"not read")
+    result = runner.invoke(cli, ["verify", str(path)])
+    assert result.exit_code == 1
+    assert f"fingerprint {fingerprint}" in result.output
+    assert "copy [bold]differs[/bold] from A4:CD:7F" in result.output
