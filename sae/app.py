@@ -1,8 +1,11 @@
-"""The FastAPI application: routers, the one error handler, health."""
+"""The FastAPI application: routers, the one error handler, health.
+
+The composition root of the web front-ends (the API and the console); how a server process runs
+it (workers, garbage collector) is :mod:`sae.process`.
+"""
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -133,61 +136,6 @@ def api_router() -> APIRouter:
     return router
 
 
-#: The cyclic garbage collector's thresholds in a server process; see :func:`tune_gc`.
-GC_THRESHOLDS = (50_000, 20, 10)
-
-
-def tune_gc() -> None:
-    """Make Python's cyclic garbage collector cheap in a long-running server process.
-
-    Called by ``sae serve`` once the application is built. What is alive then (modules, the
-    ORM's mappers, the XSD schemas, the runtime: a few hundred thousand objects that live as
-    long as the process) is frozen, so that full collections stop walking it again and again,
-    and young collections run every 50,000 allocations instead of 700. Reference counting
-    still frees everything at once; cycles are still collected, only less often. Seen here on
-    one SIP of 500 records: writing its catalogue took 175-180 ms with the defaults, 50-60 ms
-    so (the 2,500 rows built there set off full collections of the whole heap).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def end_with_the_supervisor() -> None:
-    """Have this worker process stopped (SIGTERM) when ``sae serve``'s supervisor dies.
-
-    The supervisor stops its workers when it is stopped; killed (SIGKILL, the OOM killer), it
-    cannot, and its workers would go on serving the port and writing the database with nobody
-    to restart or stop them — beside the new instance an operator starts. Linux only (prctl);
-    elsewhere, a no-op.
-    """
-    import multiprocessing
-    import os
-    import signal
-    import sys
-
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
-        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
-        return
-    parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid != os.getppid():  # it died before prctl
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def server_app() -> FastAPI:
-    """The application of one ``sae serve`` worker process (``SAE_WORKERS`` > 1)."""
-    end_with_the_supervisor()
-    app = create_app()
-    tune_gc()
-    return app
-
-
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The SAE application; opens its runtime (database, offers) at startup."""
 
@@ -200,11 +148,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if own:
             app.state.runtime = Runtime.open(settings or get_settings())
         runtime: Runtime = app.state.runtime
-        runtime.extras.setdefault("health_checks", {})["tsa"] = lambda: tsa_health(runtime.settings)
+        runtime.health_checks["tsa"] = lambda: tsa_health(runtime.settings)
         # Heads are sealed after each transfer, and at least every SAE_SEAL_INTERVAL_MINUTES
         # while events arrive (reads, audits…): the database makes one instance seal at a time.
         sealer = Sealer(runtime.sessions, runtime.settings)
-        runtime.extras["sealer"] = sealer
+        runtime.sealer = sealer
         sealer.start()
         auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)
         auditor.start()
@@ -243,9 +191,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         offers = offers_health(list(rt.offer_set.offers.values()))
         failing = [] if db_ok else ["database"]
         failing += [f"offer:{o.name}" for o in offers if not o.ok]
-        checks = rt.extras.get("health_checks", {})
         extra: dict[str, Any] = {}
-        for name, check in checks.items():
+        for name, check in rt.health_checks.items():
             ok, detail = check()
             extra[name] = {"ok": ok, "detail": detail}
             if not ok:

@@ -1,20 +1,20 @@
 """The ``sae`` command line (Typer + Rich).
 
 Every command builds the settings from the environment (``SAE_*``), so the same variables drive
-the server and the tools.
+the server and the tools; what every command does alike is in :mod:`sae.cli_support`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sae.cli_support import make_console
-from sae.config import ConfigurationError, Settings, load_settings
+from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
@@ -22,7 +22,6 @@ from sae.storage.cli import audit_command, fsck_command
 if TYPE_CHECKING:
     from sae.deposit.runner import Target
     from sae.deposit.sheet import Row
-    from sae.runtime import Runtime
 
 app = typer.Typer(
     name="sae",
@@ -43,28 +42,6 @@ app.command("verify")(verify_bundle_command)
 console = make_console(stderr=True)
 
 
-def settings_or_exit() -> Settings:
-    """The settings, or a readable refusal naming the variable (exit 2)."""
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-
-
-def open_runtime() -> Runtime:
-    """The runtime (migrated database, checked offers), or a readable refusal (exit 2)."""
-    from sae.errors import SAEError
-    from sae.runtime import Runtime
-
-    settings = settings_or_exit()
-    try:
-        return Runtime.open(settings)
-    except SAEError as exc:
-        console.print(f"[red]configuration refused: {exc.detail}[/red]")
-        raise typer.Exit(2) from None
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default SAE_HOST).")] = None,
@@ -78,47 +55,30 @@ def serve(
 
     Example: ``SAE_DATA_DIR=./sae-data sae serve --port 8000``
     """
-    import uvicorn
-
-    from sae.app import create_app, tune_gc
+    from sae import process
 
     settings = settings_or_exit()
     if workers is not None and workers != settings.workers:
         os.environ["SAE_WORKERS"] = str(workers)  # the worker processes read the environment
         settings = settings_or_exit()
-    runtime = open_runtime()
-    token_path = runtime.extras.get("admin_token_path")
-    if token_path is not None:
+    host, port = host or settings.host, port or settings.port
+    with opened_runtime() as runtime:
+        if runtime.admin_token_path is not None:
+            console.print(
+                f"[bold yellow]First start: an admin token was written to "
+                f"{runtime.admin_token_path} (mode 0600). Keep it safe.[/bold yellow]"
+            )
         console.print(
-            f"[bold yellow]First start: an admin token was written to {token_path} "
-            "(mode 0600). Keep it safe.[/bold yellow]"
+            f"SAE listening on http://{host}:{port} — "
+            f"data in {settings.data_dir}, database {settings.db_url.split('://')[0]}, "
+            f"offers: {', '.join(runtime.offer_set.strategy)}"
         )
-    console.print(
-        f"SAE listening on http://{host or settings.host}:{port or settings.port} — "
-        f"data in {settings.data_dir}, database {settings.db_url.split('://')[0]}, "
-        f"offers: {', '.join(runtime.offer_set.strategy)}"
-    )
-    if settings.workers == 1:
-        application = create_app(settings, runtime=runtime)
-        tune_gc()
-        uvicorn.run(
-            application,
-            host=host or settings.host,
-            port=port or settings.port,
-            log_level="info",
-        )
-        return
+        if settings.workers == 1:
+            process.serve_in_this_process(settings, runtime, host=host, port=port)
+            return
     # Several processes: this one has migrated the database, checked the offers and written
-    # the admin token; each worker opens its own runtime from the same environment.
-    runtime.close()
-    uvicorn.run(
-        "sae.app:server_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=settings.workers,
-        log_level="info",
-    )
+    # the admin token, and closed its runtime; each worker opens its own from the environment.
+    process.serve_with_workers(settings.workers, host=host, port=port)
 
 
 @app.command()
@@ -127,15 +87,13 @@ def init() -> None:
 
     Example: ``SAE_DATABASE_URL=postgresql+psycopg://sae@db/sae sae init``
     """
-    runtime = open_runtime()
-    path = runtime.extras.get("admin_token_path")
-    console.print(f"database ready: {runtime.settings.db_url.split('://')[0]}")
-    console.print(f"offers: {', '.join(runtime.offer_set.strategy)}")
-    if path is not None:
-        console.print(f"admin token written to {path} (mode 0600)")
-    else:
-        console.print("an admin token already exists")
-    runtime.close()
+    with opened_runtime() as runtime:
+        console.print(f"database ready: {runtime.settings.db_url.split('://')[0]}")
+        console.print(f"offers: {', '.join(runtime.offer_set.strategy)}")
+        if runtime.admin_token_path is not None:
+            console.print(f"admin token written to {runtime.admin_token_path} (mode 0600)")
+        else:
+            console.print("an admin token already exists")
 
 
 @token_app.command("create")
@@ -153,22 +111,14 @@ def token_create(
     """
     from sae.auth.service import create_token
     from sae.db import transaction
-    from sae.errors import SAEError
 
     if role == "depositor" and not producer:
         console.print("[red]a depositor token needs at least one --producer[/red]")
         raise typer.Exit(2)
-    runtime = open_runtime()
-    try:
-        with transaction(runtime.sessions) as session:
-            token, secret = create_token(
-                session, role=role, producers=list(producer or []), label=label
-            )
-    except SAEError as exc:
-        console.print(f"[red]{exc.detail}[/red]")
-        raise typer.Exit(2) from None
-    finally:
-        runtime.close()
+    with refusals(2), opened_runtime() as runtime, transaction(runtime.sessions) as session:
+        token, secret = create_token(
+            session, role=role, producers=list(producer or []), label=label
+        )
     console.print(f"token {token.id} created: role {role}, producers {token.producers or '-'}")
     sys.stdout.write(secret + "\n")
 
@@ -182,27 +132,19 @@ def rules_import(
     Example: ``sae rules import retention_rules/communal.csv``
     """
     from sae.db import transaction
-    from sae.errors import SAEError
     from sae.retention import referential
 
-    runtime = open_runtime()
-    try:
+    with refusals(1), opened_runtime() as runtime:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            console.print("[red]the referential must be UTF-8[/red]")
+            raise typer.Exit(1) from None
         specs = referential.parse(
-            file.read_text(encoding="utf-8"),
-            "text/csv" if file.suffix.lower() == ".csv" else "application/yaml",
+            text, "text/csv" if file.suffix.lower() == ".csv" else "application/yaml"
         )
         with transaction(runtime.sessions) as session:
             summary = referential.import_rules(session, specs)
-    except SAEError as exc:
-        console.print(f"[red]{exc.detail}[/red]")
-        for problem in exc.extra.get("problems", [])[:50]:
-            console.print(f"  - {problem}")
-        raise typer.Exit(1) from None
-    except UnicodeDecodeError:
-        console.print("[red]the referential must be UTF-8[/red]")
-        raise typer.Exit(1) from None
-    finally:
-        runtime.close()
     console.print(
         f"referential imported: {summary['total']} rules "
         f"({summary['added']} added, {summary['changed']} changed, {summary['removed']} removed)"
@@ -217,10 +159,8 @@ def rules_export() -> None:
     """
     from sae.retention import referential
 
-    runtime = open_runtime()
-    with runtime.sessions() as session:
+    with opened_runtime() as runtime, runtime.sessions() as session:
         sys.stdout.write(referential.export_csv(referential.list_rules(session)))
-    runtime.close()
 
 
 def main() -> None:  # pragma: no cover - console entry point
@@ -285,20 +225,16 @@ def deposit(
         for problem in exc.problems:
             console.print(f"[red]{problem}[/red]")
         raise typer.Exit(2) from None
-    target: Target
+    plan = (folder, rows, producer, archival_agency, batch, batch_mib, seda_version, check)
     if server:
         if not token:
             console.print("[red]--token (ou SAE_TOKEN) est obligatoire avec --server[/red]")
             raise typer.Exit(2)
-        target = HttpTarget(server, token)
-    else:
-        target = LocalTarget()
-    try:
-        _deposit_with(
-            target, folder, rows, producer, archival_agency, batch, batch_mib, seda_version, check
-        )
-    finally:
-        target.close()
+        with closing(HttpTarget(server, token)) as remote:
+            _deposit_with(remote, *plan)
+        return
+    with opened_runtime() as runtime:
+        _deposit_with(LocalTarget(runtime), *plan)
 
 
 def _deposit_with(

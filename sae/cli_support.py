@@ -1,4 +1,9 @@
-"""What every ``sae`` command does the same way: its consoles.
+"""What every ``sae`` command does the same way, written once.
+
+A command reads its settings from the ``SAE_*`` environment (the same variables drive the server
+and the tools), opens the runtime for its work and closes it when done (:func:`opened_runtime`),
+turns a refusal of SAE into a red message and an exit status (:func:`refusals`), and acts as
+the archivist at the keyboard when the journal must name someone (:func:`archivist_at_keyboard`).
 
 The command modules (``sae.cli``, ``sae.<domain>.cli``) import from here, never from each other,
 so that wiring a sub-command into ``sae.cli`` creates no import cycle.
@@ -6,7 +11,19 @@ so that wiring a sub-command into ``sae.cli`` creates no import cycle.
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+import typer
 from rich.console import Console
+from rich.markup import escape
+
+from sae.auth.service import Principal
+from sae.config import ConfigurationError, Settings, load_settings
+from sae.errors import SAEError
+from sae.runtime import Runtime
 
 
 def make_console(*, stderr: bool = False) -> Console:
@@ -18,3 +35,70 @@ def make_console(*, stderr: bool = False) -> Console:
     the caller, so that markup never eats them either.
     """
     return Console(stderr=stderr, emoji=False)
+
+
+#: Where refusals go (standard error: standard output keeps the results, e.g. a token).
+err = make_console(stderr=True)
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or a readable refusal naming the variable (exit 2)."""
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def opened_runtime() -> Iterator[Runtime]:
+    """The runtime (migrated database, checked offers) for the block, closed when it ends.
+
+    A configuration SAE refuses (bad variable, offer outside France…) exits 2 with a readable
+    message before the block runs.
+    """
+    settings = settings_or_exit()
+    try:
+        runtime = Runtime.open(settings)
+    except SAEError as exc:
+        err.print(f"[red]configuration refused: {escape(exc.detail)}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+@contextmanager
+def refusals(exit_code: int = 1, *, with_code: bool = False) -> Iterator[None]:
+    """An :class:`SAEError` raised in the block becomes a red message and ``exit_code``.
+
+    The message is the error's detail (prefixed with its stable ``code`` when ``with_code``),
+    followed by the first 50 of the problems it carries (a refused referential, a list that
+    cannot be executed).
+    """
+    try:
+        yield
+    except SAEError as exc:
+        said = f"{exc.code}: {exc.detail}" if with_code else exc.detail
+        err.print(f"[red]{escape(said)}[/red]")
+        for problem in exc.extra.get("problems", [])[:50]:
+            err.print(f"  - {escape(str(problem))}")
+        raise typer.Exit(exit_code) from None
+
+
+def archivist_at_keyboard(command: str) -> Principal:
+    """The archivist running ``command`` from a shell: the journal names the local user."""
+    user = getpass.getuser()
+    return Principal(token_id=f"cli-{user}", role="archivist", label=f"{command} ({user})")
+
+
+def iso_date(value: str | None) -> date | None:
+    """An option's ISO date (``YYYY-MM-DD``), or a readable refusal (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]{escape(repr(value))} is not an ISO date (YYYY-MM-DD)[/red]")
+        raise typer.Exit(2) from None

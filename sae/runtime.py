@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +25,14 @@ from sae.migrate import upgrade
 from sae.storage.base import StorageOffer
 from sae.storage.offers import OfferSet, check_offers, load_offers
 
+if TYPE_CHECKING:  # both build on the runtime: imported for their types only
+    from sae.background import Sealer
+    from sae.ingest.deposit import GroupCommit
+
 log = logging.getLogger("sae.runtime")
+
+#: A check ``/health`` runs beside the database and the offers: ``(ok, detail)``.
+HealthCheck = Callable[[], tuple[bool, str]]
 
 
 #: A file of the spool directory (a SIP being received or ingested, a DIP being built) untouched
@@ -55,7 +63,14 @@ class Runtime:
     offer_set: OfferSet
     #: The group commit's turn to write, among the processes sharing a SQLite database.
     writer_turns: WriterTurns
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: Where the first start wrote the admin token (``sae init``/``serve`` say so), else None.
+    admin_token_path: Path | None = None
+    #: The process's group commit of deposits, created by the first deposit.
+    group_commit: GroupCommit | None = None
+    #: The background sealer of a server process; a process without one seals after a deposit.
+    sealer: Sealer | None = None
+    #: Checks ``/health`` reports by name beside the database and the offers (the TSA).
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -82,7 +97,7 @@ class Runtime:
             path = ensure_admin_token(session, settings.data_dir)
         if path is not None:
             log.warning("first start: an admin token was written to %s (mode 0600)", path)
-            runtime.extras["admin_token_path"] = path
+            runtime.admin_token_path = path
         return runtime
 
     @property

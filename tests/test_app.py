@@ -240,7 +240,7 @@ def test_a_server_process_freezes_its_startup_heap_and_collects_young_objects_le
     """``sae serve`` calls tune_gc once the application is built (see its docstring)."""
     import gc
 
-    from sae.app import GC_THRESHOLDS, tune_gc
+    from sae.process import GC_THRESHOLDS, tune_gc
 
     before = gc.get_threshold()
     try:

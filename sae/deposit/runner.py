@@ -7,11 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from sae.deposit.build import PlannedFile, batches, manifest, write_sip
+
+if TYPE_CHECKING:
+    from sae.runtime import Runtime
 
 
 @dataclass
@@ -78,14 +81,11 @@ class HttpTarget:
 class LocalTarget:
     """The SAE of this machine (same settings as ``sae serve``), without HTTP."""
 
-    def __init__(self) -> None:
-        from sae.config import load_settings
-        from sae.runtime import Runtime
-
-        self.runtime = Runtime.open(load_settings())
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     def close(self) -> None:
-        self.runtime.close()
+        """Nothing to release: the runtime is the caller's (the ``sae deposit`` command's)."""
 
     def rules(self) -> list[dict[str, Any]]:
         from sae.retention.models import Rule

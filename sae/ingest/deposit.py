@@ -149,11 +149,9 @@ _group_commits_lock = threading.Lock()
 def group_commit(runtime: Runtime) -> GroupCommit:
     """The runtime's :class:`GroupCommit` (one per process and database)."""
     with _group_commits_lock:
-        found = runtime.extras.get("group_commit")
-        if not isinstance(found, GroupCommit):
-            found = GroupCommit(runtime)
-            runtime.extras["group_commit"] = found
-        return found
+        if runtime.group_commit is None:
+            runtime.group_commit = GroupCommit(runtime)
+        return runtime.group_commit
 
 
 def request_seal(runtime: Runtime) -> None:
@@ -163,7 +161,7 @@ def request_seal(runtime: Runtime) -> None:
     sealer seals here. The transfer is durable whatever happens: if the TSA is down, the next
     round seals.
     """
-    sealer = runtime.extras.get("sealer")
+    sealer = runtime.sealer
     if sealer is not None:
         sealer.poke()
         return

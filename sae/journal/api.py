@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 from datetime import datetime
 from typing import Annotated
@@ -19,30 +17,14 @@ from sae.journal import proofs, sealing, service
 from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalError
 from sae.journal.keys import load_journal_keys
 from sae.journal.models import Event, TreeHead
-from sae.journal.schemas import ConsistencyOut, EventOut, EventPage, HeadOut
+from sae.journal.schemas import ConsistencyOut, EventOut, EventPage, HeadOut, head_out
 from sae.runtime import Runtime
 
 log = logging.getLogger("sae.journal")
 router = APIRouter(tags=["journal"])
 
 AuditorDep = Annotated[Principal, Depends(require_role("auditor", "archivist"))]
-PREFIX = "/api/v1"
 MAX_SIZE = 2**62  # beyond any real log; keeps database integers in range
-
-
-def head_out(head: TreeHead) -> HeadOut:
-    """The API shape of a head."""
-    return HeadOut(
-        tree_size=head.tree_size,
-        root_hash=head.root_hash.hex(),
-        timestamp=str(json.loads(head.checkpoint)["timestamp"]),
-        signature=base64.b64encode(head.signature).decode(),
-        tst_url=f"{PREFIX}/journal/heads/{head.tree_size}/tst",
-        origin=head.origin,
-        checkpoint=head.checkpoint.decode(),
-        tsa_time=head.tsa_time,
-        public_key_url=f"{PREFIX}/journal/public-key",
-    )
 
 
 def seal_now(runtime: Runtime) -> TreeHead | None:

@@ -1,16 +1,16 @@
-"""``sae journal …`` and ``sae verify BUNDLE.zip`` (wired into ``sae.cli`` by the lead)."""
+"""``sae journal …`` and ``sae verify BUNDLE.zip`` (wired into ``sae.cli``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sae.cli_support import make_console
+from sae.cli_support import make_console, opened_runtime
 from sae.journal.bundle import verify_bundle
 
 journal_app = typer.Typer(
@@ -19,13 +19,6 @@ journal_app = typer.Typer(
 )
 out = make_console()
 err = make_console(stderr=True)
-
-
-def _runtime() -> Any:
-    # Imported late: sae.cli imports this module to wire it, and the runtime pulls in everything.
-    from sae.cli import open_runtime
-
-    return open_runtime()
 
 
 @journal_app.command("verify")
@@ -50,8 +43,7 @@ def verify_command(
     """
     from sae.journal.verification import verify_journal
 
-    runtime = _runtime()
-    try:
+    with opened_runtime() as runtime:
         with (
             runtime.sessions() as session,
             Progress(
@@ -71,8 +63,6 @@ def verify_command(
             report = verify_journal(
                 session, check_objects=not skip_objects, progress=step, workers=workers
             )
-    finally:
-        runtime.close()
     if report.ok:
         out.print(
             f"journal OK: {report.events} leaves, {report.heads_checked} signed heads, "
@@ -91,13 +81,11 @@ def seal_command() -> None:
 
     Example: ``sae journal seal``
     """
-    from sae.journal.api import head_out, seal_now
+    from sae.journal.schemas import head_out
+    from sae.journal.sealing import seal_now
 
-    runtime = _runtime()
-    try:
-        head = seal_now(runtime)
-    finally:
-        runtime.close()
+    with opened_runtime() as runtime:
+        head = seal_now(runtime.sessions, runtime.settings, wait=True)
     if head is None:
         err.print("another instance is sealing right now, or the journal is empty")
         return
@@ -110,16 +98,12 @@ def head_command() -> None:
 
     Example: ``sae journal head``
     """
-    from sae.journal.api import head_out
+    from sae.journal.schemas import head_out
     from sae.journal.service import latest_head
 
-    runtime = _runtime()
-    try:
-        with runtime.sessions() as session:
-            head = latest_head(session)
-            doc = head_out(head).model_dump(mode="json") if head is not None else None
-    finally:
-        runtime.close()
+    with opened_runtime() as runtime, runtime.sessions() as session:
+        head = latest_head(session)
+        doc = head_out(head).model_dump(mode="json") if head is not None else None
     if doc is None:
         err.print("no tree head yet")
         raise typer.Exit(1)

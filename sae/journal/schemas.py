@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from sae.journal.models import TreeHead
+
+#: Where the API is mounted, for the links a head carries.
+PREFIX = "/api/v1"
 
 
 class HeadOut(BaseModel):
@@ -20,6 +28,21 @@ class HeadOut(BaseModel):
     checkpoint: str = Field(description="The exact signed and time-stamped bytes (tree-head.json).")
     tsa_time: datetime = Field(description="genTime of the time-stamp token.")
     public_key_url: str
+
+
+def head_out(head: TreeHead) -> HeadOut:
+    """The API shape of a head (also what ``sae journal head`` and ``seal`` print)."""
+    return HeadOut(
+        tree_size=head.tree_size,
+        root_hash=head.root_hash.hex(),
+        timestamp=str(json.loads(head.checkpoint)["timestamp"]),
+        signature=base64.b64encode(head.signature).decode(),
+        tst_url=f"{PREFIX}/journal/heads/{head.tree_size}/tst",
+        origin=head.origin,
+        checkpoint=head.checkpoint.decode(),
+        tsa_time=head.tsa_time,
+        public_key_url=f"{PREFIX}/journal/public-key",
+    )
 
 
 class ConsistencyOut(BaseModel):

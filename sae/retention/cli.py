@@ -6,11 +6,9 @@ keyboard (the journal names the local user) and commits before printing its resu
 
 from __future__ import annotations
 
-import getpass
 import sys
-from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.progress import track
@@ -18,11 +16,13 @@ from rich.table import Table
 from sqlalchemy import select
 
 from sae.auth.service import Principal
-from sae.cli_support import make_console
-from sae.errors import SAEError
-
-if TYPE_CHECKING:
-    from sae.runtime import Runtime
+from sae.cli_support import (
+    archivist_at_keyboard,
+    iso_date,
+    make_console,
+    opened_runtime,
+    refusals,
+)
 
 retention_app = typer.Typer(
     help="Retention: disposal lists (bordereaux), visa, execution, permanent keeping, holds.",
@@ -33,32 +33,7 @@ out = make_console()
 
 
 def _principal() -> Principal:
-    user = getpass.getuser()
-    return Principal(token_id=f"cli-{user}", role="archivist", label=f"sae retention ({user})")
-
-
-def _runtime() -> Runtime:
-    from sae.cli import open_runtime
-
-    runtime: Runtime = open_runtime()
-    return runtime
-
-
-def _fail(exc: SAEError) -> typer.Exit:
-    console.print(f"[red]{exc.code}: {exc.detail}[/red]")
-    for problem in exc.extra.get("problems", [])[:50]:
-        console.print(f"  - {problem}")
-    return typer.Exit(1)
-
-
-def _date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        console.print(f"[red]{value!r} is not an ISO date (YYYY-MM-DD)[/red]")
-        raise typer.Exit(2) from None
+    return archivist_at_keyboard("sae retention")
 
 
 @retention_app.command("run")
@@ -79,11 +54,10 @@ def run(
     if any(a not in disposal.FINAL_ACTIONS for a in actions):
         console.print("[red]--final-action must be Destroy, Keep or both[/red]")
         raise typer.Exit(2)
-    day = _date(due_before)
-    runtime = _runtime()
+    day = iso_date(due_before)
     actor = _principal().actor
     made = []
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
             for action in actions:
                 due = disposal.due_unit_ids(session, action, day or dates.today(), producer)
@@ -106,10 +80,6 @@ def run(
                     made.append(
                         (d.reference, d.id, action, name, len(disposal.lines_of(session, d.id)))
                     )
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
     if not made:
         console.print("nothing is due")
         return
@@ -129,8 +99,7 @@ def lists(
     """
     from sae.retention import disposal
 
-    runtime = _runtime()
-    try:
+    with opened_runtime() as runtime:
         with runtime.sessions() as session:
             table = Table("bordereau", "id", "sort", "état", "service", "unités", "créé le")
             for d in disposal.list_lists(session, state=state):
@@ -143,8 +112,6 @@ def lists(
                     str(len(disposal.lines_of(session, d.id))),
                     d.created_at.date().isoformat(),
                 )
-    finally:
-        runtime.close()
     out.print(table)
 
 
@@ -152,16 +119,11 @@ def _decide(list_id: str, comment: str, step: str) -> None:
     from sae.db import transaction
     from sae.retention import disposal
 
-    runtime = _runtime()
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
             d = disposal.get_list(session, list_id, for_update=True)
             getattr(disposal, step)(session, d, actor=_principal().actor, comment=comment)
             console.print(f"{d.reference}: {d.state}")
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
 
 
 @retention_app.command("submit")
@@ -212,14 +174,13 @@ def visa(
     from sae.retention.config import retention_settings
 
     data = document.read_bytes()
-    day = _date(decision_date)
+    day = iso_date(decision_date)
     assert day is not None
     if not data.startswith(b"%PDF-"):
         console.print("[red]the visa document must be a PDF[/red]")
         raise typer.Exit(1)
-    runtime = _runtime()
     cfg = retention_settings()
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
             d = disposal.get_list(session, list_id, for_update=True)
             disposal.validate_visa(
@@ -250,10 +211,6 @@ def visa(
                 visa_sha512=record.sha512,
             )
             console.print(f"{d.reference}: {d.state}")
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
 
 
 @retention_app.command("execute")
@@ -264,8 +221,7 @@ def execute(list_id: str) -> None:
     """
     from sae.retention import execution
 
-    runtime = _runtime()
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         context = execution.ExecutionContext(
             sessions=runtime.sessions,
             settings=runtime.settings,
@@ -273,10 +229,6 @@ def execute(list_id: str) -> None:
             strategy=runtime.strategy_offers,
         )
         d = execution.execute_list(context, list_id, _principal())
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
     console.print(f"{d.reference}: {d.state}")
 
 
@@ -293,8 +245,7 @@ def bordereau(
     from sae.retention import disposal, documents
     from sae.retention.config import retention_settings
 
-    runtime = _runtime()
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         with runtime.sessions() as session:
             d = disposal.get_list(session, list_id)
             if format == "csv":
@@ -310,10 +261,6 @@ def bordereau(
                         ),
                     )
                 )
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
     console.print(f"written {output}")
 
 
@@ -330,23 +277,18 @@ def hold(
     from sae.db import transaction
     from sae.retention import holds
 
-    runtime = _runtime()
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
             placed = holds.place_hold(
                 session,
                 unit,
                 reason=reason,
                 owner=_principal().actor,
-                until=_date(until),
+                until=iso_date(until),
                 actor=_principal().actor,
                 offers=runtime.offer_set.offers,
             )
             hold_id = placed.id
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
     sys.stdout.write(hold_id + "\n")
 
 
@@ -359,16 +301,11 @@ def unhold(hold_id: str) -> None:
     from sae.db import transaction
     from sae.retention import holds
 
-    runtime = _runtime()
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
             holds.lift_hold(
                 session, hold_id, actor=_principal().actor, offers=runtime.offer_set.offers
             )
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
     console.print(f"hold {hold_id} lifted")
 
 
@@ -381,8 +318,7 @@ def import_shipped() -> None:
     from sae.retention import referential
     from sae.retention.errors import DurationBelowMinimum
 
-    runtime = _runtime()
-    try:
+    with refusals(1, with_code=True), opened_runtime() as runtime:
         specs = referential.shipped_specs()
         session = runtime.sessions()
         try:
@@ -398,10 +334,6 @@ def import_shipped() -> None:
             raise
         finally:
             session.close()
-    except SAEError as exc:
-        raise _fail(exc) from None
-    finally:
-        runtime.close()
     console.print(
         f"referential imported: {summary['total']} rules ({summary['added']} added, "
         f"{summary['changed']} changed, {summary['removed']} removed; "
@@ -421,14 +353,11 @@ def recompute(
     from sae.db import transaction
     from sae.retention import dates
 
-    runtime = _runtime()
-    try:
+    with opened_runtime() as runtime:
         with runtime.sessions() as session:
             ids = list(session.scalars(select(ArchiveUnit.id).order_by(ArchiveUnit.id)))
         chunks = [ids[i : i + batch] for i in range(0, len(ids), batch)]
         for chunk in track(chunks, description="recomputing", console=console):
             with transaction(runtime.sessions) as session:
                 dates.refresh_units(session, chunk)
-    finally:
-        runtime.close()
     console.print(f"{len(ids)} units recomputed")

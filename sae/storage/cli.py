@@ -12,11 +12,8 @@ from rich.text import Text
 from sqlalchemy import func, select
 
 from sae.catalog.models import GONE, DataObject
-from sae.cli_support import make_console
-from sae.config import ConfigurationError, load_settings
+from sae.cli_support import make_console, opened_runtime, refusals
 from sae.db import transaction
-from sae.errors import SAEError
-from sae.runtime import Runtime
 from sae.storage.audit import AuditProgress, create_audit, get_audit, run_audit
 from sae.storage.fsck import UNRESOLVED, reconcile
 from sae.storage.models import ObjectCopy
@@ -24,17 +21,6 @@ from sae.storage.quarantine import end_quarantines
 
 err = make_console(stderr=True)
 out = make_console()
-
-
-def _runtime() -> Runtime:
-    try:
-        return Runtime.open(load_settings())
-    except ConfigurationError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    except SAEError as exc:
-        err.print(f"[red]configuration refused: {exc.detail}[/red]")
-        raise typer.Exit(2) from None
 
 
 def audit_command(
@@ -59,8 +45,7 @@ def audit_command(
 
     Example: sae audit --offer site-a --sample-rate 0.1
     """
-    runtime = _runtime()
-    try:
+    with opened_runtime() as runtime:
         # As the server's background auditor does every minute: a quarantine that has run its
         # course ends here too, for installations that audit from cron without `sae serve`.
         sealed = end_quarantines(runtime.sessions, runtime.offer_set)
@@ -127,8 +112,6 @@ def audit_command(
                     for p in problems
                 ],
             }
-    finally:
-        runtime.close()
     if as_json:
         out.print_json(json.dumps(report))
     else:
@@ -181,15 +164,8 @@ def fsck_command(
 
     Example: sae fsck --repair
     """
-    runtime = _runtime()
-    try:
-        with transaction(runtime.sessions) as session:
-            findings = reconcile(session, runtime.offer_set, offers=offer or None, repair=repair)
-    except SAEError as exc:
-        err.print(f"[red]{exc.detail}[/red]")
-        raise typer.Exit(2) from None
-    finally:
-        runtime.close()
+    with refusals(2), opened_runtime() as runtime, transaction(runtime.sessions) as session:
+        findings = reconcile(session, runtime.offer_set, offers=offer or None, repair=repair)
     if as_json:
         out.print_json(json.dumps([f.__dict__ for f in findings]))
     elif not findings:
