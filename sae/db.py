@@ -1,8 +1,8 @@
 """Database plumbing: the declarative base, engines, sessions, and portable column types.
 
-The caller owns the transaction (the request dependency, the CLI command, the job runner):
-services ``flush()``, never ``commit()``. That is what makes an ingest all-or-nothing across
-domains.
+The caller owns the transaction (the route, the CLI command, the unit of work; see
+docs/conventions.md, "Transactions"): services ``flush()``, never ``commit()``. That is what
+makes an ingest all-or-nothing across domains.
 """
 
 from __future__ import annotations

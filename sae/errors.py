@@ -2,9 +2,8 @@
 
 ::
 
-    SAEError (code, status)
-    ├── BadRequest            400  input refused (specific subclasses below)
-    │   └── InvalidTransfer   400/422  a SIP refused at ingest (carries the faults)
+    SAEError (code, status)   500  a bug, or an error without a more precise class
+    ├── BadRequest            400  input refused (e.g. a search query SAE cannot run)
     ├── Unauthorized          401  no or unknown token
     ├── Forbidden             403  the token's role may not do this
     ├── NotFound              404
@@ -12,8 +11,13 @@
     ├── Gone                  410  destroyed archive
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
-    ├── UnprocessableEntity   422
+    ├── UnprocessableEntity   422  well-formed but refused (a referential, a visa, a hold)
     └── ServiceUnavailable    503  a dependency (offer, TSA, database) does not answer
+        └── SpoolFailed       503  the spool ($SAE_DATA_DIR/tmp) cannot be written
+
+A SIP refused at ingest is not an exception: the transfer is recorded as refused, with its
+faults (``sae.ingest.errors.IngestFault``), and the reply says so. This tree is checked against
+the classes below by ``tests/test_errors.py``: a new class is drawn here too.
 
 Domain packages subclass these with their own stable ``code``; the one handler in ``sae.app``
 writes the problem document.
