@@ -47,7 +47,6 @@ from sae.deps import RuntimeDep, SessionDep
 from sae.downloads import attachment, download_headers
 from sae.errors import BadRequest, NotFound, SAEError
 from sae.fileio import spool_file
-from sae.ingest.api import journal_ref
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import SipTooLarge
 from sae.ingest.models import Transfer
@@ -257,7 +256,7 @@ def transfer_page(
     require(user, *TRANSFERS)
     transfer = _visible_transfer(session, user, transfer_id)
     units = queries.transfer_units(session, transfer.id)
-    ref = journal_ref(session, transfer.id)
+    ref = journal.journal_ref(session, transfer.id)
     return render(
         request,
         "transfer.html",

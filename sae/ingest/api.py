@@ -33,6 +33,7 @@ from sae.ingest.schemas import (
     WithdrawalOut,
     WithdrawnCopy,
 )
+from sae.journal.service import TransferLeaf, journal_ref
 from sae.runtime import Runtime
 
 router = APIRouter(tags=["transfers"])
@@ -151,38 +152,19 @@ def _ingest_and_refer(
     """The ingest, then where its decisive leaf is: one trip to the thread pool, not two."""
     outcome = ingest_and_commit(runtime, principal, path, sip_digest)
     with runtime.sessions() as session:
-        return outcome, journal_ref(session, outcome.transfer.id, outcome.leaf_index)
+        return outcome, _journal_out(journal_ref(session, outcome.transfer.id, outcome.leaf_index))
 
 
-def journal_ref(session: Session, transfer_id: str, leaf_index: int | None = None) -> JournalRef:
-    """The transfer's decisive leaf (accepted or rejected; looked up unless given) and the first
-    head covering it."""
-    from sqlalchemy import select
-
-    from sae.journal.models import Event
-    from sae.journal.service import covering_head_summary
-
-    if leaf_index is None:
-        leaf_index = session.scalar(
-            select(Event.leaf_index)
-            .where(
-                Event.transfer_id == transfer_id,
-                Event.type.in_(("ingest.accepted", "ingest.rejected")),
-            )
-            .order_by(Event.leaf_index.desc())
-            .limit(1)
-        )
-    if leaf_index is None:
-        return JournalRef()
-    head = covering_head_summary(session, leaf_index)
-    if head is None:
-        return JournalRef(leaf_index=leaf_index)
+def _journal_out(ref: TransferLeaf) -> JournalRef:
+    """The API's shape of where a transfer's decision stands in the journal."""
+    if ref.tree_size is None or ref.root_hash is None or ref.timestamp is None:
+        return JournalRef(leaf_index=ref.leaf_index)
     return JournalRef(
-        leaf_index=leaf_index,
-        tree_size=head.tree_size,
-        root_hash=head.root_hash.hex(),
-        timestamp=head.timestamp.isoformat().replace("+00:00", "Z"),
-        head_url=f"/api/v1/journal/heads/{head.tree_size}",
+        leaf_index=ref.leaf_index,
+        tree_size=ref.tree_size,
+        root_hash=ref.root_hash.hex(),
+        timestamp=ref.timestamp.isoformat().replace("+00:00", "Z"),
+        head_url=f"/api/v1/journal/heads/{ref.tree_size}",
     )
 
 
@@ -270,7 +252,7 @@ def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReade
         atr_url=f"/api/v1/transfers/{t.id}/atr",
         errors=[FaultOut(**e) for e in t.errors],
         warnings=[FaultOut(**w) for w in t.warnings],
-        journal=journal_ref(session, t.id),
+        journal=_journal_out(journal_ref(session, t.id)),
     )
 
 
