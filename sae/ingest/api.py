@@ -20,7 +20,7 @@ from sae.errors import NotFound
 from sae.fileio import TrailingDigest, spool_file, write_all
 from sae.ingest import service
 from sae.ingest.deposit import ingest_and_commit
-from sae.ingest.errors import NotAZip, SipTooLarge
+from sae.ingest.errors import NotAZip, Refusal, SipTooLarge
 from sae.ingest.models import Transfer
 from sae.ingest.schemas import (
     FaultOut,
@@ -168,22 +168,21 @@ def _journal_out(ref: TransferLeaf) -> JournalRef:
     )
 
 
+_REFUSAL_STATUS = {
+    Refusal.UNREADABLE: 400,
+    Refusal.INVALID: 422,
+    Refusal.STORAGE_UNAVAILABLE: 503,
+}
+
+
 def _reply(
     request: Request, outcome: service.IngestOutcome, journal: JournalRef | None = None
 ) -> Response:
     transfer = outcome.transfer
-    if outcome.accepted:
-        status = 201
-    else:
-        unreadable = (
-            any(e["code"].startswith(("sip.", "xml.")) for e in transfer.errors)
-            and transfer.seda_version is None
-        )
-        status = 400 if unreadable else 422
     headers = {"Location": f"/api/v1/transfers/{transfer.id}"}
-    if not outcome.accepted and any(e["code"].startswith("storage.") for e in transfer.errors):
+    status = 201 if outcome.refusal is None else _REFUSAL_STATUS[outcome.refusal]
+    if outcome.refusal is Refusal.STORAGE_UNAVAILABLE:
         # Not the SIP's fault: an offer failed. Nothing was kept; the same SIP may be sent again.
-        status = 503
         headers["Retry-After"] = "60"
     if _wants_xml(request):
         return Response(outcome.atr, status_code=status, media_type=XML, headers=headers)

@@ -47,7 +47,7 @@ from sae.config import Settings
 from sae.db import new_id, utcnow
 from sae.fileio import TrailingDigest
 from sae.ingest import formats
-from sae.ingest.errors import DuplicateTransfer, IngestFault, SipRefused
+from sae.ingest.errors import DuplicateTransfer, IngestFault, Refusal, SipRefused
 from sae.ingest.hashing import HashingReader, SpanReader, hashlib_name
 from sae.ingest.models import Transfer
 from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
@@ -77,6 +77,8 @@ class IngestOutcome:
     #: The journal leaf that records the decision (``ingest.accepted`` or ``ingest.rejected``),
     #: once written.
     leaf_index: int | None = None
+    #: Why the SIP was refused (None when accepted).
+    refusal: Refusal | None = None
 
     @property
     def accepted(self) -> bool:
@@ -329,7 +331,8 @@ def store_objects(
         except StorageError as exc:
             # Raised by the durability barrier itself: the copies may not survive a power cut.
             raise SipRefused(
-                [IngestFault("storage.write_failed", f"the copies were not made durable: {exc}")]
+                [IngestFault("storage.write_failed", f"the copies were not made durable: {exc}")],
+                Refusal.STORAGE_UNAVAILABLE,
             ) from exc
     except BaseException:
         discard_stored(offers, stored)
@@ -337,7 +340,9 @@ def store_objects(
     faults = [fault for _, found in outcomes for fault in found]
     if faults:
         discard_stored(offers, stored)
-        raise SipRefused(faults)
+        # Copies that differ from one another are an offer's failure, whatever else is wrong.
+        storage_failed = any(fault.code == READBACK_MISMATCH for fault in faults)
+        raise SipRefused(faults, Refusal.STORAGE_UNAVAILABLE if storage_failed else Refusal.INVALID)
     return [item for item, _ in outcomes]
 
 
@@ -391,7 +396,8 @@ def _store_one(
                 reader = _rehash(archive, name, bdo)
             if expected is None or reader.sha512.hexdigest() == expected:
                 raise SipRefused(
-                    [IngestFault("storage.write_failed", f"copy not stored: {exc}", bdo.id)]
+                    [IngestFault("storage.write_failed", f"copy not stored: {exc}", bdo.id)],
+                    Refusal.STORAGE_UNAVAILABLE,
                 ) from exc
             # The copy did not read back as declared because the file is not what was declared:
             # the depositor's fault, reported below like any other digest mismatch.
@@ -402,7 +408,8 @@ def _store_one(
             # An offer must consume the whole stream and report its digest.
             discard_stored_key(offers, storage_key(object_id))
             raise SipRefused(
-                [IngestFault("storage.write_failed", "the copy is incomplete", bdo.id)]
+                [IngestFault("storage.write_failed", "the copy is incomplete", bdo.id)],
+                Refusal.STORAGE_UNAVAILABLE,
             )
     sha512 = copies[0].sha512 if copies else reader.sha512.hexdigest()
     assert sha512 is not None
@@ -423,9 +430,7 @@ def _store_one(
             )
         )
     if any(copy.sha512 != sha512 for copy in copies):
-        faults.append(
-            IngestFault("storage.readback_mismatch", "the copies differ from one another", bdo.id)
-        )
+        faults.append(IngestFault(READBACK_MISMATCH, "the copies differ from one another", bdo.id))
     item = StoredBinary(
         sip_id=bdo.id,
         object_id=object_id,
@@ -438,6 +443,8 @@ def _store_one(
 
 
 _SHA512_HEX = re.compile(r"[0-9a-f]{128}")
+#: The fault of copies that do not read back alike (an offer's failure, not the SIP's).
+READBACK_MISMATCH = "storage.readback_mismatch"
 
 
 def _rehash(archive: SipArchive, name: str, bdo: seda.BinaryDataObject) -> HashingReader:
@@ -615,6 +622,15 @@ def _seda_faults(items: Sequence[seda.Fault]) -> list[IngestFault]:
     return [IngestFault(f.code, f.message, f.where) for f in items]
 
 
+def _manifest_refusal(report: seda.TransferReport) -> Refusal:
+    """Unreadable when the manifest is not even well-formed XML (the faults of seda's first
+    layer, ``xml.*``, and nothing read); invalid otherwise, including a well-formed document
+    that is not a SEDA message of a known version."""
+    if report.transfer is None and any(f.code.startswith("xml.") for f in report.errors):
+        return Refusal.UNREADABLE
+    return Refusal.INVALID
+
+
 @dataclass
 class AcceptedTransfer:
     """An accepted transfer whose copies are durable, and everything its commit writes."""
@@ -717,7 +733,7 @@ def prepare(
             if parsed is not None:
                 _describe(transfer_row, parsed)
             if report.errors or parsed is None:
-                raise SipRefused(_seda_faults(report.errors))
+                raise SipRefused(_seda_faults(report.errors), _manifest_refusal(report))
             authorise(principal, producer_of(parsed))
             check_duplicate(session, parsed)
             entry_of = check_package(archive, parsed, manifest)
@@ -764,7 +780,12 @@ def prepare(
     except SipRefused as refused:
         discard_stored(env.offers, stored)
         transfer_row.sip_sha512 = sip_digest.hexdigest()
-        return _refuse(session, env, principal, transfer_row, parsed, refused.faults, warnings)
+        # A step that does not say its kind (the zip reader) refuses an unreadable SIP until the
+        # manifest is read, an invalid one after.
+        kind = refused.kind or (Refusal.UNREADABLE if parsed is None else Refusal.INVALID)
+        return _refuse(
+            session, env, principal, transfer_row, parsed, refused.faults, warnings, kind
+        )
     except BaseException:
         sip_digest.abandon()
         discard_stored(env.offers, stored)
@@ -796,6 +817,7 @@ def _refuse(
     parsed: seda.ArchiveTransfer | None,
     faults: list[IngestFault],
     warnings: list[IngestFault],
+    kind: Refusal,
 ) -> IngestOutcome:
     """Keep the evidence of a refusal: the transfer row with its faults, one journal event."""
     if parsed is not None:
@@ -827,7 +849,7 @@ def _refuse(
     )
     session.flush()
     return IngestOutcome(
-        transfer=transfer_row, atr=transfer_row.atr, leaf_index=decision.leaf_index
+        transfer=transfer_row, atr=transfer_row.atr, leaf_index=decision.leaf_index, refusal=kind
     )
 
 
