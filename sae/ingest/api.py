@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from sae.auth.deps import require_role
@@ -21,7 +20,6 @@ from sae.fileio import TrailingDigest, spool_file, write_all
 from sae.ingest import service
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import NotAZip, Refusal, SipTooLarge
-from sae.ingest.models import Transfer
 from sae.ingest.schemas import (
     FaultOut,
     JournalRef,
@@ -33,6 +31,7 @@ from sae.ingest.schemas import (
     WithdrawalOut,
     WithdrawnCopy,
 )
+from sae.ingest.visibility import get_visible_transfer
 from sae.journal.service import TransferLeaf, journal_ref
 from sae.runtime import Runtime
 
@@ -212,27 +211,13 @@ def _reply(
     )
 
 
-def _visible_transfer(session: Session, principal: Principal, transfer_id: str) -> Transfer:
-    transfer = session.get(Transfer, transfer_id)
-    if transfer is None:
-        raise NotFound(f"no transfer {transfer_id}")
-    if principal.role in ("admin", "archivist"):
-        return transfer
-    if transfer.submitted_by == principal.token_id or (
-        principal.role == "depositor" and transfer.producer in principal.producers
-    ):
-        return transfer
-    # Same answer as for a missing one: a depositor learns nothing of others' transfers.
-    raise NotFound(f"no transfer {transfer_id}")
-
-
 TransferReader = Annotated[Principal, Depends(require_role("depositor", "archivist"))]
 
 
 @router.get("/transfers/{transfer_id}", response_model=TransferOut)
 def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReader) -> TransferOut:
     """A transfer's status, counts and errors (depositors see their own only)."""
-    t = _visible_transfer(session, principal, transfer_id)
+    t = get_visible_transfer(session, principal, transfer_id)
     return TransferOut(
         id=t.id,
         status=t.status,
@@ -262,7 +247,7 @@ def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReade
 )
 def get_atr(transfer_id: str, session: SessionDep, principal: TransferReader) -> Response:
     """The transfer's ArchiveTransferReply (SEDA XML)."""
-    t = _visible_transfer(session, principal, transfer_id)
+    t = get_visible_transfer(session, principal, transfer_id)
     if t.atr is None:
         raise NotFound(f"transfer {transfer_id} has no reply yet")
     digest = hashlib.sha512(t.atr).hexdigest()
