@@ -675,8 +675,11 @@ def ingest(
     (saving a full read of a large SIP); otherwise a thread hashes the SIP while the ingest goes
     on. Either way it is only waited for once the files are stored.
 
-    The caller commits. On refusal, the transfer row (status KO) and its journal event are the
-    only things added to the session; every copy written has been discarded.
+    The caller commits: this is the ingest *within the caller's transaction*, for a transfer
+    that is part of a larger act (``sae.retention.records``). A deposit that is its own unit of
+    work goes through ``sae.ingest.deposit.ingest_and_commit`` instead. On refusal, the transfer
+    row (status KO) and its journal event are the only things added to the session; every copy
+    written has been discarded.
     """
     prepared = prepare(session, env, principal, sip_path, sip_digest=sip_digest)
     if isinstance(prepared, IngestOutcome):
