@@ -1,7 +1,7 @@
 """Read-only queries the console needs and no domain service offers (lists, counts).
 
-Everything here reads; nothing writes. Scoping by role follows the API exactly: a depositor
-sees the transfers of its producing services (or that it submitted), nobody else's.
+Everything here reads; nothing writes. Scoping by role follows the API exactly: the transfers
+a user sees are those of ``sae.ingest.visibility``, the rule the API applies.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
@@ -18,6 +18,7 @@ from sae.catalog.models import GONE, ArchiveUnit, DataObject
 from sae.console.format import LOCAL_TZ
 from sae.db import utcnow
 from sae.ingest.models import Transfer
+from sae.ingest.visibility import visible_transfers
 from sae.ingest.withdrawal import window_end
 from sae.journal import service as journal
 from sae.journal.models import Event, TreeHead
@@ -60,29 +61,6 @@ def totals(session: Session) -> Totals:
         transfers_ok=int(by_status.get("OK", 0)),
         transfers_ko=int(by_status.get("KO", 0)),
     )
-
-
-def visible_transfers(principal: Principal) -> Select[Transfer]:
-    """The transfers this principal may see (same rule as ``GET /transfers/{id}``)."""
-    stmt = select(Transfer)
-    if principal.role in ("admin", "archivist"):
-        return stmt
-    # Depositors: their producing services' transfers and those they submitted themselves.
-    return stmt.where(
-        or_(
-            Transfer.producer.in_(principal.producers or ("",)),
-            Transfer.submitted_by == principal.token_id,
-        )
-    )
-
-
-def may_see_transfer(principal: Principal, transfer: Transfer) -> bool:
-    """Whether ``transfer`` is visible to ``principal`` (archivist, admin, or its depositor)."""
-    if principal.role in ("admin", "archivist"):
-        return True
-    if principal.role != "depositor":
-        return False
-    return transfer.submitted_by == principal.token_id or transfer.producer in principal.producers
 
 
 def list_transfers(

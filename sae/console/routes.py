@@ -18,7 +18,6 @@ from urllib.parse import quote
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from sae.access.reading import open_for_reading
@@ -47,10 +46,9 @@ from sae.deps import RuntimeDep, SessionDep
 from sae.downloads import attachment, download_headers
 from sae.errors import BadRequest, NotFound, SAEError
 from sae.fileio import spool_file
-from sae.ingest.api import journal_ref
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import SipTooLarge
-from sae.ingest.models import Transfer
+from sae.ingest.visibility import get_visible_transfer
 from sae.journal import proofs, sealing
 from sae.journal import service as journal
 from sae.journal.bundle import VERIFY_MD
@@ -242,22 +240,15 @@ def transfers(
     )
 
 
-def _visible_transfer(session: Session, user: Principal, transfer_id: str) -> Transfer:
-    transfer = session.get(Transfer, transfer_id)
-    if transfer is None or not queries.may_see_transfer(user, transfer):
-        raise NotFound(f"no transfer {transfer_id}")
-    return transfer
-
-
 @router.get("/console/versements/{transfer_id}")
 def transfer_page(
     request: Request, transfer_id: str, user: UserDep, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """One transfer: status, counts, and every fault in plain French."""
     require(user, *TRANSFERS)
-    transfer = _visible_transfer(session, user, transfer_id)
+    transfer = get_visible_transfer(session, user, transfer_id)
     units = queries.transfer_units(session, transfer.id)
-    ref = journal_ref(session, transfer.id)
+    ref = journal.journal_ref(session, transfer.id)
     return render(
         request,
         "transfer.html",
@@ -299,7 +290,7 @@ def withdraw(
 def transfer_atr(transfer_id: str, user: UserDep, session: SessionDep) -> Response:
     """The transfer's ArchiveTransferReply (SEDA XML), as a download."""
     require(user, *TRANSFERS)
-    transfer = _visible_transfer(session, user, transfer_id)
+    transfer = get_visible_transfer(session, user, transfer_id)
     if transfer.atr is None:
         raise NotFound(f"transfer {transfer_id} has no reply yet")
     return attachment(transfer.atr, "application/xml", f"ATR-{transfer.id}.xml")

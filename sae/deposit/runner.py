@@ -97,19 +97,18 @@ class LocalTarget:
             ]
 
     def send(self, sip: Path) -> tuple[int, dict[str, Any]]:
+        """Deposit one SIP as the API does (``sae.ingest.deposit.ingest_and_commit``): the
+        commit, the removal of the copies of a duplicate, the tree head asked for after it."""
         from sae.auth.service import Principal
-        from sae.ingest import service
+        from sae.ingest.deposit import ingest_and_commit
+        from sae.ingest.errors import DuplicateTransfer
 
         principal = Principal(token_id="cli", role="admin", label="sae deposit (local)")  # noqa: S106
-        env = service.IngestEnv(settings=self.runtime.settings, offers=self.runtime.strategy_offers)
-        with self.runtime.sessions() as session:
-            try:
-                outcome = service.ingest(session, env, principal, sip)
-                session.commit()
-            except Exception as exc:  # reported per batch; the other batches go on
-                session.rollback()
-                detail = getattr(exc, "detail", str(exc))
-                return 409 if "duplicate" in type(exc).__name__.lower() else 500, {"detail": detail}
+        try:
+            outcome = ingest_and_commit(self.runtime, principal, sip)
+        except Exception as exc:  # reported per batch; the other batches go on
+            detail = getattr(exc, "detail", str(exc))
+            return 409 if isinstance(exc, DuplicateTransfer) else 500, {"detail": detail}
         t = outcome.transfer
         return (201 if outcome.accepted else 422), {
             "transfer_id": t.id,

@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from sae.auth.deps import require_role
@@ -20,8 +19,7 @@ from sae.errors import NotFound
 from sae.fileio import TrailingDigest, spool_file, write_all
 from sae.ingest import service
 from sae.ingest.deposit import ingest_and_commit
-from sae.ingest.errors import NotAZip, SipTooLarge
-from sae.ingest.models import Transfer
+from sae.ingest.errors import NotAZip, Refusal, SipTooLarge
 from sae.ingest.schemas import (
     FaultOut,
     JournalRef,
@@ -33,6 +31,8 @@ from sae.ingest.schemas import (
     WithdrawalOut,
     WithdrawnCopy,
 )
+from sae.ingest.visibility import get_visible_transfer
+from sae.journal.service import TransferLeaf, journal_ref
 from sae.runtime import Runtime
 
 router = APIRouter(tags=["transfers"])
@@ -151,57 +151,37 @@ def _ingest_and_refer(
     """The ingest, then where its decisive leaf is: one trip to the thread pool, not two."""
     outcome = ingest_and_commit(runtime, principal, path, sip_digest)
     with runtime.sessions() as session:
-        return outcome, journal_ref(session, outcome.transfer.id, outcome.leaf_index)
+        return outcome, _journal_out(journal_ref(session, outcome.transfer.id, outcome.leaf_index))
 
 
-def journal_ref(session: Session, transfer_id: str, leaf_index: int | None = None) -> JournalRef:
-    """The transfer's decisive leaf (accepted or rejected; looked up unless given) and the first
-    head covering it."""
-    from sqlalchemy import select
-
-    from sae.journal.models import Event
-    from sae.journal.service import covering_head_summary
-
-    if leaf_index is None:
-        leaf_index = session.scalar(
-            select(Event.leaf_index)
-            .where(
-                Event.transfer_id == transfer_id,
-                Event.type.in_(("ingest.accepted", "ingest.rejected")),
-            )
-            .order_by(Event.leaf_index.desc())
-            .limit(1)
-        )
-    if leaf_index is None:
-        return JournalRef()
-    head = covering_head_summary(session, leaf_index)
-    if head is None:
-        return JournalRef(leaf_index=leaf_index)
+def _journal_out(ref: TransferLeaf) -> JournalRef:
+    """The API's shape of where a transfer's decision stands in the journal."""
+    if ref.tree_size is None or ref.root_hash is None or ref.timestamp is None:
+        return JournalRef(leaf_index=ref.leaf_index)
     return JournalRef(
-        leaf_index=leaf_index,
-        tree_size=head.tree_size,
-        root_hash=head.root_hash.hex(),
-        timestamp=head.timestamp.isoformat().replace("+00:00", "Z"),
-        head_url=f"/api/v1/journal/heads/{head.tree_size}",
+        leaf_index=ref.leaf_index,
+        tree_size=ref.tree_size,
+        root_hash=ref.root_hash.hex(),
+        timestamp=ref.timestamp.isoformat().replace("+00:00", "Z"),
+        head_url=f"/api/v1/journal/heads/{ref.tree_size}",
     )
+
+
+_REFUSAL_STATUS = {
+    Refusal.UNREADABLE: 400,
+    Refusal.INVALID: 422,
+    Refusal.STORAGE_UNAVAILABLE: 503,
+}
 
 
 def _reply(
     request: Request, outcome: service.IngestOutcome, journal: JournalRef | None = None
 ) -> Response:
     transfer = outcome.transfer
-    if outcome.accepted:
-        status = 201
-    else:
-        unreadable = (
-            any(e["code"].startswith(("sip.", "xml.")) for e in transfer.errors)
-            and transfer.seda_version is None
-        )
-        status = 400 if unreadable else 422
     headers = {"Location": f"/api/v1/transfers/{transfer.id}"}
-    if not outcome.accepted and any(e["code"].startswith("storage.") for e in transfer.errors):
+    status = 201 if outcome.refusal is None else _REFUSAL_STATUS[outcome.refusal]
+    if outcome.refusal is Refusal.STORAGE_UNAVAILABLE:
         # Not the SIP's fault: an offer failed. Nothing was kept; the same SIP may be sent again.
-        status = 503
         headers["Retry-After"] = "60"
     if _wants_xml(request):
         return Response(outcome.atr, status_code=status, media_type=XML, headers=headers)
@@ -231,27 +211,13 @@ def _reply(
     )
 
 
-def _visible_transfer(session: Session, principal: Principal, transfer_id: str) -> Transfer:
-    transfer = session.get(Transfer, transfer_id)
-    if transfer is None:
-        raise NotFound(f"no transfer {transfer_id}")
-    if principal.role in ("admin", "archivist"):
-        return transfer
-    if transfer.submitted_by == principal.token_id or (
-        principal.role == "depositor" and transfer.producer in principal.producers
-    ):
-        return transfer
-    # Same answer as for a missing one: a depositor learns nothing of others' transfers.
-    raise NotFound(f"no transfer {transfer_id}")
-
-
 TransferReader = Annotated[Principal, Depends(require_role("depositor", "archivist"))]
 
 
 @router.get("/transfers/{transfer_id}", response_model=TransferOut)
 def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReader) -> TransferOut:
     """A transfer's status, counts and errors (depositors see their own only)."""
-    t = _visible_transfer(session, principal, transfer_id)
+    t = get_visible_transfer(session, principal, transfer_id)
     return TransferOut(
         id=t.id,
         status=t.status,
@@ -270,7 +236,7 @@ def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReade
         atr_url=f"/api/v1/transfers/{t.id}/atr",
         errors=[FaultOut(**e) for e in t.errors],
         warnings=[FaultOut(**w) for w in t.warnings],
-        journal=journal_ref(session, t.id),
+        journal=_journal_out(journal_ref(session, t.id)),
     )
 
 
@@ -281,7 +247,7 @@ def get_transfer(transfer_id: str, session: SessionDep, principal: TransferReade
 )
 def get_atr(transfer_id: str, session: SessionDep, principal: TransferReader) -> Response:
     """The transfer's ArchiveTransferReply (SEDA XML)."""
-    t = _visible_transfer(session, principal, transfer_id)
+    t = get_visible_transfer(session, principal, transfer_id)
     if t.atr is None:
         raise NotFound(f"transfer {transfer_id} has no reply yet")
     digest = hashlib.sha512(t.atr).hexdigest()

@@ -1,8 +1,18 @@
 """One deposit as a unit of work: ingest, commit, then ask for a tree head.
 
-Shared by ``POST /api/v1/transfers`` and the console's deposit form, so both follow exactly the
-same steps: a 2xx (or the console's "accepté") only after the commit; on a lost race for the
-same MessageIdentifier, the copies this attempt wrote are removed and the caller gets 409.
+Shared by ``POST /api/v1/transfers``, the console's deposit form and ``sae deposit`` run
+locally, so all follow exactly the same steps: a 2xx (or the console's "accepté") only after
+the commit; on a lost race for the same MessageIdentifier, the copies this attempt wrote are
+removed and the caller gets 409.
+
+There are two ways to ingest, and only two:
+
+- **ingest and commit** (:func:`ingest_and_commit`, here): a deposit that is its own unit of
+  work. Every deposit of a SIP from outside takes it.
+- **ingest within the caller's transaction** (:func:`sae.ingest.service.ingest`): the transfer
+  is one part of a larger act that the caller commits or rolls back as a whole, such as the
+  service archiving its own records (``sae.retention.records``: a visa's signed PDF, archived
+  in the transaction that records the visa). It flushes, never commits, and asks for no head.
 
 Accepted transfers are committed in groups (:class:`GroupCommit`): the transfers of concurrent
 deposits that are ready at the same moment share one transaction, one journal append and one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from sae.errors import Conflict, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
@@ -19,12 +20,31 @@ class IngestFault:
         return {"code": self.code, "message": self.message, "where": self.where}
 
 
-class SipRefused(Exception):  # noqa: N818 - a control-flow signal, not a caller-facing error
-    """Raised inside the ingest pipeline to stop at the first step that found faults."""
+class Refusal(enum.Enum):
+    """Why a SIP was refused, as its answer says it (the API: 400, 422, 503)."""
 
-    def __init__(self, faults: list[IngestFault]) -> None:
+    #: The SIP could not be read: not a usable zip, no manifest where it belongs, or a manifest
+    #: that is not well-formed XML. Nothing of the transfer is known.
+    UNREADABLE = "unreadable"
+    #: The SIP was read and is wrong: the manifest, the files against it, the rules it names.
+    INVALID = "invalid"
+    #: Not the SIP's fault: an offer failed to store or read back a copy. Sending it again may
+    #: succeed.
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+
+
+class SipRefused(Exception):  # noqa: N818 - a control-flow signal, not a caller-facing error
+    """Raised inside the ingest pipeline to stop at the first step that found faults.
+
+    ``kind`` is the refusal when the step raising knows it; left None (the zip reader, which
+    reads both the manifest and the files), the pipeline decides by where it stopped: before
+    the manifest was read, the SIP is unreadable; after, invalid.
+    """
+
+    def __init__(self, faults: list[IngestFault], kind: Refusal | None = None) -> None:
         super().__init__("; ".join(f"{f.code}: {f.message}" for f in faults))
         self.faults = faults
+        self.kind = kind
 
 
 class DuplicateTransfer(Conflict):

@@ -7,6 +7,9 @@ The pipeline is a sequence of named steps, each testable alone::
       → transfer_events                                  (prepare: reads the database only)
       → write_accepted                                   (the writes, for one transfer or a group)
 
+``catalogue_rows`` (and the insert of its rows, in ``write_accepted``) is the catalog's own code
+(:mod:`sae.catalog.rows`): the catalog owns how its rows are written.
+
 A step that finds faults raises :class:`SipRefused` with all the faults it found; the pipeline
 then discards every copy it wrote, keeps a refused-transfer record with its faults (evidence of
 the refusal) and answers KO. Storage writes happen before the catalog commit: a crash between
@@ -23,21 +26,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import seda
 from sae.auth.errors import ProducerNotAllowed
 from sae.auth.service import Principal
-from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
-from sae.catalog.text import search_text
+from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.rows import (
+    CatalogueRows,
+    StoredBinary,
+    catalogue_rows,
+    parents_of_new_units,
+    storage_key,
+    write_catalogue,
+)
 from sae.config import Settings
-from sae.db import Base, new_id, utcnow
+from sae.db import new_id, utcnow
 from sae.fileio import TrailingDigest
 from sae.ingest import formats
-from sae.ingest.errors import DuplicateTransfer, IngestFault, SipRefused
+from sae.ingest.errors import DuplicateTransfer, IngestFault, Refusal, SipRefused
 from sae.ingest.hashing import HashingReader, SpanReader, hashlib_name
 from sae.ingest.models import Transfer
 from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
@@ -46,7 +56,6 @@ from sae.retention import compute, dates
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer, StoredObject, write_batch
 from sae.storage.errors import StorageError
-from sae.storage.models import ObjectCopy
 from sae.storage.service import discard_copies, store_copies
 
 log = logging.getLogger("sae.ingest")
@@ -55,18 +64,6 @@ MANIFEST = "manifest.xml"
 #: The shortest lock given to a copy (see ``lock_dates``).
 MIN_LOCK_DAYS = 30
 DEFAULT_REPLY_VERSION = seda.SedaVersion("2.2")
-
-
-@dataclass
-class StoredBinary:
-    """A binary data object once written to every offer of the strategy."""
-
-    sip_id: str
-    object_id: str
-    size: int
-    sha512: str
-    mime_type: str | None
-    copies: list[StoredObject]
 
 
 @dataclass
@@ -80,6 +77,8 @@ class IngestOutcome:
     #: The journal leaf that records the decision (``ingest.accepted`` or ``ingest.rejected``),
     #: once written.
     leaf_index: int | None = None
+    #: Why the SIP was refused (None when accepted).
+    refusal: Refusal | None = None
 
     @property
     def accepted(self) -> bool:
@@ -332,7 +331,8 @@ def store_objects(
         except StorageError as exc:
             # Raised by the durability barrier itself: the copies may not survive a power cut.
             raise SipRefused(
-                [IngestFault("storage.write_failed", f"the copies were not made durable: {exc}")]
+                [IngestFault("storage.write_failed", f"the copies were not made durable: {exc}")],
+                Refusal.STORAGE_UNAVAILABLE,
             ) from exc
     except BaseException:
         discard_stored(offers, stored)
@@ -340,7 +340,9 @@ def store_objects(
     faults = [fault for _, found in outcomes for fault in found]
     if faults:
         discard_stored(offers, stored)
-        raise SipRefused(faults)
+        # Copies that differ from one another are an offer's failure, whatever else is wrong.
+        storage_failed = any(fault.code == READBACK_MISMATCH for fault in faults)
+        raise SipRefused(faults, Refusal.STORAGE_UNAVAILABLE if storage_failed else Refusal.INVALID)
     return [item for item, _ in outcomes]
 
 
@@ -394,7 +396,8 @@ def _store_one(
                 reader = _rehash(archive, name, bdo)
             if expected is None or reader.sha512.hexdigest() == expected:
                 raise SipRefused(
-                    [IngestFault("storage.write_failed", f"copy not stored: {exc}", bdo.id)]
+                    [IngestFault("storage.write_failed", f"copy not stored: {exc}", bdo.id)],
+                    Refusal.STORAGE_UNAVAILABLE,
                 ) from exc
             # The copy did not read back as declared because the file is not what was declared:
             # the depositor's fault, reported below like any other digest mismatch.
@@ -405,7 +408,8 @@ def _store_one(
             # An offer must consume the whole stream and report its digest.
             discard_stored_key(offers, storage_key(object_id))
             raise SipRefused(
-                [IngestFault("storage.write_failed", "the copy is incomplete", bdo.id)]
+                [IngestFault("storage.write_failed", "the copy is incomplete", bdo.id)],
+                Refusal.STORAGE_UNAVAILABLE,
             )
     sha512 = copies[0].sha512 if copies else reader.sha512.hexdigest()
     assert sha512 is not None
@@ -426,9 +430,7 @@ def _store_one(
             )
         )
     if any(copy.sha512 != sha512 for copy in copies):
-        faults.append(
-            IngestFault("storage.readback_mismatch", "the copies differ from one another", bdo.id)
-        )
+        faults.append(IngestFault(READBACK_MISMATCH, "the copies differ from one another", bdo.id))
     item = StoredBinary(
         sip_id=bdo.id,
         object_id=object_id,
@@ -441,6 +443,8 @@ def _store_one(
 
 
 _SHA512_HEX = re.compile(r"[0-9a-f]{128}")
+#: The fault of copies that do not read back alike (an offer's failure, not the SIP's).
+READBACK_MISMATCH = "storage.readback_mismatch"
 
 
 def _rehash(archive: SipArchive, name: str, bdo: seda.BinaryDataObject) -> HashingReader:
@@ -461,11 +465,6 @@ def lock_dates(dates: dict[str, datetime | None]) -> dict[str, datetime | None]:
     return {key: None if d is None else max(d, floor) for key, d in dates.items()}
 
 
-def storage_key(object_id: str) -> str:
-    """Where an object's copies live on every offer."""
-    return f"objects/{object_id}"
-
-
 def discard_stored(offers: Sequence[StorageOffer], stored: list[StoredBinary]) -> None:
     """Remove copies written for a transfer that is refused; what cannot go is logged."""
     for item in stored:
@@ -478,220 +477,6 @@ def discard_stored_key(offers: Sequence[StorageOffer], key: str) -> None:
         discard_copies(offers, key)
     except StorageError as exc:
         log.warning("ingest.discard_incomplete key=%s: %s", key, exc)
-
-
-@dataclass
-class CatalogueRows:
-    """What a transfer adds to the catalogue, built before anything is written (ORM instances
-    that stay detached: :func:`write_catalogue` inserts their values)."""
-
-    groups: list[DataObjectGroup]
-    objects: list[DataObject]
-    copies: list[ObjectCopy]
-    units: list[ArchiveUnit]
-    links: list[UnitLink]
-    rules: list[UnitRule]
-
-    @classmethod
-    def merge(cls, parts: Sequence[CatalogueRows]) -> CatalogueRows:
-        """The rows of several transfers, table by table (one INSERT each for all)."""
-        if len(parts) == 1:
-            return parts[0]
-        return cls(
-            [row for part in parts for row in part.groups],
-            [row for part in parts for row in part.objects],
-            [row for part in parts for row in part.copies],
-            [row for part in parts for row in part.units],
-            [row for part in parts for row in part.links],
-            [row for part in parts for row in part.rules],
-        )
-
-
-def catalogue_rows(
-    transfer_row: Transfer,
-    transfer: seda.ArchiveTransfer,
-    stored: list[StoredBinary],
-) -> CatalogueRows:
-    """The units (graph), groups, objects, copies and declared rules of an accepted transfer."""
-    package = transfer.package
-    producer = transfer_row.producer or "unknown"
-    groups: list[DataObjectGroup] = []
-    group_ids: dict[str, str] = {}
-
-    def group_of(sip_group: str | None, sip_id: str) -> str:
-        key = sip_group or f"#{sip_id}"  # an object declared without a group gets its own
-        if key not in group_ids:
-            group_ids[key] = new_id()
-            groups.append(
-                DataObjectGroup(id=group_ids[key], transfer_id=transfer_row.id, sip_id=key)
-            )
-        return group_ids[key]
-
-    for group in package.data_object_groups:
-        group_of(group.id, group.id)
-
-    by_sip = {item.sip_id: item for item in stored}
-    objects: list[DataObject] = []
-    copies: list[ObjectCopy] = []
-    for bdo in package.binary_data_objects:
-        item = by_sip[bdo.id]
-        fmt = bdo.format
-        objects.append(
-            DataObject(
-                id=item.object_id,
-                transfer_id=transfer_row.id,
-                group_id=group_of(bdo.group_id, bdo.id),
-                sip_id=bdo.id,
-                kind="binary",
-                uri=bdo.uri,
-                filename=(bdo.file_info.filename if bdo.file_info else None),
-                data_object_version=bdo.data_object_version,
-                size=item.size,
-                sha512=item.sha512,
-                declared_digest=(bdo.message_digest or "").strip(),
-                declared_algorithm=bdo.digest_algorithm,
-                mime_type=item.mime_type,
-                declared_mime_type=fmt.mime_type if fmt else None,
-                declared_format_id=fmt.format_id if fmt else None,
-                format_litteral=fmt.format_litteral if fmt else None,
-                storage_key=storage_key(item.object_id),
-                status="active",
-            )
-        )
-        copies.extend(
-            ObjectCopy(
-                object_id=item.object_id,
-                offer=copy.offer,
-                key=copy.key,
-                version_id=copy.version_id,
-                size=copy.size,
-                sha512=copy.sha512 or item.sha512,
-                quarantine_ends_at=copy.quarantine_ends_at,
-            )
-            for copy in item.copies
-        )
-    for pdo in package.physical_data_objects:
-        objects.append(
-            DataObject(
-                id=new_id(),
-                transfer_id=transfer_row.id,
-                group_id=group_of(pdo.group_id, pdo.id),
-                sip_id=pdo.id,
-                kind="physical",
-                data_object_version=pdo.data_object_version,
-                status="active",
-            )
-        )
-
-    unit_ids = {unit.id: new_id() for unit in package.archive_units}
-    mm = package.management_metadata
-    transfer_management = mm.management if mm is not None else None
-    # Kept on each root unit so that inheritance is computed from the catalogue alone.
-    defaults = (
-        compute.management_to_json(transfer_management) if transfer_management is not None else None
-    )
-    roots = set(package.root_unit_ids)
-    units: list[ArchiveUnit] = []
-    links: list[UnitLink] = []
-    rules: list[UnitRule] = []
-    for unit in package.archive_units:
-        management = compute.management_to_json(unit.management)
-        if defaults is not None and unit.id in roots:
-            management = {**management, "_defaults": defaults}
-        units.append(
-            ArchiveUnit(
-                id=unit_ids[unit.id],
-                transfer_id=transfer_row.id,
-                sip_id=unit.id,
-                title=unit.title or "",
-                description=unit.description,
-                search_text=search_text(unit.title, unit.description, unit.id),
-                description_level=unit.description_level,
-                start_date=unit.start_date,
-                end_date=unit.end_date,
-                producer=unit.originating_agency_identifier or producer,
-                content_xml=unit.content_xml,
-                management=management,
-                data_object_group_id=(
-                    group_ids.get(unit.data_object_group_id) if unit.data_object_group_id else None
-                ),
-                status="active",
-            )
-        )
-        links.extend(
-            UnitLink(parent_id=unit_ids[unit.id], child_id=unit_ids[child], position=position)
-            for position, child in enumerate(unit.child_unit_ids)
-        )
-        rules.extend(
-            UnitRule(
-                unit_id=unit_ids[unit.id],
-                category=category,
-                rule_id=ref.rule_id,
-                start_date=ref.start_date,
-            )
-            for category, block in unit.management.rules.items()
-            for ref in block.rules
-        )
-    if transfer_management is not None:
-        rules.extend(
-            UnitRule(
-                unit_id=unit_ids[root],
-                category=category,
-                rule_id=ref.rule_id,
-                start_date=ref.start_date,
-            )
-            for root in package.root_unit_ids
-            for category, block in transfer_management.rules.items()
-            for ref in block.rules
-        )
-    return CatalogueRows(groups, objects, copies, units, links, rules)
-
-
-def write_catalogue(session: Session, rows: CatalogueRows) -> None:
-    """Insert the rows of :func:`catalogue_rows` (after their transfer's row); no commit.
-
-    One multi-row INSERT per table: a transfer of thousands of files would spend longer in the
-    ORM's unit of work than in storing them.
-    """
-    session.flush()  # the transfer row first
-    for table in (rows.groups, rows.objects, rows.copies, rows.units, rows.links, rows.rules):
-        _insert_all(session, table)
-
-
-def _parents_of(
-    units: Sequence[ArchiveUnit], transfer: seda.ArchiveTransfer
-) -> dict[str, list[str]]:
-    """The parents of each new unit (catalogue ids), in the order the catalogue's links give
-    them back (``sae.retention.dates.parents_closure``): the child's position under each
-    parent, then the parent's id."""
-    ids = {unit.sip_id: unit.id for unit in units}
-    found: dict[str, list[tuple[int, str]]] = {}
-    for unit in transfer.package.archive_units:
-        for position, child in enumerate(unit.child_unit_ids):
-            found.setdefault(ids[child], []).append((position, ids[unit.id]))
-    return {child: [parent for _, parent in sorted(pairs)] for child, pairs in found.items()}
-
-
-def _insert_all(session: Session, rows: Sequence[Base]) -> None:
-    """One INSERT of ``rows`` (ORM instances, left detached) per set of columns they set.
-
-    A column a row does not set takes its default; a column set to None is NULL. Core on the
-    session's connection, not the ORM's bulk path: these run in the group commit's serial
-    chain, and the rows need none of the ORM's bookkeeping.
-    """
-    if not rows:
-        return
-    mapper = inspect(type(rows[0]))
-    columns = [(attr.key, attr.columns[0].key) for attr in mapper.column_attrs]
-    # Rows that set the same columns go together.
-    batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        state = row.__dict__
-        values = {column: state[key] for key, column in columns if key in state}
-        batches.setdefault(tuple(values), []).append(values)
-    connection = session.connection()
-    for batch in batches.values():
-        connection.execute(insert(cast(Table, mapper.local_table)), batch)
 
 
 def transfer_events(
@@ -837,6 +622,15 @@ def _seda_faults(items: Sequence[seda.Fault]) -> list[IngestFault]:
     return [IngestFault(f.code, f.message, f.where) for f in items]
 
 
+def _manifest_refusal(report: seda.TransferReport) -> Refusal:
+    """Unreadable when the manifest is not even well-formed XML (the faults of seda's first
+    layer, ``xml.*``, and nothing read); invalid otherwise, including a well-formed document
+    that is not a SEDA message of a known version."""
+    if report.transfer is None and any(f.code.startswith("xml.") for f in report.errors):
+        return Refusal.UNREADABLE
+    return Refusal.INVALID
+
+
 @dataclass
 class AcceptedTransfer:
     """An accepted transfer whose copies are durable, and everything its commit writes."""
@@ -881,8 +675,11 @@ def ingest(
     (saving a full read of a large SIP); otherwise a thread hashes the SIP while the ingest goes
     on. Either way it is only waited for once the files are stored.
 
-    The caller commits. On refusal, the transfer row (status KO) and its journal event are the
-    only things added to the session; every copy written has been discarded.
+    The caller commits: this is the ingest *within the caller's transaction*, for a transfer
+    that is part of a larger act (``sae.retention.records``). A deposit that is its own unit of
+    work goes through ``sae.ingest.deposit.ingest_and_commit`` instead. On refusal, the transfer
+    row (status KO) and its journal event are the only things added to the session; every copy
+    written has been discarded.
     """
     prepared = prepare(session, env, principal, sip_path, sip_digest=sip_digest)
     if isinstance(prepared, IngestOutcome):
@@ -939,7 +736,7 @@ def prepare(
             if parsed is not None:
                 _describe(transfer_row, parsed)
             if report.errors or parsed is None:
-                raise SipRefused(_seda_faults(report.errors))
+                raise SipRefused(_seda_faults(report.errors), _manifest_refusal(report))
             authorise(principal, producer_of(parsed))
             check_duplicate(session, parsed)
             entry_of = check_package(archive, parsed, manifest)
@@ -962,7 +759,9 @@ def prepare(
         # on, PostgreSQL), so only the statements and the commit happen in between.
         rows = catalogue_rows(transfer_row, parsed, stored)
         units, objects = rows.units, rows.objects
-        end_dates = dates.compute_new_units(session, units, _parents_of(units, parsed), rules)
+        end_dates = dates.compute_new_units(
+            session, units, parents_of_new_units(units, parsed), rules
+        )
         transfer_row.unit_count = len(units)
         transfer_row.object_count = len(objects)
         transfer_row.total_bytes = sum(o.size or 0 for o in objects)
@@ -984,7 +783,12 @@ def prepare(
     except SipRefused as refused:
         discard_stored(env.offers, stored)
         transfer_row.sip_sha512 = sip_digest.hexdigest()
-        return _refuse(session, env, principal, transfer_row, parsed, refused.faults, warnings)
+        # A step that does not say its kind (the zip reader) refuses an unreadable SIP until the
+        # manifest is read, an invalid one after.
+        kind = refused.kind or (Refusal.UNREADABLE if parsed is None else Refusal.INVALID)
+        return _refuse(
+            session, env, principal, transfer_row, parsed, refused.faults, warnings, kind
+        )
     except BaseException:
         sip_digest.abandon()
         discard_stored(env.offers, stored)
@@ -1016,6 +820,7 @@ def _refuse(
     parsed: seda.ArchiveTransfer | None,
     faults: list[IngestFault],
     warnings: list[IngestFault],
+    kind: Refusal,
 ) -> IngestOutcome:
     """Keep the evidence of a refusal: the transfer row with its faults, one journal event."""
     if parsed is not None:
@@ -1047,7 +852,7 @@ def _refuse(
     )
     session.flush()
     return IngestOutcome(
-        transfer=transfer_row, atr=transfer_row.atr, leaf_index=decision.leaf_index
+        transfer=transfer_row, atr=transfer_row.atr, leaf_index=decision.leaf_index, refusal=kind
     )
 
 

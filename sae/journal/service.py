@@ -445,6 +445,44 @@ def covering_head_summary(session: Session, leaf_index: int) -> Row[Any] | None:
     ).first()
 
 
+#: The leaves that record the decision on a transfer.
+DECISIONS = ("ingest.accepted", "ingest.rejected")
+
+
+@dataclass(frozen=True)
+class TransferLeaf:
+    """Where the decision on a transfer stands in the journal: its leaf (None when none is
+    recorded) and the first signed head covering it (its fields None until one is sealed)."""
+
+    leaf_index: int | None = None
+    tree_size: int | None = None
+    root_hash: bytes | None = None
+    timestamp: dt.datetime | None = None
+
+
+def journal_ref(session: Session, transfer_id: str, leaf_index: int | None = None) -> TransferLeaf:
+    """The transfer's decisive leaf (accepted or rejected; looked up unless given) and the first
+    head covering it."""
+    if leaf_index is None:
+        leaf_index = session.scalar(
+            select(Event.leaf_index)
+            .where(Event.transfer_id == transfer_id, Event.type.in_(DECISIONS))
+            .order_by(Event.leaf_index.desc())
+            .limit(1)
+        )
+    if leaf_index is None:
+        return TransferLeaf()
+    head = covering_head_summary(session, leaf_index)
+    if head is None:
+        return TransferLeaf(leaf_index=leaf_index)
+    return TransferLeaf(
+        leaf_index=leaf_index,
+        tree_size=head.tree_size,
+        root_hash=head.root_hash,
+        timestamp=head.timestamp,
+    )
+
+
 def _covering(query: Select[Any], leaf_index: int) -> Select[Any]:
     size = TreeHead.__table__.c.tree_size  # the table's column: keeps a Core select off the ORM
     return query.where(size > leaf_index).order_by(size).limit(1)

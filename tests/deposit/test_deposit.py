@@ -106,6 +106,9 @@ def test_deposit_a_folder_locally(api: Api, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     transfers = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("OK ")]
     assert len(transfers) == 2  # 3 files in batches of 2
+    for transfer_id in transfers:  # committed as the API commits: a signed head covers it
+        transfer = api.client.get(f"/api/v1/transfers/{transfer_id}", headers=api.auth()).json()
+        assert transfer["journal"]["tree_size"] is not None, transfer
     units = api.client.get("/api/v1/units?limit=50", headers=api.auth()).json()["items"]
     assert sorted(u["title"] for u in units) == [
         "Arrêté n° 2024-001",

@@ -18,8 +18,8 @@ from sqlalchemy.exc import OperationalError
 
 from sae.auth.service import SYSTEM
 from sae.ingest import deposit, service
-from sae.ingest.api import journal_ref
 from sae.ingest.errors import CommitFailed, DuplicateTransfer
+from sae.journal.service import journal_ref
 from sae.journal.verification import verify_journal
 from tests.conftest import Api
 from tests.sipfactory import build_zip, simple_sip

@@ -5,9 +5,11 @@ it while receiving."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from sae import fileio
 from sae.auth.service import SYSTEM
 from sae.ingest import service
+from sae.ingest.errors import Refusal
 from tests.conftest import Api
 from tests.sipfactory import FileSpec, build_zip, simple_sip
 
@@ -79,3 +82,37 @@ def test_a_failing_ingest_stops_hashing(
     with pytest.raises(RuntimeError, match="blew up"):
         _ingest(api, tmp_path, sip)
     assert _digest_threads() == []  # stopped and joined, not left hashing
+
+
+def _zip_with_manifest(manifest: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("manifest.xml", manifest)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("sip", "kind"),
+    [
+        pytest.param(b"not a zip", Refusal.UNREADABLE, id="not-a-zip"),
+        pytest.param(_zip_with_manifest(b"<ArchiveTransfer"), Refusal.UNREADABLE, id="not-xml"),
+        pytest.param(_zip_with_manifest(b"<Other/>"), Refusal.INVALID, id="not-seda"),
+    ],
+)
+def test_a_refusal_says_its_kind(api: Api, tmp_path: Path, sip: bytes, kind: Refusal) -> None:
+    outcome = _ingest(api, tmp_path, sip)
+    assert not outcome.accepted
+    assert outcome.refusal is kind
+
+
+def test_a_wrong_digest_is_an_invalid_sip(api: Api, tmp_path: Path) -> None:
+    spec = simple_sip("MSG-INPROC-KIND")
+    spec.files[0] = FileSpec(uri=spec.files[0].uri, data=spec.files[0].data, digest="0" * 128)
+    outcome = _ingest(api, tmp_path, build_zip(spec))
+    assert outcome.refusal is Refusal.INVALID
+
+
+def test_an_accepted_transfer_has_no_refusal(api: Api, tmp_path: Path) -> None:
+    outcome = _ingest(api, tmp_path, build_zip(simple_sip("MSG-INPROC-OK")))
+    assert outcome.accepted
+    assert outcome.refusal is None
