@@ -78,7 +78,6 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.retention.api.post_outgoing_reply.work": (ROUTE, "the reply route's body, in a thread"),
     # A command's body shared by several commands.
     "sae.retention.cli._decide": (COMMAND, "sae retention submit / approve / reject"),
-    "sae.deposit.runner.LocalTarget.send": (COMMAND, "sae deposit into the local SAE, per SIP"),
     # Deposits: 2xx only after the commit; concurrent transfers share one commit.
     "sae.ingest.deposit.ingest_and_commit": (UNIT_OF_WORK, "a deposit, committed before 2xx"),
     "sae.ingest.deposit.GroupCommit._write": (UNIT_OF_WORK, "the group commit of deposits"),
