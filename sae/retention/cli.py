@@ -70,9 +70,8 @@ def run(
 
     Example: ``sae retention run --due-before 2027-01-01``
     """
-    from sae.catalog.models import ArchiveUnit
     from sae.db import transaction
-    from sae.retention import dates, disposal
+    from sae.retention import disposal
 
     actions = ("Destroy", "Keep") if final_action == "both" else (final_action,)
     if any(a not in disposal.FINAL_ACTIONS for a in actions):
@@ -85,26 +84,11 @@ def run(
     try:
         with transaction(runtime.sessions) as session:
             for action in actions:
-                due = disposal.due_unit_ids(session, action, day or dates.today(), producer)
-                producers = (
-                    sorted(
-                        {
-                            p
-                            for p in session.scalars(
-                                select(ArchiveUnit.producer).where(ArchiveUnit.id.in_(due[:10_000]))
-                            )
-                        }
-                    )
-                    if due
-                    else []
-                )
-                for name in producers:
-                    d = disposal.build_list(
-                        session, final_action=action, actor=actor, producer=name, due_before=day
-                    )
-                    made.append(
-                        (d.reference, d.id, action, name, len(disposal.lines_of(session, d.id)))
-                    )
+                for d in disposal.build_due_lists(
+                    session, final_action=action, actor=actor, producer=producer, due_before=day
+                ):
+                    count = len(disposal.lines_of(session, d.id))
+                    made.append((d.reference, d.id, action, d.producer or "", count))
     except SAEError as exc:
         raise _fail(exc) from None
     finally:
