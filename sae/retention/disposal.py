@@ -631,7 +631,7 @@ def read_certificate(
     The certificate is itself an archived record: its read is journaled like any other
     (``access.object_read``); the caller commits.
     """
-    from sae.storage.models import ObjectCopy
+    from sae.storage.repository import copies_of_objects
     from sae.storage.service import open_verified
 
     if d.certificate_object_id is None:
@@ -640,9 +640,7 @@ def read_certificate(
     if obj is None or obj.sha512 is None:
         raise NotFound(f"the certificate of list {d.reference} is missing")
     copies = [
-        (offers[c.offer], c.key)
-        for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id))
-        if c.offer in offers
+        (offers[c.offer], c.key) for c in copies_of_objects(session, [obj.id]) if c.offer in offers
     ]
     data = b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
     append_event(
