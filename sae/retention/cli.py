@@ -189,48 +189,25 @@ def visa(
     Example: ``sae retention visa 3f0c… --document visa.pdf --reference AD93-2027-12
     --decision-date 2027-02-01``
     """
-    from sae.auth.service import SYSTEM
     from sae.db import transaction
-    from sae.retention import disposal, records
-    from sae.retention.config import retention_settings
+    from sae.retention.visa import record_visa_with_document
 
     data = document.read_bytes()
     day = _date(decision_date)
     assert day is not None
-    if not data.startswith(b"%PDF-"):
-        console.print("[red]the visa document must be a PDF[/red]")
-        raise typer.Exit(1)
     runtime = _runtime()
-    cfg = retention_settings()
     try:
         with transaction(runtime.sessions) as session:
-            d = disposal.get_list(session, list_id, for_update=True)
-            disposal.validate_visa(
-                session, d, reference=reference, decision_date=day, excluded=exclude or []
-            )
-            record = records.archive_record(
+            d = record_visa_with_document(
                 session,
                 settings=runtime.settings,
                 offers=runtime.strategy_offers,
-                principal=SYSTEM,
-                archives_service=cfg.archives_service,
-                message_id=f"{d.reference}-VISA",
-                title=f"Visa d'élimination {reference} ({d.reference})",
-                description=f"Bordereau {d.reference} visé par {cfg.control_authority}",
-                filename=f"visa-{d.reference}.pdf",
-                data=data,
-                mime="application/pdf",
-            )
-            disposal.record_visa(
-                session,
-                d,
                 actor=_principal().actor,
+                list_id=list_id,
                 reference=reference,
                 decision_date=day,
                 excluded=exclude or [],
-                visa_unit_id=record.unit_id,
-                visa_object_id=record.object_id,
-                visa_sha512=record.sha512,
+                document=data,
             )
             console.print(f"{d.reference}: {d.state}")
     except SAEError as exc:
