@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,8 +41,10 @@ from sae.journal.service import NewEvent, append_events
 from sae.retention.dates import held_units
 from sae.retention.models import DisposalLine, DisposalList, UnitComputedRule
 from sae.storage.base import StorageOffer
-from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
+from sae.storage.errors import RetentionActive, StorageError
 from sae.storage.models import ObjectCopy
+from sae.storage.repository import copies_of_transfer
+from sae.storage.service import CopyOutcome, delete_copies
 
 log = logging.getLogger("sae.ingest")
 
@@ -132,14 +134,7 @@ def _check(
         unit_ids = list(
             session.scalars(select(ArchiveUnit.id).where(ArchiveUnit.transfer_id == transfer_id))
         )
-        copies = list(
-            session.scalars(
-                select(ObjectCopy)
-                .join(DataObject, DataObject.id == ObjectCopy.object_id)
-                .where(DataObject.transfer_id == transfer_id)
-                .order_by(ObjectCopy.id)
-            )
-        )
+        copies = copies_of_transfer(session, transfer_id)
         blocking = _blocking(session, transfer_id, unit_ids)
         # Resuming an interrupted withdrawal: some copies are gone already, and the offers'
         # own locks decide for the others, whatever the catalogue's dates say now.
@@ -239,35 +234,37 @@ def _blocking(session: Session, transfer_id: str, unit_ids: list[str]) -> list[s
 def _delete_copies(
     offers: dict[str, StorageOffer], planned: list[tuple[str, str]]
 ) -> list[dict[str, str]]:
-    deleted: list[dict[str, str]] = []
-    for name, key in planned:
-        offer = offers.get(name)
-        if offer is None:
-            raise WithdrawalIncomplete(
-                f"offer {name!r} is no longer configured: {len(deleted)} of {len(planned)} "
-                "copies deleted; ask again once it is back",
-                deleted=len(deleted),
-            )
-        try:
-            offer.delete(key)
-        except ObjectMissing:
-            pass  # deleted by an earlier, interrupted request
-        except RetentionActive as exc:
-            # The offer's own lock is the last word (its clock, its window).
-            raise WithdrawalRefused(
-                f"offer {name!r} refused to delete {key!r}: {exc.detail}; "
-                f"{len(deleted)} of {len(planned)} copies deleted before it",
-                deleted=len(deleted),
-            ) from exc
-        except StorageError as exc:
-            raise WithdrawalIncomplete(
-                f"offer {name!r} failed: {exc.detail}; {len(deleted)} of {len(planned)} copies "
-                "deleted; ask again to finish",
-                deleted=len(deleted),
-            ) from exc
-        deleted.append({"offer": name, "key": key})
-        log.info("transfer.copy_withdrawn offer=%s key=%s", name, key)
+    # In order, stopping at the first copy that does not go, so the error can say how many did.
+    outcomes = delete_copies(planned, offers, stop_at_failure=True)
+    deleted = [{"offer": o.offer, "key": o.key} for o in outcomes if o.ok]
+    for outcome in outcomes:
+        if outcome.ok:
+            log.info("transfer.copy_withdrawn offer=%s key=%s", outcome.offer, outcome.key)
+            continue
+        _refuse(outcome, done=len(deleted), of=len(planned))
     return deleted
+
+
+def _refuse(outcome: CopyOutcome, *, done: int, of: int) -> NoReturn:
+    """Raise what a copy that did not go means for the withdrawal."""
+    name, exc = outcome.offer, outcome.error
+    if exc is None:
+        raise WithdrawalIncomplete(
+            f"offer {name!r} is no longer configured: {done} of {of} "
+            "copies deleted; ask again once it is back",
+            deleted=done,
+        )
+    if isinstance(exc, RetentionActive):
+        # The offer's own lock is the last word (its clock, its window).
+        raise WithdrawalRefused(
+            f"offer {name!r} refused to delete {outcome.key!r}: {exc.detail}; "
+            f"{done} of {of} copies deleted before it",
+            deleted=done,
+        ) from exc
+    raise WithdrawalIncomplete(
+        f"offer {name!r} failed: {exc.detail}; {done} of {of} copies deleted; ask again to finish",
+        deleted=done,
+    ) from exc
 
 
 def _finish(

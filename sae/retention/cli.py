@@ -46,9 +46,8 @@ def run(
 
     Example: ``sae retention run --due-before 2027-01-01``
     """
-    from sae.catalog.models import ArchiveUnit
     from sae.db import transaction
-    from sae.retention import dates, disposal
+    from sae.retention import disposal
 
     actions = ("Destroy", "Keep") if final_action == "both" else (final_action,)
     if any(a not in disposal.FINAL_ACTIONS for a in actions):
@@ -60,26 +59,11 @@ def run(
     with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
             for action in actions:
-                due = disposal.due_unit_ids(session, action, day or dates.today(), producer)
-                producers = (
-                    sorted(
-                        {
-                            p
-                            for p in session.scalars(
-                                select(ArchiveUnit.producer).where(ArchiveUnit.id.in_(due[:10_000]))
-                            )
-                        }
-                    )
-                    if due
-                    else []
-                )
-                for name in producers:
-                    d = disposal.build_list(
-                        session, final_action=action, actor=actor, producer=name, due_before=day
-                    )
-                    made.append(
-                        (d.reference, d.id, action, name, len(disposal.lines_of(session, d.id)))
-                    )
+                for d in disposal.build_due_lists(
+                    session, final_action=action, actor=actor, producer=producer, due_before=day
+                ):
+                    count = len(disposal.lines_of(session, d.id))
+                    made.append((d.reference, d.id, action, d.producer or "", count))
     if not made:
         console.print("nothing is due")
         return
@@ -168,47 +152,24 @@ def visa(
     Example: ``sae retention visa 3f0c… --document visa.pdf --reference AD93-2027-12
     --decision-date 2027-02-01``
     """
-    from sae.auth.service import SYSTEM
     from sae.db import transaction
-    from sae.retention import disposal, records
-    from sae.retention.config import retention_settings
+    from sae.retention.visa import record_visa_with_document
 
     data = document.read_bytes()
     day = iso_date(decision_date)
     assert day is not None
-    if not data.startswith(b"%PDF-"):
-        console.print("[red]the visa document must be a PDF[/red]")
-        raise typer.Exit(1)
-    cfg = retention_settings()
     with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
-            d = disposal.get_list(session, list_id, for_update=True)
-            disposal.validate_visa(
-                session, d, reference=reference, decision_date=day, excluded=exclude or []
-            )
-            record = records.archive_record(
+            d = record_visa_with_document(
                 session,
                 settings=runtime.settings,
                 offers=runtime.strategy_offers,
-                principal=SYSTEM,
-                archives_service=cfg.archives_service,
-                message_id=f"{d.reference}-VISA",
-                title=f"Visa d'élimination {reference} ({d.reference})",
-                description=f"Bordereau {d.reference} visé par {cfg.control_authority}",
-                filename=f"visa-{d.reference}.pdf",
-                data=data,
-                mime="application/pdf",
-            )
-            disposal.record_visa(
-                session,
-                d,
                 actor=_principal().actor,
+                list_id=list_id,
                 reference=reference,
                 decision_date=day,
                 excluded=exclude or [],
-                visa_unit_id=record.unit_id,
-                visa_object_id=record.object_id,
-                visa_sha512=record.sha512,
+                document=data,
             )
             console.print(f"{d.reference}: {d.state}")
 

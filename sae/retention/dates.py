@@ -27,13 +27,13 @@ from sqlalchemy import and_, delete, exists, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from sae import db
-from sae.catalog.models import ArchiveUnit, DataObject, UnitLink, UnitRule
+from sae.catalog.models import ArchiveUnit, UnitLink, UnitRule
 from sae.journal.service import append_event
 from sae.retention import compute
 from sae.retention.models import Hold, HoldUnit, Rule, UnitComputedRule
 from sae.storage.base import PERMANENT_RETAIN_UNTIL, StorageOffer
-from sae.storage.errors import RetentionShortening, StorageError
-from sae.storage.models import ObjectCopy
+from sae.storage.repository import copies_of_groups
+from sae.storage.service import extend_copies
 
 #: Keeps IN lists well under SQLite's and PostgreSQL's parameter limits.
 BATCH = 500
@@ -309,21 +309,14 @@ def align_locks(
             if ends and all(e is not None for e in ends)
             else PERMANENT_RETAIN_UNTIL
         )
-        for copy in session.scalars(
-            select(ObjectCopy)
-            .join(DataObject, DataObject.id == ObjectCopy.object_id)
-            .where(DataObject.group_id == group, DataObject.status == "active")
-        ):
-            offer = offers.get(copy.offer)
-            if offer is None:
-                failures.append(f"{copy.offer}: not configured")
-                continue
-            try:
-                offer.extend_retention(copy.key, until)
-            except RetentionShortening:
-                pass  # already locked later: locks never shorten
-            except StorageError as exc:
-                failures.append(f"{copy.offer}:{copy.key}: {exc.detail}")
+        copies = copies_of_groups(session, [group], active_only=True)
+        failures.extend(
+            f"{o.offer}: not configured"
+            if o.error is None
+            else f"{o.offer}:{o.key}: {o.error.detail}"
+            for o in extend_copies(copies, offers, until)
+            if not o.ok
+        )
     return failures
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from sae import db
@@ -93,14 +93,11 @@ def lines_of(session: Session, list_id: str) -> list[DisposalLine]:
     )
 
 
-def due_unit_ids(
-    session: Session,
-    final_action: str,
-    due_before: date,
-    producer: str | None = None,
-) -> list[str]:
-    """Active, unheld units whose appraisal ended before ``due_before`` with this final action,
-    not already on an open list. An index range scan on ``unit_computed_rules``."""
+def due_units(final_action: str, due_before: date, producer: str | None = None) -> Select[str]:
+    """The ids of active, unheld units whose appraisal ended before ``due_before`` with this
+    final action, not already on an open list — as a select, unordered, to run or to nest (an
+    index range scan on ``unit_computed_rules``). Before the kept-children rule of
+    :func:`due_unit_ids`."""
     on_open_list = exists(
         select(DisposalLine.id)
         .join(DisposalList, DisposalList.id == DisposalLine.list_id)
@@ -126,14 +123,67 @@ def due_unit_ids(
             dates.not_held_clause(dates.today()),
             ~on_open_list,
         )
-        .order_by(ArchiveUnit.producer, UnitComputedRule.end_date, ArchiveUnit.id)
     )
     if producer:
         stmt = stmt.where(ArchiveUnit.producer == producer)
+    return stmt
+
+
+def due_unit_ids(
+    session: Session,
+    final_action: str,
+    due_before: date,
+    producer: str | None = None,
+) -> list[str]:
+    """The due units (:func:`due_units`) in bordereau order; for destruction, without the units
+    that still have a child kept."""
+    stmt = due_units(final_action, due_before, producer).order_by(
+        ArchiveUnit.producer, UnitComputedRule.end_date, ArchiveUnit.id
+    )
     candidates = list(session.scalars(stmt))
     if final_action == "Destroy":
         candidates = _without_kept_children(session, candidates)
     return candidates
+
+
+def due_producers(
+    session: Session, final_action: str, due_before: date, producer: str | None = None
+) -> list[str]:
+    """The producing services with due units (:func:`due_units`), in name order — grouped in
+    SQL over the whole backlog, however many units are due."""
+    # In FROM, the due select is never correlated with this query's own archive_units.
+    due = due_units(final_action, due_before, producer).subquery()
+    names = session.scalars(
+        select(ArchiveUnit.producer).join(due, due.c.id == ArchiveUnit.id).distinct()
+    )
+    # Sorted here, not by the database's collation: the lists are numbered in this order,
+    # the same on SQLite and PostgreSQL.
+    return sorted(names)
+
+
+def build_due_lists(
+    session: Session,
+    *,
+    final_action: str,
+    actor: str,
+    producer: str | None = None,
+    due_before: date | None = None,
+) -> list[DisposalList]:
+    """Make one draft list (:func:`build_list`) per producing service with due units, in name
+    order, for every producer due (flush, no commit); none when nothing is due."""
+    day = due_before or dates.today()
+    made = []
+    for name in due_producers(session, final_action, day, producer):
+        # A producer whose due units all wait for a kept child has nothing to destroy: no list
+        # rather than an empty one, as when nothing is due.
+        if final_action == "Destroy" and not due_unit_ids(session, final_action, day, name):
+            continue
+        made.append(
+            build_list(
+                session, final_action=final_action, actor=actor, producer=name, due_before=day
+            )
+        )
+    return made
 
 
 def _without_kept_children(session: Session, candidates: list[str]) -> list[str]:
@@ -581,7 +631,7 @@ def read_certificate(
     The certificate is itself an archived record: its read is journaled like any other
     (``access.object_read``); the caller commits.
     """
-    from sae.storage.models import ObjectCopy
+    from sae.storage.repository import copies_of_objects
     from sae.storage.service import open_verified
 
     if d.certificate_object_id is None:
@@ -590,9 +640,7 @@ def read_certificate(
     if obj is None or obj.sha512 is None:
         raise NotFound(f"the certificate of list {d.reference} is missing")
     copies = [
-        (offers[c.offer], c.key)
-        for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id))
-        if c.offer in offers
+        (offers[c.offer], c.key) for c in copies_of_objects(session, [obj.id]) if c.offer in offers
     ]
     data = b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
     append_event(

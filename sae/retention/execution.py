@@ -52,8 +52,9 @@ from sae.retention.models import (
     unit_tombstone,
 )
 from sae.storage.base import PERMANENT_RETAIN_UNTIL, StorageOffer
-from sae.storage.errors import ObjectMissing, RetentionShortening, StorageError
 from sae.storage.models import ObjectCopy
+from sae.storage.repository import copies_of_groups, copies_of_objects
+from sae.storage.service import delete_copies, extend_copies
 
 log = logging.getLogger("sae.retention.execution")
 
@@ -360,6 +361,29 @@ def _objects_to_destroy(session: Session, d: DisposalList, unit: ArchiveUnit) ->
     )
 
 
+def _delete_object_copies(ctx: ExecutionContext, session: Session, obj: DataObject) -> list[str]:
+    """Delete an object's copies, stopping at the first one that does not go; the offers it
+    is gone from (a copy already missing counts: a resumed execution)."""
+    copies = copies_of_objects(session, [obj.id])
+    outcomes = delete_copies(copies, ctx.offers, stop_at_failure=True)
+    for outcome in outcomes:
+        if not outcome.configured:
+            raise StorageRefused(
+                f"offer {outcome.offer!r} holding a copy of {obj.id} is not configured; "
+                "nothing more was destroyed",
+                object_id=obj.id,
+                offer=outcome.offer,
+            )
+        if outcome.error is not None:
+            raise StorageRefused(
+                f"offer {outcome.offer!r} refused to delete {obj.id}: {outcome.error.detail}; "
+                "nothing more was destroyed, execute again to resume",
+                object_id=obj.id,
+                offer=outcome.offer,
+            ) from outcome.error
+    return [outcome.offer for outcome in outcomes]
+
+
 def _destroy_unit(
     ctx: ExecutionContext, session: Session, d: DisposalList, line: DisposalLine, actor: str
 ) -> None:
@@ -367,29 +391,7 @@ def _destroy_unit(
     assert unit is not None
     now = db.utcnow()
     for obj in _objects_to_destroy(session, d, unit):
-        copies = list(session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id)))
-        deleted_from = []
-        for copy in copies:
-            offer = ctx.offers.get(copy.offer)
-            if offer is None:
-                raise StorageRefused(
-                    f"offer {copy.offer!r} holding a copy of {obj.id} is not configured; "
-                    "nothing more was destroyed",
-                    object_id=obj.id,
-                    offer=copy.offer,
-                )
-            try:
-                offer.delete(copy.key)
-            except ObjectMissing:
-                pass  # already gone (a resumed execution): the goal is reached
-            except StorageError as exc:
-                raise StorageRefused(
-                    f"offer {copy.offer!r} refused to delete {obj.id}: {exc.detail}; "
-                    "nothing more was destroyed, execute again to resume",
-                    object_id=obj.id,
-                    offer=copy.offer,
-                ) from exc
-            deleted_from.append(copy.offer)
+        deleted_from = _delete_object_copies(ctx, session, obj)
         obj.status = "destroyed"
         session.execute(delete(ObjectCopy).where(ObjectCopy.object_id == obj.id))
         event = append_event(
@@ -438,21 +440,12 @@ def _keep_unit(
     assert unit is not None
     failures = []
     if unit.data_object_group_id is not None:
-        for copy in session.scalars(
-            select(ObjectCopy)
-            .join(DataObject, DataObject.id == ObjectCopy.object_id)
-            .where(DataObject.group_id == unit.data_object_group_id)
-        ):
-            offer = ctx.offers.get(copy.offer)
-            if offer is None:
-                failures.append(f"{copy.offer}: not configured")
-                continue
-            try:
-                offer.extend_retention(copy.key, PERMANENT_RETAIN_UNTIL)
-            except RetentionShortening:
-                pass  # already locked later than that
-            except StorageError as exc:
-                failures.append(f"{copy.offer}: {exc.detail}")
+        copies = copies_of_groups(session, [unit.data_object_group_id], active_only=False)
+        failures = [
+            f"{o.offer}: not configured" if o.error is None else f"{o.offer}: {o.error.detail}"
+            for o in extend_copies(copies, ctx.offers, PERMANENT_RETAIN_UNTIL)
+            if not o.ok
+        ]
     unit.status = "permanent"
     dates.refresh_units(session, [unit.id])
     append_event(

@@ -8,7 +8,6 @@ only when no other hold in force still covers the object.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
 
@@ -17,16 +16,15 @@ from sqlalchemy.orm import Session
 
 from sae import db
 from sae.catalog.errors import UnitNotFound
-from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.models import ArchiveUnit
 from sae.journal.service import append_event
 from sae.retention import dates
 from sae.retention.errors import HoldNotFound, InvalidHold, WrongState
 from sae.retention.models import Hold, HoldUnit
 from sae.storage.base import StorageOffer
-from sae.storage.errors import StorageError
 from sae.storage.models import ObjectCopy
-
-log = logging.getLogger("sae.retention.holds")
+from sae.storage.repository import copies_of_groups
+from sae.storage.service import hold_copies
 
 
 def _copies_of_units(session: Session, unit_ids: Sequence[str]) -> list[ObjectCopy]:
@@ -39,32 +37,19 @@ def _copies_of_units(session: Session, unit_ids: Sequence[str]) -> list[ObjectCo
     }
     if not groups:
         return []
-    return list(
-        session.scalars(
-            select(ObjectCopy)
-            .join(DataObject, DataObject.id == ObjectCopy.object_id)
-            .where(DataObject.group_id.in_(groups), DataObject.status == "active")
-        )
-    )
+    return copies_of_groups(session, sorted(groups), active_only=True)
 
 
 def _set_legal_hold(
     offers: Mapping[str, StorageOffer], copies: Sequence[ObjectCopy], on: bool
 ) -> list[str]:
-    failures = []
-    for copy in copies:
-        offer = offers.get(copy.offer)
-        if offer is None:
-            failures.append(f"{copy.offer}: offer not configured")
-            continue
-        try:
-            offer.set_legal_hold(copy.key, on)
-        except StorageError as exc:
-            # The catalogue hold is what the disposal circuit obeys; a copy that could not be
-            # held on its offer is reported, not fatal.
-            log.warning("holds.legal_hold_failed offer=%s key=%s: %s", copy.offer, copy.key, exc)
-            failures.append(f"{copy.offer}: {exc.detail}")
-    return failures
+    # The catalogue hold is what the disposal circuit obeys; a copy that could not be held on
+    # its offer is reported (and logged by the storage), not fatal.
+    return [
+        f"{o.offer}: offer not configured" if o.error is None else f"{o.offer}: {o.error.detail}"
+        for o in hold_copies(copies, offers, on)
+        if not o.ok
+    ]
 
 
 def place_hold(

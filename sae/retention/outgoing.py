@@ -36,9 +36,9 @@ from sae.retention.config import RetentionSettings
 from sae.retention.errors import WrongState
 from sae.retention.models import DisposalList, object_tombstone, unit_tombstone
 from sae.storage.base import StorageOffer
-from sae.storage.errors import ObjectMissing, StorageError
 from sae.storage.models import ObjectCopy
-from sae.storage.service import open_verified
+from sae.storage.repository import copies_of_objects
+from sae.storage.service import delete_copies, open_verified
 
 
 class InvalidReply(UnprocessableEntity):
@@ -203,9 +203,7 @@ def outgoing_sip(settings: Settings, d: DisposalList) -> Path:
 
 def _read(session: Session, offers: Mapping[str, StorageOffer], obj: DataObject) -> bytes:
     copies = [
-        (offers[c.offer], c.key)
-        for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id))
-        if c.offer in offers
+        (offers[c.offer], c.key) for c in copies_of_objects(session, [obj.id]) if c.offer in offers
     ]
     assert obj.sha512 is not None
     return b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
@@ -316,21 +314,16 @@ def _purge(
             else []
         )
         for obj in objects:
-            kept_copy = False
-            for copy in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == obj.id)):
-                offer = offers.get(copy.offer)
-                if offer is None:
-                    kept_copy = True
-                    locked.append(f"{obj.id}@{copy.offer}: offer not configured")
-                    continue
-                try:
-                    offer.delete(copy.key)
-                except ObjectMissing:
-                    pass
-                except StorageError as exc:
-                    kept_copy = True
-                    locked.append(f"{obj.id}@{copy.offer}: {exc.detail}")
-            if kept_copy:
+            # Every copy is tried; one that stays keeps the object here (left behind, locked).
+            left_behind = [
+                f"{obj.id}@{o.offer}: offer not configured"
+                if o.error is None
+                else f"{obj.id}@{o.offer}: {o.error.detail}"
+                for o in delete_copies(copies_of_objects(session, [obj.id]), offers)
+                if not o.ok
+            ]
+            if left_behind:
+                locked.extend(left_behind)
                 whole = False
                 continue
             obj.status = "destroyed"

@@ -1,9 +1,9 @@
 """Recording the departmental archives' visa on a disposal list, with its signed document.
 
-One implementation for the API and the console: the visa is checked first, so that a refused
-visa leaves no record behind; then the signed PDF is archived as a record of the archives
-service (SAE deposits it itself; the ``disposal.visa_recorded`` event names the archivist), and
-the visa is recorded. The caller commits.
+One implementation for the API, the console and the CLI, which only translate: the visa is
+checked first, so that a refused visa leaves no record behind; then the signed PDF is archived
+as a record of the archives service (SAE deposits it itself; the ``disposal.visa_recorded``
+event names the archivist), and the visa is recorded. The caller commits.
 """
 
 from __future__ import annotations

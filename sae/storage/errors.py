@@ -15,7 +15,6 @@
         ├── NoHealthyCopy            storage.no_healthy_copy      503
         ├── ReplicationFailed        storage.replication_failed   503  store_copies rolled back
         ├── DiscardIncomplete        storage.discard_incomplete   409
-        ├── LockUpdateIncomplete     storage.lock_update_incomplete 503
         ├── AuditNotFound            storage.audit_not_found      404
         ├── AuditRequestInvalid      storage.audit_invalid        422
         ├── AuditLost                storage.audit_lost           409  another worker took over
@@ -222,23 +221,6 @@ class DiscardIncomplete(StorageError):
     def __init__(self, key: str, failures: Sequence[str]) -> None:
         super().__init__(
             f"copies of {key!r} not removed: " + "; ".join(failures),
-            key=key,
-            failures=list(failures),
-        )
-        self.key = key
-        self.failures = list(failures)
-
-
-class LockUpdateIncomplete(StorageError):
-    """A retention extension or legal hold could not be applied on every offer."""
-
-    code = "storage.lock_update_incomplete"
-    status = 503
-    title = "Lock not updated everywhere"
-
-    def __init__(self, key: str, failures: Sequence[str]) -> None:
-        super().__init__(
-            f"lock of {key!r} not updated on: " + "; ".join(failures),
             key=key,
             failures=list(failures),
         )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from sae.catalog.models import GONE, DataObject
@@ -129,3 +129,32 @@ def live_objects_without_copy(session: Session, offer: str) -> Sequence[Row[str,
             DataObject.id.not_in(has_copy),
         )
     ).all()
+
+
+def _copies() -> Select[ObjectCopy]:
+    return (
+        select(ObjectCopy)
+        .join(DataObject, DataObject.id == ObjectCopy.object_id)
+        .order_by(ObjectCopy.id)
+    )
+
+
+def copies_of_objects(session: Session, object_ids: Sequence[str]) -> list[ObjectCopy]:
+    """The recorded copies of these objects, in id order."""
+    return list(session.scalars(_copies().where(ObjectCopy.object_id.in_(list(object_ids)))))
+
+
+def copies_of_groups(
+    session: Session, group_ids: Iterable[str], *, active_only: bool
+) -> list[ObjectCopy]:
+    """The recorded copies of the objects of these groups (of the active objects only, with
+    ``active_only``), in id order."""
+    query = _copies().where(DataObject.group_id.in_(list(group_ids)))
+    if active_only:
+        query = query.where(DataObject.status == "active")
+    return list(session.scalars(query))
+
+
+def copies_of_transfer(session: Session, transfer_id: str) -> list[ObjectCopy]:
+    """The recorded copies of every object of a transfer, in id order."""
+    return list(session.scalars(_copies().where(DataObject.transfer_id == transfer_id)))

@@ -1,7 +1,11 @@
-"""Copies across offers: replicate on ingest, serve a verified copy, discard on disposal.
+"""Copies across offers: replicate on ingest, serve a verified copy, and the side effects on
+WORM copies — delete, extend the lock, legal hold — for every caller.
 
 These functions hold no state and touch no database: the ingest, access and retention services
-call them and record the returned ``StoredObject``s in the catalog themselves.
+call them and record the returned ``StoredObject``s in the catalog themselves. The per-copy
+operations (:func:`delete_copies`, :func:`extend_copies`, :func:`hold_copies`) do the act, log a
+refusal and return one :class:`CopyOutcome` per copy; what an outcome means (destroyed,
+transferred, withdrawn, left behind) is the caller's to decide.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
@@ -17,13 +22,13 @@ from sae.storage.base import StorageOffer, StoredObject
 from sae.storage.errors import (
     DiscardIncomplete,
     IntegrityMismatch,
-    LockUpdateIncomplete,
     NoHealthyCopy,
     ObjectMissing,
     ReplicationFailed,
     RetentionShortening,
     StorageError,
 )
+from sae.storage.models import ObjectCopy
 
 log = logging.getLogger(__name__)
 
@@ -187,57 +192,127 @@ def _checked(
         raise IntegrityMismatch(offer.name, key, expected_sha512, actual)
 
 
+@dataclass(frozen=True)
+class CopyOutcome:
+    """What one offer did with one copy: done, or why not. The caller decides what it means.
+
+    ``configured`` is False when no offer of that name is configured here (nothing was tried);
+    ``error`` is the offer's refusal; ``already_gone`` says a deletion found no such object.
+    """
+
+    offer: str
+    key: str
+    error: StorageError | None = None
+    configured: bool = True
+    already_gone: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """The act is done (for a deletion: the copy is gone, whoever deleted it)."""
+        return self.configured and self.error is None
+
+
+#: A copy to act on: its catalog row, or ``(offer name, key)``.
+CopyRef = ObjectCopy | tuple[str, str]
+
+
+def _each(
+    copies: Iterable[CopyRef],
+    offers: Mapping[str, StorageOffer],
+    act: Callable[[StorageOffer, str], CopyOutcome],
+    *,
+    stop_at_failure: bool = False,
+) -> list[CopyOutcome]:
+    outcomes: list[CopyOutcome] = []
+    for copy in copies:
+        name, key = (copy.offer, copy.key) if isinstance(copy, ObjectCopy) else copy
+        offer = offers.get(name)
+        outcome = CopyOutcome(name, key, configured=False) if offer is None else act(offer, key)
+        outcomes.append(outcome)
+        if stop_at_failure and not outcome.ok:
+            break
+    return outcomes
+
+
+def _refused(offer: StorageOffer, key: str, exc: StorageError, event: str) -> CopyOutcome:
+    log.warning("%s offer=%s key=%s: %s", event, offer.name, key, exc)
+    return CopyOutcome(offer.name, key, error=exc)
+
+
+def delete_copies(
+    copies: Iterable[CopyRef],
+    offers: Mapping[str, StorageOffer],
+    *,
+    stop_at_failure: bool = False,
+) -> list[CopyOutcome]:
+    """Delete each copy from its offer, in order; one outcome per copy tried.
+
+    A missing object is ``ok`` and ``already_gone`` (the goal is reached: an interrupted
+    deletion is being resumed). With ``stop_at_failure`` the copies after the first one not
+    deleted are not tried, so nothing more goes than the caller can account for.
+    """
+
+    def delete(offer: StorageOffer, key: str) -> CopyOutcome:
+        try:
+            offer.delete(key)
+        except ObjectMissing:
+            return CopyOutcome(offer.name, key, already_gone=True)
+        except StorageError as exc:
+            return _refused(offer, key, exc, "storage.delete_refused")
+        return CopyOutcome(offer.name, key)
+
+    return _each(copies, offers, delete, stop_at_failure=stop_at_failure)
+
+
+def extend_copies(
+    copies: Iterable[CopyRef], offers: Mapping[str, StorageOffer], until: datetime
+) -> list[CopyOutcome]:
+    """Extend each copy's lock to ``until`` (rules changed, permanent keeping); every copy is
+    tried, one outcome each. A lock already later is ``ok`` (locks never shorten, and later is
+    safer); a missing object is a failure (``ObjectMissing``)."""
+
+    def extend(offer: StorageOffer, key: str) -> CopyOutcome:
+        try:
+            offer.extend_retention(key, until)
+        except RetentionShortening:
+            pass  # already locked later than that
+        except StorageError as exc:
+            return _refused(offer, key, exc, "storage.extend_refused")
+        return CopyOutcome(offer.name, key)
+
+    return _each(copies, offers, extend)
+
+
+def hold_copies(
+    copies: Iterable[CopyRef], offers: Mapping[str, StorageOffer], on: bool
+) -> list[CopyOutcome]:
+    """Put (or lift) a legal hold on each copy; every copy is tried, one outcome each (a
+    missing object is a failure, ``ObjectMissing``)."""
+
+    def hold(offer: StorageOffer, key: str) -> CopyOutcome:
+        try:
+            offer.set_legal_hold(key, on)
+        except StorageError as exc:
+            return _refused(offer, key, exc, "storage.legal_hold_refused")
+        return CopyOutcome(offer.name, key)
+
+    return _each(copies, offers, hold)
+
+
 def discard_copies(offers: Sequence[StorageOffer], key: str, *, missing_ok: bool = True) -> None:
     """Delete ``key`` from every offer; :class:`DiscardIncomplete` lists those that refused.
 
     Every offer is tried even when one refuses, so that what can go, goes; a missing copy is
     not a failure unless ``missing_ok`` is False.
     """
-    failures: list[str] = []
-    for offer in offers:
-        try:
-            offer.delete(key)
-        except ObjectMissing:
-            if not missing_ok:
-                failures.append(f"{offer.name}: missing")
-        except StorageError as exc:
-            failures.append(f"{offer.name}: {exc.detail}")
+    outcomes = delete_copies([(o.name, key) for o in offers], {o.name: o for o in offers})
+    failures = [
+        f"{o.offer}: {o.error.detail}" if o.error is not None else f"{o.offer}: missing"
+        for o in outcomes
+        if not o.ok or (o.already_gone and not missing_ok)
+    ]
     if failures:
         raise DiscardIncomplete(key, failures)
-
-
-def extend_copies(offers: Sequence[StorageOffer], key: str, until: datetime) -> None:
-    """Extend the lock of ``key`` on every offer (retention rules changed, permanent keeping).
-
-    Every offer is tried; :class:`LockUpdateIncomplete` lists those that failed. An offer
-    whose lock is already later is not a failure (locks never shorten, and later is safer),
-    nor is a missing copy (the audit reports and repairs those).
-    """
-    failures: list[str] = []
-    for offer in offers:
-        try:
-            offer.extend_retention(key, until)
-        except (RetentionShortening, ObjectMissing):
-            continue
-        except StorageError as exc:
-            failures.append(f"{offer.name}: {exc.detail}")
-    if failures:
-        raise LockUpdateIncomplete(key, failures)
-
-
-def hold_copies(offers: Sequence[StorageOffer], key: str, on: bool) -> None:
-    """Put (or lift) a legal hold on ``key`` on every offer; :class:`LockUpdateIncomplete`
-    lists the offers that failed (a missing copy is skipped, as in :func:`extend_copies`)."""
-    failures: list[str] = []
-    for offer in offers:
-        try:
-            offer.set_legal_hold(key, on)
-        except ObjectMissing:
-            continue
-        except StorageError as exc:
-            failures.append(f"{offer.name}: {exc.detail}")
-    if failures:
-        raise LockUpdateIncomplete(key, failures)
 
 
 def copy_digest(offer: StorageOffer, key: str) -> tuple[str, int]:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from sae.catalog.models import ArchiveUnit
 from sae.cli import app
 from sae.retention.models import DisposalList
 from tests.conftest import Api
@@ -44,6 +45,11 @@ def test_run_approve_visa_execute(api: Api, clock: Clock, tmp_path: Path,
     result = runner.invoke(app, ["retention", "visa", list_id, "--document", str(visa),
                                  "--reference", "AD93-7", "--decision-date", "2021-05-30"])
     assert result.exit_code == 0, result.output
+    with api.runtime.sessions() as session:
+        visa_unit = session.get(ArchiveUnit, session.get(DisposalList, list_id).visa_unit_id)
+        assert visa_unit is not None
+        # Recorded as the API and the console record it (one domain function).
+        assert "décision AD93-7 du 2021-05-30" in (visa_unit.description or "")
     result = runner.invoke(app, ["retention", "execute", list_id])
     assert result.exit_code == 0, result.output
     assert "executed" in result.output

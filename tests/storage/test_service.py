@@ -14,13 +14,15 @@ from sae.storage.base import StorageOffer
 from sae.storage.errors import (
     DiscardIncomplete,
     IntegrityMismatch,
-    LockUpdateIncomplete,
     NoHealthyCopy,
+    ObjectMissing,
     OfferUnavailable,
     ReplicationFailed,
+    RetentionActive,
 )
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.service import (
+    delete_copies,
     discard_copies,
     extend_copies,
     hold_copies,
@@ -170,32 +172,79 @@ def test_discard_copies(fs_factory: OfferFactory) -> None:
         discard_copies([a, b], past_key, missing_ok=False)
 
 
-def test_extend_and_hold_every_copy(fs_factory: OfferFactory) -> None:
+class _Broken(FilesystemOffer):
+    """An offer whose disk is gone: every lock update fails."""
+
+    def extend_retention(self, key: str, until: datetime) -> None:
+        raise OfferUnavailable(self.name, "disk gone")
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        raise OfferUnavailable(self.name, "disk gone")
+
+
+def test_delete_copies_one_outcome_per_copy(fs_factory: OfferFactory) -> None:
+    a, b = fs_factory(quarantine_days=3), fs_factory()
+    offers = {a.name: a, b.name: b}
+    key = _key()
+    store_copies([a, b], key, io.BytesIO(b"x"), retain_until=_later())
+    outcomes = delete_copies([(a.name, key), (b.name, key), ("gone", key)], offers)
+    assert [(o.offer, o.key) for o in outcomes] == [(a.name, key), (b.name, key), ("gone", key)]
+    healthy, locked, unconfigured = outcomes
+    assert healthy.ok
+    assert not healthy.already_gone
+    assert a.head(key) is None
+    assert not locked.ok
+    assert isinstance(locked.error, RetentionActive)
+    assert b.head(key) is not None  # the lock refused it
+    assert not unconfigured.ok
+    assert not unconfigured.configured
+    assert unconfigured.error is None
+    [again] = delete_copies([(a.name, key)], offers)
+    assert again.ok
+    assert again.already_gone  # the goal is reached
+
+
+def test_delete_copies_can_stop_at_the_first_failure(fs_factory: OfferFactory) -> None:
+    a, b = fs_factory(), fs_factory(quarantine_days=3)
+    key = _key()
+    store_copies([a, b], key, io.BytesIO(b"x"), retain_until=_later())
+    outcomes = delete_copies(
+        [(a.name, key), (b.name, key)], {a.name: a, b.name: b}, stop_at_failure=True
+    )
+    assert [o.offer for o in outcomes] == [a.name]  # b was not tried
+    assert b.head(key) is not None
+
+
+def test_extend_copies_one_outcome_per_copy(fs_factory: OfferFactory) -> None:
     a, b = fs_factory(), fs_factory()
+    broken = _Broken("broken", _fs(a).root)
+    offers = {a.name: a, b.name: b, broken.name: broken}
     key = _key()
     store_copies([a, b], key, io.BytesIO(b"x"), retain_until=_later(1))
     later = _later(3650)
-    extend_copies([a, b], key, later)
+    outcomes = extend_copies([(a.name, key), (b.name, key), (broken.name, key)], offers, later)
+    assert [o.ok for o in outcomes] == [True, True, False]
+    assert isinstance(outcomes[2].error, OfferUnavailable)
     for offer in (a, b):
         head = offer.head(key)
         assert head is not None
         assert head.retain_until == later
-    extend_copies([a, b], key, _later(2))  # earlier than the lock: nothing to do, no error
-    hold_copies([a, b], key, True)
-    assert all(h is not None and h.legal_hold for h in (a.head(key), b.head(key)))
-    hold_copies([a, b], key, False)
+    # Earlier than the lock: nothing to do, and done (locks never shorten).
+    assert all(o.ok for o in extend_copies([(a.name, key)], offers, _later(2)))
     remove_copy(_fs(b), key)
-    extend_copies([a, b], key, _later(4000))  # a missing copy is the audit's business
+    [missing] = extend_copies([(b.name, key)], offers, _later(4000))
+    assert isinstance(missing.error, ObjectMissing)
 
-    class Broken(FilesystemOffer):
-        def extend_retention(self, key: str, until: datetime) -> None:
-            raise OfferUnavailable(self.name, "disk gone")
 
-        def set_legal_hold(self, key: str, on: bool) -> None:
-            raise OfferUnavailable(self.name, "disk gone")
-
-    broken = Broken("broken", _fs(a).root)
-    with pytest.raises(LockUpdateIncomplete, match="broken"):
-        extend_copies([a, broken], key, _later(5000))
-    with pytest.raises(LockUpdateIncomplete, match="broken"):
-        hold_copies([a, broken], key, True)
+def test_hold_copies_one_outcome_per_copy(fs_factory: OfferFactory) -> None:
+    a, b = fs_factory(), fs_factory()
+    broken = _Broken("broken", _fs(a).root)
+    offers = {a.name: a, b.name: b, broken.name: broken}
+    key = _key()
+    store_copies([a, b], key, io.BytesIO(b"x"), retain_until=_later())
+    outcomes = hold_copies([(a.name, key), (b.name, key), (broken.name, key)], offers, True)
+    assert [o.ok for o in outcomes] == [True, True, False]
+    assert isinstance(outcomes[2].error, OfferUnavailable)
+    assert all(h is not None and h.legal_hold for h in (a.head(key), b.head(key)))
+    assert all(o.ok for o in hold_copies([(a.name, key), (b.name, key)], offers, False))
+    assert not any(h is not None and h.legal_hold for h in (a.head(key), b.head(key)))
