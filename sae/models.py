@@ -6,7 +6,7 @@ from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
 from sae.retention.models import Rule
-from sae.storage.models import ObjectCopy
+from sae.storage.models import MetadataCopy, ObjectCopy
 
 __all__ = [
     "ApiToken",
@@ -15,6 +15,7 @@ __all__ = [
     "DataObject",
     "DataObjectGroup",
     "Event",
+    "MetadataCopy",
     "ObjectCopy",
     "Rule",
     "Transfer",

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
@@ -31,6 +42,40 @@ class ObjectCopy(Base):
 
 
 Index("ix_object_copies_offer_key", ObjectCopy.offer, ObjectCopy.key)
+
+
+class MetadataCopy(Base):
+    """One copy, on one offer, of something SAE writes beside the content so that the offers
+    alone can rebuild the archive: for now the journal's segments (``kind`` =
+    ``journal_segment``, ``tree_size`` = the head the segment ends with); later kinds (transfer
+    manifests, ATRs, records of state) go through the same table (issue 17).
+
+    The offer is the copy's truth; this row says it was written, read back and checked, and when
+    its quarantine ends, exactly as ``object_copies`` does for content.
+    """
+
+    __tablename__ = "metadata_copies"
+    __table_args__ = (UniqueConstraint("offer", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    offer: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    tree_size: Mapped[int | None] = mapped_column(BigInteger)
+    sha512: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: As ``ObjectCopy.quarantine_ends_at``: when the GOVERNANCE lock may become COMPLIANCE.
+    quarantine_ends_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+# The publisher's watermark: the last segment recorded on an offer.
+Index(
+    "ix_metadata_copies_offer_kind_tree_size",
+    MetadataCopy.offer,
+    MetadataCopy.kind,
+    MetadataCopy.tree_size,
+)
 
 
 class Audit(Base):
