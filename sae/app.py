@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.health_checks["tsa"] = lambda: tsa_health(runtime.settings)
         # Heads are sealed after each transfer, and at least every SAE_SEAL_INTERVAL_MINUTES
         # while events arrive (reads, audits…): the database makes one instance seal at a time.
-        sealer = Sealer(runtime.sessions, runtime.settings)
+        sealer = Sealer(runtime.sessions, runtime.settings, offer_set=runtime.offer_set)
         runtime.sealer = sealer
         sealer.start()
         auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)

@@ -29,10 +29,17 @@ class Sealer:
     """A daemon thread sealing heads when poked, and when due."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], settings: Settings, *, check_seconds: float = 30.0
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        check_seconds: float = 30.0,
+        offer_set: OfferSet | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
+        #: Where each sealed head's journal segment is published (None: not here).
+        self.offer_set = offer_set
         self.check_seconds = check_seconds
         self._poke = threading.Event()
         self._stop = threading.Event()
@@ -69,6 +76,7 @@ class Sealer:
                 )
                 if head is not None:
                     log.info("journal.sealed tree_size=%s", head.tree_size)
+                    self._publish()
             except SAEError as exc:
                 # The TSA or the database may be down for a while: the next round tries again.
                 log.warning("journal.seal_failed %s: %s", exc.code, exc.detail)
@@ -76,6 +84,14 @@ class Sealer:
                 log.exception("journal.seal_crashed")
             if self._stop.is_set():
                 return
+
+    def _publish(self) -> None:
+        """Put the new head's segment on every offer of the strategy, so that the offers
+        alone hold the journal up to it (the auditor's round catches up what fails here)."""
+        if self.offer_set is not None:
+            from sae.journal.publishing import publish_quietly
+
+            publish_quietly(self.sessions, self.offer_set.copies())
 
     def _space(self) -> None:
         """Wait until ``SAE_SEAL_SPACING_SECONDS`` have passed since the latest head, whichever
@@ -101,10 +117,12 @@ _AUDIT_SCHEDULE_LOCK = 0x5AE0A0D1
 class Auditor:
     """A daemon thread running fixity audits: scheduled ones, and any left waiting.
 
-    Every ``check_seconds`` it seals the copies whose quarantine is over
-    (``sae.storage.quarantine``), resumes audits nobody alive works on (requested through the
-    API by a process that died, for instance), then, every ``SAE_AUDIT_INTERVAL_HOURS``, records a
-    scheduled audit of a ``SAE_AUDIT_SAMPLE_RATE`` sample and runs it — the regular checks
+    Every ``check_seconds`` it publishes the journal segments an offer lacks (a backlog after
+    an upgrade, an offer that was down: ``sae.journal.publishing``), seals the copies whose
+    quarantine is over (``sae.storage.quarantine``), resumes audits nobody alive works on
+    (requested through the API by a process that died, for instance), then, every
+    ``SAE_AUDIT_INTERVAL_HOURS``, records a scheduled audit of a ``SAE_AUDIT_SAMPLE_RATE``
+    sample and runs it — the regular checks
     NF Z42-013 asks for. Audits are claimed through the database, so several instances share
     the work and never run the same batch twice.
     """
@@ -143,11 +161,13 @@ class Auditor:
                 log.exception("storage.auditor_round_failed")
 
     def run_once(self) -> list[str]:
-        """One round: end the quarantines that are due, schedule an audit if one is due, then
-        run every waiting audit."""
+        """One round: publish the journal segments the offers lack, end the quarantines that
+        are due, schedule an audit if one is due, then run every waiting audit."""
+        from sae.journal.publishing import publish_quietly
         from sae.storage.audit import run_audit
         from sae.storage.quarantine import end_quarantines
 
+        publish_quietly(self.sessions, self.offer_set.copies())
         end_quarantines(self.sessions, self.offer_set)
         self.schedule_if_due()
         done = []

@@ -100,6 +100,14 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.storage.audit.run_audit": (UNIT_OF_WORK, "audit: claim, batches, report"),
     "sae.storage.quarantine.end_quarantines": (UNIT_OF_WORK, "quarantine end, per copy"),
     "sae.storage.quarantine._claim": (UNIT_OF_WORK, "quarantine end: claim a copy"),
+    "sae.journal.publishing._record": (
+        UNIT_OF_WORK,
+        "journal segment publication: a copy recorded once on its offer, no offer write held",
+    ),
+    "sae.journal.publishing._row_lock": (
+        UNIT_OF_WORK,
+        "journal segment publication: one publisher a round (PostgreSQL row lock)",
+    ),
     "sae.journal.sealing.seal_now": (UNIT_OF_WORK, "a tree head, one instance at a time"),
     # Process start.
     "sae.runtime.Runtime.open": (UNIT_OF_WORK, "start: the first admin token"),

@@ -168,8 +168,9 @@ def request_seal(runtime: Runtime) -> None:
     """Ask for a tree head over everything committed, now that a transfer is durable.
 
     The background sealer coalesces a burst of deposits into one head; a process that runs no
-    sealer seals here. The transfer is durable whatever happens: if the TSA is down, the next
-    round seals.
+    sealer seals here, and publishes the head's journal segment to the offers. The transfer is
+    durable whatever happens: if the TSA or an offer is down, the next round seals or
+    publishes.
     """
     sealer = runtime.sealer
     if sealer is not None:
@@ -178,6 +179,11 @@ def request_seal(runtime: Runtime) -> None:
     from sae.journal.sealing import seal_now
 
     try:
-        seal_now(runtime.sessions, runtime.settings)
+        head = seal_now(runtime.sessions, runtime.settings)
     except SAEError as exc:
         log.warning("journal.seal_deferred %s: %s", exc.code, exc.detail)
+        return
+    if head is not None:
+        from sae.journal.publishing import publish_quietly
+
+        publish_quietly(runtime.sessions, runtime.strategy_offers)

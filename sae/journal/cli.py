@@ -77,15 +77,24 @@ def verify_command(
 
 @journal_app.command("seal")
 def seal_command() -> None:
-    """Seal (sign and time-stamp) a tree head over every committed leaf now.
+    """Seal (sign and time-stamp) a tree head over every committed leaf now, and publish the
+    journal segments the offers of the strategy lack.
 
     Example: ``sae journal seal``
     """
+    from sae.journal.publishing import publish_quietly
     from sae.journal.schemas import head_out
     from sae.journal.sealing import seal_now
 
     with opened_runtime() as runtime:
         head = seal_now(runtime.sessions, runtime.settings, wait=True)
+        if head is not None:
+            counts = publish_quietly(runtime.sessions, runtime.strategy_offers)
+            if counts is not None and (counts.failed_offers or counts.conflicts):
+                err.print(
+                    "journal segments: some offers could not be written "
+                    "(logged; the next round catches up)"
+                )
     if head is None:
         err.print("another instance is sealing right now, or the journal is empty")
         return

@@ -14,6 +14,11 @@ Findings (``Finding.kind``):
 * ``missing``           recorded in the catalog, absent from the offer;
 * ``unrecorded``        on the offer under a live object's key, without a copy row for it;
 * ``under_replicated``  a live object with no recorded copy on a strategy offer;
+* ``unrecorded_metadata`` metadata (a journal segment) on the offer without its
+  ``metadata_copies`` row: left by a crash between the write and the record, which the
+  publisher records at its next round, or bytes that differ from the head's, which it logged
+  as ``journal.segment_conflict`` and ``sae journal verify --offer`` names. Informational,
+  never removed: it may be the only copy of that history;
 * ``offer_unreachable`` the offer could not be listed.
 """
 
@@ -29,6 +34,10 @@ from sae.journal.service import append_event
 from sae.storage import repository
 from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
 from sae.storage.offers import OfferSet
+
+#: Keys of what SAE writes beside the content (``sae.journal.segments``): reconciled against
+#: ``metadata_copies``, not against the objects.
+METADATA_PREFIXES = ("journal/",)
 
 #: Kinds that mean something still needs a person (exit code 1 of ``sae fsck``).
 UNRESOLVED = {
@@ -74,6 +83,9 @@ def reconcile(
         except StorageError as exc:
             findings.append(Finding(name, "", "offer_unreachable", exc.detail))
             continue
+        metadata = {key for key in present if key.startswith(METADATA_PREFIXES)}
+        present -= metadata
+        findings.extend(_metadata_findings(session, name, metadata))
         recorded: dict[str, str] = {}
         for copy, status in repository.copies_on_offer(session, name):
             if status not in GONE:
@@ -131,6 +143,20 @@ def reconcile(
             )
     session.flush()
     return findings
+
+
+def _metadata_findings(session: Session, offer: str, present: set[str]) -> list[Finding]:
+    """Metadata keys against ``metadata_copies``: never orphans, never removed."""
+    recorded = set(repository.metadata_keys_on_offer(session, offer))
+    missing = [
+        Finding(offer, key, "missing", "recorded in metadata_copies, absent from the offer")
+        for key in sorted(recorded - present)
+    ]
+    unrecorded = [
+        Finding(offer, key, "unrecorded_metadata", "on the offer, no metadata_copies row")
+        for key in sorted(present - recorded)
+    ]
+    return missing + unrecorded
 
 
 def _orphan(

@@ -9,7 +9,7 @@ from sqlalchemy import Row, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from sae.catalog.models import GONE, DataObject
-from sae.storage.models import Audit, AuditProblem, ObjectCopy
+from sae.storage.models import Audit, AuditProblem, MetadataCopy, ObjectCopy
 
 
 def audit_candidates(
@@ -158,3 +158,8 @@ def copies_of_groups(
 def copies_of_transfer(session: Session, transfer_id: str) -> list[ObjectCopy]:
     """The recorded copies of every object of a transfer, in id order."""
     return list(session.scalars(_copies().where(DataObject.transfer_id == transfer_id)))
+
+
+def metadata_keys_on_offer(session: Session, offer: str) -> Sequence[str]:
+    """The keys of every metadata copy (journal segments…) recorded on ``offer``."""
+    return session.scalars(select(MetadataCopy.key).where(MetadataCopy.offer == offer)).all()
