@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sae.cli_support import make_console, opened_runtime
+from sae.cli_support import make_console, opened_runtime, refusals
 from sae.journal.bundle import verify_bundle
 
 journal_app = typer.Typer(
@@ -34,15 +34,23 @@ def verify_command(
             help="Processes checking a large journal (default: one per core; 1: this one only).",
         ),
     ] = None,
+    offer: Annotated[
+        str | None,
+        typer.Option("--offer", help="Verify from this offer's journal segments alone."),
+    ] = None,
 ) -> None:
-    """Recompute the whole tree from the catalog and check every leaf, node, head and object.
+    """Recompute the whole tree from the catalog and check every leaf, node, head and object;
+    with ``--offer NAME``, from that offer's journal segments alone.
 
-    Exit 0 when everything checks; 1 naming the first bad leaf otherwise.
+    Exit 0 when everything checks; 1 naming the first bad leaf (or segment) otherwise.
 
-    Example: ``sae journal verify``
+    Example: ``sae journal verify``, ``sae journal verify --offer site-a``
     """
     from sae.journal.verification import verify_journal
 
+    if offer is not None:
+        _verify_offer(offer)
+        return
     with opened_runtime() as runtime:
         with (
             runtime.sessions() as session,
@@ -73,6 +81,33 @@ def verify_command(
     for problem in report.problems:
         out.print(f"  leaf {problem.leaf_index}: {problem.kind}: {escape(problem.message)}")
     raise typer.Exit(1)
+
+
+def _verify_offer(name: str) -> None:
+    """``sae journal verify --offer NAME``: the journal as that offer alone holds it."""
+    from sae.journal.publishing import verify_offer
+    from sae.journal.service import latest_head
+
+    with opened_runtime() as runtime, refusals(1):
+        verdict = verify_offer(runtime.offer_set.get(name))
+        with runtime.sessions() as session:
+            head = latest_head(session)
+    database_size = head.tree_size if head is not None else 0
+    if not verdict.ok:
+        out.print(f"[red]journal on offer {escape(name)} INVALID[/red]")
+        for problem in verdict.problems:
+            out.print(f"  {problem.key}: {problem.kind}: {escape(problem.message)}")
+        raise typer.Exit(1)
+    out.print(
+        f"journal on offer {escape(name)} OK: {verdict.segments} segments, "
+        f"{verdict.tree_size} leaves, root {verdict.root_hash.hex()}"
+    )
+    if verdict.tree_size < database_size:
+        # Information, not failure: the publisher catches up at its next round.
+        out.print(
+            f"the database's journal is longer ({database_size} leaves sealed): "
+            f"{database_size - verdict.tree_size} not yet published to this offer"
+        )
 
 
 @journal_app.command("seal")

@@ -164,3 +164,44 @@ def test_a_segment_already_there_is_recorded_if_identical_refused_if_not(
         findings = reconcile(session, two_sites.runtime.offer_set, offers=["site-b"])
     assert [(f.key, f.kind) for f in findings] == [(tampered, "unrecorded_metadata")]
     assert [p.key for p in verify_offer(site_b).problems] == [tampered]
+
+
+def test_sae_journal_verify_from_one_offer(
+    two_sites: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from sae.journal.cli import journal_app
+
+    settings = two_sites.settings
+    assert settings.offers_file is not None
+    monkeypatch.setenv("SAE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("SAE_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("SAE_OFFERS_FILE", str(settings.offers_file))
+    _deposits(two_sites, 2)
+    runner = CliRunner()
+    result = runner.invoke(journal_app, ["verify", "--offer", "site-a"])
+    assert result.exit_code == 0, result.output
+    assert "journal on offer site-a OK" in result.output
+    assert "not yet published" not in result.output
+
+    # A head sealed but not yet published: said, not a failure.
+    with transaction(two_sites.runtime.sessions) as session:
+        append_event(session, type="test.fact", actor="system:test", payload={})
+    seal_now(two_sites.runtime.sessions, settings, wait=True)
+    result = runner.invoke(journal_app, ["verify", "--offer", "site-a"])
+    # (Nothing pokes the background sealer here, and the auditor's first round is a minute away.)
+    assert result.exit_code == 0, result.output
+    assert "1 not yet published" in result.output
+
+    site_b = _offer(two_sites, "site-b")
+    key = sorted(site_b.list_keys(PREFIX))[0]
+    (site_b.root / "data" / key).unlink()
+    result = runner.invoke(journal_app, ["verify", "--offer", "site-b"])
+    assert result.exit_code == 1, result.output
+    assert "INVALID" in result.output
+    assert "gap" in result.output
+
+    result = runner.invoke(journal_app, ["verify", "--offer", "nowhere"])
+    assert result.exit_code == 1
