@@ -165,10 +165,11 @@ class Auditor:
         are due, schedule an audit if one is due, then run every waiting audit."""
         from sae.journal.publishing import publish_quietly
         from sae.storage.audit import run_audit
-        from sae.storage.quarantine import end_quarantines
+        from sae.storage.quarantine import end_metadata_quarantines, end_quarantines
 
         publish_quietly(self.sessions, self.offer_set.copies())
         end_quarantines(self.sessions, self.offer_set)
+        end_metadata_quarantines(self.sessions, self.offer_set)
         self.schedule_if_due()
         done = []
         while not self._stop.is_set():

@@ -100,6 +100,11 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.storage.audit.run_audit": (UNIT_OF_WORK, "audit: claim, batches, report"),
     "sae.storage.quarantine.end_quarantines": (UNIT_OF_WORK, "quarantine end, per copy"),
     "sae.storage.quarantine._claim": (UNIT_OF_WORK, "quarantine end: claim a copy"),
+    "sae.storage.quarantine.end_metadata_quarantines": (
+        UNIT_OF_WORK,
+        "quarantine end of metadata copies (journal segments)",
+    ),
+    "sae.storage.quarantine._claim_metadata": (UNIT_OF_WORK, "quarantine end: claim a copy"),
     "sae.journal.publishing._record": (
         UNIT_OF_WORK,
         "journal segment publication: a copy recorded once on its offer, no offer write held",

@@ -16,6 +16,9 @@ minute, seals the copies that are due, a batch at a time:
    window is longer than the catalogue thought) is due again when the offer says; a copy the
    offer cannot reach or no longer has keeps its date a lease later, for the next round (the
    audit reports missing copies).
+
+:func:`end_metadata_quarantines` does the same for what SAE writes beside the content (journal
+segments, ``metadata_copies``), logged instead of journaled.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.db import transaction, utcnow
 from sae.journal.service import NewEvent, append_events
 from sae.storage.errors import StorageError
-from sae.storage.models import ObjectCopy
+from sae.storage.models import MetadataCopy, ObjectCopy
 from sae.storage.offers import OfferSet
 
 log = logging.getLogger(__name__)
@@ -160,3 +163,66 @@ def _record(session: Session, copy: _Due, outcome: _Outcome, moment: datetime) -
         object_digests={copy.object_id: copy.sha512},
         payload={"offer": copy.offer, "key": copy.key, "lock_mode": "COMPLIANCE"},
     )
+
+
+def end_metadata_quarantines(
+    sessions: sessionmaker[Session],
+    offer_set: OfferSet,
+    *,
+    batch: int = BATCH,
+    max_batches: int = MAX_BATCHES,
+    now: datetime | None = None,
+) -> int:
+    """Seal the metadata copies (journal segments, ``metadata_copies``) whose quarantine is
+    over, as :func:`end_quarantines` does for content; how many were sealed.
+
+    Logged (``storage.metadata_quarantine_ended``), not journaled: a journal event is a leaf,
+    its head gets a segment, whose quarantine would end in a journal event — forever.
+    """
+    sealed = 0
+    for _ in range(max_batches):
+        moment = now or utcnow()
+        due = _claim_metadata(sessions, moment, batch)
+        if not due:
+            return sealed
+        outcomes = [_seal(offer_set, copy) for copy in due]
+        with transaction(sessions) as session:
+            for copy, outcome in zip(due, outcomes, strict=True):
+                row = session.get(MetadataCopy, copy.id)
+                if row is None or outcome.retry:
+                    continue
+                due_again = outcome.due_again
+                row.quarantine_ends_at = (
+                    None if due_again is None else max(due_again, moment + LEASE)
+                )
+                if outcome.changed:
+                    sealed += 1
+                    log.info(
+                        "storage.metadata_quarantine_ended offer=%s key=%s", copy.offer, copy.key
+                    )
+        if len(due) < batch:
+            return sealed
+    return sealed
+
+
+def _claim_metadata(sessions: sessionmaker[Session], now: datetime, batch: int) -> list[_Due]:
+    with transaction(sessions) as session:
+        ids = list(
+            session.scalars(
+                select(MetadataCopy.id)
+                .where(MetadataCopy.quarantine_ends_at <= now)
+                .order_by(MetadataCopy.quarantine_ends_at, MetadataCopy.id)
+                .limit(batch)
+            )
+        )
+        if not ids:
+            return []
+        # Taken only if still due: another process that claimed them first moved the date.
+        rows = session.execute(
+            update(MetadataCopy)
+            .where(MetadataCopy.id.in_(ids), MetadataCopy.quarantine_ends_at <= now)
+            .values(quarantine_ends_at=now + LEASE)
+            .execution_options(synchronize_session=False)
+            .returning(MetadataCopy.id, MetadataCopy.offer, MetadataCopy.key, MetadataCopy.sha512)
+        ).all()
+    return sorted((_Due(row[0], "", row[1], row[2], row[3]) for row in rows), key=lambda d: d.id)

@@ -205,3 +205,30 @@ def test_sae_journal_verify_from_one_offer(
 
     result = runner.invoke(journal_app, ["verify", "--offer", "nowhere"])
     assert result.exit_code == 1
+
+
+def test_segment_copies_leave_quarantine_in_compliance(
+    two_sites: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta
+
+    from sae.db import utcnow
+    from sae.storage.quarantine import end_metadata_quarantines
+
+    _deposits(two_sites, 1)
+    rows = _rows(two_sites, "site-a") + _rows(two_sites, "site-b")
+    assert rows
+    assert all(row.quarantine_ends_at is not None for row in rows)
+    sessions, offer_set = two_sites.runtime.sessions, two_sites.runtime.offer_set
+    assert end_metadata_quarantines(sessions, offer_set) == 0  # not due yet
+
+    moment = utcnow() + timedelta(days=2)
+    for name in ("site-a", "site-b"):
+        monkeypatch.setattr(_offer(two_sites, name), "_clock", lambda: moment)
+    assert end_metadata_quarantines(sessions, offer_set, now=moment) == len(rows)
+    for row in _rows(two_sites, "site-a") + _rows(two_sites, "site-b"):
+        assert row.quarantine_ends_at is None
+        head = offer_set.offers[row.offer].head(row.key)
+        assert head is not None
+        assert head.lock_mode == "COMPLIANCE"
