@@ -20,7 +20,13 @@ from sae.storage.filesystem import FilesystemOffer
 from sae.storage.fsck import reconcile
 from sae.storage.models import MetadataCopy
 from tests.conftest import Api
-from tests.storage.conftest import deposit, two_sites  # noqa: F401  (the fixture)
+from tests.s3_server import ceph_rgw_fixture  # noqa: F401  (the ceph_rgw fixture)
+from tests.storage.conftest import (  # noqa: F401  (fixtures)
+    OfferFactory,
+    deposit,
+    s3_factory,
+    two_sites,
+)
 
 PAYLOAD = b"%PDF-1.4\nsegments\n%%EOF\n"
 
@@ -232,3 +238,22 @@ def test_segment_copies_leave_quarantine_in_compliance(
         head = offer_set.offers[row.offer].head(row.key)
         assert head is not None
         assert head.lock_mode == "COMPLIANCE"
+
+
+@pytest.mark.s3
+def test_segments_published_to_ceph_verify_from_it(
+    api: Api,
+    s3_factory: OfferFactory,  # noqa: F811
+) -> None:
+    """The same segments on the real Ceph RGW (Object Lock bucket), verified from it alone."""
+    deposit(api, "MSG-SEG-S3", PAYLOAD)
+    seal_now(api.runtime.sessions, api.runtime.settings, wait=True)
+    s3 = s3_factory()
+    counts = publish_segments(api.runtime.sessions, [s3])
+    assert counts.published >= 1
+    assert counts.failed_offers == 0
+    verdict = verify_offer(s3)
+    assert verdict.ok, verdict.problems
+    assert verdict.root_hash == _head_root(api, verdict.tree_size)
+    # Published again: already there, nothing written, nothing recorded twice.
+    assert publish_segments(api.runtime.sessions, [s3]).published == 0
