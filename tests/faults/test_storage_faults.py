@@ -370,8 +370,11 @@ def test_local_offer_disk_full_is_a_clean_ko(tmp_path: Path, small_disk: Path) -
         print(f"disk full: HTTP {response.status_code} {response.text[:300]}")
         assert_clean_ko(response)
         assert_not_visible(server, "FAULT-DISK-FULL")
-        # Nothing of it stays on the offer (no published key, no temporary file).
-        files = [p for p in (small_disk / "offer" / "data").rglob("*") if p.is_file()]
+        # Nothing of it stays on the offer (no published key, no temporary file); the journal's
+        # segments (the first transfer's head) live beside the objects, under journal/.
+        data = small_disk / "offer" / "data"
+        files = [p for p in (data / "objects").rglob("*") if p.is_file()]
+        files += [p for p in data.glob(".*") if p.is_file()]
         assert len(files) == 1, files
         code, findings = fsck(server)
         assert (code, findings) == (0, [])
