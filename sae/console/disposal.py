@@ -50,8 +50,10 @@ def lists_page(
     user: UserDep,
     session: SessionDep,
     etat: Annotated[str | None, Query(max_length=16)] = None,
+    preparees: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
-    """Disposal and permanent-keeping lists, newest first, and the form to build one."""
+    """Disposal and permanent-keeping lists, newest first, and the form to build one
+    (``preparees``: how many lists the form just built, one per service)."""
     require(user, *READ)
     return render(
         request,
@@ -60,6 +62,7 @@ def lists_page(
             "nav": "eliminations",
             "lists": disposal.list_lists(session, state=etat or None),
             "state": etat or "",
+            "prepared": preparees,
             "may_decide": allowed(user, *DECIDE),
             "today": date.today().isoformat(),
         },
@@ -75,12 +78,24 @@ def create_list(
     sort_final: Annotated[str, Form()] = "Destroy",
     producteur: Annotated[str, Form()] = "",
     echeance: Annotated[str, Form()] = "",
+    par_service: Annotated[str, Form()] = "",
 ) -> Response:
-    """Build a draft list from the units due before the given date."""
+    """Build a draft list from the units due before the given date; with ``par_service``,
+    every list that is due, one per producing service (as ``sae retention run``)."""
     check_csrf(request, csrf)
     require(user, *DECIDE)
     if sort_final not in ("Destroy", "Keep"):
         raise BadRequest(f"final action must be Destroy or Keep, not {sort_final!r}")
+    if par_service:
+        made = disposal.build_due_lists(
+            session,
+            actor=user.actor,
+            final_actions=[sort_final],
+            producer=producteur.strip() or None,
+            due_before=parse_date(echeance, "echeance"),
+        )
+        session.commit()
+        return _see_other(f"/console/eliminations?etat=draft&preparees={len(made)}")
     d = disposal.build_list(
         session,
         final_action=sort_final,

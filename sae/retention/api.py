@@ -32,6 +32,7 @@ from sae.retention.schemas import (
     DisposalLineOut,
     DisposalListIn,
     DisposalListOut,
+    DueListsIn,
     HoldCreated,
     HoldIn,
     HoldOut,
@@ -238,6 +239,24 @@ def post_disposal_list(
     )
     session.commit()
     return _list_out(session, d)
+
+
+@disposal_router.post("/disposal-lists/due", status_code=201, response_model=list[DisposalListOut])
+def post_due_lists(
+    body: DueListsIn, session: SessionDep, principal: Archivist
+) -> list[DisposalListOut]:
+    """Build every list that is due: one draft list per producing service with due, unheld
+    units, for the final action given or both (what ``sae retention run`` does). An empty
+    answer means nothing is due."""
+    made = disposal.build_due_lists(
+        session,
+        actor=principal.actor,
+        final_actions=disposal.FINAL_ACTIONS if body.final_action is None else [body.final_action],
+        producer=body.producer,
+        due_before=body.due_before,
+    )
+    session.commit()
+    return [_list_out(session, d) for d in made]
 
 
 @disposal_router.get("/disposal-lists", response_model=list[DisposalListOut])

@@ -58,12 +58,11 @@ def run(
     made = []
     with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
-            for action in actions:
-                for d in disposal.build_due_lists(
-                    session, final_action=action, actor=actor, producer=producer, due_before=day
-                ):
-                    count = len(disposal.lines_of(session, d.id))
-                    made.append((d.reference, d.id, action, d.producer or "", count))
+            for d in disposal.build_due_lists(
+                session, actor=actor, final_actions=actions, producer=producer, due_before=day
+            ):
+                count = len(disposal.lines_of(session, d.id))
+                made.append((d.reference, d.id, d.final_action, d.producer or "", count))
     if not made:
         console.print("nothing is due")
         return

@@ -164,25 +164,29 @@ def due_producers(
 def build_due_lists(
     session: Session,
     *,
-    final_action: str,
     actor: str,
+    final_actions: Sequence[str] = FINAL_ACTIONS,
     producer: str | None = None,
     due_before: date | None = None,
 ) -> list[DisposalList]:
-    """Make one draft list (:func:`build_list`) per producing service with due units, in name
-    order, for every producer due (flush, no commit); none when nothing is due."""
+    """Make every list that is due: one draft list (:func:`build_list`) per final action and
+    producing service with due units, actions in the order given and services in name order
+    (flush, no commit); none when nothing is due. ``sae retention run``, ``POST
+    /disposal-lists/due`` and the console's "one list per service" all call it."""
+    for action in final_actions:
+        if action not in FINAL_ACTIONS:
+            raise WrongState(f"final_action must be Destroy or Keep, not {action!r}")
     day = due_before or dates.today()
     made = []
-    for name in due_producers(session, final_action, day, producer):
-        # A producer whose due units all wait for a kept child has nothing to destroy: no list
-        # rather than an empty one, as when nothing is due.
-        if final_action == "Destroy" and not due_unit_ids(session, final_action, day, name):
-            continue
-        made.append(
-            build_list(
-                session, final_action=final_action, actor=actor, producer=name, due_before=day
+    for action in final_actions:
+        for name in due_producers(session, action, day, producer):
+            # A producer whose due units all wait for a kept child has nothing to destroy: no
+            # list rather than an empty one, as when nothing is due.
+            if action == "Destroy" and not due_unit_ids(session, action, day, name):
+                continue
+            made.append(
+                build_list(session, final_action=action, actor=actor, producer=name, due_before=day)
             )
-        )
     return made
 
 

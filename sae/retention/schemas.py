@@ -61,6 +61,15 @@ class DisposalListIn(BaseModel):
     due_before: date | None = None
 
 
+class DueListsIn(BaseModel):
+    """``POST /disposal-lists/due``: every list that is due, one per producing service."""
+
+    #: None: both final actions (destruction lists first, then permanent keeping).
+    final_action: Literal["Destroy", "Keep"] | None = None
+    producer: str | None = None
+    due_before: date | None = None
+
+
 class DecisionIn(BaseModel):
     """``POST /disposal-lists/{id}/approve`` and ``/reject``."""
 

@@ -69,9 +69,7 @@ def test_run_makes_a_list_for_every_producer_due(
     monkeypatch.setenv("SAE_DATA_DIR", str(api.settings.data_dir))
     monkeypatch.setenv("SAE_DATABASE_URL", api.settings.db_url)
     clock.set(date(2021, 6, 1))
-    with api.runtime.sessions() as session:
-        session.add(Transfer(id="bulk", status="OK", received_at=datetime(2015, 1, 1, tzinfo=UTC)))
-        session.commit()
+    _bulk_transfer(api)
     # A sorts before B: all of the first 10,000 due units belong to A.
     _insert_due_units(api, "A", BACKLOG, first=0)
     _insert_due_units(api, "B", 1, first=BACKLOG)
@@ -85,3 +83,57 @@ def test_run_makes_a_list_for_every_producer_due(
         ]
     assert [d.producer for d in made] == ["A", "B"]
     assert counts == [BACKLOG, 1]
+
+
+def _bulk_transfer(api: Api) -> None:
+    with api.runtime.sessions() as session:
+        session.add(Transfer(id="bulk", status="OK", received_at=datetime(2015, 1, 1, tzinfo=UTC)))
+        session.commit()
+
+
+def test_the_api_builds_every_list_due_one_per_producer(api: Api, clock: Clock) -> None:
+    clock.set(date(2021, 6, 1))
+    _bulk_transfer(api)
+    _insert_due_units(api, "A", 3, first=0)
+    _insert_due_units(api, "B", 2, first=3)
+    archivist = api.token("archivist")
+
+    made = api.client.post(
+        "/api/v1/disposal-lists/due", headers=api.auth(archivist), json={"final_action": "Keep"}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json() == []  # every unit due is for destruction
+
+    made = api.client.post("/api/v1/disposal-lists/due", headers=api.auth(archivist), json={})
+    assert made.status_code == 201, made.text
+    lists = made.json()
+    assert [(d["producer"], d["final_action"], len(d["lines"])) for d in lists] == [
+        ("A", "Destroy", 3),
+        ("B", "Destroy", 2),
+    ]
+    # Units already on an open list are not due again.
+    again = api.client.post("/api/v1/disposal-lists/due", headers=api.auth(archivist), json={})
+    assert again.json() == []
+
+
+def test_the_console_builds_one_list_per_producer(api: Api, clock: Clock) -> None:
+    from tests.console.helpers import csrf_of, signed_in
+
+    clock.set(date(2021, 6, 1))
+    _bulk_transfer(api)
+    _insert_due_units(api, "A", 2, first=0)
+    _insert_due_units(api, "B", 1, first=2)
+    client = signed_in(api, "archivist")
+    token = csrf_of(client.get("/console/eliminations").text)
+    answer = client.post(
+        "/console/eliminations",
+        data={"csrf": token, "sort_final": "Destroy", "echeance": "2021-06-01", "par_service": "1"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/console/eliminations?etat=draft&preparees=2"
+    page = client.get(answer.headers["location"]).text
+    assert "2 listes préparées, une par service producteur." in page
+    with api.runtime.sessions() as session:
+        producers = [d.producer for d in session.scalars(select(DisposalList))]
+    assert sorted(producers) == ["A", "B"]
