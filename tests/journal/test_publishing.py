@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import delete, select
@@ -15,6 +16,7 @@ from sae.journal.publishing import PublishCounts, publish_segments, verify_offer
 from sae.journal.sealing import seal_now
 from sae.journal.segments import PREFIX
 from sae.journal.service import append_event
+from sae.storage.base import StorageOffer
 from sae.storage.errors import OfferUnavailable
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.fsck import reconcile
@@ -37,11 +39,12 @@ def _offer(api: Api, name: str) -> FilesystemOffer:
     return offer
 
 
-def publish(api: Api) -> PublishCounts:
-    """Seal over everything, then publish (waiting for the background sealer's round)."""
+def publish(api: Api, offers: Sequence[StorageOffer] | None = None) -> PublishCounts:
+    """Seal over everything, then publish to ``offers`` (default: the strategy's), waiting for
+    the background sealer's round when it holds the publisher's lock."""
     seal_now(api.runtime.sessions, api.runtime.settings, wait=True)
     for _ in range(200):
-        counts = publish_segments(api.runtime.sessions, api.runtime.strategy_offers)
+        counts = publish_segments(api.runtime.sessions, offers or api.runtime.strategy_offers)
         if not counts.busy:
             return counts
         time.sleep(0.05)
@@ -247,13 +250,12 @@ def test_segments_published_to_ceph_verify_from_it(
 ) -> None:
     """The same segments on the real Ceph RGW (Object Lock bucket), verified from it alone."""
     deposit(api, "MSG-SEG-S3", PAYLOAD)
-    seal_now(api.runtime.sessions, api.runtime.settings, wait=True)
     s3 = s3_factory()
-    counts = publish_segments(api.runtime.sessions, [s3])
+    counts = publish(api, [s3])
     assert counts.published >= 1
     assert counts.failed_offers == 0
     verdict = verify_offer(s3)
     assert verdict.ok, verdict.problems
     assert verdict.root_hash == _head_root(api, verdict.tree_size)
     # Published again: already there, nothing written, nothing recorded twice.
-    assert publish_segments(api.runtime.sessions, [s3]).published == 0
+    assert publish(api, [s3]).published == 0
