@@ -77,11 +77,16 @@ def _fsync_path(path: Path) -> None:
 SYNC_THREADS = 16
 
 
-def _fsync_all(paths: Sequence[Path]) -> None:
-    """fsync every file of ``paths`` (a file removed since needs no durability); the first
-    error is raised once every fsync has returned."""
+def _fsync_all(paths: Sequence[Path], *, directories: bool = False) -> None:
+    """fsync every file (or directory) of ``paths`` (a file removed since needs no
+    durability); the first error is raised once every fsync has returned. Directories wait
+    together too: a transfer names its objects, their lock records and its description in
+    four directories."""
 
     def sync(path: Path) -> None:
+        if directories:
+            fsync_directory(path)
+            return
         with contextlib.suppress(FileNotFoundError):  # a refused transfer's copy
             _fsync_path(path)
 
@@ -236,8 +241,7 @@ class FilesystemOffer:
         """
         try:
             _fsync_all(batch.files)
-            for directory in sorted(batch.dirs):
-                fsync_directory(directory)
+            _fsync_all(sorted(batch.dirs), directories=True)
         except OSError as exc:
             raise self._unavailable(exc) from exc
 
