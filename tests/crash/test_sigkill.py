@@ -159,16 +159,26 @@ class Catalogue:
         )
 
 
-def offer_keys(data_dir: Path) -> set[str]:
-    """Published keys on the local offer (temporary files are not keys)."""
+def offer_keys(data_dir: Path, prefix: str = "objects/") -> set[str]:
+    """Published keys under ``prefix`` on the local offer (temporary files are not keys): the
+    objects' by default, which the catalogue's storage keys are compared with (the journal's
+    segments are metadata, checked apart)."""
     base = data_dir / "offers" / "local" / "data"
     if not base.is_dir():
         return set()
     return {
-        p.relative_to(base).as_posix()
+        key
         for p in base.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and (key := p.relative_to(base).as_posix()).startswith(prefix)
     }
+
+
+def _publishing(finding: dict[str, Any]) -> bool:
+    """A journal segment written just before a kill, not yet recorded: the publisher records
+    it at its next round (same bytes), and fsck only reports it meanwhile."""
+    return finding["kind"] == "unrecorded_metadata" and finding["key"].startswith("journal/")
 
 
 def fsck(server: ServerProcess, *args: str) -> tuple[int, list[dict[str, Any]]]:
@@ -312,7 +322,7 @@ def test_sigkill_during_concurrent_deposits(tmp_path: Path, workers: int) -> Non
             # 4. sae fsck lists exactly those orphans; every few rounds, --repair removes them.
             code, findings = fsck(server)
             orphans = {f["key"] for f in findings if f["kind"] == "orphan"}
-            others = [f for f in findings if f["kind"] != "orphan"]
+            others = [f for f in findings if f["kind"] != "orphan" and not _publishing(f)]
             assert orphans == expected_orphans
             assert others == [], others
             assert code == (1 if expected_orphans else 0)
@@ -343,7 +353,9 @@ def test_sigkill_during_concurrent_deposits(tmp_path: Path, workers: int) -> Non
         assert not victim_path.exists()
         assert not planted.exists()
         code, findings = fsck(server)
-        assert [(f["kind"], f["key"]) for f in findings] == [("missing", f"objects/{victim}")]
+        assert [(f["kind"], f["key"]) for f in findings if not _publishing(f)] == [
+            ("missing", f"objects/{victim}")
+        ]
         catalogue = Catalogue(data_dir / "sae.db")
         try:
             assert f"objects/{victim}" in catalogue.storage_keys(), "the catalogue forgot it"
