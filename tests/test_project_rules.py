@@ -104,7 +104,6 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         UNIT_OF_WORK,
         "quarantine end of metadata copies (journal segments)",
     ),
-    "sae.storage.quarantine._claim_metadata": (UNIT_OF_WORK, "quarantine end: claim a copy"),
     "sae.journal.publishing._record": (
         UNIT_OF_WORK,
         "journal segment publication: a copy recorded once on its offer, no offer write held",

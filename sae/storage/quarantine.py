@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import literal_column, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.db import transaction, utcnow
@@ -88,31 +88,33 @@ def end_quarantines(
     return sealed
 
 
-def _claim(sessions: sessionmaker[Session], now: datetime, batch: int) -> list[_Due]:
+def _claim(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    batch: int,
+    model: type[ObjectCopy] | type[MetadataCopy] = ObjectCopy,
+) -> list[_Due]:
+    """Take up to ``batch`` due copies of ``model`` (content, or metadata beside it) for a
+    :data:`LEASE`, oldest due first."""
     with transaction(sessions) as session:
         ids = list(
             session.scalars(
-                select(ObjectCopy.id)
-                .where(ObjectCopy.quarantine_ends_at <= now)
-                .order_by(ObjectCopy.quarantine_ends_at, ObjectCopy.id)
+                select(model.id)
+                .where(model.quarantine_ends_at <= now)
+                .order_by(model.quarantine_ends_at, model.id)
                 .limit(batch)
             )
         )
         if not ids:
             return []
         # Taken only if still due: another process that claimed them first moved the date.
+        owner = ObjectCopy.object_id if model is ObjectCopy else literal_column("''")
         rows = session.execute(
-            update(ObjectCopy)
-            .where(ObjectCopy.id.in_(ids), ObjectCopy.quarantine_ends_at <= now)
+            update(model)
+            .where(model.id.in_(ids), model.quarantine_ends_at <= now)
             .values(quarantine_ends_at=now + LEASE)
             .execution_options(synchronize_session=False)
-            .returning(
-                ObjectCopy.id,
-                ObjectCopy.object_id,
-                ObjectCopy.offer,
-                ObjectCopy.key,
-                ObjectCopy.sha512,
-            )
+            .returning(model.id, owner, model.offer, model.key, model.sha512)
         ).all()
     return sorted((_Due(*row) for row in rows), key=lambda d: d.id)
 
@@ -182,7 +184,7 @@ def end_metadata_quarantines(
     sealed = 0
     for _ in range(max_batches):
         moment = now or utcnow()
-        due = _claim_metadata(sessions, moment, batch)
+        due = _claim(sessions, moment, batch, MetadataCopy)
         if not due:
             return sealed
         outcomes = [_seal(offer_set, copy) for copy in due]
@@ -203,26 +205,3 @@ def end_metadata_quarantines(
         if len(due) < batch:
             return sealed
     return sealed
-
-
-def _claim_metadata(sessions: sessionmaker[Session], now: datetime, batch: int) -> list[_Due]:
-    with transaction(sessions) as session:
-        ids = list(
-            session.scalars(
-                select(MetadataCopy.id)
-                .where(MetadataCopy.quarantine_ends_at <= now)
-                .order_by(MetadataCopy.quarantine_ends_at, MetadataCopy.id)
-                .limit(batch)
-            )
-        )
-        if not ids:
-            return []
-        # Taken only if still due: another process that claimed them first moved the date.
-        rows = session.execute(
-            update(MetadataCopy)
-            .where(MetadataCopy.id.in_(ids), MetadataCopy.quarantine_ends_at <= now)
-            .values(quarantine_ends_at=now + LEASE)
-            .execution_options(synchronize_session=False)
-            .returning(MetadataCopy.id, MetadataCopy.offer, MetadataCopy.key, MetadataCopy.sha512)
-        ).all()
-    return sorted((_Due(row[0], "", row[1], row[2], row[3]) for row in rows), key=lambda d: d.id)
