@@ -32,7 +32,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -94,9 +94,34 @@ def _fsync_all(paths: Sequence[Path], *, directories: bool = False) -> None:
         for path in paths:
             sync(path)
         return
-    with ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), thread_name_prefix="sae-fsync") as pool:
-        for future in [pool.submit(sync, path) for path in paths]:
-            future.result()
+    futures = [_sync_pool().submit(sync, path) for path in paths]
+    wait(futures)  # every fsync returns before the first error is raised
+    for future in futures:
+        future.result()
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    """The process's fsync threads, started once: a pool made and joined for each batch cost
+    more than the fsyncs of a small transfer (1.4 ms of 3.1 for an object and one more file,
+    0.2 ms with threads kept). Shared by every offer and deposit: their fsyncs wait together."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="sae-fsync")
+        return _pool
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child has none of its parent's threads: it starts its own pool when it needs one.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _create_temp(directory: Path, stem: str) -> tuple[int, str]:
