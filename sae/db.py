@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -92,6 +92,18 @@ def lock_for_writing(session: Session, key: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def sqlite_file(url: str | URL) -> str | None:
+    """The file of a SQLite database URL; None for an in-memory one or another database.
+
+    Processes sharing that file coordinate through lock files beside it (:class:`WriterTurns`,
+    the journal's segment publisher)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        return database
+    return None
+
+
 class WriterTurns:
     """Server processes sharing one SQLite database take turns to write, promptly.
 
@@ -105,10 +117,9 @@ class WriterTurns:
     """
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        database = parsed.database
+        database = sqlite_file(url)
         self._fd: int | None = None
-        if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        if database is not None:
             self._fd = os.open(f"{database}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextmanager

@@ -43,11 +43,10 @@ from typing import BinaryIO, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sae.db import transaction
+from sae.db import sqlite_file, transaction
 from sae.journal.models import Event, JournalState, TreeHead
 from sae.journal.segments import (
     KIND,
@@ -291,8 +290,8 @@ def _publisher_lock(sessions: sessionmaker[Session]) -> Iterator[bool]:
         with _row_lock(sessions) as got:
             yield got
         return
-    database = make_url(str(url)).database if url is not None else None
-    if not database or database == ":memory:":
+    database = sqlite_file(url) if url is not None else None
+    if database is None:
         yield True  # one process only can see this database
         return
     with _file_lock(f"{database}.segment-publisher-lock") as got:
