@@ -4,7 +4,7 @@ The pipeline is a sequence of named steps, each testable alone::
 
     open_archive → locate_manifest → parse_manifest → authorise → check_duplicate
       → check_package → check_rules → store_objects → catalogue_rows → build_atr
-      → transfer_events                                  (prepare: reads the database only)
+      → transfer_events → store_transfer_record          (prepare: reads the database only)
       → write_accepted                                   (the writes, for one transfer or a group)
 
 ``catalogue_rows`` (and the insert of its rows, in ``write_accepted``) is the catalog's own code
@@ -18,23 +18,27 @@ the two leaves only unreferenced copies, which ``sae fsck`` finds and nothing ev
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 import seda
 from sae.auth.errors import ProducerNotAllowed
 from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.records import record_of
 from sae.catalog.rows import (
     CatalogueRows,
     StoredBinary,
@@ -50,12 +54,15 @@ from sae.ingest import formats
 from sae.ingest.errors import DuplicateTransfer, IngestFault, Refusal, SipRefused
 from sae.ingest.hashing import HashingReader, SpanReader, hashlib_name
 from sae.ingest.models import Transfer
+from sae.ingest.transfer_record import KIND as TRANSFER_RECORD
+from sae.ingest.transfer_record import build_transfer_record, transfer_record_key
 from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
 from sae.journal.service import NewEvent, append_event, append_events
 from sae.retention import compute, dates
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer, StoredObject, write_batch
 from sae.storage.errors import StorageError
+from sae.storage.models import MetadataCopy
 from sae.storage.service import discard_copies, store_copies
 
 log = logging.getLogger("sae.ingest")
@@ -639,6 +646,8 @@ class AcceptedTransfer:
     rows: CatalogueRows
     end_dates: list[dict[str, Any]]
     events: list[NewEvent]
+    #: The copies of its description (``transfers/<id>.zip``), written with its catalogue.
+    record_copies: list[MetadataCopy] = field(default_factory=list)
     #: Its ``ingest.accepted`` leaf, set by :func:`write_accepted` (valid once committed).
     leaf_index: int | None = None
 
@@ -655,10 +664,12 @@ class AcceptedTransfer:
         )
 
     def discard(self, offers: Sequence[StorageOffer]) -> None:
-        """Remove the copies of a transfer that will not be committed."""
+        """Remove the copies of a transfer that will not be committed, and its description."""
         for obj in self.rows.objects:
             if obj.storage_key:
                 discard_stored_key(offers, obj.storage_key)
+        if self.record_copies:
+            discard_stored_key(offers, transfer_record_key(self.transfer_row.id))
 
 
 def ingest(
@@ -726,6 +737,7 @@ def prepare(
     parsed: seda.ArchiveTransfer | None = None
     warnings: list[IngestFault] = []
     stored: list[StoredBinary] = []
+    record_tried = False  # the transfer's description may be on some offer: discard it too
     try:
         with open_archive(sip_path, env.settings) as archive:
             manifest = locate_manifest(archive)
@@ -742,46 +754,33 @@ def prepare(
             entry_of = check_package(archive, parsed, manifest)
             rules = check_rules(session, parsed)
             retain_until = lock_dates(compute.retain_until_by_object(parsed, rules))
-            stored = store_objects(
-                archive,
-                parsed,
-                entry_of,
-                env.offers,
-                retain_until,
-                threads=env.settings.ingest_threads,
-            )
-        transfer_row.sip_sha512 = sip_digest.hexdigest()
-        transfer_row.status = "OK"
-        transfer_row.completed_at = utcnow()
-        transfer_row.warnings = [w.as_dict() for w in warnings]
-        # Everything the transaction writes is built before its first write: from that write
-        # to the commit, SQLite lets no other connection write (nor, from the journal's append
-        # on, PostgreSQL), so only the statements and the commit happen in between.
-        rows = catalogue_rows(transfer_row, parsed, stored)
-        units, objects = rows.units, rows.objects
-        end_dates = dates.compute_new_units(
-            session, units, parents_of_new_units(units, parsed), rules
-        )
-        transfer_row.unit_count = len(units)
-        transfer_row.object_count = len(objects)
-        transfer_row.total_bytes = sum(o.size or 0 for o in objects)
-        transfer_row.atr = build_atr(
-            transfer_row,
-            parsed,
-            [],
-            warnings,
-            units,
-            objects,
-            env.settings.origin,
-            [
-                "Journal: the leaves of this transfer and the signed, time-stamped tree head "
-                f"covering them: /api/v1/transfers/{transfer_row.id}"
-            ],
-        )
-        events = transfer_events(principal, transfer_row, units, objects)
-        return AcceptedTransfer(transfer_row, rows, end_dates, events)
+            # One durability barrier for the objects and the transfer's description: the
+            # description is written inside the objects' batch (nested batches join the
+            # outermost), so a deposit pays no barrier of its own for it.
+            with _durable_together(env.offers):
+                stored = store_objects(
+                    archive,
+                    parsed,
+                    entry_of,
+                    env.offers,
+                    retain_until,
+                    threads=env.settings.ingest_threads,
+                )
+                transfer_row.sip_sha512 = sip_digest.hexdigest()
+                accepted = _accepted(
+                    session, env, principal, transfer_row, parsed, stored, rules, warnings
+                )
+                record_tried = True
+                accepted.record_copies = store_transfer_record(
+                    env.offers,
+                    accepted,
+                    manifest=data,
+                    manifest_name=manifest,
+                    retain_until=record_lock(retain_until, parsed),
+                )
+        return accepted
     except SipRefused as refused:
-        discard_stored(env.offers, stored)
+        _discard_written(env.offers, stored, transfer_row.id if record_tried else None)
         transfer_row.sip_sha512 = sip_digest.hexdigest()
         # A step that does not say its kind (the zip reader) refuses an unreadable SIP until the
         # manifest is read, an invalid one after.
@@ -791,8 +790,130 @@ def prepare(
         )
     except BaseException:
         sip_digest.abandon()
-        discard_stored(env.offers, stored)
+        _discard_written(env.offers, stored, transfer_row.id if record_tried else None)
         raise
+
+
+def _accepted(
+    session: Session,
+    env: IngestEnv,
+    principal: Principal,
+    transfer_row: Transfer,
+    parsed: seda.ArchiveTransfer,
+    stored: list[StoredBinary],
+    rules: dict[str, Rule],
+    warnings: list[IngestFault],
+) -> AcceptedTransfer:
+    """The rows, end dates, ATR and journal leaves of a transfer whose objects are stored."""
+    transfer_row.status = "OK"
+    transfer_row.completed_at = utcnow()
+    transfer_row.warnings = [w.as_dict() for w in warnings]
+    # Everything the transaction writes is built before its first write: from that write
+    # to the commit, SQLite lets no other connection write (nor, from the journal's append
+    # on, PostgreSQL), so only the statements and the commit happen in between.
+    rows = catalogue_rows(transfer_row, parsed, stored)
+    units, objects = rows.units, rows.objects
+    end_dates = dates.compute_new_units(session, units, parents_of_new_units(units, parsed), rules)
+    transfer_row.unit_count = len(units)
+    transfer_row.object_count = len(objects)
+    transfer_row.total_bytes = sum(o.size or 0 for o in objects)
+    transfer_row.atr = build_atr(
+        transfer_row,
+        parsed,
+        [],
+        warnings,
+        units,
+        objects,
+        env.settings.origin,
+        [
+            "Journal: the leaves of this transfer and the signed, time-stamped tree head "
+            f"covering them: /api/v1/transfers/{transfer_row.id}"
+        ],
+    )
+    events = transfer_events(principal, transfer_row, units, objects)
+    return AcceptedTransfer(transfer_row, rows, end_dates, events)
+
+
+@contextmanager
+def _durable_together(offers: Sequence[StorageOffer]) -> Iterator[None]:
+    """A write batch whose barrier's failure refuses the SIP as the offers' fault."""
+    try:
+        with write_batch(offers):
+            yield
+    except StorageError as exc:
+        # Raised by the durability barrier itself: the copies may not survive a power cut.
+        raise SipRefused(
+            [IngestFault("storage.write_failed", f"the copies were not made durable: {exc}")],
+            Refusal.STORAGE_UNAVAILABLE,
+        ) from exc
+
+
+def record_lock(
+    retain_until: dict[str, datetime | None], parsed: seda.ArchiveTransfer
+) -> datetime | None:
+    """Until when a transfer's description is locked: as long as the longest-kept of its
+    objects, since it is what says what they are (a description that expired first would
+    leave anonymous bytes). Permanent (None) when one object is, and when the transfer has no
+    binary object: nothing then dates it, and a description is small. Extended with its
+    objects' locks (``sae.retention``)."""
+    ends = [retain_until.get(bdo.id) for bdo in parsed.package.binary_data_objects]
+    if not ends or any(end is None for end in ends):
+        return None
+    return max(end for end in ends if end is not None)
+
+
+def store_transfer_record(
+    offers: Sequence[StorageOffer],
+    accepted: AcceptedTransfer,
+    *,
+    manifest: bytes,
+    manifest_name: str,
+    retain_until: datetime | None,
+) -> list[MetadataCopy]:
+    """Write ``transfers/<id>.zip`` (manifest, ATR, record) to every offer of the strategy, and
+    return its ``metadata_copies`` rows (written with the catalogue). An offer's failure
+    refuses the SIP (503): a transfer is acknowledged only once its description is on every
+    offer."""
+    row = accepted.transfer_row
+    assert row.atr is not None
+    record = record_of(row, accepted.rows, accepted.end_dates, manifest_name=manifest_name)
+    data = build_transfer_record(manifest, row.atr, record, received_at=row.received_at)
+    key = transfer_record_key(row.id)
+    try:
+        copies = store_copies(
+            offers,
+            key,
+            io.BytesIO(data),
+            retain_until=retain_until,
+            expected_sha512=hashlib.sha512(data).hexdigest(),
+        )
+    except StorageError as exc:
+        raise SipRefused(
+            [IngestFault("storage.write_failed", f"the transfer's record was not stored: {exc}")],
+            Refusal.STORAGE_UNAVAILABLE,
+        ) from exc
+    return [
+        MetadataCopy(
+            offer=copy.offer,
+            key=key,
+            kind=TRANSFER_RECORD,
+            transfer_id=row.id,
+            sha512=copy.sha512 or "",
+            size=copy.size,
+            stored_at=copy.stored_at or utcnow(),
+            quarantine_ends_at=copy.quarantine_ends_at,
+        )
+        for copy in copies
+    ]
+
+
+def _discard_written(
+    offers: Sequence[StorageOffer], stored: list[StoredBinary], transfer_id: str | None
+) -> None:
+    """Remove what a transfer that is not accepted wrote: its objects, its description."""
+    discard_stored(offers, stored)
+    if transfer_id is not None:
+        discard_stored_key(offers, transfer_record_key(transfer_id))
 
 
 def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> None:
@@ -802,6 +923,9 @@ def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> No
     for item in accepted:
         session.add(item.transfer_row)
     write_catalogue(session, CatalogueRows.merge([item.rows for item in accepted]))
+    record_copies = [copy for item in accepted for copy in item.record_copies]
+    if record_copies:  # one INSERT for the group, in the same transaction as the catalogue
+        session.execute(insert(MetadataCopy), [_values(copy) for copy in record_copies])
     dates.store_computed(session, [row for item in accepted for row in item.end_dates])
     # Last, just before the commit: appending takes the journal's sequence lock (held until
     # the commit on PostgreSQL), so nothing slow may come after it.
@@ -810,6 +934,11 @@ def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> No
     for item in accepted:  # each transfer's events end with its ingest.accepted
         end += len(item.events)
         item.leaf_index = leaves[end - 1].leaf_index
+
+
+def _values(row: MetadataCopy) -> dict[str, Any]:
+    columns = MetadataCopy.__table__.columns.keys()
+    return {key: value for key, value in row.__dict__.items() if key in columns}
 
 
 def _refuse(

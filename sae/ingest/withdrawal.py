@@ -12,10 +12,13 @@ All or nothing, as far as storage allows:
    and no unit of another transfer was attached under one of its units; then mark the
    transfer ``WITHDRAWING`` and journal ``transfer.withdrawal_started`` (reason, actor);
 2. delete every copy on its offer (the offer itself refuses a copy past its window: nothing of
-   that object is deleted then); a copy already gone counts as deleted, so a withdrawal
-   interrupted here (an offer down, a crash) is finished by asking again;
+   that object is deleted then), then the copies of the transfer's description
+   (``transfers/<id>.zip``, which would otherwise describe, on the offers, a transfer that is
+   no longer archived); a copy already gone counts as deleted, so a withdrawal interrupted
+   here (an offer down, a crash) is finished by asking again;
 3. in one transaction, mark units and objects ``withdrawn``, drop their descriptive metadata
-   (kept in the journal's events and the ATR) and computed dates, delete the copy rows, set
+   (kept in the journal's events and the ATR) and computed dates, delete the copy rows (of
+   objects and of the description), set
    the transfer ``WITHDRAWN`` (its MessageIdentifier may then be sent again) and journal
    ``transfer.withdrawn`` with every object's SHA-512 and the copies removed.
 """
@@ -42,8 +45,8 @@ from sae.retention.dates import held_units
 from sae.retention.models import DisposalLine, DisposalList, UnitComputedRule
 from sae.storage.base import StorageOffer
 from sae.storage.errors import RetentionActive, StorageError
-from sae.storage.models import ObjectCopy
-from sae.storage.repository import copies_of_transfer
+from sae.storage.models import MetadataCopy, ObjectCopy
+from sae.storage.repository import copies_of_transfer, copies_of_transfer_records
 from sae.storage.service import CopyOutcome, delete_copies
 
 log = logging.getLogger("sae.ingest")
@@ -135,6 +138,8 @@ def _check(
             session.scalars(select(ArchiveUnit.id).where(ArchiveUnit.transfer_id == transfer_id))
         )
         copies = copies_of_transfer(session, transfer_id)
+        # The description last: until every object is gone, it says what they are.
+        records = copies_of_transfer_records(session, [transfer_id])
         blocking = _blocking(session, transfer_id, unit_ids)
         # Resuming an interrupted withdrawal: some copies are gone already, and the offers'
         # own locks decide for the others, whatever the catalogue's dates say now.
@@ -149,7 +154,8 @@ def _check(
                 f"transfer {transfer_id} cannot be withdrawn: " + "; ".join(blocking),
                 reasons=blocking,
             )
-        return [(c.offer, c.key) for c in copies], resuming
+        planned = [(c.offer, c.key) for c in copies] + [(c.offer, c.key) for c in records]
+        return planned, resuming
 
 
 def _check_offers(offers: dict[str, StorageOffer], planned: list[tuple[str, str]]) -> None:
@@ -287,6 +293,7 @@ def _finish(
         its_objects = select(DataObject.id).where(DataObject.transfer_id == transfer_id)
         its_units = select(ArchiveUnit.id).where(ArchiveUnit.transfer_id == transfer_id)
         session.execute(delete(ObjectCopy).where(ObjectCopy.object_id.in_(its_objects)))
+        session.execute(delete(MetadataCopy).where(MetadataCopy.transfer_id == transfer_id))
         session.execute(delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_(its_units)))
         for unit in units:
             unit.status = "withdrawn"

@@ -20,20 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from sae import db
-from sae.catalog.models import ArchiveUnit, UnitLink, UnitRule
+from sae.catalog.models import ArchiveUnit, DataObjectGroup, UnitLink, UnitRule
 from sae.journal.service import append_event
 from sae.retention import compute
 from sae.retention.models import Hold, HoldUnit, Rule, UnitComputedRule
 from sae.storage.base import PERMANENT_RETAIN_UNTIL, StorageOffer
-from sae.storage.repository import copies_of_groups
-from sae.storage.service import extend_copies
+from sae.storage.repository import copies_of_groups, copies_of_transfer_records
+from sae.storage.service import CopyOutcome, extend_copies
 
 #: Keeps IN lists well under SQLite's and PostgreSQL's parameter limits.
 BATCH = 500
@@ -279,6 +279,7 @@ def align_locks(
     """
     failures: list[str] = []
     groups: set[str] = set()
+    record_until: dict[str, datetime] = {}  # the latest new lock of each transfer's objects
     for chunk in _chunks(sorted(set(unit_ids))):
         groups.update(
             g
@@ -310,14 +311,37 @@ def align_locks(
             else PERMANENT_RETAIN_UNTIL
         )
         copies = copies_of_groups(session, [group], active_only=True)
-        failures.extend(
-            f"{o.offer}: not configured"
-            if o.error is None
-            else f"{o.offer}:{o.key}: {o.error.detail}"
-            for o in extend_copies(copies, offers, until)
-            if not o.ok
+        failures.extend(_failures(extend_copies(copies, offers, until)))
+        transfer_id = session.scalar(
+            select(DataObjectGroup.transfer_id).where(DataObjectGroup.id == group)
         )
+        if transfer_id is not None:
+            record_until[transfer_id] = max(until, record_until.get(transfer_id, until))
+    for transfer_id, until in sorted(record_until.items()):
+        failures.extend(extend_transfer_records(session, [transfer_id], offers, until))
     return failures
+
+
+def extend_transfer_records(
+    session: Session,
+    transfer_ids: Sequence[str],
+    offers: Mapping[str, StorageOffer],
+    until: datetime,
+) -> list[str]:
+    """Extend the lock of these transfers' descriptions (``transfers/<id>.zip``) to at least
+    ``until``, the new lock of one of their objects: a description must outlive every object
+    it describes (never shortened). Returns the copies that could not be extended."""
+    return _failures(
+        extend_copies(copies_of_transfer_records(session, transfer_ids), offers, until)
+    )
+
+
+def _failures(outcomes: Sequence[CopyOutcome]) -> list[str]:
+    return [
+        f"{o.offer}: not configured" if o.error is None else f"{o.offer}:{o.key}: {o.error.detail}"
+        for o in outcomes
+        if not o.ok
+    ]
 
 
 def active_hold_clause(on: date) -> Any:

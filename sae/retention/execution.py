@@ -446,6 +446,10 @@ def _keep_unit(
             for o in extend_copies(copies, ctx.offers, PERMANENT_RETAIN_UNTIL)
             if not o.ok
         ]
+    # The description of its transfer is kept as long as the unit it describes.
+    failures += dates.extend_transfer_records(
+        session, [unit.transfer_id], ctx.offers, PERMANENT_RETAIN_UNTIL
+    )
     unit.status = "permanent"
     dates.refresh_units(session, [unit.id])
     append_event(

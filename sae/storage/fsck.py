@@ -14,11 +14,13 @@ Findings (``Finding.kind``):
 * ``missing``           recorded in the catalog, absent from the offer;
 * ``unrecorded``        on the offer under a live object's key, without a copy row for it;
 * ``under_replicated``  a live object with no recorded copy on a strategy offer;
-* ``unrecorded_metadata`` metadata (a journal segment) on the offer without its
-  ``metadata_copies`` row: left by a crash between the write and the record, which the
-  publisher records at its next round, or bytes that differ from the head's, which it logged
-  as ``journal.segment_conflict`` and ``sae journal verify --offer`` names. Informational,
-  never removed: it may be the only copy of that history;
+* ``unrecorded_metadata`` metadata on the offer without its ``metadata_copies`` row: a journal
+  segment left by a crash between the write and the record, which the publisher records at its
+  next round, or whose bytes differ from the head's, which it logged as
+  ``journal.segment_conflict`` and ``sae journal verify --offer`` names; a transfer's
+  description (``transfers/<id>.zip``) left by a crash before its transfer's commit, or by a
+  refusal whose clean-up failed (the transfer was not acknowledged). Informational, never
+  removed: it may be the only copy of that history;
 * ``offer_unreachable`` the offer could not be listed.
 """
 
@@ -35,9 +37,10 @@ from sae.storage import repository
 from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
 from sae.storage.offers import OfferSet
 
-#: Keys of what SAE writes beside the content (``sae.journal.segments``): reconciled against
-#: ``metadata_copies``, not against the objects.
-METADATA_PREFIXES = ("journal/",)
+#: Keys of what SAE writes beside the content (``sae.journal.segments``, the transfers'
+#: descriptions of ``sae.ingest.transfer_record``): reconciled against ``metadata_copies``, not
+#: against the objects.
+METADATA_PREFIXES = ("journal/", "transfers/")
 
 #: Kinds that mean something still needs a person (exit code 1 of ``sae fsck``).
 UNRESOLVED = {

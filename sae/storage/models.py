@@ -46,9 +46,11 @@ Index("ix_object_copies_offer_key", ObjectCopy.offer, ObjectCopy.key)
 
 class MetadataCopy(Base):
     """One copy, on one offer, of something SAE writes beside the content so that the offers
-    alone can rebuild the archive: for now the journal's segments (``kind`` =
-    ``journal_segment``, ``tree_size`` = the head the segment ends with); later kinds (transfer
-    manifests, ATRs, records of state) go through the same table (issue 17).
+    alone can rebuild the archive: the journal's segments (``kind`` = ``journal_segment``,
+    ``tree_size`` = the head the segment ends with) and each accepted transfer's description
+    (``kind`` = ``transfer``, ``transfer_id``: ``transfers/<id>.zip``,
+    ``sae.ingest.transfer_record``); later kinds (records of state) go through the same table
+    (issue 17).
 
     The offer is the copy's truth; this row says it was written, read back and checked, and when
     its quarantine ends, exactly as ``object_copies`` does for content.
@@ -62,6 +64,8 @@ class MetadataCopy(Base):
     key: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     tree_size: Mapped[int | None] = mapped_column(BigInteger)
+    #: The transfer a ``transfer`` copy describes (its locks and holds follow its objects').
+    transfer_id: Mapped[str | None] = mapped_column(String(36), index=True)
     sha512: Mapped[str] = mapped_column(String(128))
     size: Mapped[int] = mapped_column(BigInteger)
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -163,3 +163,16 @@ def copies_of_transfer(session: Session, transfer_id: str) -> list[ObjectCopy]:
 def metadata_keys_on_offer(session: Session, offer: str) -> Sequence[str]:
     """The keys of every metadata copy (journal segments…) recorded on ``offer``."""
     return session.scalars(select(MetadataCopy.key).where(MetadataCopy.offer == offer)).all()
+
+
+def copies_of_transfer_records(session: Session, transfer_ids: Iterable[str]) -> list[MetadataCopy]:
+    """The recorded copies of these transfers' descriptions (``transfers/<id>.zip``), in id
+    order."""
+    ids = sorted(set(transfer_ids))
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(MetadataCopy).where(MetadataCopy.transfer_id.in_(ids)).order_by(MetadataCopy.id)
+        )
+    )

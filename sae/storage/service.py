@@ -28,7 +28,7 @@ from sae.storage.errors import (
     RetentionShortening,
     StorageError,
 )
-from sae.storage.models import ObjectCopy
+from sae.storage.models import MetadataCopy, ObjectCopy
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +212,8 @@ class CopyOutcome:
         return self.configured and self.error is None
 
 
-#: A copy to act on: its catalog row, or ``(offer name, key)``.
-CopyRef = ObjectCopy | tuple[str, str]
+#: A copy to act on: its catalog row (of an object or of metadata), or ``(offer name, key)``.
+CopyRef = ObjectCopy | MetadataCopy | tuple[str, str]
 
 
 def _each(
@@ -225,7 +225,7 @@ def _each(
 ) -> list[CopyOutcome]:
     outcomes: list[CopyOutcome] = []
     for copy in copies:
-        name, key = (copy.offer, copy.key) if isinstance(copy, ObjectCopy) else copy
+        name, key = copy if isinstance(copy, tuple) else (copy.offer, copy.key)
         offer = offers.get(name)
         outcome = CopyOutcome(name, key, configured=False) if offer is None else act(offer, key)
         outcomes.append(outcome)

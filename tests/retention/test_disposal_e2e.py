@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 import seda
 from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject
+from sae.ingest.transfer_record import transfer_record_key
 from sae.retention import execution
 from sae.retention.api import _context
 from sae.retention.errors import ExecutionInProgress
@@ -315,6 +316,13 @@ def test_permanent_keeping(api: Api, clock: Clock) -> None:
         head = offer.head(f"objects/{object_id}")
         assert head is not None
         assert head.retain_until == PERMANENT_RETAIN_UNTIL
+        # The description of its transfer is kept as long.
+        with api.runtime.sessions() as session:
+            transfer_id = session.scalar(
+                select(DataObject.transfer_id).where(DataObject.id == object_id))
+        record = offer.head(transfer_record_key(str(transfer_id)))
+        assert record is not None
+        assert record.retain_until == PERMANENT_RETAIN_UNTIL
     assert events(api, "retention.permanent")
     # Nothing permanent is ever proposed again.
     again = api.client.post("/api/v1/disposal-lists", headers=api.auth(archivist),

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from sae.catalog.models import ArchiveUnit, DataObject
+from sae.ingest.transfer_record import transfer_record_key
 from sae.retention import referential
 from sae.retention.errors import InvalidReferential
 from sae.retention.models import UnitComputedRule
@@ -157,3 +158,9 @@ def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> N
             head = offer.head(key)
             assert head is not None
             assert head.retain_until == datetime(2031, 1, 1, 23, 59, 59, tzinfo=UTC)
+    # And so does the lock of the transfer's description, which must outlive its objects.
+    record = transfer_record_key(response.json()["transfer_id"])
+    for offer in api.runtime.offer_set.offers.values():
+        head = offer.head(record)
+        assert head is not None
+        assert head.retain_until == datetime(2031, 1, 1, 23, 59, 59, tzinfo=UTC)

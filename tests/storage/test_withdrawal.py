@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.db import transaction, utcnow
 from sae.ingest.models import Transfer
+from sae.ingest.transfer_record import transfer_record_key
 from sae.journal.models import Event
 from sae.storage.errors import OfferUnavailable
 from sae.storage.fsck import reconcile
-from sae.storage.models import ObjectCopy
+from sae.storage.models import MetadataCopy, ObjectCopy
 from tests.conftest import Api
 from tests.sipfactory import build_zip, simple_sip
 
@@ -67,12 +68,22 @@ def test_an_archivist_withdraws_a_transfer_within_its_quarantine(two_sites: Api)
     body = response.json()
     assert body["status"] == "WITHDRAWN"
     assert (body["units"], body["objects"]) == (2, 1)
-    assert sorted(c["offer"] for c in body["copies_deleted"]) == ["site-a", "site-b"]
+    record = transfer_record_key(transfer_id)
+    # The object's copies, then those of the transfer's description, on both sites.
+    assert [(c["offer"], c["key"]) for c in body["copies_deleted"]] == [
+        ("site-a", f"objects/{object_id}"),
+        ("site-b", f"objects/{object_id}"),
+        ("site-a", record),
+        ("site-b", record),
+    ]
 
     # Gone from every offer and from the catalogue's copies; the bytes are 410.
     assert _present(two_sites, object_id) == [False, False]
+    assert [o.head(record) for o in two_sites.runtime.strategy_offers] == [None, None]
     with transaction(two_sites.runtime.sessions) as session:
         assert session.scalar(sa.select(sa.func.count(ObjectCopy.id))) == 0
+        records = sa.select(sa.func.count(MetadataCopy.id)).where(MetadataCopy.kind == "transfer")
+        assert session.scalar(records) == 0
         assert session.get(Transfer, transfer_id).status == "WITHDRAWN"  # type: ignore[union-attr]
         units = list(
             session.scalars(select(ArchiveUnit).where(ArchiveUnit.transfer_id == transfer_id))
@@ -91,7 +102,7 @@ def test_an_archivist_withdraws_a_transfer_within_its_quarantine(two_sites: Api)
     assert done.payload["reason"] == REASON
     assert done.actor.startswith("token:")
     assert done.digests == {object_id: reply["objects"][0]["sha512"]}
-    assert len(done.payload["copies_deleted"]) == 2
+    assert len(done.payload["copies_deleted"]) == 4
 
     # The corrected transfer may be sent again under the same MessageIdentifier.
     assert two_sites.deposit(build_zip(simple_sip("MSG-OOPS"))).status_code == 201
@@ -194,6 +205,8 @@ def test_an_offer_failing_half_way_is_finished_by_asking_again(
     response = _withdraw(two_sites, transfer_id)
     assert response.status_code == 200, response.text
     assert _present(two_sites, object_id) == [False, False]
+    record = transfer_record_key(transfer_id)
+    assert [o.head(record) for o in two_sites.runtime.strategy_offers] == [None, None]
     assert len(_events(two_sites, "transfer.withdrawal_started")) == 1
     assert len(_events(two_sites, "transfer.withdrawn")) == 1
 
