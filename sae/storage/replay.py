@@ -1,0 +1,3 @@
+"""Replays of the storage events (see :mod:`sae.recovery.replay`)."""
+
+from __future__ import annotations
