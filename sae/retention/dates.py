@@ -156,8 +156,10 @@ def final_action_of(result: compute.CategoryResult) -> str:
     return "Keep"
 
 
-def _rows(unit_id: str, results: dict[str, compute.CategoryResult]) -> list[dict[str, Any]]:
-    now = db.utcnow()
+def _rows(
+    unit_id: str, results: dict[str, compute.CategoryResult], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    now = now or db.utcnow()
     rows = []
     for category, result in results.items():
         if not result.rules and not result.final_actions:
@@ -197,15 +199,21 @@ def rules_json(result: compute.CategoryResult) -> list[dict[str, Any]]:
     ]
 
 
-def refresh_units(session: Session, unit_ids: Iterable[str]) -> int:
-    """Recompute and store the end dates of ``unit_ids`` (flush, no commit). Returns the count."""
+def refresh_units(
+    session: Session, unit_ids: Iterable[str], *, computed_at: datetime | None = None
+) -> int:
+    """Recompute and store the end dates of ``unit_ids`` (flush, no commit). Returns the count.
+
+    Every row gets the one ``computed_at`` (now unless given): the caller journals it, so that
+    the replay of a rebuild writes the same rows."""
     targets = list(dict.fromkeys(unit_ids))
     if not targets:
         return 0
+    now = computed_at or db.utcnow()
     computed = compute_units(session, targets)
     for chunk in _chunks(targets):
         session.execute(delete(UnitComputedRule).where(UnitComputedRule.unit_id.in_(chunk)))
-    store_computed(session, _rows_of(targets, computed))
+    store_computed(session, _rows_of(targets, computed, now))
     return len(targets)
 
 
@@ -234,10 +242,12 @@ def store_computed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _rows_of(
-    targets: Sequence[str], computed: Mapping[str, dict[str, compute.CategoryResult]]
+    targets: Sequence[str],
+    computed: Mapping[str, dict[str, compute.CategoryResult]],
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The ``unit_computed_rules`` rows of ``targets``, from what was computed for them."""
-    return [row for uid in targets for row in _rows(uid, computed[uid])]
+    return [row for uid in targets for row in _rows(uid, computed[uid], now)]
 
 
 def recompute_for_rules(
@@ -248,12 +258,12 @@ def recompute_for_rules(
     offers: Mapping[str, StorageOffer] | None = None,
 ) -> int:
     """Recompute every unit that uses one of ``rule_ids`` (declared or inherited), extend the
-    storage locks when ``offers`` are given; journaled ``rules.end_dates_recomputed``."""
-    declaring = sorted(
-        set(session.scalars(select(UnitRule.unit_id).where(UnitRule.rule_id.in_(rule_ids))))
-    )
-    affected = sorted(descendants(session, declaring))
-    count = refresh_units(session, affected)
+    storage locks when ``offers`` are given; journaled ``rules.end_dates_recomputed``.
+
+    The leaf names the rules and the time, not the (possibly 100,000) rows: the replay of a
+    rebuild calls :func:`refresh_for_rules` on the same catalogue and gets the same rows."""
+    now = db.utcnow()
+    affected, count = refresh_for_rules(session, rule_ids, computed_at=now)
     failures = align_locks(session, affected, offers) if offers is not None else []
     append_event(
         session,
@@ -263,9 +273,22 @@ def recompute_for_rules(
             "rules": list(rule_ids),
             "units": count,
             **({"lock_failures": failures[:100]} if failures else {}),
+            "computed_at": now.isoformat(),
         },
     )
     return count
+
+
+def refresh_for_rules(
+    session: Session, rule_ids: Sequence[str], *, computed_at: datetime
+) -> tuple[list[str], int]:
+    """Recompute and store the end dates of every unit that declares one of ``rule_ids`` and
+    of all their descendants (flush, no commit); returns those units and their count."""
+    declaring = sorted(
+        set(session.scalars(select(UnitRule.unit_id).where(UnitRule.rule_id.in_(rule_ids))))
+    )
+    affected = sorted(descendants(session, declaring))
+    return affected, refresh_units(session, affected, computed_at=computed_at)
 
 
 def align_locks(

@@ -21,7 +21,9 @@ anyone can redo from the bordereau.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -267,6 +269,37 @@ def build_list(
     disposal.reference = _next_reference(session, final_action)
     unit_ids = due_unit_ids(session, final_action, day, producer)
     session.flush()
+    lines = make_lines(session, disposal, unit_ids, population=cfg.population)
+    append_event(
+        session,
+        type="disposal.list_created",
+        actor=actor,
+        payload={
+            "list_id": disposal.id,
+            "reference": disposal.reference,
+            "final_action": final_action,
+            "producer": producer,
+            "due_before": day.isoformat(),
+            "units": unit_ids,
+            "sampled": [ln.unit_id for ln in lines if ln.state == "sampled"],
+            # What the replay of a rebuild needs to make the same lines with make_lines (the
+            # catalogue, referential and computed dates being the same at this leaf), and the
+            # digest it checks them against.
+            "created_at": disposal.created_at.isoformat(),
+            "population": cfg.population,
+            "lines_sha256": lines_digest(lines),
+        },
+    )
+    return disposal
+
+
+def make_lines(
+    session: Session, disposal: DisposalList, unit_ids: Sequence[str], *, population: int
+) -> list[DisposalLine]:
+    """The lines of ``disposal`` for ``unit_ids`` in bordereau order, as the catalogue, the
+    referential and the computed dates say now, sampled (Destroy) with the commune's
+    ``population`` (flush, no commit): built once by :func:`build_list`, and again, the same,
+    by the replay of its event."""
     units = {
         u.id: u
         for i in range(0, len(unit_ids), dates.BATCH)
@@ -330,24 +363,38 @@ def build_list(
         )
         lines.append(line)
         session.add(line)
-    if final_action == "Destroy":
-        _sample(session, lines, computed, referential, cfg)
+    if disposal.final_action == "Destroy":
+        _sample(session, lines, computed, referential, population)
     session.flush()
-    append_event(
-        session,
-        type="disposal.list_created",
-        actor=actor,
-        payload={
-            "list_id": disposal.id,
-            "reference": disposal.reference,
-            "final_action": final_action,
-            "producer": producer,
-            "due_before": day.isoformat(),
-            "units": unit_ids,
-            "sampled": [ln.unit_id for ln in lines if ln.state == "sampled"],
-        },
-    )
-    return disposal
+    return lines
+
+
+def lines_digest(lines: Sequence[DisposalLine]) -> str:
+    """SHA-256 of what a bordereau shows of its lines, in order (journaled when a list is
+    made or approved, so that a replay proves it made the same lines)."""
+    doc = [
+        [
+            line.unit_id,
+            line.position,
+            line.state,
+            line.producer,
+            line.title,
+            line.date_start,
+            line.date_end,
+            line.bytes,
+            line.object_count,
+            list(line.rule_ids),
+            line.dua,
+            line.legal_reference,
+            line.appraisal_end.isoformat() if line.appraisal_end else None,
+            line.sampling_note,
+            line.exclusion_reason,
+            line.fingerprint,
+        ]
+        for line in lines
+    ]
+    raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _sample(
@@ -355,7 +402,7 @@ def _sample(
     lines: list[DisposalLine],
     computed: dict[str, UnitComputedRule],
     referential: dict[str, Rule],
-    cfg: RetentionSettings,
+    population: int,
 ) -> None:
     by_rule: dict[str, list[DisposalLine]] = {}
     for line in lines:
@@ -369,9 +416,7 @@ def _sample(
         sampling = (rule.meta or {}).get("sampling") or {}
         one_in_raw = sampling.get("one_in", 1)
         one_in = (
-            one_in_by_population(cfg.population)
-            if one_in_raw == "by_population"
-            else int(one_in_raw)
+            one_in_by_population(population) if one_in_raw == "by_population" else int(one_in_raw)
         )
 
         def start_of(line: DisposalLine, rid: str = rid) -> date | None:
@@ -432,7 +477,12 @@ def submit(session: Session, disposal: DisposalList, *, actor: str, comment: str
         session,
         type="disposal.submitted",
         actor=actor,
-        payload={"list_id": disposal.id, "reference": disposal.reference, "comment": comment},
+        payload={
+            "list_id": disposal.id,
+            "reference": disposal.reference,
+            "comment": comment,
+            "submitted_at": disposal.submitted_at.isoformat(),
+        },
     )
 
 
@@ -440,8 +490,8 @@ def approve(session: Session, disposal: DisposalList, *, actor: str, comment: st
     """The archivist approves: the rules and holds of every line are fingerprinted now and
     re-checked at execution."""
     _require(disposal, "draft", "submitted", action="approval")
-    for line in lines_of(session, disposal.id):
-        line.fingerprint = dates.fingerprint(session, line.unit_id)
+    day = dates.today()
+    lines = fingerprint_lines(session, disposal, day)
     disposal.state = "approved"
     disposal.decided_at = db.utcnow()
     disposal.decided_by = actor
@@ -451,8 +501,27 @@ def approve(session: Session, disposal: DisposalList, *, actor: str, comment: st
         session,
         type="disposal.approved",
         actor=actor,
-        payload={"list_id": disposal.id, "reference": disposal.reference, "comment": comment},
+        payload={
+            "list_id": disposal.id,
+            "reference": disposal.reference,
+            "comment": comment,
+            # The fingerprints are recomputed by the replay (fingerprint_lines on the day they
+            # were taken) and checked against the digest, rather than 64 hex per line here.
+            "decided_at": disposal.decided_at.isoformat(),
+            "fingerprint_day": day.isoformat(),
+            "lines_sha256": lines_digest(lines),
+        },
     )
+
+
+def fingerprint_lines(session: Session, disposal: DisposalList, day: date) -> list[DisposalLine]:
+    """Fingerprint every line of ``disposal`` as its unit stands on ``day`` (approval, and its
+    replay); returns the lines."""
+    lines = lines_of(session, disposal.id)
+    for line in lines:
+        line.fingerprint = dates.fingerprint(session, line.unit_id, day)
+    session.flush()
+    return lines
 
 
 def reject(session: Session, disposal: DisposalList, *, actor: str, comment: str) -> None:
@@ -469,7 +538,12 @@ def reject(session: Session, disposal: DisposalList, *, actor: str, comment: str
         session,
         type="disposal.rejected",
         actor=actor,
-        payload={"list_id": disposal.id, "reference": disposal.reference, "comment": comment},
+        payload={
+            "list_id": disposal.id,
+            "reference": disposal.reference,
+            "comment": comment,
+            "decided_at": disposal.decided_at.isoformat(),
+        },
     )
 
 
@@ -512,10 +586,7 @@ def record_visa(
     validate_visa(
         session, disposal, reference=reference, decision_date=decision_date, excluded=excluded
     )
-    lines = {line.unit_id: line for line in lines_of(session, disposal.id)}
-    for uid in excluded:
-        lines[uid].state = "excluded"
-        lines[uid].exclusion_reason = f"Exclu par le visa {reference}"
+    exclude_at_visa(session, disposal, excluded, reference)
     disposal.state = "visa_recorded"
     disposal.visa_reference = reference
     disposal.visa_decision_date = decision_date
@@ -537,8 +608,19 @@ def record_visa(
             "visa_reference": reference,
             "decision_date": decision_date.isoformat(),
             "excluded": list(excluded),
+            "visa_recorded_at": disposal.visa_recorded_at.isoformat(),
         },
     )
+
+
+def exclude_at_visa(
+    session: Session, disposal: DisposalList, excluded: Sequence[str], visa_reference: str
+) -> None:
+    """The lines the visa excludes (a visa, and its replay)."""
+    lines = {line.unit_id: line for line in lines_of(session, disposal.id)}
+    for uid in excluded:
+        lines[uid].state = "excluded"
+        lines[uid].exclusion_reason = f"Exclu par le visa {visa_reference}"
 
 
 def list_lists(session: Session, *, state: str | None = None) -> list[DisposalList]:

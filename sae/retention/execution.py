@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -187,7 +187,13 @@ def _release(ctx: ExecutionContext, list_id: str, token: str, *, back_to: str | 
 
 
 def _journal_refusal(
-    ctx: ExecutionContext, d: DisposalList, actor: str, reason: str, problems: list[dict[str, str]]
+    ctx: ExecutionContext,
+    d: DisposalList,
+    actor: str,
+    reason: str,
+    problems: list[dict[str, str]],
+    *,
+    back_to: str | None = None,
 ) -> None:
     with db.transaction(ctx.sessions) as session:
         append_event(
@@ -199,6 +205,8 @@ def _journal_refusal(
                 "reference": d.reference,
                 "reason": reason,
                 "problems": problems[:200],
+                # The state the list was put back in (None: it was not claimed, unchanged).
+                "back_to": back_to,
             },
         )
 
@@ -243,7 +251,7 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
         if problems:
             back = "visa_recorded" if d.final_action == "Destroy" else "approved"
             _release(ctx, list_id, token, back_to=back)
-            _journal_refusal(ctx, d, actor, "recheck_failed", problems)
+            _journal_refusal(ctx, d, actor, "recheck_failed", problems, back_to=back)
             raise ExecutionRefused(
                 f"list {reference} cannot be executed: "
                 + "; ".join(f"{p['unit_id']} {p['reason']}" for p in problems[:10]),
@@ -329,7 +337,12 @@ def _still_destroyable(session: Session, d: DisposalList, line: DisposalLine, ac
         type="disposal.line_excluded",
         actor=actor,
         unit_id=line.unit_id,
-        payload={"list_id": d.id, "reference": d.reference, "reason": reason},
+        payload={
+            "list_id": d.id,
+            "reference": d.reference,
+            "reason": reason,
+            "done_at": line.done_at.isoformat(),
+        },
     )
     return False
 
@@ -392,8 +405,6 @@ def _destroy_unit(
     now = db.utcnow()
     for obj in _objects_to_destroy(session, d, unit):
         deleted_from = _delete_object_copies(ctx, session, obj)
-        obj.status = "destroyed"
-        session.execute(delete(ObjectCopy).where(ObjectCopy.object_id == obj.id))
         event = append_event(
             session,
             type="disposal.object_destroyed",
@@ -407,12 +418,10 @@ def _destroy_unit(
                 "visa": d.visa_reference,
                 "offers": deleted_from,
                 "size": obj.size,
+                "destroyed_at": now.isoformat(),
             },
         )
-        session.add(object_tombstone(unit, obj, d, at=now, leaf_index=event.leaf_index))
-    unit.status = "destroyed"
-    # The descriptive metadata goes with the record; the tombstone keeps what proves it existed.
-    unit.forget_description()
+        destroy_object(session, unit, obj, d, at=now, leaf_index=event.leaf_index)
     event = append_event(
         session,
         type="disposal.unit_destroyed",
@@ -423,11 +432,47 @@ def _destroy_unit(
             "reference": d.reference,
             "visa": d.visa_reference,
             "title": unit.title,
+            "destroyed_at": now.isoformat(),
         },
     )
-    session.add(unit_tombstone(unit, d, at=now, leaf_index=event.leaf_index))
+    destroy_unit(session, unit, line, d, at=now, leaf_index=event.leaf_index)
+
+
+def destroy_object(
+    session: Session,
+    unit: ArchiveUnit,
+    obj: DataObject,
+    d: DisposalList,
+    *,
+    at: datetime,
+    leaf_index: int,
+) -> None:
+    """The catalogue side of an object whose copies are gone (destroyed, or transferred and
+    purged; the live act and its replay): ``destroyed``, no copies, a tombstone naming its
+    leaf (flush, no commit)."""
+    obj.status = "destroyed"
+    session.execute(delete(ObjectCopy).where(ObjectCopy.object_id == obj.id))
+    session.add(object_tombstone(unit, obj, d, at=at, leaf_index=leaf_index))
+    session.flush()
+
+
+def destroy_unit(
+    session: Session,
+    unit: ArchiveUnit,
+    line: DisposalLine,
+    d: DisposalList,
+    *,
+    at: datetime,
+    leaf_index: int,
+) -> None:
+    """The catalogue side of a destroyed unit (the live act and its replay): ``destroyed``,
+    its description forgotten, a tombstone naming its leaf, its line done (flush, no commit)."""
+    unit.status = "destroyed"
+    # The descriptive metadata goes with the record; the tombstone keeps what proves it existed.
+    unit.forget_description()
+    session.add(unit_tombstone(unit, d, at=at, leaf_index=leaf_index))
     line.state = "destroyed"
-    line.done_at = now
+    line.done_at = at
     session.flush()
 
 
@@ -438,6 +483,7 @@ def _keep_unit(
     re-evaluated."""
     unit = session.get(ArchiveUnit, line.unit_id)
     assert unit is not None
+    now = db.utcnow()
     failures = []
     if unit.data_object_group_id is not None:
         copies = copies_of_groups(session, [unit.data_object_group_id], active_only=False)
@@ -450,8 +496,7 @@ def _keep_unit(
     failures += dates.extend_transfer_records(
         session, [unit.transfer_id], ctx.offers, PERMANENT_RETAIN_UNTIL
     )
-    unit.status = "permanent"
-    dates.refresh_units(session, [unit.id])
+    keep_unit(session, unit, line, at=now)
     append_event(
         session,
         type="retention.permanent",
@@ -462,10 +507,21 @@ def _keep_unit(
             "reference": d.reference,
             "sampled": line.state == "sampled",
             "storage_failures": failures,
+            # The time of the line and of the unit's recomputed end dates.
+            "done_at": now.isoformat(),
         },
     )
     line.state = "kept"
-    line.done_at = db.utcnow()
+    session.flush()
+
+
+def keep_unit(session: Session, unit: ArchiveUnit, line: DisposalLine, *, at: datetime) -> None:
+    """The catalogue side of permanent keeping (the live act, and its replay): the unit is
+    ``permanent``, its end dates recomputed, its line done (flush, no commit; the line's state
+    is set by the caller, after the event that reads the state it had)."""
+    unit.status = "permanent"
+    dates.refresh_units(session, [unit.id], computed_at=at)
+    line.done_at = at
     session.flush()
 
 
@@ -530,6 +586,7 @@ def _finish(ctx: ExecutionContext, list_id: str, token: str, principal: Principa
                 "kept_units": [ln.unit_id for ln in lines if ln.state == "kept"],
                 "excluded_units": [ln.unit_id for ln in lines if ln.state == "excluded"],
                 "notifications": notification_ids,
+                "executed_at": now.isoformat(),
             },
         )
         if d.final_action == "Destroy":
@@ -567,6 +624,18 @@ def _finish(ctx: ExecutionContext, list_id: str, token: str, principal: Principa
                 mime="application/pdf",
             )
             d.certificate_object_id = record.object_id
+            # The certificate names the leaf above, so it is archived after it: this leaf says
+            # which record it became (a rebuild sets the list's certificate from it).
+            append_event(
+                session,
+                type="disposal.certificate_archived",
+                actor=actor,
+                transfer_id=record.transfer_id,
+                unit_id=record.unit_id,
+                object_id=record.object_id,
+                object_digests={record.object_id: record.sha512},
+                payload={"list_id": d.id, "reference": d.reference},
+            )
         d.notification_object_ids = notification_ids
         d.state = "executed"
         d.executed_at = now

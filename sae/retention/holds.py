@@ -73,12 +73,7 @@ def place_hold(
     if until is not None and until < dates.today():
         raise InvalidHold(f"a hold cannot end in the past ({until.isoformat()})")
     hold = Hold(id=db.new_id(), reason=reason, owner=owner, until=until, created_at=db.utcnow())
-    session.add(hold)
-    session.flush()
-    covered = dates.descendants(session, wanted)
-    for uid in sorted(covered):
-        session.add(HoldUnit(hold_id=hold.id, unit_id=uid, direct=uid in wanted))
-    session.flush()
+    covered = cover(session, hold, wanted)
     failures = _set_legal_hold(offers or {}, _copies_of_units(session, sorted(covered)), True)
     append_event(
         session,
@@ -92,9 +87,23 @@ def place_hold(
             "units": wanted,
             "covered": len(covered),
             "storage_failures": failures,
+            "created_at": hold.created_at.isoformat(),
         },
     )
     return hold
+
+
+def cover(session: Session, hold: Hold, unit_ids: Sequence[str]) -> set[str]:
+    """Add ``hold`` and its units: ``unit_ids`` (direct) and all their descendants now (flush,
+    no commit); the live placement and its replay both write the rows here. Returns the units
+    covered."""
+    session.add(hold)
+    session.flush()
+    covered = dates.descendants(session, unit_ids)
+    for uid in sorted(covered):
+        session.add(HoldUnit(hold_id=hold.id, unit_id=uid, direct=uid in unit_ids))
+    session.flush()
+    return covered
 
 
 def lift_hold(
@@ -121,7 +130,12 @@ def lift_hold(
         session,
         type="hold.lifted",
         actor=actor,
-        payload={"hold_id": hold_id, "released": len(release), "storage_failures": failures},
+        payload={
+            "hold_id": hold_id,
+            "released": len(release),
+            "storage_failures": failures,
+            "lifted_at": hold.lifted_at.isoformat(),
+        },
     )
     return hold
 

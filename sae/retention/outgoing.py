@@ -18,10 +18,11 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import seda
@@ -34,9 +35,9 @@ from sae.journal.service import append_event
 from sae.retention import disposal, records
 from sae.retention.config import RetentionSettings
 from sae.retention.errors import WrongState
-from sae.retention.models import DisposalList, object_tombstone, unit_tombstone
+from sae.retention.execution import destroy_object
+from sae.retention.models import DisposalList, unit_tombstone
 from sae.storage.base import StorageOffer
-from sae.storage.models import ObjectCopy
 from sae.storage.repository import copies_of_objects
 from sae.storage.service import delete_copies, open_verified
 
@@ -167,15 +168,15 @@ def build_outgoing_sip(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     digest = hashlib.sha512(data).hexdigest()
-    d.outgoing_transfer = {
-        "state": "sent",
-        "message_identifier": message_id,
-        "archival_agency": archival_agency,
-        "sent_at": db.utcnow().isoformat(),
-        "sip_sha512": digest,
-        "sip_size": len(data),
-        "units": kept,
-    }
+    d.outgoing_transfer = sent_transfer(
+        session,
+        d,
+        message_identifier=message_id,
+        archival_agency=archival_agency,
+        sent_at=db.utcnow().isoformat(),
+        sip_sha512=digest,
+        sip_size=len(data),
+    )
     session.flush()
     append_event(
         session,
@@ -188,9 +189,35 @@ def build_outgoing_sip(
             "message_identifier": message_id,
             "sip_sha512": digest,
             "units": len(kept),
+            # With the list's kept lines, the whole state the transfer left (sent_transfer).
+            "sent_at": d.outgoing_transfer["sent_at"],
+            "sip_size": len(data),
         },
     )
     return path
+
+
+def sent_transfer(
+    session: Session,
+    d: DisposalList,
+    *,
+    message_identifier: str,
+    archival_agency: str,
+    sent_at: str,
+    sip_sha512: str,
+    sip_size: int,
+) -> dict[str, Any]:
+    """The ``outgoing_transfer`` of a list whose SIP was just sent: its kept units, in line
+    order (the live act, and its replay)."""
+    return {
+        "state": "sent",
+        "message_identifier": message_identifier,
+        "archival_agency": archival_agency,
+        "sent_at": sent_at,
+        "sip_sha512": sip_sha512,
+        "sip_size": sip_size,
+        "units": [ln.unit_id for ln in disposal.lines_of(session, d.id) if ln.state == "kept"],
+    }
 
 
 def outgoing_sip(settings: Settings, d: DisposalList) -> Path:
@@ -272,7 +299,9 @@ def acknowledge(
                 "reply_code": reply.reply_code,
             },
         )
-    purged, locked = _purge(session, d, offers, sent, actor)
+    now = db.utcnow()
+    purged, locked = _purge(session, d, offers, sent, actor, now)
+    gone = mark_transferred_units(session, d, sent, at=now)
     d.outgoing_transfer = {
         **sent,
         "state": "acknowledged",
@@ -282,6 +311,26 @@ def acknowledge(
         "locked": locked,
     }
     session.flush()
+    # Every acknowledgement (the first and each repeat) ends with what it left: the units now
+    # gone, the copies still locked. A rebuild replays the purged objects from their own
+    # leaves, then this one: the same units go (mark_transferred_units), the state is this.
+    append_event(
+        session,
+        type="disposal.transfer_purged",
+        actor=actor,
+        payload={
+            "list_id": d.id,
+            "reference": d.reference,
+            "reply_code": reply.reply_code,
+            "reply_identifier": reply.message_identifier,
+            "reply_object_id": record.object_id,
+            "purged": len(purged),
+            "locked": locked,
+            "destroyed_units": len(gone),
+            "destroyed_units_sha256": units_digest(gone),
+            "at": now.isoformat(),
+        },
+    )
     return {"purged": purged, "locked": locked, "reply_code": reply.reply_code}
 
 
@@ -291,16 +340,15 @@ def _purge(
     offers: Mapping[str, StorageOffer],
     sent: dict[str, Any],
     actor: str,
+    now: datetime,
 ) -> tuple[list[str], list[str]]:
     purged: list[str] = []
     locked: list[str] = []
-    now = db.utcnow()
     for unit in session.scalars(
         select(ArchiveUnit).where(ArchiveUnit.id.in_(sent.get("units", [])))
     ):
         if unit.status in GONE:
             continue
-        whole = True
         objects = (
             list(
                 session.scalars(
@@ -324,10 +372,7 @@ def _purge(
             ]
             if left_behind:
                 locked.extend(left_behind)
-                whole = False
                 continue
-            obj.status = "destroyed"
-            session.execute(delete(ObjectCopy).where(ObjectCopy.object_id == obj.id))
             event = append_event(
                 session,
                 type="disposal.object_transferred",
@@ -339,17 +384,50 @@ def _purge(
                     "list_id": d.id,
                     "reference": d.reference,
                     "archival_agency": sent["archival_agency"],
+                    "destroyed_at": now.isoformat(),
                 },
             )
-            session.add(object_tombstone(unit, obj, d, at=now, leaf_index=event.leaf_index))
+            destroy_object(session, unit, obj, d, at=now, leaf_index=event.leaf_index)
             purged.append(obj.id)
-        if whole:
-            # The record now lives at the receiving archive; here only its tombstone remains.
-            unit.status = "destroyed"
-            session.add(
-                unit_tombstone(
-                    unit, d, at=now, title=f"{unit.title} (versé à {sent['archival_agency']})"
-                )
-            )
     session.flush()
     return purged, locked
+
+
+def mark_transferred_units(
+    session: Session, d: DisposalList, sent: dict[str, Any], *, at: datetime
+) -> list[str]:
+    """The transferred units with no object left here (every copy purged, or none to purge)
+    become tombstones (the live act and its replay); returns them, in id order. A unit whose
+    objects are still locked here stays until a later acknowledgement purges them."""
+    gone: list[str] = []
+    for unit in session.scalars(
+        select(ArchiveUnit)
+        .where(ArchiveUnit.id.in_(sent.get("units", [])))
+        .order_by(ArchiveUnit.id)
+    ):
+        if unit.status in GONE:
+            continue
+        if unit.data_object_group_id is not None and session.scalar(
+            select(DataObject.id)
+            .where(
+                DataObject.group_id == unit.data_object_group_id,
+                DataObject.status == "active",
+            )
+            .limit(1)
+        ):
+            continue
+        # The record now lives at the receiving archive; here only its tombstone remains.
+        unit.status = "destroyed"
+        session.add(
+            unit_tombstone(
+                unit, d, at=at, title=f"{unit.title} (versé à {sent['archival_agency']})"
+            )
+        )
+        gone.append(unit.id)
+    session.flush()
+    return gone
+
+
+def units_digest(unit_ids: Sequence[str]) -> str:
+    """SHA-256 of unit ids, one per line, in the order given."""
+    return hashlib.sha256("".join(f"{u}\n" for u in unit_ids).encode()).hexdigest()

@@ -22,7 +22,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -410,10 +410,52 @@ def import_rules(
             "a HoldRule in use cannot gain or lose its duration: " + ", ".join(hold_flips),
             rules=hold_flips,
         )
+    now = utcnow()
+    added, changed = apply_referential(session, specs, now=now)
+    summary: dict[str, Any] = {
+        "added": added,
+        "changed": changed,
+        "removed": len(removed),
+        "total": len(specs),
+        "recomputed_units": 0,
+        "warnings": [],
+    }
+    append_event(
+        session,
+        type="rules.imported",
+        actor=actor.actor,
+        # The whole version imported, and its clock: the replay of a rebuild applies it with
+        # apply_referential as the import did (the communal schedule is ~30 kB of JSON).
+        payload={
+            **summary,
+            "referential": [spec.as_dict() for spec in specs],
+            "updated_at": now.isoformat(),
+        },
+    )
+    if used_changed:
+        # Vitam: modifying a used rule is a warning, then every end date that depends on it is
+        # recomputed and journaled.
+        summary["recomputed_units"] = dates.recompute_for_rules(
+            session, used_changed, actor=actor.actor, offers=offers
+        )
+        summary["warnings"].append(
+            "rules in use were modified, end dates recomputed: " + ", ".join(used_changed)
+        )
+    return summary
+
+
+def apply_referential(
+    session: Session, specs: Sequence[RuleSpec], *, now: datetime
+) -> tuple[int, int]:
+    """Make the ``rules`` table exactly ``specs`` (flush, no commit), without the guards of
+    :func:`import_rules` (its caller's, or the replay of an import they let through): a rule
+    added or changed gets ``updated_at = now``, one unchanged keeps its own. Returns the
+    counts of rules added and changed."""
+    current = {rule.id: rule for rule in session.scalars(select(Rule))}
+    removed = set(current) - {spec.id for spec in specs}
     if removed:
         session.execute(delete(Rule).where(Rule.id.in_(removed)))
     added = changed = 0
-    now = utcnow()
     for spec in specs:
         rule = current.get(spec.id)
         if rule is None:
@@ -437,25 +479,7 @@ def import_rules(
             rule.updated_at = now
             changed += 1
     session.flush()
-    summary: dict[str, Any] = {
-        "added": added,
-        "changed": changed,
-        "removed": len(removed),
-        "total": len(specs),
-        "recomputed_units": 0,
-        "warnings": [],
-    }
-    append_event(session, type="rules.imported", actor=actor.actor, payload=dict(summary))
-    if used_changed:
-        # Vitam: modifying a used rule is a warning, then every end date that depends on it is
-        # recomputed and journaled.
-        summary["recomputed_units"] = dates.recompute_for_rules(
-            session, used_changed, actor=actor.actor, offers=offers
-        )
-        summary["warnings"].append(
-            "rules in use were modified, end dates recomputed: " + ", ".join(used_changed)
-        )
-    return summary
+    return added, changed
 
 
 def _by_id(specs: Sequence[RuleSpec], rule_id: str) -> RuleSpec:

@@ -170,7 +170,7 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
     assert story == [
         "disposal.list_created", "disposal.list_created", "disposal.approved",
         "disposal.visa_recorded", "disposal.object_destroyed", "disposal.object_destroyed",
-        "disposal.executed",
+        "disposal.executed", "disposal.certificate_archived",
     ]
     destroyed = events(api, "disposal.object_destroyed")
     assert {e.object_id for e in destroyed} == set(object_ids)
