@@ -15,9 +15,11 @@
     NotFound 404
     ├── ListNotFound              disposal.list_not_found
     └── HoldNotFound              holds.not_found
+    SAEError 500
+    └── ReplayMismatch            retention.replay_mismatch      (a rebuild stops on the leaf)
 """
 
-from sae.errors import BadRequest, Conflict, NotFound, UnprocessableEntity
+from sae.errors import BadRequest, Conflict, NotFound, SAEError, UnprocessableEntity
 
 
 class InvalidReferential(UnprocessableEntity):
@@ -88,3 +90,12 @@ class InvalidHold(UnprocessableEntity):
 
 class InvalidBordereauFormat(BadRequest):
     code = "disposal.bordereau_format"
+
+
+class ReplayMismatch(SAEError):
+    """A journal leaf of retention cannot be replayed exactly: a key its replay needs is
+    missing, it names a list, hold, unit or object the rebuilt catalogue lacks, or what the
+    replay made differs from the digest the leaf carries. The rebuild stops on it (``leaf``)."""
+
+    code = "retention.replay_mismatch"
+    title = "Journal replay mismatch"
