@@ -160,15 +160,16 @@ class Scene:
     facts: dict[str, Any]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def scene(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+def _built(
+    kind: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    act: Callable[[Api, TickingClock], dict[str, Any]],
 ) -> Iterator[Scene]:
+    """A database A where ``act`` did its acts through the API, A's leaves, and an empty B."""
     from fastapi.testclient import TestClient
 
     from sae.app import create_app
 
-    kind = request.param
     a = _open_database(kind, tmp_path_factory.mktemp(f"replay-a-{kind}"))
     b = _open_database(kind, tmp_path_factory.mktemp(f"replay-b-{kind}"))
     patch = pytest.MonkeyPatch()
@@ -183,8 +184,7 @@ def scene(
     try:
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             api = Api(client, settings)
-            api.load_rules(TEST_RULES_CSV)
-            facts = _act(api, clock)
+            facts = act(api, clock)
             with api.runtime.sessions() as session:
                 leaves = [
                     bytes(leaf)
@@ -208,6 +208,22 @@ def scene(
         b.close()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def scene(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scene]:
+    """Every retention act, once per database kind."""
+    yield from _built(request.param, tmp_path_factory, _act)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def large_scene(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scene]:
+    """A file of 1,000 pieces recomputed and listed, and sampled social files destroyed."""
+    yield from _built(request.param, tmp_path_factory, _act_large)
+
+
 def _units(response: Any) -> dict[str, str]:
     assert response.status_code == 201, response.text
     return {u["title"]: u["id"] for u in response.json()["units"]}
@@ -221,6 +237,7 @@ def _ok(response: Any, status: int = 200) -> dict[str, Any]:
 
 def _act(api: Api, clock: TickingClock) -> dict[str, Any]:
     """Every retention act, through the API."""
+    api.load_rules(TEST_RULES_CSV)
     h = api.auth(api.token("archivist"))
     post = api.client.post
     clock.set(date(2015, 3, 1))
@@ -354,6 +371,76 @@ def _act(api: Api, clock: TickingClock) -> dict[str, Any]:
         "certificate": certificate.content,
         "kept": sorted(kept.values()),
     }
+
+
+SAMPLED_RULES = """defaults: {type: AppraisalRule, measurement: YEAR}
+rules:
+  - {id: APP-SOCIAL, value: "Dossier d'aide sociale facultative", duration: 10,
+     final_action: Sample, sampling: {first_year_kept: true, one_in: by_population},
+     legal_reference: "AD Var CCAS 2015", confidence: secondary}
+  - {id: APP-5Y, value: "5 ans", duration: 5}
+  - {id: ACC-00001, type: AccessRule, value: libre, duration: 0}
+"""
+PIECES = 1_000
+
+
+def _act_large(api: Api, clock: TickingClock) -> dict[str, Any]:
+    """Large sets: a file of 1,000 pieces whose rule changes (1,001 units recomputed), listed
+    and approved (1,001 lines fingerprinted); social files sampled at the commune's rate (1 in
+    10 at 45,000 inhabitants) and the others destroyed."""
+    h = {**api.auth(), "Content-Type": "application/yaml"}
+    assert api.client.put("/api/v1/rules", content=SAMPLED_RULES.encode(), headers=h).is_success
+    clock.set(date(2002, 1, 1))
+    big = _units(api.deposit(dossier_sip("MSG-BIG", pieces=PIECES, title="Mandats 2013")))
+    for n in range(12):
+        api.deposit(
+            dossier_sip(
+                f"MSG-S{n}",
+                rule="APP-SOCIAL",
+                start=date(2001 + n % 3, 1 + n, 1),
+                pieces=0,
+                title=f"Dossier {n}",
+                producer="CCAS",
+            )
+        )
+    four = SAMPLED_RULES.replace('value: "5 ans", duration: 5', 'value: "4 ans", duration: 4')
+    assert four != SAMPLED_RULES
+    assert api.client.put("/api/v1/rules", content=four.encode(), headers=h).is_success
+    clock.set(date(2020, 6, 1))
+    h = api.auth()
+    post = api.client.post
+    big_list = _ok(
+        post(
+            "/api/v1/disposal-lists",
+            headers=h,
+            json={"final_action": "Destroy", "producer": "FINANCES"},
+        ),
+        201,
+    )
+    assert len(big_list["units"]) == len(big) == PIECES + 1
+    _ok(post(f"/api/v1/disposal-lists/{big_list['id']}/approve", headers=h, json={}))
+    social = _ok(
+        post(
+            "/api/v1/disposal-lists",
+            headers=h,
+            json={"final_action": "Destroy", "producer": "CCAS"},
+        ),
+        201,
+    )
+    assert {ln["state"] for ln in social["lines"]} == {"proposed", "sampled"}
+    _ok(post(f"/api/v1/disposal-lists/{social['id']}/approve", headers=h, json={}))
+    _ok(
+        post(
+            f"/api/v1/disposal-lists/{social['id']}/visa",
+            headers=h,
+            files={"document": ("visa.pdf", VISA_PDF, "application/pdf")},
+            data={"reference": "AD93-2020-007", "decision_date": "2020-05-15"},
+        )
+    )
+    executed = _ok(post(f"/api/v1/disposal-lists/{social['id']}/execute", headers=h))
+    states = {ln["state"] for ln in executed["lines"]}
+    assert states == {"destroyed", "kept"}
+    return {"lists": [big_list["id"], social["id"]]}
 
 
 # --- replaying -----------------------------------------------------------------------------------
@@ -544,3 +631,24 @@ def test_a_digest_that_disagrees_stops_the_replay(scene: Scene) -> None:
         with pytest.raises(ReplayMismatch, match=r"\(disposal\.list_created\).*lines"):
             _replay(scene, session, alter)
         session.rollback()
+
+
+def test_large_sets_replay_from_small_leaves(large_scene: Scene) -> None:
+    """1,001 units recomputed and 1,001 lines fingerprinted come back equal from leaves that
+    name the inputs, not the rows; sampling and the permanent keeping of the sampled files
+    too."""
+    events = [LeafEvent.parse(leaf) for leaf in large_scene.leaves]
+    sizes = {e.type: len(e.leaf) for e in events if e.type in RETENTION}
+    assert sizes["rules.end_dates_recomputed"] < 1_000
+    assert sizes["disposal.approved"] < 1_000
+    recomputed = [e for e in events if e.type == "rules.end_dates_recomputed"]
+    assert recomputed[-1].payload["units"] >= PIECES + 1
+    assert any(e.type == "retention.permanent" and e.payload["sampled"] for e in events)
+    before = _snapshot_of_a(large_scene)
+    with Session(large_scene.b.engine) as session:
+        ctx = _replay(large_scene, session)
+        after = _snapshot(session)
+        session.rollback()
+    assert ctx.notes == []
+    for key in before:
+        assert after[key] == before[key], key
