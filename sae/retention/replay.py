@@ -102,6 +102,19 @@ def _unit(ctx: ReplayContext, event: LeafEvent) -> ArchiveUnit:
     return unit
 
 
+def _require_units(ctx: ReplayContext, event: LeafEvent, unit_ids: list[str]) -> None:
+    found: set[str] = set()
+    for i in range(0, len(unit_ids), dates.BATCH):
+        found.update(
+            ctx.session.scalars(
+                select(ArchiveUnit.id).where(ArchiveUnit.id.in_(unit_ids[i : i + dates.BATCH]))
+            )
+        )
+    missing = [u for u in unit_ids if u not in found]
+    if missing:
+        raise _mismatch(event, f"units not in the rebuilt catalogue: {', '.join(missing[:10])}")
+
+
 def _object(ctx: ReplayContext, event: LeafEvent) -> DataObject:
     obj = ctx.session.get(DataObject, event.object_id) if event.object_id else None
     if obj is None:
@@ -180,7 +193,9 @@ def replay_hold_placed(ctx: ReplayContext, event: LeafEvent) -> None:
         until=_day(event, "until") if until is not None else None,
         created_at=_time(ctx, event, "created_at"),
     )
-    covered = holds.cover(ctx.session, hold, _strings(event, "units"))
+    units = _strings(event, "units")
+    _require_units(ctx, event, units)
+    covered = holds.cover(ctx.session, hold, units)
     _check(event, "a number of covered units", event.payload.get("covered"), len(covered))
 
 
@@ -222,9 +237,7 @@ def replay_list_created(ctx: ReplayContext, event: LeafEvent) -> None:
     ctx.session.add(d)
     ctx.session.flush()
     units = _strings(event, "units")
-    missing = sorted(set(units) - set(_existing_units(ctx, units)))
-    if missing:
-        raise _mismatch(event, f"units not in the rebuilt catalogue: {', '.join(missing[:10])}")
+    _require_units(ctx, event, units)
     lines = disposal.make_lines(ctx.session, d, units, population=population)
     _check(
         event,
@@ -233,17 +246,6 @@ def replay_list_created(ctx: ReplayContext, event: LeafEvent) -> None:
         [ln.unit_id for ln in lines if ln.state == "sampled"],
     )
     _check_digest(ctx, event, "lines_sha256", "the lines", disposal.lines_digest(lines))
-
-
-def _existing_units(ctx: ReplayContext, unit_ids: list[str]) -> list[str]:
-    found: list[str] = []
-    for i in range(0, len(unit_ids), dates.BATCH):
-        found.extend(
-            ctx.session.scalars(
-                select(ArchiveUnit.id).where(ArchiveUnit.id.in_(unit_ids[i : i + dates.BATCH]))
-            )
-        )
-    return found
 
 
 @replays("disposal.submitted")

@@ -652,3 +652,21 @@ def test_large_sets_replay_from_small_leaves(large_scene: Scene) -> None:
     assert ctx.notes == []
     for key in before:
         assert after[key] == before[key], key
+
+
+def test_a_unit_the_rebuilt_catalogue_lacks_stops_the_replay(scene: Scene) -> None:
+    """A transfer whose description was not replayed: the first leaf naming its units stops
+    the replay, named, rather than writing rows about units that are not there."""
+    first = next(
+        e.transfer_id for e in map(LeafEvent.parse, scene.leaves) if e.type == "ingest.accepted"
+    )
+
+    def alter(event: LeafEvent) -> LeafEvent:
+        if event.type == "ingest.accepted" and event.transfer_id == first:
+            return dataclasses.replace(event, type="test.transfer_lost")
+        return event
+
+    with Session(scene.b.engine) as session:
+        with pytest.raises(ReplayMismatch, match="not in the rebuilt catalogue"):
+            _replay(scene, session, alter)
+        session.rollback()
