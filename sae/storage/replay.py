@@ -71,6 +71,50 @@ def _quarantine_ended(context: ReplayContext, event: LeafEvent) -> None:
     copy.quarantine_ends_at = _at(data.get("quarantine_ends_at"))
 
 
+# --- offers filled (sae fsck --repair) ---------------------------------------------------------
+
+
+@replays("storage.copy_filled")
+def _copy_filled(context: ReplayContext, event: LeafEvent) -> None:
+    """The copy row ``sae.storage.fill`` recorded, column by column."""
+    data = event.payload
+    session = context.session
+    stored_at = _at(data["stored_at"])
+    ends = _at(data["quarantine_ends_at"])
+    if data["kind"] == "object":
+        copy = _copy(session, event.object_id, data["offer"], data["key"])
+        if copy is None:
+            if event.object_id is None or session.get(DataObject, event.object_id) is None:
+                _missing(context, event, f"no object {event.object_id} for a filled copy")
+                return
+            copy = ObjectCopy(object_id=event.object_id, offer=data["offer"], key=data["key"])
+            session.add(copy)
+        copy.version_id = data["version_id"]
+        copy.size = data["size"]
+        copy.sha512 = data["sha512"]
+        copy.stored_at = stored_at or event.occurred_at
+        copy.quarantine_ends_at = ends
+        copy.last_checked_at = stored_at
+        copy.last_check_ok = True
+    else:
+        meta = session.scalars(
+            select(MetadataCopy).where(
+                MetadataCopy.offer == data["offer"], MetadataCopy.key == data["key"]
+            )
+        ).first()
+        if meta is None:
+            meta = MetadataCopy(offer=data["offer"], key=data["key"])
+            session.add(meta)
+        meta.kind = data["kind"]
+        meta.tree_size = data["tree_size"]
+        meta.transfer_id = data["transfer_id"]
+        meta.sha512 = data["sha512"]
+        meta.size = data["size"]
+        meta.stored_at = stored_at or event.occurred_at
+        meta.quarantine_ends_at = ends
+    session.flush()
+
+
 # --- fixity audits -----------------------------------------------------------------------------
 
 
