@@ -37,7 +37,9 @@ from sae.recovery.replay import (
 from sae.retention.models import UnitComputedRule
 from sae.storage.audit import create_audit, run_audit
 from sae.storage.filesystem import FilesystemOffer
+from sae.storage.fill import fill_offers, plan_fill
 from sae.storage.models import Audit, AuditProblem, MetadataCopy, ObjectCopy
+from sae.storage.offers import OfferSet
 from sae.storage.quarantine import end_quarantines
 from tests.conftest import Api, Database, _open_database
 from tests.sipfactory import build_zip, simple_sip
@@ -295,3 +297,27 @@ def test_every_type_of_these_owners_is_replayed_or_declared_stateless() -> None:
     }
     assert journaled <= set(REPLAYS) | set(NO_STATE)
     assert "tokens are not rebuilt" in NO_STATE["auth.token_created"].lower().replace("api ", "")
+
+
+def test_copies_filled_on_a_new_site_replayed(two_sites: Api, rebuilt: Any, tmp_path: Path) -> None:
+    for n in range(2):
+        deposit(two_sites, f"MSG-FILLED-{n}", PAYLOAD + str(n).encode())
+    runtime = two_sites.runtime
+    site_c = FilesystemOffer("site-c", tmp_path / "site-c", quarantine_days=1)
+    three = OfferSet(
+        offers={**runtime.offer_set.offers, "site-c": site_c},
+        strategy=[*runtime.offer_set.strategy, "site-c"],
+    )
+    outcomes = fill_offers(runtime.sessions, three, plan_fill(runtime.sessions, three))
+    assert outcomes
+    assert all(o.filled for o in outcomes)
+
+    b = rebuilt()
+
+    def on_c(api: Api, model: type[Any]) -> list[dict[str, Any]]:
+        return [row for row in _rows(api, model, "id") if row["offer"] == "site-c"]
+
+    assert on_c(b, ObjectCopy) == on_c(two_sites, ObjectCopy)
+    assert len(on_c(b, ObjectCopy)) == 2
+    assert on_c(b, MetadataCopy) == on_c(two_sites, MetadataCopy)
+    assert {row["kind"] for row in on_c(b, MetadataCopy)} == {"transfer"}
