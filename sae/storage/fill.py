@@ -14,8 +14,9 @@ offer does not have; :func:`fill_offers` copies each from a healthy copy elsewhe
 * a source whose bytes do not have the recorded SHA-512 is never used (the target refuses them
   before anything is kept): the next copy is tried; when none is healthy, nothing is written
   and the gap is reported (``fill_failed``);
-* a key already on the target (a fill or a publication interrupted before its record) is read
-  back: recorded if it has the recorded SHA-512, reported otherwise, never overwritten;
+* a key on the target with no record of it there (a fill or a publication interrupted
+  between its write and its record) is read back: recorded if it has the recorded SHA-512,
+  reported and left alone otherwise, never overwritten;
 * each copy is recorded (``object_copies`` / ``metadata_copies``) and journaled
   (``storage.copy_filled``, replayed by :mod:`sae.storage.replay`) in a transaction of its own,
   so an interrupted run loses nothing and the next one goes on from there.
@@ -33,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.catalog.models import GONE, ArchiveUnit, DataObject
@@ -124,8 +126,8 @@ def find_gaps(
         for (object_id, sha512, size), copies in objects.items():
             mine = [c for c in copies if c[0] == target]
             key = mine[0][1] if mine else copies[0][1]
-            if key in have:
-                continue
+            if mine and key in have:
+                continue  # recorded and there (an audit checks its bytes)
             sources = tuple(offer for offer, _ in copies if offer != target)
             if sources:
                 gaps.append(Gap(target, key, OBJECT, sha512, size, sources, object_id=object_id))
@@ -133,7 +135,7 @@ def find_gaps(
     for target in targets:
         have = present[target]
         for key, rows in metadata.items():
-            if key in have:
+            if key in have and any(row.offer == target for row in rows):
                 continue
             sources = tuple(row.offer for row in rows if row.offer != target)
             if not sources:
@@ -375,11 +377,18 @@ def fill_offers(
     outcomes: list[FillOutcome] = []
     copied = 0
     for done, gap in enumerate(gaps, start=1):
-        with transaction(sessions) as session:
-            if _still_wanted(session, gap):
-                outcome = fill_gap(session, offer_set, gap, actor=actor)
-            else:
-                outcome = FillOutcome(gap, False, skipped=True, detail="left the archive meanwhile")
+        try:
+            with transaction(sessions) as session:
+                if _still_wanted(session, gap):
+                    outcome = fill_gap(session, offer_set, gap, actor=actor)
+                else:
+                    outcome = FillOutcome(
+                        gap, False, skipped=True, detail="left the archive meanwhile"
+                    )
+        except IntegrityError:
+            # The journal's publisher recorded the same segment on that offer meanwhile
+            # (unique offer and key): the same bytes, recorded once.
+            outcome = FillOutcome(gap, True, adopted=True, detail="recorded meanwhile")
         outcomes.append(outcome)
         copied += gap.size
         if progress is not None:
@@ -388,12 +397,22 @@ def fill_offers(
 
 
 def _still_wanted(session: Session, gap: Gap) -> bool:
-    """The object or description is still archived (a withdrawal or a disposal may have
-    taken it since the gaps were listed)."""
+    """The object or description is still archived and not being taken away (a withdrawal
+    or a disposal may have begun since the gaps were listed)."""
+    from sae.ingest.models import Transfer
+
+    transfer_id = gap.transfer_id
     if gap.kind == OBJECT:
         obj = session.get(DataObject, gap.object_id)
-        return obj is not None and obj.status not in GONE
-    return (
-        session.scalars(select(MetadataCopy.id).where(MetadataCopy.key == gap.key)).first()
-        is not None
-    )
+        if obj is None or obj.status in GONE:
+            return False
+        transfer_id = obj.transfer_id
+    elif (
+        session.scalars(select(MetadataCopy.id).where(MetadataCopy.key == gap.key)).first() is None
+    ):
+        return False
+    if transfer_id is not None:
+        transfer = session.get(Transfer, transfer_id)
+        if transfer is not None and transfer.status != "OK":
+            return False
+    return True

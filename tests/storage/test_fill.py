@@ -6,6 +6,7 @@ journaled."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
@@ -208,3 +209,31 @@ def test_no_healthy_copy_is_reported_and_nothing_written(two_sites: Api, tmp_pat
     assert ("site-c", victim, "under_replicated") in {
         (f["offer"], f["key"], f["kind"]) for f in findings
     }
+
+
+def test_a_copy_already_on_the_offer_is_adopted_a_different_one_left_alone(
+    two_sites: Api, tmp_path: Path
+) -> None:
+    objects = _archive(two_sites)
+    env, site_c = _with_site_c(two_sites, tmp_path)
+    site_a = _offer(two_sites, "site-a")
+    # A run interrupted after its write, before its record: the same bytes are there.
+    same, other = f"objects/{objects[0]}", f"objects/{objects[1]}"
+    site_c.put(same, io.BytesIO(b"".join(site_a.get(same))), retain_until=None)
+    # Something else under a key SAE wants to write: never overwritten.
+    site_c.put(other, io.BytesIO(b"not the archived bytes"), retain_until=None)
+
+    code, findings = _fsck(env, "--repair")
+    assert code == 1
+    by_key = {f["key"]: f for f in findings if f["kind"] in ("filled", "fill_failed")}
+    assert by_key[same]["kind"] == "filled"
+    assert by_key[same]["detail"].startswith("already on the offer")
+    assert by_key[other]["kind"] == "fill_failed"
+    assert "left alone" in by_key[other]["detail"]
+    assert b"".join(site_c.get(other)) == b"not the archived bytes"
+    with transaction(two_sites.runtime.sessions) as session:
+        on_c = set(session.scalars(select(ObjectCopy.key).where(ObjectCopy.offer == "site-c")))
+    assert same in on_c
+    assert other not in on_c
+    (adopted,) = [e for e in _filled_events(two_sites) if e.payload["key"] == same]
+    assert adopted.payload["from_offer"] is None
