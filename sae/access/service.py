@@ -70,15 +70,22 @@ def record_integrity_failure(
     """Flag the copy and journal the failure, in a transaction of its own."""
     with transaction(sessions) as session:
         copy = session.get(ObjectCopy, copy_id)
+        checked_at = utcnow()
         if copy is not None:
-            copy.last_checked_at = utcnow()
+            copy.last_checked_at = checked_at
             copy.last_check_ok = False
+        # ``key`` and ``checked_at``: which copy row a replay flags, and with which date.
         append_event(
             session,
             type="integrity.failed",
             actor="system:access",
             object_id=obj_id,
-            payload={"offer": offer, "detail": detail},
+            payload={
+                "offer": offer,
+                "detail": detail,
+                "key": copy.key if copy is not None else None,
+                "checked_at": checked_at.isoformat(),
+            },
         )
     log.error("integrity.failed object=%s offer=%s: %s", obj_id, offer, detail)
 

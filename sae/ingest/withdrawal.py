@@ -25,6 +25,7 @@ All or nothing, as far as storage allows:
 
 from __future__ import annotations
 
+import base64
 import logging
 import zlib
 from collections.abc import Mapping, Sequence
@@ -306,6 +307,7 @@ def _finish(
             "message_identifier": transfer.message_identifier,
             "units": [u.id for u in units],
             "copies_deleted": deleted,
+            **withdrawn_record(session, transfer, units, objects),
         }
         append_events(
             session,
@@ -320,3 +322,34 @@ def _finish(
             ],
         )
     return Withdrawal(transfer_id, WITHDRAWN, now, len(units), len(objects), deleted)
+
+
+def withdrawn_record(
+    session: Session, transfer: Transfer, units: list[ArchiveUnit], objects: list[DataObject]
+) -> dict[str, Any]:
+    """What a rebuild needs to answer for a withdrawn transfer as the catalogue does (issue 17):
+    its description (``transfers/<id>.zip``) is deleted from the offers with its objects, so
+    the ``transfer.withdrawn`` leaf carries the rows that stay — the transfer, its units
+    without their descriptions, its objects withdrawn, groups, links, declared rules — as a
+    ``sae-transfer-record/1`` record (no copies, no computed dates), and its ATR (base64),
+    which ``GET /transfers/{id}/atr`` still serves."""
+    from sae.catalog.models import DataObjectGroup, UnitRule
+    from sae.catalog.records import record_of
+    from sae.catalog.rows import CatalogueRows
+
+    unit_ids = [u.id for u in units]
+    rows = CatalogueRows(
+        groups=list(
+            session.scalars(
+                select(DataObjectGroup).where(DataObjectGroup.transfer_id == transfer.id)
+            )
+        ),
+        objects=objects,
+        copies=[],
+        units=units,
+        links=list(session.scalars(select(UnitLink).where(UnitLink.child_id.in_(unit_ids)))),
+        rules=list(session.scalars(select(UnitRule).where(UnitRule.unit_id.in_(unit_ids)))),
+    )
+    record = record_of(transfer, rows, [], manifest_name="")
+    atr = None if transfer.atr is None else base64.b64encode(transfer.atr).decode("ascii")
+    return {"record": record, "atr": atr}

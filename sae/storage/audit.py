@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -234,7 +234,8 @@ def _check_copy(
         else:
             kind, detail = "corrupt", f"sha512 {digest[:16]}…, size {size}"
     audit.checked += 1
-    copy.last_checked_at = utcnow()
+    checked_at = utcnow()
+    copy.last_checked_at = checked_at
     copy.last_check_ok = not kind
     if not kind:
         return
@@ -247,26 +248,56 @@ def _check_copy(
         kind=kind,
         repaired=False,
         detail=detail,
-        found_at=utcnow(),
+        found_at=checked_at,
     )
     session.add(problem)
+    # What a replay needs to write the problem and the copy's check back (issue 17): the
+    # audit's own columns (its row is not journaled when created), the dates, and — filled in
+    # below, before the batch's events are appended — how the repair ended.
+    payload: dict[str, Any] = {
+        "audit_id": audit.id,
+        "offer": copy.offer,
+        "key": copy.key,
+        "kind": kind,
+        "detail": detail,
+        "found_at": checked_at.isoformat(),
+        "audit": _audit_columns(audit),
+        "repaired": False,
+        "last_check_ok": False,
+    }
     events.append(
         dict(
             type="storage.copy_damaged",
             actor=f"audit:{audit.id}",
             object_id=obj.id,
             object_digests={obj.id: expected},
-            payload={
-                "audit_id": audit.id,
-                "offer": copy.offer,
-                "key": copy.key,
-                "kind": kind,
-                "detail": detail,
-            },
+            payload=payload,
         )
     )
     if audit.repair and offer is not None:
         problem.repaired = _repair(session, offer_set, audit, copy, obj, expected, kind, events)
+        payload["repaired"] = problem.repaired
+        payload["last_check_ok"] = copy.last_check_ok
+
+
+def _audit_columns(audit: Audit) -> dict[str, Any]:
+    """An audit's columns as its events carry them (what ``GET /audits/{id}`` shows)."""
+    return {
+        "requested_by": audit.requested_by,
+        "offers": audit.offers,
+        "sample_rate": audit.sample_rate,
+        "repair": audit.repair,
+        "created_at": _iso(audit.created_at),
+        "started_at": _iso(audit.started_at),
+        "finished_at": _iso(audit.finished_at),
+        "checked": audit.checked,
+        "unreachable": audit.unreachable,
+        "error": audit.error,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _repair(
@@ -326,6 +357,10 @@ def _repair(
                     "kind": kind,
                     "from_offer": source.offer,
                     "version_id": stored.version_id,
+                    # The copy row as the repair left it, for a replay.
+                    "size": stored.size,
+                    "quarantine_ends_at": _iso(stored.quarantine_ends_at),
+                    "checked_at": _iso(copy.last_checked_at),
                 },
             )
         )
@@ -354,6 +389,7 @@ def finish_audit(session: Session, audit: Audit) -> None:
             "unreachable": audit.unreachable,
             "problems": len(problems),
             "repaired": sum(1 for p in problems if p.repaired),
+            "audit": _audit_columns(audit),
         },
     )
     session.flush()
@@ -372,7 +408,12 @@ def fail_audit(session: Session, audit_id: str, error: str) -> None:
         session,
         type="storage.audit_failed",
         actor=audit.requested_by,
-        payload={"audit_id": audit.id, "checked": audit.checked, "error": audit.error},
+        payload={
+            "audit_id": audit.id,
+            "checked": audit.checked,
+            "error": audit.error,
+            "audit": _audit_columns(audit),
+        },
     )
     session.flush()
 

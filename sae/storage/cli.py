@@ -6,7 +6,15 @@ import json
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import func, select
@@ -14,8 +22,10 @@ from sqlalchemy import func, select
 from sae.catalog.models import GONE, DataObject
 from sae.cli_support import make_console, opened_runtime, refusals
 from sae.db import transaction
+from sae.runtime import Runtime
 from sae.storage.audit import AuditProgress, create_audit, get_audit, run_audit
-from sae.storage.fsck import UNRESOLVED, reconcile
+from sae.storage.fill import FillProgress, fill_offers, plan_fill
+from sae.storage.fsck import UNRESOLVED, Finding, fill_findings, reconcile
 from sae.storage.models import ObjectCopy
 from sae.storage.quarantine import end_quarantines
 
@@ -148,7 +158,11 @@ def _print_audit(report: dict[str, object]) -> None:
 
 def fsck_command(
     repair: Annotated[
-        bool, typer.Option("--repair", help="Remove unreferenced orphans whose lock allows it.")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Fill the strategy's offers that lack copies; remove orphans whose lock allows.",
+        ),
     ] = False,
     offer: Annotated[
         list[str] | None, typer.Option("--offer", help="Offer to check (repeatable; default all).")
@@ -158,14 +172,18 @@ def fsck_command(
     """Reconcile the catalog with the offers: orphans on offers, catalog copies missing.
 
     Orphans (left by a crash between storage and catalog) are listed, and removed with
-    ``--repair`` when their lock allows; a missing copy of a catalogued object is only ever
-    reported (``sae audit`` repairs it from a healthy copy). Exit 0 when all is consistent,
-    1 when something remains.
+    ``--repair`` when their lock allows. With ``--repair``, first, every object, transfer
+    description and journal segment an offer of the strategy lacks (a site added later, a
+    copy lost) is copied from a healthy copy on another offer, checked against its recorded
+    SHA-512, locked and recorded as the others, and journaled. Exit 0 when all is consistent,
+    1 when something remains (a copy no offer has healthy).
 
     Example: sae fsck --repair
     """
-    with refusals(2), opened_runtime() as runtime, transaction(runtime.sessions) as session:
-        findings = reconcile(session, runtime.offer_set, offers=offer or None, repair=repair)
+    with refusals(2), opened_runtime() as runtime:
+        findings = _fill(runtime, offer, as_json) if repair else []
+        with transaction(runtime.sessions) as session:
+            findings += reconcile(session, runtime.offer_set, offers=offer or None, repair=repair)
     if as_json:
         out.print_json(json.dumps([f.__dict__ for f in findings]))
     elif not findings:
@@ -178,3 +196,30 @@ def fsck_command(
         out.print(table)
     if any(f.kind in UNRESOLVED for f in findings):
         raise typer.Exit(1)
+
+
+def _fill(runtime: Runtime, offer: list[str] | None, quiet: bool) -> list[Finding]:
+    """Fill the strategy's offers, with a progress bar (copies, bytes, rate) on stderr."""
+    gaps = plan_fill(runtime.sessions, runtime.offer_set, offers=offer or None)
+    if not gaps:
+        return []
+    with Progress(
+        TextColumn("remplissage"),
+        BarColumn(),
+        TextColumn("{task.fields[copies]} copies"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task(
+            "fill", total=max(sum(g.size for g in gaps), 1), copies=f"0/{len(gaps)}"
+        )
+
+        def advance(state: FillProgress) -> None:
+            bar.update(task, completed=state.bytes_done, copies=f"{state.done}/{state.total}")
+
+        outcomes = fill_offers(runtime.sessions, runtime.offer_set, gaps, progress=advance)
+    return fill_findings(outcomes)

@@ -21,7 +21,13 @@ Findings (``Finding.kind``):
   description (``transfers/<id>.zip``) left by a crash before its transfer's commit, or by a
   refusal whose clean-up failed (the transfer was not acknowledged). Informational, never
   removed: it may be the only copy of that history;
-* ``offer_unreachable`` the offer could not be listed.
+* ``offer_unreachable`` the offer could not be listed;
+* ``filled``            with ``repair``, a copy an offer of the strategy lacked, copied from a
+  healthy copy on another offer (``sae.storage.fill``, journaled ``storage.copy_filled``), or
+  found there already with the recorded SHA-512 and recorded;
+* ``fill_failed``       a copy an offer of the strategy lacks that no other offer has healthy
+  (nothing written), or a different object under its key there;
+* ``fill_skipped``      a gap whose object or description left the archive meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from sae.catalog.models import GONE
 from sae.journal.service import append_event
 from sae.storage import repository
 from sae.storage.errors import ObjectMissing, RetentionActive, StorageError
+from sae.storage.fill import FillOutcome
 from sae.storage.offers import OfferSet
 
 #: Keys of what SAE writes beside the content (``sae.journal.segments``, the transfers'
@@ -50,6 +57,7 @@ UNRESOLVED = {
     "unrecorded",
     "under_replicated",
     "offer_unreachable",
+    "fill_failed",
 }
 
 
@@ -145,6 +153,25 @@ def reconcile(
                 payload={"offer": finding.offer, "key": finding.key, "reason": finding.detail},
             )
     session.flush()
+    return findings
+
+
+def fill_findings(outcomes: Iterable[FillOutcome]) -> list[Finding]:
+    """The findings of filling the strategy's offers (:func:`sae.storage.fill.fill_offers`)."""
+    findings = []
+    for outcome in outcomes:
+        gap = outcome.gap
+        if outcome.filled:
+            kind = "filled"
+            detail = (
+                "already on the offer with the recorded SHA-512: recorded"
+                if outcome.adopted
+                else f"copied from {outcome.source}, SHA-512 checked"
+            )
+        else:
+            kind = "fill_skipped" if outcome.skipped else "fill_failed"
+            detail = outcome.detail
+        findings.append(Finding(gap.offer, gap.key, kind, detail, gap.object_id))
     return findings
 
 

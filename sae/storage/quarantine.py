@@ -163,8 +163,18 @@ def _record(session: Session, copy: _Due, outcome: _Outcome, moment: datetime) -
         actor=ACTOR,
         object_id=copy.object_id,
         object_digests={copy.object_id: copy.sha512},
-        payload={"offer": copy.offer, "key": copy.key, "lock_mode": "COMPLIANCE"},
+        # ``quarantine_ends_at``: the copy row's new value, what a replay writes back.
+        payload={
+            "offer": copy.offer,
+            "key": copy.key,
+            "lock_mode": "COMPLIANCE",
+            "quarantine_ends_at": _iso(row.quarantine_ends_at),
+        },
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def end_metadata_quarantines(
