@@ -74,7 +74,12 @@ from sae.journal.service import append_event, ensure_state, seal
 from sae.migrate import upgrade
 from sae.models import Base
 from sae.recovery import replay
-from sae.recovery.errors import DescriptionInvalid, RebuildTargetNotEmpty, SegmentInvalid
+from sae.recovery.errors import (
+    DescriptionInvalid,
+    RebuildStopped,
+    RebuildTargetNotEmpty,
+    SegmentInvalid,
+)
 from sae.storage.base import StorageOffer
 from sae.storage.errors import StorageError
 from sae.storage.models import MetadataCopy
@@ -475,7 +480,8 @@ class _Rebuild:
             try:
                 replay.apply(context, event)
             except (replay.UnknownEventType, replay.LeafFormatError) as exc:
-                raise SegmentInvalid(key, "replay", str(exc)) from None
+                # Not the segment's fault: this SAE does not know how to replay the leaf.
+                raise RebuildStopped(key, "replay", str(exc)) from None
             if event.type in ("ingest.accepted", "rebuild.transfer_recovered"):
                 self.state.transfers += 1
                 self.state.units += int(event.payload.get("units") or 0)

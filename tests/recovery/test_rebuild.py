@@ -48,13 +48,25 @@ from tests.sipfactory import FileSpec, RuleSpec, SipSpec, UnitSpec, build_zip, s
 # --------------------------------------------------------------------------- helpers
 
 
+#: Event types these tests journal whose owners' replays are not in this branch yet
+#: (retention, storage, auth: written in parallel). They are taken as stateless here, so that
+#: these tests exercise the rebuild and the ingest replays; a type that has its replay keeps it.
+PENDING = ("auth.token_created", "rules.imported", "access.object_read")
+#: The same for a rebuild run in a child process (``sae rebuild`` killed and resumed).
+PRELUDE = (
+    "import os, sys\n"
+    "from sae.recovery import replay\n"
+    "replay.load_all()\n"
+    f"for t in {PENDING!r}:\n"
+    "    if t not in replay.REPLAYS and t not in replay.NO_STATE:\n"
+    "        replay.NO_STATE[t] = 'pending in this branch'\n"
+)
+
+
 @pytest.fixture(autouse=True)
 def _other_owners_pending(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Event types whose owners' replays are not in this branch yet (retention, storage,
-    auth: written in parallel) are taken as stateless here, so that these tests exercise the
-    rebuild and the ingest replays; a type that has its replay keeps it."""
     replay.load_all()
-    for type_ in ("auth.token_created", "rules.imported", "access.object_read"):
+    for type_ in PENDING:
         if type_ not in replay.REPLAYS and type_ not in replay.NO_STATE:
             monkeypatch.setitem(replay.NO_STATE, type_, "pending in this branch")
 
@@ -451,12 +463,10 @@ def test_a_rebuild_killed_midway_resumes(archive: Archive, tmp_path: Path) -> No
     """The rebuild process is killed (SIGKILL) after its first segment's commit; the same
     command run again finishes, and the result is the same as an uninterrupted rebuild's."""
     target = sqlite_target(tmp_path)
-    script = (
-        "import os, sys\n"
+    script = PRELUDE + (
         "from sae.config import load_settings\n"
         "from sae.recovery.rebuild import rebuild\n"
-        "settings = load_settings()\n"
-        "rebuild(settings, 'local', sys.argv[1],"
+        "rebuild(load_settings(), 'local', sys.argv[1],"
         " after_segment=lambda key: os.kill(os.getpid(), 9))\n"
     )
     env = {
@@ -479,8 +489,19 @@ def test_a_rebuild_killed_midway_resumes(archive: Archive, tmp_path: Path) -> No
     assert set(MARKS) <= set(marks)
     assert heads == 1
     # The sae command itself, run again with the same arguments, resumes.
+    command = PRELUDE + "from sae.cli import app\napp(sys.argv[1:])\n"
     done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "sae", "rebuild", "--from", "local", "--database", target, "--json"],
+        [
+            sys.executable,
+            "-c",
+            command,
+            "rebuild",
+            "--from",
+            "local",
+            "--database",
+            target,
+            "--json",
+        ],
         env=env,
         check=False,
         capture_output=True,
