@@ -67,6 +67,8 @@ class ImportedTransfer:
     units: int
     objects: int
     description_sha512: str
+    #: SHA-512 of each binary object, by object id.
+    digests: dict[str, str]
 
 
 def read_description(offer: StorageOffer, transfer_id: str) -> tuple[bytes, str]:
@@ -134,7 +136,8 @@ def import_transfer(
             quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
         )
     )
-    return ImportedTransfer(transfer_id, len(rows.units), len(rows.objects), digest)
+    digests = {o.id: o.sha512 for o in rows.objects if o.sha512 is not None}
+    return ImportedTransfer(transfer_id, len(rows.units), len(rows.objects), digest, digests)
 
 
 def _check_against_leaves(

@@ -592,6 +592,9 @@ class _Rebuild:
                 type="rebuild.transfer_recovered",
                 actor=ACTOR,
                 transfer_id=transfer_id,
+                # The objects' digests under the next signed head: their original leaves were
+                # never published.
+                object_digests=imported.digests,
                 payload={
                     "offer": self.offer.name,
                     "description_sha512": digest,

@@ -343,6 +343,11 @@ def check_same_answers(archive: Archive, url: str, token_path: Path) -> None:
             "events"
         ]
         assert [e["type"] for e in recovered] == ["rebuild.transfer_recovered"]
+        assert late["journal"]["leaf_index"] == recovered[0]["leaf_index"]
+        assert late["journal"]["tree_size"] is not None  # sealed by the rebuild
+        assert recovered[0]["sha512"] == {
+            o["id"]: o["sha512"] for o in archive.late_reply["objects"]
+        }
         # The whole journal verifies from the rebuilt catalogue.
         with api.runtime.sessions() as session:
             verdict = verify_journal(session, check_objects=True, workers=1)
