@@ -222,6 +222,8 @@ class _Rebuild:
         self.state = RebuildProgress("journal")
         self.notes: list[str] = []
         self.started = time.monotonic()
+        self.saw_segment = False
+        self.saw_description = False
 
     def _tell(self) -> None:
         if self.progress_fn is not None:
@@ -244,6 +246,11 @@ class _Rebuild:
         self.state.phase = "recovering"
         self._tell()
         recovered, skipped = self._recover_transfers()
+        if not self.saw_segment and not self.saw_description:
+            # Most likely the wrong offer or bucket: an empty catalogue is not a rebuild.
+            raise RebuildStopped(
+                SEGMENTS_PREFIX, "empty", "the offer holds no journal segment and no description"
+            )
         self.state.phase = "sealing"
         self._tell()
         counts = self._counts()
@@ -349,6 +356,7 @@ class _Rebuild:
             if previous is not None and key <= previous:
                 raise SegmentInvalid(key, "order", f"listed after {previous}")
             previous = key
+            self.saw_segment = True
             match = _SEGMENT_KEY.match(key)
             if match is None:
                 raise SegmentInvalid(key, "key", "not a segment's name")
@@ -548,6 +556,7 @@ class _Rebuild:
                     skipped.append(transfer_id)
 
         for item in transfer_ids(self.offer.list_keys(TRANSFERS_PREFIX)):
+            self.saw_description = True
             batch.append(item)
             if len(batch) >= KEY_BATCH:
                 run(batch)
@@ -601,6 +610,12 @@ class _Rebuild:
                     "units": imported.units,
                     "objects": imported.objects,
                 },
+            )
+            # The marker follows the journal, so that a rebuild interrupted here resumes.
+            session.execute(
+                update(JournalState)
+                .where(JournalState.name == MARK_NEXT_LEAF)
+                .values(value=_tree_size(session))
             )
         self.state.transfers += 1
         self.state.units += imported.units

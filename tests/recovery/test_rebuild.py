@@ -578,3 +578,72 @@ strategy:
             assert content == snapshot.contents[object_id]
             assert verify_bundle(snapshot.proofs[object_id], content=content).valid
         assert events(api, snapshot.size, token) == snapshot.events
+
+
+def test_a_rebuild_interrupted_while_recovering_transfers_resumes(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted after the recovered transfer's commit, before the end: the marker followed
+    the journal, so the same rebuild resumes and does not recover the transfer twice."""
+    from sae.recovery import rebuild as module
+
+    finish = module._Rebuild._finish
+
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module._Rebuild, "_finish", interrupted)
+    target = sqlite_target(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(archive.settings, "local", target)
+    monkeypatch.setattr(module._Rebuild, "_finish", finish)
+    report = rebuild(archive.settings, "local", target)
+    assert report.recovered == []  # recovered by the first run, committed
+    assert report.counts["transfers"] == 5
+    assert report.admin_token_path is not None
+    check_same_answers(archive, target, report.admin_token_path)
+
+
+def test_the_command_prints_a_summary_and_refuses_what_it_must(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from sae.cli import app as cli
+
+    runner = CliRunner()
+    monkeypatch.setenv("SAE_DATA_DIR", str(archive.settings.data_dir))
+    monkeypatch.setenv("SAE_DATABASE_URL", archive.settings.db_url)
+    target = sqlite_target(tmp_path)
+    done = runner.invoke(cli, ["rebuild", "--from", "local", "--database", target])
+    assert done.exit_code == 0, done.output
+    out = " ".join(done.output.split())
+    assert "catalogue rebuilt from offer local" in out
+    assert "archive_units: " in out
+    assert "1 transfer(s) acknowledged after the last published journal segment" in out
+    assert "Tokens are not rebuilt: a new admin token was written to" in out
+    # A non-empty target: exit 2, said with its code.
+    again = runner.invoke(cli, ["rebuild", "--from", "local", "--database", target])
+    assert again.exit_code == 2
+    assert "rebuild.target_not_empty" in again.output
+    # An unknown offer: exit 2 too.
+    unknown = runner.invoke(cli, ["rebuild", "--from", "nowhere", "--database", target])
+    assert unknown.exit_code == 2
+    # A segment that does not verify: exit 1, named.
+    offer = local_offer(archive.settings)
+    key = segment_keys(offer)[0]
+    data = b"".join(offer.get(key))
+    rewrite(offer, key, data.replace(b'"actor":"', b'"actor":"x', 1))  # a leaf's actor
+    stopped = runner.invoke(
+        cli, ["rebuild", "--from", "local", "--database", sqlite_target(tmp_path)]
+    )
+    assert stopped.exit_code == 1
+    said = "".join(stopped.output.split())  # Rich folds long lines
+    assert f"rebuildstopped:{key}:root:" in said
+
+
+def test_an_empty_offer_is_not_a_rebuild(settings: Settings, tmp_path: Path) -> None:
+    from sae.recovery.errors import RebuildStopped
+
+    with pytest.raises(RebuildStopped, match="no journal segment and no description"):
+        rebuild(settings, "local", sqlite_target(tmp_path))
