@@ -96,6 +96,115 @@ def init() -> None:
             console.print("an admin token already exists")
 
 
+@app.command("rebuild")
+def rebuild_command(
+    offer: Annotated[
+        str, typer.Option("--from", help="The offer to rebuild from (a name of the offers file).")
+    ],
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="The empty catalogue to rebuild into (SQLAlchemy URL; default the configured "
+            "one, SAE_DATABASE_URL).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Rebuild the catalogue database from one offer alone, verified against the signed
+    journal; run again with the same arguments to resume an interrupted rebuild.
+
+    Exit 0 when rebuilt; 1 when the offer's journal or a transfer's description does not
+    verify (the segment or description is named); 2 when the target is not empty or the
+    configuration is refused.
+
+    Example: ``sae rebuild --from site-a --database sqlite:////srv/sae/rebuilt.db``
+    """
+    import time
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sae.recovery.errors import RebuildStopped
+    from sae.recovery.rebuild import RebuildProgress, rebuild, report_json
+
+    settings = settings_or_exit()
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("rebuild", total=None, counts="")
+
+        def advance(state: RebuildProgress) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(
+                task,
+                description=f"rebuild ({state.phase})",
+                completed=state.leaves,
+                total=state.expected_leaves,
+                counts=(
+                    f"{state.segments} segments, {state.leaves} leaves, "
+                    f"{state.transfers} transfers, {state.units} units "
+                    f"({state.units / elapsed:.0f} units/s)"
+                ),
+            )
+
+        try:
+            with refusals(2, with_code=True):
+                try:
+                    report = rebuild(settings, offer, database, progress=advance)
+                except RebuildStopped as exc:
+                    console.print(f"[red]rebuild stopped: {escape(exc.detail)}[/red]")
+                    console.print(
+                        "what was verified before is committed; once the offer is repaired, "
+                        "the same command resumes"
+                    )
+                    raise typer.Exit(1) from None
+        finally:
+            bar.stop()
+    if as_json:
+        sys.stdout.write(report_json(report) + "\n")
+        return
+    console.print(
+        f"catalogue rebuilt from offer {escape(report.offer)} into {escape(report.database)}: "
+        f"{report.segments} segments verified"
+        + (
+            f" (and {report.segments_before} before the interruption)"
+            if report.segments_before
+            else ""
+        )
+        + f", {report.leaves} leaves, {report.seconds:.1f} s "
+        f"({report.units_per_second:.0f} units/s)"
+    )
+    for name, count in report.counts.items():
+        console.print(f"  {name}: {count}")
+    if report.recovered:
+        console.print(
+            f"[yellow]{len(report.recovered)} transfer(s) acknowledged after the last published "
+            "journal segment recovered from their descriptions (journaled "
+            "rebuild.transfer_recovered)[/yellow]"
+        )
+    for note in report.notes:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
+    if report.head_size is not None:
+        console.print(f"new tree head sealed at {report.head_size} leaves")
+    console.print(
+        "[bold yellow]Tokens are not rebuilt: "
+        + (
+            f"a new admin token was written to {report.admin_token_path} (mode 0600)."
+            if report.admin_token_path is not None
+            else "an admin token already existed."
+        )
+        + " Create the other tokens again (sae token create).[/bold yellow]"
+    )
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[str, typer.Option(help="admin, archivist, auditor, depositor or reader.")],

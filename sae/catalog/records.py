@@ -101,6 +101,21 @@ def rows_from_record(
     return transfer, rows, end_dates
 
 
+def transfer_values(row: Transfer) -> dict[str, Any]:
+    """A transfer row as a record holds it (``record["transfer"]``: every column but the ATR),
+    JSON-ready. A refused transfer has no description on the offers: its ``ingest.rejected``
+    leaf carries these values and its ATR instead (``sae.ingest.replay``)."""
+    settle_defaults([row])
+    return _encode(row, skip=TRANSFER_OUTSIDE)
+
+
+def transfer_from_values(values: Any, *, atr: bytes | None) -> Transfer:
+    """:func:`transfer_values` back: the transfer row, with ``atr``."""
+    transfer = _decode(Transfer, values)
+    transfer.atr = atr
+    return transfer
+
+
 def settle_defaults(rows: Iterable[Base]) -> None:
     """Set, on each row, every column it leaves to a Python-side default, to that default."""
     for row in rows:

@@ -1,3 +1,291 @@
-"""Replays of the ingest events (see :mod:`sae.recovery.replay`)."""
+"""Replays of the ingest events (see :mod:`sae.recovery.replay`).
+
+- ``ingest.accepted``: the transfer's description (``transfers/<id>.zip``) is read from the
+  offer and checked against the journal — its SHA-512 against the leaf's
+  ``description_sha512`` (leaves written since it was added), the transfer's fields against the
+  leaf's, each ``ingest.object_stored`` leaf of the transfer against the record's object
+  (SHA-512, size, URI, SIP id, media type, its unit's title and producer) — then its rows
+  are written as the ingest wrote them (:func:`sae.catalog.records.rows_from_record`,
+  :func:`sae.catalog.rows.write_catalogue`, its computed end dates), with the copy of the
+  description on this offer in ``metadata_copies``. Any mismatch stops the rebuild naming
+  the description.
+- ``ingest.object_stored``: nothing of its own: the object's rows come with its transfer's
+  record, and the leaf is checked against that record at the transfer's ``ingest.accepted``
+  (which always follows it: the ingest appends a transfer's leaves in one batch, its
+  ``ingest.accepted`` last).
+- ``ingest.rejected``: a refused transfer writes nothing to the offers (an offer that fails
+  is one reason to refuse); its leaf carries its ``transfers`` row and its KO ATR.
+- ``rebuild.transfer_recovered``: a transfer whose description a rebuild found on the offer
+  without its ``ingest.accepted`` in any published segment (``sae.recovery.rebuild``):
+  imported from its description, checked against the SHA-512 the leaf gives.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sae.catalog.records import RecordError, rows_from_record, transfer_from_values
+from sae.catalog.rows import CatalogueRows, write_catalogue
+from sae.db import utcnow
+from sae.ingest.models import Transfer
+from sae.ingest.transfer_record import (
+    KIND,
+    TransferRecordError,
+    read_transfer_record,
+    transfer_record_key,
+)
+from sae.journal.models import Event
+from sae.recovery.errors import DescriptionInvalid
+from sae.recovery.replay import LeafEvent, ReplayContext, changes_no_state, replays
+from sae.retention import dates
+from sae.storage.base import StorageOffer
+from sae.storage.errors import ObjectMissing
+from sae.storage.models import MetadataCopy
+
+#: The fields of an ``ingest.accepted`` leaf that are columns of the transfer row.
+_LEAF_FIELDS = (
+    "message_identifier",
+    "transferring_agency",
+    "producer",
+    "seda_version",
+    "sip_sha512",
+)
+
+
+@dataclass(frozen=True)
+class ImportedTransfer:
+    """A transfer written from its description: its id, counts and the description's digest."""
+
+    transfer_id: str
+    units: int
+    objects: int
+    description_sha512: str
+    #: SHA-512 of each binary object, by object id.
+    digests: dict[str, str]
+
+
+def read_description(offer: StorageOffer, transfer_id: str) -> tuple[bytes, str]:
+    """The bytes of ``transfers/<id>.zip`` on ``offer`` and their SHA-512.
+
+    :class:`DescriptionInvalid` (kind ``missing``) when the offer does not hold it: a transfer
+    accepted before descriptions were written, or one removed from the offer."""
+    key = transfer_record_key(transfer_id)
+    try:
+        data = b"".join(offer.get(key))
+    except ObjectMissing:
+        raise DescriptionInvalid(key, "missing", "the offer holds no description") from None
+    return data, hashlib.sha512(data).hexdigest()
+
+
+def import_transfer(
+    context: ReplayContext,
+    transfer_id: str,
+    *,
+    data: bytes | None = None,
+    expected_sha512: str | None = None,
+    leaf: LeafEvent | None = None,
+) -> ImportedTransfer:
+    """Write an accepted transfer's rows from its description on the context's offer.
+
+    ``expected_sha512``: the description's digest as the journal gives it; ``leaf``: the
+    transfer's ``ingest.accepted`` leaf, whose fields and whose transfer's ``object_stored``
+    leaves (already in the ``events`` table) are checked against the record. Raises
+    :class:`DescriptionInvalid` naming the description on any mismatch; writes nothing then.
+    """
+    key = transfer_record_key(transfer_id)
+    if data is None:
+        data, digest = read_description(context.offer, transfer_id)
+    else:
+        digest = hashlib.sha512(data).hexdigest()
+    if expected_sha512 is not None and digest != expected_sha512:
+        raise DescriptionInvalid(
+            key, "digest", f"SHA-512 {digest[:16]}…, the journal says {expected_sha512[:16]}…"
+        )
+    try:
+        files = read_transfer_record(data)
+        transfer, rows, end_dates = rows_from_record(files.record, atr=files.atr)
+    except (TransferRecordError, RecordError, ValueError, TypeError) as exc:
+        raise DescriptionInvalid(key, "format", str(exc)) from None
+    if transfer.id != transfer_id:
+        raise DescriptionInvalid(key, "transfer", f"the record describes transfer {transfer.id}")
+    if transfer.status != "OK":
+        raise DescriptionInvalid(key, "transfer", f"the record's status is {transfer.status!r}")
+    if leaf is not None:
+        _check_against_leaves(context.session, key, leaf, transfer, rows)
+    session = context.session
+    session.add(transfer)
+    write_catalogue(session, rows)  # flushes the transfer row first
+    dates.store_computed(session, end_dates)
+    stored = context.offer.head(key)
+    session.add(
+        MetadataCopy(
+            offer=context.offer.name,
+            key=key,
+            kind=KIND,
+            transfer_id=transfer_id,
+            sha512=digest,
+            size=len(data),
+            stored_at=(stored.stored_at if stored is not None else None) or utcnow(),
+            quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
+        )
+    )
+    digests = {o.id: o.sha512 for o in rows.objects if o.sha512 is not None}
+    return ImportedTransfer(transfer_id, len(rows.units), len(rows.objects), digest, digests)
+
+
+def _check_against_leaves(
+    session: Session, key: str, leaf: LeafEvent, transfer: Transfer, rows: CatalogueRows
+) -> None:
+    """The record says what the signed leaves say (see the module's docstring)."""
+    payload = leaf.payload
+    for name in _LEAF_FIELDS:
+        if name in payload and payload[name] != getattr(transfer, name):
+            raise DescriptionInvalid(
+                key,
+                "transfer",
+                f"{name} {getattr(transfer, name)!r}, the journal says "
+                f"{payload[name]!r} (leaf {leaf.index})",
+            )
+    for name, count in (("units", len(rows.units)), ("objects", len(rows.objects))):
+        if name in payload and payload[name] != count:
+            raise DescriptionInvalid(
+                key, "transfer", f"{count} {name}, the journal says {payload[name]}"
+            )
+    objects = {obj.id: obj for obj in rows.objects}
+    units = {unit.id: unit for unit in rows.units}
+    stored = _object_leaves(session, leaf.transfer_id or "", leaf.index)
+    binaries = [o for o in rows.objects if o.kind == "binary" and o.sha512 is not None]
+    if len(stored) != len(binaries):
+        raise DescriptionInvalid(
+            key, "objects", f"{len(binaries)} stored objects, the journal has {len(stored)} leaves"
+        )
+    for event in stored:
+        obj = objects.get(event.object_id or "")
+        if obj is None:
+            raise DescriptionInvalid(
+                key, "objects", f"object {event.object_id} of leaf {event.leaf_index} is missing"
+            )
+        said = event.payload
+        expected: dict[str, Any] = {
+            "sha512": obj.sha512,
+            "size": obj.size,
+            "uri": obj.uri,
+            "sip_id": obj.sip_id,
+            "mime_type": obj.mime_type,
+        }
+        found: dict[str, Any] = {"sha512": event.digests.get(obj.id)}
+        found.update({name: said.get(name) for name in expected if name != "sha512"})
+        unit = units.get(event.unit_id or "")
+        if unit is not None:
+            expected.update(title=unit.title, producer=unit.producer)
+            found.update(title=said.get("title"), producer=said.get("producer"))
+        for name, value in expected.items():
+            if found[name] != value:
+                raise DescriptionInvalid(
+                    key,
+                    "objects",
+                    f"object {obj.id}: {name} {value!r}, the journal says {found[name]!r} "
+                    f"(leaf {event.leaf_index})",
+                )
+
+
+def _object_leaves(session: Session, transfer_id: str, before: int) -> list[Event]:
+    """The transfer's ``ingest.object_stored`` events before its decision (already inserted by
+    the rebuild, in this or an earlier segment)."""
+    return list(
+        session.scalars(
+            select(Event)
+            .where(
+                Event.transfer_id == transfer_id,
+                Event.type == "ingest.object_stored",
+                Event.leaf_index < before,
+            )
+            .order_by(Event.leaf_index)
+        )
+    )
+
+
+@replays("ingest.accepted")
+def replay_accepted(context: ReplayContext, event: LeafEvent) -> None:
+    """The transfer's rows, from its description, checked against the journal."""
+    if event.transfer_id is None:
+        raise DescriptionInvalid(f"leaf {event.index}", "leaf", "ingest.accepted without transfer")
+    expected = event.payload.get("description_sha512")
+    import_transfer(
+        context,
+        event.transfer_id,
+        expected_sha512=expected if isinstance(expected, str) else None,
+        leaf=event,
+    )
+
+
+changes_no_state(
+    "ingest.object_stored",
+    "the object's rows come with its transfer's description, checked against this leaf at the "
+    "transfer's ingest.accepted",
+)
+
+
+@replays("ingest.rejected")
+def replay_rejected(context: ReplayContext, event: LeafEvent) -> None:
+    """The refused transfer's row and KO ATR, from the leaf."""
+    payload = event.payload
+    values, atr = payload.get("transfer"), payload.get("atr")
+    if isinstance(values, dict) and isinstance(atr, str):
+        try:
+            row = transfer_from_values(values, atr=atr.encode("utf-8"))
+        except (RecordError, ValueError, TypeError) as exc:
+            raise DescriptionInvalid(f"leaf {event.index}", "leaf", str(exc)) from None
+        if row.id != event.transfer_id:
+            raise DescriptionInvalid(
+                f"leaf {event.index}", "leaf", f"carries transfer {row.id}, not {event.transfer_id}"
+            )
+    else:
+        # A refusal journaled before its leaf carried its row: what the leaf says is kept,
+        # without an ATR (said in the rebuild's report).
+        row = Transfer(
+            id=event.transfer_id,
+            status="KO",
+            message_identifier=payload.get("message_identifier"),
+            transferring_agency=payload.get("transferring_agency"),
+            sip_sha512=payload.get("sip_sha512"),
+            errors=list(payload.get("errors") or []),
+            warnings=[],
+            received_at=event.occurred_at.replace(tzinfo=dt.UTC),
+            completed_at=event.occurred_at.replace(tzinfo=dt.UTC),
+            unit_count=0,
+            object_count=0,
+            total_bytes=0,
+        )
+        context.notes.append(
+            f"refused transfer {event.transfer_id} (leaf {event.index}): journaled without its "
+            "row; rebuilt from the leaf, without its ATR"
+        )
+    context.session.add(row)
+
+
+@replays("rebuild.transfer_recovered")
+def replay_recovered(context: ReplayContext, event: LeafEvent) -> None:
+    """A transfer an earlier rebuild recovered from its description: imported again from it."""
+    expected = event.payload.get("description_sha512")
+    if event.transfer_id is None or not isinstance(expected, str):
+        raise DescriptionInvalid(f"leaf {event.index}", "leaf", "no transfer or description digest")
+    import_transfer(context, event.transfer_id, expected_sha512=expected)
+
+
+def transfer_ids(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """``(key, transfer id)`` of the description keys among ``keys`` (``transfers/<id>.zip``)."""
+    prefix, suffix = transfer_record_key(""), ".zip"
+    prefix = prefix.removesuffix(suffix)
+    return [
+        (key, key[len(prefix) : -len(suffix)])
+        for key in keys
+        if key.startswith(prefix) and key.endswith(suffix) and len(key) > len(prefix + suffix)
+    ]

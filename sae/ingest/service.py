@@ -38,7 +38,7 @@ import seda
 from sae.auth.errors import ProducerNotAllowed
 from sae.auth.service import Principal
 from sae.catalog.models import ArchiveUnit, DataObject
-from sae.catalog.records import record_of
+from sae.catalog.records import record_of, transfer_values
 from sae.catalog.rows import (
     CatalogueRows,
     StoredBinary,
@@ -879,13 +879,19 @@ def store_transfer_record(
     record = record_of(row, accepted.rows, accepted.end_dates, manifest_name=manifest_name)
     data = build_transfer_record(manifest, row.atr, record, received_at=row.received_at)
     key = transfer_record_key(row.id)
+    digest = hashlib.sha512(data).hexdigest()
+    # The description's digest goes into the transfer's ingest.accepted leaf: a rebuild from
+    # an offer then checks every description against the signed journal, byte for byte.
+    decision = accepted.events[-1]
+    assert decision.type == "ingest.accepted"
+    decision.payload["description_sha512"] = digest
     try:
         copies = store_copies(
             offers,
             key,
             io.BytesIO(data),
             retain_until=retain_until,
-            expected_sha512=hashlib.sha512(data).hexdigest(),
+            expected_sha512=digest,
         )
     except StorageError as exc:
         raise SipRefused(
@@ -961,6 +967,9 @@ def _refuse(
     transfer_row.unit_count = 0
     transfer_row.object_count = 0
     transfer_row.total_bytes = 0
+    transfer_row.atr = build_atr(
+        transfer_row, parsed, faults, warnings, [], [], env.settings.origin
+    )
     session.add(transfer_row)
     session.flush()
     decision = append_event(
@@ -974,12 +983,13 @@ def _refuse(
             "sip_sha512": transfer_row.sip_sha512,
             "errors": [f.as_dict() for f in faults[:100]],
             "error_count": len(faults),
+            # What a rebuild from an offer restores of a refusal (GET /transfers/{id}, its
+            # KO ATR): a refused transfer writes nothing to the offers (they may be what
+            # refused it), so its leaf carries its row and its ATR, under the signed head.
+            "transfer": transfer_values(transfer_row),
+            "atr": transfer_row.atr.decode("utf-8"),
         },
     )
-    transfer_row.atr = build_atr(
-        transfer_row, parsed, faults, warnings, [], [], env.settings.origin
-    )
-    session.flush()
     return IngestOutcome(
         transfer=transfer_row, atr=transfer_row.atr, leaf_index=decision.leaf_index, refusal=kind
     )

@@ -445,8 +445,10 @@ def covering_head_summary(session: Session, leaf_index: int) -> Row[Any] | None:
     ).first()
 
 
-#: The leaves that record the decision on a transfer.
-DECISIONS = ("ingest.accepted", "ingest.rejected")
+#: The leaves that record the decision on a transfer (``rebuild.transfer_recovered``: an
+#: accepted transfer whose own leaves were lost with the database before being published, and
+#: that a rebuild brought back from its description, ``sae.recovery.rebuild``).
+DECISIONS = ("ingest.accepted", "ingest.rejected", "rebuild.transfer_recovered")
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,8 @@ def apply(context: ReplayContext, event: LeafEvent) -> None:
         replay(context, event)
     elif event.type not in NO_STATE:
         raise UnknownEventType(f"leaf {event.index}: no replay for event type {event.type!r}")
+
+
+# The rebuild's own summary (``sae.recovery.rebuild``): the rows it counts are restored from
+# their own leaves; a rebuild of a rebuilt catalogue has nothing to do for it.
+changes_no_state("catalog.rebuilt", "a rebuild's summary: what it rebuilt has its own leaves")

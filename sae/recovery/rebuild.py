@@ -1,0 +1,765 @@
+"""The catalogue rebuilt from one offer alone, verified against the signed journal (issue 17).
+
+:func:`rebuild` (``sae rebuild --from OFFER [--database URL]``):
+
+1. **Target**: the database is migrated to head and must be empty — no row in any table but
+  ``journal_state``'s counters — unless it carries *this* rebuild's progress marker (the
+  ``journal_state`` rows ``rebuild_offer``, ``rebuild_next_leaf``, ``rebuild_started_at``):
+  a rebuild killed midway, run again with the same offer, resumes after its last committed
+  segment. Anything else is refused (:class:`RebuildTargetNotEmpty`).
+2. **Journal**: the offer's ``journal/segments/`` are streamed in key order, one transaction
+  each. A segment is checked as ``sae journal verify --offer`` does (its key against its
+  header, continuity with the previous one, the number and indices of its leaves, the root
+  recomputed from every leaf since leaf 0 against its head, the checkpoint, SAE's signature,
+  the time-stamp token) and, since a rebuild trusts what it verifies, its head must be signed
+  by *this* SAE's key. Its leaves become ``events`` rows (every column re-derived from the
+  leaf), the Merkle nodes they complete ``journal_nodes`` rows, its head a ``tree_heads``
+  row, its copy on the offer a ``metadata_copies`` row, and each leaf, in order, is replayed
+  by its owner (:mod:`sae.recovery.replay`). The first problem stops the rebuild
+  (:class:`SegmentInvalid`, naming the segment); nothing is papered over.
+3. **Transfers acknowledged after the last published segment**: a description
+  (``transfers/<id>.zip``) whose transfer the journal did not bring back is imported when
+  every object it lists is on the offer with its size, and a ``rebuild.transfer_recovered``
+  event (its id, the description's SHA-512) is journaled for it: the depositor had its 201,
+  and segments are published at most every 10 seconds. One whose objects are not all there
+  was left by a deposit that failed before its commit (``sae fsck``'s unrecorded metadata):
+  it is skipped and reported. One whose MessageIdentifier another accepted transfer of the
+  same agency holds (a deposit retried after such a failure) likewise.
+4. **End**: a ``catalog.rebuilt`` event (offer, counts, duration), a new admin token as on a
+  first start (tokens are not rebuilt: only their hashes were in the lost database), the
+  progress marker removed, and a new head sealed over everything.
+
+Memory is bounded whatever the archive's size: one segment's leaves are read as a stream and
+written :data:`BATCH` at a time, one transfer's description at a time, description keys
+:data:`KEY_BATCH` at a time. Rows go in with one multi-row INSERT per table and batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, inspect, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.auth.service import ensure_admin_token
+from sae.config import Settings
+from sae.db import make_engine, make_sessionmaker, transaction
+from sae.ingest.models import Transfer
+from sae.ingest.replay import import_transfer, read_description, transfer_ids
+from sae.ingest.transfer_record import (
+    PREFIX as TRANSFERS_PREFIX,
+)
+from sae.ingest.transfer_record import (
+    TransferRecordError,
+    read_transfer_record,
+    transfer_record_key,
+)
+from sae.journal import merkle
+from sae.journal.blocks import head_fault
+from sae.journal.checkpoint import Checkpoint, CheckpointFormatError
+from sae.journal.keys import JournalKeys, load_journal_keys
+from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
+from sae.journal.segments import KIND as SEGMENT_KIND
+from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
+from sae.journal.segments import SegmentFormatError, SegmentHeader, read_segment
+from sae.journal.service import append_event, ensure_state, seal
+from sae.migrate import upgrade
+from sae.models import Base
+from sae.recovery import replay
+from sae.recovery.errors import (
+    DescriptionInvalid,
+    RebuildStopped,
+    RebuildTargetNotEmpty,
+    SegmentInvalid,
+)
+from sae.storage.base import StorageOffer
+from sae.storage.errors import StorageError
+from sae.storage.models import MetadataCopy
+from sae.storage.offers import load_offers
+
+#: The ``journal_state`` rows of a rebuild in progress (its marker).
+MARK_OFFER = "rebuild_offer"
+MARK_NEXT_LEAF = "rebuild_next_leaf"
+MARK_STARTED = "rebuild_started_at"
+MARKS = (MARK_OFFER, MARK_NEXT_LEAF, MARK_STARTED)
+#: Leaves inserted (and replayed) at a time within a segment.
+BATCH = 2000
+#: Description keys looked up at a time when looking for recovered transfers.
+KEY_BATCH = 500
+#: Who the journal says acted: the rebuild runs from a shell, as the system.
+ACTOR = "system:rebuild"
+#: Tables whose rows the summary counts.
+COUNTED = (
+    "transfers",
+    "archive_units",
+    "data_objects",
+    "data_object_groups",
+    "object_copies",
+    "unit_links",
+    "unit_rules",
+    "unit_computed_rules",
+    "rules",
+    "holds",
+    "disposal_lists",
+    "tombstones",
+    "events",
+    "journal_nodes",
+    "tree_heads",
+    "metadata_copies",
+)
+_SEGMENT_KEY = re.compile(r"^journal/segments/(\d{16})-(\d{16})\.jsonl$")
+
+
+@dataclass
+class RebuildProgress:
+    """Where a rebuild stands (given to the progress callback after each step)."""
+
+    phase: str  # "journal", "recovering", "sealing"
+    segments: int = 0
+    leaves: int = 0
+    #: The last leaf of the last segment on the offer, when known (from its key): the total.
+    expected_leaves: int | None = None
+    transfers: int = 0
+    units: int = 0
+
+
+@dataclass
+class RebuildReport:
+    """What a rebuild did."""
+
+    offer: str
+    database: str
+    #: Segments verified and imported by this run, and before it (a resumed rebuild).
+    segments: int
+    segments_before: int
+    leaves: int
+    resumed_from_leaf: int
+    recovered: list[str]
+    skipped: list[str]
+    counts: dict[str, int]
+    seconds: float
+    head_size: int | None
+    admin_token_path: Path | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def units_per_second(self) -> float:
+        """Archive units rebuilt per second of this run."""
+        return self.counts.get("archive_units", 0) / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressFn = Callable[[RebuildProgress], None]
+
+
+def rebuild(
+    settings: Settings,
+    offer_name: str,
+    database_url: str | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    after_segment: Callable[[str], None] | None = None,
+) -> RebuildReport:
+    """Rebuild the catalogue at ``database_url`` (default: the configured one) from the offer
+    ``offer_name`` alone (see the module's docstring).
+
+    ``after_segment`` is called with each segment's key once it is committed (an interruption
+    there is what a resumed rebuild starts after). Raises :class:`RebuildTargetNotEmpty`,
+    :class:`SegmentInvalid` or :class:`DescriptionInvalid`, and the offer's
+    :class:`~sae.storage.errors.StorageError`.
+    """
+    url = database_url or settings.db_url
+    offer = load_offers(settings).get(offer_name)
+    keys = load_journal_keys(settings)
+    replay.load_all()
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        return _Rebuild(settings, url, engine, sessions, offer, keys, progress, after_segment).run()
+    finally:
+        engine.dispose()
+
+
+def _fingerprint(offer_name: str) -> int:
+    """The offer's name as a ``journal_state`` value (a BigInteger): 62 bits of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(offer_name.encode()).digest()[:8], "big") >> 2
+
+
+def _now_micros() -> int:
+    return int(time.time() * 1_000_000)
+
+
+class _Rebuild:
+    """One run of :func:`rebuild` (the state shared by its steps)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        engine: Engine,
+        sessions: sessionmaker[Session],
+        offer: StorageOffer,
+        keys: JournalKeys,
+        progress: ProgressFn | None,
+        after_segment: Callable[[str], None] | None,
+    ) -> None:
+        self.settings = settings
+        self.url = url
+        self.engine = engine
+        self.sessions = sessions
+        self.offer = offer
+        self.keys = keys
+        self.progress_fn = progress
+        self.after_segment = after_segment
+        self.state = RebuildProgress("journal")
+        self.notes: list[str] = []
+        self.started = time.monotonic()
+        self.saw_segment = False
+        self.saw_description = False
+
+    def _tell(self) -> None:
+        if self.progress_fn is not None:
+            self.progress_fn(self.state)
+
+    # ------------------------------------------------------------------ the whole run
+
+    def run(self) -> RebuildReport:
+        start, started_at = self._claim_target()
+        segments_before = self._committed_segments()
+        size = start
+        peaks = self._peaks(size)
+        self.state.leaves = size
+        for key in self._segment_keys(size):
+            size, peaks = self._import_segment(key, size, peaks)
+            self.state.segments += 1
+            self._tell()
+            if self.after_segment is not None:
+                self.after_segment(key)
+        self.state.phase = "recovering"
+        self._tell()
+        recovered, skipped = self._recover_transfers()
+        if not self.saw_segment and not self.saw_description:
+            # Most likely the wrong offer or bucket: an empty catalogue is not a rebuild.
+            raise RebuildStopped(
+                SEGMENTS_PREFIX, "empty", "the offer holds no journal segment and no description"
+            )
+        self.state.phase = "sealing"
+        self._tell()
+        counts = self._counts()
+        seconds = (_now_micros() - started_at) / 1_000_000
+        token_path = self._finish(counts, seconds, recovered, skipped)
+        head = self._seal()
+        return RebuildReport(
+            offer=self.offer.name,
+            database=_redacted(self.url),
+            segments=self.state.segments,
+            segments_before=segments_before,
+            leaves=size,
+            resumed_from_leaf=start,
+            recovered=recovered,
+            skipped=skipped,
+            counts=self._counts(),
+            seconds=time.monotonic() - self.started,
+            head_size=head.tree_size if head is not None else None,
+            admin_token_path=token_path,
+            notes=self.notes,
+        )
+
+    # ------------------------------------------------------------------ the target
+
+    def _claim_target(self) -> tuple[int, int]:
+        """The leaf to start from and when the rebuild started (µs since the epoch); a fresh
+        target gets the marker, a marked one must be this offer's."""
+        fingerprint = _fingerprint(self.offer.name)
+        with transaction(self.sessions) as session:
+            ensure_state(session)
+            rows = session.execute(
+                select(JournalState.name, JournalState.value).where(JournalState.name.in_(MARKS))
+            )
+            marks = {name: value for name, value in rows}
+            if marks:
+                if marks.get(MARK_OFFER) != fingerprint:
+                    raise RebuildTargetNotEmpty(
+                        "the target database holds a rebuild from another offer in progress: "
+                        "run it again with that offer, or start from an empty database"
+                    )
+                size = _tree_size(session)
+                if marks.get(MARK_NEXT_LEAF) != size:
+                    raise RebuildTargetNotEmpty(
+                        f"the target's rebuild marker says leaf {marks.get(MARK_NEXT_LEAF)}, "
+                        f"its journal holds {size} leaves: it was changed since; start from an "
+                        "empty database"
+                    )
+                self.notes.append(f"resumed after leaf {size - 1}" if size else "resumed")
+                return size, int(marks.get(MARK_STARTED) or _now_micros())
+            busy = _non_empty_tables(session)
+            if busy:
+                raise RebuildTargetNotEmpty(
+                    "the target database is not empty (rows in "
+                    f"{', '.join(busy[:5])}{'…' if len(busy) > 5 else ''}): a rebuild only "
+                    "writes into an empty catalogue",
+                    tables=busy,
+                )
+            now = _now_micros()
+            session.add_all(
+                [
+                    JournalState(name=MARK_OFFER, value=fingerprint),
+                    JournalState(name=MARK_NEXT_LEAF, value=0),
+                    JournalState(name=MARK_STARTED, value=now),
+                ]
+            )
+        return 0, now
+
+    def _committed_segments(self) -> int:
+        with self.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(TreeHead)) or 0)
+
+    def _peaks(self, size: int) -> list[bytes]:
+        """The Merkle peaks of the committed leaves (a resumed rebuild's starting point)."""
+        if size == 0:
+            return []
+        with self.sessions() as session:
+            keys = merkle.peak_keys(size)
+            nodes: dict[merkle.NodeKey, bytes] = {}
+            for level, index in keys:
+                if level == 0:
+                    value = session.scalar(select(Event.leaf_hash).where(Event.leaf_index == index))
+                else:
+                    value = session.scalar(
+                        select(JournalNode.hash).where(
+                            JournalNode.level == level, JournalNode.index == index
+                        )
+                    )
+                if value is None:
+                    raise RebuildTargetNotEmpty(
+                        f"the target's journal lacks node {(level, index)}: start from an empty "
+                        "database"
+                    )
+                nodes[(level, index)] = bytes(value)
+            return [nodes[k] for k in keys]
+
+    # ------------------------------------------------------------------ the journal
+
+    def _segment_keys(self, committed: int) -> Iterator[str]:
+        """The offer's segment keys in order, from the first not yet committed (streamed:
+        both kinds of offer list keys in lexical order, which is leaf order; checked)."""
+        previous: str | None = None
+        for key in self.offer.list_keys(SEGMENTS_PREFIX):
+            if previous is not None and key <= previous:
+                raise SegmentInvalid(key, "order", f"listed after {previous}")
+            previous = key
+            self.saw_segment = True
+            match = _SEGMENT_KEY.match(key)
+            if match is None:
+                raise SegmentInvalid(key, "key", "not a segment's name")
+            end = int(match[2])
+            if self.state.expected_leaves is None or end > self.state.expected_leaves:
+                self.state.expected_leaves = end
+            if end <= committed:
+                continue  # committed by the interrupted run this one resumes
+            yield key
+
+    def _import_segment(self, key: str, size: int, peaks: list[bytes]) -> tuple[int, list[bytes]]:
+        """Verify and import one segment in its own transaction; the new size and peaks."""
+        digest = hashlib.sha512()
+        length = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal length
+            for chunk in self.offer.get(key):
+                digest.update(chunk)
+                length += len(chunk)
+                yield chunk
+
+        with transaction(self.sessions) as session:
+            context = replay.ReplayContext(session=session, offer=self.offer)
+            try:
+                header, leaves = read_segment(chunks())
+            except SegmentFormatError as exc:
+                raise SegmentInvalid(key, "format", str(exc)) from None
+            self._check_header(key, header, size)
+            index, peaks = size, list(peaks)
+            batch: list[bytes] = []
+            try:
+                for leaf in leaves:
+                    batch.append(leaf)
+                    if len(batch) >= BATCH:
+                        index, peaks = self._import_leaves(context, key, batch, index, peaks)
+                        batch = []
+                index, peaks = self._import_leaves(context, key, batch, index, peaks)
+            except SegmentFormatError as exc:
+                raise SegmentInvalid(key, "format", str(exc)) from None
+            head = header.head
+            if index != head.tree_size:
+                raise SegmentInvalid(
+                    key,
+                    "count",
+                    f"{index - header.first_leaf} leaves for "
+                    f"[{header.first_leaf}, {head.tree_size})",
+                )
+            if merkle.root_from_peaks(peaks) != head.root_hash:
+                raise SegmentInvalid(
+                    key, "root", f"the leaves since leaf 0 do not give the root of head {index}"
+                )
+            self._write_head(session, key, header, digest.hexdigest(), length)
+            self.notes.extend(context.notes)
+        return index, peaks
+
+    def _check_header(self, key: str, header: SegmentHeader, size: int) -> None:
+        if header.key != key:
+            raise SegmentInvalid(key, "key", f"its header says {header.key}")
+        if header.first_leaf > size:
+            raise SegmentInvalid(
+                key,
+                "gap",
+                f"leaves [{size}, {header.first_leaf}) missing: no segment on the offer holds them",
+            )
+        if header.first_leaf < size:
+            raise SegmentInvalid(
+                key, "overlap", f"starts at leaf {header.first_leaf}, before leaf {size}"
+            )
+        head = header.head
+        fault = head_fault(
+            head.tree_size,
+            head.root_hash,
+            head.origin,
+            head.checkpoint,
+            head.signature,
+            head.public_key_pem,
+            head.tsr,
+            head.tsa_chain_pem,
+        )
+        if fault is None:
+            try:
+                stamped = Checkpoint.from_bytes(head.checkpoint).timestamp
+            except CheckpointFormatError:  # pragma: no cover - head_fault said it parses
+                stamped = None
+            if stamped != head.timestamp:
+                fault = f"head {head.tree_size}: checkpoint time differs from the header's"
+        if fault is None and _normal_pem(head.public_key_pem) != _normal_pem(
+            self.keys.signer.public_pem
+        ):
+            # The segment carries its own public key: a forger would carry theirs. What a
+            # rebuild trusts must be signed by the key of this SAE (its data directory).
+            fault = f"head {head.tree_size}: signed by a key that is not this SAE's"
+        if fault is not None:
+            raise SegmentInvalid(key, "head", fault)
+
+    def _import_leaves(
+        self,
+        context: replay.ReplayContext,
+        key: str,
+        leaves: list[bytes],
+        index: int,
+        peaks: list[bytes],
+    ) -> tuple[int, list[bytes]]:
+        """Insert a batch of leaves (events, nodes), then replay them in order."""
+        if not leaves:
+            return index, peaks
+        events: list[replay.LeafEvent] = []
+        rows: list[dict[str, Any]] = []
+        nodes: list[dict[str, Any]] = []
+        for leaf in leaves:
+            try:
+                event = replay.LeafEvent.parse(leaf)
+            except replay.LeafFormatError as exc:
+                raise SegmentInvalid(key, "index", f"leaf {index}: {exc}") from None
+            if event.index != index:
+                raise SegmentInvalid(key, "index", f"leaf {index} says index {event.index}")
+            leaf_hash = merkle.leaf_hash(leaf)
+            created, peaks = merkle.append_leaf(index, peaks, leaf_hash)
+            nodes.extend({"level": lv, "index": ix, "hash": h} for (lv, ix), h in created)
+            rows.append(_event_row(event, leaf_hash))
+            events.append(event)
+            index += 1
+        session = context.session
+        session.execute(insert(Event), rows)
+        if nodes:
+            session.execute(insert(JournalNode), nodes)
+        for event in events:
+            try:
+                replay.apply(context, event)
+            except (replay.UnknownEventType, replay.LeafFormatError) as exc:
+                # Not the segment's fault: this SAE does not know how to replay the leaf.
+                raise RebuildStopped(key, "replay", str(exc)) from None
+            if event.type in ("ingest.accepted", "rebuild.transfer_recovered"):
+                self.state.transfers += 1
+                self.state.units += int(event.payload.get("units") or 0)
+        self.state.leaves = index
+        session.flush()
+        return index, peaks
+
+    def _write_head(
+        self, session: Session, key: str, header: SegmentHeader, sha512: str, size: int
+    ) -> None:
+        head = header.head
+        session.add(
+            TreeHead(
+                tree_size=head.tree_size,
+                root_hash=head.root_hash,
+                origin=head.origin,
+                timestamp=head.timestamp,
+                checkpoint=head.checkpoint,
+                signature=head.signature,
+                public_key_pem=head.public_key_pem,
+                tsr=head.tsr,
+                tsa_chain_pem=head.tsa_chain_pem,
+                tsa_time=head.tsa_time,
+            )
+        )
+        stored = self.offer.head(key)
+        session.add(
+            MetadataCopy(
+                offer=self.offer.name,
+                key=key,
+                kind=SEGMENT_KIND,
+                tree_size=head.tree_size,
+                sha512=sha512,
+                size=size,
+                stored_at=(stored.stored_at if stored is not None else None)
+                or dt.datetime.now(dt.UTC),
+                quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
+            )
+        )
+        for name in (TREE_SIZE, MARK_NEXT_LEAF):
+            session.execute(
+                update(JournalState).where(JournalState.name == name).values(value=head.tree_size)
+            )
+
+    # ------------------------------------------------------------------ after the journal
+
+    def _recover_transfers(self) -> tuple[list[str], list[str]]:
+        """Import the descriptions no published leaf brought back (see the module's
+        docstring); ``(recovered, skipped)`` transfer ids."""
+        recovered: list[str] = []
+        skipped: list[str] = []
+        batch: list[tuple[str, str]] = []
+
+        def run(items: list[tuple[str, str]]) -> None:
+            with self.sessions() as session:
+                ids = [transfer_id for _, transfer_id in items]
+                known = set(session.scalars(select(Transfer.id).where(Transfer.id.in_(ids))))
+            for _, transfer_id in items:
+                if transfer_id in known:
+                    continue
+                if self._recover_one(transfer_id):
+                    recovered.append(transfer_id)
+                else:
+                    skipped.append(transfer_id)
+
+        for item in transfer_ids(self.offer.list_keys(TRANSFERS_PREFIX)):
+            self.saw_description = True
+            batch.append(item)
+            if len(batch) >= KEY_BATCH:
+                run(batch)
+                batch = []
+        if batch:
+            run(batch)
+        return recovered, skipped
+
+    def _recover_one(self, transfer_id: str) -> bool:
+        key = transfer_record_key(transfer_id)
+        data, digest = read_description(self.offer, transfer_id)
+        try:
+            record = read_transfer_record(data).record
+        except TransferRecordError as exc:
+            raise DescriptionInvalid(key, "format", str(exc)) from None
+        missing = self._missing_objects(record)
+        if missing:
+            self.notes.append(
+                f"{key}: not recovered: {missing} (a deposit that failed before its commit; "
+                "`sae fsck` reports it as unrecorded metadata)"
+            )
+            return False
+        with transaction(self.sessions) as session:
+            transfer = record.get("transfer") or {}
+            duplicate = session.scalar(
+                select(Transfer.id).where(
+                    Transfer.status == "OK",
+                    Transfer.transferring_agency == transfer.get("transferring_agency"),
+                    Transfer.message_identifier == transfer.get("message_identifier"),
+                )
+            )
+            if duplicate is not None:
+                self.notes.append(
+                    f"{key}: not recovered: transfer {duplicate} holds the same "
+                    "MessageIdentifier (this one is a deposit retried after a failure)"
+                )
+                return False
+            context = replay.ReplayContext(session=session, offer=self.offer)
+            imported = import_transfer(context, transfer_id, data=data, expected_sha512=digest)
+            append_event(
+                session,
+                type="rebuild.transfer_recovered",
+                actor=ACTOR,
+                transfer_id=transfer_id,
+                # The objects' digests under the next signed head: their original leaves were
+                # never published.
+                object_digests=imported.digests,
+                payload={
+                    "offer": self.offer.name,
+                    "description_sha512": digest,
+                    "units": imported.units,
+                    "objects": imported.objects,
+                },
+            )
+            # The marker follows the journal, so that a rebuild interrupted here resumes.
+            session.execute(
+                update(JournalState)
+                .where(JournalState.name == MARK_NEXT_LEAF)
+                .values(value=_tree_size(session))
+            )
+        self.state.transfers += 1
+        self.state.units += imported.units
+        self._tell()
+        return True
+
+    def _missing_objects(self, record: dict[str, Any]) -> str | None:
+        """What of the record's objects the offer lacks (None: every one is there)."""
+        for obj in record.get("objects") or []:
+            key = obj.get("storage_key") if isinstance(obj, dict) else None
+            if not key:
+                continue
+            try:
+                stored = self.offer.head(str(key))
+            except StorageError as exc:
+                return f"{key}: {exc.detail}"
+            if stored is None:
+                return f"{key} is not on the offer"
+            if stored.size != obj.get("size"):
+                return f"{key} holds {stored.size} bytes, the record says {obj.get('size')}"
+        return None
+
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self.engine.connect() as connection:
+            existing = set(inspect(connection).get_table_names())
+            for name in COUNTED:
+                if name in existing:
+                    table = Base.metadata.tables[name]
+                    counts[name] = int(
+                        connection.execute(select(func.count()).select_from(table)).scalar_one()
+                    )
+        return counts
+
+    def _finish(
+        self, counts: dict[str, int], seconds: float, recovered: list[str], skipped: list[str]
+    ) -> Path | None:
+        """The summary event, the new admin token, the marker removed: one transaction."""
+        with transaction(self.sessions) as session:
+            append_event(
+                session,
+                type="catalog.rebuilt",
+                actor=ACTOR,
+                payload={
+                    "offer": self.offer.name,
+                    "counts": counts,
+                    "seconds": round(seconds, 3),
+                    "segments": self._committed_segments_in(session),
+                    "recovered_transfers": recovered[:1000],
+                    "recovered_count": len(recovered),
+                    "skipped_descriptions": skipped[:1000],
+                },
+            )
+            path = ensure_admin_token(session, self._token_dir())
+            session.execute(delete(JournalState).where(JournalState.name.in_(MARKS)))
+        return path
+
+    @staticmethod
+    def _committed_segments_in(session: Session) -> int:
+        return int(session.scalar(select(func.count()).select_from(TreeHead)) or 0)
+
+    def _token_dir(self) -> Path:
+        """Where the new admin token goes: the data directory, as on a first start, when the
+        target is the configured database; beside it otherwise (a scratch rebuild must not
+        overwrite the running service's ``admin.token``)."""
+        if self.url == self.settings.db_url:
+            return self.settings.data_dir
+        name = hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        return self.settings.data_dir / "rebuilt" / name
+
+    def _seal(self) -> TreeHead | None:
+        with transaction(self.sessions) as session:
+            return seal(
+                session,
+                signer=self.keys.signer,
+                tsa=self.keys.tsa,
+                origin=self.keys.origin,
+                wait=True,
+            )
+
+
+def _event_row(event: replay.LeafEvent, leaf_hash: bytes) -> dict[str, Any]:
+    """The ``events`` row of a leaf: every column from the leaf (``sae journal verify``
+    re-derives the leaf from them and compares)."""
+    return {
+        "leaf_index": event.index,
+        "type": event.type,
+        "actor": event.actor,
+        "occurred_at": event.occurred_at.replace(tzinfo=dt.UTC),
+        "transfer_id": event.transfer_id,
+        "unit_id": event.unit_id,
+        "object_id": event.object_id,
+        "payload": event.payload,
+        "digests": event.digests,
+        "leaf": event.leaf,
+        "leaf_hash": leaf_hash,
+    }
+
+
+def _tree_size(session: Session) -> int:
+    value = session.scalar(select(JournalState.value).where(JournalState.name == TREE_SIZE))
+    return int(value or 0)
+
+
+def _non_empty_tables(session: Session) -> list[str]:
+    """The tables holding a row (``journal_state`` holds counters from the start)."""
+    connection = session.connection()
+    existing = set(inspect(connection).get_table_names())
+    busy = []
+    for table in Base.metadata.sorted_tables:
+        if table.name == JournalState.__tablename__ or table.name not in existing:
+            continue
+        if connection.execute(select(1).select_from(table).limit(1)).first() is not None:
+            busy.append(table.name)
+    return busy
+
+
+def _normal_pem(pem: bytes) -> bytes:
+    return b"".join(pem.split())
+
+
+def _redacted(url: str) -> str:
+    """The database URL without its password (said in the report)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def report_json(report: RebuildReport) -> str:
+    """The report as JSON (keys sorted)."""
+    doc = {
+        "offer": report.offer,
+        "database": report.database,
+        "segments": report.segments,
+        "segments_before": report.segments_before,
+        "leaves": report.leaves,
+        "resumed_from_leaf": report.resumed_from_leaf,
+        "recovered": report.recovered,
+        "skipped": report.skipped,
+        "counts": report.counts,
+        "seconds": round(report.seconds, 3),
+        "units_per_second": round(report.units_per_second, 1),
+        "head_size": report.head_size,
+        "admin_token_path": str(report.admin_token_path) if report.admin_token_path else None,
+        "notes": report.notes,
+    }
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False)
