@@ -255,7 +255,7 @@ def restore(
     """
     from sae.cli_support import archivist_at_keyboard
     from sae.db import transaction
-    from sae.recovery.backup import CatchUpCounts, catch_up, record_restore, restore_files
+    from sae.recovery.backup import catch_up, record_restore, restore_files
 
     # The configured offers file may be what the backup puts back: it is not read yet.
     settings = settings_or_exit(offers_file=None)
@@ -271,24 +271,26 @@ def restore(
         out.print(f"restored: {path}")
     restored_offers = done.targets.offers_file if done.backup.files("offers_file") else None
     overrides = {"offers_file": restored_offers} if restored_offers is not None else {}
-    with refusals(1, with_code=True), opened_runtime(**overrides) as runtime:
-        counts = CatchUpCounts()
-        if done.plan is not None and done.offer is not None:
+    if done.plan is not None and done.offer is not None:
+        with refusals(1, with_code=True), opened_runtime(**overrides) as runtime:
             counts = catch_up(runtime.sessions, runtime.offer_set.get(done.offer), done.plan)
-        with transaction(runtime.sessions) as session:
-            record_restore(
-                session,
-                done.backup,
-                done.plan,
-                counts,
-                actor=archivist_at_keyboard("sae restore").actor,
-            )
-    if done.plan is not None:
+            with transaction(runtime.sessions) as session:
+                record_restore(
+                    session,
+                    done.backup,
+                    done.plan,
+                    counts,
+                    actor=archivist_at_keyboard("sae restore").actor,
+                )
         out.print(
             f"caught up from offer {done.plan.offer}: {counts.leaves} journal leaves and "
             f"{counts.transfers} transfers after the backup's {done.plan.backup_tree_size} "
             f"leaves (the offer holds {done.plan.offer_tree_size})"
         )
+    else:
+        # Keys only: no catalogue was put back, none is opened (a new one made here would
+        # start a journal of its own beside the one on the offers).
+        out.print("keys, TSA material and offers file put back; no catalogue in this backup")
     if done.backup.files("tsa_ca"):
         out.print(
             "the external TSA's trust anchors are in tsa-ca/: put them back at SAE_TSA_CA_FILE"

@@ -308,20 +308,26 @@ def _open_read_only(database: Path) -> sqlite3.Connection:
 
 
 def _material(settings: Settings) -> list[tuple[Path, str, str]]:
-    """``(source file, path in the backup, role)`` of the keys, TSA material and offers file."""
+    """``(source file, path in the backup, role)`` of the keys, TSA material and offers file.
+
+    Every file of ``keys/`` and ``tsa/`` is taken, not a list of names: a key added there
+    later (a rotated signing key) is saved without this code knowing it. ``*.key`` files are
+    the private ones (``signing_key``, ``tsa_key``)."""
     out: list[tuple[Path, str, str]] = []
-    keys = settings.data_dir / "keys"
-    for name, role in (("journal-signing.key", "signing_key"), ("journal-signing.pub.pem", "key")):
-        if (keys / name).is_file():
-            out.append((keys / name, f"keys/{name}", role))
-    if settings.tsa_url:
-        if settings.tsa_ca_file is not None:
-            out.append((settings.tsa_ca_file, f"tsa-ca/{settings.tsa_ca_file.name}", "tsa_ca"))
-    else:
-        tsa = settings.data_dir / "tsa"
-        for name, role in (("tsa.key", "tsa_key"), ("tsa.pem", "tsa"), ("root.pem", "tsa")):
-            if (tsa / name).is_file():
-                out.append((tsa / name, f"tsa/{name}", role))
+    dirs = [("keys", "signing_key", "key")]
+    if not settings.tsa_url:
+        dirs.append(("tsa", "tsa_key", "tsa"))
+    for name, secret, public in dirs:
+        directory = settings.data_dir / name
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            if path.name.startswith(".") or path.is_symlink() or not path.is_file():
+                continue  # a staging file of a key being created, never a key
+            role = secret if path.suffix == ".key" else public
+            out.append((path, f"{name}/{path.name}", role))
+    if settings.tsa_url and settings.tsa_ca_file is not None:
+        out.append((settings.tsa_ca_file, f"tsa-ca/{settings.tsa_ca_file.name}", "tsa_ca"))
     if settings.offers_file is not None:
         out.append((settings.offers_file, f"offers/{settings.offers_file.name}", "offers_file"))
     return out

@@ -482,3 +482,33 @@ def test_restore_refuses_an_offer_whose_journal_is_not_the_backups(
     assert other.cli("journal", "seal").exit_code == 0
     with pytest.raises(RestoreRefused, match="not the backup's"):
         plan_catch_up(backup, parse_offers(other.offers_file).get("site-a"))
+
+
+def test_keys_only_backup_holds_the_keys_and_puts_them_back(site: Site) -> None:
+    """What a PostgreSQL site keeps beside its pg_dump (docs/recovery.md)."""
+    site.deposit("KEYS-1")
+    result = site.cli("backup", "--keys-only", str(site.root / "keys-backups"))
+    assert result.exit_code == 0, result.output
+    (backup,) = _backups(site.root / "keys-backups")
+    assert _sha512sum_check(backup).returncode == 0
+    manifest = json.loads((backup / "MANIFEST.json").read_text())
+    assert manifest["keys_only"] is True
+    assert manifest["database"] is None
+    assert sorted(f["path"] for f in manifest["files"]) == [
+        "keys/journal-signing.key",
+        "keys/journal-signing.pub.pem",
+        "offers/offers.yaml",
+        "tsa/root.pem",
+        "tsa/tsa.key",
+        "tsa/tsa.pem",
+    ]
+    assert not (backup / "database").exists()
+
+    site.use(site.root / "new-sae-data")
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert (site.data_dir / "keys" / "journal-signing.key").read_bytes() == (
+        site.root / "sae-data" / "keys" / "journal-signing.key"
+    ).read_bytes()
+    assert (site.data_dir / "tsa" / "tsa.key").is_file()
+    assert not (site.data_dir / "sae.db").exists()  # no catalogue made beside the offers' journal
