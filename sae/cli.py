@@ -255,6 +255,7 @@ def restore(
     """
     from sae.cli_support import archivist_at_keyboard
     from sae.db import transaction
+    from sae.journal.keys import load_journal_keys
     from sae.recovery.backup import catch_up, record_restore, restore_files
 
     # The configured offers file may be what the backup puts back: it is not read yet.
@@ -273,7 +274,12 @@ def restore(
     overrides = {"offers_file": restored_offers} if restored_offers is not None else {}
     if done.plan is not None and done.offer is not None:
         with refusals(1, with_code=True), opened_runtime(**overrides) as runtime:
-            counts = catch_up(runtime.sessions, runtime.offer_set.get(done.offer), done.plan)
+            counts = catch_up(
+                runtime.sessions,
+                runtime.offer_set.get(done.offer),
+                done.plan,
+                keys=load_journal_keys(runtime.settings),
+            )
             with transaction(runtime.sessions) as session:
                 record_restore(
                     session,

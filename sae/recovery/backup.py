@@ -57,10 +57,16 @@ import sae
 from sae.config import Settings
 from sae.db import sqlite_file
 from sae.fileio import fsync_directory, write_all
+from sae.journal.keys import JournalKeys
 from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import read_segment
 from sae.journal.service import append_event
-from sae.recovery.errors import BackupInvalid, BackupRefused, CatchUpUnavailable, RestoreRefused
+from sae.recovery.backup_errors import (
+    BackupInvalid,
+    BackupRefused,
+    CatchUpUnavailable,
+    RestoreRefused,
+)
 from sae.recovery.replay import changes_no_state
 from sae.storage.base import StorageOffer
 
@@ -495,7 +501,10 @@ def plan_catch_up(backup: CheckedBackup, offer: StorageOffer) -> CatchUpPlan:
         return CatchUpPlan(offer.name, 0, verdict.tree_size, verdict.segments, (), 0)
     keys = sorted(offer.list_keys(SEGMENTS_PREFIX))
     with contextlib.closing(_open_read_only(database)) as db:
-        common = _check_continuation(db, offer, keys, backup.tree_size)
+        public = [p for p in backup.files("key") if p.name == "journal-signing.pub.pem"]
+        common = _check_continuation(
+            db, offer, keys, backup.tree_size, public[0].read_bytes() if public else None
+        )
         known = {row[0] for row in db.execute("SELECT id FROM transfers")}
     missing = []
     for key in offer.list_keys(TRANSFERS_PREFIX):
@@ -518,11 +527,19 @@ def _segment_range(key: str) -> tuple[int, int]:
 
 
 def _check_continuation(
-    db: sqlite3.Connection, offer: StorageOffer, keys: list[str], backup_size: int
+    db: sqlite3.Connection,
+    offer: StorageOffer,
+    keys: list[str],
+    backup_size: int,
+    public_pem: bytes | None,
 ) -> int:
     """The largest signed head both journals hold, checked equal; the backup's leaves after it
-    checked byte for byte against the offer's. A root equal at size S proves the leaves
-    ``[0, S)`` equal (RFC 9162), so only the leaves after the last common head are read."""
+    checked byte for byte against the offer's; every later segment signed by the backup's key.
+
+    A root equal at size S proves the leaves ``[0, S)`` equal (RFC 9162), so only the leaves
+    after the last common head are read. A segment carries its own public key and
+    ``verify_offer`` checks its signature with it: one written by someone else with their own
+    key would pass there, not here."""
     heads = {
         int(size): bytes(root)
         for size, root in db.execute("SELECT tree_size, root_hash FROM tree_heads")
@@ -534,16 +551,24 @@ def _check_continuation(
             common = max(common, size)
     for key in keys:
         first, size = _segment_range(key)
-        if size < common or first >= backup_size:
+        if size < common:
             continue
         header, leaves = read_segment(offer.get(key))
-        if size == common and header.head.root_hash != heads[common]:
-            raise RestoreRefused(
-                f"offer {offer.name}: segment {key} seals {size} leaves with another root than "
-                "the backup's head of the same size: this offer's journal is not the backup's"
-            )
         if size == common:
+            if header.head.root_hash != heads[common]:
+                raise RestoreRefused(
+                    f"offer {offer.name}: segment {key} seals {size} leaves with another root "
+                    "than the backup's head of the same size: this offer's journal is not the "
+                    "backup's"
+                )
             continue
+        if public_pem is not None and _normal_pem(header.head.public_key_pem) != _normal_pem(
+            public_pem
+        ):
+            raise RestoreRefused(
+                f"offer {offer.name}: segment {key} is signed by a key that is not the "
+                "backup's: it is not replayed"
+            )
         for index, leaf in enumerate(leaves, start=first):
             if index >= backup_size:
                 break
@@ -554,6 +579,10 @@ def _check_continuation(
                     "backup's: this offer's journal is not the backup's"
                 )
     return common
+
+
+def _normal_pem(pem: bytes) -> bytes:
+    return b"".join(pem.split())
 
 
 # --------------------------------------------------------------------------- putting back
@@ -712,18 +741,55 @@ class CatchUpCounts:
     transfers: int = 0
 
 
+class CatchUpResult(Protocol):
+    """What :class:`JournalReplay` returns: the counts ``catalog.restored`` records."""
+
+    @property
+    def leaves(self) -> int:
+        """Journal leaves inserted and replayed (from ``start_leaf``)."""
+        ...
+
+    @property
+    def transfers(self) -> int:
+        """Transfers replayed: by their ``ingest.accepted`` leaves, and from the descriptions
+        of transfers acknowledged after the last published segment."""
+        ...
+
+
 class JournalReplay(Protocol):
     """``sae.recovery.rebuild.replay_journal``: the rebuild's replay, from a starting leaf.
 
-    Replays into the catalogue of ``sessions`` the leaves ``[start_leaf, …)`` found in
-    ``offer``'s segments (verified as ``sae journal verify --offer``: leaves, heads, nodes
-    inserted verbatim, each leaf applied with :func:`sae.recovery.replay.apply`), and the
-    transfers' descriptions (``transfers/<id>.zip``) of accepted transfers the catalogue
-    lacks. ``sae rebuild --from`` calls it with ``start_leaf=0`` on an empty catalogue."""
+    NOTE for the rebuild (branch rebuild, ``sae.recovery.rebuild._Rebuild``): the restore calls
+    this function, which does not exist yet. It is ``_Rebuild.run`` with a different start,
+    on the restored catalogue (non-empty by design):
+
+    1. no target claim, no progress marker: the catalogue is the backup, at ``start_leaf``
+       leaves (its ``journal_state`` tree size);
+    2. the Merkle peaks at ``start_leaf`` from the catalogue's rows (``_Rebuild._peaks``);
+    3. segments ending at or before ``start_leaf`` skipped (``_segment_keys(start_leaf)``);
+       the one that straddles it (``first_leaf < start_leaf < tree_size``: the backup held
+       leaves not yet sealed) accepted, its leaves below ``start_leaf`` compared with the
+       catalogue's ``events`` rows and folded into the peaks, neither inserted nor replayed
+       (``_check_header``'s ``overlap`` rule relaxed for it alone); every later leaf inserted
+       and replayed with :func:`sae.recovery.replay.apply` as in a rebuild, each head checked
+       against ``keys`` (this SAE's signing key, put back from the backup);
+    4. ``_recover_transfers`` as it is (descriptions of transfers the catalogue lacks);
+    5. no ``catalog.rebuilt`` event, no admin token (the backup's tokens are back): the
+       restore journals ``catalog.restored`` with the returned counts (:func:`record_restore`).
+
+    :func:`plan_catch_up` has already verified the offer's segments and checked that they
+    continue the backup's journal (root at the last common head, leaves after it, signing
+    key). An interrupted catch-up is started again from the backup with ``sae restore
+    --force`` (the partly caught-up catalogue is moved aside)."""
 
     def __call__(
-        self, sessions: sessionmaker[Session], offer: StorageOffer, *, start_leaf: int
-    ) -> Any: ...
+        self,
+        sessions: sessionmaker[Session],
+        offer: StorageOffer,
+        *,
+        start_leaf: int,
+        keys: JournalKeys,
+    ) -> CatchUpResult: ...
 
 
 def journal_replay() -> JournalReplay | None:
@@ -752,7 +818,7 @@ def _unavailable(plan: CatchUpPlan) -> CatchUpUnavailable:
 
 
 def catch_up(
-    sessions: sessionmaker[Session], offer: StorageOffer, plan: CatchUpPlan
+    sessions: sessionmaker[Session], offer: StorageOffer, plan: CatchUpPlan, *, keys: JournalKeys
 ) -> CatchUpCounts:
     """Replay from ``offer`` what happened after the backup, with the rebuild's own replay
     starting at the backup's tree size (the restore has no replay engine of its own)."""
@@ -761,11 +827,8 @@ def catch_up(
     replay = journal_replay()
     if replay is None:
         raise _unavailable(plan)
-    result = replay(sessions, offer, start_leaf=plan.backup_tree_size)
-    return CatchUpCounts(
-        leaves=int(getattr(result, "leaves", plan.leaves_after_backup)),
-        transfers=int(getattr(result, "transfers", len(plan.missing_transfers))),
-    )
+    result = replay(sessions, offer, start_leaf=plan.backup_tree_size, keys=keys)
+    return CatchUpCounts(leaves=result.leaves, transfers=result.transfers)
 
 
 def record_restore(

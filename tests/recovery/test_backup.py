@@ -468,7 +468,7 @@ def test_restore_refuses_an_offer_whose_journal_is_not_the_backups(
 ) -> None:
     """Replaying another journal's leaves onto the backup would fork it: refused, named."""
     from sae.recovery.backup import check_backup, plan_catch_up
-    from sae.recovery.errors import RestoreRefused
+    from sae.recovery.backup_errors import RestoreRefused
     from sae.storage.offers import parse_offers
 
     site.deposit("FORK-1")
@@ -512,3 +512,25 @@ def test_keys_only_backup_holds_the_keys_and_puts_them_back(site: Site) -> None:
     ).read_bytes()
     assert (site.data_dir / "tsa" / "tsa.key").is_file()
     assert not (site.data_dir / "sae.db").exists()  # no catalogue made beside the offers' journal
+
+
+def test_restore_refuses_segments_after_the_backup_signed_by_another_key(site: Site) -> None:
+    """A segment carries its own public key: one that continues the journal but is signed by
+    a key that is not the backup's is not replayed."""
+    import sae.journal.keys
+    from sae.recovery.backup import check_backup, plan_catch_up
+    from sae.recovery.backup_errors import RestoreRefused
+    from sae.storage.offers import parse_offers
+
+    site.deposit("SIGNED-1")
+    backup = check_backup(_backup(site))
+    offer = parse_offers(site.offers_file).get("site-a")
+    # The key is replaced (lost, or someone else's): the next heads are signed by a new one.
+    (site.data_dir / "keys").rename(site.data_dir / "keys.lost")
+    sae.journal.keys._cache.clear()
+    try:
+        site.deposit("SIGNED-2")
+    finally:
+        sae.journal.keys._cache.clear()
+    with pytest.raises(RestoreRefused, match="signed by a key that is not the backup's"):
+        plan_catch_up(backup, offer)

@@ -1,4 +1,4 @@
-"""Errors of backups, restores and rebuilds, each with a stable code.
+"""Errors of backups and restores (``sae backup``, ``sae restore``), each with a stable code.
 
 ::
 
