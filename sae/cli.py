@@ -272,6 +272,149 @@ def rules_export() -> None:
         sys.stdout.write(referential.export_csv(referential.list_rules(session)))
 
 
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="Directory the dated backup is written under.")],
+    keys_only: Annotated[
+        bool,
+        typer.Option(
+            "--keys-only",
+            help="Only the keys, TSA material and offers file (a PostgreSQL catalogue is "
+            "saved by pg_dump: docs/recovery.md).",
+        ),
+    ] = False,
+) -> None:
+    """Back up the embedded catalogue, the journal keys, the TSA material and the offers file.
+
+    Taken while SAE runs (SQLite's online backup, one snapshot; deposits go on). Written to a
+    new directory DEST/sae-backup-<UTC time>/ with MANIFEST.json and SHA512SUMS
+    (``sha512sum -c SHA512SUMS``). THE BACKUP HOLDS PRIVATE KEYS: keep it as you keep them.
+
+    Example: ``sae backup /mnt/sauvegardes/sae``
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from sae.cli_support import archivist_at_keyboard
+    from sae.db import transaction
+    from sae.recovery.backup import record_backup, take_backup
+
+    settings = settings_or_exit()
+    with refusals(1):
+        with Progress(
+            TextColumn("catalogue"), BarColumn(), DownloadColumn(), console=console, transient=True
+        ) as bar:
+            task = bar.add_task("copy", total=None)
+
+            def step(done: int, total: int) -> None:
+                bar.update(task, completed=done * 4096, total=total * 4096)
+
+            result = take_backup(settings, dest, keys_only=keys_only, progress=step)
+    with refusals(1), opened_runtime() as runtime, transaction(runtime.sessions) as session:
+        record_backup(session, result, actor=archivist_at_keyboard("sae backup").actor)
+    out = make_console()
+    database = result.manifest["database"]
+    if database is not None:
+        out.print(
+            f"catalogue copied: journal of {database['tree_size']} leaves "
+            f"({database['accepted_transfers']} accepted transfers), integrity_check ok"
+        )
+    for entry in result.manifest["files"]:
+        out.print(f"  {entry['path']}  {entry['size']} bytes")
+    if result.manifest["contains_private_keys"]:
+        console.print(
+            "[bold red]WARNING: this backup holds SAE's PRIVATE KEYS (journal signing key"
+            ", TSA key). Anyone who reads it can sign journal heads and time-stamps in SAE's "
+            "name: keep it encrypted or offline, readable by its owner only (it is 0600/0700), "
+            "never on an offer.[/bold red]"
+        )
+    out.print(f"check it with: cd {result.path} && sha512sum -c {'SHA512SUMS'}")
+    sys.stdout.write(f"{result.path}\n")
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="A backup directory (sae-backup-<time>).")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a catalogue or keys already there (moved aside, not deleted)."
+        ),
+    ] = False,
+    from_offer: Annotated[
+        str | None,
+        typer.Option("--from", help="The offer to catch up from (default: the first one)."),
+    ] = None,
+    offers_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the backup's offers file goes (default: SAE_OFFERS_FILE, else where "
+            "it was when the backup was taken)."
+        ),
+    ] = None,
+) -> None:
+    """Put a backup back, then replay from an offer what happened after it.
+
+    Checks every file against SHA512SUMS, verifies the offer's journal and that it continues
+    the backup's, refuses a data directory that holds a catalogue or other keys (``--force``
+    renames them ``*.replaced-by-restore-<time>``), puts the catalogue, keys and offers file
+    back, then replays the offer's journal leaves and transfers after the backup. Stop SAE
+    first.
+
+    Example: ``sae restore /mnt/sauvegardes/sae/sae-backup-20261206T081500Z``
+    """
+    from sae.cli_support import archivist_at_keyboard
+    from sae.db import transaction
+    from sae.journal.keys import load_journal_keys
+    from sae.recovery.backup import catch_up, record_restore, restore_files
+
+    # The configured offers file may be what the backup puts back: it is not read yet.
+    settings = settings_or_exit(offers_file=None)
+    target = offers_file or (
+        Path(os.environ["SAE_OFFERS_FILE"]) if os.environ.get("SAE_OFFERS_FILE") else None
+    )
+    with refusals(1, with_code=True):
+        done = restore_files(settings, src, force=force, offer_name=from_offer, offers_file=target)
+    out = make_console()
+    for old, new in done.put.moved_aside:
+        out.print(f"moved aside: {old} -> {new}")
+    for path in done.put.written:
+        out.print(f"restored: {path}")
+    restored_offers = done.targets.offers_file if done.backup.files("offers_file") else None
+    overrides = {"offers_file": restored_offers} if restored_offers is not None else {}
+    if done.plan is not None and done.offer is not None:
+        with refusals(1, with_code=True), opened_runtime(**overrides) as runtime:
+            counts = catch_up(
+                runtime.sessions,
+                runtime.offer_set.get(done.offer),
+                done.plan,
+                keys=load_journal_keys(runtime.settings),
+            )
+            with transaction(runtime.sessions) as session:
+                record_restore(
+                    session,
+                    done.backup,
+                    done.plan,
+                    counts,
+                    actor=archivist_at_keyboard("sae restore").actor,
+                )
+        out.print(
+            f"caught up from offer {done.plan.offer}: {counts.leaves} journal leaves and "
+            f"{counts.transfers} transfers after the backup's {done.plan.backup_tree_size} "
+            f"leaves (the offer holds {done.plan.offer_tree_size})"
+        )
+    else:
+        # Keys only: no catalogue was put back, none is opened (a new one made here would
+        # start a journal of its own beside the one on the offers).
+        out.print("keys, TSA material and offers file put back; no catalogue in this backup")
+    if done.backup.files("tsa_ca"):
+        out.print(
+            "the external TSA's trust anchors are in tsa-ca/: put them back at SAE_TSA_CA_FILE"
+        )
+    if restored_offers is not None and not os.environ.get("SAE_OFFERS_FILE"):
+        out.print(f"[yellow]set SAE_OFFERS_FILE={restored_offers} before starting SAE[/yellow]")
+    out.print(f"backup {done.backup.name} restored")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -15,6 +15,7 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -41,23 +42,25 @@ def make_console(*, stderr: bool = False) -> Console:
 err = make_console(stderr=True)
 
 
-def settings_or_exit() -> Settings:
-    """The settings, or a readable refusal naming the variable (exit 2)."""
+def settings_or_exit(**overrides: Any) -> Settings:
+    """The settings (``overrides`` win over the environment), or a readable refusal naming the
+    variable (exit 2)."""
     try:
-        return load_settings()
+        return load_settings(**overrides)
     except ConfigurationError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
 
 @contextmanager
-def opened_runtime() -> Iterator[Runtime]:
+def opened_runtime(**overrides: Any) -> Iterator[Runtime]:
     """The runtime (migrated database, checked offers) for the block, closed when it ends.
 
     A configuration SAE refuses (bad variable, offer outside France…) exits 2 with a readable
-    message before the block runs.
+    message before the block runs. ``overrides`` win over the environment (``sae restore``
+    names the offers file it has just put back).
     """
-    settings = settings_or_exit()
+    settings = settings_or_exit(**overrides)
     try:
         runtime = Runtime.open(settings)
     except SAEError as exc:

@@ -103,7 +103,13 @@ def changes_no_state(type_: str, reason: str) -> None:
 
 
 #: The modules that register replays, one per owner of events.
-OWNERS = ("sae.ingest.replay", "sae.retention.replay", "sae.storage.replay", "sae.auth.replay")
+OWNERS = (
+    "sae.ingest.replay",
+    "sae.retention.replay",
+    "sae.storage.replay",
+    "sae.auth.replay",
+    "sae.recovery.backup",
+)
 
 
 def load_all() -> None:

@@ -1,0 +1,536 @@
+"""``sae backup`` and ``sae restore`` (issue 17 item 5), as an operator runs them.
+
+The backup is taken from a real server process while it accepts deposits; the restores run the
+real commands on real files, with the offer in its own directory beside the data directory (a
+data directory lost does not take the offer with it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from sae.cli import app
+from sae.config import load_settings
+from sae.recovery.backup import journal_replay
+from tests.conftest import PG_URL, TEST_RULES_CSV, Api
+from tests.crash.harness import ServerProcess
+from tests.sipfactory import build_zip, simple_sip
+
+runner = CliRunner()
+
+ONE_SITE = """offers:
+  - name: site-a
+    kind: filesystem
+    path: {root}
+    jurisdiction: FR
+    site: "Hôtel de ville"
+strategy:
+  copies: [site-a]
+"""
+
+
+def _backups(dest: Path) -> list[Path]:
+    return sorted(p for p in dest.iterdir() if p.name.startswith("sae-backup-"))
+
+
+def _sha512sum_check(backup: Path) -> subprocess.CompletedProcess[str]:
+    sha512sum = shutil.which("sha512sum")
+    assert sha512sum is not None, "sha512sum (coreutils) is needed"
+    return subprocess.run(
+        [sha512sum, "-c", "SHA512SUMS"],
+        cwd=backup,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+# --------------------------------------------------------------------------- taking a backup
+
+
+def test_backup_while_a_server_is_depositing(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "sae-data")
+    server.start()
+    dest = tmp_path / "backups"
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def deposit() -> None:
+        with server.client() as client:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                sip = build_zip(simple_sip(f"BACKUP-LIVE-{n}", payload=b"%PDF-1.4\n" * (n + 50)))
+                response = client.post(
+                    "/api/v1/transfers",
+                    content=sip,
+                    headers={"Content-Type": "application/zip"},
+                )
+                statuses.append(response.status_code)
+
+    depositor = threading.Thread(target=deposit)
+    try:
+        depositor.start()
+        while len(statuses) < 3:  # deposits are flowing before the copy starts
+            stop.wait(0.05)
+        taken = [server.cli("backup", str(dest)) for _ in range(2)]
+        during = len(statuses)
+        while len(statuses) < during + 3:  # and still flowing after it
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        depositor.join()
+        server.stop()
+    for result in taken:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PRIVATE KEYS" in result.stderr
+    assert set(statuses) == {201}, statuses
+    backups = _backups(dest)
+    assert len(backups) == 2
+    assert [Path(r.stdout.strip().splitlines()[-1]) for r in taken] == backups
+    for backup in backups:
+        check = _sha512sum_check(backup)
+        assert check.returncode == 0, check.stdout + check.stderr
+        # Secret: the owner alone reads it.
+        assert stat.S_IMODE(backup.stat().st_mode) == 0o700
+        for path in backup.rglob("*"):
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o700 if path.is_dir() else 0o600), path
+        manifest = json.loads((backup / "MANIFEST.json").read_text())
+        assert manifest["format"] == "sae-backup/1"
+        assert manifest["contains_private_keys"] is True
+        roles = {f["path"]: f["role"] for f in manifest["files"]}
+        assert roles["keys/journal-signing.key"] == "signing_key"
+        assert roles["tsa/tsa.key"] == "tsa_key"
+        for entry in manifest["files"]:
+            data = (backup / entry["path"]).read_bytes()
+            assert (hashlib.sha512(data).hexdigest(), len(data)) == (
+                entry["sha512"],
+                entry["size"],
+            )
+        with sqlite3.connect(backup / "database" / "sae.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            leaves = db.execute("SELECT count(*), max(leaf_index) FROM events").fetchone()
+            accepted = db.execute("SELECT count(*) FROM transfers WHERE status = 'OK'").fetchone()
+        assert not (backup / "database" / "sae.db-wal").exists()
+        database = manifest["database"]
+        assert (database["tree_size"], database["last_leaf_index"]) == (
+            leaves[0],
+            leaves[0] - 1,
+        )
+        assert database["accepted_transfers"] == accepted[0] > 0
+    # Each backup is journaled, after what it copied.
+    with sqlite3.connect(server.data_dir / "sae.db") as live:
+        journaled = live.execute(
+            "SELECT leaf_index, payload FROM events WHERE type = 'catalog.backed_up' "
+            "ORDER BY leaf_index"
+        ).fetchall()
+    assert [json.loads(p)["backup"] for _, p in journaled] == [b.name for b in backups]
+    for (leaf, payload), backup in zip(journaled, backups, strict=True):
+        manifest = json.loads((backup / "MANIFEST.json").read_text())
+        assert json.loads(payload)["tree_size"] == manifest["database"]["tree_size"] <= leaf
+
+
+def test_backup_refused_inside_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAE_DATA_DIR", str(tmp_path / "sae-data"))
+    monkeypatch.delenv("SAE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SAE_OFFERS_FILE", raising=False)
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    result = runner.invoke(app, ["backup", str(tmp_path / "sae-data" / "backups")])
+    assert result.exit_code == 1
+    assert "inside the data directory" in result.output
+    assert not (tmp_path / "sae-data" / "backups").exists()
+
+
+def test_backup_of_a_postgresql_catalogue_refused_with_the_procedure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAE_DATA_DIR", str(tmp_path / "sae-data"))
+    monkeypatch.setenv("SAE_DATABASE_URL", PG_URL)
+    result = runner.invoke(app, ["backup", str(tmp_path / "backups")])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "PostgreSQL" in said
+    assert "pg_dump" in said
+    assert "docs/recovery.md" in said
+    assert "--keys-only" in said
+    assert not (tmp_path / "backups").exists()
+
+
+# --------------------------------------------------------------------------- restoring
+
+
+class Site:
+    """A data directory and its offer, in separate directories, driven by the real commands."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = root
+        self.offer = root / "offer-site-a"
+        self.offers_file = root / "etc" / "offers.yaml"
+        self.offers_file.parent.mkdir(parents=True)
+        self.offers_file.write_text(ONE_SITE.format(root=self.offer), encoding="utf-8")
+        self.monkeypatch = monkeypatch
+        self.admin_token: str | None = None
+        self.use(root / "sae-data")
+
+    def use(self, data_dir: Path) -> None:
+        """Point the commands (the environment) at ``data_dir``."""
+        self.data_dir = data_dir
+        self.monkeypatch.setenv("SAE_DATA_DIR", str(data_dir))
+        self.monkeypatch.setenv("COLUMNS", "1000")  # Rich does not fold what tests look for
+        self.monkeypatch.setenv("SAE_OFFERS_FILE", str(self.offers_file))
+        self.monkeypatch.delenv("SAE_DATABASE_URL", raising=False)
+
+    @property
+    def settings(self) -> Any:
+        return load_settings(data_dir=self.data_dir, offers_file=self.offers_file)
+
+    @contextmanager
+    def api(self) -> Iterator[Api]:
+        from fastapi.testclient import TestClient
+
+        from sae.app import create_app
+
+        settings = self.settings
+        if self.admin_token is not None:
+            # A backup holds no token (the catalogue holds their hashes): the operator keeps
+            # theirs, and it still opens the restored catalogue.
+            self.data_dir.mkdir(exist_ok=True)
+            (self.data_dir / "admin.token").write_text(self.admin_token)
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            api = Api(client, settings)
+            self.admin_token = self.admin_token or api.admin
+            yield api
+
+    def deposit(self, *message_ids: str) -> list[str]:
+        """Deposit, then seal over the deposits: a transfer's answer names its covering head,
+        which must not change between the answer recorded and the one compared with it."""
+        ids = []
+        with self.api() as api:
+            if not api.client.get("/api/v1/rules", headers=api.auth()).json():
+                api.load_rules(TEST_RULES_CSV)
+            for message_id in message_ids:
+                response = api.deposit(build_zip(simple_sip(message_id)))
+                assert response.status_code == 201, response.text
+                ids.append(response.json()["transfer_id"])
+        sealed = self.cli("journal", "seal")
+        assert sealed.exit_code == 0, sealed.output
+        return ids
+
+    def transfers(self, ids: list[str]) -> dict[str, Any]:
+        """The API's answers for each transfer (its JSON, its ATR) and the units."""
+        out: dict[str, Any] = {}
+        with self.api() as api:
+            for transfer_id in ids:
+                body = api.client.get(f"/api/v1/transfers/{transfer_id}", headers=api.auth())
+                assert body.status_code == 200, body.text
+                atr = api.client.get(f"/api/v1/transfers/{transfer_id}/atr", headers=api.auth())
+                assert atr.status_code == 200, atr.text
+                out[transfer_id] = (body.json(), atr.content)
+            units = api.client.get("/api/v1/units", headers=api.auth())
+            assert units.status_code == 200, units.text
+            out["units"] = units.json()
+        return out
+
+    def cli(self, *args: str) -> Any:
+        return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
+    return Site(tmp_path, monkeypatch)
+
+
+def _backup(site: Site) -> Path:
+    result = site.cli("backup", str(site.root / "backups"))
+    assert result.exit_code == 0, result.output
+    return _backups(site.root / "backups")[-1]
+
+
+def test_restore_into_an_empty_data_directory_gives_the_same_transfers(site: Site) -> None:
+    ids = site.deposit("RESTORE-1", "RESTORE-2", "RESTORE-3")
+    before = site.transfers(ids)
+    backup = _backup(site)
+
+    site.use(site.root / "new-sae-data")
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert f"backup {backup.name} restored" in restored.output
+    assert site.transfers(ids) == before
+    for name in ("journal-signing.key", "journal-signing.pub.pem"):
+        assert (site.data_dir / "keys" / name).read_bytes() == (
+            site.root / "sae-data" / "keys" / name
+        ).read_bytes()
+    assert stat.S_IMODE((site.data_dir / "keys" / "journal-signing.key").stat().st_mode) == 0o600
+    assert (site.data_dir / "tsa" / "tsa.key").read_bytes() == (
+        site.root / "sae-data" / "tsa" / "tsa.key"
+    ).read_bytes()
+    # The restored journal is whole, and the restore is in it.
+    verify = site.cli("journal", "verify")
+    assert verify.exit_code == 0, verify.output
+    with sqlite3.connect(site.data_dir / "sae.db") as db:
+        (payload,) = db.execute(
+            "SELECT payload FROM events WHERE type = 'catalog.restored'"
+        ).fetchone()
+    assert json.loads(payload)["backup"] == backup.name
+    # Later deposits go on where the backup left off.
+    site.deposit("RESTORE-4")
+
+
+def test_restore_puts_the_offers_file_back(site: Site) -> None:
+    site.deposit("OFFERS-1")
+    backup = _backup(site)
+    original = site.offers_file.read_bytes()
+    site.offers_file.unlink()
+    site.use(site.root / "new-sae-data")
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert site.offers_file.read_bytes() == original
+
+
+@pytest.mark.parametrize(
+    "member", ["database/sae.db", "keys/journal-signing.key", "tsa/tsa.key", "MANIFEST.json"]
+)
+def test_a_corrupted_backup_is_refused_naming_the_file(site: Site, member: str) -> None:
+    site.deposit("CORRUPT-1")
+    backup = _backup(site)
+    path = backup / member
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert _sha512sum_check(backup).returncode != 0  # what the operator's own check says too
+
+    site.use(site.root / "new-sae-data")
+    refused = site.cli("restore", str(backup))
+    assert refused.exit_code == 1
+    said = " ".join(refused.output.split())
+    assert "recovery.backup_invalid" in said
+    assert member in said
+    assert not (site.data_dir / "sae.db").exists()
+    assert not (site.data_dir / "keys").exists()
+
+
+def test_a_backup_with_a_file_added_or_another_format_is_refused(site: Site) -> None:
+    site.deposit("FORMAT-1")
+    backup = _backup(site)
+    site.use(site.root / "new-sae-data")
+
+    (backup / "keys" / "extra.pem").write_bytes(b"not listed")
+    refused = site.cli("restore", str(backup))
+    assert refused.exit_code == 1
+    assert "keys/extra.pem" in refused.output
+    (backup / "keys" / "extra.pem").unlink()
+
+    manifest = json.loads((backup / "MANIFEST.json").read_text())
+    manifest["format"] = "sae-backup/99"
+    data = json.dumps(manifest).encode()
+    (backup / "MANIFEST.json").write_bytes(data)
+    sums = (backup / "SHA512SUMS").read_text().splitlines()
+    sums = [
+        f"{hashlib.sha512(data).hexdigest()}  MANIFEST.json" if s.endswith("  MANIFEST.json") else s
+        for s in sums
+    ]
+    (backup / "SHA512SUMS").write_text("\n".join(sums) + "\n")
+    refused = site.cli("restore", str(backup))
+    assert refused.exit_code == 1
+    assert "sae-backup/99" in refused.output
+    assert not (site.data_dir / "sae.db").exists()
+
+
+def test_restore_onto_a_catalogue_refused_without_force_and_moved_aside_with_it(
+    site: Site,
+) -> None:
+    ids = site.deposit("ASIDE-1")
+    before = site.transfers(ids)
+    backup = _backup(site)
+    # Another catalogue and other keys where the backup goes.
+    another = Site(site.root / "another", site.monkeypatch)
+    another.deposit("OTHER-1")
+    other = another.data_dir
+    site.use(other)
+    old_db = (other / "sae.db").read_bytes()
+    old_key = (other / "keys" / "journal-signing.key").read_bytes()
+
+    refused = site.cli("restore", str(backup))
+    assert refused.exit_code == 1
+    said = " ".join(refused.output.split())
+    assert "recovery.restore_refused" in said
+    assert str(other / "sae.db") in said
+    assert "--force" in said
+    assert (other / "sae.db").read_bytes() == old_db
+
+    forced = site.cli("restore", "--force", str(backup))
+    assert forced.exit_code == 0, forced.output
+    aside = sorted(other.glob("sae.db.replaced-by-restore-*"))
+    assert len(aside) == 1
+    assert aside[0].read_bytes() == old_db
+    (keys_aside,) = other.glob("keys.replaced-by-restore-*")
+    assert (keys_aside / "journal-signing.key").read_bytes() == old_key
+    assert site.transfers(ids) == before
+
+
+def test_a_data_directory_that_lost_only_its_catalogue_needs_no_force(site: Site) -> None:
+    ids = site.deposit("LOST-1")
+    before = site.transfers(ids)
+    backup = _backup(site)
+    for name in ("sae.db", "sae.db-wal", "sae.db-shm"):
+        (site.data_dir / name).unlink(missing_ok=True)
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert "moved aside" not in restored.output  # same keys: nothing replaced
+    assert site.transfers(ids) == before
+
+
+def test_a_stale_wal_beside_the_target_is_a_conflict(site: Site) -> None:
+    """SQLite would replay a -wal left beside the catalogue put back into it."""
+    site.deposit("WAL-1")
+    backup = _backup(site)
+    target = site.root / "new-sae-data"
+    target.mkdir()
+    (target / "sae.db-wal").write_bytes(b"stale")
+    site.use(target)
+    refused = site.cli("restore", str(backup))
+    assert refused.exit_code == 1
+    assert "sae.db-wal" in refused.output
+
+
+@pytest.mark.xfail(
+    journal_replay() is None,
+    reason="the catch-up replays with sae.recovery.rebuild.replay_journal (branch rebuild), "
+    "not in this version: the restore refuses (recovery.catch_up_unavailable) rather than "
+    "lose what the offer holds after the backup",
+    strict=True,
+)
+def test_a_backup_taken_before_half_the_steps_then_everything_after_replayed(
+    site: Site,
+) -> None:
+    first = site.deposit("HALF-1", "HALF-2")
+    assert site.cli("journal", "seal").exit_code == 0
+    backup = _backup(site)
+    later = site.deposit("HALF-3", "HALF-4")
+    assert site.cli("journal", "seal").exit_code == 0
+    before = site.transfers(first + later)
+
+    # The catalogue is lost; the offer and the backup remain.
+    shutil.rmtree(site.data_dir)
+    site.use(site.root / "sae-data")
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert site.transfers(first + later) == before
+    verify = site.cli("journal", "verify")
+    assert verify.exit_code == 0, verify.output
+    with sqlite3.connect(site.data_dir / "sae.db") as db:
+        (payload,) = db.execute(
+            "SELECT payload FROM events WHERE type = 'catalog.restored'"
+        ).fetchone()
+    counts = json.loads(payload)
+    assert counts["transfers_replayed"] == 2
+    assert counts["leaves_replayed"] > 0
+
+
+def test_without_the_replay_a_backup_behind_the_offer_is_refused_untouched(
+    site: Site,
+) -> None:
+    """Until the rebuild's replay lands, the restore refuses rather than lose the leaves the
+    offer holds after the backup (and fork the journal by writing new ones over them)."""
+    if journal_replay() is not None:
+        pytest.skip("the rebuild's replay is there: the catch-up test above covers it")
+    site.deposit("BEHIND-1")
+    backup = _backup(site)
+    site.deposit("BEHIND-2")
+    assert site.cli("journal", "seal").exit_code == 0
+    site.use(site.root / "new-sae-data")
+    refused = site.cli("restore", str(backup))
+    assert refused.exit_code == 1
+    said = " ".join(refused.output.split())
+    assert "recovery.catch_up_unavailable" in said
+    assert "1 transfers after the backup" in said
+    assert not site.data_dir.exists() or not any(site.data_dir.iterdir())
+
+
+def test_restore_refuses_an_offer_whose_journal_is_not_the_backups(
+    site: Site, tmp_path: Path
+) -> None:
+    """Replaying another journal's leaves onto the backup would fork it: refused, named."""
+    from sae.recovery.backup import check_backup, plan_catch_up
+    from sae.recovery.backup_errors import RestoreRefused
+    from sae.storage.offers import parse_offers
+
+    site.deposit("FORK-1")
+    assert site.cli("journal", "seal").exit_code == 0
+    backup = check_backup(_backup(site))
+    own = parse_offers(site.offers_file).get("site-a")
+    assert plan_catch_up(backup, own).common_head > 0
+    # Another SAE on another offer: its journal is another tree.
+    other = Site(tmp_path / "elsewhere", site.monkeypatch)
+    other.deposit("FORK-OTHER-1", "FORK-OTHER-2")
+    assert other.cli("journal", "seal").exit_code == 0
+    with pytest.raises(RestoreRefused, match="not the backup's"):
+        plan_catch_up(backup, parse_offers(other.offers_file).get("site-a"))
+
+
+def test_keys_only_backup_holds_the_keys_and_puts_them_back(site: Site) -> None:
+    """What a PostgreSQL site keeps beside its pg_dump (docs/recovery.md)."""
+    site.deposit("KEYS-1")
+    result = site.cli("backup", "--keys-only", str(site.root / "keys-backups"))
+    assert result.exit_code == 0, result.output
+    (backup,) = _backups(site.root / "keys-backups")
+    assert _sha512sum_check(backup).returncode == 0
+    manifest = json.loads((backup / "MANIFEST.json").read_text())
+    assert manifest["keys_only"] is True
+    assert manifest["database"] is None
+    assert sorted(f["path"] for f in manifest["files"]) == [
+        "keys/journal-signing.key",
+        "keys/journal-signing.pub.pem",
+        "offers/offers.yaml",
+        "tsa/root.pem",
+        "tsa/tsa.key",
+        "tsa/tsa.pem",
+    ]
+    assert not (backup / "database").exists()
+
+    site.use(site.root / "new-sae-data")
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert (site.data_dir / "keys" / "journal-signing.key").read_bytes() == (
+        site.root / "sae-data" / "keys" / "journal-signing.key"
+    ).read_bytes()
+    assert (site.data_dir / "tsa" / "tsa.key").is_file()
+    assert not (site.data_dir / "sae.db").exists()  # no catalogue made beside the offers' journal
+
+
+def test_restore_refuses_segments_after_the_backup_signed_by_another_key(site: Site) -> None:
+    """A segment carries its own public key: one that continues the journal but is signed by
+    a key that is not the backup's is not replayed."""
+    import sae.journal.keys
+    from sae.recovery.backup import check_backup, plan_catch_up
+    from sae.recovery.backup_errors import RestoreRefused
+    from sae.storage.offers import parse_offers
+
+    site.deposit("SIGNED-1")
+    backup = check_backup(_backup(site))
+    offer = parse_offers(site.offers_file).get("site-a")
+    # The key is replaced (lost, or someone else's): the next heads are signed by a new one.
+    (site.data_dir / "keys").rename(site.data_dir / "keys.lost")
+    sae.journal.keys._cache.clear()
+    try:
+        site.deposit("SIGNED-2")
+    finally:
+        sae.journal.keys._cache.clear()
+    with pytest.raises(RestoreRefused, match="signed by a key that is not the backup's"):
+        plan_catch_up(backup, offer)
