@@ -113,6 +113,10 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         "journal segment publication: one publisher a round (PostgreSQL row lock)",
     ),
     "sae.journal.sealing.seal_now": (UNIT_OF_WORK, "a tree head, one instance at a time"),
+    "sae.recovery.drill.record_drill": (
+        UNIT_OF_WORK,
+        "restore drill: its report archived and its outcome journaled together",
+    ),
     # Process start.
     "sae.runtime.Runtime.open": (UNIT_OF_WORK, "start: the first admin token"),
     "sae.migrate.upgrade": (UNIT_OF_WORK, "start: the schema migrations"),
