@@ -128,6 +128,8 @@ class Sealer:
 
 
 SCHEDULER = "system:scheduler"
+#: A scheduled drill that failed before being recorded is tried again after this long.
+DRILL_RETRY_SECONDS = 3600.0
 # An arbitrary constant: the PostgreSQL advisory lock that makes instances schedule audits in turn.
 _AUDIT_SCHEDULE_LOCK = 0x5AE0A0D1
 
@@ -157,6 +159,7 @@ class Auditor:
         self.settings = settings
         self.offer_set = offer_set
         self.check_seconds = check_seconds
+        self._drill_tried_at = -DRILL_RETRY_SECONDS
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -180,7 +183,8 @@ class Auditor:
 
     def run_once(self) -> list[str]:
         """One round: publish the journal segments the offers lack, end the quarantines that
-        are due, schedule an audit if one is due, then run every waiting audit."""
+        are due, schedule an audit if one is due, run every waiting audit, then the restore
+        drill if one is due."""
         from sae.journal.publishing import publish_quietly
         from sae.storage.audit import run_audit
         from sae.storage.quarantine import end_metadata_quarantines, end_quarantines
@@ -195,7 +199,24 @@ class Auditor:
             if audit_id is None:
                 break
             done.append(audit_id)
+        if not self._stop.is_set():
+            self.drill_if_due()
         return done
+
+    def drill_if_due(self) -> None:
+        """Run the restore drill when ``SAE_DRILL_INTERVAL_DAYS`` have passed since the last
+        (``sae.recovery.drill``); its failure is logged, never the end of the round."""
+        from sae.recovery.drill import drill_if_due
+
+        # A drill that fails before it is recorded is not retried every minute.
+        now = time.monotonic()
+        if now - self._drill_tried_at < DRILL_RETRY_SECONDS:
+            return
+        self._drill_tried_at = now
+        try:
+            drill_if_due(self.sessions, self.settings, self.offer_set, actor=SCHEDULER)
+        except Exception:
+            log.exception("recovery.drill_failed")
 
     def schedule_if_due(self) -> str | None:
         """Record a scheduled audit when the last one is older than the interval."""

@@ -16,6 +16,7 @@ import typer
 
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
+from sae.recovery.cli import drill_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
 
@@ -38,6 +39,7 @@ app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
 app.command("verify")(verify_bundle_command)
+app.command("drill")(drill_command)
 
 console = make_console(stderr=True)
 

@@ -89,6 +89,14 @@ class Settings(BaseSettings):
         ge=0,
         description="A scheduled fixity audit starts this often (0: only on request).",
     )
+    drill_interval_days: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "A restore drill (`sae drill`: the catalogue rebuilt from each offer and compared "
+            "with the live one) runs in the background this often (0: only by hand)."
+        ),
+    )
     audit_sample_rate: float = Field(
         default=0.1,
         gt=0,

@@ -120,6 +120,10 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.recovery.rebuild._Rebuild._recover_one": (UNIT_OF_WORK, "rebuild: a recovered transfer"),
     "sae.recovery.rebuild._Rebuild._finish": (UNIT_OF_WORK, "rebuild: summary, admin token"),
     "sae.recovery.rebuild._Rebuild._seal": (UNIT_OF_WORK, "rebuild: the head over it all"),
+    "sae.recovery.drill.record_drill": (
+        UNIT_OF_WORK,
+        "restore drill: its report archived and its outcome journaled together",
+    ),
     # Process start.
     "sae.runtime.Runtime.open": (UNIT_OF_WORK, "start: the first admin token"),
     "sae.migrate.upgrade": (UNIT_OF_WORK, "start: the schema migrations"),

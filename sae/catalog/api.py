@@ -8,51 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from sae.auth.deps import PrincipalDep
-from sae.catalog import service
+from sae.catalog import service, views
 from sae.catalog.errors import ObjectNotFound, UnitNotFound
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.catalog.schemas import (
-    AppliedRuleOut,
-    CopyOut,
     ObjectOut,
-    ObjectSummary,
     UnitOut,
     UnitPage,
-    UnitSummary,
 )
 from sae.deps import SessionDep
 
 router = APIRouter(tags=["catalog"])
-
-
-def unit_summary(unit: ArchiveUnit) -> UnitSummary:
-    return UnitSummary(
-        id=unit.id,
-        sip_id=unit.sip_id,
-        title=unit.title,
-        producer=unit.producer,
-        description_level=unit.description_level,
-        start_date=unit.start_date,
-        end_date=unit.end_date,
-        status=unit.status,
-        transfer_id=unit.transfer_id,
-        created_at=unit.created_at,
-        url=f"/api/v1/units/{unit.id}",
-    )
-
-
-def object_summary(obj: DataObject) -> ObjectSummary:
-    return ObjectSummary(
-        id=obj.id,
-        sip_id=obj.sip_id,
-        kind=obj.kind,
-        filename=obj.filename,
-        size=obj.size,
-        mime_type=obj.mime_type,
-        sha512=obj.sha512,
-        status=obj.status,
-        url=f"/api/v1/objects/{obj.id}",
-    )
 
 
 @router.get("/units", response_model=UnitPage)
@@ -85,7 +51,7 @@ def search_units(
         ),
         principal,
     )
-    return UnitPage(items=[unit_summary(u) for u in units], next_cursor=next_cursor)
+    return UnitPage(items=[views.unit_summary(u) for u in units], next_cursor=next_cursor)
 
 
 @router.get("/units/{unit_id}", response_model=UnitOut)
@@ -94,36 +60,7 @@ def get_unit(unit_id: str, session: SessionDep, principal: PrincipalDep) -> Unit
     unit = session.get(ArchiveUnit, unit_id)
     if unit is None or not service.may_see_unit(principal, unit):
         raise UnitNotFound(f"no archive unit {unit_id}")
-    rules = service.unit_rules(session, unit)
-    declared = {k: v for k, v in unit.management.items() if k != "_defaults"}
-    return UnitOut(
-        **unit_summary(unit).model_dump(),
-        description=unit.description,
-        parents=service.parents_of(session, unit.id),
-        children=service.children_of(session, unit.id),
-        declared_rules=declared,
-        rules={
-            category: [
-                AppliedRuleOut(
-                    rule_id=r.rule_id,
-                    start_date=r.start_date,
-                    end_date=r.end_date,
-                    inherited=r.origin != unit.id,
-                    origin_unit=r.origin or None,
-                )
-                for r in applied
-            ]
-            for category, applied in rules.applied.items()
-        },
-        end_dates={k: v for k, v in rules.ends.items() if k in rules.applied},
-        appraisal_end=rules.appraisal_end,
-        access_end=rules.access_end,
-        final_action=rules.final_action,
-        held=rules.held,
-        communicable=rules.communicable(),
-        objects=[object_summary(o) for o in service.objects_of_unit(session, unit)],
-        content_xml=unit.content_xml.decode("utf-8", errors="replace"),
-    )
+    return views.unit_view(session, unit)
 
 
 @router.get("/objects/{object_id}", response_model=ObjectOut)
@@ -135,32 +72,4 @@ def get_object(object_id: str, session: SessionDep, principal: PrincipalDep) -> 
     units = service.units_of_object(session, obj)
     if units and not any(service.may_see_unit(principal, u) for u in units):
         raise ObjectNotFound(f"no data object {object_id}")
-    return ObjectOut(
-        **object_summary(obj).model_dump(),
-        transfer_id=obj.transfer_id,
-        group_id=obj.group_id,
-        uri=obj.uri,
-        data_object_version=obj.data_object_version,
-        declared_digest=obj.declared_digest,
-        declared_algorithm=obj.declared_algorithm,
-        declared_mime_type=obj.declared_mime_type,
-        format_id=obj.declared_format_id,
-        format_litteral=obj.format_litteral,
-        created_at=obj.created_at,
-        units=[u.id for u in units],
-        copies=[
-            CopyOut(
-                offer=c.offer,
-                key=c.key,
-                version_id=c.version_id,
-                size=c.size,
-                sha512=c.sha512,
-                stored_at=c.stored_at,
-                last_checked_at=c.last_checked_at,
-                last_check_ok=c.last_check_ok,
-            )
-            for c in service.copies_of(session, obj.id)
-        ],
-        content_url=f"/api/v1/objects/{obj.id}/content",
-        proof_url=f"/api/v1/objects/{obj.id}/proof",
-    )
+    return views.object_view(session, obj, units)

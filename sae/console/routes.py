@@ -52,6 +52,7 @@ from sae.ingest.visibility import get_visible_transfer
 from sae.journal import proofs, sealing
 from sae.journal import service as journal
 from sae.journal.bundle import VERIFY_MD
+from sae.recovery.drill import last_drill
 from sae.retention import referential
 from sae.runtime import Runtime
 from sae.storage.audit import create_audit, get_audit, run_audit
@@ -204,6 +205,8 @@ def dashboard(
             strategy=runtime.offer_set.strategy,
             tree=queries.tree_state(session),
             audits=queries.recent_audits(session, 5),
+            drill=last_drill(session),
+            drill_interval_days=runtime.settings.drill_interval_days,
         )
     if allowed(user, *TRANSFERS):
         context["transfers"], _ = queries.list_transfers(session, user, limit=10)

@@ -37,7 +37,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
@@ -281,33 +281,39 @@ def verify_offer(offer: StorageOffer) -> SegmentVerifier:
 # --------------------------------------------------------------------------- the lock
 
 
-@contextmanager
-def _publisher_lock(sessions: sessionmaker[Session]) -> Iterator[bool]:
+def _publisher_lock(sessions: sessionmaker[Session]) -> AbstractContextManager[bool]:
     """Whether this process publishes this round (see the module's docstring)."""
+    return exclusive_turn(sessions, PUBLISHER)
+
+
+@contextmanager
+def exclusive_turn(sessions: sessionmaker[Session], name: str) -> Iterator[bool]:
+    """Whether this process, of all those sharing the catalogue, has the turn ``name`` (held
+    until the block ends; never waits): a row of ``journal_state`` locked ``SKIP LOCKED`` on
+    PostgreSQL (machines share it), a ``flock`` beside the SQLite file. Work one process at a
+    time must do (publishing segments, a restore drill) takes its turn here."""
     bind = sessions.kw.get("bind")
     url = getattr(bind, "url", None)
     if url is not None and url.get_backend_name() == "postgresql":
-        with _row_lock(sessions) as got:
+        with _row_lock(sessions, name) as got:
             yield got
         return
     database = sqlite_file(url) if url is not None else None
     if database is None:
         yield True  # one process only can see this database
         return
-    with _file_lock(f"{database}.segment-publisher-lock") as got:
+    with _file_lock(f"{database}.{name.replace('_', '-')}-lock") as got:
         yield got
 
 
 @contextmanager
-def _row_lock(sessions: sessionmaker[Session]) -> Iterator[bool]:
+def _row_lock(sessions: sessionmaker[Session], name: str) -> Iterator[bool]:
     with transaction(sessions) as session:
-        session.execute(
-            pg_insert(JournalState).values(name=PUBLISHER, value=0).on_conflict_do_nothing()
-        )
+        session.execute(pg_insert(JournalState).values(name=name, value=0).on_conflict_do_nothing())
     with transaction(sessions) as session:
         got = session.execute(
             select(JournalState.name)
-            .where(JournalState.name == PUBLISHER)
+            .where(JournalState.name == name)
             .with_for_update(skip_locked=True)
         ).first()
         yield got is not None

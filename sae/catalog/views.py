@@ -1,0 +1,118 @@
+"""The catalogue's representations of units and objects, as the API serves them.
+
+Built here, in the domain, so that every reader shares them: the API routes return them, and
+the restore drill (``sae.recovery.drill``) compares a rebuilt catalogue with the live one by
+them (issue 17: "each unit's and object's API representation").
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from sae.catalog import service
+from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.schemas import (
+    AppliedRuleOut,
+    CopyOut,
+    ObjectOut,
+    ObjectSummary,
+    UnitOut,
+    UnitSummary,
+)
+
+
+def unit_summary(unit: ArchiveUnit) -> UnitSummary:
+    return UnitSummary(
+        id=unit.id,
+        sip_id=unit.sip_id,
+        title=unit.title,
+        producer=unit.producer,
+        description_level=unit.description_level,
+        start_date=unit.start_date,
+        end_date=unit.end_date,
+        status=unit.status,
+        transfer_id=unit.transfer_id,
+        created_at=unit.created_at,
+        url=f"/api/v1/units/{unit.id}",
+    )
+
+
+def object_summary(obj: DataObject) -> ObjectSummary:
+    return ObjectSummary(
+        id=obj.id,
+        sip_id=obj.sip_id,
+        kind=obj.kind,
+        filename=obj.filename,
+        size=obj.size,
+        mime_type=obj.mime_type,
+        sha512=obj.sha512,
+        status=obj.status,
+        url=f"/api/v1/objects/{obj.id}",
+    )
+
+
+def unit_view(session: Session, unit: ArchiveUnit) -> UnitOut:
+    """A unit as ``GET /api/v1/units/{id}`` shows it."""
+    rules = service.unit_rules(session, unit)
+    declared = {k: v for k, v in unit.management.items() if k != "_defaults"}
+    return UnitOut(
+        **unit_summary(unit).model_dump(),
+        description=unit.description,
+        parents=service.parents_of(session, unit.id),
+        children=service.children_of(session, unit.id),
+        declared_rules=declared,
+        rules={
+            category: [
+                AppliedRuleOut(
+                    rule_id=r.rule_id,
+                    start_date=r.start_date,
+                    end_date=r.end_date,
+                    inherited=r.origin != unit.id,
+                    origin_unit=r.origin or None,
+                )
+                for r in applied
+            ]
+            for category, applied in rules.applied.items()
+        },
+        end_dates={k: v for k, v in rules.ends.items() if k in rules.applied},
+        appraisal_end=rules.appraisal_end,
+        access_end=rules.access_end,
+        final_action=rules.final_action,
+        held=rules.held,
+        communicable=rules.communicable(),
+        objects=[object_summary(o) for o in service.objects_of_unit(session, unit)],
+        content_xml=unit.content_xml.decode("utf-8", errors="replace"),
+    )
+
+
+def object_view(session: Session, obj: DataObject, units: list[ArchiveUnit]) -> ObjectOut:
+    """An object as ``GET /api/v1/objects/{id}`` shows it (``units``: those it belongs to)."""
+    return ObjectOut(
+        **object_summary(obj).model_dump(),
+        transfer_id=obj.transfer_id,
+        group_id=obj.group_id,
+        uri=obj.uri,
+        data_object_version=obj.data_object_version,
+        declared_digest=obj.declared_digest,
+        declared_algorithm=obj.declared_algorithm,
+        declared_mime_type=obj.declared_mime_type,
+        format_id=obj.declared_format_id,
+        format_litteral=obj.format_litteral,
+        created_at=obj.created_at,
+        units=[u.id for u in units],
+        copies=[
+            CopyOut(
+                offer=c.offer,
+                key=c.key,
+                version_id=c.version_id,
+                size=c.size,
+                sha512=c.sha512,
+                stored_at=c.stored_at,
+                last_checked_at=c.last_checked_at,
+                last_check_ok=c.last_check_ok,
+            )
+            for c in service.copies_of(session, obj.id)
+        ],
+        content_url=f"/api/v1/objects/{obj.id}/content",
+        proof_url=f"/api/v1/objects/{obj.id}/proof",
+    )
