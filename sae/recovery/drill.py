@@ -43,6 +43,7 @@ from sae.journal.publishing import publish_segments
 from sae.journal.sealing import seal_now
 from sae.journal.service import append_event
 from sae.recovery.compare import Comparison, compare_catalogues
+from sae.recovery.replay import changes_no_state
 from sae.storage.offers import OfferSet
 
 log = logging.getLogger("sae.recovery")
@@ -52,6 +53,12 @@ EVENT = "recovery.drill_completed"
 #: The turn (``sae.journal.publishing.exclusive_turn``) a drilling process holds.
 DRILL_TURN = "drill"
 IDENTICAL, DIFFERENT, INCONCLUSIVE = "identical", "different", "inconclusive"
+
+changes_no_state(
+    EVENT,
+    "a drill's outcome: it changes nothing; its report is archived as records (their own "
+    "ingest leaves) and the dashboard reads the last outcome from the rebuilt journal",
+)
 
 #: Rebuild ``offer`` into the empty catalogue at ``database_url``; returns its tree size.
 RebuildInto = Callable[[Settings, str, str], int]

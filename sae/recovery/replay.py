@@ -109,6 +109,7 @@ OWNERS = (
     "sae.storage.replay",
     "sae.auth.replay",
     "sae.recovery.backup",
+    "sae.recovery.drill",
 )
 
 

@@ -28,9 +28,26 @@ def _name(node: ast.expr) -> str | None:
     return None
 
 
-def _type_of(node: ast.expr) -> str | None:
-    """A literal type, or an f-string's family as ``prefix*`` (its text before the first
-    placeholder)."""
+def _constants(tree: ast.Module) -> dict[str, str]:
+    """The module's ``NAME = "a.b"`` assignments (``type=EVENT`` names one of them)."""
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node.value.value
+    return found
+
+
+def _type_of(node: ast.expr, constants: dict[str, str] | None = None) -> str | None:
+    """A literal type (or a module constant holding one), or an f-string's family as
+    ``prefix*`` (its text before the first placeholder)."""
+    if isinstance(node, ast.Name) and constants and node.id in constants:
+        node = ast.Constant(constants[node.id])
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value if EVENT_TYPE.fullmatch(node.value) else None
     if isinstance(node, ast.JoinedStr):
@@ -53,11 +70,12 @@ def journaled_types() -> dict[str, set[str]]:
         if not journals or (path.name == "service.py" and path.parent.name == "journal"):
             continue  # the journal's own append_event passes its caller's type on
         where = str(path.relative_to(SAE.parent))
+        constants = _constants(tree)
         for call in calls:
             if _name(call.func) not in JOURNALING | {"dict"}:
                 continue
             for keyword in call.keywords:
-                if keyword.arg == "type" and (type_ := _type_of(keyword.value)):
+                if keyword.arg == "type" and (type_ := _type_of(keyword.value, constants)):
                     found.setdefault(type_, set()).add(where)
         for node in ast.walk(tree):
             if isinstance(node, ast.Dict):
@@ -65,7 +83,7 @@ def journaled_types() -> dict[str, set[str]]:
                     if (
                         isinstance(key, ast.Constant)
                         and key.value == "type"
-                        and (type_ := _type_of(value))
+                        and (type_ := _type_of(value, constants))
                     ):
                         found.setdefault(type_, set()).add(where)
     return found
