@@ -388,7 +388,13 @@ def get_outgoing_transfer(
 ) -> FileResponse:
     """The outgoing SIP (zip: ``manifest.xml`` + ``Content/…``) to send to the other archive."""
     d = disposal.get_list(session, list_id)
-    path = outgoing.outgoing_sip(runtime.settings, d)
+    path = outgoing.outgoing_sip(
+        session,
+        d,
+        settings=runtime.settings,
+        offers=runtime.offer_set.offers,
+        config=retention_settings(),
+    )
     return FileResponse(path, media_type="application/zip", filename=f"versement-{d.reference}.zip")
 
 

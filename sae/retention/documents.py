@@ -54,8 +54,11 @@ def _bytes(n: int) -> str:
 
 
 class _Pdf(FPDF):
-    def __init__(self, title: str, orientation: str = "L") -> None:
+    def __init__(self, title: str, orientation: str = "L", *, created: datetime) -> None:
         super().__init__(orientation=orientation, unit="mm", format="A4")
+        # Dated by the list, not by the clock: the same list gives the same bytes, at every
+        # request and after a rebuild of the catalogue (the file /ID hashes this date too).
+        self.creation_date = created
         self._title = latin1(title)
         self.set_auto_page_break(auto=True, margin=15)
         self.set_title(self._title)
@@ -89,7 +92,7 @@ def bordereau_pdf(disposal: DisposalList, lines: Sequence[DisposalLine], parties
         if destroy
         else f"Bordereau de conservation définitive {disposal.reference}"
     )
-    pdf = _Pdf(title)
+    pdf = _Pdf(title, created=disposal.created_at)
     producers = sorted({line.producer for line in lines}) or [disposal.producer or "-"]
     for producer in producers:
         mine = [line for line in lines if line.producer == producer]
@@ -227,7 +230,9 @@ def certificate_pdf(
 ) -> bytes:
     """The destruction certificate: what, when, by whom, under which visa, with the SHA-512 of
     each destroyed object and the journal leaf that recorded its destruction."""
-    pdf = _Pdf(f"Certificat de destruction {disposal.reference}", orientation="P")
+    pdf = _Pdf(
+        f"Certificat de destruction {disposal.reference}", orientation="P", created=executed_at
+    )
     pdf.add_page()
     pdf.line_text(f"Certificat de destruction - bordereau {disposal.reference}", 14, True, 7)
     pdf.ln(2)

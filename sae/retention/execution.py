@@ -173,7 +173,17 @@ def _heartbeat(session: Session, list_id: str, token: str) -> None:
         raise ExecutionInProgress(f"the execution of list {list_id} was taken over")
 
 
-def _release(ctx: ExecutionContext, list_id: str, token: str, *, back_to: str | None) -> None:
+def _release(
+    ctx: ExecutionContext,
+    list_id: str,
+    token: str,
+    *,
+    back_to: str | None,
+    refusal: tuple[DisposalList, str, list[dict[str, str]]] | None = None,
+) -> None:
+    """Give the claim up (the list put ``back_to`` a state); with ``refusal`` (the list, the
+    actor, the problems), journal the refusal in the same transaction: a list put back is a
+    change of state, and its leaf must not be lost to a crash between the two."""
     with db.transaction(ctx.sessions) as session:
         values: dict[str, object] = {"execution_token": None}
         if back_to is not None:
@@ -184,6 +194,9 @@ def _release(ctx: ExecutionContext, list_id: str, token: str, *, back_to: str | 
             .values(**values)
             .execution_options(synchronize_session=False)
         )
+        if refusal is not None:
+            d, actor, problems = refusal
+            _refusal_event(session, d, actor, "recheck_failed", problems, back_to=back_to)
 
 
 def _journal_refusal(
@@ -196,19 +209,31 @@ def _journal_refusal(
     back_to: str | None = None,
 ) -> None:
     with db.transaction(ctx.sessions) as session:
-        append_event(
-            session,
-            type="disposal.execution_refused",
-            actor=actor,
-            payload={
-                "list_id": d.id,
-                "reference": d.reference,
-                "reason": reason,
-                "problems": problems[:200],
-                # The state the list was put back in (None: it was not claimed, unchanged).
-                "back_to": back_to,
-            },
-        )
+        _refusal_event(session, d, actor, reason, problems, back_to=back_to)
+
+
+def _refusal_event(
+    session: Session,
+    d: DisposalList,
+    actor: str,
+    reason: str,
+    problems: list[dict[str, str]],
+    *,
+    back_to: str | None,
+) -> None:
+    append_event(
+        session,
+        type="disposal.execution_refused",
+        actor=actor,
+        payload={
+            "list_id": d.id,
+            "reference": d.reference,
+            "reason": reason,
+            "problems": problems[:200],
+            # The state the list was put back in (None: it was not claimed, unchanged).
+            "back_to": back_to,
+        },
+    )
 
 
 def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> DisposalList:
@@ -250,8 +275,7 @@ def execute_list(ctx: ExecutionContext, list_id: str, principal: Principal) -> D
                 )
         if problems:
             back = "visa_recorded" if d.final_action == "Destroy" else "approved"
-            _release(ctx, list_id, token, back_to=back)
-            _journal_refusal(ctx, d, actor, "recheck_failed", problems, back_to=back)
+            _release(ctx, list_id, token, back_to=back, refusal=(d, actor, problems))
             raise ExecutionRefused(
                 f"list {reference} cannot be executed: "
                 + "; ".join(f"{p['unit_id']} {p['reason']}" for p in problems[:10]),

@@ -18,7 +18,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,64 @@ def build_outgoing_sip(
         )
     if d.outgoing_transfer and d.outgoing_transfer.get("state") == "acknowledged":
         raise WrongState(f"list {d.reference} was already transferred and acknowledged")
+    sent_at = db.utcnow()
+    data, message_id = outgoing_sip_bytes(
+        session, d, offers=offers, archival_agency=archival_agency, config=config, at=sent_at
+    )
+    path = _sip_path(settings, d)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    digest = hashlib.sha512(data).hexdigest()
+    d.outgoing_transfer = sent_transfer(
+        session,
+        d,
+        message_identifier=message_id,
+        archival_agency=archival_agency,
+        sent_at=sent_at.isoformat(),
+        sip_sha512=digest,
+        sip_size=len(data),
+    )
+    session.flush()
+    append_event(
+        session,
+        type="disposal.transfer_sent",
+        actor=actor,
+        payload={
+            "list_id": d.id,
+            "reference": d.reference,
+            "archival_agency": archival_agency,
+            "message_identifier": message_id,
+            "sip_sha512": digest,
+            "units": len(d.outgoing_transfer["units"]),
+            # With the list's kept lines, the whole state the transfer left (sent_transfer).
+            "sent_at": d.outgoing_transfer["sent_at"],
+            "sip_size": len(data),
+        },
+    )
+    return path
+
+
+def outgoing_sip_bytes(
+    session: Session,
+    d: DisposalList,
+    *,
+    offers: Mapping[str, StorageOffer],
+    archival_agency: str,
+    config: RetentionSettings,
+    at: datetime,
+) -> tuple[bytes, str]:
+    """The outgoing SIP of ``d`` sent at ``at`` and its MessageIdentifier: a function of the
+    catalogue, the objects' bytes and ``at`` (objects in id order, every zip member dated
+    ``at``), so that the same SIP can be made again, e.g. after a rebuild of the catalogue."""
+    stamp = at.astimezone(UTC).timetuple()[:6]
+
+    def member(name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=stamp)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.create_system = 3  # Unix, whatever machine wrote it
+        info.external_attr = 0o100644 << 16
+        return info
+
     kept = [ln.unit_id for ln in disposal.lines_of(session, d.id) if ln.state == "kept"]
     units = {u.id: u for u in session.scalars(select(ArchiveUnit).where(ArchiveUnit.id.in_(kept)))}
     children: dict[str, list[str]] = {}
@@ -92,11 +150,13 @@ def build_outgoing_sip(
             if unit.data_object_group_id is not None:
                 objects = list(
                     session.scalars(
-                        select(DataObject).where(
+                        select(DataObject)
+                        .where(
                             DataObject.group_id == unit.data_object_group_id,
                             DataObject.kind == "binary",
                             DataObject.status == "active",
                         )
+                        .order_by(DataObject.id)
                     )
                 )
                 if objects:
@@ -105,7 +165,7 @@ def build_outgoing_sip(
                     for obj in objects:
                         data = _read(session, offers, obj)
                         uri = f"Content/{obj.id}-{obj.filename or 'objet'}"
-                        archive.writestr(uri, data)
+                        archive.writestr(member(uri), data)
                         bdo_id = f"BDO-{obj.id}"
                         ids.append(bdo_id)
                         binaries.append(
@@ -147,7 +207,7 @@ def build_outgoing_sip(
         transfer = seda.ArchiveTransfer(
             version=seda.SedaVersion("2.2"),
             message_identifier=message_id,
-            date=db.utcnow().replace(microsecond=0),
+            date=at.replace(microsecond=0),
             comments=[f"Versement des archives définitives du bordereau {d.reference}"],
             archival_agency_identifier=archival_agency,
             transferring_agency_identifier=config.archives_service,
@@ -162,39 +222,8 @@ def build_outgoing_sip(
                 ),
             ),
         )
-        archive.writestr("manifest.xml", seda.write_archive_transfer(transfer))
-    data = buffer.getvalue()
-    path = _sip_path(settings, d)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    digest = hashlib.sha512(data).hexdigest()
-    d.outgoing_transfer = sent_transfer(
-        session,
-        d,
-        message_identifier=message_id,
-        archival_agency=archival_agency,
-        sent_at=db.utcnow().isoformat(),
-        sip_sha512=digest,
-        sip_size=len(data),
-    )
-    session.flush()
-    append_event(
-        session,
-        type="disposal.transfer_sent",
-        actor=actor,
-        payload={
-            "list_id": d.id,
-            "reference": d.reference,
-            "archival_agency": archival_agency,
-            "message_identifier": message_id,
-            "sip_sha512": digest,
-            "units": len(kept),
-            # With the list's kept lines, the whole state the transfer left (sent_transfer).
-            "sent_at": d.outgoing_transfer["sent_at"],
-            "sip_size": len(data),
-        },
-    )
-    return path
+        archive.writestr(member("manifest.xml"), seda.write_archive_transfer(transfer))
+    return buffer.getvalue(), message_id
 
 
 def sent_transfer(
@@ -220,11 +249,40 @@ def sent_transfer(
     }
 
 
-def outgoing_sip(settings: Settings, d: DisposalList) -> Path:
-    """The path of the outgoing SIP of ``d`` (WrongState when none was built)."""
-    path = _sip_path(settings, d)
-    if not d.outgoing_transfer or not path.is_file():
+def outgoing_sip(
+    session: Session,
+    d: DisposalList,
+    *,
+    settings: Settings,
+    offers: Mapping[str, StorageOffer],
+    config: RetentionSettings,
+) -> Path:
+    """The path of the outgoing SIP of ``d`` (WrongState when none was built).
+
+    The zip lives in the data directory, not on the offers: when it is not there (a catalogue
+    rebuilt on another machine), it is made again from the catalogue and the offers and kept
+    only if its SHA-512 is the one sent; once its objects are purged it cannot be."""
+    sent = d.outgoing_transfer
+    if not sent:
         raise WrongState(f"list {d.reference} has no outgoing transfer")
+    path = _sip_path(settings, d)
+    if path.is_file():
+        return path
+    data, _ = outgoing_sip_bytes(
+        session,
+        d,
+        offers=offers,
+        archival_agency=sent["archival_agency"],
+        config=config,
+        at=datetime.fromisoformat(sent["sent_at"]),
+    )
+    if hashlib.sha512(data).hexdigest() != sent["sip_sha512"]:
+        raise WrongState(
+            f"the outgoing SIP of list {d.reference} is not in the data directory and cannot "
+            "be made again as it was sent (its objects were purged, or changed)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
     return path
 
 

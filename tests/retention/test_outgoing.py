@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from datetime import UTC, date, datetime, timedelta
@@ -96,3 +97,37 @@ def test_transfer_to_the_departmental_archives_then_purge(api: Api, clock: Clock
     with api.runtime.sessions() as session:
         statuses = {session.get(ArchiveUnit, uid).status for uid in kept.values()}  # type: ignore[union-attr]
     assert statuses == {"destroyed"}
+
+
+def test_the_outgoing_sip_is_made_again_the_same_when_its_file_is_gone(
+    api: Api, clock: Clock
+) -> None:
+    """The zip lives in the data directory, not on the offers: a catalogue rebuilt elsewhere
+    (issue 17) has the transfer's state but not the file. Made again from the catalogue and
+    the offers, later, it is the same bytes, the SHA-512 the journal says was sent."""
+    archivist = api.auth(api.token("archivist"))
+    clock.set(date(2015, 3, 1))
+    api.deposit(dossier_sip("MSG-AGAIN", final_action="Keep", pieces=3, title="Registres"))
+    clock.set(date(2021, 6, 20))
+    list_id = api.client.post("/api/v1/disposal-lists", headers=archivist,
+                              json={"final_action": "Keep"}).json()["id"]
+    api.client.post(f"/api/v1/disposal-lists/{list_id}/approve", headers=archivist, json={})
+    assert api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                           headers=archivist).status_code == 200
+    sent = api.client.post(f"/api/v1/disposal-lists/{list_id}/outgoing-transfer",
+                           headers=archivist, json={"archival_agency": "AD93"})
+    assert sent.status_code == 201, sent.text
+    url = f"/api/v1/disposal-lists/{list_id}/outgoing-transfer"
+    first = api.client.get(url, headers=archivist)
+    assert first.status_code == 200
+    assert hashlib.sha512(first.content).hexdigest() == sent.json()["sip_sha512"]
+    files = list((api.settings.data_dir / "outgoing").glob("*.zip"))
+    assert len(files) == 1
+    files[0].unlink()
+    clock.set(date(2022, 1, 1))
+    again = api.client.get(url, headers=archivist)
+    assert again.status_code == 200, again.text
+    assert again.content == first.content
+    with zipfile.ZipFile(io.BytesIO(again.content)) as zf:
+        # Dated by the transfer, not by the moment the zip is written.
+        assert {info.date_time for info in zf.infolist()} == {(2021, 6, 20, 12, 0, 0)}

@@ -44,6 +44,7 @@ from sae.journal.models import Event
 from sae.recovery.replay import NO_STATE, REPLAYS, LeafEvent, ReplayContext, apply, load_all
 from sae.retention import api as retention_api
 from sae.retention import dates
+from sae.retention.disposal import bordereau_document
 from sae.retention.errors import ReplayMismatch
 from sae.retention.models import (
     DisposalLine,
@@ -585,6 +586,20 @@ def test_rebuilt_catalogue_equals_the_original(scene: Scene) -> None:
                 )
             )
             assert data == expected
+
+        # The bordereaux (made on request from the list) are the same bytes too.
+        for list_id in scene.facts["lists"]:
+            d = session.get(DisposalList, list_id)
+            assert d is not None
+            for fmt in ("pdf", "csv"):
+                url = f"/api/v1/disposal-lists/{list_id}/bordereau?format={fmt}"
+                served = scene.api.client.get(url, headers=scene.api.auth())
+                assert served.status_code == 200
+                again = scene.api.client.get(url, headers=scene.api.auth())
+                assert again.content == served.content
+                assert bordereau_document(session, d, fmt)[0] == served.content
+                if fmt == "pdf":  # dated by the list, not by the clock of the request
+                    assert d.created_at.strftime("D:%Y%m%d%H%M%S").encode() in served.content
 
         # Destroyed and transferred objects answer 410 after the rebuild.
         gone = session.scalars(select(DataObject).where(DataObject.status == "destroyed")).all()
