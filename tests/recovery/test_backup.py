@@ -186,6 +186,7 @@ class Site:
         self.offers_file.write_text(ONE_SITE.format(root=self.offer), encoding="utf-8")
         self.monkeypatch = monkeypatch
         self.admin_token: str | None = None
+        self.settings_overrides: dict[str, Any] = {}
         self.use(root / "sae-data")
 
     def use(self, data_dir: Path) -> None:
@@ -198,7 +199,9 @@ class Site:
 
     @property
     def settings(self) -> Any:
-        return load_settings(data_dir=self.data_dir, offers_file=self.offers_file)
+        return load_settings(
+            data_dir=self.data_dir, offers_file=self.offers_file, **self.settings_overrides
+        )
 
     @contextmanager
     def api(self) -> Iterator[Api]:
@@ -534,3 +537,67 @@ def test_restore_refuses_segments_after_the_backup_signed_by_another_key(site: S
         sae.journal.keys._cache.clear()
     with pytest.raises(RestoreRefused, match="signed by a key that is not the backup's"):
         plan_catch_up(backup, offer)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL schema of its own (as the concurrency tests make theirs)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import _postgres_reachable, require
+
+    require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
+    schema = f"sae_backup_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_postgresql_keeps_its_keys_with_keys_only(
+    site: Site, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the catalogue is pg_dump's; `--keys-only` saves what must be beside it."""
+    from sqlalchemy import create_engine, text
+
+    site.deposit("PG-SQLITE-1")
+    sqlite_backup = _backup(site)
+    site.use(site.root / "pg-sae-data")
+    monkeypatch.setenv("SAE_DATABASE_URL", pg_url)
+    site.settings_overrides = {"database_url": pg_url}
+    site.admin_token = None  # another catalogue: its own first-start token
+    site.deposit("PG-1")  # the first seal makes the keys
+
+    refused = site.cli("backup", str(site.root / "pg-backups"))
+    assert refused.exit_code == 1
+    assert "pg_dump" in refused.output
+
+    result = site.cli("backup", "--keys-only", str(site.root / "pg-backups"))
+    assert result.exit_code == 0, result.output
+    (backup,) = _backups(site.root / "pg-backups")
+    assert _sha512sum_check(backup).returncode == 0
+    manifest = json.loads((backup / "MANIFEST.json").read_text())
+    assert manifest["database"] is None
+    assert manifest["source"]["database"] == "postgresql"
+    assert "keys/journal-signing.key" in {f["path"] for f in manifest["files"]}
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            payload = conn.execute(
+                text("SELECT payload FROM events WHERE type = 'catalog.backed_up'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert (payload if isinstance(payload, dict) else json.loads(payload))["keys_only"] is True
+
+    # A SQLite catalogue cannot be restored into PostgreSQL (pg_restore restores a dump).
+    wrong = site.cli("restore", str(sqlite_backup))
+    assert wrong.exit_code == 1
+    assert "not a SQLite file" in wrong.output
