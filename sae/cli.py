@@ -274,12 +274,22 @@ def restore(
     overrides = {"offers_file": restored_offers} if restored_offers is not None else {}
     if done.plan is not None and done.offer is not None:
         with refusals(1, with_code=True), opened_runtime(**overrides) as runtime:
-            counts = catch_up(
-                runtime.sessions,
-                runtime.offer_set.get(done.offer),
-                done.plan,
-                keys=load_journal_keys(runtime.settings),
-            )
+            try:
+                counts = catch_up(
+                    runtime.sessions,
+                    runtime.offer_set.get(done.offer),
+                    done.plan,
+                    keys=load_journal_keys(runtime.settings),
+                )
+            except BaseException:
+                # The backup is in place but behind the offer: a server started on it would
+                # write new leaves over the offer's and fork the journal.
+                console.print(
+                    "[bold red]the catalogue put back is NOT caught up with the offer: do not "
+                    "start SAE on it. Once the cause below is fixed, run the same `sae restore "
+                    "--force` again (this catalogue is then moved aside).[/bold red]"
+                )
+                raise
             with transaction(runtime.sessions) as session:
                 record_restore(
                     session,
