@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import importlib
 import json
@@ -62,9 +63,11 @@ from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import read_segment
 from sae.journal.service import append_event
 from sae.recovery.backup_errors import (
+    BackupFailed,
     BackupInvalid,
     BackupRefused,
     CatchUpUnavailable,
+    RestoreFailed,
     RestoreRefused,
 )
 from sae.recovery.replay import changes_no_state
@@ -159,6 +162,24 @@ def take_backup(
     if database is not None and not keys_only and not Path(database).is_file():
         raise BackupRefused(f"the catalogue {database} does not exist")
     at = now or dt.datetime.now(dt.UTC)
+    try:
+        return _write_backup(settings, dest, database, keys_only, progress, at)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BackupFailed(
+            f"the backup could not be written to {dest} ({type(exc).__name__}: {reason}); "
+            "nothing was kept"
+        ) from exc
+
+
+def _write_backup(
+    settings: Settings,
+    dest: Path,
+    database: str | None,
+    keys_only: bool,
+    progress: Progress,
+    at: dt.datetime,
+) -> BackupResult:
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".sae-backup-{_stamp(at)}-", dir=dest))
     try:
@@ -197,9 +218,7 @@ def take_backup(
         _write_file(staging / SUMS, lines.encode())
         for directory in sorted({p.parent for p in staging.rglob("*")}, reverse=True):
             fsync_directory(directory)
-        final = _free_name(dest, f"sae-backup-{_stamp(at)}")
-        os.rename(staging, final)
-        fsync_directory(dest)
+        final = _publish(staging, dest, f"sae-backup-{_stamp(at)}")
     except BaseException:
         # Only the hidden staging directory of this very call: never a finished backup.
         shutil.rmtree(staging, ignore_errors=True)
@@ -207,13 +226,22 @@ def take_backup(
     return BackupResult(final, manifest)
 
 
-def _free_name(dest: Path, name: str) -> Path:
-    """``dest/name``, or ``name-2``, ``name-3``… when two backups share a second."""
-    candidate, n = dest / name, 1
-    while candidate.exists():
+def _publish(staging: Path, dest: Path, name: str) -> Path:
+    """Rename ``staging`` to ``dest/name``, or ``name-2``, ``name-3``… when two backups share
+    a second (a rename onto a directory that is not empty fails: none is ever replaced)."""
+    n = 1
+    while True:
+        final = dest / (name if n == 1 else f"{name}-{n}")
+        if not final.exists():
+            try:
+                os.rename(staging, final)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            else:
+                fsync_directory(dest)
+                return final
         n += 1
-        candidate = dest / f"{name}-{n}"
-    return candidate
 
 
 def _mkdirs(directory: Path, root: Path) -> None:
@@ -672,13 +700,33 @@ def put_back(
     the keys and TSA directories go aside whole when one of their files differs.
     """
     found = _refuse_conflicts(backup, targets, force=force)
-    suffix = f".replaced-by-restore-{_stamp(now or dt.datetime.now(dt.UTC))}"
     done = PutBack()
+    try:
+        _put_back(backup, targets, found, done, now or dt.datetime.now(dt.UTC))
+    except OSError as exc:
+        raise RestoreFailed(
+            f"the restore stopped ({type(exc).__name__}: {exc.strerror or exc}): what it had "
+            "set aside and written is listed; nothing was deleted",
+            problems=[f"moved aside: {old} -> {new}" for old, new in done.moved_aside]
+            + [f"written: {path}" for path in done.written],
+        ) from exc
+    return done
+
+
+def _put_back(
+    backup: CheckedBackup,
+    targets: RestoreTargets,
+    found: list[Path],
+    done: PutBack,
+    now: dt.datetime,
+) -> None:
+    suffix = f".replaced-by-restore-{_stamp(now)}"
     aside: set[Path] = set()
     for path in found:
         # A key that differs puts its whole directory aside: a key never sits beside another
         # key's certificate.
-        whole = path.parent if path.parent.name in ("keys", "tsa") else path
+        key_dirs = (targets.data_dir / "keys", targets.data_dir / "tsa")
+        whole = path.parent if path.parent in key_dirs else path
         if whole in aside:
             continue
         aside.add(whole)
@@ -698,11 +746,15 @@ def put_back(
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _place(source, target)
         done.written.append(target)
-    return done
 
 
 def _rename_aside(path: Path, suffix: str) -> tuple[Path, Path]:
-    new = path.with_name(path.name + suffix)
+    # os.rename replaces an existing file: a name already taken (two restores within one
+    # second) gets a number, so that nothing set aside before is ever lost.
+    new, n = path.with_name(path.name + suffix), 1
+    while new.exists() or new.is_symlink():
+        n += 1
+        new = path.with_name(f"{path.name}{suffix}-{n}")
     os.rename(path, new)
     fsync_directory(path.parent)
     return path, new

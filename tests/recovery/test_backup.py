@@ -157,6 +157,23 @@ def test_backup_refused_inside_the_data_directory(
     assert not (tmp_path / "sae-data" / "backups").exists()
 
 
+def test_a_backup_that_cannot_be_written_says_so_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAE_DATA_DIR", str(tmp_path / "sae-data"))
+    monkeypatch.delenv("SAE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SAE_OFFERS_FILE", raising=False)
+    monkeypatch.setenv("COLUMNS", "1000")
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    not_a_directory = tmp_path / "backups"
+    not_a_directory.write_bytes(b"a file where the backups should go")
+    result = runner.invoke(app, ["backup", str(not_a_directory)])
+    assert result.exit_code == 1
+    assert "could not be written" in result.output
+    assert "Traceback" not in result.output
+    assert not_a_directory.read_bytes() == b"a file where the backups should go"
+
+
 def test_backup_of_a_postgresql_catalogue_refused_with_the_procedure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -251,7 +268,14 @@ class Site:
         return out
 
     def cli(self, *args: str) -> Any:
-        return runner.invoke(app, list(args))
+        result = runner.invoke(app, list(args))
+        if args[0] == "restore":
+            # The keys are cached per data directory for the life of a process; a server
+            # started after a restore is a new process, which reads the keys put back.
+            import sae.journal.keys
+
+            sae.journal.keys._cache.clear()
+        return result
 
 
 @pytest.fixture
@@ -384,6 +408,14 @@ def test_restore_onto_a_catalogue_refused_without_force_and_moved_aside_with_it(
     assert aside[0].read_bytes() == old_db
     (keys_aside,) = other.glob("keys.replaced-by-restore-*")
     assert (keys_aside / "journal-signing.key").read_bytes() == old_key
+
+    # Forced again (the catalogue put back has journaled its restore since): what was set
+    # aside the first time is kept too, whatever the second.
+    again = site.cli("restore", "--force", str(backup))
+    assert again.exit_code == 0, again.output
+    set_aside = sorted(other.glob("sae.db.replaced-by-restore-*"))
+    assert len(set_aside) == 2
+    assert old_db in {p.read_bytes() for p in set_aside}
     assert site.transfers(ids) == before
 
 
