@@ -841,6 +841,7 @@ class JournalReplay(Protocol):
         *,
         start_leaf: int,
         keys: JournalKeys,
+        settings: Settings | None = None,
     ) -> CatchUpResult: ...
 
 
@@ -870,7 +871,12 @@ def _unavailable(plan: CatchUpPlan) -> CatchUpUnavailable:
 
 
 def catch_up(
-    sessions: sessionmaker[Session], offer: StorageOffer, plan: CatchUpPlan, *, keys: JournalKeys
+    sessions: sessionmaker[Session],
+    offer: StorageOffer,
+    plan: CatchUpPlan,
+    *,
+    keys: JournalKeys,
+    settings: Settings,
 ) -> CatchUpCounts:
     """Replay from ``offer`` what happened after the backup, with the rebuild's own replay
     starting at the backup's tree size (the restore has no replay engine of its own)."""
@@ -879,7 +885,7 @@ def catch_up(
     replay = journal_replay()
     if replay is None:
         raise _unavailable(plan)
-    result = replay(sessions, offer, start_leaf=plan.backup_tree_size, keys=keys)
+    result = replay(sessions, offer, start_leaf=plan.backup_tree_size, keys=keys, settings=settings)
     return CatchUpCounts(leaves=result.leaves, transfers=result.transfers)
 
 
