@@ -811,23 +811,15 @@ class CatchUpResult(Protocol):
 class JournalReplay(Protocol):
     """``sae.recovery.rebuild.replay_journal``: the rebuild's replay, from a starting leaf.
 
-    NOTE for the rebuild (branch rebuild, ``sae.recovery.rebuild._Rebuild``): the restore calls
-    this function, which does not exist yet. It is ``_Rebuild.run`` with a different start,
-    on the restored catalogue (non-empty by design):
-
-    1. no target claim, no progress marker: the catalogue is the backup, at ``start_leaf``
-       leaves (its ``journal_state`` tree size);
-    2. the Merkle peaks at ``start_leaf`` from the catalogue's rows (``_Rebuild._peaks``);
-    3. segments ending at or before ``start_leaf`` skipped (``_segment_keys(start_leaf)``);
-       the one that straddles it (``first_leaf < start_leaf < tree_size``: the backup held
-       leaves not yet sealed) accepted, its leaves below ``start_leaf`` compared with the
-       catalogue's ``events`` rows and folded into the peaks, neither inserted nor replayed
-       (``_check_header``'s ``overlap`` rule relaxed for it alone); every later leaf inserted
-       and replayed with :func:`sae.recovery.replay.apply` as in a rebuild, each head checked
-       against ``keys`` (this SAE's signing key, put back from the backup);
-    4. ``_recover_transfers`` as it is (descriptions of transfers the catalogue lacks);
-    5. no ``catalog.rebuilt`` event, no admin token (the backup's tokens are back): the
-       restore journals ``catalog.restored`` with the returned counts (:func:`record_restore`).
+    Written on the rebuild's side (branch rebuild), to this contract: ``_Rebuild``'s replay on
+    the restored catalogue, which already holds ``start_leaf`` leaves — no target claimed, no
+    marker, no ``catalog.rebuilt``, no admin token (the backup's tokens are back), no seal;
+    segments ending at or before ``start_leaf`` skipped, the one that straddles it (the backup
+    held leaves no head covered yet) verified whole with its leaves below ``start_leaf``
+    compared with the catalogue's rows, every later leaf inserted and replayed with
+    :func:`sae.recovery.replay.apply`, each head checked against ``keys`` (this SAE's, put back
+    from the backup); then the descriptions of transfers the catalogue lacks, recovered as in
+    a rebuild. It stops as a rebuild does, naming the segment or description.
 
     :func:`plan_catch_up` has already verified the offer's segments and checked that they
     continue the backup's journal (root at the last common head, leaves after it, signing
@@ -849,7 +841,9 @@ def journal_replay() -> JournalReplay | None:
     """The rebuild's replay (:class:`JournalReplay`), or None while this version lacks it."""
     try:
         rebuild = importlib.import_module("sae.recovery.rebuild")
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "sae.recovery.rebuild":
+            raise  # the module is there but broken: said, not taken for absent
         return None
     replay: JournalReplay | None = getattr(rebuild, "replay_journal", None)
     return replay
