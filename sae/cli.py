@@ -367,6 +367,8 @@ def restore(
     from sae.cli_support import archivist_at_keyboard
     from sae.db import transaction
     from sae.journal.keys import load_journal_keys
+    from sae.journal.publishing import publish_quietly
+    from sae.journal.sealing import seal_now
     from sae.recovery.backup import catch_up, record_restore, restore_files
 
     # The configured offers file may be what the backup puts back: it is not read yet.
@@ -385,12 +387,23 @@ def restore(
     overrides = {"offers_file": restored_offers} if restored_offers is not None else {}
     if done.plan is not None and done.offer is not None:
         with refusals(1, with_code=True), opened_runtime(**overrides) as runtime:
-            counts = catch_up(
-                runtime.sessions,
-                runtime.offer_set.get(done.offer),
-                done.plan,
-                keys=load_journal_keys(runtime.settings),
-            )
+            try:
+                counts = catch_up(
+                    runtime.sessions,
+                    runtime.offer_set.get(done.offer),
+                    done.plan,
+                    keys=load_journal_keys(runtime.settings),
+                    settings=runtime.settings,
+                )
+            except BaseException:
+                # The backup is in place but behind the offer: a server started on it would
+                # write new leaves over the offer's and fork the journal.
+                console.print(
+                    "[bold red]the catalogue put back is NOT caught up with the offer: do not "
+                    "start SAE on it. Once the cause below is fixed, run the same `sae restore "
+                    "--force` again (this catalogue is then moved aside).[/bold red]"
+                )
+                raise
             with transaction(runtime.sessions) as session:
                 record_restore(
                     session,
@@ -399,6 +412,11 @@ def restore(
                     counts,
                     actor=archivist_at_keyboard("sae restore").actor,
                 )
+            if counts.leaves or counts.transfers:
+                # What the catch-up brought back (transfers recovered from their descriptions
+                # are new leaves) is signed and published now, as `sae journal seal` does.
+                if seal_now(runtime.sessions, runtime.settings, wait=True) is not None:
+                    publish_quietly(runtime.sessions, runtime.strategy_offers)
         out.print(
             f"caught up from offer {done.plan.offer}: {counts.leaves} journal leaves and "
             f"{counts.transfers} transfers after the backup's {done.plan.backup_tree_size} "

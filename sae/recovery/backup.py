@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import importlib
 import json
@@ -62,9 +63,11 @@ from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import read_segment
 from sae.journal.service import append_event
 from sae.recovery.backup_errors import (
+    BackupFailed,
     BackupInvalid,
     BackupRefused,
     CatchUpUnavailable,
+    RestoreFailed,
     RestoreRefused,
 )
 from sae.recovery.replay import changes_no_state
@@ -159,6 +162,24 @@ def take_backup(
     if database is not None and not keys_only and not Path(database).is_file():
         raise BackupRefused(f"the catalogue {database} does not exist")
     at = now or dt.datetime.now(dt.UTC)
+    try:
+        return _write_backup(settings, dest, database, keys_only, progress, at)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BackupFailed(
+            f"the backup could not be written to {dest} ({type(exc).__name__}: {reason}); "
+            "nothing was kept"
+        ) from exc
+
+
+def _write_backup(
+    settings: Settings,
+    dest: Path,
+    database: str | None,
+    keys_only: bool,
+    progress: Progress,
+    at: dt.datetime,
+) -> BackupResult:
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".sae-backup-{_stamp(at)}-", dir=dest))
     try:
@@ -197,9 +218,7 @@ def take_backup(
         _write_file(staging / SUMS, lines.encode())
         for directory in sorted({p.parent for p in staging.rglob("*")}, reverse=True):
             fsync_directory(directory)
-        final = _free_name(dest, f"sae-backup-{_stamp(at)}")
-        os.rename(staging, final)
-        fsync_directory(dest)
+        final = _publish(staging, dest, f"sae-backup-{_stamp(at)}")
     except BaseException:
         # Only the hidden staging directory of this very call: never a finished backup.
         shutil.rmtree(staging, ignore_errors=True)
@@ -207,13 +226,22 @@ def take_backup(
     return BackupResult(final, manifest)
 
 
-def _free_name(dest: Path, name: str) -> Path:
-    """``dest/name``, or ``name-2``, ``name-3``… when two backups share a second."""
-    candidate, n = dest / name, 1
-    while candidate.exists():
+def _publish(staging: Path, dest: Path, name: str) -> Path:
+    """Rename ``staging`` to ``dest/name``, or ``name-2``, ``name-3``… when two backups share
+    a second (a rename onto a directory that is not empty fails: none is ever replaced)."""
+    n = 1
+    while True:
+        final = dest / (name if n == 1 else f"{name}-{n}")
+        if not final.exists():
+            try:
+                os.rename(staging, final)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            else:
+                fsync_directory(dest)
+                return final
         n += 1
-        candidate = dest / f"{name}-{n}"
-    return candidate
 
 
 def _mkdirs(directory: Path, root: Path) -> None:
@@ -672,13 +700,33 @@ def put_back(
     the keys and TSA directories go aside whole when one of their files differs.
     """
     found = _refuse_conflicts(backup, targets, force=force)
-    suffix = f".replaced-by-restore-{_stamp(now or dt.datetime.now(dt.UTC))}"
     done = PutBack()
+    try:
+        _put_back(backup, targets, found, done, now or dt.datetime.now(dt.UTC))
+    except OSError as exc:
+        raise RestoreFailed(
+            f"the restore stopped ({type(exc).__name__}: {exc.strerror or exc}): what it had "
+            "set aside and written is listed; nothing was deleted",
+            problems=[f"moved aside: {old} -> {new}" for old, new in done.moved_aside]
+            + [f"written: {path}" for path in done.written],
+        ) from exc
+    return done
+
+
+def _put_back(
+    backup: CheckedBackup,
+    targets: RestoreTargets,
+    found: list[Path],
+    done: PutBack,
+    now: dt.datetime,
+) -> None:
+    suffix = f".replaced-by-restore-{_stamp(now)}"
     aside: set[Path] = set()
     for path in found:
         # A key that differs puts its whole directory aside: a key never sits beside another
         # key's certificate.
-        whole = path.parent if path.parent.name in ("keys", "tsa") else path
+        key_dirs = (targets.data_dir / "keys", targets.data_dir / "tsa")
+        whole = path.parent if path.parent in key_dirs else path
         if whole in aside:
             continue
         aside.add(whole)
@@ -698,11 +746,15 @@ def put_back(
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _place(source, target)
         done.written.append(target)
-    return done
 
 
 def _rename_aside(path: Path, suffix: str) -> tuple[Path, Path]:
-    new = path.with_name(path.name + suffix)
+    # os.rename replaces an existing file: a name already taken (two restores within one
+    # second) gets a number, so that nothing set aside before is ever lost.
+    new, n = path.with_name(path.name + suffix), 1
+    while new.exists() or new.is_symlink():
+        n += 1
+        new = path.with_name(f"{path.name}{suffix}-{n}")
     os.rename(path, new)
     fsync_directory(path.parent)
     return path, new
@@ -759,23 +811,15 @@ class CatchUpResult(Protocol):
 class JournalReplay(Protocol):
     """``sae.recovery.rebuild.replay_journal``: the rebuild's replay, from a starting leaf.
 
-    NOTE for the rebuild (branch rebuild, ``sae.recovery.rebuild._Rebuild``): the restore calls
-    this function, which does not exist yet. It is ``_Rebuild.run`` with a different start,
-    on the restored catalogue (non-empty by design):
-
-    1. no target claim, no progress marker: the catalogue is the backup, at ``start_leaf``
-       leaves (its ``journal_state`` tree size);
-    2. the Merkle peaks at ``start_leaf`` from the catalogue's rows (``_Rebuild._peaks``);
-    3. segments ending at or before ``start_leaf`` skipped (``_segment_keys(start_leaf)``);
-       the one that straddles it (``first_leaf < start_leaf < tree_size``: the backup held
-       leaves not yet sealed) accepted, its leaves below ``start_leaf`` compared with the
-       catalogue's ``events`` rows and folded into the peaks, neither inserted nor replayed
-       (``_check_header``'s ``overlap`` rule relaxed for it alone); every later leaf inserted
-       and replayed with :func:`sae.recovery.replay.apply` as in a rebuild, each head checked
-       against ``keys`` (this SAE's signing key, put back from the backup);
-    4. ``_recover_transfers`` as it is (descriptions of transfers the catalogue lacks);
-    5. no ``catalog.rebuilt`` event, no admin token (the backup's tokens are back): the
-       restore journals ``catalog.restored`` with the returned counts (:func:`record_restore`).
+    Written on the rebuild's side (branch rebuild), to this contract: ``_Rebuild``'s replay on
+    the restored catalogue, which already holds ``start_leaf`` leaves — no target claimed, no
+    marker, no ``catalog.rebuilt``, no admin token (the backup's tokens are back), no seal;
+    segments ending at or before ``start_leaf`` skipped, the one that straddles it (the backup
+    held leaves no head covered yet) verified whole with its leaves below ``start_leaf``
+    compared with the catalogue's rows, every later leaf inserted and replayed with
+    :func:`sae.recovery.replay.apply`, each head checked against ``keys`` (this SAE's, put back
+    from the backup); then the descriptions of transfers the catalogue lacks, recovered as in
+    a rebuild. It stops as a rebuild does, naming the segment or description.
 
     :func:`plan_catch_up` has already verified the offer's segments and checked that they
     continue the backup's journal (root at the last common head, leaves after it, signing
@@ -789,6 +833,7 @@ class JournalReplay(Protocol):
         *,
         start_leaf: int,
         keys: JournalKeys,
+        settings: Settings | None = None,
     ) -> CatchUpResult: ...
 
 
@@ -796,7 +841,9 @@ def journal_replay() -> JournalReplay | None:
     """The rebuild's replay (:class:`JournalReplay`), or None while this version lacks it."""
     try:
         rebuild = importlib.import_module("sae.recovery.rebuild")
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "sae.recovery.rebuild":
+            raise  # the module is there but broken: said, not taken for absent
         return None
     replay: JournalReplay | None = getattr(rebuild, "replay_journal", None)
     return replay
@@ -818,7 +865,12 @@ def _unavailable(plan: CatchUpPlan) -> CatchUpUnavailable:
 
 
 def catch_up(
-    sessions: sessionmaker[Session], offer: StorageOffer, plan: CatchUpPlan, *, keys: JournalKeys
+    sessions: sessionmaker[Session],
+    offer: StorageOffer,
+    plan: CatchUpPlan,
+    *,
+    keys: JournalKeys,
+    settings: Settings,
 ) -> CatchUpCounts:
     """Replay from ``offer`` what happened after the backup, with the rebuild's own replay
     starting at the backup's tree size (the restore has no replay engine of its own)."""
@@ -827,7 +879,7 @@ def catch_up(
     replay = journal_replay()
     if replay is None:
         raise _unavailable(plan)
-    result = replay(sessions, offer, start_leaf=plan.backup_tree_size, keys=keys)
+    result = replay(sessions, offer, start_leaf=plan.backup_tree_size, keys=keys, settings=settings)
     return CatchUpCounts(leaves=result.leaves, transfers=result.transfers)
 
 

@@ -14,6 +14,11 @@
     │                                or keys (without --force), or the offer does not continue the
     │                                backup's journal
     └── ServiceUnavailable
+        ├── BackupFailed             recovery.backup_failed (503): the backup could not be
+        │                            written (DEST full or unwritable, the catalogue unreadable);
+        │                            nothing of it was kept
+        ├── RestoreFailed            recovery.restore_failed (503): putting back stopped midway
+        │                            (a disk full): what was set aside and written is listed
         └── CatchUpUnavailable       recovery.catch_up_unavailable (503): the offer holds changes
                                      made after the backup and this version cannot replay them
 """
@@ -41,3 +46,13 @@ class RestoreRefused(Conflict):
 class CatchUpUnavailable(ServiceUnavailable):
     code = "recovery.catch_up_unavailable"
     title = "Catch-up from the offers unavailable"
+
+
+class BackupFailed(ServiceUnavailable):
+    code = "recovery.backup_failed"
+    title = "Backup failed"
+
+
+class RestoreFailed(ServiceUnavailable):
+    code = "recovery.restore_failed"
+    title = "Restore failed"
