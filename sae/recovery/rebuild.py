@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Engine, delete, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,12 +67,14 @@ from sae.ingest.transfer_record import (
 from sae.journal import merkle
 from sae.journal.blocks import head_fault
 from sae.journal.checkpoint import Checkpoint, CheckpointFormatError
+from sae.journal.errors import TimestampInvalid
 from sae.journal.keys import JournalKeys, load_journal_keys
 from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 from sae.journal.segments import KIND as SEGMENT_KIND
 from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import SegmentFormatError, SegmentHeader, read_segment
 from sae.journal.service import append_event, ensure_state, seal
+from sae.journal.tsa import BuiltinTSA, verify_response
 from sae.migrate import upgrade
 from sae.models import Base
 from sae.recovery import replay
@@ -224,6 +228,7 @@ class _Rebuild:
         self.started = time.monotonic()
         self.saw_segment = False
         self.saw_description = False
+        self.tsa_anchors = _trusted_tsa_anchors(settings, keys)
 
     def _tell(self) -> None:
         if self.progress_fn is not None:
@@ -450,8 +455,29 @@ class _Rebuild:
             # The segment carries its own public key: a forger would carry theirs. What a
             # rebuild trusts must be signed by the key of this SAE (its data directory).
             fault = f"head {head.tree_size}: signed by a key that is not this SAE's"
+        if fault is None:
+            fault = self._tsa_fault(head.tree_size, head.checkpoint, head.tsr, head.tsa_chain_pem)
         if fault is not None:
             raise SegmentInvalid(key, "head", fault)
+
+    def _tsa_fault(self, size: int, checkpoint: bytes, tsr: bytes, chain_pem: bytes) -> str | None:
+        """Why the token does not chain to a TSA this SAE trusts, or None. The segment carries
+        its TSA's chain, which ``head_fault`` took as its own anchor: a forger would carry one
+        of their own. Trusted: the configured TSA's anchors (``SAE_TSA_CA_FILE``, or the
+        built-in TSA's root) and the built-in TSA's root when the data directory holds one (a
+        service that moved to an external TSA keeps its earlier heads)."""
+        if not self.tsa_anchors:
+            return None  # nothing to pin to: the token was checked against its own chain
+        try:
+            verify_response(
+                tsr,
+                digest=hashlib.sha256(checkpoint).digest(),
+                anchors=self.tsa_anchors,
+                extra_certs=x509.load_pem_x509_certificates(chain_pem),
+            )
+        except (TimestampInvalid, ValueError) as exc:
+            return f"head {size}: time-stamped by a TSA this SAE does not trust ({exc})"
+        return None
 
     def _import_leaves(
         self,
@@ -731,6 +757,21 @@ def _non_empty_tables(session: Session) -> list[str]:
         if connection.execute(select(1).select_from(table).limit(1)).first() is not None:
             busy.append(table.name)
     return busy
+
+
+def _trusted_tsa_anchors(settings: Settings, keys: JournalKeys) -> list[x509.Certificate]:
+    """The TSA roots a rebuild accepts (see ``_Rebuild._tsa_fault``)."""
+    anchors: list[x509.Certificate] = list(getattr(keys.tsa, "anchors", []) or [])
+    builtin = settings.data_dir / "tsa"
+    if (builtin / "root.pem").is_file():
+        try:
+            anchors.extend(BuiltinTSA.load(builtin, create=False).anchors)
+        except (OSError, ValueError, TypeError):
+            pass  # an unreadable leftover: the configured TSA's anchors still hold
+    unique: dict[bytes, x509.Certificate] = {}
+    for cert in anchors:
+        unique.setdefault(cert.fingerprint(hashes.SHA256()), cert)
+    return list(unique.values())
 
 
 def _normal_pem(pem: bytes) -> bytes:

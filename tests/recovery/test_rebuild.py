@@ -647,3 +647,48 @@ def test_an_empty_offer_is_not_a_rebuild(settings: Settings, tmp_path: Path) -> 
 
     with pytest.raises(RebuildStopped, match="no journal segment and no description"):
         rebuild(settings, "local", sqlite_target(tmp_path))
+
+
+def _forge_head(
+    archive: Archive, tmp_path: Path, *, new_key: bool, new_tsa: bool
+) -> tuple[str, bytes]:
+    """The first segment with its head re-signed by another key and/or re-stamped by another
+    TSA: self-consistent (``sae journal verify --offer`` passes it), but not this SAE's."""
+    import base64
+
+    from sae.journal.checkpoint import SigningKey, format_time
+    from sae.journal.tsa import BuiltinTSA
+
+    offer = local_offer(archive.settings)
+    key = segment_keys(offer)[0]
+    data = b"".join(offer.get(key))
+    first, rest = data.split(b"\n", 1)
+    header = json.loads(first)
+    checkpoint = base64.b64decode(header["checkpoint"])
+    if new_key:
+        signer = SigningKey.generate()
+        header["signature"] = base64.b64encode(signer.sign(checkpoint)).decode()
+        header["public_key_pem"] = signer.public_pem.decode()
+    if new_tsa:
+        tsa = BuiltinTSA.load(tmp_path / "another-tsa")
+        token = tsa.timestamp(checkpoint)
+        header["tsr"] = base64.b64encode(token.tsr).decode()
+        header["tsa_chain_pem"] = token.chain_pem.decode()
+        header["tsa_time"] = format_time(token.gen_time)
+    line = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    rewrite(offer, key, line.encode() + b"\n" + rest)
+    return key, data
+
+
+@pytest.mark.parametrize("forged", ["key", "tsa"])
+def test_a_head_signed_or_stamped_by_others_stops_the_rebuild(
+    archive: Archive, tmp_path: Path, forged: str
+) -> None:
+    key, _ = _forge_head(archive, tmp_path, new_key=forged == "key", new_tsa=forged == "tsa")
+    assert verify_offer(local_offer(archive.settings)).ok  # consistent in itself
+    with pytest.raises(SegmentInvalid) as stopped:
+        rebuild(archive.settings, "local", sqlite_target(tmp_path))
+    assert stopped.value.key == key
+    assert stopped.value.kind == "head"
+    said = "not this SAE's" if forged == "key" else "a TSA this SAE does not trust"
+    assert said in stopped.value.detail
