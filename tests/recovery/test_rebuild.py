@@ -344,6 +344,10 @@ def check_same_answers(archive: Archive, url: str, token_path: Path) -> None:
         ]
         assert [e["type"] for e in recovered] == ["rebuild.transfer_recovered"]
         assert late["journal"]["leaf_index"] == recovered[0]["leaf_index"]
+        # Its objects' own leaves were never published: no proof bundle, said plainly.
+        late_object = archive.late_reply["objects"][0]["id"]
+        proof = api.client.get(f"/api/v1/objects/{late_object}/proof", headers=api.auth(token))
+        assert proof.status_code == 404, proof.text
         assert late["journal"]["tree_size"] is not None  # sealed by the rebuild
         assert recovered[0]["sha512"] == {
             o["id"]: o["sha512"] for o in archive.late_reply["objects"]
