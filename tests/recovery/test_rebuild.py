@@ -696,3 +696,36 @@ def test_a_head_signed_or_stamped_by_others_stops_the_rebuild(
     assert stopped.value.kind == "head"
     said = "not this SAE's" if forged == "key" else "a TSA this SAE does not trust"
     assert said in stopped.value.detail
+
+
+def test_a_description_contradicting_older_leaves_stops_the_rebuild(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaves written before ``description_sha512`` existed: the record is then checked field
+    by field against the transfer's leaves, and a unit's title changed is found."""
+    import dataclasses
+
+    from sae.ingest import replay as ingest_replay
+
+    def without_digest(context: replay.ReplayContext, event: replay.LeafEvent) -> None:
+        payload = {k: v for k, v in event.payload.items() if k != "description_sha512"}
+        ingest_replay.replay_accepted(context, dataclasses.replace(event, payload=payload))
+
+    monkeypatch.setitem(replay.REPLAYS, "ingest.accepted", without_digest)
+    offer = local_offer(archive.settings)
+    key = f"transfers/{archive.accepted[0]['transfer_id']}.zip"
+    data = b"".join(offer.get(key))
+    with zipfile.ZipFile(io.BytesIO(data)) as original:
+        members = [(info, original.read(info)) for info in original.infolist()]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as forged:
+        for info, content in members:
+            if info.filename == "record.json":
+                content = content.replace("Pièce n°0".encode(), "Pièce n°9".encode())
+            forged.writestr(info, content)
+    rewrite(offer, key, buffer.getvalue())
+    with pytest.raises(DescriptionInvalid) as stopped:
+        rebuild(archive.settings, "local", sqlite_target(tmp_path))
+    assert stopped.value.key == key
+    assert stopped.value.kind == "objects"
+    assert "title" in stopped.value.detail
