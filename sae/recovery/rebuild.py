@@ -192,6 +192,65 @@ def rebuild(
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """What :func:`replay_journal` replayed: leaves inserted and replayed, transfers brought
+    back (by their ``ingest.accepted`` leaves, and recovered from their descriptions)."""
+
+    leaves: int
+    transfers: int
+    recovered: list[str]
+    notes: list[str]
+
+
+def replay_journal(
+    sessions: sessionmaker[Session],
+    offer: StorageOffer,
+    *,
+    start_leaf: int,
+    keys: JournalKeys,
+    settings: Settings | None = None,
+    progress: ProgressFn | None = None,
+) -> CatchUp:
+    """Catch a restored catalogue up from ``offer`` (``sae restore``, :mod:`sae.recovery.backup`):
+    the rebuild's replay on a catalogue that already holds ``start_leaf`` leaves — no target
+    claimed, no marker, no ``catalog.rebuilt``, no admin token, no seal (the caller journals
+    and seals). Segments ending at or before ``start_leaf`` are skipped; one that straddles it
+    (the backup held leaves sealed after it was taken) is verified whole, its leaves below
+    ``start_leaf`` compared byte for byte with the catalogue's; every later leaf is inserted and
+    replayed; then the descriptions of transfers the catalogue lacks are recovered as in a
+    rebuild. Stops as a rebuild does (:class:`SegmentInvalid`, :class:`DescriptionInvalid`)."""
+    from sae.config import load_settings
+
+    replay.load_all()
+    bind = sessions.kw.get("bind")
+    engine = bind if isinstance(bind, Engine) else None
+    if engine is None:
+        raise TypeError("replay_journal needs sessions bound to an engine")
+    run = _Rebuild(
+        settings or load_settings(),
+        engine.url.render_as_string(hide_password=False),
+        engine,
+        sessions,
+        offer,
+        keys,
+        progress,
+        None,
+    )
+    run.catch_up = True
+    size = run.replay_segments(start_leaf)
+    run.state.phase = "recovering"
+    transfers_by_leaves = run.state.transfers
+    recovered, skipped = run._recover_transfers()
+    del skipped  # named in the notes
+    return CatchUp(
+        leaves=size - start_leaf,
+        transfers=transfers_by_leaves + len(recovered),
+        recovered=recovered,
+        notes=run.notes,
+    )
+
+
 def _fingerprint(offer_name: str) -> int:
     """The offer's name as a ``journal_state`` value (a BigInteger): 62 bits of its SHA-256."""
     return int.from_bytes(hashlib.sha256(offer_name.encode()).digest()[:8], "big") >> 2
@@ -229,6 +288,8 @@ class _Rebuild:
         self.saw_segment = False
         self.saw_description = False
         self.tsa_anchors = _trusted_tsa_anchors(settings, keys)
+        #: Catching up a restored catalogue (``replay_journal``), not rebuilding an empty one.
+        self.catch_up = False
 
     def _tell(self) -> None:
         if self.progress_fn is not None:
@@ -239,15 +300,7 @@ class _Rebuild:
     def run(self) -> RebuildReport:
         start, started_at = self._claim_target()
         segments_before = self._committed_segments()
-        size = start
-        peaks = self._peaks(size)
-        self.state.leaves = size
-        for key in self._segment_keys(size):
-            size, peaks = self._import_segment(key, size, peaks)
-            self.state.segments += 1
-            self._tell()
-            if self.after_segment is not None:
-                self.after_segment(key)
+        size = self.replay_segments(start)
         self.state.phase = "recovering"
         self._tell()
         recovered, skipped = self._recover_transfers()
@@ -277,6 +330,19 @@ class _Rebuild:
             admin_token_path=token_path,
             notes=self.notes,
         )
+
+    def replay_segments(self, start: int) -> int:
+        """Verify, import and replay the offer's segments after leaf ``start``; the new size."""
+        size = start
+        peaks = self._peaks(size)
+        self.state.leaves = size
+        for key in self._segment_keys(size):
+            size, peaks = self._import_segment(key, size, peaks)
+            self.state.segments += 1
+            self._tell()
+            if self.after_segment is not None:
+                self.after_segment(key)
+        return size
 
     # ------------------------------------------------------------------ the target
 
@@ -393,8 +459,17 @@ class _Rebuild:
             self._check_header(key, header, size)
             index, peaks = size, list(peaks)
             batch: list[bytes] = []
+            known: list[bytes] = []
             try:
-                for leaf in leaves:
+                for position, leaf in enumerate(leaves, start=header.first_leaf):
+                    if position < size:
+                        # A catch-up's first segment may start below the catalogue's size: its
+                        # leaves the catalogue holds must be those bytes (they are in the peaks).
+                        known.append(leaf)
+                        if len(known) >= BATCH or position == size - 1:
+                            self._compare_known(session, key, position + 1 - len(known), known)
+                            known = []
+                        continue
                     batch.append(leaf)
                     if len(batch) >= BATCH:
                         index, peaks = self._import_leaves(context, key, batch, index, peaks)
@@ -402,6 +477,8 @@ class _Rebuild:
                 index, peaks = self._import_leaves(context, key, batch, index, peaks)
             except SegmentFormatError as exc:
                 raise SegmentInvalid(key, "format", str(exc)) from None
+            if known:  # the segment ended before the catalogue's size
+                raise SegmentInvalid(key, "count", f"ends before leaf {size}, its head says more")
             head = header.head
             if index != head.tree_size:
                 raise SegmentInvalid(
@@ -427,7 +504,8 @@ class _Rebuild:
                 "gap",
                 f"leaves [{size}, {header.first_leaf}) missing: no segment on the offer holds them",
             )
-        if header.first_leaf < size:
+        straddles = self.catch_up and header.first_leaf < size < header.head.tree_size
+        if header.first_leaf < size and not straddles:
             raise SegmentInvalid(
                 key, "overlap", f"starts at leaf {header.first_leaf}, before leaf {size}"
             )
@@ -523,10 +601,33 @@ class _Rebuild:
         session.flush()
         return index, peaks
 
+    def _compare_known(self, session: Session, key: str, first: int, leaves: list[bytes]) -> None:
+        """The catalogue holds leaves ``[first, first + len(leaves))`` with these bytes."""
+        rows = dict(
+            session.execute(
+                select(Event.leaf_index, Event.leaf).where(
+                    Event.leaf_index >= first, Event.leaf_index < first + len(leaves)
+                )
+            ).all()
+        )
+        for index, leaf in enumerate(leaves, start=first):
+            held = rows.get(index)
+            if held is None or bytes(held) != leaf:
+                raise SegmentInvalid(
+                    key, "index", f"leaf {index} differs from the catalogue's (or it lacks it)"
+                )
+
     def _write_head(
         self, session: Session, key: str, header: SegmentHeader, sha512: str, size: int
     ) -> None:
         head = header.head
+        if self.catch_up:
+            # A head sealed after the backup cannot be in it (a backup holds heads over its
+            # own leaves only): one there means the catalogue is not the backup it claims.
+            if session.scalar(select(TreeHead.id).where(TreeHead.tree_size == head.tree_size)):
+                raise SegmentInvalid(
+                    key, "head", f"the catalogue already holds head {head.tree_size}"
+                )
         session.add(
             TreeHead(
                 tree_size=head.tree_size,
@@ -541,20 +642,26 @@ class _Rebuild:
                 tsa_time=head.tsa_time,
             )
         )
-        stored = self.offer.head(key)
-        session.add(
-            MetadataCopy(
-                offer=self.offer.name,
-                key=key,
-                kind=SEGMENT_KIND,
-                tree_size=head.tree_size,
-                sha512=sha512,
-                size=size,
-                stored_at=(stored.stored_at if stored is not None else None)
-                or dt.datetime.now(dt.UTC),
-                quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
+        recorded = self.catch_up and session.scalar(
+            select(MetadataCopy.id).where(
+                MetadataCopy.offer == self.offer.name, MetadataCopy.key == key
             )
         )
+        if not recorded:  # a restored catalogue may hold the copy's row already
+            stored = self.offer.head(key)
+            session.add(
+                MetadataCopy(
+                    offer=self.offer.name,
+                    key=key,
+                    kind=SEGMENT_KIND,
+                    tree_size=head.tree_size,
+                    sha512=sha512,
+                    size=size,
+                    stored_at=(stored.stored_at if stored is not None else None)
+                    or dt.datetime.now(dt.UTC),
+                    quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
+                )
+            )
         for name in (TREE_SIZE, MARK_NEXT_LEAF):
             session.execute(
                 update(JournalState).where(JournalState.name == name).values(value=head.tree_size)

@@ -729,3 +729,98 @@ def test_a_description_contradicting_older_leaves_stops_the_rebuild(
     assert stopped.value.key == key
     assert stopped.value.kind == "objects"
     assert "title" in stopped.value.detail
+
+
+class _Stop(Exception):
+    """Raised by a test's ``after_segment`` to stop a rebuild at a chosen segment."""
+
+
+def test_replay_journal_catches_a_restored_catalogue_up(archive: Archive, tmp_path: Path) -> None:
+    """``sae restore``'s catch-up (``replay_journal``): a catalogue holding the journal up to a
+    leaf inside a segment (as a backup taken between a leaf's commit and its head's seal)
+    is caught up from the offer: the straddling segment verified whole, its leaves the
+    catalogue holds compared, every later one replayed, the late transfer recovered."""
+    from sae.auth.service import create_token
+    from sae.db import make_sessionmaker, transaction
+    from sae.journal.keys import load_journal_keys
+    from sae.recovery.rebuild import replay_journal
+
+    offer = local_offer(archive.settings)
+    # A segment of more than one leaf whose last leaf changes nothing a replay restores.
+    chosen: tuple[str, int, int] | None = None
+    for key in segment_keys(offer):
+        first, end = (int(n) for n in key.removeprefix(SEGMENTS).split(".")[0].split("-"))
+        last = json.loads(b"".join(offer.get(key)).rstrip(b"\n").rsplit(b"\n", 1)[1])
+        if end - first > 1 and last["type"] in replay.NO_STATE:
+            chosen = (key, first, end)
+    assert chosen is not None
+    key, first, end = chosen
+
+    target = backup_inside(archive, tmp_path, key, end)
+    engine = make_engine(target)
+    sessions = make_sessionmaker(engine)
+    keys = load_journal_keys(archive.settings)
+    result = replay_journal(
+        sessions, offer, start_leaf=end - 1, keys=keys, settings=archive.settings
+    )
+    assert result.leaves >= 1
+    assert result.recovered == [archive.late]
+    # The restore journals and seals; here, a token and a head.
+    with transaction(sessions) as session:
+        _, secret = create_token(session, role="admin")
+    with transaction(sessions) as session:
+        from sae.journal.service import seal
+
+        seal(session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin, wait=True)
+    engine.dispose()
+    token_path = tmp_path / "restored.token"
+    token_path.write_text(secret)
+    check_same_answers(archive, target, token_path)
+    # A leaf the catalogue holds that differs from the offer's stops the catch-up.
+    first_key = segment_keys(offer)[0]
+    first_end = int(first_key.removeprefix(SEGMENTS).split(".")[0].split("-")[1])
+    other = backup_inside(archive, tmp_path, first_key, first_end)
+    engine = make_engine(other)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET leaf = :b WHERE leaf_index = 0"), {"b": b"{}"})
+    with pytest.raises(SegmentInvalid, match="leaf 0 differs") as stopped:
+        replay_journal(
+            make_sessionmaker(engine),
+            offer,
+            start_leaf=first_end - 1,
+            keys=keys,
+            settings=archive.settings,
+        )
+    engine.dispose()
+    assert stopped.value.key == first_key
+
+
+def backup_inside(archive: Archive, tmp_path: Path, key: str, end: int) -> str:
+    """A catalogue as a backup taken inside segment ``key`` (ending at leaf ``end``) holds it:
+    rebuilt up to that segment, then its last leaf, the nodes it completed, its head and its
+    copy removed. Returns its URL."""
+
+    def stop(done: str) -> None:
+        if done == key:
+            raise _Stop
+
+    target = sqlite_target(tmp_path)
+    with pytest.raises(_Stop):
+        rebuild(archive.settings, "local", target, after_segment=stop)
+    engine = make_engine(target)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE leaf_index = :i"), {"i": end - 1})
+        for level in range(1, 64):
+            if end % (1 << level) == 0:
+                conn.execute(
+                    text('DELETE FROM journal_nodes WHERE level = :l AND "index" = :i'),
+                    {"l": level, "i": (end >> level) - 1},
+                )
+        conn.execute(text("DELETE FROM tree_heads WHERE tree_size = :s"), {"s": end})
+        conn.execute(text("DELETE FROM metadata_copies WHERE key = :k"), {"k": key})
+        conn.execute(text("DELETE FROM journal_state WHERE name LIKE 'rebuild_%'"))
+        conn.execute(
+            text("UPDATE journal_state SET value = :v WHERE name = 'tree_size'"), {"v": end - 1}
+        )
+    engine.dispose()
+    return target
