@@ -149,6 +149,8 @@ class RebuildReport:
     recovered: list[str]
     skipped: list[str]
     counts: dict[str, int]
+    #: The rebuilt journal's size at the end (its leaves, the rebuild's own included).
+    tree_size: int
     seconds: float
     head_size: int | None
     admin_token_path: Path | None
@@ -170,12 +172,16 @@ def rebuild(
     *,
     progress: ProgressFn | None = None,
     after_segment: Callable[[str], None] | None = None,
+    scratch: bool = False,
 ) -> RebuildReport:
     """Rebuild the catalogue at ``database_url`` (default: the configured one) from the offer
     ``offer_name`` alone (see the module's docstring).
 
     ``after_segment`` is called with each segment's key once it is committed (an interruption
-    there is what a resumed rebuild starts after). Raises :class:`RebuildTargetNotEmpty`,
+    there is what a resumed rebuild starts after). ``scratch``: a throwaway copy (``sae
+    drill``): no ``catalog.rebuilt`` event, no admin token, no head sealed — the rebuilt
+    journal is the offer's alone (plus any recovered transfer's leaf), comparable with the
+    live one. Raises :class:`RebuildTargetNotEmpty`,
     :class:`SegmentInvalid` or :class:`DescriptionInvalid`, and the offer's
     :class:`~sae.storage.errors.StorageError`.
     """
@@ -187,7 +193,9 @@ def rebuild(
     try:
         upgrade(engine)
         sessions = make_sessionmaker(engine)
-        return _Rebuild(settings, url, engine, sessions, offer, keys, progress, after_segment).run()
+        run = _Rebuild(settings, url, engine, sessions, offer, keys, progress, after_segment)
+        run.scratch = scratch
+        return run.run()
     finally:
         engine.dispose()
 
@@ -290,6 +298,8 @@ class _Rebuild:
         self.tsa_anchors = _trusted_tsa_anchors(settings, keys)
         #: Catching up a restored catalogue (``replay_journal``), not rebuilding an empty one.
         self.catch_up = False
+        #: A throwaway rebuild (``sae drill``): see :func:`rebuild`.
+        self.scratch = False
 
     def _tell(self) -> None:
         if self.progress_fn is not None:
@@ -314,7 +324,7 @@ class _Rebuild:
         counts = self._counts()
         seconds = (_now_micros() - started_at) / 1_000_000
         token_path = self._finish(counts, seconds, recovered, skipped)
-        head = self._seal()
+        head = None if self.scratch else self._seal()
         return RebuildReport(
             offer=self.offer.name,
             database=_redacted(self.url),
@@ -325,6 +335,7 @@ class _Rebuild:
             recovered=recovered,
             skipped=skipped,
             counts=self._counts(),
+            tree_size=self._final_size(),
             seconds=time.monotonic() - self.started,
             head_size=head.tree_size if head is not None else None,
             admin_token_path=token_path,
@@ -388,6 +399,10 @@ class _Rebuild:
                 ]
             )
         return 0, now
+
+    def _final_size(self) -> int:
+        with self.sessions() as session:
+            return _tree_size(session)
 
     def _committed_segments(self) -> int:
         with self.sessions() as session:
@@ -786,8 +801,12 @@ class _Rebuild:
     def _finish(
         self, counts: dict[str, int], seconds: float, recovered: list[str], skipped: list[str]
     ) -> Path | None:
-        """The summary event, the new admin token, the marker removed: one transaction."""
+        """The summary event, the new admin token, the marker removed: one transaction (a
+        scratch rebuild: the marker only)."""
         with transaction(self.sessions) as session:
+            session.execute(delete(JournalState).where(JournalState.name.in_(MARKS)))
+            if self.scratch:
+                return None
             append_event(
                 session,
                 type="catalog.rebuilt",
@@ -802,9 +821,7 @@ class _Rebuild:
                     "skipped_descriptions": skipped[:1000],
                 },
             )
-            path = ensure_admin_token(session, self._token_dir())
-            session.execute(delete(JournalState).where(JournalState.name.in_(MARKS)))
-        return path
+            return ensure_admin_token(session, self._token_dir())
 
     @staticmethod
     def _committed_segments_in(session: Session) -> int:
@@ -907,6 +924,7 @@ def report_json(report: RebuildReport) -> str:
         "seconds": round(report.seconds, 3),
         "units_per_second": round(report.units_per_second, 1),
         "head_size": report.head_size,
+        "tree_size": report.tree_size,
         "admin_token_path": str(report.admin_token_path) if report.admin_token_path else None,
         "notes": report.notes,
     }

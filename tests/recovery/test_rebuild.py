@@ -824,3 +824,17 @@ def backup_inside(archive: Archive, tmp_path: Path, key: str, end: int) -> str:
         )
     engine.dispose()
     return target
+
+
+def test_a_scratch_rebuild_leaves_the_journal_as_the_offer_holds_it(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """``sae drill``'s rebuild: no summary event, no token, no head: the journal is the
+    offer's (and the recovered transfer's leaf)."""
+    report = rebuild(archive.settings, "local", sqlite_target(tmp_path), scratch=True)
+    assert report.admin_token_path is None
+    assert report.head_size is None
+    assert report.recovered == [archive.late]
+    assert report.tree_size == report.leaves + 1  # the recovered transfer's leaf
+    assert report.counts["events"] == report.tree_size
+    assert report.counts["tree_heads"] == report.segments
