@@ -633,6 +633,15 @@ def test_the_command_prints_a_summary_and_refuses_what_it_must(
     # An unknown offer: exit 2 too.
     unknown = runner.invoke(cli, ["rebuild", "--from", "nowhere", "--database", target])
     assert unknown.exit_code == 2
+    # The configured database (no --database), lost: the new admin token replaces the old
+    # one where a first start writes it.
+    token_file = archive.settings.data_dir / "admin.token"
+    old_token = token_file.read_text()
+    monkeypatch.setenv("SAE_DATABASE_URL", sqlite_target(tmp_path))
+    in_place = runner.invoke(cli, ["rebuild", "--from", "local"])
+    assert in_place.exit_code == 0, in_place.output
+    assert str(token_file) in "".join(in_place.output.split())
+    assert token_file.read_text() != old_token
     # A segment that does not verify: exit 1, named.
     offer = local_offer(archive.settings)
     key = segment_keys(offer)[0]
