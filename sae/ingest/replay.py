@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from sae.catalog.records import RecordError, rows_from_record, transfer_from_values
@@ -196,12 +196,12 @@ def _check_against_leaves(
                 )
 
 
-def _object_leaves(session: Session, transfer_id: str, before: int) -> list[Event]:
+def _object_leaves(session: Session, transfer_id: str, before: int) -> list[Row[Any]]:
     """The transfer's ``ingest.object_stored`` events before its decision (already inserted by
-    the rebuild, in this or an earlier segment)."""
+    the rebuild, in this or an earlier segment): the columns the check reads, not the rows."""
     return list(
-        session.scalars(
-            select(Event)
+        session.execute(
+            select(Event.leaf_index, Event.object_id, Event.unit_id, Event.digests, Event.payload)
             .where(
                 Event.transfer_id == transfer_id,
                 Event.type == "ingest.object_stored",

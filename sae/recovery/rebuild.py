@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Engine, delete, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,12 +67,14 @@ from sae.ingest.transfer_record import (
 from sae.journal import merkle
 from sae.journal.blocks import head_fault
 from sae.journal.checkpoint import Checkpoint, CheckpointFormatError
+from sae.journal.errors import TimestampInvalid
 from sae.journal.keys import JournalKeys, load_journal_keys
 from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 from sae.journal.segments import KIND as SEGMENT_KIND
 from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import SegmentFormatError, SegmentHeader, read_segment
 from sae.journal.service import append_event, ensure_state, seal
+from sae.journal.tsa import BuiltinTSA, verify_response
 from sae.migrate import upgrade
 from sae.models import Base
 from sae.recovery import replay
@@ -145,6 +149,8 @@ class RebuildReport:
     recovered: list[str]
     skipped: list[str]
     counts: dict[str, int]
+    #: The rebuilt journal's size at the end (its leaves, the rebuild's own included).
+    tree_size: int
     seconds: float
     head_size: int | None
     admin_token_path: Path | None
@@ -166,12 +172,16 @@ def rebuild(
     *,
     progress: ProgressFn | None = None,
     after_segment: Callable[[str], None] | None = None,
+    scratch: bool = False,
 ) -> RebuildReport:
     """Rebuild the catalogue at ``database_url`` (default: the configured one) from the offer
     ``offer_name`` alone (see the module's docstring).
 
     ``after_segment`` is called with each segment's key once it is committed (an interruption
-    there is what a resumed rebuild starts after). Raises :class:`RebuildTargetNotEmpty`,
+    there is what a resumed rebuild starts after). ``scratch``: a throwaway copy (``sae
+    drill``): no ``catalog.rebuilt`` event, no admin token, no head sealed — the rebuilt
+    journal is the offer's alone (plus any recovered transfer's leaf), comparable with the
+    live one. Raises :class:`RebuildTargetNotEmpty`,
     :class:`SegmentInvalid` or :class:`DescriptionInvalid`, and the offer's
     :class:`~sae.storage.errors.StorageError`.
     """
@@ -183,9 +193,70 @@ def rebuild(
     try:
         upgrade(engine)
         sessions = make_sessionmaker(engine)
-        return _Rebuild(settings, url, engine, sessions, offer, keys, progress, after_segment).run()
+        run = _Rebuild(settings, url, engine, sessions, offer, keys, progress, after_segment)
+        run.scratch = scratch
+        return run.run()
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What :func:`replay_journal` replayed: leaves inserted and replayed, transfers brought
+    back (by their ``ingest.accepted`` leaves, and recovered from their descriptions)."""
+
+    leaves: int
+    transfers: int
+    recovered: list[str]
+    notes: list[str]
+
+
+def replay_journal(
+    sessions: sessionmaker[Session],
+    offer: StorageOffer,
+    *,
+    start_leaf: int,
+    keys: JournalKeys,
+    settings: Settings | None = None,
+    progress: ProgressFn | None = None,
+) -> CatchUp:
+    """Catch a restored catalogue up from ``offer`` (``sae restore``, :mod:`sae.recovery.backup`):
+    the rebuild's replay on a catalogue that already holds ``start_leaf`` leaves — no target
+    claimed, no marker, no ``catalog.rebuilt``, no admin token, no seal (the caller journals
+    and seals). Segments ending at or before ``start_leaf`` are skipped; one that straddles it
+    (the backup held leaves sealed after it was taken) is verified whole, its leaves below
+    ``start_leaf`` compared byte for byte with the catalogue's; every later leaf is inserted and
+    replayed; then the descriptions of transfers the catalogue lacks are recovered as in a
+    rebuild. Stops as a rebuild does (:class:`SegmentInvalid`, :class:`DescriptionInvalid`)."""
+    from sae.config import load_settings
+
+    replay.load_all()
+    bind = sessions.kw.get("bind")
+    engine = bind if isinstance(bind, Engine) else None
+    if engine is None:
+        raise TypeError("replay_journal needs sessions bound to an engine")
+    run = _Rebuild(
+        settings or load_settings(),
+        engine.url.render_as_string(hide_password=False),
+        engine,
+        sessions,
+        offer,
+        keys,
+        progress,
+        None,
+    )
+    run.catch_up = True
+    size = run.replay_segments(start_leaf)
+    run.state.phase = "recovering"
+    transfers_by_leaves = run.state.transfers
+    recovered, skipped = run._recover_transfers()
+    del skipped  # named in the notes
+    return CatchUp(
+        leaves=size - start_leaf,
+        transfers=transfers_by_leaves + len(recovered),
+        recovered=recovered,
+        notes=run.notes,
+    )
 
 
 def _fingerprint(offer_name: str) -> int:
@@ -224,6 +295,11 @@ class _Rebuild:
         self.started = time.monotonic()
         self.saw_segment = False
         self.saw_description = False
+        self.tsa_anchors = _trusted_tsa_anchors(settings, keys)
+        #: Catching up a restored catalogue (``replay_journal``), not rebuilding an empty one.
+        self.catch_up = False
+        #: A throwaway rebuild (``sae drill``): see :func:`rebuild`.
+        self.scratch = False
 
     def _tell(self) -> None:
         if self.progress_fn is not None:
@@ -234,15 +310,7 @@ class _Rebuild:
     def run(self) -> RebuildReport:
         start, started_at = self._claim_target()
         segments_before = self._committed_segments()
-        size = start
-        peaks = self._peaks(size)
-        self.state.leaves = size
-        for key in self._segment_keys(size):
-            size, peaks = self._import_segment(key, size, peaks)
-            self.state.segments += 1
-            self._tell()
-            if self.after_segment is not None:
-                self.after_segment(key)
+        size = self.replay_segments(start)
         self.state.phase = "recovering"
         self._tell()
         recovered, skipped = self._recover_transfers()
@@ -256,7 +324,7 @@ class _Rebuild:
         counts = self._counts()
         seconds = (_now_micros() - started_at) / 1_000_000
         token_path = self._finish(counts, seconds, recovered, skipped)
-        head = self._seal()
+        head = None if self.scratch else self._seal()
         return RebuildReport(
             offer=self.offer.name,
             database=_redacted(self.url),
@@ -267,11 +335,25 @@ class _Rebuild:
             recovered=recovered,
             skipped=skipped,
             counts=self._counts(),
+            tree_size=self._final_size(),
             seconds=time.monotonic() - self.started,
             head_size=head.tree_size if head is not None else None,
             admin_token_path=token_path,
             notes=self.notes,
         )
+
+    def replay_segments(self, start: int) -> int:
+        """Verify, import and replay the offer's segments after leaf ``start``; the new size."""
+        size = start
+        peaks = self._peaks(size)
+        self.state.leaves = size
+        for key in self._segment_keys(size):
+            size, peaks = self._import_segment(key, size, peaks)
+            self.state.segments += 1
+            self._tell()
+            if self.after_segment is not None:
+                self.after_segment(key)
+        return size
 
     # ------------------------------------------------------------------ the target
 
@@ -317,6 +399,10 @@ class _Rebuild:
                 ]
             )
         return 0, now
+
+    def _final_size(self) -> int:
+        with self.sessions() as session:
+            return _tree_size(session)
 
     def _committed_segments(self) -> int:
         with self.sessions() as session:
@@ -388,8 +474,17 @@ class _Rebuild:
             self._check_header(key, header, size)
             index, peaks = size, list(peaks)
             batch: list[bytes] = []
+            known: list[bytes] = []
             try:
-                for leaf in leaves:
+                for position, leaf in enumerate(leaves, start=header.first_leaf):
+                    if position < size:
+                        # A catch-up's first segment may start below the catalogue's size: its
+                        # leaves the catalogue holds must be those bytes (they are in the peaks).
+                        known.append(leaf)
+                        if len(known) >= BATCH or position == size - 1:
+                            self._compare_known(session, key, position + 1 - len(known), known)
+                            known = []
+                        continue
                     batch.append(leaf)
                     if len(batch) >= BATCH:
                         index, peaks = self._import_leaves(context, key, batch, index, peaks)
@@ -397,6 +492,8 @@ class _Rebuild:
                 index, peaks = self._import_leaves(context, key, batch, index, peaks)
             except SegmentFormatError as exc:
                 raise SegmentInvalid(key, "format", str(exc)) from None
+            if known:  # the segment ended before the catalogue's size
+                raise SegmentInvalid(key, "count", f"ends before leaf {size}, its head says more")
             head = header.head
             if index != head.tree_size:
                 raise SegmentInvalid(
@@ -422,7 +519,8 @@ class _Rebuild:
                 "gap",
                 f"leaves [{size}, {header.first_leaf}) missing: no segment on the offer holds them",
             )
-        if header.first_leaf < size:
+        straddles = self.catch_up and header.first_leaf < size < header.head.tree_size
+        if header.first_leaf < size and not straddles:
             raise SegmentInvalid(
                 key, "overlap", f"starts at leaf {header.first_leaf}, before leaf {size}"
             )
@@ -450,8 +548,29 @@ class _Rebuild:
             # The segment carries its own public key: a forger would carry theirs. What a
             # rebuild trusts must be signed by the key of this SAE (its data directory).
             fault = f"head {head.tree_size}: signed by a key that is not this SAE's"
+        if fault is None:
+            fault = self._tsa_fault(head.tree_size, head.checkpoint, head.tsr, head.tsa_chain_pem)
         if fault is not None:
             raise SegmentInvalid(key, "head", fault)
+
+    def _tsa_fault(self, size: int, checkpoint: bytes, tsr: bytes, chain_pem: bytes) -> str | None:
+        """Why the token does not chain to a TSA this SAE trusts, or None. The segment carries
+        its TSA's chain, which ``head_fault`` took as its own anchor: a forger would carry one
+        of their own. Trusted: the configured TSA's anchors (``SAE_TSA_CA_FILE``, or the
+        built-in TSA's root) and the built-in TSA's root when the data directory holds one (a
+        service that moved to an external TSA keeps its earlier heads)."""
+        if not self.tsa_anchors:
+            return None  # nothing to pin to: the token was checked against its own chain
+        try:
+            verify_response(
+                tsr,
+                digest=hashlib.sha256(checkpoint).digest(),
+                anchors=self.tsa_anchors,
+                extra_certs=x509.load_pem_x509_certificates(chain_pem),
+            )
+        except (TimestampInvalid, ValueError) as exc:
+            return f"head {size}: time-stamped by a TSA this SAE does not trust ({exc})"
+        return None
 
     def _import_leaves(
         self,
@@ -497,10 +616,33 @@ class _Rebuild:
         session.flush()
         return index, peaks
 
+    def _compare_known(self, session: Session, key: str, first: int, leaves: list[bytes]) -> None:
+        """The catalogue holds leaves ``[first, first + len(leaves))`` with these bytes."""
+        rows = dict(
+            session.execute(
+                select(Event.leaf_index, Event.leaf).where(
+                    Event.leaf_index >= first, Event.leaf_index < first + len(leaves)
+                )
+            ).all()
+        )
+        for index, leaf in enumerate(leaves, start=first):
+            held = rows.get(index)
+            if held is None or bytes(held) != leaf:
+                raise SegmentInvalid(
+                    key, "index", f"leaf {index} differs from the catalogue's (or it lacks it)"
+                )
+
     def _write_head(
         self, session: Session, key: str, header: SegmentHeader, sha512: str, size: int
     ) -> None:
         head = header.head
+        if self.catch_up:
+            # A head sealed after the backup cannot be in it (a backup holds heads over its
+            # own leaves only): one there means the catalogue is not the backup it claims.
+            if session.scalar(select(TreeHead.id).where(TreeHead.tree_size == head.tree_size)):
+                raise SegmentInvalid(
+                    key, "head", f"the catalogue already holds head {head.tree_size}"
+                )
         session.add(
             TreeHead(
                 tree_size=head.tree_size,
@@ -515,20 +657,26 @@ class _Rebuild:
                 tsa_time=head.tsa_time,
             )
         )
-        stored = self.offer.head(key)
-        session.add(
-            MetadataCopy(
-                offer=self.offer.name,
-                key=key,
-                kind=SEGMENT_KIND,
-                tree_size=head.tree_size,
-                sha512=sha512,
-                size=size,
-                stored_at=(stored.stored_at if stored is not None else None)
-                or dt.datetime.now(dt.UTC),
-                quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
+        recorded = self.catch_up and session.scalar(
+            select(MetadataCopy.id).where(
+                MetadataCopy.offer == self.offer.name, MetadataCopy.key == key
             )
         )
+        if not recorded:  # a restored catalogue may hold the copy's row already
+            stored = self.offer.head(key)
+            session.add(
+                MetadataCopy(
+                    offer=self.offer.name,
+                    key=key,
+                    kind=SEGMENT_KIND,
+                    tree_size=head.tree_size,
+                    sha512=sha512,
+                    size=size,
+                    stored_at=(stored.stored_at if stored is not None else None)
+                    or dt.datetime.now(dt.UTC),
+                    quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
+                )
+            )
         for name in (TREE_SIZE, MARK_NEXT_LEAF):
             session.execute(
                 update(JournalState).where(JournalState.name == name).values(value=head.tree_size)
@@ -653,8 +801,12 @@ class _Rebuild:
     def _finish(
         self, counts: dict[str, int], seconds: float, recovered: list[str], skipped: list[str]
     ) -> Path | None:
-        """The summary event, the new admin token, the marker removed: one transaction."""
+        """The summary event, the new admin token, the marker removed: one transaction (a
+        scratch rebuild: the marker only)."""
         with transaction(self.sessions) as session:
+            session.execute(delete(JournalState).where(JournalState.name.in_(MARKS)))
+            if self.scratch:
+                return None
             append_event(
                 session,
                 type="catalog.rebuilt",
@@ -669,9 +821,7 @@ class _Rebuild:
                     "skipped_descriptions": skipped[:1000],
                 },
             )
-            path = ensure_admin_token(session, self._token_dir())
-            session.execute(delete(JournalState).where(JournalState.name.in_(MARKS)))
-        return path
+            return ensure_admin_token(session, self._token_dir())
 
     @staticmethod
     def _committed_segments_in(session: Session) -> int:
@@ -733,6 +883,21 @@ def _non_empty_tables(session: Session) -> list[str]:
     return busy
 
 
+def _trusted_tsa_anchors(settings: Settings, keys: JournalKeys) -> list[x509.Certificate]:
+    """The TSA roots a rebuild accepts (see ``_Rebuild._tsa_fault``)."""
+    anchors: list[x509.Certificate] = list(getattr(keys.tsa, "anchors", []) or [])
+    builtin = settings.data_dir / "tsa"
+    if (builtin / "root.pem").is_file():
+        try:
+            anchors.extend(BuiltinTSA.load(builtin, create=False).anchors)
+        except (OSError, ValueError, TypeError):
+            pass  # an unreadable leftover: the configured TSA's anchors still hold
+    unique: dict[bytes, x509.Certificate] = {}
+    for cert in anchors:
+        unique.setdefault(cert.fingerprint(hashes.SHA256()), cert)
+    return list(unique.values())
+
+
 def _normal_pem(pem: bytes) -> bytes:
     return b"".join(pem.split())
 
@@ -759,6 +924,7 @@ def report_json(report: RebuildReport) -> str:
         "seconds": round(report.seconds, 3),
         "units_per_second": round(report.units_per_second, 1),
         "head_size": report.head_size,
+        "tree_size": report.tree_size,
         "admin_token_path": str(report.admin_token_path) if report.admin_token_path else None,
         "notes": report.notes,
     }

@@ -344,6 +344,10 @@ def check_same_answers(archive: Archive, url: str, token_path: Path) -> None:
         ]
         assert [e["type"] for e in recovered] == ["rebuild.transfer_recovered"]
         assert late["journal"]["leaf_index"] == recovered[0]["leaf_index"]
+        # Its objects' own leaves were never published: no proof bundle, said plainly.
+        late_object = archive.late_reply["objects"][0]["id"]
+        proof = api.client.get(f"/api/v1/objects/{late_object}/proof", headers=api.auth(token))
+        assert proof.status_code == 404, proof.text
         assert late["journal"]["tree_size"] is not None  # sealed by the rebuild
         assert recovered[0]["sha512"] == {
             o["id"]: o["sha512"] for o in archive.late_reply["objects"]
@@ -629,6 +633,15 @@ def test_the_command_prints_a_summary_and_refuses_what_it_must(
     # An unknown offer: exit 2 too.
     unknown = runner.invoke(cli, ["rebuild", "--from", "nowhere", "--database", target])
     assert unknown.exit_code == 2
+    # The configured database (no --database), lost: the new admin token replaces the old
+    # one where a first start writes it.
+    token_file = archive.settings.data_dir / "admin.token"
+    old_token = token_file.read_text()
+    monkeypatch.setenv("SAE_DATABASE_URL", sqlite_target(tmp_path))
+    in_place = runner.invoke(cli, ["rebuild", "--from", "local"])
+    assert in_place.exit_code == 0, in_place.output
+    assert str(token_file) in "".join(in_place.output.split())
+    assert token_file.read_text() != old_token
     # A segment that does not verify: exit 1, named.
     offer = local_offer(archive.settings)
     key = segment_keys(offer)[0]
@@ -647,3 +660,190 @@ def test_an_empty_offer_is_not_a_rebuild(settings: Settings, tmp_path: Path) -> 
 
     with pytest.raises(RebuildStopped, match="no journal segment and no description"):
         rebuild(settings, "local", sqlite_target(tmp_path))
+
+
+def _forge_head(
+    archive: Archive, tmp_path: Path, *, new_key: bool, new_tsa: bool
+) -> tuple[str, bytes]:
+    """The first segment with its head re-signed by another key and/or re-stamped by another
+    TSA: self-consistent (``sae journal verify --offer`` passes it), but not this SAE's."""
+    import base64
+
+    from sae.journal.checkpoint import SigningKey, format_time
+    from sae.journal.tsa import BuiltinTSA
+
+    offer = local_offer(archive.settings)
+    key = segment_keys(offer)[0]
+    data = b"".join(offer.get(key))
+    first, rest = data.split(b"\n", 1)
+    header = json.loads(first)
+    checkpoint = base64.b64decode(header["checkpoint"])
+    if new_key:
+        signer = SigningKey.generate()
+        header["signature"] = base64.b64encode(signer.sign(checkpoint)).decode()
+        header["public_key_pem"] = signer.public_pem.decode()
+    if new_tsa:
+        tsa = BuiltinTSA.load(tmp_path / "another-tsa")
+        token = tsa.timestamp(checkpoint)
+        header["tsr"] = base64.b64encode(token.tsr).decode()
+        header["tsa_chain_pem"] = token.chain_pem.decode()
+        header["tsa_time"] = format_time(token.gen_time)
+    line = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    rewrite(offer, key, line.encode() + b"\n" + rest)
+    return key, data
+
+
+@pytest.mark.parametrize("forged", ["key", "tsa"])
+def test_a_head_signed_or_stamped_by_others_stops_the_rebuild(
+    archive: Archive, tmp_path: Path, forged: str
+) -> None:
+    key, _ = _forge_head(archive, tmp_path, new_key=forged == "key", new_tsa=forged == "tsa")
+    assert verify_offer(local_offer(archive.settings)).ok  # consistent in itself
+    with pytest.raises(SegmentInvalid) as stopped:
+        rebuild(archive.settings, "local", sqlite_target(tmp_path))
+    assert stopped.value.key == key
+    assert stopped.value.kind == "head"
+    said = "not this SAE's" if forged == "key" else "a TSA this SAE does not trust"
+    assert said in stopped.value.detail
+
+
+def test_a_description_contradicting_older_leaves_stops_the_rebuild(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaves written before ``description_sha512`` existed: the record is then checked field
+    by field against the transfer's leaves, and a unit's title changed is found."""
+    import dataclasses
+
+    from sae.ingest import replay as ingest_replay
+
+    def without_digest(context: replay.ReplayContext, event: replay.LeafEvent) -> None:
+        payload = {k: v for k, v in event.payload.items() if k != "description_sha512"}
+        ingest_replay.replay_accepted(context, dataclasses.replace(event, payload=payload))
+
+    monkeypatch.setitem(replay.REPLAYS, "ingest.accepted", without_digest)
+    offer = local_offer(archive.settings)
+    key = f"transfers/{archive.accepted[0]['transfer_id']}.zip"
+    data = b"".join(offer.get(key))
+    with zipfile.ZipFile(io.BytesIO(data)) as original:
+        members = [(info, original.read(info)) for info in original.infolist()]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as forged:
+        for info, content in members:
+            if info.filename == "record.json":
+                content = content.replace("Pièce n°0".encode(), "Pièce n°9".encode())
+            forged.writestr(info, content)
+    rewrite(offer, key, buffer.getvalue())
+    with pytest.raises(DescriptionInvalid) as stopped:
+        rebuild(archive.settings, "local", sqlite_target(tmp_path))
+    assert stopped.value.key == key
+    assert stopped.value.kind == "objects"
+    assert "title" in stopped.value.detail
+
+
+class _Stop(Exception):
+    """Raised by a test's ``after_segment`` to stop a rebuild at a chosen segment."""
+
+
+def test_replay_journal_catches_a_restored_catalogue_up(archive: Archive, tmp_path: Path) -> None:
+    """``sae restore``'s catch-up (``replay_journal``): a catalogue holding the journal up to a
+    leaf inside a segment (as a backup taken between a leaf's commit and its head's seal)
+    is caught up from the offer: the straddling segment verified whole, its leaves the
+    catalogue holds compared, every later one replayed, the late transfer recovered."""
+    from sae.auth.service import create_token
+    from sae.db import make_sessionmaker, transaction
+    from sae.journal.keys import load_journal_keys
+    from sae.recovery.rebuild import replay_journal
+
+    offer = local_offer(archive.settings)
+    # A segment of more than one leaf whose last leaf changes nothing a replay restores.
+    chosen: tuple[str, int, int] | None = None
+    for key in segment_keys(offer):
+        first, end = (int(n) for n in key.removeprefix(SEGMENTS).split(".")[0].split("-"))
+        last = json.loads(b"".join(offer.get(key)).rstrip(b"\n").rsplit(b"\n", 1)[1])
+        if end - first > 1 and last["type"] in replay.NO_STATE:
+            chosen = (key, first, end)
+    assert chosen is not None
+    key, first, end = chosen
+
+    target = backup_inside(archive, tmp_path, key, end)
+    engine = make_engine(target)
+    sessions = make_sessionmaker(engine)
+    keys = load_journal_keys(archive.settings)
+    result = replay_journal(
+        sessions, offer, start_leaf=end - 1, keys=keys, settings=archive.settings
+    )
+    assert result.leaves >= 1
+    assert result.recovered == [archive.late]
+    # The restore journals and seals; here, a token and a head.
+    with transaction(sessions) as session:
+        _, secret = create_token(session, role="admin")
+    with transaction(sessions) as session:
+        from sae.journal.service import seal
+
+        seal(session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin, wait=True)
+    engine.dispose()
+    token_path = tmp_path / "restored.token"
+    token_path.write_text(secret)
+    check_same_answers(archive, target, token_path)
+    # A leaf the catalogue holds that differs from the offer's stops the catch-up.
+    first_key = segment_keys(offer)[0]
+    first_end = int(first_key.removeprefix(SEGMENTS).split(".")[0].split("-")[1])
+    other = backup_inside(archive, tmp_path, first_key, first_end)
+    engine = make_engine(other)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET leaf = :b WHERE leaf_index = 0"), {"b": b"{}"})
+    with pytest.raises(SegmentInvalid, match="leaf 0 differs") as stopped:
+        replay_journal(
+            make_sessionmaker(engine),
+            offer,
+            start_leaf=first_end - 1,
+            keys=keys,
+            settings=archive.settings,
+        )
+    engine.dispose()
+    assert stopped.value.key == first_key
+
+
+def backup_inside(archive: Archive, tmp_path: Path, key: str, end: int) -> str:
+    """A catalogue as a backup taken inside segment ``key`` (ending at leaf ``end``) holds it:
+    rebuilt up to that segment, then its last leaf, the nodes it completed, its head and its
+    copy removed. Returns its URL."""
+
+    def stop(done: str) -> None:
+        if done == key:
+            raise _Stop
+
+    target = sqlite_target(tmp_path)
+    with pytest.raises(_Stop):
+        rebuild(archive.settings, "local", target, after_segment=stop)
+    engine = make_engine(target)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE leaf_index = :i"), {"i": end - 1})
+        for level in range(1, 64):
+            if end % (1 << level) == 0:
+                conn.execute(
+                    text('DELETE FROM journal_nodes WHERE level = :l AND "index" = :i'),
+                    {"l": level, "i": (end >> level) - 1},
+                )
+        conn.execute(text("DELETE FROM tree_heads WHERE tree_size = :s"), {"s": end})
+        conn.execute(text("DELETE FROM metadata_copies WHERE key = :k"), {"k": key})
+        conn.execute(text("DELETE FROM journal_state WHERE name LIKE 'rebuild_%'"))
+        conn.execute(
+            text("UPDATE journal_state SET value = :v WHERE name = 'tree_size'"), {"v": end - 1}
+        )
+    engine.dispose()
+    return target
+
+
+def test_a_scratch_rebuild_leaves_the_journal_as_the_offer_holds_it(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """``sae drill``'s rebuild: no summary event, no token, no head: the journal is the
+    offer's (and the recovered transfer's leaf)."""
+    report = rebuild(archive.settings, "local", sqlite_target(tmp_path), scratch=True)
+    assert report.admin_token_path is None
+    assert report.head_size is None
+    assert report.recovered == [archive.late]
+    assert report.tree_size == report.leaves + 1  # the recovered transfer's leaf
+    assert report.counts["events"] == report.tree_size
+    assert report.counts["tree_heads"] == report.segments
