@@ -320,4 +320,5 @@ def test_copies_filled_on_a_new_site_replayed(two_sites: Api, rebuilt: Any, tmp_
     assert on_c(b, ObjectCopy) == on_c(two_sites, ObjectCopy)
     assert len(on_c(b, ObjectCopy)) == 2
     assert on_c(b, MetadataCopy) == on_c(two_sites, MetadataCopy)
-    assert {row["kind"] for row in on_c(b, MetadataCopy)} == {"transfer"}
+    # The transfers' descriptions (and the segments the background sealer published, if any).
+    assert "transfer" in {row["kind"] for row in on_c(b, MetadataCopy)}
