@@ -30,7 +30,7 @@ from sae.storage.models import MetadataCopy, ObjectCopy
 from sae.storage.offers import OfferSet
 from tests.conftest import Api
 from tests.storage.conftest import OfferFactory, deposit
-from tests.storage.helpers import flip_byte
+from tests.storage.helpers import FailingOffer, flip_byte
 
 PAYLOAD = b"%PDF-1.4\n" + b"filled" * 300 + b"\n%%EOF\n"
 
@@ -301,3 +301,29 @@ def test_a_ceph_site_added_later_is_filled_with_locks_and_holds(
     assert b"".join(ceph.get(f"objects/{objects[0]}")) == b"".join(
         _offer(two_sites, "site-b").get(f"objects/{objects[0]}")
     )
+
+
+def test_a_target_that_fails_is_not_asked_again_and_nothing_is_recorded(
+    two_sites: Api, tmp_path: Path
+) -> None:
+    objects = _archive(two_sites)
+    runtime = two_sites.runtime
+    site_c = FilesystemOffer("site-c", tmp_path / "site-c", quarantine_days=1)
+    broken = FailingOffer(site_c, fail_after=10)
+    three = OfferSet(
+        offers={**runtime.offer_set.offers, "site-c": broken},  # type: ignore[dict-item]
+        strategy=[*runtime.offer_set.strategy, "site-c"],
+    )
+    gaps = plan_fill(runtime.sessions, three)
+    assert len(gaps) > 2
+    outcomes = fill_offers(runtime.sessions, three, gaps)
+    assert not any(o.filled for o in outcomes)
+    # The first gap found the target down; the others were not tried.
+    assert outcomes[0].target_down
+    assert "site-c" in outcomes[0].detail
+    assert all(o.detail.startswith("not tried: ") for o in outcomes[1:])
+    assert list(site_c.list_keys()) == []
+    with transaction(runtime.sessions) as session:
+        assert not list(session.scalars(select(ObjectCopy).where(ObjectCopy.offer == "site-c")))
+    assert _filled_events(two_sites) == []
+    assert objects
