@@ -44,7 +44,13 @@ from sae.storage.base import StoredObject
 from sae.storage.errors import OfferUnavailable, StorageError
 from sae.storage.models import MetadataCopy, ObjectCopy
 from sae.storage.offers import OfferSet
-from sae.storage.service import as_reader, copy_digest, hold_copies, store_copies
+from sae.storage.service import (
+    as_reader,
+    copy_digest,
+    extend_copies,
+    hold_copies,
+    store_copies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,10 +258,8 @@ def fill_gap(session: Session, offer_set: OfferSet, gap: Gap, *, actor: str = AC
             )
             rejected.append(f"{name}: {exc.detail}")
             continue
-        if head.legal_hold:
-            (held,) = hold_copies([(gap.offer, gap.key)], offer_set.offers, True)
-            if not held.ok:
-                log.error("storage.fill_hold_failed offer=%s key=%s", gap.offer, gap.key)
+        if not _hold_like(offer_set, gap, head, stored):
+            return FillOutcome(gap, False, detail=UNLOCKED)
         _record(session, gap, stored, source=name, actor=actor)
         log.info("storage.copy_filled offer=%s key=%s from=%s", gap.offer, gap.key, name)
         return FillOutcome(gap, True, source=name)
@@ -282,9 +286,47 @@ def _adopt(
         size=size,
         sha512=digest,
         quarantine_ends_at=there.quarantine_ends_at,
+        retain_until=there.retain_until,
+        legal_hold=there.legal_hold,
     )
+    # An interrupted fill may have stopped between the write and the hold: as the source.
+    for name in gap.sources:
+        source = offer_set.offers.get(name)
+        try:
+            head = source.head(gap.key) if source is not None else None
+        except StorageError:
+            continue
+        if head is not None:
+            if not _hold_like(offer_set, gap, head, stored):
+                return FillOutcome(gap, False, detail=UNLOCKED)
+            break
     _record(session, gap, stored, source=None, actor=actor)
     return FillOutcome(gap, True, adopted=True)
+
+
+#: A copy written whose source's legal hold or longer lock could not be given to it: left
+#: unrecorded, so that the next run finds it on the offer, and holds and records it then.
+UNLOCKED = (
+    "written, but the source's legal hold or lock could not be put on it: not recorded "
+    "(the next run does it)"
+)
+
+
+def _hold_like(offer_set: OfferSet, gap: Gap, source: StoredObject, copy: StoredObject) -> bool:
+    """Give the new copy the source's legal hold and, if later, its retain-until; whether it
+    has them now (a failure is logged)."""
+    ok = True
+    if source.retain_until is not None and (
+        copy.retain_until is not None and copy.retain_until < source.retain_until
+    ):
+        (extended,) = extend_copies([(gap.offer, gap.key)], offer_set.offers, source.retain_until)
+        ok = extended.ok
+    if source.legal_hold and not copy.legal_hold:
+        (held,) = hold_copies([(gap.offer, gap.key)], offer_set.offers, True)
+        ok = ok and held.ok
+    if not ok:
+        log.error("storage.fill_lock_incomplete offer=%s key=%s", gap.offer, gap.key)
+    return ok
 
 
 def _record(

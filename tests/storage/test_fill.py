@@ -327,3 +327,30 @@ def test_a_target_that_fails_is_not_asked_again_and_nothing_is_recorded(
         assert not list(session.scalars(select(ObjectCopy).where(ObjectCopy.offer == "site-c")))
     assert _filled_events(two_sites) == []
     assert objects
+
+
+def test_a_held_source_gives_its_hold_to_the_new_copy_adopted_or_written(
+    two_sites: Api, tmp_path: Path
+) -> None:
+    objects = _archive(two_sites)
+    with transaction(two_sites.runtime.sessions) as session:
+        units = list(session.scalars(select(ArchiveUnit.id)))
+    hold = two_sites.client.post(
+        "/api/v1/holds",
+        json={"unit_ids": units, "reason": "contentieux"},
+        headers=two_sites.auth(two_sites.token("archivist")),
+    )
+    assert hold.status_code == 201, hold.text
+    env, site_c = _with_site_c(two_sites, tmp_path)
+    site_a = _offer(two_sites, "site-a")
+    # One left by an interrupted run: written, neither held nor recorded.
+    interrupted = f"objects/{objects[0]}"
+    site_c.put(interrupted, io.BytesIO(b"".join(site_a.get(interrupted))), retain_until=None)
+    assert not site_c.head(interrupted).legal_hold  # type: ignore[union-attr]
+
+    code, findings = _fsck(env, "--repair")
+    assert code == 0, findings
+    for object_id in objects:
+        key = f"objects/{object_id}"
+        assert site_a.head(key).legal_hold  # type: ignore[union-attr]
+        assert site_c.head(key).legal_hold, key  # type: ignore[union-attr]
