@@ -98,7 +98,7 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     # Background jobs.
     "sae.background.Auditor.schedule_if_due": (UNIT_OF_WORK, "the periodic audit's row"),
     "sae.storage.audit.run_audit": (UNIT_OF_WORK, "audit: claim, batches, report"),
-    "sae.storage.fill.fill_offers": (UNIT_OF_WORK, "fsck fill: each copy recorded once written"),
+    "sae.storage.fill._fill_one": (UNIT_OF_WORK, "fsck fill: each copy recorded once written"),
     "sae.storage.quarantine.end_quarantines": (UNIT_OF_WORK, "quarantine end, per copy"),
     "sae.storage.quarantine._claim": (UNIT_OF_WORK, "quarantine end: claim a copy"),
     "sae.storage.quarantine.end_metadata_quarantines": (

@@ -271,6 +271,7 @@ EVENT_TYPE = {
     "transfer.withdrawn": "Versement retiré (quarantaine)",
     "storage.quarantine_ended": "Quarantaine terminée (verrou COMPLIANCE)",
     "storage.orphan_removed": "Copie orpheline supprimée",
+    "storage.copy_filled": "Copie ajoutée à une offre qui en manquait",
     "hold.placed": "Gel posé",
     "hold.lifted": "Gel levé",
     "retention.permanent": "Conservation définitive",

@@ -41,10 +41,16 @@ from sae.catalog.models import GONE, ArchiveUnit, DataObject
 from sae.db import transaction, utcnow
 from sae.journal.service import append_event
 from sae.storage.base import StoredObject
-from sae.storage.errors import StorageError
+from sae.storage.errors import OfferUnavailable, StorageError
 from sae.storage.models import MetadataCopy, ObjectCopy
 from sae.storage.offers import OfferSet
-from sae.storage.service import as_reader, copy_digest, hold_copies, store_copies
+from sae.storage.service import (
+    as_reader,
+    copy_digest,
+    extend_copies,
+    hold_copies,
+    store_copies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,8 @@ class FillOutcome:
     adopted: bool = False
     skipped: bool = False
     detail: str = ""
+    #: The target offer itself failed: the run stops asking it (its other gaps are reported).
+    target_down: bool = False
 
 
 def plan_fill(
@@ -212,7 +220,7 @@ def fill_gap(session: Session, offer_set: OfferSet, gap: Gap, *, actor: str = AC
     try:
         there = target.head(gap.key)
     except StorageError as exc:
-        return FillOutcome(gap, False, detail=f"{gap.offer}: {exc.detail}")
+        return FillOutcome(gap, False, detail=exc.detail, target_down=True)
     if there is not None:
         return _adopt(session, offer_set, gap, there, actor)
     rejected: list[str] = []
@@ -237,6 +245,10 @@ def fill_gap(session: Session, offer_set: OfferSet, gap: Gap, *, actor: str = AC
                     expected_sha512=gap.sha512,
                 )
         except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OfferUnavailable) and cause.offer == gap.offer:
+                # The target, not the source: no other source would do better.
+                return FillOutcome(gap, False, detail=cause.detail, target_down=True)
             log.warning(
                 "storage.fill_source_rejected from=%s to=%s key=%s: %s",
                 name,
@@ -246,10 +258,8 @@ def fill_gap(session: Session, offer_set: OfferSet, gap: Gap, *, actor: str = AC
             )
             rejected.append(f"{name}: {exc.detail}")
             continue
-        if head.legal_hold:
-            (held,) = hold_copies([(gap.offer, gap.key)], offer_set.offers, True)
-            if not held.ok:
-                log.error("storage.fill_hold_failed offer=%s key=%s", gap.offer, gap.key)
+        if not _hold_like(offer_set, gap, head, stored):
+            return FillOutcome(gap, False, detail=UNLOCKED)
         _record(session, gap, stored, source=name, actor=actor)
         log.info("storage.copy_filled offer=%s key=%s from=%s", gap.offer, gap.key, name)
         return FillOutcome(gap, True, source=name)
@@ -276,9 +286,47 @@ def _adopt(
         size=size,
         sha512=digest,
         quarantine_ends_at=there.quarantine_ends_at,
+        retain_until=there.retain_until,
+        legal_hold=there.legal_hold,
     )
+    # An interrupted fill may have stopped between the write and the hold: as the source.
+    for name in gap.sources:
+        source = offer_set.offers.get(name)
+        try:
+            head = source.head(gap.key) if source is not None else None
+        except StorageError:
+            continue
+        if head is not None:
+            if not _hold_like(offer_set, gap, head, stored):
+                return FillOutcome(gap, False, detail=UNLOCKED)
+            break
     _record(session, gap, stored, source=None, actor=actor)
     return FillOutcome(gap, True, adopted=True)
+
+
+#: A copy written whose source's legal hold or longer lock could not be given to it: left
+#: unrecorded, so that the next run finds it on the offer, and holds and records it then.
+UNLOCKED = (
+    "written, but the source's legal hold or lock could not be put on it: not recorded "
+    "(the next run does it)"
+)
+
+
+def _hold_like(offer_set: OfferSet, gap: Gap, source: StoredObject, copy: StoredObject) -> bool:
+    """Give the new copy the source's legal hold and, if later, its retain-until; whether it
+    has them now (a failure is logged)."""
+    ok = True
+    if source.retain_until is not None and (
+        copy.retain_until is not None and copy.retain_until < source.retain_until
+    ):
+        (extended,) = extend_copies([(gap.offer, gap.key)], offer_set.offers, source.retain_until)
+        ok = extended.ok
+    if source.legal_hold and not copy.legal_hold:
+        (held,) = hold_copies([(gap.offer, gap.key)], offer_set.offers, True)
+        ok = ok and held.ok
+    if not ok:
+        log.error("storage.fill_lock_incomplete offer=%s key=%s", gap.offer, gap.key)
+    return ok
 
 
 def _record(
@@ -376,24 +424,38 @@ def fill_offers(
     total = sum(gap.size for gap in gaps)
     outcomes: list[FillOutcome] = []
     copied = 0
+    down: dict[str, str] = {}
     for done, gap in enumerate(gaps, start=1):
-        try:
-            with transaction(sessions) as session:
-                if _still_wanted(session, gap):
-                    outcome = fill_gap(session, offer_set, gap, actor=actor)
-                else:
-                    outcome = FillOutcome(
-                        gap, False, skipped=True, detail="left the archive meanwhile"
-                    )
-        except IntegrityError:
-            # The journal's publisher recorded the same segment on that offer meanwhile
-            # (unique offer and key): the same bytes, recorded once.
-            outcome = FillOutcome(gap, True, adopted=True, detail="recorded meanwhile")
+        if gap.offer in down:
+            # An offer that failed is not asked again in this run (each gap would wait for
+            # its time-outs); its gaps are reported, for the next run.
+            outcome = FillOutcome(gap, False, detail=f"not tried: {down[gap.offer]}")
+        else:
+            outcome = _fill_one(sessions, offer_set, gap, actor)
+            if outcome.target_down:
+                down[gap.offer] = outcome.detail
         outcomes.append(outcome)
         copied += gap.size
         if progress is not None:
             progress(FillProgress(done, len(gaps), copied, total))
     return outcomes
+
+
+def _fill_one(
+    sessions: sessionmaker[Session], offer_set: OfferSet, gap: Gap, actor: str
+) -> FillOutcome:
+    """One gap, in a transaction of its own."""
+    try:
+        with transaction(sessions) as session:
+            if _still_wanted(session, gap):
+                outcome = fill_gap(session, offer_set, gap, actor=actor)
+            else:
+                outcome = FillOutcome(gap, False, skipped=True, detail="left the archive meanwhile")
+    except IntegrityError:
+        # The journal's publisher recorded the same segment on that offer meanwhile
+        # (unique offer and key): the same bytes, recorded once.
+        return FillOutcome(gap, True, adopted=True, detail="recorded meanwhile")
+    return outcome
 
 
 def _still_wanted(session: Session, gap: Gap) -> bool:

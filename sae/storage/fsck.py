@@ -26,7 +26,8 @@ Findings (``Finding.kind``):
   healthy copy on another offer (``sae.storage.fill``, journaled ``storage.copy_filled``), or
   found there already with the recorded SHA-512 and recorded;
 * ``fill_failed``       a copy an offer of the strategy lacks that no other offer has healthy
-  (nothing written), or a different object under its key there;
+  (nothing written), a different object under its key there, or a copy written whose
+  source's legal hold could not be put on it (left unrecorded: the next run holds it);
 * ``fill_skipped``      a gap whose object or description left the archive meanwhile.
 """
 

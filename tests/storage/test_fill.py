@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from sae.catalog.models import ArchiveUnit, DataObject
 from sae.db import transaction
 from sae.ingest.transfer_record import transfer_record_key
 from sae.journal.models import Event
@@ -23,10 +25,12 @@ from sae.journal.publishing import publish_segments
 from sae.journal.sealing import seal_now
 from sae.storage.cli import audit_command, fsck_command
 from sae.storage.filesystem import FilesystemOffer
+from sae.storage.fill import fill_offers, plan_fill
 from sae.storage.models import MetadataCopy, ObjectCopy
+from sae.storage.offers import OfferSet
 from tests.conftest import Api
-from tests.storage.conftest import deposit
-from tests.storage.helpers import flip_byte
+from tests.storage.conftest import OfferFactory, deposit
+from tests.storage.helpers import FailingOffer, flip_byte
 
 PAYLOAD = b"%PDF-1.4\n" + b"filled" * 300 + b"\n%%EOF\n"
 
@@ -237,3 +241,116 @@ def test_a_copy_already_on_the_offer_is_adopted_a_different_one_left_alone(
     assert other not in on_c
     (adopted,) = [e for e in _filled_events(two_sites) if e.payload["key"] == same]
     assert adopted.payload["from_offer"] is None
+
+
+def test_the_human_report_says_what_was_filled(two_sites: Api, tmp_path: Path) -> None:
+    _archive(two_sites)
+    env, _ = _with_site_c(two_sites, tmp_path)
+    result = CliRunner().invoke(_cli(), ["fsck", "--repair"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "filled" in result.stdout
+    assert "site-c" in result.stdout
+
+
+@pytest.mark.s3
+def test_a_ceph_site_added_later_is_filled_with_locks_and_holds(
+    two_sites: Api,
+    s3_factory: OfferFactory,
+) -> None:
+    """On the real Ceph RGW (Object Lock): same retain-until as the source, legal hold carried,
+    a damaged source avoided."""
+    objects = _archive(two_sites)
+    archivist = two_sites.token("archivist")
+    with transaction(two_sites.runtime.sessions) as session:
+        held_unit = session.scalars(
+            select(ArchiveUnit.id)
+            .join(DataObject, DataObject.group_id == ArchiveUnit.data_object_group_id)
+            .where(DataObject.id == objects[2])
+        ).one()
+    hold = two_sites.client.post(
+        "/api/v1/holds",
+        json={"unit_ids": [held_unit], "reason": "contentieux"},
+        headers=two_sites.auth(archivist),
+    )
+    assert hold.status_code == 201, hold.text
+    flip_byte(_offer(two_sites, "site-a"), f"objects/{objects[0]}", offset=5)
+    runtime = two_sites.runtime
+    ceph = s3_factory(name="site-c")
+    three = OfferSet(
+        offers={**runtime.offer_set.offers, "site-c": ceph},
+        strategy=[*runtime.offer_set.strategy, "site-c"],
+    )
+
+    outcomes = fill_offers(runtime.sessions, three, plan_fill(runtime.sessions, three))
+
+    assert all(o.filled for o in outcomes), [o.detail for o in outcomes if not o.filled]
+    site_a = _offer(two_sites, "site-a")
+    assert sorted(ceph.list_keys()) == sorted(site_a.list_keys())
+    by_key = {o.gap.key: o for o in outcomes}
+    assert by_key[f"objects/{objects[0]}"].source == "site-b"
+    for key in site_a.list_keys():
+        source, copy = site_a.head(key), ceph.head(key)
+        assert source is not None
+        assert copy is not None
+        assert source.retain_until is not None
+        assert copy.retain_until is not None
+        # S3 keeps the date to the second (or millisecond): the same instant, as stored.
+        assert abs((copy.retain_until - source.retain_until).total_seconds()) < 1, key
+        assert copy.legal_hold == source.legal_hold, key
+    assert ceph.head(f"objects/{objects[2]}").legal_hold  # type: ignore[union-attr]
+    assert b"".join(ceph.get(f"objects/{objects[0]}")) == b"".join(
+        _offer(two_sites, "site-b").get(f"objects/{objects[0]}")
+    )
+
+
+def test_a_target_that_fails_is_not_asked_again_and_nothing_is_recorded(
+    two_sites: Api, tmp_path: Path
+) -> None:
+    objects = _archive(two_sites)
+    runtime = two_sites.runtime
+    site_c = FilesystemOffer("site-c", tmp_path / "site-c", quarantine_days=1)
+    broken = FailingOffer(site_c, fail_after=10)
+    three = OfferSet(
+        offers={**runtime.offer_set.offers, "site-c": broken},  # type: ignore[dict-item]
+        strategy=[*runtime.offer_set.strategy, "site-c"],
+    )
+    gaps = plan_fill(runtime.sessions, three)
+    assert len(gaps) > 2
+    outcomes = fill_offers(runtime.sessions, three, gaps)
+    assert not any(o.filled for o in outcomes)
+    # The first gap found the target down; the others were not tried.
+    assert outcomes[0].target_down
+    assert "site-c" in outcomes[0].detail
+    assert all(o.detail.startswith("not tried: ") for o in outcomes[1:])
+    assert list(site_c.list_keys()) == []
+    with transaction(runtime.sessions) as session:
+        assert not list(session.scalars(select(ObjectCopy).where(ObjectCopy.offer == "site-c")))
+    assert _filled_events(two_sites) == []
+    assert objects
+
+
+def test_a_held_source_gives_its_hold_to_the_new_copy_adopted_or_written(
+    two_sites: Api, tmp_path: Path
+) -> None:
+    objects = _archive(two_sites)
+    with transaction(two_sites.runtime.sessions) as session:
+        units = list(session.scalars(select(ArchiveUnit.id)))
+    hold = two_sites.client.post(
+        "/api/v1/holds",
+        json={"unit_ids": units, "reason": "contentieux"},
+        headers=two_sites.auth(two_sites.token("archivist")),
+    )
+    assert hold.status_code == 201, hold.text
+    env, site_c = _with_site_c(two_sites, tmp_path)
+    site_a = _offer(two_sites, "site-a")
+    # One left by an interrupted run: written, neither held nor recorded.
+    interrupted = f"objects/{objects[0]}"
+    site_c.put(interrupted, io.BytesIO(b"".join(site_a.get(interrupted))), retain_until=None)
+    assert not site_c.head(interrupted).legal_hold  # type: ignore[union-attr]
+
+    code, findings = _fsck(env, "--repair")
+    assert code == 0, findings
+    for object_id in objects:
+        key = f"objects/{object_id}"
+        assert site_a.head(key).legal_hold  # type: ignore[union-attr]
+        assert site_c.head(key).legal_hold, key  # type: ignore[union-attr]
