@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sae.recovery.drill import IDENTICAL, INCONCLUSIVE, DrillReport
-from sae.retention.documents import _Pdf
+from sae.retention.documents import DocumentPdf
 
 _OUTCOMES = {
     IDENTICAL: "IDENTIQUE - le catalogue reconstruit depuis chaque offre est identique au "
@@ -30,7 +30,9 @@ def _fmt(value: object) -> str:
 
 def drill_pdf(report: DrillReport, *, archives_service_name: str) -> bytes:
     """The report (A4, portrait)."""
-    pdf = _Pdf("Exercice de restauration du catalogue", orientation="P")
+    pdf = DocumentPdf(
+        "Exercice de restauration du catalogue", orientation="P", created=report.started_at
+    )
     pdf.add_page()
     pdf.line_text("Exercice de restauration du catalogue", size=16, bold=True, h=8)
     pdf.line_text(archives_service_name, size=11)

@@ -53,7 +53,9 @@ def _bytes(n: int) -> str:
     return f"{n:,}".replace(",", " ") + " octets"
 
 
-class _Pdf(FPDF):
+class DocumentPdf(FPDF):
+    """An A4 document of SAE in French (core fonts, Latin-1), dated by what it records."""
+
     def __init__(self, title: str, orientation: str = "L", *, created: datetime) -> None:
         super().__init__(orientation=orientation, unit="mm", format="A4")
         # Dated by the list, not by the clock: the same list gives the same bytes, at every
@@ -92,7 +94,7 @@ def bordereau_pdf(disposal: DisposalList, lines: Sequence[DisposalLine], parties
         if destroy
         else f"Bordereau de conservation définitive {disposal.reference}"
     )
-    pdf = _Pdf(title, created=disposal.created_at)
+    pdf = DocumentPdf(title, created=disposal.created_at)
     producers = sorted({line.producer for line in lines}) or [disposal.producer or "-"]
     for producer in producers:
         mine = [line for line in lines if line.producer == producer]
@@ -173,7 +175,7 @@ def bordereau_pdf(disposal: DisposalList, lines: Sequence[DisposalLine], parties
     return bytes(pdf.output())
 
 
-def _signatures(pdf: _Pdf, disposal: DisposalList, destroy: bool, parties: Parties) -> None:
+def _signatures(pdf: DocumentPdf, disposal: DisposalList, destroy: bool, parties: Parties) -> None:
     pdf.line_text("Signatures", bold=True)
     pdf.set_font("Helvetica", size=8)
     blocks = [
@@ -230,7 +232,7 @@ def certificate_pdf(
 ) -> bytes:
     """The destruction certificate: what, when, by whom, under which visa, with the SHA-512 of
     each destroyed object and the journal leaf that recorded its destruction."""
-    pdf = _Pdf(
+    pdf = DocumentPdf(
         f"Certificat de destruction {disposal.reference}", orientation="P", created=executed_at
     )
     pdf.add_page()
