@@ -28,7 +28,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +132,39 @@ class DrillReport:
 
 
 def _iso(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.replace(microsecond=0).isoformat() + "Z"
 
 
 def _tree_size(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
         return int(session.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+#: How long a drill waits for the journal's segments to be on every offer before it starts.
+PUBLISH_TIMEOUT_SECONDS = 300.0
+
+
+def _publish_everything(sessions: sessionmaker[Session], offer_set: OfferSet) -> None:
+    """Publish every sealed head's segment to every offer of the strategy, waiting for the
+    background publisher when it holds the turn; an offer that stays behind fails the drill
+    (a rebuild from it would miss leaves the live catalogue has, and say so as a difference)."""
+    from sae.journal.publishing import pending_segments
+
+    deadline = time.monotonic() + PUBLISH_TIMEOUT_SECONDS
+    while True:
+        publish_segments(sessions, offer_set.copies(), limit=1_000_000)
+        with sessions() as session:
+            behind = [
+                name for name in offer_set.strategy if pending_segments(session, name, limit=1)
+            ]
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            log.warning("recovery.drill_offers_behind offers=%s", ",".join(behind))
+            return
+        time.sleep(0.5)
 
 
 def run_drill(
@@ -155,7 +182,7 @@ def run_drill(
     report = DrillReport(started_at=db.utcnow())
     # 1. Everything committed is under a head, and every head's segment on every offer.
     seal_now(sessions, settings, wait=True)
-    publish_segments(sessions, offer_set.copies(), limit=1_000_000)
+    _publish_everything(sessions, offer_set)
     report.tree_size = _tree_size(sessions)
     scratch_root = Path(settings.data_dir) / "tmp" / f"drill-{db.new_id()}"
     scratch_root.mkdir(parents=True, exist_ok=True)
