@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import delete, select
 
 from sae.db import transaction
+from sae.ingest.transfer_record import KIND as TRANSFER
 from sae.journal.models import TreeHead
 from sae.journal.publishing import PublishCounts, publish_segments, verify_offer
 from sae.journal.sealing import seal_now
-from sae.journal.segments import PREFIX
+from sae.journal.segments import KIND, PREFIX
 from sae.journal.service import append_event
 from sae.storage.base import StorageOffer
 from sae.storage.errors import OfferUnavailable
@@ -64,10 +65,14 @@ def _head_root(api: Api, size: int) -> bytes:
     return root
 
 
-def _rows(api: Api, offer: str) -> list[MetadataCopy]:
+def _rows(api: Api, offer: str, *, kinds: tuple[str, ...] = (KIND,)) -> list[MetadataCopy]:
+    """The offer's copies of journal segments (and of other metadata kinds if asked: the
+    transfers' descriptions are recorded in the same table)."""
     with api.runtime.sessions() as session:
-        query = select(MetadataCopy).where(MetadataCopy.offer == offer)
-        return list(session.scalars(query.order_by(MetadataCopy.tree_size)))
+        query = select(MetadataCopy).where(
+            MetadataCopy.offer == offer, MetadataCopy.kind.in_(kinds)
+        )
+        return list(session.scalars(query.order_by(MetadataCopy.tree_size, MetadataCopy.key)))
 
 
 def _rewrite(offer: FilesystemOffer, key: str, data: bytes) -> None:
@@ -157,7 +162,7 @@ def test_a_segment_already_there_is_recorded_if_identical_refused_if_not(
     keys = [row.key for row in _rows(two_sites, "site-a")]
     # A crash between the write and the record: the rows are lost, the objects stay.
     with transaction(two_sites.runtime.sessions) as session:
-        session.execute(delete(MetadataCopy))
+        session.execute(delete(MetadataCopy).where(MetadataCopy.kind == KIND))
     site_b = _offer(two_sites, "site-b")
     tampered = keys[-1]
     _rewrite(site_b, tampered, b"".join(site_b.get(tampered)).replace(b'"v":1', b'"v":3'))
@@ -226,8 +231,10 @@ def test_segment_copies_leave_quarantine_in_compliance(
     from sae.storage.quarantine import end_metadata_quarantines
 
     _deposits(two_sites, 1)
-    rows = _rows(two_sites, "site-a") + _rows(two_sites, "site-b")
-    assert rows
+    # Segments and the transfer's description: both leave their quarantine the same way.
+    every = (KIND, TRANSFER)
+    rows = _rows(two_sites, "site-a", kinds=every) + _rows(two_sites, "site-b", kinds=every)
+    assert {row.kind for row in rows} == set(every)
     assert all(row.quarantine_ends_at is not None for row in rows)
     sessions, offer_set = two_sites.runtime.sessions, two_sites.runtime.offer_set
     assert end_metadata_quarantines(sessions, offer_set) == 0  # not due yet
@@ -236,7 +243,7 @@ def test_segment_copies_leave_quarantine_in_compliance(
     for name in ("site-a", "site-b"):
         monkeypatch.setattr(_offer(two_sites, name), "_clock", lambda: moment)
     assert end_metadata_quarantines(sessions, offer_set, now=moment) == len(rows)
-    for row in _rows(two_sites, "site-a") + _rows(two_sites, "site-b"):
+    for row in _rows(two_sites, "site-a", kinds=every) + _rows(two_sites, "site-b", kinds=every):
         assert row.quarantine_ends_at is None
         head = offer_set.offers[row.offer].head(row.key)
         assert head is not None
