@@ -387,7 +387,8 @@ class _Rebuild:
                 raise RebuildTargetNotEmpty(
                     "the target database is not empty (rows in "
                     f"{', '.join(busy[:5])}{'…' if len(busy) > 5 else ''}): a rebuild only "
-                    "writes into an empty catalogue",
+                    "writes into an empty catalogue, one that neither `sae init` nor `sae serve` "
+                    "has started on",
                     tables=busy,
                 )
             now = _now_micros()
