@@ -269,6 +269,7 @@ def replay_rejected(context: ReplayContext, event: LeafEvent) -> None:
             "row; rebuilt from the leaf, without its ATR"
         )
     context.session.add(row)
+    context.session.flush()  # the later replays of this batch may touch it with Core statements
 
 
 @replays("rebuild.transfer_recovered")

@@ -247,6 +247,7 @@ def replay_journal(
     )
     run.catch_up = True
     size = run.replay_segments(start_leaf)
+    run.check_not_behind(size)
     run.state.phase = "recovering"
     transfers_by_leaves = run.state.transfers
     recovered, skipped = run._recover_transfers()
@@ -311,6 +312,7 @@ class _Rebuild:
         start, started_at = self._claim_target()
         segments_before = self._committed_segments()
         size = self.replay_segments(start)
+        self.check_not_behind(size)
         self.state.phase = "recovering"
         self._tell()
         recovered, skipped = self._recover_transfers()
@@ -355,6 +357,37 @@ class _Rebuild:
                 self.after_segment(key)
         return size
 
+    def check_not_behind(self, size: int) -> None:
+        """Stop if another offer of the offers file holds journal segments past leaf ``size``.
+
+        This offer is then behind (it was down while they were published): recovering
+        transfers here and sealing would give those leaves' indices to other facts, and the
+        service would publish a journal that forks from the other offer's. The rebuild is
+        from this offer alone; this only looks at the others' segment names. An offer that
+        cannot be listed (the disaster may have taken it) is noted and passed over."""
+        for name, other in load_offers(self.settings).offers.items():
+            if name == self.offer.name:
+                continue
+            try:
+                ahead = next(
+                    (
+                        key
+                        for key in other.list_keys(SEGMENTS_PREFIX)
+                        if (match := _SEGMENT_KEY.match(key)) and int(match[2]) > size
+                    ),
+                    None,
+                )
+            except StorageError as exc:
+                self.notes.append(f"offer {name} not checked for later segments: {exc.detail}")
+                continue
+            if ahead is not None:
+                raise SegmentInvalid(
+                    ahead,
+                    "behind",
+                    f"offer {name} holds journal leaves after leaf {size}, the last that offer "
+                    f"{self.offer.name} holds: rebuild from {name}",
+                )
+
     # ------------------------------------------------------------------ the target
 
     def _claim_target(self) -> tuple[int, int]:
@@ -387,7 +420,8 @@ class _Rebuild:
                 raise RebuildTargetNotEmpty(
                     "the target database is not empty (rows in "
                     f"{', '.join(busy[:5])}{'…' if len(busy) > 5 else ''}): a rebuild only "
-                    "writes into an empty catalogue",
+                    "writes into an empty catalogue, one that neither `sae init` nor `sae serve` "
+                    "has started on",
                     tables=busy,
                 )
             now = _now_micros()

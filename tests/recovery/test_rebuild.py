@@ -847,3 +847,52 @@ def test_a_scratch_rebuild_leaves_the_journal_as_the_offer_holds_it(
     assert report.tree_size == report.leaves + 1  # the recovered transfer's leaf
     assert report.counts["events"] == report.tree_size
     assert report.counts["tree_heads"] == report.segments
+
+
+TWO_SITES = """
+offers:
+  - name: site-a
+    kind: filesystem
+    path: {root}/site-a
+    jurisdiction: FR
+    site: "Hôtel de ville"
+  - name: site-b
+    kind: filesystem
+    path: {root}/site-b
+    jurisdiction: FR
+    site: "Centre technique municipal"
+strategy:
+  copies: [site-a, site-b]
+  production: true
+"""
+
+
+def test_an_offer_behind_another_is_refused_the_other_rebuilds(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Site A missed the last segments (it was down when they were published): rebuilding
+    from it would recover the late transfer under leaf indices site B's journal already
+    gives to other leaves — a fork. The rebuild says to use site B, which rebuilds."""
+    offers_file = tmp_path / "offers.yaml"
+    offers_file.write_text(TWO_SITES.format(root=tmp_path / "offers"), encoding="utf-8")
+    two = settings.model_copy(update={"offers_file": offers_file})
+    with running(two) as api:
+        api.load_rules(TEST_RULES_CSV)
+        accepted, _ = deposit_all(api)
+        publish(api)
+        size = tree_size(api)
+        late = api.deposit(big_sip("MSG-REB-LATE", 1))
+        assert late.status_code == 201, late.text
+        publish(api)
+    site_a = load_offers(two).get("site-a")
+    assert isinstance(site_a, FilesystemOffer)
+    for key in segment_keys(site_a):
+        if int(key.removeprefix(SEGMENTS).split("-")[0]) >= size:
+            rewrite(site_a, key, None)
+    with pytest.raises(SegmentInvalid) as stopped:
+        rebuild(two, "site-a", sqlite_target(tmp_path))
+    assert stopped.value.kind == "behind"
+    assert "rebuild from site-b" in stopped.value.detail
+    report = rebuild(two, "site-b", sqlite_target(tmp_path))
+    assert report.recovered == []
+    assert report.counts["transfers"] == len(accepted) + 2  # and the refused one
