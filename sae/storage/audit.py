@@ -8,6 +8,8 @@ most one batch, and another instance takes the audit over once the heartbeat is 
 What is compared is the catalog's SHA-512 (the fixity of record), never what an offer says
 about itself. Copies are streamed, never loaded whole. Journal events:
 
+* ``storage.copies_checked`` the copies a batch found healthy, compactly (one leaf per batch,
+  or per :data:`CHECKED_PER_LEAF` copies): what a rebuild needs to show their check dates;
 * ``storage.copy_damaged``  a copy found missing or corrupt (payload: offer, key, kind);
 * ``storage.copy_repaired`` a copy rewritten from a healthy one (payload: from_offer…);
 * ``storage.audit_completed`` / ``storage.audit_failed`` the outcome and counts.
@@ -54,6 +56,13 @@ STALE_AFTER = timedelta(minutes=5)
 #: audit of 100 KiB objects); large ones end the batch once 256 MiB have been read.
 BATCH_SIZE = 500
 BATCH_BYTES = 256 * 1024 * 1024
+#: Healthy copies named per ``storage.copies_checked`` leaf: a batch larger than this (a caller
+#: may ask for one) is journaled in several leaves, so that no leaf grows past ~20 kB.
+CHECKED_PER_LEAF = 500
+#: The key a copy has unless said otherwise (``sae.catalog.rows.storage_key``), spelt here as
+#: the leaves' format: a ``storage.copies_checked`` entry that is an object id alone stands for
+#: this key, whatever the code names keys later.
+DEFAULT_KEY = "objects/{}"
 
 
 def default_worker() -> str:
@@ -159,8 +168,15 @@ def audit_batch(
             more = True  # the rest waits for the next transaction
             break
     readings = read_copies(offer_set, [copy for copy, _ in batch])
+    # One check date for the whole batch, taken once every copy has been read: the copies were
+    # read together (in parallel, before any is recorded), so a date per copy said nothing
+    # more, and one date lets the batch's healthy copies be journaled in one small leaf.
+    checked_at = utcnow()
+    healthy: list[ObjectCopy] = []
     for copy, obj in batch:
-        _check_copy(session, offer_set, audit, copy, obj, readings[copy.id], events)
+        if _check_copy(session, offer_set, audit, copy, obj, readings[copy.id], events, checked_at):
+            healthy.append(copy)
+    events.extend(checked_events(audit, healthy, checked_at))
     # Journal last, just before the caller commits: appending takes the journal's lock, which
     # must not be held while copies are being read (that would stall every ingest meanwhile).
     for event in events:
@@ -214,7 +230,11 @@ def _check_copy(
     obj: DataObject,
     reading: Reading,
     events: list[dict[str, Any]],
-) -> None:
+    checked_at: datetime,
+) -> bool:
+    """Record what ``reading`` says of ``copy``; True when it is healthy (journaled with its
+    batch's others by :func:`checked_events`), False when damaged (journaled here) or
+    unreachable (nothing known, nothing recorded)."""
     expected = obj.sha512 or copy.sha512
     offer = offer_set.offers.get(copy.offer)
     if offer is None:
@@ -226,7 +246,7 @@ def _check_copy(
         # against it; the audit counts it and stays honest about coverage.
         log.warning("storage.audit_unreachable offer=%s key=%s: %s", copy.offer, copy.key, reading)
         audit.unreachable += 1
-        return
+        return False
     else:
         digest, size = reading
         if digest == expected and (obj.size is None or size == obj.size):
@@ -234,11 +254,10 @@ def _check_copy(
         else:
             kind, detail = "corrupt", f"sha512 {digest[:16]}…, size {size}"
     audit.checked += 1
-    checked_at = utcnow()
     copy.last_checked_at = checked_at
     copy.last_check_ok = not kind
     if not kind:
-        return
+        return True
     problem = AuditProblem(
         audit_id=audit.id,
         object_id=obj.id,
@@ -278,6 +297,52 @@ def _check_copy(
         problem.repaired = _repair(session, offer_set, audit, copy, obj, expected, kind, events)
         payload["repaired"] = problem.repaired
         payload["last_check_ok"] = copy.last_check_ok
+    return False
+
+
+def checked_entry(copy: ObjectCopy) -> str | list[str]:
+    """A healthy copy as a ``storage.copies_checked`` leaf names it under its offer: its object
+    id when its key is :data:`DEFAULT_KEY`'s (~40 bytes), else ``[object id, key]``."""
+    if copy.key == DEFAULT_KEY.format(copy.object_id):
+        return copy.object_id
+    return [copy.object_id, copy.key]
+
+
+def entry_copy(entry: str | list[str]) -> tuple[str, str]:
+    """The (object id, key) a :func:`checked_entry` names."""
+    if isinstance(entry, str):
+        return entry, DEFAULT_KEY.format(entry)
+    object_id, key = entry
+    return object_id, key
+
+
+def checked_events(
+    audit: Audit, healthy: Sequence[ObjectCopy], checked_at: datetime
+) -> list[dict[str, Any]]:
+    """The ``storage.copies_checked`` events of a batch's ``healthy`` copies, all checked at
+    ``checked_at`` (issue 17: a rebuilt copy shows the check its audit made): one per
+    :data:`CHECKED_PER_LEAF` copies, none when no copy was healthy.
+
+    Payload: ``audit_id``, ``checked_at`` and ``copies``, offer -> entries in the batch's order
+    (:func:`checked_entry`); every copy named was found healthy (``last_check_ok`` true).
+    """
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(healthy), CHECKED_PER_LEAF):
+        copies: dict[str, list[str | list[str]]] = {}
+        for copy in healthy[start : start + CHECKED_PER_LEAF]:
+            copies.setdefault(copy.offer, []).append(checked_entry(copy))
+        found.append(
+            dict(
+                type="storage.copies_checked",
+                actor=f"audit:{audit.id}",
+                payload={
+                    "audit_id": audit.id,
+                    "checked_at": checked_at.isoformat(),
+                    "copies": copies,
+                },
+            )
+        )
+    return found
 
 
 def _audit_columns(audit: Audit) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.recovery.replay import LeafEvent, ReplayContext, changes_no_state, replays
+from sae.storage.audit import entry_copy
 from sae.storage.models import Audit, AuditProblem, MetadataCopy, ObjectCopy
 
 # --- reads, and what no rebuild restores -------------------------------------------------------
@@ -139,6 +140,46 @@ def _audit(session: Session, audit_id: str, columns: dict[str, Any], status: str
         audit.error = columns["error"]
     session.flush()
     return audit
+
+
+@replays("storage.copies_checked")
+def _copies_checked(context: ReplayContext, event: LeafEvent) -> None:
+    """The copies a batch of an audit found healthy: each one's ``last_checked_at`` the
+    batch's date, ``last_check_ok`` true, as ``sae.storage.audit._check_copy`` set them."""
+    data = event.payload
+    session = context.session
+    checked_at = _at(data["checked_at"])
+    for offer, entries in data["copies"].items():
+        wanted = [entry_copy(entry) for entry in entries]
+        # A few hundred copies per leaf: looked up per offer, by their objects, a statement per
+        # 400 (a year of daily audits is millions of copies to replay, not millions of queries).
+        ids = sorted({object_id for object_id, _ in wanted})
+        found: dict[tuple[str, str], ObjectCopy] = {}
+        for start in range(0, len(ids), 400):
+            for copy in session.scalars(
+                select(ObjectCopy)
+                .where(
+                    ObjectCopy.offer == offer, ObjectCopy.object_id.in_(ids[start : start + 400])
+                )
+                .order_by(ObjectCopy.id)
+            ):
+                # The first by id, as ``_copy`` finds one.
+                found.setdefault((copy.object_id, copy.key), copy)
+        absent: list[str] = []
+        for name in wanted:
+            checked = found.get(name)
+            if checked is None:
+                absent.append(name[0])
+                continue
+            checked.last_checked_at = checked_at
+            checked.last_check_ok = True
+        # A copy whose object is not (yet) in the catalogue is no loss: a transfer withdrawn
+        # after the audit comes back with its ``transfer.withdrawn`` leaf, without copies. One
+        # whose object is there but not the copy is said.
+        lost = [i for i in absent if session.get(DataObject, i) is not None]
+        if lost:
+            _missing(context, event, f"{len(lost)} checked copies on {offer} not in the catalogue")
+    session.flush()
 
 
 @replays("storage.copy_damaged")

@@ -301,3 +301,32 @@ def test_an_unreachable_site_does_not_stop_the_other_being_audited(
         assert (done.checked, done.unreachable) == (1, 1)
     (damaged,) = _events(two_sites, "storage.copy_damaged")
     assert damaged.payload["offer"] == "site-a"
+
+
+def test_after_audits_the_restore_drill_finds_every_copy_s_check_as_before(
+    two_sites: Api,
+) -> None:
+    """Issue 17 end to end: ``sae rebuild`` from each offer (the drill) after audits that found
+    copies healthy, one damaged and repaired: every copy's ``last_checked_at`` /
+    ``last_check_ok`` (rows and ``GET /objects/{id}``) as in the live catalogue."""
+    from sae.recovery import drill
+
+    runtime = two_sites.runtime
+    objects = [deposit(two_sites, f"MSG-DRILLED-{n}", PAYLOAD + bytes([n])) for n in range(3)]
+    with transaction(runtime.sessions) as session:
+        first = create_audit(session, runtime.offer_set).id
+    run_audit(runtime.sessions, runtime.offer_set, first, batch_size=4)
+    flip_byte(_offer(two_sites, "site-b"), f"objects/{objects[0]}", offset=100)
+    with transaction(runtime.sessions) as session:
+        second = create_audit(session, runtime.offer_set, offers=["site-b"]).id
+    run_audit(runtime.sessions, runtime.offer_set, second)
+    with transaction(runtime.sessions) as session:
+        dates = {c.last_checked_at for c in session.scalars(select(ObjectCopy))}
+    assert None not in dates
+    assert len(dates) >= 3  # two batches of the first audit, the second's, the repair
+
+    report = drill.run_drill(
+        runtime.sessions, runtime.settings, runtime.offer_set, drill.rebuild_into
+    )
+
+    assert report.outcome == drill.IDENTICAL, report.to_json().decode()

@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.catalog.records import rows_from_record
 from sae.catalog.rows import write_catalogue
-from sae.db import transaction, utcnow
+from sae.db import new_id, transaction, utcnow
 from sae.ingest.models import Transfer
 from sae.ingest.transfer_record import read_transfer_record, transfer_record_key
 from sae.journal.models import Event
+from sae.journal.service import encode_leaf
 from sae.recovery.replay import (
     NO_STATE,
     REPLAYS,
@@ -35,7 +36,14 @@ from sae.recovery.replay import (
     load_all,
 )
 from sae.retention.models import UnitComputedRule
-from sae.storage.audit import create_audit, run_audit
+from sae.storage import audit as audit_module
+from sae.storage.audit import (
+    CHECKED_PER_LEAF,
+    checked_events,
+    create_audit,
+    entry_copy,
+    run_audit,
+)
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.fill import fill_offers, plan_fill
 from sae.storage.models import Audit, AuditProblem, MetadataCopy, ObjectCopy
@@ -246,16 +254,9 @@ def test_audits_repairs_read_failures_and_quarantines_replayed(
         two_sites, AuditProblem, "id", "copy_id"
     )
     assert _rows(b, DataObject) == _rows(two_sites, DataObject)
-    # Every copy an event touched is as in A, column by column. (A copy an audit found healthy
-    # keeps the record's check date: no event names it; docs/recovery.md says so.)
-    touched = {flipped, lost, broken}
-    copies_a = [c for c in _rows(two_sites, ObjectCopy, "id") if c["object_id"] in touched]
-    copies_b = [c for c in _rows(b, ObjectCopy, "id") if c["object_id"] in touched]
-    healthy = {("site-a", flipped), ("site-b", lost)}
-    for row in copies_a + copies_b:
-        if (row["offer"], row["object_id"]) in healthy:
-            row.pop("last_checked_at"), row.pop("last_check_ok")
-    assert copies_b == copies_a
+    # Every copy is as in A, column by column: those found damaged, repaired, flagged by a
+    # read, and those the audits found healthy (``storage.copies_checked``).
+    assert _rows(b, ObjectCopy, "id") == _rows(two_sites, ObjectCopy, "id")
     # The quarantines: every end sealed in A is sealed in B.
     ends_a = {
         (c["object_id"], c["offer"]): c["quarantine_ends_at"] for c in _rows(two_sites, ObjectCopy)
@@ -267,16 +268,9 @@ def test_audits_repairs_read_failures_and_quarantines_replayed(
     for path in (
         f"/api/v1/audits/{repairing}",
         f"/api/v1/audits/{reporting}",
-        f"/api/v1/objects/{broken}",
+        *(f"/api/v1/objects/{o}" for o in (flipped, lost, broken, sealed)),
     ):
         _same(b, two_sites, path)
-    for object_id in (flipped, sealed):
-        answers = [_get(api, f"/api/v1/objects/{object_id}")[1] for api in (two_sites, b)]
-        for answer in answers:
-            for copy in answer["copies"]:
-                if (copy["offer"], object_id) in healthy or object_id == sealed:
-                    copy.pop("last_checked_at"), copy.pop("last_check_ok")
-        assert answers[1] == answers[0]
     problems = _get(b, f"/api/v1/audits/{repairing}")[1]["problems"]
     assert sorted((p["offer"], p["kind"], p["repaired"]) for p in problems) == [
         ("site-a", "missing", True),
@@ -290,6 +284,87 @@ def test_audits_repairs_read_failures_and_quarantines_replayed(
             assert (copy.offer, copy.key) == (problem.offer, problem.key)
 
 
+def _checked_leaves(api: Api) -> list[LeafEvent]:
+    with transaction(api.runtime.sessions) as session:
+        leaves = session.scalars(
+            select(Event.leaf)
+            .where(Event.type == "storage.copies_checked")
+            .order_by(Event.leaf_index)
+        )
+        return [LeafEvent.parse(leaf) for leaf in leaves]
+
+
+def test_healthy_copies_checked_replayed(
+    two_sites: Api, rebuilt: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: after a rebuild, the copies an audit found healthy show its check, as before
+    the loss. Batches of 4 copies, leaves of at most 3: a batch split over two leaves, two
+    batches with their own dates."""
+    runtime = two_sites.runtime
+    objects = [deposit(two_sites, f"MSG-HEALTHY-{n}", PAYLOAD + bytes([n])) for n in range(3)]
+    monkeypatch.setattr(audit_module, "CHECKED_PER_LEAF", 3)
+    with transaction(runtime.sessions) as session:
+        audit_id = create_audit(session, runtime.offer_set, requested_by="token:x").id
+    assert run_audit(runtime.sessions, runtime.offer_set, audit_id, batch_size=4) == audit_id
+    rows_a = _rows(two_sites, ObjectCopy, "id")
+    assert len(rows_a) == 6
+    assert all(row["last_check_ok"] is True for row in rows_a)
+    assert all(row["last_checked_at"] is not None for row in rows_a)
+    leaves = _checked_leaves(two_sites)
+    assert [sum(map(len, e.payload["copies"].values())) for e in leaves] == [3, 1, 2]
+    assert len({e.payload["checked_at"] for e in leaves}) == 2  # one date per batch
+    named = {
+        (offer, *entry_copy(entry))
+        for e in leaves
+        for offer, entries in e.payload["copies"].items()
+        for entry in entries
+    }
+    assert named == {(r["offer"], r["object_id"], r["key"]) for r in rows_a}
+
+    b = rebuilt()
+
+    assert _rows(b, ObjectCopy, "id") == rows_a
+    for object_id in objects:
+        _same(b, two_sites, f"/api/v1/objects/{object_id}")
+    _same(b, two_sites, f"/api/v1/audits/{audit_id}")
+
+
+def test_a_checked_leaf_stays_small() -> None:
+    """A batch of 1,234 healthy copies: leaves of at most CHECKED_PER_LEAF copies, ~40 bytes
+    each (an object id; [id, key] only for a key that is not ``objects/<id>``)."""
+    audit = Audit(id=new_id())
+    object_ids = [new_id() for _ in range(617)]
+    copies = [
+        ObjectCopy(object_id=o, offer=offer, key=f"objects/{o}")
+        for o in object_ids
+        for offer in ("site-a", "site-b")
+    ]
+    copies[5].key = "elsewhere/odd-key"
+    at = utcnow()
+    events = checked_events(audit, copies, at)
+    assert len(events) == 3
+    named = []
+    for event in events:
+        copies_in = event["payload"]["copies"]
+        count = sum(map(len, copies_in.values()))
+        assert count <= CHECKED_PER_LEAF
+        leaf = encode_leaf(
+            leaf_index=10**9,
+            type=event["type"],
+            actor=event["actor"],
+            occurred_at=at,
+            payload=event["payload"],
+            transfer_id=None,
+            unit_id=None,
+            object_id=None,
+            object_digests={},
+        )
+        assert len(leaf) <= 300 + 45 * count, len(leaf)
+        named += [(offer, *entry_copy(e)) for offer, es in copies_in.items() for e in es]
+    assert sorted(named) == sorted((c.offer, c.object_id, c.key) for c in copies)
+    assert len(events[0]["payload"]["copies"]["site-a"]) == 250
+
+
 def test_every_type_of_these_owners_is_replayed_or_declared_stateless() -> None:
     load_all()
     journaled = {
@@ -297,6 +372,7 @@ def test_every_type_of_these_owners_is_replayed_or_declared_stateless() -> None:
         "transfer.withdrawn",
         "storage.quarantine_ended",
         "storage.orphan_removed",
+        "storage.copies_checked",
         "storage.copy_damaged",
         "storage.copy_repaired",
         "storage.audit_completed",
