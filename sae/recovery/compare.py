@@ -16,6 +16,7 @@ keyed, to name the rows that differ (at most :data:`MAX_NAMED` per table).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -94,6 +95,8 @@ class Difference:
     key: str
     live: str | None
     rebuilt: str | None
+    #: For a row on both sides: the columns whose values differ (what an auditor looks for).
+    columns: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +105,7 @@ class Difference:
             "key": self.key,
             "live": self.live,
             "rebuilt": self.rebuilt,
+            "columns": list(self.columns),
         }
 
 
@@ -155,6 +159,34 @@ def _rows(session: Session, model: type[Base]) -> Iterator[tuple[str, bytes]]:
     for row in result:
         doc = {name: _plain(value) for name, value in zip(columns, row, strict=True)}
         yield json.dumps([doc[k] for k in keys], default=str), _digest(doc)
+
+
+def _row(session: Session, model: type[Base], key: str) -> dict[str, Any] | None:
+    """The compared columns of the row of ``key`` (as :func:`_rows` names it), or None."""
+    keys = _key_columns(model)
+    columns = _compared_columns(model)
+    values = json.loads(key)
+    condition = [getattr(model, k) == v for k, v in zip(keys, values, strict=True)]
+    attrs = [getattr(model, name) for name in columns]
+    row = session.execute(select(*attrs).where(*condition)).first()
+    if row is None:
+        return None
+    return {name: _plain(value) for name, value in zip(columns, row, strict=True)}
+
+
+def _with_columns(live: Session, rebuilt: Session, model: type[Base], into: Comparison) -> None:
+    """Name the differing columns of each named row present on both sides (a table keyed by
+    all its columns has none: its rows differ as one missing and one extra)."""
+    if _key_columns(model) == _compared_columns(model):
+        return
+    for n, d in enumerate(into.differences):
+        if d.subject != model.__tablename__ or d.kind != "row" or None in (d.live, d.rebuilt):
+            continue
+        mine, theirs = _row(live, model, d.key), _row(rebuilt, model, d.key)
+        if mine is None or theirs is None:
+            continue
+        columns = tuple(name for name in mine if mine[name] != theirs.get(name))
+        into.differences[n] = dataclasses.replace(d, columns=columns)
 
 
 def _fold(items: Iterator[tuple[str, bytes]]) -> tuple[int, int]:
@@ -240,6 +272,7 @@ def compare_catalogues(live: Session, rebuilt: Session) -> Comparison:
                 lambda m=model: _rows(rebuilt, m),  # type: ignore[misc]
                 out,
             )
+            _with_columns(live, rebuilt, model, out)
     for kind in ("units", "objects"):
         if _fold(_views(live, kind)) != _fold(_views(rebuilt, kind)):
             _name_differences(
