@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.auth.service import Principal
@@ -44,7 +45,9 @@ class ContentStream:
 def check_read_access(session: Session, principal: Principal, obj: DataObject) -> None:
     """Who may read the bytes: by role, producing service, and communicability for readers."""
     if obj.status in GONE:
-        raise ObjectDestroyed(f"data object {obj.id} was {obj.status}")
+        raise ObjectDestroyed(
+            f"data object {obj.id} was {obj.status}", **_gone_because(session, obj)
+        )
     units = catalog.units_of_object(session, obj)
     if principal.role in ("admin", "archivist", "auditor"):
         return
@@ -62,6 +65,28 @@ def check_read_access(session: Session, principal: Principal, obj: DataObject) -
             default=None,
         ),
     )
+
+
+def _gone_because(session: Session, obj: DataObject) -> dict[str, str]:
+    """What a 410 names: the disposal list whose certificate attests the destruction (from the
+    object's tombstone), so that the answer is evidence, not merely an absence. A withdrawn
+    object, or one destroyed before tombstones named their list, has none."""
+    from sae.retention.models import Tombstone  # the retention domain owns tombstones
+
+    tomb = session.scalars(
+        select(Tombstone)
+        .where(Tombstone.kind == "object", Tombstone.object_id == obj.id)
+        .order_by(Tombstone.id.desc())
+        .limit(1)
+    ).first()
+    if tomb is None:
+        return {}
+    return {
+        "disposal_list": tomb.list_id,
+        "disposal_list_reference": tomb.list_reference,
+        "certificate": f"/api/v1/disposal-lists/{tomb.list_id}/certificate",
+        "destroyed_at": tomb.destroyed_at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 def record_integrity_failure(

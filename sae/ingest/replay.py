@@ -8,7 +8,9 @@
   are written as the ingest wrote them (:func:`sae.catalog.records.rows_from_record`,
   :func:`sae.catalog.rows.write_catalogue`, its computed end dates), with the copy of the
   description on this offer in ``metadata_copies``. Any mismatch stops the rebuild naming
-  the description.
+  the description. A description that is missing because its transfer was withdrawn in
+  quarantine (a ``transfer.withdrawn`` leaf of it follows in the offer's journal) is not
+  a fault: that leaf brings the rows that stay.
 - ``ingest.object_stored``: nothing of its own: the object's rows come with its transfer's
   record, and the leaf is checked against that record at the transfer's ``ingest.accepted``
   (which always follows it: the ingest appends a transfer's leaves in one batch, its
@@ -218,12 +220,54 @@ def replay_accepted(context: ReplayContext, event: LeafEvent) -> None:
     if event.transfer_id is None:
         raise DescriptionInvalid(f"leaf {event.index}", "leaf", "ingest.accepted without transfer")
     expected = event.payload.get("description_sha512")
-    import_transfer(
-        context,
-        event.transfer_id,
-        expected_sha512=expected if isinstance(expected, str) else None,
-        leaf=event,
-    )
+    try:
+        import_transfer(
+            context,
+            event.transfer_id,
+            expected_sha512=expected if isinstance(expected, str) else None,
+            leaf=event,
+        )
+    except DescriptionInvalid as exc:
+        # A transfer withdrawn in quarantine left the offers with its description; its
+        # ``transfer.withdrawn`` leaf, later in the same journal, carries the rows that stay
+        # (sae.storage.replay). Only that leaf excuses the absence: it is verified with its
+        # segment when the rebuild reaches it, which stops there if it does not verify.
+        if exc.kind != "missing" or not withdrawn_later(context.offer, event):
+            raise
+        context.notes.append(
+            f"transfer {event.transfer_id}: its description left the offer with its "
+            "withdrawal; its rows come with its transfer.withdrawn leaf"
+        )
+
+
+def withdrawn_later(offer: StorageOffer, accepted: LeafEvent) -> bool:
+    """Whether a ``transfer.withdrawn`` leaf of ``accepted``'s transfer follows it in the
+    journal segments on ``offer``. Reads the segments after the leaf, one line at a time;
+    called only for a description that is missing (rare: a withdrawal)."""
+    from sae.journal.segments import PREFIX, iter_lines
+
+    transfer = (accepted.transfer_id or "").encode()
+    for key in sorted(offer.list_keys(PREFIX)):
+        try:
+            last = int(key.removeprefix(PREFIX).removesuffix(".jsonl").split("-")[1])
+        except (IndexError, ValueError):
+            continue  # not a segment's name: the rebuild says so when it reaches it
+        if last <= accepted.index + 1:
+            continue
+        for n, line in enumerate(iter_lines(offer.get(key))):
+            if n == 0 or b'"transfer.withdrawn"' not in line or transfer not in line:
+                continue
+            try:
+                later = LeafEvent.parse(line)
+            except ValueError:
+                continue
+            if (
+                later.type == "transfer.withdrawn"
+                and later.transfer_id == accepted.transfer_id
+                and later.index > accepted.index
+            ):
+                return True
+    return False
 
 
 changes_no_state(

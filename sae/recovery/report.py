@@ -87,7 +87,8 @@ def drill_pdf(report: DrillReport, *, archives_service_name: str) -> bytes:
             for d in comparison.differences:
                 pdf.line_text(
                     f"- {_KINDS.get(d.kind, d.kind)} {d.subject} {d.key} : en service "
-                    f"{_fmt(d.live)}, reconstruit {_fmt(d.rebuilt)}",
+                    f"{_fmt(d.live)}, reconstruit {_fmt(d.rebuilt)}"
+                    + (f" (colonnes : {', '.join(d.columns)})" if d.columns else ""),
                     size=8,
                     h=4,
                 )

@@ -73,6 +73,8 @@ def test_compare_says_identical_then_names_what_differs(api: Api, tmp_path: Path
         assert not result.identical
         kinds = {(d.kind, d.subject) for d in result.differences}
         assert ("row", "archive_units") in kinds
+        (row,) = [d for d in result.differences if d.kind == "row"]
+        assert row.columns == ("title",)
         assert ("unit", "units") in kinds
         named = [d for d in result.differences if d.kind == "unit"]
         assert [d.key for d in named] == [unit.id]
@@ -145,3 +147,7 @@ def test_drill_on_a_healthy_archive_is_identical_then_names_an_altered_unit(api:
         assert offer.comparison is not None
         keys = {(d.kind, d.key) for d in offer.comparison.differences}
         assert ("unit", victim) in keys, offer.comparison.differences
+        # The row is named with the column that differs, in the JSON and the French PDF.
+        rows = [d for d in offer.comparison.differences if d.kind == "row"]
+        assert [(d.subject, d.columns) for d in rows] == [("archive_units", ("title",))], rows
+        assert rows[0].as_dict()["columns"] == ["title"]

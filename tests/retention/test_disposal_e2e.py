@@ -139,8 +139,13 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
     # Gone from every offer; 410 for the content; units destroyed; tombstones kept.
     assert not any(present for _, present in _offer_keys(api, object_ids))
     for oid in object_ids:
-        assert api.client.get(f"/api/v1/objects/{oid}/content",
-                              headers=api.auth(archivist)).status_code == 410
+        gone = api.client.get(f"/api/v1/objects/{oid}/content", headers=api.auth(archivist))
+        assert gone.status_code == 410
+        # The 410 names the certificate that attests the destruction.
+        assert gone.json()["code"] == "catalog.object_destroyed"
+        assert gone.json()["disposal_list"] == list_id
+        assert gone.json()["disposal_list_reference"] == executed["reference"]
+        assert gone.json()["certificate"] == f"/api/v1/disposal-lists/{list_id}/certificate"
     with api.runtime.sessions() as session:
         statuses = set(session.scalars(
             select(ArchiveUnit.status).where(ArchiveUnit.id.in_(list(due.values())))))
