@@ -16,7 +16,7 @@ import typer
 
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
-from sae.recovery.cli import drill_command
+from sae.recovery.cli import backup_command, drill_command, rebuild_command, restore_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
 
@@ -40,6 +40,9 @@ app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
 app.command("verify")(verify_bundle_command)
 app.command("drill")(drill_command)
+app.command("rebuild")(rebuild_command)
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 
 console = make_console(stderr=True)
 
@@ -96,115 +99,6 @@ def init() -> None:
             console.print(f"admin token written to {runtime.admin_token_path} (mode 0600)")
         else:
             console.print("an admin token already exists")
-
-
-@app.command("rebuild")
-def rebuild_command(
-    offer: Annotated[
-        str, typer.Option("--from", help="The offer to rebuild from (a name of the offers file).")
-    ],
-    database: Annotated[
-        str | None,
-        typer.Option(
-            "--database",
-            help="The empty catalogue to rebuild into (SQLAlchemy URL; default the configured "
-            "one, SAE_DATABASE_URL).",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Rebuild the catalogue database from one offer alone, verified against the signed
-    journal; run again with the same arguments to resume an interrupted rebuild.
-
-    Exit 0 when rebuilt; 1 when the offer's journal or a transfer's description does not
-    verify (the segment or description is named); 2 when the target is not empty or the
-    configuration is refused.
-
-    Example: ``sae rebuild --from site-a --database sqlite:////srv/sae/rebuilt.db``
-    """
-    import time
-
-    from rich.markup import escape
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from sae.recovery.errors import RebuildStopped
-    from sae.recovery.rebuild import RebuildProgress, rebuild, report_json
-
-    settings = settings_or_exit()
-    started = time.monotonic()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=as_json,
-    ) as bar:
-        task = bar.add_task("rebuild", total=None, counts="")
-
-        def advance(state: RebuildProgress) -> None:
-            elapsed = max(time.monotonic() - started, 1e-6)
-            bar.update(
-                task,
-                description=f"rebuild ({state.phase})",
-                completed=state.leaves,
-                total=state.expected_leaves,
-                counts=(
-                    f"{state.segments} segments, {state.leaves} leaves, "
-                    f"{state.transfers} transfers, {state.units} units "
-                    f"({state.units / elapsed:.0f} units/s)"
-                ),
-            )
-
-        try:
-            with refusals(2, with_code=True):
-                try:
-                    report = rebuild(settings, offer, database, progress=advance)
-                except RebuildStopped as exc:
-                    console.print(f"[red]rebuild stopped: {escape(exc.detail)}[/red]")
-                    console.print(
-                        "what was verified before is committed; once the offer is repaired, "
-                        "the same command resumes"
-                    )
-                    raise typer.Exit(1) from None
-        finally:
-            bar.stop()
-    if as_json:
-        sys.stdout.write(report_json(report) + "\n")
-        return
-    console.print(
-        f"catalogue rebuilt from offer {escape(report.offer)} into {escape(report.database)}: "
-        f"{report.segments} segments verified"
-        + (
-            f" (and {report.segments_before} before the interruption)"
-            if report.segments_before
-            else ""
-        )
-        + f", {report.leaves} leaves, {report.seconds:.1f} s "
-        f"({report.units_per_second:.0f} units/s)"
-    )
-    for name, count in report.counts.items():
-        console.print(f"  {name}: {count}")
-    if report.recovered:
-        console.print(
-            f"[yellow]{len(report.recovered)} transfer(s) acknowledged after the last published "
-            "journal segment recovered from their descriptions (journaled "
-            "rebuild.transfer_recovered)[/yellow]"
-        )
-    for note in report.notes:
-        console.print(f"[yellow]{escape(note)}[/yellow]")
-    if report.head_size is not None:
-        console.print(f"new tree head sealed at {report.head_size} leaves")
-    console.print(
-        "[bold yellow]Tokens are not rebuilt: "
-        + (
-            f"a new admin token was written to {report.admin_token_path} (mode 0600)."
-            if report.admin_token_path is not None
-            else "an admin token already existed."
-        )
-        + " Create the other tokens again (sae token create).[/bold yellow]"
-    )
 
 
 @token_app.command("create")
@@ -272,167 +166,6 @@ def rules_export() -> None:
 
     with opened_runtime() as runtime, runtime.sessions() as session:
         sys.stdout.write(referential.export_csv(referential.list_rules(session)))
-
-
-@app.command()
-def backup(
-    dest: Annotated[Path, typer.Argument(help="Directory the dated backup is written under.")],
-    keys_only: Annotated[
-        bool,
-        typer.Option(
-            "--keys-only",
-            help="Only the keys, TSA material and offers file (a PostgreSQL catalogue is "
-            "saved by pg_dump: docs/recovery.md).",
-        ),
-    ] = False,
-) -> None:
-    """Back up the embedded catalogue, the journal keys, the TSA material and the offers file.
-
-    Taken while SAE runs (SQLite's online backup, one snapshot; deposits go on). Written to a
-    new directory DEST/sae-backup-<UTC time>/ with MANIFEST.json and SHA512SUMS
-    (``sha512sum -c SHA512SUMS``). THE BACKUP HOLDS PRIVATE KEYS: keep it as you keep them.
-
-    Example: ``sae backup /mnt/sauvegardes/sae``
-    """
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    from sae.cli_support import archivist_at_keyboard
-    from sae.db import transaction
-    from sae.recovery.backup import record_backup, take_backup
-
-    settings = settings_or_exit()
-    with refusals(1):
-        with Progress(
-            TextColumn("catalogue"), BarColumn(), DownloadColumn(), console=console, transient=True
-        ) as bar:
-            task = bar.add_task("copy", total=None)
-
-            def step(done: int, total: int) -> None:
-                bar.update(task, completed=done * 4096, total=total * 4096)
-
-            result = take_backup(settings, dest, keys_only=keys_only, progress=step)
-    with refusals(1), opened_runtime() as runtime, transaction(runtime.sessions) as session:
-        record_backup(session, result, actor=archivist_at_keyboard("sae backup").actor)
-    out = make_console()
-    database = result.manifest["database"]
-    if database is not None:
-        out.print(
-            f"catalogue copied: journal of {database['tree_size']} leaves "
-            f"({database['accepted_transfers']} accepted transfers), integrity_check ok"
-        )
-    for entry in result.manifest["files"]:
-        out.print(f"  {entry['path']}  {entry['size']} bytes")
-    if result.manifest["contains_private_keys"]:
-        console.print(
-            "[bold red]WARNING: this backup holds SAE's PRIVATE KEYS (journal signing key"
-            ", TSA key). Anyone who reads it can sign journal heads and time-stamps in SAE's "
-            "name: keep it encrypted or offline, readable by its owner only (it is 0600/0700), "
-            "never on an offer.[/bold red]"
-        )
-    out.print(f"check it with: cd {result.path} && sha512sum -c {'SHA512SUMS'}")
-    sys.stdout.write(f"{result.path}\n")
-
-
-@app.command()
-def restore(
-    src: Annotated[Path, typer.Argument(help="A backup directory (sae-backup-<time>).")],
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force", help="Replace a catalogue or keys already there (moved aside, not deleted)."
-        ),
-    ] = False,
-    from_offer: Annotated[
-        str | None,
-        typer.Option("--from", help="The offer to catch up from (default: the first one)."),
-    ] = None,
-    offers_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where the backup's offers file goes (default: SAE_OFFERS_FILE, else where "
-            "it was when the backup was taken)."
-        ),
-    ] = None,
-) -> None:
-    """Put a backup back, then replay from an offer what happened after it.
-
-    Checks every file against SHA512SUMS, verifies the offer's journal and that it continues
-    the backup's, refuses a data directory that holds a catalogue or other keys (``--force``
-    renames them ``*.replaced-by-restore-<time>``), puts the catalogue, keys and offers file
-    back, then replays the offer's journal leaves and transfers after the backup. Stop SAE
-    first.
-
-    Example: ``sae restore /mnt/sauvegardes/sae/sae-backup-20261206T081500Z``
-    """
-    from sae.cli_support import archivist_at_keyboard
-    from sae.db import transaction
-    from sae.journal.keys import load_journal_keys
-    from sae.journal.publishing import publish_quietly
-    from sae.journal.sealing import seal_now
-    from sae.recovery.backup import catch_up, record_restore, restore_files
-
-    # The configured offers file may be what the backup puts back: it is not read yet.
-    settings = settings_or_exit(offers_file=None)
-    target = offers_file or (
-        Path(os.environ["SAE_OFFERS_FILE"]) if os.environ.get("SAE_OFFERS_FILE") else None
-    )
-    with refusals(1, with_code=True):
-        done = restore_files(settings, src, force=force, offer_name=from_offer, offers_file=target)
-    out = make_console()
-    for old, new in done.put.moved_aside:
-        out.print(f"moved aside: {old} -> {new}")
-    for path in done.put.written:
-        out.print(f"restored: {path}")
-    restored_offers = done.targets.offers_file if done.backup.files("offers_file") else None
-    overrides = {"offers_file": restored_offers} if restored_offers is not None else {}
-    if done.plan is not None and done.offer is not None:
-        with refusals(1, with_code=True), opened_runtime(**overrides) as runtime:
-            try:
-                counts = catch_up(
-                    runtime.sessions,
-                    runtime.offer_set.get(done.offer),
-                    done.plan,
-                    keys=load_journal_keys(runtime.settings),
-                    settings=runtime.settings,
-                )
-            except BaseException:
-                # The backup is in place but behind the offer: a server started on it would
-                # write new leaves over the offer's and fork the journal.
-                console.print(
-                    "[bold red]the catalogue put back is NOT caught up with the offer: do not "
-                    "start SAE on it. Once the cause below is fixed, run the same `sae restore "
-                    "--force` again (this catalogue is then moved aside).[/bold red]"
-                )
-                raise
-            with transaction(runtime.sessions) as session:
-                record_restore(
-                    session,
-                    done.backup,
-                    done.plan,
-                    counts,
-                    actor=archivist_at_keyboard("sae restore").actor,
-                )
-            if counts.leaves or counts.transfers:
-                # What the catch-up brought back (transfers recovered from their descriptions
-                # are new leaves) is signed and published now, as `sae journal seal` does.
-                if seal_now(runtime.sessions, runtime.settings, wait=True) is not None:
-                    publish_quietly(runtime.sessions, runtime.strategy_offers)
-        out.print(
-            f"caught up from offer {done.plan.offer}: {counts.leaves} journal leaves and "
-            f"{counts.transfers} transfers after the backup's {done.plan.backup_tree_size} "
-            f"leaves (the offer holds {done.plan.offer_tree_size})"
-        )
-    else:
-        # Keys only: no catalogue was put back, none is opened (a new one made here would
-        # start a journal of its own beside the one on the offers).
-        out.print("keys, TSA material and offers file put back; no catalogue in this backup")
-    if done.backup.files("tsa_ca"):
-        out.print(
-            "the external TSA's trust anchors are in tsa-ca/: put them back at SAE_TSA_CA_FILE"
-        )
-    if restored_offers is not None and not os.environ.get("SAE_OFFERS_FILE"):
-        out.print(f"[yellow]set SAE_OFFERS_FILE={restored_offers} before starting SAE[/yellow]")
-    out.print(f"backup {done.backup.name} restored")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -40,7 +40,6 @@ import contextlib
 import datetime as dt
 import errno
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -50,7 +49,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,11 +61,10 @@ from sae.journal.keys import JournalKeys
 from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import read_segment
 from sae.journal.service import append_event
-from sae.recovery.backup_errors import (
+from sae.recovery.errors import (
     BackupFailed,
     BackupInvalid,
     BackupRefused,
-    CatchUpUnavailable,
     RestoreFailed,
     RestoreRefused,
 )
@@ -793,77 +791,6 @@ class CatchUpCounts:
     transfers: int = 0
 
 
-class CatchUpResult(Protocol):
-    """What :class:`JournalReplay` returns: the counts ``catalog.restored`` records."""
-
-    @property
-    def leaves(self) -> int:
-        """Journal leaves inserted and replayed (from ``start_leaf``)."""
-        ...
-
-    @property
-    def transfers(self) -> int:
-        """Transfers replayed: by their ``ingest.accepted`` leaves, and from the descriptions
-        of transfers acknowledged after the last published segment."""
-        ...
-
-
-class JournalReplay(Protocol):
-    """``sae.recovery.rebuild.replay_journal``: the rebuild's replay, from a starting leaf.
-
-    Written on the rebuild's side (branch rebuild), to this contract: ``_Rebuild``'s replay on
-    the restored catalogue, which already holds ``start_leaf`` leaves — no target claimed, no
-    marker, no ``catalog.rebuilt``, no admin token (the backup's tokens are back), no seal;
-    segments ending at or before ``start_leaf`` skipped, the one that straddles it (the backup
-    held leaves no head covered yet) verified whole with its leaves below ``start_leaf``
-    compared with the catalogue's rows, every later leaf inserted and replayed with
-    :func:`sae.recovery.replay.apply`, each head checked against ``keys`` (this SAE's, put back
-    from the backup); then the descriptions of transfers the catalogue lacks, recovered as in
-    a rebuild. It stops as a rebuild does, naming the segment or description.
-
-    :func:`plan_catch_up` has already verified the offer's segments and checked that they
-    continue the backup's journal (root at the last common head, leaves after it, signing
-    key). An interrupted catch-up is started again from the backup with ``sae restore
-    --force`` (the partly caught-up catalogue is moved aside)."""
-
-    def __call__(
-        self,
-        sessions: sessionmaker[Session],
-        offer: StorageOffer,
-        *,
-        start_leaf: int,
-        keys: JournalKeys,
-        settings: Settings | None = None,
-    ) -> CatchUpResult: ...
-
-
-def journal_replay() -> JournalReplay | None:
-    """The rebuild's replay (:class:`JournalReplay`), or None while this version lacks it."""
-    try:
-        rebuild = importlib.import_module("sae.recovery.rebuild")
-    except ModuleNotFoundError as exc:
-        if exc.name != "sae.recovery.rebuild":
-            raise  # the module is there but broken: said, not taken for absent
-        return None
-    replay: JournalReplay | None = getattr(rebuild, "replay_journal", None)
-    return replay
-
-
-def require_catch_up(plan: CatchUpPlan) -> None:
-    """Refuse, before anything is put back, a restore whose catch-up this version cannot do."""
-    if plan.needed and journal_replay() is None:
-        raise _unavailable(plan)
-
-
-def _unavailable(plan: CatchUpPlan) -> CatchUpUnavailable:
-    return CatchUpUnavailable(
-        f"offer {plan.offer} holds {plan.leaves_after_backup} journal leaves and "
-        f"{len(plan.missing_transfers)} transfers after the backup, and this version of SAE "
-        "cannot replay them yet (sae.recovery.rebuild.replay_journal): restoring the "
-        "backup alone would lose them and fork the journal; nothing was changed"
-    )
-
-
 def catch_up(
     sessions: sessionmaker[Session],
     offer: StorageOffer,
@@ -876,10 +803,11 @@ def catch_up(
     starting at the backup's tree size (the restore has no replay engine of its own)."""
     if not plan.needed:
         return CatchUpCounts()
-    replay = journal_replay()
-    if replay is None:
-        raise _unavailable(plan)
-    result = replay(sessions, offer, start_leaf=plan.backup_tree_size, keys=keys, settings=settings)
+    from sae.recovery.rebuild import replay_journal  # the rebuild imports nothing of this
+
+    result = replay_journal(
+        sessions, offer, start_leaf=plan.backup_tree_size, keys=keys, settings=settings
+    )
     return CatchUpCounts(leaves=result.leaves, transfers=result.transfers)
 
 
@@ -955,6 +883,5 @@ def restore_files(
         offer = offer_set.get(offer_name) if offer_name else offer_set.copies()[0]
         name = offer.name
         plan = plan_catch_up(backup, offer)
-        require_catch_up(plan)
     put = put_back(backup, targets, force=force)
     return Restore(backup, targets, name, plan, put)

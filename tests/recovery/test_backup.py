@@ -24,7 +24,6 @@ from typer.testing import CliRunner
 
 from sae.cli import app
 from sae.config import load_settings
-from sae.recovery.backup import journal_replay
 from tests.conftest import PG_URL, TEST_RULES_CSV, Api
 from tests.crash.harness import ServerProcess
 from tests.sipfactory import build_zip, simple_sip
@@ -444,13 +443,6 @@ def test_a_stale_wal_beside_the_target_is_a_conflict(site: Site) -> None:
     assert "sae.db-wal" in refused.output
 
 
-@pytest.mark.xfail(
-    journal_replay() is None,
-    reason="the catch-up replays with sae.recovery.rebuild.replay_journal (branch rebuild), "
-    "not in this version: the restore refuses (recovery.catch_up_unavailable) rather than "
-    "lose what the offer holds after the backup",
-    strict=True,
-)
 def test_a_backup_taken_before_half_the_steps_then_everything_after_replayed(
     site: Site,
 ) -> None:
@@ -478,12 +470,6 @@ def test_a_backup_taken_before_half_the_steps_then_everything_after_replayed(
     assert counts["leaves_replayed"] > 0
 
 
-@pytest.mark.xfail(
-    journal_replay() is None,
-    reason="the catch-up replays with sae.recovery.rebuild.replay_journal (branch rebuild), "
-    "not in this version",
-    strict=True,
-)
 def test_a_backup_holding_leaves_not_yet_sealed_is_caught_up(site: Site) -> None:
     """A running server's catalogue usually holds leaves no head covers yet: the segment
     sealed later straddles the backup's tree size, its first leaves already in the backup."""
@@ -503,32 +489,12 @@ def test_a_backup_holding_leaves_not_yet_sealed_is_caught_up(site: Site) -> None
     assert verify.exit_code == 0, verify.output
 
 
-def test_without_the_replay_a_backup_behind_the_offer_is_refused_untouched(
-    site: Site,
-) -> None:
-    """Until the rebuild's replay lands, the restore refuses rather than lose the leaves the
-    offer holds after the backup (and fork the journal by writing new ones over them)."""
-    if journal_replay() is not None:
-        pytest.skip("the rebuild's replay is there: the catch-up test above covers it")
-    site.deposit("BEHIND-1")
-    backup = _backup(site)
-    site.deposit("BEHIND-2")
-    assert site.cli("journal", "seal").exit_code == 0
-    site.use(site.root / "new-sae-data")
-    refused = site.cli("restore", str(backup))
-    assert refused.exit_code == 1
-    said = " ".join(refused.output.split())
-    assert "recovery.catch_up_unavailable" in said
-    assert "1 transfers after the backup" in said
-    assert not site.data_dir.exists() or not any(site.data_dir.iterdir())
-
-
 def test_restore_refuses_an_offer_whose_journal_is_not_the_backups(
     site: Site, tmp_path: Path
 ) -> None:
     """Replaying another journal's leaves onto the backup would fork it: refused, named."""
     from sae.recovery.backup import check_backup, plan_catch_up
-    from sae.recovery.backup_errors import RestoreRefused
+    from sae.recovery.errors import RestoreRefused
     from sae.storage.offers import parse_offers
 
     site.deposit("FORK-1")
@@ -579,7 +545,7 @@ def test_restore_refuses_segments_after_the_backup_signed_by_another_key(site: S
     a key that is not the backup's is not replayed."""
     import sae.journal.keys
     from sae.recovery.backup import check_backup, plan_catch_up
-    from sae.recovery.backup_errors import RestoreRefused
+    from sae.recovery.errors import RestoreRefused
     from sae.storage.offers import parse_offers
 
     site.deposit("SIGNED-1")
