@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
@@ -151,3 +152,27 @@ def test_drill_on_a_healthy_archive_is_identical_then_names_an_altered_unit(api:
         rows = [d for d in offer.comparison.differences if d.kind == "row"]
         assert [(d.subject, d.columns) for d in rows] == [("archive_units", ("title",))], rows
         assert rows[0].as_dict()["columns"] == ["title"]
+
+
+def test_the_command_exits_0_only_when_identical(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from sae.cli import app as cli
+
+    _deposit(api, 2)
+    runner = CliRunner()
+    monkeypatch.setenv("SAE_DATA_DIR", str(api.settings.data_dir))
+    monkeypatch.setenv("SAE_DATABASE_URL", api.settings.db_url)
+    done = runner.invoke(cli, ["drill", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["outcome"] == "identical"
+    assert [o["offer"] for o in report["offers"]] == api.runtime.offer_set.strategy
+
+    with db.transaction(api.runtime.sessions) as session:
+        session.execute(text("UPDATE archive_units SET title = 'Altéré'"))
+    done = runner.invoke(cli, ["drill"])
+    assert done.exit_code == 1, done.output
+    said = " ".join(done.output.split())
+    assert "drill different" in said
+    assert "archive_units" in said
