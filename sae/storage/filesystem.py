@@ -42,10 +42,10 @@ from sae.db import utcnow
 from sae.fileio import TrailingDigest, fsync_directory, write_all
 from sae.storage.base import (
     CHUNK_SIZE,
-    FileCopySource,
     LockMode,
     StoredObject,
     effective_retain_until,
+    is_file_copy_source,
     quarantine_end,
     validate_key,
 )
@@ -367,7 +367,7 @@ class FilesystemOffer:
             raise
         try:
             try:
-                if digest is None and isinstance(source, FileCopySource):
+                if digest is None and is_file_copy_source(source):
                     size = source.copy_into(fd, readback.advance)
                 while chunk := source.read(CHUNK_SIZE):
                     if digest is not None:
