@@ -77,7 +77,7 @@ def record_of(
     record: dict[str, Any] = {
         "format": FORMAT,
         "manifest": manifest_name,
-        "transfer": _encode(transfer_row),
+        "transfer": _encode(transfer_row, skip=TRANSFER_OUTSIDE),
     }
     for name, model in TABLES:
         table_rows: list[Base] = getattr(rows, name)
@@ -168,10 +168,12 @@ def _plan(model: type[Base]) -> _Plan:
 _AS_IS = frozenset({str, int, float, bool, type(None), dict, list})
 
 
-def _encode(row: Base) -> dict[str, Any]:
+def _encode(row: Base, *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     get = row.__dict__.get
     out: dict[str, Any] = {}
     for key in _plan(type(row)).recorded:
+        if key in skip:
+            continue
         value = get(key)
         out[key] = value if type(value) in _AS_IS else _encode_value(value)
     return out
