@@ -23,7 +23,9 @@ Format ``sae-transfer-record/1``::
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -120,26 +122,20 @@ def settle_defaults(rows: Iterable[Base]) -> None:
     """Set, on each row, every column it leaves to a Python-side default, to that default."""
     for row in rows:
         state = row.__dict__
-        for attr in _mapper(type(row)).column_attrs:
-            default: Any = attr.columns[0].default
-            if attr.key in state or default is None:
+        for key, default in _plan(type(row)).defaults:
+            if key in state:
                 continue
             if default.is_scalar:
-                setattr(row, attr.key, default.arg)
-            elif default.is_callable:
+                setattr(row, key, default.arg)
+            else:
                 # SQLAlchemy wraps a default callable to take the execution context.
-                setattr(row, attr.key, default.arg(None))
+                setattr(row, key, default.arg(None))
 
 
 def recorded_columns(model: type[Base]) -> list[str]:
     """The attribute names a record holds for ``model``'s rows: every mapped column but a
     surrogate key the database numbers (and, for transfers, the ATR kept beside)."""
-    skip = TRANSFER_OUTSIDE if model is Transfer else frozenset()
-    return [
-        attr.key
-        for attr in _mapper(model).column_attrs
-        if not _numbered_by_database(attr.columns[0]) and attr.key not in skip
-    ]
+    return list(_plan(model).recorded)
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -153,23 +149,58 @@ def _numbered_by_database(column: Any) -> bool:
     return bool(column.primary_key and column.autoincrement is True)
 
 
-def _encode(row: Base, *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
-    state = row.__dict__
-    out: dict[str, Any] = {}
-    for attr in _mapper(type(row)).column_attrs:
+@dataclass(frozen=True)
+class _Plan:
+    """What a record does with one model's columns, worked out once per model: every accepted
+    transfer builds a record of its rows before its 201, and walking the mapper's attributes
+    for each row cost more than encoding its values."""
+
+    #: The attribute names a record holds, in the mapper's order.
+    recorded: tuple[str, ...]
+    #: ``recorded``, sorted, and as a set (rows given as values: end dates).
+    recorded_sorted: tuple[str, ...]
+    recorded_set: frozenset[str]
+    #: The columns with a Python-side default (scalar or callable), with that default.
+    defaults: tuple[tuple[str, Any], ...]
+
+
+@functools.cache
+def _plan(model: type[Base]) -> _Plan:
+    skip = TRANSFER_OUTSIDE if model is Transfer else frozenset()
+    recorded: list[str] = []
+    defaults: list[tuple[str, Any]] = []
+    for attr in _mapper(model).column_attrs:
         column = attr.columns[0]
-        if attr.key in skip or _numbered_by_database(column):
+        if not _numbered_by_database(column) and attr.key not in skip:
+            recorded.append(attr.key)
+        default: Any = column.default
+        if default is not None and (default.is_scalar or default.is_callable):
+            defaults.append((attr.key, default))
+    return _Plan(tuple(recorded), tuple(sorted(recorded)), frozenset(recorded), tuple(defaults))
+
+
+#: Values a record holds as they are (everything but bytes, dates and times).
+_AS_IS = frozenset({str, int, float, bool, type(None), dict, list})
+
+
+def _encode(row: Base, *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    get = row.__dict__.get
+    out: dict[str, Any] = {}
+    for key in _plan(type(row)).recorded:
+        if key in skip:
             continue
-        out[attr.key] = _encode_value(state.get(attr.key))
+        value = get(key)
+        out[key] = value if type(value) in _AS_IS else _encode_value(value)
     return out
 
 
 def _encode_values(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
-    keys = set(recorded_columns(model))
-    unknown = set(values) - keys
-    if unknown:
+    plan = _plan(model)
+    if not plan.recorded_set.issuperset(values):
+        unknown = set(values) - plan.recorded_set
         raise RecordError(f"{model.__tablename__}: unknown columns {sorted(unknown)}")
-    return {key: _encode_value(values.get(key)) for key in sorted(keys)}
+    get = values.get
+    return {key: _encode_value(get(key)) for key in plan.recorded_sorted}
 
 
 def _encode_value(value: Any) -> Any:

@@ -29,9 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 import seda
@@ -931,7 +931,11 @@ def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> No
     write_catalogue(session, CatalogueRows.merge([item.rows for item in accepted]))
     record_copies = [copy for item in accepted for copy in item.record_copies]
     if record_copies:  # one INSERT for the group, in the same transaction as the catalogue
-        session.execute(insert(MetadataCopy), [_values(copy) for copy in record_copies])
+        # Core on the session's connection, as the catalogue's rows (``write_catalogue``): this
+        # runs in the group commit's serial chain, where the ORM's bulk path cost more than
+        # the statement itself.
+        values = [_values(copy) for copy in record_copies]
+        session.connection().execute(insert(_METADATA_COPIES), values)
     dates.store_computed(session, [row for item in accepted for row in item.end_dates])
     # Last, just before the commit: appending takes the journal's sequence lock (held until
     # the commit on PostgreSQL), so nothing slow may come after it.
@@ -942,9 +946,12 @@ def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> No
         item.leaf_index = leaves[end - 1].leaf_index
 
 
+_METADATA_COPIES = cast(Table, MetadataCopy.__table__)
+_METADATA_COLUMNS = frozenset(_METADATA_COPIES.columns.keys())
+
+
 def _values(row: MetadataCopy) -> dict[str, Any]:
-    columns = MetadataCopy.__table__.columns.keys()
-    return {key: value for key, value in row.__dict__.items() if key in columns}
+    return {key: value for key, value in row.__dict__.items() if key in _METADATA_COLUMNS}
 
 
 def _refuse(

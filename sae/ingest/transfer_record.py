@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,21 +61,59 @@ def canonical_json(value: Any) -> bytes:
 def build_transfer_record(
     manifest: bytes, atr: bytes, record: dict[str, Any], *, received_at: datetime
 ) -> bytes:
-    """The bytes of ``transfers/<id>.zip`` (see the module's docstring)."""
-    stamp = received_at.astimezone(UTC).timetuple()[:6]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in (
-            (MANIFEST_MEMBER, manifest),
-            (ATR_MEMBER, atr),
-            (RECORD_MEMBER, canonical_json(record)),
-        ):
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            info.compress_type = zipfile.ZIP_STORED
-            info.create_system = 3  # Unix, whatever machine wrote it
-            info.external_attr = 0o100444 << 16  # a regular, read-only file
-            archive.writestr(info, data)
-    return buffer.getvalue()
+    """The bytes of ``transfers/<id>.zip`` (see the module's docstring).
+
+    Laid out here rather than by :mod:`zipfile`, which built its headers, wrote each member
+    through a file object and went back to patch its sizes: a fifth of the description's cost
+    before the 201. The bytes are exactly those ``zipfile`` writes for the same members (the
+    tests compare them): three stored members, no extra fields, no comment, no ZIP64.
+    """
+    stamp = received_at.astimezone(UTC)
+    if stamp.year < 1980:
+        raise ValueError("a ZIP member cannot be dated before 1980")
+    dosdate = (stamp.year - 1980) << 9 | stamp.month << 5 | stamp.day
+    dostime = stamp.hour << 11 | stamp.minute << 5 | stamp.second // 2
+    parts: list[bytes] = []
+    central: list[bytes] = []
+    offset = 0
+    for name, data in (
+        (MANIFEST_MEMBER, manifest),
+        (ATR_MEMBER, atr),
+        (RECORD_MEMBER, canonical_json(record)),
+    ):
+        filename = name.encode("ascii")
+        # The fields the local and the central headers share: flags, method, time, date,
+        # CRC-32, stored and real sizes, name length, extra field length.
+        size = len(data)
+        fields = (0, _STORED, dostime, dosdate, zlib.crc32(data), size, size, len(filename), 0)
+        if size * 1.05 > _ZIP64_LIMIT:  # zipfile's own test for a ZIP64 member
+            raise ValueError(f"{name}: too large for a ZIP member without ZIP64")
+        header = _LOCAL_HEADER.pack(b"PK\x03\x04", _VERSION, 0, *fields)
+        central.append(_CENTRAL_HEADER.pack(*_CENTRAL_LEAD, *fields, *_CENTRAL_TAIL, offset))
+        central.append(filename)
+        parts += (header, filename, data)
+        offset += len(header) + len(filename) + size
+    directory = b"".join(central)
+    if offset > _ZIP64_LIMIT:  # zipfile would have written ZIP64 offsets; this is a few KiB
+        raise ValueError("a transfer's description too large for a ZIP without ZIP64")
+    end = _END_RECORD.pack(b"PK\x05\x06", 0, 0, 3, 3, len(directory), offset, 0)
+    return b"".join([*parts, directory, end])
+
+
+#: The ZIP structures (APPNOTE 4.3.7, 4.3.12, 4.3.16) as ``zipfile`` packs them.
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
+_END_RECORD = struct.Struct("<4s4H2LH")
+_VERSION = 20  # "version needed to extract" and "made by": 2.0, what stored members need
+_UNIX = 3  # made by Unix, whatever machine wrote it: the attributes below are Unix modes
+_STORED = 0
+_READ_ONLY_FILE = 0o100444 << 16  # a regular, read-only file
+#: The central header's fields before and after those it shares with the local one: made by
+#: (version, system), needed, reserved; then comment length, disk, internal and external
+#: attributes (the local header's offset follows).
+_CENTRAL_LEAD = (b"PK\x01\x02", _VERSION, _UNIX, _VERSION, 0)
+_CENTRAL_TAIL = (0, 0, 0, _READ_ONLY_FILE)
+_ZIP64_LIMIT = (1 << 31) - 1  # zipfile's threshold
 
 
 def read_transfer_record(data: bytes) -> TransferRecordFiles:
