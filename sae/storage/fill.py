@@ -191,7 +191,9 @@ def _object_copies(session: Session) -> dict[tuple[str, str, int], list[tuple[st
         .add_columns(ObjectCopy.offer, ObjectCopy.key, ObjectCopy.sha512, ObjectCopy.size)
         .join(ObjectCopy, ObjectCopy.object_id == DataObject.id)
         .where(DataObject.status.not_in(GONE))
-        .order_by(DataObject.id, ObjectCopy.last_check_ok.desc(), ObjectCopy.id)
+        # Known healthy copies first, then never checked ones (NULL: last on both databases;
+        # PostgreSQL puts NULLs first in a descending order), then in the order they were made.
+        .order_by(DataObject.id, ObjectCopy.last_check_ok.desc().nulls_last(), ObjectCopy.id)
     )
     for object_id, sha512, size, transfer_id, offer, key, copy_sha, copy_size in rows:
         if transfer_id in withdrawing or object_id in executing:
