@@ -249,6 +249,29 @@ def read_segment(chunks: Iterable[bytes]) -> tuple[SegmentHeader, Iterator[bytes
 # --------------------------------------------------------------------------- verifying
 
 
+def segment_head_fault(head: SegmentHead) -> str | None:
+    """What is wrong with a segment's head (its checkpoint against the header's fields, SAE's
+    signature, the time-stamp token, the checkpoint's time against the header's), or None."""
+    fault = head_fault(
+        head.tree_size,
+        head.root_hash,
+        head.origin,
+        head.checkpoint,
+        head.signature,
+        head.public_key_pem,
+        head.tsr,
+        head.tsa_chain_pem,
+    )
+    if fault is None:
+        try:
+            stamped = Checkpoint.from_bytes(head.checkpoint).timestamp
+        except CheckpointFormatError:  # pragma: no cover - head_fault said it parses
+            stamped = None
+        if stamped != head.timestamp:
+            fault = f"head {head.tree_size}: checkpoint time differs from the header's"
+    return fault
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentProblem:
     """What is wrong, and in which segment (``kind``: format, key, gap, overlap, count, index,
@@ -343,23 +366,7 @@ class SegmentVerifier:
             self._problem(key, "index", f"leaf {expected} says index {index!r}")
 
     def _check_head(self, key: str, head: SegmentHead) -> None:
-        fault = head_fault(
-            head.tree_size,
-            head.root_hash,
-            head.origin,
-            head.checkpoint,
-            head.signature,
-            head.public_key_pem,
-            head.tsr,
-            head.tsa_chain_pem,
-        )
-        if fault is None:
-            try:
-                stamped = Checkpoint.from_bytes(head.checkpoint).timestamp
-            except CheckpointFormatError:  # pragma: no cover - head_fault said it parses
-                stamped = None
-            if stamped != head.timestamp:
-                fault = f"head {head.tree_size}: checkpoint time differs from the header's"
+        fault = segment_head_fault(head)
         if fault is not None:
             self._problem(key, "head", fault)
 

@@ -65,14 +65,17 @@ from sae.ingest.transfer_record import (
     transfer_record_key,
 )
 from sae.journal import merkle
-from sae.journal.blocks import head_fault
-from sae.journal.checkpoint import Checkpoint, CheckpointFormatError
 from sae.journal.errors import TimestampInvalid
 from sae.journal.keys import JournalKeys, load_journal_keys
 from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 from sae.journal.segments import KIND as SEGMENT_KIND
 from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
-from sae.journal.segments import SegmentFormatError, SegmentHeader, read_segment
+from sae.journal.segments import (
+    SegmentFormatError,
+    SegmentHeader,
+    read_segment,
+    segment_head_fault,
+)
 from sae.journal.service import append_event, ensure_state, seal
 from sae.journal.tsa import BuiltinTSA, verify_response
 from sae.migrate import upgrade
@@ -559,23 +562,7 @@ class _Rebuild:
                 key, "overlap", f"starts at leaf {header.first_leaf}, before leaf {size}"
             )
         head = header.head
-        fault = head_fault(
-            head.tree_size,
-            head.root_hash,
-            head.origin,
-            head.checkpoint,
-            head.signature,
-            head.public_key_pem,
-            head.tsr,
-            head.tsa_chain_pem,
-        )
-        if fault is None:
-            try:
-                stamped = Checkpoint.from_bytes(head.checkpoint).timestamp
-            except CheckpointFormatError:  # pragma: no cover - head_fault said it parses
-                stamped = None
-            if stamped != head.timestamp:
-                fault = f"head {head.tree_size}: checkpoint time differs from the header's"
+        fault = segment_head_fault(head)
         if fault is None and _normal_pem(head.public_key_pem) != _normal_pem(
             self.keys.signer.public_pem
         ):
