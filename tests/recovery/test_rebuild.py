@@ -44,6 +44,7 @@ from sae.storage.offers import load_offers
 from tests.conftest import PG_URL, TEST_RULES_CSV, Api, _postgres_reachable, require
 from tests.s3_server import S3Server, ceph_rgw_fixture  # noqa: F401  (the ceph_rgw fixture)
 from tests.sipfactory import FileSpec, RuleSpec, SipSpec, UnitSpec, build_zip, simple_sip
+from tests.storage.conftest import TWO_SITES
 
 # --------------------------------------------------------------------------- helpers
 
@@ -847,24 +848,6 @@ def test_a_scratch_rebuild_leaves_the_journal_as_the_offer_holds_it(
     assert report.tree_size == report.leaves + 1  # the recovered transfer's leaf
     assert report.counts["events"] == report.tree_size
     assert report.counts["tree_heads"] == report.segments
-
-
-TWO_SITES = """
-offers:
-  - name: site-a
-    kind: filesystem
-    path: {root}/site-a
-    jurisdiction: FR
-    site: "Hôtel de ville"
-  - name: site-b
-    kind: filesystem
-    path: {root}/site-b
-    jurisdiction: FR
-    site: "Centre technique municipal"
-strategy:
-  copies: [site-a, site-b]
-  production: true
-"""
 
 
 def test_an_offer_behind_another_is_refused_the_other_rebuilds(
