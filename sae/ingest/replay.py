@@ -251,7 +251,8 @@ def _import_withdrawn(
     objects active. The leaves between the two see it as the live catalogue did — a referential
     that recomputes its units, a hold placed on them and lifted — and its ``transfer.withdrawn``
     replay then withdraws it (sae.storage.replay). What the record does not hold (the units'
-    descriptions, computed dates, copies) is what the withdrawal removed anyway."""
+    descriptions, copies) is what the withdrawal removed anyway; its end dates are computed
+    again from its declared rules."""
     record, atr = withdrawn.payload.get("record"), withdrawn.payload.get("atr")
     if not isinstance(record, dict):
         raise missing
@@ -274,6 +275,13 @@ def _import_withdrawn(
         obj.status = "active"
     context.session.add(transfer)
     write_catalogue(context.session, rows)
+    # Its end dates as the ingest computed them, for the leaves in between (a disposal list
+    # built over due units); its withdrawal deletes them again.
+    dates.refresh_units(
+        context.session,
+        [unit.id for unit in rows.units],
+        computed_at=accepted.occurred_at.replace(tzinfo=dt.UTC),
+    )
 
 
 def withdrawn_later(offer: StorageOffer, accepted: LeafEvent) -> LeafEvent | None:
