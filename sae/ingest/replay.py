@@ -10,7 +10,7 @@
   description on this offer in ``metadata_copies``. Any mismatch stops the rebuild naming
   the description. A description that is missing because its transfer was withdrawn in
   quarantine (a ``transfer.withdrawn`` leaf of it follows in the offer's journal) is not
-  a fault: that leaf brings the rows that stay.
+  a fault: the rows that leaf kept are written at once, as accepted, and withdrawn at it.
 - ``ingest.object_stored``: nothing of its own: the object's rows come with its transfer's
   record, and the leaf is checked against that record at the transfer's ``ingest.accepted``
   (which always follows it: the ingest appends a transfer's leaves in one batch, its
@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 from collections.abc import Iterable
@@ -232,17 +233,60 @@ def replay_accepted(context: ReplayContext, event: LeafEvent) -> None:
         # ``transfer.withdrawn`` leaf, later in the same journal, carries the rows that stay
         # (sae.storage.replay). Only that leaf excuses the absence: it is verified with its
         # segment when the rebuild reaches it, which stops there if it does not verify.
-        if exc.kind != "missing" or not withdrawn_later(context.offer, event):
+        later = withdrawn_later(context.offer, event) if exc.kind == "missing" else None
+        if later is None:
             raise
+        _import_withdrawn(context, event, later, exc)
         context.notes.append(
             f"transfer {event.transfer_id}: its description left the offer with its "
-            "withdrawal; its rows come with its transfer.withdrawn leaf"
+            f"withdrawal; its rows come from its transfer.withdrawn leaf ({later.index})"
         )
 
 
-def withdrawn_later(offer: StorageOffer, accepted: LeafEvent) -> bool:
-    """Whether a ``transfer.withdrawn`` leaf of ``accepted``'s transfer follows it in the
-    journal segments on ``offer``. Reads the segments after the leaf, one line at a time;
+def _import_withdrawn(
+    context: ReplayContext, accepted: LeafEvent, withdrawn: LeafEvent, missing: DescriptionInvalid
+) -> None:
+    """The transfer as it was accepted, from the rows its withdrawal kept (the leaf's
+    ``record``, as ``sae.ingest.withdrawal.withdrawn_record`` wrote it): accepted, its units and
+    objects active. The leaves between the two see it as the live catalogue did — a referential
+    that recomputes its units, a hold placed on them and lifted — and its ``transfer.withdrawn``
+    replay then withdraws it (sae.storage.replay). What the record does not hold (the units'
+    descriptions, copies) is what the withdrawal removed anyway; its end dates are computed
+    again from its declared rules."""
+    record, atr = withdrawn.payload.get("record"), withdrawn.payload.get("atr")
+    if not isinstance(record, dict):
+        raise missing
+    try:
+        transfer, rows, _ = rows_from_record(
+            record, atr=base64.b64decode(atr) if isinstance(atr, str) else None
+        )
+    except (RecordError, ValueError, TypeError) as exc:
+        raise DescriptionInvalid(
+            f"leaf {withdrawn.index}", "format", f"transfer.withdrawn record: {exc}"
+        ) from None
+    if transfer.id != accepted.transfer_id:
+        raise DescriptionInvalid(
+            f"leaf {withdrawn.index}", "transfer", f"the record describes transfer {transfer.id}"
+        )
+    transfer.status = "OK"
+    for unit in rows.units:
+        unit.status = "active"
+    for obj in rows.objects:
+        obj.status = "active"
+    context.session.add(transfer)
+    write_catalogue(context.session, rows)
+    # Its end dates as the ingest computed them, for the leaves in between (a disposal list
+    # built over due units); its withdrawal deletes them again.
+    dates.refresh_units(
+        context.session,
+        [unit.id for unit in rows.units],
+        computed_at=accepted.occurred_at.replace(tzinfo=dt.UTC),
+    )
+
+
+def withdrawn_later(offer: StorageOffer, accepted: LeafEvent) -> LeafEvent | None:
+    """The ``transfer.withdrawn`` leaf of ``accepted``'s transfer that follows it in the
+    journal segments on ``offer``, if any. Reads the segments after the leaf, one line at a time;
     called only for a description that is missing (rare: a withdrawal)."""
     from sae.journal.segments import PREFIX, iter_lines
 
@@ -266,8 +310,8 @@ def withdrawn_later(offer: StorageOffer, accepted: LeafEvent) -> bool:
                 and later.transfer_id == accepted.transfer_id
                 and later.index > accepted.index
             ):
-                return True
-    return False
+                return later
+    return None
 
 
 changes_no_state(

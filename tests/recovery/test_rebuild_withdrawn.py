@@ -71,3 +71,84 @@ def test_a_description_missing_without_a_withdrawal_still_stops_the_rebuild(
         rebuild(settings, "local", sqlite_target(tmp_path))
     assert stopped.value.key == transfer_record_key(kept)
     assert stopped.value.kind == "missing"
+
+
+def test_a_transfer_recomputed_before_its_withdrawal_is_rebuilt(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from tests.retention.helpers import dossier_sip
+
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        response = api.deposit(dossier_sip("MSG-WD-RULES", rule="APP-10Y", start=date(2024, 1, 1)))
+        assert response.status_code == 201, response.text
+        gone = response.json()["transfer_id"]
+        api.load_rules(
+            TEST_RULES_CSV.replace(
+                "APP-10Y,AppraisalRule,Dossiers 10 ans,,10,YEAR",
+                "APP-10Y,AppraisalRule,Dossiers 6 ans,,6,YEAR",
+            )
+        )
+        withdrawn = api.client.post(
+            f"/api/v1/transfers/{gone}/withdrawal",
+            headers=api.auth(api.token("archivist")),
+            json={"reason": "Versement en double"},
+        )
+        assert withdrawn.status_code == 200, withdrawn.text
+        publish(api)
+        before = get_json(api, f"/api/v1/transfers/{gone}")
+        units = {
+            u["id"]: get_json(api, f"/api/v1/units/{u['id']}") for u in response.json()["units"]
+        }
+    # The leaves between its acceptance and its withdrawal (the rules recomputed, counting its
+    # units) see it as the live catalogue did.
+    target = sqlite_target(tmp_path)
+    report = rebuild(settings, "local", target)
+    assert report.admin_token_path is not None
+    token = report.admin_token_path.read_text().strip()
+    with running(settings.model_copy(update={"database_url": target})) as api:
+        assert get_json(api, f"/api/v1/transfers/{gone}", token) == before
+        for unit in response.json()["units"]:
+            assert get_json(api, f"/api/v1/units/{unit['id']}", token) == units[unit["id"]]
+
+
+def test_a_transfer_listed_before_its_withdrawal_is_rebuilt(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A disposal list built over its due units (then rejected, which frees them) before the
+    withdrawal: the replay builds the same lines, so the units have their end dates then."""
+    from tests.retention.helpers import dossier_sip
+
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        response = api.deposit(dossier_sip("MSG-WD-LISTED"))
+        assert response.status_code == 201, response.text
+        gone = response.json()["transfer_id"]
+        h = api.auth(api.token("archivist"))
+        listed = api.client.post(
+            "/api/v1/disposal-lists",
+            headers=h,
+            json={"final_action": "Destroy", "producer": "FINANCES"},
+        )
+        assert listed.status_code == 201, listed.text
+        assert {u["id"] for u in response.json()["units"]} <= set(listed.json()["units"])
+        list_id = listed.json()["id"]
+        for step in ("submit", "reject"):
+            done = api.client.post(
+                f"/api/v1/disposal-lists/{list_id}/{step}", headers=h, json={"comment": "non"}
+            )
+            assert done.status_code == 200, done.text
+        withdrawn = api.client.post(
+            f"/api/v1/transfers/{gone}/withdrawal", headers=h, json={"reason": "En double"}
+        )
+        assert withdrawn.status_code == 200, withdrawn.text
+        publish(api)
+        before = get_json(api, f"/api/v1/disposal-lists/{list_id}")
+    target = sqlite_target(tmp_path)
+    report = rebuild(settings, "local", target)
+    assert report.admin_token_path is not None
+    token = report.admin_token_path.read_text().strip()
+    with running(settings.model_copy(update={"database_url": target})) as api:
+        assert get_json(api, f"/api/v1/disposal-lists/{list_id}", token) == before
