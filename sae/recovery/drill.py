@@ -91,6 +91,7 @@ class OfferDrill:
             "counts_rebuilt": comparison.counts_rebuilt if comparison else {},
             "differences": [d.as_dict() for d in comparison.differences] if comparison else [],
             "differences_not_named": comparison.unnamed if comparison else 0,
+            "api_answers_compared": comparison.views_compared if comparison else {},
         }
 
 

@@ -79,6 +79,15 @@ def drill_pdf(report: DrillReport, *, archives_service_name: str) -> bytes:
             for text, width in ((table, 70), (str(count), 40), (_fmt(rebuilt), 40)):
                 pdf.cell(width, 5, text, border=1)
             pdf.ln()
+        answers = comparison.views_compared
+        if answers:
+            pdf.ln(1)
+            pdf.line_text(
+                f"Réponses de l'API comparées : {answers.get('units', 0)} unités d'archives, "
+                f"{answers.get('objects', 0)} objets (toutes dès qu'une ligne diffère, sinon un "
+                "échantillon).",
+                size=9,
+            )
         if comparison.differences:
             pdf.ln(2)
             pdf.line_text(

@@ -176,3 +176,16 @@ def test_the_command_exits_0_only_when_identical(api: Api, monkeypatch: pytest.M
     said = " ".join(done.output.split())
     assert "drill different" in said
     assert "archive_units" in said
+
+
+def test_the_api_answers_are_sampled_only_when_every_row_is_the_same() -> None:
+    """A sample chosen by hash: the same keys on both sides, about one in ``stride``."""
+    import uuid
+
+    from sae.recovery.compare import _in_sample
+
+    keys = [str(uuid.uuid4()) for _ in range(3000)]
+    chosen = [k for k in keys if _in_sample(k, 3)]
+    assert 800 < len(chosen) < 1200
+    assert chosen == [k for k in keys if _in_sample(k, 3)]
+    assert all(_in_sample(k, 1) for k in keys)
