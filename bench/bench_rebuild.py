@@ -77,24 +77,35 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=100)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--drill", action="store_true", help="also time `sae drill`")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="an archive a previous run deposited (its work directory): skip the deposits",
+    )
     args = parser.parse_args()
 
-    base = workdir("rebuild")
+    base = args.reuse or workdir("rebuild")
     data_dir = base / "sae-data"
-    sips = [
-        sip_of_files(
-            f"REBUILD-{t:05d}",
-            [
-                (f"piece-{t:05d}-{u:03d}.pdf", b"%PDF-1.4\n" + f"{t}/{u}".encode() * 20)
-                for u in range(args.units)
-            ],
-        )
-        for t in range(args.transfers)
-    ]
+    sips = (
+        []
+        if args.reuse
+        else [
+            sip_of_files(
+                f"REBUILD-{t:05d}",
+                [
+                    (f"piece-{t:05d}-{u:03d}.pdf", b"%PDF-1.4\n" + f"{t}/{u}".encode() * 20)
+                    for u in range(args.units)
+                ],
+            )
+            for t in range(args.transfers)
+        ]
+    )
     with ExitStack() as stack:
         live_url = stack.enter_context(postgres_schema()) if args.database == "postgresql" else None
-        with server(base, database_url=live_url) as srv:
-            seconds, ok, others = deposit_all(srv.process, sips, clients=4)
+        seconds, ok, others = 0.0, 0, {}
+        if not args.reuse:
+            with server(base, database_url=live_url) as srv:
+                seconds, ok, others = deposit_all(srv.process, sips, clients=4)
         if ok != len(sips):
             result(f"rebuild: deposits failed ({errors_note(others)})")
             return
@@ -106,7 +117,7 @@ def main() -> None:
         target = (
             stack.enter_context(postgres_schema())
             if args.database == "postgresql"
-            else f"sqlite:///{base / 'rebuilt.db'}"
+            else f"sqlite:///{base / f'rebuilt-{time.time_ns()}.db'}"
         )
         env = {**os.environ, **xsd_env(), "SAE_DATA_DIR": str(data_dir)}
         if live_url:
