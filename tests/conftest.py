@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,25 @@ def _open_database(kind: str, tmp: Path) -> Database:
         admin.dispose()
 
     return Database(kind, url, engine, drop)
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """An empty PostgreSQL schema of its own for the block (dropped after): its URL.
+
+    For tests that need a second catalogue beside the ``database`` fixture's (a rebuild's
+    target, a backup's source)."""
+    require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from sae.cli import app
 from sae.config import load_settings
-from tests.conftest import PG_URL, TEST_RULES_CSV, Api
+from tests.conftest import PG_URL, TEST_RULES_CSV, Api, postgres_schema
 from tests.crash.harness import ServerProcess
 from tests.sipfactory import build_zip, simple_sip
 
@@ -565,24 +565,9 @@ def test_restore_refuses_segments_after_the_backup_signed_by_another_key(site: S
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A PostgreSQL schema of its own (as the concurrency tests make theirs)."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    from tests.conftest import _postgres_reachable, require
-
-    require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
-    schema = f"sae_backup_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    """A PostgreSQL schema of its own."""
+    with postgres_schema("sae_backup") as url:
+        yield url
 
 
 def test_postgresql_keeps_its_keys_with_keys_only(

@@ -19,14 +19,14 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from sae.config import Settings
 from sae.db import make_engine
@@ -41,7 +41,11 @@ from sae.recovery.rebuild import MARKS, rebuild
 from sae.storage.base import StorageOffer
 from sae.storage.filesystem import FilesystemOffer
 from sae.storage.offers import load_offers
-from tests.conftest import PG_URL, TEST_RULES_CSV, Api, _postgres_reachable, require
+from tests.conftest import (
+    TEST_RULES_CSV,
+    Api,
+    postgres_schema,
+)
 from tests.s3_server import S3Server, ceph_rgw_fixture  # noqa: F401  (the ceph_rgw fixture)
 from tests.sipfactory import FileSpec, RuleSpec, SipSpec, UnitSpec, build_zip, simple_sip
 from tests.storage.conftest import TWO_SITES
@@ -279,19 +283,9 @@ def sqlite_target(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / f'rebuilt-{uuid.uuid4().hex[:6]}.db'}"
 
 
-@contextmanager
-def postgres_target() -> Iterator[str]:
-    require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
-    schema = f"sae_rebuild_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def postgres_target() -> AbstractContextManager[str]:
+    """A fresh PostgreSQL schema to rebuild into."""
+    return postgres_schema("sae_rebuild")
 
 
 def rebuilt_settings(archive: Archive, url: str) -> Settings:
