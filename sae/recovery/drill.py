@@ -41,7 +41,7 @@ from sae.config import Settings
 from sae.journal.models import Event
 from sae.journal.publishing import publish_segments
 from sae.journal.sealing import seal_now
-from sae.journal.service import append_event
+from sae.journal.service import append_event, tree_size
 from sae.recovery.compare import Comparison, compare_catalogues
 from sae.recovery.replay import changes_no_state
 from sae.storage.offers import OfferSet
@@ -140,7 +140,7 @@ def _iso(value: datetime) -> str:
 
 def _tree_size(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(Event)) or 0)
+        return tree_size(session)
 
 
 #: How long a drill waits for the journal's segments to be on every offer before it starts.
