@@ -190,7 +190,7 @@ def _encode(row: Base, *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
         if key in skip:
             continue
         value = get(key)
-        out[key] = value if type(value) in _AS_IS else _encode_value(value)
+        out[key] = value if type(value) in _AS_IS else encode_value(value)
     return out
 
 
@@ -200,10 +200,12 @@ def _encode_values(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
         unknown = set(values) - plan.recorded_set
         raise RecordError(f"{model.__tablename__}: unknown columns {sorted(unknown)}")
     get = values.get
-    return {key: _encode_value(get(key)) for key in plan.recorded_sorted}
+    return {key: encode_value(get(key)) for key in plan.recorded_sorted}
 
 
-def _encode_value(value: Any) -> Any:
+def encode_value(value: Any) -> Any:
+    """A column's value as a record writes it in JSON: bytes in base64, dates and times in
+    ISO 8601, anything else as it is."""
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, date):  # datetime too (a subclass)

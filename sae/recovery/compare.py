@@ -15,13 +15,11 @@ keyed, to name the rows that differ (at most :data:`MAX_NAMED` per table).
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -35,7 +33,7 @@ from sae.catalog.models import (
     UnitLink,
     UnitRule,
 )
-from sae.catalog.records import recorded_columns
+from sae.catalog.records import encode_value, recorded_columns
 from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal import merkle
@@ -128,14 +126,6 @@ class Comparison:
         return not self.differences and self.unnamed == 0
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, date):  # datetimes too: both sides store naive UTC
-        return value.isoformat()
-    return value
-
-
 def _digest(doc: Any) -> bytes:
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).digest()
@@ -161,7 +151,7 @@ def _rows(session: Session, model: type[Base]) -> Iterator[tuple[str, bytes]]:
     attrs = [getattr(model, name) for name in columns]
     result = session.execute(select(*attrs).execution_options(yield_per=2000))
     for row in result:
-        doc = {name: _plain(value) for name, value in zip(columns, row, strict=True)}
+        doc = {name: encode_value(value) for name, value in zip(columns, row, strict=True)}
         yield json.dumps([doc[k] for k in keys], default=str), _digest(doc)
 
 
@@ -175,7 +165,7 @@ def _row(session: Session, model: type[Base], key: str) -> dict[str, Any] | None
     row = session.execute(select(*attrs).where(*condition)).first()
     if row is None:
         return None
-    return {name: _plain(value) for name, value in zip(columns, row, strict=True)}
+    return {name: encode_value(value) for name, value in zip(columns, row, strict=True)}
 
 
 def _with_columns(live: Session, rebuilt: Session, model: type[Base], into: Comparison) -> None:
