@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sae.db import UTCDateTime, utcnow
+from sae.db import UTCDateTime, lock_for_writing, utcnow
 from sae.journal import merkle
 from sae.journal.checkpoint import Checkpoint, SigningKey
 from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalCorrupt
@@ -542,6 +542,16 @@ def seal(
         tsa_chain_pem=token.chain_pem,
         tsa_time=token.gen_time,
     )
+    if session.get_bind().dialect.name != "postgresql":
+        # SQLite has no sealer lock: another sealer may have read a larger size, time-stamped
+        # and committed while this one was at the TSA. Heads must be committed in increasing
+        # size — the segment publisher starts after the largest head an offer holds, so a
+        # smaller head committed later would never reach an offer, and a rebuilt catalogue
+        # would lack it. Take the write lock, then look again: a head as large wins.
+        lock_for_writing(session, 0)
+        current = latest_head(session)
+        if current is not None and current.tree_size >= size:
+            return current
     try:
         with session.begin_nested():
             session.add(head)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from sae.journal import merkle
 from sae.journal.checkpoint import SigningKey
 from sae.journal.models import Event, TreeHead
 from sae.journal.service import DbNodes, NewEvent, append_events, seal, tree_size
-from sae.journal.tsa import BuiltinTSA
+from sae.journal.tsa import BuiltinTSA, TimestampToken
 from sae.journal.verification import verify_journal
 from tests.conftest import Database
 
@@ -100,3 +100,49 @@ def test_concurrent_writers_and_sealers(clean: Database, builtin_tsa: BuiltinTSA
             assert merkle.verify_consistency(
                 a.tree_size, b.tree_size, a.root_hash, b.root_hash, proof
             )
+
+
+class _SlowTSA:
+    """The built-in TSA, with one more sealer's whole round run while the first is at it — as
+    a busy external TSA lets happen: leaves arrive, another instance seals over them."""
+
+    def __init__(self, tsa: BuiltinTSA, meanwhile: Callable[[], None]) -> None:
+        self._tsa = tsa
+        self._meanwhile: Callable[[], None] | None = meanwhile
+
+    def timestamp(self, message: bytes) -> TimestampToken:
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return self._tsa.timestamp(message)
+
+
+def test_a_sealer_overtaken_at_the_tsa_never_commits_a_smaller_head_after_a_larger_one(
+    clean: Database, builtin_tsa: BuiltinTSA
+) -> None:
+    """The segment publisher starts after the largest head an offer holds: a smaller head
+    committed after a larger one would be on no offer, and lost to a rebuild."""
+    signer = SigningKey.generate()
+
+    def append(n: int) -> None:
+        with Session(clean.engine) as session, session.begin():
+            append_events(session, [NewEvent(type="test.race", actor="t") for _ in range(n)])
+
+    def another_instance() -> None:
+        append(5)
+        with Session(clean.engine) as session, session.begin():
+            # On PostgreSQL the first sealer holds the sealer's row: this one steps back.
+            seal(session, signer=signer, tsa=builtin_tsa, origin="sae.test")
+
+    append(5)
+    with Session(clean.engine) as session, session.begin():
+        seal(
+            session,
+            signer=signer,
+            tsa=_SlowTSA(builtin_tsa, another_instance),
+            origin="sae.test",
+        )
+    with Session(clean.engine) as session:
+        committed = list(session.scalars(select(TreeHead.tree_size).order_by(TreeHead.id)))
+    assert committed == sorted(committed), committed
+    assert committed[-1] == (10 if clean.kind == "sqlite" else 5)
