@@ -28,6 +28,7 @@ from sae.storage.offers import OfferSet, check_offers, load_offers
 if TYPE_CHECKING:  # both build on the runtime: imported for their types only
     from sae.background import Sealer
     from sae.ingest.deposit import GroupCommit
+    from sae.journal.tails import TailWriter
 
 log = logging.getLogger("sae.runtime")
 
@@ -69,6 +70,8 @@ class Runtime:
     group_commit: GroupCommit | None = None
     #: The background sealer of a server process; a process without one seals after a deposit.
     sealer: Sealer | None = None
+    #: Puts a deposit's journal leaves on every offer before its 201, created by the first.
+    tail_writer: TailWriter | None = None
     #: Checks ``/health`` reports by name beside the database and the offers (the TSA).
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
 

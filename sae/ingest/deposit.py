@@ -35,7 +35,7 @@ from sae.db import transaction
 from sae.errors import SAEError
 from sae.fileio import TrailingDigest
 from sae.ingest import service
-from sae.ingest.errors import CommitFailed, DuplicateTransfer
+from sae.ingest.errors import CommitFailed, DuplicateTransfer, JournalNotOnOffers
 from sae.runtime import Runtime
 
 log = logging.getLogger("sae.ingest")
@@ -61,7 +61,11 @@ def ingest_and_commit(
                 raise _duplicate(prepared.transfer.message_identifier) from None
             return prepared
     group_commit(runtime).commit(prepared)
-    request_seal(runtime)
+    try:
+        if prepared.leaf_index is not None:
+            secure_leaves(runtime, prepared.leaf_index + 1, prepared.transfer_row.id)
+    finally:
+        request_seal(runtime)
     return prepared.outcome
 
 
@@ -162,6 +166,36 @@ def group_commit(runtime: Runtime) -> GroupCommit:
         if runtime.group_commit is None:
             runtime.group_commit = GroupCommit(runtime)
         return runtime.group_commit
+
+
+_tail_writers_lock = threading.Lock()
+
+
+def secure_leaves(runtime: Runtime, end: int, transfer_id: str) -> None:
+    """Return once the journal's leaves ``[0, end)`` are on every offer of the strategy (in
+    segments, or in a tail: :mod:`sae.journal.tails`); before that, no 201.
+
+    Raises :class:`JournalNotOnOffers` when an offer refused the tail: the transfer is
+    committed (its description and objects are on every offer already), its leaves will reach
+    the offers with the next segment, and the depositor is told so instead of a 201."""
+    from sae.journal.tails import TailNotWritten, TailWriter
+
+    with _tail_writers_lock:
+        if runtime.tail_writer is None:
+            runtime.tail_writer = TailWriter(
+                runtime.sessions, runtime.settings, runtime.strategy_offers
+            )
+        writer = runtime.tail_writer
+    try:
+        writer.cover(end)
+    except TailNotWritten as exc:
+        log.error("ingest.journal_not_on_offers transfer=%s end=%d: %s", transfer_id, end, exc)
+        raise JournalNotOnOffers(
+            f"transfer {transfer_id} is accepted and committed, and its description and objects "
+            f"are on every offer, but its journal leaves could not be written to them ({exc}): "
+            "they will be with the next journal segment published. See "
+            f"/api/v1/transfers/{transfer_id}; sending the SIP again answers 409."
+        ) from exc
 
 
 def request_seal(runtime: Runtime) -> None:

@@ -63,3 +63,12 @@ class CommitFailed(ServiceUnavailable):
     """The database did not take an accepted transfer (its copies are removed): retry."""
 
     code = "ingest.commit_failed"
+
+
+class JournalNotOnOffers(ServiceUnavailable):
+    """A transfer is committed, but its journal leaves could not be put on every offer: no 201
+    (the promise is that nothing acknowledged can be lost with the database). The transfer
+    stays; its leaves reach the offers with the next segment; sending the SIP again answers
+    409 naming it."""
+
+    code = "ingest.journal_not_on_offers"

@@ -179,7 +179,7 @@ def pending_segments(session: Session, offer: str, limit: int) -> list[tuple[int
     return out
 
 
-def _leaves(sessions: sessionmaker[Session], first: int, end: int) -> Iterator[bytes]:
+def leaves_between(sessions: sessionmaker[Session], first: int, end: int) -> Iterator[bytes]:
     """The leaves ``[first, end)`` in order, read ``READ_BATCH`` at a time."""
     expected = first
     with sessions() as session:
@@ -209,7 +209,7 @@ def _write(
     """Write the segment; ``(copy, existed)``, or None when the offer holds other bytes."""
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         source = cast(BinaryIO, spool)
-        write_segment(source, first, head, _leaves(sessions, first, head.tree_size))
+        write_segment(source, first, head, leaves_between(sessions, first, head.tree_size))
         source.seek(0)
         digest = hashlib.sha512()
         for chunk in iter(lambda: source.read(1024 * 1024), b""):

@@ -77,6 +77,8 @@ from sae.journal.segments import (
     segment_head_fault,
 )
 from sae.journal.service import append_event, ensure_state, seal
+from sae.journal.tails import PREFIX as TAILS_PREFIX
+from sae.journal.tails import parse_tail_key, read_tail
 from sae.journal.tsa import BuiltinTSA, verify_response
 from sae.migrate import upgrade
 from sae.models import Base
@@ -131,6 +133,8 @@ class RebuildProgress:
 
     phase: str  # "journal", "recovering", "sealing"
     segments: int = 0
+    #: Tails (sae.journal.tails) that continued the segments: leaves acknowledged, not sealed.
+    tails: int = 0
     leaves: int = 0
     #: The last leaf of the last segment on the offer, when known (from its key): the total.
     expected_leaves: int | None = None
@@ -148,6 +152,8 @@ class RebuildReport:
     segments: int
     segments_before: int
     leaves: int
+    #: Tails imported after the segments (leaves that no published segment held yet).
+    tails: int
     resumed_from_leaf: int
     recovered: list[str]
     skipped: list[str]
@@ -249,7 +255,7 @@ def replay_journal(
         None,
     )
     run.catch_up = True
-    size = run.replay_segments(start_leaf)
+    size = run.replay_tails(run.replay_segments(start_leaf))
     run.check_not_behind(size)
     run.state.phase = "recovering"
     transfers_by_leaves = run.state.transfers
@@ -314,7 +320,7 @@ class _Rebuild:
     def run(self) -> RebuildReport:
         start, started_at = self._claim_target()
         segments_before = self._committed_segments()
-        size = self.replay_segments(start)
+        size = self.replay_tails(self.replay_segments(start))
         self.check_not_behind(size)
         self.state.phase = "recovering"
         self._tell()
@@ -336,6 +342,7 @@ class _Rebuild:
             segments=self.state.segments,
             segments_before=segments_before,
             leaves=size,
+            tails=self.state.tails,
             resumed_from_leaf=start,
             recovered=recovered,
             skipped=skipped,
@@ -359,6 +366,102 @@ class _Rebuild:
             if self.after_segment is not None:
                 self.after_segment(key)
         return size
+
+    def replay_tails(self, size: int) -> int:
+        """Verify, import and replay the tails that continue the journal after leaf ``size``
+        (leaves acknowledged to depositors that no published segment holds yet); the new size.
+
+        Each step takes, among the tails holding leaf ``size``, the one that goes furthest
+        (tails of two processes may overlap). A tail starting after ``size`` when none holds it
+        is a gap: the rebuild stops, naming it. Its checkpoint must be signed by this SAE's key
+        and give the root of the leaves since leaf 0 (its leaves before ``size`` are those the
+        catalogue holds, or the root would differ); it is not time-stamped, so no head comes
+        of it: the head the rebuild seals at the end covers its leaves."""
+        spans: list[tuple[int, int, str]] = []
+        for key in self.offer.list_keys(TAILS_PREFIX):
+            span = parse_tail_key(key)
+            if span is None:
+                raise SegmentInvalid(key, "key", "not a tail's name")
+            if span[1] > size:
+                spans.append((span[0], span[1], key))
+        if not spans:
+            return size
+        self.saw_segment = True
+        peaks = self._peaks(size)
+        while True:
+            holding = [span for span in spans if span[0] <= size < span[1]]
+            if not holding:
+                later = [span for span in spans if span[0] > size]
+                if later:
+                    first, _, key = min(later)
+                    raise SegmentInvalid(
+                        key,
+                        "gap",
+                        f"leaves [{size}, {first}) missing: no segment or tail on the offer "
+                        "holds them",
+                    )
+                return size
+            first, end, key = max(holding, key=lambda span: (span[1], -span[0]))
+            size, peaks = self._import_tail(key, size, peaks)
+            self.state.tails += 1
+            self.notes.append(
+                f"leaves [{first}, {end}) from {key}: signed, not yet time-stamped when the "
+                "catalogue was lost; the head sealed at the end of the rebuild covers them"
+            )
+            self._tell()
+            if self.after_segment is not None:
+                self.after_segment(key)
+
+    def _import_tail(self, key: str, size: int, peaks: list[bytes]) -> tuple[int, list[bytes]]:
+        """Verify and import one tail's leaves from ``size`` on, in its own transaction."""
+        with transaction(self.sessions) as session:
+            context = replay.ReplayContext(session=session, offer=self.offer)
+            try:
+                header, leaves = read_tail(self.offer.get(key))
+            except SegmentFormatError as exc:
+                raise SegmentInvalid(key, "format", str(exc)) from None
+            if header.key != key:
+                raise SegmentInvalid(key, "key", f"its header says {header.key}")
+            fault = header.fault()
+            if fault is None and _normal_pem(header.public_key_pem) != _normal_pem(
+                self.keys.signer.public_pem
+            ):
+                fault = f"tail {header.tree_size}: signed by a key that is not this SAE's"
+            if fault is not None:
+                raise SegmentInvalid(key, "head", fault)
+            index, peaks = size, list(peaks)
+            batch: list[bytes] = []
+            count = 0
+            try:
+                for position, leaf in enumerate(leaves, start=header.first_leaf):
+                    count += 1
+                    if position < size:
+                        continue  # held already: the root below proves they are these
+                    batch.append(leaf)
+                    if len(batch) >= BATCH:
+                        index, peaks = self._import_leaves(context, key, batch, index, peaks)
+                        batch = []
+                index, peaks = self._import_leaves(context, key, batch, index, peaks)
+            except SegmentFormatError as exc:
+                raise SegmentInvalid(key, "format", str(exc)) from None
+            if count != header.tree_size - header.first_leaf or index != header.tree_size:
+                raise SegmentInvalid(
+                    key,
+                    "count",
+                    f"{count} leaves for [{header.first_leaf}, {header.tree_size})",
+                )
+            if merkle.root_from_peaks(peaks) != header.root_hash:
+                raise SegmentInvalid(
+                    key,
+                    "root",
+                    f"the leaves since leaf 0 do not give the root of tail {header.tree_size}",
+                )
+            for name in (TREE_SIZE, MARK_NEXT_LEAF):
+                session.execute(
+                    update(JournalState).where(JournalState.name == name).values(value=index)
+                )
+            self.notes.extend(context.notes)
+        return index, peaks
 
     def check_not_behind(self, size: int) -> None:
         """Stop if another offer of the offers file holds journal segments past leaf ``size``.

@@ -1,0 +1,302 @@
+"""The journal's tail: a deposit's leaves on every offer before its 201.
+
+Segments (:mod:`sae.journal.segments`) put the journal on the offers up to the last *sealed*
+head. Heads are sealed at most once per ``SAE_SEAL_SPACING_SECONDS``, each with a round trip to
+the time-stamping authority (a qualified TSA may bill each token), and their segments published
+at most every few seconds: a deposit cannot wait for them, nor seal a head of its own. Until
+they come, a transfer whose catalogue was lost would come back from its description alone,
+without its original leaves — a gap in the evidence of something SAE had acknowledged.
+
+So, after a transfer's commit and before its 201, the leaves committed since what the offers
+already hold are written to every offer of the strategy as a **tail**: the same lines as a
+segment, headed by a checkpoint over ``[0, end)`` *signed* by SAE's journal key but not
+time-stamped. A rebuild (:mod:`sae.recovery.rebuild`) reads the segments, then the tails that
+continue them, checking each tail's root against its signed checkpoint and the key against this
+SAE's; the head it seals at the end is the first time-stamp over those leaves. Once a segment
+covers a tail, the tail is redundant (it stays: it is on WORM storage, and it is evidence).
+
+Format ``sae-journal-tail/1``, UTF-8 JSON lines as a segment's: line 1 the header (compact JSON,
+sorted keys: ``format``, ``origin``, ``first_leaf``, ``tree_size``, ``root_hash`` hex,
+``timestamp``, ``checkpoint`` and ``signature`` base64, ``public_key_pem``), then each leaf's
+bytes verbatim. Key: ``journal/tails/{first_leaf:016d}-{tree_size:016d}.jsonl``.
+
+- **Group-committed**: one writer per process at a time; deposits that finish while a tail is
+  being written are covered by the next one, written once for all of them.
+- **Contiguous**: a process's tails start where its previous one ended, or at the last segment
+  every offer of the strategy holds if that is further: what the offers hold of the journal has
+  no gap. Tails of two processes may overlap; they agree (same leaves, same key).
+- **Not in ``metadata_copies``**: recording each would put one more commit on every deposit.
+  ``sae fsck`` knows the prefix; the segments that follow are recorded as always.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, cast
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.config import Settings
+from sae.db import utcnow
+from sae.journal import merkle
+from sae.journal.checkpoint import (
+    Checkpoint,
+    CheckpointFormatError,
+    format_time,
+    verify_signature,
+)
+from sae.journal.keys import load_journal_keys
+from sae.journal.publishing import leaves_between
+from sae.journal.segments import KIND as SEGMENT_KIND
+from sae.journal.segments import SegmentFormatError, iter_lines
+from sae.journal.service import DbNodes, tree_size
+from sae.storage.base import StorageOffer
+from sae.storage.errors import ObjectExists, ReplicationFailed, StorageError
+from sae.storage.models import MetadataCopy
+from sae.storage.service import store_copies
+
+FORMAT = "sae-journal-tail/1"
+#: Where tails live on an offer, beside ``journal/segments/``.
+PREFIX = "journal/tails/"
+#: A tail bigger than this is spooled to disk while written (the first after a long outage).
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_KEY = re.compile(r"journal/tails/(\d{16})-(\d{16})\.jsonl")
+
+
+def tail_key(first_leaf: int, tree_size: int) -> str:
+    """``journal/tails/{first_leaf:016d}-{tree_size:016d}.jsonl`` (a segment's naming)."""
+    return f"{PREFIX}{first_leaf:016d}-{tree_size:016d}.jsonl"
+
+
+def parse_tail_key(key: str) -> tuple[int, int] | None:
+    """``(first_leaf, tree_size)`` of a tail's key; None for any other key."""
+    match = _KEY.fullmatch(key)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True, slots=True)
+class TailHeader:
+    """Line 1 of a tail: its leaves and the signed checkpoint over ``[0, tree_size)``."""
+
+    origin: str
+    first_leaf: int
+    tree_size: int
+    root_hash: bytes
+    checkpoint: bytes
+    signature: bytes
+    public_key_pem: bytes
+
+    @property
+    def key(self) -> str:
+        return tail_key(self.first_leaf, self.tree_size)
+
+    def line(self) -> bytes:
+        """The header line (with its ``\\n``)."""
+        if not 0 <= self.first_leaf < self.tree_size:
+            raise ValueError(
+                f"a tail holds at least one leaf: [{self.first_leaf}, {self.tree_size})"
+            )
+        try:
+            stamped = format_time(Checkpoint.from_bytes(self.checkpoint).timestamp)
+        except CheckpointFormatError as exc:
+            raise ValueError(f"malformed checkpoint ({exc})") from None
+        doc = {
+            "format": FORMAT,
+            "origin": self.origin,
+            "first_leaf": self.first_leaf,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "timestamp": stamped,
+            "checkpoint": base64.b64encode(self.checkpoint).decode("ascii"),
+            "signature": base64.b64encode(self.signature).decode("ascii"),
+            "public_key_pem": self.public_key_pem.decode("ascii"),
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode() + b"\n"
+
+    def fault(self) -> str | None:
+        """What is wrong with the checkpoint (its fields against the header's, the signature
+        with the header's key), or None. The caller pins the key and checks the root."""
+        try:
+            cp = Checkpoint.from_bytes(self.checkpoint)
+        except CheckpointFormatError as exc:
+            return f"tail {self.tree_size}: malformed checkpoint ({exc})"
+        if (cp.tree_size, cp.root_hash, cp.origin) != (self.tree_size, self.root_hash, self.origin):
+            return f"tail {self.tree_size}: checkpoint does not match its header"
+        if not verify_signature(self.public_key_pem, self.checkpoint, self.signature):
+            return f"tail {self.tree_size}: SAE's signature does not verify"
+        return None
+
+
+def write_tail(out: BinaryIO, header: TailHeader, leaves: Iterable[bytes]) -> int:
+    """Write the tail to ``out`` as the leaves come; how many leaves (checked against the
+    header, as :func:`sae.journal.segments.write_segment` does)."""
+    out.write(header.line())
+    count = 0
+    for leaf in leaves:
+        if not leaf or b"\n" in leaf or b"\r" in leaf:
+            raise ValueError(f"leaf {header.first_leaf + count} is empty or holds a line break")
+        out.write(leaf)
+        out.write(b"\n")
+        count += 1
+    if count != header.tree_size - header.first_leaf:
+        raise ValueError(
+            f"{count} leaves given for the tail [{header.first_leaf}, {header.tree_size})"
+        )
+    return count
+
+
+def parse_header(line: bytes) -> TailHeader:
+    """Parse and check a tail's header line (without its ``\\n``), canonical form only."""
+    try:
+        doc = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SegmentFormatError(f"header is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise SegmentFormatError(f"not a {FORMAT} header")
+    try:
+        header = TailHeader(
+            origin=str(doc["origin"]),
+            first_leaf=int(doc["first_leaf"]),
+            tree_size=int(doc["tree_size"]),
+            root_hash=bytes.fromhex(str(doc["root_hash"])),
+            checkpoint=base64.b64decode(str(doc["checkpoint"]), validate=True),
+            signature=base64.b64decode(str(doc["signature"]), validate=True),
+            public_key_pem=str(doc["public_key_pem"]).encode("ascii", "replace"),
+        )
+        canonical = header.line()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SegmentFormatError(f"header field: {exc}") from None
+    if canonical != line + b"\n":
+        raise SegmentFormatError("header is not in canonical form")
+    return header
+
+
+def read_tail(chunks: Iterable[bytes]) -> tuple[TailHeader, Iterator[bytes]]:
+    """The header and an iterator over the leaves of a tail read as a stream of chunks."""
+    lines = iter_lines(chunks)
+    first = next(lines, None)
+    if first is None:
+        raise SegmentFormatError("empty tail")
+    return parse_header(first), lines
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class TailNotWritten(Exception):
+    """The tail could not be put on every offer (the offer's error is the cause)."""
+
+
+class TailWriter:
+    """Puts the committed leaves on every offer of the strategy, one tail at a time per
+    process, for every deposit waiting meanwhile (see the module's docstring)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        offers: Sequence[StorageOffer],
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.offers = list(offers)
+        self._cond = threading.Condition()
+        self._writing = False
+        #: Leaves ``[0, covered)`` are on every offer (as far as this process knows).
+        self._covered = 0
+
+    def cover(self, end: int) -> None:
+        """Return once leaves ``[0, end)`` (committed) are on every offer; raises
+        :class:`TailNotWritten` when an offer refused the tail that would have covered them."""
+        while True:
+            with self._cond:
+                while self._writing and self._covered < end:
+                    self._cond.wait()
+                if self._covered >= end:
+                    return
+                self._writing = True
+            covered = 0
+            try:
+                covered = self._write()
+            finally:
+                with self._cond:
+                    self._covered = max(self._covered, covered)
+                    self._writing = False
+                    self._cond.notify_all()
+
+    def _write(self) -> int:
+        """Write one tail over every committed leaf the offers lack; the new coverage."""
+        with self.sessions() as session:
+            size = tree_size(session)
+            first = max(self._covered, _segments_everywhere(session, self.offers))
+            if first >= size:
+                return size
+            root = merkle.root(size, DbNodes(session))
+        keys = load_journal_keys(self.settings)
+        checkpoint = Checkpoint(keys.origin, size, root, utcnow()).to_bytes()
+        header = TailHeader(
+            origin=keys.origin,
+            first_leaf=first,
+            tree_size=size,
+            root_hash=root,
+            checkpoint=checkpoint,
+            signature=keys.signer.sign(checkpoint),
+            public_key_pem=keys.signer.public_pem,
+        )
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            source = cast(BinaryIO, spool)
+            write_tail(source, header, leaves_between(self.sessions, first, size))
+            source.seek(0)
+            digest = hashlib.sha512()
+            for chunk in iter(lambda: source.read(1024 * 1024), b""):
+                digest.update(chunk)
+            source.seek(0)
+            try:
+                store_copies(
+                    self.offers,
+                    header.key,
+                    source,
+                    retain_until=None,
+                    expected_sha512=digest.hexdigest(),
+                )
+            except ReplicationFailed as exc:
+                if isinstance(exc.__cause__, ObjectExists) and self._same_elsewhere(header):
+                    return size
+                raise TailNotWritten(exc.detail) from exc
+        return size
+
+    def _same_elsewhere(self, header: TailHeader) -> bool:
+        """Another process wrote a tail over the same leaves first (its bytes differ by the
+        checkpoint's time): the leaves are there if every offer's copy gives our root."""
+        for offer in self.offers:
+            try:
+                found, _ = read_tail(offer.get(header.key))
+            except (SegmentFormatError, StorageError):
+                return False
+            if (found.tree_size, found.root_hash) != (header.tree_size, header.root_hash):
+                return False
+        return True
+
+
+def _segments_everywhere(session: Session, offers: Sequence[StorageOffer]) -> int:
+    """The journal size every offer holds in recorded segments (0 when one holds none)."""
+    names = [offer.name for offer in offers]
+    rows = dict(
+        session.execute(
+            select(MetadataCopy.offer, func.max(MetadataCopy.tree_size))
+            .where(MetadataCopy.kind == SEGMENT_KIND, MetadataCopy.offer.in_(names))
+            .group_by(MetadataCopy.offer)
+        ).all()
+    )
+    return min((int(rows.get(name) or 0) for name in names), default=0)

@@ -1,0 +1,278 @@
+"""A deposit's 201 waits for its journal leaves on every offer (issue 17 item 2): the tail.
+
+The process's sealer is stopped (a server whose sealer has not sealed yet, or whose TSA is
+down): no head, no segment covers the deposits. Each 201 still comes after a tail holding its
+leaves is on the offer, and a catalogue lost then is rebuilt with those very leaves, at their
+indices — not from the descriptions alone. What must stop the rebuild does: a tail altered,
+signed by another key, or one missing before another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from sae.config import Settings
+from sae.db import make_engine, make_sessionmaker
+from sae.journal.checkpoint import Checkpoint, SigningKey
+from sae.journal.models import Event
+from sae.journal.segments import PREFIX as SEGMENTS
+from sae.journal.service import tree_size
+from sae.journal.tails import PREFIX as TAILS
+from sae.journal.tails import TailHeader, parse_tail_key, read_tail, write_tail
+from sae.recovery.errors import SegmentInvalid
+from sae.recovery.rebuild import rebuild
+from sae.storage.fsck import reconcile
+from tests.conftest import TEST_RULES_CSV, Api
+from tests.recovery.test_rebuild import (
+    get_json,
+    local_offer,
+    publish,
+    rewrite,
+    running,
+    sqlite_target,
+)
+from tests.sipfactory import FileSpec, SipSpec, UnitSpec, build_zip, simple_sip
+
+
+@dataclass
+class Lost:
+    """What the live catalogue said just before it was lost."""
+
+    sealed: int  # leaves a published segment covers
+    size: int  # leaves committed
+    leaves: list[bytes]
+    transfers: dict[str, Any]
+    units: dict[str, Any]
+
+
+def _size(api: Api) -> int:
+    with api.runtime.sessions() as session:
+        return tree_size(session)
+
+
+def _leaves(sessions: Any, end: int) -> list[bytes]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Event.leaf).where(Event.leaf_index < end).order_by(Event.leaf_index)
+        )
+        return [bytes(leaf) for (leaf,) in rows]
+
+
+def _two_files(message_id: str) -> bytes:
+    return build_zip(
+        SipSpec(
+            message_id=message_id,
+            files=[
+                FileSpec(uri="Content/a.pdf", data=b"%PDF-1.4\n" + message_id.encode()),
+                FileSpec(uri="Content/b.txt", data=b"bonjour " + message_id.encode()),
+            ],
+            units=[
+                UnitSpec(
+                    id="U1",
+                    title="Dossier",
+                    children=[
+                        UnitSpec(id="U2", title="A", files=[0]),
+                        UnitSpec(id="U3", title="B", files=[1]),
+                    ],
+                )
+            ],
+        )
+    )
+
+
+def _deposit_unsealed(settings: Settings) -> Lost:
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        first = api.deposit(build_zip(simple_sip("MSG-TAIL-1")))
+        assert first.status_code == 201, first.text
+        publish(api)  # a head and its segment over everything so far
+        sealed = _size(api)
+        api.runtime.sealer.stop()  # from now on, nothing seals nor publishes
+        transfers: dict[str, Any] = {}
+        units: dict[str, Any] = {}
+        for data in (build_zip(simple_sip("MSG-TAIL-2")), _two_files("MSG-TAIL-3")):
+            response = api.deposit(data)
+            assert response.status_code == 201, response.text
+            reply = response.json()
+            transfers[reply["transfer_id"]] = get_json(
+                api, f"/api/v1/transfers/{reply['transfer_id']}"
+            )
+            for unit in reply["units"]:
+                units[unit["id"]] = get_json(api, f"/api/v1/units/{unit['id']}")
+        size = _size(api)
+        return Lost(sealed, size, _leaves(api.runtime.sessions, size), transfers, units)
+
+
+@pytest.fixture
+def lost(settings: Settings) -> Lost:
+    return _deposit_unsealed(settings)
+
+
+def _tails(settings: Settings) -> list[str]:
+    return sorted(local_offer(settings).list_keys(TAILS))
+
+
+def test_every_201_comes_after_a_tail_holding_its_leaves(settings: Settings, lost: Lost) -> None:
+    segment_ends = [
+        int(k.rsplit("-", 1)[1].split(".")[0]) for k in local_offer(settings).list_keys(SEGMENTS)
+    ]
+    assert max(segment_ends) == lost.sealed  # no segment covers the last two deposits
+    spans = [parse_tail_key(key) for key in _tails(settings)]
+    assert all(span is not None for span in spans)
+    ends = {span[1] for span in spans if span is not None}
+    for transfer in lost.transfers.values():
+        leaf = transfer["journal"]["leaf_index"]
+        assert transfer["journal"]["tree_size"] is None  # no head yet: only the tail
+        assert any(end > leaf for end in ends)
+    assert max(ends) == lost.size
+    # The tail's leaves are the catalogue's, its checkpoint signed by SAE's key.
+    offer = local_offer(settings)
+    last = max(_tails(settings), key=lambda key: parse_tail_key(key) or (0, 0))
+    header, leaves = read_tail(offer.get(last))
+    assert header.fault() is None
+    assert list(leaves) == lost.leaves[header.first_leaf :]
+
+
+def test_a_catalogue_lost_before_any_segment_comes_back_with_the_deposits_leaves(
+    settings: Settings, lost: Lost, tmp_path: Path
+) -> None:
+    target = sqlite_target(tmp_path)
+    report = rebuild(settings, "local", target)
+    assert report.tails >= 1
+    assert report.recovered == []  # back by their own leaves, not from their descriptions
+    engine = make_engine(target)
+    try:
+        # Every acknowledged leaf, at its index, byte for byte; the rebuild's own come after.
+        assert _leaves(make_sessionmaker(engine), lost.size) == lost.leaves
+    finally:
+        engine.dispose()
+    assert report.admin_token_path is not None
+    token = report.admin_token_path.read_text().strip()
+    with running(settings.model_copy(update={"database_url": target})) as api:
+        for transfer_id, before in lost.transfers.items():
+            after = get_json(api, f"/api/v1/transfers/{transfer_id}", token)
+            # Only the head differs: none covered the leaves before the loss; the rebuild's does.
+            assert after["journal"]["leaf_index"] == before["journal"]["leaf_index"]
+            assert after["journal"]["tree_size"] is not None
+            assert {k: v for k, v in after.items() if k != "journal"} == {
+                k: v for k, v in before.items() if k != "journal"
+            }
+        for unit_id, before in lost.units.items():
+            assert get_json(api, f"/api/v1/units/{unit_id}", token) == before
+
+
+def test_fsck_knows_the_tails(settings: Settings, lost: Lost) -> None:
+    from sae.runtime import Runtime
+
+    runtime = Runtime.open(settings)
+    try:
+        with runtime.sessions() as session:
+            findings = reconcile(session, runtime.offer_set)
+    finally:
+        runtime.engine.dispose()
+    assert not [f for f in findings if f.key.startswith(TAILS)], findings
+
+
+def test_an_altered_tail_stops_the_rebuild(settings: Settings, lost: Lost, tmp_path: Path) -> None:
+    offer = local_offer(settings)
+    key = _tails(settings)[-1]
+    data = b"".join(offer.get(key))
+    header_line, _, rest = data.partition(b"\n")
+    leaves = rest.split(b"\n")[:-1]
+    doc = json.loads(leaves[-1])
+    doc["actor"] = "someone-else"
+    leaves[-1] = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    rewrite(offer, key, header_line + b"\n" + b"".join(leaf + b"\n" for leaf in leaves))
+    with pytest.raises(SegmentInvalid) as stopped:
+        rebuild(settings, "local", sqlite_target(tmp_path))
+    assert stopped.value.key == key
+    assert stopped.value.kind == "root"
+
+
+def test_a_tail_signed_by_another_key_stops_the_rebuild(
+    settings: Settings, lost: Lost, tmp_path: Path
+) -> None:
+    import io
+
+    offer = local_offer(settings)
+    key = _tails(settings)[-1]
+    header, leaves = read_tail(offer.get(key))
+    other = SigningKey.generate()
+    forged = TailHeader(
+        origin=header.origin,
+        first_leaf=header.first_leaf,
+        tree_size=header.tree_size,
+        root_hash=header.root_hash,
+        checkpoint=header.checkpoint,
+        signature=other.sign(header.checkpoint),
+        public_key_pem=other.public_pem,
+    )
+    out = io.BytesIO()
+    write_tail(out, forged, leaves)
+    rewrite(offer, key, out.getvalue())
+    with pytest.raises(SegmentInvalid) as stopped:
+        rebuild(settings, "local", sqlite_target(tmp_path))
+    assert stopped.value.key == key
+    assert "not this SAE's" in str(stopped.value.detail)
+
+
+def test_a_tail_missing_before_another_stops_the_rebuild(
+    settings: Settings, lost: Lost, tmp_path: Path
+) -> None:
+    tails = [key for key in _tails(settings) if (parse_tail_key(key) or (0, 0))[1] > lost.sealed]
+    assert len(tails) >= 2  # one per deposit: they came one after the other
+    rewrite(local_offer(settings), tails[0], None)
+    with pytest.raises(SegmentInvalid) as stopped:
+        rebuild(settings, "local", sqlite_target(tmp_path))
+    assert stopped.value.kind == "gap"
+    assert stopped.value.key == tails[1]
+
+
+def test_no_201_when_the_tail_cannot_be_written(settings: Settings) -> None:
+    """The transfer is committed, its description on the offer; its leaves are not: 503
+    naming it, and the same SIP sent again answers 409."""
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        api.runtime.sealer.stop()
+        offer = local_offer(settings)
+        blocker = offer.root / "data" / TAILS.rstrip("/")
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_bytes(b"not a directory: the offer cannot take a tail")
+        data = build_zip(simple_sip("MSG-TAIL-KO"))
+        response = api.deposit(data)
+        assert response.status_code == 503, response.text
+        problem = response.json()
+        assert problem["code"] == "ingest.journal_not_on_offers"
+        transfer_id = problem["detail"].split()[1]
+        assert get_json(api, f"/api/v1/transfers/{transfer_id}")["status"] == "OK"
+        again = api.deposit(data)
+        assert again.status_code == 409, again.text
+
+
+def test_a_tail_header_round_trips() -> None:
+    import datetime as dt
+    import io
+
+    key = SigningKey.generate()
+    checkpoint = Checkpoint("sae.test", 3, b"\x01" * 32, dt.datetime.now(dt.UTC)).to_bytes()
+    header = TailHeader(
+        "sae.test", 1, 3, b"\x01" * 32, checkpoint, key.sign(checkpoint), key.public_pem
+    )
+    out = io.BytesIO()
+    write_tail(out, header, [b'{"a":1}', b'{"b":2}'])
+    parsed, leaves = read_tail([out.getvalue()])
+    assert parsed == header
+    assert list(leaves) == [b'{"a":1}', b'{"b":2}']
+    assert parsed.fault() is None
+    bad = TailHeader(
+        "sae.test", 1, 3, b"\x02" * 32, checkpoint, key.sign(checkpoint), key.public_pem
+    )
+    assert "does not match" in (bad.fault() or "")
+    with pytest.raises(ValueError, match="1 leaves given"):
+        write_tail(io.BytesIO(), header, [b'{"a":1}'])
