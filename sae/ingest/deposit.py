@@ -27,6 +27,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +38,9 @@ from sae.fileio import TrailingDigest
 from sae.ingest import service
 from sae.ingest.errors import CommitFailed, DuplicateTransfer, JournalNotOnOffers
 from sae.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sae.journal.tails import TailWriter
 
 log = logging.getLogger("sae.ingest")
 
@@ -140,7 +144,10 @@ class GroupCommit:
         offers = self.runtime.strategy_offers
         try:
             with self.runtime.writer_turns.turn(), transaction(self.runtime.sessions) as session:
-                service.write_accepted(session, [slot.transfer for slot in group])
+                leaves = service.write_accepted(session, [slot.transfer for slot in group])
+            # Committed: the tail that puts them on the offers before the 201s needs not read
+            # them back.
+            tail_writer(self.runtime).note(leaves)
             return [None] * len(group)
         except IntegrityError:
             if len(group) > 1:
@@ -171,6 +178,18 @@ def group_commit(runtime: Runtime) -> GroupCommit:
 _tail_writers_lock = threading.Lock()
 
 
+def tail_writer(runtime: Runtime) -> TailWriter:
+    """The runtime's :class:`~sae.journal.tails.TailWriter` (one per process)."""
+    from sae.journal.tails import TailWriter
+
+    with _tail_writers_lock:
+        if runtime.tail_writer is None:
+            runtime.tail_writer = TailWriter(
+                runtime.sessions, runtime.settings, runtime.strategy_offers
+            )
+        return runtime.tail_writer
+
+
 def secure_leaves(runtime: Runtime, end: int, transfer_id: str) -> None:
     """Return once the journal's leaves ``[0, end)`` are on every offer of the strategy (in
     segments, or in a tail: :mod:`sae.journal.tails`); before that, no 201.
@@ -178,16 +197,10 @@ def secure_leaves(runtime: Runtime, end: int, transfer_id: str) -> None:
     Raises :class:`JournalNotOnOffers` when an offer refused the tail: the transfer is
     committed (its description and objects are on every offer already), its leaves will reach
     the offers with the next segment, and the depositor is told so instead of a 201."""
-    from sae.journal.tails import TailNotWritten, TailWriter
+    from sae.journal.tails import TailNotWritten
 
-    with _tail_writers_lock:
-        if runtime.tail_writer is None:
-            runtime.tail_writer = TailWriter(
-                runtime.sessions, runtime.settings, runtime.strategy_offers
-            )
-        writer = runtime.tail_writer
     try:
-        writer.cover(end)
+        tail_writer(runtime).cover(end)
     except TailNotWritten as exc:
         log.error("ingest.journal_not_on_offers transfer=%s end=%d: %s", transfer_id, end, exc)
         raise JournalNotOnOffers(

@@ -57,7 +57,7 @@ from sae.ingest.models import Transfer
 from sae.ingest.transfer_record import KIND as TRANSFER_RECORD
 from sae.ingest.transfer_record import build_transfer_record, transfer_record_key
 from sae.ingest.ziparchive import SipArchive, ZipLimits, normalise_name
-from sae.journal.service import NewEvent, append_event, append_events
+from sae.journal.service import AppendedLeaf, NewEvent, append_event, append_events
 from sae.retention import compute, dates
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer, StoredObject, write_batch
@@ -922,10 +922,10 @@ def _discard_written(
         discard_stored_key(offers, transfer_record_key(transfer_id))
 
 
-def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> None:
+def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> list[AppendedLeaf]:
     """Write accepted transfers in the caller's transaction: their rows, one multi-row INSERT
     per table for all of them, their end dates, and their journal leaves as one append (in the
-    order given: each transfer's objects, then its ``ingest.accepted``)."""
+    order given: each transfer's objects, then its ``ingest.accepted``); those leaves."""
     for item in accepted:
         session.add(item.transfer_row)
     write_catalogue(session, CatalogueRows.merge([item.rows for item in accepted]))
@@ -944,6 +944,7 @@ def write_accepted(session: Session, accepted: Sequence[AcceptedTransfer]) -> No
     for item in accepted:  # each transfer's events end with its ingest.accepted
         end += len(item.events)
         item.leaf_index = leaves[end - 1].leaf_index
+    return leaves
 
 
 _METADATA_COPIES = cast(Table, MetadataCopy.__table__)

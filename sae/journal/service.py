@@ -198,7 +198,8 @@ def ensure_state(session: Session) -> None:
         )
 
 
-def _peaks(session: Session, size: int) -> list[bytes]:
+def peaks_at(session: Session, size: int) -> list[bytes]:
+    """The Merkle peaks of the tree of the first ``size`` leaves (committed)."""
     keys = merkle.peak_keys(size)
     nodes = DbNodes(session).get_nodes(keys) if keys else {}
     return [nodes[k] for k in keys]
@@ -289,7 +290,7 @@ def _prepare(
     """
     session.flush()  # the caller's pending rows first: nothing of theirs is reordered after us
     start = _reserve(session, len(events))
-    peaks = _peaks(session, start)
+    peaks = peaks_at(session, start)
     now = utcnow()
     at = now.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     rows: list[dict[str, Any]] = []

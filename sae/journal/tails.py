@@ -54,10 +54,10 @@ from sae.journal.checkpoint import (
     verify_signature,
 )
 from sae.journal.keys import load_journal_keys
-from sae.journal.publishing import leaves_between
+from sae.journal.models import Event
 from sae.journal.segments import KIND as SEGMENT_KIND
 from sae.journal.segments import SegmentFormatError, iter_lines
-from sae.journal.service import DbNodes, tree_size
+from sae.journal.service import AppendedLeaf, peaks_at
 from sae.storage.base import StorageOffer
 from sae.storage.errors import ObjectExists, ReplicationFailed, StorageError
 from sae.storage.models import MetadataCopy
@@ -200,7 +200,18 @@ class TailNotWritten(Exception):
 
 class TailWriter:
     """Puts the committed leaves on every offer of the strategy, one tail at a time per
-    process, for every deposit waiting meanwhile (see the module's docstring)."""
+    process, for every deposit waiting meanwhile (see the module's docstring).
+
+    In the steady state a tail costs no database read: the group commit hands over the leaves
+    it has just committed (:meth:`note`), and the writer keeps the Merkle peaks of what its
+    tails covered, so the next root is those peaks and the new leaves' hashes. Leaves it was
+    not handed (other acts' events, another process's deposits) are read from the database;
+    where the tails start is read once, and again after a long pause.
+    """
+
+    #: A writer this many leaves behind looks again at what the segments hold: after a long
+    #: pause they hold most of what it would otherwise write again.
+    REANCHOR = 10_000
 
     def __init__(
         self,
@@ -213,42 +224,84 @@ class TailWriter:
         self.offers = list(offers)
         self._cond = threading.Condition()
         self._writing = False
-        #: Leaves ``[0, covered)`` are on every offer (as far as this process knows).
-        self._covered = 0
+        #: Leaves ``[0, covered)`` are on every offer (None: not known yet, before a first tail).
+        self._covered: int | None = None
+        #: The Merkle peaks of the tree of ``covered`` leaves.
+        self._peaks: list[bytes] = []
+        #: Committed leaves handed over by the group commit, not yet in a tail: index -> (leaf,
+        #: leaf hash).
+        self._known: dict[int, tuple[bytes, bytes]] = {}
+        #: The furthest leaf a caller waits for.
+        self._wanted = 0
+        #: Tails written by this process (for tests and logs).
+        self.written = 0
+
+    def note(self, leaves: Iterable[AppendedLeaf]) -> None:
+        """Committed leaves (the group commit, after its commit): the next tail needs not read
+        them back."""
+        with self._cond:
+            covered = self._covered or 0
+            for leaf in leaves:
+                if leaf.leaf_index >= covered:
+                    self._known[leaf.leaf_index] = (leaf.leaf, leaf.leaf_hash)
 
     def cover(self, end: int) -> None:
         """Return once leaves ``[0, end)`` (committed) are on every offer; raises
         :class:`TailNotWritten` when an offer refused the tail that would have covered them."""
         while True:
             with self._cond:
-                while self._writing and self._covered < end:
+                self._wanted = max(self._wanted, end)
+                while self._writing and (self._covered or 0) < end:
                     self._cond.wait()
-                if self._covered >= end:
+                if (self._covered or 0) >= end:
                     return
                 self._writing = True
-            covered = 0
+                covered, peaks = self._covered, self._peaks
+                wanted, known = self._wanted, dict(self._known)
+            done: tuple[int, list[bytes]] | None = None
             try:
-                covered = self._write()
+                done = self._write(covered, peaks, wanted, known)
             finally:
                 with self._cond:
-                    self._covered = max(self._covered, covered)
+                    if done is not None:
+                        self._covered, self._peaks = done
+                        for index in [i for i in self._known if i < done[0]]:
+                            del self._known[index]
                     self._writing = False
                     self._cond.notify_all()
 
-    def _write(self) -> int:
-        """Write one tail over every committed leaf the offers lack; the new coverage."""
-        with self.sessions() as session:
-            size = tree_size(session)
-            first = max(self._covered, _segments_everywhere(session, self.offers))
-            if first >= size:
-                return size
-            root = merkle.root(size, DbNodes(session))
+    def _write(
+        self,
+        covered: int | None,
+        peaks: list[bytes],
+        end: int,
+        known: dict[int, tuple[bytes, bytes]],
+    ) -> tuple[int, list[bytes]]:
+        """Write one tail of leaves ``[covered, end)``; the new coverage and its peaks."""
+        if covered is None or end - covered > self.REANCHOR:
+            with self.sessions() as session:
+                anchor = _segments_everywhere(session, self.offers)
+                if covered is None or anchor > covered:
+                    covered, peaks = anchor, peaks_at(session, anchor)
+        if covered >= end:
+            return covered, peaks
+        leaves = [known.get(index) for index in range(covered, end)]
+        if any(leaf is None for leaf in leaves):
+            read = _read_leaves(self.sessions, covered, end)
+            leaves = [leaf or read[covered + i] for i, leaf in enumerate(leaves)]
+        lines: list[bytes] = []
+        peaks = list(peaks)
+        for index, pair in enumerate(leaves, start=covered):
+            assert pair is not None
+            lines.append(pair[0])
+            _, peaks = merkle.append_leaf(index, peaks, pair[1])
         keys = load_journal_keys(self.settings)
-        checkpoint = Checkpoint(keys.origin, size, root, utcnow()).to_bytes()
+        root = merkle.root_from_peaks(peaks)
+        checkpoint = Checkpoint(keys.origin, end, root, utcnow()).to_bytes()
         header = TailHeader(
             origin=keys.origin,
-            first_leaf=first,
-            tree_size=size,
+            first_leaf=covered,
+            tree_size=end,
             root_hash=root,
             checkpoint=checkpoint,
             signature=keys.signer.sign(checkpoint),
@@ -256,7 +309,7 @@ class TailWriter:
         )
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             source = cast(BinaryIO, spool)
-            write_tail(source, header, leaves_between(self.sessions, first, size))
+            write_tail(source, header, lines)
             source.seek(0)
             digest = hashlib.sha512()
             for chunk in iter(lambda: source.read(1024 * 1024), b""):
@@ -271,10 +324,10 @@ class TailWriter:
                     expected_sha512=digest.hexdigest(),
                 )
             except ReplicationFailed as exc:
-                if isinstance(exc.__cause__, ObjectExists) and self._same_elsewhere(header):
-                    return size
-                raise TailNotWritten(exc.detail) from exc
-        return size
+                if not (isinstance(exc.__cause__, ObjectExists) and self._same_elsewhere(header)):
+                    raise TailNotWritten(exc.detail) from exc
+        self.written += 1
+        return end, peaks
 
     def _same_elsewhere(self, header: TailHeader) -> bool:
         """Another process wrote a tail over the same leaves first (its bytes differ by the
@@ -287,6 +340,23 @@ class TailWriter:
             if (found.tree_size, found.root_hash) != (header.tree_size, header.root_hash):
                 return False
         return True
+
+
+def _read_leaves(
+    sessions: sessionmaker[Session], first: int, end: int
+) -> dict[int, tuple[bytes, bytes]]:
+    """Leaves ``[first, end)`` from the database: index -> (leaf, leaf hash)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Event.leaf_index, Event.leaf, Event.leaf_hash).where(
+                Event.leaf_index >= first, Event.leaf_index < end
+            )
+        ).all()
+    out = {int(index): (bytes(leaf), bytes(leaf_hash)) for index, leaf, leaf_hash in rows}
+    missing = [index for index in range(first, end) if index not in out]
+    if missing:
+        raise TailNotWritten(f"leaf {missing[0]} is not in the events table")
+    return out
 
 
 def _segments_everywhere(session: Session, offers: Sequence[StorageOffer]) -> int:

@@ -17,7 +17,11 @@
   row, its copy on the offer a ``metadata_copies`` row, and each leaf, in order, is replayed
   by its owner (:mod:`sae.recovery.replay`). The first problem stops the rebuild
   (:class:`SegmentInvalid`, naming the segment); nothing is papered over.
-3. **Transfers acknowledged after the last published segment**: a description
+   Then the offer's ``journal/tails/`` (:mod:`sae.journal.tails`): the leaves of deposits
+  acknowledged before a segment held them, each tail checked against its checkpoint signed by
+  this SAE's key (no head: the one sealed at the end covers them); a gap stops the rebuild.
+3. **Transfers acknowledged without their leaves on the offer** (a 503 after the commit, an
+  earlier version): a description
   (``transfers/<id>.zip``) whose transfer the journal did not bring back is imported when
   every object it lists is on the offer with its size, and a ``rebuild.transfer_recovered``
   event (its id, the description's SHA-512) is journaled for it: the depositor had its 201,

@@ -34,6 +34,8 @@ from sae.journal.bundle import verify_bundle
 from sae.journal.publishing import publish_segments, verify_offer
 from sae.journal.sealing import seal_now
 from sae.journal.segments import PREFIX as SEGMENTS
+from sae.journal.tails import PREFIX as TAILS
+from sae.journal.tails import parse_tail_key
 from sae.journal.verification import verify_journal
 from sae.recovery import replay
 from sae.recovery.errors import DescriptionInvalid, RebuildTargetNotEmpty, SegmentInvalid
@@ -271,10 +273,16 @@ def archive(settings: Settings) -> Archive:
         late_answer = get_json(api, f"/api/v1/transfers/{late}")
         publish(api)
     # The database is lost now; the segments published after the snapshot never were (the
-    # 10 seconds between two publications): removed from the offer.
+    # 10 seconds between two publications), nor the late deposit's tail (an offer refused
+    # it: its depositor had a 503, not a 201; or an earlier version, which wrote no tails):
+    # removed from the offer. Its description alone brings it back.
     offer = local_offer(settings)
     for key in segment_keys(offer):
         if int(key.removeprefix(SEGMENTS).split("-")[0]) >= snapshot.size:
+            rewrite(offer, key, None)
+    for key in list(offer.list_keys(TAILS)):
+        span = parse_tail_key(key)
+        if span is not None and span[1] > snapshot.size:
             rewrite(offer, key, None)
     return Archive(settings, accepted, refused, late, snapshot, late_answer, late_reply)
 
@@ -865,6 +873,12 @@ def test_an_offer_behind_another_is_refused_the_other_rebuilds(
     assert isinstance(site_a, FilesystemOffer)
     for key in segment_keys(site_a):
         if int(key.removeprefix(SEGMENTS).split("-")[0]) >= size:
+            rewrite(site_a, key, None)
+    # Its tails too (the late deposit's would have given it those leaves): say the site was
+    # put back from an older copy of its disks.
+    for key in list(site_a.list_keys(TAILS)):
+        span = parse_tail_key(key)
+        if span is not None and span[1] > size:
             rewrite(site_a, key, None)
     with pytest.raises(SegmentInvalid) as stopped:
         rebuild(two, "site-a", sqlite_target(tmp_path))
