@@ -20,7 +20,7 @@ from sae.auth.service import SYSTEM
 from sae.ingest import deposit, service
 from sae.ingest.errors import CommitFailed, DuplicateTransfer
 from sae.journal.sealing import seal_now
-from sae.journal.service import journal_ref
+from sae.journal.service import AppendedLeaf, journal_ref
 from sae.journal.verification import verify_journal
 from tests.conftest import Api
 from tests.sipfactory import build_zip, simple_sip
@@ -43,16 +43,18 @@ class Held:
         self.group = deposit.group_commit(api.runtime)
         self.waiting = waiting
         self.sizes: list[int] = []
-        self.original: Callable[..., None] = service.write_accepted
+        self.original: Callable[..., list[AppendedLeaf]] = service.write_accepted
 
-    def __call__(self, session: Any, accepted: Sequence[service.AcceptedTransfer]) -> None:
+    def __call__(
+        self, session: Any, accepted: Sequence[service.AcceptedTransfer]
+    ) -> list[AppendedLeaf]:
         self.sizes.append(len(accepted))
         if len(self.sizes) == 1:
             deadline = time.monotonic() + 60
             while len(self.group._queue) < self.waiting:
                 assert time.monotonic() < deadline, "the other deposits never queued"
                 time.sleep(0.01)
-        self.original(session, accepted)
+        return self.original(session, accepted)
 
 
 @pytest.fixture
@@ -172,10 +174,13 @@ def test_a_failed_group_fails_each_of_its_transfers_and_keeps_nothing(
     group = held(2)
     original = group.original
 
-    def broken(session: Any, accepted: Sequence[service.AcceptedTransfer]) -> None:
-        original(session, accepted)
+    def broken(
+        session: Any, accepted: Sequence[service.AcceptedTransfer]
+    ) -> list[AppendedLeaf]:
+        leaves = original(session, accepted)
         if len(accepted) > 1:
             raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        return leaves
 
     group.original = broken
     paths = _sips(tmp_path, ["MSG-OK", "MSG-LOST-1", "MSG-LOST-2"])
