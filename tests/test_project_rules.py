@@ -117,6 +117,7 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     # The rebuild of the catalogue from an offer: one transaction per segment, resumable.
     "sae.recovery.rebuild._Rebuild._claim_target": (UNIT_OF_WORK, "rebuild: the target's marker"),
     "sae.recovery.rebuild._Rebuild._import_segment": (UNIT_OF_WORK, "rebuild: one segment"),
+    "sae.recovery.rebuild._Rebuild._import_tail": (UNIT_OF_WORK, "rebuild: one tail"),
     "sae.recovery.rebuild._Rebuild._recover_one": (UNIT_OF_WORK, "rebuild: a recovered transfer"),
     "sae.recovery.rebuild._Rebuild._finish": (UNIT_OF_WORK, "rebuild: summary, admin token"),
     "sae.recovery.rebuild._Rebuild._seal": (UNIT_OF_WORK, "rebuild: the head over it all"),
