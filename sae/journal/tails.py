@@ -68,6 +68,8 @@ FORMAT = "sae-journal-tail/1"
 PREFIX = "journal/tails/"
 #: A tail bigger than this is spooled to disk while written (the first after a long outage).
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+#: Leaves read from the database at a time, for those the group commit did not hand over.
+READ_BATCH = 8192
 _KEY = re.compile(r"journal/tails/(\d{16})-(\d{16})\.jsonl")
 
 
@@ -285,31 +287,36 @@ class TailWriter:
                     covered, peaks = anchor, peaks_at(session, anchor)
         if covered >= end:
             return covered, peaks
-        leaves = [known.get(index) for index in range(covered, end)]
-        if any(leaf is None for leaf in leaves):
-            read = _read_leaves(self.sessions, covered, end)
-            leaves = [leaf or read[covered + i] for i, leaf in enumerate(leaves)]
-        lines: list[bytes] = []
-        peaks = list(peaks)
-        for index, pair in enumerate(leaves, start=covered):
-            assert pair is not None
-            lines.append(pair[0])
-            _, peaks = merkle.append_leaf(index, peaks, pair[1])
         keys = load_journal_keys(self.settings)
-        root = merkle.root_from_peaks(peaks)
-        checkpoint = Checkpoint(keys.origin, end, root, utcnow()).to_bytes()
-        header = TailHeader(
-            origin=keys.origin,
-            first_leaf=covered,
-            tree_size=end,
-            root_hash=root,
-            checkpoint=checkpoint,
-            signature=keys.signer.sign(checkpoint),
-            public_key_pem=keys.signer.public_pem,
-        )
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             source = cast(BinaryIO, spool)
-            write_tail(source, header, lines)
+            # The header comes first and carries the root, known once every leaf is hashed:
+            # the leaves go to a second spool meanwhile (in memory in the steady state).
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
+                peaks = list(peaks)
+                for index, (leaf, leaf_hash) in enumerate(
+                    _leaves(self.sessions, covered, end, known), start=covered
+                ):
+                    if not leaf or b"\n" in leaf or b"\r" in leaf:
+                        raise TailNotWritten(f"leaf {index} is empty or holds a line break")
+                    body.write(leaf)
+                    body.write(b"\n")
+                    _, peaks = merkle.append_leaf(index, peaks, leaf_hash)
+                root = merkle.root_from_peaks(peaks)
+                checkpoint = Checkpoint(keys.origin, end, root, utcnow()).to_bytes()
+                header = TailHeader(
+                    origin=keys.origin,
+                    first_leaf=covered,
+                    tree_size=end,
+                    root_hash=root,
+                    checkpoint=checkpoint,
+                    signature=keys.signer.sign(checkpoint),
+                    public_key_pem=keys.signer.public_pem,
+                )
+                source.write(header.line())
+                body.seek(0)
+                for chunk in iter(lambda: body.read(1024 * 1024), b""):
+                    source.write(chunk)
             source.seek(0)
             digest = hashlib.sha512()
             for chunk in iter(lambda: source.read(1024 * 1024), b""):
@@ -342,31 +349,69 @@ class TailWriter:
         return True
 
 
-def _read_leaves(
-    sessions: sessionmaker[Session], first: int, end: int
-) -> dict[int, tuple[bytes, bytes]]:
-    """Leaves ``[first, end)`` from the database: index -> (leaf, leaf hash)."""
-    with sessions() as session:
-        rows = session.execute(
-            select(Event.leaf_index, Event.leaf, Event.leaf_hash).where(
-                Event.leaf_index >= first, Event.leaf_index < end
-            )
-        ).all()
-    out = {int(index): (bytes(leaf), bytes(leaf_hash)) for index, leaf, leaf_hash in rows}
-    missing = [index for index in range(first, end) if index not in out]
-    if missing:
-        raise TailNotWritten(f"leaf {missing[0]} is not in the events table")
-    return out
+def _leaves(
+    sessions: sessionmaker[Session],
+    first: int,
+    end: int,
+    known: dict[int, tuple[bytes, bytes]],
+) -> Iterator[tuple[bytes, bytes]]:
+    """Leaves ``[first, end)`` as (leaf, leaf hash): those handed over, the others read from
+    the database :data:`READ_BATCH` at a time (a first tail after a long pause may be big)."""
+    index = first
+    while index < end:
+        pair = known.get(index)
+        if pair is not None:
+            yield pair
+            index += 1
+            continue
+        stop = min(end, index + READ_BATCH)
+        with sessions() as session:
+            rows = session.execute(
+                select(Event.leaf_index, Event.leaf, Event.leaf_hash)
+                .where(Event.leaf_index >= index, Event.leaf_index < stop)
+                .order_by(Event.leaf_index)
+            ).all()
+        for leaf_index, leaf, leaf_hash in rows:
+            if leaf_index != index:
+                raise TailNotWritten(f"leaf {index} is not in the events table")
+            yield bytes(leaf), bytes(leaf_hash)
+            index += 1
+        if index < stop:
+            raise TailNotWritten(f"leaf {index} is not in the events table")
 
 
 def _segments_everywhere(session: Session, offers: Sequence[StorageOffer]) -> int:
-    """The journal size every offer holds in recorded segments (0 when one holds none)."""
+    """The journal size every offer holds in segments (0 when that is not known).
+
+    Each offer's furthest recorded segment; the furthest of those is taken when every offer
+    holds that segment's key — after a rebuild from one offer, only that offer's segments are
+    recorded, and the others' would otherwise send every tail back to leaf 0."""
     names = [offer.name for offer in offers]
-    rows = dict(
+    rows = session.execute(
+        select(MetadataCopy.offer, MetadataCopy.tree_size, MetadataCopy.key)
+        .where(
+            MetadataCopy.kind == SEGMENT_KIND,
+            MetadataCopy.offer.in_(names),
+            MetadataCopy.tree_size
+            == select(func.max(MetadataCopy.tree_size))
+            .where(MetadataCopy.kind == SEGMENT_KIND, MetadataCopy.offer.in_(names))
+            .scalar_subquery(),
+        )
+        .limit(1)
+    ).first()
+    if rows is None:
+        return 0
+    _, size, key = rows
+    try:
+        if all(offer.head(key) is not None for offer in offers):
+            return int(size or 0)
+    except StorageError:
+        pass  # an offer that cannot answer: the recorded minimum below
+    recorded = dict(
         session.execute(
             select(MetadataCopy.offer, func.max(MetadataCopy.tree_size))
             .where(MetadataCopy.kind == SEGMENT_KIND, MetadataCopy.offer.in_(names))
             .group_by(MetadataCopy.offer)
         ).all()
     )
-    return min((int(rows.get(name) or 0) for name in names), default=0)
+    return min((int(recorded.get(name) or 0) for name in names), default=0)

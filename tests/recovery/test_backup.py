@@ -578,6 +578,11 @@ def test_postgresql_keeps_its_keys_with_keys_only(
 
     site.deposit("PG-SQLITE-1")
     sqlite_backup = _backup(site)
+    # Another catalogue, on an offer of its own: one offer holds one journal (its tails and
+    # segments would name the same leaves differently, and the deposit would be refused).
+    pg_offers = site.root / "etc" / "pg-offers.yaml"
+    pg_offers.write_text(ONE_SITE.format(root=site.root / "pg-offer"), encoding="utf-8")
+    site.offers_file = pg_offers
     site.use(site.root / "pg-sae-data")
     monkeypatch.setenv("SAE_DATABASE_URL", pg_url)
     site.settings_overrides = {"database_url": pg_url}
