@@ -169,7 +169,7 @@ def _check_name(name: str) -> str:
         raise InvalidKeyName("a key name must not be empty")
     if "+" in name:
         raise InvalidKeyName(f"key name {name!r} holds a plus (U+002B)")
-    if any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in name):
+    if any(c.isspace() or ord(c) < 0x20 for c in name):
         raise InvalidKeyName(f"key name {name!r} holds a space or a control character")
     try:
         name.encode("utf-8")

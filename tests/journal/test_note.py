@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sae.journal import note
 from sae.journal.note import (
@@ -419,3 +421,36 @@ def test_cosignature_refusals() -> None:
         w.cosign(SOFA_TEXT, 0)
     with pytest.raises(NoteError, match="1..2\\^63-1"):
         w.cosign(SOFA_TEXT, 1 << 63)
+
+
+# --- properties --------------------------------------------------------------------------------
+
+_LINE = st.text(
+    st.characters(blacklist_categories=("Cs",), min_codepoint=0x20), min_size=0, max_size=30
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_LINE, min_size=1, max_size=6))
+def test_any_text_round_trips_and_verifies(lines: list[str]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    key = NoteKey.from_private_bytes("prop.example/log", bytes(range(32)))
+    parsed = Note.parse(bytes(Note.sign(text, key)))
+    assert parsed.text == text
+    assert parsed.verify([key.verifier]) == [key.verifier]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "replace")))
+def test_any_bytes_parse_or_raise_a_note_error(data: bytes) -> None:
+    """Whatever arrives, the answer is a note or a NoteError (a 400), never another exception."""
+    for candidate in (data, TEXT.encode() + b"\n" + data, data + b"\n\n" + PETER_SIG.encode()):
+        try:
+            n = Note.parse(candidate)
+        except NoteError:
+            continue
+        try:
+            n.verified_by([Verifier.parse(PETER_VKEY)])
+            parse_checkpoint(n.text)
+        except NoteError:
+            pass

@@ -9,8 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sae.journal.note import Note, NoteKey, Verifier, parse_checkpoint, verify_cosignature
+from sae.witness.errors import MalformedRequest
+from sae.witness.service import parse_request
 from tests.witness.conftest import (
     ORIGIN,
     WITNESS_NAME,
@@ -198,3 +202,14 @@ def test_a_log_key_rotated_in_is_accepted_beside_the_old_one(
     assert done.returncode == 0, done.stderr
     cosigned(witness, rotated, 3, 5)
     cosigned(witness, log, 5, 6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_body_parses_or_is_a_malformed_request(data: bytes) -> None:
+    """A body is an add-checkpoint request or a MalformedRequest (400), never a 500."""
+    for body in (data, b"old 0\n\n" + data, b"old 3\n" + data):
+        try:
+            parse_request(body)
+        except MalformedRequest:
+            pass
