@@ -98,7 +98,7 @@ def parse_request(body: bytes) -> AddCheckpointRequest:
             node = base64.b64decode(line.encode("ascii"), validate=True)
         except (binascii.Error, ValueError):
             raise MalformedRequest(f"proof line {i} is not base64: {line[:60]!r}") from None
-        if len(node) != HASH_SIZE or base64.b64encode(node).decode() != line:
+        if len(node) != HASH_SIZE:
             raise MalformedRequest(f"proof line {i} is not one base64 SHA-256 hash")
         proof.append(node)
     try:

@@ -243,7 +243,7 @@ K = PETER_VKEY.split("+", 2)[2]
         ("PeterNeumann+c74f20zz+" + K, MalformedVerifierKey, "not hex"),
         ("PeterNeumann+c74f20a3+" + K[:-1], MalformedVerifierKey, "base64"),
         # Go's bad keys: the wrong length with an adjusted hash; an unknown algorithm (0x65).
-        ("PeterNeumann+cc469956+" + K + "BADKEY==", MalformedVerifierKey, "base64"),
+        ("PeterNeumann+cc469956+" + K + "BADKEY==", MalformedVerifierKey, "32 bytes"),
         ("PeterNeumann+173116ae+Z" + K[1:], UnsupportedKeyType, "0x65"),
         ("PeterNeumann+c74f20a3+", MalformedVerifierKey, "empty"),
     ],
