@@ -86,6 +86,11 @@ def test_serve_refuses_a_missing_or_exposed_key(tmp_path: Path) -> None:
     code, _, err = sae("serve", "--data", str(data), "--port", "0")
     assert code == 1
     assert "0644" in err
+    (data / "witness.key").chmod(0o600)
+    (data / "logs.json").write_text('{"logs": {"o": ["not a vkey"]}}')
+    code, _, err = sae("serve", "--data", str(data), "--port", "0")
+    assert code == 1
+    assert "logs.json is malformed" in err
 
 
 def test_sae_witness_serve_cosigns_and_stops_on_sigterm(tmp_path: Path) -> None:
