@@ -135,6 +135,13 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         ["--leaves", "20000"],
         "journal: append, proofs, verify (1,000,000 leaves)",
     ),
+    (
+        "witness",
+        "bench_witness.py",
+        [],
+        ["--leaves", "20000", "--requests", "50"],
+        "sae witness: add-checkpoint round trip on the loopback at 1,000,000 leaves",
+    ),
 ]
 
 
