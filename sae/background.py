@@ -21,6 +21,7 @@ from sae.config import Settings
 from sae.db import utcnow
 from sae.errors import SAEError
 from sae.journal.sealing import last_sealed_at, seal_if_due, seal_now
+from sae.journal.witnessing import WitnessClient, WitnessSet
 from sae.storage.offers import OfferSet
 
 log = logging.getLogger("sae.journal")
@@ -39,12 +40,15 @@ class Sealer:
         *,
         check_seconds: float = 30.0,
         offer_set: OfferSet | None = None,
+        witnesses: WitnessSet | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         #: Where each sealed head's journal segment is published (None: not here).
         self.offer_set = offer_set
         self._published_at = -PUBLISH_SPACING_SECONDS  # monotonic; the first head publishes
+        #: Asks the witnesses to co-sign each new head (None: no SAE_WITNESSES_FILE).
+        self.witness_client = WitnessClient(sessions, witnesses) if witnesses is not None else None
         self.check_seconds = check_seconds
         self._poke = threading.Event()
         self._stop = threading.Event()
@@ -87,9 +91,23 @@ class Sealer:
                 log.warning("journal.seal_failed %s: %s", exc.code, exc.detail)
             except Exception:  # a bug must not kill sealing for the life of the process
                 log.exception("journal.seal_crashed")
+            self._witness()
             if self._stop.is_set():
                 self._publish(force=True)  # what this process sealed leaves with it
                 return
+
+    def _witness(self) -> None:
+        """Ask the witnesses to co-sign the latest head, after it is published (a witness's
+        delay or refusal never holds up sealing: each is asked again in later rounds, with a
+        growing delay, see :mod:`sae.journal.witnessing`)."""
+        if self.witness_client is None or self._stop.is_set():
+            return
+        try:
+            self.witness_client.round()
+        except SAEError as exc:
+            log.warning("journal.witnessing_failed %s: %s", exc.code, exc.detail)
+        except Exception:  # a bug must not kill sealing for the life of the process
+            log.exception("journal.witnessing_crashed")
 
     def _publish(self, *, force: bool = False) -> None:
         """Put the new heads' segments on every offer of the strategy, so that the offers
