@@ -637,7 +637,7 @@ def object_proof(
     if journal.covering_head(session, event.leaf_index) is None:
         _seal(runtime)
         session.expire_all()
-    data = proofs.object_bundle(session, object_id)
+    data = proofs.object_bundle(session, object_id, settings=runtime.settings)
     return attachment(data, "application/zip", f"preuve-{object_id}.zip")
 
 

@@ -164,16 +164,26 @@ def verify_bundle_command(
         Path | None,
         typer.Option("--tsa-root", help="PEM root you trust for the TSA (pins the anchor)."),
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="A witness's vkey you trust: it must have co-signed the head (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Check a proof bundle offline: exit 0 valid, 1 invalid (saying which check failed).
 
     Needs nothing but the bundle (and, optionally, the object).
 
-    Example: ``sae verify proof-3f2c….zip --object arrete.pdf``
+    Example: ``sae verify proof-3f2c….zip --object arrete.pdf --witness
+    'archives.departement.fr/witness+1a2b3c4d+BA…'``
     """
     content = object_file.read_bytes() if object_file is not None else None
     root = tsa_root.read_bytes() if tsa_root is not None else None
-    report = verify_bundle(bundle.read_bytes(), content=content, tsa_root_pem=root)
+    report = verify_bundle(
+        bundle.read_bytes(), content=content, tsa_root_pem=root, witnesses=witness or ()
+    )
     for check, message in report.passed:
         out.print(f"OK   {check}: {escape(message)}")
     if report.failure is not None:
@@ -183,3 +193,86 @@ def verify_bundle_command(
     if content is None:
         out.print("(the object itself was not checked: pass --object FILE)")
     out.print("VALID")
+
+
+@journal_app.command("vkey")
+def vkey_command() -> None:
+    """Print the archive's note verifier key (``<origin>+<key id hex>+<base64>``) on the last
+    line: what a witness trusts (``sae witness trust --origin O --vkey V``) and auditors check
+    checkpoint notes with. The key is created on first start.
+
+    Example: ``sae journal vkey``
+    """
+    from sae.journal.notekey import load_note_key, note_key_path
+
+    with opened_runtime() as runtime, refusals(1):
+        key = load_note_key(runtime.settings)
+        err.print(f"note key {escape(str(note_key_path(runtime.settings)))}, origin {key.name}")
+    print(key.vkey)  # noqa: T201 (the last line, alone, for scripts)
+
+
+@journal_app.command("witness")
+def witness_command() -> None:
+    """Ask every witness of ``SAE_WITNESSES_FILE`` now to co-sign the latest head (the server
+    does it after each seal); print each witness's answer. Exit 1 if one refused.
+
+    Example: ``sae journal witness``
+    """
+    from sae.journal.witnessing import WitnessClient
+
+    with opened_runtime() as runtime, refusals(1):
+        if runtime.witnesses is None:
+            err.print("no SAE_WITNESSES_FILE: heads are not witnessed")
+            raise typer.Exit(1)
+        outcomes = WitnessClient(runtime.sessions, runtime.witnesses).round(force=True)
+    for name, outcome in outcomes.items():
+        out.print(f"{escape(name)}: {outcome}")
+    if not outcomes:
+        out.print("every witness has co-signed the latest head (or there is none)")
+    if "refused" in outcomes.values():
+        raise typer.Exit(1)
+
+
+@journal_app.command("consistency")
+def consistency_command(
+    old: Annotated[Path, typer.Argument(help="The earlier checkpoint note, or a bundle.")],
+    new: Annotated[Path, typer.Argument(help="The later checkpoint note, or a bundle.")],
+    proof: Annotated[
+        Path | None,
+        typer.Option(
+            "--proof",
+            help="The RFC 9162 consistency proof (JSON of GET /api/v1/journal/consistency); "
+            "not needed when both heads have the same size.",
+        ),
+    ] = None,
+    vkey: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vkey",
+            help="A key the notes must be signed by (the archive's vkey, a witness's); "
+            "repeatable. Default: the log key a bundle's witnesses.json names.",
+        ),
+    ] = None,
+) -> None:
+    """Prove offline that the NEW checkpoint extends the OLD one (RFC 9162 consistency): same
+    origin, and the proof leads from OLD's root to NEW's. Each of OLD and NEW is a checkpoint
+    note (``GET /api/v1/journal/heads/{size}``'s ``note``) or a proof bundle (its
+    ``checkpoint.note``). Exit 0 when NEW extends OLD, 1 otherwise, saying why.
+
+    Example: ``sae journal consistency proof-a.zip proof-b.zip --proof consistency.json``
+    """
+    from sae.journal.consistency import ConsistencyRefused, check_consistency
+
+    try:
+        said = check_consistency(
+            old.read_bytes(),
+            new.read_bytes(),
+            proof.read_bytes() if proof is not None else None,
+            vkeys=vkey or (),
+        )
+    except (OSError, ConsistencyRefused) as exc:
+        out.print(f"[red]NOT CONSISTENT: {escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    for line in said:
+        out.print(f"OK   {escape(line)}")
+    out.print("CONSISTENT")

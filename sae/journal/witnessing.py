@@ -47,6 +47,7 @@ from sae.journal.errors import WitnessesConfigError
 from sae.journal.models import HeadCosignature, TreeHead
 from sae.journal.note import (
     COSIGNATURE_V1,
+    Note,
     NoteError,
     Verifier,
     checkpoint_text,
@@ -370,6 +371,15 @@ def cosignatures(
     if names is not None:
         query = query.where(HeadCosignature.witness.in_(names))
     return list(session.scalars(query.order_by(HeadCosignature.witness)))
+
+
+def witnessed_note(session: Session, head: TreeHead) -> bytes | None:
+    """The head's note with the archive's signature then every stored cosignature line (by
+    witness name), as auditors and bundles receive it; None for a head without a note."""
+    if head.note is None:
+        return None
+    lines = [c.line for c in cosignatures(session, head.tree_size)]
+    return bytes(Note.parse(head.note).with_signatures(*lines)) if lines else head.note
 
 
 def latest_witnessed_head(session: Session, witnesses: WitnessSet) -> TreeHead | None:
