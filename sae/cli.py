@@ -19,6 +19,7 @@ from sae.journal.cli import journal_app, verify_bundle_command
 from sae.recovery.cli import backup_command, drill_command, rebuild_command, restore_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
+from sae.witness.cli import witness_app
 
 if TYPE_CHECKING:
     from sae.deposit.runner import Target
@@ -38,6 +39,7 @@ app.add_typer(retention_app, name="retention")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
+app.add_typer(witness_app, name="witness")
 app.command("verify")(verify_bundle_command)
 app.command("drill")(drill_command)
 app.command("rebuild")(rebuild_command)
