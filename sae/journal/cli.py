@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae.cli_support import make_console, opened_runtime, refusals
 from sae.journal.bundle import verify_bundle
+from sae.runtime import Runtime
 
 journal_app = typer.Typer(
     help="The tamper-evident journal (RFC 9162 Merkle log, RFC 3161 time-stamps).",
@@ -71,16 +72,34 @@ def verify_command(
             report = verify_journal(
                 session, check_objects=not skip_objects, progress=step, workers=workers
             )
-    if report.ok:
+        witnessed = _witness_problems(runtime)
+    if witnessed:
+        out.print("[red]journal REFUTED by its witnesses:[/red]")
+        for said in witnessed:
+            out.print(f"  {escape(said)}")
+    if report.ok and not witnessed:
         out.print(
             f"journal OK: {report.events} leaves, {report.heads_checked} signed heads, "
             f"{report.objects_checked} objects checked"
         )
         return
+    if report.ok:
+        raise typer.Exit(1)
     out.print(f"[red]journal INVALID: first bad leaf {report.first_bad_leaf}[/red]")
     for problem in report.problems:
         out.print(f"  leaf {problem.leaf_index}: {problem.kind}: {escape(problem.message)}")
     raise typer.Exit(1)
+
+
+def _witness_problems(runtime: Runtime) -> list[str]:
+    """With ``SAE_WITNESSES_FILE``: what the witnesses' records and refusals say against this
+    journal (``sae.journal.witnessing.check_against_witnesses``)."""
+    from sae.journal.witnessing import check_against_witnesses
+
+    if runtime.witnesses is None:
+        return []
+    with runtime.sessions() as session:
+        return check_against_witnesses(session, runtime.witnesses, runtime.settings.origin)
 
 
 def _verify_offer(name: str) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import logging
 import threading
 import time
@@ -42,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
 from sae.db import transaction, utcnow
-from sae.journal import service
+from sae.journal import merkle, service
 from sae.journal.errors import WitnessesConfigError
 from sae.journal.models import HeadCosignature, TreeHead
 from sae.journal.note import (
@@ -470,3 +471,67 @@ def witness_status(session: Session, witnesses: WitnessSet, settings: Settings) 
         latest_size=latest.tree_size if latest is not None else None,
         unwitnessed_since=first_unwitnessed,
     )
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def check_against_witnesses(
+    session: Session, witnesses: WitnessSet, origin: str, *, timeout: float = 10.0
+) -> list[str]:
+    """What the witnesses' records say against this journal (``sae journal verify``).
+
+    Each witness's latest co-signed checkpoint for ``origin`` (``GET <url>/<sha256(origin)>/
+    checkpoint``, its cosignature checked) must be a tree this journal holds: a size no larger
+    than ours, with the root our leaves give at that size. A witness that co-signed a larger
+    tree or another root has seen a history this database no longer tells — it was rewritten
+    or replaced. The refusals journaled (``journal.witness_refused``) are reported too. A
+    witness that does not answer is reported, not taken for a proof of anything.
+    """
+    from sae.journal.models import Event
+    from sae.journal.note import parse_checkpoint
+
+    problems: list[str] = []
+    size = service.tree_size(session)
+    origin_hash = hashlib.sha256(origin.encode()).hexdigest()
+    for witness in witnesses.witnesses:
+        try:
+            reply = httpx.get(f"{witness.url}/{origin_hash}/checkpoint", timeout=timeout)
+        except (httpx.HTTPError, OSError) as exc:
+            problems.append(f"witness {witness.name}: unreachable ({exc})")
+            continue
+        if reply.status_code == 404:
+            continue  # it never co-signed for us: nothing to compare
+        if reply.status_code != 200:
+            problems.append(f"witness {witness.name}: HTTP {reply.status_code}")
+            continue
+        try:
+            note = Note.parse(reply.content)
+            line = next(s.line for s in note.signatures if witness.verifier.matches(s))
+            verify_cosignature(witness.verifier, note.text, line)
+            theirs = parse_checkpoint(note.text)
+        except (NoteError, StopIteration):
+            problems.append(f"witness {witness.name}: its checkpoint has no valid cosignature")
+            continue
+        if theirs.size > size:
+            problems.append(
+                f"witness {witness.name} co-signed a tree of {theirs.size} leaves; this journal "
+                f"has {size}: its history was truncated or replaced"
+            )
+        elif theirs.size > 0 and merkle.root(theirs.size, service.DbNodes(session)) != (
+            theirs.root_hash
+        ):
+            problems.append(
+                f"witness {witness.name} co-signed another root at size {theirs.size} than "
+                "this journal's: its history was rewritten"
+            )
+    refusals = session.scalars(
+        select(Event).where(Event.type == WITNESS_REFUSED).order_by(Event.leaf_index)
+    )
+    for event in refusals:
+        data = event.payload
+        problems.append(
+            f"leaf {event.leaf_index}: witness {data.get('witness')} refused head "
+            f"{data.get('tree_size')} (HTTP {data.get('status')}): {data.get('body', '')[:120]}"
+        )
+    return problems
