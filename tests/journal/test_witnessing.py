@@ -60,13 +60,13 @@ class WitnessProcess:
     process: subprocess.Popen[str] | None = None
     url: str = ""
 
-    def start(self) -> None:
+    def start(self, port: int = 0) -> None:
         # Its output goes to a file: a pipe nobody reads would fill and block the witness.
         log = self.data.parent / f"{self.data.name}.log"
         with log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "sae", "witness", "serve", "--data", str(self.data)]
-                + ["--host", "127.0.0.1", "--port", "0"],
+                + ["--host", "127.0.0.1", "--port", str(port)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -255,6 +255,16 @@ def test_deposits_are_cosigned_and_bundles_carry_the_cosignatures(
     assert health["witnesses"]["ok"] is True
     assert health["witnesses"]["witnessed_age_seconds"] >= 0
 
+    # The console's dashboard says it, in French.
+    from tests.console.helpers import signed_in
+
+    page = signed_in(archive.api).get("/console/").text
+    assert "Témoins" in page
+    assert "Contresigné" in page
+    assert "Quorum : 2 sur 2" in page
+    assert "Dernière tête contresignée" in page
+    archive.api.client.cookies.clear()
+
     # The head's note: the archive's signature and both cosignatures, each verifying.
     auditor = archive.api.token("auditor")
     head = archive.api.client.get(
@@ -313,6 +323,41 @@ def test_deposits_are_cosigned_and_bundles_carry_the_cosignatures(
     steps = openssl_steps(d2)
     verified = [(rc, "Verified Successfully" in o) for cmd, rc, o in steps if "pkeyutl" in cmd]
     assert verified == [(0, True), (1, False), (0, True)], steps
+
+
+def test_quorum_a_witness_down_and_a_lost_cosignature(archive: Archive) -> None:
+    deposit(archive, "MSG-QUORUM-1")
+    first = archive.seal_and_witness()
+    down, up = archive.witnesses
+    down.stop()
+    deposit(archive, "MSG-QUORUM-2")
+    from sae.journal.sealing import seal_now
+
+    second = seal_now(archive.runtime.sessions, archive.settings, wait=True)
+    assert second is not None
+    client = WitnessClient(archive.runtime.sessions, archive.runtime.witnesses)
+    outcomes = client.round()
+    assert outcomes[down.name] == "unreachable"
+    assert outcomes.get(up.name, "cosigned") == "cosigned"  # the sealer's round may be first
+    assert client.round()[down.name] == "waiting"  # retried later, with a delay
+    # One cosignature of two: not witnessed; /health still names the earlier head.
+    health = archive.api.client.get("/health").json()["witnesses"]
+    assert health["witnessed_size"] == first
+    assert health["latest_size"] >= second.tree_size
+
+    # The witness comes back on its address: asked again, it co-signs (from its own size).
+    down.start(port=int(down.url.rsplit(":", 1)[1]))
+    assert archive.seal_and_witness() >= second.tree_size
+
+    # A cosignature row lost on our side: the witness answers 409 with a size we sealed, we
+    # ask again from it — no refusal.
+    with archive.runtime.sessions() as session:
+        session.query(HeadCosignature).filter(HeadCosignature.witness == up.name).delete()
+        session.commit()
+    deposit(archive, "MSG-QUORUM-3")
+    archive.seal_and_witness()
+    with archive.runtime.sessions() as session:
+        assert session.scalars(select(Event).where(Event.type == WITNESS_REFUSED)).all() == []
 
 
 def test_the_rewrite_attack_is_refused_and_caught(
