@@ -40,6 +40,7 @@ from sae.journal.note import (
     parse_checkpoint,
     verify_cosignature,
 )
+from tests.conftest import require
 
 # --- Go's sumdb/note vectors (note_test.go) ---------------------------------------------------
 
@@ -365,8 +366,8 @@ def test_cosignature_round_trip_and_time() -> None:
 def test_cosignature_checks_with_openssl(tmp_path: Path) -> None:
     """An independent Ed25519: openssl verifies our cosignature over the spec's message."""
     openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    require(openssl, "openssl is not installed")
+    assert openssl is not None
     w = WitnessKey.generate("witness.example/w1")
     raw = base64.b64decode(w.cosign(SOFA_TEXT, 1700000000).split(" ")[2])
     assert raw[:4] == w.key_id
