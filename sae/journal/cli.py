@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -13,6 +13,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from sae.cli_support import make_console, opened_runtime, refusals
 from sae.journal.bundle import verify_bundle
 from sae.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sae.journal.witnessing import WitnessCheck
 
 journal_app = typer.Typer(
     help="The tamper-evident journal (RFC 9162 Merkle log, RFC 3161 time-stamps).",
@@ -72,11 +75,18 @@ def verify_command(
             report = verify_journal(
                 session, check_objects=not skip_objects, progress=step, workers=workers
             )
-        witnessed = _witness_problems(runtime)
+        checked = _witness_check(runtime)
+    witnessed = checked.problems if checked is not None else []
+    if checked is not None and checked.refusals:
+        out.print("[yellow]witnesses refused heads (journal.witness_refused):[/yellow]")
+        for said in checked.refusals:
+            out.print(f"  {escape(said)}")
     if witnessed:
         out.print("[red]journal REFUTED by its witnesses:[/red]")
         for said in witnessed:
             out.print(f"  {escape(said)}")
+    elif checked is not None:
+        out.print("the witnesses' latest cosigned checkpoints are trees of this journal")
     if report.ok and not witnessed:
         out.print(
             f"journal OK: {report.events} leaves, {report.heads_checked} signed heads, "
@@ -91,13 +101,13 @@ def verify_command(
     raise typer.Exit(1)
 
 
-def _witness_problems(runtime: Runtime) -> list[str]:
-    """With ``SAE_WITNESSES_FILE``: what the witnesses' records and refusals say against this
-    journal (``sae.journal.witnessing.check_against_witnesses``)."""
+def _witness_check(runtime: Runtime) -> WitnessCheck | None:
+    """With ``SAE_WITNESSES_FILE``: what the witnesses' records and the journaled refusals say
+    about this journal (``sae.journal.witnessing.check_against_witnesses``)."""
     from sae.journal.witnessing import check_against_witnesses
 
     if runtime.witnesses is None:
-        return []
+        return None
     with runtime.sessions() as session:
         return check_against_witnesses(session, runtime.witnesses, runtime.settings.origin)
 

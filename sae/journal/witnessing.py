@@ -476,17 +476,28 @@ def witness_status(session: Session, witnesses: WitnessSet, settings: Settings) 
 # --------------------------------------------------------------------------- verification
 
 
+@dataclass(frozen=True)
+class WitnessCheck:
+    """:func:`check_against_witnesses`' findings: ``problems`` fail the verification,
+    ``refusals`` (the journaled ``journal.witness_refused``) are reported for investigation."""
+
+    problems: list[str]
+    refusals: list[str]
+
+
 def check_against_witnesses(
     session: Session, witnesses: WitnessSet, origin: str, *, timeout: float = 10.0
-) -> list[str]:
+) -> WitnessCheck:
     """What the witnesses' records say against this journal (``sae journal verify``).
 
     Each witness's latest co-signed checkpoint for ``origin`` (``GET <url>/<sha256(origin)>/
     checkpoint``, its cosignature checked) must be a tree this journal holds: a size no larger
     than ours, with the root our leaves give at that size. A witness that co-signed a larger
     tree or another root has seen a history this database no longer tells — it was rewritten
-    or replaced. The refusals journaled (``journal.witness_refused``) are reported too. A
-    witness that does not answer is reported, not taken for a proof of anything.
+    or replaced. A witness that does not answer is a problem too: the check could not be made.
+    The refusals journaled (``journal.witness_refused``) are listed, not failed on: a refusal
+    may have been a misconfiguration since put right, and the witnesses' records say whether
+    the history is the one they saw.
     """
     from sae.journal.models import Event
     from sae.journal.note import parse_checkpoint
@@ -528,10 +539,10 @@ def check_against_witnesses(
     refusals = session.scalars(
         select(Event).where(Event.type == WITNESS_REFUSED).order_by(Event.leaf_index)
     )
-    for event in refusals:
-        data = event.payload
-        problems.append(
-            f"leaf {event.leaf_index}: witness {data.get('witness')} refused head "
-            f"{data.get('tree_size')} (HTTP {data.get('status')}): {data.get('body', '')[:120]}"
-        )
-    return problems
+    listed = [
+        f"leaf {event.leaf_index}: witness {event.payload.get('witness')} refused head "
+        f"{event.payload.get('tree_size')} (HTTP {event.payload.get('status')}): "
+        f"{str(event.payload.get('body', ''))[:120]}"
+        for event in refusals
+    ]
+    return WitnessCheck(problems, listed)
