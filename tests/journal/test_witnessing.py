@@ -303,11 +303,21 @@ def test_deposits_are_cosigned_and_bundles_carry_the_cosignatures(
     assert sum("Signature Verified Successfully" in o for _, _, o in steps) == 3
     assert steps[3][2].startswith("cosignature/v1\ntime ")
 
+    (tmp_path / "bundle.zip").write_bytes(bundle)
+    by_cli = sae(
+        "verify", str(tmp_path / "bundle.zip"), "--witness", vkeys[0], "--witness", vkeys[1]
+    )
+    assert by_cli.returncode == 0, by_cli.stdout + by_cli.stderr
+    assert "OK   witnesses" in by_cli.stdout
+
     # A witness the auditor requires but who never co-signed: refused.
     stranger = sae("witness", "init", "--data", str(tmp_path / "x"), "--name", "stranger.example/w")
     other = stranger.stdout.strip().splitlines()[-1]
     assert not verify_bundle(bundle, content=content, witnesses=[other]).valid
     assert verify_py(d, other).returncode == 1
+    by_cli = sae("verify", str(tmp_path / "bundle.zip"), "--witness", other)
+    assert by_cli.returncode == 1
+    assert "no cosignature by the required witness stranger.example/w" in by_cli.stdout
 
     # An altered cosignature fails sae verify, verify.py and the openssl step.
     altered = tmp_path / "altered"
