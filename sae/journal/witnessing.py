@@ -12,9 +12,9 @@ witness's vkey, and stores it (``head_cosignatures``). A head is *witnessed* onc
 What a witness answers decides what happens next:
 
 - 200 with a cosignature that verifies: stored.
-- 409 with a size we sealed a head at, no larger than the head offered: the witness saw a
-  later head than we remember (another instance asked first, our database lost a row): asked
-  again once, from that size.
+- 409 with a size we sealed a head at (or 0), no larger than the head offered: the witness
+  saw a later head than we remember (another instance asked first, our database lost a row),
+  or was reset: asked again once, from that size.
 - 409 with a size we never sealed, or larger than ours; 403 (our note's signature refused),
   404 (origin unknown to it), 400/422 (our proof refused), a cosignature that does not verify:
   **evidence** — of a fork, a rewritten history, a changed key, or a misconfiguration. It is
@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
 from sae.db import transaction, utcnow
+from sae.errors import SAEError
 from sae.journal import merkle, service
 from sae.journal.errors import WitnessesConfigError
 from sae.journal.models import HeadCosignature, TreeHead
@@ -237,6 +238,10 @@ class WitnessClient:
             try:
                 with self.sessions() as session:
                     body = add_checkpoint_body(session, old, head)
+            except SAEError as exc:  # the proof cannot be built (a corrupt journal): not now
+                log.error("journal.witness_request_failed %s: %s", exc.code, exc.detail)
+                return _Outcome("unreachable")
+            try:
                 reply = httpx.post(
                     f"{witness.url}/add-checkpoint",
                     content=body,
@@ -253,7 +258,12 @@ class WitnessClient:
                 return _Outcome("unreachable")
             if reply.status_code == 409 and not retried:
                 theirs = _size(reply.text)
-                if theirs is not None and theirs <= head.tree_size and self._sealed(theirs):
+                # 0: a witness whose state was reset — the empty tree is every log's start.
+                if (
+                    theirs is not None
+                    and theirs <= head.tree_size
+                    and (theirs == 0 or self._sealed(theirs))
+                ):
                     old, retried = theirs, True
                     continue
             return self._refused(witness, head, old, reply.status_code, reply.text)

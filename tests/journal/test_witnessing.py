@@ -440,6 +440,23 @@ def test_the_rewrite_attack_is_refused_and_caught(
     d = unzip(bundle_before, tmp_path / "before", content)
     assert verify_py(d, *vkeys).returncode == 0
 
+    # The same attacker with a new note key: its notes are not the log's (403), refused too;
+    # `sae journal witness` says so and exits 1.
+    import sae.journal.notekey as notekey
+
+    notekey.note_key_path(archive.settings).unlink()
+    notekey._cache.clear()
+    with runtime.sessions() as session:
+        append_events(session, [NewEvent(type="auth.token_created", actor="admin")])
+        session.commit()
+    assert seal_now(runtime.sessions, archive.settings, wait=True) is not None
+    asked = sae("journal", "witness", env={**archive.env(), "COLUMNS": "300"})
+    assert asked.returncode == 1, asked.stdout + asked.stderr
+    assert asked.stdout.count("refused") == 2
+    with runtime.sessions() as session:
+        statuses = session.scalars(select(Event).where(Event.type == WITNESS_REFUSED)).all()
+    assert 403 in {e.payload["status"] for e in statuses}
+
 
 def test_offline_consistency_between_two_heads(archive: Archive, tmp_path: Path) -> None:
     object_id, _ = deposit(archive, "MSG-CONS-1")
