@@ -136,6 +136,29 @@ def api_router() -> APIRouter:
     return router
 
 
+def _witnessing(rt: Runtime) -> dict[str, Any]:
+    """``/health``'s witnessing: the latest witnessed size and its age; failing when the latest
+    head has waited too long for its quorum (``sae.journal.witnessing.witness_status``)."""
+    from sae.journal.witnessing import witness_status
+
+    assert rt.witnesses is not None
+    try:
+        with rt.sessions() as session:
+            status = witness_status(session, rt.witnesses, rt.settings)
+    except Exception as exc:  # health must report, not raise
+        return {"ok": False, "detail": type(exc).__name__}
+    age = status.age_seconds()
+    return {
+        "ok": status.ok,
+        "detail": status.detail(),
+        "quorum": status.quorum,
+        "witnesses": status.witnesses,
+        "witnessed_size": status.witnessed_size,
+        "witnessed_age_seconds": round(age, 1) if age is not None else None,
+        "latest_size": status.latest_size,
+    }
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The SAE application; opens its runtime (database, offers) at startup."""
 
@@ -151,7 +174,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.health_checks["tsa"] = lambda: tsa_health(runtime.settings)
         # Heads are sealed after each transfer, and at least every SAE_SEAL_INTERVAL_MINUTES
         # while events arrive (reads, audits…): the database makes one instance seal at a time.
-        sealer = Sealer(runtime.sessions, runtime.settings, offer_set=runtime.offer_set)
+        sealer = Sealer(
+            runtime.sessions,
+            runtime.settings,
+            offer_set=runtime.offer_set,
+            witnesses=runtime.witnesses,
+        )
         runtime.sealer = sealer
         sealer.start()
         auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)
@@ -197,6 +225,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             extra[name] = {"ok": ok, "detail": detail}
             if not ok:
                 failing.append(name)
+        if rt.witnesses is not None:
+            witnessing = _witnessing(rt)
+            extra["witnesses"] = witnessing
+            if not witnessing["ok"]:
+                failing.append("witnesses")
         body = {
             "status": "ok" if not failing else "unavailable",
             "version": __version__,

@@ -6,7 +6,9 @@ end of that spacing, so a busy archive signs and time-stamps at most one head pe
 at least every ``SAE_SEAL_INTERVAL_MINUTES`` while events arrive.
 Sealing in the background keeps the time-stamping authority's round trip off the deposit's
 path, and a burst of deposits is covered by one head instead of one each. The database makes
-one instance seal at a time (see ``sae.journal.sealing``).
+one instance seal at a time (see ``sae.journal.sealing``). With ``SAE_WITNESSES_FILE``, each
+head sealed and published here is then offered to the witnesses by a thread of its own
+(``sae.journal.witnessing``), so that a slow witness delays neither deposits nor heads.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sae.config import Settings
 from sae.db import utcnow
 from sae.errors import SAEError
 from sae.journal.sealing import last_sealed_at, seal_if_due, seal_now
+from sae.journal.witnessing import WitnessClient, WitnessSet
 from sae.storage.offers import OfferSet
 
 log = logging.getLogger("sae.journal")
@@ -39,22 +42,36 @@ class Sealer:
         *,
         check_seconds: float = 30.0,
         offer_set: OfferSet | None = None,
+        witnesses: WitnessSet | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         #: Where each sealed head's journal segment is published (None: not here).
         self.offer_set = offer_set
         self._published_at = -PUBLISH_SPACING_SECONDS  # monotonic; the first head publishes
+        #: Asks the witnesses to co-sign each new head (None: no SAE_WITNESSES_FILE).
+        self.witness_client = WitnessClient(sessions, witnesses) if witnesses is not None else None
         self.check_seconds = check_seconds
         self._poke = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Witnessing has its own thread: a witness slow to answer (up to its timeout, for each
+        # witness) must not delay the next head.
+        self._witness_poke = threading.Event()
+        self._witness_thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="sae-sealer", daemon=True)
             self._thread.start()
+        if self.witness_client is not None and (
+            self._witness_thread is None or not self._witness_thread.is_alive()
+        ):
+            self._witness_thread = threading.Thread(
+                target=self._run_witnessing, name="sae-witnessing", daemon=True
+            )
+            self._witness_thread.start()
 
     def poke(self) -> None:
         """Ask for a head over everything committed so far (coalesced)."""
@@ -66,6 +83,9 @@ class Sealer:
         self._poke.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._witness_poke.set()
+        if self._witness_thread is not None:
+            self._witness_thread.join(timeout)
 
     def _run(self) -> None:
         while True:
@@ -82,6 +102,7 @@ class Sealer:
                 if head is not None:
                     log.info("journal.sealed tree_size=%s", head.tree_size)
                     self._publish()
+                    self._witness_poke.set()  # after publishing: the witnesses' turn
             except SAEError as exc:
                 # The TSA or the database may be down for a while: the next round tries again.
                 log.warning("journal.seal_failed %s: %s", exc.code, exc.detail)
@@ -90,6 +111,23 @@ class Sealer:
             if self._stop.is_set():
                 self._publish(force=True)  # what this process sealed leaves with it
                 return
+
+    def _run_witnessing(self) -> None:
+        """Ask the witnesses to co-sign the latest head: when a head was sealed and published,
+        and every ``check_seconds`` (a witness that failed or refused is asked again in later
+        rounds, with a growing delay, see :mod:`sae.journal.witnessing`)."""
+        assert self.witness_client is not None
+        while True:
+            self._witness_poke.wait(self.check_seconds)
+            self._witness_poke.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.witness_client.round()
+            except SAEError as exc:
+                log.warning("journal.witnessing_failed %s: %s", exc.code, exc.detail)
+            except Exception:  # a bug must not end witnessing for the life of the process
+                log.exception("journal.witnessing_crashed")
 
     def _publish(self, *, force: bool = False) -> None:
         """Put the new heads' segments on every offer of the strategy, so that the offers

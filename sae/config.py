@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     offers_file: Path | None = Field(
         default=None, description="YAML file declaring the storage offers and the strategy."
     )
+    witnesses_file: Path | None = Field(
+        default=None,
+        description="YAML file naming the witnesses that co-sign tree heads, and the quorum.",
+    )
     tsa_url: str | None = Field(default=None, description="External RFC 3161 TSA; unset: built-in.")
     tsa_ca_file: Path | None = Field(
         default=None, description="PEM trust anchor(s) of the external TSA (with SAE_TSA_URL)."
@@ -155,6 +159,16 @@ class Settings(BaseSettings):
         value = value.expanduser().resolve()
         if not value.is_file():
             raise ValueError(f"SAE_OFFERS_FILE={value} does not exist")
+        return value
+
+    @field_validator("witnesses_file")
+    @classmethod
+    def _witnesses_file_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser().resolve()
+        if not value.is_file():
+            raise ValueError(f"SAE_WITNESSES_FILE={value} does not exist")
         return value
 
     @model_validator(mode="after")

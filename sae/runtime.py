@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # both build on the runtime: imported for their types only
     from sae.background import Sealer
     from sae.ingest.deposit import GroupCommit
     from sae.journal.tails import TailWriter
+    from sae.journal.witnessing import WitnessSet
 
 log = logging.getLogger("sae.runtime")
 
@@ -72,6 +73,8 @@ class Runtime:
     sealer: Sealer | None = None
     #: Puts a deposit's journal leaves on every offer before its 201, created by the first.
     tail_writer: TailWriter | None = None
+    #: The witnesses of ``SAE_WITNESSES_FILE`` (None: heads are not witnessed).
+    witnesses: WitnessSet | None = None
     #: Checks ``/health`` reports by name beside the database and the offers (the TSA).
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
 
@@ -85,6 +88,12 @@ class Runtime:
         if migrate:
             upgrade(engine)
         offer_set = load_offers(settings)
+        from sae.journal.witnessing import load_witnesses
+
+        witnesses = load_witnesses(settings)  # refused at start, naming the problem
+        from sae.journal.notekey import load_note_key
+
+        load_note_key(settings)  # created on first start; a key readable by others is refused
         # A misconfigured offer (region, Object Lock) refuses the start; one that is merely
         # down is reported by /health and the other offers keep serving reads.
         for problem in check_offers(offer_set):
@@ -95,6 +104,7 @@ class Runtime:
             sessions=make_sessionmaker(engine),
             offer_set=offer_set,
             writer_turns=WriterTurns(settings.db_url),
+            witnesses=witnesses,
         )
         with transaction(runtime.sessions) as session:
             path = ensure_admin_token(session, settings.data_dir)

@@ -114,6 +114,14 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         "journal segment publication: one publisher a round (PostgreSQL row lock)",
     ),
     "sae.journal.sealing.seal_now": (UNIT_OF_WORK, "a tree head, one instance at a time"),
+    "sae.journal.witnessing.WitnessClient._store": (
+        UNIT_OF_WORK,
+        "a witness's cosignature, kept once verified, whatever the other witnesses answer",
+    ),
+    "sae.journal.witnessing.WitnessClient._refused": (
+        UNIT_OF_WORK,
+        "a witness's refusal is journaled as evidence, in the background round",
+    ),
     # The rebuild of the catalogue from an offer: one transaction per segment, resumable.
     "sae.recovery.rebuild._Rebuild._claim_target": (UNIT_OF_WORK, "rebuild: the target's marker"),
     "sae.recovery.rebuild._Rebuild._import_segment": (UNIT_OF_WORK, "rebuild: one segment"),

@@ -116,7 +116,9 @@ def build_dip(
         entries = _write_objects(zf, sessions, offers, objects)
         with sessions() as session:
             for obj in objects:
-                zf.writestr(f"proofs/{obj.id}.zip", proofs.object_bundle(session, obj.id))
+                zf.writestr(
+                    f"proofs/{obj.id}.zip", proofs.object_bundle(session, obj.id, settings=settings)
+                )
         zf.writestr(
             "manifest.xml",
             _manifest(

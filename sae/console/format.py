@@ -280,6 +280,7 @@ EVENT_TYPE = {
     "catalog.backed_up": "Sauvegarde du catalogue",
     "catalog.restored": "Catalogue restauré depuis une sauvegarde",
     "recovery.drill_completed": "Exercice de restauration",
+    "journal.witness_refused": "Alerte : un témoin refuse de contresigner le journal",
     "access.dip_exported": "Paquet de diffusion (DIP) exporté",
     "disposal.line_excluded": "Ligne retirée d'une liste d'élimination",
     "disposal.transfer_sent": "Transfert sortant envoyé au service d'archives",

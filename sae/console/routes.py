@@ -52,6 +52,7 @@ from sae.ingest.visibility import get_visible_transfer
 from sae.journal import proofs, sealing
 from sae.journal import service as journal
 from sae.journal.bundle import VERIFY_MD
+from sae.journal.witnessing import witness_status
 from sae.recovery.drill import last_drill
 from sae.retention import referential
 from sae.runtime import Runtime
@@ -207,6 +208,11 @@ def dashboard(
             audits=queries.recent_audits(session, 5),
             drill=last_drill(session),
             drill_interval_days=runtime.settings.drill_interval_days,
+            witnessing=(
+                witness_status(session, runtime.witnesses, runtime.settings)
+                if runtime.witnesses is not None
+                else None
+            ),
         )
     if allowed(user, *TRANSFERS):
         context["transfers"], _ = queries.list_transfers(session, user, limit=10)
@@ -631,7 +637,7 @@ def object_proof(
     if journal.covering_head(session, event.leaf_index) is None:
         _seal(runtime)
         session.expire_all()
-    data = proofs.object_bundle(session, object_id)
+    data = proofs.object_bundle(session, object_id, settings=runtime.settings)
     return attachment(data, "application/zip", f"preuve-{object_id}.zip")
 
 

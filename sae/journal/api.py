@@ -17,7 +17,9 @@ from sae.journal import proofs, sealing, service
 from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalError
 from sae.journal.keys import load_journal_keys
 from sae.journal.models import Event, TreeHead
+from sae.journal.notekey import load_note_key
 from sae.journal.schemas import ConsistencyOut, EventOut, EventPage, HeadOut, head_out
+from sae.journal.witnessing import witnessed_note
 from sae.runtime import Runtime
 
 log = logging.getLogger("sae.journal")
@@ -53,13 +55,15 @@ def get_head(_: AuditorDep, session: SessionDep, runtime: RuntimeDep) -> HeadOut
         head = service.latest_head(session)
     if head is None:
         raise HeadNotFound("the journal is empty: no tree head yet")
-    return head_out(head)
+    return head_out(head, witnessed_note(session, head))
 
 
 @router.get("/journal/heads/{tree_size}", response_model=HeadOut)
 def get_head_of_size(tree_size: str, _: AuditorDep, session: SessionDep) -> HeadOut:
-    """The head sealed at exactly ``tree_size`` leaves."""
-    return head_out(service.head_of_size(session, _size(tree_size)))
+    """The head sealed at exactly ``tree_size`` leaves, with its checkpoint note (the archive's
+    signature and the witnesses' cosignatures)."""
+    head = service.head_of_size(session, _size(tree_size))
+    return head_out(head, witnessed_note(session, head))
 
 
 @router.get(
@@ -82,6 +86,19 @@ def get_public_key(_: AuditorDep, runtime: RuntimeDep) -> Response:
     """SAE's journal signing key (PEM), as shipped in every proof bundle."""
     return Response(
         load_journal_keys(runtime.settings).signer.public_pem, media_type="application/x-pem-file"
+    )
+
+
+@router.get(
+    "/journal/vkey",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def get_vkey(_: AuditorDep, runtime: RuntimeDep) -> Response:
+    """The archive's note verifier key (``<origin>+<key id>+<base64>``), as ``sae journal
+    vkey`` prints it: what witnesses and auditors check checkpoint notes with."""
+    return Response(
+        load_note_key(runtime.settings).vkey + "\n", media_type="text/plain; charset=utf-8"
     )
 
 
@@ -164,13 +181,13 @@ def get_object_proof(
     if service.covering_head(session, event.leaf_index) is None:
         seal_now(runtime)
         session.rollback()  # a fresh snapshot: see the head just committed
-    data = _bundle(session, object_id)
+    data = _bundle(session, object_id, runtime)
     return attachment(data, "application/zip", f"proof-{object_id}.zip")
 
 
-def _bundle(session: Session, object_id: str) -> bytes:
+def _bundle(session: Session, object_id: str, runtime: Runtime) -> bytes:
     try:
-        return proofs.object_bundle(session, object_id)
+        return proofs.object_bundle(session, object_id, settings=runtime.settings)
     except JournalError:
         log.error("journal inconsistent while building the proof of %s", object_id)
         raise

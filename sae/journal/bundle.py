@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,21 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sae.journal import merkle
 from sae.journal.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
 from sae.journal.errors import TimestampInvalid
+from sae.journal.note import (
+    COSIGNATURE_V1,
+    ED25519,
+    Note,
+    NoteError,
+    Verifier,
+    cosignature_message,
+    parse_checkpoint,
+    verify_cosignature,
+)
 from sae.journal.tsa import verify_response
 
 BUNDLE_FILES = (
@@ -37,6 +50,16 @@ BUNDLE_FILES = (
     "VERIFY.md",
     "verify.py",
 )
+
+#: The witnessing files (present when the head has a checkpoint note): the note with the
+#: archive's signature and every cosignature, the vkeys and quorum, the archive's note key as
+#: PEM; then ``witness-N.pem`` and ``cosignature-N.msg`` per witness (N from 1, in
+#: ``witnesses.json`` order), for openssl.
+NOTE_FILE = "checkpoint.note"
+WITNESSES_FILE = "witnesses.json"
+LOG_KEY_FILE = "sae-note-key.pem"
+NOTE_FILES = (NOTE_FILE, WITNESSES_FILE, LOG_KEY_FILE)
+_NUMBERED = re.compile(r"^(witness-[1-9][0-9]{0,2}\.pem|cosignature-[1-9][0-9]{0,2}\.msg)$")
 
 # Fixed timestamp for zip entries: the same proof gives byte-identical bundles.
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)
@@ -109,11 +132,43 @@ assert inc["tree_size"] == head["tree_size"], "tree size differs"
 print("leaf", inc["leaf_index"], "is in the tree head: OK")
 ```
 
+## 5. Witnesses co-signed the tree head (C2SP signed note, Ed25519)
+
+When the bundle holds `checkpoint.note`, the same tree head is also a C2SP `tlog-checkpoint`
+note: its text (origin, tree size, base64 root hash) is signed by SAE's note key, then
+independent witnesses (for instance the departmental archives) added a `cosignature/v1` line
+each, after checking that this head extends every head they had co-signed before.
+`witnesses.json` names the witnesses (vkeys) and the quorum SAE declares. Compare the vkeys with
+the ones the witnesses publish: that is what makes the proof independent of SAE's server.
+
+The note's text, and SAE's signature over it (the last 64 bytes of its line):
+
+    awk '/^$/{exit} {print}' checkpoint.note > checkpoint.txt
+    ORIGIN=$(head -n 1 checkpoint.txt)
+    grep "^— $ORIGIN " checkpoint.note | head -n 1 | cut -d' ' -f3 | base64 -d \\
+      | tail -c 64 > note.sig
+    openssl pkeyutl -verify -pubin -inkey sae-note-key.pem -rawin \\
+      -in checkpoint.txt -sigfile note.sig
+
+must print `Signature Verified Successfully`. Then for each witness N (1, 2, …) of
+`witnesses.json` with a `cosignature-N.msg` file, NAME being its `name`:
+
+    grep "^— NAME " checkpoint.note | head -n 1 | cut -d' ' -f3 | base64 -d \\
+      | tail -c 64 > cosignature-N.sig
+    openssl pkeyutl -verify -pubin -inkey witness-N.pem -rawin \\
+      -in cosignature-N.msg -sigfile cosignature-N.sig
+    tail -n +3 cosignature-N.msg | cmp - checkpoint.txt && head -n 2 cosignature-N.msg
+
+must print `Signature Verified Successfully`, nothing from `cmp` (the witness signed this very
+head), and `cosignature/v1` with the witness's time (`time <seconds since 1970>`). Count the
+witnesses that pass: at least the `quorum` of `witnesses.json`.
+
 ## All at once
 
-    python3 verify.py . --object OBJECT_FILE
+    python3 verify.py . --object OBJECT_FILE [--witness VKEY]…
 
-runs every check above (it needs the `cryptography` package) and exits 0 when all pass.
+runs every check above (it needs the `cryptography` package) and exits 0 when all pass; each
+`--witness VKEY` (a witness you trust) must have co-signed the head.
 
 Leaf format, checkpoint format and trust model: SAE's documentation, `docs/journal.md`.
 """
@@ -139,15 +194,66 @@ class ProofMaterial:
     public_key_pem: bytes
     tsr: bytes
     tsa_chain_pem: bytes
+    witnessing: NoteMaterial | None = None
+    """The head's checkpoint note and the witnesses (None: a head sealed before notes)."""
+
+
+@dataclass(frozen=True)
+class NoteMaterial:
+    """What a bundle carries about witnessing: the head's checkpoint note (the archive's
+    signature and every cosignature line stored), the archive's note vkey, the witnesses'
+    vkeys and the quorum the archive declares (0 without ``SAE_WITNESSES_FILE``)."""
+
+    note: bytes
+    log_vkey: str
+    witnesses: list[tuple[str, str]]
+    """``(name, vkey)`` of each witness, in ``SAE_WITNESSES_FILE`` order."""
+    quorum: int
 
 
 def _json(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 
+def note_files(witnessing: NoteMaterial) -> dict[str, bytes]:
+    """The witnessing files: ``checkpoint.note``, ``witnesses.json``, the Ed25519 public keys
+    as PEM and each cosignature's signed message, for ``openssl pkeyutl -verify -rawin``."""
+    note = Note.parse(witnessing.note)
+    log = Verifier.parse(witnessing.log_vkey)
+    files = {
+        NOTE_FILE: witnessing.note,
+        WITNESSES_FILE: _json(
+            {
+                "origin": log.name,
+                "log_vkey": witnessing.log_vkey,
+                "quorum": witnessing.quorum,
+                "witnesses": [{"name": n, "vkey": v} for n, v in witnessing.witnesses],
+            }
+        ),
+        LOG_KEY_FILE: _ed25519_pem(log.public_bytes),
+    }
+    for number, (_name, vkey) in enumerate(witnessing.witnesses, start=1):
+        verifier = Verifier.parse(vkey)
+        files[f"witness-{number}.pem"] = _ed25519_pem(verifier.public_bytes)
+        for signature in note.signatures:
+            if verifier.matches(signature) and len(signature.signature) == 72:
+                stamp = int.from_bytes(signature.signature[:8], "big")
+                files[f"cosignature-{number}.msg"] = cosignature_message(note.text, stamp)
+                break
+    return files
+
+
+def _ed25519_pem(public: bytes) -> bytes:
+    key = Ed25519PublicKey.from_public_bytes(public)
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def bundle_files(material: ProofMaterial) -> dict[str, bytes]:
     """The bundle's files, by name."""
-    return {
+    extra = note_files(material.witnessing) if material.witnessing is not None else {}
+    return extra | {
         "object.json": _json(material.object_info),
         "leaf.bin": material.leaf,
         "inclusion.json": _json(
@@ -180,7 +286,11 @@ def write_zip(files: dict[str, bytes]) -> bytes:
 
 
 def _order(name: str) -> int:
-    return BUNDLE_FILES.index(name) if name in BUNDLE_FILES else len(BUNDLE_FILES)
+    if name in BUNDLE_FILES:
+        return BUNDLE_FILES.index(name)
+    if name in NOTE_FILES:
+        return len(BUNDLE_FILES) + NOTE_FILES.index(name)
+    return len(BUNDLE_FILES) + len(NOTE_FILES)
 
 
 def build_bundle(material: ProofMaterial) -> bytes:
@@ -242,12 +352,18 @@ class _Fail(Exception):
 
 
 def verify_bundle(
-    data: bytes, *, content: bytes | None = None, tsa_root_pem: bytes | None = None
+    data: bytes,
+    *,
+    content: bytes | None = None,
+    tsa_root_pem: bytes | None = None,
+    witnesses: Sequence[str] = (),
 ) -> BundleReport:
     """Check a proof bundle (zip bytes), optionally against the object's ``content``.
 
     ``tsa_root_pem`` pins the TSA trust anchor (the root the auditor trusts); without it the
     bundle's own root is used and its fingerprint reported, to be compared by the auditor.
+    ``witnesses`` are vkeys the auditor trusts: each must have co-signed the bundle's head
+    (beyond the quorum the archive declares, which is always checked).
     """
     report = BundleReport()
     try:
@@ -259,11 +375,13 @@ def verify_bundle(
             _verify_files(files, content, report)
             if tsa_root_pem is not None:
                 _check_pinned_root(files, tsa_root_pem)
+            _check_witnessing(files, witnesses, report)
         except _Fail:
             raise
         except Exception as exc:
             # A damaged file that slipped past the specific checks is still a failure, named.
-            step = ("files", "object", "merkle", "signature", "timestamp")[len(report.passed)]
+            steps = ("files", "object", "merkle", "signature", "timestamp", "witnesses")
+            step = steps[min(len(report.passed), len(steps) - 1)]
             raise _Fail(step, f"malformed bundle: {exc}") from None
     except _Fail as fail:
         report.failure = (fail.check, fail.message)
@@ -282,9 +400,11 @@ def _check_pinned_root(files: dict[str, bytes], tsa_root_pem: bytes) -> None:
 
 def _verify_files(files: dict[str, bytes], content: bytes | None, report: BundleReport) -> None:
     names = set(files)
-    if names != set(BUNDLE_FILES):
-        missing = sorted(set(BUNDLE_FILES) - names)
-        extra = sorted(names - set(BUNDLE_FILES))
+    expected = set(BUNDLE_FILES) | (set(NOTE_FILES) if NOTE_FILE in names else set())
+    numbered = {n for n in names if NOTE_FILE in names and _NUMBERED.match(n)}
+    if names - numbered != expected:
+        missing = sorted(expected - names)
+        extra = sorted(names - numbered - expected)
         raise _Fail("files", f"missing {missing}, unexpected {extra}")
     if files["VERIFY.md"] != VERIFY_MD.encode():
         raise _Fail("files", "VERIFY.md is not the text SAE ships")
@@ -373,3 +493,96 @@ def _verify_files(files: dict[str, bytes], content: bytes | None, report: Bundle
             f"{chain[-1].fingerprint(hashes.SHA256()).hex(':').upper()}",
         )
     )
+
+
+def _check_witnessing(
+    files: dict[str, bytes], required: Sequence[str], report: BundleReport
+) -> None:
+    """The checkpoint note: the same head as tree-head.json, signed by the archive's note key,
+    co-signed by at least the declared quorum of witnesses (and by every ``required`` vkey);
+    the PEM keys and cosignature messages shipped for openssl are exactly those."""
+    if NOTE_FILE not in files:
+        if required:
+            raise _Fail("witnesses", "the bundle carries no checkpoint note: nothing co-signed")
+        return
+    try:
+        head = Checkpoint.from_bytes(files["tree-head.json"])
+        note = Note.parse(files[NOTE_FILE])
+        checkpoint = parse_checkpoint(note.text)
+        doc = json.loads(files[WITNESSES_FILE])
+        log = Verifier.parse(str(doc["log_vkey"]))
+        declared = [Verifier.parse(str(w["vkey"])) for w in doc["witnesses"]]
+        names = [str(w["name"]) for w in doc["witnesses"]]
+        quorum = doc["quorum"]
+    except (NoteError, CheckpointFormatError, ValueError, KeyError, TypeError) as exc:
+        detail = exc.detail if isinstance(exc, NoteError) else str(exc)
+        raise _Fail("witnesses", f"malformed checkpoint.note or witnesses.json: {detail}") from None
+    if (checkpoint.origin, checkpoint.size, checkpoint.root_hash) != (
+        head.origin,
+        head.tree_size,
+        head.root_hash,
+    ):
+        raise _Fail("witnesses", "checkpoint.note is not the head of tree-head.json")
+    if log.key_type != ED25519 or log.name != head.origin or doc.get("origin") != head.origin:
+        raise _Fail("witnesses", "witnesses.json's log_vkey is not an Ed25519 key of the origin")
+    try:
+        signed = note.verified_by([log])
+    except NoteError:
+        signed = []
+    if not signed:
+        raise _Fail("witnesses", "checkpoint.note is not signed by the archive's note key")
+    if files[LOG_KEY_FILE] != _ed25519_pem(log.public_bytes):
+        raise _Fail("witnesses", f"{LOG_KEY_FILE} is not the key of log_vkey")
+    if [v.name for v in declared] != names or any(v.key_type != COSIGNATURE_V1 for v in declared):
+        raise _Fail("witnesses", "witnesses.json: a vkey is not its witness's cosignature key")
+    if not isinstance(quorum, int) or isinstance(quorum, bool) or not 0 <= quorum <= len(declared):
+        raise _Fail("witnesses", f"witnesses.json: quorum {quorum!r} is out of range")
+    shipped = {n for n in files if _NUMBERED.match(n)}
+    cosigned: list[str] = []
+    for number, verifier in enumerate(declared, start=1):
+        if files.get(f"witness-{number}.pem") != _ed25519_pem(verifier.public_bytes):
+            raise _Fail("witnesses", f"witness-{number}.pem is not the key of {verifier.name}")
+        shipped.discard(f"witness-{number}.pem")
+        stamp = _cosigned(note, verifier)
+        if stamp is None:
+            continue
+        if files.get(f"cosignature-{number}.msg") != cosignature_message(note.text, stamp):
+            raise _Fail("witnesses", f"cosignature-{number}.msg is not what {verifier.name} signed")
+        shipped.discard(f"cosignature-{number}.msg")
+        cosigned.append(verifier.name)
+    if shipped:
+        raise _Fail("witnesses", f"unexpected files {sorted(shipped)}")
+    if len(cosigned) < quorum:
+        raise _Fail(
+            "witnesses",
+            f"{len(cosigned)} of the {len(declared)} witnesses co-signed; the archive declares "
+            f"a quorum of {quorum}",
+        )
+    for vkey in required:
+        try:
+            wanted = Verifier.parse(vkey)
+        except NoteError as exc:
+            raise _Fail("witnesses", f"--witness {vkey[:60]!r}: {exc.detail}") from None
+        if _cosigned(note, wanted) is None:
+            raise _Fail("witnesses", f"no cosignature by the required witness {wanted.name}")
+        if wanted.name not in cosigned:
+            cosigned.append(wanted.name)
+    said = ", ".join(cosigned) if cosigned else "no witness"
+    report.passed.append(
+        (
+            "witnesses",
+            f"checkpoint.note signed by {log.name}, co-signed by {said} (quorum {quorum})",
+        )
+    )
+
+
+def _cosigned(note: Note, verifier: Verifier) -> int | None:
+    """The time of ``verifier``'s cosignature on ``note``; None when it has none. A line by
+    that key that does not verify is a failure, not an absence."""
+    lines = [s for s in note.signatures if verifier.matches(s)]
+    if not lines:
+        return None
+    try:
+        return verify_cosignature(verifier, note.text, lines[0].line)
+    except NoteError:
+        raise _Fail("witnesses", f"the cosignature of {verifier.name} does not verify") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae.cli_support import make_console, opened_runtime, refusals
 from sae.journal.bundle import verify_bundle
+from sae.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sae.journal.witnessing import WitnessCheck
 
 journal_app = typer.Typer(
     help="The tamper-evident journal (RFC 9162 Merkle log, RFC 3161 time-stamps).",
@@ -71,16 +75,41 @@ def verify_command(
             report = verify_journal(
                 session, check_objects=not skip_objects, progress=step, workers=workers
             )
-    if report.ok:
+        checked = _witness_check(runtime)
+    witnessed = checked.problems if checked is not None else []
+    if checked is not None and checked.refusals:
+        out.print("[yellow]witnesses refused heads (journal.witness_refused):[/yellow]")
+        for said in checked.refusals:
+            out.print(f"  {escape(said)}")
+    if witnessed:
+        out.print("[red]journal REFUTED by its witnesses:[/red]")
+        for said in witnessed:
+            out.print(f"  {escape(said)}")
+    elif checked is not None:
+        out.print("the witnesses' latest cosigned checkpoints are trees of this journal")
+    if report.ok and not witnessed:
         out.print(
             f"journal OK: {report.events} leaves, {report.heads_checked} signed heads, "
             f"{report.objects_checked} objects checked"
         )
         return
+    if report.ok:
+        raise typer.Exit(1)
     out.print(f"[red]journal INVALID: first bad leaf {report.first_bad_leaf}[/red]")
     for problem in report.problems:
         out.print(f"  leaf {problem.leaf_index}: {problem.kind}: {escape(problem.message)}")
     raise typer.Exit(1)
+
+
+def _witness_check(runtime: Runtime) -> WitnessCheck | None:
+    """With ``SAE_WITNESSES_FILE``: what the witnesses' records and the journaled refusals say
+    about this journal (``sae.journal.witnessing.check_against_witnesses``)."""
+    from sae.journal.witnessing import check_against_witnesses
+
+    if runtime.witnesses is None:
+        return None
+    with runtime.sessions() as session:
+        return check_against_witnesses(session, runtime.witnesses, runtime.settings.origin)
 
 
 def _verify_offer(name: str) -> None:
@@ -164,16 +193,26 @@ def verify_bundle_command(
         Path | None,
         typer.Option("--tsa-root", help="PEM root you trust for the TSA (pins the anchor)."),
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            help="A witness's vkey you trust: it must have co-signed the head (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Check a proof bundle offline: exit 0 valid, 1 invalid (saying which check failed).
 
     Needs nothing but the bundle (and, optionally, the object).
 
-    Example: ``sae verify proof-3f2c….zip --object arrete.pdf``
+    Example: ``sae verify proof-3f2c….zip --object arrete.pdf --witness
+    'archives.departement.fr/witness+1a2b3c4d+BA…'``
     """
     content = object_file.read_bytes() if object_file is not None else None
     root = tsa_root.read_bytes() if tsa_root is not None else None
-    report = verify_bundle(bundle.read_bytes(), content=content, tsa_root_pem=root)
+    report = verify_bundle(
+        bundle.read_bytes(), content=content, tsa_root_pem=root, witnesses=witness or ()
+    )
     for check, message in report.passed:
         out.print(f"OK   {check}: {escape(message)}")
     if report.failure is not None:
@@ -183,3 +222,86 @@ def verify_bundle_command(
     if content is None:
         out.print("(the object itself was not checked: pass --object FILE)")
     out.print("VALID")
+
+
+@journal_app.command("vkey")
+def vkey_command() -> None:
+    """Print the archive's note verifier key (``<origin>+<key id hex>+<base64>``) on the last
+    line: what a witness trusts (``sae witness trust --origin O --vkey V``) and auditors check
+    checkpoint notes with. The key is created on first start.
+
+    Example: ``sae journal vkey``
+    """
+    from sae.journal.notekey import load_note_key, note_key_path
+
+    with opened_runtime() as runtime, refusals(1):
+        key = load_note_key(runtime.settings)
+        err.print(f"note key {escape(str(note_key_path(runtime.settings)))}, origin {key.name}")
+    print(key.vkey)  # noqa: T201 (the last line, alone, for scripts)
+
+
+@journal_app.command("witness")
+def witness_command() -> None:
+    """Ask every witness of ``SAE_WITNESSES_FILE`` now to co-sign the latest head (the server
+    does it after each seal); print each witness's answer. Exit 1 if one refused.
+
+    Example: ``sae journal witness``
+    """
+    from sae.journal.witnessing import WitnessClient
+
+    with opened_runtime() as runtime, refusals(1):
+        if runtime.witnesses is None:
+            err.print("no SAE_WITNESSES_FILE: heads are not witnessed")
+            raise typer.Exit(1)
+        outcomes = WitnessClient(runtime.sessions, runtime.witnesses).round(force=True)
+    for name, outcome in outcomes.items():
+        out.print(f"{escape(name)}: {outcome}")
+    if not outcomes:
+        out.print("every witness has co-signed the latest head (or there is none)")
+    if "refused" in outcomes.values():
+        raise typer.Exit(1)
+
+
+@journal_app.command("consistency")
+def consistency_command(
+    old: Annotated[Path, typer.Argument(help="The earlier checkpoint note, or a bundle.")],
+    new: Annotated[Path, typer.Argument(help="The later checkpoint note, or a bundle.")],
+    proof: Annotated[
+        Path | None,
+        typer.Option(
+            "--proof",
+            help="The RFC 9162 consistency proof (JSON of GET /api/v1/journal/consistency); "
+            "not needed when both heads have the same size.",
+        ),
+    ] = None,
+    vkey: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vkey",
+            help="A key the notes must be signed by (the archive's vkey, a witness's); "
+            "repeatable. Default: the log key a bundle's witnesses.json names.",
+        ),
+    ] = None,
+) -> None:
+    """Prove offline that the NEW checkpoint extends the OLD one (RFC 9162 consistency): same
+    origin, and the proof leads from OLD's root to NEW's. Each of OLD and NEW is a checkpoint
+    note (``GET /api/v1/journal/heads/{size}``'s ``note``) or a proof bundle (its
+    ``checkpoint.note``). Exit 0 when NEW extends OLD, 1 otherwise, saying why.
+
+    Example: ``sae journal consistency proof-a.zip proof-b.zip --proof consistency.json``
+    """
+    from sae.journal.consistency import ConsistencyRefused, check_consistency
+
+    try:
+        said = check_consistency(
+            old.read_bytes(),
+            new.read_bytes(),
+            proof.read_bytes() if proof is not None else None,
+            vkeys=vkey or (),
+        )
+    except (OSError, ConsistencyRefused) as exc:
+        out.print(f"[red]NOT CONSISTENT: {escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    for line in said:
+        out.print(f"OK   {escape(line)}")
+    out.print("CONSISTENT")

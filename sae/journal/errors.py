@@ -5,7 +5,8 @@
     SAEError
     ├── JournalError                 journal.error (500)
     │   ├── JournalCorrupt           journal.corrupt: a stored leaf, node or head does not check
-    │   └── SigningKeyError          journal.signing_key: the SAE key is missing or unreadable
+    │   ├── SigningKeyError          journal.signing_key: the SAE key is missing or unreadable
+    │   └── WitnessesConfigError     journal.witnesses_invalid: SAE_WITNESSES_FILE is refused
     ├── NotFound
     │   └── HeadNotFound             journal.head_not_found (404)
     ├── BadRequest
@@ -37,6 +38,13 @@ class JournalCorrupt(JournalError):
 class SigningKeyError(JournalError):
     code = "journal.signing_key"
     title = "Journal signing key unusable"
+
+
+class WitnessesConfigError(JournalError):
+    """``SAE_WITNESSES_FILE`` is refused at start; the message names the problem."""
+
+    code = "journal.witnesses_invalid"
+    title = "Witnesses configuration refused"
 
 
 class HeadNotFound(NotFound):

@@ -9,7 +9,10 @@
   first, which takes a row lock (PostgreSQL) or the write lock (SQLite) until their commit, so
   the sequence has no gap and no duplicate across processes. ``sealer`` is locked (``SKIP
   LOCKED``) by whoever seals a head, so one instance seals at a time.
-- ``tree_heads``: signed, time-stamped checkpoints.
+- ``tree_heads``: signed, time-stamped checkpoints; each also as a C2SP ``tlog-checkpoint``
+  signed note (``note``), what witnesses co-sign.
+- ``head_cosignatures``: the witnesses' ``cosignature/v1`` lines over a head's note, each
+  verified against the witness's vkey before being stored.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
@@ -81,3 +84,23 @@ class TreeHead(Base):
     tsr: Mapped[bytes] = mapped_column(LargeBinary)
     tsa_chain_pem: Mapped[bytes] = mapped_column(LargeBinary)
     tsa_time: Mapped[datetime] = mapped_column()
+    #: The head as a C2SP tlog-checkpoint note signed with the archive's Ed25519 note key
+    #: (None for heads sealed before notes existed).
+    note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class HeadCosignature(Base):
+    """A witness's ``cosignature/v1`` over the note of the head sealed at ``tree_size``."""
+
+    __tablename__ = "head_cosignatures"
+    __table_args__ = (UniqueConstraint("tree_size", "witness"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger, index=True)
+    witness: Mapped[str] = mapped_column(String(255), index=True)
+    key_id: Mapped[str] = mapped_column(String(8))
+    #: The witness's clock (seconds since the epoch), as signed in the cosignature.
+    cosigned_at: Mapped[int] = mapped_column(BigInteger)
+    #: The exact signature line (``— <name> <base64>``), as the note carries it.
+    line: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

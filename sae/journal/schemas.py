@@ -28,10 +28,17 @@ class HeadOut(BaseModel):
     checkpoint: str = Field(description="The exact signed and time-stamped bytes (tree-head.json).")
     tsa_time: datetime = Field(description="genTime of the time-stamp token.")
     public_key_url: str
+    note: str | None = Field(
+        default=None,
+        description="The head as a C2SP tlog-checkpoint signed note: the archive's signature "
+        "(its note key, `GET /journal/vkey`) then every witness's cosignature/v1 line stored "
+        "so far. None for heads sealed before notes existed.",
+    )
 
 
-def head_out(head: TreeHead) -> HeadOut:
-    """The API shape of a head (also what ``sae journal head`` and ``seal`` print)."""
+def head_out(head: TreeHead, note: bytes | None = None) -> HeadOut:
+    """The API shape of a head (also what ``sae journal head`` and ``seal`` print); ``note``
+    is the head's note with its cosignatures (``sae.journal.witnessing.witnessed_note``)."""
     return HeadOut(
         tree_size=head.tree_size,
         root_hash=head.root_hash.hex(),
@@ -42,6 +49,7 @@ def head_out(head: TreeHead) -> HeadOut:
         checkpoint=head.checkpoint.decode(),
         tsa_time=head.tsa_time,
         public_key_url=f"{PREFIX}/journal/public-key",
+        note=(note or head.note or b"").decode() or None,
     )
 
 

@@ -18,6 +18,7 @@ from sae.db import transaction
 from sae.journal import service
 from sae.journal.keys import load_journal_keys
 from sae.journal.models import TreeHead
+from sae.journal.notekey import load_note_key
 
 log = logging.getLogger("sae.journal")
 
@@ -33,9 +34,15 @@ def seal_now(
     unless ``wait``, which waits for it and returns a head covering every committed leaf.
     """
     keys = load_journal_keys(settings)
+    note_key = load_note_key(settings)
     with transaction(sessions) as session:
         return service.seal(
-            session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin, wait=wait
+            session,
+            signer=keys.signer,
+            tsa=keys.tsa,
+            origin=keys.origin,
+            note_key=note_key,
+            wait=wait,
         )
 
 

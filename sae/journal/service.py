@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Row, Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,6 +25,9 @@ from sae.journal.checkpoint import Checkpoint, SigningKey
 from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalCorrupt
 from sae.journal.models import SEALER, TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 from sae.journal.tsa import TimestampAuthority
+
+if TYPE_CHECKING:
+    from sae.journal.note import NoteKey
 
 LEAF_VERSION = 1
 
@@ -510,9 +513,13 @@ def seal(
     signer: SigningKey,
     tsa: TimestampAuthority,
     origin: str,
+    note_key: NoteKey | None = None,
     wait: bool = False,
 ) -> TreeHead | None:
     """Seal a head over every committed leaf; return it, the existing one, or None if busy.
+
+    With ``note_key``, the head is also signed as a C2SP ``tlog-checkpoint`` note (what the
+    witnesses co-sign, :mod:`sae.journal.witnessing`).
 
     Run it in its own transaction, after the facts to cover are committed; the caller commits.
     Returns None when another instance is sealing right now (it will cover the same leaves),
@@ -542,6 +549,7 @@ def seal(
         tsr=token.tsr,
         tsa_chain_pem=token.chain_pem,
         tsa_time=token.gen_time,
+        note=checkpoint_note(note_key, origin, size, root) if note_key is not None else None,
     )
     if session.get_bind().dialect.name != "postgresql":
         # SQLite has no sealer lock: another sealer may have read a larger size, time-stamped
@@ -560,6 +568,14 @@ def seal(
     except IntegrityError:
         return session.scalars(select(TreeHead).where(TreeHead.tree_size == size)).first()
     return head
+
+
+def checkpoint_note(note_key: NoteKey, origin: str, size: int, root: bytes) -> bytes:
+    """The ``tlog-checkpoint`` note of a head (origin, size, base64 root), signed by the
+    archive's note key."""
+    from sae.journal.note import Note, checkpoint_text
+
+    return bytes(Note.sign(checkpoint_text(origin, size, root), note_key))
 
 
 def seal_due(session: Session, *, interval: dt.timedelta) -> bool:

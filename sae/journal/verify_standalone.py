@@ -11,14 +11,23 @@ records that SHA-512 for that object at that leaf index; the RFC 9162 audit path
 leaf to the root in ``tree-head.json``; SAE's signature on ``tree-head.json``; the RFC 3161
 token: status granted, imprint = SHA-256(tree-head.json), CMS signature, ESS signing-certificate
 binding, timeStamping EKU, and the chain in ``tsa-chain.pem`` up to its self-signed root (whose
-fingerprint is printed: compare it with the one your TSA publishes). Exit 0 valid, 1 invalid.
+fingerprint is printed: compare it with the one your TSA publishes). When the bundle carries
+``checkpoint.note`` (C2SP signed note): it is the same head, signed by the archive's note key
+(``witnesses.json``'s ``log_vkey``), and co-signed (``cosignature/v1``) by at least the quorum
+of witnesses ``witnesses.json`` declares; each ``--witness VKEY`` given must have co-signed it
+too. Exit 0 valid, 1 invalid.
+
+    python3 verify.py BUNDLE.zip --witness 'archives.departement.fr/witness+1a2b3c4d+BA…'
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
+import re
 import sys
 import zipfile
 from collections.abc import Callable
@@ -30,6 +39,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
@@ -338,9 +348,140 @@ def _check_timestamp(files: dict[str, bytes]) -> str:
     )
 
 
-def verify(files: dict[str, bytes], content: bytes | None = None) -> list[tuple[str, str]]:
+NOTE_FILES = ("checkpoint.note", "witnesses.json", "sae-note-key.pem")
+NUMBERED = re.compile(r"^(witness-[1-9][0-9]{0,2}\.pem|cosignature-[1-9][0-9]{0,2}\.msg)$")
+DASH = "\u2014 "  # a signature line starts with an em dash and a space
+
+
+class Vkey:
+    """A C2SP vkey ``<name>+<key id hex>+base64(type || Ed25519 public key)``."""
+
+    def __init__(self, vkey: str) -> None:
+        parts = vkey.strip().split("+", 2)
+        if len(parts) != 3:
+            raise Invalid(f"witnesses: {vkey[:60]!r} is not a vkey")
+        self.name, id_hex, encoded = parts
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise Invalid(f"witnesses: the vkey of {self.name} is not base64") from None
+        if len(raw) != 33 or raw[0] not in (1, 4):
+            raise Invalid(f"witnesses: the vkey of {self.name} is not an Ed25519 key")
+        self.type, self.public = raw[0], raw[1:]
+        self.key_id = hashlib.sha256(self.name.encode() + b"\n" + raw).digest()[:4]
+        if self.key_id.hex() != id_hex:
+            raise Invalid(f"witnesses: the vkey of {self.name} has a wrong key id")
+
+    def pem(self) -> bytes:
+        return Ed25519PublicKey.from_public_bytes(self.public).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def signature(self, note: list[tuple[str, bytes]]) -> bytes | None:
+        """The signature bytes (after the key id) of this key's first line; None if none."""
+        for name, raw in note:
+            if name == self.name and raw[:4] == self.key_id:
+                return raw[4:]
+        return None
+
+    def check(self, message: bytes, signature: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+def read_note(data: bytes) -> tuple[str, list[tuple[str, bytes]]]:
+    """A signed note's text (up to its last blank line) and its ``(name, bytes)`` lines."""
+    message = data.decode("utf-8")
+    split = message.rfind("\n\n")
+    if split < 0 or not message.endswith("\n"):
+        raise Invalid("witnesses: checkpoint.note is not a signed note")
+    lines = []
+    for line in message[split + 2 : -1].split("\n"):
+        name, _, encoded = line[len(DASH) :].partition(" ")
+        if not line.startswith(DASH) or not name:
+            raise Invalid("witnesses: checkpoint.note has a malformed signature line")
+        lines.append((name, base64.b64decode(encoded, validate=True)))
+    return message[: split + 1], lines
+
+
+def check_witnesses(files: dict[str, bytes], required: list[str]) -> str:
+    """checkpoint.note is tree-head.json's head, signed by the archive's note key and
+    co-signed by the declared quorum (and every ``required`` vkey); the shipped PEM keys and
+    cosignature messages are exactly those (what the openssl steps of VERIFY.md use)."""
+    if "checkpoint.note" not in files:
+        if required:
+            raise Invalid("witnesses: the bundle carries no checkpoint note")
+        return "no checkpoint note (a head sealed before notes existed)"
+    head = json.loads(files["tree-head.json"])
+    text, lines = read_note(files["checkpoint.note"])
+    expected = f"{head['origin']}\n{head['tree_size']}\n"
+    expected += base64.b64encode(bytes.fromhex(head["root_hash"])).decode() + "\n"
+    if text != expected:
+        raise Invalid("witnesses: checkpoint.note is not the head of tree-head.json")
+    doc = json.loads(files["witnesses.json"])
+    log = Vkey(doc["log_vkey"])
+    signature = log.signature(lines)
+    if log.type != 1 or log.name != head["origin"] or doc["origin"] != head["origin"]:
+        raise Invalid("witnesses: log_vkey is not an Ed25519 note key of the origin")
+    if signature is None or not log.check(text.encode(), signature):
+        raise Invalid("witnesses: checkpoint.note is not signed by the archive's note key")
+    if files["sae-note-key.pem"] != log.pem():
+        raise Invalid("witnesses: sae-note-key.pem is not the key of log_vkey")
+    shipped = {n for n in files if NUMBERED.match(n)}
+    cosigned: list[str] = []
+
+    def cosigned_at(key: Vkey) -> int | None:
+        raw = key.signature(lines)
+        if raw is None:
+            return None
+        stamp = int.from_bytes(raw[:8], "big")
+        message = f"cosignature/v1\ntime {stamp}\n{text}".encode()
+        if key.type != 4 or len(raw) != 72 or not key.check(message, raw[8:]):
+            raise Invalid(f"witnesses: the cosignature of {key.name} does not verify")
+        return stamp
+
+    for number, entry in enumerate(doc["witnesses"], start=1):
+        key = Vkey(entry["vkey"])
+        if key.name != entry["name"] or key.type != 4:
+            raise Invalid(f"witnesses: {entry['name']}'s vkey is not its cosignature key")
+        if files.get(f"witness-{number}.pem") != key.pem():
+            raise Invalid(f"witnesses: witness-{number}.pem is not the key of {key.name}")
+        shipped.discard(f"witness-{number}.pem")
+        stamp = cosigned_at(key)
+        if stamp is None:
+            continue
+        message = f"cosignature/v1\ntime {stamp}\n{text}".encode()
+        if files.get(f"cosignature-{number}.msg") != message:
+            raise Invalid(f"witnesses: cosignature-{number}.msg is not what {key.name} signed")
+        shipped.discard(f"cosignature-{number}.msg")
+        cosigned.append(key.name)
+    if shipped:
+        raise Invalid(f"witnesses: unexpected files {sorted(shipped)}")
+    quorum = doc["quorum"]
+    if not isinstance(quorum, int) or len(cosigned) < quorum:
+        raise Invalid(
+            f"witnesses: {len(cosigned)} of {len(doc['witnesses'])} witnesses co-signed; the "
+            f"archive declares a quorum of {quorum}"
+        )
+    for vkey in required:
+        key = Vkey(vkey)
+        if cosigned_at(key) is None:
+            raise Invalid(f"witnesses: no cosignature by the required witness {key.name}")
+        if key.name not in cosigned:
+            cosigned.append(key.name)
+    said = ", ".join(cosigned) or "no witness"
+    return f"checkpoint.note signed by {log.name}, co-signed by {said} (quorum {quorum})"
+
+
+def verify(
+    files: dict[str, bytes], content: bytes | None = None, witnesses: list[str] | None = None
+) -> list[tuple[str, str]]:
     """Run every check; return ``(check, message)`` pairs or raise :class:`Invalid`."""
-    missing = [name for name in FILES if name not in files]
+    needed = FILES + (NOTE_FILES if "checkpoint.note" in files else ())
+    missing = [name for name in needed if name not in files]
     if missing:
         raise Invalid(f"files: missing {', '.join(missing)}")
     results = []
@@ -349,6 +490,7 @@ def verify(files: dict[str, bytes], content: bytes | None = None) -> list[tuple[
         ("merkle", partial(check_merkle, files)),
         ("signature", partial(check_signature, files)),
         ("timestamp", partial(check_timestamp, files)),
+        ("witnesses", partial(check_witnesses, files, list(witnesses or []))),
     ]
     for name, check in checks:
         try:
@@ -361,16 +503,22 @@ def verify(files: dict[str, bytes], content: bytes | None = None) -> list[tuple[
 
 
 def main(argv: list[str]) -> int:
-    """Command line: ``verify.py [BUNDLE.zip|DIR] [--object FILE]``; exit 0 valid, 1 invalid."""
+    """Command line: ``verify.py [BUNDLE.zip|DIR] [--object FILE] [--witness VKEY]…``; exit 0
+    valid, 1 invalid."""
     args = list(argv)
     content = None
+    witnesses = []
+    while "--witness" in args:
+        i = args.index("--witness")
+        witnesses.append(args[i + 1])
+        del args[i : i + 2]
     if "--object" in args:
         i = args.index("--object")
         content = Path(args[i + 1]).read_bytes()
         del args[i : i + 2]
     path = Path(args[0]) if args else Path(__file__).resolve().parent
     try:
-        for name, message in verify(load_files(path), content):
+        for name, message in verify(load_files(path), content, witnesses):
             sys.stdout.write(f"OK   {name}: {message}\n")
     except Invalid as exc:
         sys.stdout.write(f"FAIL {exc}\n")

@@ -52,7 +52,8 @@ def run_verify_py(directory: Path) -> subprocess.CompletedProcess[str]:
 
 def verify_md_commands(directory: Path) -> list[tuple[str, int, str]]:
     """Run every shell command VERIFY.md gives (and its Python block), as an auditor would."""
-    text = re.sub(r"```python\n.*?```", "", VERIFY_MD, flags=re.S)
+    # Up to the witnesses' section: its commands name a witness N (tests/journal/test_witnessing).
+    text = re.sub(r"```python\n.*?```", "", VERIFY_MD.split("## 5.")[0], flags=re.S)
     lines = text.replace("\\\n", "").splitlines()
     commands = [ln[4:] for ln in lines if ln.startswith("    ") and not ln.startswith("     ")]
     commands = [c.replace("OBJECT_FILE", "object.pdf") for c in commands if "verify.py" not in c]

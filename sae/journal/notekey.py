@@ -1,0 +1,62 @@
+"""The archive's Ed25519 note key: signs each head's C2SP ``tlog-checkpoint`` note.
+
+Beside the ECDSA signing key (``sae.journal.keys``): the JSON head keeps its ECDSA signature
+and RFC 3161 token (what ``openssl`` checks), the note is what witnesses co-sign. The key lives
+in ``$SAE_DATA_DIR/keys/journal-note.key`` (the 32 private bytes, mode 0600), created on first
+start; its name in the note's signature line is ``SAE_ORIGIN``, the log's origin.
+"""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+from sae.config import Settings
+from sae.fileio import publish_new_file
+from sae.journal.errors import SigningKeyError
+from sae.journal.note import NoteError, NoteKey
+
+NOTE_KEY_FILE = "journal-note.key"
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, str], NoteKey] = {}
+
+
+def note_key_path(settings: Settings) -> Path:
+    """Where the archive's note key is kept."""
+    return settings.data_dir / "keys" / NOTE_KEY_FILE
+
+
+def load_note_key(settings: Settings) -> NoteKey:
+    """The archive's note key, named ``SAE_ORIGIN``; created (0600) on first start.
+
+    A key file readable by others is refused: whoever reads it can sign checkpoints that
+    witnesses would take for the archive's.
+    """
+    path = note_key_path(settings)
+    cache_key = (str(path), settings.origin)
+    with _lock:
+        cached = _cache.get(cache_key)
+        if cached is not None:
+            return cached
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = NoteKey.generate(settings.origin)
+            # Processes starting together each make one; the first published is everyone's.
+            publish_new_file(path, fresh.private_bytes())
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise SigningKeyError(f"cannot read the journal note key {path}: {exc}") from None
+        if mode & 0o077:
+            raise SigningKeyError(
+                f"the journal note key {path} has mode {mode:04o}: it must be 0600"
+            )
+        try:
+            key = NoteKey.from_private_bytes(settings.origin, raw)
+        except (NoteError, ValueError) as exc:
+            raise SigningKeyError(f"{path} is not an Ed25519 note key: {exc}") from None
+        _cache[cache_key] = key
+        return key
