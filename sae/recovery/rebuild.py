@@ -72,6 +72,7 @@ from sae.journal import merkle
 from sae.journal.errors import TimestampInvalid
 from sae.journal.keys import JournalKeys, load_journal_keys
 from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
+from sae.journal.notekey import load_note_key
 from sae.journal.segments import KIND as SEGMENT_KIND
 from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import (
@@ -80,7 +81,7 @@ from sae.journal.segments import (
     read_segment,
     segment_head_fault,
 )
-from sae.journal.service import append_event, ensure_state, seal
+from sae.journal.service import append_event, checkpoint_note, ensure_state, seal
 from sae.journal.tails import PREFIX as TAILS_PREFIX
 from sae.journal.tails import parse_tail_key, read_tail
 from sae.journal.tsa import BuiltinTSA, verify_response
@@ -310,6 +311,7 @@ class _Rebuild:
         self.saw_segment = False
         self.saw_description = False
         self.tsa_anchors = _trusted_tsa_anchors(settings, keys)
+        self.note_key = load_note_key(settings)
         #: Catching up a restored catalogue (``replay_journal``), not rebuilding an empty one.
         self.catch_up = False
         #: A throwaway rebuild (``sae drill``): see :func:`rebuild`.
@@ -783,6 +785,9 @@ class _Rebuild:
                 tsr=head.tsr,
                 tsa_chain_pem=head.tsa_chain_pem,
                 tsa_time=head.tsa_time,
+                # Ed25519 is deterministic: the archive's note key gives the live head's note
+                # again, byte for byte (witnesses' cosignatures are not on the offers).
+                note=checkpoint_note(self.note_key, head.origin, head.tree_size, head.root_hash),
             )
         )
         recorded = self.catch_up and session.scalar(
@@ -972,6 +977,7 @@ class _Rebuild:
                 tsa=self.keys.tsa,
                 origin=self.keys.origin,
                 wait=True,
+                note_key=self.note_key,
             )
 
 
