@@ -107,6 +107,8 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._queue: list[_Slot] = []
         self._leading = False
+        #: Leads ended so far (a waiter for the group in progress watches it change).
+        self._leads = 0
 
     def commit(self, transfer: service.AcceptedTransfer) -> None:
         """Commit ``transfer`` (with whatever is ready beside it); raises what refused it."""
@@ -135,9 +137,21 @@ class GroupCommit:
                         )
                         member.done = True
                     self._leading = False
+                    self._leads += 1
                     self._cond.notify_all()
         if slot.error is not None:
             raise slot.error
+
+    def settle(self, timeout: float = 0.1) -> None:
+        """Wait for the group being committed now, if any (at most ``timeout`` seconds).
+
+        The journal's tail (``secure_leaves``) is written after it: one tail then covers
+        that group's transfers too, instead of one tail each, a write and its syncs on every
+        offer saved per group under load. Without a group in progress, returns at once."""
+        with self._cond:
+            if self._leading:
+                leads = self._leads
+                self._cond.wait_for(lambda: self._leads != leads, timeout)
 
     def _write(self, group: Sequence[_Slot]) -> list[SAEError | None]:
         """Write and commit the group; each transfer's error (None: committed)."""
@@ -185,7 +199,10 @@ def tail_writer(runtime: Runtime) -> TailWriter:
     with _tail_writers_lock:
         if runtime.tail_writer is None:
             runtime.tail_writer = TailWriter(
-                runtime.sessions, runtime.settings, runtime.strategy_offers
+                runtime.sessions,
+                runtime.settings,
+                runtime.strategy_offers,
+                before_write=group_commit(runtime).settle,
             )
         return runtime.tail_writer
 

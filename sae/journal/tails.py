@@ -37,7 +37,7 @@ import json
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
@@ -220,10 +220,15 @@ class TailWriter:
         sessions: sessionmaker[Session],
         settings: Settings,
         offers: Sequence[StorageOffer],
+        *,
+        before_write: Callable[[], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.offers = list(offers)
+        #: Called before each tail, outside the lock (the group commit's ``settle``: the group
+        #: being committed now is covered by the same tail).
+        self.before_write = before_write
         self._cond = threading.Condition()
         self._writing = False
         #: Leaves ``[0, covered)`` are on every offer (None: not known yet, before a first tail).
@@ -258,10 +263,16 @@ class TailWriter:
                 if (self._covered or 0) >= end:
                     return
                 self._writing = True
-                covered, peaks = self._covered, self._peaks
-                wanted, known = self._wanted, dict(self._known)
             done: tuple[int, list[bytes]] | None = None
             try:
+                if self.before_write is not None:
+                    self.before_write()
+                with self._cond:
+                    covered, peaks = self._covered, self._peaks
+                    known = dict(self._known)
+                    # Whatever was committed meanwhile goes in too (every leaf below a
+                    # committed one is committed: appends are serialised to their commit).
+                    wanted = max(self._wanted, max(known, default=-1) + 1)
                 done = self._write(covered, peaks, wanted, known)
             finally:
                 with self._cond:
