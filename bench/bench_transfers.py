@@ -60,11 +60,15 @@ def main() -> None:
                 postgres_schema() as url,
                 server(work, database_url=url, workers=args.workers) as srv,
             ):
+                cpu = srv.cpu_seconds()
                 wall, ok, others = deposit_all(srv.process, sips, args.clients)
+                cpu = srv.cpu_seconds() - cpu
                 peak = srv.peak_mib()
         else:
             with server(work, workers=args.workers) as srv:
+                cpu = srv.cpu_seconds()
                 wall, ok, others = deposit_all(srv.process, sips, args.clients)
+                cpu = srv.cpu_seconds() - cpu
                 peak = srv.peak_mib()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -77,7 +81,8 @@ def main() -> None:
         f"{errors_note(others)}); "
         f"baseline python hash+copy+fsync {base_rate:.0f} files/s; ratio {rate / base_rate:.3f}; "
         f"target >= 50/s on PostgreSQL: {'met' if rate >= 50 else 'NOT met'}; "
-        f"server peak RSS {peak:.0f} MiB{' (all processes)' if args.workers > 1 else ''}"
+        f"server peak RSS {peak:.0f} MiB{' (all processes)' if args.workers > 1 else ''}; "
+        f"server CPU {cpu / max(ok, 1) * 1000:.2f} ms per transfer"
     )
 
 

@@ -151,6 +151,22 @@ class Server:
         self.peak_kib = max(self.peak_kib, self._hwm_kib())
         return self.peak_kib / 1024
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system) the server's processes have used so far: the work a
+        deposit costs, which the machine's other load disturbs less than the wall clock."""
+        pid = self.process.pid
+        return sum(_cpu_seconds(p) for p in (pid, *children(pid)))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` from /proc (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 @contextmanager
 def server(
