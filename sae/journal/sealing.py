@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.config import Settings
 from sae.db import transaction
 from sae.journal import service
-from sae.journal.keys import load_journal_keys
+from sae.journal.errors import KeyChanged
+from sae.journal.keys import forget_journal_keys, load_journal_keys, record_tsa_check
 from sae.journal.models import TreeHead
 
 log = logging.getLogger("sae.journal")
@@ -33,10 +34,24 @@ def seal_now(
     unless ``wait``, which waits for it and returns a head covering every committed leaf.
     """
     keys = load_journal_keys(settings)
-    with transaction(sessions) as session:
-        return service.seal(
-            session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin, wait=wait
-        )
+    try:
+        with transaction(sessions) as session:
+            head = service.seal(
+                session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin, wait=wait
+            )
+    except KeyChanged:
+        # ``sae journal rotate-key`` ran in another process: read the key file again, once.
+        forget_journal_keys()
+        keys = load_journal_keys(settings)
+        with transaction(sessions) as session:
+            head = service.seal(
+                session, signer=keys.signer, tsa=keys.tsa, origin=keys.origin, wait=wait
+            )
+    if head is not None:
+        at = head.tsa_time if head.tsa_time.tzinfo else head.tsa_time.replace(tzinfo=dt.UTC)
+        # A verified token is as good a TSA check as /health's (an old head: an old check).
+        record_tsa_check(settings, ok=True, detail=f"TSA time-stamped head {head.tree_size}", at=at)
+    return head
 
 
 def seal_if_due(sessions: sessionmaker[Session], settings: Settings) -> TreeHead | None:

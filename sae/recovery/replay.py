@@ -110,6 +110,7 @@ OWNERS = (
     "sae.auth.replay",
     "sae.recovery.backup",
     "sae.recovery.drill",
+    "sae.journal.replay",
 )
 
 
