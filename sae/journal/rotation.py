@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
@@ -31,11 +32,12 @@ from sae.fileio import fsync_directory, write_new_file
 from sae.journal.checkpoint import SigningKey
 from sae.journal.errors import KeyChanged, KeyMissing
 from sae.journal.keyhistory import (
+    KEY_EVENTS,
     expected_fingerprint,
     fingerprint,
     rotation_message,
 )
-from sae.journal.models import TreeHead
+from sae.journal.models import Event, TreeHead
 from sae.journal.service import append_event
 
 log = logging.getLogger("sae.journal")
@@ -97,6 +99,10 @@ def rotate_key(
                     pinned=pinned,
                 )
             pinned = held
+        if old is None and pinned is not None:
+            # The lost key's public half stays known beside the others: a rebuild from the
+            # offers trusts the heads it signed (``sae.recovery.rebuild._first_keys``).
+            _keep_public_half(session, directory, pinned)
         new = SigningKey.generate()
         new_fpr = fingerprint(new.public_pem)
         pending = retired_name(directory, new_fpr)
@@ -130,6 +136,28 @@ def rotate_key(
         " (old key lost: not vouched for)" if old is None else "",
     )
     return Rotation(leaf_index, pinned, new_fpr, old is None, retired, head)
+
+
+def _keep_public_half(session: Session, directory: Path, fpr: str) -> None:
+    target = directory / f"journal-signing.{fpr}.pub.pem"
+    if target.exists():
+        return
+    candidates = [
+        str(payload.get("public_key_pem", "")).encode("ascii", "replace")
+        for payload in session.scalars(
+            select(Event.payload).where(Event.type.in_(KEY_EVENTS)).order_by(Event.leaf_index)
+        )
+    ]
+    candidates += [
+        bytes(pem)
+        for pem in session.scalars(
+            select(TreeHead.public_key_pem).order_by(TreeHead.tree_size.desc()).limit(1)
+        )
+    ]
+    for pem in candidates:
+        if fingerprint(pem) == fpr:
+            write_new_file(target, pem, 0o644)
+            return
 
 
 def _swap_in(directory: Path, new_fpr: str) -> Path | None:

@@ -218,6 +218,8 @@ def test_rotation_with_a_lost_key_is_recorded_as_such(
         assert leaf.payload["lost"] is True
         assert leaf.payload["old_key_signature"] is None
         assert leaf.payload["old_fingerprint"] == old_fpr
+        # The lost key's public half is kept, for a rebuild to trust the heads it signed.
+        assert (settings.data_dir / "keys" / f"journal-signing.{old_fpr}.pub.pem").exists()
         assert report.ok, report.problems
         assert report.keys[-1].lost
         assert report.keys[-1].fingerprint == new_fpr
