@@ -132,7 +132,8 @@ def rotate_key_command(
     key, signed by the old key unless ``--lost``), keep the old key file renamed with its
     fingerprint, and seal a head with the new key. Prints the new fingerprint on its last line.
 
-    Stop the service first (a running process finds the new key at its next seal anyway).
+    Run it with the service stopped (a running process finds the new key at its next seal, but
+    would sign deposits' tails with the old key until then).
 
     Example: ``sae journal rotate-key``, ``sae journal rotate-key --lost``
     """
