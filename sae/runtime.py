@@ -79,8 +79,10 @@ class Runtime:
     def open(cls, settings: Settings, *, migrate: bool = True, check_keys: bool = True) -> Runtime:
         """Start: directories, schema, offers, first-start admin token, the journal's keys.
 
-        ``check_keys=False`` only for ``sae journal rotate-key``, which replaces a missing or
-        unwanted key itself (and journals it).
+        ``check_keys=False`` skips the key check and the start's leaves (key pin, configuration
+        digests): for ``sae journal rotate-key``, which replaces a missing or unwanted key itself
+        (and journals it), and for ``sae restore``, whose catalogue must take the offer's leaves
+        before any new one.
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         (settings.data_dir / "tmp").mkdir(exist_ok=True)

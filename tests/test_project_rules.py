@@ -117,6 +117,7 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     # The rebuild of the catalogue from an offer: one transaction per segment, resumable.
     "sae.recovery.rebuild._Rebuild._claim_target": (UNIT_OF_WORK, "rebuild: the target's marker"),
     "sae.recovery.rebuild._Rebuild._import_segment": (UNIT_OF_WORK, "rebuild: one segment"),
+    "sae.recovery.rebuild._Rebuild._import_tail": (UNIT_OF_WORK, "rebuild: one tail"),
     "sae.recovery.rebuild._Rebuild._recover_one": (UNIT_OF_WORK, "rebuild: a recovered transfer"),
     "sae.recovery.rebuild._Rebuild._finish": (UNIT_OF_WORK, "rebuild: summary, admin token"),
     "sae.recovery.rebuild._Rebuild._seal": (UNIT_OF_WORK, "rebuild: the head over it all"),
@@ -126,6 +127,18 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     ),
     # Process start.
     "sae.runtime.Runtime.open": (UNIT_OF_WORK, "start: the first admin token"),
+    "sae.journal.keys.check_keys_at_start": (
+        UNIT_OF_WORK,
+        "start: the key checked against the journal's pin, pinned once (locked) on a first start",
+    ),
+    "sae.config_journal.journal_configuration": (
+        UNIT_OF_WORK,
+        "start: the configuration's digests compared and a change journaled once (locked)",
+    ),
+    "sae.journal.rotation.rotate_key": (
+        UNIT_OF_WORK,
+        "key rotation: the leaf committed before the key files are swapped and a head sealed",
+    ),
     "sae.migrate.upgrade": (UNIT_OF_WORK, "start: the schema migrations"),
 }
 #: The mechanism every shape commits through.
