@@ -269,3 +269,23 @@ def test_settings_refuse_a_malformed_fingerprint(tmp_path: Path) -> None:
     colons = ":".join(["AB"] * 32)
     assert load_settings(data_dir=tmp_path, journal_key_fingerprint=colons).journal_key_fingerprint
     assert os.environ.get("SAE_JOURNAL_KEY_FINGERPRINT") is None
+
+
+def test_verify_takes_the_first_key_from_the_configuration(settings: Settings) -> None:
+    runtime = _start(settings)
+    try:
+        _fact(runtime)
+        seal_now(runtime.sessions, settings, wait=True)
+        mine = fingerprint(SigningKey.load(_key_file(settings)).public_pem)
+        other = fingerprint(SigningKey.generate().public_pem)
+        with runtime.sessions() as session:
+            assert verify_journal(session, workers=1, pinned_key=mine).ok
+            # A database whose pin and heads were rewritten with another key: the configured
+            # fingerprint, outside the database, does not follow.
+            report = verify_journal(session, workers=1, pinned_key=other)
+        assert not report.ok
+        kinds = {p.kind for p in report.problems}
+        assert "key" in kinds
+        assert "head" in kinds
+    finally:
+        runtime.close()
