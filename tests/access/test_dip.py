@@ -77,10 +77,9 @@ def test_reader_gets_only_what_is_communicable(api: Api) -> None:
 def test_dip_of_an_unknown_or_foreign_unit(api: Api) -> None:
     units = _deposit_dossier(api)
     other = api.token("depositor", ["FINANCES"])
-    assert (
-        api.client.get(f"/api/v1/units/{units['AU-root']}/dip", headers=api.auth(other)).status_code
-        == 404
-    )
+    assert api.client.get(
+        f"/api/v1/units/{units['AU-root']}/dip", headers=api.auth(other)
+    ).status_code == 404
     assert api.client.get("/api/v1/units/nope/dip", headers=api.auth()).status_code == 404
 
 

@@ -39,9 +39,8 @@ def signed_in(api: Api, role: str = "admin", producers: list[str] | None = None)
     return api.client
 
 
-def sip(
-    message_id: str = "MSG-CONSOLE-1", producer: str = "URBANISME", access_rule: str | None = None
-) -> bytes:
+def sip(message_id: str = "MSG-CONSOLE-1", producer: str = "URBANISME",
+        access_rule: str | None = None) -> bytes:
     """A small valid SIP (one unit with a child carrying one PDF), due for destruction."""
     rules = [RuleSpec("AppraisalRule", "APP-5Y", start=date(2019, 1, 1), final_action="Destroy")]
     if access_rule:
@@ -49,9 +48,8 @@ def sip(
     return build_zip(simple_sip(message_id, producer=producer, rules=rules))
 
 
-def deposit_form(
-    client: Any, data: bytes, *, filename: str = "versement.zip", csrf: str | None = None
-) -> Any:
+def deposit_form(client: Any, data: bytes, *, filename: str = "versement.zip",
+                 csrf: str | None = None) -> Any:
     """Deposit through the console's form (multipart), without following the redirect."""
     if csrf is None:
         csrf = csrf_of(client.get("/console/versements").text)

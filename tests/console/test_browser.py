@@ -264,7 +264,8 @@ def test_keyboard_and_error_pages(served: Served, browser: Any) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_a_forged_cross_site_form_is_refused(served: Served, browser: Any, tmp_path: Path) -> None:
+def test_a_forged_cross_site_form_is_refused(served: Served, browser: Any, tmp_path: Path
+                                             ) -> None:
     """A page elsewhere posting to the console: SameSite keeps the cookie home, and without
     the CSRF token the server refuses anyway."""
     context = browser.new_context(locale="fr-FR")
@@ -277,11 +278,9 @@ def test_a_forged_cross_site_form_is_refused(served: Served, browser: Any, tmp_p
     )
     with page.expect_navigation():
         page.evaluate("document.getElementById('f').submit()")
-    assert (
-        page.get_by_role("heading", name="Formulaire expiré").count()
-        + page.get_by_role("heading", name="Connexion").count()
-        == 1
-    )
+    assert page.get_by_role("heading", name="Formulaire expiré").count() + page.get_by_role(
+        "heading", name="Connexion"
+    ).count() == 1
     context.close()
 
 

@@ -44,7 +44,9 @@ def test_sign_in_sets_an_httponly_strict_cookie(api: Api) -> None:
     answer = login(api.client, api.admin)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/console/"
-    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("sae_console="))
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("sae_console=")
+    )
     lowered = cookie.lower()
     assert "httponly" in lowered
     assert "samesite=strict" in lowered
@@ -490,7 +492,9 @@ def test_journal_filters_by_unit_and_the_unit_links_there(api: Api) -> None:
     assert "<code>auth.token_created</code>" not in events
 
 
-def test_an_unexpected_error_is_a_french_page_without_internals(api: Api, monkeypatch: Any) -> None:
+def test_an_unexpected_error_is_a_french_page_without_internals(
+    api: Api, monkeypatch: Any
+) -> None:
     from sae.console import queries
 
     def broken(*_: object, **__: object) -> None:

@@ -139,5 +139,7 @@ def test_every_journaled_type_has_a_french_label() -> None:
     """The console's journal names every event in French (an archivist reads it)."""
     from sae.console.format import EVENT_TYPE
 
-    missing = sorted(t for t in journaled_types() if not t.endswith("*") and t not in EVENT_TYPE)
+    missing = sorted(
+        t for t in journaled_types() if not t.endswith("*") and t not in EVENT_TYPE
+    )
     assert missing == [], f"add a French label in sae.console.format.EVENT_TYPE: {missing}"

@@ -15,3 +15,5 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
     monkeypatch.setattr("sae.db.utcnow", c)
     return c
+
+

@@ -38,10 +38,8 @@ def dossier_sip(
 ) -> bytes:
     """A file (dossier) declaring an appraisal rule, with ``pieces`` items that inherit it."""
     files = [
-        FileSpec(
-            uri=f"Content/pièce {i} (copie).pdf",
-            data=f"%PDF-1.4\n% {message_id} pièce {i}\n%%EOF\n".encode(),
-        )
+        FileSpec(uri=f"Content/pièce {i} (copie).pdf",
+                 data=f"%PDF-1.4\n% {message_id} pièce {i}\n%%EOF\n".encode())
         for i in range(pieces)
     ]
     rules = [RuleSpec("AppraisalRule", rule, start=start, final_action=final_action)]
@@ -57,10 +55,8 @@ def dossier_sip(
                 title=title,
                 level="File",
                 rules=rules,
-                children=[
-                    UnitSpec(id=f"AU-{i}", title=f"{title} — pièce {i}", files=[i])
-                    for i in range(pieces)
-                ],
+                children=[UnitSpec(id=f"AU-{i}", title=f"{title} — pièce {i}", files=[i])
+                          for i in range(pieces)],
             )
         ],
     )
@@ -77,6 +73,6 @@ def event_types(api: Any, prefix: str = "") -> list[str]:
 def events(api: Any, type_: str) -> list[Event]:
     """The events of one type, in leaf order."""
     with api.runtime.sessions() as session:
-        return list(
-            session.scalars(select(Event).where(Event.type == type_).order_by(Event.leaf_index))
-        )
+        return list(session.scalars(
+            select(Event).where(Event.type == type_).order_by(Event.leaf_index)
+        ))

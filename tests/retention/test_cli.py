@@ -16,9 +16,8 @@ from tests.conftest import Api
 from tests.retention.helpers import Clock, dossier_sip, events
 
 
-def test_run_approve_visa_execute(
-    api: Api, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_approve_visa_execute(api: Api, clock: Clock, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAE_DATA_DIR", str(api.settings.data_dir))
     monkeypatch.setenv("SAE_DATABASE_URL", api.settings.db_url)
     clock.set(date(2015, 1, 1))
@@ -43,20 +42,8 @@ def test_run_approve_visa_execute(
     assert result.exit_code == 0, result.output
     visa = tmp_path / "visa.pdf"
     visa.write_bytes(b"%PDF-1.4\n% visa\n%%EOF\n")
-    result = runner.invoke(
-        app,
-        [
-            "retention",
-            "visa",
-            list_id,
-            "--document",
-            str(visa),
-            "--reference",
-            "AD93-7",
-            "--decision-date",
-            "2021-05-30",
-        ],
-    )
+    result = runner.invoke(app, ["retention", "visa", list_id, "--document", str(visa),
+                                 "--reference", "AD93-7", "--decision-date", "2021-05-30"])
     assert result.exit_code == 0, result.output
     with api.runtime.sessions() as session:
         visa_unit = session.get(ArchiveUnit, session.get(DisposalList, list_id).visa_unit_id)
@@ -71,9 +58,8 @@ def test_run_approve_visa_execute(
     assert result.exit_code == 0, result.output
 
 
-def test_import_shipped_hold_and_unhold(
-    api: Api, clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_import_shipped_hold_and_unhold(api: Api, clock: Clock,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAE_DATA_DIR", str(api.settings.data_dir))
     monkeypatch.setenv("SAE_DATABASE_URL", api.settings.db_url)
     runner = CliRunner()

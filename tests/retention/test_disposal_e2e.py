@@ -35,18 +35,14 @@ def _units(api: Api, response: Any) -> dict[str, str]:
     return {u["title"]: u["id"] for u in response.json()["units"]}
 
 
-def _visa(
-    api: Api, list_id: str, token: str, excluded: list[str] | None = None, when: str = "2021-06-15"
-) -> Any:
+def _visa(api: Api, list_id: str, token: str, excluded: list[str] | None = None,
+          when: str = "2021-06-15") -> Any:
     return api.client.post(
         f"/api/v1/disposal-lists/{list_id}/visa",
         headers=api.auth(token),
         files={"document": ("visa signé.pdf", PDF, "application/pdf")},
-        data={
-            "reference": "AD93-2021-042",
-            "decision_date": when,
-            **({"excluded": excluded} if excluded else {}),
-        },
+        data={"reference": "AD93-2021-042", "decision_date": when,
+              **({"excluded": excluded} if excluded else {})},
     )
 
 
@@ -62,24 +58,17 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
     archivist = api.token("archivist")
     clock.set(date(2015, 3, 1))
     due = _units(api, api.deposit(dossier_sip("MSG-DUE", title="Factures 2013")))
-    later = _units(api, api.deposit(dossier_sip("MSG-LATER", rule="APP-10Y", title="Marchés 2013")))
-    sealed = _units(
-        api,
-        api.deposit(
-            dossier_sip(
-                "MSG-HOLDRULE",
-                title="Factures contentieuses",
-                extra_rules=[RuleSpec("HoldRule", "HOL-1")],
-            )
-        ),
-    )
+    later = _units(api, api.deposit(dossier_sip("MSG-LATER", rule="APP-10Y",
+                                                title="Marchés 2013")))
+    sealed = _units(api, api.deposit(dossier_sip(
+        "MSG-HOLDRULE", title="Factures contentieuses",
+        extra_rules=[RuleSpec("HoldRule", "HOL-1")],
+    )))
     api_held = _units(api, api.deposit(dossier_sip("MSG-APIHOLD", title="Factures auditées")))
-    kept = _units(
-        api, api.deposit(dossier_sip("MSG-KEEP", final_action="Keep", title="Budgets 2013"))
-    )
+    kept = _units(api, api.deposit(dossier_sip("MSG-KEEP", final_action="Keep",
+                                               title="Budgets 2013")))
     response = api.client.post(
-        "/api/v1/holds",
-        headers=api.auth(archivist),
+        "/api/v1/holds", headers=api.auth(archivist),
         json={"unit_ids": [api_held["Factures auditées"]], "reason": "Contrôle CRC"},
     )
     assert response.status_code == 201, response.text
@@ -87,20 +76,16 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
 
     # Not yet due: an empty list is still a list.
     clock.set(date(2018, 6, 1))
-    response = api.client.post(
-        "/api/v1/disposal-lists", headers=api.auth(archivist), json={"final_action": "Destroy"}
-    )
+    response = api.client.post("/api/v1/disposal-lists", headers=api.auth(archivist),
+                               json={"final_action": "Destroy"})
     assert response.status_code == 201, response.text
     assert response.json()["units"] == []
     assert response.json()["state"] == "draft"
 
     # Five years later: exactly the due, unheld units (the file and its pieces).
     clock.set(date(2021, 6, 20))
-    response = api.client.post(
-        "/api/v1/disposal-lists",
-        headers=api.auth(archivist),
-        json={"final_action": "Destroy", "producer": "FINANCES"},
-    )
+    response = api.client.post("/api/v1/disposal-lists", headers=api.auth(archivist),
+                               json={"final_action": "Destroy", "producer": "FINANCES"})
     assert response.status_code == 201, response.text
     body = response.json()
     list_id = body["id"]
@@ -109,27 +94,23 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
     for excluded in (later, sealed, api_held, kept):
         assert not set(excluded.values()) & set(body["units"])
 
-    csv_text = api.client.get(
-        f"/api/v1/disposal-lists/{list_id}/bordereau?format=csv", headers=api.auth(archivist)
-    ).text
+    csv_text = api.client.get(f"/api/v1/disposal-lists/{list_id}/bordereau?format=csv",
+                              headers=api.auth(archivist)).text
     assert "Service producteur" in csv_text
     assert "FINANCES" in csv_text
     assert "APP-5Y" in csv_text
-    pdf = api.client.get(f"/api/v1/disposal-lists/{list_id}/bordereau", headers=api.auth(archivist))
+    pdf = api.client.get(f"/api/v1/disposal-lists/{list_id}/bordereau",
+                         headers=api.auth(archivist))
     assert pdf.status_code == 200
     assert pdf.content.startswith(b"%PDF")
 
-    response = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/approve",
-        headers=api.auth(archivist),
-        json={"comment": "Vu, conforme"},
-    )
+    response = api.client.post(f"/api/v1/disposal-lists/{list_id}/approve",
+                               headers=api.auth(archivist), json={"comment": "Vu, conforme"})
     assert response.json()["state"] == "approved", response.text
 
     # No visa, no destruction.
-    response = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    response = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                               headers=api.auth(archivist))
     assert response.status_code == 409, response.text
     assert response.json()["code"] == "disposal.execution_refused"
 
@@ -140,19 +121,16 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
     assert response.json()["state"] == "visa_recorded"
 
     with api.runtime.sessions() as session:
-        object_ids = list(
-            session.scalars(
-                select(DataObject.id)
-                .join(ArchiveUnit, ArchiveUnit.data_object_group_id == DataObject.group_id)
-                .where(ArchiveUnit.id.in_(list(due.values())))
-            )
-        )
+        object_ids = list(session.scalars(
+            select(DataObject.id).join(ArchiveUnit, ArchiveUnit.data_object_group_id
+                                       == DataObject.group_id)
+            .where(ArchiveUnit.id.in_(list(due.values())))
+        ))
     assert len(object_ids) == 2
     assert all(present for _, present in _offer_keys(api, object_ids))
 
-    response = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    response = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                               headers=api.auth(archivist))
     assert response.status_code == 200, response.text
     executed = response.json()
     assert executed["state"] == "executed"
@@ -169,56 +147,35 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
         assert gone.json()["disposal_list_reference"] == executed["reference"]
         assert gone.json()["certificate"] == f"/api/v1/disposal-lists/{list_id}/certificate"
     with api.runtime.sessions() as session:
-        statuses = set(
-            session.scalars(
-                select(ArchiveUnit.status).where(ArchiveUnit.id.in_(list(due.values())))
-            )
-        )
+        statuses = set(session.scalars(
+            select(ArchiveUnit.status).where(ArchiveUnit.id.in_(list(due.values())))))
         assert statuses == {"destroyed"}
         stones = session.scalars(select(Tombstone).where(Tombstone.list_id == list_id)).all()
         assert {t.object_id for t in stones if t.kind == "object"} == set(object_ids)
         assert {t.unit_id for t in stones if t.kind == "unit"} == set(due.values())
         assert all(t.sha512 and t.list_reference for t in stones if t.kind == "object")
-        others = set(
-            session.scalars(
-                select(ArchiveUnit.status).where(
-                    ArchiveUnit.id.in_([*later.values(), *sealed.values(), *api_held.values()])
-                )
-            )
-        )
+        others = set(session.scalars(select(ArchiveUnit.status).where(
+            ArchiveUnit.id.in_([*later.values(), *sealed.values(), *api_held.values()]))))
         assert others == {"active"}
 
-    certificate = api.client.get(
-        f"/api/v1/disposal-lists/{list_id}/certificate", headers=api.auth(archivist)
-    )
+    certificate = api.client.get(f"/api/v1/disposal-lists/{list_id}/certificate",
+                                 headers=api.auth(archivist))
     assert certificate.status_code == 200
     assert certificate.headers["content-type"] == "application/pdf"
     assert certificate.content.startswith(b"%PDF")
     # The certificate is an archived record: reading it is journaled like any read.
     assert any(
-        (e.payload or {}).get("via") == "certificate" for e in events(api, "access.object_read")
+        (e.payload or {}).get("via") == "certificate"
+        for e in events(api, "access.object_read")
     )
 
     # The journal tells the story in order, each destruction with its object's SHA-512.
-    story = [
-        t
-        for t in event_types(api, "disposal.")
-        if t
-        not in (
-            "disposal.execution_refused",
-            "disposal.execution_started",
-            "disposal.unit_destroyed",
-        )
-    ]
+    story = [t for t in event_types(api, "disposal.") if t not in (
+        "disposal.execution_refused", "disposal.execution_started", "disposal.unit_destroyed")]
     assert story == [
-        "disposal.list_created",
-        "disposal.list_created",
-        "disposal.approved",
-        "disposal.visa_recorded",
-        "disposal.object_destroyed",
-        "disposal.object_destroyed",
-        "disposal.executed",
-        "disposal.certificate_archived",
+        "disposal.list_created", "disposal.list_created", "disposal.approved",
+        "disposal.visa_recorded", "disposal.object_destroyed", "disposal.object_destroyed",
+        "disposal.executed", "disposal.certificate_archived",
     ]
     destroyed = events(api, "disposal.object_destroyed")
     assert {e.object_id for e in destroyed} == set(object_ids)
@@ -236,9 +193,8 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
         assert uid.encode() in xml
 
     # Executing again changes nothing; the API hold can be lifted.
-    again = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    again = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                            headers=api.auth(archivist))
     assert again.status_code == 200
     assert again.json()["state"] == "executed"
     assert len(events(api, "disposal.object_destroyed")) == 2
@@ -254,22 +210,18 @@ def _read_object(api: Api, object_id: str) -> bytes:
         obj = session.get(DataObject, object_id)
         assert obj is not None
         assert obj.sha512 is not None
-        copies = [
-            (api.runtime.offer_set.offers[c.offer], c.key)
-            for c in session.scalars(select(ObjectCopy).where(ObjectCopy.object_id == object_id))
-        ]
+        copies = [(api.runtime.offer_set.offers[c.offer], c.key) for c in session.scalars(
+            select(ObjectCopy).where(ObjectCopy.object_id == object_id))]
         return b"".join(open_verified(copies, obj.sha512, expected_size=obj.size))
 
 
 def _approved_and_visaed(api: Api, token: str, clock: Clock) -> str:
     clock.set(date(2021, 6, 20))
-    response = api.client.post(
-        "/api/v1/disposal-lists", headers=api.auth(token), json={"final_action": "Destroy"}
-    )
+    response = api.client.post("/api/v1/disposal-lists", headers=api.auth(token),
+                               json={"final_action": "Destroy"})
     list_id = str(response.json()["id"])
-    api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/approve", headers=api.auth(token), json={"comment": "ok"}
-    )
+    api.client.post(f"/api/v1/disposal-lists/{list_id}/approve", headers=api.auth(token),
+                    json={"comment": "ok"})
     assert _visa(api, list_id, token).status_code == 200
     return list_id
 
@@ -279,27 +231,18 @@ def test_execution_refused_when_a_unit_changed_or_became_held(api: Api, clock: C
     clock.set(date(2015, 3, 1))
     units = _units(api, api.deposit(dossier_sip("MSG-A", pieces=1)))
     list_id = _approved_and_visaed(api, archivist, clock)
-    response = api.client.post(
-        "/api/v1/holds",
-        headers=api.auth(archivist),
-        json={"unit_ids": [units["Factures 2013"]], "reason": "Contentieux", "until": "2030-01-01"},
-    )
+    response = api.client.post("/api/v1/holds", headers=api.auth(archivist),
+                               json={"unit_ids": [units["Factures 2013"]],
+                                     "reason": "Contentieux", "until": "2030-01-01"})
     assert response.status_code == 201
-    refused = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    refused = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                              headers=api.auth(archivist))
     assert refused.status_code == 409
     assert refused.json()["code"] == "disposal.execution_refused"
     assert {p["reason"] for p in refused.json()["problems"]} == {"held"}
     with api.runtime.sessions() as session:
-        assert (
-            session.scalar(
-                select(func.count())
-                .select_from(ArchiveUnit)
-                .where(ArchiveUnit.status == "destroyed")
-            )
-            == 0
-        )
+        assert session.scalar(select(func.count()).select_from(ArchiveUnit).where(
+            ArchiveUnit.status == "destroyed")) == 0
         state = session.get(DisposalList, list_id)
         assert state is not None
         assert state.state == "visa_recorded"
@@ -313,9 +256,8 @@ def test_execution_refused_when_a_unit_changed_or_became_held(api: Api, clock: C
         "ACC-00001,AccessRule,Libre,,0,YEAR\nACC-25Y,AccessRule,25,,25,YEAR\n"
         "ACC-50Y,AccessRule,50,,50,YEAR\nHOL-1,HoldRule,Gel,,,\n"
     )
-    refused = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    refused = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                              headers=api.auth(archivist))
     assert refused.status_code == 409
     assert {p["reason"] for p in refused.json()["problems"]} == {"changed"}
 
@@ -348,47 +290,33 @@ def test_two_concurrent_executions_destroy_once(api: Api, clock: Clock) -> None:
     assert len(events(api, "disposal.object_destroyed")) == 6
     assert len(events(api, "disposal.executed")) == 1
     with api.runtime.sessions() as session:
-        assert (
-            session.scalar(
-                select(func.count()).select_from(Tombstone).where(Tombstone.kind == "object")
-            )
-            == 6
-        )
+        assert session.scalar(select(func.count()).select_from(Tombstone).where(
+            Tombstone.kind == "object")) == 6
 
 
 def test_permanent_keeping(api: Api, clock: Clock) -> None:
     archivist = api.token("archivist")
     clock.set(date(2015, 3, 1))
-    kept = _units(
-        api, api.deposit(dossier_sip("MSG-K", final_action="Keep", pieces=1, title="Budgets 2013"))
-    )
+    kept = _units(api, api.deposit(dossier_sip("MSG-K", final_action="Keep", pieces=1,
+                                               title="Budgets 2013")))
     clock.set(date(2021, 6, 20))
-    response = api.client.post(
-        "/api/v1/disposal-lists", headers=api.auth(archivist), json={"final_action": "Keep"}
-    )
+    response = api.client.post("/api/v1/disposal-lists", headers=api.auth(archivist),
+                               json={"final_action": "Keep"})
     list_id = response.json()["id"]
     assert sorted(response.json()["units"]) == sorted(kept.values())
     # A Keep list needs approval only, no visa.
-    api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/approve",
-        headers=api.auth(archivist),
-        json={"comment": "Conservation définitive"},
-    )
-    response = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    api.client.post(f"/api/v1/disposal-lists/{list_id}/approve", headers=api.auth(archivist),
+                    json={"comment": "Conservation définitive"})
+    response = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                               headers=api.auth(archivist))
     assert response.status_code == 200, response.text
     with api.runtime.sessions() as session:
-        assert set(
-            session.scalars(
-                select(ArchiveUnit.status).where(ArchiveUnit.id.in_(list(kept.values())))
-            )
-        ) == {"permanent"}
+        assert set(session.scalars(select(ArchiveUnit.status).where(
+            ArchiveUnit.id.in_(list(kept.values()))))) == {"permanent"}
         object_id = session.scalar(
-            select(DataObject.id)
-            .join(ArchiveUnit, ArchiveUnit.data_object_group_id == DataObject.group_id)
-            .where(ArchiveUnit.id.in_(list(kept.values())))
-        )
+            select(DataObject.id).join(ArchiveUnit, ArchiveUnit.data_object_group_id
+                                       == DataObject.group_id)
+            .where(ArchiveUnit.id.in_(list(kept.values()))))
     for offer in api.runtime.offer_set.offers.values():
         head = offer.head(f"objects/{object_id}")
         assert head is not None
@@ -396,56 +324,36 @@ def test_permanent_keeping(api: Api, clock: Clock) -> None:
         # The description of its transfer is kept as long.
         with api.runtime.sessions() as session:
             transfer_id = session.scalar(
-                select(DataObject.transfer_id).where(DataObject.id == object_id)
-            )
+                select(DataObject.transfer_id).where(DataObject.id == object_id))
         record = offer.head(transfer_record_key(str(transfer_id)))
         assert record is not None
         assert record.retain_until == PERMANENT_RETAIN_UNTIL
     assert events(api, "retention.permanent")
     # Nothing permanent is ever proposed again.
-    again = api.client.post(
-        "/api/v1/disposal-lists", headers=api.auth(archivist), json={"final_action": "Destroy"}
-    )
+    again = api.client.post("/api/v1/disposal-lists", headers=api.auth(archivist),
+                            json={"final_action": "Destroy"})
     assert again.json()["units"] == []
 
 
 def test_roles_and_unknown_list(api: Api, clock: Clock, tmp_path: Path) -> None:
     auditor = api.token("auditor")
     depositor = api.token("depositor", ["FINANCES"])
-    assert (
-        api.client.post(
-            "/api/v1/disposal-lists", headers=api.auth(depositor), json={"final_action": "Destroy"}
-        ).status_code
-        == 403
-    )
-    assert (
-        api.client.post(
-            "/api/v1/disposal-lists", headers=api.auth(auditor), json={"final_action": "Destroy"}
-        ).status_code
-        == 403
-    )
-    assert (
-        api.client.get("/api/v1/disposal-lists/nope", headers=api.auth(auditor)).status_code == 404
-    )
-    assert (
-        api.client.post(
-            "/api/v1/holds", headers=api.auth(auditor), json={"unit_ids": ["x"], "reason": "r"}
-        ).status_code
-        == 403
-    )
-    assert (
-        api.client.post(
-            "/api/v1/holds", headers=api.auth(), json={"unit_ids": ["x"], "reason": "r"}
-        ).status_code
-        == 404
-    )
+    assert api.client.post("/api/v1/disposal-lists", headers=api.auth(depositor),
+                           json={"final_action": "Destroy"}).status_code == 403
+    assert api.client.post("/api/v1/disposal-lists", headers=api.auth(auditor),
+                           json={"final_action": "Destroy"}).status_code == 403
+    assert api.client.get("/api/v1/disposal-lists/nope",
+                          headers=api.auth(auditor)).status_code == 404
+    assert api.client.post("/api/v1/holds", headers=api.auth(auditor),
+                           json={"unit_ids": ["x"], "reason": "r"}).status_code == 403
+    assert api.client.post("/api/v1/holds", headers=api.auth(),
+                           json={"unit_ids": ["x"], "reason": "r"}).status_code == 404
 
 
 @pytest.mark.parametrize("final_action", ["Remove"])
 def test_bad_final_action(api: Api, final_action: str) -> None:
-    response = api.client.post(
-        "/api/v1/disposal-lists", headers=api.auth(), json={"final_action": final_action}
-    )
+    response = api.client.post("/api/v1/disposal-lists", headers=api.auth(),
+                               json={"final_action": final_action})
     assert response.status_code == 422
 
 
@@ -458,19 +366,12 @@ def test_a_unit_held_during_the_execution_is_not_destroyed(
     units = _units(api, api.deposit(dossier_sip("MSG-RACE", pieces=1)))
     list_id = _approved_and_visaed(api, archivist, clock)
     piece = units["Factures 2013 — pièce 0"]
-    assert (
-        api.client.post(
-            "/api/v1/holds",
-            headers=api.auth(archivist),
-            json={"unit_ids": [piece], "reason": "Contentieux"},
-        ).status_code
-        == 201
-    )
+    assert api.client.post("/api/v1/holds", headers=api.auth(archivist),
+                           json={"unit_ids": [piece], "reason": "Contentieux"}).status_code == 201
     # As if the hold had landed after the up-front check.
     monkeypatch.setattr(execution, "recheck", lambda session, d: [])
-    response = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    response = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                               headers=api.auth(archivist))
     assert response.status_code == 200, response.text
     lines = {ln["unit_id"]: ln for ln in response.json()["lines"]}
     assert lines[piece]["state"] == "excluded"
@@ -505,9 +406,8 @@ def test_interrupted_execution_resumes_and_destroys_each_object_once(
         real_delete(key)
 
     monkeypatch.setattr(offer, "delete", flaky)
-    stopped = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    stopped = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                              headers=api.auth(archivist))
     assert stopped.status_code == 409, stopped.text
     assert stopped.json()["code"] == "disposal.storage_refused"
     assert len(events(api, "disposal.object_destroyed")) == 1
@@ -516,9 +416,8 @@ def test_interrupted_execution_resumes_and_destroys_each_object_once(
         assert state is not None
         assert state.state == "executing"
         assert state.execution_token is None  # released: resumable at once
-    resumed = api.client.post(
-        f"/api/v1/disposal-lists/{list_id}/execute", headers=api.auth(archivist)
-    )
+    resumed = api.client.post(f"/api/v1/disposal-lists/{list_id}/execute",
+                              headers=api.auth(archivist))
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["state"] == "executed"
     assert len(events(api, "disposal.object_destroyed")) == 2
@@ -535,9 +434,8 @@ def test_two_lists_built_at_once_never_share_a_unit(api: Api, clock: Clock) -> N
 
     def build() -> None:
         barrier.wait()
-        response = api.client.post(
-            "/api/v1/disposal-lists", headers=api.auth(archivist), json={"final_action": "Destroy"}
-        )
+        response = api.client.post("/api/v1/disposal-lists", headers=api.auth(archivist),
+                                   json={"final_action": "Destroy"})
         assert response.status_code == 201, response.text
         bodies.append(response.json())
 

@@ -30,10 +30,7 @@ def test_shipped_referentials_load_and_carry_the_schedule() -> None:
         assert spec.meta["legal_reference"]
         assert spec.meta["record_type"]
     assert {s.meta["confidence"] for s in appraisal if s.meta} == {
-        "confirmed",
-        "secondary",
-        "uncertain",
-    }
+        "confirmed", "secondary", "uncertain"}
     sampled = [s for s in appraisal if s.meta and s.meta["final_action"] == "Sample"]
     assert sampled
     assert sampled[0].meta is not None
@@ -86,28 +83,24 @@ def test_csv_round_trip_of_the_shipped_referential() -> None:
 
 def test_import_shipped_through_the_api_and_export(api: Api) -> None:
     text = referential.SHIPPED_DIR.joinpath("communal-schedule.yaml").read_text(encoding="utf-8")
-    response = api.client.put(
-        "/api/v1/rules",
-        content=text.encode(),
-        headers={**api.auth(), "Content-Type": "application/yaml"},
-    )
+    response = api.client.put("/api/v1/rules", content=text.encode(),
+                              headers={**api.auth(), "Content-Type": "application/yaml"})
     assert response.status_code == 200, response.text
     assert response.json()["total"] >= 40
     listed = api.client.get("/api/v1/rules", headers=api.auth()).json()
     assert any(r["meta"] and r["meta"].get("confidence") for r in listed)
-    csv_text = api.client.get("/api/v1/rules", headers={**api.auth(), "Accept": "text/csv"}).text
+    csv_text = api.client.get("/api/v1/rules",
+                              headers={**api.auth(), "Accept": "text/csv"}).text
     assert csv_text.startswith("RuleId,RuleType,RuleValue,RuleDescription,RuleDuration,")
 
 
 def test_duration_below_minimum_is_refused_and_alerted(api: Api) -> None:
-    rigged = TEST_RULES_CSV.replace(
-        'APP-5Y,AppraisalRule,Dossiers 5 ans,"Durée d\'utilité administrative de 5 ans",5,YEAR',
-        "APP-5Y,AppraisalRule,Dossiers 5 ans,,0,DAY",
-    )
+    rigged = TEST_RULES_CSV.replace("APP-5Y,AppraisalRule,Dossiers 5 ans,\"Durée "
+                                    "d'utilité administrative de 5 ans\",5,YEAR",
+                                    "APP-5Y,AppraisalRule,Dossiers 5 ans,,0,DAY")
     assert rigged != TEST_RULES_CSV
-    response = api.client.put(
-        "/api/v1/rules", content=rigged.encode(), headers={**api.auth(), "Content-Type": "text/csv"}
-    )
+    response = api.client.put("/api/v1/rules", content=rigged.encode(),
+                              headers={**api.auth(), "Content-Type": "text/csv"})
     assert response.status_code == 422
     assert response.json()["code"] == "rules.duration_below_minimum"
     alerts = events(api, "rules.minimum_duration_alert")
@@ -121,23 +114,17 @@ def test_minimum_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAE_RETENTION_MIN_DURATIONS", '{"AppraisalRule": "10 YEAR"}')
     from sae.retention.config import retention_settings
 
-    short = referential.below_minimum(
-        referential.parse_csv(TEST_RULES_CSV), retention_settings().min_durations
-    )
+    short = referential.below_minimum(referential.parse_csv(TEST_RULES_CSV),
+                                      retention_settings().min_durations)
     assert [r["rule_id"] for r in short] == ["APP-5Y"]
 
 
 def test_rule_in_use_cannot_be_deleted(api: Api, clock: object) -> None:
     assert api.deposit(dossier_sip("MSG-USE")).status_code == 201
-    without = (
-        "\n".join(line for line in TEST_RULES_CSV.splitlines() if not line.startswith("APP-5Y"))
-        + "\n"
-    )
-    response = api.client.put(
-        "/api/v1/rules",
-        content=without.encode(),
-        headers={**api.auth(), "Content-Type": "text/csv"},
-    )
+    without = "\n".join(line for line in TEST_RULES_CSV.splitlines()
+                        if not line.startswith("APP-5Y")) + "\n"
+    response = api.client.put("/api/v1/rules", content=without.encode(),
+                              headers={**api.auth(), "Content-Type": "text/csv"})
     assert response.status_code == 409
     assert response.json()["code"] == "rules.rule_in_use"
     assert response.json()["rules"] == ["APP-5Y"]
@@ -146,44 +133,31 @@ def test_rule_in_use_cannot_be_deleted(api: Api, clock: object) -> None:
 def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> None:
     response = api.deposit(dossier_sip("MSG-RECOMPUTE", start=date(2024, 1, 1)))
     ids = [u["id"] for u in response.json()["units"]]
-    longer = TEST_RULES_CSV.replace('5 ans",5,YEAR', '5 ans",7,YEAR')
+    longer = TEST_RULES_CSV.replace("5 ans\",5,YEAR", "5 ans\",7,YEAR")
     assert longer != TEST_RULES_CSV
-    summary = api.client.put(
-        "/api/v1/rules", content=longer.encode(), headers={**api.auth(), "Content-Type": "text/csv"}
-    ).json()
+    summary = api.client.put("/api/v1/rules", content=longer.encode(),
+                             headers={**api.auth(), "Content-Type": "text/csv"}).json()
     assert summary["changed"] == 1
     assert summary["recomputed_units"] == len(ids) == 3  # the file and its two pieces
     assert summary["warnings"]
     with api.runtime.sessions() as session:
-        ends = set(
-            session.scalars(
-                select(UnitComputedRule.end_date).where(
-                    UnitComputedRule.unit_id.in_(ids), UnitComputedRule.category == "AppraisalRule"
-                )
-            )
-        )
+        ends = set(session.scalars(select(UnitComputedRule.end_date).where(
+            UnitComputedRule.unit_id.in_(ids), UnitComputedRule.category == "AppraisalRule")))
     assert ends == {date(2031, 1, 1)}
     recomputed = events(api, "rules.end_dates_recomputed")
     payload = dict(recomputed[-1].payload)
     computed_at = payload.pop("computed_at")  # the rows' time, for the replay of a rebuild
     assert payload == {"rules": ["APP-5Y"], "units": 3}
     with api.runtime.sessions() as session:
-        stamps = set(
-            session.scalars(
-                select(UnitComputedRule.computed_at).where(UnitComputedRule.unit_id.in_(ids))
-            )
-        )
+        stamps = set(session.scalars(select(UnitComputedRule.computed_at).where(
+            UnitComputedRule.unit_id.in_(ids))))
     assert {s.isoformat() for s in stamps} == {computed_at}
     # The storage locks follow (extended, never shortened).
     with api.runtime.sessions() as session:
-        keys = list(
-            session.scalars(
-                select(ObjectCopy.key)
-                .join(DataObject, DataObject.id == ObjectCopy.object_id)
-                .join(ArchiveUnit, ArchiveUnit.data_object_group_id == DataObject.group_id)
-                .where(ArchiveUnit.id.in_(ids))
-            )
-        )
+        keys = list(session.scalars(select(ObjectCopy.key).join(
+            DataObject, DataObject.id == ObjectCopy.object_id).join(
+            ArchiveUnit, ArchiveUnit.data_object_group_id == DataObject.group_id).where(
+            ArchiveUnit.id.in_(ids))))
     assert keys
     for offer in api.runtime.offer_set.offers.values():
         for key in keys:
