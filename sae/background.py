@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.config import Settings
 from sae.db import utcnow
 from sae.errors import SAEError
+from sae.journal.errors import TimestampInvalid, TsaUnavailable
+from sae.journal.keys import record_tsa_check, tsa_health
 from sae.journal.sealing import last_sealed_at, seal_if_due, seal_now
 from sae.journal.witnessing import WitnessClient, WitnessSet
 from sae.storage.offers import OfferSet
@@ -103,9 +105,15 @@ class Sealer:
                     log.info("journal.sealed tree_size=%s", head.tree_size)
                     self._publish()
                     self._witness_poke.set()  # after publishing: the witnesses' turn
+                elif not poked:
+                    # The TSA check of /health, when due (SAE_TSA_CHECK_MINUTES): an idle
+                    # archive still learns that its TSA stopped answering.
+                    tsa_health(self.settings)
             except SAEError as exc:
                 # The TSA or the database may be down for a while: the next round tries again.
                 log.warning("journal.seal_failed %s: %s", exc.code, exc.detail)
+                if isinstance(exc, TsaUnavailable | TimestampInvalid):
+                    record_tsa_check(self.settings, ok=False, detail=f"{exc.code}: {exc.detail}")
             except Exception:  # a bug must not kill sealing for the life of the process
                 log.exception("journal.seal_crashed")
             if self._stop.is_set():

@@ -53,7 +53,7 @@ def settings_or_exit(**overrides: Any) -> Settings:
 
 
 @contextmanager
-def opened_runtime(**overrides: Any) -> Iterator[Runtime]:
+def opened_runtime(*, check_keys: bool = True, **overrides: Any) -> Iterator[Runtime]:
     """The runtime (migrated database, checked offers) for the block, closed when it ends.
 
     A configuration SAE refuses (bad variable, offer outside France…) exits 2 with a readable
@@ -62,7 +62,7 @@ def opened_runtime(**overrides: Any) -> Iterator[Runtime]:
     """
     settings = settings_or_exit(**overrides)
     try:
-        runtime = Runtime.open(settings)
+        runtime = Runtime.open(settings, check_keys=check_keys)
     except SAEError as exc:
         err.print(f"[red]configuration refused: {escape(exc.detail)}[/red]")
         raise typer.Exit(2) from None

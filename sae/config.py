@@ -8,10 +8,11 @@ naming the variable, so that a misconfigured server never starts half-working.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +46,41 @@ class Settings(BaseSettings):
     tsa_url: str | None = Field(default=None, description="External RFC 3161 TSA; unset: built-in.")
     tsa_ca_file: Path | None = Field(
         default=None, description="PEM trust anchor(s) of the external TSA (with SAE_TSA_URL)."
+    )
+    tsa_username: str | None = Field(
+        default=None, description="HTTP Basic user name for the external TSA (with the password)."
+    )
+    tsa_password: SecretStr | None = Field(
+        default=None, description="HTTP Basic password for the external TSA (never logged)."
+    )
+    tsa_bearer_token: SecretStr | None = Field(
+        default=None, description="Bearer token sent to the external TSA (never logged)."
+    )
+    tsa_client_cert: Path | None = Field(
+        default=None, description="PEM client certificate for the external TSA (TLS)."
+    )
+    tsa_client_key: Path | None = Field(
+        default=None, description="PEM private key of SAE_TSA_CLIENT_CERT (mode 0600)."
+    )
+    tsa_policy_oid: str | None = Field(
+        default=None,
+        description="The TSA policy OID the tokens must carry; a token under another is refused.",
+    )
+    tsa_chain_file: Path | None = Field(
+        default=None,
+        description="PEM intermediates of the external TSA, for tokens that do not carry them.",
+    )
+    tsa_check_minutes: float = Field(
+        default=15.0,
+        gt=0,
+        description="/health asks the TSA for a token at most this often (a seal counts).",
+    )
+    journal_key_fingerprint: str | None = Field(
+        default=None,
+        description=(
+            "SHA-256 (hex) of the journal key's SubjectPublicKeyInfo: the key at start must be "
+            "it, and `sae journal verify` takes it as the first key of the history."
+        ),
     )
     seda_xsd_dir: Path | None = Field(
         default=None, description="Folder with the official SEDA XSDs (2.1/, 2.2/, 2.3/)."
@@ -125,6 +161,35 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("journal_key_fingerprint")
+    @classmethod
+    def _fingerprint_hex(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        normal = value.replace(":", "").strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", normal):
+            raise ValueError("must be a SHA-256 fingerprint: 64 hex digits (colons allowed)")
+        return normal
+
+    @field_validator("tsa_policy_oid")
+    @classmethod
+    def _policy_oid(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", value):
+            raise ValueError(f"{value!r} is not a dotted OID (e.g. 1.2.3.4)")
+        return value
+
+    @field_validator("tsa_client_cert", "tsa_client_key", "tsa_chain_file")
+    @classmethod
+    def _tsa_file_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser().resolve()
+        if not value.is_file():
+            raise ValueError(f"{value} does not exist")
+        return value
+
     @field_validator("seda_xsd_dir")
     @classmethod
     def _xsd_dir_exists(cls, value: Path | None) -> Path | None:
@@ -170,6 +235,16 @@ class Settings(BaseSettings):
         if not value.is_file():
             raise ValueError(f"SAE_WITNESSES_FILE={value} does not exist")
         return value
+
+    @model_validator(mode="after")
+    def _tsa_authentication(self) -> Settings:
+        if (self.tsa_username is None) != (self.tsa_password is None):
+            raise ValueError("SAE_TSA_USERNAME and SAE_TSA_PASSWORD go together")
+        if (self.tsa_client_cert is None) != (self.tsa_client_key is None):
+            raise ValueError("SAE_TSA_CLIENT_CERT and SAE_TSA_CLIENT_KEY go together")
+        if self.tsa_username is not None and self.tsa_bearer_token is not None:
+            raise ValueError("SAE_TSA_USERNAME and SAE_TSA_BEARER_TOKEN: choose one")
+        return self
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -79,8 +79,14 @@ class Runtime:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
-        """Start: directories, schema, offers, first-start admin token."""
+    def open(cls, settings: Settings, *, migrate: bool = True, check_keys: bool = True) -> Runtime:
+        """Start: directories, schema, offers, first-start admin token, the journal's keys.
+
+        ``check_keys=False`` skips the key check and the start's leaves (key pin, configuration
+        digests): for ``sae journal rotate-key``, which replaces a missing or unwanted key itself
+        (and journals it), and for ``sae restore``, whose catalogue must take the offer's leaves
+        before any new one.
+        """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         (settings.data_dir / "tmp").mkdir(exist_ok=True)
         sweep_spool(settings.data_dir / "tmp")
@@ -111,6 +117,19 @@ class Runtime:
         if path is not None:
             log.warning("first start: an admin token was written to %s (mode 0600)", path)
             runtime.admin_token_path = path
+        if not check_keys:
+            return runtime
+        from sae.config_journal import journal_configuration
+        from sae.journal.keys import check_keys_at_start  # the journal builds on the runtime
+
+        try:
+            # A missing, replaced or world-readable key refuses the start (never a new key).
+            check_keys_at_start(settings, runtime.sessions)
+            # Then what changed in the configuration since the last start is journaled.
+            journal_configuration(settings, runtime.sessions)
+        except BaseException:
+            runtime.close()
+            raise
         return runtime
 
     @property

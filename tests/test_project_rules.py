@@ -135,6 +135,18 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     ),
     # Process start.
     "sae.runtime.Runtime.open": (UNIT_OF_WORK, "start: the first admin token"),
+    "sae.journal.keys.check_keys_at_start": (
+        UNIT_OF_WORK,
+        "start: the key checked against the journal's pin, pinned once (locked) on a first start",
+    ),
+    "sae.config_journal.journal_configuration": (
+        UNIT_OF_WORK,
+        "start: the configuration's digests compared and a change journaled once (locked)",
+    ),
+    "sae.journal.rotation.rotate_key": (
+        UNIT_OF_WORK,
+        "key rotation: the leaf committed before the key files are swapped and a head sealed",
+    ),
     "sae.migrate.upgrade": (UNIT_OF_WORK, "start: the schema migrations"),
 }
 #: The mechanism every shape commits through.

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, select
 from sae.journal import merkle
 from sae.journal.checkpoint import Checkpoint, CheckpointFormatError, verify_signature
 from sae.journal.errors import TimestampInvalid
+from sae.journal.keyhistory import fingerprint
 from sae.journal.models import TreeHead
 from sae.journal.service import compose_leaf
 from sae.journal.tsa import verify_response
@@ -89,6 +90,9 @@ class BlockTask:
     head_sizes: tuple[int, ...] = ()
     """Sizes of the heads that end in ``(start, end]``: their signatures are checked here."""
     check_objects: bool = True
+    key_spans: tuple[tuple[int, str], ...] | None = None
+    """The key history (:meth:`KeyHistory.spans`): each head must be signed by the key in force
+    at its size. None: by the key stored beside it (a caller without a history)."""
 
 
 @dataclass
@@ -196,10 +200,14 @@ def head_fault(
     public_key_pem: bytes,
     tsr: bytes,
     tsa_chain_pem: bytes,
+    *,
+    expected_key: str | None = None,
 ) -> str | None:
     """Why a head's checkpoint, SAE signature or time-stamp token does not check, or None.
 
-    The root itself is compared by the caller, who alone knows the whole tree.
+    ``expected_key``: the fingerprint of the key in force at this size (the key history); the
+    key stored beside the head must be it. The root itself is compared by the caller, who alone
+    knows the whole tree.
     """
     try:
         cp = Checkpoint.from_bytes(checkpoint)
@@ -207,6 +215,11 @@ def head_fault(
         return f"head {size}: malformed checkpoint ({exc})"
     if (cp.tree_size, cp.root_hash, cp.origin) != (size, root_hash, origin):
         return f"head {size}: checkpoint does not match its columns"
+    if expected_key is not None and fingerprint(public_key_pem) != expected_key:
+        return (
+            f"head {size}: signed by a key that is not in the journal's key history (key "
+            f"{fingerprint(public_key_pem)[:16]}…, the key in force is {expected_key[:16]}…)"
+        )
     if not verify_signature(public_key_pem, checkpoint, signature):
         return f"head {size}: SAE's signature does not verify"
     try:
@@ -237,7 +250,19 @@ def _head_faults(conn: Connection, task: BlockTask, sizes: set[int]) -> dict[int
             TreeHead.tsa_chain_pem,
         ).where(TreeHead.tree_size > task.start, TreeHead.tree_size <= task.end)
     )
-    return {row[0]: head_fault(*row) for row in rows if row[0] in sizes}
+    faults: dict[int, str | None] = {}
+    for row in rows:
+        if row[0] not in sizes:
+            continue
+        expected = None
+        if task.key_spans is not None:
+            in_force = [fpr for since, fpr in task.key_spans if since < row[0]]
+            if not in_force:
+                faults[row[0]] = f"head {row[0]}: no key of the journal's key history governs it"
+                continue
+            expected = in_force[-1]
+        faults[row[0]] = head_fault(*row, expected_key=expected)
+    return faults
 
 
 # --------------------------------------------------------------------------- a block
@@ -437,7 +462,12 @@ def run_block(task: BlockTask) -> BlockResult:
 
 
 def blocks(
-    bound: int, level: int, head_sizes: Iterable[int], *, check_objects: bool
+    bound: int,
+    level: int,
+    head_sizes: Iterable[int],
+    *,
+    check_objects: bool,
+    key_spans: tuple[tuple[int, str], ...] | None = None,
 ) -> list[BlockTask]:
     """The aligned blocks of ``2**level`` leaves that cover ``[0, bound)``, in order."""
     size = 1 << level
@@ -453,6 +483,7 @@ def blocks(
                 bound=bound,
                 head_sizes=tuple(sizes[bisect_right(sizes, start) : bisect_right(sizes, end)]),
                 check_objects=check_objects,
+                key_spans=key_spans,
             )
         )
     return tasks

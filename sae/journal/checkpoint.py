@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sae.fileio import publish_new_file
-from sae.journal.errors import SigningKeyError
+from sae.journal.errors import KeyFileMode, KeyMissing, SigningKeyError
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
@@ -109,16 +110,34 @@ class SigningKey:
         return cls(ec.generate_private_key(ec.SECP256R1()))
 
     @classmethod
-    def load_or_create(cls, directory: Path) -> SigningKey:
-        """Load ``directory/journal-signing.key``, creating it (mode 0600) on first start."""
+    def load_or_create(cls, directory: Path, *, create: bool = True) -> SigningKey:
+        """Load ``directory/journal-signing.key``, creating it (mode 0600) on first start.
+
+        ``create=False`` once the journal has pinned its key (:mod:`sae.journal.keys`): a
+        missing file is then an error, never a fresh key that would sign a rewritten history.
+        """
         path = directory / cls.FILENAME
         if not path.exists():
+            if not create:
+                raise KeyMissing(
+                    f"the journal signing key {path} is missing, and the journal has pinned its "
+                    "key: restore the file from a backup, or, if it is lost for good, run "
+                    "`sae journal rotate-key --lost` (the journal then records an unvouched key "
+                    "change)",
+                    path=str(path),
+                )
             directory.mkdir(parents=True, exist_ok=True)
             key = cls.generate()
             # Processes starting together each make one; the first published is everyone's.
             if publish_new_file(path, key.private_pem()):
                 (directory / "journal-signing.pub.pem").write_bytes(key.public_pem)
                 return key
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        """Load a private key file, refusing one whose mode lets others read it."""
+        check_private_mode(path)
         try:
             loaded = serialization.load_pem_private_key(path.read_bytes(), None)
         except (OSError, ValueError, TypeError) as exc:
@@ -145,6 +164,21 @@ class SigningKey:
     def sign(self, data: bytes) -> bytes:
         """DER ECDSA-SHA256 signature of ``data``."""
         return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def check_private_mode(path: Path) -> None:
+    """Refuse a private key file that group or others may access (mode wider than 0600)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the key file {path}: {exc}") from None
+    if mode & 0o077:
+        raise KeyFileMode(
+            f"the private key file {path} has mode {mode:04o}: others may read it; "
+            f"run `chmod 600 {path}` (and check who could have copied it)",
+            path=str(path),
+            mode=f"{mode:04o}",
+        )
 
 
 def verify_signature(public_pem: bytes, data: bytes, signature: bytes) -> bool:

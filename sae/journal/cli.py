@@ -73,7 +73,11 @@ def verify_command(
                 progress.update(task, completed=done, total=total)
 
             report = verify_journal(
-                session, check_objects=not skip_objects, progress=step, workers=workers
+                session,
+                check_objects=not skip_objects,
+                progress=step,
+                workers=workers,
+                pinned_key=runtime.settings.journal_key_fingerprint,
             )
         checked = _witness_check(runtime)
     witnessed = checked.problems if checked is not None else []
@@ -87,6 +91,10 @@ def verify_command(
             out.print(f"  {escape(said)}")
     elif checked is not None:
         out.print("the witnesses' latest cosigned checkpoints are trees of this journal")
+    for entry in report.keys:
+        since = "first key" if entry.since < 0 else f"from leaf {entry.since}"
+        lost = " (the previous key was LOST: this change is not vouched for by it)"
+        out.print(f"key {entry.fingerprint} ({since}){lost if entry.lost else ''}")
     if report.ok and not witnessed:
         out.print(
             f"journal OK: {report.events} leaves, {report.heads_checked} signed heads, "
@@ -137,6 +145,40 @@ def _verify_offer(name: str) -> None:
             f"the database's journal is longer ({database_size} leaves sealed): "
             f"{database_size - verdict.tree_size} not yet published to this offer"
         )
+
+
+@journal_app.command("rotate-key")
+def rotate_key_command(
+    lost: Annotated[
+        bool,
+        typer.Option(
+            "--lost",
+            help="The current key is gone: record a key change the old key cannot vouch for.",
+        ),
+    ] = False,
+) -> None:
+    """Replace the journal's signing key: journal a ``journal.key_rotated`` leaf (the new public
+    key, signed by the old key unless ``--lost``), keep the old key file renamed with its
+    fingerprint, and seal a head with the new key. Prints the new fingerprint on its last line.
+
+    Run it with the service stopped (a running process finds the new key at its next seal, but
+    would sign deposits' tails with the old key until then).
+
+    Example: ``sae journal rotate-key``, ``sae journal rotate-key --lost``
+    """
+    from sae.journal.rotation import rotate_key
+
+    with opened_runtime(check_keys=False) as runtime, refusals(1, with_code=True):
+        rotation = rotate_key(runtime.settings, runtime.sessions, lost=lost)
+    out.print(f"journal.key_rotated at leaf {rotation.leaf_index}")
+    out.print(f"old key: {rotation.old_fingerprint or '(none)'}")
+    if rotation.lost:
+        out.print("[yellow]the old key was lost: the change is recorded as not vouched for[/]")
+    if rotation.retired_file is not None:
+        out.print(f"old key file kept as {escape(str(rotation.retired_file))}")
+    if rotation.head is not None:
+        out.print(f"head {rotation.head.tree_size} sealed with the new key")
+    out.print(rotation.new_fingerprint)
 
 
 @journal_app.command("seal")

@@ -5,8 +5,11 @@
     SAEError
     ├── JournalError                 journal.error (500)
     │   ├── JournalCorrupt           journal.corrupt: a stored leaf, node or head does not check
-    │   ├── SigningKeyError          journal.signing_key: the SAE key is missing or unreadable
-    │   └── WitnessesConfigError     journal.witnesses_invalid: SAE_WITNESSES_FILE is refused
+    │   ├── WitnessesConfigError     journal.witnesses_invalid: SAE_WITNESSES_FILE is refused
+    │   └── SigningKeyError          journal.signing_key: the SAE key is missing or unreadable
+    │       ├── KeyMissing           journal.key_missing: the pinned key's file is gone
+    │       ├── KeyChanged           journal.key_changed: the key file is not the pinned key
+    │       └── KeyFileMode          journal.key_file_mode: a private key file wider than 0600
     ├── NotFound
     │   └── HeadNotFound             journal.head_not_found (404)
     ├── BadRequest
@@ -14,7 +17,7 @@
     ├── ServiceUnavailable
     │   └── TsaUnavailable           journal.tsa_unavailable (503): the TSA did not answer
     └── TimestampInvalid             journal.timestamp_invalid.<check> (502): a token is refused
-        (check: status, format, imprint, nonce, signature, ess, eku, chain)
+        (check: status, format, imprint, nonce, signature, ess, eku, chain, policy)
 """
 
 from __future__ import annotations
@@ -47,6 +50,27 @@ class WitnessesConfigError(JournalError):
     title = "Witnesses configuration refused"
 
 
+class KeyMissing(SigningKeyError):
+    """A key file is missing once the journal has pinned its key: never re-created silently."""
+
+    code = "journal.key_missing"
+    title = "Journal key file missing"
+
+
+class KeyChanged(SigningKeyError):
+    """The key file holds another key than the one the journal (or configuration) pins."""
+
+    code = "journal.key_changed"
+    title = "Journal key changed"
+
+
+class KeyFileMode(SigningKeyError):
+    """A private key file others may read (mode wider than 0600)."""
+
+    code = "journal.key_file_mode"
+    title = "Key file mode too wide"
+
+
 class HeadNotFound(NotFound):
     code = "journal.head_not_found"
     title = "No such tree head"
@@ -69,7 +93,7 @@ class TimestampInvalid(SAEError):
     status = 502
     title = "Time-stamp token refused"
 
-    CHECKS = ("status", "format", "imprint", "nonce", "signature", "ess", "eku", "chain")
+    CHECKS = ("status", "format", "imprint", "nonce", "signature", "ess", "eku", "chain", "policy")
 
     def __init__(self, check: str, detail: str, **extra: Any) -> None:
         if check not in self.CHECKS:

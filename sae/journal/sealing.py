@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.config import Settings
 from sae.db import transaction
 from sae.journal import service
-from sae.journal.keys import load_journal_keys
+from sae.journal.errors import KeyChanged
+from sae.journal.keys import (
+    JournalKeys,
+    forget_journal_keys,
+    load_journal_keys,
+    record_tsa_check,
+)
 from sae.journal.models import TreeHead
 from sae.journal.notekey import load_note_key
 
@@ -35,15 +41,29 @@ def seal_now(
     """
     keys = load_journal_keys(settings)
     note_key = load_note_key(settings)
-    with transaction(sessions) as session:
-        return service.seal(
-            session,
-            signer=keys.signer,
-            tsa=keys.tsa,
-            origin=keys.origin,
-            note_key=note_key,
-            wait=wait,
-        )
+
+    def seal_with(keys: JournalKeys) -> TreeHead | None:
+        with transaction(sessions) as session:
+            return service.seal(
+                session,
+                signer=keys.signer,
+                tsa=keys.tsa,
+                origin=keys.origin,
+                note_key=note_key,
+                wait=wait,
+            )
+
+    try:
+        head = seal_with(keys)
+    except KeyChanged:
+        # ``sae journal rotate-key`` ran in another process: read the key file again, once.
+        forget_journal_keys()
+        head = seal_with(load_journal_keys(settings))
+    if head is not None:
+        at = head.tsa_time if head.tsa_time.tzinfo else head.tsa_time.replace(tzinfo=dt.UTC)
+        # A verified token is as good a TSA check as /health's (an old head: an old check).
+        record_tsa_check(settings, ok=True, detail=f"TSA time-stamped head {head.tree_size}", at=at)
+    return head
 
 
 def seal_if_due(sessions: sessionmaker[Session], settings: Settings) -> TreeHead | None:

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from sae.db import UTCDateTime, lock_for_writing, utcnow
 from sae.journal import merkle
 from sae.journal.checkpoint import Checkpoint, SigningKey
-from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalCorrupt
+from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalCorrupt, KeyChanged
+from sae.journal.keyhistory import expected_fingerprint, fingerprint
 from sae.journal.models import SEALER, TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 from sae.journal.tsa import TimestampAuthority
 
@@ -534,6 +535,15 @@ def seal(
     current = latest_head(session)
     if size == 0 or (current is not None and current.tree_size >= size):
         return current
+    pinned = expected_fingerprint(session, heads=False)
+    if pinned is not None and fingerprint(signer.public_pem) != pinned:
+        # Another process rotated the key (``sae journal rotate-key``): a head signed with the
+        # old key after the rotation leaf would fail every verification.
+        raise KeyChanged(
+            f"the journal's key is now {pinned}, not this process's "
+            f"{fingerprint(signer.public_pem)}: reload the key",
+            pinned=pinned,
+        )
     root = merkle.root(size, DbNodes(session))
     checkpoint = Checkpoint(origin, size, root, utcnow())
     data = checkpoint.to_bytes()

@@ -22,6 +22,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -542,6 +543,9 @@ class BuiltinTSA:
         """Load (and on first use create) the built-in TSA kept in ``directory``."""
         if create:
             create_builtin_tsa_files(directory)
+        from sae.journal.checkpoint import check_private_mode
+
+        check_private_mode(directory / "tsa.key")  # a key others can read can back-date heads
         key = serialization.load_pem_private_key((directory / "tsa.key").read_bytes(), None)
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise TypeError("the built-in TSA key must be ECDSA or RSA (openssl ts needs it)")
@@ -702,7 +706,13 @@ def _der_sequence(content: bytes) -> bytes:
 
 
 class HttpTSA:
-    """An external RFC 3161 authority reached over HTTP; its replies are verified on receipt."""
+    """An external RFC 3161 authority reached over HTTP; its replies are verified on receipt.
+
+    Authentication, as the provider requires: HTTP Basic (``auth``), a bearer token
+    (``bearer``), a TLS client certificate (``client_cert`` = (certificate file, key file)).
+    ``policy``: the policy OID every token must carry (a token under another policy is refused
+    with the check ``policy``). Secrets are held as given and never put in a message.
+    """
 
     def __init__(
         self,
@@ -712,6 +722,10 @@ class HttpTSA:
         extra_certs: list[x509.Certificate] | None = None,
         timeout: float = 10.0,
         client: httpx.Client | None = None,
+        auth: tuple[str, str] | None = None,
+        bearer: str | None = None,
+        client_cert: tuple[Path, Path] | None = None,
+        policy: str | None = None,
     ) -> None:
         if not anchors:
             raise ValueError("an external TSA needs at least one trust anchor (root certificate)")
@@ -719,7 +733,17 @@ class HttpTSA:
         self.anchors = anchors
         self.extra_certs = list(extra_certs or [])
         self.timeout = timeout
+        self.policy = policy
         self._client = client
+        self._auth = httpx.BasicAuth(*auth) if auth is not None else None
+        self._headers = {"Content-Type": TSQ_MEDIA_TYPE}
+        if bearer is not None:
+            self._headers["Authorization"] = f"Bearer {bearer}"
+        self._verify: ssl.SSLContext | bool = True
+        if client_cert is not None:
+            context = ssl.create_default_context()
+            context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+            self._verify = context
 
     def timestamp(self, message: bytes) -> TimestampToken:
         """Time-stamp ``message`` at the external TSA and verify the reply."""
@@ -730,18 +754,34 @@ class HttpTSA:
             if self._client is not None:
                 reply = self._post(self._client, body)
             else:
-                with httpx.Client(timeout=self.timeout) as client:
+                with httpx.Client(timeout=self.timeout, verify=self._verify) as client:
                     reply = self._post(client, body)
         except httpx.HTTPError as exc:
             raise TsaUnavailable(f"TSA {self.url} did not answer: {exc}") from None
         info = verify_response(
             reply, digest=digest, nonce=nonce, anchors=self.anchors, extra_certs=self.extra_certs
         )
+        if self.policy is not None and info.policy != self.policy:
+            raise TimestampInvalid(
+                "policy",
+                f"the token was issued under policy {info.policy}, not {self.policy} "
+                "(SAE_TSA_POLICY_OID)",
+            )
         chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in info.chain)
         return TimestampToken(reply, info.gen_time, info.serial_number, chain_pem)
 
     def _post(self, client: httpx.Client, body: bytes) -> bytes:
-        r = client.post(self.url, content=body, headers={"Content-Type": TSQ_MEDIA_TYPE})
+        if self._auth is not None:
+            r = client.post(self.url, content=body, headers=self._headers, auth=self._auth)
+        else:
+            r = client.post(self.url, content=body, headers=self._headers)
+        if r.status_code in (401, 403):
+            raise TsaUnavailable(
+                f"TSA {self.url} refused SAE's credentials (HTTP {r.status_code}): check "
+                "SAE_TSA_USERNAME/SAE_TSA_PASSWORD, SAE_TSA_BEARER_TOKEN or "
+                "SAE_TSA_CLIENT_CERT/SAE_TSA_CLIENT_KEY",
+                http_status=r.status_code,
+            )
         if r.status_code != 200:
             raise TsaUnavailable(f"TSA {self.url} answered HTTP {r.status_code}")
         return r.content

@@ -35,6 +35,7 @@ from sae.journal.blocks import (
     init_worker,
     run_block,
 )
+from sae.journal.keyhistory import KeyEntry, history_of
 from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 
 __all__ = ["JournalReport", "Problem", "verify_journal"]
@@ -44,7 +45,7 @@ BLOCK_LEVEL = 16
 PARALLEL_FROM = 1 << 18
 """Below 262,144 leaves one process is done before worker processes would have started."""
 MAX_WORKERS = 8
-DIRECT = ("missing", "leaf", "leaf_hash", "size", "object")
+DIRECT = ("missing", "leaf", "leaf_hash", "size", "object", "key")
 
 
 @dataclass
@@ -60,6 +61,8 @@ class JournalReport:
     """The root of the leaves found in order (None when a gap cut them short)."""
     workers: int = 1
     """Processes that checked the leaves (1: the caller's)."""
+    keys: list[KeyEntry] = field(default_factory=list)
+    """The key history the heads were checked against, first key first."""
 
     @property
     def ok(self) -> bool:
@@ -100,15 +103,25 @@ def verify_journal(
     workers: int | None = None,
     block_level: int = BLOCK_LEVEL,
     parallel_from: int = PARALLEL_FROM,
+    pinned_key: str | None = None,
 ) -> JournalReport:
     """Recompute the tree from every event row and check it against heads, nodes and objects.
 
     ``workers`` processes (default: one per core) check the blocks of a journal of at least
     ``parallel_from`` leaves; they read what is committed, so call this from a session that has
     written nothing. ``workers=1`` checks everything in this process.
+
+    Every head is checked against the key history (:mod:`sae.journal.keyhistory`), whose first
+    key is ``pinned_key`` (``SAE_JOURNAL_KEY_FINGERPRINT``) when given, else the journal's own
+    pin; a rotation leaf whose signature by the previous key fails is a problem of kind
+    ``key``.
     """
     size, bound = _extent(session)
     report = JournalReport(tree_size=size)
+    history = history_of(session, pinned_key)
+    report.keys = list(history.entries)
+    for leaf_index, message in history.problems:
+        report.add(leaf_index, "key", message)
     heads = [
         (head_size, root)
         for head_size, root in session.execute(
@@ -116,7 +129,11 @@ def verify_journal(
         )
     ]
     tasks = blocks(
-        bound, block_level, [head_size for head_size, _ in heads], check_objects=check_objects
+        bound,
+        block_level,
+        [head_size for head_size, _ in heads],
+        check_objects=check_objects,
+        key_spans=history.spans(),
     )
     count = default_workers() if workers is None else workers
     url = _worker_url(session) if count > 1 and len(tasks) > 1 and bound >= parallel_from else None

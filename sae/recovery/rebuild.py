@@ -58,6 +58,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
 from sae.db import make_engine, make_sessionmaker, transaction
+from sae.errors import SAEError
 from sae.ingest.models import Transfer
 from sae.ingest.replay import import_transfer, read_description, transfer_ids
 from sae.ingest.transfer_record import (
@@ -69,7 +70,9 @@ from sae.ingest.transfer_record import (
     transfer_record_key,
 )
 from sae.journal import merkle
+from sae.journal.checkpoint import SigningKey
 from sae.journal.errors import TimestampInvalid
+from sae.journal.keyhistory import KEY_EVENTS, KEY_PINNED, KeyHistory, fingerprint, history_of
 from sae.journal.keys import JournalKeys, load_journal_keys
 from sae.journal.models import TREE_SIZE, Event, JournalNode, JournalState, TreeHead
 from sae.journal.notekey import load_note_key
@@ -262,6 +265,7 @@ def replay_journal(
     run.catch_up = True
     size = run.replay_tails(run.replay_segments(start_leaf))
     run.check_not_behind(size)
+    run.check_key_history()
     run.state.phase = "recovering"
     transfers_by_leaves = run.state.transfers
     recovered, skipped = run._recover_transfers()
@@ -312,6 +316,13 @@ class _Rebuild:
         self.saw_description = False
         self.tsa_anchors = _trusted_tsa_anchors(settings, keys)
         self.note_key = load_note_key(settings)
+        #: The keys in force as the replayed leaves say (pin, then signed rotations): each head
+        #: must be signed by the key in force at its size. Filled from the catalogue when it
+        #: already holds leaves (a resumed rebuild, a catch-up), else from the first key leaf
+        #: or head, which must be a key this SAE holds or held (see ``_first_keys``).
+        self.key_history: KeyHistory | None = None
+        self.first_keys = _first_keys(settings, keys)
+        self.settings_pin = settings.journal_key_fingerprint
         #: Catching up a restored catalogue (``replay_journal``), not rebuilding an empty one.
         self.catch_up = False
         #: A throwaway rebuild (``sae drill``): see :func:`rebuild`.
@@ -328,6 +339,7 @@ class _Rebuild:
         segments_before = self._committed_segments()
         size = self.replay_tails(self.replay_segments(start))
         self.check_not_behind(size)
+        self.check_key_history()
         self.state.phase = "recovering"
         self._tell()
         recovered, skipped = self._recover_transfers()
@@ -365,6 +377,9 @@ class _Rebuild:
         size = start
         peaks = self._peaks(size)
         self.state.leaves = size
+        if size > 0 and self.key_history is None:
+            with self.sessions() as session:
+                self.key_history = history_of(session, self.settings_pin)
         for key in self._segment_keys(size):
             size, peaks = self._import_segment(key, size, peaks)
             self.state.segments += 1
@@ -429,10 +444,6 @@ class _Rebuild:
             if header.key != key:
                 raise SegmentInvalid(key, "key", f"its header says {header.key}")
             fault = header.fault()
-            if fault is None and _normal_pem(header.public_key_pem) != _normal_pem(
-                self.keys.signer.public_pem
-            ):
-                fault = f"tail {header.tree_size}: signed by a key that is not this SAE's"
             if fault is not None:
                 raise SegmentInvalid(key, "head", fault)
             index, peaks = size, list(peaks)
@@ -462,6 +473,12 @@ class _Rebuild:
                     "root",
                     f"the leaves since leaf 0 do not give the root of tail {header.tree_size}",
                 )
+            # After its leaves: a rotation leaf among them governs this checkpoint's key.
+            fault = self._key_fault("tail", header.tree_size, header.public_key_pem)
+            if fault is None and not self._ends_with_own_key():
+                fault = f"tail {header.tree_size}: signed by a key that is not this SAE's"
+            if fault is not None:
+                raise SegmentInvalid(key, "head", fault)
             for name in (TREE_SIZE, MARK_NEXT_LEAF):
                 session.execute(
                     update(JournalState).where(JournalState.name == name).values(value=index)
@@ -652,6 +669,10 @@ class _Rebuild:
                 raise SegmentInvalid(
                     key, "root", f"the leaves since leaf 0 do not give the root of head {index}"
                 )
+            # After its leaves: a rotation leaf among them governs this head's key.
+            fault = self._key_fault("head", head.tree_size, head.public_key_pem)
+            if fault is not None:
+                raise SegmentInvalid(key, "head", fault)
             self._write_head(session, key, header, digest.hexdigest(), length)
             self.notes.extend(context.notes)
         return index, peaks
@@ -672,12 +693,9 @@ class _Rebuild:
             )
         head = header.head
         fault = segment_head_fault(head)
-        if fault is None and _normal_pem(head.public_key_pem) != _normal_pem(
-            self.keys.signer.public_pem
-        ):
-            # The segment carries its own public key: a forger would carry theirs. What a
-            # rebuild trusts must be signed by the key of this SAE (its data directory).
-            fault = f"head {head.tree_size}: signed by a key that is not this SAE's"
+        # The segment carries its own public key: a forger would carry theirs. The key must be
+        # the one in force at the head's size (``_key_fault``, once the segment's leaves —
+        # perhaps a rotation — are replayed), the first one a key this SAE holds or held.
         if fault is None:
             fault = self._tsa_fault(head.tree_size, head.checkpoint, head.tsr, head.tsa_chain_pem)
         if fault is not None:
@@ -701,6 +719,53 @@ class _Rebuild:
         except (TimestampInvalid, ValueError) as exc:
             return f"head {size}: time-stamped by a TSA this SAE does not trust ({exc})"
         return None
+
+    def _key_leaf(self, index: int, type_: str, payload: dict[str, Any]) -> str | None:
+        """Take a key leaf into the history; why it is refused, or None."""
+        if self.key_history is None or not self.key_history.entries:
+            self.key_history = KeyHistory()
+            first = payload.get("fingerprint" if type_ == KEY_PINNED else "old_fingerprint")
+            if first not in self.first_keys:
+                return f"leaf {index}: pins or rotates from a key that is not this SAE's"
+            if type_ != KEY_PINNED:
+                self.key_history.start(str(first), None)
+        return self.key_history.apply(index, type_, payload)
+
+    def _key_fault(self, what: str, size: int, public_pem: bytes) -> str | None:
+        """Why a head (or tail) of ``size`` is not signed by the key in force, or None."""
+        fpr = fingerprint(public_pem)
+        if self.key_history is None:
+            self.key_history = KeyHistory()
+        in_force = self.key_history.key_for(size)
+        if in_force is None:
+            if fpr not in self.first_keys:
+                return f"{what} {size}: signed by a key that is not this SAE's"
+            self.key_history.start(fpr, public_pem)  # a journal older than pinning
+            return None
+        if in_force.fingerprint != fpr:
+            return (
+                f"{what} {size}: signed by a key that is not this SAE's key in force at that "
+                f"size ({in_force.fingerprint[:16]}…, from the replayed key history)"
+            )
+        return None
+
+    def _ends_with_own_key(self) -> bool:
+        """Whether the key history replayed so far ends with this SAE's current key."""
+        current = self.key_history.current if self.key_history is not None else None
+        return current is None or current.fingerprint == fingerprint(self.keys.signer.public_pem)
+
+    def check_key_history(self) -> None:
+        """The replayed history must end with this SAE's key: a forged chain of rotations
+        ending in someone else's key is not this SAE's journal."""
+        if not self._ends_with_own_key():
+            assert self.key_history is not None
+            assert self.key_history.current is not None
+            raise SegmentInvalid(
+                SEGMENTS_PREFIX,
+                "head",
+                f"the journal's key history ends with key {self.key_history.current.fingerprint}"
+                f", which is not this SAE's key {fingerprint(self.keys.signer.public_pem)}",
+            )
 
     def _import_leaves(
         self,
@@ -734,6 +799,10 @@ class _Rebuild:
         if nodes:
             session.execute(insert(JournalNode), nodes)
         for event in events:
+            if event.type in KEY_EVENTS:
+                problem = self._key_leaf(event.index, event.type, event.payload)
+                if problem is not None:
+                    raise SegmentInvalid(key, "key", problem)
             try:
                 replay.apply(context, event)
             except (replay.UnknownEventType, replay.LeafFormatError) as exc:
@@ -1032,10 +1101,6 @@ def _trusted_tsa_anchors(settings: Settings, keys: JournalKeys) -> list[x509.Cer
     return list(unique.values())
 
 
-def _normal_pem(pem: bytes) -> bytes:
-    return b"".join(pem.split())
-
-
 def _redacted(url: str) -> str:
     """The database URL without its password (said in the report)."""
     from sqlalchemy.engine import make_url
@@ -1063,3 +1128,23 @@ def report_json(report: RebuildReport) -> str:
         "notes": report.notes,
     }
     return json.dumps(doc, sort_keys=True, ensure_ascii=False)
+
+
+def _first_keys(settings: Settings, keys: JournalKeys) -> set[str]:
+    """Fingerprints a rebuilt journal's first key may have: ``SAE_JOURNAL_KEY_FINGERPRINT``
+    when set; else this SAE's key and the keys it retired (``sae journal rotate-key`` keeps
+    them in ``$SAE_DATA_DIR/keys`` as ``journal-signing.<fingerprint>.key``, or their public
+    half ``.pub.pem`` when the key was lost)."""
+    if settings.journal_key_fingerprint is not None:
+        return {settings.journal_key_fingerprint}
+    found = {fingerprint(keys.signer.public_pem)}
+    directory = settings.data_dir / "keys"
+    for path in directory.glob("journal-signing.*.key"):
+        try:
+            found.add(fingerprint(SigningKey.load(path).public_pem))
+        except SAEError:
+            continue  # unreadable or too open: not trusted
+    for path in directory.glob("journal-signing.*.pub.pem"):
+        found.add(fingerprint(path.read_bytes()))
+    found.discard("")
+    return found

@@ -111,6 +111,7 @@ OWNERS = (
     "sae.recovery.backup",
     "sae.recovery.drill",
     "sae.journal.witnessing",
+    "sae.journal.replay",
 )
 
 

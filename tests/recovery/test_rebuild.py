@@ -887,3 +887,49 @@ def test_an_offer_behind_another_is_refused_the_other_rebuilds(
     report = rebuild(two, "site-b", sqlite_target(tmp_path))
     assert report.recovered == []
     assert report.counts["transfers"] == len(accepted) + 2  # and the refused one
+
+
+def test_a_rebuild_accepts_the_keys_of_the_history_it_replays(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Heads before a ``sae journal rotate-key`` are signed by the old key, those after by the
+    new: the rebuild learns the new key from the rotation leaf it replays (signed by the old
+    one), and refuses a history that does not end with this SAE's key."""
+    from sae.journal.checkpoint import SigningKey
+    from sae.journal.keyhistory import fingerprint
+    from sae.journal.rotation import rotate_key
+
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        assert api.deposit(build_zip(simple_sip("MSG-ROT-1"))).status_code == 201
+        publish(api)
+        rotation = rotate_key(settings, api.runtime.sessions)
+        assert api.deposit(build_zip(simple_sip("MSG-ROT-2"))).status_code == 201
+        publish(api)
+    url = sqlite_target(tmp_path)
+    report = rebuild(settings, "local", url)
+    assert report.leaves > 0
+    engine = make_engine(url)
+    try:
+        from sqlalchemy.orm import Session
+
+        with Session(engine) as session:
+            verdict = verify_journal(session, workers=1)
+        assert verdict.ok, verdict.problems
+        assert [k.fingerprint for k in verdict.keys][-1] == rotation.new_fingerprint
+    finally:
+        engine.dispose()
+
+    # Another SAE (its own key, no retired key of this one; the same TSA) does not take it.
+    import shutil
+
+    stranger = settings.model_copy(update={"data_dir": tmp_path / "stranger"})
+    SigningKey.load_or_create(stranger.data_dir / "keys")
+    shutil.copytree(settings.data_dir / "tsa", stranger.data_dir / "tsa")
+    (stranger.data_dir / "offers").mkdir()
+    (stranger.data_dir / "offers" / "local").symlink_to(settings.data_dir / "offers" / "local")
+    with pytest.raises(SegmentInvalid, match="not this SAE's"):
+        rebuild(stranger, "local", sqlite_target(tmp_path))
+    assert fingerprint(
+        SigningKey.load(stranger.data_dir / "keys" / "journal-signing.key").public_pem
+    )
