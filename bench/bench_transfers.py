@@ -60,19 +60,20 @@ def main() -> None:
                 postgres_schema() as url,
                 server(work, database_url=url, workers=args.workers) as srv,
             ):
-                cpu = srv.cpu_seconds()
+                before = srv.cpu_seconds()
                 wall, ok, others = deposit_all(srv.process, sips, args.clients)
-                cpu = srv.cpu_seconds() - cpu
+                after = srv.cpu_seconds()
                 peak = srv.peak_mib()
         else:
             with server(work, workers=args.workers) as srv:
-                cpu = srv.cpu_seconds()
+                before = srv.cpu_seconds()
                 wall, ok, others = deposit_all(srv.process, sips, args.clients)
-                cpu = srv.cpu_seconds() - cpu
+                after = srv.cpu_seconds()
                 peak = srv.peak_mib()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rate = ok / wall
+    user, system = after[0] - before[0], after[1] - before[1]
     base_rate = args.sips / baseline
     result(
         f"transfers {args.database}: {rate:.1f} transfers/s ({ok} of {args.sips} one-PDF SIPs of "
@@ -82,7 +83,8 @@ def main() -> None:
         f"baseline python hash+copy+fsync {base_rate:.0f} files/s; ratio {rate / base_rate:.3f}; "
         f"target >= 50/s on PostgreSQL: {'met' if rate >= 50 else 'NOT met'}; "
         f"server peak RSS {peak:.0f} MiB{' (all processes)' if args.workers > 1 else ''}; "
-        f"server CPU {cpu / max(ok, 1) * 1000:.2f} ms per transfer"
+        f"server CPU {(user + system) / max(ok, 1) * 1000:.2f} ms per transfer (user "
+        f"{user / max(ok, 1) * 1000:.2f}, system {system / max(ok, 1) * 1000:.2f})"
     )
 
 

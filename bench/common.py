@@ -151,21 +151,23 @@ class Server:
         self.peak_kib = max(self.peak_kib, self._hwm_kib())
         return self.peak_kib / 1024
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds (user + system) the server's processes have used so far: the work a
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds (user, system) the server's processes have used so far: the work a
         deposit costs, which the machine's other load disturbs less than the wall clock."""
         pid = self.process.pid
-        return sum(_cpu_seconds(p) for p in (pid, *children(pid)))
+        times = [_cpu_seconds(p) for p in (pid, *children(pid))]
+        return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` from /proc (0 when it is gone)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` from /proc, in seconds ((0, 0) when it is gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 @contextmanager
