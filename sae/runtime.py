@@ -97,9 +97,6 @@ class Runtime:
         from sae.journal.witnessing import load_witnesses
 
         witnesses = load_witnesses(settings)  # refused at start, naming the problem
-        from sae.journal.notekey import load_note_key
-
-        load_note_key(settings)  # created on first start; a key readable by others is refused
         # A misconfigured offer (region, Object Lock) refuses the start; one that is merely
         # down is reported by /health and the other offers keep serving reads.
         for problem in check_offers(offer_set):

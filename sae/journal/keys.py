@@ -110,6 +110,7 @@ def check_keys_at_start(settings: Settings, sessions: sessionmaker[Session]) -> 
         if not settings.tsa_url:
             has_head = session.scalar(select(TreeHead.tree_size).limit(1)) is not None
             _check_builtin_tsa(settings.data_dir / "tsa", established=has_head)
+        _check_note_key(settings, session)
         pinned_leaf = session.scalar(
             select(Event.leaf_index).where(Event.type.in_(KEY_EVENTS)).limit(1)
         )
@@ -123,6 +124,43 @@ def check_keys_at_start(settings: Settings, sessions: sessionmaker[Session]) -> 
                     "public_key_pem": signer.public_pem.decode("ascii"),
                 },
             )
+
+
+def _check_note_key(settings: Settings, session: Session) -> None:
+    """The note key (``sae.journal.notekey``) is pinned by the notes it signed: once a head
+    carries one, the key file must exist and be the key that signed the latest — never a new
+    one, which the witnesses (who pinned the old vkey) would refuse as a stranger's."""
+    from sae.journal.note import Note, NoteError
+    from sae.journal.notekey import load_note_key, note_key_path
+
+    noted = session.scalar(
+        select(TreeHead.note)
+        .where(TreeHead.note.is_not(None))
+        .order_by(TreeHead.tree_size.desc())
+        .limit(1)
+    )
+    if noted is None:
+        load_note_key(settings)  # first start: created (0600); one readable by others refused
+        return
+    path = note_key_path(settings)
+    if not path.exists():
+        raise KeyMissing(
+            f"the journal note key {path} is missing while heads carry notes it signed (the "
+            "witnesses trust its vkey): restore it from a backup; SAE does not create another",
+            path=str(path),
+        )
+    key = load_note_key(settings)
+    try:
+        signed = Note.parse(bytes(noted)).verified_by([key.verifier])
+    except NoteError:
+        signed = []
+    if not signed:
+        raise KeyChanged(
+            f"the journal note key {path} ({key.vkey}) did not sign the latest head's note: "
+            "put the right key file back (the witnesses trust the key that did)",
+            path=str(path),
+            found=key.vkey,
+        )
 
 
 def _holds(path: Path, fpr: str) -> bool:

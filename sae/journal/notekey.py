@@ -60,3 +60,9 @@ def load_note_key(settings: Settings) -> NoteKey:
             raise SigningKeyError(f"{path} is not an Ed25519 note key: {exc}") from None
         _cache[cache_key] = key
         return key
+
+
+def forget_note_keys() -> None:
+    """Drop the cached note keys: the next :func:`load_note_key` reads its file again."""
+    with _lock:
+        _cache.clear()

@@ -109,6 +109,35 @@ def test_a_missing_builtin_tsa_key_refuses_the_start_once_heads_exist(settings: 
         _start(settings)
 
 
+def test_the_note_key_is_pinned_by_the_notes_it_signed(settings: Settings) -> None:
+    """Witnesses trust the archive's note vkey: once a head carries a note, a missing note key
+    is not created again, and another one is refused."""
+    from sae.journal.note import NoteKey
+    from sae.journal.notekey import forget_note_keys, note_key_path
+
+    runtime = _start(settings)
+    _fact(runtime)
+    seal_now(runtime.sessions, settings, wait=True)
+    runtime.close()
+    path = note_key_path(settings)
+    original = path.read_bytes()
+    path.unlink()
+    forget_note_keys()
+    with pytest.raises(KeyMissing) as caught:
+        _start(settings)
+    assert str(path) in caught.value.detail
+    assert not path.exists(), "a new note key was created"
+    path.write_bytes(NoteKey.generate(settings.origin).private_bytes())
+    path.chmod(0o600)
+    forget_note_keys()
+    with pytest.raises(KeyChanged) as changed:
+        _start(settings)
+    assert str(path) in changed.value.detail
+    path.write_bytes(original)
+    forget_note_keys()
+    _start(settings).close()
+
+
 def test_the_configured_fingerprint_must_match(settings: Settings) -> None:
     _start(settings).close()
     other = fingerprint(SigningKey.generate().public_pem)
