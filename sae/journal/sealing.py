@@ -17,12 +17,7 @@ from sae.config import Settings
 from sae.db import transaction
 from sae.journal import service
 from sae.journal.errors import KeyChanged
-from sae.journal.keys import (
-    JournalKeys,
-    forget_journal_keys,
-    load_journal_keys,
-    record_tsa_check,
-)
+from sae.journal.keys import forget_journal_keys, load_journal_keys, record_tsa_check
 from sae.journal.models import TreeHead
 from sae.journal.notekey import load_note_key
 
@@ -41,10 +36,9 @@ def seal_now(
     """
     keys = load_journal_keys(settings)
     note_key = load_note_key(settings)
-
-    def seal_with(keys: JournalKeys) -> TreeHead | None:
+    try:
         with transaction(sessions) as session:
-            return service.seal(
+            head = service.seal(
                 session,
                 signer=keys.signer,
                 tsa=keys.tsa,
@@ -52,13 +46,19 @@ def seal_now(
                 note_key=note_key,
                 wait=wait,
             )
-
-    try:
-        head = seal_with(keys)
     except KeyChanged:
         # ``sae journal rotate-key`` ran in another process: read the key file again, once.
         forget_journal_keys()
-        head = seal_with(load_journal_keys(settings))
+        keys = load_journal_keys(settings)
+        with transaction(sessions) as session:
+            head = service.seal(
+                session,
+                signer=keys.signer,
+                tsa=keys.tsa,
+                origin=keys.origin,
+                note_key=note_key,
+                wait=wait,
+            )
     if head is not None:
         at = head.tsa_time if head.tsa_time.tzinfo else head.tsa_time.replace(tzinfo=dt.UTC)
         # A verified token is as good a TSA check as /health's (an old head: an old check).

@@ -64,4 +64,12 @@ def external_tsa(
         values["TSA_URL"], int(values["TSA_PID"]), Path(values["TSA_CA"]), Path(values["TSA_CHAIN"])
     )
     yield tsa
-    os.kill(tsa.pid, signal.SIGTERM)
+    # Only if that pid is still the TSA: had it died, the pid may be another process's by now
+    # (pid_max is 32,768 here, and a run starts thousands) — a stray SIGTERM once stopped an
+    # `sae serve` of another test.
+    try:
+        cmdline = Path(f"/proc/{tsa.pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"tsa_http.py" in cmdline:
+        os.kill(tsa.pid, signal.SIGTERM)

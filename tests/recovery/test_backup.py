@@ -522,6 +522,7 @@ def test_keys_only_backup_holds_the_keys_and_puts_them_back(site: Site) -> None:
     assert manifest["keys_only"] is True
     assert manifest["database"] is None
     assert sorted(f["path"] for f in manifest["files"]) == [
+        "keys/journal-note.key",
         "keys/journal-signing.key",
         "keys/journal-signing.pub.pem",
         "offers/offers.yaml",
