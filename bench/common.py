@@ -172,12 +172,17 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
 
 @contextmanager
 def server(
-    directory: Path, *, database_url: str | None = None, workers: int = 1
+    directory: Path,
+    *,
+    database_url: str | None = None,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``sae serve`` on ``directory`` (SQLite unless ``database_url``), XSDs on.
 
     ``SAE_*`` variables of the benchmark's environment are passed on (``SAE_INGEST_THREADS=4
-    bench/bench_corpus.py`` measures that setting), except the ones set here.
+    bench/bench_corpus.py`` measures that setting), except the ones set here; ``extra_env``
+    last (``SAE_WITNESSES_FILE`` for bench_transfers ``--witnesses``).
     """
     env = {
         k: v
@@ -188,6 +193,7 @@ def server(
     if database_url:
         env["SAE_DATABASE_URL"] = database_url
     env["SAE_WORKERS"] = str(workers)
+    env.update(extra_env or {})
     process = ServerProcess(directory / "sae-data", env=env)
     process.start()
     srv = Server(process)

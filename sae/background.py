@@ -52,7 +52,9 @@ class Sealer:
         self.offer_set = offer_set
         self._published_at = -PUBLISH_SPACING_SECONDS  # monotonic; the first head publishes
         #: Asks the witnesses to co-sign each new head (None: no SAE_WITNESSES_FILE).
-        self.witness_client = WitnessClient(sessions, witnesses) if witnesses is not None else None
+        self.witness_client = (
+            WitnessClient(sessions, witnesses, keep_alive=True) if witnesses is not None else None
+        )
         self.check_seconds = check_seconds
         self._poke = threading.Event()
         self._stop = threading.Event()
@@ -88,6 +90,8 @@ class Sealer:
         self._witness_poke.set()
         if self._witness_thread is not None:
             self._witness_thread.join(timeout)
+        if self.witness_client is not None:
+            self.witness_client.close()
 
     def _run(self) -> None:
         while True:

@@ -174,20 +174,39 @@ def get_events(
     responses={200: {"content": {"application/zip": {}}}},
 )
 def get_object_proof(
-    object_id: str, _: AuditorDep, session: SessionDep, runtime: RuntimeDep
+    object_id: str,
+    _: AuditorDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    consistent_with: Annotated[
+        str | None,
+        Query(
+            description="A later tree size, or `latest` (the latest witnessed head): the "
+            "bundle also carries that head's checkpoint note with its cosignatures "
+            "(`consistency.note`) and the RFC 9162 consistency proof from the bundle's head "
+            "to it (`consistency.json`)."
+        ),
+    ] = None,
 ) -> Response:
     """The object's proof bundle (zip): leaf, inclusion proof, signed and time-stamped head."""
+    later: int | str | None = None
+    if consistent_with is not None:
+        later = proofs.LATEST if consistent_with == proofs.LATEST else _size(consistent_with)
     event = proofs.ingest_event(session, object_id)
     if service.covering_head(session, event.leaf_index) is None:
         seal_now(runtime)
         session.rollback()  # a fresh snapshot: see the head just committed
-    data = _bundle(session, object_id, runtime)
+    data = _bundle(session, object_id, runtime, later)
     return attachment(data, "application/zip", f"proof-{object_id}.zip")
 
 
-def _bundle(session: Session, object_id: str, runtime: Runtime) -> bytes:
+def _bundle(
+    session: Session, object_id: str, runtime: Runtime, later: int | str | None = None
+) -> bytes:
     try:
-        return proofs.object_bundle(session, object_id, settings=runtime.settings)
+        return proofs.object_bundle(
+            session, object_id, settings=runtime.settings, consistent_with=later
+        )
     except JournalError:
         log.error("journal inconsistent while building the proof of %s", object_id)
         raise

@@ -59,6 +59,13 @@ NOTE_FILE = "checkpoint.note"
 WITNESSES_FILE = "witnesses.json"
 LOG_KEY_FILE = "sae-note-key.pem"
 NOTE_FILES = (NOTE_FILE, WITNESSES_FILE, LOG_KEY_FILE)
+#: The option ``?consistent_with=`` of the bundle (issue #18 item 6): a later head's checkpoint
+#: note (the archive's signature and every cosignature line) and the RFC 9162 consistency proof
+#: from the bundle's head to it (the JSON of ``GET /api/v1/journal/consistency``). Only beside
+#: ``checkpoint.note``: the later note is checked with the same keys and quorum.
+LATER_NOTE_FILE = "consistency.note"
+CONSISTENCY_FILE = "consistency.json"
+CONSISTENCY_FILES = (LATER_NOTE_FILE, CONSISTENCY_FILE)
 _NUMBERED = re.compile(r"^(witness-[1-9][0-9]{0,2}\.pem|cosignature-[1-9][0-9]{0,2}\.msg)$")
 
 # Fixed timestamp for zip entries: the same proof gives byte-identical bundles.
@@ -163,6 +170,17 @@ must print `Signature Verified Successfully`, nothing from `cmp` (the witness si
 head), and `cosignature/v1` with the witness's time (`time <seconds since 1970>`). Count the
 witnesses that pass: at least the `quorum` of `witnesses.json`.
 
+## 6. A later head extends this one (when the bundle holds `consistency.note`)
+
+A bundle asked for with `?consistent_with=` also carries a later head of the same journal:
+`consistency.note` (its checkpoint note, signed by SAE's note key and co-signed by the
+witnesses) and `consistency.json`, the RFC 9162 consistency proof from this bundle's head
+(`first`, `first_root`) to that later head (`second`, `second_root`). It proves that the later
+head extends this one: nothing recorded up to this bundle's head was removed or changed since.
+`verify.py` checks the proof, the note's signature and its cosignatures (the quorum of
+`witnesses.json`); `sae journal consistency OLD.zip THIS.zip` checks that this later head
+extends the head of an earlier bundle OLD of the same size.
+
 ## All at once
 
     python3 verify.py . --object OBJECT_FILE [--witness VKEY]…
@@ -196,6 +214,36 @@ class ProofMaterial:
     tsa_chain_pem: bytes
     witnessing: NoteMaterial | None = None
     """The head's checkpoint note and the witnesses (None: a head sealed before notes)."""
+    later: LaterHead | None = None
+    """A later head and the consistency proof to it (``?consistent_with=``), or None."""
+
+
+@dataclass(frozen=True)
+class LaterHead:
+    """A later head's checkpoint note (with its cosignatures) and the RFC 9162 consistency
+    proof from the bundle's head to it."""
+
+    note: bytes
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    proof: list[bytes]
+
+    def files(self) -> dict[str, bytes]:
+        """``consistency.note`` and ``consistency.json``."""
+        return {
+            LATER_NOTE_FILE: self.note,
+            CONSISTENCY_FILE: _json(
+                {
+                    "first": self.first,
+                    "second": self.second,
+                    "first_root": self.first_root.hex(),
+                    "second_root": self.second_root.hex(),
+                    "proof": [h.hex() for h in self.proof],
+                }
+            ),
+        }
 
 
 @dataclass(frozen=True)
@@ -253,6 +301,10 @@ def _ed25519_pem(public: bytes) -> bytes:
 def bundle_files(material: ProofMaterial) -> dict[str, bytes]:
     """The bundle's files, by name."""
     extra = note_files(material.witnessing) if material.witnessing is not None else {}
+    if material.later is not None:
+        if material.witnessing is None:
+            raise ValueError("a later head needs the bundle's own checkpoint note")
+        extra |= material.later.files()
     return extra | {
         "object.json": _json(material.object_info),
         "leaf.bin": material.leaf,
@@ -290,7 +342,9 @@ def _order(name: str) -> int:
         return BUNDLE_FILES.index(name)
     if name in NOTE_FILES:
         return len(BUNDLE_FILES) + NOTE_FILES.index(name)
-    return len(BUNDLE_FILES) + len(NOTE_FILES)
+    if name in CONSISTENCY_FILES:
+        return len(BUNDLE_FILES) + len(NOTE_FILES) + CONSISTENCY_FILES.index(name)
+    return len(BUNDLE_FILES) + len(NOTE_FILES) + len(CONSISTENCY_FILES)
 
 
 def build_bundle(material: ProofMaterial) -> bytes:
@@ -376,11 +430,20 @@ def verify_bundle(
             if tsa_root_pem is not None:
                 _check_pinned_root(files, tsa_root_pem)
             _check_witnessing(files, witnesses, report)
+            _check_later_head(files, witnesses, report)
         except _Fail:
             raise
         except Exception as exc:
             # A damaged file that slipped past the specific checks is still a failure, named.
-            steps = ("files", "object", "merkle", "signature", "timestamp", "witnesses")
+            steps = (
+                "files",
+                "object",
+                "merkle",
+                "signature",
+                "timestamp",
+                "witnesses",
+                "consistency",
+            )
             step = steps[min(len(report.passed), len(steps) - 1)]
             raise _Fail(step, f"malformed bundle: {exc}") from None
     except _Fail as fail:
@@ -401,6 +464,9 @@ def _check_pinned_root(files: dict[str, bytes], tsa_root_pem: bytes) -> None:
 def _verify_files(files: dict[str, bytes], content: bytes | None, report: BundleReport) -> None:
     names = set(files)
     expected = set(BUNDLE_FILES) | (set(NOTE_FILES) if NOTE_FILE in names else set())
+    if names & set(CONSISTENCY_FILES):
+        # Both or neither, and only beside the head's own note (whose keys check the later one).
+        expected |= set(CONSISTENCY_FILES) | set(NOTE_FILES)
     numbered = {n for n in names if NOTE_FILE in names and _NUMBERED.match(n)}
     if names - numbered != expected:
         missing = sorted(expected - names)
@@ -586,3 +652,87 @@ def _cosigned(note: Note, verifier: Verifier) -> int | None:
         return verify_cosignature(verifier, note.text, lines[0].line)
     except NoteError:
         raise _Fail("witnesses", f"the cosignature of {verifier.name} does not verify") from None
+
+
+def _check_later_head(
+    files: dict[str, bytes], required: Sequence[str], report: BundleReport
+) -> None:
+    """``consistency.note`` is a later head of the same log, signed by the archive's note key
+    and co-signed by the declared quorum (and every ``required`` vkey), and ``consistency.json``
+    proves (RFC 9162) that it extends the bundle's head."""
+    if LATER_NOTE_FILE not in files:
+        return
+    try:
+        head = Checkpoint.from_bytes(files["tree-head.json"])
+        note = Note.parse(files[LATER_NOTE_FILE])
+        later = parse_checkpoint(note.text)
+        witnesses = json.loads(files[WITNESSES_FILE])
+        log = Verifier.parse(str(witnesses["log_vkey"]))
+        declared = [Verifier.parse(str(w["vkey"])) for w in witnesses["witnesses"]]
+        quorum = int(witnesses["quorum"])
+        doc = json.loads(files[CONSISTENCY_FILE])
+        first, second = doc["first"], doc["second"]
+        first_root = bytes.fromhex(doc["first_root"])
+        second_root = bytes.fromhex(doc["second_root"])
+        proof = [bytes.fromhex(h) for h in doc["proof"]]
+    except (NoteError, CheckpointFormatError, ValueError, KeyError, TypeError) as exc:
+        detail = exc.detail if isinstance(exc, NoteError) else str(exc)
+        raise _Fail(
+            "consistency", f"malformed consistency.note or consistency.json: {detail}"
+        ) from None
+    if later.origin != head.origin:
+        raise _Fail("consistency", f"consistency.note is a head of another log ({later.origin})")
+    try:
+        signed = note.verified_by([log])
+    except NoteError:
+        signed = []
+    if not signed:
+        raise _Fail("consistency", "consistency.note is not signed by the archive's note key")
+    cosigned = [v.name for v in declared if _later_cosigned(note, v) is not None]
+    if len(cosigned) < quorum:
+        raise _Fail(
+            "consistency",
+            f"consistency.note: {len(cosigned)} of the {len(declared)} witnesses co-signed; "
+            f"the archive declares a quorum of {quorum}",
+        )
+    for vkey in required:
+        wanted = Verifier.parse(vkey)  # already parsed by _check_witnessing
+        if _later_cosigned(note, wanted) is None:
+            raise _Fail(
+                "consistency", f"consistency.note: no cosignature by the required {wanted.name}"
+            )
+    if (first, first_root) != (head.tree_size, head.root_hash) or (second, second_root) != (
+        later.size,
+        later.root_hash,
+    ):
+        raise _Fail(
+            "consistency",
+            "consistency.json is not between the bundle's head and consistency.note's",
+        )
+    if not head.tree_size <= later.size:
+        raise _Fail("consistency", "consistency.note is smaller than the bundle's head")
+    if not merkle.verify_consistency(
+        head.tree_size, later.size, head.root_hash, later.root_hash, proof
+    ):
+        raise _Fail(
+            "consistency",
+            f"the proof does not lead from the bundle's head ({head.tree_size} leaves) to "
+            f"consistency.note's ({later.size}): not an extension of this head",
+        )
+    said = ", ".join(cosigned) if cosigned else "no witness"
+    report.passed.append(
+        (
+            "consistency",
+            f"the head of {later.size} leaves (co-signed by {said}) extends this one of "
+            f"{head.tree_size}: RFC 9162 proof checked",
+        )
+    )
+
+
+def _later_cosigned(note: Note, verifier: Verifier) -> int | None:
+    try:
+        return _cosigned(note, verifier)
+    except _Fail:
+        raise _Fail(
+            "consistency", f"consistency.note: the cosignature of {verifier.name} does not verify"
+        ) from None

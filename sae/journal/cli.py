@@ -313,7 +313,9 @@ def consistency_command(
         typer.Option(
             "--proof",
             help="The RFC 9162 consistency proof (JSON of GET /api/v1/journal/consistency); "
-            "not needed when both heads have the same size.",
+            "not needed when both heads have the same size, nor when NEW is a bundle asked for "
+            "with ?consistent_with= whose proof starts at OLD's size (or OLD one whose later "
+            "head is NEW's).",
         ),
     ] = None,
     vkey: Annotated[
@@ -328,9 +330,13 @@ def consistency_command(
     """Prove offline that the NEW checkpoint extends the OLD one (RFC 9162 consistency): same
     origin, and the proof leads from OLD's root to NEW's. Each of OLD and NEW is a checkpoint
     note (``GET /api/v1/journal/heads/{size}``'s ``note``) or a proof bundle (its
-    ``checkpoint.note``). Exit 0 when NEW extends OLD, 1 otherwise, saying why.
+    ``checkpoint.note``). Without ``--proof``, two bundles suffice when NEW was asked for with
+    ``?consistent_with=`` from a head of OLD's size: NEW's later head (``consistency.note``) is
+    then checked against OLD's head with NEW's ``consistency.json`` (or when OLD carries a later
+    head of NEW's size). Exit 0 when NEW extends OLD, 1 otherwise, saying why.
 
-    Example: ``sae journal consistency proof-a.zip proof-b.zip --proof consistency.json``
+    Examples: ``sae journal consistency proof-a.zip proof-b.zip --proof consistency.json``;
+    ``sae journal consistency proof-a.zip proof-a-latest.zip``
     """
     from sae.journal.consistency import ConsistencyRefused, check_consistency
 

@@ -2,8 +2,16 @@
 
 Each side is a C2SP checkpoint note, or a proof bundle (its ``checkpoint.note``, whose signer
 is the ``log_vkey`` of its ``witnesses.json``). The RFC 9162 consistency proof comes from a
-file (the JSON answer of ``GET /api/v1/journal/consistency?first=OLD&second=NEW``): a bundle
-proves one object against one head and carries no proof towards heads sealed after it.
+file (the JSON answer of ``GET /api/v1/journal/consistency?first=OLD&second=NEW``), or from a
+bundle asked for with ``?consistent_with=``, which carries a later head (``consistency.note``)
+and the proof from its own head to it (``consistency.json``). Without ``--proof``, from two
+bundles:
+
+- NEW carries a later head and its proof starts at OLD's size: NEW's *later* head is checked
+  against OLD's head (the usual case: OLD kept from earlier, NEW the bundle of an object of
+  OLD's head asked for again with ``?consistent_with=latest``);
+- OLD carries a later head of NEW's size: OLD's proof is checked against NEW's head.
+
 Nothing here reads the database: an auditor runs it on what they were given.
 """
 
@@ -29,25 +37,38 @@ class _Side:
     note: Note
     checkpoint: Checkpoint
     log_vkey: str | None
+    later: _Side | None = None
+    """A bundle's later head (``consistency.note``), with ``proof`` to it from this head."""
+    proof: bytes | None = None
 
 
 def _side(what: str, data: bytes) -> _Side:
     log_vkey = None
+    later = proof = None
     if data[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                names = set(zf.namelist())
                 data = zf.read("checkpoint.note")
                 log_vkey = str(json.loads(zf.read("witnesses.json"))["log_vkey"])
+                if "consistency.note" in names:
+                    later = _note(f"{what}'s consistency.note", zf.read("consistency.note"))
+                    proof = zf.read("consistency.json")
         except (KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
             raise ConsistencyRefused(
                 f"{what}: not a bundle with a checkpoint note ({exc})"
             ) from None
+    note, checkpoint = _note(what, data)
+    side_later = _Side(f"{what}'s later head", *later, log_vkey) if later else None
+    return _Side(what, note, checkpoint, log_vkey, side_later, proof)
+
+
+def _note(what: str, data: bytes) -> tuple[Note, Checkpoint]:
     try:
         note = Note.parse(data)
-        checkpoint = parse_checkpoint(note.text)
+        return note, parse_checkpoint(note.text)
     except NoteError as exc:
         raise ConsistencyRefused(f"{what}: {exc.detail}") from None
-    return _Side(what, note, checkpoint, log_vkey)
 
 
 def check_consistency(
@@ -56,6 +77,21 @@ def check_consistency(
     """What was checked, line by line; raises :class:`ConsistencyRefused` otherwise."""
     first, second = _side("OLD", old), _side("NEW", new)
     said = []
+    if proof is None:
+        # A bundle's own proof, when it joins the two (see the module docstring).
+        size = first.checkpoint.size
+        if second.later is not None and _first_of(second.proof) == size:
+            said.append(f"NEW carries a later head and the proof to it from size {size}")
+            second, proof = second.later, second.proof
+        elif first.later is not None and first.later.checkpoint.size == second.checkpoint.size:
+            said.append("OLD carries a later head of NEW's size and the proof to it")
+            proof = first.proof
+            # The proof leads to OLD's later head; it must be NEW's head itself (the proof is
+            # then checked below against NEW's root).
+            if first.later.note.text != second.note.text:
+                raise ConsistencyRefused(
+                    "OLD's later head is not NEW's head: a different root at the same size"
+                )
     for side in (first, second):
         keys = list(vkeys) or ([side.log_vkey] if side.log_vkey else [])
         if not keys:
@@ -102,3 +138,12 @@ def check_consistency(
         )
     said.append(f"NEW ({b.size} leaves) extends OLD ({a.size} leaves): RFC 9162 proof checked")
     return said
+
+
+def _first_of(proof: bytes | None) -> int | None:
+    """The ``first`` size of a consistency.json (None when unreadable: not used then)."""
+    try:
+        first = json.loads(proof or b"")["first"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return first if isinstance(first, int) else None

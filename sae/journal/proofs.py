@@ -8,18 +8,23 @@ from sqlalchemy.orm import Session
 from sae.config import Settings
 from sae.errors import NotFound
 from sae.journal import service
-from sae.journal.bundle import NoteMaterial, ProofMaterial, build_bundle
-from sae.journal.errors import HeadNotFound, JournalCorrupt
+from sae.journal.bundle import LaterHead, NoteMaterial, ProofMaterial, build_bundle
+from sae.journal.errors import HeadNotFound, InvalidProofRequest, JournalCorrupt
 from sae.journal.models import Event, TreeHead
 from sae.journal.notekey import load_note_key
 from sae.journal.witnessing import (
     WitnessSet,
+    cosignatures,
+    latest_noted_head,
+    latest_witnessed_head,
     load_witnesses,
     witnessed_covering_head,
     witnessed_note,
 )
 
 INGEST_EVENT = "ingest.object_stored"
+#: ``consistent_with=latest``: the latest witnessed head (the latest noted one without witnesses).
+LATEST = "latest"
 
 
 class ObjectNotJournaled(NotFound):
@@ -46,6 +51,7 @@ def object_bundle(
     head: TreeHead | None = None,
     *,
     settings: Settings | None = None,
+    consistent_with: int | str | None = None,
 ) -> bytes:
     """The proof bundle (zip) of ``object_id`` against ``head``.
 
@@ -53,6 +59,8 @@ def object_bundle(
     naming witnesses, the earliest *witnessed* one when there is one, so that the bundle
     carries a quorum of cosignatures. With ``settings``, the bundle carries the head's
     checkpoint note, its cosignatures and the witnesses' vkeys (``sae.journal.bundle``).
+    With ``consistent_with`` (a later head's size, or ``"latest"``) and ``settings``, it also
+    carries that later head's note and the consistency proof from its own head to it.
     """
     from sae.catalog.models import ArchiveUnit, DataObject
 
@@ -82,6 +90,15 @@ def object_bundle(
         "producer": recorded.get("producer", unit.producer if unit else None),
         "leaf_index": event.leaf_index,
     }
+    witnessing = _note_material(session, head, settings, witnesses)
+    later = None
+    if consistent_with is not None:
+        if witnessing is None:
+            raise InvalidProofRequest(
+                f"the bundle's head ({head.tree_size} leaves) has no checkpoint note: "
+                "consistent_with needs one (heads sealed before notes existed have none)"
+            )
+        later = later_head(session, head, consistent_with, witnesses)
     return build_bundle(
         ProofMaterial(
             object_info=info,
@@ -94,8 +111,57 @@ def object_bundle(
             public_key_pem=head.public_key_pem,
             tsr=head.tsr,
             tsa_chain_pem=head.tsa_chain_pem,
-            witnessing=_note_material(session, head, settings, witnesses),
+            witnessing=witnessing,
+            later=later,
         )
+    )
+
+
+def later_head(
+    session: Session, head: TreeHead, target: int | str, witnesses: WitnessSet | None
+) -> LaterHead:
+    """The later head ``target`` (a size, or ``"latest"``) with its cosignatures, and the RFC
+    9162 consistency proof from ``head`` to it. With witnesses, a head co-signed by fewer than
+    the quorum is refused: the later head is worth what its cosignatures are."""
+    quorum = witnesses.quorum if witnesses is not None else 0
+    if target == LATEST:
+        later = (latest_witnessed_head(session, witnesses) if witnesses and quorum else None) or (
+            latest_noted_head(session) if not quorum else None
+        )
+        if later is None or later.tree_size < head.tree_size:
+            later = head  # nothing witnessed beyond the bundle's own head yet
+    elif isinstance(target, int):
+        later = service.head_of_size(session, target)
+    else:
+        raise InvalidProofRequest(f"consistent_with: {str(target)[:40]!r} is not a tree size")
+    if later.tree_size < head.tree_size:
+        raise InvalidProofRequest(
+            f"consistent_with={later.tree_size} is smaller than the bundle's head "
+            f"({head.tree_size} leaves): ask for a later head"
+        )
+    note = witnessed_note(session, later)
+    if note is None:
+        raise InvalidProofRequest(f"the head of {later.tree_size} leaves has no checkpoint note")
+    if quorum and witnesses is not None:
+        cosigned = len(cosignatures(session, later.tree_size, witnesses.names))
+        if cosigned < quorum:
+            raise InvalidProofRequest(
+                f"the head of {later.tree_size} leaves has {cosigned} of the {quorum} "
+                "cosignatures of the quorum: ask for a witnessed head (or consistent_with=latest)"
+            )
+    proof = service.consistency(session, head.tree_size, later.tree_size)
+    if (proof.first_root, proof.second_root) != (head.root_hash, later.root_hash):
+        raise JournalCorrupt(
+            f"the stored tree does not give the roots of heads {head.tree_size} and "
+            f"{later.tree_size}: run sae journal verify"
+        )
+    return LaterHead(
+        note=note,
+        first=head.tree_size,
+        second=later.tree_size,
+        first_root=head.root_hash,
+        second_root=later.root_hash,
+        proof=proof.proof,
     )
 
 

@@ -15,7 +15,10 @@ fingerprint is printed: compare it with the one your TSA publishes). When the bu
 ``checkpoint.note`` (C2SP signed note): it is the same head, signed by the archive's note key
 (``witnesses.json``'s ``log_vkey``), and co-signed (``cosignature/v1``) by at least the quorum
 of witnesses ``witnesses.json`` declares; each ``--witness VKEY`` given must have co-signed it
-too. Exit 0 valid, 1 invalid.
+too. When the bundle also carries ``consistency.note`` and ``consistency.json`` (asked for with
+``?consistent_with=``): that later head is signed by the same note key and co-signed by the same
+quorum (and every ``--witness``), and the RFC 9162 consistency proof leads from the bundle's head
+to it. Exit 0 valid, 1 invalid.
 
     python3 verify.py BUNDLE.zip --witness 'archives.departement.fr/witness+1a2b3c4d+BA…'
 """
@@ -476,11 +479,105 @@ def check_witnesses(files: dict[str, bytes], required: list[str]) -> str:
     return f"checkpoint.note signed by {log.name}, co-signed by {said} (quorum {quorum})"
 
 
+CONSISTENCY_FILES = ("consistency.note", "consistency.json")
+
+
+def consistent(first: int, second: int, old: bytes, new: bytes, proof: list[bytes]) -> bool:
+    """RFC 9162 §2.1.4.2: ``proof`` leads from the root ``old`` of ``first`` leaves to the root
+    ``new`` of ``second`` leaves."""
+    if not 0 < first <= second:
+        return False
+    if first == second:
+        return not proof and old == new
+    if not proof:
+        return False
+    if first & (first - 1) == 0:  # a power of two: the old root is the proof's first node
+        proof = [old, *proof]
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = proof[0]
+    for c in proof[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = hashlib.sha256(b"\x01" + c + fr).digest()
+            sr = hashlib.sha256(b"\x01" + c + sr).digest()
+            while not fn & 1 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = hashlib.sha256(b"\x01" + sr + c).digest()
+        fn, sn = fn >> 1, sn >> 1
+    return fr == old and sr == new and sn == 0
+
+
+def check_consistency(files: dict[str, bytes], required: list[str]) -> str:
+    """consistency.note is a later head of the same log, signed by the archive's note key and
+    co-signed by the declared quorum (and every ``required`` vkey); consistency.json proves that
+    it extends the bundle's head."""
+    if "consistency.note" not in files:
+        return "no later head (the bundle was not asked for with ?consistent_with=)"
+    head = json.loads(files["tree-head.json"])
+    try:
+        text, lines = read_note(files["consistency.note"])
+    except Invalid as exc:
+        raise Invalid(
+            str(exc).replace("witnesses: checkpoint", "consistency: consistency")
+        ) from None
+    origin, size, root64 = text.split("\n")[:3]
+    later_size, later_root = int(size), base64.b64decode(root64, validate=True)
+    if origin != head["origin"] or size != str(later_size):
+        raise Invalid("consistency: consistency.note is not a checkpoint of this log")
+    doc = json.loads(files["witnesses.json"])
+    log = Vkey(doc["log_vkey"])
+    signature = log.signature(lines)
+    if signature is None or not log.check(text.encode(), signature):
+        raise Invalid("consistency: consistency.note is not signed by the archive's note key")
+
+    def cosigned(key: Vkey) -> bool:
+        raw = key.signature(lines)
+        if raw is None:
+            return False
+        message = f"cosignature/v1\ntime {int.from_bytes(raw[:8], 'big')}\n{text}".encode()
+        if key.type != 4 or len(raw) != 72 or not key.check(message, raw[8:]):
+            raise Invalid(f"consistency: the cosignature of {key.name} does not verify")
+        return True
+
+    names = [key.name for key in (Vkey(w["vkey"]) for w in doc["witnesses"]) if cosigned(key)]
+    if len(names) < doc["quorum"]:
+        raise Invalid(
+            f"consistency: consistency.note is co-signed by {len(names)} of "
+            f"{len(doc['witnesses'])} witnesses; the archive declares a quorum of {doc['quorum']}"
+        )
+    for vkey in required:
+        if not cosigned(Vkey(vkey)):
+            raise Invalid(f"consistency: consistency.note is not co-signed by {Vkey(vkey).name}")
+    proof = json.loads(files["consistency.json"])
+    first, root = head["tree_size"], bytes.fromhex(head["root_hash"])
+    if (proof["first"], proof["first_root"], proof["second"], proof["second_root"]) != (
+        first,
+        root.hex(),
+        later_size,
+        later_root.hex(),
+    ):
+        raise Invalid("consistency: consistency.json is not between this head and the later one")
+    hashes = [bytes.fromhex(h) for h in proof["proof"]]
+    if not consistent(first, later_size, root, later_root, hashes):
+        raise Invalid(
+            f"consistency: the proof does not lead from this head ({first} leaves) to the later "
+            f"one ({later_size}): not an extension of this head"
+        )
+    said = ", ".join(names) or "no witness"
+    return f"the head of {later_size} leaves (co-signed by {said}) extends this one of {first}"
+
+
 def verify(
     files: dict[str, bytes], content: bytes | None = None, witnesses: list[str] | None = None
 ) -> list[tuple[str, str]]:
     """Run every check; return ``(check, message)`` pairs or raise :class:`Invalid`."""
     needed = FILES + (NOTE_FILES if "checkpoint.note" in files else ())
+    if any(name in files for name in CONSISTENCY_FILES):
+        needed += NOTE_FILES + CONSISTENCY_FILES
     missing = [name for name in needed if name not in files]
     if missing:
         raise Invalid(f"files: missing {', '.join(missing)}")
@@ -491,6 +588,7 @@ def verify(
         ("signature", partial(check_signature, files)),
         ("timestamp", partial(check_timestamp, files)),
         ("witnesses", partial(check_witnesses, files, list(witnesses or []))),
+        ("consistency", partial(check_consistency, files, list(witnesses or []))),
     ]
     for name, check in checks:
         try:

@@ -226,7 +226,7 @@ def openssl_steps(directory: Path) -> list[tuple[str, int, str]]:
     """VERIFY.md's section 5, run as an auditor would: the archive's signature (one shell, its
     commands share ``$ORIGIN``), then each step for each witness N of witnesses.json."""
     openssl()
-    section = VERIFY_MD.split("## 5.")[1].split("## All at once")[0]
+    section = VERIFY_MD.split("## 5.")[1].split("## 6.")[0]
     commands = [ln[4:] for ln in section.replace("\\\n", "").splitlines() if ln.startswith("    ")]
     log_steps, witness_steps = commands[:4], commands[4:]
     assert len(witness_steps) == 3, commands
@@ -339,6 +339,193 @@ def test_deposits_are_cosigned_and_bundles_carry_the_cosignatures(
     steps = openssl_steps(d2)
     verified = [(rc, "Verified Successfully" in o) for cmd, rc, o in steps if "pkeyutl" in cmd]
     assert verified == [(0, True), (1, False), (0, True)], steps
+
+
+def proof_with(archive: Archive, object_id: str, later: str) -> tuple[int, bytes, str]:
+    auditor = archive.api.token("auditor")
+    got = archive.api.client.get(
+        f"/api/v1/objects/{object_id}/proof",
+        params={"consistent_with": later},
+        headers=archive.api.auth(auditor),
+    )
+    return got.status_code, got.content, got.headers.get("content-type", "")
+
+
+def all_verifiers(bundle: bytes, tmp_path: Path, content: bytes, *vkeys: str) -> list[str]:
+    """The outcome of sae's verify_bundle, verify.py and ``sae verify``: "OK" or the failure."""
+    report = verify_bundle(bundle, content=content, witnesses=vkeys)
+    by_lib = "OK" if report.failure is None else "FAIL {}: {}".format(*report.failure)
+    d = unzip(bundle, tmp_path, content)
+    run = verify_py(d, *vkeys)
+    (tmp_path / "b.zip").write_bytes(bundle)
+    args = [a for v in vkeys for a in ("--witness", v)]
+    cli = sae(
+        "verify",
+        str(tmp_path / "b.zip"),
+        "--object",
+        str(d / "object.pdf"),
+        *args,
+        env={"COLUMNS": "500"},
+    )
+    return [by_lib, _failure(run), _failure(cli)]
+
+
+def _failure(run: subprocess.CompletedProcess[str]) -> str:
+    if run.returncode == 0:
+        return "OK"
+    return next((ln for ln in run.stdout.splitlines() if ln.startswith("FAIL")), run.stdout)
+
+
+def test_a_bundle_carries_a_later_head_and_the_proof_to_it(
+    archive: Archive, tmp_path: Path
+) -> None:
+    object_id, content = deposit(archive, "MSG-LATER-1")
+    archive.seal_and_witness()
+    old_bundle = proof(archive, object_id)
+    assert "consistency.note" not in dict(_read(old_bundle))
+    # The bundle's head: the earliest witnessed one covering the object (the background's
+    # sealer may have had one co-signed before the test's).
+    first = json.loads(dict(_read(old_bundle))["tree-head.json"])["tree_size"]
+    deposit(archive, "MSG-LATER-2")
+    deposit(archive, "MSG-LATER-3")
+    sealed = archive.seal_and_witness()
+    vkeys = [w.vkey for w in archive.witnesses]
+
+    # consistent_with=latest: the same object's bundle (its head is still the first one), plus
+    # the latest witnessed head and the proof from the first to it.
+    status, bundle, kind = proof_with(archive, object_id, "latest")
+    assert status == 200, bundle[:300]
+    assert kind == "application/zip"
+    files = dict(_read(bundle))
+    doc = json.loads(files["consistency.json"])
+    second = doc["second"]
+    assert doc["first"] == first, doc
+    assert second >= sealed > first, (doc, sealed)
+    assert doc["proof"], "a proof between two different sizes is never empty"
+    later = Note.parse(files["consistency.note"])
+    assert later.text.splitlines()[:2] == [ORIGIN, str(second)]
+    assert len(later.signatures) == 3  # the archive's and both witnesses'
+    assert all_verifiers(bundle, tmp_path / "ok", content, *vkeys) == ["OK"] * 3
+    report = verify_bundle(bundle, content=content, witnesses=vkeys)
+    assert report.passed[-1][0] == "consistency"
+    assert f"the head of {second} leaves" in report.passed[-1][1]
+    d = unzip(bundle, tmp_path / "py", content)
+    assert "OK   consistency: the head of" in verify_py(d, *vkeys).stdout
+    # An explicit size is the same bundle.
+    assert proof_with(archive, object_id, str(second))[1] == bundle
+
+    # sae journal consistency from the two bundles alone: the old one kept by the auditor,
+    # the new one carrying the proof from the old one's size.
+    (tmp_path / "old.zip").write_bytes(old_bundle)
+    (tmp_path / "new.zip").write_bytes(bundle)
+    done = sae("journal", "consistency", str(tmp_path / "old.zip"), str(tmp_path / "new.zip"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"NEW ({second} leaves) extends OLD ({first} leaves)" in done.stdout
+    assert "CONSISTENT" in done.stdout
+    # The later head as a bare note (GET /journal/heads/{size}): the new bundle, as OLD,
+    # carries the proof to it; the old bundle carries none, and a proof file is asked for.
+    auditor = archive.api.token("auditor")
+    head2 = archive.api.client.get(
+        f"/api/v1/journal/heads/{second}", headers=archive.api.auth(auditor)
+    ).json()
+    (tmp_path / "later.note").write_text(head2["note"])
+    log_vkey = archive.api.client.get("/api/v1/journal/vkey", headers=archive.api.auth(auditor))
+    vkey_args = ["--vkey", log_vkey.text.strip()]
+    done = sae(
+        "journal",
+        "consistency",
+        str(tmp_path / "new.zip"),
+        str(tmp_path / "later.note"),
+        *vkey_args,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OLD carries a later head of NEW's size" in done.stdout
+    done = sae(
+        "journal",
+        "consistency",
+        str(tmp_path / "old.zip"),
+        str(tmp_path / "later.note"),
+        *vkey_args,
+    )
+    assert done.returncode == 1
+    assert "--proof FILE needed" in done.stdout
+
+    # An altered proof: every verifier fails on it, and so does the consistency command.
+    altered = dict(files)
+    hashes = list(doc["proof"])
+    hashes[0] = ("0" if hashes[0][0] != "0" else "1") + hashes[0][1:]
+    altered["consistency.json"] = json.dumps({**doc, "proof": hashes}).encode()
+    forged = _zip(altered)
+    outcomes = all_verifiers(forged, tmp_path / "altered", content)
+    assert all(o.startswith("FAIL consistency: the proof does not lead") for o in outcomes), (
+        outcomes
+    )
+    (tmp_path / "forged.zip").write_bytes(forged)
+    done = sae("journal", "consistency", str(tmp_path / "old.zip"), str(tmp_path / "forged.zip"))
+    assert done.returncode == 1, done.stdout
+    assert "NOT CONSISTENT" in done.stdout
+
+    # A swapped head: a later, genuine and co-signed head put in place of the one the proof
+    # leads to (consistency.json's second and second_root rewritten to match it) — the proof
+    # does not lead there; left unrewritten, the file names another head.
+    deposit(archive, "MSG-LATER-4")
+    third = archive.seal_and_witness()
+    head3 = archive.api.client.get(
+        f"/api/v1/journal/heads/{third}", headers=archive.api.auth(auditor)
+    ).json()
+    swapped = dict(files)
+    swapped["consistency.note"] = head3["note"].encode()
+    outcomes = all_verifiers(_zip(swapped), tmp_path / "swapped1", content)
+    assert all("consistency" in o and "not between" in o for o in outcomes), outcomes
+    swapped["consistency.json"] = json.dumps(
+        {**doc, "second": third, "second_root": head3["root_hash"]}
+    ).encode()
+    outcomes = all_verifiers(_zip(swapped), tmp_path / "swapped2", content)
+    assert all("consistency" in o and "does not lead" in o for o in outcomes), outcomes
+    (tmp_path / "swapped.zip").write_bytes(_zip(swapped))
+    done = sae("journal", "consistency", str(tmp_path / "old.zip"), str(tmp_path / "swapped.zip"))
+    assert done.returncode == 1, done.stdout
+    assert "NOT CONSISTENT" in done.stdout
+
+    # A later head whose cosignature was altered fails too (the quorum is the later head's
+    # worth); one left with the archive's signature only is short of the quorum.
+    lines = files["consistency.note"].decode().splitlines(keepends=True)
+    name = archive.witnesses[0].name
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(f"— {name} "))
+    raw = bytearray(base64.b64decode(lines[at].split(" ")[2]))
+    raw[-1] ^= 1
+    lines[at] = f"— {name} {base64.b64encode(bytes(raw)).decode()}\n"
+    bad = {**files, "consistency.note": "".join(lines).encode()}
+    outcomes = all_verifiers(_zip(bad), tmp_path / "cosig", content)
+    assert all("consistency" in o and "does not verify" in o for o in outcomes), outcomes
+    keep = files["consistency.note"].decode().splitlines(keepends=True)
+    bare = {
+        **files,
+        "consistency.note": "".join(
+            ln for ln in keep if not any(ln.startswith(f"— {w.name} ") for w in archive.witnesses)
+        ).encode(),
+    }
+    outcomes = all_verifiers(_zip(bare), tmp_path / "bare", content)
+    assert all("consistency" in o and "quorum of 2" in o for o in outcomes), outcomes
+
+    # Refused requests: not a size, a head smaller than the bundle's, no head of that size, a
+    # head not co-signed by the quorum.
+    assert proof_with(archive, object_id, "soon")[0] == 400
+    deposit(archive, "MSG-LATER-5")
+    later_object, _ = deposit(archive, "MSG-LATER-6")
+    archive.seal_and_witness()
+    assert proof_with(archive, later_object, str(first))[0] == 400
+    assert proof_with(archive, object_id, str(10**6))[0] == 404
+    from sae.journal.sealing import seal_now
+
+    archive.witnesses[0].stop()  # one cosignature at most from now on: below the quorum
+    deposit(archive, "MSG-LATER-7")
+    unwitnessed = seal_now(archive.runtime.sessions, archive.settings, wait=True)
+    assert unwitnessed is not None
+    archive.witness_round()
+    status, body, _ = proof_with(archive, object_id, str(unwitnessed.tree_size))
+    assert status == 400, body
+    assert b"quorum" in body
 
 
 def test_quorum_a_witness_down_and_a_lost_cosignature(archive: Archive) -> None:
