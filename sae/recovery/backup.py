@@ -57,6 +57,7 @@ import sae
 from sae.config import Settings
 from sae.db import sqlite_file
 from sae.fileio import fsync_directory, write_all
+from sae.journal.keyhistory import KeyHistory, fingerprint
 from sae.journal.keys import JournalKeys
 from sae.journal.segments import PREFIX as SEGMENTS_PREFIX
 from sae.journal.segments import read_segment
@@ -575,6 +576,11 @@ def _check_continuation(
         _first, size = _segment_range(key)
         if size <= backup_size and size in heads:
             common = max(common, size)
+    # The keys in force after the backup: its own, then those its rotations introduce (each
+    # vouched for by the key before it, or recorded as lost), as the catch-up will find them.
+    history = KeyHistory()
+    if public_pem is not None:
+        history.start(fingerprint(public_pem), public_pem)
     for key in keys:
         first, size = _segment_range(key)
         if size < common:
@@ -588,27 +594,29 @@ def _check_continuation(
                     "backup's"
                 )
             continue
-        if public_pem is not None and _normal_pem(header.head.public_key_pem) != _normal_pem(
-            public_pem
-        ):
-            raise RestoreRefused(
-                f"offer {offer.name}: segment {key} is signed by a key that is not the "
-                "backup's: it is not replayed"
-            )
         for index, leaf in enumerate(leaves, start=first):
             if index >= backup_size:
-                break
+                if b'"type":"journal.key_rotated"' in leaf and public_pem is not None:
+                    rotation = json.loads(leaf)
+                    problem = history.apply(index, str(rotation["type"]), rotation["data"])
+                    if problem is not None:
+                        raise RestoreRefused(f"offer {offer.name}: segment {key}: {problem}")
+                continue
             row = db.execute("SELECT leaf FROM events WHERE leaf_index = ?", (index,)).fetchone()
             if row is None or bytes(row[0]) != leaf:
                 raise RestoreRefused(
                     f"offer {offer.name}: leaf {index} in segment {key} differs from the "
                     "backup's: this offer's journal is not the backup's"
                 )
+        in_force = history.key_for(size)
+        if in_force is not None and fingerprint(header.head.public_key_pem) != (
+            in_force.fingerprint
+        ):
+            raise RestoreRefused(
+                f"offer {offer.name}: segment {key} is signed by a key that is neither the "
+                "backup's nor one its rotations introduced: it is not replayed"
+            )
     return common
-
-
-def _normal_pem(pem: bytes) -> bytes:
-    return b"".join(pem.split())
 
 
 # --------------------------------------------------------------------------- putting back

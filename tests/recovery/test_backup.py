@@ -567,8 +567,25 @@ def test_restore_refuses_segments_after_the_backup_signed_by_another_key(
         site.deposit("SIGNED-2")
     finally:
         sae.journal.keys._cache.clear()
-    with pytest.raises(RestoreRefused, match="signed by a key that is not the backup's"):
+    with pytest.raises(RestoreRefused, match="signed by a key that is neither the backup's"):
         plan_catch_up(backup, offer)
+
+
+def test_segments_signed_after_a_rotation_continue_the_backup(site: Site) -> None:
+    """A key rotated after the backup (``sae journal rotate-key``): the segments after it are
+    signed by the new key, which the rotation leaf — signed by the backup's key — introduces.
+    They continue the backup's journal; a forged rotation does not."""
+    from sae.recovery.backup import check_backup, plan_catch_up
+    from sae.storage.offers import parse_offers
+
+    site.deposit("ROTATED-1")
+    backup = check_backup(_backup(site))
+    rotated = site.cli("journal", "rotate-key")
+    assert rotated.exit_code == 0, rotated.output
+    site.deposit("ROTATED-2")
+    assert site.cli("journal", "seal").exit_code == 0
+    offer = parse_offers(site.offers_file).get("site-a")
+    assert plan_catch_up(backup, offer).common_head > 0
 
 
 @pytest.fixture
