@@ -20,7 +20,7 @@ from sae.journal.note import NoteError, NoteKey
 NOTE_KEY_FILE = "journal-note.key"
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str], NoteKey] = {}
+_cache: dict[tuple[str, str, int, int, int], NoteKey] = {}
 
 
 def note_key_path(settings: Settings) -> Path:
@@ -35,21 +35,27 @@ def load_note_key(settings: Settings) -> NoteKey:
     witnesses would take for the archive's.
     """
     path = note_key_path(settings)
-    cache_key = (str(path), settings.origin)
     with _lock:
-        cached = _cache.get(cache_key)
-        if cached is not None:
-            return cached
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             fresh = NoteKey.generate(settings.origin)
             # Processes starting together each make one; the first published is everyone's.
             publish_new_file(path, fresh.private_bytes())
         try:
-            mode = stat.S_IMODE(path.stat().st_mode)
+            info = path.stat()
+        except OSError as exc:
+            raise SigningKeyError(f"cannot read the journal note key {path}: {exc}") from None
+        # The file's identity is part of the cache key: a restore (or an operator) that puts
+        # another key file in place is seen by the next call of the same process.
+        cache_key = (str(path), settings.origin, info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = _cache.get(cache_key)
+        if cached is not None:
+            return cached
+        try:
             raw = path.read_bytes()
         except OSError as exc:
             raise SigningKeyError(f"cannot read the journal note key {path}: {exc}") from None
+        mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
             raise SigningKeyError(
                 f"the journal note key {path} has mode {mode:04o}: it must be 0600"
