@@ -36,29 +36,24 @@ def seal_now(
     """
     keys = load_journal_keys(settings)
     note_key = load_note_key(settings)
-    try:
-        with transaction(sessions) as session:
-            head = service.seal(
-                session,
-                signer=keys.signer,
-                tsa=keys.tsa,
-                origin=keys.origin,
-                note_key=note_key,
-                wait=wait,
-            )
-    except KeyChanged:
-        # ``sae journal rotate-key`` ran in another process: read the key file again, once.
-        forget_journal_keys()
-        keys = load_journal_keys(settings)
-        with transaction(sessions) as session:
-            head = service.seal(
-                session,
-                signer=keys.signer,
-                tsa=keys.tsa,
-                origin=keys.origin,
-                note_key=note_key,
-                wait=wait,
-            )
+    for attempt in (1, 2):
+        try:
+            with transaction(sessions) as session:
+                head = service.seal(
+                    session,
+                    signer=keys.signer,
+                    tsa=keys.tsa,
+                    origin=keys.origin,
+                    note_key=note_key,
+                    wait=wait,
+                )
+            break
+        except KeyChanged:
+            if attempt == 2:
+                raise
+            # ``sae journal rotate-key`` ran in another process: read the key file again, once.
+            forget_journal_keys()
+            keys = load_journal_keys(settings)
     if head is not None:
         at = head.tsa_time if head.tsa_time.tzinfo else head.tsa_time.replace(tzinfo=dt.UTC)
         # A verified token is as good a TSA check as /health's (an old head: an old check).

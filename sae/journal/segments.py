@@ -28,7 +28,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sae.journal import merkle
 from sae.journal.blocks import head_fault
@@ -202,14 +202,20 @@ def _bytes(doc: dict[str, object], name: str) -> bytes:
         raise SegmentFormatError(f"header field {name!r} is not base64") from None
 
 
-def parse_header(line: bytes) -> SegmentHeader:
-    """Parse and check a header line (without its ``\\n``); it must be in canonical form."""
+def header_document(line: bytes, format_: str) -> dict[str, Any]:
+    """The JSON object of a header line of format ``format_`` (a segment's, a tail's)."""
     try:
         doc = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SegmentFormatError(f"header is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise SegmentFormatError(f"not a {FORMAT} header")
+    if not isinstance(doc, dict) or doc.get("format") != format_:
+        raise SegmentFormatError(f"not a {format_} header")
+    return doc
+
+
+def parse_header(line: bytes) -> SegmentHeader:
+    """Parse and check a header line (without its ``\\n``); it must be in canonical form."""
+    doc = header_document(line, FORMAT)
     try:
         root_hash = bytes.fromhex(_text(doc, "root_hash"))
     except ValueError:

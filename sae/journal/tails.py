@@ -56,7 +56,7 @@ from sae.journal.checkpoint import (
 from sae.journal.keys import load_journal_keys
 from sae.journal.models import Event
 from sae.journal.segments import KIND as SEGMENT_KIND
-from sae.journal.segments import SegmentFormatError, iter_lines
+from sae.journal.segments import SegmentFormatError, header_document, iter_lines
 from sae.journal.service import AppendedLeaf, peaks_at
 from sae.storage.base import StorageOffer
 from sae.storage.errors import ObjectExists, ReplicationFailed, StorageError
@@ -160,12 +160,7 @@ def write_tail(out: BinaryIO, header: TailHeader, leaves: Iterable[bytes]) -> in
 
 def parse_header(line: bytes) -> TailHeader:
     """Parse and check a tail's header line (without its ``\\n``), canonical form only."""
-    try:
-        doc = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SegmentFormatError(f"header is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise SegmentFormatError(f"not a {FORMAT} header")
+    doc = header_document(line, FORMAT)
     try:
         header = TailHeader(
             origin=str(doc["origin"]),
