@@ -132,6 +132,18 @@ def write_segment(
     leaves are compact JSON, which never does) or when the count differs from the head's.
     """
     out.write(header_line(first_leaf, head))
+    return write_leaves(out, first_leaf, head.tree_size, leaves, "segment")
+
+
+def write_leaves(
+    out: BinaryIO, first_leaf: int, end: int, leaves: Iterable[bytes], what: str
+) -> int:
+    """Write leaves ``[first_leaf, end)`` as lines (a segment's, a tail's); how many.
+
+    Raises :class:`ValueError` when a leaf is empty or holds a raw line break (it would split
+    into two lines: leaves are compact JSON, which never does) or when the count is not
+    ``end - first_leaf``.
+    """
     count = 0
     for leaf in leaves:
         if not leaf or b"\n" in leaf or b"\r" in leaf:
@@ -139,8 +151,8 @@ def write_segment(
         out.write(leaf)
         out.write(b"\n")
         count += 1
-    if count != head.tree_size - first_leaf:
-        raise ValueError(f"{count} leaves given for the segment [{first_leaf}, {head.tree_size})")
+    if count != end - first_leaf:
+        raise ValueError(f"{count} leaves given for the {what} [{first_leaf}, {end})")
     return count
 
 

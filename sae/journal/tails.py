@@ -56,7 +56,7 @@ from sae.journal.checkpoint import (
 from sae.journal.keys import load_journal_keys
 from sae.journal.models import Event
 from sae.journal.segments import KIND as SEGMENT_KIND
-from sae.journal.segments import SegmentFormatError, header_document, iter_lines
+from sae.journal.segments import SegmentFormatError, header_document, iter_lines, write_leaves
 from sae.journal.service import AppendedLeaf, peaks_at
 from sae.storage.base import StorageOffer
 from sae.storage.errors import ObjectExists, ReplicationFailed, StorageError
@@ -144,18 +144,7 @@ def write_tail(out: BinaryIO, header: TailHeader, leaves: Iterable[bytes]) -> in
     """Write the tail to ``out`` as the leaves come; how many leaves (checked against the
     header, as :func:`sae.journal.segments.write_segment` does)."""
     out.write(header.line())
-    count = 0
-    for leaf in leaves:
-        if not leaf or b"\n" in leaf or b"\r" in leaf:
-            raise ValueError(f"leaf {header.first_leaf + count} is empty or holds a line break")
-        out.write(leaf)
-        out.write(b"\n")
-        count += 1
-    if count != header.tree_size - header.first_leaf:
-        raise ValueError(
-            f"{count} leaves given for the tail [{header.first_leaf}, {header.tree_size})"
-        )
-    return count
+    return write_leaves(out, header.first_leaf, header.tree_size, leaves, "tail")
 
 
 def parse_header(line: bytes) -> TailHeader:
@@ -294,20 +283,25 @@ class TailWriter:
         if covered >= end:
             return covered, peaks
         keys = load_journal_keys(self.settings)
+        peaks = list(peaks)
+
+        def hashed() -> Iterator[bytes]:
+            """The leaves, each folded into the peaks as it goes by."""
+            nonlocal peaks
+            pairs = _leaves(self.sessions, covered, end, known)
+            for index, (leaf, leaf_hash) in enumerate(pairs, start=covered):
+                _, peaks = merkle.append_leaf(index, peaks, leaf_hash)
+                yield leaf
+
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             source = cast(BinaryIO, spool)
             # The header comes first and carries the root, known once every leaf is hashed:
             # the leaves go to a second spool meanwhile (in memory in the steady state).
             with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
-                peaks = list(peaks)
-                for index, (leaf, leaf_hash) in enumerate(
-                    _leaves(self.sessions, covered, end, known), start=covered
-                ):
-                    if not leaf or b"\n" in leaf or b"\r" in leaf:
-                        raise TailNotWritten(f"leaf {index} is empty or holds a line break")
-                    body.write(leaf)
-                    body.write(b"\n")
-                    _, peaks = merkle.append_leaf(index, peaks, leaf_hash)
+                try:
+                    write_leaves(cast(BinaryIO, body), covered, end, hashed(), "tail")
+                except ValueError as exc:
+                    raise TailNotWritten(str(exc)) from None
                 root = merkle.root_from_peaks(peaks)
                 checkpoint = Checkpoint(keys.origin, end, root, utcnow()).to_bytes()
                 header = TailHeader(
@@ -319,14 +313,13 @@ class TailWriter:
                     signature=keys.signer.sign(checkpoint),
                     public_key_pem=keys.signer.public_pem,
                 )
-                source.write(header.line())
+                line = header.line()
+                digest = hashlib.sha512(line)
+                source.write(line)
                 body.seek(0)
                 for chunk in iter(lambda: body.read(1024 * 1024), b""):
+                    digest.update(chunk)
                     source.write(chunk)
-            source.seek(0)
-            digest = hashlib.sha512()
-            for chunk in iter(lambda: source.read(1024 * 1024), b""):
-                digest.update(chunk)
             source.seek(0)
             try:
                 store_copies(
