@@ -45,7 +45,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -446,19 +446,17 @@ class _Rebuild:
             fault = header.fault()
             if fault is not None:
                 raise SegmentInvalid(key, "head", fault)
-            index, peaks = size, list(peaks)
-            batch: list[bytes] = []
             count = 0
-            try:
+
+            def fresh() -> Iterator[bytes]:
+                nonlocal count
                 for position, leaf in enumerate(leaves, start=header.first_leaf):
                     count += 1
-                    if position < size:
-                        continue  # held already: the root below proves they are these
-                    batch.append(leaf)
-                    if len(batch) >= BATCH:
-                        index, peaks = self._import_leaves(context, key, batch, index, peaks)
-                        batch = []
-                index, peaks = self._import_leaves(context, key, batch, index, peaks)
+                    if position >= size:  # below: held already, the root proves they are these
+                        yield leaf
+
+            try:
+                index, peaks = self._import_batched(context, key, fresh(), size, peaks)
             except SegmentFormatError as exc:
                 raise SegmentInvalid(key, "format", str(exc)) from None
             if count != header.tree_size - header.first_leaf or index != header.tree_size:
@@ -635,24 +633,23 @@ class _Rebuild:
             except SegmentFormatError as exc:
                 raise SegmentInvalid(key, "format", str(exc)) from None
             self._check_header(key, header, size)
-            index, peaks = size, list(peaks)
-            batch: list[bytes] = []
             known: list[bytes] = []
-            try:
+
+            def fresh() -> Iterator[bytes]:
+                nonlocal known
                 for position, leaf in enumerate(leaves, start=header.first_leaf):
-                    if position < size:
-                        # A catch-up's first segment may start below the catalogue's size: its
-                        # leaves the catalogue holds must be those bytes (they are in the peaks).
-                        known.append(leaf)
-                        if len(known) >= BATCH or position == size - 1:
-                            self._compare_known(session, key, position + 1 - len(known), known)
-                            known = []
+                    if position >= size:
+                        yield leaf
                         continue
-                    batch.append(leaf)
-                    if len(batch) >= BATCH:
-                        index, peaks = self._import_leaves(context, key, batch, index, peaks)
-                        batch = []
-                index, peaks = self._import_leaves(context, key, batch, index, peaks)
+                    # A catch-up's first segment may start below the catalogue's size: its
+                    # leaves the catalogue holds must be those bytes (they are in the peaks).
+                    known.append(leaf)
+                    if len(known) >= BATCH or position == size - 1:
+                        self._compare_known(session, key, position + 1 - len(known), known)
+                        known = []
+
+            try:
+                index, peaks = self._import_batched(context, key, fresh(), size, peaks)
             except SegmentFormatError as exc:
                 raise SegmentInvalid(key, "format", str(exc)) from None
             if known:  # the segment ended before the catalogue's size
@@ -766,6 +763,25 @@ class _Rebuild:
                 f"the journal's key history ends with key {self.key_history.current.fingerprint}"
                 f", which is not this SAE's key {fingerprint(self.keys.signer.public_pem)}",
             )
+
+    def _import_batched(
+        self,
+        context: replay.ReplayContext,
+        key: str,
+        leaves: Iterable[bytes],
+        index: int,
+        peaks: list[bytes],
+    ) -> tuple[int, list[bytes]]:
+        """Insert and replay ``leaves``, the next ones from ``index``, :data:`BATCH` at a time;
+        the new size and peaks."""
+        peaks = list(peaks)
+        batch: list[bytes] = []
+        for leaf in leaves:
+            batch.append(leaf)
+            if len(batch) >= BATCH:
+                index, peaks = self._import_leaves(context, key, batch, index, peaks)
+                batch = []
+        return self._import_leaves(context, key, batch, index, peaks)
 
     def _import_leaves(
         self,
