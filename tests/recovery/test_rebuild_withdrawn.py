@@ -16,7 +16,7 @@ from sae.config import Settings
 from sae.ingest.transfer_record import transfer_record_key
 from sae.recovery.errors import DescriptionInvalid
 from sae.recovery.rebuild import rebuild
-from tests.conftest import TEST_RULES_CSV
+from tests.conftest import TEST_RULES_CSV, Api
 from tests.recovery.test_rebuild import (
     get_json,
     local_offer,
@@ -28,6 +28,16 @@ from tests.recovery.test_rebuild import (
 from tests.sipfactory import build_zip, simple_sip
 
 
+def withdraw(api: Api, transfer_id: str, reason: str = "Versement en double") -> None:
+    """Withdraw a transfer in quarantine, as an archivist."""
+    withdrawn = api.client.post(
+        f"/api/v1/transfers/{transfer_id}/withdrawal",
+        headers=api.auth(api.token("archivist")),
+        json={"reason": reason},
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+
+
 def _deposit_and_withdraw(settings: Settings) -> tuple[str, str, dict[str, object]]:
     with running(settings) as api:
         api.load_rules(TEST_RULES_CSV)
@@ -37,12 +47,7 @@ def _deposit_and_withdraw(settings: Settings) -> tuple[str, str, dict[str, objec
             assert response.status_code == 201, response.text
             ids.append(response.json()["transfer_id"])
         kept, gone = ids
-        withdrawn = api.client.post(
-            f"/api/v1/transfers/{gone}/withdrawal",
-            headers=api.auth(api.token("archivist")),
-            json={"reason": "Versement en double"},
-        )
-        assert withdrawn.status_code == 200, withdrawn.text
+        withdraw(api, gone)
         publish(api)
         before = get_json(api, f"/api/v1/transfers/{gone}")
     assert before["status"] == "WITHDRAWN"
@@ -91,12 +96,7 @@ def test_a_transfer_recomputed_before_its_withdrawal_is_rebuilt(
                 "APP-10Y,AppraisalRule,Dossiers 6 ans,,6,YEAR",
             )
         )
-        withdrawn = api.client.post(
-            f"/api/v1/transfers/{gone}/withdrawal",
-            headers=api.auth(api.token("archivist")),
-            json={"reason": "Versement en double"},
-        )
-        assert withdrawn.status_code == 200, withdrawn.text
+        withdraw(api, gone)
         publish(api)
         before = get_json(api, f"/api/v1/transfers/{gone}")
         units = {
@@ -140,10 +140,7 @@ def test_a_transfer_listed_before_its_withdrawal_is_rebuilt(
                 f"/api/v1/disposal-lists/{list_id}/{step}", headers=h, json={"comment": "non"}
             )
             assert done.status_code == 200, done.text
-        withdrawn = api.client.post(
-            f"/api/v1/transfers/{gone}/withdrawal", headers=h, json={"reason": "En double"}
-        )
-        assert withdrawn.status_code == 200, withdrawn.text
+        withdraw(api, gone, "En double")
         publish(api)
         before = get_json(api, f"/api/v1/disposal-lists/{list_id}")
     target = sqlite_target(tmp_path)
