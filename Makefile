@@ -22,7 +22,7 @@ test: $(STAMP)
 	SAE_SEDA_XSD_DIR=$${SAE_SEDA_XSD_DIR:-$(CURDIR)/../shared/seda-xsd} $(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check sae seda tests bench migrations
+	$(BIN)/ruff check sae seda tests bench
 	$(BIN)/ruff format --check sae seda
 	$(BIN)/mypy
 

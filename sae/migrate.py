@@ -8,7 +8,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: The Alembic scripts ship inside the package (``sae/migrations``) so that an installed wheel,
+#: outside any checkout, can build and upgrade its schema; the repository's ``alembic.ini``
+#: points here too.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config() -> Config:

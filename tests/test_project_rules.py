@@ -148,6 +148,10 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         "key rotation: the leaf committed before the key files are swapped and a head sealed",
     ),
     "sae.migrate.upgrade": (UNIT_OF_WORK, "start: the schema migrations"),
+    "sae.migrations.env.run_migrations_online": (
+        UNIT_OF_WORK,
+        "the `alembic` command run by hand: the migrations in their own transaction",
+    ),
 }
 #: The mechanism every shape commits through.
 TRANSACTION_MECHANISM = "sae.db.transaction"
