@@ -22,6 +22,14 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 
 
+def _bundled_xsd_dir() -> Path:
+    """The official SEDA schemas shipped in the ``seda`` package: an installation validates
+    against them with no setting (``SAE_SEDA_XSD_DIR`` points elsewhere when wanted)."""
+    import seda  # imported where used, as in _known_tolerances below
+
+    return seda.BUNDLED_XSD_DIR
+
+
 class Settings(BaseSettings):
     """SAE configuration (environment variables ``SAE_*``)."""
 
@@ -83,7 +91,11 @@ class Settings(BaseSettings):
         ),
     )
     seda_xsd_dir: Path | None = Field(
-        default=None, description="Folder with the official SEDA XSDs (2.1/, 2.2/, 2.3/)."
+        default_factory=_bundled_xsd_dir,
+        description=(
+            "Folder with the official SEDA XSDs (2.1/, 2.2/, 2.3/); default: the copy shipped "
+            "in the seda package. None (from code only) leaves the XSD layer out."
+        ),
     )
     seda_tolerances: list[str] = Field(
         default_factory=list,
