@@ -49,6 +49,30 @@ app.command("restore")(restore_command)
 console = make_console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from sae import __version__
+
+        sys.stdout.write(f"sae {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version (the one /health reports) and exit.",
+        ),
+    ] = False,
+) -> None:
+    # Typer needs a callback for options of ``sae`` itself; each command does its own work.
+    pass
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default SAE_HOST).")] = None,
