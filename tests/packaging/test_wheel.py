@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -80,7 +81,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
     for name in ("sae", "seda", "retention_rules"):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in", "constraints.txt"):
         shutil.copy2(REPO / name, src / name)
     out = root / "dist"
     subprocess.run(
@@ -98,6 +99,10 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 def test_the_wheel_holds_what_an_installation_needs(release: Release) -> None:
     assert release.wheel.name == f"sae-{sae.__version__}-py3-none-any.whl"
     assert release.sdist.name == f"sae-{sae.__version__}.tar.gz"  # the wheel was built from it
+    with tarfile.open(release.sdist) as sdist:
+        pinned = sdist.extractfile(f"sae-{sae.__version__}/constraints.txt")
+        assert pinned is not None
+        assert pinned.read() == LOCK.read_bytes()  # a release installs as it was tested
     with zipfile.ZipFile(release.wheel) as wheel:
         names = set(wheel.namelist())
         metadata = wheel.read(f"sae-{sae.__version__}.dist-info/METADATA").decode()
