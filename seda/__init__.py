@@ -4,7 +4,7 @@ A stand-alone library (it imports nothing from ``sae``)::
 
     import seda
 
-    report = seda.validate_transfer(manifest_bytes, xsd_dir=Path("../shared/seda-xsd"))
+    report = seda.validate_transfer(manifest_bytes, xsd_dir=seda.BUNDLED_XSD_DIR)
     if report.ok:
         transfer = report.transfer          # seda.ArchiveTransfer
     else:
