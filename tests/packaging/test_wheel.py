@@ -121,6 +121,7 @@ def test_the_wheel_holds_what_an_installation_needs(release: Release) -> None:
     assert "seda/xsd/NOTICE.md" in names
     assert f"Version: {sae.__version__}" in metadata
     assert "License-Expression: EUPL-1.2" in metadata
+    assert "License-File: seda/xsd/NOTICE.md" in metadata
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 
 
