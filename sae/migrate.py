@@ -17,7 +17,8 @@ after taking the installation's migration lock in it:
   released by the kernel when its holder dies), then ``BEGIN IMMEDIATE``: the database's write
   lock for the whole upgrade, which also makes it one transaction (Python's sqlite3 would
   otherwise run each DDL statement in its own). Other processes' writes wait for it (their
-  busy timeout) instead of reading a half-built schema.
+  busy timeout) instead of reading a half-built schema. Foreign keys are off during the
+  upgrade (SQLite's table rebuilds need it) and all checked before its commit.
 
 Errors (codes are stable)::
 
@@ -198,18 +199,25 @@ class SchemaChange:
 
 @contextmanager
 def _sqlite_lock(connection: Connection) -> Iterator[None]:
-    """The SQLite side of the migration lock (see the module's docstring)."""
+    """The SQLite side of the migration lock, around the upgrade's transaction.
+
+    Foreign keys are off meanwhile (a connection setting, outside any transaction): Alembic
+    alters a SQLite table by copying it, dropping the original and renaming the copy, and with
+    them on, dropping a table that other rows reference fails (or would delete them).
+    :func:`upgrade` checks every foreign key before its commit instead.
+    """
     database = sqlite_file(connection.engine.url)
     fd = None
     if database is not None:
         fd = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
     try:
-        driver = connection.connection.driver_connection
-        if driver is not None and not driver.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield
     finally:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -217,13 +225,20 @@ def _sqlite_lock(connection: Connection) -> Iterator[None]:
 
 @contextmanager
 def _migration_lock(connection: Connection) -> Iterator[None]:
-    """Held for the transaction of an upgrade: no two processes upgrade at once."""
+    """Held around the transaction of an upgrade: no two processes upgrade at once."""
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        yield
+        with connection.begin():
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            yield
         return
-    with _sqlite_lock(connection):
+    with _sqlite_lock(connection), connection.begin():
+        # The database's write lock now, not at the first write (Python's sqlite3 would also
+        # run each DDL statement in a transaction of its own without it).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migrations broke foreign keys: {broken[:10]}")
 
 
 def upgrade(engine: Engine) -> SchemaChange:
@@ -233,7 +248,7 @@ def upgrade(engine: Engine) -> SchemaChange:
     database ahead of the code is refused (:class:`SchemaAhead`), never touched.
     """
     cfg = alembic_config()
-    with engine.begin() as connection, _migration_lock(connection):
+    with engine.connect() as connection, _migration_lock(connection):
         state = _state(connection)
         if state.ahead:
             raise _ahead(state)
