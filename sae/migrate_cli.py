@@ -123,7 +123,8 @@ def history_command() -> None:
         marks = [m for m, on in (("database", revision.current), ("latest", revision.head)) if on]
         after = f" (after {', '.join(revision.down)})" if revision.down else ""
         said = f"  [bold]<- {', '.join(marks)}[/bold]" if marks else ""
-        out.print(f"{revision.revision}{after}: {escape(revision.title)}{said}")
+        # One line per revision, never wrapped: scripts grep it.
+        out.print(f"{revision.revision}{after}: {escape(revision.title)}{said}", soft_wrap=True)
 
 
 def migrate_db_command(

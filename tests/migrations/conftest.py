@@ -8,20 +8,43 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from sae.config import Settings, load_settings
+from sae.db import make_engine
 from sae.models import Base
-from tests.conftest import TEST_RULES_CSV, XSD_DIR, Api
+from tests.conftest import TEST_RULES_CSV, XSD_DIR, Api, postgres_schema
 from tests.retention.helpers import dossier_sip
 from tests.sipfactory import build_zip, simple_sip
 
 Rows = dict[str, list[dict[str, Any]]]
+
+
+@contextmanager
+def database_at(kind: str, tmp_path: Path) -> Iterator[tuple[Engine, str]]:
+    """An empty database of ``kind`` for the block: its engine and URL."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / f'sae-{uuid.uuid4().hex[:6]}.db'}"
+        engine = make_engine(url)
+        try:
+            yield engine, url
+        finally:
+            engine.dispose()
+        return
+    with postgres_schema("sae_upgrade") as url:
+        engine = make_engine(url)
+        try:
+            yield engine, url
+        finally:
+            engine.dispose()
 
 
 def read_rows(connection: Connection) -> Rows:

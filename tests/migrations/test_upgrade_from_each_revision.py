@@ -13,23 +13,20 @@ the unit, the object's bytes, the journal's head.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Connection, Engine, inspect, text
+from sqlalchemy import JSON, Connection, inspect, text
 from sqlalchemy.orm import Session
 
-from sae.db import make_engine
 from sae.journal.verification import verify_journal
 from sae.migrate import _scripts, head_revisions, schema_state, upgrade
 from sae.models import Base
-from tests.conftest import postgres_schema, upgrade_to
-from tests.migrations.conftest import History, read_rows
+from tests.conftest import upgrade_to
+from tests.migrations.conftest import History, database_at, read_rows
 
 #: Every revision but the latest, oldest first: the states an installation may be upgraded from.
 EARLIER = [r.revision for r in reversed(list(_scripts().walk_revisions())) if not r.is_head]
@@ -45,25 +42,6 @@ BACKFILLED: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     # 0011: heads sealed before it have no checkpoint note.
     ("tree_heads", "note"): lambda row: None,
 }
-
-
-@contextmanager
-def database_at(kind: str, tmp_path: Path) -> Iterator[tuple[Engine, str]]:
-    """An empty database of ``kind`` for the block: its engine and URL."""
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / f'sae-{uuid.uuid4().hex[:6]}.db'}"
-        engine = make_engine(url)
-        try:
-            yield engine, url
-        finally:
-            engine.dispose()
-        return
-    with postgres_schema("sae_upgrade") as url:
-        engine = make_engine(url)
-        try:
-            yield engine, url
-        finally:
-            engine.dispose()
 
 
 def plain(value: Any, column: Any, dialect: str) -> Any:
