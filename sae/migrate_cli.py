@@ -187,5 +187,5 @@ def migrate_db_command(
     out.print(
         "next: stop using the SQLite file; set "
         f"SAE_DATABASE_URL={escape(redacted(to))} (with its password) and start SAE. "
-        "Keys (SAE_DATA_DIR) and offers stay as they are. See docs/operations.md."
+        "Keys (SAE_DATA_DIR) and offers stay as they are. See docs/upgrades.md."
     )

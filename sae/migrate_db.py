@@ -28,7 +28,7 @@ PostgreSQL database, and proves the copy before committing it:
    same keys and offers would then hold two diverging journals).
 
 The signing keys, the built-in TSA's keys and the offers are not in the catalogue: they stay
-where they are (``SAE_DATA_DIR``, the offers file). What to do next is in docs/operations.md.
+where they are (``SAE_DATA_DIR``, the offers file). What to do next is in docs/upgrades.md.
 
 Errors (codes are stable)::
 
@@ -284,7 +284,8 @@ def _read(connection: Connection, table: Table, batch: int) -> Iterator[list[dic
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
     columns = [type_coerce(c, Text) if c.name in json_columns else c for c in table.columns]
     query = select(*columns).order_by(*table.primary_key.columns)
-    result = connection.execution_options(yield_per=batch).execute(query)
+    # Per statement: a connection's own execution_options() would change it for good.
+    result = connection.execute(query.execution_options(yield_per=batch))
     names = [c.name for c in table.columns]
     for part in result.partitions(batch):
         rows = []
@@ -321,7 +322,7 @@ def journal_root(connection: Connection) -> tuple[int, bytes]:
     peaks: list[bytes] = []
     expected = 0
     query = select(Event.leaf_index, Event.leaf_hash).order_by(Event.leaf_index)
-    for part in connection.execution_options(yield_per=BATCH).execute(query).partitions(BATCH):
+    for part in connection.execute(query.execution_options(yield_per=BATCH)).partitions(BATCH):
         for index, leaf_hash in part:
             if index != expected:
                 raise MoveUnverified(f"the journal has no leaf {expected}: run sae journal verify")
