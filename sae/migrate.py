@@ -236,9 +236,6 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
         # run each DDL statement in a transaction of its own without it).
         connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield
-        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-        if broken:
-            raise RuntimeError(f"the migrations broke foreign keys: {broken[:10]}")
 
 
 def upgrade(engine: Engine) -> SchemaChange:
@@ -247,16 +244,27 @@ def upgrade(engine: Engine) -> SchemaChange:
     Everything pending runs in one transaction: a failure leaves the schema as it was. A
     database ahead of the code is refused (:class:`SchemaAhead`), never touched.
     """
+    # Most starts have nothing to do: said without taking any lock (every process of every
+    # host starts this way). Otherwise the state is read again under the lock.
+    state = schema_state(engine)
+    if state.ahead:
+        raise _ahead(state)
+    if state.up_to_date:
+        return SchemaChange(state.current, state.current, [])
     cfg = alembic_config()
     with engine.connect() as connection, _migration_lock(connection):
         state = _state(connection)
         if state.ahead:
             raise _ahead(state)
-        if state.up_to_date:
+        if state.up_to_date:  # another process upgraded it while this one waited
             return SchemaChange(state.current, state.current, [])
         pending = state.pending
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "heads")
+        if connection.dialect.name == "sqlite":  # foreign keys were off: checked once, here
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migrations broke foreign keys: {broken[:10]}")
         change = SchemaChange(state.current, _current(connection), pending)
     log.info(
         "database.migrated: %s (%d revision(s): %s)",
