@@ -147,9 +147,13 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         UNIT_OF_WORK,
         "key rotation: the leaf committed before the key files are swapped and a head sealed",
     ),
-    "sae.migrate.upgrade": (
+    "sae.migrate._migration_lock": (
         UNIT_OF_WORK,
         "the schema migrations, all pending ones in one transaction under the migration lock",
+    ),
+    "sae.migrate._sqlite_lock": (
+        UNIT_OF_WORK,
+        "the schema migrations on SQLite: foreign keys off around their transaction (a setting)",
     ),
     "sae.migrate_db.move_catalog": (
         UNIT_OF_WORK,
