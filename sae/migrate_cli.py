@@ -173,6 +173,9 @@ def migrate_db_command(
                 err.print(f"[red]{exc.code}: {escape(exc.detail)}[/red]")
                 err.print("nothing was kept on the target; the source is untouched")
                 raise typer.Exit(1) from None
+            except DBAPIError as exc:  # never the URL: it may hold the password
+                err.print(f"[red]database unreachable: {escape(str(exc.orig).strip())}[/red]")
+                raise typer.Exit(2) from None
     table = Table("table", "rows")
     for name, count in report.counts.items():
         if count:

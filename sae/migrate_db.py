@@ -63,7 +63,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from sae.config import Settings
@@ -247,7 +247,14 @@ def _copy_and_verify(
         copied = 0
         tell(MoveProgress("copying", table.name, 0, counts[table.name], done, total))
         for rows in _read(src, table, batch):
-            dst.execute(_target_table(table).insert(), rows)
+            try:
+                dst.execute(_target_table(table).insert(), rows)
+            except DBAPIError as exc:  # a value SQLite let through and PostgreSQL does not
+                raise MoveUnverified(
+                    f"PostgreSQL refused a row of {table.name} (after {copied} copied): "
+                    f"{str(exc.orig).strip()}",
+                    table=table.name,
+                ) from None
             copied += len(rows)
             done += len(rows)
             tell(MoveProgress("copying", table.name, copied, counts[table.name], done, total))

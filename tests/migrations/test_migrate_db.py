@@ -174,3 +174,29 @@ def test_only_sqlite_to_postgresql(installation: Settings, tmp_path: Path) -> No
     on_postgresql = installation.model_copy(update={"database_url": PG_URL})
     with pytest.raises(MoveRefused, match="not SQLite"):
         move_catalog(on_postgresql, PG_URL)
+
+
+def test_a_value_postgresql_refuses_stops_the_move_and_names_the_table(
+    installation: Settings,
+) -> None:
+    """SQLite keeps a NUL character in a text; PostgreSQL refuses it: nothing is kept."""
+    engine = make_engine(installation.db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE rules SET description = 'a' || char(0) || 'b'"))
+    engine.dispose()
+    with postgres_schema("sae_move") as url:
+        with pytest.raises(MoveUnverified, match="PostgreSQL refused a row of rules"):
+            move_catalog(installation, url)
+        target = make_engine(url)
+        with target.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM rules")).scalar_one() == 0
+        target.dispose()
+
+
+def test_an_unreachable_target_is_said_without_its_password(installation: Settings) -> None:
+    result = runner.invoke(
+        app, ["migrate-db", "--to", "postgresql+psycopg://sae:s3cret-pw@127.0.0.1:1/sae"]
+    )
+    assert result.exit_code == 2
+    assert "database unreachable" in _said(result.output)
+    assert "s3cret-pw" not in result.output
