@@ -96,6 +96,11 @@ def head_revisions() -> list[str]:
     return sorted(_scripts().get_heads())
 
 
+def revisions() -> list[str]:
+    """Every revision of the code's history, oldest first (parents before children)."""
+    return [r.revision for r in reversed(list(_scripts().walk_revisions()))]
+
+
 def _current(connection: Connection) -> list[str]:
     return sorted(MigrationContext.configure(connection).get_current_heads())
 

@@ -23,13 +23,13 @@ from sqlalchemy import JSON, Connection, inspect, text
 from sqlalchemy.orm import Session
 
 from sae.journal.verification import verify_journal
-from sae.migrate import _scripts, head_revisions, schema_state, upgrade
+from sae.migrate import head_revisions, revisions, schema_state, upgrade
 from sae.models import Base
 from tests.conftest import upgrade_to
 from tests.migrations.conftest import History, database_at, read_rows
 
 #: Every revision but the latest, oldest first: the states an installation may be upgraded from.
-EARLIER = [r.revision for r in reversed(list(_scripts().walk_revisions())) if not r.is_head]
+EARLIER = [r for r in revisions() if r not in head_revisions()]
 
 #: Columns a revision after r adds and fills otherwise than the ingest does: the value expected
 #: after the upgrade, from the row as the history wrote it. Any other column added after r must
