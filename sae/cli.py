@@ -16,6 +16,7 @@ import typer
 
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
+from sae.migrate_cli import migrate_app, migrate_db_command
 from sae.recovery.cli import backup_command, drill_command, rebuild_command, restore_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
@@ -45,6 +46,8 @@ app.command("drill")(drill_command)
 app.command("rebuild")(rebuild_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
+app.add_typer(migrate_app, name="migrate")
+app.command("migrate-db")(migrate_db_command)
 
 console = make_console(stderr=True)
 
@@ -116,9 +119,10 @@ def serve(
 def init() -> None:
     """Create the data directory, migrate the database, check the offers, write the admin token.
 
-    Example: ``SAE_DATABASE_URL=postgresql+psycopg://sae@db/sae sae init``
+    ``sae init`` upgrades the schema whatever ``SAE_AUTO_MIGRATE`` says: setting up is the
+    deliberate act. Example: ``SAE_DATABASE_URL=postgresql+psycopg://sae@db/sae sae init``
     """
-    with opened_runtime() as runtime:
+    with opened_runtime(migrate=True) as runtime:
         console.print(f"database ready: {runtime.settings.db_url.split('://')[0]}")
         console.print(f"offers: {', '.join(runtime.offer_set.strategy)}")
         if runtime.admin_token_path is not None:

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         default=None,
         description="YAML file naming the witnesses that co-sign tree heads, and the quorum.",
     )
+    auto_migrate: bool = Field(
+        default=True,
+        description=(
+            "Upgrade the database schema at start (logged, under the migration lock). Off (the "
+            "production example): a process on an outdated schema refuses to start and names "
+            "`sae migrate`, run deliberately once."
+        ),
+    )
     tsa_url: str | None = Field(default=None, description="External RFC 3161 TSA; unset: built-in.")
     tsa_ca_file: Path | None = Field(
         default=None, description="PEM trust anchor(s) of the external TSA (with SAE_TSA_URL)."

@@ -147,10 +147,21 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         UNIT_OF_WORK,
         "key rotation: the leaf committed before the key files are swapped and a head sealed",
     ),
-    "sae.migrate.upgrade": (UNIT_OF_WORK, "start: the schema migrations"),
     "sae.migrations.env.run_migrations_online": (
         UNIT_OF_WORK,
         "the `alembic` command run by hand: the migrations in their own transaction",
+    ),
+    "sae.migrate._migration_lock": (
+        UNIT_OF_WORK,
+        "the schema migrations, all pending ones in one transaction under the migration lock",
+    ),
+    "sae.migrate._sqlite_lock": (
+        UNIT_OF_WORK,
+        "the schema migrations on SQLite: foreign keys off around their transaction (a setting)",
+    ),
+    "sae.migrate_db.move_catalog": (
+        UNIT_OF_WORK,
+        "sae migrate-db: the copy, its verification and its event, one target transaction",
     ),
 }
 #: The mechanism every shape commits through.
