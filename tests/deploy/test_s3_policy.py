@@ -163,4 +163,3 @@ def test_without_a_quarantine_the_bypass_is_not_needed(
     sites = [least_privilege_bucket(ceph_rgw, bypass="deny") for _ in range(2)]
     restricted = _settings(settings, tmp_path, monkeypatch, sites, quarantine_days=0)
     assert check_offers(load_offers(restricted), require_available=True) == []
-
