@@ -941,6 +941,24 @@ class S3Offer:
         """
         if self.quarantine_days <= 0:
             return
+        try:
+            default = self.client.get_object_lock_config(self.bucket)
+        except (MinioException, HTTPError) as exc:
+            raise self._translate(exc) from exc
+        if default.mode is not None:
+            # A bucket default retention would lock the probe itself, in COMPLIANCE perhaps for
+            # years: one undeletable object per start. SAE locks each version itself and needs
+            # no default (docs/deploy.md); with one, the check is not made.
+            log.warning(
+                "storage.permission_check_skipped offer=%s: bucket %s has a default retention "
+                "(%s %s %s), which would lock the probe",
+                self.name,
+                self.bucket,
+                default.mode,
+                default.duration,
+                default.duration_unit,
+            )
+            return
         key = f"{PERMISSION_PROBE_PREFIX}/{uuid.uuid4().hex}"
         upload = self._upload(key, io.BytesIO(b"SAE start: permission check\n"), None)
         stat = self._stat(key, upload.version_id)

@@ -22,6 +22,7 @@ from tests.deploy.s3_users import (
     QUARANTINE_SID,
     REPO,
     SaeBucket,
+    admin_client,
     least_privilege_bucket,
     offers_yaml,
     versions,
@@ -163,3 +164,27 @@ def test_without_a_quarantine_the_bypass_is_not_needed(
     sites = [least_privilege_bucket(ceph_rgw, bypass="deny") for _ in range(2)]
     restricted = _settings(settings, tmp_path, monkeypatch, sites, quarantine_days=0)
     assert check_offers(load_offers(restricted), require_available=True) == []
+
+
+@pytest.mark.s3
+def test_a_bucket_default_retention_skips_the_probe_rather_than_lock_it(
+    ceph_rgw: S3Server,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sites = [least_privilege_bucket(ceph_rgw, bypass="deny") for _ in range(2)]
+    admin_client(ceph_rgw).put_object_lock_configuration(
+        Bucket=sites[0].bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+        },
+    )
+    restricted = _settings(settings, tmp_path, monkeypatch, sites, quarantine_days=7)
+    with pytest.raises(PermissionMissing) as refused:
+        check_offers(load_offers(restricted))
+    assert refused.value.offer == "site-2"  # site-1 was not probed: nothing written there
+    assert versions(ceph_rgw, sites[0].bucket) == []
+    assert "storage.permission_check_skipped offer=site-1" in caplog.text
