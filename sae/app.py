@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from sae.background import Auditor, Sealer
+        from sae.background import start_background
         from sae.journal.keys import tsa_health
 
         own = app.state.runtime is None
@@ -174,21 +174,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.health_checks["tsa"] = lambda: tsa_health(runtime.settings)
         # Heads are sealed after each transfer, and at least every SAE_SEAL_INTERVAL_MINUTES
         # while events arrive (reads, audits…): the database makes one instance seal at a time.
-        sealer = Sealer(
-            runtime.sessions,
-            runtime.settings,
-            offer_set=runtime.offer_set,
-            witnesses=runtime.witnesses,
-        )
-        runtime.sealer = sealer
-        sealer.start()
-        auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)
-        auditor.start()
+        background = start_background(runtime)
         try:
             yield
         finally:
-            auditor.stop()
-            sealer.stop()
+            background.stop()
             if own:
                 runtime.close()
 

@@ -116,6 +116,28 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run the background work alone, without the HTTP API, until stopped (SIGTERM, Ctrl-C).
+
+    Seals journal heads, ends quarantines, runs the scheduled fixity audits and restore drills.
+    Every ``sae serve`` process does the same work beside the API (the database shares it out);
+    a worker keeps it going while no server runs. Example: ``sae worker``
+    """
+    import signal
+    import threading
+
+    from sae.background import run_worker
+
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    with opened_runtime() as runtime:
+        console.print(f"SAE worker running — offers: {', '.join(runtime.offer_set.strategy)}")
+        run_worker(runtime, stop)
+    console.print("SAE worker stopped")
+
+
+@app.command()
 def init() -> None:
     """Create the data directory, migrate the database, check the offers, write the admin token.
 
