@@ -49,6 +49,19 @@ app.command("restore")(restore_command)
 console = make_console(stderr=True)
 
 
+@app.callback()
+def _configure_logging() -> None:
+    """Every command logs the same way as the server: configured once, at its start
+    (``SAE_LOG_LEVEL``, ``SAE_LOG_FORMAT``; see ``sae.logs``)."""
+    from sae.config import ConfigurationError, load_settings
+    from sae.logs import configure_logging
+
+    try:
+        configure_logging(load_settings())
+    except ConfigurationError:
+        return  # the command itself refuses the configuration, naming the variable
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default SAE_HOST).")] = None,
@@ -69,6 +82,10 @@ def serve(
         os.environ["SAE_WORKERS"] = str(workers)  # the worker processes read the environment
         settings = settings_or_exit()
     host, port = host or settings.host, port or settings.port
+    from sae.metrics import prepare_multiprocess
+
+    # The counters of every worker process in files that any of them sums for a scrape.
+    prepare_multiprocess(settings.data_dir)
     with opened_runtime() as runtime:
         if runtime.admin_token_path is not None:
             console.print(

@@ -13,7 +13,6 @@ malformed vkey, a corrupt state file, the port taken); 2 usage.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,7 +118,7 @@ def serve_command(
     from sae.witness.server import serve
     from sae.witness.service import Witness
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Logging was configured at the start of the command (SAE_LOG_LEVEL, SAE_LOG_FORMAT).
     with refusals(1):
         witness = Witness(data)
 
