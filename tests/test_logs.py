@@ -53,7 +53,7 @@ def test_the_formatter_scrubs_what_looks_like_a_secret(tmp_path: Path) -> None:
     stream = io.StringIO()
     handler = configure_logging(settings, stream=stream)
     try:
-        log = logging.getLogger("sae.test")
+        log = logging.getLogger("tests.logs")
         token = "sae_" + secrets.token_urlsafe(32)
         log.info("header Authorization: Bearer %s", token)
         log.info("basic Basic dXNlcjpwYXNzd29yZA== and the metrics one metrics-token-0123456789")
