@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from sae.alerts.models import Alert
 from sae.alerts.service import CONDITIONS
@@ -30,6 +30,7 @@ from sae.alerts.worker import run_once
 from sae.db import transaction, utcnow
 from sae.storage.audit import create_audit, run_audit
 from tests.conftest import Api
+from tests.sipfactory import build_zip, simple_sip
 from tests.storage.conftest import deposit
 from tests.storage.helpers import flip_byte
 
@@ -315,3 +316,69 @@ def test_every_condition_has_a_french_text() -> None:
         title, body = compose(alert)
         assert title.startswith("[SAE] ")
         assert "Que faire" in body, condition
+
+
+def _standing(api: Api) -> set[tuple[str, str]]:
+    with transaction(api.runtime.sessions) as session:
+        rows = session.execute(
+            select(Alert.condition, Alert.subject).where(Alert.active.is_(True))
+        ).all()
+    return {(str(c), str(s)) for c, s in rows}
+
+
+def _journal(api: Api, type_: str, **payload: Any) -> None:
+    from sae.journal.service import append_event
+
+    with transaction(api.runtime.sessions) as session:
+        append_event(session, type=type_, actor="test", payload=payload)
+
+
+def test_each_condition_is_raised_by_its_source_and_cleared(api: Api) -> None:
+    from datetime import timedelta
+
+    from sae.alerts.models import AlertCursor
+    from sae.journal.keys import record_tsa_check
+    from sae.storage.models import ObjectCopy
+
+    # An archive that never alerted (no cursor): its first round starts at the journal's end,
+    # its history is not news.
+    with transaction(api.runtime.sessions) as session:
+        session.execute(delete(AlertCursor))
+    _journal(api, "storage.audit_failed", audit_id="history", checked=1, error="old")
+    _round(api)
+    assert ("audit_failed", "") not in _standing(api)
+
+    _journal(api, "storage.audit_failed", audit_id="a1", checked=7, error="offer timed out")
+    _journal(api, "recovery.drill_completed", outcome="different", offers={}, report_units=[])
+    _journal(api, "journal.witness_refused", witness="ad35", status=409, tree_size=9, body="")
+    record_tsa_check(api.runtime.settings, ok=False, detail="tsa.unavailable: timeout")
+    _round(api)
+    assert {
+        ("audit_failed", ""),
+        ("drill_failed", ""),
+        ("witness_refused", "ad35"),
+        ("tsa_down", ""),
+    } <= _standing(api)
+    assert _alert(api, "audit_failed", "").details["error"] == "offer timed out"
+
+    # A copy still in quarantine long after its window: overdue on its offer.
+    accepted = api.deposit(build_zip(simple_sip("MSG-ALERT-QUARANTINE")))
+    assert accepted.status_code == 201, accepted.text
+    with transaction(api.runtime.sessions) as session:
+        session.execute(
+            update(ObjectCopy).values(
+                quarantine_ends_at=utcnow(), stored_at=utcnow() - timedelta(days=30)
+            )
+        )
+    _round(api)
+    assert ("quarantine_overdue", "local") in _standing(api)
+    assert _alert(api, "quarantine_overdue", "local").details["copies"] == 1
+
+    # Each clears by its own source.
+    _journal(api, "storage.audit_completed", audit_id="a2")
+    _journal(api, "recovery.drill_completed", outcome="identical", offers={}, report_units=[])
+    record_tsa_check(api.runtime.settings, ok=True, detail="ok")
+    with transaction(api.runtime.sessions) as session:
+        session.execute(update(ObjectCopy).values(quarantine_ends_at=None))
+    _round(api)
+    assert _standing(api) == {("witness_refused", "ad35")}  # evidence: never cleared by itself
