@@ -57,7 +57,9 @@ def _configure_logging() -> None:
     from sae.logs import configure_logging
 
     try:
-        configure_logging(load_settings())
+        # The servers (sae serve, sae witness serve) log at SAE_LOG_LEVEL, INFO by default;
+        # the other commands speak to a person: WARNING unless SAE_LOG_LEVEL says otherwise.
+        configure_logging(load_settings(), quiet_by_default=True)
     except ConfigurationError:
         return  # the command itself refuses the configuration, naming the variable
 
@@ -82,7 +84,10 @@ def serve(
         os.environ["SAE_WORKERS"] = str(workers)  # the worker processes read the environment
         settings = settings_or_exit()
     host, port = host or settings.host, port or settings.port
+    from sae.logs import configure_logging
     from sae.metrics import prepare_multiprocess
+
+    configure_logging(settings)  # a server: INFO unless SAE_LOG_LEVEL says otherwise
 
     # The counters of every worker process in files that any of them sums for a scrape.
     prepare_multiprocess(settings.data_dir)

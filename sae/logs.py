@@ -2,10 +2,11 @@
 
 ``configure_logging`` is called at the start of every process (``sae serve`` and each of its
 workers, every CLI command, ``sae witness serve``): one handler on the root logger, writing to
-stderr at ``SAE_LOG_LEVEL``, as readable text or one JSON object per line
-(``SAE_LOG_FORMAT``). Uvicorn's own loggers (its access log included) lose their handlers and
-propagate to it, so that the whole process writes one format (``sae.process`` runs uvicorn with
-``log_config=None``).
+stderr at ``SAE_LOG_LEVEL`` (default INFO for the servers; WARNING for the other commands,
+whose output is for a person, unless the variable is set), as readable text or one JSON object
+per line (``SAE_LOG_FORMAT``). Uvicorn's own loggers (its access log included) lose their
+handlers and propagate to it, so that the whole process writes one format (``sae.process`` runs
+uvicorn with ``log_config=None``).
 
 While a request is served, :class:`RequestIdMiddleware` puts its id in a context variable that
 :class:`RequestIdFilter` adds to every record (``request_id``), whichever logger wrote it, and
@@ -142,12 +143,18 @@ def _configured_secrets(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values if v is not None]
 
 
-def configure_logging(settings: Settings, *, stream: Any = None) -> logging.Handler:
+def configure_logging(
+    settings: Settings, *, stream: Any = None, quiet_by_default: bool = False
+) -> logging.Handler:
     """Configure this process's logging from the settings (again: replaces the last one).
 
-    Libraries' loggers keep their own level below ours only when theirs is stricter; the
-    chatty ones stay at WARNING unless SAE_LOG_LEVEL=DEBUG asks for everything."""
+    ``quiet_by_default``: WARNING unless ``SAE_LOG_LEVEL`` was set — for the commands, whose
+    output is for a person at a terminal (the servers log at INFO by default). The chatty
+    libraries stay at WARNING unless SAE_LOG_LEVEL=DEBUG asks for everything."""
     global _installed
+    level = settings.log_level
+    if quiet_by_default and "log_level" not in settings.model_fields_set:
+        level = "WARNING"
     redact = Redactor(_configured_secrets(settings))
     formatter: logging.Formatter = (
         JsonFormatter(redact) if settings.log_format == "json" else TextFormatter(redact)
@@ -161,7 +168,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> logging.Hand
     if _installed is not None:
         root.removeHandler(_installed)
     root.addHandler(handler)
-    root.setLevel(settings.log_level)
+    root.setLevel(level)
     _installed = handler
     for name in _UVICORN_LOGGERS:
         logger = logging.getLogger(name)
@@ -170,7 +177,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> logging.Hand
         logger.setLevel(logging.NOTSET)
     # Their DEBUG lines are the wire (minio's requests, multipart's parser): kept at INFO
     # unless asked for; what they log at WARNING and above always passes.
-    noisy = logging.INFO if settings.log_level == "DEBUG" else logging.WARNING
+    noisy = logging.INFO if level == "DEBUG" else logging.WARNING
     for name in ("urllib3", "httpx", "httpcore", "multipart", "python_multipart", "asyncio"):
         logging.getLogger(name).setLevel(max(noisy, logging.getLogger(name).level))
     return handler
