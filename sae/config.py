@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     alert_smtp_security: Literal["starttls", "ssl", "none"] = Field(
         default="starttls", description="How the SMTP connection is protected."
     )
+    alert_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA(s) of the SMTP server's certificate (an internal CA); default: system.",
+    )
     alert_smtp_user: str | None = Field(default=None, description="SMTP login (with password).")
     alert_smtp_password: SecretStr | None = Field(
         default=None, description="SMTP password (never logged)."
@@ -233,9 +237,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a dotted OID (e.g. 1.2.3.4)")
         return value
 
-    @field_validator("tsa_client_cert", "tsa_client_key", "tsa_chain_file")
+    @field_validator("tsa_client_cert", "tsa_client_key", "tsa_chain_file", "alert_smtp_ca_file")
     @classmethod
-    def _tsa_file_exists(cls, value: Path | None) -> Path | None:
+    def _file_exists(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
         value = value.expanduser().resolve()

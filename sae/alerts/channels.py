@@ -57,7 +57,10 @@ def send_mail(settings: Settings, notification: Notification) -> None:
     assert settings.alert_smtp_host is not None
     host, port = settings.alert_smtp_host, smtp_port(settings)
     timeout = settings.alert_smtp_timeout_seconds
-    context = ssl.create_default_context()
+    # The server's certificate is always verified: against SAE_ALERT_SMTP_CA_FILE when the
+    # commune's relay has a certificate of its own CA, else against the system's CAs.
+    ca_file = settings.alert_smtp_ca_file
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
     client: smtplib.SMTP
     if settings.alert_smtp_security == "ssl":
         client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)

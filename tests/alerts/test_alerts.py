@@ -29,7 +29,7 @@ from sae.alerts.texts import compose
 from sae.alerts.worker import run_once
 from sae.db import transaction, utcnow
 from sae.storage.audit import create_audit, run_audit
-from tests.conftest import Api
+from tests.conftest import Api, openssl
 from tests.sipfactory import build_zip, simple_sip
 from tests.storage.conftest import deposit
 from tests.storage.helpers import flip_byte
@@ -44,9 +44,11 @@ def _free_port() -> int:
 class SmtpServer:
     """``python -m aiosmtpd`` as a process of its own, delivering into a Maildir."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, *tls: str) -> None:
         self.directory = directory
         self.port = port
+        #: aiosmtpd's TLS options (``--tlscert C --tlskey K`` for STARTTLS, ``--smtpscert``…).
+        self.tls = list(tls)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -58,6 +60,7 @@ class SmtpServer:
                 "-n",
                 "-l",
                 f"127.0.0.1:{self.port}",
+                *self.tls,
                 "-c",
                 "aiosmtpd.handlers.Mailbox",
                 str(self.directory),
@@ -71,7 +74,9 @@ class SmtpServer:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
             except OSError:
-                assert self.proc.poll() is None, self.proc.stderr.read().decode()  # type: ignore[union-attr]
+                if self.proc.poll() is not None:
+                    _, err = self.proc.communicate()
+                    raise AssertionError(f"aiosmtpd exited: {err.decode()}") from None
                 assert time.monotonic() < deadline, "the SMTP server did not start"
                 time.sleep(0.1)
 
@@ -382,3 +387,65 @@ def test_each_condition_is_raised_by_its_source_and_cleared(api: Api) -> None:
         session.execute(update(ObjectCopy).values(quarantine_ends_at=None))
     _round(api)
     assert _standing(api) == {("witness_refused", "ad35")}  # evidence: never cleared by itself
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_mail_over_tls_checks_the_servers_certificate(
+    two_sites: Api, tmp_path: Path, security: str
+) -> None:
+    """The production modes: STARTTLS (aiosmtpd requires it before MAIL) and implicit TLS, the
+    relay's certificate verified against the commune's own CA (SAE_ALERT_SMTP_CA_FILE)."""
+    cert, key = tmp_path / "relay.pem", tmp_path / "relay.key"
+    subprocess.run(  # noqa: S603
+        [
+            openssl(),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=relay",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    flags = ("--tlscert", "--tlskey") if security == "starttls" else ("--smtpscert", "--smtpskey")
+    server = SmtpServer(
+        tmp_path / "tls-maildir", _free_port(), flags[0], str(cert), flags[1], str(key)
+    )
+    server.start()
+    try:
+        _configure(
+            two_sites,
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=server.port,
+            alert_smtp_security=security,
+            alert_smtp_timeout_seconds=5.0,
+            alert_from="sae@mairie.example",
+            alert_to=["dsi@mairie.example"],
+        )
+        _round(two_sites)
+        with _Outage(two_sites, "site-a"):
+            # Without the CA, the relay's certificate is refused: nothing sent, retried later.
+            assert _round(two_sites) == 0
+            alert = _alert(two_sites, "offer_down", "site-a")
+            assert alert.last_error is not None
+            assert "CERTIFICATE_VERIFY_FAILED" in alert.last_error
+            assert server.messages() == []
+            _configure(two_sites, alert_smtp_ca_file=cert)
+            with transaction(two_sites.runtime.sessions) as session:
+                session.execute(update(Alert).values(next_attempt_at=utcnow()))
+            assert _round(two_sites) == 1
+            [mail] = server.wait_for(1)
+            assert mail["To"] == "dsi@mairie.example"
+    finally:
+        server.stop()
