@@ -15,8 +15,8 @@ proxy's log to SAE's. A sane incoming ``X-Request-ID`` (the proxy's) is kept, an
 
 Secrets: SAE never formats a token, a password or a key into a log message (``Principal.actor``
 names a token by its id). The formatter still scrubs what looks like one — a ``sae_`` token, an
-``Authorization`` value, the configured secrets — from the finished line, traceback included,
-so that a mistake in a message or an exception's text cannot leak one.
+``Authorization`` value, a URL's ``user:password@``, the configured secrets — from the finished
+line, traceback included, so that a mistake in a message or an exception's text cannot leak one.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 #: What a secret looks like in a line: SAE's tokens, and any credential after a scheme.
 _TOKEN = re.compile(r"sae_[A-Za-z0-9_-]{16,}")
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=-]{8,}")
+#: A URL's user information (``https://user:password@host``).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@")
 REDACTED = "[redacted]"
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
@@ -77,6 +79,7 @@ class Redactor:
             if secret in line:
                 line = line.replace(secret, REDACTED)
         line = _TOKEN.sub("sae_" + REDACTED, line)
+        line = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", line)
         return _CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}", line)
 
 
@@ -175,11 +178,13 @@ def configure_logging(
         logger.handlers.clear()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
-    # Their DEBUG lines are the wire (minio's requests, multipart's parser): kept at INFO
-    # unless asked for; what they log at WARNING and above always passes.
-    noisy = logging.INFO if level == "DEBUG" else logging.WARNING
+    # Libraries whose INFO and DEBUG lines are the wire (each request of the S3 and HTTP
+    # clients, the multipart parser's steps): WARNING, INFO under SAE_LOG_LEVEL=DEBUG. SQL
+    # statements never (their parameters are records' metadata): an operator asks the database.
+    wire = logging.INFO if level == "DEBUG" else logging.WARNING
     for name in ("urllib3", "httpx", "httpcore", "multipart", "python_multipart", "asyncio"):
-        logging.getLogger(name).setLevel(max(noisy, logging.getLogger(name).level))
+        logging.getLogger(name).setLevel(wire)
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     return handler
 
 

@@ -57,6 +57,7 @@ def test_the_formatter_scrubs_what_looks_like_a_secret(tmp_path: Path) -> None:
         token = "sae_" + secrets.token_urlsafe(32)
         log.info("header Authorization: Bearer %s", token)
         log.info("basic Basic dXNlcjpwYXNzd29yZA== and the metrics one metrics-token-0123456789")
+        log.info("POST https://sae:hunter2-long@tsa.example/tsr answered 500")
         try:
             raise ValueError(f"bad token {token}")
         except ValueError:
@@ -67,7 +68,9 @@ def test_the_formatter_scrubs_what_looks_like_a_secret(tmp_path: Path) -> None:
     assert token not in text
     assert "dXNlcjpwYXNzd29yZA==" not in text
     assert "metrics-token-0123456789" not in text
-    assert text.count(REDACTED) >= 4
+    assert "hunter2-long" not in text
+    assert "https://[redacted]@tsa.example/tsr" in text
+    assert text.count(REDACTED) >= 5
     assert request_id() is None
 
 
