@@ -100,6 +100,10 @@ class Change:
     condition: str
     subject: str
     details: dict[str, Any] | None  # None: clear
+    #: When what is reported was seen, for a state only one process may have seen (the TSA's
+    #: last check is each process's own): an observation older than the one the alert last
+    #: took is ignored, so two processes that checked at different times do not make it flap.
+    observed_at: datetime | None = None
 
     @property
     def raises(self) -> bool:
@@ -174,13 +178,32 @@ def clear_alert(
     return True
 
 
+def _stale(session: Session, change: Change) -> bool:
+    """Whether ``change`` reports an observation older than the one its alert last took."""
+    if change.observed_at is None:
+        return False
+    alert = session.scalar(
+        select(Alert).where(Alert.condition == change.condition, Alert.subject == change.subject)
+    )
+    if alert is None:
+        return False
+    last = (alert.details or {}).get("observed_at") if alert.active else None
+    if last is not None:
+        return change.observed_at <= datetime.fromisoformat(str(last))
+    return alert.cleared_at is not None and change.observed_at <= alert.cleared_at
+
+
 def apply(session: Session, changes: Iterable[Change], settings: Settings) -> None:
     repeat = timedelta(hours=settings.alert_repeat_hours)
     for change in changes:
+        if _stale(session, change):
+            continue
         if change.details is not None:
+            if change.observed_at is not None:
+                change.details["observed_at"] = change.observed_at.isoformat()
             raise_alert(session, change.condition, change.subject, change.details, repeat=repeat)
         else:
-            clear_alert(session, change.condition, change.subject)
+            clear_alert(session, change.condition, change.subject, now=change.observed_at)
 
 
 def standing_counts(session: Session) -> dict[str, int]:
@@ -334,7 +357,8 @@ class State:
     """What the state checks found, gathered outside any transaction (they may be slow)."""
 
     offers: list[tuple[str, bool, str]]
-    tsa: tuple[bool, str] | None
+    #: The TSA's last check in this process: ok, detail, when (None: none yet).
+    tsa: tuple[bool, str, datetime] | None
 
 
 def state_changes(
@@ -350,10 +374,15 @@ def state_changes(
             Change(OFFER_DOWN, name, None if ok else {"offer": name, "detail": detail, "at": now})
         )
     if state.tsa is not None:
-        ok, detail = state.tsa
+        ok, detail, checked_at = state.tsa
         external = settings.tsa_url or "autorité intégrée"
         changes.append(
-            Change(TSA_DOWN, "", None if ok else {"tsa": external, "detail": detail, "at": now})
+            Change(
+                TSA_DOWN,
+                "",
+                None if ok else {"tsa": external, "detail": detail, "at": checked_at.isoformat()},
+                observed_at=checked_at,
+            )
         )
     overdue = overdue_by_offer(session, offer_set, settings)
     for name in offer_set.offers:
@@ -385,7 +414,7 @@ def observe_state(offer_set: Any, settings: Settings) -> State:
 
     offers = [(h.name, h.ok, h.detail) for h in offers_health(offer_set)]
     last = last_tsa_check(settings)
-    tsa = (last.ok, last.detail) if last is not None else None
+    tsa = (last.ok, last.detail, last.at) if last is not None else None
     return State(offers=offers, tsa=tsa)
 
 

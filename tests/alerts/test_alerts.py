@@ -449,3 +449,29 @@ def test_mail_over_tls_checks_the_servers_certificate(
             assert mail["To"] == "dsi@mairie.example"
     finally:
         server.stop()
+
+
+def test_an_older_observation_of_another_process_does_not_flap_the_alert(api: Api) -> None:
+    """Each process knows the TSA's last check it saw: one that checked earlier must neither
+    clear an alert raised on a later failure nor raise one cleared by a later success."""
+    from datetime import timedelta
+
+    from sae.alerts.service import TSA_DOWN, Change, apply
+
+    settings = api.runtime.settings
+    t0 = utcnow() - timedelta(minutes=10)
+    down = {"tsa": "intégrée", "detail": "timeout"}
+
+    def observe(ok: bool, at: Any) -> None:
+        with transaction(api.runtime.sessions) as session:
+            apply(session, [Change(TSA_DOWN, "", None if ok else dict(down), at)], settings)
+
+    observe(False, t0 + timedelta(minutes=5))  # process A: failed at +5
+    observe(True, t0)  # process B: its last check, at +0, succeeded
+    assert ("tsa_down", "") in _standing(api)
+    observe(True, t0 + timedelta(minutes=6))  # B checks again, later: back
+    assert ("tsa_down", "") not in _standing(api)
+    observe(False, t0 + timedelta(minutes=5))  # A's old failure, seen again: not news
+    assert ("tsa_down", "") not in _standing(api)
+    observe(False, t0 + timedelta(minutes=7))  # a newer failure: a new alert
+    assert ("tsa_down", "") in _standing(api)
