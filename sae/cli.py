@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sae.alerts.cli import alerts_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.recovery.cli import backup_command, drill_command, rebuild_command, restore_command
@@ -40,6 +41,7 @@ app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
 app.add_typer(witness_app, name="witness")
+app.add_typer(alerts_app, name="alerts")
 app.command("verify")(verify_bundle_command)
 app.command("drill")(drill_command)
 app.command("rebuild")(rebuild_command)

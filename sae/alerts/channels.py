@@ -108,3 +108,32 @@ def send_webhook(settings: Settings, notification: Notification) -> None:
     response = httpx.post(settings.alert_webhook_url, content=body, headers=headers, timeout=20.0)
     if not response.is_success:
         raise RuntimeError(f"the webhook answered HTTP {response.status_code}")
+
+
+def send_test(settings: Settings) -> list[tuple[str, str | None]]:
+    """Send a test message on every configured channel: each channel's name and its error
+    (None when it took the message). Nothing is recorded: it is not an alert."""
+    from datetime import UTC, datetime
+
+    from sae.alerts.texts import test_text
+
+    title, body = test_text()
+    notification = Notification(
+        alert_id=0,
+        condition="test",
+        subject_key="",
+        title=title,
+        body=body,
+        details={},
+        first_seen_at=datetime.now(UTC),
+        reminder=False,
+        active=False,
+    )
+    results: list[tuple[str, str | None]] = []
+    for name, send in channels(settings):
+        try:
+            send(notification)
+            results.append((name, None))
+        except Exception as exc:  # reported to the operator, who is testing exactly this
+            results.append((name, f"{type(exc).__name__}: {exc}"))
+    return results

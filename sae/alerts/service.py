@@ -206,6 +206,14 @@ def apply(session: Session, changes: Iterable[Change], settings: Settings) -> No
             clear_alert(session, change.condition, change.subject, now=change.observed_at)
 
 
+def standing(session: Session, *, include_cleared: bool = False) -> list[Alert]:
+    """The alerts standing (or every alert row), newest first."""
+    query = select(Alert).order_by(Alert.last_seen_at.desc())
+    if not include_cleared:
+        query = query.where(Alert.active.is_(True))
+    return list(session.scalars(query))
+
+
 def standing_counts(session: Session) -> dict[str, int]:
     """Alerts standing, by condition (every condition named, 0 included): for the metrics."""
     counts = dict.fromkeys(CONDITIONS, 0)

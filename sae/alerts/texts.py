@@ -190,3 +190,15 @@ def compose(alert: Alert) -> tuple[str, str]:
         "renvoyée qu'après son délai de rappel tant qu'elle dure.",
     ]
     return f"[SAE] {title}", "\n".join(lines) + "\n"
+
+
+def test_text() -> tuple[str, str]:
+    """The subject and body of ``sae alerts test``'s message."""
+    return "[SAE] Message d'essai des alertes", (
+        "Ceci est un message d'essai envoyé par « sae alerts test ».\n\n"
+        "S'il vous parvient, SAE saura vous prévenir quand une copie est endommagée, qu'une "
+        "offre de stockage ou l'horodatage ne répond plus, qu'un audit ou un exercice de "
+        "restauration échoue, qu'un témoin refuse de contresigner le journal ou qu'une "
+        "quarantaine n'est pas levée.\n\nQue faire : rien, ce message ne signale aucun "
+        "problème.\n"
+    )
