@@ -333,25 +333,33 @@ def read_journal(session: Session) -> list[Change]:
         session.add(AlertCursor(name=JOURNAL_CURSOR, leaf_index=tree_size(session)))
         session.flush()
         return []
+    # The journal's size first: every leaf below it is committed (the size is written in the
+    # same transaction as the leaves), so the cursor never passes a leaf committed while this
+    # round read (under READ COMMITTED each statement sees the latest commits).
+    end = tree_size(session)
     changes: list[Change] = []
     for _ in range(MAX_BATCHES):
         events = list(
             session.scalars(
                 select(Event)
-                .where(Event.leaf_index >= cursor.leaf_index, Event.type.in_(ALERT_EVENTS))
+                .where(
+                    Event.leaf_index >= cursor.leaf_index,
+                    Event.leaf_index < end,
+                    Event.type.in_(ALERT_EVENTS),
+                )
                 .order_by(Event.leaf_index)
                 .limit(BATCH)
             )
         )
-        if not events:
-            cursor.leaf_index = max(cursor.leaf_index, tree_size(session))
-            break
         for event in events:
             change = from_event(event)
             if change is not None:
                 if change.condition == COPY_DAMAGED and change.details is not None:
                     _describe_copy(session, change.details)
                 changes.append(change)
+        if len(events) < BATCH:
+            cursor.leaf_index = max(cursor.leaf_index, end)
+            break
         cursor.leaf_index = events[-1].leaf_index + 1
     session.flush()
     return changes

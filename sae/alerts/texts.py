@@ -178,7 +178,19 @@ _TEXTS: dict[str, Callable[[dict[str, Any]], tuple[str, list[str]]]] = {
 def compose(alert: Alert) -> tuple[str, str]:
     """The subject line and the body of ``alert``'s notification."""
     details = dict(alert.details or {})
-    title, lines = _TEXTS[alert.condition](details)
+    text = _TEXTS.get(alert.condition)
+    if text is None:  # a condition of a later version, read by this one: said plainly
+        title, lines = (
+            f"Alerte {alert.condition}",
+            [
+                f"Condition : {alert.condition} ({alert.subject})",
+                *(f"  {k} : {v}" for k, v in sorted(details.items())),
+                "",
+                "Que faire : transmettez ce message au service informatique.",
+            ],
+        )
+    else:
+        title, lines = text(details)
     if alert.notifications > 0:
         title = f"Rappel : {title}"
         first = alert.first_seen_at.strftime("%d/%m/%Y à %H:%M UTC")
