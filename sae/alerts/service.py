@@ -511,6 +511,9 @@ def send_pending(sessions: sessionmaker[Session], channels: list[Channel]) -> in
     """Send the pending alerts due now on every channel that has not taken them yet; how many
     were sent on all. A channel's failure is logged and retried later, never raised."""
     sent = 0
+    # A channel that failed once in this round is not tried again before the next: fifty
+    # alerts pending behind a mail server that times out must not hold the worker fifty times.
+    down: dict[str, str] = {}
     for notification in _claim(sessions):
         log.warning(
             "alert.%s subject=%s: %s",
@@ -525,11 +528,15 @@ def send_pending(sessions: sessionmaker[Session], channels: list[Channel]) -> in
         for name, send in channels:
             if name in done:
                 continue
+            if name in down:
+                errors.append(f"{name}: not tried, it failed earlier in the round ({down[name]})")
+                continue
             try:
                 send(notification)
                 done.add(name)
             except Exception as exc:  # a channel down must not stop the others
-                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                down[name] = f"{type(exc).__name__}: {exc}"
+                errors.append(f"{name}: {down[name]}")
                 log.warning(
                     "alert.send_failed channel=%s condition=%s: %s",
                     name,
