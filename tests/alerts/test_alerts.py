@@ -242,8 +242,16 @@ def test_webhook_signed_deduplicated_reminded_and_cleared(two_sites: Api, webhoo
         assert (doc["condition"], doc["subject"], doc["active"]) == ("offer_down", "site-a", True)
         assert doc["title"] == "[SAE] Offre de stockage « site-a » injoignable"
         assert "les nouveaux versements sont refusés" in doc["text"]
-        # Still down: not sent again before the repeat interval.
+        # Still down: not sent again before the repeat interval — nor by another process, or
+        # after a restart: the deduplication is in the database.
         assert _round(two_sites) == 0
+        from sae.runtime import Runtime
+
+        other = Runtime.open(two_sites.runtime.settings)
+        try:
+            assert run_once(other.sessions, other.settings, other.offer_set) == 0
+        finally:
+            other.close()
         assert len(webhook.received) == before + 1
         # After the repeat interval: a reminder.
         _configure(two_sites, alert_repeat_hours=0.0001)
