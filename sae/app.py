@@ -13,13 +13,14 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sae import __version__
 from sae.config import Settings, get_settings
 from sae.errors import SAEError
+from sae.logs import RequestIdMiddleware
 from sae.runtime import Runtime
 
 log = logging.getLogger("sae.app")
@@ -159,6 +160,14 @@ def _witnessing(rt: Runtime) -> dict[str, Any]:
     }
 
 
+class SaeApp(FastAPI):
+    """FastAPI with the request id outermost: every line logged while a request is served,
+    and its answer (a 500 of the error middleware included), carry it (``sae.logs``)."""
+
+    def build_middleware_stack(self) -> Any:
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The SAE application; opens its runtime (database, offers) at startup."""
 
@@ -182,7 +191,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if own:
                 runtime.close()
 
-    app = FastAPI(
+    app = SaeApp(
         title="SAE — système d'archivage électronique",
         version=__version__,
         summary="SEDA 2.x ingest, write-once storage on French territory, provable journal.",
@@ -239,5 +248,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             "failing": failing,
         }
         return JSONResponse(body, status_code=200 if not failing else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics (text exposition format); ``Authorization: Bearer`` with
+        ``SAE_METRICS_TOKEN`` or an admin token. Names and labels: docs/operations.md."""
+        from sae.metrics import CONTENT_TYPE, authorize_scrape, render
+
+        rt: Runtime = request.app.state.runtime
+        authorize_scrape(rt, request.headers.get("authorization", ""))
+        return Response(render(rt), media_type=CONTENT_TYPE)
 
     return app

@@ -31,6 +31,7 @@ from sae.journal.witnessing import WitnessClient, WitnessSet
 from sae.storage.offers import OfferSet
 
 if TYPE_CHECKING:  # the runtime holds the sealer: imported for its type only
+    from sae.alerts.worker import AlertWorker
     from sae.runtime import Runtime
 
 log = logging.getLogger("sae.journal")
@@ -307,12 +308,15 @@ class Auditor:
 
 @dataclass(frozen=True, slots=True)
 class Background:
-    """The background work of one process: the sealer and the auditor, started together."""
+    """The background work of one process: the sealer, the auditor and the alerts, started
+    together."""
 
     sealer: Sealer
     auditor: Auditor
+    alerts: AlertWorker
 
     def stop(self) -> None:
+        self.alerts.stop()
         self.auditor.stop()
         self.sealer.stop()
 
@@ -334,7 +338,12 @@ def start_background(runtime: Runtime) -> Background:
     sealer.start()
     auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)
     auditor.start()
-    return Background(sealer, auditor)
+    from sae.alerts.worker import AlertWorker
+
+    # Alerts are detected and sent here, in the background, never on a request's path.
+    alerts = AlertWorker(runtime.sessions, runtime.settings, runtime.offer_set)
+    alerts.start()
+    return Background(sealer, auditor, alerts)
 
 
 def run_worker(runtime: Runtime, stop: threading.Event) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sae.alerts.cli import alerts_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.migrate_cli import migrate_app, migrate_db_command
@@ -41,6 +42,7 @@ app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
 app.add_typer(witness_app, name="witness")
+app.add_typer(alerts_app, name="alerts")
 app.command("verify")(verify_bundle_command)
 app.command("drill")(drill_command)
 app.command("rebuild")(rebuild_command)
@@ -72,8 +74,17 @@ def _options(
         ),
     ] = False,
 ) -> None:
-    # Typer needs a callback for options of ``sae`` itself; each command does its own work.
-    pass
+    """Every command logs the same way as the server: configured once, at its start
+    (``SAE_LOG_LEVEL``, ``SAE_LOG_FORMAT``; see ``sae.logs``)."""
+    from sae.config import ConfigurationError, load_settings
+    from sae.logs import configure_logging
+
+    try:
+        # The servers (sae serve, sae witness serve) log at SAE_LOG_LEVEL, INFO by default;
+        # the other commands speak to a person: WARNING unless SAE_LOG_LEVEL says otherwise.
+        configure_logging(load_settings(), quiet_by_default=True)
+    except ConfigurationError:
+        return  # the command itself refuses the configuration, naming the variable
 
 
 @app.command()
@@ -96,6 +107,13 @@ def serve(
         os.environ["SAE_WORKERS"] = str(workers)  # the worker processes read the environment
         settings = settings_or_exit()
     host, port = host or settings.host, port or settings.port
+    from sae.logs import configure_logging
+    from sae.metrics import prepare_multiprocess
+
+    configure_logging(settings)  # a server: INFO unless SAE_LOG_LEVEL says otherwise
+
+    # The counters of every worker process in files that any of them sums for a scrape.
+    prepare_multiprocess(settings.data_dir)
     with opened_runtime() as runtime:
         if runtime.admin_token_path is not None:
             console.print(
