@@ -94,9 +94,10 @@ def refusals(exit_code: int = 1, *, with_code: bool = False) -> Iterator[None]:
         yield
     except SAEError as exc:
         said = f"{exc.code}: {exc.detail}" if with_code else exc.detail
-        err.print(f"[red]{escape(said)}[/red]")
+        # Never folded by Rich: a path or a key in the message stays whole, to be copied.
+        err.print(f"[red]{escape(said)}[/red]", soft_wrap=True)
         for problem in exc.extra.get("problems", [])[:50]:
-            err.print(f"  - {escape(str(problem))}")
+            err.print(f"  - {escape(str(problem))}", soft_wrap=True)
         raise typer.Exit(exit_code) from None
 
 

@@ -632,6 +632,12 @@ class _Rebuild:
                 header, leaves = read_segment(chunks())
             except SegmentFormatError as exc:
                 raise SegmentInvalid(key, "format", str(exc)) from None
+            if header.first_leaf < size and header.head.tree_size <= size:
+                # Wholly within what is imported: a second segment written for a head by a
+                # publisher that raced another. Nothing to import; its head must be the one the
+                # catalogue holds, and its leaves those the catalogue holds.
+                self._check_covered(session, key, header, leaves)
+                return size, peaks
             self._check_header(key, header, size)
             known: list[bytes] = []
 
@@ -674,6 +680,41 @@ class _Rebuild:
             self.notes.extend(context.notes)
         return index, peaks
 
+    def _check_covered(
+        self, session: Session, key: str, header: SegmentHeader, leaves: Iterator[bytes]
+    ) -> None:
+        head = header.head
+        held = session.scalar(select(TreeHead).where(TreeHead.tree_size == head.tree_size))
+        if held is None or (held.checkpoint, held.signature, held.tsr) != (
+            head.checkpoint,
+            head.signature,
+            head.tsr,
+        ):
+            raise SegmentInvalid(
+                key,
+                "overlap",
+                f"starts at leaf {header.first_leaf} and ends at leaf {head.tree_size}, within "
+                "what is imported, with a head the catalogue does not hold",
+            )
+        batch: list[bytes] = []
+        position = header.first_leaf
+        for leaf in leaves:
+            batch.append(leaf)
+            if len(batch) >= BATCH:
+                self._compare_known(session, key, position, batch)
+                position += len(batch)
+                batch = []
+        if batch:
+            self._compare_known(session, key, position, batch)
+            position += len(batch)
+        if position != head.tree_size:
+            raise SegmentInvalid(
+                key,
+                "count",
+                f"{position - header.first_leaf} leaves for [{header.first_leaf}, "
+                f"{head.tree_size})",
+            )
+
     def _check_header(self, key: str, header: SegmentHeader, size: int) -> None:
         if header.key != key:
             raise SegmentInvalid(key, "key", f"its header says {header.key}")
@@ -683,7 +724,11 @@ class _Rebuild:
                 "gap",
                 f"leaves [{size}, {header.first_leaf}) missing: no segment on the offer holds them",
             )
-        straddles = self.catch_up and header.first_leaf < size < header.head.tree_size
+        # A segment may start below what is imported: a catch-up's first segment, or two
+        # segments written from the same watermark (each head's own, by two publishers that
+        # raced); its leaves the catalogue already holds must be those bytes (_compare_known).
+        # One that ends there too adds nothing and is refused: it would take the size back.
+        straddles = header.first_leaf < size < header.head.tree_size
         if header.first_leaf < size and not straddles:
             raise SegmentInvalid(
                 key, "overlap", f"starts at leaf {header.first_leaf}, before leaf {size}"

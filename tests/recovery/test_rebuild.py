@@ -933,3 +933,39 @@ def test_a_rebuild_accepts_the_keys_of_the_history_it_replays(
     assert fingerprint(
         SigningKey.load(stranger.data_dir / "keys" / "journal-signing.key").public_pem
     )
+
+
+def test_a_head_published_twice_from_one_watermark_is_read_once(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """Two publishers that raced wrote [a, c) beside [a, b) and [b, c): the rebuild imports
+    [a, c) past b, after checking [a, b) against what it holds, and finds [b, c) wholly
+    imported with the very head it holds."""
+    from sae.db import make_engine, make_sessionmaker
+    from sae.journal.models import TreeHead
+    from sae.journal.publishing import _write
+    from sae.journal.segments import SegmentHead, segment_key
+
+    offer = local_offer(archive.settings)
+    spans = [
+        tuple(int(n) for n in key.removeprefix(SEGMENTS).removesuffix(".jsonl").split("-"))
+        for key in segment_keys(offer)
+    ]
+    assert len(spans) >= 3
+    (a, b), (b2, c) = spans[1], spans[2]
+    assert b == b2
+    engine = make_engine(archive.settings.db_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        head = session.scalar(select(TreeHead).where(TreeHead.tree_size == c))
+        live = sorted(session.scalars(select(TreeHead.tree_size)))
+    assert head is not None
+    assert _write(sessions, offer, segment_key(a, c), a, SegmentHead.of(head)) is not None
+    engine.dispose()
+    target = sqlite_target(tmp_path)
+    rebuild(archive.settings, "local", target)
+    rebuilt = make_engine(target)
+    with make_sessionmaker(rebuilt)() as session:
+        held = sorted(session.scalars(select(TreeHead.tree_size)))
+    rebuilt.dispose()
+    assert [n for n in held if n <= c] == [n for n in live if n <= c]
