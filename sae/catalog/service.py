@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import ColumnElement, FromClause, Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
+from sae.catalog import fulltext
 from sae.catalog.errors import InvalidQuery, ObjectNotFound, UnitNotFound
-from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
-from sae.catalog.text import fold
+from sae.catalog.models import ArchiveUnit, DataObject, UnitLink, UnitRule
+from sae.catalog.text import fold, parse_query
 from sae.db import utcnow
 from sae.retention import compute, dates
 from sae.retention.models import Rule, UnitComputedRule
@@ -189,40 +191,83 @@ class SearchQuery:
     date_to: str | None = None
     status: str | None = None
     due_before: date | None = None
+    #: The id of the AppraisalRule declared on the unit (a record type of the schedule).
+    record_type: str | None = None
     limit: int = 50
     cursor: str | None = None
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+#: The facets ``search_facets`` counts: name → what a unit is counted under.
+FACETS = ("producer", "year", "record_type", "status")
+#: At most this many values per facet, the most frequent first.
+FACET_VALUES = 20
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    count: int
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Facets:
+    total: int
+    counts: dict[str, list[FacetValue]]
+
+
+def _decode_cursor(cursor: str, *, ranked: bool) -> list[object]:
+    """The position a cursor holds: ``[created_at, id]``, or ``["score", score, id]`` for a
+    full-text search (sorted by relevance)."""
     try:
-        created, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
-        return str(created), str(last_id)
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if not isinstance(value, list):
+            raise TypeError("not a list")
+        if ranked and len(value) == 3 and value[0] == "score":
+            return [float(value[1]), str(value[2])]
+        if not ranked and len(value) == 2:
+            return [str(value[0]), str(value[1])]
     except (ValueError, TypeError) as exc:
         raise InvalidQuery("the cursor is not one this server gave") from exc
+    raise InvalidQuery("the cursor is not one this server gave for this search")
 
 
-def _encode_cursor(unit: ArchiveUnit) -> str:
-    raw = json.dumps([unit.created_at.isoformat(), unit.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+def _encode_cursor(position: list[object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def search_units(
+def _filtered(
     session: Session, query: SearchQuery, principal: Principal
-) -> tuple[list[ArchiveUnit], str | None]:
-    """Units matching the filters, newest first, keyset-paginated."""
+) -> tuple[Select[ArchiveUnit], ColumnElement[float] | None] | None:
+    """The units a search selects, before ordering and paging, and their relevance score when
+    ``q`` is given; None when ``q`` holds nothing searchable (no letter, no digit)."""
     stmt = select(ArchiveUnit)
+    score: ColumnElement[float] | None = None
     if principal.role == "depositor":
         stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
-    if query.q:
-        # Folded on both sides (no case, no accents): one column compared, in every database.
-        like = f"%{_escape_like(fold(query.q))}%"
-        stmt = stmt.where(ArchiveUnit.search_text.like(like, escape="\\"))
+    if query.q is not None and query.q.strip():
+        terms = parse_query(query.q)
+        if not terms:
+            return None
+        stmt, score = fulltext.apply_match(stmt, session.get_bind().dialect.name, terms)
     if query.title:
-        stmt = stmt.where(ArchiveUnit.title.ilike(f"%{_escape_like(query.title)}%", escape="\\"))
+        # Folded on both sides (no case, no accents), a substring of the title.
+        like = f"%{_escape_like(fold(query.title))}%"
+        stmt = stmt.where(ArchiveUnit.title_folded.like(like, escape="\\"))
     if query.producer:
         stmt = stmt.where(ArchiveUnit.producer == query.producer)
     if query.status:
         stmt = stmt.where(ArchiveUnit.status == query.status)
+    if query.record_type:
+        stmt = stmt.where(
+            exists(
+                select(UnitRule.unit_id).where(
+                    UnitRule.unit_id == ArchiveUnit.id,
+                    UnitRule.category == "AppraisalRule",
+                    UnitRule.rule_id == query.record_type,
+                )
+            )
+        )
     if query.date_from:
         stmt = stmt.where(
             or_(ArchiveUnit.end_date >= query.date_from, ArchiveUnit.start_date >= query.date_from)
@@ -244,23 +289,107 @@ def search_units(
                 )
             )
         )
-    if query.cursor:
-        created, last_id = _decode_cursor(query.cursor)
-        from datetime import datetime
+    return stmt, score
 
-        created_at = datetime.fromisoformat(created)
-        stmt = stmt.where(
-            or_(
-                ArchiveUnit.created_at < created_at,
-                (ArchiveUnit.created_at == created_at) & (ArchiveUnit.id < last_id),
-            )
-        )
+
+def search_units(
+    session: Session, query: SearchQuery, principal: Principal
+) -> tuple[list[ArchiveUnit], str | None]:
+    """Units matching the filters — the most relevant first when ``q`` is given
+    (``sae.catalog.fulltext``), else the newest first — keyset-paginated."""
+    filtered = _filtered(session, query, principal)
+    if filtered is None:
+        return [], None
+    stmt, score = filtered
     limit = max(1, min(query.limit, 500))
-    stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc()).limit(limit + 1)
-    rows = session.scalars(stmt).all()
-    units = list(rows[:limit])
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return units, next_cursor
+    if score is None:
+        if query.cursor:
+            created, last_id = _decode_cursor(query.cursor, ranked=False)
+            created_at = datetime.fromisoformat(str(created))
+            stmt = stmt.where(
+                or_(
+                    ArchiveUnit.created_at < created_at,
+                    (ArchiveUnit.created_at == created_at) & (ArchiveUnit.id < last_id),
+                )
+            )
+        stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc())
+        units = list(session.scalars(stmt.limit(limit + 1)).all())
+        more = len(units) > limit
+        units = units[:limit]
+        last = units[-1] if units else None
+        position: list[object] = [last.created_at.isoformat(), last.id] if last else []
+        return units, _encode_cursor(position) if more and last else None
+    if query.cursor:
+        last_score, last_id = _decode_cursor(query.cursor, ranked=True)
+        stmt = stmt.where(
+            or_(score < last_score, (score == last_score) & (ArchiveUnit.id > last_id))
+        )
+    ranked = stmt.add_columns(score).order_by(score.desc(), ArchiveUnit.id)
+    rows = session.execute(ranked.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    units = [row[0] for row in rows]
+    if not (more and rows):
+        return units, None
+    return units, _encode_cursor(["score", float(rows[-1][1]), rows[-1][0].id])
+
+
+def search_facets(
+    session: Session, query: SearchQuery, principal: Principal, names: tuple[str, ...] = FACETS
+) -> Facets:
+    """How many units the search selects, and how many under each value of each facet
+    (:data:`FACETS`; at most :data:`FACET_VALUES` values each, the most frequent first)."""
+    unknown = [name for name in names if name not in FACETS]
+    if unknown:
+        raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
+    filtered = _filtered(session, query, principal)
+    if filtered is None:
+        return Facets(0, {name: [] for name in names})
+    selected = (
+        filtered[0]
+        .with_only_columns(
+            ArchiveUnit.id, ArchiveUnit.producer, ArchiveUnit.start_date, ArchiveUnit.status
+        )
+        .subquery("selected")
+    )
+    total = session.scalar(select(func.count()).select_from(selected)) or 0
+    counts: dict[str, list[FacetValue]] = {}
+    for name in names:
+        if name == "record_type":
+            key: ColumnElement[Any] = UnitRule.__table__.c.rule_id
+            source: FromClause = selected.join(
+                UnitRule,
+                (UnitRule.unit_id == selected.c.id) & (UnitRule.category == "AppraisalRule"),
+            )
+        else:
+            key = {
+                "producer": selected.c.producer,
+                "year": func.substr(selected.c.start_date, 1, 4),
+                "status": selected.c.status,
+            }[name]
+            source = selected
+        number = func.count().label("n")
+        rows = session.execute(
+            select(key.label("value"), number)
+            .select_from(source)
+            .where(key.is_not(None))
+            .group_by(key)
+            .order_by(number.desc(), key)
+            .limit(FACET_VALUES)
+        ).all()
+        values = [str(r[0]) for r in rows]
+        labels = _record_type_labels(session, values) if name == "record_type" else {}
+        counts[name] = [FacetValue(str(r[0]), int(r[1]), labels.get(str(r[0]))) for r in rows]
+    return Facets(int(total), counts)
+
+
+def _record_type_labels(session: Session, rule_ids: list[str]) -> dict[str, str]:
+    """What the schedule calls each rule (its record type), else the rule's own value."""
+    labels = {}
+    for rule in session.scalars(select(Rule).where(Rule.id.in_(rule_ids))):
+        meta = rule.meta or {}
+        labels[rule.id] = str(meta.get("record_type") or rule.value)
+    return labels
 
 
 def _escape_like(text: str) -> str:

@@ -1,0 +1,173 @@
+"""catalog: full-text search — FTS5 on SQLite, a French tsvector with a GIN index on PostgreSQL
+
+Revision ID: 0015_fulltext
+Revises: 0011_witnessing
+Create Date: 2026-12-06
+
+Both indexes are kept by triggers in the database, from two columns the catalogue writes
+(``title_folded``, ``search_text``: folded in Python, ``sae.catalog.text``) and the unit's
+status: every way a unit row is written (ingest, rebuild, restore, a migration, raw SQL) is
+indexed, and a unit destroyed or withdrawn leaves the index in the same transaction.
+
+SQLite: ``unit_fts``, a contentless FTS5 table (the text is already in ``archive_units``;
+``unicode61 remove_diacritics 2``), whose rowids come from ``unit_search_rows`` — an INTEGER
+PRIMARY KEY per unit, because VACUUM may renumber the implicit rowids of ``archive_units``.
+A contentless table forgets a row by being given the row's indexed values again ('delete'):
+the triggers give the old row's columns, which are exactly what was indexed.
+
+PostgreSQL: ``archive_units.search_vector`` (title weighted A, the rest B), French stemming
+(``pg_catalog.french``), a GIN index. Its parser is given words only (what is not a letter or a
+digit becomes a space): left to itself it reads « BP-2024-001 » as "bp", "-2024", "-001" and
+« facture_2013.pdf » as one host name, where a user types words — and SQLite's FTS5 splits them
+so. No ``unaccent`` extension: the text is folded before it
+reaches the database, the same folding as on SQLite, ligatures included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from sae.catalog.text import fold
+
+revision: str = "0015_fulltext"
+down_revision: str | Sequence[str] | None = "0011_witnessing"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+BATCH = 2000
+
+SQLITE = [
+    "CREATE TABLE unit_search_rows (id INTEGER PRIMARY KEY, unit_id VARCHAR(36) NOT NULL UNIQUE)",
+    "CREATE VIRTUAL TABLE unit_fts USING fts5("
+    " title, body, content='', tokenize='unicode61 remove_diacritics 2')",
+    """CREATE TRIGGER archive_units_fts_insert AFTER INSERT ON archive_units
+    WHEN new.status NOT IN ('destroyed', 'withdrawn')
+    BEGIN
+        INSERT OR IGNORE INTO unit_search_rows(unit_id) VALUES (new.id);
+        INSERT INTO unit_fts(rowid, title, body)
+            SELECT id, new.title_folded, new.search_text
+            FROM unit_search_rows WHERE unit_id = new.id;
+    END""",
+    """CREATE TRIGGER archive_units_fts_update
+    AFTER UPDATE OF title_folded, search_text, status ON archive_units
+    BEGIN
+        INSERT INTO unit_fts(unit_fts, rowid, title, body)
+            SELECT 'delete', id, old.title_folded, old.search_text
+            FROM unit_search_rows
+            WHERE unit_id = old.id AND old.status NOT IN ('destroyed', 'withdrawn');
+        INSERT OR IGNORE INTO unit_search_rows(unit_id)
+            SELECT new.id WHERE new.status NOT IN ('destroyed', 'withdrawn');
+        INSERT INTO unit_fts(rowid, title, body)
+            SELECT id, new.title_folded, new.search_text
+            FROM unit_search_rows
+            WHERE unit_id = new.id AND new.status NOT IN ('destroyed', 'withdrawn');
+    END""",
+    """CREATE TRIGGER archive_units_fts_delete AFTER DELETE ON archive_units
+    BEGIN
+        INSERT INTO unit_fts(unit_fts, rowid, title, body)
+            SELECT 'delete', id, old.title_folded, old.search_text
+            FROM unit_search_rows
+            WHERE unit_id = old.id AND old.status NOT IN ('destroyed', 'withdrawn');
+        DELETE FROM unit_search_rows WHERE unit_id = old.id;
+    END""",
+]
+SQLITE_BUILD = [
+    "INSERT INTO unit_search_rows(unit_id) SELECT id FROM archive_units"
+    " WHERE status NOT IN ('destroyed', 'withdrawn') ORDER BY created_at, id",
+    "INSERT INTO unit_fts(rowid, title, body)"
+    " SELECT r.id, u.title_folded, u.search_text"
+    " FROM unit_search_rows r JOIN archive_units u ON u.id = r.unit_id",
+]
+SQLITE_DROP = [
+    "DROP TRIGGER IF EXISTS archive_units_fts_insert",
+    "DROP TRIGGER IF EXISTS archive_units_fts_update",
+    "DROP TRIGGER IF EXISTS archive_units_fts_delete",
+    "DROP TABLE IF EXISTS unit_fts",
+    "DROP TABLE IF EXISTS unit_search_rows",
+]
+
+POSTGRESQL = [
+    "ALTER TABLE archive_units ADD COLUMN search_vector tsvector",
+    """CREATE FUNCTION archive_units_search_vector() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.status IN ('destroyed', 'withdrawn') THEN
+            NEW.search_vector := NULL;
+        ELSE
+            NEW.search_vector :=
+                setweight(to_tsvector('pg_catalog.french', regexp_replace(
+                    coalesce(NEW.title_folded, ''), '[^[:alnum:]]+', ' ', 'g')), 'A')
+                || setweight(to_tsvector('pg_catalog.french', regexp_replace(
+                    coalesce(NEW.search_text, ''), '[^[:alnum:]]+', ' ', 'g')), 'B');
+        END IF;
+        RETURN NEW;
+    END
+    $$""",
+    """CREATE TRIGGER archive_units_search_vector
+    BEFORE INSERT OR UPDATE OF title_folded, search_text, status ON archive_units
+    FOR EACH ROW EXECUTE FUNCTION archive_units_search_vector()""",
+]
+POSTGRESQL_BUILD = [
+    # Fires the trigger on every unit catalogued before this revision.
+    "UPDATE archive_units SET status = status",
+    "CREATE INDEX ix_archive_units_search ON archive_units USING gin (search_vector)",
+]
+POSTGRESQL_DROP = [
+    "DROP INDEX IF EXISTS ix_archive_units_search",
+    "DROP TRIGGER IF EXISTS archive_units_search_vector ON archive_units",
+    "DROP FUNCTION IF EXISTS archive_units_search_vector()",
+    "ALTER TABLE archive_units DROP COLUMN IF EXISTS search_vector",
+]
+
+
+def _fold_titles() -> None:
+    units = sa.table(
+        "archive_units",
+        sa.column("id", sa.String()),
+        sa.column("title", sa.Text()),
+        sa.column("title_folded", sa.Text()),
+    )
+    bind = op.get_bind()
+    update = (
+        units.update()
+        .where(units.c.id == sa.bindparam("unit_id"))
+        .values(title_folded=sa.bindparam("folded"))
+    )
+    last = ""
+    while True:  # keyset batches: nothing held open while the table is written
+        batch = bind.execute(
+            sa.select(units.c.id, units.c.title)
+            .where(units.c.id > last)
+            .order_by(units.c.id)
+            .limit(BATCH)
+        ).all()
+        if not batch:
+            return
+        bind.execute(update, [{"unit_id": r.id, "folded": fold(r.title or "")} for r in batch])
+        last = batch[-1].id
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("archive_units", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("title_folded", sa.Text(), nullable=False, server_default=""))
+    _fold_titles()
+    dialect = op.get_bind().dialect.name
+    statements = {
+        "sqlite": SQLITE + SQLITE_BUILD,
+        "postgresql": POSTGRESQL + POSTGRESQL_BUILD,
+    }.get(dialect)
+    if statements is None:
+        raise RuntimeError(f"full-text search is written for SQLite and PostgreSQL, not {dialect}")
+    for statement in statements:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for statement in SQLITE_DROP if dialect == "sqlite" else POSTGRESQL_DROP:
+        op.execute(statement)
+    with op.batch_alter_table("archive_units", schema=None) as batch_op:
+        batch_op.drop_column("title_folded")
