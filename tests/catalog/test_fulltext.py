@@ -4,16 +4,18 @@ for stemming, which only PostgreSQL does."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from sae.catalog.fulltext import fts5_expression, tsquery_expression
 from sae.catalog.models import ArchiveUnit
-from sae.catalog.text import Term, parse_query
+from sae.catalog.text import Term, fold, parse_query
 from sae.db import transaction
-from tests.conftest import Api
+from tests.conftest import Api, Database, postgres_schema, upgrade_to
 from tests.sipfactory import FileSpec, RuleSpec, SipSpec, UnitSpec, build_zip
 
 RULES_CSV = (
@@ -241,3 +243,81 @@ def test_units_no_longer_archived_leave_the_index(api: Api) -> None:
         with api.runtime.sessions() as session:
             # FTS5's own consistency check of a contentless table against what it was given.
             session.execute(text("INSERT INTO unit_fts(unit_fts) VALUES ('integrity-check')"))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_upgrade_indexes_the_units_catalogued_before_it(kind: str, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path / 'old.db'}"
+        else:
+            url = stack.enter_context(postgres_schema("sae_fts_upgrade"))
+        engine = create_engine(url)
+        stack.callback(engine.dispose)
+        upgrade_to(engine, "0011_witnessing")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO transfers (id, status, received_at, unit_count, object_count,"
+                    " total_bytes, errors, warnings)"
+                    " VALUES ('t', 'accepted', '2026-11-01', 0, 0, 0, '[]', '[]')"
+                )
+            )
+            for n, (title, status) in enumerate(
+                [("Délibération du CONSEIL", "active"), ("Délibération retirée", "withdrawn")]
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO archive_units (id, transfer_id, sip_id, title, search_text,"
+                        " producer, content_xml, management, status, created_at) VALUES (:id,"
+                        " 't', :sip, :title, :folded, 'P', :empty, '{}', :status, '2026-11-01')"
+                    ),
+                    {
+                        "id": f"u{n}",
+                        "sip": f"AU-{n}",
+                        "title": title,
+                        "folded": fold(title),
+                        "empty": b"",
+                        "status": status,
+                    },
+                )
+        upgrade_to(engine, "head")
+        with engine.connect() as conn:
+            hits = conn.execute(*_match_statement(kind, "deliberation")).scalars().all()
+            folded = conn.execute(text("SELECT title_folded FROM archive_units ORDER BY id")).all()
+        assert hits == ["u0"]  # the withdrawn unit is not indexed
+        assert [t for (t,) in folded] == ["deliberation du conseil", "deliberation retiree"]
+
+
+def _match_statement(kind: str, word: str) -> tuple[Any, dict[str, str]]:
+    if kind == "sqlite":
+        return text(
+            "SELECT r.unit_id FROM unit_fts JOIN unit_search_rows r ON r.id = unit_fts.rowid"
+            " WHERE unit_fts MATCH :q"
+        ), {"q": word}
+    return text(
+        "SELECT id FROM archive_units WHERE search_vector @@ to_tsquery('pg_catalog.french', :q)"
+    ), {"q": word}
+
+
+def test_the_index_triggers_are_in_place_at_head(database: Database) -> None:
+    # A later migration that rebuilds archive_units (SQLite's batch mode copies the table)
+    # drops its triggers with it: then the index would silently stop following the catalogue.
+    with database.engine.connect() as conn:
+        if database.kind == "sqlite":
+            names = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            ).scalars()
+            assert {
+                "archive_units_fts_delete",
+                "archive_units_fts_insert",
+                "archive_units_fts_update",
+            } <= set(names)
+        else:
+            names = conn.execute(
+                text(
+                    "SELECT tgname FROM pg_trigger"
+                    " WHERE NOT tgisinternal AND tgrelid = 'archive_units'::regclass"
+                )
+            ).scalars()
+            assert "archive_units_search_vector" in set(names)
