@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
@@ -324,14 +324,26 @@ def search_units(
         stmt = stmt.where(
             or_(score < last_score, (score == last_score) & (ArchiveUnit.id > last_id))
         )
-    ranked = stmt.add_columns(score).order_by(score.desc(), ArchiveUnit.id)
-    rows = session.execute(ranked.limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    units = [row[0] for row in rows]
-    if not (more and rows):
+    # Ranked on (id, score) alone, then the page's rows read by id: sorting the whole rows of
+    # every match (descriptions, Content XML) cost more than the search itself.
+    ranked = (
+        stmt.with_only_columns(ArchiveUnit.id, score)
+        .order_by(score.desc(), ArchiveUnit.id)
+        .limit(limit + 1)
+    )
+    hits = [(str(unit_id), float(value)) for unit_id, value in session.execute(ranked)]
+    more = len(hits) > limit
+    hits = hits[:limit]
+    found = {
+        unit.id: unit
+        for unit in session.scalars(
+            select(ArchiveUnit).where(ArchiveUnit.id.in_([unit_id for unit_id, _ in hits]))
+        )
+    }
+    units = [found[unit_id] for unit_id, _ in hits if unit_id in found]
+    if not (more and hits):
         return units, None
-    return units, _encode_cursor(["score", float(rows[-1][1]), rows[-1][0].id])
+    return units, _encode_cursor(["score", hits[-1][1], hits[-1][0]])
 
 
 def search_facets(
@@ -352,35 +364,39 @@ def search_facets(
         )
         .subquery("selected")
     )
-    total = session.scalar(select(func.count()).select_from(selected)) or 0
-    counts: dict[str, list[FacetValue]] = {}
-    for name in names:
-        if name == "record_type":
-            key: ColumnElement[Any] = UnitRule.__table__.c.rule_id
-            source: FromClause = selected.join(
+    year = func.substr(selected.c.start_date, 1, 4)
+    # One pass over the selected units for the total and three facets (a few hundred groups at
+    # most: producers x years x statuses), summed here; one more for the record types, which
+    # come from another table.
+    tallies: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
+    total = 0
+    for producer, started, status, number in session.execute(
+        select(selected.c.producer, year, selected.c.status, func.count())
+        .select_from(selected)
+        .group_by(selected.c.producer, year, selected.c.status)
+    ):
+        total += number
+        tallies["producer"][producer] += number
+        if started:
+            tallies["year"][started] += number
+        tallies["status"][status] += number
+    if "record_type" in names and total:
+        for rule_id, number in session.execute(
+            select(UnitRule.rule_id, func.count())
+            .select_from(selected)
+            .join(
                 UnitRule,
                 (UnitRule.unit_id == selected.c.id) & (UnitRule.category == "AppraisalRule"),
             )
-        else:
-            key = {
-                "producer": selected.c.producer,
-                "year": func.substr(selected.c.start_date, 1, 4),
-                "status": selected.c.status,
-            }[name]
-            source = selected
-        number = func.count().label("n")
-        rows = session.execute(
-            select(key.label("value"), number)
-            .select_from(source)
-            .where(key.is_not(None))
-            .group_by(key)
-            .order_by(number.desc(), key)
-            .limit(FACET_VALUES)
-        ).all()
-        values = [str(r[0]) for r in rows]
-        labels = _record_type_labels(session, values) if name == "record_type" else {}
-        counts[name] = [FacetValue(str(r[0]), int(r[1]), labels.get(str(r[0]))) for r in rows]
-    return Facets(int(total), counts)
+            .group_by(UnitRule.rule_id)
+        ):
+            tallies["record_type"][rule_id] += number
+    counts: dict[str, list[FacetValue]] = {}
+    for name in names:
+        top = sorted(tallies[name].items(), key=lambda item: (-item[1], item[0]))[:FACET_VALUES]
+        labels = _record_type_labels(session, [v for v, _ in top]) if name == "record_type" else {}
+        counts[name] = [FacetValue(value, number, labels.get(value)) for value, number in top]
+    return Facets(total, counts)
 
 
 def _record_type_labels(session: Session, rule_ids: list[str]) -> dict[str, str]:
