@@ -11,7 +11,10 @@ indexed, and a unit destroyed or withdrawn leaves the index in the same transact
 
 SQLite: ``unit_fts``, a contentless FTS5 table (the text is already in ``archive_units``;
 ``unicode61 remove_diacritics 2``), whose rowids come from ``unit_search_rows`` — an INTEGER
-PRIMARY KEY per unit, because VACUUM may renumber the implicit rowids of ``archive_units``.
+PRIMARY KEY per indexed unit, because VACUUM may renumber the implicit rowids of
+``archive_units`` — which also holds what the facets count and the usual filters test
+(producer, year, status): a narrow row beside each match, where reading the wide
+``archive_units`` row of every match of a common word cost most of a search's time.
 A contentless table forgets a row by being given the row's indexed values again ('delete'):
 the triggers give the old row's columns, which are exactly what was indexed.
 
@@ -40,42 +43,43 @@ depends_on: str | Sequence[str] | None = None
 BATCH = 2000
 
 SQLITE = [
-    "CREATE TABLE unit_search_rows (id INTEGER PRIMARY KEY, unit_id VARCHAR(36) NOT NULL UNIQUE)",
+    "CREATE TABLE unit_search_rows (id INTEGER PRIMARY KEY, unit_id VARCHAR(36) NOT NULL UNIQUE,"
+    " producer VARCHAR(255), year VARCHAR(4), status VARCHAR(16))",
     "CREATE VIRTUAL TABLE unit_fts USING fts5("
     " title, body, content='', tokenize='unicode61 remove_diacritics 2')",
     """CREATE TRIGGER archive_units_fts_insert AFTER INSERT ON archive_units
     WHEN new.status NOT IN ('destroyed', 'withdrawn')
     BEGIN
-        INSERT OR IGNORE INTO unit_search_rows(unit_id) VALUES (new.id);
+        INSERT INTO unit_search_rows(unit_id, producer, year, status)
+            VALUES (new.id, new.producer, substr(new.start_date, 1, 4), new.status);
         INSERT INTO unit_fts(rowid, title, body)
-            SELECT id, new.title_folded, new.search_text
-            FROM unit_search_rows WHERE unit_id = new.id;
+            VALUES (last_insert_rowid(), new.title_folded, new.search_text);
     END""",
     """CREATE TRIGGER archive_units_fts_update
-    AFTER UPDATE OF title_folded, search_text, status ON archive_units
+    AFTER UPDATE OF title_folded, search_text, status, producer, start_date ON archive_units
     BEGIN
         INSERT INTO unit_fts(unit_fts, rowid, title, body)
             SELECT 'delete', id, old.title_folded, old.search_text
-            FROM unit_search_rows
-            WHERE unit_id = old.id AND old.status NOT IN ('destroyed', 'withdrawn');
-        INSERT OR IGNORE INTO unit_search_rows(unit_id)
-            SELECT new.id WHERE new.status NOT IN ('destroyed', 'withdrawn');
+            FROM unit_search_rows WHERE unit_id = old.id;
+        DELETE FROM unit_search_rows WHERE unit_id = old.id;
+        INSERT INTO unit_search_rows(unit_id, producer, year, status)
+            SELECT new.id, new.producer, substr(new.start_date, 1, 4), new.status
+            WHERE new.status NOT IN ('destroyed', 'withdrawn');
         INSERT INTO unit_fts(rowid, title, body)
             SELECT id, new.title_folded, new.search_text
-            FROM unit_search_rows
-            WHERE unit_id = new.id AND new.status NOT IN ('destroyed', 'withdrawn');
+            FROM unit_search_rows WHERE unit_id = new.id;
     END""",
     """CREATE TRIGGER archive_units_fts_delete AFTER DELETE ON archive_units
     BEGIN
         INSERT INTO unit_fts(unit_fts, rowid, title, body)
             SELECT 'delete', id, old.title_folded, old.search_text
-            FROM unit_search_rows
-            WHERE unit_id = old.id AND old.status NOT IN ('destroyed', 'withdrawn');
+            FROM unit_search_rows WHERE unit_id = old.id;
         DELETE FROM unit_search_rows WHERE unit_id = old.id;
     END""",
 ]
 SQLITE_BUILD = [
-    "INSERT INTO unit_search_rows(unit_id) SELECT id FROM archive_units"
+    "INSERT INTO unit_search_rows(unit_id, producer, year, status)"
+    " SELECT id, producer, substr(start_date, 1, 4), status FROM archive_units"
     " WHERE status NOT IN ('destroyed', 'withdrawn') ORDER BY created_at, id",
     "INSERT INTO unit_fts(rowid, title, body)"
     " SELECT r.id, u.title_folded, u.search_text"

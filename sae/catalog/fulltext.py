@@ -16,6 +16,9 @@ read as an operator of either syntax.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
 from sqlalchemy import (
     ColumnElement,
     Double,
@@ -36,7 +39,14 @@ from sae.catalog.text import Term
 TITLE_WEIGHT = 10.0
 
 _FTS = table("unit_fts", column("rowid"))
-_ROWS = table("unit_search_rows", column("id"), column("unit_id"))
+_ROWS = table(
+    "unit_search_rows",
+    column("id"),
+    column("unit_id"),
+    column("producer"),
+    column("year"),
+    column("status"),
+)
 _VECTOR: ColumnClause[object] = literal_column("archive_units.search_vector")
 
 
@@ -60,26 +70,84 @@ def tsquery_expression(terms: list[Term]) -> str:
     return " & ".join(parts)
 
 
-def apply_match(
-    stmt: Select[ArchiveUnit], dialect: str, terms: list[Term]
-) -> tuple[Select[ArchiveUnit], ColumnElement[float]]:
-    """``stmt`` (over ``ArchiveUnit``) narrowed to the units matching every term, and the
-    expression of their score (higher is better), to sort and page on."""
+@dataclass(frozen=True)
+class Selection:
+    """What a search selects, as columns: the unit's id, what the facets count and the usual
+    filters test, and the relevance score (None without a full-text query). ``stmt`` selects
+    ``id`` from wherever these columns live; ``wide`` says whether ``archive_units`` is joined
+    (filters on its other columns need it)."""
+
+    stmt: Select[Any]
+    id: ColumnElement[str]
+    producer: ColumnElement[str]
+    year: ColumnElement[str | None]
+    status: ColumnElement[str]
+    score: ColumnElement[float] | None
+    wide: bool
+
+
+def catalogue() -> Selection:
+    """Every unit, from ``archive_units`` itself."""
+    return Selection(
+        stmt=select(ArchiveUnit.id),
+        id=ArchiveUnit.__table__.c.id,
+        producer=ArchiveUnit.__table__.c.producer,
+        year=func.substr(ArchiveUnit.start_date, 1, 4),
+        status=ArchiveUnit.__table__.c.status,
+        score=None,
+        wide=True,
+    )
+
+
+def matching(dialect: str, terms: list[Term]) -> Selection:
+    """The units matching every term, with their score (higher is better)."""
     if dialect == "sqlite":
         # bm25 is lower for a better match: negated, so that both databases sort the same way.
+        # The narrow row of each match (unit_search_rows) holds the facets and filters, so a
+        # common word's thousands of matches never read archive_units (see the migration).
         score: ColumnElement[float] = -func.bm25(literal_column("unit_fts"), TITLE_WEIGHT, 1.0)
         hits = (
-            select(_ROWS.c.unit_id.label("unit_id"), score.label("score"))
+            select(
+                _ROWS.c.unit_id.label("id"),
+                _ROWS.c.producer.label("producer"),
+                _ROWS.c.year.label("year"),
+                _ROWS.c.status.label("status"),
+                score.label("score"),
+            )
             .select_from(_FTS.join(_ROWS, _ROWS.c.id == _FTS.c.rowid))
             .where(literal_column("unit_fts").op("MATCH")(fts5_expression(terms)))
             .subquery("hits")
         )
-        return stmt.join(hits, hits.c.unit_id == ArchiveUnit.id), hits.c.score
+        return Selection(
+            stmt=select(hits.c.id).select_from(hits),
+            id=hits.c.id,
+            producer=hits.c.producer,
+            year=hits.c.year,
+            status=hits.c.status,
+            score=hits.c.score,
+            wide=False,
+        )
     if dialect == "postgresql":
         query = func.to_tsquery(
             literal_column("'pg_catalog.french'::regconfig"), tsquery_expression(terms)
         )
+        everything = catalogue()
         # In double precision: a float4 read back as text and sent again in a cursor would not
         # compare equal to itself, and paging would skip or repeat the units of equal score.
-        return stmt.where(_VECTOR.op("@@")(query)), cast(func.ts_rank_cd(_VECTOR, query), Double)
+        return replace(
+            everything,
+            stmt=everything.stmt.where(_VECTOR.op("@@")(query)),
+            score=cast(func.ts_rank_cd(_VECTOR, query), Double),
+        )
     raise NotImplementedError(f"full-text search is written for SQLite and PostgreSQL: {dialect}")
+
+
+def widened(selection: Selection) -> Selection:
+    """``selection`` with ``archive_units`` joined, for filters on its other columns."""
+    if selection.wide:
+        return selection
+    return replace(
+        selection,
+        stmt=selection.stmt.join(ArchiveUnit, ArchiveUnit.id == selection.id),
+        wide=True,
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
@@ -238,58 +238,61 @@ def _encode_cursor(position: list[object]) -> str:
 
 def _filtered(
     session: Session, query: SearchQuery, principal: Principal
-) -> tuple[Select[ArchiveUnit], ColumnElement[float] | None] | None:
-    """The units a search selects, before ordering and paging, and their relevance score when
-    ``q`` is given; None when ``q`` holds nothing searchable (no letter, no digit)."""
-    stmt = select(ArchiveUnit)
-    score: ColumnElement[float] | None = None
-    if principal.role == "depositor":
-        stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
+) -> fulltext.Selection | None:
+    """What a search selects, before ordering and paging (``sae.catalog.fulltext.Selection``:
+    with a relevance score when ``q`` is given); None when ``q`` holds nothing searchable (no
+    letter, no digit)."""
+    selection = fulltext.catalogue()
     if query.q is not None and query.q.strip():
         terms = parse_query(query.q)
         if not terms:
             return None
-        stmt, score = fulltext.apply_match(stmt, session.get_bind().dialect.name, terms)
-    if query.title:
-        # Folded on both sides (no case, no accents), a substring of the title.
-        like = f"%{_escape_like(fold(query.title))}%"
-        stmt = stmt.where(ArchiveUnit.title_folded.like(like, escape="\\"))
+        selection = fulltext.matching(session.get_bind().dialect.name, terms)
+    conditions: list[ColumnElement[bool]] = []
+    if principal.role == "depositor":
+        conditions.append(selection.producer.in_(principal.producers or ("",)))
     if query.producer:
-        stmt = stmt.where(ArchiveUnit.producer == query.producer)
+        conditions.append(selection.producer == query.producer)
     if query.status:
-        stmt = stmt.where(ArchiveUnit.status == query.status)
+        conditions.append(selection.status == query.status)
     if query.record_type:
-        stmt = stmt.where(
+        conditions.append(
             exists(
                 select(UnitRule.unit_id).where(
-                    UnitRule.unit_id == ArchiveUnit.id,
+                    UnitRule.unit_id == selection.id,
                     UnitRule.category == "AppraisalRule",
                     UnitRule.rule_id == query.record_type,
                 )
             )
         )
-    if query.date_from:
-        stmt = stmt.where(
-            or_(ArchiveUnit.end_date >= query.date_from, ArchiveUnit.start_date >= query.date_from)
-        )
-    if query.date_to:
-        stmt = stmt.where(
-            or_(ArchiveUnit.start_date <= query.date_to, ArchiveUnit.end_date <= query.date_to)
-        )
     if query.due_before is not None:
         # The materialised end dates (maintained at ingest and on every rule change): an index
         # range scan, and paging stays exact.
-        stmt = stmt.where(
+        conditions.append(
             exists(
                 select(UnitComputedRule.unit_id).where(
-                    UnitComputedRule.unit_id == ArchiveUnit.id,
+                    UnitComputedRule.unit_id == selection.id,
                     UnitComputedRule.category == "AppraisalRule",
                     UnitComputedRule.unbounded.is_(False),
                     UnitComputedRule.end_date <= query.due_before,
                 )
             )
         )
-    return stmt, score
+    if query.title or query.date_from or query.date_to:
+        selection = fulltext.widened(selection)
+    if query.title:
+        # Folded on both sides (no case, no accents), a substring of the title.
+        like = f"%{_escape_like(fold(query.title))}%"
+        conditions.append(ArchiveUnit.title_folded.like(like, escape="\\"))
+    if query.date_from:
+        conditions.append(
+            or_(ArchiveUnit.end_date >= query.date_from, ArchiveUnit.start_date >= query.date_from)
+        )
+    if query.date_to:
+        conditions.append(
+            or_(ArchiveUnit.start_date <= query.date_to, ArchiveUnit.end_date <= query.date_to)
+        )
+    return replace(selection, stmt=selection.stmt.where(*conditions))
 
 
 def search_units(
@@ -297,12 +300,14 @@ def search_units(
 ) -> tuple[list[ArchiveUnit], str | None]:
     """Units matching the filters — the most relevant first when ``q`` is given
     (``sae.catalog.fulltext``), else the newest first — keyset-paginated."""
-    filtered = _filtered(session, query, principal)
-    if filtered is None:
+    selection = _filtered(session, query, principal)
+    if selection is None:
         return [], None
-    stmt, score = filtered
     limit = max(1, min(query.limit, 500))
+    score = selection.score
     if score is None:
+        # Without q the selection is archive_units itself (fulltext.catalogue): its rows.
+        stmt = selection.stmt.with_only_columns(ArchiveUnit)
         if query.cursor:
             created, last_id = _decode_cursor(query.cursor, ranked=False)
             created_at = datetime.fromisoformat(str(created))
@@ -319,16 +324,15 @@ def search_units(
         last = units[-1] if units else None
         position: list[object] = [last.created_at.isoformat(), last.id] if last else []
         return units, _encode_cursor(position) if more and last else None
+    stmt = selection.stmt
     if query.cursor:
         last_score, last_id = _decode_cursor(query.cursor, ranked=True)
-        stmt = stmt.where(
-            or_(score < last_score, (score == last_score) & (ArchiveUnit.id > last_id))
-        )
+        stmt = stmt.where(or_(score < last_score, (score == last_score) & (selection.id > last_id)))
     # Ranked on (id, score) alone, then the page's rows read by id: sorting the whole rows of
     # every match (descriptions, Content XML) cost more than the search itself.
     ranked = (
-        stmt.with_only_columns(ArchiveUnit.id, score)
-        .order_by(score.desc(), ArchiveUnit.id)
+        stmt.with_only_columns(selection.id, score)
+        .order_by(score.desc(), selection.id)
         .limit(limit + 1)
     )
     hits = [(str(unit_id), float(value)) for unit_id, value in session.execute(ranked)]
@@ -354,33 +358,25 @@ def search_facets(
     unknown = [name for name in names if name not in FACETS]
     if unknown:
         raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
-    filtered = _filtered(session, query, principal)
-    if filtered is None:
+    selection = _filtered(session, query, principal)
+    if selection is None:
         return Facets(0, {name: [] for name in names})
-    selected = (
-        filtered[0]
-        .with_only_columns(
-            ArchiveUnit.id, ArchiveUnit.producer, ArchiveUnit.start_date, ArchiveUnit.status
-        )
-        .subquery("selected")
-    )
-    year = func.substr(selected.c.start_date, 1, 4)
     # One pass over the selected units for the total and three facets (a few hundred groups at
     # most: producers x years x statuses), summed here; one more for the record types, which
     # come from another table.
     tallies: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
     total = 0
-    for producer, started, status, number in session.execute(
-        select(selected.c.producer, year, selected.c.status, func.count())
-        .select_from(selected)
-        .group_by(selected.c.producer, year, selected.c.status)
-    ):
+    grouped = selection.stmt.with_only_columns(
+        selection.producer, selection.year, selection.status, func.count()
+    ).group_by(selection.producer, selection.year, selection.status)
+    for producer, year, status, number in session.execute(grouped):
         total += number
         tallies["producer"][producer] += number
-        if started:
-            tallies["year"][started] += number
+        if year:
+            tallies["year"][year] += number
         tallies["status"][status] += number
     if "record_type" in names and total:
+        selected = selection.stmt.with_only_columns(selection.id).subquery("selected")
         for rule_id, number in session.execute(
             select(UnitRule.rule_id, func.count())
             .select_from(selected)

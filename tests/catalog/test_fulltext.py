@@ -239,6 +239,14 @@ def test_units_no_longer_archived_leave_the_index(api: Api) -> None:
         assert unit is not None
         unit.status = "withdrawn"
     assert _found(api, "éclairage") == []
+    # A unit kept for ever stays found, counted under its new status.
+    with transaction(api.runtime.sessions) as session:
+        unit = session.get(ArchiveUnit, ids["AU-budget"])
+        assert unit is not None
+        unit.status = "permanent"
+    kept = _search(api, q="budget", facets="status")
+    assert [u["sip_id"] for u in kept["items"]] == ["AU-budget"]
+    assert kept["facets"]["status"] == [{"value": "permanent", "count": 1, "label": None}]
     if not _postgresql(api):
         with api.runtime.sessions() as session:
             # FTS5's own consistency check of a contentless table against what it was given.
@@ -321,3 +329,16 @@ def test_the_index_triggers_are_in_place_at_head(database: Database) -> None:
                 )
             ).scalars()
             assert "archive_units_search_vector" in set(names)
+
+
+def test_a_depositor_finds_only_its_producers_units(api: Api) -> None:
+    _archive(api)
+    own = api.token("depositor", ["MAIRIE"])
+    other = api.token("depositor", ["CCAS"])
+    for token, expected in ((own, ["AU-delib", "AU-pv"]), (other, [])):
+        response = api.client.get(
+            "/api/v1/units", params={"q": "conseil", "facets": "producer"}, headers=api.auth(token)
+        )
+        assert response.status_code == 200, response.text
+        assert [u["sip_id"] for u in response.json()["items"]] == expected
+        assert response.json()["total"] == len(expected)
