@@ -18,8 +18,10 @@ PRIMARY KEY per indexed unit, because VACUUM may renumber the implicit rowids of
 A contentless table forgets a row by being given the row's indexed values again ('delete'):
 the triggers give the old row's columns, which are exactly what was indexed.
 
-PostgreSQL: ``archive_units.search_vector`` (title weighted A, the rest B), French stemming
-(``pg_catalog.french``), a GIN index. Its parser is given words only (what is not a letter or a
+PostgreSQL: ``unit_search``, a narrow row per indexed unit (its id, producer, year, status and
+``vector``: title weighted A, the rest B, French stemming, ``pg_catalog.french``) with a GIN
+index — ranking reads each match's vector, and a wide ``archive_units`` row per match (its
+description, its Content XML) cost most of a common word's search. Its parser is given words only (what is not a letter or a
 digit becomes a space): left to itself it reads « BP-2024-001 » as "bp", "-2024", "-001" and
 « facture_2013.pdf » as one host name, where a user types words — and SQLite's FTS5 splits them
 so. No ``unaccent`` extension: the text is folded before it
@@ -94,36 +96,42 @@ SQLITE_DROP = [
 ]
 
 POSTGRESQL = [
-    "ALTER TABLE archive_units ADD COLUMN search_vector tsvector",
-    """CREATE FUNCTION archive_units_search_vector() RETURNS trigger
+    "CREATE TABLE unit_search (unit_id VARCHAR(36) PRIMARY KEY, producer VARCHAR(255),"
+    " year VARCHAR(4), status VARCHAR(16), vector tsvector NOT NULL)",
+    """CREATE FUNCTION archive_units_search() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
-        IF NEW.status IN ('destroyed', 'withdrawn') THEN
-            NEW.search_vector := NULL;
-        ELSE
-            NEW.search_vector :=
+        IF TG_OP <> 'INSERT' THEN
+            DELETE FROM unit_search WHERE unit_id = OLD.id;
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        IF NEW.status NOT IN ('destroyed', 'withdrawn') THEN
+            INSERT INTO unit_search (unit_id, producer, year, status, vector) VALUES (
+                NEW.id, NEW.producer, substr(NEW.start_date, 1, 4), NEW.status,
                 setweight(to_tsvector('pg_catalog.french', regexp_replace(
                     coalesce(NEW.title_folded, ''), '[^[:alnum:]]+', ' ', 'g')), 'A')
                 || setweight(to_tsvector('pg_catalog.french', regexp_replace(
-                    coalesce(NEW.search_text, ''), '[^[:alnum:]]+', ' ', 'g')), 'B');
+                    coalesce(NEW.search_text, ''), '[^[:alnum:]]+', ' ', 'g')), 'B'));
         END IF;
         RETURN NEW;
     END
     $$""",
-    """CREATE TRIGGER archive_units_search_vector
-    BEFORE INSERT OR UPDATE OF title_folded, search_text, status ON archive_units
-    FOR EACH ROW EXECUTE FUNCTION archive_units_search_vector()""",
+    """CREATE TRIGGER archive_units_search
+    AFTER INSERT OR DELETE
+    OR UPDATE OF title_folded, search_text, status, producer, start_date ON archive_units
+    FOR EACH ROW EXECUTE FUNCTION archive_units_search()""",
 ]
 POSTGRESQL_BUILD = [
     # Fires the trigger on every unit catalogued before this revision.
     "UPDATE archive_units SET status = status",
-    "CREATE INDEX ix_archive_units_search ON archive_units USING gin (search_vector)",
+    "CREATE INDEX ix_unit_search_vector ON unit_search USING gin (vector)",
 ]
 POSTGRESQL_DROP = [
-    "DROP INDEX IF EXISTS ix_archive_units_search",
-    "DROP TRIGGER IF EXISTS archive_units_search_vector ON archive_units",
-    "DROP FUNCTION IF EXISTS archive_units_search_vector()",
-    "ALTER TABLE archive_units DROP COLUMN IF EXISTS search_vector",
+    "DROP TRIGGER IF EXISTS archive_units_search ON archive_units",
+    "DROP FUNCTION IF EXISTS archive_units_search()",
+    "DROP TABLE IF EXISTS unit_search",
 ]
 
 

@@ -6,9 +6,10 @@ A query's terms (``sae.catalog.text.parse_query``) become:
 
 * SQLite: an FTS5 ``MATCH`` expression — every term required, a phrase in quotes, ``*`` for a
   prefix — ranked by ``bm25`` with the title ten times heavier than the rest;
-* PostgreSQL: a ``to_tsquery`` over the French configuration — ``&`` between terms, ``<->``
-  inside a phrase, ``:*`` for a prefix (after stemming: « délibérations » finds
-  « délibération ») — ranked by ``ts_rank_cd`` (title weighted A, the rest B).
+* PostgreSQL: a ``to_tsquery`` over the French configuration, on ``unit_search`` — ``&``
+  between terms, ``<->`` inside a phrase, ``:*`` for a prefix (after stemming:
+  « délibérations » finds « délibération ») — ranked by ``ts_rank_cd`` (title weighted A,
+  the rest B).
 
 Every word reaches the database as letters and digits only, quoted: nothing a user types is
 read as an operator of either syntax.
@@ -30,7 +31,6 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.sql.expression import ColumnClause
 
 from sae.catalog.models import ArchiveUnit
 from sae.catalog.text import Term
@@ -47,7 +47,14 @@ _ROWS = table(
     column("year"),
     column("status"),
 )
-_VECTOR: ColumnClause[object] = literal_column("archive_units.search_vector")
+_SEARCH = table(
+    "unit_search",
+    column("unit_id"),
+    column("producer"),
+    column("year"),
+    column("status"),
+    column("vector"),
+)
 
 
 def fts5_expression(terms: list[Term]) -> str:
@@ -103,8 +110,8 @@ def matching(dialect: str, terms: list[Term]) -> Selection:
     """The units matching every term, with their score (higher is better)."""
     if dialect == "sqlite":
         # bm25 is lower for a better match: negated, so that both databases sort the same way.
-        # The narrow row of each match (unit_search_rows) holds the facets and filters, so a
-        # common word's thousands of matches never read archive_units (see the migration).
+        # The narrow row of each match (unit_search_rows; unit_search on PostgreSQL) holds the
+        # facets and filters: a common word's thousands of matches never read archive_units.
         score: ColumnElement[float] = -func.bm25(literal_column("unit_fts"), TITLE_WEIGHT, 1.0)
         hits = (
             select(
@@ -116,30 +123,34 @@ def matching(dialect: str, terms: list[Term]) -> Selection:
             )
             .select_from(_FTS.join(_ROWS, _ROWS.c.id == _FTS.c.rowid))
             .where(literal_column("unit_fts").op("MATCH")(fts5_expression(terms)))
-            .subquery("hits")
         )
-        return Selection(
-            stmt=select(hits.c.id).select_from(hits),
-            id=hits.c.id,
-            producer=hits.c.producer,
-            year=hits.c.year,
-            status=hits.c.status,
-            score=hits.c.score,
-            wide=False,
-        )
-    if dialect == "postgresql":
+    elif dialect == "postgresql":
         query = func.to_tsquery(
             literal_column("'pg_catalog.french'::regconfig"), tsquery_expression(terms)
         )
-        everything = catalogue()
-        # In double precision: a float4 read back as text and sent again in a cursor would not
-        # compare equal to itself, and paging would skip or repeat the units of equal score.
-        return replace(
-            everything,
-            stmt=everything.stmt.where(_VECTOR.op("@@")(query)),
-            score=cast(func.ts_rank_cd(_VECTOR, query), Double),
+        hits = select(
+            _SEARCH.c.unit_id.label("id"),
+            _SEARCH.c.producer.label("producer"),
+            _SEARCH.c.year.label("year"),
+            _SEARCH.c.status.label("status"),
+            # In double precision: a float4 read back as text and sent again in a cursor would
+            # not compare equal to itself, and paging would skip or repeat equal scores.
+            cast(func.ts_rank_cd(_SEARCH.c.vector, query), Double).label("score"),
+        ).where(_SEARCH.c.vector.op("@@")(query))
+    else:
+        raise NotImplementedError(
+            f"full-text search is written for SQLite and PostgreSQL: {dialect}"
         )
-    raise NotImplementedError(f"full-text search is written for SQLite and PostgreSQL: {dialect}")
+    found = hits.subquery("hits")
+    return Selection(
+        stmt=select(found.c.id).select_from(found),
+        id=found.c.id,
+        producer=found.c.producer,
+        year=found.c.year,
+        status=found.c.status,
+        score=found.c.score,
+        wide=False,
+    )
 
 
 def widened(selection: Selection) -> Selection:

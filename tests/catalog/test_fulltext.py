@@ -304,7 +304,7 @@ def _match_statement(kind: str, word: str) -> tuple[Any, dict[str, str]]:
             " WHERE unit_fts MATCH :q"
         ), {"q": word}
     return text(
-        "SELECT id FROM archive_units WHERE search_vector @@ to_tsquery('pg_catalog.french', :q)"
+        "SELECT unit_id FROM unit_search WHERE vector @@ to_tsquery('pg_catalog.french', :q)"
     ), {"q": word}
 
 
@@ -328,7 +328,7 @@ def test_the_index_triggers_are_in_place_at_head(database: Database) -> None:
                     " WHERE NOT tgisinternal AND tgrelid = 'archive_units'::regclass"
                 )
             ).scalars()
-            assert "archive_units_search_vector" in set(names)
+            assert "archive_units_search" in set(names)
 
 
 def test_a_depositor_finds_only_its_producers_units(api: Api) -> None:
