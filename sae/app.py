@@ -13,13 +13,14 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sae import __version__
 from sae.config import Settings, get_settings
 from sae.errors import SAEError
+from sae.logs import RequestIdMiddleware
 from sae.runtime import Runtime
 
 log = logging.getLogger("sae.app")
@@ -159,12 +160,20 @@ def _witnessing(rt: Runtime) -> dict[str, Any]:
     }
 
 
+class SaeApp(FastAPI):
+    """FastAPI with the request id outermost: every line logged while a request is served,
+    and its answer (a 500 of the error middleware included), carry it (``sae.logs``)."""
+
+    def build_middleware_stack(self) -> Any:
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The SAE application; opens its runtime (database, offers) at startup."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from sae.background import Auditor, Sealer
+        from sae.background import start_background
         from sae.journal.keys import tsa_health
 
         own = app.state.runtime is None
@@ -174,25 +183,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.health_checks["tsa"] = lambda: tsa_health(runtime.settings)
         # Heads are sealed after each transfer, and at least every SAE_SEAL_INTERVAL_MINUTES
         # while events arrive (reads, audits…): the database makes one instance seal at a time.
-        sealer = Sealer(
-            runtime.sessions,
-            runtime.settings,
-            offer_set=runtime.offer_set,
-            witnesses=runtime.witnesses,
-        )
-        runtime.sealer = sealer
-        sealer.start()
-        auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)
-        auditor.start()
+        background = start_background(runtime)
         try:
             yield
         finally:
-            auditor.stop()
-            sealer.stop()
+            background.stop()
             if own:
                 runtime.close()
 
-    app = FastAPI(
+    app = SaeApp(
         title="SAE — système d'archivage électronique",
         version=__version__,
         summary="SEDA 2.x ingest, write-once storage on French territory, provable journal.",
@@ -249,5 +248,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             "failing": failing,
         }
         return JSONResponse(body, status_code=200 if not failing else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics (text exposition format); ``Authorization: Bearer`` with
+        ``SAE_METRICS_TOKEN`` or an admin token. Names and labels: docs/operations.md."""
+        from sae.metrics import CONTENT_TYPE, authorize_scrape, render
+
+        rt: Runtime = request.app.state.runtime
+        authorize_scrape(rt, request.headers.get("authorization", ""))
+        return Response(render(rt), media_type=CONTENT_TYPE)
 
     return app

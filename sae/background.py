@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +29,10 @@ from sae.journal.keys import record_tsa_check, tsa_health
 from sae.journal.sealing import last_sealed_at, seal_if_due, seal_now
 from sae.journal.witnessing import WitnessClient, WitnessSet
 from sae.storage.offers import OfferSet
+
+if TYPE_CHECKING:  # the runtime holds the sealer: imported for its type only
+    from sae.alerts.worker import AlertWorker
+    from sae.runtime import Runtime
 
 log = logging.getLogger("sae.journal")
 
@@ -298,3 +304,60 @@ class Auditor:
                 requested_by=SCHEDULER,
             )
             return audit.id
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    """The background work of one process: the sealer, the auditor and the alerts, started
+    together."""
+
+    sealer: Sealer
+    auditor: Auditor
+    alerts: AlertWorker
+
+    def stop(self) -> None:
+        self.alerts.stop()
+        self.auditor.stop()
+        self.sealer.stop()
+
+
+def start_background(runtime: Runtime) -> Background:
+    """Start the sealer and the auditor of a process (a server's lifespan, ``sae worker``).
+
+    Every server process runs them, and so does a ``sae worker``: the database makes one
+    instance seal or claim an audit batch at a time, so more processes share the work rather
+    than repeat it.
+    """
+    sealer = Sealer(
+        runtime.sessions,
+        runtime.settings,
+        offer_set=runtime.offer_set,
+        witnesses=runtime.witnesses,
+    )
+    runtime.sealer = sealer
+    sealer.start()
+    auditor = Auditor(runtime.sessions, runtime.settings, runtime.offer_set)
+    auditor.start()
+    from sae.alerts.worker import AlertWorker
+
+    # Alerts are detected and sent here, in the background, never on a request's path.
+    alerts = AlertWorker(runtime.sessions, runtime.settings, runtime.offer_set)
+    alerts.start()
+    return Background(sealer, auditor, alerts)
+
+
+def run_worker(runtime: Runtime, stop: threading.Event) -> None:
+    """``sae worker``: the background work alone, with no HTTP API, until ``stop`` is set.
+
+    A process of its own keeps heads sealed, audits, quarantines and drills going while the
+    servers are restarted or scaled down to none (a deployment's ``worker`` service).
+    """
+    work = start_background(runtime)
+    log.info("worker.started offers=%s", ",".join(runtime.offer_set.strategy))
+    try:
+        # Woken every second so that the signal handler setting ``stop`` is seen promptly.
+        while not stop.wait(1.0):
+            pass
+    finally:
+        work.stop()
+        log.info("worker.stopped")

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sae.alerts.cli import alerts_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
+from sae.migrate_cli import migrate_app, migrate_db_command
 from sae.recovery.cli import backup_command, drill_command, rebuild_command, restore_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
@@ -40,13 +42,49 @@ app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
 app.add_typer(witness_app, name="witness")
+app.add_typer(alerts_app, name="alerts")
 app.command("verify")(verify_bundle_command)
 app.command("drill")(drill_command)
 app.command("rebuild")(rebuild_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
+app.add_typer(migrate_app, name="migrate")
+app.command("migrate-db")(migrate_db_command)
 
 console = make_console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sae import __version__
+
+        sys.stdout.write(f"sae {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version (the one /health reports) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Every command logs the same way as the server: configured once, at its start
+    (``SAE_LOG_LEVEL``, ``SAE_LOG_FORMAT``; see ``sae.logs``)."""
+    from sae.config import ConfigurationError, load_settings
+    from sae.logs import configure_logging
+
+    try:
+        # The servers (sae serve, sae witness serve) log at SAE_LOG_LEVEL, INFO by default;
+        # the other commands speak to a person: WARNING unless SAE_LOG_LEVEL says otherwise.
+        configure_logging(load_settings(), quiet_by_default=True)
+    except ConfigurationError:
+        return  # the command itself refuses the configuration, naming the variable
 
 
 @app.command()
@@ -69,6 +107,13 @@ def serve(
         os.environ["SAE_WORKERS"] = str(workers)  # the worker processes read the environment
         settings = settings_or_exit()
     host, port = host or settings.host, port or settings.port
+    from sae.logs import configure_logging
+    from sae.metrics import prepare_multiprocess
+
+    configure_logging(settings)  # a server: INFO unless SAE_LOG_LEVEL says otherwise
+
+    # The counters of every worker process in files that any of them sums for a scrape.
+    prepare_multiprocess(settings.data_dir)
     with opened_runtime() as runtime:
         if runtime.admin_token_path is not None:
             console.print(
@@ -89,12 +134,35 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run the background work alone, without the HTTP API, until stopped (SIGTERM, Ctrl-C).
+
+    Seals journal heads, ends quarantines, runs the scheduled fixity audits and restore drills.
+    Every ``sae serve`` process does the same work beside the API (the database shares it out);
+    a worker keeps it going while no server runs. Example: ``sae worker``
+    """
+    import signal
+    import threading
+
+    from sae.background import run_worker
+
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    with opened_runtime() as runtime:
+        console.print(f"SAE worker running — offers: {', '.join(runtime.offer_set.strategy)}")
+        run_worker(runtime, stop)
+    console.print("SAE worker stopped")
+
+
+@app.command()
 def init() -> None:
     """Create the data directory, migrate the database, check the offers, write the admin token.
 
-    Example: ``SAE_DATABASE_URL=postgresql+psycopg://sae@db/sae sae init``
+    ``sae init`` upgrades the schema whatever ``SAE_AUTO_MIGRATE`` says: setting up is the
+    deliberate act. Example: ``SAE_DATABASE_URL=postgresql+psycopg://sae@db/sae sae init``
     """
-    with opened_runtime() as runtime:
+    with opened_runtime(migrate=True) as runtime:
         console.print(f"database ready: {runtime.settings.db_url.split('://')[0]}")
         console.print(f"offers: {', '.join(runtime.offer_set.strategy)}")
         if runtime.admin_token_path is not None:

@@ -24,6 +24,7 @@ from rich.markup import escape
 from sae.auth.service import Principal
 from sae.config import ConfigurationError, Settings, load_settings
 from sae.errors import SAEError
+from sae.migrate import SchemaError
 from sae.runtime import Runtime
 
 
@@ -53,19 +54,28 @@ def settings_or_exit(**overrides: Any) -> Settings:
 
 
 @contextmanager
-def opened_runtime(*, check_keys: bool = True, **overrides: Any) -> Iterator[Runtime]:
-    """The runtime (migrated database, checked offers) for the block, closed when it ends.
+def opened_runtime(
+    *, check_keys: bool = True, migrate: bool | None = None, **overrides: Any
+) -> Iterator[Runtime]:
+    """The runtime (current schema, checked offers) for the block, closed when it ends.
 
     A configuration SAE refuses (bad variable, offer outside France…) exits 2 with a readable
-    message before the block runs. ``overrides`` win over the environment (``sae restore``
-    names the offers file it has just put back).
+    message before the block runs, as does a schema that is not the code's with
+    ``SAE_AUTO_MIGRATE`` off (its code, and the command to run). A schema upgrade the start
+    ran is said. ``overrides`` win over the environment (``sae restore`` names the offers file
+    it has just put back); ``migrate`` overrides ``SAE_AUTO_MIGRATE`` (``sae init``).
     """
     settings = settings_or_exit(**overrides)
     try:
-        runtime = Runtime.open(settings, check_keys=check_keys)
+        runtime = Runtime.open(settings, check_keys=check_keys, migrate=migrate)
+    except SchemaError as exc:
+        err.print(f"[red]{exc.code}: {escape(exc.detail)}[/red]")
+        raise typer.Exit(2) from None
     except SAEError as exc:
         err.print(f"[red]configuration refused: {escape(exc.detail)}[/red]")
         raise typer.Exit(2) from None
+    if runtime.schema_change is not None:
+        err.print(f"database.migrated: {escape(runtime.schema_change.describe())}")
     try:
         yield runtime
     finally:

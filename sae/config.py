@@ -10,16 +10,25 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 from sqlalchemy.engine import make_url
+
+
+def _bundled_xsd_dir() -> Path:
+    """The official SEDA schemas shipped in the ``seda`` package: an installation validates
+    against them with no setting (``SAE_SEDA_XSD_DIR`` points elsewhere when wanted)."""
+    import seda  # imported where used, as in _known_tolerances below
+
+    return seda.BUNDLED_XSD_DIR
 
 
 class Settings(BaseSettings):
@@ -42,6 +51,14 @@ class Settings(BaseSettings):
     witnesses_file: Path | None = Field(
         default=None,
         description="YAML file naming the witnesses that co-sign tree heads, and the quorum.",
+    )
+    auto_migrate: bool = Field(
+        default=True,
+        description=(
+            "Upgrade the database schema at start (logged, under the migration lock). Off (the "
+            "production example): a process on an outdated schema refuses to start and names "
+            "`sae migrate`, run deliberately once."
+        ),
     )
     tsa_url: str | None = Field(default=None, description="External RFC 3161 TSA; unset: built-in.")
     tsa_ca_file: Path | None = Field(
@@ -83,7 +100,11 @@ class Settings(BaseSettings):
         ),
     )
     seda_xsd_dir: Path | None = Field(
-        default=None, description="Folder with the official SEDA XSDs (2.1/, 2.2/, 2.3/)."
+        default_factory=_bundled_xsd_dir,
+        description=(
+            "Folder with the official SEDA XSDs (2.1/, 2.2/, 2.3/); default: the copy shipped "
+            "in the seda package. None (from code only) leaves the XSD layer out."
+        ),
     )
     seda_tolerances: list[str] = Field(
         default_factory=list,
@@ -144,6 +165,62 @@ class Settings(BaseSettings):
         description="Share of the objects each scheduled audit re-reads on every offer.",
     )
 
+    # Operations: logs, metrics, alerts (docs/operations.md).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level written to the log (stderr)."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token a Prometheus server sends to GET /metrics (an admin token works "
+            "too); never logged."
+        ),
+    )
+    alert_smtp_host: str | None = Field(default=None, description="SMTP server for alert mail.")
+    alert_smtp_port: int | None = Field(
+        default=None, gt=0, lt=65536, description="Default 465 with ssl, else 587 (25: none)."
+    )
+    alert_smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls", description="How the SMTP connection is protected."
+    )
+    alert_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA(s) of the SMTP server's certificate (an internal CA); default: system.",
+    )
+    alert_smtp_user: str | None = Field(default=None, description="SMTP login (with password).")
+    alert_smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password (never logged)."
+    )
+    alert_smtp_timeout_seconds: float = Field(default=20.0, gt=0)
+    alert_from: str | None = Field(default=None, description="From: address of alert mail.")
+    alert_to: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Recipients of alert mail (comma-separated)."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="URL that receives each alert as JSON (POST)."
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key: the webhook's body is signed in X-SAE-Signature.",
+    )
+    alert_repeat_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="An alert still standing is sent again after this long (a reminder).",
+    )
+    alert_check_seconds: float = Field(
+        default=60.0, gt=0, description="How often the background worker looks for alerts."
+    )
+    quarantine_overdue_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="A copy still in quarantine this long after its window ended is overdue.",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
@@ -180,9 +257,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a dotted OID (e.g. 1.2.3.4)")
         return value
 
-    @field_validator("tsa_client_cert", "tsa_client_key", "tsa_chain_file")
+    @field_validator("tsa_client_cert", "tsa_client_key", "tsa_chain_file", "alert_smtp_ca_file")
     @classmethod
-    def _tsa_file_exists(cls, value: Path | None) -> Path | None:
+    def _file_exists(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
         value = value.expanduser().resolve()
@@ -201,6 +278,22 @@ class Settings(BaseSettings):
                 f"SAE_SEDA_XSD_DIR={value} does not hold the official SEDA schemas "
                 "(expected 2.1/, 2.2/, 2.3/ with seda-<v>-main.xsd)"
             )
+        return value
+
+    @field_validator("alert_to", mode="before")
+    @classmethod
+    def _recipients(cls, value: object) -> object:
+        if isinstance(value, str):  # the environment's form: a comma-separated list
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("seda_tolerances")
@@ -244,6 +337,16 @@ class Settings(BaseSettings):
             raise ValueError("SAE_TSA_CLIENT_CERT and SAE_TSA_CLIENT_KEY go together")
         if self.tsa_username is not None and self.tsa_bearer_token is not None:
             raise ValueError("SAE_TSA_USERNAME and SAE_TSA_BEARER_TOKEN: choose one")
+        return self
+
+    @model_validator(mode="after")
+    def _alert_mail(self) -> Settings:
+        if self.alert_smtp_host is not None and not (self.alert_from and self.alert_to):
+            raise ValueError("SAE_ALERT_SMTP_HOST needs SAE_ALERT_FROM and SAE_ALERT_TO")
+        if (self.alert_smtp_user is None) != (self.alert_smtp_password is None):
+            raise ValueError("SAE_ALERT_SMTP_USER and SAE_ALERT_SMTP_PASSWORD go together")
+        if self.alert_webhook_secret is not None and self.alert_webhook_url is None:
+            raise ValueError("SAE_ALERT_WEBHOOK_SECRET needs SAE_ALERT_WEBHOOK_URL")
         return self
 
     @model_validator(mode="after")

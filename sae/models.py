@@ -1,5 +1,6 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic, tests, init)."""
 
+from sae.alerts.models import Alert, AlertCursor
 from sae.auth.models import ApiToken
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
 from sae.db import Base
@@ -9,6 +10,8 @@ from sae.retention.models import Rule
 from sae.storage.models import MetadataCopy, ObjectCopy
 
 __all__ = [
+    "Alert",
+    "AlertCursor",
     "ApiToken",
     "ArchiveUnit",
     "Base",

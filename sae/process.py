@@ -72,8 +72,12 @@ def worker_app() -> FastAPI:
     Each worker opens its own runtime from the same environment as the supervisor.
     """
     from sae.app import create_app
+    from sae.config import get_settings
+    from sae.logs import configure_logging
 
     end_with_the_supervisor()
+    # A worker is a new process: uvicorn gave it no logging (log_config=None), ours is set here.
+    configure_logging(get_settings())
     app = create_app()
     tune_gc()
     return app
@@ -87,7 +91,8 @@ def serve_in_this_process(settings: Settings, runtime: Runtime, *, host: str, po
 
     application = create_app(settings, runtime=runtime)
     tune_gc()
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    # log_config=None: uvicorn's loggers (its access log) keep the configuration of sae.logs.
+    uvicorn.run(application, host=host, port=port, log_config=None)
 
 
 def serve_with_workers(workers: int, *, host: str, port: int) -> None:
@@ -104,5 +109,5 @@ def serve_with_workers(workers: int, *, host: str, port: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_config=None,  # each worker configures its logging (worker_app), as sae.logs says
     )

@@ -1,8 +1,9 @@
 """The running service's shared parts, built once at startup from the settings.
 
 ``Runtime.open`` is the one place where a configuration is accepted or refused: it creates the
-data directory, migrates the database, loads and checks the storage offers (jurisdiction,
-strategy), and on first start writes the admin token.
+data directory, upgrades the database schema (``SAE_AUTO_MIGRATE``) or refuses one that is not
+the code's (:mod:`sae.migrate`), loads and checks the storage offers (jurisdiction, strategy),
+and on first start writes the admin token.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
 from sae.db import WriterTurns, make_engine, make_sessionmaker, transaction
-from sae.migrate import upgrade
+from sae.migrate import SchemaChange, check_schema, upgrade
 from sae.storage.base import StorageOffer
 from sae.storage.offers import OfferSet, check_offers, load_offers
 
@@ -77,10 +78,18 @@ class Runtime:
     witnesses: WitnessSet | None = None
     #: Checks ``/health`` reports by name beside the database and the offers (the TSA).
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    #: The schema upgrade this start ran (None: none was due, or SAE_AUTO_MIGRATE is off).
+    schema_change: SchemaChange | None = None
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate: bool = True, check_keys: bool = True) -> Runtime:
+    def open(
+        cls, settings: Settings, *, migrate: bool | None = None, check_keys: bool = True
+    ) -> Runtime:
         """Start: directories, schema, offers, first-start admin token, the journal's keys.
+
+        ``migrate``: upgrade the schema first (default ``SAE_AUTO_MIGRATE``; ``sae init`` says
+        True); otherwise a schema that is not the code's refuses the start
+        (:class:`~sae.migrate.SchemaOutdated`, :class:`~sae.migrate.SchemaAhead`).
 
         ``check_keys=False`` skips the key check and the start's leaves (key pin, configuration
         digests): for ``sae journal rotate-key``, which replaces a missing or unwanted key itself
@@ -91,8 +100,15 @@ class Runtime:
         (settings.data_dir / "tmp").mkdir(exist_ok=True)
         sweep_spool(settings.data_dir / "tmp")
         engine = make_engine(settings.db_url)
-        if migrate:
-            upgrade(engine)
+        change: SchemaChange | None = None
+        try:
+            if settings.auto_migrate if migrate is None else migrate:
+                change = upgrade(engine)
+            else:
+                check_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         offer_set = load_offers(settings)
         from sae.journal.witnessing import load_witnesses
 
@@ -108,6 +124,7 @@ class Runtime:
             offer_set=offer_set,
             writer_turns=WriterTurns(settings.db_url),
             witnesses=witnesses,
+            schema_change=change if change is not None and change.changed else None,
         )
         with transaction(runtime.sessions) as session:
             path = ensure_admin_token(session, settings.data_dir)

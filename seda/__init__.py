@@ -4,7 +4,7 @@ A stand-alone library (it imports nothing from ``sae``)::
 
     import seda
 
-    report = seda.validate_transfer(manifest_bytes, xsd_dir=Path("../shared/seda-xsd"))
+    report = seda.validate_transfer(manifest_bytes, xsd_dir=seda.BUNDLED_XSD_DIR)
     if report.ok:
         transfer = report.transfer          # seda.ArchiveTransfer
     else:
@@ -13,7 +13,8 @@ A stand-alone library (it imports nothing from ``sae``)::
 
 Reading: :func:`read_transfer`, :func:`read_transfer_reply`. Validating:
 :func:`validate_transfer` (layers: XML hardening, root and version, official XSD, the rules the
-XSD cannot express, tolerances), :class:`XsdValidator`, :func:`validate_message`. Writing (pure
+XSD cannot express, tolerances), :class:`XsdValidator`, :func:`validate_message`; the official
+schemas ship inside the package, in :data:`BUNDLED_XSD_DIR`. Writing (pure
 functions, model in, bytes out): :func:`write_archive_transfer_reply`,
 :func:`write_archive_transfer` (outgoing), :func:`write_archive_delivery_request_reply` (DIP),
 :func:`write_archive_destruction_notification`, :func:`write_acknowledgement`. XML: the only
@@ -88,9 +89,10 @@ from ._writer import (
     write_archive_transfer,
     write_archive_transfer_reply,
 )
-from ._xsd import MESSAGE_ROOTS, XsdValidator
+from ._xsd import BUNDLED_XSD_DIR, MESSAGE_ROOTS, XsdValidator
 
 __all__ = [
+    "BUNDLED_XSD_DIR",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
     "MESSAGE_ROOTS",

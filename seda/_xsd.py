@@ -11,7 +11,12 @@ from lxml import etree
 from ._errors import Fault, FaultCodes, SchemaUnavailable
 from ._versions import SedaVersion
 
-__all__ = ["MESSAGE_ROOTS", "XsdValidator"]
+__all__ = ["BUNDLED_XSD_DIR", "MESSAGE_ROOTS", "XsdValidator"]
+
+#: The official SEDA 2.1/2.2/2.3 schemas shipped inside this package (``2.1/``, ``2.2/``,
+#: ``2.3/``; provenance, licence and the two local edits in ``xsd/NOTICE.md``). Shipped so that
+#: an installed package validates against the official schemas with nothing else on the disk.
+BUNDLED_XSD_DIR: Path = Path(__file__).resolve().parent / "xsd"
 
 #: The 15 message root elements of SEDA 2.x. The XSDs also declare abstract global elements
 #: (extension points) that ``XMLSchema.validate`` would accept as a root: we never do.
@@ -44,8 +49,9 @@ class XsdValidator:
     """Validates messages against the official XSDs found in ``xsd_dir``.
 
     ``xsd_dir`` holds one folder per version: ``2.1/seda-2.1-main.xsd``, ``2.2/...``,
-    ``2.3/...`` (the layout of ``shared/seda-xsd``). Schemas are compiled on first use and cached
-    for the process (compiling takes a fraction of a second; validating is fast). Thread-safe.
+    ``2.3/...`` (the layout of :data:`BUNDLED_XSD_DIR` and of ``shared/seda-xsd``). Schemas are
+    compiled on first use and cached for the process (compiling takes a fraction of a second;
+    validating is fast). Thread-safe.
     """
 
     def __init__(self, xsd_dir: Path | str) -> None:

@@ -6,7 +6,9 @@ passes by skipping.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -39,6 +41,66 @@ def require(condition: object, reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required by SAE_REQUIRE_ALL=1 but missing: {reason}")
     pytest.skip(reason)
+
+
+class _TokenRecorder:
+    """Stands for the ``secrets`` module inside ``sae.auth.service``: every token the suite's
+    process creates is remembered (:func:`no_token_in_the_suites_logs`)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    def token_urlsafe(self, nbytes: int | None = None) -> str:
+        value = secrets.token_urlsafe(nbytes)
+        self.tokens.append(value)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(secrets, name)
+
+
+class _SuiteLog(logging.Handler):
+    """Keeps the text of every record the suite's process logs (message and traceback, before
+    any scrubbing: SAE must not write a token into a message in the first place)."""
+
+    #: The tests' own HTTP client logs the URLs it calls, and a few tests log tokens on purpose.
+    IGNORED = ("httpx", "httpcore", "tests")
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(self.IGNORED):
+            return
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        self.lines.append(text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_token_in_the_suites_logs() -> Iterator[None]:
+    """At the end of the run, no line logged in this process holds a token it created
+    (``tests/test_logs.py`` does the same at DEBUG on a real server's output)."""
+    import sae.auth.service as auth
+
+    recorder = _TokenRecorder()
+    original = auth.secrets
+    auth.secrets = recorder  # type: ignore[assignment]
+    handler = _SuiteLog()
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        auth.secrets = original
+    leaked = [line for line in handler.lines for token in recorder.tokens if token in line]
+    if leaked:
+        pytest.fail(f"{len(leaked)} logged line(s) hold an API token, e.g. {leaked[0][:200]!r}")
 
 
 def _postgres_reachable() -> bool:

@@ -4,7 +4,8 @@
 start-ceph-rgw.sh`` on free ports and in its own directory, so that it never collides with a
 cluster someone else runs on the machine, and stops it at the end of the session. Set
 ``SAE_TEST_S3_ENDPOINT`` (and ``SAE_TEST_S3_ACCESS_KEY`` / ``SAE_TEST_S3_SECRET_KEY``) to use a
-server that is already running instead.
+server that is already running instead, and ``SAE_TEST_S3_CEPH_CONF`` (its ``ceph.conf``) for the
+tests that create S3 users with ``radosgw-admin``.
 
 When radosgw is not installed the tests that need it skip, or fail under ``SAE_REQUIRE_ALL=1``.
 Install: ``apt-get install -y --no-install-recommends radosgw ceph-mon ceph-osd`` (root).
@@ -37,6 +38,8 @@ class S3Server:
     access_key: str
     secret_key: str
     region: str = "default"  # what Ceph RGW reports as every bucket's location
+    #: The cluster's ceph.conf, for ``radosgw-admin`` (creating users); None when unknown.
+    ceph_conf: Path | None = None
 
     def new_bucket_name(self) -> str:
         """A bucket name no other test uses."""
@@ -74,6 +77,7 @@ def ceph_rgw_fixture() -> Iterator[S3Server]:
             given,
             os.environ.get("SAE_TEST_S3_ACCESS_KEY", "testaccess"),
             os.environ.get("SAE_TEST_S3_SECRET_KEY", "testsecret12345"),
+            ceph_conf=Path(conf) if (conf := os.environ.get("SAE_TEST_S3_CEPH_CONF")) else None,
         )
         return
     reason = ceph_missing_reason()
@@ -104,7 +108,12 @@ def ceph_rgw_fixture() -> Iterator[S3Server]:
             pytest.fail("Ceph RGW did not start within 240 s")
         if started.returncode != 0:
             pytest.fail(f"Ceph RGW did not start: {started.stderr[-2000:]}")
-        yield S3Server(f"http://127.0.0.1:{port}", "testaccess", "testsecret12345")
+        yield S3Server(
+            f"http://127.0.0.1:{port}",
+            "testaccess",
+            "testsecret12345",
+            ceph_conf=directory / "ceph.conf",
+        )
     finally:
         subprocess.run(
             [str(TOOLS / "stop-ceph-rgw.sh")],

@@ -79,7 +79,7 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     # A command's body shared by several commands.
     "sae.retention.cli._decide": (COMMAND, "sae retention submit / approve / reject"),
     # Deposits: 2xx only after the commit; concurrent transfers share one commit.
-    "sae.ingest.deposit.ingest_and_commit": (UNIT_OF_WORK, "a deposit, committed before 2xx"),
+    "sae.ingest.deposit._ingest_and_commit": (UNIT_OF_WORK, "a deposit, committed before 2xx"),
     "sae.ingest.deposit.GroupCommit._write": (UNIT_OF_WORK, "the group commit of deposits"),
     # Reads: journaled before a byte leaves; a bad copy is recorded even if the read fails.
     "sae.access.reading.open_for_reading": (UNIT_OF_WORK, "the read is journaled first"),
@@ -122,6 +122,13 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         UNIT_OF_WORK,
         "a witness's refusal is journaled as evidence, in the background round",
     ),
+    # Alerts: detected and sent by the background worker, never inside another's transaction.
+    "sae.alerts.service.evaluate": (UNIT_OF_WORK, "alerts: a round of detection, one at a time"),
+    "sae.alerts.service._claim": (UNIT_OF_WORK, "alerts: claim the pending ones before sending"),
+    "sae.alerts.service.send_pending": (
+        UNIT_OF_WORK,
+        "alerts: which channels took a notification, recorded after each send",
+    ),
     # The rebuild of the catalogue from an offer: one transaction per segment, resumable.
     "sae.recovery.rebuild._Rebuild._claim_target": (UNIT_OF_WORK, "rebuild: the target's marker"),
     "sae.recovery.rebuild._Rebuild._import_segment": (UNIT_OF_WORK, "rebuild: one segment"),
@@ -147,7 +154,22 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         UNIT_OF_WORK,
         "key rotation: the leaf committed before the key files are swapped and a head sealed",
     ),
-    "sae.migrate.upgrade": (UNIT_OF_WORK, "start: the schema migrations"),
+    "sae.migrations.env.run_migrations_online": (
+        UNIT_OF_WORK,
+        "the `alembic` command run by hand: the migrations in their own transaction",
+    ),
+    "sae.migrate._migration_lock": (
+        UNIT_OF_WORK,
+        "the schema migrations, all pending ones in one transaction under the migration lock",
+    ),
+    "sae.migrate._sqlite_lock": (
+        UNIT_OF_WORK,
+        "the schema migrations on SQLite: foreign keys off around their transaction (a setting)",
+    ),
+    "sae.migrate_db.move_catalog": (
+        UNIT_OF_WORK,
+        "sae migrate-db: the copy, its verification and its event, one target transaction",
+    ),
 }
 #: The mechanism every shape commits through.
 TRANSACTION_MECHANISM = "sae.db.transaction"

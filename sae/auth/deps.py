@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -10,6 +11,8 @@ from fastapi import Depends, Request
 from sae.auth.errors import MissingToken, RoleNotAllowed
 from sae.auth.service import Principal, authenticate
 from sae.deps import RuntimeDep
+
+log = logging.getLogger("sae.auth")
 
 
 def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
@@ -21,6 +24,9 @@ def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     with runtime.sessions() as session:
         principal = authenticate(session, secret.strip())
     request.state.principal = principal
+    # Who made the request, by the token's id (never its secret): with the request id, an
+    # operator ties an access-log line to a caller.
+    log.debug("auth.ok %s %s as %s", request.method, request.url.path, principal.actor)
     return principal
 
 

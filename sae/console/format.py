@@ -277,6 +277,7 @@ EVENT_TYPE = {
     "disposal.transfer_purged": "Unités transférées retirées du fonds",
     "rebuild.transfer_recovered": "Versement retrouvé lors d'une reconstruction",
     "catalog.rebuilt": "Catalogue reconstruit depuis une offre",
+    "catalog.migrated": "Catalogue déplacé vers PostgreSQL",
     "journal.key_pinned": "Clé de signature du journal épinglée",
     "journal.key_rotated": "Clé de signature du journal remplacée",
     "config.initial": "Configuration initiale enregistrée",

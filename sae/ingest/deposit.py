@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
+from sae import metrics
 from sae.auth.service import Principal
 from sae.db import transaction
 from sae.errors import SAEError
@@ -53,7 +55,30 @@ def ingest_and_commit(
 ) -> service.IngestOutcome:
     """Ingest the SIP at ``path`` and commit; accepted transfers get a tree head soon after.
 
-    ``sip_digest``: the SIP's SHA-512 being computed as it was spooled (see ``prepare``)."""
+    ``sip_digest``: the SIP's SHA-512 being computed as it was spooled (see ``prepare``).
+    Counted in the metrics (``sae.metrics``): accepted with its bytes, or refused by the code
+    of its first fault (or of the error that refused it), with the time it took either way."""
+    started = time.monotonic()
+    try:
+        outcome = _ingest_and_commit(runtime, principal, path, sip_digest)
+    except SAEError as exc:
+        metrics.transfer_refused(exc.code, time.monotonic() - started)
+        raise
+    if outcome.accepted:
+        metrics.transfer_accepted(outcome.transfer.total_bytes, time.monotonic() - started)
+    else:
+        errors = outcome.transfer.errors or []
+        reason = str(errors[0].get("code", "")) if errors else ""
+        metrics.transfer_refused(reason or "unknown", time.monotonic() - started)
+    return outcome
+
+
+def _ingest_and_commit(
+    runtime: Runtime,
+    principal: Principal,
+    path: Path,
+    sip_digest: TrailingDigest | None,
+) -> service.IngestOutcome:
     env = service.IngestEnv(settings=runtime.settings, offers=runtime.strategy_offers)
     with runtime.sessions() as session:
         prepared = service.prepare(session, env, principal, path, sip_digest=sip_digest)

@@ -316,9 +316,11 @@ def restore_command(
     if done.plan is not None and done.offer is not None:
         # No start leaves (the key pin, the configuration digests) before the catch-up: the
         # restored catalogue is behind the offer, whose leaves come next. The next start has them.
+        # A backup older than this SAE is migrated whatever SAE_AUTO_MIGRATE says: putting it
+        # back is the deliberate act, and the catch-up needs the code's schema.
         with (
             refusals(1, with_code=True),
-            opened_runtime(check_keys=False, **overrides) as runtime,
+            opened_runtime(check_keys=False, migrate=True, **overrides) as runtime,
         ):
             try:
                 counts = catch_up(

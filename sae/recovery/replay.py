@@ -139,3 +139,5 @@ def apply(context: ReplayContext, event: LeafEvent) -> None:
 # The rebuild's own summary (``sae.recovery.rebuild``): the rows it counts are restored from
 # their own leaves; a rebuild of a rebuilt catalogue has nothing to do for it.
 changes_no_state("catalog.rebuilt", "a rebuild's summary: what it rebuilt has its own leaves")
+# ``sae migrate-db`` (``sae.migrate_db``): the catalogue moved whole; its rows have their leaves.
+changes_no_state("catalog.migrated", "a move's summary: the rows moved have their own leaves")

@@ -30,6 +30,7 @@ import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+import retention_rules
 from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import UnitRule
 from sae.db import utcnow
@@ -75,7 +76,9 @@ META_KEYS = (
     "access_rule",
     "note",
 )
-SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "retention_rules"
+#: The shipped referential: the ``retention_rules`` package's folder, found through the package
+#: (not this file's place in a checkout) so that an installed wheel finds its own copy.
+SHIPPED_DIR = Path(retention_rules.__file__).resolve().parent
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@
             ├── UnknownOffer         storage.offers_unknown
             ├── SingleSiteStrategy   storage.offers_single_site
             ├── MissingCredentials   storage.offers_credentials
-            └── RegionMismatch       storage.offers_region
+            ├── RegionMismatch       storage.offers_region
+            └── PermissionMissing    storage.offers_permission  the S3 user lacks an action
 
 Every error names the offer (and the key when there is one), so an operator reading a log line
 knows which machine to look at without a stack trace.
@@ -330,3 +331,24 @@ class RegionMismatch(OffersConfigError):
             offer=offer,
         )
         self.offer = offer
+
+
+class PermissionMissing(OffersConfigError):
+    """The offer's S3 user is refused an action SAE needs with this configuration.
+
+    Found by the startup's permission check (``S3Offer.check_permissions``), so that a missing
+    ``s3:BypassGovernanceRetention`` refuses the start instead of the first withdrawal or the
+    end of the first quarantine, days later. ``deploy/s3-policy.json`` lists the actions.
+    """
+
+    code = "storage.offers_permission"
+
+    def __init__(self, offer: str, action: str, why: str, answer: str) -> None:
+        super().__init__(
+            f"offer {offer!r}: the S3 user is refused {action} ({answer}), which {why}; "
+            "grant it (see deploy/s3-policy.json)",
+            offer=offer,
+            action=action,
+        )
+        self.offer = offer
+        self.action = action

@@ -252,7 +252,9 @@ def _build(offer: OfferConfig, env: Mapping[str, str]) -> StorageOffer:
 
 
 def check_offers(offers: OfferSet, *, require_available: bool = False) -> list[str]:
-    """Startup check: every offer is configured as declared (bucket, Object Lock, region).
+    """Startup check: every offer is configured as declared (bucket, Object Lock, region), and
+    an S3 offer's user holds the permissions its configuration needs beyond reading and writing
+    (``S3Offer.check_permissions``: the governance bypass of a quarantine).
 
     A configuration fault (:class:`OffersConfigError`, e.g. :class:`RegionMismatch` or a bucket
     without Object Lock) is raised, so that a misconfigured server refuses to start rather than
@@ -264,6 +266,11 @@ def check_offers(offers: OfferSet, *, require_available: bool = False) -> list[s
     for offer in offers.offers.values():
         try:
             offer.check()
+            if offer.kind == "s3":
+                from sae.storage.s3 import S3Offer  # loaded by S3 deployments only
+
+                if isinstance(offer, S3Offer):
+                    offer.check_permissions()
         except OffersConfigError:
             raise
         except StorageError as exc:

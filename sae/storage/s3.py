@@ -50,14 +50,17 @@ Workarounds for what the real servers do (seen on Ceph RGW 16.2.15, see docs/sto
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import queue
 import re
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
@@ -94,6 +97,7 @@ from sae.storage.errors import (
     ObjectMissing,
     OffersConfigError,
     OfferUnavailable,
+    PermissionMissing,
     RegionMismatch,
     RetentionActive,
     RetentionShortening,
@@ -116,6 +120,18 @@ READ_AHEAD_CHUNKS = 8
 
 GOVERNANCE: LockMode = "GOVERNANCE"
 COMPLIANCE: LockMode = "COMPLIANCE"
+#: Where the startup's permission check (``S3Offer.check_permissions``) writes its probe. A probe
+#: left by a crash is unlocked seconds later; ``sae fsck`` lists it as an orphan and ``--repair``
+#: removes it.
+PERMISSION_PROBE_PREFIX = "sae-permission-check"
+#: How long the probe is locked in GOVERNANCE: when the bypass is refused, the check waits this
+#: long to remove the probe without it.
+PROBE_LOCK = timedelta(seconds=4)
+#: What needs the bypass, for the message of a refused start.
+_BYPASS_NEEDED_FOR = (
+    "a quarantine (quarantine_days) needs: withdrawing a deposit and sealing its copies into "
+    "COMPLIANCE both lift a GOVERNANCE lock"
+)
 _MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"}
 _FRACTION = re.compile(r"^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$")
 
@@ -426,8 +442,13 @@ class S3Offer:
             )
         except S3Error as exc:
             if exc.code == "AccessDenied":
+                hint = (
+                    "; a GOVERNANCE lock is changed with s3:BypassGovernanceRetention"
+                    if bypass
+                    else ""
+                )
                 raise RetentionActive(
-                    self.name, key, f"lock change refused: {exc.message}"
+                    self.name, key, f"lock change refused: {exc.message}{hint}"
                 ) from exc
             raise self._translate(exc, key) from exc
         except (MinioException, HTTPError) as exc:
@@ -446,8 +467,15 @@ class S3Offer:
             )
         except S3Error as exc:
             if exc.code == "AccessDenied":
+                # Named, so that an operator whose user lacks the bypass learns which action to
+                # grant from the withdrawal's refusal rather than from the code.
+                hint = (
+                    "; a GOVERNANCE lock is lifted with s3:BypassGovernanceRetention"
+                    if bypass
+                    else ""
+                )
                 raise RetentionActive(
-                    self.name, key, f"refused by the server: {exc.message}"
+                    self.name, key, f"refused by the server: {exc.message}{hint}"
                 ) from exc
             raise self._translate(exc, key) from exc
         except (MinioException, HTTPError) as exc:
@@ -898,6 +926,79 @@ class S3Offer:
             reported = self.reported_region()
             if reported != self.region:
                 raise RegionMismatch(self.name, self.bucket, self.region, reported)
+
+    def check_permissions(self) -> None:
+        """At startup: the user may do what this offer's configuration needs beyond ``check``.
+
+        With a quarantine (``quarantine_days``), withdrawing a deposit and sealing its copies
+        into COMPLIANCE both lift a GOVERNANCE lock, which needs ``s3:BypassGovernanceRetention``.
+        A user without it uploads, reads and audits normally: the gap would only show days
+        later, at the first withdrawal or the first seal. So a probe object is written, locked
+        in GOVERNANCE for a few seconds, and removed with the bypass; refused, the check waits
+        for the lock to lapse, removes the probe without it and raises
+        :class:`PermissionMissing` (the start is refused). Not part of ``check``, which
+        ``/health`` calls every few seconds: this one writes.
+        """
+        if self.quarantine_days <= 0:
+            return
+        try:
+            default = self.client.get_object_lock_config(self.bucket)
+        except (MinioException, HTTPError) as exc:
+            raise self._translate(exc) from exc
+        if default.mode is not None:
+            # A bucket default retention would lock the probe itself, in COMPLIANCE perhaps for
+            # years: one undeletable object per start. SAE locks each version itself and needs
+            # no default (docs/deploy.md); with one, the check is not made.
+            log.warning(
+                "storage.permission_check_skipped offer=%s: bucket %s has a default retention "
+                "(%s %s %s), which would lock the probe",
+                self.name,
+                self.bucket,
+                default.mode,
+                default.duration,
+                default.duration_unit,
+            )
+            return
+        key = f"{PERMISSION_PROBE_PREFIX}/{uuid.uuid4().hex}"
+        upload = self._upload(key, io.BytesIO(b"SAE start: permission check\n"), None)
+        stat = self._stat(key, upload.version_id)
+        # The server's clock, not ours: a lock date in its past would be refused.
+        written = stat.last_modified if stat is not None and stat.last_modified else utcnow()
+        until = _ms(written + PROBE_LOCK)
+        started = time.monotonic()
+        try:
+            self._put_retention(key, upload.version_id, GOVERNANCE, until, bypass=False)
+        except RetentionActive as exc:
+            self._remove_probe(key, upload.version_id)
+            raise PermissionMissing(
+                self.name, "s3:PutObjectRetention", "every copy's lock needs", exc.reason
+            ) from exc
+        try:
+            self._remove_version(key, upload.version_id, bypass=True)
+            return
+        except RetentionActive as exc:
+            refusal = exc.reason
+        time.sleep(max(0.0, PROBE_LOCK.total_seconds() + 1 - (time.monotonic() - started)))
+        if not self._remove_probe(key, upload.version_id):
+            raise PermissionMissing(
+                self.name,
+                "s3:DeleteObjectVersion",
+                "removing a copy that failed its read-back or a withdrawn deposit needs",
+                refusal,
+            )
+        raise PermissionMissing(
+            self.name, "s3:BypassGovernanceRetention", _BYPASS_NEEDED_FOR, refusal
+        )
+
+    def _remove_probe(self, key: str, version_id: str | None) -> bool:
+        """Remove the permission probe without bypass; False if the server refuses."""
+        try:
+            self._remove_version(key, version_id, bypass=False)
+        except RetentionActive:
+            return False
+        except StorageError as exc:
+            log.warning("storage.permission_probe_left offer=%s key=%s: %s", self.name, key, exc)
+        return True
 
     def replace_damaged(
         self, key: str, source: BinaryIO, *, expected_sha512: str, retain_until: datetime | None

@@ -13,7 +13,6 @@ malformed vkey, a corrupt state file, the port taken); 2 usage.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,10 +115,16 @@ def serve_command(
 
     Example: ``sae witness serve --data /var/lib/sae-witness --host 0.0.0.0 --port 7380``
     """
+    from sae.config import ConfigurationError, load_settings
+    from sae.logs import configure_logging
     from sae.witness.server import serve
     from sae.witness.service import Witness
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # A server: INFO unless SAE_LOG_LEVEL says otherwise (SAE_LOG_FORMAT as for sae serve).
+    try:
+        configure_logging(load_settings())
+    except ConfigurationError:
+        pass  # the witness shares nothing with the archive's settings: keep the default
     with refusals(1):
         witness = Witness(data)
 

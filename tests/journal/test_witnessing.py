@@ -260,6 +260,12 @@ def test_deposits_are_cosigned_and_bundles_carry_the_cosignatures(
     assert health["witnesses"]["witnessed_size"] == size, health
     assert health["witnesses"]["ok"] is True
     assert health["witnesses"]["witnessed_age_seconds"] >= 0
+    # The metrics say the same (issue #18: the latest witnessed size and its age, as gauges).
+    from tests.test_metrics import scrape, value
+
+    scraped = scrape(archive.api)
+    assert value(scraped, "sae_journal_witnessed_size") == size
+    assert 0 <= value(scraped, "sae_journal_witnessed_age_seconds") < 300
 
     # The console's dashboard says it, in French.
     from tests.console.helpers import signed_in
@@ -610,6 +616,17 @@ def test_the_rewrite_attack_is_refused_and_caught(
     assert {r.payload["status"] for r in refusals} <= {409, 422}
     again = archive.witness_round()
     assert set(again.values()) == {"refused"}  # asked again: refused again, never co-signed
+    # Each witness's refusal is an alert (mailed when SAE_ALERT_* say where), once per witness.
+    from sae.alerts.models import Alert
+    from sae.alerts.worker import run_once
+
+    run_once(runtime.sessions, archive.settings, runtime.offer_set)
+    with runtime.sessions() as session:
+        standing = session.scalars(
+            select(Alert).where(Alert.condition == "witness_refused", Alert.active.is_(True))
+        ).all()
+    assert {a.subject for a in standing} == {w.name for w in archive.witnesses}
+    assert all(a.notifications == 1 and not a.pending for a in standing)
 
     # /health reports no witnessed head for the forged history.
     health = archive.api.client.get("/health").json()

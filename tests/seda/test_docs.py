@@ -22,8 +22,7 @@ def test_doc_example_runs(sample: str, reply_code: str, samples_dir: Path, xsd_d
                           ) -> None:
     match = re.search(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     assert match
-    code = match.group(1).replace('"sip.zip"', repr(str(samples_dir / sample))).replace(
-        'Path("../shared/seda-xsd")', repr(str(xsd_dir)))
+    code = match.group(1).replace('"sip.zip"', repr(str(samples_dir / sample)))
     namespace: dict[str, object] = {}
     exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
     atr = namespace["atr_xml"]
