@@ -56,6 +56,10 @@ class UnitSpec:
     refs: list[str] = field(default_factory=list)  # ArchiveUnitRefId children
     rules: list[RuleSpec] = field(default_factory=list)
     level: str = "Item"
+    description: str | None = None
+    identifiers: list[str] = field(default_factory=list)  # OriginatingAgencyArchiveUnitIdentifier
+    keywords: list[str] = field(default_factory=list)
+    start_date: str | None = None
 
 
 @dataclass
@@ -173,6 +177,14 @@ def manifest(spec: SipSpec) -> bytes:
         content = _el(el, ns, "Content")
         _el(content, ns, "DescriptionLevel", u.level)
         _el(content, ns, "Title", u.title)
+        for identifier in u.identifiers:
+            _el(content, ns, "OriginatingAgencyArchiveUnitIdentifier", identifier)
+        if u.description is not None:
+            _el(content, ns, "Description", u.description)
+        for keyword in u.keywords:
+            _el(_el(content, ns, "Keyword"), ns, "KeywordContent", keyword)
+        if u.start_date is not None:
+            _el(content, ns, "StartDate", u.start_date)
         for child in u.children:
             unit(el, child)
         for ref in u.refs:

@@ -12,6 +12,7 @@ from sae.catalog import service, views
 from sae.catalog.errors import ObjectNotFound, UnitNotFound
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.catalog.schemas import (
+    FacetValueOut,
     ObjectOut,
     UnitOut,
     UnitPage,
@@ -32,26 +33,42 @@ def search_units(
     date_to: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
     due_before: date | None = None,
+    record_type: Annotated[
+        str | None, Query(max_length=255, description="AppraisalRule id declared on the unit")
+    ] = None,
+    facets: Annotated[
+        str | None,
+        Query(max_length=100, description="Comma-separated: producer, year, record_type, status"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> UnitPage:
-    """Search archive units (newest first; ``next_cursor`` gives the following page)."""
-    units, next_cursor = service.search_units(
-        session,
-        service.SearchQuery(
-            q=q,
-            producer=producer,
-            title=title,
-            date_from=date_from,
-            date_to=date_to,
-            status=status,
-            due_before=due_before,
-            limit=limit,
-            cursor=cursor,
-        ),
-        principal,
+    """Search archive units: with ``q``, the most relevant first (full text: words in any
+    order, prefixes, "phrases" in quotes, no case or accent); else the newest first.
+    ``next_cursor`` gives the following page; ``facets`` adds the total and the counts."""
+    query = service.SearchQuery(
+        q=q,
+        producer=producer,
+        title=title,
+        date_from=date_from,
+        date_to=date_to,
+        status=status,
+        due_before=due_before,
+        record_type=record_type,
+        limit=limit,
+        cursor=cursor,
     )
-    return UnitPage(items=[views.unit_summary(u) for u in units], next_cursor=next_cursor)
+    units, next_cursor = service.search_units(session, query, principal)
+    page = UnitPage(items=[views.unit_summary(u) for u in units], next_cursor=next_cursor)
+    if facets is not None:
+        names = tuple(name.strip() for name in facets.split(",") if name.strip())
+        counted = service.search_facets(session, query, principal, names or service.FACETS)
+        page.total = counted.total
+        page.facets = {
+            name: [FacetValueOut(value=v.value, count=v.count, label=v.label) for v in values]
+            for name, values in counted.counts.items()
+        }
+    return page
 
 
 @router.get("/units/{unit_id}", response_model=UnitOut)

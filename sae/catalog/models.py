@@ -29,8 +29,12 @@ class ArchiveUnit(Base):
     sip_id: Mapped[str] = mapped_column(String(255))
     title: Mapped[str] = mapped_column(Text, default="")
     description: Mapped[str | None] = mapped_column(Text)
-    #: Title, description and SIP identifier without case or accents (``sae.catalog.text``):
-    #: what ``q`` is compared with.
+    #: The title without case or accents (``sae.catalog.text.fold``): what ``title=`` compares,
+    #: and the full-text index's first, heavier, column.
+    title_folded: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: Title, description, identifiers, keywords and producer without case or accents
+    #: (``sae.catalog.text.search_text``): the full-text index's body (``sae.catalog.fulltext``;
+    #: database triggers keep the index in step with this column and the status).
     search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     description_level: Mapped[str | None] = mapped_column(String(64))
     start_date: Mapped[str | None] = mapped_column(String(64))

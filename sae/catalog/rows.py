@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 import seda
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
-from sae.catalog.text import search_text
+from sae.catalog.text import fold, search_text
 from sae.db import Base, new_id
 from sae.retention import compute
 from sae.storage.base import StoredObject
@@ -168,8 +168,11 @@ def catalogue_rows(
                 transfer_id=transfer_row.id,
                 sip_id=unit.id,
                 title=unit.title or "",
+                title_folded=fold(unit.title or ""),
                 description=unit.description,
-                search_text=search_text(unit.title, unit.description, unit.id),
+                search_text=search_text(
+                    unit.title, unit.description, unit.id, searched_fields(unit, producer)
+                ),
                 description_level=unit.description_level,
                 start_date=unit.start_date,
                 end_date=unit.end_date,
@@ -256,3 +259,16 @@ def _insert_all(session: Session, rows: Sequence[Base]) -> None:
     connection = session.connection()
     for batch in batches.values():
         connection.execute(insert(cast(Table, mapper.local_table)), batch)
+
+
+def searched_fields(unit: seda.ArchiveUnit, producer: str) -> list[str | None]:
+    """What else than title, description and SIP id a unit is found by: its identifiers, its
+    keywords, its producer (``sae.catalog.text.search_text``)."""
+    return [
+        *unit.archival_agency_archive_unit_identifiers,
+        *unit.originating_agency_archive_unit_identifiers,
+        *unit.transferring_agency_archive_unit_identifiers,
+        *unit.file_plan_positions,
+        *(keyword.content for keyword in unit.keywords),
+        unit.originating_agency_identifier or producer,
+    ]

@@ -90,6 +90,17 @@ class UnitOut(UnitSummary):
     content_xml: str
 
 
+class FacetValueOut(BaseModel):
+    value: str
+    count: int
+    #: The record type's name in the schedule (``record_type`` facet only).
+    label: str | None = None
+
+
 class UnitPage(BaseModel):
     items: list[UnitSummary]
     next_cursor: str | None
+    #: With ``facets=``: how many units the search selects in all pages.
+    total: int | None = None
+    #: With ``facets=``: per facet, the most frequent values and their counts.
+    facets: dict[str, list[FacetValueOut]] | None = None

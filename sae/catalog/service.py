@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
-from datetime import date
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
+from sae.catalog import fulltext
 from sae.catalog.errors import InvalidQuery, ObjectNotFound, UnitNotFound
-from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
-from sae.catalog.text import fold
+from sae.catalog.models import ArchiveUnit, DataObject, UnitLink, UnitRule
+from sae.catalog.text import fold, parse_query
 from sae.db import utcnow
 from sae.retention import compute, dates
 from sae.retention.models import Rule, UnitComputedRule
@@ -189,78 +191,217 @@ class SearchQuery:
     date_to: str | None = None
     status: str | None = None
     due_before: date | None = None
+    #: The id of the AppraisalRule declared on the unit (a record type of the schedule).
+    record_type: str | None = None
     limit: int = 50
     cursor: str | None = None
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+#: The facets ``search_facets`` counts: name → what a unit is counted under.
+FACETS = ("producer", "year", "record_type", "status")
+#: At most this many values per facet, the most frequent first.
+FACET_VALUES = 20
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    count: int
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Facets:
+    total: int
+    counts: dict[str, list[FacetValue]]
+
+
+def _decode_cursor(cursor: str, *, ranked: bool) -> list[object]:
+    """The position a cursor holds: ``[created_at, id]``, or ``["score", score, id]`` for a
+    full-text search (sorted by relevance)."""
     try:
-        created, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
-        return str(created), str(last_id)
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if not isinstance(value, list):
+            raise TypeError("not a list")
+        if ranked and len(value) == 3 and value[0] == "score":
+            return [float(value[1]), str(value[2])]
+        if not ranked and len(value) == 2:
+            return [str(value[0]), str(value[1])]
     except (ValueError, TypeError) as exc:
         raise InvalidQuery("the cursor is not one this server gave") from exc
+    raise InvalidQuery("the cursor is not one this server gave for this search")
 
 
-def _encode_cursor(unit: ArchiveUnit) -> str:
-    raw = json.dumps([unit.created_at.isoformat(), unit.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+def _encode_cursor(position: list[object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def search_units(
+def _filtered(
     session: Session, query: SearchQuery, principal: Principal
-) -> tuple[list[ArchiveUnit], str | None]:
-    """Units matching the filters, newest first, keyset-paginated."""
-    stmt = select(ArchiveUnit)
+) -> fulltext.Selection | None:
+    """What a search selects, before ordering and paging (``sae.catalog.fulltext.Selection``:
+    with a relevance score when ``q`` is given); None when ``q`` holds nothing searchable (no
+    letter, no digit)."""
+    selection = fulltext.catalogue()
+    if query.q is not None and query.q.strip():
+        terms = parse_query(query.q)
+        if not terms:
+            return None
+        selection = fulltext.matching(session.get_bind().dialect.name, terms)
+    conditions: list[ColumnElement[bool]] = []
     if principal.role == "depositor":
-        stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
-    if query.q:
-        # Folded on both sides (no case, no accents): one column compared, in every database.
-        like = f"%{_escape_like(fold(query.q))}%"
-        stmt = stmt.where(ArchiveUnit.search_text.like(like, escape="\\"))
-    if query.title:
-        stmt = stmt.where(ArchiveUnit.title.ilike(f"%{_escape_like(query.title)}%", escape="\\"))
+        conditions.append(selection.producer.in_(principal.producers or ("",)))
     if query.producer:
-        stmt = stmt.where(ArchiveUnit.producer == query.producer)
+        conditions.append(selection.producer == query.producer)
     if query.status:
-        stmt = stmt.where(ArchiveUnit.status == query.status)
-    if query.date_from:
-        stmt = stmt.where(
-            or_(ArchiveUnit.end_date >= query.date_from, ArchiveUnit.start_date >= query.date_from)
-        )
-    if query.date_to:
-        stmt = stmt.where(
-            or_(ArchiveUnit.start_date <= query.date_to, ArchiveUnit.end_date <= query.date_to)
+        conditions.append(selection.status == query.status)
+    if query.record_type:
+        conditions.append(
+            exists(
+                select(UnitRule.unit_id).where(
+                    UnitRule.unit_id == selection.id,
+                    UnitRule.category == "AppraisalRule",
+                    UnitRule.rule_id == query.record_type,
+                )
+            )
         )
     if query.due_before is not None:
         # The materialised end dates (maintained at ingest and on every rule change): an index
         # range scan, and paging stays exact.
-        stmt = stmt.where(
+        conditions.append(
             exists(
                 select(UnitComputedRule.unit_id).where(
-                    UnitComputedRule.unit_id == ArchiveUnit.id,
+                    UnitComputedRule.unit_id == selection.id,
                     UnitComputedRule.category == "AppraisalRule",
                     UnitComputedRule.unbounded.is_(False),
                     UnitComputedRule.end_date <= query.due_before,
                 )
             )
         )
-    if query.cursor:
-        created, last_id = _decode_cursor(query.cursor)
-        from datetime import datetime
-
-        created_at = datetime.fromisoformat(created)
-        stmt = stmt.where(
-            or_(
-                ArchiveUnit.created_at < created_at,
-                (ArchiveUnit.created_at == created_at) & (ArchiveUnit.id < last_id),
-            )
+    if query.title or query.date_from or query.date_to:
+        selection = fulltext.widened(selection)
+    if query.title:
+        # Folded on both sides (no case, no accents), a substring of the title.
+        like = f"%{_escape_like(fold(query.title))}%"
+        conditions.append(ArchiveUnit.title_folded.like(like, escape="\\"))
+    if query.date_from:
+        conditions.append(
+            or_(ArchiveUnit.end_date >= query.date_from, ArchiveUnit.start_date >= query.date_from)
         )
+    if query.date_to:
+        conditions.append(
+            or_(ArchiveUnit.start_date <= query.date_to, ArchiveUnit.end_date <= query.date_to)
+        )
+    return replace(selection, stmt=selection.stmt.where(*conditions))
+
+
+def search_units(
+    session: Session, query: SearchQuery, principal: Principal
+) -> tuple[list[ArchiveUnit], str | None]:
+    """Units matching the filters — the most relevant first when ``q`` is given
+    (``sae.catalog.fulltext``), else the newest first — keyset-paginated."""
+    selection = _filtered(session, query, principal)
+    if selection is None:
+        return [], None
     limit = max(1, min(query.limit, 500))
-    stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc()).limit(limit + 1)
-    rows = session.scalars(stmt).all()
-    units = list(rows[:limit])
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return units, next_cursor
+    score = selection.score
+    if score is None:
+        # Without q the selection is archive_units itself (fulltext.catalogue): its rows.
+        stmt = selection.stmt.with_only_columns(ArchiveUnit)
+        if query.cursor:
+            created, last_id = _decode_cursor(query.cursor, ranked=False)
+            created_at = datetime.fromisoformat(str(created))
+            stmt = stmt.where(
+                or_(
+                    ArchiveUnit.created_at < created_at,
+                    (ArchiveUnit.created_at == created_at) & (ArchiveUnit.id < last_id),
+                )
+            )
+        stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc())
+        units = list(session.scalars(stmt.limit(limit + 1)).all())
+        more = len(units) > limit
+        units = units[:limit]
+        last = units[-1] if units else None
+        position: list[object] = [last.created_at.isoformat(), last.id] if last else []
+        return units, _encode_cursor(position) if more and last else None
+    stmt = selection.stmt
+    if query.cursor:
+        last_score, last_id = _decode_cursor(query.cursor, ranked=True)
+        stmt = stmt.where(or_(score < last_score, (score == last_score) & (selection.id > last_id)))
+    # Ranked on (id, score) alone, then the page's rows read by id: sorting the whole rows of
+    # every match (descriptions, Content XML) cost more than the search itself.
+    ranked = (
+        stmt.with_only_columns(selection.id, score)
+        .order_by(score.desc(), selection.id)
+        .limit(limit + 1)
+    )
+    hits = [(str(unit_id), float(value)) for unit_id, value in session.execute(ranked)]
+    more = len(hits) > limit
+    hits = hits[:limit]
+    found = {
+        unit.id: unit
+        for unit in session.scalars(
+            select(ArchiveUnit).where(ArchiveUnit.id.in_([unit_id for unit_id, _ in hits]))
+        )
+    }
+    units = [found[unit_id] for unit_id, _ in hits if unit_id in found]
+    if not (more and hits):
+        return units, None
+    return units, _encode_cursor(["score", hits[-1][1], hits[-1][0]])
+
+
+def search_facets(
+    session: Session, query: SearchQuery, principal: Principal, names: tuple[str, ...] = FACETS
+) -> Facets:
+    """How many units the search selects, and how many under each value of each facet
+    (:data:`FACETS`; at most :data:`FACET_VALUES` values each, the most frequent first)."""
+    unknown = [name for name in names if name not in FACETS]
+    if unknown:
+        raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
+    selection = _filtered(session, query, principal)
+    if selection is None:
+        return Facets(0, {name: [] for name in names})
+    # One pass over the selected units for the total and three facets (a few hundred groups at
+    # most: producers x years x statuses), summed here; one more for the record types, which
+    # come from another table.
+    tallies: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
+    total = 0
+    grouped = selection.stmt.with_only_columns(
+        selection.producer, selection.year, selection.status, func.count()
+    ).group_by(selection.producer, selection.year, selection.status)
+    for producer, year, status, number in session.execute(grouped):
+        total += number
+        tallies["producer"][producer] += number
+        if year:
+            tallies["year"][year] += number
+        tallies["status"][status] += number
+    if "record_type" in names and total:
+        selected = selection.stmt.with_only_columns(selection.id).subquery("selected")
+        for rule_id, number in session.execute(
+            select(UnitRule.rule_id, func.count())
+            .select_from(selected)
+            .join(
+                UnitRule,
+                (UnitRule.unit_id == selected.c.id) & (UnitRule.category == "AppraisalRule"),
+            )
+            .group_by(UnitRule.rule_id)
+        ):
+            tallies["record_type"][rule_id] += number
+    counts: dict[str, list[FacetValue]] = {}
+    for name in names:
+        top = sorted(tallies[name].items(), key=lambda item: (-item[1], item[0]))[:FACET_VALUES]
+        labels = _record_type_labels(session, [v for v, _ in top]) if name == "record_type" else {}
+        counts[name] = [FacetValue(value, number, labels.get(value)) for value, number in top]
+    return Facets(total, counts)
+
+
+def _record_type_labels(session: Session, rule_ids: list[str]) -> dict[str, str]:
+    """What the schedule calls each rule (its record type), else the rule's own value."""
+    labels = {}
+    for rule in session.scalars(select(Rule).where(Rule.id.in_(rule_ids))):
+        meta = rule.meta or {}
+        labels[rule.id] = str(meta.get("record_type") or rule.value)
+    return labels
 
 
 def _escape_like(text: str) -> str:

@@ -27,6 +27,7 @@ from sae.catalog import service as catalog
 from sae.catalog.errors import UnitNotFound
 from sae.catalog.models import ArchiveUnit
 from sae.console import queries
+from sae.console.format import UNIT_STATUS, label
 from sae.console.metadata import content_lines
 from sae.console.security import (
     LOGIN_CSRF_COOKIE,
@@ -358,32 +359,43 @@ def search(
     producteur: Annotated[str | None, Query(max_length=255)] = None,
     du: Annotated[str | None, Query(max_length=32)] = None,
     au: Annotated[str | None, Query(max_length=32)] = None,
+    type: Annotated[str | None, Query(max_length=255)] = None,  # noqa: A002 (the form's name)
+    statut: Annotated[str | None, Query(max_length=16)] = None,
     suite: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
-    """Search archive units by text, producing service and dates (newest first)."""
+    """Search archive units by words (the most relevant first), producing service, dates,
+    record type and status, with the counts of each value to narrow the search by."""
     date_from = parse_date(du, "du")
     date_to = parse_date(au, "au")
-    searched = any((q, producteur, du, au, suite)) or "q" in request.query_params
+    form = {
+        "q": q or "",
+        "producteur": producteur or "",
+        "du": du or "",
+        "au": au or "",
+        "type": type or "",
+        "statut": statut or "",
+    }
+    searched = any((*form.values(), suite)) or "q" in request.query_params
     units: list[ArchiveUnit] = []
     next_cursor: str | None = None
+    facets: catalog.Facets | None = None
     if searched:
-        units, next_cursor = catalog.search_units(
-            session,
-            catalog.SearchQuery(
-                q=q or None,
-                producer=producteur or None,
-                date_from=date_from.isoformat() if date_from else None,
-                date_to=date_to.isoformat() if date_to else None,
-                limit=PAGE,
-                cursor=suite or None,
-            ),
-            user,
+        query = catalog.SearchQuery(
+            q=q or None,
+            producer=producteur or None,
+            date_from=date_from.isoformat() if date_from else None,
+            date_to=date_to.isoformat() if date_to else None,
+            record_type=type or None,
+            status=statut or None,
+            limit=PAGE,
+            cursor=suite or None,
         )
-    params = {k: v for k, v in (("q", q), ("producteur", producteur), ("du", du), ("au", au)) if v}
+        units, next_cursor = catalog.search_units(session, query, user)
+        facets = catalog.search_facets(session, query, user)
+    params = {k: v for k, v in form.items() if v}
     next_url = None
     if next_cursor:
-        query = "&".join(f"{k}={quote(v)}" for k, v in params.items())
-        next_url = f"/console/recherche?{query}&suite={quote(next_cursor)}"
+        next_url = f"/console/recherche?{_query_string(params)}&suite={quote(next_cursor)}"
     return render(
         request,
         "search.html",
@@ -391,11 +403,53 @@ def search(
             "nav": "recherche",
             "units": units,
             "searched": searched,
-            "form": {"q": q or "", "producteur": producteur or "", "du": du or "", "au": au or ""},
+            "form": form,
+            "facets": facets,
+            "refine": _refinements(params, facets),
             "producers": queries.producers(session, user),
             "next_url": next_url,
         },
     )
+
+
+def _query_string(params: dict[str, str]) -> str:
+    return "&".join(f"{k}={quote(v)}" for k, v in params.items())
+
+
+#: The console's name for each facet, and the form fields that narrow the search to a value.
+_FACET_TITLES = {
+    "producer": "Service producteur",
+    "year": "Année",
+    "record_type": "Typologie",
+    "status": "Statut",
+}
+
+
+def _refinements(
+    params: dict[str, str], facets: catalog.Facets | None
+) -> list[tuple[str, list[tuple[str, int, str]]]]:
+    """Per facet, its values with their counts and the link that narrows the search to each."""
+    if facets is None:
+        return []
+    refined = []
+    for name, values in facets.counts.items():
+        links = []
+        for value in values:
+            narrowed = {**params}
+            if name == "producer":
+                narrowed["producteur"] = value.value
+            elif name == "year":
+                narrowed["du"], narrowed["au"] = f"{value.value}-01-01", f"{value.value}-12-31"
+            elif name == "record_type":
+                narrowed["type"] = value.value
+            else:
+                narrowed["statut"] = value.value
+            shown = value.label or value.value
+            if name == "status":
+                shown = label(UNIT_STATUS, value.value)
+            links.append((shown, value.count, f"/console/recherche?{_query_string(narrowed)}"))
+        refined.append((_FACET_TITLES[name], links))
+    return refined
 
 
 @router.get("/console/unites/{unit_id}")

@@ -44,9 +44,7 @@ def test_sign_in_sets_an_httponly_strict_cookie(api: Api) -> None:
     answer = login(api.client, api.admin)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/console/"
-    cookie = next(
-        c for c in answer.headers.get_list("set-cookie") if c.startswith("sae_console=")
-    )
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("sae_console="))
     lowered = cookie.lower()
     assert "httponly" in lowered
     assert "samesite=strict" in lowered
@@ -312,6 +310,24 @@ def test_search_finds_the_unit_and_its_page_shows_rules_and_objects(api: Api) ->
     assert "Unité parente" in page
 
 
+def test_search_counts_by_facet_and_a_facet_narrows_it(api: Api) -> None:
+    import html
+    import re
+
+    _deposit(api)
+    client = signed_in(api, "archivist")
+    results = client.get("/console/recherche", params={"q": "ARRETE voirie"}).text
+    assert "Affiner la recherche" in results
+    assert "Service producteur" in results
+    assert "En conservation" in results  # the status facet, in French
+    producer = re.search(r'<a href="([^"]+)">URBANISME</a> <span class="count">\((\d+)\)', results)
+    assert producer is not None
+    narrowed = client.get(html.unescape(producer.group(1))).text
+    assert "Arrêtés de voirie 2024" in narrowed
+    assert 'name="producteur"' in narrowed
+    assert 'value="URBANISME" selected' in narrowed
+
+
 def test_download_goes_through_access_checks_and_is_journaled(api: Api) -> None:
     body = _deposit(api)
     objects = body["objects"]
@@ -492,9 +508,7 @@ def test_journal_filters_by_unit_and_the_unit_links_there(api: Api) -> None:
     assert "<code>auth.token_created</code>" not in events
 
 
-def test_an_unexpected_error_is_a_french_page_without_internals(
-    api: Api, monkeypatch: Any
-) -> None:
+def test_an_unexpected_error_is_a_french_page_without_internals(api: Api, monkeypatch: Any) -> None:
     from sae.console import queries
 
     def broken(*_: object, **__: object) -> None:

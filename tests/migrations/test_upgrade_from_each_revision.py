@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import JSON, Connection, inspect, text
 from sqlalchemy.orm import Session
 
+from sae.catalog.text import search_text
 from sae.journal.verification import verify_journal
 from sae.migrate import head_revisions, revisions, schema_state, upgrade
 from sae.models import Base
@@ -41,6 +42,11 @@ BACKFILLED: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     ("metadata_copies", "transfer_id"): lambda row: None,
     # 0011: heads sealed before it have no checkpoint note.
     ("tree_heads", "note"): lambda row: None,
+    # 0007: units catalogued before it are found by title, description and SIP id only (the
+    # ingest now adds identifiers, keywords and producer).
+    ("archive_units", "search_text"): lambda row: search_text(
+        row["title"], row["description"], row["sip_id"]
+    ),
 }
 
 

@@ -1,0 +1,377 @@
+"""Full-text search at scale (issue #19): p95 of one- to three-word queries, with and without
+facets, on a realistic French catalogue; the index's build time and size.
+
+    .venv/bin/python bench/bench_search.py --database sqlite [--units 200000]
+    .venv/bin/python bench/bench_search.py --database postgresql [--units 1000000]
+        [--queries 300] [--baseline-queries 20] [--seed 7]
+
+The catalogue is generated, not deposited (a million deposits would take hours and measure the
+ingest): titles and descriptions built from the record types of the shipped schedule
+(retention_rules/communal-schedule.yaml), French surnames, first names, streets, places and
+dates; each unit declares its record type's AppraisalRule (the ``record_type`` facet), four
+producers, dates over thirty years. Rows are written by SAE's own migrations' schema, so the
+database's triggers index them as they would an ingest's; on PostgreSQL the GIN index is
+dropped during the load and built afterwards (timed: the index build), as the migration does.
+
+Queries are drawn from the corpus's own words (so each finds something), typed as a user
+would: lower case, without accents, a prefix sometimes, two or three words in any order. Each
+is answered by SAE's search function (``sae.catalog.service.search_units``: a first page of 50,
+ranked) and, for the "facets" figure, ``search_facets`` too (total and the four facets).
+Baseline, same run, same queries: the search as it was before the index — a substring
+``LIKE`` over the folded text — on the first ``--baseline-queries`` queries.
+
+Target (issue #19): p95 <= 100 ms at 1,000,000 units on PostgreSQL and 200,000 on SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import postgres_schema, result  # noqa: E402
+from sae.auth.service import Principal  # noqa: E402
+from sae.catalog import service  # noqa: E402
+from sae.catalog.models import ArchiveUnit, UnitRule  # noqa: E402
+from sae.catalog.text import fold, search_text  # noqa: E402
+from sae.db import make_engine  # noqa: E402
+from sae.ingest.models import Transfer  # noqa: E402
+from sae.migrate import upgrade  # noqa: E402
+from sae.retention.models import Rule  # noqa: E402
+from sae.retention.referential import shipped_specs  # noqa: E402
+
+BATCH = 5000
+SURNAMES = (
+    "Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau Simon Laurent "
+    "Lefèvre Michel Garcia David Bertrand Roux Vincent Fournier Morel Girard André Lefebvre "
+    "Mercier Dupont Lambert Bonnet François Martinez Legrand Garnier Faure Rousseau Blanc "
+    "Guérin Muller Henry Roussel Nicolas Perrin Morin Mathieu Clément Gauthier Dumont Lopez "
+    "Fontaine Chevalier Robin Masson Sanchez Gérard Nguyen Boyer Denis Lemaire Duval Joly "
+    "Gautier Roger Roche Roy Noël Meyer Lucas Meunier Jean Pérez Marchand Dufour Blanchard "
+    "Marie Barbier Brun Dumas Brunet Schmitt Leroux Colin Fernandez Pierre Renard Arnaud "
+    "Rolland Caron Aubert Giraud Leclerc Vidal Bourgeois Renaud Lemoine Picard Gaillard Philippe"
+).split()
+FIRST_NAMES = (
+    "Jean Marie Pierre Michel André Philippe Nathalie Isabelle Sylvie Catherine Françoise "
+    "Jacques Christophe Stéphane Frédéric Hélène Élodie Céline Aurélie Sébastien Jérôme Maël "
+    "Léa Chloé Inès Zoé Noé Gaëlle Anaïs Loïc Hervé Thérèse Renée Josiane Geneviève"
+).split()
+STREETS = (
+    "rue Victor-Hugo",
+    "avenue Jean-Jaurès",
+    "place de la République",
+    "rue de la Paix",
+    "boulevard Gambetta",
+    "rue des Écoles",
+    "chemin des Vignes",
+    "allée des Tilleuls",
+    "rue Pasteur",
+    "impasse du Moulin",
+    "quai de la Marne",
+    "rue de l'Église",
+    "avenue du Général-de-Gaulle",
+    "rue Émile-Zola",
+    "square Léon-Blum",
+)
+PLACES = (
+    "école Jules-Ferry",
+    "gymnase municipal",
+    "salle des fêtes",
+    "médiathèque",
+    "cimetière communal",
+    "stade Léo-Lagrange",
+    "crèche des Lutins",
+    "hôtel de ville",
+    "centre social",
+    "parc de l'Abbaye",
+)
+SUBJECTS = (
+    "éclairage public",
+    "voirie",
+    "assainissement",
+    "restauration scolaire",
+    "aide sociale",
+    "urbanisme",
+    "subvention aux associations",
+    "travaux de rénovation",
+    "marché de fournitures",
+    "personnel communal",
+    "état civil",
+    "élections municipales",
+    "budget primitif",
+    "compte administratif",
+    "transport scolaire",
+    "espaces verts",
+)
+DESCRIPTIONS = (
+    "Dossier constitué par le service {service} concernant {subject} ({place}).",
+    "Pièces relatives à {subject} : correspondance, rapports et décisions, {street}.",
+    "Demande présentée par {first} {surname}, instruction et réponse du maire.",
+    "Contient les pièces justificatives, les factures et le procès-verbal de réception.",
+    "Séance du conseil municipal du {day}, rapport de {first} {surname} sur {subject}.",
+    "Instruction du dossier, avis des services, arrêté et notification à l'intéressé.",
+)
+PRODUCERS = ("DG", "FINANCES", "URBANISME", "CCAS")
+SERVICES = {"DG": "direction générale", "FINANCES": "finances", "URBANISME": "urbanisme"}
+ADMIN = Principal(token_id="bench", role="admin")
+
+
+def record_types(engine: Engine) -> list[tuple[str, str]]:
+    """The schedule's appraisal rules, written into the catalogue: (id, record type)."""
+    specs = [s for s in shipped_specs() if s.type == "AppraisalRule"]
+    with Session(engine) as session, session.begin():
+        session.execute(insert(Rule), [s.as_dict() for s in shipped_specs()])
+    return [(s.id, str((s.meta or {}).get("record_type") or s.value)) for s in specs]
+
+
+def corpus(
+    n: int, types: list[tuple[str, str]], rng: random.Random
+) -> Iterator[tuple[dict[str, object], str]]:
+    """``n`` units as rows of ``archive_units`` (with the rule each declares)."""
+    epoch = date(1995, 1, 1)
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(n):
+        rule_id, kind = types[rng.randrange(len(types))]
+        day = epoch + timedelta(days=rng.randrange(30 * 365))
+        who = f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}"
+        where = rng.choice(STREETS)
+        subject = rng.choice(SUBJECTS)
+        title = rng.choice(
+            (
+                f"{kind} — {subject} ({day.year})",
+                f"{kind} : {who}, {where}",
+                f"{kind} n° {day.year}-{i % 997:03d} — {rng.choice(PLACES)}",
+                f"Dossier de {who} — {subject}",
+            )
+        )
+        producer = PRODUCERS[i % len(PRODUCERS)]
+        description = rng.choice(DESCRIPTIONS).format(
+            service=SERVICES.get(producer, "action sociale"),
+            subject=subject,
+            place=rng.choice(PLACES),
+            street=where,
+            first=rng.choice(FIRST_NAMES),
+            surname=rng.choice(SURNAMES),
+            day=day.strftime("%d/%m/%Y"),
+        )
+        sip_id = f"AU-{i}"
+        row = {
+            "id": f"00000000-0000-4000-8000-{i:012d}",
+            "transfer_id": "bench-transfer",
+            "sip_id": sip_id,
+            "title": title,
+            "title_folded": fold(title),
+            "description": description,
+            "search_text": search_text(title, description, sip_id, [producer]),
+            "start_date": day.isoformat(),
+            "end_date": day.isoformat(),
+            "producer": producer,
+            "content_xml": b"",
+            "management": {},
+            "status": "active",
+            "created_at": created + timedelta(seconds=i),
+        }
+        yield row, rule_id
+
+
+def load(engine: Engine, n: int, seed: int) -> tuple[float, list[str]]:
+    """Write ``n`` units; the seconds it took and the corpus's words (for the queries)."""
+    rng = random.Random(seed)
+    types = record_types(engine)
+    with Session(engine) as session, session.begin():
+        session.execute(
+            insert(Transfer),
+            [{"id": "bench-transfer", "status": "accepted", "producer": "DG"}],
+        )
+    words: set[str] = set()
+    started = time.perf_counter()
+    units: list[dict[str, object]] = []
+    rules: list[dict[str, object]] = []
+    for row, rule_id in corpus(n, types, rng):
+        units.append(row)
+        rules.append({"unit_id": row["id"], "category": "AppraisalRule", "rule_id": rule_id})
+        if len(units) == BATCH:
+            _write(engine, units, rules, words)
+            units, rules = [], []
+            print(f"  {row['sip_id']} written", end="\r", flush=True)
+    if units:
+        _write(engine, units, rules, words)
+    return time.perf_counter() - started, sorted(w for w in words if len(w) >= 4)
+
+
+def _write(
+    engine: Engine,
+    units: list[dict[str, object]],
+    rules: list[dict[str, object]],
+    words: set[str],
+) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(insert(ArchiveUnit), units)
+        session.execute(insert(UnitRule), rules)
+    if len(words) < 5000:
+        for row in units[:50]:
+            words.update(str(row["search_text"]).replace("\n", " ").split())
+
+
+def queries(words: list[str], count: int, rng: random.Random) -> list[str]:
+    """One to three words each, typed as a user would (sometimes a prefix)."""
+    alpha = [w for w in words if w.isalpha()]
+    typed = []
+    for _ in range(count):
+        chosen = rng.sample(alpha, rng.choice((1, 1, 2, 2, 3)))
+        if rng.random() < 0.3:
+            chosen[-1] = chosen[-1][: max(4, len(chosen[-1]) - 3)]
+        typed.append(" ".join(chosen))
+    return typed
+
+
+def _backend_cpu_ns(session: Session) -> int:
+    """CPU time of this session's PostgreSQL backend (0 on SQLite: the work is in process)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    pid = session.info.get("backend_pid")
+    if pid is None:
+        pid = session.info["backend_pid"] = session.scalar(text("SELECT pg_backend_pid()"))
+    # schedstat's first field: nanoseconds on a CPU (stat's utime counts 10 ms ticks).
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def timed_queries(
+    engine: Engine, typed: list[str], *, facets: bool
+) -> tuple[list[float], list[float], int]:
+    """Per query, wall and CPU milliseconds (the first page of 50, and the facets when asked;
+    CPU: this process's and the PostgreSQL backend's, which another load on the machine does
+    not inflate as it does the wall time); units shown or counted."""
+    walls, cpus = [], []
+    found = 0
+    with Session(engine) as session:
+        session.connection()
+        for q in typed:
+            query = service.SearchQuery(q=q, limit=50)
+            backend = _backend_cpu_ns(session)
+            started, cpu = time.perf_counter(), time.process_time()
+            units, _ = service.search_units(session, query, ADMIN)
+            if facets:
+                counted = service.search_facets(session, query, ADMIN)
+                found += counted.total
+            walls.append((time.perf_counter() - started) * 1000)
+            own = time.process_time() - cpu
+            cpus.append(own * 1000 + (_backend_cpu_ns(session) - backend) / 1e6)
+            found += 0 if facets else len(units)
+    return walls, cpus, found
+
+
+def like_baseline(engine: Engine, typed: list[str]) -> list[float]:
+    """The search before the index: each word a substring of the folded text."""
+    times = []
+    with Session(engine) as session:
+        for q in typed:
+            stmt = select(ArchiveUnit.id)
+            for word in fold(q).split():
+                stmt = stmt.where(ArchiveUnit.search_text.like(f"%{word}%"))
+            stmt = stmt.order_by(ArchiveUnit.created_at.desc()).limit(50)
+            started = time.perf_counter()
+            session.execute(stmt).all()
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values)
+
+
+def index_size_mib(engine: Engine) -> float:
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # The narrow table (its vectors) and its GIN index.
+            size = conn.scalar(text("SELECT pg_total_relation_size('unit_search')"))
+            return int(size or 0) / 2**20
+        # The FTS5 shadow tables and the rowid map (dbstat: Debian's SQLite has it).
+        size = conn.scalar(
+            text(
+                "SELECT sum(pgsize) FROM dbstat"
+                " WHERE name LIKE 'unit_fts%' OR name LIKE '%unit_search_rows%'"
+            )
+        )
+        return int(size or 0) / 2**20
+
+
+@contextlib.contextmanager
+def database(kind: str) -> Iterator[str]:
+    if kind == "postgresql":
+        with postgres_schema() as url:
+            yield url
+    else:
+        with tempfile.TemporaryDirectory(prefix="sae-bench-search-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'search.db'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--units", type=int)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--baseline-queries", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    units = args.units or (1_000_000 if args.database == "postgresql" else 200_000)
+    rng = random.Random(args.seed + 1)
+    with database(args.database) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        build = 0.0
+        if args.database == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("DROP INDEX ix_unit_search_vector"))
+        seconds, words = load(engine, units, args.seed)
+        if args.database == "postgresql":
+            started = time.perf_counter()
+            with engine.begin() as conn:
+                conn.execute(
+                    text("CREATE INDEX ix_unit_search_vector ON unit_search USING gin (vector)")
+                )
+                conn.execute(text("ANALYZE archive_units"))
+                conn.execute(text("ANALYZE unit_search"))
+                conn.execute(text("ANALYZE unit_rules"))
+            build = time.perf_counter() - started
+        else:
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(ArchiveUnit)) == units
+        typed = queries(words, args.queries, rng)
+        timed_queries(engine, typed[:20], facets=False)  # warm the caches
+        plain, plain_cpu, found = timed_queries(engine, typed, facets=False)
+        faceted, faceted_cpu, total = timed_queries(engine, typed, facets=True)
+        baseline = like_baseline(engine, typed[: args.baseline_queries])
+        size = index_size_mib(engine)
+        engine.dispose()
+    base_p95 = p95(baseline)
+    result(
+        f"search-{args.database}: p95 {p95(plain):.1f} ms (CPU {p95(plain_cpu):.1f} ms),"
+        f" median {statistics.median(plain):.1f} ms ({len(typed)} queries of 1-3 words, first"
+        f" page of 50, {found:,} units shown); with facets p95 {p95(faceted):.1f} ms"
+        f" (CPU {p95(faceted_cpu):.1f} ms), median {statistics.median(faceted):.1f} ms"
+        f" ({total:,} units counted) | {units:,} units loaded in {seconds:.0f} s"
+        + (f", GIN index built in {build:.0f} s" if build else " (indexed by the triggers)")
+        + f", index {size:,.0f} MiB | baseline substring LIKE (before the index):"
+        f" p95 {base_p95:.0f} ms over {len(baseline)} queries, ratio {base_p95 / p95(plain):.1f} x"
+        f" (target p95 <= 100 ms; load average {os.getloadavg()[0]:.1f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
