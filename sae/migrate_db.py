@@ -198,7 +198,10 @@ def _tables() -> list[Table]:
 
 def _prepare_target(engine: Engine) -> None:
     """Refuse a target holding anything; bring an empty one to the code's schema."""
-    known = {t.name for t in _tables()} | {"alembic_version"}
+    from sae.catalog.fulltext import INDEX_TABLES
+
+    # The full-text index's tables are the migrations' (an earlier try left them, empty).
+    known = {t.name for t in _tables()} | {"alembic_version"} | INDEX_TABLES
     with engine.connect() as connection:
         foreign = sorted(set(inspect(connection).get_table_names()) - known)
     if foreign:

@@ -35,6 +35,20 @@ from sqlalchemy import (
 from sae.catalog.models import ArchiveUnit
 from sae.catalog.text import Term
 
+#: The tables of the full-text index (migration 0015): written by the database's triggers, never
+#: by the catalogue, so not in its metadata (FTS5 adds its shadow tables ``unit_fts_*``).
+INDEX_TABLES = frozenset(
+    {
+        "unit_search",
+        "unit_search_rows",
+        "unit_fts",
+        "unit_fts_config",
+        "unit_fts_data",
+        "unit_fts_docsize",
+        "unit_fts_idx",
+    }
+)
+
 #: The title's weight against the rest of the text in SQLite's ranking (bm25's column weights).
 TITLE_WEIGHT = 10.0
 
