@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
 from sae.db import WriterTurns, make_engine, make_sessionmaker, transaction
+from sae.fileio import SpoolFiles
 from sae.migrate import upgrade
 from sae.storage.base import StorageOffer
 from sae.storage.offers import OfferSet, check_offers, load_offers
@@ -77,6 +78,11 @@ class Runtime:
     witnesses: WitnessSet | None = None
     #: Checks ``/health`` reports by name beside the database and the offers (the TSA).
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    #: The deposits' SIP spool files, kept for reuse (``sae.fileio.SpoolFiles``).
+    sip_spool: SpoolFiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sip_spool = SpoolFiles(self.settings.data_dir / "tmp", "sip-", ".zip")
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True, check_keys: bool = True) -> Runtime:
@@ -144,5 +150,6 @@ class Runtime:
             return False, type(exc).__name__
 
     def close(self) -> None:
+        self.sip_spool.clear()
         self.engine.dispose()
         self.writer_turns.close()
