@@ -403,6 +403,7 @@ def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int, p
 
     from starlette.requests import Request
 
+    from sae.fileio import SpoolFiles
     from sae.ingest.api import _spool
 
     body = os.urandom(size)
@@ -415,7 +416,10 @@ def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int, p
         return messages.pop(0)
 
     (tmp_path / "tmp").mkdir()
-    runtime = SimpleNamespace(settings=SimpleNamespace(max_sip_bytes=10**9, data_dir=tmp_path))
+    runtime = SimpleNamespace(
+        settings=SimpleNamespace(max_sip_bytes=10**9, data_dir=tmp_path),
+        sip_spool=SpoolFiles(tmp_path / "tmp", "sip-", ".zip"),
+    )
     request = Request({"type": "http", "method": "POST", "headers": []}, receive)
     path, digest = asyncio.run(_spool(request, runtime))  # type: ignore[arg-type]
     assert path.read_bytes() == body
