@@ -12,6 +12,7 @@ serve`` comes from each tree (``SAE_BENCH_TREE``, bench/common.py).
     .venv/bin/python bench/compare_trees.py /work/wt-base . [--rounds 3]
         [--row transfers-sqlite --row corpus-one ...] [--sips 800] [--quiet 65] [--strace]
 
+More than two trees run in turn the same way (the ratio is the last one's to the first's).
 Printed per row: each run's figure (transfers/s or records/s) and the server's CPU per
 transfer or record (user + system, from /proc), then the medians and their ratios.
 ``--strace`` runs one more deposit of the transfers rows per tree under ``strace -f`` (slow:
@@ -102,7 +103,7 @@ def syscall_counts(path: Path) -> tuple[Counter[str], Counter[str]]:
             seen["files created (open O_CREAT)"] += 1
         elif call in ("link", "linkat", "unlink", "unlinkat", "rename", "renameat", "mkdir"):
             if "= -1" not in line:
-                seen[call] += 1
+                seen[f"{call} (succeeded)"] += 1
     return summary, seen
 
 
@@ -131,7 +132,9 @@ def strace_round(trees: list[Path], sips: int, row: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", nargs=2, type=Path, help="the base tree, then the new one")
+    parser.add_argument(
+        "trees", nargs="+", type=Path, help="the base tree first, the new one last (two or more)"
+    )
     parser.add_argument("--row", action="append", choices=sorted(ROWS), dest="rows")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sips", type=int, default=800, help="transfers rows: SIPs per run")
@@ -140,6 +143,8 @@ def main() -> None:
     )
     parser.add_argument("--strace", action="store_true", help="also count system calls")
     args = parser.parse_args()
+    if len(args.trees) < 2:
+        parser.error("give two trees or more")
     trees = [tree.resolve() for tree in args.trees]
     rows = args.rows or DEFAULT_ROWS
     results: dict[str, list[list[tuple[float, float | None, str]]]] = {
@@ -179,7 +184,7 @@ def main() -> None:
         ratio = f"rate {100 * (new_rate / base_rate - 1):+.0f} %"
         if base_cpu and new_cpu:
             ratio += f", server CPU {100 * (new_cpu / base_cpu - 1):+.0f} %"
-        print(f"second tree against the first (medians): {ratio}")
+        print(f"last tree against the first (medians): {ratio}")
     if args.strace:
         for row in rows:
             if row.startswith("transfers"):
