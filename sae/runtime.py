@@ -151,5 +151,7 @@ class Runtime:
 
     def close(self) -> None:
         self.sip_spool.clear()
+        if self.tail_writer is not None and self.tail_writer.mark is not None:
+            self.tail_writer.mark.close()
         self.engine.dispose()
         self.writer_turns.close()

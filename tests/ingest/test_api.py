@@ -513,7 +513,8 @@ def test_a_spool_file_is_reused_and_cut_to_the_next_sip(api: Api) -> None:
     assert [(p, p.stat().st_ino) for p in spool.iterdir()] == [(kept, inode)]
     assert kept.stat().st_size == len(short_sip)
     with api.runtime.sessions() as session:
-        digests = dict(session.execute(select(Transfer.message_identifier, Transfer.sip_sha512)).all())
+        query = select(Transfer.message_identifier, Transfer.sip_sha512)
+        digests = dict(session.execute(query).all())
     assert digests == {
         "MSG-SPOOL-LONG": hashlib.sha512(long_sip).hexdigest(),
         "MSG-SPOOL-SHORT": hashlib.sha512(short_sip).hexdigest(),
