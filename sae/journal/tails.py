@@ -31,7 +31,7 @@ bytes verbatim. Key: ``journal/tails/{first_leaf:016d}-{tree_size:016d}.jsonl``.
   synced: lost, each process starts from its own). A process whose leaves the other's tail
   already holds writes none, and its next tail starts where the other's ended: without it,
   each process wrote its own tail over the other's leaves too (the 500 one-record SIPs with two
-  processes cost 40 % more server CPU than before issue #17; docs/benchmarks.md, session 11).
+  processes cost 13-39 % more server CPU than before issue #17; docs/benchmarks.md, session 11).
   The mark names the journal (its first leaf's hash) and the offers: another journal (a new
   database) or another set of offers ignores it.
 - **Not in ``metadata_copies``**: recording each would put one more commit on every deposit.
