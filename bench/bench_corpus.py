@@ -133,7 +133,9 @@ def main() -> None:
             # A running archive is warm: the first deposits after a start pay one-time costs
             # (imports and caches, the XSDs, fresh memory pages of this VM). Measured apart.
             cold = [deposit_all(srv.process, r, clients) for r in rounds]
+            before = srv.cpu_seconds()
             runs = [deposit_all(srv.process, sips, clients) for sips in measured]
+            after = srv.cpu_seconds()
             deflated_runs = [deposit_all(srv.process, sips, clients) for sips in deflated]
             peak = srv.peak_mib()
     finally:
@@ -167,11 +169,19 @@ def main() -> None:
             f" after {len(cold)} warm-up deposit{'s' if len(cold) > 1 else ''} of the same corpus"
             f" (the first, cold: {first_ok * per_sip / first_wall:.1f} records/s)"
         )
+    # The server's CPU over the measured runs (not the warm-up, not the deflated SIPs): the
+    # work, which the machine's other load disturbs less than the rate (bench/compare_trees.py).
+    records = sum(ok for _, ok, _ in runs) * per_sip
+    user, system = (after[0] - before[0]) * 1000, (after[1] - before[1]) * 1000
+    cpu = (
+        f"server CPU {(user + system) / max(records, 1):.2f} ms per record (user "
+        f"{user / max(records, 1):.2f}, system {system / max(records, 1):.2f})"
+    )
     result(
         f"a3m corpus, {how} {args.records} records ({mib:.0f} MiB): {rate:.1f} records/s "
         f"({spread}){warmup} ({errors_note(others)}); baseline python hash+copy+fsync "
         f"{base:.0f} files/s (better of two), ratio {rate / base:.2f}; {peer}{inflating}; server "
-        f"peak RSS {peak:.0f} MiB"
+        f"peak RSS {peak:.0f} MiB; {cpu}"
     )
 
 

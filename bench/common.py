@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -194,15 +195,39 @@ def server(
         env["SAE_DATABASE_URL"] = database_url
     env["SAE_WORKERS"] = str(workers)
     env.update(extra_env or {})
-    process = ServerProcess(directory / "sae-data", env=env)
+    # Another revision's server, for bench/compare_trees.py: the benchmark (its clients, its
+    # baseline, its result line) stays this one; only ``sae serve`` comes from that tree.
+    tree = os.environ.get("SAE_BENCH_TREE")
+    process = ServerProcess(directory / "sae-data", env=env, tree=Path(tree) if tree else None)
     process.start()
     srv = Server(process)
     srv.watch()
+    tracer = _strace(process.pid, os.environ.get("SAE_BENCH_STRACE"))
     try:
         yield srv
     finally:
         srv._stop.set()
+        if tracer is not None:
+            tracer.send_signal(signal.SIGINT)  # detaches and writes its summary
+            tracer.wait(timeout=60)
         process.stop()
+
+
+def _strace(pid: int, output: str | None) -> subprocess.Popen[bytes] | None:
+    """``strace -f -C`` on the started server, writing to ``output`` (``SAE_BENCH_STRACE``):
+    every file and descriptor call of the deposits, then the count of every system call. The
+    counts, unlike the time, do not depend on the machine's other load (bench/compare_trees.py
+    divides them by the transfers). Started after the server is up: its start is not counted."""
+    if not output:
+        return None
+    calls = "trace=%file,%desc,fsync,fdatasync,fsetxattr,fgetxattr"
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-C", "-qq", "-e", calls, "-o", output, "-p", str(pid)],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached to every thread before the first deposit
+    return tracer
 
 
 # --- deposits ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
 from sae.db import WriterTurns, make_engine, make_sessionmaker, transaction
+from sae.fileio import SpoolFiles
 from sae.migrate import SchemaChange, check_schema, upgrade
 from sae.storage.base import StorageOffer
 from sae.storage.offers import OfferSet, check_offers, load_offers
@@ -80,6 +81,11 @@ class Runtime:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     #: The schema upgrade this start ran (None: none was due, or SAE_AUTO_MIGRATE is off).
     schema_change: SchemaChange | None = None
+    #: The deposits' SIP spool files, kept for reuse (``sae.fileio.SpoolFiles``).
+    sip_spool: SpoolFiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sip_spool = SpoolFiles(self.settings.data_dir / "tmp", "sip-", ".zip")
 
     @classmethod
     def open(
@@ -161,5 +167,8 @@ class Runtime:
             return False, type(exc).__name__
 
     def close(self) -> None:
+        self.sip_spool.clear()
+        if self.tail_writer is not None and self.tail_writer.mark is not None:
+            self.tail_writer.mark.close()
         self.engine.dispose()
         self.writer_turns.close()

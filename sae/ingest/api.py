@@ -16,7 +16,7 @@ from sae.auth.deps import require_role
 from sae.auth.service import Principal
 from sae.deps import RuntimeDep, SessionDep
 from sae.errors import NotFound
-from sae.fileio import TrailingDigest, spool_file, write_all
+from sae.fileio import TrailingDigest, write_all
 from sae.ingest import service
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import NotAZip, Refusal, SipTooLarge
@@ -60,7 +60,7 @@ async def _spool(request: Request, runtime: Runtime) -> tuple[Path, TrailingDige
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise SipTooLarge(f"the SIP is {declared} bytes; the limit is {limit}")
-    with spool_file(runtime.settings.data_dir / "tmp", "sip-", ".zip") as (fd, path):
+    with runtime.sip_spool.file() as (fd, path):
         size = 0
         block: list[bytes] = []
         block_size = 0
@@ -78,6 +78,9 @@ async def _spool(request: Request, runtime: Runtime) -> tuple[Path, TrailingDige
                     digest.advance(size)
                     block, block_size = [], 0
             _write_block(fd, block, block_size)
+            # A kept spool file (runtime.sip_spool) may hold a longer upload: cut before the
+            # digest reads to the end and the zip reader looks for the end of the archive.
+            os.ftruncate(fd, size)
             digest.advance(size)
         except BaseException:
             if digest is not None:
@@ -140,8 +143,9 @@ async def deposit_transfer(
         raise
     response = _reply(request, outcome, journal)
     # Once the reply is sent: removing a large file takes a while (the filesystem frees and
-    # may discard every block), and the depositor need not wait for it.
-    response.background = BackgroundTask(path.unlink, missing_ok=True)
+    # may discard every block), and the depositor need not wait for it. A small one is kept
+    # for a next deposit (sae.fileio.SpoolFiles).
+    response.background = BackgroundTask(runtime.sip_spool.release, path)
     return response
 
 

@@ -25,6 +25,15 @@ bytes verbatim. Key: ``journal/tails/{first_leaf:016d}-{tree_size:016d}.jsonl``.
 - **Contiguous**: a process's tails start where its previous one ended, or at the last segment
   every offer of the strategy holds if that is further: what the offers hold of the journal has
   no gap. Tails of two processes may overlap; they agree (same leaves, same key).
+- **One writer at a time among the processes** of a data directory (``SAE_WORKERS`` > 1): they
+  take turns through a lock on ``journal-tails.mark`` in the data directory, which also says
+  how far the tails of any of them reach (size and Merkle peaks; a hint kept in place, never
+  synced: lost, each process starts from its own). A process whose leaves the other's tail
+  already holds writes none, and its next tail starts where the other's ended: without it,
+  each process wrote its own tail over the other's leaves too (the 500 one-record SIPs with two
+  processes cost 13-39 % more server CPU than before issue #17; docs/benchmarks.md, session 11).
+  The mark names the journal (its first leaf's hash) and the offers: another journal (a new
+  database) or another set of offers ignores it.
 - **Not in ``metadata_copies``**: recording each would put one more commit on every deposit.
   ``sae fsck`` knows the prefix; the segments that follow are recorded as always.
 """
@@ -32,13 +41,17 @@ bytes verbatim. Key: ``journal/tails/{first_leaf:016d}-{tree_size:016d}.jsonl``.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, cast
 
 from sqlalchemy import func, select
@@ -184,6 +197,71 @@ class TailNotWritten(Exception):
     """The tail could not be put on every offer (the offer's error is the cause)."""
 
 
+#: The file of the data directory through which the processes of one instance share their tails.
+MARK_NAME = "journal-tails.mark"
+
+
+class SharedMark:
+    """The turn to write a tail, and how far the tails reach, shared by the processes of a data
+    directory (see the module's docstring). Read and written only during :meth:`turn`."""
+
+    def __init__(self, path: Path, offers: Sequence[str]) -> None:
+        self.path = path
+        self.offers = sorted(offers)
+        self._fd: int | None = None
+        #: The journal's first leaf hash (hex): names the journal the mark speaks of.
+        self.journal: str | None = None
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the turn (an exclusive ``flock``; another process waits for its tail)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def read(self) -> tuple[int, list[bytes]] | None:
+        """(size, peaks) the tails of this journal reach on these offers; None when unknown."""
+        assert self._fd is not None, "read during turn()"
+        if self.journal is None:
+            return None
+        raw = os.pread(self._fd, 1 << 16, 0)
+        try:
+            doc = json.loads(raw) if raw else None
+            if (
+                not isinstance(doc, dict)
+                or doc.get("journal") != self.journal
+                or doc.get("offers") != self.offers
+            ):
+                return None
+            return int(doc["size"]), [bytes.fromhex(p) for p in doc["peaks"]]
+        except (ValueError, KeyError, TypeError):
+            return None  # a hint: a torn or foreign file is no hint
+
+    def write(self, size: int, peaks: Sequence[bytes]) -> None:
+        """Say that leaves ``[0, size)`` are on every offer (peaks of that tree)."""
+        assert self._fd is not None, "write during turn()"
+        if self.journal is None:
+            return
+        doc = {
+            "journal": self.journal,
+            "offers": self.offers,
+            "size": size,
+            "peaks": [p.hex() for p in peaks],
+        }
+        data = json.dumps(doc, sort_keys=True).encode()
+        os.pwrite(self._fd, data, 0)
+        os.ftruncate(self._fd, len(data))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class TailWriter:
     """Puts the committed leaves on every offer of the strategy, one tail at a time per
     process, for every deposit waiting meanwhile (see the module's docstring).
@@ -226,6 +304,12 @@ class TailWriter:
         self._wanted = 0
         #: Tails written by this process (for tests and logs).
         self.written = 0
+        #: Shared with the other processes of the data directory, when there are several.
+        self.mark = (
+            SharedMark(settings.data_dir / MARK_NAME, [offer.name for offer in self.offers])
+            if settings.workers > 1
+            else None
+        )
 
     def note(self, leaves: Iterable[AppendedLeaf]) -> None:
         """Committed leaves (the group commit, after its commit): the next tail needs not read
@@ -251,13 +335,19 @@ class TailWriter:
             try:
                 if self.before_write is not None:
                     self.before_write()
-                with self._cond:
-                    covered, peaks = self._covered, self._peaks
-                    known = dict(self._known)
-                    # Whatever was committed meanwhile goes in too (every leaf below a
-                    # committed one is committed: appends are serialised to their commit).
-                    wanted = max(self._wanted, max(known, default=-1) + 1)
-                done = self._write(covered, peaks, wanted, known)
+                with self._turn():
+                    with self._cond:
+                        covered, peaks = self._covered, self._peaks
+                        known = dict(self._known)
+                        # Whatever was committed meanwhile goes in too (every leaf below a
+                        # committed one is committed: appends are serialised to their commit).
+                        wanted = max(self._wanted, max(known, default=-1) + 1)
+                    shared = self.mark.read() if self.mark is not None else None
+                    if shared is not None and (covered is None or shared[0] > covered):
+                        covered, peaks = shared  # another process's tails reach further
+                    done = self._write(covered, peaks, wanted, known)
+                    if self.mark is not None and (shared is None or done[0] > shared[0]):
+                        self.mark.write(*done)
             finally:
                 with self._cond:
                     if done is not None:
@@ -266,6 +356,19 @@ class TailWriter:
                             del self._known[index]
                     self._writing = False
                     self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn among those sharing the data directory (none alone)."""
+        if self.mark is None:
+            yield
+            return
+        if self.mark.journal is None:
+            with self.sessions() as session:
+                first = session.scalar(select(Event.leaf_hash).where(Event.leaf_index == 0))
+            self.mark.journal = None if first is None else bytes(first).hex()
+        with self.mark.turn():
+            yield
 
     def _write(
         self,

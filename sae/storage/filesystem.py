@@ -2,8 +2,11 @@
 
 Layout under the offer's root::
 
-    data/<key>          the bytes, mode 0444, never rewritten
-    meta/<key>.json     {"retain_until", "lock_mode", "legal_hold", "stored_at", "sha512", "size"}
+    data/<key>          the bytes, mode 0444, never rewritten; its first lock record in the
+                        extended attribute ``user.sae.lock``
+    meta/<key>.json     the lock record once changed (extension, hold, seal), which overrides
+                        the attribute; every lock record of an offer written before 2026-12-06
+                        {"retain_until", "lock_mode", "legal_hold", "stored_at", "sha512", "size"}
 
 Why it can be trusted to keep what it acknowledged: bytes go to a temporary name *in the same
 directory*, are fsynced, then published with ``link()`` — which, unlike ``rename()``, fails when
@@ -12,10 +15,16 @@ so the new name survives a power cut. Inside a ``batch()`` (one ingest transfer)
 are postponed to the end of the batch — one fsync per file, one per directory for all the names
 it received — before anything is acknowledged.
 
-The lock lives in a sidecar because POSIX has no retention dates; the offer enforces it on
-``delete``. A new object's sidecar is created under its own name in one write (nothing to
-replace); later changes (extension, hold, seal) replace it through a temporary name. A missing
-or empty sidecar means the process stopped before the object was locked: never acknowledged.
+The lock is a record of the offer's own because POSIX has no retention dates; the offer
+enforces it on ``delete``. A new object's first record is set on its temporary file, before the
+file is made read-only and published: the object is locked from the moment it has a name, and
+its lock is made durable by the file's own fsync — no second file to create, sync and name (a
+new file costs 0.3-0.4 ms of kernel on a journal-less ext4; docs/benchmarks.md, session 11).
+Where the filesystem keeps no extended attributes (``EOPNOTSUPP``), the first record is a
+sidecar created under its own name in one write, as before. Later changes (extension, hold,
+seal) replace the sidecar through a temporary name; a sidecar, when there is one, is the
+record. A published object with neither (or an empty sidecar) was never locked: the process
+stopped before, so it was never acknowledged.
 This protects against the application and its operators' mistakes, not against root on the
 machine: that is what the second, remote, Object-Lock offer is for.
 """
@@ -59,6 +68,10 @@ from sae.storage.errors import (
 )
 
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+#: The extended attribute holding a new object's first lock record (the sidecar's JSON).
+LOCK_XATTR = "user.sae.lock"
+#: What a filesystem without (user) extended attributes answers: the record goes to a sidecar.
+_NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP}
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -137,17 +150,20 @@ def _forget_pool_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
-def _create_temp(directory: Path, stem: str) -> tuple[int, str]:
-    """A new, empty, read-only file for writing under a temporary name in ``directory``: its
-    descriptor (read and write) and its path.
+def _create_temp(directory: Path, stem: str, mode: int = _READ_ONLY) -> tuple[int, str]:
+    """A new, empty file for writing under a temporary name in ``directory``: its descriptor
+    (read and write) and its path.
 
-    Created 0444 from the start (the mode binds later opens, not this descriptor): the bytes are
-    never writable through any other one, and no ``chmod`` is needed once they are written.
+    Created 0444 by default (the mode binds later opens, not this descriptor): the bytes are
+    never writable through any other one, and no ``chmod`` is needed once they are written. A
+    file that is to carry its lock record in an extended attribute is created 0600 and made
+    0444 once the attribute is set: a process that is not root may set a ``user.`` attribute
+    only on a file it may write (:meth:`FilesystemOffer._lock_file`).
     """
     for attempt in range(100):
         tmp = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.tmp")
         try:
-            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, _READ_ONLY), tmp
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, mode), tmp
         except FileExistsError:
             continue
         except FileNotFoundError:
@@ -169,13 +185,13 @@ class _Batch:
 
 @dataclass(frozen=True)
 class _Written:
-    """A temporary file just written, and what reading it back gave."""
+    """A temporary file written, read back and checked: its digest and size, and the lock
+    record set on it (None: not asked for, or the filesystem keeps no extended attributes)."""
 
     tmp: str
-    sha512: str | None  # of the bytes as they were written (None: not hashed on the way in)
+    sha512: str
     size: int
-    readback_sha512: str
-    readback_size: int
+    lock: dict[str, Any] | None
 
 
 class FilesystemOffer:
@@ -204,6 +220,9 @@ class FilesystemOffer:
         self._local = threading.local()
         #: Directories this offer has made (or found) since it was opened: see :meth:`_make_dir`.
         self._dirs: set[Path] = set()
+        #: False once the filesystem refused an extended attribute: first lock records then go
+        #: to sidecars (:meth:`_lock_file`).
+        self._xattrs = True
 
     def __repr__(self) -> str:
         return f"FilesystemOffer({self.name!r}, {str(self.root)!r})"
@@ -301,17 +320,24 @@ class FilesystemOffer:
     # -- sidecar ---------------------------------------------------------------------------
 
     def _read_meta(self, key: str) -> dict[str, Any] | None:
-        """The lock record of ``key``; None when it has none.
+        """The lock record of ``key``: its sidecar's, else its data file's attribute; None when
+        it has neither.
 
-        An empty record counts as none: the process stopped between creating a new object's
+        An empty sidecar counts as none: the process stopped between creating a new object's
         record and writing it (:meth:`_create_meta`), so the object was never acknowledged.
         """
         try:
             raw = self._meta(key).read_bytes()
         except FileNotFoundError:
-            return None
+            raw = b""
         if not raw:
-            return None
+            try:
+                raw = os.getxattr(self._data(key), LOCK_XATTR)
+            except OSError as exc:
+                # No attribute (ENODATA), no file, or none kept by this filesystem.
+                if exc.errno not in (errno.ENODATA, errno.ENOENT, *_NO_XATTR):
+                    raise
+                return None
         value: dict[str, Any] = json.loads(raw)
         return value
 
@@ -378,17 +404,27 @@ class FilesystemOffer:
     # -- streaming helpers -------------------------------------------------------------------
 
     def _write_temp(
-        self, directory: Path, stem: str, source: BinaryIO, final: Path, *, hash_write: bool
+        self,
+        directory: Path,
+        key: str,
+        source: BinaryIO,
+        final: Path,
+        *,
+        expected_sha512: str | None,
+        lock: Callable[[str, int], dict[str, Any]] | None = None,
     ) -> _Written:
-        """Copy ``source`` to a read-only temp file (see :func:`_create_temp`), durable (now or at
-        the end of the batch) under the name ``final`` it is about to get, and read it back.
+        """Copy ``source`` to a temp file (see :func:`_create_temp`), read it back and check it,
+        lock it (``lock``: the record for the digest and size read back, set on the file), and
+        make it durable (now or at the end of the batch) under the name ``final`` it is about to
+        get. :class:`IntegrityMismatch` (nothing left) when the read-back disagrees.
 
-        ``hash_write=False`` when the caller knows the digest the bytes must have: they are then
-        only hashed as read back, and the caller compares that with what it expects; a source
-        that lies in a file (:class:`FileCopySource`) is then copied in the kernel.
+        With ``expected_sha512`` (the digest the bytes must have) the bytes are only hashed as
+        read back; a source that lies in a file (:class:`FileCopySource`) is then copied in the
+        kernel. Without it they are hashed on the way in too, and must read back the same.
         """
-        fd, tmp = _create_temp(directory, stem)
-        digest = hashlib.sha512() if hash_write else None
+        mode = 0o600 if lock is not None and self._xattrs else _READ_ONLY
+        fd, tmp = _create_temp(directory, final.name, mode)
+        digest = hashlib.sha512() if expected_sha512 is None else None
         size = 0
         try:
             # Past fileio.TRAIL_AFTER a second thread reads the copy back while it is written;
@@ -408,18 +444,38 @@ class FilesystemOffer:
                     write_all(fd, chunk)
                     size += len(chunk)
                     readback.advance(size)
+                back_sha512, back_size = readback.finish()
+                sha512 = expected_sha512 or (digest.hexdigest() if digest is not None else "")
+                # What the disk now holds, not what we believe we wrote.
+                if (back_sha512, back_size) != (sha512, size):
+                    raise IntegrityMismatch(self.name, key, sha512, back_sha512)
+                record = self._lock_file(fd, lock(sha512, size)) if lock is not None else None
                 self._durable_file(fd, final)
             finally:
                 os.close(fd)
-            back_sha512, back_size = readback.finish()
         except BaseException:
             readback.abandon()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return _Written(
-            tmp, None if digest is None else digest.hexdigest(), size, back_sha512, back_size
-        )
+        return _Written(tmp, sha512, size, record)
+
+    def _lock_file(self, fd: int, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Set ``record`` as the file's lock attribute, then make the file read-only; the
+        record, or None when the filesystem keeps no extended attributes (the caller then
+        writes a sidecar; this offer stops trying)."""
+        if self._xattrs:
+            try:
+                os.setxattr(fd, LOCK_XATTR, json.dumps(record, sort_keys=True).encode())
+            except OSError as exc:
+                if exc.errno not in _NO_XATTR:
+                    raise
+                self._xattrs = False
+            else:
+                os.fchmod(fd, _READ_ONLY)
+                return record
+        os.fchmod(fd, _READ_ONLY)
+        return None
 
     @staticmethod
     def _digest_file(path: Path) -> tuple[str, int]:
@@ -432,11 +488,25 @@ class FilesystemOffer:
         return digest.hexdigest(), size
 
     def _remove_files(self, key: str) -> None:
+        # The sidecar first: a removal stopped between the two then leaves the bytes with the
+        # lock they were deleted under (their attribute) or none, never a sidecar that would
+        # stand for the lock of a later object of the same key.
         data, meta = self._data(key), self._meta(key)
-        for path in (data, meta):
+        for path in (meta, data):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         fsync_directory(data.parent)
+
+    def _drop_stale_meta(self, key: str) -> None:
+        """Remove a sidecar left by a removal that stopped between the bytes and their record
+        (an earlier version removed the bytes first): it would override the lock of the new
+        object just published under the same key. Usually none: one failed lookup."""
+        target = self._meta(key)
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            return
+        self._durable_dir(target.parent)
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -461,14 +531,13 @@ class FilesystemOffer:
         try:
             self._make_dir(target.parent)
             written = self._write_temp(
-                target.parent, target.name, source, target, hash_write=expected_sha512 is None
+                target.parent,
+                key,
+                source,
+                target,
+                expected_sha512=expected_sha512,
+                lock=lambda sha512, size: self._lock_meta(retain_until, sha512, size),
             )
-            sha512 = expected_sha512 or written.sha512
-            assert sha512 is not None
-            # What the disk now holds, not what we believe we wrote.
-            if (written.readback_sha512, written.readback_size) != (sha512, written.size):
-                os.unlink(written.tmp)
-                raise IntegrityMismatch(self.name, key, sha512, written.readback_sha512)
             try:
                 os.link(written.tmp, target)
             except FileExistsError:
@@ -476,8 +545,12 @@ class FilesystemOffer:
             finally:
                 os.unlink(written.tmp)
             self._durable_dir(target.parent)
-            meta = self._lock_meta(retain_until, sha512, written.size)
-            self._create_meta(key, meta)
+            if written.lock is not None:
+                meta = written.lock
+                self._drop_stale_meta(key)
+            else:
+                meta = self._lock_meta(retain_until, written.sha512, written.size)
+                self._create_meta(key, meta)
         except OSError as exc:
             raise self._unavailable(exc) from exc
         return self._stored(key, meta)
@@ -660,17 +733,18 @@ class FilesystemOffer:
                 actual, _ = self._digest_file(target)
                 if actual == expected_sha512:
                     raise ObjectExists(self.name, key)
+            # Read before the damaged file goes: its attribute may be its lock record.
+            old = self._read_meta(key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            written = self._write_temp(target.parent, target.name, source, target, hash_write=False)
+            written = self._write_temp(
+                target.parent, key, source, target, expected_sha512=expected_sha512
+            )
             size = written.size
-            if (written.readback_sha512, written.readback_size) != (expected_sha512, size):
-                os.unlink(written.tmp)
-                raise IntegrityMismatch(self.name, key, expected_sha512, written.readback_sha512)
             # Overwriting is right here and only here: what is replaced is known bad. The new
-            # copy was read back before (the same file, now under the key's name).
+            # copy was read back before (the same file, now under the key's name). Its lock
+            # record is a sidecar, which overrides whatever the old file carried.
             os.replace(written.tmp, target)
             self._durable_dir(target.parent)
-            old = self._read_meta(key)
             meta = self._lock_meta(retain_until, expected_sha512, size)
             if old is not None:
                 # Keep the stronger of the two locks: repair must not weaken anything.

@@ -77,8 +77,12 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         log_path: Path | None = None,
+        tree: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
+        #: The source tree whose ``sae`` runs (``python -m sae`` from there): this repository
+        #: unless a benchmark compares another revision's server (bench/compare_trees.py).
+        self.tree = tree or REPO
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
@@ -103,8 +107,8 @@ class ServerProcess:
         log.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sae", "serve", "--port", str(self.port)],
-            env=self.env,
-            cwd=REPO,
+            env={**self.env, "PYTHONPATH": str(self.tree)} if self.tree != REPO else self.env,
+            cwd=self.tree,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

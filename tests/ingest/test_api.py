@@ -403,6 +403,7 @@ def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int, p
 
     from starlette.requests import Request
 
+    from sae.fileio import SpoolFiles
     from sae.ingest.api import _spool
 
     body = os.urandom(size)
@@ -415,7 +416,10 @@ def test_the_sip_digest_of_an_upload_in_many_blocks(tmp_path: Path, size: int, p
         return messages.pop(0)
 
     (tmp_path / "tmp").mkdir()
-    runtime = SimpleNamespace(settings=SimpleNamespace(max_sip_bytes=10**9, data_dir=tmp_path))
+    runtime = SimpleNamespace(
+        settings=SimpleNamespace(max_sip_bytes=10**9, data_dir=tmp_path),
+        sip_spool=SpoolFiles(tmp_path / "tmp", "sip-", ".zip"),
+    )
     request = Request({"type": "http", "method": "POST", "headers": []}, receive)
     path, digest = asyncio.run(_spool(request, runtime))  # type: ignore[arg-type]
     assert path.read_bytes() == body
@@ -487,3 +491,56 @@ def test_every_file_that_differs_from_its_declared_sha512_is_reported(api: Api) 
         ("sip.digest_mismatch", "BDO-3"),
     ]
     _nothing_stored(api)
+
+
+def test_a_spool_file_is_reused_and_cut_to_the_next_sip(api: Api) -> None:
+    """A deposit's spool file is kept for the next one (no inode made and freed per deposit):
+    the next SIP, shorter, is written over it and the file cut to it — the transfer records the
+    digest of exactly the SIP sent, and no byte of the one before."""
+    from sqlalchemy import select
+
+    from sae.ingest.models import Transfer
+
+    spool = api.settings.data_dir / "tmp"
+    long_sip = build_zip(simple_sip("MSG-SPOOL-LONG", payload=b"%PDF-1.4\n" + os.urandom(300_000)))
+    short_sip = build_zip(simple_sip("MSG-SPOOL-SHORT"))
+    assert len(short_sip) < len(long_sip) // 10
+    assert api.deposit(long_sip).status_code == 201
+    (kept,) = spool.iterdir()
+    inode = kept.stat().st_ino
+    assert kept.stat().st_size == len(long_sip)
+    assert api.deposit(short_sip).status_code == 201
+    assert [(p, p.stat().st_ino) for p in spool.iterdir()] == [(kept, inode)]
+    assert kept.stat().st_size == len(short_sip)
+    with api.runtime.sessions() as session:
+        query = select(Transfer.message_identifier, Transfer.sip_sha512)
+        digests = dict(session.execute(query).all())
+    assert digests == {
+        "MSG-SPOOL-LONG": hashlib.sha512(long_sip).hexdigest(),
+        "MSG-SPOOL-SHORT": hashlib.sha512(short_sip).hexdigest(),
+    }
+    # A refused SIP's file is kept too; the runtime's end removes what it kept.
+    assert api.deposit(b"PK\x03\x04 not a zip").status_code == 400
+    api.runtime.sip_spool.clear()
+    assert list(spool.iterdir()) == []
+
+
+def test_a_large_or_idle_spool_file_is_not_kept(tmp_path: Path) -> None:
+    from sae.fileio import SpoolFiles
+
+    spool = SpoolFiles(tmp_path, "sip-", ".zip")
+    spool.KEEP_BYTES = 1000
+    with spool.file() as (fd, path):
+        os.write(fd, b"x" * 1001)
+        os.close(fd)
+    spool.release(path)
+    assert not path.exists()  # too large: removed at once
+    with spool.file() as (fd, small):
+        os.write(fd, b"x" * 10)
+        os.close(fd)
+    spool.release(small)
+    spool.IDLE_SECONDS = 0.0
+    with spool.file() as (fd, path):  # idle too long: removed, a new file instead
+        os.close(fd)
+    assert path != small
+    assert not small.exists()

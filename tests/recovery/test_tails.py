@@ -276,3 +276,55 @@ def test_a_tail_header_round_trips() -> None:
     assert "does not match" in (bad.fault() or "")
     with pytest.raises(ValueError, match="1 leaves given"):
         write_tail(io.BytesIO(), header, [b'{"a":1}'])
+
+
+def test_the_processes_of_one_data_directory_share_their_tails(settings: Settings) -> None:
+    """With ``SAE_WORKERS`` > 1 the processes take turns to write tails and each starts where
+    any of them ended (``journal-tails.mark``): a process whose leaves another's tail holds
+    writes none, and no tail is written twice over the same leaves. The second process here
+    is a second writer on the same data directory, database and offers."""
+    from sae.journal.service import append_event
+    from sae.journal.tails import MARK_NAME, TailWriter
+
+    shared = settings.model_copy(update={"workers": 2})
+    with running(shared) as api:
+        api.load_rules(TEST_RULES_CSV)
+        assert api.deposit(build_zip(simple_sip("MSG-SHARE-1"))).status_code == 201
+        first = api.runtime.tail_writer
+        assert first is not None
+        assert first.mark is not None
+        assert (shared.data_dir / MARK_NAME).is_file()
+        other = TailWriter(api.runtime.sessions, shared, api.runtime.strategy_offers)
+        before = _tails(settings)
+        other.cover(_size(api))  # the first process's tail holds them already
+        assert (other.written, _tails(settings)) == (0, before)
+        # Leaves the first process was not handed (another act's): the other writes them,
+        # from where the first one's tail ended, contiguous.
+        with api.runtime.sessions() as session:
+            append_event(session, type="test.event", actor="test")
+            session.commit()
+        reached = max(parse_tail_key(key)[1] for key in before)  # type: ignore[index]
+        other.cover(_size(api))
+        assert other.written == 1
+        (new,) = sorted(set(_tails(settings)) - set(before))
+        assert parse_tail_key(new) == (reached, _size(api))
+        # ... and the first process finds them there: no tail of its own over them.
+        written = first.written
+        first.cover(_size(api))
+        assert first.written == written
+        other.mark.close()  # type: ignore[union-attr]
+    # Another journal (a new database on the same data directory) does not trust the mark.
+    alone = TailWriter(api.runtime.sessions, shared, api.runtime.strategy_offers)
+    assert alone.mark is not None
+    alone.mark.journal = "00" * 32
+    with alone.mark.turn():
+        assert alone.mark.read() is None
+    alone.mark.close()
+
+
+def test_one_process_keeps_no_mark(settings: Settings) -> None:
+    with running(settings) as api:
+        assert api.deposit(build_zip(simple_sip("MSG-ALONE-1"))).status_code == 201
+        assert api.runtime.tail_writer is not None
+        assert api.runtime.tail_writer.mark is None
+    assert not (settings.data_dir / "journal-tails.mark").exists()

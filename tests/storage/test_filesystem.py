@@ -3,27 +3,206 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from sae.storage.errors import ObjectExists, RetentionActive
-from sae.storage.filesystem import FilesystemOffer
+from sae.storage.filesystem import LOCK_XATTR, FilesystemOffer
 
 
-def test_files_are_read_only_and_sidecar_records_the_lock(tmp_path: Path) -> None:
+def test_files_are_read_only_and_carry_their_lock(tmp_path: Path) -> None:
     offer = FilesystemOffer("local", tmp_path)
     until = datetime.now(UTC) + timedelta(days=1)
     stored = offer.put("objects/a", io.BytesIO(b"abc"), retain_until=until)
-    mode = stat.S_IMODE((tmp_path / "data" / "objects" / "a").stat().st_mode)
-    assert mode == 0o444
-    meta = (tmp_path / "meta" / "objects" / "a.json").read_text()
+    data = tmp_path / "data" / "objects" / "a"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o444
+    # The first lock record is the data file's attribute: no second file.
+    record = json.loads(os.getxattr(data, LOCK_XATTR))
     assert stored.sha512 is not None
-    assert stored.sha512 in meta
-    assert until.isoformat() in meta
+    assert record["sha512"] == stored.sha512
+    assert record["retain_until"] == until.isoformat()
+    assert (record["lock_mode"], record["legal_hold"], record["size"]) == ("COMPLIANCE", False, 3)
+    assert not (tmp_path / "meta" / "objects").exists()
+    with pytest.raises(RetentionActive):
+        offer.delete("objects/a")
+
+
+def test_later_lock_changes_go_to_a_sidecar_that_overrides_the_attribute(tmp_path: Path) -> None:
+    offer = FilesystemOffer("local", tmp_path)
+    offer.put("objects/a", io.BytesIO(b"abc"), retain_until=datetime.now(UTC))
+    later = datetime.now(UTC) + timedelta(days=10)
+    offer.extend_retention("objects/a", later)
+    offer.set_legal_hold("objects/a", True)
+    sidecar = json.loads((tmp_path / "meta" / "objects" / "a.json").read_text())
+    assert (sidecar["retain_until"], sidecar["legal_hold"]) == (later.isoformat(), True)
+    head = offer.head("objects/a")
+    assert head is not None
+    assert (head.retain_until, head.legal_hold) == (later, True)
+    # The attribute still holds the first record (set once, on a read-only file).
+    first = json.loads(os.getxattr(tmp_path / "data" / "objects" / "a", LOCK_XATTR))
+    assert first["retain_until"] != later.isoformat()
+    with pytest.raises(RetentionActive, match="legal hold"):
+        offer.delete("objects/a")
+
+
+def test_an_offer_written_by_an_earlier_version_is_read(tmp_path: Path) -> None:
+    """Before 2026-12-06 every lock record was a sidecar, the data file had no attribute."""
+    offer = FilesystemOffer("local", tmp_path)
+    offer.check()
+    (tmp_path / "data" / "objects").mkdir()
+    (tmp_path / "meta" / "objects").mkdir()
+    (tmp_path / "data" / "objects" / "old").write_bytes(b"old bytes")
+    record = {
+        "retain_until": "2100-01-01T00:00:00+00:00",
+        "lock_mode": "COMPLIANCE",
+        "legal_hold": False,
+        "stored_at": "2026-11-01T10:00:00+00:00",
+        "sha512": "ab" * 64,
+        "size": 9,
+    }
+    (tmp_path / "meta" / "objects" / "old.json").write_text(json.dumps(record, sort_keys=True))
+    head = offer.head("objects/old")
+    assert head is not None
+    assert (head.sha512, head.size, head.lock_mode) == ("ab" * 64, 9, "COMPLIANCE")
+    assert head.retain_until == datetime(2100, 1, 1, tzinfo=UTC)
+    with pytest.raises(RetentionActive):
+        offer.delete("objects/old")
+    offer.extend_retention("objects/old", datetime(2101, 1, 1, tzinfo=UTC))
+    head = offer.head("objects/old")
+    assert head is not None
+    assert head.retain_until == datetime(2101, 1, 1, tzinfo=UTC)
+
+
+def test_a_repair_keeps_the_lock_of_the_file_it_replaces(tmp_path: Path) -> None:
+    import hashlib
+
+    offer = FilesystemOffer("local", tmp_path)
+    far = datetime(2090, 1, 1, tzinfo=UTC)
+    offer.put("objects/a", io.BytesIO(b"abc"), retain_until=far)
+    data = tmp_path / "data" / "objects" / "a"
+    data.chmod(0o644)
+    data.write_bytes(b"abd")  # damaged behind SAE's back: the attribute stays on the inode
+    stored = offer.replace_damaged(
+        "objects/a",
+        io.BytesIO(b"abc"),
+        expected_sha512=hashlib.sha512(b"abc").hexdigest(),
+        retain_until=datetime.now(UTC) + timedelta(days=1),
+    )
+    assert stored.retain_until == far  # the stronger lock, read before the file was replaced
+    head = offer.head("objects/a")
+    assert head is not None
+    assert head.retain_until == far
+    assert data.read_bytes() == b"abc"
+
+
+_NOBODY = 65534
+
+
+def _as_nobody(root: Path) -> None:
+    """What the forked child checks, as ``nobody``."""
+    offer = FilesystemOffer("local", root)
+    until = datetime.now(UTC) + timedelta(days=1)
+    offer.put("objects/a", io.BytesIO(b"abc"), retain_until=until)
+    data = root / "data" / "objects" / "a"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o444, oct(data.stat().st_mode)
+    assert json.loads(os.getxattr(data, LOCK_XATTR))["retain_until"] == until.isoformat()
+    with pytest.raises(PermissionError):
+        data.open("ab")
+    offer.extend_retention("objects/a", until + timedelta(days=1))
+    head = offer.head("objects/a")
+    assert head is not None
+    assert head.retain_until == until + timedelta(days=1)
+    with pytest.raises(RetentionActive):
+        offer.delete("objects/a")
+
+
+def test_the_lock_attribute_is_set_by_a_process_that_is_not_root(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A ``user.`` attribute may only be set on a file its process may write: the temporary
+    file is made read-only once its lock is set. Checked in a child that became ``nobody``
+    (root ignores modes)."""
+    import shutil
+    import tempfile
+    import traceback
+
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user needs root; as this user, every test is non-root")
+    # pytest's own directories are root's alone (0700): nobody's offer lives beside them
+    parent = Path(tempfile.mkdtemp(prefix="sae-nobody-"))
+    request.addfinalizer(lambda: shutil.rmtree(parent, ignore_errors=True))
+    parent.chmod(0o755)
+    root = parent / "offer"
+    root.mkdir()
+    os.chown(root, _NOBODY, _NOBODY)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(_NOBODY)
+            os.setuid(_NOBODY)
+            _as_nobody(root)
+            code = 0
+        except BaseException:
+            os.write(write_end, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        failure = report.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, failure
+
+
+@pytest.fixture
+def ramfs(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem that keeps no extended attributes (ramfs: ``EOPNOTSUPP``)."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a ramfs needs root")
+    mount = tmp_path / "ramfs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "ramfs", "ramfs", str(mount)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a ramfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_without_extended_attributes_the_first_lock_is_a_sidecar(
+    ramfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = SyncCalls(monkeypatch)
+    offer = FilesystemOffer("local", ramfs)
+    until = datetime.now(UTC) + timedelta(days=1)
+    stored = offer.put("objects/a", io.BytesIO(b"abc"), retain_until=until)
+    data, meta = ramfs / "data" / "objects", ramfs / "meta" / "objects"
+    assert stat.S_IMODE((data / "a").stat().st_mode) == 0o444
+    record = json.loads((meta / "a.json").read_text())
+    assert (record["sha512"], record["retain_until"]) == (stored.sha512, until.isoformat())
+    synced = [Path(p) for p in calls.fsynced]
+    assert synced[1:] == [data, meta / "a.json", meta]
+    head = offer.head("objects/a")
+    assert head is not None
+    assert (head.sha512, head.retain_until) == (stored.sha512, until)
+    with pytest.raises(RetentionActive):
+        offer.delete("objects/a")
+    offer.put("objects/b", io.BytesIO(b"b"), retain_until=None)  # asked once per offer
+    assert (meta / "b.json").exists()
 
 
 def test_a_name_taken_between_check_and_publish_is_not_overwritten(tmp_path: Path) -> None:
@@ -87,18 +266,19 @@ def test_crash_leftovers(tmp_path: Path) -> None:
     assert list(offer.list_keys()) == ["objects/empty", "objects/late"]
 
 
-def test_a_new_objects_sidecar_is_created_once_and_a_leftover_one_replaced(tmp_path: Path) -> None:
+def test_a_sidecar_left_by_an_interrupted_removal_is_dropped(tmp_path: Path) -> None:
     offer = FilesystemOffer("local", tmp_path)
     offer.check()
     meta = tmp_path / "meta" / "objects"
     meta.mkdir()
-    # a removal that stopped between the bytes and their record left the record behind
+    # an earlier version's removal that stopped between the bytes and their record left the
+    # record behind: it must not stand for the lock of a new object of the same key
     (meta / "k.json").write_text('{"retain_until": "2999-01-01T00:00:00+00:00"}')
     stored = offer.put("objects/k", io.BytesIO(b"new"), retain_until=None)
     head = offer.head("objects/k")
     assert head is not None
     assert (head.sha512, head.size, head.stored_at) == (stored.sha512, 3, stored.stored_at)
-    assert [p.name for p in meta.iterdir()] == ["k.json"]  # no temporary name left
+    assert list(meta.iterdir()) == []
     assert [p.name for p in (tmp_path / "data" / "objects").iterdir()] == ["k"]
 
 
@@ -146,12 +326,11 @@ def test_outside_a_batch_every_put_is_durable_when_it_returns(
     calls = SyncCalls(monkeypatch)
     offer = FilesystemOffer("local", tmp_path)
     offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
-    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
-    # the bytes (under their temporary name), the directory, the sidecar (created under its
-    # own name: a new object's has nothing to replace), its directory
+    data = tmp_path / "data" / "objects"
+    # the bytes (under their temporary name, with their lock attribute), then the directory
     synced = [Path(p) for p in calls.fsynced]
     assert (synced[0].parent, synced[0].name.split(".")[1]) == (data, "a")
-    assert synced[1:] == [data, meta / "a.json", meta]
+    assert synced[1:] == [data]
 
 
 def test_a_batch_makes_its_writes_durable_at_its_end(
@@ -171,17 +350,15 @@ def test_a_batch_makes_its_writes_durable_at_its_end(
         # directory sync is immediate).
         assert calls.fsynced == [str(tmp_path / "data" / "objects")]
         assert b"".join(offer.get("objects/2")) == b"xx"
-    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
+    data = tmp_path / "data" / "objects"
     names = ["0", "1", "2", "n"]
-    # every file, then each directory once
-    assert calls.fsynced[-2:] == [str(data), str(meta)]
-    assert sorted(calls.fsynced[1:-2]) == sorted(
-        [str(data / n) for n in names] + [str(meta / f"{n}.json") for n in names]
-    )
+    # every file, then its directory once
+    assert calls.fsynced[-1:] == [str(data)]
+    assert sorted(calls.fsynced[1:-1]) == sorted(str(data / n) for n in names)
     # Outside the block, puts are durable one by one again.
     calls.fsynced.clear()
     offer.put("objects/after", io.BytesIO(b"z"), retain_until=None)
-    assert len(calls.fsynced) == 4
+    assert len(calls.fsynced) == 2
 
 
 def test_a_batch_left_by_an_exception_syncs_nothing(
@@ -245,9 +422,8 @@ def test_a_sync_failing_on_one_file_among_many_fails_the_batch_after_the_others(
             for i in range(20):
                 offer.put(f"objects/f{i}", io.BytesIO(b"f" * i), retain_until=None)
             assert synced == []
-    data, meta = tmp_path / "data" / "objects", tmp_path / "meta" / "objects"
+    data = tmp_path / "data" / "objects"
     expected = {str(data / f"f{i}") for i in range(20) if i != 7}
-    expected |= {str(meta / f"f{i}.json") for i in range(20)}
     assert set(synced) == expected  # every other file, and no directory
     assert len(synced) == len(expected)
 
@@ -274,7 +450,7 @@ def test_worker_threads_write_into_the_batch_they_join(
         for t in threads:
             t.join()
         assert calls.fsynced == []
-    assert len(calls.fsynced) == 4 * 2 + 2  # each file and sidecar, then the two directories
+    assert len(calls.fsynced) == 4 + 1  # each file (its lock on it), then the directory
 
 
 def test_batches_of_two_threads_are_their_own(tmp_path: Path) -> None:
