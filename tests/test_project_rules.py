@@ -114,6 +114,8 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         "journal segment publication: one publisher a round (PostgreSQL row lock)",
     ),
     "sae.journal.sealing.seal_now": (UNIT_OF_WORK, "a tree head, one instance at a time"),
+    "sae.leases.take": (UNIT_OF_WORK, "a lease is held once committed, whatever its work does"),
+    "sae.leases.release": (UNIT_OF_WORK, "a lease let go at once, for the next holder"),
     "sae.journal.witnessing.WitnessClient._store": (
         UNIT_OF_WORK,
         "a witness's cosignature, kept once verified, whatever the other witnesses answer",
