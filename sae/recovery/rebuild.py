@@ -322,6 +322,8 @@ class _Rebuild:
         #: or head, which must be a key this SAE holds or held (see ``_first_keys``).
         self.key_history: KeyHistory | None = None
         self.first_keys = _first_keys(settings, keys)
+        #: Every key this SAE holds or held (its key file, those rotations retired).
+        self.held_keys = _held_keys(settings, keys)
         self.settings_pin = settings.journal_key_fingerprint
         #: Catching up a restored catalogue (``replay_journal``), not rebuilding an empty one.
         self.catch_up = False
@@ -473,7 +475,14 @@ class _Rebuild:
                 )
             # After its leaves: a rotation leaf among them governs this checkpoint's key.
             fault = self._key_fault("tail", header.tree_size, header.public_key_pem)
-            if fault is None and not self._ends_with_own_key():
+            if (
+                fault is None
+                and not self._ends_with_own_key()
+                and fingerprint(header.public_key_pem) not in self.held_keys
+            ):
+                # A key this SAE held (retired by a rotation) may sign the tails written before
+                # the rotation leaf; the history must still end with this SAE's key (checked
+                # once every tail is in), and a key it never held is named here.
                 fault = f"tail {header.tree_size}: signed by a key that is not this SAE's"
             if fault is not None:
                 raise SegmentInvalid(key, "head", fault)
@@ -1153,6 +1162,13 @@ def _first_keys(settings: Settings, keys: JournalKeys) -> set[str]:
     half ``.pub.pem`` when the key was lost)."""
     if settings.journal_key_fingerprint is not None:
         return {settings.journal_key_fingerprint}
+    return _held_keys(settings, keys)
+
+
+def _held_keys(settings: Settings, keys: JournalKeys) -> set[str]:
+    """Fingerprints of this SAE's key and of the keys it retired (``sae journal rotate-key``
+    keeps them in ``$SAE_DATA_DIR/keys`` as ``journal-signing.<fingerprint>.key``, or their
+    public half ``.pub.pem`` when the key was lost)."""
     found = {fingerprint(keys.signer.public_pem)}
     directory = settings.data_dir / "keys"
     for path in directory.glob("journal-signing.*.key"):

@@ -10,6 +10,9 @@ signed by another key, or one missing before another.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,3 +279,50 @@ def test_a_tail_header_round_trips() -> None:
     assert "does not match" in (bad.fault() or "")
     with pytest.raises(ValueError, match="1 leaves given"):
         write_tail(io.BytesIO(), header, [b'{"a":1}'])
+
+
+def _sae(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command in a process of its own (an operator's shell beside the server)."""
+    env = {
+        **os.environ,
+        "SAE_DATA_DIR": str(settings.data_dir),
+        "SAE_DATABASE_URL": settings.db_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sae", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_a_key_rotated_while_the_server_runs_signs_the_next_tails(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``sae journal rotate-key`` in another process while the server takes deposits: the
+    server's next tails hold the rotation leaf and are signed by the new key — the key in force
+    for a checkpoint of their size — so a catalogue lost before any later head was published
+    comes back from the offer (before: signed by the old key the process still had, refused)."""
+    from sae.journal.keyhistory import fingerprint
+
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        assert api.deposit(build_zip(simple_sip("MSG-ROT-1"))).status_code == 201
+        publish(api)
+        api.runtime.sealer.stop()  # from now on only tails reach the offer
+        assert api.deposit(build_zip(simple_sip("MSG-ROT-2"))).status_code == 201
+        rotated = _sae(settings, "journal", "rotate-key")
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        new_key = SigningKey.load(settings.data_dir / "keys" / SigningKey.FILENAME)
+        after = api.deposit(build_zip(simple_sip("MSG-ROT-3")))
+        assert after.status_code == 201, after.text
+        leaf = after.json()["journal"]["leaf_index"]
+        size = _size(api)
+    offer = local_offer(settings)
+    covering = [
+        key for key in _tails(settings) if (span := parse_tail_key(key)) and span[1] > leaf
+    ]
+    assert covering
+    for key in covering:
+        header, _ = read_tail(offer.get(key))
+        assert fingerprint(header.public_key_pem) == fingerprint(new_key.public_pem), key
+    report = rebuild(settings, "local", sqlite_target(tmp_path))
+    assert report.tails >= 2  # the old key's tail before the rotation, the new key's after
+    assert report.leaves >= size
