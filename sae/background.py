@@ -176,10 +176,22 @@ class Sealer:
                 mine = leases.take(self.sessions, WITNESSING_LEASE, self.owner, ttl)
                 if mine:
                     self.witness_client.round()
+                    self._publish_checkpoints()
             except SAEError as exc:
                 log.warning("journal.witnessing_failed %s: %s", exc.code, exc.detail)
             except Exception:  # a bug must not end witnessing for the life of the process
                 log.exception("journal.witnessing_crashed")
+
+    def _publish_checkpoints(self) -> None:
+        """Put the heads whose cosignatures are final on every offer, with them
+        (:mod:`sae.journal.checkpoints`): the witnesses' evidence outlives the catalogue."""
+        if self.offer_set is None or self.witness_client is None:
+            return
+        from sae.journal.checkpoints import publish_checkpoints
+
+        publish_checkpoints(
+            self.sessions, self.offer_set.copies(), self.witness_client.witnesses.names
+        )
 
     def _publish(self, *, force: bool = False) -> None:
         """Put the new heads' segments on every offer of the strategy, so that the offers
