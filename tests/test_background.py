@@ -341,3 +341,47 @@ def test_one_auditor_for_the_installation(api: Api) -> None:
         assert held[0] == holder.owner
     finally:
         other.close()
+
+
+def test_one_process_of_the_installation_talks_to_the_witnesses(api: Api) -> None:
+    """Two processes with witnesses configured: one asks them (the journal.witnessing lease),
+    the other stands by; when the first stops, the other takes over at once."""
+    from sae.background import Sealer
+    from sae.journal.note import Verifier, WitnessKey
+    from sae.journal.witnessing import Witness, WitnessSet
+
+    key = WitnessKey.generate("witness.example/w")
+    # Nobody listens there: a round is tried and fails, which is all this test counts.
+    witness = Witness("witness.example/w", "http://127.0.0.1:9", key.vkey, Verifier.parse(key.vkey))
+    witnesses = WitnessSet((witness,), 1)
+    other = Runtime.open(api.runtime.settings)
+    sealers = [
+        Sealer(rt.sessions, rt.settings, check_seconds=0.2, witnesses=witnesses)
+        for rt in (api.runtime, other)
+    ]
+    rounds = [0, 0]
+    for number, sealer in enumerate(sealers):
+        client = sealer.witness_client
+        assert client is not None
+        original = client.round
+
+        def counted(*, force: bool = False, number: int = number, original: Any = original) -> Any:
+            rounds[number] += 1
+            return original(force=force)
+
+        client.round = counted  # type: ignore[method-assign]
+    try:
+        for sealer in sealers:
+            sealer.start()
+        time.sleep(1.5)
+        assert sorted(count > 0 for count in rounds) == [False, True], rounds
+        holder = 0 if rounds[0] else 1
+        standby = 1 - holder
+        sealers[holder].stop()
+        before = rounds[standby]
+        time.sleep(1.0)
+        assert rounds[standby] > before, rounds  # took over without waiting for the expiry
+    finally:
+        for sealer in sealers:
+            sealer.stop()
+        other.close()
