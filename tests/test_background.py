@@ -15,7 +15,7 @@ from sae.db import transaction
 from sae.runtime import Runtime
 from sae.storage.audit import create_audit
 from sae.storage.models import Audit
-from tests.conftest import Api
+from tests.conftest import TEST_RULES_CSV, Api
 from tests.sipfactory import build_zip, simple_sip
 
 
@@ -385,3 +385,75 @@ def test_one_process_of_the_installation_talks_to_the_witnesses(api: Api) -> Non
         for sealer in sealers:
             sealer.stop()
         other.close()
+
+
+def test_sae_serve_with_two_workers_seals_one_head_per_spacing(
+    settings: Any, tmp_path: Any
+) -> None:
+    """``sae serve`` with SAE_WORKERS=2 — two real processes — under 6 concurrent depositors
+    for 4 s: the heads the two sealers seal are at least SAE_SEAL_SPACING_SECONDS apart, and
+    every acknowledged transfer ends up under one (SQLite file and PostgreSQL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from sae.db import make_engine, make_sessionmaker
+    from sae.journal.models import TreeHead
+    from sae.journal.service import tree_size
+    from tests.crash.harness import ServerProcess
+
+    spacing = 1.0
+    env = {
+        "SAE_WORKERS": "2",
+        "SAE_DATABASE_URL": settings.db_url,
+        "SAE_SEAL_SPACING_SECONDS": str(spacing),
+    }
+    if settings.seda_xsd_dir is not None:
+        env["SAE_SEDA_XSD_DIR"] = str(settings.seda_xsd_dir)
+    server = ServerProcess(tmp_path / "sae-data", env=env)
+    server.start()
+    engine = make_engine(settings.db_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        with server.client() as client:
+            assert client.put(
+                "/api/v1/rules",
+                content=TEST_RULES_CSV.encode(),
+                headers={**server.headers(), "Content-Type": "text/csv"},
+            ).is_success
+        deadline = time.monotonic() + 4.0
+
+        def depositor(number: int) -> int:
+            accepted = 0
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                while time.monotonic() < deadline:
+                    sip = build_zip(simple_sip(f"MSG-W{number}-{accepted}"))
+                    reply = client.post(
+                        "/api/v1/transfers",
+                        content=sip,
+                        headers={**server.headers(), "Content-Type": "application/zip"},
+                    )
+                    assert reply.status_code == 201, reply.text
+                    accepted += 1
+            return accepted
+
+        with ThreadPoolExecutor(6) as pool:
+            assert sum(pool.map(depositor, range(6))) > 6
+        with sessions() as session:
+            size = tree_size(session)
+        end = time.monotonic() + 10
+        heads: list[Any] = []
+        while time.monotonic() < end:  # the last poke's head, after its spacing
+            with sessions() as session:
+                heads = list(session.scalars(select(TreeHead).order_by(TreeHead.tree_size)))
+            if heads and heads[-1].tree_size >= size:
+                break
+            time.sleep(0.2)
+        assert heads
+        assert heads[-1].tree_size >= size, (heads[-1].tree_size, size)
+        gaps = [(b.timestamp - a.timestamp).total_seconds() for a, b in pairwise(heads)]
+        assert gaps
+        assert min(gaps) >= spacing - 0.01, gaps
+    finally:
+        server.stop()
+        engine.dispose()
