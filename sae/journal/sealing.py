@@ -113,8 +113,9 @@ def seal_in_turn(
             select(TreeHead.timestamp).order_by(TreeHead.tree_size.desc()).limit(1)
         )
     if latest is not None and latest + spacing > now:
-        # A head sealed on request (``wait``: a proof, the latest head) spaces too.
-        return SealTurn(again_at=latest + spacing)
+        # A head sealed on request (``wait``: a proof, the latest head) spaces too; never
+        # longer than the spacing, whatever the clock of the machine that sealed it says.
+        return SealTurn(again_at=min(latest, now) + spacing)
     if not leases.take(sessions, SEALER_LEASE, owner, max(SEALING_HOLD, spacing), now=now):
         held = leases.holder(sessions, SEALER_LEASE)
         soon = now + max(spacing, LOOK_AGAIN)
