@@ -5,9 +5,15 @@ its commit is durable; pokes within ``SAE_SEAL_SPACING_SECONDS`` of the last hea
 end of that spacing, so a busy archive signs and time-stamps at most one head per spacing) and
 at least every ``SAE_SEAL_INTERVAL_MINUTES`` while events arrive.
 Sealing in the background keeps the time-stamping authority's round trip off the deposit's
-path, and a burst of deposits is covered by one head instead of one each. The database makes
-one instance seal at a time (see ``sae.journal.sealing``). With ``SAE_WITNESSES_FILE``, each
-head sealed and published here is then offered to the witnesses by a thread of its own
+path, and a burst of deposits is covered by one head instead of one each.
+
+Every server process runs these threads; the work they guard is done by one process of the
+installation at a time, through leases in the database (:mod:`sae.leases`): the sealers take
+turns (``journal.sealer``: one head, one time-stamp per spacing for all the processes and
+machines together), one auditor runs the rounds (``storage.auditor``: quarantine ends, audits,
+drills) and one process talks to the witnesses (``journal.witnessing``). A holder that dies is
+replaced once its lease expires; one that stops lets its lease go at once. With
+``SAE_WITNESSES_FILE``, each head is offered to the witnesses by a thread of its own
 (``sae.journal.witnessing``), so that a slow witness delays neither deposits nor heads.
 """
 
@@ -17,16 +23,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from sae import leases
 from sae.config import Settings
 from sae.db import utcnow
 from sae.errors import SAEError
 from sae.journal.errors import TimestampInvalid, TsaUnavailable
 from sae.journal.keys import record_tsa_check, tsa_health
-from sae.journal.sealing import last_sealed_at, seal_if_due, seal_now
+from sae.journal.sealing import seal_in_turn, seal_now
 from sae.journal.witnessing import WitnessClient, WitnessSet
 from sae.storage.offers import OfferSet
 
@@ -38,6 +46,12 @@ log = logging.getLogger("sae.journal")
 
 #: The background sealer publishes the journal's new segments at most this often (seconds).
 PUBLISH_SPACING_SECONDS = 10.0
+#: The lease (:mod:`sae.leases`) of the one process that asks the witnesses to co-sign, how long
+#: it lasts unrenewed (a round asks each witness, 10 s at most each), and how often its holder
+#: looks for a head to offer.
+WITNESSING_LEASE = "journal.witnessing"
+WITNESSING_TTL = timedelta(minutes=2)
+WITNESSING_LOOK_SECONDS = 5.0
 
 
 class Sealer:
@@ -62,6 +76,8 @@ class Sealer:
             WitnessClient(sessions, witnesses, keep_alive=True) if witnesses is not None else None
         )
         self.check_seconds = check_seconds
+        #: This sealer's name in the installation's leases (:mod:`sae.leases`).
+        self.owner = leases.new_owner()
         self._poke = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,22 +116,28 @@ class Sealer:
             self.witness_client.close()
 
     def _run(self) -> None:
+        waiting = False  # leaves this process was poked for, not yet under a head
         while True:
-            poked = self._poke.wait(self.check_seconds)
-            if poked:
-                self._space()  # pokes arriving meanwhile are served by the same head
-            self._poke.clear()
+            if not waiting:
+                waiting = self._poke.wait(self.check_seconds)
+            self._poke.clear()  # pokes arriving from here on are served by the same head
+            stopping = self._stop.is_set()
+            again_at = None
             try:
-                head = (
-                    seal_now(self.sessions, self.settings)
-                    if poked
-                    else seal_if_due(self.sessions, self.settings)
-                )
+                if stopping:
+                    # What this process committed leaves sealed with it, whoever's turn it is
+                    # (at most one head more, at a stop).
+                    head = seal_now(self.sessions, self.settings) if waiting else None
+                else:
+                    turn = seal_in_turn(
+                        self.sessions, self.settings, self.owner, due_only=not waiting
+                    )
+                    head, again_at = turn.head, turn.again_at
                 if head is not None:
                     log.info("journal.sealed tree_size=%s", head.tree_size)
                     self._publish()
                     self._witness_poke.set()  # after publishing: the witnesses' turn
-                elif not poked:
+                elif not waiting and again_at is None:
                     # The TSA check of /health, when due (SAE_TSA_CHECK_MINUTES): an idle
                     # archive still learns that its TSA stopped answering.
                     tsa_health(self.settings)
@@ -126,26 +148,56 @@ class Sealer:
                     record_tsa_check(self.settings, ok=False, detail=f"{exc.code}: {exc.detail}")
             except Exception:  # a bug must not kill sealing for the life of the process
                 log.exception("journal.seal_crashed")
-            if self._stop.is_set():
+            if stopping:
                 self._publish(force=True)  # what this process sealed leaves with it
                 return
+            # Another process's turn, or the spacing after the latest head: the leaves wait
+            # for a head then (this process's, or the other's if it covered them meanwhile).
+            waiting = again_at is not None
+            if again_at is not None:
+                self._stop.wait(max(0.0, (again_at - utcnow()).total_seconds()))
 
     def _run_witnessing(self) -> None:
         """Ask the witnesses to co-sign the latest head: when a head was sealed and published,
         and every ``check_seconds`` (a witness that failed or refused is asked again in later
         rounds, with a growing delay, see :mod:`sae.journal.witnessing`)."""
         assert self.witness_client is not None
+        ttl = max(WITNESSING_TTL, timedelta(seconds=3 * self.check_seconds))
+        mine = False
         while True:
-            self._witness_poke.wait(self.check_seconds)
+            # The holder looks often (a head another process sealed pokes only that one): a
+            # round with nothing new is two small reads, and no witness is asked twice.
+            self._witness_poke.wait(
+                min(self.check_seconds, WITNESSING_LOOK_SECONDS) if mine else self.check_seconds
+            )
             self._witness_poke.clear()
             if self._stop.is_set():
+                if mine:  # the next process takes over at once, not after the expiry
+                    leases.release(self.sessions, WITNESSING_LEASE, self.owner)
                 return
             try:
-                self.witness_client.round()
+                # One process of the installation talks to the witnesses: each witness is asked
+                # once per head, and its back-off after a refusal is the archive's, not each
+                # process's (the refusal journaled once).
+                mine = leases.take(self.sessions, WITNESSING_LEASE, self.owner, ttl)
+                if mine:
+                    self.witness_client.round()
+                    self._publish_checkpoints()
             except SAEError as exc:
                 log.warning("journal.witnessing_failed %s: %s", exc.code, exc.detail)
             except Exception:  # a bug must not end witnessing for the life of the process
                 log.exception("journal.witnessing_crashed")
+
+    def _publish_checkpoints(self) -> None:
+        """Put the heads whose cosignatures are final on every offer, with them
+        (:mod:`sae.journal.checkpoints`): the witnesses' evidence outlives the catalogue."""
+        if self.offer_set is None or self.witness_client is None:
+            return
+        from sae.journal.checkpoints import publish_checkpoints
+
+        publish_checkpoints(
+            self.sessions, self.offer_set.copies(), self.witness_client.witnesses.names
+        )
 
     def _publish(self, *, force: bool = False) -> None:
         """Put the new heads' segments on every offer of the strategy, so that the offers
@@ -167,27 +219,17 @@ class Sealer:
         self._published_at = now
         publish_quietly(self.sessions, self.offer_set.copies())
 
-    def _space(self) -> None:
-        """Wait until ``SAE_SEAL_SPACING_SECONDS`` have passed since the latest head, whichever
-        process sealed it: the processes (and machines) sharing one journal seal at most one
-        head per spacing between them, not one each. ``stop`` ends the wait at once."""
-        spacing = self.settings.seal_spacing_seconds
-        if spacing <= 0:
-            return
-        last = last_sealed_at(self.sessions)
-        if last is None:
-            return
-        # Never longer than the spacing, whatever another machine's clock says.
-        remaining = min(spacing, spacing - (utcnow() - last).total_seconds())
-        if remaining > 0:
-            self._stop.wait(remaining)
-
 
 SCHEDULER = "system:scheduler"
 #: A scheduled drill that failed before being recorded is tried again after this long.
 DRILL_RETRY_SECONDS = 3600.0
 # An arbitrary constant: the PostgreSQL advisory lock that makes instances schedule audits in turn.
 _AUDIT_SCHEDULE_LOCK = 0x5AE0A0D1
+#: The lease (:mod:`sae.leases`) of the one process running the auditor's rounds, and how long
+#: it lasts unrenewed (renewed each round, each audit batch, before a drill): a holder that
+#: died is replaced after that.
+AUDITOR_LEASE = "storage.auditor"
+AUDITOR_TTL = timedelta(minutes=5)
 
 
 class Auditor:
@@ -215,6 +257,8 @@ class Auditor:
         self.settings = settings
         self.offer_set = offer_set
         self.check_seconds = check_seconds
+        #: This auditor's name in the installation's leases (:mod:`sae.leases`).
+        self.owner = leases.new_owner()
         self._drill_tried_at = -DRILL_RETRY_SECONDS
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -229,6 +273,8 @@ class Auditor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if not self._thread.is_alive():  # the next process takes over at once
+                leases.release(self.sessions, AUDITOR_LEASE, self.owner)
 
     def _run(self) -> None:
         while not self._stop.wait(self.check_seconds):
@@ -245,19 +291,32 @@ class Auditor:
         from sae.storage.audit import run_audit
         from sae.storage.quarantine import end_metadata_quarantines, end_quarantines
 
+        if not self._renew():
+            return []  # another process is the installation's auditor
         publish_quietly(self.sessions, self.offer_set.copies())
         end_quarantines(self.sessions, self.offer_set)
         end_metadata_quarantines(self.sessions, self.offer_set)
         self.schedule_if_due()
         done = []
         while not self._stop.is_set():
-            audit_id = run_audit(self.sessions, self.offer_set)
+            audit_id = run_audit(self.sessions, self.offer_set, progress=self._keep)
             if audit_id is None:
                 break
             done.append(audit_id)
-        if not self._stop.is_set():
+        if not self._stop.is_set() and self._renew():
             self.drill_if_due()
         return done
+
+    def _keep(self, _: object) -> None:
+        """Renew the lease after each audit batch (an audit may outlast the lease)."""
+        self._renew()
+
+    def _renew(self) -> bool:
+        """Take or keep the installation's auditor lease: one process runs the rounds (ends
+        the quarantines, schedules and runs the audits, drills), the others stand by and take
+        over once it stops renewing."""
+        ttl = max(AUDITOR_TTL, timedelta(seconds=3 * self.check_seconds))
+        return leases.take(self.sessions, AUDITOR_LEASE, self.owner, ttl)
 
     def drill_if_due(self) -> None:
         """Run the restore drill when ``SAE_DRILL_INTERVAL_DAYS`` have passed since the last
@@ -276,8 +335,6 @@ class Auditor:
 
     def schedule_if_due(self) -> str | None:
         """Record a scheduled audit when the last one is older than the interval."""
-        from datetime import timedelta
-
         from sqlalchemy import func, select
 
         from sae.db import lock_for_writing, transaction, utcnow

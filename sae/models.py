@@ -6,6 +6,7 @@ from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLin
 from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
+from sae.leases import Lease
 from sae.retention.models import Rule
 from sae.storage.models import MetadataCopy, ObjectCopy
 
@@ -18,6 +19,7 @@ __all__ = [
     "DataObject",
     "DataObjectGroup",
     "Event",
+    "Lease",
     "MetadataCopy",
     "ObjectCopy",
     "Rule",

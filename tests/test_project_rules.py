@@ -114,6 +114,12 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         "journal segment publication: one publisher a round (PostgreSQL row lock)",
     ),
     "sae.journal.sealing.seal_now": (UNIT_OF_WORK, "a tree head, one instance at a time"),
+    "sae.leases.take": (UNIT_OF_WORK, "a lease is held once committed, whatever its work does"),
+    "sae.leases.release": (UNIT_OF_WORK, "a lease let go at once, for the next holder"),
+    "sae.journal.checkpoints._record": (
+        UNIT_OF_WORK,
+        "a witnessed checkpoint recorded once on its offer, no offer write held",
+    ),
     "sae.journal.witnessing.WitnessClient._store": (
         UNIT_OF_WORK,
         "a witness's cosignature, kept once verified, whatever the other witnesses answer",
@@ -136,6 +142,10 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.recovery.rebuild._Rebuild._recover_one": (UNIT_OF_WORK, "rebuild: a recovered transfer"),
     "sae.recovery.rebuild._Rebuild._finish": (UNIT_OF_WORK, "rebuild: summary, admin token"),
     "sae.recovery.rebuild._Rebuild._seal": (UNIT_OF_WORK, "rebuild: the head over it all"),
+    "sae.recovery.rebuild._Rebuild.restore_cosignatures": (
+        UNIT_OF_WORK,
+        "rebuild: one witnessed checkpoint's cosignatures",
+    ),
     "sae.recovery.drill.record_drill": (
         UNIT_OF_WORK,
         "restore drill: its report archived and its outcome journaled together",

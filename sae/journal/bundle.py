@@ -179,7 +179,62 @@ witnesses) and `consistency.json`, the RFC 9162 consistency proof from this bund
 head extends this one: nothing recorded up to this bundle's head was removed or changed since.
 `verify.py` checks the proof, the note's signature and its cosignatures (the quorum of
 `witnesses.json`); `sae journal consistency OLD.zip THIS.zip` checks that this later head
-extends the head of an earlier bundle OLD of the same size.
+extends the head of an earlier bundle OLD of the same size. By hand:
+
+The later note's text, and SAE's signature over it:
+
+    awk '/^$/{exit} {print}' consistency.note > consistency.txt
+    ORIGIN=$(head -n 1 consistency.txt)
+    grep "^— $ORIGIN " consistency.note | head -n 1 | cut -d' ' -f3 | base64 -d \\
+      | tail -c 64 > consistency.sig
+    openssl pkeyutl -verify -pubin -inkey sae-note-key.pem -rawin \\
+      -in consistency.txt -sigfile consistency.sig
+
+must print `Signature Verified Successfully`. Then for each witness N (1, 2, …) of
+`witnesses.json`, NAME being its `name`: its cosignature's bytes 5 to 12 are the witness's time
+(seconds since 1970, big-endian), from which the message it signed is rebuilt:
+
+    grep "^— NAME " consistency.note | head -n 1 | cut -d' ' -f3 | base64 -d > later-N.bin
+    T=$(head -c 12 later-N.bin | tail -c 8 | od -An -tx1 | tr -d ' \\n'); \\
+      printf 'cosignature/v1\\ntime %d\\n' "$((16#$T))" | cat - consistency.txt > later-N.msg
+    tail -c 64 later-N.bin > later-N.sig
+    openssl pkeyutl -verify -pubin -inkey witness-N.pem -rawin \\
+      -in later-N.msg -sigfile later-N.sig
+
+must print `Signature Verified Successfully` for at least the `quorum` of `witnesses.json`.
+Last, the consistency proof: save these lines as `consistency.py` and run
+`python3 consistency.py` (standard library only; RFC 9162 section 2.1.4.2):
+
+```python
+import base64, hashlib, json
+H = lambda b: hashlib.sha256(b).digest()
+c, head = json.load(open("consistency.json")), json.load(open("tree-head.json"))
+later = open("consistency.txt").read().splitlines()
+m, n, old, new = c["first"], c["second"], c["first_root"], c["second_root"]
+assert (m, old) == (head["tree_size"], head["root_hash"]), "not this bundle's head"
+assert (n, new) == (int(later[1]), base64.b64decode(later[2]).hex()), "not the later head"
+path = [bytes.fromhex(p) for p in c["proof"]]
+assert 0 < m <= n and (m == n) == (not path), "no proof between these sizes"
+fr = sr = bytes.fromhex(old)
+if m < n:
+    if m & (m - 1):
+        fr = sr = path.pop(0)  # else the old root is the proof's first hash
+    fn, sn = m - 1, n - 1
+    while fn % 2:
+        fn, sn = fn >> 1, sn >> 1
+    for p in path:
+        assert sn > 0, "proof too long"
+        if fn % 2 or fn == sn:
+            fr, sr = H(b"\\1" + p + fr), H(b"\\1" + p + sr)
+            while fn % 2 == 0 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = H(b"\\1" + sr + p)
+        fn, sn = fn >> 1, sn >> 1
+    assert sn == 0, "proof too short"
+assert fr.hex() == old and sr.hex() == new, "NOT an extension"
+print("the head of", n, "leaves extends this bundle's head of", m, "leaves: OK")
+```
 
 ## All at once
 

@@ -30,6 +30,8 @@ from sae.journal.tsa import BuiltinTSA, HttpTSA, TimestampAuthority, create_buil
 
 _lock = threading.Lock()
 _cache: dict[tuple[str | None, ...], JournalKeys] = {}
+#: Keys kept beside the key file under their fingerprint (a rotation's), by fingerprint.
+_by_fingerprint: dict[str, SigningKey] = {}
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,12 @@ class JournalKeys:
 
 
 def load_journal_keys(settings: Settings) -> JournalKeys:
-    """Load (creating on first start) the keys for ``settings``; cached per configuration."""
+    """Load (creating on first start) the keys for ``settings``; cached per configuration and
+    per signing key file: ``sae journal rotate-key`` run by another process puts a new file in
+    place, and the next call here — a seal, a tail — signs with it (as the note key is read)."""
     key = (
         *_config_key(settings),
+        _file_identity(settings.data_dir / "keys" / SigningKey.FILENAME),
         settings.tsa_policy_oid,
         settings.tsa_username,
         str(settings.tsa_chain_file),
@@ -57,8 +62,50 @@ def load_journal_keys(settings: Settings) -> JournalKeys:
         cached = _cache.get(key)
         if cached is None or cached.origin != settings.origin:
             cached = _load(settings)
+            # The same configuration's entry for the key file it replaces goes.
+            for stale in [k for k in _cache if k[:3] == key[:3] and k[3] != key[3]]:
+                del _cache[stale]
             _cache[key] = cached
         return cached
+
+
+def _file_identity(path: Path) -> str:
+    """The file's inode, modification time and size: another file put in its place (a key
+    rotation's rename, a restore) is another identity. A stat per call, cheaper than a read."""
+    try:
+        info = path.stat()
+    except OSError:
+        return "absent"
+    return f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}"
+
+
+def signing_key_for(settings: Settings, fpr: str) -> SigningKey:
+    """The journal signing key whose fingerprint is ``fpr``: the key file's, or one kept beside
+    it under its fingerprint by ``sae journal rotate-key`` — the new key before it is swapped
+    in, the previous one after. What signs a checkpoint is the key *in force at its size*
+    (:mod:`sae.journal.keyhistory`), which for a moment around a rotation is not the file's.
+    :class:`KeyChanged` when this SAE holds no such key."""
+    current = load_journal_keys(settings).signer
+    if fingerprint(current.public_pem) == fpr:
+        return current
+    with _lock:
+        kept = _by_fingerprint.get(fpr)
+    if kept is not None:
+        return kept
+    from sae.journal.rotation import retired_name
+
+    path = retired_name(settings.data_dir / "keys", fpr)
+    if path.exists():
+        kept = SigningKey.load(path)
+        if fingerprint(kept.public_pem) == fpr:
+            with _lock:
+                _by_fingerprint[fpr] = kept
+            return kept
+    raise KeyChanged(
+        f"the journal's key in force is {fpr}, which is neither {settings.data_dir / 'keys'}"
+        f"/{SigningKey.FILENAME} nor kept beside it as {path.name}",
+        pinned=fpr,
+    )
 
 
 def _digest(secret: SecretStr | None) -> str | None:
@@ -72,6 +119,7 @@ def forget_journal_keys() -> None:
     rotation, here or in another process)."""
     with _lock:
         _cache.clear()
+        _by_fingerprint.clear()
 
 
 def check_keys_at_start(settings: Settings, sessions: sessionmaker[Session]) -> None:

@@ -588,6 +588,13 @@ def checkpoint_note(note_key: NoteKey, origin: str, size: int, root: bytes) -> b
     return bytes(Note.sign(checkpoint_text(origin, size, root), note_key))
 
 
+def leaves_unsealed(session: Session) -> bool:
+    """Whether leaves were committed after the latest head (a head is needed to cover them)."""
+    size = tree_size(session)
+    head = latest_head(session)
+    return size > 0 and (head is None or head.tree_size < size)
+
+
 def seal_due(session: Session, *, interval: dt.timedelta) -> bool:
     """Whether leaves arrived since the last head and it is older than ``interval``."""
     size = tree_size(session)

@@ -59,14 +59,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sae.config import Settings
 from sae.db import utcnow
+from sae.errors import SAEError
 from sae.journal import merkle
 from sae.journal.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
+    SigningKey,
     format_time,
     verify_signature,
 )
-from sae.journal.keys import load_journal_keys
+from sae.journal.keyhistory import KEY_ROTATED, fingerprint
+from sae.journal.keys import load_journal_keys, signing_key_for
 from sae.journal.models import Event
 from sae.journal.segments import KIND as SEGMENT_KIND
 from sae.journal.segments import SegmentFormatError, header_document, iter_lines, write_leaves
@@ -310,6 +313,11 @@ class TailWriter:
             if settings.workers > 1
             else None
         )
+        #: The journal's key rotations (leaf index, new fingerprint, previous fingerprint),
+        #: read where the tails start and learnt from the rotation leaves the tails hold
+        #: (``sae journal rotate-key`` runs in another process): a tail's checkpoint is signed
+        #: by the key in force at its size, as a head's is.
+        self._rotations: dict[int, tuple[str, str | None]] = {}
 
     def note(self, leaves: Iterable[AppendedLeaf]) -> None:
         """Committed leaves (the group commit, after its commit): the next tail needs not read
@@ -383,6 +391,7 @@ class TailWriter:
                 anchor = _segments_everywhere(session, self.offers)
                 if covered is None or anchor > covered:
                     covered, peaks = anchor, peaks_at(session, anchor)
+                self._rotations.update(_rotations(session))
         if covered >= end:
             return covered, peaks
         keys = load_journal_keys(self.settings)
@@ -394,6 +403,8 @@ class TailWriter:
             pairs = _leaves(self.sessions, covered, end, known)
             for index, (leaf, leaf_hash) in enumerate(pairs, start=covered):
                 _, peaks = merkle.append_leaf(index, peaks, leaf_hash)
+                if _ROTATION_MARK in leaf:  # a substring test per leaf; JSON only if it may be
+                    self._learn_rotation(index, leaf)
                 yield leaf
 
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
@@ -407,14 +418,15 @@ class TailWriter:
                     raise TailNotWritten(str(exc)) from None
                 root = merkle.root_from_peaks(peaks)
                 checkpoint = Checkpoint(keys.origin, end, root, utcnow()).to_bytes()
+                signer = self._signer(end, keys.signer)
                 header = TailHeader(
                     origin=keys.origin,
                     first_leaf=covered,
                     tree_size=end,
                     root_hash=root,
                     checkpoint=checkpoint,
-                    signature=keys.signer.sign(checkpoint),
-                    public_key_pem=keys.signer.public_pem,
+                    signature=signer.sign(checkpoint),
+                    public_key_pem=signer.public_pem,
                 )
                 line = header.line()
                 digest = hashlib.sha512(line)
@@ -438,6 +450,38 @@ class TailWriter:
         self.written += 1
         return end, peaks
 
+    def _learn_rotation(self, index: int, leaf: bytes) -> None:
+        try:
+            doc = json.loads(leaf)
+        except ValueError:
+            return
+        if not isinstance(doc, dict) or doc.get("type") != KEY_ROTATED:
+            return  # the bytes were in a payload, not the leaf's type
+        data = doc.get("data")
+        if isinstance(data, dict):
+            new, old = data.get("fingerprint"), data.get("old_fingerprint")
+            if isinstance(new, str):
+                self._rotations[index] = (new, old if isinstance(old, str) else None)
+
+    def _signer(self, size: int, current: SigningKey) -> SigningKey:
+        """The key in force for a checkpoint of ``size`` leaves: the last rotation's before it
+        (a rotation leaf at index *i* hands the heads of size > *i* to its new key), else the
+        key the first rotation after it replaced, else the key file's. Without this, a tail
+        written after a rotation by a process still holding the old key was refused by every
+        rebuild (key history), and one written just before the swap of the key files too."""
+        before = [index for index in self._rotations if index < size]
+        if before:
+            fpr: str | None = self._rotations[max(before)][0]
+        else:
+            after = [index for index in self._rotations if index >= size]
+            fpr = self._rotations[min(after)][1] if after else None
+        if fpr is None or fingerprint(current.public_pem) == fpr:
+            return current
+        try:
+            return signing_key_for(self.settings, fpr)
+        except SAEError as exc:
+            raise TailNotWritten(exc.detail) from None
+
     def _same_elsewhere(self, header: TailHeader) -> bool:
         """Another process wrote a tail over the same leaves first (its bytes differ by the
         checkpoint's time): the leaves are there if every offer's copy gives our root."""
@@ -449,6 +493,23 @@ class TailWriter:
             if (found.tree_size, found.root_hash) != (header.tree_size, header.root_hash):
                 return False
         return True
+
+
+#: Every ``journal.key_rotated`` leaf holds these bytes (canonical JSON of its type).
+_ROTATION_MARK = b'"type":"journal.key_rotated"'
+
+
+def _rotations(session: Session) -> dict[int, tuple[str, str | None]]:
+    """The journal's key rotations: leaf index -> (new fingerprint, previous fingerprint)."""
+    found: dict[int, tuple[str, str | None]] = {}
+    rows = session.execute(
+        select(Event.leaf_index, Event.payload).where(Event.type == KEY_ROTATED)
+    ).all()
+    for index, payload in rows:
+        new, old = payload.get("fingerprint"), payload.get("old_fingerprint")
+        if isinstance(new, str):
+            found[int(index)] = (new, old if isinstance(old, str) else None)
+    return found
 
 
 def _leaves(

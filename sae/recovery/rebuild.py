@@ -266,6 +266,7 @@ def replay_journal(
     size = run.replay_tails(run.replay_segments(start_leaf))
     run.check_not_behind(size)
     run.check_key_history()
+    run.restore_cosignatures()
     run.state.phase = "recovering"
     transfers_by_leaves = run.state.transfers
     recovered, skipped = run._recover_transfers()
@@ -322,6 +323,8 @@ class _Rebuild:
         #: or head, which must be a key this SAE holds or held (see ``_first_keys``).
         self.key_history: KeyHistory | None = None
         self.first_keys = _first_keys(settings, keys)
+        #: Every key this SAE holds or held (its key file, those rotations retired).
+        self.held_keys = _held_keys(settings, keys)
         self.settings_pin = settings.journal_key_fingerprint
         #: Catching up a restored catalogue (``replay_journal``), not rebuilding an empty one.
         self.catch_up = False
@@ -340,6 +343,7 @@ class _Rebuild:
         size = self.replay_tails(self.replay_segments(start))
         self.check_not_behind(size)
         self.check_key_history()
+        self.restore_cosignatures()
         self.state.phase = "recovering"
         self._tell()
         recovered, skipped = self._recover_transfers()
@@ -473,7 +477,14 @@ class _Rebuild:
                 )
             # After its leaves: a rotation leaf among them governs this checkpoint's key.
             fault = self._key_fault("tail", header.tree_size, header.public_key_pem)
-            if fault is None and not self._ends_with_own_key():
+            if (
+                fault is None
+                and not self._ends_with_own_key()
+                and fingerprint(header.public_key_pem) not in self.held_keys
+            ):
+                # A key this SAE held (retired by a rotation) may sign the tails written before
+                # the rotation leaf; the history must still end with this SAE's key (checked
+                # once every tail is in), and a key it never held is named here.
                 fault = f"tail {header.tree_size}: signed by a key that is not this SAE's"
             if fault is not None:
                 raise SegmentInvalid(key, "head", fault)
@@ -791,6 +802,113 @@ class _Rebuild:
             )
         return None
 
+    def restore_cosignatures(self) -> int:
+        """Bring back the witnesses' cosignatures from the offer's witnessed checkpoints
+        (``journal/checkpoints/``, :mod:`sae.journal.checkpoints`); how many were stored.
+
+        Each note must be the checkpoint of a head the replayed journal holds (same origin, size
+        and root) signed by the archive's note key; each of its cosignature lines by a witness of
+        ``SAE_WITNESSES_FILE`` (by the key name the line gives) must verify against that
+        witness's vkey, or the rebuild stops naming the note — a cosignature is only ever
+        stored verified. Lines of witnesses the file does not name are left out (noted)."""
+        from sae.journal.checkpoints import KIND, PREFIX, parse_checkpoint_key
+        from sae.journal.models import HeadCosignature
+        from sae.journal.note import Note, NoteError, checkpoint_text, verify_cosignature
+        from sae.journal.witnessing import load_witnesses
+
+        keys = sorted(self.offer.list_keys(PREFIX))
+        if not keys:
+            return 0
+        witnesses = load_witnesses(self.settings)
+        if witnesses is None:
+            self.notes.append(
+                f"{len(keys)} witnessed checkpoints on the offer, not read: no "
+                "SAE_WITNESSES_FILE to check their cosignatures against"
+            )
+            return 0
+        by_name = {w.name: w for w in witnesses.witnesses}
+        stored = 0
+        for key in keys:
+            size = parse_checkpoint_key(key)
+            if size is None:
+                raise SegmentInvalid(key, "key", "not a witnessed checkpoint's name")
+            data = b"".join(self.offer.get(key))
+            with transaction(self.sessions) as session:
+                head = session.scalars(select(TreeHead).where(TreeHead.tree_size == size)).first()
+                if head is None:
+                    self.notes.append(f"{key}: no head of {size} leaves in the journal, skipped")
+                    continue
+                text = checkpoint_text(head.origin, head.tree_size, head.root_hash)
+                try:
+                    note = Note.parse(data)
+                except NoteError as exc:
+                    raise SegmentInvalid(key, "format", exc.detail) from None
+                if note.text != text:
+                    raise SegmentInvalid(key, "checkpoint", f"not the checkpoint of head {size}")
+                if not note.verified_by([self.note_key.verifier]):
+                    raise SegmentInvalid(key, "checkpoint", "not signed by this archive's note key")
+                have = set(
+                    session.scalars(
+                        select(HeadCosignature.witness).where(HeadCosignature.tree_size == size)
+                    )
+                )
+                for signature in note.signatures:
+                    if signature.name == self.note_key.verifier.name:
+                        continue
+                    witness = by_name.get(signature.name)
+                    if witness is None:
+                        self.notes.append(
+                            f"{key}: the cosignature of {signature.name}, a witness "
+                            "SAE_WITNESSES_FILE does not name, left out"
+                        )
+                        continue
+                    line = signature.line.rstrip("\n")  # as head_cosignatures keeps it
+                    try:
+                        stamp = verify_cosignature(witness.verifier, text, line)
+                    except NoteError as exc:
+                        raise SegmentInvalid(
+                            key,
+                            "cosignature",
+                            f"the cosignature of {signature.name}: {exc.detail}",
+                        ) from None
+                    if signature.name in have:
+                        continue
+                    session.add(
+                        HeadCosignature(
+                            tree_size=size,
+                            witness=signature.name,
+                            key_id=witness.verifier.key_id.hex(),
+                            cosigned_at=stamp,
+                            line=line,
+                        )
+                    )
+                    stored += 1
+                recorded = session.scalar(
+                    select(MetadataCopy.id).where(
+                        MetadataCopy.offer == self.offer.name, MetadataCopy.key == key
+                    )
+                )
+                if not recorded:
+                    there = self.offer.head(key)
+                    session.add(
+                        MetadataCopy(
+                            offer=self.offer.name,
+                            key=key,
+                            kind=KIND,
+                            tree_size=size,
+                            sha512=hashlib.sha512(data).hexdigest(),
+                            size=len(data),
+                            stored_at=(there.stored_at if there is not None else None)
+                            or dt.datetime.now(dt.UTC),
+                            quarantine_ends_at=there.quarantine_ends_at
+                            if there is not None
+                            else None,
+                        )
+                    )
+        if stored:
+            self.notes.append(f"{stored} witnesses' cosignatures restored from {len(keys)} notes")
+        return stored
+
     def _ends_with_own_key(self) -> bool:
         """Whether the key history replayed so far ends with this SAE's current key."""
         current = self.key_history.current if self.key_history is not None else None
@@ -916,7 +1034,8 @@ class _Rebuild:
                 tsa_chain_pem=head.tsa_chain_pem,
                 tsa_time=head.tsa_time,
                 # Ed25519 is deterministic: the archive's note key gives the live head's note
-                # again, byte for byte (witnesses' cosignatures are not on the offers).
+                # again, byte for byte; the cosignatures come back from the witnessed
+                # checkpoints (restore_cosignatures).
                 note=checkpoint_note(self.note_key, head.origin, head.tree_size, head.root_hash),
             )
         )
@@ -1198,6 +1317,13 @@ def _first_keys(settings: Settings, keys: JournalKeys) -> set[str]:
     half ``.pub.pem`` when the key was lost)."""
     if settings.journal_key_fingerprint is not None:
         return {settings.journal_key_fingerprint}
+    return _held_keys(settings, keys)
+
+
+def _held_keys(settings: Settings, keys: JournalKeys) -> set[str]:
+    """Fingerprints of this SAE's key and of the keys it retired (``sae journal rotate-key``
+    keeps them in ``$SAE_DATA_DIR/keys`` as ``journal-signing.<fingerprint>.key``, or their
+    public half ``.pub.pem`` when the key was lost)."""
     found = {fingerprint(keys.signer.public_pem)}
     directory = settings.data_dir / "keys"
     for path in directory.glob("journal-signing.*.key"):

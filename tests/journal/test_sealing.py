@@ -14,7 +14,8 @@ from sae.config import Settings
 from sae.db import make_engine, make_sessionmaker, transaction
 from sae.journal.errors import SigningKeyError
 from sae.journal.keys import load_journal_keys, tsa_health
-from sae.journal.sealing import seal_if_due, seal_now
+from sae.journal.models import TreeHead
+from sae.journal.sealing import seal_in_turn, seal_now
 from sae.journal.service import NewEvent, append_events
 from sae.journal.tsa import BuiltinTSA
 from tests.journal.conftest import free_port
@@ -35,6 +36,9 @@ def _append(sessions: sessionmaker[Session], n: int) -> None:
 def test_seal_if_due_follows_the_interval(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
+    def seal_if_due(sessions: sessionmaker[Session], settings: Settings) -> TreeHead | None:
+        return seal_in_turn(sessions, settings, "the periodic round", due_only=True).head
+
     assert seal_if_due(sessions, settings) is None  # empty journal
     _append(sessions, 3)
     first = seal_if_due(sessions, settings)

@@ -242,6 +242,35 @@ def openssl_steps(directory: Path) -> list[tuple[str, int, str]]:
     return out
 
 
+def later_openssl_steps(directory: Path) -> list[tuple[str, int, str]]:
+    """VERIFY.md's section 6, run literally as an auditor would: the later note's signature by
+    SAE (one shell), each witness's cosignature of it, then the consistency proof's script."""
+    openssl()
+    section = VERIFY_MD.split("## 6.")[1].split("## All at once")[0]
+    script = re.search(r"```python\n(.*?)```", section, re.S)
+    assert script is not None
+    (directory / "consistency.py").write_text(script.group(1))
+    text = re.sub(r"```python\n.*?```", "", section, flags=re.S)
+    commands = [ln[4:] for ln in text.replace("\\\n", "").splitlines() if ln.startswith("    ")]
+    log_steps, witness_steps = commands[:4], commands[4:]
+    assert len(witness_steps) == 4, commands
+    doc = json.loads((directory / "witnesses.json").read_text())
+    run = ["\n".join(log_steps)]
+    for number, entry in enumerate(doc["witnesses"], start=1):
+        run.append(
+            "\n".join(
+                cmd.replace("NAME", entry["name"]).replace("-N.", f"-{number}.")
+                for cmd in witness_steps
+            )
+        )
+    run.append("python3 consistency.py")
+    out = []
+    for cmd in run:
+        r = subprocess.run(["bash", "-c", cmd], cwd=directory, capture_output=True, text=True)
+        out.append((cmd, r.returncode, r.stdout + r.stderr))
+    return out
+
+
 def test_deposits_are_cosigned_and_bundles_carry_the_cosignatures(
     archive: Archive, tmp_path: Path
 ) -> None:
@@ -417,6 +446,11 @@ def test_a_bundle_carries_a_later_head_and_the_proof_to_it(
     assert f"the head of {second} leaves" in report.passed[-1][1]
     d = unzip(bundle, tmp_path / "py", content)
     assert "OK   consistency: the head of" in verify_py(d, *vkeys).stdout
+    # VERIFY.md's openssl steps for the later note, and its consistency script, pass.
+    steps = later_openssl_steps(d)
+    assert [rc for _, rc, _ in steps] == [0, 0, 0, 0], steps
+    assert ["Signature Verified Successfully" in out for _, _, out in steps[:3]] == [True] * 3
+    assert f"the head of {second} leaves extends this bundle's head of {first}" in steps[3][2]
     # An explicit size is the same bundle.
     assert proof_with(archive, object_id, str(second))[1] == bundle
 
@@ -466,6 +500,9 @@ def test_a_bundle_carries_a_later_head_and_the_proof_to_it(
     assert all(o.startswith("FAIL consistency: the proof does not lead") for o in outcomes), (
         outcomes
     )
+    steps = later_openssl_steps(unzip(forged, tmp_path / "altered-md", content))
+    assert [rc for _, rc, _ in steps] == [0, 0, 0, 1], steps  # the notes are intact
+    assert "NOT an extension" in steps[3][2]
     (tmp_path / "forged.zip").write_bytes(forged)
     done = sae("journal", "consistency", str(tmp_path / "old.zip"), str(tmp_path / "forged.zip"))
     assert done.returncode == 1, done.stdout
@@ -504,6 +541,9 @@ def test_a_bundle_carries_a_later_head_and_the_proof_to_it(
     bad = {**files, "consistency.note": "".join(lines).encode()}
     outcomes = all_verifiers(_zip(bad), tmp_path / "cosig", content)
     assert all("consistency" in o and "does not verify" in o for o in outcomes), outcomes
+    steps = later_openssl_steps(unzip(_zip(bad), tmp_path / "cosig-md", content))
+    verified = [(rc, "Verified Successfully" in out) for _, rc, out in steps[:3]]
+    assert verified == [(0, True), (1, False), (0, True)], steps  # the altered witness's fails
     keep = files["consistency.note"].decode().splitlines(keepends=True)
     bare = {
         **files,

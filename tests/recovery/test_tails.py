@@ -10,6 +10,9 @@ signed by another key, or one missing before another.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,3 +331,102 @@ def test_one_process_keeps_no_mark(settings: Settings) -> None:
         assert api.runtime.tail_writer is not None
         assert api.runtime.tail_writer.mark is None
     assert not (settings.data_dir / "journal-tails.mark").exists()
+
+
+def _sae(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command in a process of its own (an operator's shell beside the server)."""
+    env = {
+        **os.environ,
+        "SAE_DATA_DIR": str(settings.data_dir),
+        "SAE_DATABASE_URL": settings.db_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sae", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_a_key_rotated_while_the_server_runs_signs_the_next_tails(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``sae journal rotate-key`` in another process while the server takes deposits: the
+    server's next tails hold the rotation leaf and are signed by the new key — the key in force
+    for a checkpoint of their size — so a catalogue lost before any later head was published
+    comes back from the offer (before: signed by the old key the process still had, refused)."""
+    from sae.journal.keyhistory import fingerprint
+
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        assert api.deposit(build_zip(simple_sip("MSG-ROT-1"))).status_code == 201
+        publish(api)
+        api.runtime.sealer.stop()  # from now on only tails reach the offer
+        assert api.deposit(build_zip(simple_sip("MSG-ROT-2"))).status_code == 201
+        rotated = _sae(settings, "journal", "rotate-key")
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        new_key = SigningKey.load(settings.data_dir / "keys" / SigningKey.FILENAME)
+        after = api.deposit(build_zip(simple_sip("MSG-ROT-3")))
+        assert after.status_code == 201, after.text
+        leaf = after.json()["journal"]["leaf_index"]
+        size = _size(api)
+    offer = local_offer(settings)
+    covering = [key for key in _tails(settings) if (span := parse_tail_key(key)) and span[1] > leaf]
+    assert covering
+    for key in covering:
+        header, _ = read_tail(offer.get(key))
+        assert fingerprint(header.public_key_pem) == fingerprint(new_key.public_pem), key
+    report = rebuild(settings, "local", sqlite_target(tmp_path))
+    assert report.tails >= 2  # the old key's tail before the rotation, the new key's after
+    assert report.leaves >= size
+
+
+def test_a_tail_after_a_rotation_leaf_is_signed_by_the_new_key_before_the_files_swap(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``rotate-key`` commits its leaf, then swaps the key files: a deposit in between (or
+    after a crash between the two) has a tail holding the rotation leaf, which the new key —
+    still only in ``journal-signing.<fingerprint>.key`` — must sign."""
+    import base64
+
+    from sae.db import transaction
+    from sae.fileio import write_new_file
+    from sae.journal.keyhistory import fingerprint, rotation_message
+    from sae.journal.rotation import _swap_in, retired_name
+    from sae.journal.service import append_event
+
+    keys = settings.data_dir / "keys"
+    with running(settings) as api:
+        api.load_rules(TEST_RULES_CSV)
+        assert api.deposit(build_zip(simple_sip("MSG-SWAP-1"))).status_code == 201
+        publish(api)
+        api.runtime.sealer.stop()
+        old = SigningKey.load(keys / SigningKey.FILENAME)
+        new = SigningKey.generate()
+        fpr = fingerprint(new.public_pem)
+        write_new_file(retired_name(keys, fpr), new.private_pem())  # rotate-key's step 1
+        with transaction(api.runtime.sessions) as session:  # step 2: the leaf, committed
+            append_event(
+                session,
+                type="journal.key_rotated",
+                actor="system:cli",
+                payload={
+                    "fingerprint": fpr,
+                    "public_key_pem": new.public_pem.decode("ascii"),
+                    "old_fingerprint": fingerprint(old.public_pem),
+                    "old_key_signature": base64.b64encode(old.sign(rotation_message(fpr))).decode(
+                        "ascii"
+                    ),
+                    "lost": False,
+                },
+            )
+        after = api.deposit(build_zip(simple_sip("MSG-SWAP-2")))  # before step 3, the swap
+        assert after.status_code == 201, after.text
+        leaf = after.json()["journal"]["leaf_index"]
+    offer = local_offer(settings)
+    last = max(_tails(settings), key=lambda key: parse_tail_key(key) or (0, 0))
+    span = parse_tail_key(last)
+    assert span is not None
+    assert span[1] > leaf
+    header, _ = read_tail(offer.get(last))
+    assert fingerprint(header.public_key_pem) == fpr
+    _swap_in(keys, fpr)  # step 3, as the start after a crash finishes it
+    report = rebuild(settings, "local", sqlite_target(tmp_path))
+    assert report.leaves >= leaf + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -210,3 +211,50 @@ def test_a_backlog_is_worked_off_over_several_rounds(
     assert end_quarantines(sessions, offer_set, batch=2, max_batches=2, now=moment) == 2
     assert end_quarantines(sessions, offer_set, batch=2, max_batches=2, now=moment) == 0
     assert len(_ended(two_sites)) == 6
+
+
+def test_an_auditor_round_seals_only_the_copies_whose_quarantine_ended(
+    two_sites: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #21: an audit once asked the offer to seal every healthy copy it checked (a HEAD
+    and a lock request per copy). The round seals the copies that are due and not yet sealed,
+    and the audit, which reads every copy, seals none."""
+    from sae.background import Auditor
+    from sae.storage.models import Audit
+
+    due_object = deposit(two_sites, "MSG-Q-DUE", PAYLOAD)
+    with transaction(two_sites.runtime.sessions) as session:
+        session.execute(
+            sa.update(ObjectCopy)
+            .where(ObjectCopy.object_id == due_object)
+            .values(quarantine_ends_at=utcnow() - timedelta(seconds=1))
+        )
+    _later(two_sites, monkeypatch, days=2)  # the offers agree: that window is over
+    fresh_object = deposit(two_sites, "MSG-Q-FRESH", PAYLOAD)  # its window is still running
+    sealed: list[tuple[str, str]] = []
+    for name, offer in zip(("site-a", "site-b"), _offers(two_sites), strict=True):
+
+        def counted(key: str, name: str = name, original: Any = offer.seal) -> bool:
+            sealed.append((name, key))  # the offer still seals: it is only counted
+            return bool(original(key))
+
+        monkeypatch.setattr(offer, "seal", counted)
+    settings = two_sites.runtime.settings
+    settings.audit_sample_rate = 1.0
+    auditor = Auditor(
+        two_sites.runtime.sessions, settings, two_sites.runtime.offer_set, check_seconds=3600
+    )
+    done = auditor.run_once()
+    assert len(done) == 1
+    with transaction(two_sites.runtime.sessions) as session:
+        audit = session.get(Audit, done[0])
+        assert audit is not None
+        assert audit.checked == 4  # every copy read
+    due_keys = {c.key for c in _copies(two_sites, due_object)}
+    assert sorted(sealed) == sorted((o, k) for o in ("site-a", "site-b") for k in due_keys)
+    assert all(c.quarantine_ends_at is not None for c in _copies(two_sites, fresh_object))
+    # Sealed once: a later round with another full audit asks the offers for nothing.
+    with transaction(two_sites.runtime.sessions) as session:
+        session.execute(sa.update(Audit).values(created_at=utcnow() - timedelta(days=2)))
+    assert len(auditor.run_once()) == 1
+    assert len(sealed) == 2

@@ -1,7 +1,7 @@
 """catalog: full-text search — FTS5 on SQLite, a French tsvector with a GIN index on PostgreSQL
 
 Revision ID: 0015_fulltext
-Revises: 0012_alerts
+Revises: 0014_leases
 Create Date: 2026-12-06
 
 Both indexes are kept by triggers in the database, from two columns the catalogue writes
@@ -38,7 +38,7 @@ from alembic import op
 from sae.catalog.text import fold
 
 revision: str = "0015_fulltext"
-down_revision: str | Sequence[str] | None = "0012_alerts"
+down_revision: str | Sequence[str] | None = "0014_leases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
