@@ -26,15 +26,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sae.db import transaction, utcnow
+from sae.db import utcnow
 from sae.journal.models import HeadCosignature, TreeHead
+from sae.journal.publishing import adopt_written, record_copy
 from sae.storage.base import StorageOffer, StoredObject
 from sae.storage.errors import ObjectExists, ReplicationFailed, StorageError
 from sae.storage.models import MetadataCopy
-from sae.storage.service import copy_digest, store_copies
+from sae.storage.service import store_copies
 
 log = logging.getLogger("sae.journal")
 
@@ -150,20 +150,7 @@ def _write(offer: StorageOffer, key: str, note: bytes) -> StoredObject | None:
         if not isinstance(exc.__cause__, ObjectExists):
             raise
     # Written before (a crash before the record, another process): ours if the same bytes.
-    actual, _ = copy_digest(offer, key)
-    if actual != expected:
-        log.error(
-            "journal.checkpoint_conflict offer=%s key=%s: the offer holds other bytes "
-            "(sha512 %s); not recorded",
-            offer.name,
-            key,
-            actual,
-        )
-        return None
-    stored = offer.head(key)
-    if stored is None:
-        raise ObjectExists(offer.name, key)
-    return stored
+    return adopt_written(offer, key, expected, conflict="journal.checkpoint_conflict")
 
 
 def _record(
@@ -174,19 +161,13 @@ def _record(
     note: bytes,
     stored: StoredObject,
 ) -> None:
-    row = MetadataCopy(
-        offer=offer,
-        key=key,
+    record_copy(
+        sessions,
+        offer,
+        key,
         kind=KIND,
         tree_size=tree_size,
         sha512=hashlib.sha512(note).hexdigest(),
         size=len(note),
-        quarantine_ends_at=stored.quarantine_ends_at,
+        stored=stored,
     )
-    if stored.stored_at is not None:
-        row.stored_at = stored.stored_at
-    try:
-        with transaction(sessions) as session:
-            session.add(row)
-    except IntegrityError:
-        pass  # recorded meanwhile (unique offer, key): the same copy

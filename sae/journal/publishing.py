@@ -142,7 +142,16 @@ def _publish_to(
             counts.conflicts += 1
             continue
         stored, existed = written
-        _record(sessions, offer.name, key, head.tree_size, stored)
+        record_copy(
+            sessions,
+            offer.name,
+            key,
+            kind=KIND,
+            tree_size=head.tree_size,
+            sha512=stored.sha512 or "",
+            size=stored.size,
+            stored=stored,
+        )
         if existed:
             counts.already_there += 1
         else:
@@ -229,11 +238,21 @@ def _already_there(
     offer: StorageOffer, key: str, expected: str
 ) -> tuple[StoredObject, bool] | None:
     """The copy a crash or another process left under ``key``: recorded if it is ours."""
+    stored = adopt_written(offer, key, expected, conflict="journal.segment_conflict")
+    return None if stored is None else (stored, True)
+
+
+def adopt_written(
+    offer: StorageOffer, key: str, expected: str, *, conflict: str
+) -> StoredObject | None:
+    """What a crash or another process left under ``key`` (write-once: it cannot be written
+    again): ours, to be recorded, when it has the ``expected`` SHA-512; else None, logged as
+    ``conflict`` (an error: tampering or a bug), and not recorded."""
     actual, _ = copy_digest(offer, key)
     if actual != expected:
         log.error(
-            "journal.segment_conflict offer=%s key=%s: the offer holds sha512 %s, the head "
-            "gives %s; not recorded",
+            "%s offer=%s key=%s: the offer holds sha512 %s, SAE gives %s; not recorded",
+            conflict,
             offer.name,
             key,
             actual,
@@ -243,23 +262,29 @@ def _already_there(
     stored = offer.head(key)
     if stored is None:  # gone between the read and the head: the next round writes it
         raise ObjectExists(offer.name, key)
-    return stored, True
+    return stored
 
 
-def _record(
+def record_copy(
     sessions: sessionmaker[Session],
     offer: str,
     key: str,
+    *,
+    kind: str,
     tree_size: int,
+    sha512: str,
+    size: int,
     stored: StoredObject,
 ) -> None:
+    """Record a journal object written to ``offer`` (``metadata_copies``); a second record of
+    the same copy (another process, unique offer and key) is the same fact."""
     row = MetadataCopy(
         offer=offer,
         key=key,
-        kind=KIND,
+        kind=kind,
         tree_size=tree_size,
-        sha512=stored.sha512 or "",
-        size=stored.size,
+        sha512=sha512,
+        size=size,
         quarantine_ends_at=stored.quarantine_ends_at,
     )
     if stored.stored_at is not None:
