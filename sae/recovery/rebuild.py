@@ -648,6 +648,9 @@ class _Rebuild:
                 # publisher that raced another. Nothing to import; its head must be the one the
                 # catalogue holds, and its leaves those the catalogue holds.
                 self._check_covered(session, key, header, leaves)
+                self._record_copy(
+                    session, key, SEGMENT_KIND, header.head.tree_size, digest.hexdigest(), length
+                )
                 return size, peaks
             self._check_header(key, header, size)
             known: list[bytes] = []
@@ -883,28 +886,9 @@ class _Rebuild:
                         )
                     )
                     stored += 1
-                recorded = session.scalar(
-                    select(MetadataCopy.id).where(
-                        MetadataCopy.offer == self.offer.name, MetadataCopy.key == key
-                    )
+                self._record_copy(
+                    session, key, KIND, size, hashlib.sha512(data).hexdigest(), len(data)
                 )
-                if not recorded:
-                    there = self.offer.head(key)
-                    session.add(
-                        MetadataCopy(
-                            offer=self.offer.name,
-                            key=key,
-                            kind=KIND,
-                            tree_size=size,
-                            sha512=hashlib.sha512(data).hexdigest(),
-                            size=len(data),
-                            stored_at=(there.stored_at if there is not None else None)
-                            or dt.datetime.now(dt.UTC),
-                            quarantine_ends_at=there.quarantine_ends_at
-                            if there is not None
-                            else None,
-                        )
-                    )
         if stored:
             self.notes.append(f"{stored} witnesses' cosignatures restored from {len(keys)} notes")
         return stored
@@ -1039,30 +1023,38 @@ class _Rebuild:
                 note=checkpoint_note(self.note_key, head.origin, head.tree_size, head.root_hash),
             )
         )
-        recorded = self.catch_up and session.scalar(
-            select(MetadataCopy.id).where(
-                MetadataCopy.offer == self.offer.name, MetadataCopy.key == key
-            )
-        )
-        if not recorded:  # a restored catalogue may hold the copy's row already
-            stored = self.offer.head(key)
-            session.add(
-                MetadataCopy(
-                    offer=self.offer.name,
-                    key=key,
-                    kind=SEGMENT_KIND,
-                    tree_size=head.tree_size,
-                    sha512=sha512,
-                    size=size,
-                    stored_at=(stored.stored_at if stored is not None else None)
-                    or dt.datetime.now(dt.UTC),
-                    quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
-                )
-            )
+        self._record_copy(session, key, SEGMENT_KIND, head.tree_size, sha512, size)
         for name in (TREE_SIZE, MARK_NEXT_LEAF):
             session.execute(
                 update(JournalState).where(JournalState.name == name).values(value=head.tree_size)
             )
+
+    def _record_copy(
+        self, session: Session, key: str, kind: str, tree_size: int, sha512: str, size: int
+    ) -> None:
+        """Record a journal object of the offer (``metadata_copies``), as its publisher did,
+        unless the catalogue holds the row already (a restore's, a resumed rebuild's)."""
+        recorded = session.scalar(
+            select(MetadataCopy.id).where(
+                MetadataCopy.offer == self.offer.name, MetadataCopy.key == key
+            )
+        )
+        if recorded:
+            return
+        there = self.offer.head(key)
+        session.add(
+            MetadataCopy(
+                offer=self.offer.name,
+                key=key,
+                kind=kind,
+                tree_size=tree_size,
+                sha512=sha512,
+                size=size,
+                stored_at=(there.stored_at if there is not None else None)
+                or dt.datetime.now(dt.UTC),
+                quarantine_ends_at=there.quarantine_ends_at if there is not None else None,
+            )
+        )
 
     # ------------------------------------------------------------------ after the journal
 
