@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from sae.catalog.fulltext import outside_metadata
 from sae.models import Base
 from tests.conftest import Database
 
@@ -12,7 +13,9 @@ from tests.conftest import Database
 def test_models_match_migrations(database: Database) -> None:
     """The equivalent of ``alembic check``, on SQLite and PostgreSQL."""
     with database.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": outside_metadata}
+        )
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == [], f"models and migrations differ: {diff}"
 

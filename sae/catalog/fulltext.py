@@ -49,6 +49,16 @@ INDEX_TABLES = frozenset(
     }
 )
 
+
+def outside_metadata(obj: object, name: str | None, type_: str, *_args: object) -> bool:
+    """Alembic's ``include_object``: False for the index's tables and their indexes, which
+    the migrations create and the models do not declare (``alembic check``, autogenerate)."""
+    if type_ == "table":
+        return name not in INDEX_TABLES
+    table = getattr(obj, "table", None)
+    return getattr(table, "name", None) not in INDEX_TABLES
+
+
 #: The title's weight against the rest of the text in SQLite's ranking (bm25's column weights).
 TITLE_WEIGHT = 10.0
 

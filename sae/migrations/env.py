@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from sae.catalog.fulltext import outside_metadata
 from sae.models import Base
 
 config = context.config
@@ -17,6 +18,8 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The full-text index's tables are the migrations' own, not the models'.
+        include_object=outside_metadata,
     )
     with context.begin_transaction():
         context.run_migrations()
