@@ -32,7 +32,7 @@ serve: $(STAMP)
 	$(BIN)/sae serve
 
 test: $(STAMP)
-	SAE_SEDA_XSD_DIR=$${SAE_SEDA_XSD_DIR:-$(CURDIR)/../shared/seda-xsd} $(BIN)/pytest -q
+	SAE_SEDA_XSD_DIR=$${SAE_SEDA_XSD_DIR:-$(CURDIR)/../shared/seda-xsd} $(BIN)/pytest -q -n $${SAE_TEST_PROCESSES:-2}
 
 lint: $(STAMP)
 	$(BIN)/ruff check sae seda tests bench tools
