@@ -105,9 +105,9 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         UNIT_OF_WORK,
         "quarantine end of metadata copies (journal segments)",
     ),
-    "sae.journal.publishing._record": (
+    "sae.journal.publishing.record_copy": (
         UNIT_OF_WORK,
-        "journal segment publication: a copy recorded once on its offer, no offer write held",
+        "a journal segment or witnessed checkpoint recorded once on its offer, no offer write held",
     ),
     "sae.journal.publishing._row_lock": (
         UNIT_OF_WORK,
@@ -116,10 +116,6 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.journal.sealing.seal_now": (UNIT_OF_WORK, "a tree head, one instance at a time"),
     "sae.leases.take": (UNIT_OF_WORK, "a lease is held once committed, whatever its work does"),
     "sae.leases.release": (UNIT_OF_WORK, "a lease let go at once, for the next holder"),
-    "sae.journal.checkpoints._record": (
-        UNIT_OF_WORK,
-        "a witnessed checkpoint recorded once on its offer, no offer write held",
-    ),
     "sae.journal.witnessing.WitnessClient._store": (
         UNIT_OF_WORK,
         "a witness's cosignature, kept once verified, whatever the other witnesses answer",
