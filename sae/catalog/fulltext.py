@@ -148,7 +148,7 @@ def matching(dialect: str, terms: list[Term]) -> Selection:
             .select_from(_FTS.join(_ROWS, _ROWS.c.id == _FTS.c.rowid))
             .where(literal_column("unit_fts").op("MATCH")(fts5_expression(terms)))
         )
-    elif dialect == "postgresql":
+    else:  # PostgreSQL: the only other database migration 0015 builds an index in
         query = func.to_tsquery(
             literal_column("'pg_catalog.french'::regconfig"), tsquery_expression(terms)
         )
@@ -161,10 +161,6 @@ def matching(dialect: str, terms: list[Term]) -> Selection:
             # not compare equal to itself, and paging would skip or repeat equal scores.
             cast(func.ts_rank_cd(_SEARCH.c.vector, query), Double).label("score"),
         ).where(_SEARCH.c.vector.op("@@")(query))
-    else:
-        raise NotImplementedError(
-            f"full-text search is written for SQLite and PostgreSQL: {dialect}"
-        )
     found = hits.subquery("hits")
     return Selection(
         stmt=select(found.c.id).select_from(found),

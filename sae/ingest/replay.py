@@ -36,7 +36,6 @@ from sqlalchemy.orm import Session
 
 from sae.catalog.records import RecordError, rows_from_record, transfer_from_values
 from sae.catalog.rows import CatalogueRows, write_catalogue
-from sae.db import utcnow
 from sae.ingest.models import Transfer
 from sae.ingest.transfer_record import (
     KIND,
@@ -126,17 +125,15 @@ def import_transfer(
     session.add(transfer)
     write_catalogue(session, rows)  # flushes the transfer row first
     dates.store_computed(session, end_dates)
-    stored = context.offer.head(key)
     session.add(
-        MetadataCopy(
-            offer=context.offer.name,
-            key=key,
+        MetadataCopy.of_copy(
+            context.offer.name,
+            key,
+            context.offer.head(key),
             kind=KIND,
             transfer_id=transfer_id,
             sha512=digest,
             size=len(data),
-            stored_at=(stored.stored_at if stored is not None else None) or utcnow(),
-            quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
         )
     )
     digests = {o.id: o.sha512 for o in rows.objects if o.sha512 is not None}

@@ -278,17 +278,9 @@ def record_copy(
 ) -> None:
     """Record a journal object written to ``offer`` (``metadata_copies``); a second record of
     the same copy (another process, unique offer and key) is the same fact."""
-    row = MetadataCopy(
-        offer=offer,
-        key=key,
-        kind=kind,
-        tree_size=tree_size,
-        sha512=sha512,
-        size=size,
-        quarantine_ends_at=stored.quarantine_ends_at,
+    row = MetadataCopy.of_copy(
+        offer, key, stored, kind=kind, tree_size=tree_size, sha512=sha512, size=size
     )
-    if stored.stored_at is not None:
-        row.stored_at = stored.stored_at
     try:
         with transaction(sessions) as session:
             session.add(row)

@@ -1041,18 +1041,15 @@ class _Rebuild:
         )
         if recorded:
             return
-        there = self.offer.head(key)
         session.add(
-            MetadataCopy(
-                offer=self.offer.name,
-                key=key,
+            MetadataCopy.of_copy(
+                self.offer.name,
+                key,
+                self.offer.head(key),
                 kind=kind,
                 tree_size=tree_size,
                 sha512=sha512,
                 size=size,
-                stored_at=(there.stored_at if there is not None else None)
-                or dt.datetime.now(dt.UTC),
-                quarantine_ends_at=there.quarantine_ends_at if there is not None else None,
             )
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
+
+if TYPE_CHECKING:
+    from sae.storage.base import StoredObject
 
 
 class ObjectCopy(Base):
@@ -71,6 +75,33 @@ class MetadataCopy(Base):
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: As ``ObjectCopy.quarantine_ends_at``: when the GOVERNANCE lock may become COMPLIANCE.
     quarantine_ends_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    @classmethod
+    def of_copy(
+        cls,
+        offer: str,
+        key: str,
+        stored: StoredObject | None,
+        *,
+        kind: str,
+        sha512: str,
+        size: int,
+        tree_size: int | None = None,
+        transfer_id: str | None = None,
+    ) -> MetadataCopy:
+        """The row of the copy ``offer`` holds under ``key``, dated as the offer reports it
+        (``stored``, its head; now when the offer gives no date, or no head)."""
+        return cls(
+            offer=offer,
+            key=key,
+            kind=kind,
+            tree_size=tree_size,
+            transfer_id=transfer_id,
+            sha512=sha512,
+            size=size,
+            stored_at=(stored.stored_at if stored is not None else None) or utcnow(),
+            quarantine_ends_at=stored.quarantine_ends_at if stored is not None else None,
+        )
 
 
 # The publisher's watermark: the last segment recorded on an offer.
