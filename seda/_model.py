@@ -16,6 +16,10 @@ from ._errors import Fault
 from ._versions import SedaVersion
 
 __all__ = [
+    "MIX_NAMESPACE",
+    "PAPER_ORIGINAL_FATES",
+    "SCAN_NAMESPACE",
+    "Digitization",
     "RULE_CATEGORIES",
     "Acknowledgement",
     "ArchiveDeliveryRequestReply",
@@ -76,6 +80,47 @@ class FileInfo:
     last_modified: str | None = None
 
 
+#: MIX 2.0 (NISO Z39.87, Library of Congress): technical metadata of digital still images,
+#: capture included. :class:`Digitization` is written in it.
+MIX_NAMESPACE = "http://www.loc.gov/mix/v20"
+#: The one fact of a digitization MIX has no element for (the paper original's fate), in MIX's
+#: own ``Extension`` slot.
+SCAN_NAMESPACE = "urn:sae:scan:1"
+PAPER_ORIGINAL_FATES = ("kept", "destroyed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Digitization:
+    """How a binary object was scanned from paper (the capture record of NF Z42-026).
+
+    Written in the object's ``Metadata/Image`` (an ``OpenType``: any element of another
+    namespace, valid in SEDA 2.1 to 2.3) as a MIX 2.0 ``mix`` element: ``scanner`` is
+    ``ScannerCapture/ScannerModel/scannerModelName``, ``resolution_dpi`` the x and y
+    ``SpatialMetrics`` sampling frequencies in ``in.``, ``operator`` the
+    ``GeneralCaptureInformation/imageProducer``, ``scan_date`` its ``dateTimeCreated``;
+    ``paper_original`` (``kept`` or ``destroyed``) is ``Extension/sae:paperOriginal``
+    (namespace :data:`SCAN_NAMESPACE`).
+    """
+
+    scanner: str | None = None
+    resolution_dpi: int | None = None
+    operator: str | None = None
+    scan_date: date | None = None
+    paper_original: str | None = None
+
+    def is_empty(self) -> bool:
+        return all(
+            value is None
+            for value in (
+                self.scanner,
+                self.resolution_dpi,
+                self.operator,
+                self.scan_date,
+                self.paper_original,
+            )
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class BinaryDataObject:
     """A ``BinaryDataObject``: a file of the transfer (``uri`` is its path inside the SIP).
@@ -101,6 +146,8 @@ class BinaryDataObject:
     data_object_use: str | None = None
     data_object_number: int | None = None
     has_attachment: bool = False
+    #: The capture record of a scan (``Metadata/Image``, MIX), when the manifest gives one.
+    digitization: Digitization | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

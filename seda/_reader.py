@@ -25,7 +25,10 @@ from ._errors import (
     UnsupportedVersion,
 )
 from ._model import (
+    MIX_NAMESPACE,
+    PAPER_ORIGINAL_FATES,
     RULE_CATEGORIES,
+    SCAN_NAMESPACE,
     ArchiveTransfer,
     ArchiveTransferReply,
     ArchiveUnit,
@@ -33,6 +36,7 @@ from ._model import (
     BinaryDataObject,
     DataObjectGroup,
     DataObjectPackage,
+    Digitization,
     FileInfo,
     FormatIdentification,
     Keyword,
@@ -477,7 +481,78 @@ def _read_binary(v: _Values, element: etree._Element) -> dict[str, Any]:
                 creating_os_version=text("CreatingOsVersion"),
                 last_modified=token("LastModified"),
             )
+        elif name == "Metadata":
+            for kind, technical in v.children(child):
+                if kind == "Image":
+                    scan = _read_mix(v, technical)
+                    if scan is not None:
+                        values["digitization"] = scan
     return values
+
+
+_MIX = "{" + MIX_NAMESPACE + "}"
+
+
+def _read_mix(v: _Values, image: etree._Element) -> Digitization | None:
+    """The capture record of ``Metadata/Image`` (MIX 2.0, see :class:`Digitization`), or None
+    when the element holds no MIX. Other image metadata is left alone."""
+    mix = image.find(_MIX + "mix")
+    if mix is None:
+        return None
+
+    def find(path: str) -> etree._Element | None:
+        return mix.find(path.replace("mix:", _MIX))
+
+    def text(path: str) -> str | None:
+        found = find(path)
+        return (v.token(found) or None) if found is not None else None
+
+    def bad(element: etree._Element, what: str) -> None:
+        v.faults.append(
+            Fault(
+                FaultCodes.BAD_VALUE,
+                f"mix:{etree.QName(element).localname}: {v.token(element)!r} is not {what}",
+                v.where(element),
+            )
+        )
+
+    general = "mix:ImageCaptureMetadata/mix:GeneralCaptureInformation/"
+    scan_date: date | None = None
+    created = find(general + "mix:dateTimeCreated")
+    if created is not None:
+        match = _DATE_PREFIX.match(v.token(created))
+        try:
+            scan_date = date.fromisoformat(match.group(1)) if match else None
+        except ValueError:
+            scan_date = None
+        if scan_date is None:
+            bad(created, "a date")
+    resolution: int | None = None
+    metrics = "mix:ImageAssessmentMetadata/mix:SpatialMetrics/"
+    x = find(metrics + "mix:xSamplingFrequency/mix:numerator")
+    if x is not None:
+        try:
+            resolution = int(v.token(x))
+        except ValueError:
+            bad(x, "an integer")
+        if resolution is not None and text(metrics + "mix:samplingFrequencyUnit") == "cm":
+            resolution = round(resolution * 2.54)  # a resolution is said in dots per inch
+    fate = mix.find(_MIX + "Extension/{" + SCAN_NAMESPACE + "}paperOriginal")
+    paper: str | None = None
+    if fate is not None:
+        paper = v.token(fate)
+        if paper not in PAPER_ORIGINAL_FATES:
+            bad(fate, " or ".join(PAPER_ORIGINAL_FATES))
+            paper = None
+    return Digitization(
+        scanner=text(
+            "mix:ImageCaptureMetadata/mix:ScannerCapture/mix:ScannerModel/mix:scannerModelName"
+        ),
+        resolution_dpi=resolution,
+        operator=text(general + "mix:imageProducer"),
+        scan_date=scan_date,
+        paper_original=paper,
+    )
 
 
 def _read_physical(v: _Values, element: etree._Element) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from lxml import etree
 
 from ._errors import Fault, FaultCodes, WriteError
 from ._model import (
+    MIX_NAMESPACE,
     RULE_CATEGORIES,
+    SCAN_NAMESPACE,
     Acknowledgement,
     ArchiveDeliveryRequestReply,
     ArchiveDestructionNotification,
@@ -26,6 +28,7 @@ from ._model import (
     ArchiveUnitReference,
     BinaryDataObject,
     DataObjectPackage,
+    Digitization,
     Management,
     ManagementMetadata,
     PhysicalDataObject,
@@ -346,6 +349,44 @@ def _binary(
         doc.text(file_info, "CreatingOs", info.creating_os)
         doc.text(file_info, "CreatingOsVersion", info.creating_os_version)
         doc.token(file_info, "LastModified", info.last_modified)
+    if obj.digitization is not None and not obj.digitization.is_empty():
+        image = doc.add(doc.add(element, "Metadata"), "Image")
+        _mix(image, obj.digitization)
+
+
+def _mix(parent: etree._Element, scan: Digitization) -> None:
+    """A scan's capture record as a MIX 2.0 ``mix`` element (see :class:`Digitization`)."""
+    mix = "{" + MIX_NAMESPACE + "}"
+    root = etree.SubElement(parent, mix + "mix", nsmap={"mix": MIX_NAMESPACE})
+
+    def sub(where: etree._Element, name: str, text: str | None = None) -> etree._Element:
+        element = etree.SubElement(where, mix + name)
+        if text is not None:
+            element.text = clean_text(text)
+        return element
+
+    if scan.scan_date or scan.operator or scan.scanner:
+        capture = sub(root, "ImageCaptureMetadata")
+        general = sub(capture, "GeneralCaptureInformation")
+        if scan.scan_date is not None:
+            sub(general, "dateTimeCreated", format_date(scan.scan_date))
+        if scan.operator:
+            sub(general, "imageProducer", clean_token(scan.operator))
+        if scan.scanner:
+            sub(general, "captureDevice", "reflection print scanner")
+            model = sub(sub(capture, "ScannerCapture"), "ScannerModel")
+            sub(model, "scannerModelName", clean_token(scan.scanner))
+    if scan.resolution_dpi is not None:
+        metrics = sub(sub(root, "ImageAssessmentMetadata"), "SpatialMetrics")
+        sub(metrics, "samplingFrequencyUnit", "in.")
+        for axis in ("xSamplingFrequency", "ySamplingFrequency"):
+            sub(sub(metrics, axis), "numerator", str(scan.resolution_dpi))
+    if scan.paper_original:
+        extension = sub(root, "Extension")
+        fate = etree.SubElement(
+            extension, "{" + SCAN_NAMESPACE + "}paperOriginal", nsmap={"sae": SCAN_NAMESPACE}
+        )
+        fate.text = clean_token(scan.paper_original)
 
 
 def _physical(

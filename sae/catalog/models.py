@@ -114,6 +114,10 @@ class DataObject(Base):
     declared_format_id: Mapped[str | None] = mapped_column(String(64))
     format_litteral: Mapped[str | None] = mapped_column(Text)
     storage_key: Mapped[str | None] = mapped_column(String(255))
+    #: How the object was scanned from paper, when its manifest says (``Metadata/Image`` in
+    #: MIX, ``seda.Digitization``): ``scanner``, ``resolution_dpi``, ``operator``,
+    #: ``scan_date`` (ISO), ``paper_original`` (``kept``/``destroyed``); None otherwise.
+    scan_chain: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # active | destroyed | integrity_failed
     status: Mapped[str] = mapped_column(String(24), default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

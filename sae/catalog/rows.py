@@ -119,6 +119,7 @@ def catalogue_rows(
                 declared_format_id=fmt.format_id if fmt else None,
                 format_litteral=fmt.format_litteral if fmt else None,
                 storage_key=storage_key(item.object_id),
+                scan_chain=scan_chain(bdo.digitization),
                 status="active",
             )
         )
@@ -212,6 +213,20 @@ def catalogue_rows(
             for ref in block.rules
         )
     return CatalogueRows(groups, objects, copies, units, links, rules)
+
+
+def scan_chain(scan: seda.Digitization | None) -> dict[str, Any] | None:
+    """The ``data_objects.scan_chain`` value of an object's capture record (None without)."""
+    if scan is None or scan.is_empty():
+        return None
+    values: dict[str, Any] = {
+        "scanner": scan.scanner,
+        "resolution_dpi": scan.resolution_dpi,
+        "operator": scan.operator,
+        "scan_date": scan.scan_date.isoformat() if scan.scan_date else None,
+        "paper_original": scan.paper_original,
+    }
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def write_catalogue(session: Session, rows: CatalogueRows) -> None:

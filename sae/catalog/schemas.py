@@ -27,6 +27,18 @@ class CopyOut(BaseModel):
     last_check_ok: bool | None
 
 
+class ScanChainOut(BaseModel):
+    """How a scanned object was captured (from its manifest's MIX record); absent fields were
+    not given."""
+
+    scanner: str | None = None
+    resolution_dpi: int | None = None
+    operator: str | None = None
+    scan_date: date | None = None
+    #: ``kept`` or ``destroyed``: what became of the paper original after the scan.
+    paper_original: str | None = None
+
+
 class ObjectSummary(BaseModel):
     id: str
     sip_id: str
@@ -37,6 +49,9 @@ class ObjectSummary(BaseModel):
     sha512: str | None
     status: str
     url: str
+    #: The scan's capture record (scanner, resolution, operator, date, paper original), when
+    #: the object was deposited with one; null otherwise.
+    scan_chain: ScanChainOut | None = None
 
 
 class ObjectOut(ObjectSummary):

@@ -16,6 +16,7 @@ from sae.catalog.schemas import (
     CopyOut,
     ObjectOut,
     ObjectSummary,
+    ScanChainOut,
     UnitOut,
     UnitSummary,
 )
@@ -48,6 +49,7 @@ def object_summary(obj: DataObject) -> ObjectSummary:
         sha512=obj.sha512,
         status=obj.status,
         url=f"/api/v1/objects/{obj.id}",
+        scan_chain=ScanChainOut.model_validate(obj.scan_chain) if obj.scan_chain else None,
     )
 
 

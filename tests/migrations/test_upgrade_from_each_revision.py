@@ -47,6 +47,8 @@ BACKFILLED: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     ("archive_units", "search_text"): lambda row: search_text(
         row["title"], row["description"], row["sip_id"]
     ),
+    # 0020: objects archived before it have no capture record.
+    ("data_objects", "scan_chain"): lambda row: None,
 }
 
 
