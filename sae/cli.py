@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,7 +25,7 @@ from sae.storage.cli import audit_command, fsck_command
 from sae.witness.cli import witness_app
 
 if TYPE_CHECKING:
-    from sae.deposit.runner import Target
+    from sae.deposit.runner import BatchResult, Target
     from sae.deposit.sheet import Row
 
 app = typer.Typer(
@@ -266,26 +267,42 @@ def deposit(
     batch: Annotated[int, typer.Option(help="Most files per SIP.", min=1)] = 500,
     batch_mib: Annotated[int, typer.Option(help="Most MiB per SIP.", min=1)] = 2048,
     seda_version: Annotated[str, typer.Option(help="SEDA version of the SIPs.")] = "2.2",
-    check: Annotated[bool, typer.Option(help="Only check the sheet and the files.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            "--check",
+            help="Check the sheet and the files, list every problem, send nothing.",
+        ),
+    ] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="State file of the deposit (default: beside the sheet, "
+            "SHEET.etat-depot.json); a deposit run again skips what it records."
+        ),
+    ] = None,
 ) -> None:
     """Deposit a folder of scans described by a spreadsheet (one row per file).
 
     Columns: file, title, date (AAAA-MM-JJ), record_type (a record type of the schedule or an
     AppraisalRule id), then optional description, start_date, end_date, keywords, identifier,
-    final_action, access_rule, access_start_date. Every problem is listed before anything is
-    sent; files are grouped into SIPs of --batch files.
+    final_action, access_rule, access_start_date, and the scan's capture record: scanner,
+    scan_resolution (dpi), scan_operator, scan_date, paper_original (conservé/détruit). Every
+    problem is listed before anything is sent (--dry-run: only that); files are grouped into
+    SIPs of --batch files. Interrupted, run it again: it resumes, and never archives a file
+    twice.
 
     Example: ``sae deposit scans/ --sheet scans.xlsx --producer URBANISME
     --server http://sae.mairie.local:8000 --token $SAE_TOKEN``; ``sae deposit template
-    depot.xlsx`` writes an empty sheet with its columns.
+    depot.xlsx`` writes a sheet with its columns, the schedule's record types as a drop-down
+    list and a help sheet.
     """
     from sae.deposit.runner import HttpTarget, LocalTarget
-    from sae.deposit.sheet import SheetError, read_sheet, write_template
+    from sae.deposit.sheet import SheetError, read_sheet
 
     if directory == "template" and sheet is None:
-        target_file = out or Path("depot.csv")
-        write_template(target_file)
-        console.print(f"modèle écrit : {target_file}")
+        _write_template(out or Path("depot.csv"), server, token)
         return
     folder = Path(directory)
     if sheet is None or producer is None:
@@ -300,34 +317,84 @@ def deposit(
         for problem in exc.problems:
             console.print(f"[red]{problem}[/red]")
         raise typer.Exit(2) from None
-    plan = (folder, rows, producer, archival_agency, batch, batch_mib, seda_version, check)
+    job = _DepositJob(
+        folder,
+        sheet,
+        rows,
+        producer,
+        archival_agency,
+        batch,
+        batch_mib,
+        seda_version,
+        dry_run,
+        state,
+    )
     if server:
         if not token:
             console.print("[red]--token (ou SAE_TOKEN) est obligatoire avec --server[/red]")
             raise typer.Exit(2)
         with closing(HttpTarget(server, token)) as remote:
-            _deposit_with(remote, *plan)
+            _deposit_with(remote, job)
         return
     with opened_runtime() as runtime:
-        _deposit_with(LocalTarget(runtime), *plan)
+        _deposit_with(LocalTarget(runtime), job)
 
 
-def _deposit_with(
-    target: Target,
-    folder: Path,
-    rows: list[Row],
-    producer: str,
-    archival_agency: str,
-    batch: int,
-    batch_mib: int,
-    seda_version: str,
-    check: bool,
-) -> None:
-    """Check the rows against the target's referential, then send the SIPs."""
-    from rich.progress import Progress
+def _write_template(path: Path, server: str | None, token: str | None) -> None:
+    """The sheet template, with the record types of the referential in force: the server's
+    with ``--server``, else the local SAE's, else the shipped schedule's."""
+    from sae.deposit.runner import HttpTarget, LocalTarget
+    from sae.deposit.sheet import write_template
+    from sae.retention.referential import shipped_specs
+
+    rules: list[dict[str, object]] = []
+    try:
+        if server and token:
+            with closing(HttpTarget(server, token)) as remote:
+                rules = list(remote.rules())
+        elif not server:
+            with opened_runtime() as runtime:
+                rules = list(LocalTarget(runtime).rules())
+    except Exception as exc:  # the template is still useful without the referential
+        console.print(f"[yellow]référentiel inaccessible ({exc}) : types du tableau livré[/yellow]")
+    if not any(r.get("type") == "AppraisalRule" for r in rules):
+        rules = [s.as_dict() for s in shipped_specs()]
+    record_types = sorted(
+        {str(r.get("value") or r.get("id")) for r in rules if r.get("type") == "AppraisalRule"}
+    )
+    write_template(path, record_types)
+    console.print(f"modèle écrit : {path} ({len(record_types)} type(s) de document)")
+
+
+@dataclass(frozen=True)
+class _DepositJob:
+    folder: Path
+    sheet: Path
+    rows: list[Row]
+    producer: str
+    archival_agency: str
+    batch: int
+    batch_mib: int
+    seda_version: str
+    dry_run: bool
+    state: Path | None
+
+
+def _deposit_with(target: Target, job: _DepositJob) -> None:
+    """Check the rows against the target's referential, then send the SIPs not yet
+    acknowledged, with a progress bar, and sum up."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     from sae.deposit import build
-    from sae.deposit.runner import BatchResult, send_all
+    from sae.deposit.runner import send_all
+    from sae.deposit.state import DepositState, StateError, default_path
     from sae.retention.referential import shipped_specs
 
     try:
@@ -335,48 +402,143 @@ def _deposit_with(
     except Exception as exc:  # an unreachable server or a refused token, said plainly
         console.print(f"[red]référentiel inaccessible : {exc}[/red]")
         raise typer.Exit(2) from None
+    state_path = job.state or default_path(job.sheet)
+    try:
+        state = DepositState.open(
+            state_path,
+            producer=job.producer,
+            target=target.name,
+            max_files=job.batch,
+            max_bytes=job.batch_mib * 1024 * 1024,
+        )
+    except StateError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     resolver = build.RuleResolver(rules, [s.as_dict() for s in shipped_specs()])
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("Contrôle des fichiers", total=len(rows))
-        planned = build.plan(folder, rows, resolver, progress=lambda n: progress.advance(task, n))
+        task = progress.add_task("Contrôle des fichiers", total=len(job.rows))
+        planned = build.plan(
+            job.folder,
+            job.rows,
+            resolver,
+            progress=lambda n: progress.advance(task, n),
+            ignore=(job.sheet, state_path),
+        )
     for warning in planned.warnings:
-        console.print(f"[yellow]{warning}[/yellow]")
+        console.print(f"[yellow]attention : {warning}[/yellow]")
     if planned.problems:
         console.print(f"[red]{len(planned.problems)} problème(s), rien n'a été déposé :[/red]")
         for problem in planned.problems:
             console.print(f"  - {problem}")
         raise typer.Exit(2)
-    console.print(f"{len(planned.items)} fichier(s) contrôlé(s).")
-    if check:
+    done = state.done_files()
+    todo = [item for item in planned.items if (item.uri, item.sha512) not in done]
+    skipped = len(planned.items) - len(todo)
+    console.print(f"{len(planned.items)} fichier(s) contrôlé(s), aucun problème.")
+    if skipped:
+        console.print(
+            f"{skipped} fichier(s) déjà archivé(s) lors d'un dépôt précédent "
+            f"(fichier d'état {state_path}) : ils ne sont pas renvoyés."
+        )
+    if (state.max_files, state.max_bytes) != (job.batch, job.batch_mib * 1024 * 1024):
+        console.print(
+            f"reprise : lots de {state.max_files} fichier(s) au plus, comme au premier "
+            "passage (les mêmes lots portent les mêmes identifiants)"
+        )
+    if job.dry_run:
+        lots = len(list(build.batches(todo, state.max_files, state.max_bytes)))
+        console.print(f"essai à blanc : {len(todo)} fichier(s) en {lots} lot(s) seraient envoyés.")
+        return
+    if not todo:
+        console.print("[green]Rien à envoyer : tout est déjà archivé.[/green]")
         return
 
-    def report(result: BatchResult) -> None:
-        if result.status == "OK":
-            console.print(
-                f"lot {result.number} : [green]accepté[/green] ({result.files} document(s), "
-                f"versement {result.transfer_id})"
-            )
-        else:
-            console.print(f"lot {result.number} : [red]refusé[/red] ({result.files} document(s))")
-            for error in result.errors[:20]:
-                where = f" [{error.get('where')}]" if error.get("where") else ""
-                console.print(f"  - {error.get('code')}: {error.get('message')}{where}")
-
-    results = send_all(
-        target,
-        planned.items,
-        producer=producer,
-        archival_agency=archival_agency,
-        max_files=batch,
-        max_bytes=batch_mib * 1024 * 1024,
-        version=seda_version,
-        known_rules={str(r["id"]): r for r in rules},
-        on_batch=report,
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[files]}/{task.fields[total_files]} fichiers"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
     )
-    accepted = sum(1 for r in results if r.status == "OK")
-    console.print(f"{accepted}/{len(results)} lot(s) accepté(s).")
+    with Progress(*columns, console=console) as progress:
+        sending = progress.add_task(
+            "Envoi",
+            total=sum(item.size for item in todo),
+            files=0,
+            total_files=len(todo),
+        )
+        sent_files = 0
+
+        def report(result: BatchResult) -> None:
+            nonlocal sent_files
+            sent_files += result.files
+            progress.update(sending, files=sent_files)
+            if result.status == "OK":
+                progress.console.print(
+                    f"lot {result.number} : [green]accepté[/green] ({result.files} document(s), "
+                    f"versement {result.transfer_id})"
+                )
+            elif result.status == "DUPLICATE":
+                progress.console.print(
+                    f"lot {result.number} : [green]déjà archivé[/green] ({result.files} "
+                    f"document(s), versement {result.transfer_id or '?'}) — non dupliqué"
+                )
+            else:
+                progress.console.print(
+                    f"lot {result.number} : [red]refusé[/red] ({result.files} document(s))"
+                )
+                for error in result.errors[:20]:
+                    where = f" [{error.get('where')}]" if error.get("where") else ""
+                    progress.console.print(
+                        f"  - {error.get('code')}: {error.get('message')}{where}"
+                    )
+
+        results = send_all(
+            target,
+            todo,
+            producer=job.producer,
+            archival_agency=job.archival_agency,
+            max_files=state.max_files,
+            max_bytes=state.max_bytes,
+            version=job.seda_version,
+            known_rules={str(r["id"]): r for r in rules},
+            state=state,
+            on_batch=report,
+            on_bytes=lambda n: progress.advance(sending, n),
+        )
+    _summary(results, skipped, len(todo))
+
+
+def _summary(results: list[BatchResult], skipped: int, todo: int) -> None:
+    """What the deposit did, in French, and one ``STATUS transfer-id`` line per transfer on
+    stdout (for scripts); exit 1 when a batch was not archived."""
+    accepted = [r for r in results if r.status == "OK"]
+    duplicates = [r for r in results if r.status == "DUPLICATE"]
+    refused = [r for r in results if not r.done]
+    archived_files = sum(r.files for r in results if r.done)
+    codes = {
+        code: sum(1 for r in results if r.reply_code == code) for code in ("OK", "WARNING", "KO")
+    }
+    console.print("[bold]Résumé du dépôt[/bold]")
+    console.print(
+        f"  versements : {len(results)} envoyé(s) — {len(accepted)} accepté(s), "
+        f"{len(duplicates)} déjà archivé(s), {len(refused)} refusé(s) ou en erreur"
+    )
+    console.print(
+        f"  unités d'archives créées : {sum(r.units for r in accepted)} ; "
+        f"fichiers archivés : {archived_files + skipped}/{todo + skipped}"
+        + (f" (dont {skipped} lors d'un dépôt précédent)" if skipped else "")
+    )
+    console.print(
+        f"  accusés de réception (ATR) : {codes['OK']} OK, {codes['WARNING']} avec "
+        f"avertissement(s), {codes['KO']} KO"
+    )
+    not_sent = todo - sum(r.files for r in results)
+    if not_sent:
+        console.print(f"  [red]{not_sent} fichier(s) non envoyé(s) : relancez la commande[/red]")
     for result in results:
         if result.transfer_id:
             sys.stdout.write(f"{result.status} {result.transfer_id}\n")
-    if accepted != len(results):
+    if refused or not_sent:
         raise typer.Exit(1)

@@ -7,13 +7,15 @@ is sent: a clerk fixes the sheet once, not forty times.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import seda
@@ -120,6 +122,7 @@ class PlannedFile:
     identifier: str | None
     access_rule: str | None
     access_start: date | None
+    scan: seda.Digitization | None = None
 
 
 @dataclass
@@ -127,6 +130,20 @@ class Plan:
     items: list[PlannedFile] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+#: Files a scanner or a desktop leaves in a folder, which no row is expected to name.
+IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+#: How a clerk may write the paper original's fate, folded (``_fold``).
+PAPER_FATES = {
+    "conserve": "kept",
+    "kept": "kept",
+    "garde": "kept",
+    "detruit": "destroyed",
+    "destroyed": "destroyed",
+    "elimine": "destroyed",
+}
+_DPI = re.compile(r"^(\d+)\s*(dpi|ppp|ppi)?$")
 
 
 def _date(row: Row, column: str, problems: list[str]) -> date | None:
@@ -153,21 +170,99 @@ def _file_digest(path: Path) -> tuple[str, int, bytes]:
     return digest.hexdigest(), size, head
 
 
+def _key(name: str) -> str:
+    """How a file is named, compared: slashes, no ``./``, Unicode NFC (a sheet typed on
+    Windows and a folder copied from a Mac spell « é » differently)."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    return unicodedata.normalize("NFC", "/".join(parts))
+
+
+def folder_files(root: Path, ignore: Iterable[Path] = ()) -> dict[str, Path]:
+    """Every file under ``root`` by :func:`_key` of its relative path, but hidden ones, those
+    of :data:`IGNORED_NAMES` and ``ignore`` (the sheet, the state file)."""
+    skipped = {p.resolve() for p in ignore}
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            if filename.startswith(".") or filename.lower() in IGNORED_NAMES:
+                continue
+            path = Path(dirpath) / filename
+            if path.resolve() in skipped or not path.is_file():
+                continue
+            found[_key(path.relative_to(root).as_posix())] = path
+    return found
+
+
+def _scan(row: Row, doc_date: date | None, problems: list[str]) -> seda.Digitization | None:
+    """The row's capture record (columns of ``sheet.SCAN``), checked; None when it has none."""
+    resolution: int | None = None
+    text = row.get("scan_resolution")
+    if text:
+        match = _DPI.match(text.lower())
+        resolution = int(match.group(1)) if match else None
+        if resolution is None or not 50 <= resolution <= 10000:
+            problems.append(
+                f"ligne {row.line} : scan_resolution « {text} » n'est pas une résolution en "
+                "points par pouce (un nombre entre 50 et 10000, par exemple 300)"
+            )
+            resolution = None
+    scan_date = _date(row, "scan_date", problems)
+    if scan_date is not None and scan_date > date.today():
+        problems.append(f"ligne {row.line} : scan_date « {scan_date} » est dans le futur")
+    elif scan_date is not None and doc_date is not None and scan_date < doc_date:
+        problems.append(
+            f"ligne {row.line} : scan_date « {scan_date} » précède la date du document "
+            f"({doc_date}) : un document ne peut être numérisé avant d'exister"
+        )
+    paper: str | None = None
+    text = row.get("paper_original")
+    if text:
+        paper = PAPER_FATES.get(_fold(text))
+        if paper is None:
+            problems.append(
+                f"ligne {row.line} : paper_original « {text} » : « conservé » ou « détruit »"
+            )
+    scan = seda.Digitization(
+        scanner=row.get("scanner") or None,
+        resolution_dpi=resolution,
+        operator=row.get("scan_operator") or None,
+        scan_date=scan_date,
+        paper_original=paper,
+    )
+    return None if scan.is_empty() else scan
+
+
 def plan(
     directory: Path,
     rows: Sequence[Row],
     resolver: RuleResolver,
     *,
     progress: Callable[[int], None] | None = None,
+    ignore: Iterable[Path] = (),
 ) -> Plan:
-    """Check every row and hash every file; nothing is sent while ``problems`` is not empty."""
+    """Check every row and hash every file; nothing is sent while ``problems`` is not empty.
+
+    Also a problem: a file of the folder that no row names (``ignore``: files of the folder
+    that are not to be deposited, such as the sheet itself).
+    """
     result = Plan()
     root = directory.resolve()
+    files = folder_files(root, ignore)
     seen: dict[str, int] = {}
+    same_row: dict[tuple[tuple[str, str], ...], int] = {}
+    same_bytes: dict[str, int] = {}
     for row in rows:
         problems: list[str] = []
         name = row.get("file")
         title = row.get("title")
+        values = tuple(sorted((k, v.strip()) for k, v in row.values.items() if v.strip()))
+        first = same_row.setdefault(values, row.line)
+        if first != row.line:
+            result.problems.append(f"ligne {row.line} : ligne en double de la ligne {first}")
+            if progress is not None:
+                progress(1)
+            continue
         if not title:
             problems.append(f"ligne {row.line} : le titre est vide")
         doc_date = _date(row, "date", problems)
@@ -179,22 +274,30 @@ def plan(
         start = _date(row, "start_date", problems)
         end = _date(row, "end_date", problems)
         access_start = _date(row, "access_start_date", problems)
+        scan = _scan(row, doc_date, problems)
         final = row.get("final_action")
         if final and final not in ("Keep", "Destroy"):
             problems.append(f"ligne {row.line} : final_action « {final} » : Keep ou Destroy")
-        path = (root / name).resolve() if name else None
+        key = _key(name) if name else ""
+        path = files.get(key) if key else None
         if not name:
             problems.append(f"ligne {row.line} : la colonne file est vide")
-        elif path is None or not path.is_relative_to(root):
+        elif not (root / key).resolve().is_relative_to(root):
             problems.append(f"ligne {row.line} : « {name} » est en dehors du dossier déposé")
-        elif not path.is_file():
+        elif key in seen:
+            problems.append(f"ligne {row.line} : « {name} » figure déjà ligne {seen[key]}")
+        elif path is None and (root / key).is_dir():
+            problems.append(
+                f"ligne {row.line} : « {name} » est un dossier : une ligne décrit un fichier"
+            )
+        elif path is None:
             problems.append(f"ligne {row.line} : fichier introuvable : {name}")
-        elif name in seen:
-            problems.append(f"ligne {row.line} : « {name} » figure déjà ligne {seen[name]}")
-        if name:
-            seen.setdefault(name, row.line)
+        if key:
+            seen.setdefault(key, row.line)
         if problems or record is None or doc_date is None or path is None:
             result.problems.extend(problems)
+            if progress is not None:
+                progress(1)
             continue
         if final:
             record = RecordType(
@@ -211,12 +314,17 @@ def plan(
                     "sans colonne start_date, aucune échéance n'est calculée (jamais éliminable)"
                 )
         sha512, size, head = _file_digest(path)
-        rel = PurePosixPath(path.relative_to(root).as_posix())
+        twin = same_bytes.setdefault(sha512, row.line)
+        if twin != row.line:
+            result.warnings.append(
+                f"ligne {row.line} : « {name} » a exactement le même contenu que le fichier de "
+                f"la ligne {twin} (numérisé deux fois ?)"
+            )
         result.items.append(
             PlannedFile(
                 row=row,
                 path=path,
-                uri=f"Content/{rel}",
+                uri=f"Content/{key}",
                 size=size,
                 sha512=sha512,
                 mime_type=formats.identify(head),
@@ -230,13 +338,47 @@ def plan(
                 identifier=row.get("identifier") or None,
                 access_rule=row.get("access_rule") or record.access_rule,
                 access_start=access_start or doc_date,
+                scan=scan,
             )
         )
         if progress is not None:
             progress(1)
+    for key in sorted(set(files) - set(seen)):
+        result.problems.append(f"fichier « {key} » : aucune ligne du tableur ne le décrit")
     if not rows:
         result.problems.append("le tableur ne contient aucune ligne")
     return result
+
+
+def message_identifier(
+    batch: Sequence[PlannedFile], *, producer: str, archival_agency: str, version: str
+) -> str:
+    """The MessageIdentifier of a batch, derived from its content alone: the producer, the
+    archival agency, the SEDA version, and for each file its path, its SHA-512 and its row's
+    values (the line number aside), sorted. Sending the same batch again names the same
+    message, which the archive accepts once (``check_duplicate``): a deposit run again after
+    an interruption can never archive a file twice, whatever the local state file says."""
+    entries = sorted(
+        [
+            item.uri,
+            item.sha512,
+            sorted((k, v.strip()) for k, v in item.row.values.items() if v.strip()),
+        ]
+        for item in batch
+    )
+    canonical = json.dumps(
+        {
+            "producer": producer,
+            "archival_agency": archival_agency,
+            "version": version,
+            "files": entries,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return f"DEPOT-{producer}-{digest[:40]}"
 
 
 def batches(
@@ -295,6 +437,7 @@ def manifest(
                 else None,
                 file_info=seda.FileInfo(filename=item.path.name),
                 data_object_version="BinaryMaster_1",
+                digitization=item.scan,
             )
         )
         groups.append(seda.DataObjectGroup(id=group_id, object_ids=[object_id]))
