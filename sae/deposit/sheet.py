@@ -285,7 +285,7 @@ def _write_xlsx_template(path: Path, record_types: list[str]) -> None:
     if record_types:
         choice = DataValidation(
             type="list",
-            formula1=f"=Types!$A$2:$A${len(record_types) + 1}",
+            formula1=f"Types!$A$2:$A${len(record_types) + 1}",
             allow_blank=True,
             showErrorMessage=True,
             errorTitle="Type de document inconnu",
