@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.progress import ProgressColumn, Task
+from rich.text import Text
 
 from sae.alerts.cli import alerts_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
@@ -383,14 +385,7 @@ class _DepositJob:
 def _deposit_with(target: Target, job: _DepositJob) -> None:
     """Check the rows against the target's referential, then send the SIPs not yet
     acknowledged, with a progress bar, and sum up."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sae.deposit import build
     from sae.deposit.runner import send_all
@@ -457,8 +452,7 @@ def _deposit_with(target: Target, job: _DepositJob) -> None:
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[files]}/{task.fields[total_files]} fichiers"),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        _BytesColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
@@ -508,6 +502,25 @@ def _deposit_with(target: Target, job: _DepositJob) -> None:
             on_bytes=lambda n: progress.advance(sending, n),
         )
     _summary(results, skipped, len(todo))
+
+
+def _octets(count: float) -> str:
+    """A size as a French reader writes it (octets, Ko, Mo, Go; decimal comma)."""
+    for unit in ("octets", "Ko", "Mo", "Go"):
+        if count < 1000 or unit == "Go":
+            text = f"{count:.0f}" if unit == "octets" else f"{count:.1f}".replace(".", ",")
+            return f"{text} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+class _BytesColumn(ProgressColumn):
+    """Bytes sent of the total and the rate, in French units."""
+
+    def render(self, task: Task) -> Text:
+        rate = task.finished_speed or task.speed
+        speed = f" à {_octets(rate)}/s" if rate else ""
+        return Text(f"{_octets(task.completed)} / {_octets(task.total or 0)}{speed}")
 
 
 def _summary(results: list[BatchResult], skipped: int, todo: int) -> None:

@@ -194,6 +194,16 @@ def folder_files(root: Path, ignore: Iterable[Path] = ()) -> dict[str, Path]:
     return found
 
 
+def _near(key: str, files: Mapping[str, Path]) -> str | None:
+    """The folder's file a misspelt name most likely meant: the same but for case, accents
+    and spaces."""
+    wanted = _fold(key).replace(" ", "")
+    for candidate in files:
+        if _fold(candidate).replace(" ", "") == wanted:
+            return candidate
+    return None
+
+
 def _scan(row: Row, doc_date: date | None, problems: list[str]) -> seda.Digitization | None:
     """The row's capture record (columns of ``sheet.SCAN``), checked; None when it has none."""
     resolution: int | None = None
@@ -291,7 +301,9 @@ def plan(
                 f"ligne {row.line} : « {name} » est un dossier : une ligne décrit un fichier"
             )
         elif path is None:
-            problems.append(f"ligne {row.line} : fichier introuvable : {name}")
+            near = _near(key, files)
+            hint = f" (vouliez-vous dire « {near} » ?)" if near else ""
+            problems.append(f"ligne {row.line} : fichier introuvable : {name}{hint}")
         if key:
             seen.setdefault(key, row.line)
         if problems or record is None or doc_date is None or path is None:
