@@ -186,7 +186,7 @@ def send_all(
     workdir: Path | None = None,
 ) -> list[BatchResult]:
     """Build and send every SIP; a refused batch does not stop the others, an unreachable
-    archive does. Each batch's MessageIdentifier is derived from its content
+    archive or a refused token does. Each batch's MessageIdentifier is derived from its content
     (``build.message_identifier``); an acknowledged batch, or one the archive says it already
     holds, is recorded in ``state`` at once. ``on_bytes`` is given the files' bytes as they
     are sent (a batch's total once answered)."""
@@ -223,6 +223,8 @@ def send_all(
                 unreachable = True
             finally:
                 sip.unlink(missing_ok=True)
+            # A token the archive refuses refuses every batch alike: said once, not N times.
+            unreachable = unreachable or status in (401, 403)
             result = _result(number, batch, size, message_id, status, body)
             if result.done:
                 uploaded(size)

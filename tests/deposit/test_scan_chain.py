@@ -13,6 +13,7 @@ import html
 from datetime import date
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 from typer.testing import CliRunner
 
@@ -263,3 +264,66 @@ def test_digitization_round_trips_through_seda_2_1_to_2_3() -> None:
         assert report.errors == [], (version, report.errors)
         assert report.transfer is not None
         assert report.transfer.package.binary_data_objects[0].digitization == scan
+
+
+def test_a_refused_token_stops_the_deposit_at_the_first_batch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from sae.deposit.build import RuleResolver, plan
+    from sae.deposit.runner import HttpTarget, send_all
+    from sae.deposit.sheet import read_sheet
+
+    folder = tmp_path / "scans"
+    _folder(folder)
+    sheet = tmp_path / "depot.csv"
+    sheet.write_text(
+        "file;title;date;record_type\n"
+        "registre/arrêté 001.pdf;A1;2024-01-15;APP-COM-ARRETES\n"
+        "registre/arrêté 002.pdf;A2;2024-01-15;APP-COM-ARRETES\n"
+        "factures/facture 457.pdf;F;2024-01-15;APP-COM-FACTURES\n",
+        encoding="utf-8",
+    )
+    with running(settings) as api:
+        api.load_rules(RULES)
+        rules = api.client.get("/api/v1/rules", headers=api.auth()).json()
+        planned = plan(folder, read_sheet(sheet), RuleResolver(rules), ignore=[sheet])
+        assert planned.problems == []
+        other = api.token("depositor", ["FINANCES"])  # not URBANISME's
+        target = HttpTarget("http://testserver", other)
+        target.client = api.client  # the app in this process, through its real routes
+        target.client.headers["Authorization"] = f"Bearer {other}"
+        results = send_all(
+            target,
+            planned.items,
+            producer="URBANISME",
+            archival_agency="SAE",
+            max_files=1,
+            max_bytes=1 << 30,
+        )
+        assert [r.status for r in results] == ["ERROR"]
+        assert results[0].errors[0]["code"] == "auth.producer_forbidden"
+        api.client.headers.pop("Authorization", None)
+        units = api.client.get("/api/v1/units", headers=api.auth()).json()["items"]
+        assert units == []
+
+
+def test_a_state_file_of_another_deposit_is_refused(tmp_path: Path) -> None:
+    from sae.deposit.state import DepositState, StateError
+
+    path = tmp_path / "etat.json"
+    state = DepositState.open(
+        path, producer="URBANISME", target="local", max_files=10, max_bytes=100
+    )
+    state.record("DEPOT-URBANISME-abc", "accepted", "t-1", [["Content/a.pdf", "0" * 128]])
+    again = DepositState.open(
+        path, producer="URBANISME", target="local", max_files=500, max_bytes=1000
+    )
+    assert again.done_files() == {("Content/a.pdf", "0" * 128)}
+    assert (again.max_files, again.max_bytes) == (10, 100)  # the batches are cut as before
+    with pytest.raises(StateError, match="concerne le service URBANISME"):
+        DepositState.open(path, producer="FINANCES", target="local", max_files=1, max_bytes=1)
+    with pytest.raises(StateError, match="indiquez un autre fichier avec --state"):
+        DepositState.open(
+            path, producer="URBANISME", target="https://sae", max_files=1, max_bytes=1
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["etat.json"]  # no temporary file left

@@ -201,6 +201,7 @@ def test_two_hundred_scans_dry_run_kill_and_resume(server: ServerProcess, tmp_pa
     assert f"ligne {BAD_DATE} : date « 2023-02-30 » n'est pas une date" in said
     assert f"ligne {UNKNOWN_TYPE} : type de document inconnu : « Factures de cantine »" in said
     assert f"ligne {MISSPELT_FILE} : fichier introuvable" in said
+    assert f"(vouliez-vous dire « {names[MISSPELT_FILE - 2]} » ?)" in said
     assert "aucune ligne du tableur ne le décrit" in said  # the misspelt row's real file
     assert "rien n'a été déposé" in said
     assert _archived(server) == {}
