@@ -20,12 +20,10 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
+from PIL import Image, ImageDraw
 from sqlalchemy import create_engine, text
 
 from tests.crash.harness import ServerProcess
-
-PIL = pytest.importorskip("PIL")
-from PIL import Image, ImageDraw  # noqa: E402
 
 RULES = """RuleId,RuleType,RuleValue,RuleDescription,RuleDuration,RuleMeasurement
 APP-COM-DELIB,AppraisalRule,Délibérations du conseil municipal,,1,YEAR
@@ -279,6 +277,10 @@ def test_two_hundred_scans_dry_run_kill_and_resume(server: ServerProcess, tmp_pa
     try:
         with engine.connect() as connection:
             accepted = connection.scalar(text("SELECT count(*) FROM transfers WHERE status = 'OK'"))
+            unit_count = connection.scalar(
+                text("SELECT count(*) FROM archive_units WHERE status = 'active'")
+            )
     finally:
         engine.dispose()
     assert accepted == FILES // BATCH  # the batches of the resumed run: the same ones
+    assert unit_count == FILES
