@@ -23,6 +23,7 @@ from sae.auth.service import Principal
 from sae.catalog import service as catalog
 from sae.catalog.errors import NotCommunicable, UnitNotFound
 from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink
+from sae.catalog.rows import digitization
 from sae.config import Settings
 from sae.db import new_id, utcnow
 from sae.fileio import spool_file
@@ -227,6 +228,7 @@ def _manifest(
                 file_info=seda.FileInfo(filename=obj.filename) if obj.filename else None,
                 data_object_version=obj.data_object_version,
                 data_object_system_id=obj.id,
+                digitization=digitization(obj.scan_chain),
             )
         )
     package = seda.DataObjectPackage(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, insert, inspect
@@ -227,6 +228,21 @@ def scan_chain(scan: seda.Digitization | None) -> dict[str, Any] | None:
         "paper_original": scan.paper_original,
     }
     return {key: value for key, value in values.items() if value is not None}
+
+
+def digitization(values: dict[str, Any] | None) -> seda.Digitization | None:
+    """:func:`scan_chain` back: the capture record a DIP or an outgoing transfer carries."""
+    if not values:
+        return None
+    scan_date = values.get("scan_date")
+    resolution = values.get("resolution_dpi")
+    return seda.Digitization(
+        scanner=values.get("scanner"),
+        resolution_dpi=int(resolution) if resolution is not None else None,
+        operator=values.get("operator"),
+        scan_date=date.fromisoformat(scan_date) if scan_date else None,
+        paper_original=values.get("paper_original"),
+    )
 
 
 def write_catalogue(session: Session, rows: CatalogueRows) -> None:

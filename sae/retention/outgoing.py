@@ -29,6 +29,7 @@ import seda
 from sae import db
 from sae.auth.service import SYSTEM
 from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink
+from sae.catalog.rows import digitization
 from sae.config import Settings
 from sae.errors import UnprocessableEntity
 from sae.journal.service import append_event
@@ -181,6 +182,7 @@ def outgoing_sip_bytes(
                                 else None,
                                 file_info=seda.FileInfo(filename=obj.filename or obj.id),
                                 data_object_version=obj.data_object_version or "BinaryMaster_1",
+                                digitization=digitization(obj.scan_chain),
                             )
                         )
                     groups.append(seda.DataObjectGroup(id=group_id, object_ids=ids))

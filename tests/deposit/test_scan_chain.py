@@ -10,6 +10,8 @@ the offer (it is in the transfer's record).
 from __future__ import annotations
 
 import html
+import io
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -123,6 +125,15 @@ def test_scan_chain_reaches_the_catalogue_the_console_and_a_rebuild(
             "scan_date": None,
             "paper_original": "kept",
         }
+
+        # A DIP carries it on to the reader, as MIX on the object.
+        dip = api.client.get(f"/api/v1/units/{scanned['id']}/dip", headers=api.auth())
+        assert dip.status_code == 200, dip.text
+        with zipfile.ZipFile(io.BytesIO(dip.content)) as package:
+            delivered = seda.safe_parse(package.read("manifest.xml"))
+        mix = "{" + seda.MIX_NAMESPACE + "}"
+        assert delivered.findtext(f".//{mix}scannerModelName") == "Fujitsu fi-7160"
+        assert delivered.findtext(f".//{{{seda.SCAN_NAMESPACE}}}paperOriginal") == "destroyed"
 
         # The unit's console page says it, in French.
         assert login(api.client, api.admin).status_code == 303
