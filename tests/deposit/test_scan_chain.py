@@ -140,8 +140,14 @@ def test_scan_chain_reaches_the_catalogue_the_console_and_a_rebuild(
         page = html.unescape(api.client.get(f"/console/unites/{scanned['id']}").text)
         text = " ".join(page.split())
         assert "Numérisation" in text
-        assert "le 2024-06-03 par Marie Dupont, scanner Fujitsu fi-7160, 300 ppp" in text
+        assert "le 2024-06-03, par Marie Dupont, scanner Fujitsu fi-7160, 300 ppp" in text
         assert "Original papier</dt><dd>détruit" in text.replace("> <", "><")
+        page = html.unescape(api.client.get(f"/console/unites/{invoice['id']}").text)
+        text = " ".join(page.split()).replace("> <", "><")
+        assert "<dt>Numérisation</dt><dd>600 ppp</dd>" in text
+        assert "Original papier</dt><dd>conservé" in text
+        page = html.unescape(api.client.get(f"/console/unites/{plain['id']}").text)
+        assert "Numérisation" not in page
         api.client.cookies.clear()
         publish(api)
 
