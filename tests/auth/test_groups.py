@@ -170,3 +170,35 @@ def test_bad_oidc_settings_refused_at_start(change: dict[str, Any], message: str
 def test_oidc_algorithms_from_a_comma_list() -> None:
     settings = Settings(**{**OIDC_OK, "oidc_algorithms": "ES256, RS256"})
     assert settings.oidc_algorithms == ["ES256", "RS256"]
+
+
+def test_directory_secrets_never_reach_the_log(tmp_path: Path) -> None:
+    import io
+    import logging
+
+    from sae.logs import configure_logging
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        log_format="text",
+        group_roles={"lecteurs": {"role": "reader"}},
+        ldap_url="ldaps://ad.mairie.local",
+        ldap_service_dn="cn=sae,dc=mairie",
+        ldap_service_password="ldap-service-secret-42",
+        ldap_user_base="dc=mairie",
+        oidc_issuer="https://idp.mairie.example",
+        oidc_client_id="sae",
+        oidc_client_secret="oidc-client-secret-42",
+    )
+    stream = io.StringIO()
+    handler = configure_logging(settings, stream=stream)
+    try:
+        logging.getLogger("tests.sso").warning(
+            "bind with ldap-service-secret-42 and oidc-client-secret-42 failed"
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "bind with" in text
+    assert "ldap-service-secret-42" not in text
+    assert "oidc-client-secret-42" not in text
