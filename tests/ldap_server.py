@@ -1,7 +1,8 @@
 """A real OpenLDAP ``slapd`` for the sign-in tests: started on a free port with a generated
 configuration (mdb database, memberof overlay, an attribute ``sAMAccountName`` as Active
 Directory names it), loaded with ``tests/auth/directory.ldif`` through ``ldapadd``, stopped at
-the end of the session.
+the end of the session. A test module takes it with
+``from tests.ldap_server import slapd_fixture  # noqa: F401`` and a ``slapd`` argument.
 
 Skipped when slapd or ldapadd is missing — a failure under ``SAE_REQUIRE_ALL=1``.
 """
@@ -90,8 +91,8 @@ access to *
 """
 
 
-@pytest.fixture(scope="session")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
+@pytest.fixture(scope="session", name="slapd")
+def slapd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
     """A real slapd on 127.0.0.1 and a free port, with the test users and groups."""
     require(Path(SLAPD).is_file(), f"{SLAPD} not installed (Debian package slapd)")
     ldapadd = shutil.which("ldapadd")
