@@ -40,12 +40,68 @@ objectclass ( 1.3.6.1.4.1.4203.666.100.1 NAME 'samAccount' AUXILIARY MAY sAMAcco
 
 @dataclass(frozen=True)
 class Directory:
-    """A running test directory."""
+    """A running test directory: ``url`` (ldap://, StartTLS offered) and ``ldaps_url``, both
+    with a certificate for 127.0.0.1 issued by the test CA in ``ca_file``."""
 
     url: str
+    ldaps_url: str
+    ca_file: Path
     base: str
     root_dn: str
     root_password: str
+
+
+def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for 127.0.0.1 (PEM files: CA, certificate, key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "AC de test de la mairie")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file, cert_file, key_file = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return ca_file, cert_file, key_file
 
 
 def _free_port() -> int:
@@ -61,6 +117,9 @@ def _config(tmp: Path, schema_dir: Path, module_dir: Path) -> str:
     return f"""\
 {includes}
 pidfile {tmp / "slapd.pid"}
+TLSCACertificateFile {tmp / "ca.pem"}
+TLSCertificateFile {tmp / "server.pem"}
+TLSCertificateKeyFile {tmp / "server.key"}
 modulepath {module_dir}
 moduleload back_mdb
 moduleload memberof
@@ -105,6 +164,7 @@ def slapd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Director
     tmp = tmp_path_factory.mktemp("slapd")
     (tmp / "db").mkdir()
     (tmp / "sam.schema").write_text(SAM_SCHEMA)
+    ca_file, _, _ = _certificates(tmp)
     conf = tmp / "slapd.conf"
     conf.write_text(_config(tmp, schema_dir, module_dir))
     check = subprocess.run(  # noqa: S603 - fixed arguments
@@ -112,12 +172,13 @@ def slapd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Director
     )
     assert check.returncode == 0, check.stderr
 
-    port = _free_port()
+    port, tls_port = _free_port(), _free_port()
     url = f"ldap://127.0.0.1:{port}"
+    ldaps_url = f"ldaps://127.0.0.1:{tls_port}"
     log = (tmp / "slapd.log").open("w")
     # -d keeps slapd in the foreground (a child of this process, stopped below).
     process = subprocess.Popen(  # noqa: S603 - fixed arguments
-        [SLAPD, "-f", str(conf), "-h", url + "/", "-d", "256"],
+        [SLAPD, "-f", str(conf), "-h", f"{url}/ {ldaps_url}/", "-d", "256"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -138,7 +199,14 @@ def slapd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Director
             check=False,
         )
         assert loaded.returncode == 0, loaded.stderr
-        yield Directory(url=url, base=BASE, root_dn=ROOT_DN, root_password=ROOT_PASSWORD)
+        yield Directory(
+            url=url,
+            ldaps_url=ldaps_url,
+            ca_file=ca_file,
+            base=BASE,
+            root_dn=ROOT_DN,
+            root_password=ROOT_PASSWORD,
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         try:

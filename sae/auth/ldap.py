@@ -169,22 +169,21 @@ class LdapDirectory:
         )
         try:
             conn.open()
+            if s.ldap_start_tls and not conn.start_tls():
+                raise LDAPException(f"StartTLS refused: {conn.result.get('description')}")
         except LDAPException:
             # ldap3 leaves the socket of a failed connection open: close it here.
             socket = getattr(conn, "socket", None)
             if socket is not None:
                 socket.close()
             raise
-        if s.ldap_start_tls and not conn.start_tls():
-            conn.unbind()
-            raise LDAPException(f"StartTLS refused: {conn.result.get('description')}")
         if conn.bind():
             return conn
         code = conn.result.get("result")
         conn.unbind()
         if code == INVALID_CREDENTIALS:
             return None
-        # Anything else (busy, unwilling to perform, a locked AD account's 49 sub-code aside)
+        # Anything else (busy, unwilling to perform, a constraint of the directory)
         # is logged for the administrator and refused as a wrong password would be.
         log.warning("auth.ldap_bind_refused: %s %s", code, conn.result.get("description"))
         return None
@@ -276,9 +275,10 @@ def _server(settings: Settings) -> Server:
     assert url is not None
     tls = None
     if url.startswith("ldaps://") or settings.ldap_start_tls:
+        # No version: ldap3 then starts from ssl.create_default_context (TLS 1.2 or later,
+        # the system's CAs unless SAE_LDAP_CA_FILE), and checks the certificate's name itself.
         tls = Tls(
             validate=ssl.CERT_REQUIRED,
-            version=ssl.PROTOCOL_TLS_CLIENT,
             ca_certs_file=str(settings.ldap_ca_file) if settings.ldap_ca_file else None,
         )
     return Server(
