@@ -324,6 +324,40 @@ class Settings(BaseSettings):
         default=False, description="Accept an http:// issuer (tests and localhost only)."
     )
     oidc_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Accounts and sign-in (docs/accounts.md).
+    console_session_hours: float = Field(
+        default=8.0,
+        gt=0,
+        le=24 * 31,
+        description="A console session ends this long after its sign-in, whatever its use.",
+    )
+    console_idle_minutes: int = Field(
+        default=60,
+        ge=5,
+        description="A console session left unused this long ends (to the minute).",
+    )
+    sign_in_window_minutes: int = Field(
+        default=15,
+        ge=1,
+        description="The window over which refused sign-ins are counted for the rate limit.",
+    )
+    sign_in_max_per_account: int = Field(
+        default=5,
+        ge=1,
+        description="Refused sign-ins for one login, within the window, before it waits.",
+    )
+    sign_in_max_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="Refused sign-ins from one client address, within the window, before it waits.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Web origins (https://ged.mairie.fr) whose pages may call the API from a browser "
+            "(comma-separated); empty: none (CORS closed)."
+        ),
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -390,6 +424,18 @@ class Settings(BaseSettings):
                 f"SAE_SEDA_XSD_DIR={value} does not hold the official SEDA schemas "
                 "(expected 2.1/, 2.2/, 2.3/ with seda-<v>-main.xsd)"
             )
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):  # the environment's form: a comma-separated list
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                if origin == "*" or not str(origin).startswith(("http://", "https://")):
+                    raise ValueError(f"an origin is http(s)://host[:port], not {origin!r}")
+            return [str(origin).rstrip("/") for origin in value]
         return value
 
     @field_validator("alert_to", mode="before")

@@ -479,6 +479,21 @@ def first_start_token(session: Session) -> tuple[ApiToken, str]:
     return create_token(session, user=user, label=FIRST_START_LABEL, token_id=token_id)
 
 
+def reset_first_start_tokens(session: Session, *, actor: Principal) -> int:
+    """Revoke every live token of the first-start account (``sae token reset-admin``)."""
+    from sae.auth.service import revoke_token
+
+    user = session.scalar(select(User).where(User.login == FIRST_START_LOGIN))
+    if user is None:
+        return 0
+    live = session.scalars(
+        select(ApiToken.id).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ).all()
+    for token_id in live:
+        revoke_token(session, token_id, actor=actor)
+    return len(live)
+
+
 def count_users(session: Session) -> int:
     """How many accounts there are."""
     return int(session.scalar(select(func.count()).select_from(User)) or 0)

@@ -167,6 +167,14 @@ def fr_duration(duration: int | None, measurement: str | None) -> str:
     return f"{duration} {one if duration <= 1 else many}"
 
 
+def fr_wait(seconds: int) -> str:
+    """A wait, readably: 45 → "45 secondes", 600 → "10 minutes"."""
+    if seconds < 60:
+        return f"{seconds} seconde{'s' if seconds > 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
+
+
 # Every fault code ingest can report, explained for the service that deposited the SIP. The
 # technical message (English, precise) is shown beside it for whoever prepares the package.
 FAULTS = {

@@ -118,8 +118,9 @@ def browser() -> Iterator[Any]:
 def _login(page: Any, served: Served, token: str) -> None:
     page.goto(served.url + "/")
     assert "/console/connexion" in page.url
+    page.get_by_text("Se connecter avec un jeton d'accès").click()
     page.get_by_label("Jeton d'accès").fill(token)
-    page.get_by_role("button", name="Se connecter").click()
+    page.get_by_role("button", name="Se connecter avec le jeton").click()
     page.wait_for_url(served.url + "/console/")
 
 
