@@ -135,6 +135,10 @@ class Runtime:
             witnesses=witnesses,
             schema_change=change if change is not None and change.changed else None,
         )
+        if settings.ldap_url is not None:
+            from sae.auth.ldap import LdapDirectory  # ldap3 is loaded only when configured
+
+            runtime.password_directories.append(LdapDirectory(settings))
         with transaction(runtime.sessions) as session:
             path = ensure_admin_token(session, settings.data_dir)
         if path is not None:

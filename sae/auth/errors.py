@@ -37,6 +37,13 @@ class InvalidCredentials(Unauthorized):
     code = "auth.invalid_credentials"
 
 
+class NoGroupAccess(InvalidCredentials):
+    """The directory accepted the password, but none of the person's groups is mapped to a role
+    (``SAE_GROUP_ROLES``): refused, with a French message saying so."""
+
+    code = "auth.no_mapped_group"
+
+
 class TooManyAttempts(TooManyRequests):
     """Too many refused sign-ins for this account or from this address: wait and retry."""
 

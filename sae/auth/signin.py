@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sae.auth import accounts
 from sae.auth.accounts import PasswordDirectory
-from sae.auth.errors import InvalidCredentials, TooManyAttempts
+from sae.auth.errors import InvalidCredentials, NoGroupAccess, TooManyAttempts
+from sae.auth.groups import NoMappedGroup
 from sae.auth.models import SignInFailure, User
 from sae.config import Settings
 from sae.db import transaction, utcnow
@@ -116,7 +117,9 @@ def sign_in_with_password(
                 continue
             access = directory.access(identity)
             if access is None:
-                raise InvalidCredentials(f"no group of {identity.login!r} gives access to SAE")
+                # The directory knows the person, but SAE does not let them in: say so, in
+                # French (still counted as a refused sign-in).
+                raise NoGroupAccess(str(NoMappedGroup(identity.login)), login=identity.login)
             role, producers = access
             with transaction(sessions) as session:
                 user = accounts.upsert_external(session, identity, role=role, producers=producers)

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from sae.access.reading import open_for_reading
-from sae.auth.errors import InvalidCredentials, InvalidToken, TooManyAttempts
+from sae.auth.errors import InvalidCredentials, InvalidToken, NoGroupAccess, TooManyAttempts
 from sae.auth.service import Principal
 from sae.auth.signin import Limits, sign_in_with_password
 from sae.catalog import service as catalog
@@ -30,6 +30,7 @@ from sae.catalog.models import ArchiveUnit
 from sae.console import queries
 from sae.console.format import UNIT_STATUS, fr_wait, label
 from sae.console.metadata import content_lines
+from sae.console.oidc import oidc_button
 from sae.console.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -157,7 +158,13 @@ def _login_page(
     response = render(
         request,
         "login.html",
-        {"login_csrf": fresh, "suite": _safe_next(suite), "error": error, "login": login},
+        {
+            "login_csrf": fresh,
+            "suite": _safe_next(suite),
+            "error": error,
+            "login": login,
+            "oidc_label": oidc_button(request.app.state.runtime),
+        },
         status=status,
     )
     response.headers.update(headers or {})
@@ -206,6 +213,8 @@ def login(
                 login=identifiant,
                 headers={"Retry-After": str(wait)},
             )
+        except NoGroupAccess as exc:
+            return _login_page(request, suite, exc.detail, status=403, login=identifiant)
         except InvalidCredentials:
             return _login_page(
                 request,
