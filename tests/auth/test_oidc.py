@@ -270,3 +270,13 @@ def test_state_key_derived_from_the_client_secret_or_kept_in_a_file(tmp_path: Pa
     assert len(public) == 32
     assert path.stat().st_mode & 0o777 == 0o600
     assert state_key(Settings(**base)) == public  # every later start reads the same key
+
+
+def test_discovery_naming_another_issuer_refused(provider: Provider) -> None:
+    # The same server reached by another name: its discovery document names the issuer it was
+    # given, not the one configured (OpenID Connect Discovery §4.3).
+    from sae.auth.errors import DirectoryUnavailable
+
+    client = client_for(provider, oidc_issuer=provider.issuer.replace("127.0.0.1", "localhost"))
+    with pytest.raises(DirectoryUnavailable, match="ne répond pas"):
+        client.begin(CALLBACK, "/console/")
