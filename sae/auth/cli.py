@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
@@ -55,7 +56,7 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-def _print_rows(rows: list[tuple[str, ...]]) -> None:
+def _print_rows(rows: Sequence[tuple[str, ...]]) -> None:
     """Tab-separated lines, a header first: read by people and by ``cut``/``awk`` alike."""
     for row in rows:
         sys.stdout.write("\t".join(cell.replace("\t", " ") for cell in row) + "\n")
