@@ -10,7 +10,7 @@ filtered in SQL; a test checks that the two agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
@@ -35,7 +35,7 @@ def visible_transfers(principal: Principal) -> Select[Transfer]:
     stmt = select(Transfer)
     if principal.role in SEE_ALL:
         return stmt
-    seen = Transfer.submitted_by.in_(principal.submitter_ids)
+    seen: ColumnElement[bool] = Transfer.submitted_by.in_(principal.submitter_ids)
     if principal.role == "depositor" and principal.producers:
         seen = or_(seen, Transfer.producer.in_(principal.producers))
     return stmt.where(seen)
