@@ -301,7 +301,10 @@ def principal_of(user: User, token: ApiToken | None = None) -> Principal:
         token_id=token.id if token is not None else "",
         role=user.role,
         producers=tuple(user.producers),
-        label=(token.label if token is not None else "") or user.display_name or user.login,
+        # A session (idle limit) is the person; an API token is named by its label.
+        label=(token.label if token is not None and token.idle_minutes is None else "")
+        or user.display_name
+        or user.login,
         user_id=user.id,
         login=user.login,
     )

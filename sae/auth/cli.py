@@ -9,11 +9,11 @@ from __future__ import annotations
 import getpass
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from sae.auth.service import Principal
 from sae.cli_support import make_console, opened_runtime, refusals
@@ -21,7 +21,6 @@ from sae.cli_support import make_console, opened_runtime, refusals
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 user_app = typer.Typer(help="Accounts: people and services.", no_args_is_help=True)
 console = make_console(stderr=True)
-out = make_console()
 
 _DURATION = re.compile(r"^(\d{1,5})([dh])$")
 
@@ -55,6 +54,12 @@ def _read_password(from_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return password
+
+
+def _print_rows(rows: Sequence[tuple[str, ...]]) -> None:
+    """Tab-separated lines, a header first: read by people and by ``cut``/``awk`` alike."""
+    for row in rows:
+        sys.stdout.write("\t".join(cell.replace("\t", " ") for cell in row) + "\n")
 
 
 def _when(value: datetime | None) -> str:
@@ -117,19 +122,21 @@ def user_list() -> None:
 
     with opened_runtime() as runtime, runtime.sessions() as session:
         users = accounts.list_users(session)
-    table = Table("login", "name", "kind", "role", "producers", "source", "last sign-in", "state")
+    rows = [("login", "name", "kind", "role", "producers", "source", "last sign-in", "state")]
     for u in users:
-        table.add_row(
-            u.login,
-            u.display_name,
-            u.kind,
-            u.role,
-            ", ".join(u.producers) or "-",
-            u.source,
-            _when(u.last_login_at),
-            "disabled" if u.disabled_at else "active",
+        rows.append(
+            (
+                u.login,
+                u.display_name,
+                u.kind,
+                u.role,
+                ", ".join(u.producers) or "-",
+                u.source,
+                _when(u.last_login_at),
+                "disabled" if u.disabled_at else "active",
+            )
         )
-    out.print(table)
+    _print_rows(rows)
 
 
 @user_app.command("disable")
@@ -254,19 +261,21 @@ def token_list(
     with refusals(1), opened_runtime() as runtime, runtime.sessions() as session:
         user_id = accounts.user_by_id_or_login(session, user).id if user else None
         rows = accounts.list_tokens(session, user_id=user_id, include_revoked=revoked)
-    table = Table("id", "account", "role", "label", "created", "expires", "last use", "state")
+    lines = [("id", "account", "role", "label", "created", "expires", "last use", "state")]
     for token, owner in rows:
-        table.add_row(
-            token.id,
-            owner.login,
-            owner.role,
-            token.label,
-            _when(token.created_at),
-            _when(token.expires_at),
-            _when(token.last_used_at),
-            "revoked" if token.revoked_at else "active",
+        lines.append(
+            (
+                token.id,
+                owner.login,
+                owner.role,
+                token.label,
+                _when(token.created_at),
+                _when(token.expires_at),
+                _when(token.last_used_at),
+                "revoked" if token.revoked_at else "active",
+            )
         )
-    out.print(table)
+    _print_rows(lines)
 
 
 @token_app.command("revoke")

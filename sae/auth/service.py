@@ -60,6 +60,18 @@ class Principal:
             return f"user:{self.login}:{self.token_id or '-'}:{self.role}"
         return f"token:{self.token_id}:{self.role}"
 
+    @property
+    def submitter(self) -> str:
+        """What a transfer records as its submitter: the account (so that every session and
+        token of a person sees what they deposited), else the token."""
+        return self.user_id or self.token_id
+
+    @property
+    def submitter_ids(self) -> tuple[str, ...]:
+        """The submitters that are this caller: its account, and the token itself (transfers
+        submitted before accounts; migration 0016 gave those tokens' accounts their ids)."""
+        return tuple(dict.fromkeys(i for i in (self.user_id, self.token_id) if i))
+
     def may_act_for(self, producer: str | None) -> bool:
         """Whether this caller may deposit or read for ``producer``."""
         if self.role in ("admin", "archivist", "auditor"):
