@@ -16,6 +16,7 @@ import typer
 
 from sae.alerts.cli import alerts_app
 from sae.auth.cli import token_app, user_app
+from sae.auth.sso_cli import directory_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.migrate_cli import migrate_app, migrate_db_command
@@ -38,6 +39,7 @@ rules_app = typer.Typer(help="The management-rule referential.", no_args_is_help
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
+app.add_typer(directory_app, name="directory")
 app.add_typer(retention_app, name="retention")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
