@@ -133,6 +133,7 @@ class ProviderMetadata:
     jwks_uri: str
     userinfo_endpoint: str | None
     token_auth_methods: tuple[str, ...]
+    iss_parameter: bool = False  # RFC 9207: the answer names its issuer
 
 
 class OidcClient:
@@ -216,6 +217,7 @@ class OidcClient:
                 token_auth_methods=tuple(
                     doc.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
                 ),
+                iss_parameter=doc.get("authorization_response_iss_parameter_supported") is True,
             )
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("auth.oidc_refused: discovery document incomplete: %s", exc)
@@ -276,6 +278,9 @@ class OidcClient:
         state = self.signer.load(cookie, now=self._clock())
         if not _same(state.state, params.get("state")):
             raise _refused(REFUSED, "the state does not match this browser's")
+        if "iss" not in params and self.metadata().iss_parameter:
+            # RFC 9207 §2.4: a provider that names itself in its answers always does.
+            raise _refused(REFUSED, "the answer does not name its issuer (RFC 9207)")
         if "iss" in params and params["iss"] != self.issuer:
             raise _refused(REFUSED, f"answer from another issuer {params['iss']!r}")
         if "error" in params:

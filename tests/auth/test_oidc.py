@@ -158,11 +158,16 @@ def test_answer_from_another_issuer_refused(provider: Provider) -> None:
     flow = start(provider)
     with pytest.raises(SignInRefused):
         flow.client.finish(flow.cookie, {**flow.params, "iss": "https://evil.example"})
+    # This provider names itself in every answer (RFC 9207): one that does not is not its own.
+    without = {k: v for k, v in flow.params.items() if k != "iss"}
+    with pytest.raises(SignInRefused):
+        flow.client.finish(flow.cookie, without)
+    flow.client.finish(flow.cookie, flow.params)  # the code was never spent above
 
 
 def test_provider_error_refused_in_french(provider: Provider) -> None:
     flow = start(provider)
-    params = {"state": flow.params["state"], "error": "access_denied"}
+    params = {"state": flow.params["state"], "iss": flow.params["iss"], "error": "access_denied"}
     with pytest.raises(SignInRefused, match="n'a pas autorisé"):
         flow.client.finish(flow.cookie, params)
 
