@@ -37,7 +37,11 @@ async def _sae_error(request: Request, exc: Exception) -> JSONResponse:
     doc["instance"] = request.url.path
     if exc.status >= 500:
         log.error("%s on %s: %s", exc.code, request.url.path, exc.detail)
-    return problem_response(doc, exc.status)
+    response = problem_response(doc, exc.status)
+    retry_after = exc.extra.get("retry_after")
+    if isinstance(retry_after, int):  # a 429 (or 503) that knows when to come back
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -115,6 +119,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def api_router() -> APIRouter:
     """Every ``/api/v1`` route."""
     from sae.access.api import router as access_router
+    from sae.auth.api import router as auth_router
     from sae.catalog.api import router as catalog_router
     from sae.ingest.api import router as ingest_router
     from sae.journal.api import router as journal_router
@@ -131,6 +136,7 @@ def api_router() -> APIRouter:
         disposal_router,
         storage_router,
         journal_router,
+        auth_router,
     )
     for sub in subs:
         router.include_router(sub)
@@ -165,7 +171,10 @@ class SaeApp(FastAPI):
     and its answer (a 500 of the error middleware included), carry it (``sae.logs``)."""
 
     def build_middleware_stack(self) -> Any:
-        return RequestIdMiddleware(super().build_middleware_stack())
+        from sae.http_security import SecurityHeadersMiddleware
+
+        inner = SecurityHeadersMiddleware(super().build_middleware_stack(), self)
+        return RequestIdMiddleware(inner)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -196,6 +205,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         summary="SEDA 2.x ingest, write-once storage on French territory, provable journal.",
         lifespan=lifespan,
+        # Served by sae.http_security without inline script (the CSP allows none).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.add_exception_handler(SAEError, _sae_error)
@@ -207,6 +219,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from sae.console import console_router  # the web console: /console, and / redirects there
 
     app.include_router(console_router)
+    from sae.http_security import docs_init, docs_page
+
+    app.add_api_route("/docs", docs_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/docs/swagger-init.js", docs_init, methods=["GET"], include_in_schema=False)
 
     @app.get("/health", tags=["health"])
     def health(request: Request) -> JSONResponse:

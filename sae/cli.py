@@ -18,6 +18,8 @@ from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
 from sae.alerts.cli import alerts_app
+from sae.auth.cli import token_app, user_app
+from sae.auth.sso_cli import directory_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.migrate_cli import migrate_app, migrate_db_command
@@ -37,9 +39,10 @@ app = typer.Typer(
     add_completion=False,
 )
 rules_app = typer.Typer(help="The management-rule referential.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
+app.add_typer(directory_app, name="directory")
 app.add_typer(retention_app, name="retention")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
@@ -172,33 +175,6 @@ def init() -> None:
             console.print(f"admin token written to {runtime.admin_token_path} (mode 0600)")
         else:
             console.print("an admin token already exists")
-
-
-@token_app.command("create")
-def token_create(
-    role: Annotated[str, typer.Option(help="admin, archivist, auditor, depositor or reader.")],
-    producer: Annotated[
-        list[str] | None,
-        typer.Option(help="Producing service (OriginatingAgencyIdentifier); repeatable."),
-    ] = None,
-    label: Annotated[str, typer.Option(help="Who or what the token is for.")] = "",
-) -> None:
-    """Create an API token; the token alone is printed on the last line.
-
-    Example: ``sae token create --role depositor --producer URBANISME --label "GED urbanisme"``
-    """
-    from sae.auth.service import create_token
-    from sae.db import transaction
-
-    if role == "depositor" and not producer:
-        console.print("[red]a depositor token needs at least one --producer[/red]")
-        raise typer.Exit(2)
-    with refusals(2), opened_runtime() as runtime, transaction(runtime.sessions) as session:
-        token, secret = create_token(
-            session, role=role, producers=list(producer or []), label=label
-        )
-    console.print(f"token {token.id} created: role {role}, producers {token.producers or '-'}")
-    sys.stdout.write(secret + "\n")
 
 
 @rules_app.command("import")

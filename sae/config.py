@@ -22,6 +22,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from sae.auth.groups import GroupRole, check_mapping
+
 
 def _bundled_xsd_dir() -> Path:
     """The official SEDA schemas shipped in the ``seda`` package: an installation validates
@@ -221,6 +223,142 @@ class Settings(BaseSettings):
         description="A copy still in quarantine this long after its window ended is overdue.",
     )
 
+    # Sign-in with the commune's directory (docs/sso.md): LDAP / Active Directory, OpenID
+    # Connect, and which of the directory's groups get which role.
+    group_roles: dict[str, GroupRole] = Field(
+        default_factory=dict,
+        description=(
+            'Group → role mapping, JSON: {"CN=SAE-Archivistes,OU=Groupes,DC=mairie,DC=local": '
+            '{"role": "archivist"}, "depot-urbanisme": {"role": "depositor", "producers": '
+            '["URBA"]}}. A key with "=" is a DN, any other a group name.'
+        ),
+    )
+    group_roles_file: Path | None = Field(
+        default=None, description="YAML file with more of the same mapping (merged)."
+    )
+    ldap_url: str | None = Field(
+        default=None,
+        description="ldaps://host:636, or ldap://host:389 with SAE_LDAP_START_TLS; unset: no LDAP.",
+    )
+    ldap_start_tls: bool = Field(default=False, description="StartTLS on an ldap:// URL.")
+    ldap_ca_file: Path | None = Field(
+        default=None, description="PEM CA(s) of the directory's certificate; default: system."
+    )
+    ldap_allow_plaintext: bool = Field(
+        default=False,
+        description=(
+            "Let passwords cross the network unencrypted (ldap:// without StartTLS): tests and "
+            "a directory on the same machine only."
+        ),
+    )
+    ldap_bind_dn_template: str | None = Field(
+        default=None,
+        description=(
+            "Direct bind: the user's DN, {login} standing for the login (escaped), e.g. "
+            "uid={login},ou=people,dc=mairie,dc=fr, or {login}@mairie.local for AD."
+        ),
+    )
+    ldap_service_dn: str | None = Field(
+        default=None, description="Search then bind: the service account that searches."
+    )
+    ldap_service_password: SecretStr | None = Field(
+        default=None, description="The service account's password (never logged)."
+    )
+    ldap_user_base: str | None = Field(
+        default=None, description="Where users are searched (search then bind, group reads)."
+    )
+    ldap_user_filter: str = Field(
+        default="(uid={login})",
+        description="Filter finding the user, {login} escaped; AD: (sAMAccountName={login}).",
+    )
+    ldap_group_base: str | None = Field(
+        default=None,
+        description="Groups searched here (SAE_LDAP_GROUP_FILTER); unset: the memberOf attribute.",
+    )
+    ldap_group_filter: str = Field(
+        default="(|(member={dn})(uniqueMember={dn}))",
+        description=(
+            "Filter finding the user's groups, {dn} the user's DN (escaped), {login} the login; "
+            "AD with nested groups: (member:1.2.840.113556.1.4.1941:={dn})."
+        ),
+    )
+    ldap_display_name_attribute: str = Field(default="displayName")
+    ldap_email_attribute: str = Field(default="mail")
+    ldap_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Connection and answer timeout of the directory."
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="The provider's issuer URL (discovery at /.well-known/openid-configuration).",
+    )
+    oidc_client_id: str | None = Field(default=None, description="SAE's client id there.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="SAE's client secret (confidential client; never logged)."
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description=(
+            "The callback registered at the provider, https://sae.example/console/login/oidc/"
+            "callback; unset: built from the request."
+        ),
+    )
+    oidc_scopes: str = Field(default="openid profile email", description="Scopes asked for.")
+    oidc_groups_claim: str = Field(
+        default="groups", description="The ID token or userinfo claim listing the groups."
+    )
+    oidc_login_claim: str = Field(
+        default="preferred_username", description="The claim used as the login (else sub)."
+    )
+    oidc_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256"],
+        description="ID token signature algorithms accepted (comma-separated).",
+    )
+    oidc_button_label: str = Field(
+        default="Se connecter avec le compte de la commune",
+        description="The sign-in page's button.",
+    )
+    oidc_ca_file: Path | None = Field(
+        default=None, description="PEM CA(s) of the provider's certificate; default: system."
+    )
+    oidc_allow_http: bool = Field(
+        default=False, description="Accept an http:// issuer (tests and localhost only)."
+    )
+    oidc_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Accounts and sign-in (docs/accounts.md).
+    console_session_hours: float = Field(
+        default=8.0,
+        gt=0,
+        le=24 * 31,
+        description="A console session ends this long after its sign-in, whatever its use.",
+    )
+    console_idle_minutes: int = Field(
+        default=60,
+        ge=5,
+        description="A console session left unused this long ends (to the minute).",
+    )
+    sign_in_window_minutes: int = Field(
+        default=15,
+        ge=1,
+        description="The window over which refused sign-ins are counted for the rate limit.",
+    )
+    sign_in_max_per_account: int = Field(
+        default=5,
+        ge=1,
+        description="Refused sign-ins for one login, within the window, before it waits.",
+    )
+    sign_in_max_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="Refused sign-ins from one client address, within the window, before it waits.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Web origins (https://ged.mairie.fr) whose pages may call the API from a browser "
+            "(comma-separated); empty: none (CORS closed)."
+        ),
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
@@ -257,7 +395,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a dotted OID (e.g. 1.2.3.4)")
         return value
 
-    @field_validator("tsa_client_cert", "tsa_client_key", "tsa_chain_file", "alert_smtp_ca_file")
+    @field_validator(
+        "tsa_client_cert",
+        "tsa_client_key",
+        "tsa_chain_file",
+        "alert_smtp_ca_file",
+        "ldap_ca_file",
+        "oidc_ca_file",
+        "group_roles_file",
+    )
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is None:
@@ -278,6 +424,18 @@ class Settings(BaseSettings):
                 f"SAE_SEDA_XSD_DIR={value} does not hold the official SEDA schemas "
                 "(expected 2.1/, 2.2/, 2.3/ with seda-<v>-main.xsd)"
             )
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):  # the environment's form: a comma-separated list
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                if origin == "*" or not str(origin).startswith(("http://", "https://")):
+                    raise ValueError(f"an origin is http(s)://host[:port], not {origin!r}")
+            return [str(origin).rstrip("/") for origin in value]
         return value
 
     @field_validator("alert_to", mode="before")
@@ -347,6 +505,99 @@ class Settings(BaseSettings):
             raise ValueError("SAE_ALERT_SMTP_USER and SAE_ALERT_SMTP_PASSWORD go together")
         if self.alert_webhook_secret is not None and self.alert_webhook_url is None:
             raise ValueError("SAE_ALERT_WEBHOOK_SECRET needs SAE_ALERT_WEBHOOK_URL")
+        return self
+
+    @field_validator("oidc_algorithms", mode="before")
+    @classmethod
+    def _algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, value: list[str]) -> list[str]:
+        # The ID token must be signed by the provider's key, published in its JWKS: "none" and
+        # HMAC (a signature anyone holding the client secret could make) are never accepted.
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"}
+        allowed |= {"ES512", "EdDSA"}
+        wrong = [alg for alg in value if alg not in allowed]
+        if wrong or not value:
+            raise ValueError(
+                f"refused algorithm(s) {', '.join(wrong) or '(none)'}; allowed: "
+                f"{', '.join(sorted(allowed))}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _group_mapping(self) -> Settings:
+        if self.group_roles_file is not None:
+            from sae.auth.groups import load_mapping_file
+
+            extra = load_mapping_file(self.group_roles_file)
+            both = sorted(set(extra) & set(self.group_roles))
+            if both:
+                raise ValueError(
+                    f"SAE_GROUP_ROLES and SAE_GROUP_ROLES_FILE both map {', '.join(both)}"
+                )
+            self.group_roles = {**self.group_roles, **extra}
+        check_mapping(self.group_roles)
+        if (self.ldap_url or self.oidc_issuer) and not self.group_roles:
+            raise ValueError(
+                "SAE_LDAP_URL / SAE_OIDC_ISSUER need SAE_GROUP_ROLES (or SAE_GROUP_ROLES_FILE): "
+                "without it no one could sign in"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ldap(self) -> Settings:
+        if self.ldap_url is None or self.ldap_url == "":
+            self.ldap_url = None
+            return self
+        if not re.fullmatch(r"ldaps?://[^/\s]+/?", self.ldap_url):
+            raise ValueError("SAE_LDAP_URL must be ldap://host[:port] or ldaps://host[:port]")
+        if self.ldap_url.startswith("ldaps://") and self.ldap_start_tls:
+            raise ValueError("SAE_LDAP_START_TLS goes with ldap://, not ldaps:// (already TLS)")
+        if (
+            self.ldap_url.startswith("ldap://")
+            and not self.ldap_start_tls
+            and not self.ldap_allow_plaintext
+        ):
+            raise ValueError(
+                "SAE_LDAP_URL=ldap:// would send passwords in clear: use ldaps://, or "
+                "SAE_LDAP_START_TLS=true (SAE_LDAP_ALLOW_PLAINTEXT=true only for tests)"
+            )
+        template = self.ldap_bind_dn_template
+        service = self.ldap_service_dn
+        if (template is None) == (service is None):
+            raise ValueError(
+                "SAE_LDAP_URL needs exactly one of SAE_LDAP_BIND_DN_TEMPLATE (direct bind) "
+                "and SAE_LDAP_SERVICE_DN (search then bind)"
+            )
+        if template is not None and "{login}" not in template:
+            raise ValueError("SAE_LDAP_BIND_DN_TEMPLATE must contain {login}")
+        if service is not None:
+            if self.ldap_service_password is None:
+                raise ValueError("SAE_LDAP_SERVICE_DN needs SAE_LDAP_SERVICE_PASSWORD")
+            if not self.ldap_user_base:
+                raise ValueError("SAE_LDAP_SERVICE_DN needs SAE_LDAP_USER_BASE")
+            if "{login}" not in self.ldap_user_filter:
+                raise ValueError("SAE_LDAP_USER_FILTER must contain {login}")
+        return self
+
+    @model_validator(mode="after")
+    def _oidc(self) -> Settings:
+        if self.oidc_issuer is None or self.oidc_issuer == "":
+            self.oidc_issuer = None
+            return self
+        if not self.oidc_issuer.startswith("https://") and not (
+            self.oidc_allow_http and self.oidc_issuer.startswith("http://")
+        ):
+            raise ValueError("SAE_OIDC_ISSUER must be an https:// URL")
+        if not self.oidc_client_id:
+            raise ValueError("SAE_OIDC_ISSUER needs SAE_OIDC_CLIENT_ID")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("SAE_OIDC_SCOPES must include openid")
         return self
 
     @model_validator(mode="after")

@@ -4,7 +4,9 @@ Each part of the configuration that bears on the evidence gets a canonical diges
 its canonical JSON): the storage offers (the offers file's content, secrets excluded), the
 retention referential in force (its rules), the journal keys (fingerprints), the TSA (URL,
 trust anchors' fingerprints, intermediates, policy, who SAE authenticates as — never a secret),
-and the witnesses file (``SAE_WITNESSES_FILE``). The first start journals ``config.initial``
+the witnesses file (``SAE_WITNESSES_FILE``), and who may sign in with which role through the
+commune's directory (the group → role mapping, the LDAP and OpenID Connect settings — never
+the service password or the client secret). The first start journals ``config.initial``
 with every digest; a later start whose digests differ from the last journaled ones journals
 ``config.changed`` naming each changed part with its old and new digest. An unchanged start
 journals nothing.
@@ -32,7 +34,7 @@ from sae.journal.service import append_event
 
 CONFIG_INITIAL = "config.initial"
 CONFIG_CHANGED = "config.changed"
-PARTS = ("offers", "referential", "journal_keys", "tsa", "witnesses")
+PARTS = ("offers", "referential", "journal_keys", "tsa", "witnesses", "sign_in")
 _LOCK = 0x5AE0_C0F6
 #: Keys whose values are never digested as such (an offers file names environment variables,
 #: but a future key could hold a value itself): their presence counts, not their value.
@@ -129,6 +131,43 @@ def configuration_parts(settings: Settings, session: Session) -> dict[str, Any]:
         "journal_keys": journal_keys,
         "tsa": tsa,
         "witnesses": _yaml_file(witnesses_file(settings)),
+        "sign_in": _sign_in(settings),
+    }
+
+
+def _sign_in(settings: Settings) -> dict[str, Any]:
+    """Who the directory lets in, as what: a change of it is a change of who can act."""
+    s = settings
+    ldap = None
+    if s.ldap_url is not None:
+        ldap = {
+            "url": s.ldap_url,
+            "start_tls": s.ldap_start_tls,
+            "anchors": _certificate_fingerprints(s.ldap_ca_file),
+            "bind_dn_template": s.ldap_bind_dn_template,
+            "service_dn": s.ldap_service_dn,
+            "user_base": s.ldap_user_base,
+            "user_filter": s.ldap_user_filter,
+            "group_base": s.ldap_group_base,
+            "group_filter": s.ldap_group_filter if s.ldap_group_base else None,
+        }
+    oidc = None
+    if s.oidc_issuer is not None:
+        oidc = {
+            "issuer": s.oidc_issuer,
+            "client_id": s.oidc_client_id,
+            "anchors": _certificate_fingerprints(s.oidc_ca_file),
+            "groups_claim": s.oidc_groups_claim,
+            "login_claim": s.oidc_login_claim,
+            "algorithms": sorted(s.oidc_algorithms),
+        }
+    return {
+        "group_roles": {
+            group: {"role": rule.role, "producers": sorted(rule.producers)}
+            for group, rule in sorted(s.group_roles.items())
+        },
+        "ldap": ldap,
+        "oidc": oidc,
     }
 
 

@@ -142,6 +142,8 @@ def _configured_secrets(settings: Settings) -> list[str]:
         settings.alert_webhook_secret,
         settings.tsa_password,
         settings.tsa_bearer_token,
+        settings.ldap_service_password,
+        settings.oidc_client_secret,
     )
     return [v.get_secret_value() for v in values if v is not None]
 

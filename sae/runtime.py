@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from sae.auth.accounts import PasswordDirectory
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
 from sae.db import WriterTurns, make_engine, make_sessionmaker, transaction
@@ -81,6 +82,8 @@ class Runtime:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     #: The schema upgrade this start ran (None: none was due, or SAE_AUTO_MIGRATE is off).
     schema_change: SchemaChange | None = None
+    #: Directories the password sign-in asks after the local accounts (LDAP registers here).
+    password_directories: list[PasswordDirectory] = field(default_factory=list)
     #: The deposits' SIP spool files, kept for reuse (``sae.fileio.SpoolFiles``).
     sip_spool: SpoolFiles = field(init=False)
 
@@ -132,6 +135,10 @@ class Runtime:
             witnesses=witnesses,
             schema_change=change if change is not None and change.changed else None,
         )
+        if settings.ldap_url is not None:
+            from sae.auth.ldap import LdapDirectory  # ldap3 is loaded only when configured
+
+            runtime.password_directories.append(LdapDirectory(settings))
         with transaction(runtime.sessions) as session:
             path = ensure_admin_token(session, settings.data_dir)
         if path is not None:

@@ -45,7 +45,14 @@ def test_first_start_then_changes_are_journaled(
     first = _config_events(settings)
     assert [t for t, _ in first] == [CONFIG_INITIAL]
     digests = first[0][1]["digests"]
-    assert set(digests) == {"offers", "referential", "journal_keys", "tsa", "witnesses"}
+    assert set(digests) == {
+        "offers",
+        "referential",
+        "journal_keys",
+        "tsa",
+        "witnesses",
+        "sign_in",
+    }
 
     assert _config_events(settings) == first  # an unchanged start journals nothing
 
@@ -84,3 +91,19 @@ def test_secrets_never_reach_the_journal(settings: Settings, tmp_path: Path) -> 
     text = repr(parts)
     assert "hunter2" not in text
     assert "SAE_S3_KEY" in text  # the name of a variable is not a secret
+
+
+def test_a_new_group_mapping_is_journaled(settings: Settings) -> None:
+    first = _config_events(settings)
+    mapped = settings.model_copy(
+        update={
+            "group_roles": Settings(group_roles={"sae-admins": {"role": "admin"}}).group_roles,
+            "ldap_url": "ldaps://ad.mairie.local",
+            "ldap_bind_dn_template": "{login}@mairie.local",
+        }
+    )
+    changed = _config_events(mapped)
+    assert [t for t, _ in changed] == [CONFIG_INITIAL, CONFIG_CHANGED]
+    assert set(changed[1][1]["changed"]) == {"sign_in"}
+    assert changed[1][1]["changed"]["sign_in"]["old"] == first[0][1]["digests"]["sign_in"]
+    assert _config_events(mapped) == changed  # the same mapping again: nothing new

@@ -62,3 +62,49 @@ def test_every_route_obeys_the_matrix(api: Api) -> None:
                 assert response.json()["code"] == "auth.role_forbidden", where
             else:
                 assert response.status_code != 403 or expected == "data", where
+
+
+#: The console's pages for accounts and tokens, by role: the status of a GET.
+CONSOLE_MATRIX = {
+    "/console/comptes": {
+        "admin": 200,
+        "archivist": 403,
+        "auditor": 403,
+        "depositor": 403,
+        "reader": 403,
+    },
+    "/console/jetons": {role: 200 for role in ROLES},
+}
+#: POSTs only an administrator may make (others: 403 before anything is read).
+CONSOLE_ADMIN_POSTS = (
+    "/console/comptes",
+    "/console/comptes/00000000-0000-0000-0000-000000000000/etat",
+    "/console/comptes/00000000-0000-0000-0000-000000000000/mot-de-passe",
+)
+
+
+def test_the_console_account_pages_obey_the_same_roles(api: Api) -> None:
+    from tests.console.helpers import csrf_of, login
+
+    for role in ROLES:
+        token = (
+            api.admin
+            if role == "admin"
+            else api.token(role, ["SOMEONE"] if role == "depositor" else None)
+        )
+        assert login(api.client, token).status_code == 303
+        for path, expected in CONSOLE_MATRIX.items():
+            response = api.client.get(path)
+            assert response.status_code == expected[role], (path, role, response.status_code)
+        csrf = csrf_of(api.client.get("/console/jetons").text)
+        for path in CONSOLE_ADMIN_POSTS:
+            response = api.client.post(path, data={"csrf": csrf})
+            where = (path, role, response.status_code)
+            assert (response.status_code == 403) == (role != "admin"), where
+            assert response.status_code < 500, where
+        api.client.cookies.clear()
+        # Signed out, every one of them sends to the sign-in page.
+        for path in CONSOLE_MATRIX:
+            response = api.client.get(path, follow_redirects=False)
+            assert response.status_code == 303
+            assert response.headers["location"].startswith("/console/connexion")

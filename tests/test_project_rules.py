@@ -14,7 +14,8 @@ XML_PARSING = re.compile(
     r"etree\.(fromstring|parse|XML|iterparse|XMLParser)\(|xml\.etree|xml\.dom|xml\.sax|minidom"
 )
 # The HTTP layer: routes, their dependencies, the app and the console's pages.
-WEB_LAYER = {"api.py", "deps.py", "downloads.py"}  # routes and what only routes use
+# Routes and what only routes use (http_security: the app's headers and CORS middleware).
+WEB_LAYER = {"api.py", "deps.py", "downloads.py", "http_security.py"}
 # The application built from its front-ends (sae.app) and the server process running it.
 COMPOSITION_ROOT = {Path("app.py"), Path("process.py")}
 
@@ -95,6 +96,13 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.retention.execution._release": (UNIT_OF_WORK, "disposal execution: release it"),
     "sae.retention.execution._journal_refusal": (UNIT_OF_WORK, "the refusal outlives it"),
     "sae.retention.execution._finish": (UNIT_OF_WORK, "disposal execution: the certificate"),
+    # Authentication: a token's last use, written after the check, skipped when the database
+    # is busy (a request is never held up or refused for it).
+    "sae.auth.service.authenticate_and_record": (UNIT_OF_WORK, "a token's last use, best effort"),
+    # Sign-in: a refused one is counted (committed) although the sign-in fails.
+    "sae.auth.signin.sign_in_with_password": (UNIT_OF_WORK, "the refusal outlives the sign-in"),
+    "sae.console.security.open_console_session": (ROUTE, "the sign-in routes' session token"),
+    "sae.console.security.close_console_session": (ROUTE, "sign-out revokes the session"),
     # Background jobs.
     "sae.background.Auditor.schedule_if_due": (UNIT_OF_WORK, "the periodic audit's row"),
     "sae.storage.audit.run_audit": (UNIT_OF_WORK, "audit: claim, batches, report"),

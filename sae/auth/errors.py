@@ -1,6 +1,14 @@
 """Authentication and authorisation errors."""
 
-from sae.errors import BadRequest, Forbidden, Unauthorized
+from sae.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 
 
 class MissingToken(Unauthorized):
@@ -9,6 +17,37 @@ class MissingToken(Unauthorized):
 
 class InvalidToken(Unauthorized):
     code = "auth.invalid_token"
+
+
+class TokenExpired(InvalidToken):
+    """The token's expiry (or its idle limit) has passed: ask for a new one."""
+
+    code = "auth.token_expired"
+
+
+class AccountDisabled(InvalidToken):
+    """The token's account is disabled: none of its tokens is accepted."""
+
+    code = "auth.account_disabled"
+
+
+class InvalidCredentials(Unauthorized):
+    """Unknown login, wrong password or disabled account (never says which)."""
+
+    code = "auth.invalid_credentials"
+
+
+class NoGroupAccess(InvalidCredentials):
+    """The directory accepted the password, but none of the person's groups is mapped to a role
+    (``SAE_GROUP_ROLES``): refused, with a French message saying so."""
+
+    code = "auth.no_mapped_group"
+
+
+class TooManyAttempts(TooManyRequests):
+    """Too many refused sign-ins for this account or from this address: wait and retry."""
+
+    code = "auth.too_many_attempts"
 
 
 class RoleNotAllowed(Forbidden):
@@ -21,3 +60,34 @@ class ProducerNotAllowed(Forbidden):
 
 class UnknownRole(BadRequest):
     code = "auth.unknown_role"
+
+
+class SignInRefused(Unauthorized):
+    """The directory or the identity provider did not let this person in (the message, in
+    French, is shown on the sign-in page)."""
+
+    code = "auth.sign_in_refused"
+
+
+class DirectoryUnavailable(ServiceUnavailable):
+    """The LDAP directory or the OpenID Connect provider cannot be asked right now."""
+
+    code = "auth.directory_unavailable"
+
+
+class InvalidAccount(BadRequest):
+    """A login, kind, source, password or producer list that an account cannot have."""
+
+    code = "auth.invalid_account"
+
+
+class UserExists(Conflict):
+    code = "auth.user_exists"
+
+
+class UnknownUser(NotFound):
+    code = "auth.unknown_user"
+
+
+class UnknownToken(NotFound):
+    code = "auth.unknown_token"

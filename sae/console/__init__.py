@@ -6,7 +6,9 @@
 
 from fastapi import APIRouter
 
+from sae.console.accounts import router as accounts_router
 from sae.console.disposal import router as disposal_router
+from sae.console.oidc import router as oidc_router
 from sae.console.routes import fallback, router
 
 
@@ -14,6 +16,8 @@ def _console_router() -> APIRouter:
     combined = APIRouter(include_in_schema=False)
     combined.include_router(router)
     combined.include_router(disposal_router)
+    combined.include_router(accounts_router)
+    combined.include_router(oidc_router)
     # The catch-all French 404 must come after every real page.
     combined.include_router(fallback)
     return combined

@@ -21,14 +21,16 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from sae.access.reading import open_for_reading
-from sae.auth.errors import InvalidToken
+from sae.auth.errors import InvalidCredentials, InvalidToken, NoGroupAccess, TooManyAttempts
 from sae.auth.service import Principal
+from sae.auth.signin import Limits, sign_in_with_password
 from sae.catalog import service as catalog
 from sae.catalog.errors import UnitNotFound
 from sae.catalog.models import ArchiveUnit
 from sae.console import queries
-from sae.console.format import UNIT_STATUS, label
+from sae.console.format import UNIT_STATUS, fr_wait, label
 from sae.console.metadata import content_lines
+from sae.console.oidc import oidc_button
 from sae.console.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -36,7 +38,9 @@ from sae.console.security import (
     allowed,
     check_login,
     clear_cookie,
+    close_console_session,
     new_login_csrf,
+    open_console_session,
     require,
     same,
     session_principal,
@@ -137,15 +141,39 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/console/connexion")
 def login_form(request: Request, suite: str | None = None, erreur: str | None = None) -> Response:
-    """The sign-in form: the user pastes the API token they were given."""
-    token = new_login_csrf()
+    """The sign-in form: a login and a password, or an API token pasted."""
+    return _login_page(request, suite, erreur)
+
+
+def _login_page(
+    request: Request,
+    suite: str | None,
+    error: str | None,
+    *,
+    status: int = 200,
+    login: str = "",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    fresh = new_login_csrf()
     response = render(
         request,
         "login.html",
-        {"login_csrf": token, "suite": _safe_next(suite), "error": erreur},
+        {
+            "login_csrf": fresh,
+            "suite": _safe_next(suite),
+            "error": error,
+            "login": login,
+            "oidc_label": oidc_button(request.app.state.runtime),
+        },
+        status=status,
     )
-    set_cookie(request, response, LOGIN_CSRF_COOKIE, token)
+    response.headers.update(headers or {})
+    set_cookie(request, response, LOGIN_CSRF_COOKIE, fresh)
     return response
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
 
 
 @router.post("/console/connexion")
@@ -153,39 +181,70 @@ def login(
     request: Request,
     runtime: RuntimeDep,
     token: Annotated[str, Form()] = "",
+    identifiant: Annotated[str, Form()] = "",
+    mot_de_passe: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
     suite: Annotated[str, Form()] = "/console/",
 ) -> Response:
-    """Check the token as the API would and keep it in an HttpOnly, SameSite=Strict cookie."""
+    """Sign in: a login and a password open a session (a short-lived token of the account);
+    a pasted API token is checked as the API would. Either way the token goes into an
+    HttpOnly, SameSite=Strict cookie."""
     if not same(request.cookies.get(LOGIN_CSRF_COOKIE), csrf):
         raise CsrfRefused("the sign-in form's CSRF token is missing or wrong")
-    try:
-        principal = check_login(runtime, token)
-    except InvalidToken:
-        fresh = new_login_csrf()
-        response = render(
-            request,
-            "login.html",
-            {
-                "login_csrf": fresh,
-                "suite": _safe_next(suite),
-                "error": "Jeton inconnu, révoqué ou mal copié. Vérifiez-le et réessayez.",
-            },
-            status=401,
-        )
-        set_cookie(request, response, LOGIN_CSRF_COOKIE, fresh)
-        return response
-    request.state.principal = principal
     done = _see_other(_safe_next(suite))
-    set_cookie(request, done, SESSION_COOKIE, token.strip())
+    if identifiant.strip() or not token.strip():
+        try:
+            user = sign_in_with_password(
+                runtime.sessions,
+                identifiant,
+                mot_de_passe,
+                address=_client_address(request),
+                limits=Limits.of(runtime.settings),
+                directories=runtime.password_directories,
+            )
+        except TooManyAttempts as exc:
+            wait = int(exc.extra.get("retry_after", 60))
+            return _login_page(
+                request,
+                suite,
+                "Trop de tentatives de connexion refusées pour ce compte ou depuis ce poste. "
+                f"Réessayez dans {fr_wait(wait)}.",
+                status=429,
+                login=identifiant,
+                headers={"Retry-After": str(wait)},
+            )
+        except NoGroupAccess as exc:
+            return _login_page(request, suite, exc.detail, status=403, login=identifiant)
+        except InvalidCredentials:
+            return _login_page(
+                request,
+                suite,
+                "Identifiant ou mot de passe incorrect, ou compte désactivé.",
+                status=401,
+                login=identifiant,
+            )
+        open_console_session(runtime, request, done, user)
+    else:
+        try:
+            principal = check_login(runtime, token)
+        except InvalidToken:
+            return _login_page(
+                request,
+                suite,
+                "Jeton inconnu, expiré, révoqué ou mal copié. Vérifiez-le et réessayez.",
+                status=401,
+            )
+        request.state.principal = principal
+        set_cookie(request, done, SESSION_COOKIE, token.strip())
     clear_cookie(request, done, LOGIN_CSRF_COOKIE)
     return done
 
 
 @router.post("/console/deconnexion")
-def logout(request: Request, user: UserDep, csrf: CsrfField = "") -> Response:
-    """Forget the session: the cookie is cleared."""
+def logout(request: Request, user: UserDep, runtime: RuntimeDep, csrf: CsrfField = "") -> Response:
+    """Sign out: a console session's token is revoked, the cookie cleared."""
     check_csrf(request, csrf)
+    close_console_session(runtime, request, user)
     response = _see_other("/console/connexion")
     clear_cookie(request, response, SESSION_COOKIE)
     return response

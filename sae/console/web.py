@@ -108,7 +108,7 @@ def render(
 # under it, small, for whoever has to fix the cause.
 _STATUS_TEXT = {
     400: ("Demande invalide", "La demande n'a pas pu être traitée : une valeur est invalide."),
-    401: ("Connexion requise", "Connectez-vous avec votre jeton d'accès."),
+    401: ("Connexion requise", "Connectez-vous avec votre identifiant et votre mot de passe."),
     403: ("Accès refusé", "Votre rôle ne permet pas d'accéder à cette page ou à cette action."),
     404: ("Introuvable", "La page ou l'élément demandé n'existe pas, ou vous n'y avez pas accès."),
     409: ("Action refusée", "Cette action n'est pas possible dans l'état actuel."),
@@ -123,6 +123,13 @@ _STATUS_TEXT = {
     ),
 }
 _CODE_TEXT = {
+    "auth.user_exists": ("Identifiant déjà pris", "Un compte porte déjà cet identifiant."),
+    "auth.invalid_account": (
+        "Compte refusé",
+        "Une valeur du compte n'est pas acceptable : identifiant (lettres, chiffres, . _ @ + ' -, "
+        "sans espace), mot de passe (10 caractères au moins), rôle ou services producteurs.",
+    ),
+    "auth.unknown_role": ("Rôle inconnu", "Ce rôle n'existe pas dans le SAE."),
     "console.csrf_refused": (
         "Formulaire expiré",
         "Ce formulaire n'est plus valable (jeton de sécurité absent ou périmé). Rechargez la "

@@ -731,7 +731,7 @@ def prepare(
         id=new_id(),
         status="KO",
         received_at=utcnow(),
-        submitted_by=principal.token_id,
+        submitted_by=principal.submitter,
         sip_size=sip_size,
     )
     parsed: seda.ArchiveTransfer | None = None

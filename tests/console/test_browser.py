@@ -118,8 +118,9 @@ def browser() -> Iterator[Any]:
 def _login(page: Any, served: Served, token: str) -> None:
     page.goto(served.url + "/")
     assert "/console/connexion" in page.url
+    page.get_by_text("Se connecter avec un jeton d'accès").click()
     page.get_by_label("Jeton d'accès").fill(token)
-    page.get_by_role("button", name="Se connecter").click()
+    page.get_by_role("button", name="Se connecter avec le jeton").click()
     page.wait_for_url(served.url + "/console/")
 
 
@@ -264,8 +265,7 @@ def test_keyboard_and_error_pages(served: Served, browser: Any) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_a_forged_cross_site_form_is_refused(served: Served, browser: Any, tmp_path: Path
-                                             ) -> None:
+def test_a_forged_cross_site_form_is_refused(served: Served, browser: Any, tmp_path: Path) -> None:
     """A page elsewhere posting to the console: SameSite keeps the cookie home, and without
     the CSRF token the server refuses anyway."""
     context = browser.new_context(locale="fr-FR")
@@ -278,9 +278,11 @@ def test_a_forged_cross_site_form_is_refused(served: Served, browser: Any, tmp_p
     )
     with page.expect_navigation():
         page.evaluate("document.getElementById('f').submit()")
-    assert page.get_by_role("heading", name="Formulaire expiré").count() + page.get_by_role(
-        "heading", name="Connexion"
-    ).count() == 1
+    assert (
+        page.get_by_role("heading", name="Formulaire expiré").count()
+        + page.get_by_role("heading", name="Connexion").count()
+        == 1
+    )
     context.close()
 
 
@@ -321,4 +323,68 @@ def test_the_archivist_runs_a_destruction_circuit(
     page.screenshot(path=str(SHOTS / "sae-console-disposal-executed.png"), full_page=True)
     _menu(page, "Éliminations")
     page.screenshot(path=str(SHOTS / "sae-console-disposals.png"), full_page=True)
+    context.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_sign_in_with_a_password_and_manage_tokens(served: Served, browser: Any) -> None:
+    """A person signs in with a login and a password, makes a token, signs out (the session's
+    token revoked); a CSP without inline script holds on every page they saw."""
+    from sae.auth import accounts
+    from sae.db import make_engine, make_sessionmaker, transaction
+
+    engine = make_engine(served.settings.db_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            accounts.create_user(
+                session,
+                login="jdupont",
+                role="archivist",
+                password="cheval-agrafe-pile-42",
+                display_name="Jean Dupont",
+            )
+    finally:
+        engine.dispose()
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console", lambda m: violations.append(m.text) if "Content Security" in m.text else None
+    )
+    page.goto(served.url + "/")
+    page.get_by_label("Identifiant").fill("JDupont")
+    page.get_by_label("Mot de passe").fill("pas le bon mot de passe")
+    page.get_by_role("button", name="Se connecter", exact=True).click()
+    page.get_by_text("Identifiant ou mot de passe incorrect").wait_for()
+    page.get_by_label("Identifiant").fill("JDupont")
+    page.get_by_label("Mot de passe").fill("cheval-agrafe-pile-42")
+    page.get_by_role("button", name="Se connecter", exact=True).click()
+    page.wait_for_url(served.url + "/console/")
+    assert page.get_by_text("jdupont · Archiviste").count() == 1
+    cookie = next(c for c in context.cookies() if c["name"] == "sae_console")
+    assert cookie["httpOnly"] is True
+    session_secret = cookie["value"]
+
+    _menu(page, "Jetons d'accès")
+    page.get_by_text("Session de la console (celle-ci)").wait_for()
+    page.get_by_label("Libellé (à quoi il sert)").fill("Export GED")
+    page.get_by_role("button", name="Créer le jeton").click()
+    page.get_by_text("il ne sera plus jamais affiché").wait_for()
+    secret = page.get_by_label("Nouveau jeton").input_value()
+    assert secret.startswith("sae_")
+    page.screenshot(path=str(SHOTS / "sae-console-tokens.png"), full_page=True)
+
+    page.get_by_role("button", name="Se déconnecter").click()
+    page.wait_for_url("**/console/connexion")
+    me = httpx.get(
+        f"{served.url}/api/v1/auth/me",
+        headers={"Authorization": f"Bearer {session_secret}"},
+        timeout=30,
+    )
+    assert me.status_code == 401  # the session's token was revoked at sign-out
+    kept = httpx.get(
+        f"{served.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {secret}"}, timeout=30
+    )
+    assert kept.status_code == 200  # the API token made during the session is the user's
+    assert violations == []
     context.close()

@@ -18,6 +18,8 @@ PRINCIPALS = [
     Principal(token_id="t-dep-none", role="depositor"),
     Principal(token_id="t-reader", role="reader", producers=("MAIRIE",)),
     Principal(token_id="t-auditor", role="auditor"),
+    # An account's console session: it sees what the account submitted with any token.
+    Principal(token_id="t-session", role="reader", user_id="u-reader", login="lecteur"),
 ]
 
 
@@ -28,6 +30,7 @@ def _transfers(session: Session) -> list[Transfer]:
         Transfer(id=new_id(), status="KO", producer=None, submitted_by="t-dep-none"),
         Transfer(id=new_id(), status="KO", producer="CCAS", submitted_by="t-reader"),
         Transfer(id=new_id(), status="OK", producer="CCAS", submitted_by=None),
+        Transfer(id=new_id(), status="KO", producer="CCAS", submitted_by="u-reader"),
     ]
     session.add_all(rows)
     session.flush()
@@ -47,8 +50,8 @@ def test_the_query_and_the_predicate_agree(db_session: Session, principal: Princ
 
 
 def test_who_sees_what(db_session: Session) -> None:
-    mairie, own, _, by_reader, _ = _transfers(db_session)
-    admin, archivist, depositor, _, reader, _ = PRINCIPALS
+    mairie, own, _, by_reader, _, by_account = _transfers(db_session)
+    admin, archivist, depositor, _, reader, _, session = PRINCIPALS
     assert may_see_transfer(admin, mairie)
     assert may_see_transfer(archivist, own)
     assert may_see_transfer(depositor, mairie)  # its producing service
@@ -57,10 +60,14 @@ def test_who_sees_what(db_session: Session) -> None:
     # Producers count for depositors only; anyone sees what it submitted.
     assert not may_see_transfer(reader, mairie)
     assert may_see_transfer(reader, by_reader)
+    # What an account submitted is seen from its every session, not by another reader.
+    assert may_see_transfer(session, by_account)
+    assert not may_see_transfer(reader, by_account)
+    assert session.submitter == "u-reader"
 
 
 def test_missing_and_invisible_answer_alike(db_session: Session) -> None:
-    _, _, _, by_reader, _ = _transfers(db_session)
+    _, _, _, by_reader, _, _ = _transfers(db_session)
     depositor = PRINCIPALS[2]
     with pytest.raises(NotFound, match="no transfer") as invisible:
         get_visible_transfer(db_session, depositor, by_reader.id)
