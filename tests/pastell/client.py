@@ -122,10 +122,7 @@ class PastellClient:
                 ],
             )
             return [self._request("POST", "/sedaMessages", "application/json", body, ctype)]
-        body, ctype = self._multipart(
-            [("send_chunked_attachments", "true")], [("seda_message", "bordereau.xml", bordereau)]
-        )
-        opened = self._request("POST", "/sedaMessages", "application/json", body, ctype)
+        opened = self.open_chunked(bordereau)
         answers = [opened]
         if opened.status != 200:
             return answers
@@ -146,6 +143,13 @@ class PastellClient:
             if answer.status != 200:
                 break
         return answers
+
+    def open_chunked(self, bordereau: bytes) -> Answer:
+        """The opening of a chunked upload: the bordereau and ``send_chunked_attachments``."""
+        body, ctype = self._multipart(
+            [("send_chunked_attachments", "true")], [("seda_message", "bordereau.xml", bordereau)]
+        )
+        return self._request("POST", "/sedaMessages", "application/json", body, ctype)
 
     def chunk(
         self,

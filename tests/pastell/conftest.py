@@ -74,8 +74,11 @@ class Server:
         return peak
 
 
-@pytest.fixture
-def server(tmp_path: Path, database: Database) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iterator[Server]:
+    """One server for the module's tests (starting one takes seconds): each test uses
+    transfer identifiers of its own."""
+    tmp_path = tmp_path_factory.mktemp("pastell")
     database.reset()
     port = _free_port()
     data_dir = tmp_path / "sae-data"

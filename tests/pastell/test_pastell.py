@@ -7,6 +7,7 @@ import json
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,9 +16,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 import seda
-from sae.catalog.models import ArchiveUnit
 from sae.db import utcnow
 from sae.ingest.models import Transfer
+from sae.journal.models import Event
 from sae.pastell.models import PastellAccount, PastellChunkSession, PastellMessage
 from tests.pastell.client import Answer, PastellClient
 from tests.pastell.conftest import Server
@@ -103,7 +104,7 @@ def _count(server: Server, model: type, *where: object) -> int:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def accounts(server: Server) -> Server:
     server.create_account("commune-1", AGENCY, PASSWORD)
     server.create_account("commune-2", "COMMUNE-2", OTHER_PASSWORD)
@@ -149,15 +150,24 @@ def test_a_transfer_is_archived_then_resent_without_a_second_copy(
     # The same transfer sent again ("Verser au SAE" clicked twice): the same answer, stored once.
     (again,) = client.send(data, archive, "1a2b3c.yml_sae_archive_0")
     _truthy_json(again)
-    assert _count(accounts, Transfer, Transfer.status == "OK") == 1
-    assert _count(accounts, PastellMessage) == 1
+    assert _count(accounts, Transfer, Transfer.message_identifier == ident) == 1
+    assert _count(accounts, PastellMessage, PastellMessage.transfer_identifier == ident) == 1
     assert _pastell_reads_atr(client.atr(AGENCY, ident), version)[1] == archival
     # Another commune's account cannot read the replies.
     other = PastellClient(accounts.url, "commune-2", OTHER_PASSWORD)
     assert other.ack(AGENCY, ident).status == 404
     assert other.atr(AGENCY, ident).status == 404
     # The upload was removed once ingested.
-    assert not any((accounts.data_dir / "pastell").iterdir())
+    assert not _upload_of(accounts, ident).exists()
+
+
+def _upload_of(server: Server, ident: str) -> Path:
+    with Session(server.database.engine) as session:
+        name = session.scalar(
+            select(PastellMessage.attachments).where(PastellMessage.transfer_identifier == ident)
+        )
+    assert name
+    return server.data_dir / "pastell" / name
 
 
 @pytest.mark.parametrize("version", ["1.0", "2.1", "2.2"])
@@ -172,7 +182,11 @@ def test_a_refused_transfer_gets_an_atr_with_the_reason_then_a_new_attempt(
     accepted, _, comments = _pastell_reads_atr(_wait(lambda: client.atr(AGENCY, ident)), version)
     assert not accepted
     assert any("digest" in c.lower() or "empreinte" in c.lower() for c in comments), comments
-    assert _count(accounts, Transfer, Transfer.status == "OK") == 0
+    assert _count(accounts, Transfer, Transfer.message_identifier == ident) == 1
+    assert (
+        _count(accounts, Transfer, Transfer.message_identifier == ident, Transfer.status == "OK")
+        == 0
+    )
     # After "rejet-sae", Pastell sends the same identifier again, corrected: a new attempt.
     _truthy_json(client.send(data, targz(FILES), "archive.tar.gz")[0])
     accepted, archival, comments = _pastell_reads_atr(
@@ -206,7 +220,11 @@ def test_a_chunked_upload_as_pastell_4_1_8_sends_it(accounts: Server) -> None:
         _wait(lambda: client.atr(AGENCY, "TR-CHUNKED")), "2.2"
     )
     assert accepted, comments
-    assert _count(accounts, PastellChunkSession) == 0
+    with Session(accounts.database.engine) as session:
+        message_id = session.scalar(
+            select(PastellMessage.id).where(PastellMessage.transfer_identifier == "TR-CHUNKED")
+        )
+    assert _count(accounts, PastellChunkSession, PastellChunkSession.message_id == message_id) == 0
 
 
 def test_chunks_out_of_order_of_another_session_or_account_or_expired_are_refused(
@@ -214,7 +232,7 @@ def test_chunks_out_of_order_of_another_session_or_account_or_expired_are_refuse
 ) -> None:
     client = PastellClient(accounts.url, "commune-1", PASSWORD, chunk_size=1024)
     data = bordereau("2.2", "TR-CH-KO", AGENCY, FILES)
-    opened = _truthy_json(client.send(data, b"", "a")[0])
+    opened = _truthy_json(client.open_chunked(data))
     assert isinstance(opened, dict)
     session, security = opened["chunk_session_identifier"], opened["chunk_security_identifier"]
     piece = b"x" * 1024
@@ -226,7 +244,7 @@ def test_chunks_out_of_order_of_another_session_or_account_or_expired_are_refuse
     assert client.chunk(session, security, "a", 3, 1, piece).status == 400  # replayed
     assert client.chunk(session, security, "a", 4, 2, piece).status == 400  # count changed
     # Another transfer's session cannot take this one's chunks.
-    second = _truthy_json(client.send(bordereau("2.2", "TR-CH-2", AGENCY, FILES), b"", "b")[0])
+    second = _truthy_json(client.open_chunked(bordereau("2.2", "TR-CH-2", AGENCY, FILES)))
     assert isinstance(second, dict)
     assert (
         client.chunk(second["chunk_session_identifier"], security, "a", 3, 2, piece).status == 400
@@ -251,11 +269,13 @@ def test_a_hostile_tar_is_refused_with_nothing_stored(accounts: Server, kind: st
     accepted, _, comments = _pastell_reads_atr(_wait(lambda: client.atr(AGENCY, ident)), "2.2")
     assert not accepted
     assert any("attachments.unsafe" in c for c in comments), comments
-    assert _count(accounts, Transfer) == 0
-    assert _count(accounts, ArchiveUnit) == 0
-    assert not any((accounts.data_dir / "pastell").iterdir())
+    assert _count(accounts, Transfer, Transfer.message_identifier == ident) == 0
+    assert not _upload_of(accounts, ident).exists()
     with Session(accounts.database.engine) as db:
-        assert db.scalar(select(Transfer.id)) is None
+        rejected = db.scalar(
+            select(func.count()).select_from(Event).where(Event.type == "pastell.rejected")
+        )
+    assert rejected
 
 
 def test_a_100_mib_archive_in_2_mib_chunks_within_the_memory_limit(accounts: Server) -> None:
