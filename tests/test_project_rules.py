@@ -103,6 +103,9 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.pastell.service._finish": (UNIT_OF_WORK, "Pastell worker: the ATR, once ingested"),
     "sae.pastell.service.expire_chunk_sessions": (UNIT_OF_WORK, "expired chunk sessions"),
     "sae.pastell.worker._after_failure": (UNIT_OF_WORK, "Pastell worker: retry after a bug"),
+    # Authentication: a token's last use, written after the check, skipped when the database
+    # is busy (a request is never held up or refused for it).
+    "sae.auth.service.authenticate_and_record": (UNIT_OF_WORK, "a token's last use, best effort"),
     # Background jobs.
     "sae.background.Auditor.schedule_if_due": (UNIT_OF_WORK, "the periodic audit's row"),
     "sae.storage.audit.run_audit": (UNIT_OF_WORK, "audit: claim, batches, report"),
