@@ -7,7 +7,7 @@ from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
 from sae.leases import Lease
-from sae.pastell.models import PastellAccount, PastellChunkSession, PastellMessage
+from sae.pastell.models import PastellChunkSession, PastellMessage
 from sae.retention.models import Rule
 from sae.storage.models import MetadataCopy, ObjectCopy
 
@@ -23,7 +23,6 @@ __all__ = [
     "Lease",
     "MetadataCopy",
     "ObjectCopy",
-    "PastellAccount",
     "PastellChunkSession",
     "PastellMessage",
     "Rule",

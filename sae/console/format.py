@@ -259,7 +259,6 @@ EVENT_TYPE = {
     "integrity.failed": "Copie altérée détectée",
     "integrity.no_healthy_copy": "Aucune copie saine",
     "auth.token_created": "Jeton d'accès créé",
-    "pastell.account_created": "Compte Pastell créé",
     "pastell.received": "Transfert reçu de Pastell",
     "pastell.rejected": "Transfert de Pastell refusé avant son entrée",
     "auth.token_revoked": "Jeton d'accès révoqué",

@@ -24,6 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sae import __version__
+from sae.auth.models import User
 from sae.deps import RuntimeDep
 from sae.pastell import service
 from sae.pastell.errors import (
@@ -32,7 +33,6 @@ from sae.pastell.errors import (
     PastellTooLarge,
     PastellUnauthorized,
 )
-from sae.pastell.models import PastellAccount
 from sae.runtime import Runtime
 
 router = APIRouter(tags=["pastell"])
@@ -65,7 +65,7 @@ def _failed(login: str) -> None:
         _failures.setdefault(login, deque(maxlen=_FAILURES_MAX)).append(time.monotonic())
 
 
-def _authenticate(runtime: Runtime, header: str) -> PastellAccount:
+def _authenticate(runtime: Runtime, header: str) -> User:
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded.strip():
         raise PastellUnauthorized("send HTTP Basic credentials (the connector's login/password)")
@@ -77,6 +77,7 @@ def _authenticate(runtime: Runtime, header: str) -> PastellAccount:
         raise PastellUnauthorized("malformed Basic credentials") from None
     if not sep or not login:
         raise PastellUnauthorized("malformed Basic credentials")
+    login = login.strip().casefold()  # as accounts store it: no way round the throttle
     if _throttled(login):
         raise PastellUnauthorized("too many failed attempts for this login; wait 5 minutes")
     try:
@@ -89,13 +90,13 @@ def _authenticate(runtime: Runtime, header: str) -> PastellAccount:
     return account
 
 
-async def pastell_account(request: Request, runtime: RuntimeDep) -> PastellAccount:
+async def pastell_account(request: Request, runtime: RuntimeDep) -> User:
     """The Pastell account of the request (argon2id: verified in a thread)."""
     header = request.headers.get("authorization", "")
     return await run_in_threadpool(_authenticate, runtime, header)
 
 
-AccountDep = Annotated[PastellAccount, Depends(pastell_account)]
+AccountDep = Annotated[User, Depends(pastell_account)]
 
 
 async def _form(request: Request, runtime: Runtime) -> FormData:
@@ -248,7 +249,7 @@ def _segments(rest: str) -> dict[str, str]:
     return found
 
 
-def _reply(runtime: Runtime, account: PastellAccount, fields: dict[str, str]) -> Response:
+def _reply(runtime: Runtime, account: User, fields: dict[str, str]) -> Response:
     sequence = fields.get("sequence")
     kind = fields.get("message")
     agency = fields.get("originOrganizationIdentification")

@@ -1,32 +1,15 @@
-"""Pastell's mailbox: its accounts, the transfers it sent (with their ACK and ATR) and the
-chunked uploads under way."""
+"""Pastell's mailbox: the transfers its connectors sent (with their ACK and ATR) and the
+chunked uploads under way. A connector's account is a service account of ``sae.auth.accounts``
+(``users``: role depositor, its producers, argon2id of the secret Pastell sends)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
-
-
-class PastellAccount(Base):
-    """A Pastell connector's account: a service account of role depositor for its producers.
-
-    ``secret_hash`` is argon2id of what Pastell sends as the password (the lowercase hex
-    SHA-256 of the configured password), never that value itself.
-    """
-
-    __tablename__ = "pastell_accounts"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    login: Mapped[str] = mapped_column(String(128), unique=True)
-    secret_hash: Mapped[str] = mapped_column(String(255))
-    producers: Mapped[list[str]] = mapped_column(JSON, default=list)
-    label: Mapped[str] = mapped_column(String(255), default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    revoked_at: Mapped[datetime | None]
 
 
 class PastellMessage(Base):
@@ -43,7 +26,8 @@ class PastellMessage(Base):
     __table_args__ = (UniqueConstraint("account_id", "agency", "transfer_identifier"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(36), index=True)
+    #: The service account (``users.id``) that sent it: the only one that may read its replies.
+    account_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     agency: Mapped[str] = mapped_column(String(255))
     transfer_identifier: Mapped[str] = mapped_column(String(255))
     seda_version: Mapped[str] = mapped_column(String(8))
@@ -71,7 +55,7 @@ class PastellChunkSession(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     security_hash: Mapped[str] = mapped_column(String(64))
-    account_id: Mapped[str] = mapped_column(String(36))
+    account_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     message_id: Mapped[str] = mapped_column(String(36), index=True)
     number_of_chunks: Mapped[int | None]
     next_index: Mapped[int] = mapped_column(Integer, default=1)

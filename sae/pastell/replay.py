@@ -2,8 +2,9 @@
 
 None changes what a rebuild restores. A transfer Pastell sent is archived by the ingest, whose
 own events (``ingest.accepted``/``ingest.rejected``) rebuild it; the mailbox of Pastell's
-ACKs and ATRs and its accounts are not rebuilt (an account's secret never reaches the journal:
-after a rebuild each connector is given a new password, ``sae pastell-account create``).
+ACKs and ATRs is not rebuilt. (Pastell accounts are service accounts of ``sae.auth.accounts``,
+journaled as ``auth.user_created`` and not rebuilt either: their secret never reaches the
+journal.)
 These events stay in the journal as evidence of what Pastell sent, by whom, and when.
 """
 
@@ -11,11 +12,6 @@ from __future__ import annotations
 
 from sae.recovery.replay import changes_no_state
 
-changes_no_state(
-    "pastell.account_created",
-    "Pastell accounts are not rebuilt (their secret never reaches the journal): give each "
-    "connector a new password after a rebuild",
-)
 changes_no_state(
     "pastell.received",
     "evidence of a receipt; the transfer itself is rebuilt from the ingest's events",

@@ -39,12 +39,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 import seda
+from sae.auth import accounts
+from sae.auth.errors import InvalidCredentials
+from sae.auth.models import User
 from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import ArchiveUnit
 from sae.db import new_id, utcnow
@@ -61,7 +62,7 @@ from sae.pastell.errors import (
     PastellTooLarge,
     PastellUnauthorized,
 )
-from sae.pastell.models import PastellAccount, PastellChunkSession, PastellMessage
+from sae.pastell.models import PastellChunkSession, PastellMessage
 from sae.runtime import Runtime
 
 log = logging.getLogger("sae.pastell")
@@ -73,9 +74,6 @@ RECLAIM_AFTER = timedelta(minutes=30)
 #: sent, and the ingest refuses it unless the referential has a rule of that id.
 ACCESS_CODES_10 = {"AR038": "ACC-00001"}
 _COPY = 1024 * 1024
-_HASHER = PasswordHasher()  # argon2id, the library's defaults (RFC 9106 low-memory profile)
-#: Verified against when the login is unknown, so that timing tells no login from another.
-_DUMMY_HASH = _HASHER.hash(secrets.token_hex(32))
 
 
 # --- accounts ------------------------------------------------------------------------------
@@ -94,64 +92,51 @@ def create_account(
     password: str | None = None,
     label: str = "",
     actor: Principal = SYSTEM,
-) -> tuple[PastellAccount, str]:
-    """A Pastell account (a depositor for ``producers``). Returns it and the password to type
-    in Pastell's connector: ``password`` when given, else a random one (shown once)."""
-    login = login.strip()
-    if not login or ":" in login or len(login) > 128:
-        raise PastellBadMessage("a login is 1 to 128 characters, without ':'")
+) -> tuple[User, str]:
+    """A Pastell account: a service account of role depositor for ``producers``, whose stored
+    secret is argon2id of what the connector sends (:func:`pastell_secret` of the password).
+    Returns it and the password to type in Pastell's connector: ``password`` when given, else
+    a random one (shown once). Journaled by ``sae.auth.accounts`` (``auth.user_created``)."""
     if not producers:
         raise PastellBadMessage("a Pastell account deposits for at least one producer")
-    if session.scalar(select(PastellAccount.id).where(PastellAccount.login == login)):
-        raise PastellBadMessage(f"the login {login!r} is taken")
     password = password or secrets.token_urlsafe(24)
-    account = PastellAccount(
-        id=new_id(),
-        login=login,
-        secret_hash=_HASHER.hash(pastell_secret(password)),
-        producers=sorted(set(producers)),
-        label=label,
-    )
-    session.add(account)
-    session.flush()
-    append_event(
+    user = accounts.create_user(
         session,
-        type="pastell.account_created",
-        actor=actor.actor,
-        payload={
-            "account_id": account.id,
-            "login": login,
-            "producers": account.producers,
-            "label": label,
-        },
+        login=login,
+        role="depositor",
+        producers=producers,
+        kind="service",
+        password=pastell_secret(password),
+        display_name=label or f"Pastell {login}",
+        actor=actor,
     )
-    return account, password
+    return user, password
 
 
-def principal_of(account: PastellAccount) -> Principal:
-    """The depositor a Pastell account acts as (named ``pastell:<login>`` in the journal)."""
+def principal_of(account: User) -> Principal:
+    """The depositor a Pastell account acts as. A Pastell call has no token: the account's id
+    stands for one (``transfers.submitted_by``, the journal's actor)."""
     return Principal(
         token_id=account.id,
-        role="depositor",
+        role=account.role,
         producers=tuple(account.producers),
         label=f"pastell:{account.login}",
+        user_id=account.id,
+        login=account.login,
     )
 
 
-def authenticate(session: Session, login: str, secret: str) -> tuple[PastellAccount, Principal]:
-    """The account whose login and secret (the hex SHA-256 Pastell sends) match."""
-    account = session.scalar(
-        select(PastellAccount).where(
-            PastellAccount.login == login, PastellAccount.revoked_at.is_(None)
-        )
-    )
+def authenticate(session: Session, login: str, secret: str) -> tuple[User, Principal]:
+    """The Pastell account whose login and secret (the hex SHA-256 Pastell sends) match: an
+    enabled local service account of role depositor (a person's account never signs in with
+    Pastell's unsalted scheme)."""
     try:
-        _HASHER.verify(account.secret_hash if account else _DUMMY_HASH, secret)
-    except (VerificationError, InvalidHashError):
-        account = None
-    if account is None:
-        raise PastellUnauthorized("unknown login or wrong password")
-    return account, principal_of(account)
+        user = accounts.verify_password(session, login, secret)
+    except InvalidCredentials:
+        raise PastellUnauthorized("unknown login or wrong password") from None
+    if user.kind != "service" or user.role != "depositor":
+        raise PastellUnauthorized("this account is not a Pastell (service, depositor) account")
+    return user, principal_of(user)
 
 
 # --- receipt -------------------------------------------------------------------------------
@@ -293,7 +278,7 @@ def _remove_upload(runtime: Runtime, name: str | None) -> None:
 
 def receive(
     runtime: Runtime,
-    account: PastellAccount,
+    account: User,
     bordereau: bytes,
     attachments: IO[bytes] | None,
     *,
@@ -384,7 +369,7 @@ def receive(
     return Received(message_id, status, header.identifier, session_id, security)
 
 
-def _journal_received(session: Session, account: PastellAccount, message: PastellMessage) -> None:
+def _journal_received(session: Session, account: User, message: PastellMessage) -> None:
     append_event(
         session,
         type="pastell.received",
@@ -411,7 +396,7 @@ class Chunk:
     chunk_index: int
 
 
-def receive_chunk(runtime: Runtime, account: PastellAccount, chunk: Chunk, data: IO[bytes]) -> bool:
+def receive_chunk(runtime: Runtime, account: User, chunk: Chunk, data: IO[bytes]) -> bool:
     """Append one chunk of a chunked upload; True when it was the last one.
 
     Refused (``PastellChunkRefused``, nothing appended): an unknown session, a session of
@@ -482,9 +467,7 @@ def receive_chunk(runtime: Runtime, account: PastellAccount, chunk: Chunk, data:
 # --- replies -------------------------------------------------------------------------------
 
 
-def reply(
-    runtime: Runtime, account: PastellAccount, kind: str, agency: str, identifier: str
-) -> bytes:
+def reply(runtime: Runtime, account: User, kind: str, agency: str, identifier: str) -> bytes:
     """The ACK (``Acknowledgement``) or ATR (``ArchiveTransferReply``) of the account's
     transfer (agency, identifier): ``PastellNotFound`` for a transfer of another account or
     none, ``PastellNotReady`` while it is not final."""
@@ -643,9 +626,7 @@ def _build_sip(runtime: Runtime, message: PastellMessage, target: Path) -> None:
         raise _Refused([_fault(f) for f in error.faults]) from None
 
 
-def _already_ingested(
-    session: Session, message: PastellMessage, account: PastellAccount
-) -> str | None:
+def _already_ingested(session: Session, message: PastellMessage, account: User) -> str | None:
     """The transfer a previous run of this message committed before its process died."""
     return session.scalar(
         select(Transfer.id).where(
@@ -664,7 +645,7 @@ def process(runtime: Runtime, message_id: str) -> str | None:
     with runtime.sessions() as session:
         message = session.get(PastellMessage, message_id)
         assert message is not None
-        account = session.get(PastellAccount, message.account_id)
+        account = session.get(User, message.account_id)
         assert account is not None
         session.expunge_all()
     principal = principal_of(account)
@@ -697,7 +678,7 @@ def refuse(runtime: Runtime, message_id: str, faults: list[dict[str, str | None]
     with runtime.sessions() as session:
         message = session.get(PastellMessage, message_id)
         assert message is not None
-        account = session.get(PastellAccount, message.account_id)
+        account = session.get(User, message.account_id)
         assert account is not None
         principal = principal_of(account)
     _finish(runtime, message_id, None, faults, principal)

@@ -16,10 +16,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 import seda
+from sae.auth.models import User
 from sae.db import utcnow
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
-from sae.pastell.models import PastellAccount, PastellChunkSession, PastellMessage
+from sae.pastell.models import PastellChunkSession, PastellMessage
 from tests.pastell.client import Answer, PastellClient
 from tests.pastell.conftest import Server
 from tests.pastell.samples import bordereau, hostile, targz
@@ -122,9 +123,7 @@ def test_ping_versions_and_credentials(accounts: Server) -> None:
     unknown = PastellClient(accounts.url, "personne", PASSWORD)
     assert unknown.versions().status == 401
     with Session(accounts.database.engine) as session:
-        stored = session.scalar(
-            select(PastellAccount.secret_hash).where(PastellAccount.login == "commune-1")
-        )
+        stored = session.scalar(select(User.password_hash).where(User.login == "commune-1"))
     assert stored is not None
     assert stored.startswith("$argon2id$")
     assert hashlib.sha256(PASSWORD.encode()).hexdigest() not in stored

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
+from sae.auth.models import User
 from sae.config import Settings
 from sae.db import transaction, utcnow
 from sae.ingest.models import Transfer
 from sae.pastell import service
-from sae.pastell.models import PastellAccount, PastellMessage
+from sae.pastell.models import PastellMessage
 from sae.pastell.worker import run_once
 from sae.runtime import Runtime
 from tests.pastell.samples import bordereau, targz
@@ -20,7 +21,7 @@ from tests.pastell.samples import bordereau, targz
 FILES = {"acte.pdf": b"%PDF-1.4 acte"}
 
 
-def _account(runtime: Runtime) -> PastellAccount:
+def _account(runtime: Runtime) -> User:
     with transaction(runtime.sessions) as session:
         account, _ = service.create_account(
             session, login="commune-1", producers=["COMMUNE-1"], password="x" * 16

@@ -1,13 +1,13 @@
-"""pastell: accounts of Pastell connectors, the transfers they sent, chunked uploads
+"""pastell: the transfers Pastell's connectors sent, chunked uploads
 
 Revision ID: 0022_pastell
-Revises: 0015_fulltext
+Revises: 0016_accounts
 Create Date: 2026-12-06
 
 Pastell's as@lae connector deposits through ``$SAE_PASTELL_PREFIX`` (docs/pastell.md):
-``pastell_accounts`` (argon2id of the secret Pastell sends), ``pastell_messages`` (each transfer
-received, its upload on disk, its ACK and ATR; also the queue of the worker that ingests them),
-``pastell_chunk_sessions`` (chunked uploads under way). The tables start empty.
+``pastell_messages`` (each transfer received, its upload on disk, its ACK and ATR; also the
+queue of the worker that ingests them) and ``pastell_chunk_sessions`` (chunked uploads under
+way), both bound to the service account (``users``) that sent them. The tables start empty.
 """
 
 from __future__ import annotations
@@ -20,24 +20,12 @@ from alembic import op
 import sae.db
 
 revision: str = "0022_pastell"
-down_revision: str | Sequence[str] | None = "0015_fulltext"
+down_revision: str | Sequence[str] | None = "0016_accounts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "pastell_accounts",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("login", sa.String(length=128), nullable=False),
-        sa.Column("secret_hash", sa.String(length=255), nullable=False),
-        sa.Column("producers", sa.JSON(), nullable=False),
-        sa.Column("label", sa.String(length=255), nullable=False),
-        sa.Column("created_at", sae.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", sae.db.UTCDateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_pastell_accounts")),
-        sa.UniqueConstraint("login", name=op.f("uq_pastell_accounts_login")),
-    )
     op.create_table(
         "pastell_chunk_sessions",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -49,6 +37,11 @@ def upgrade() -> None:
         sa.Column("received_bytes", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sae.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sae.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["users.id"],
+            name=op.f("fk_pastell_chunk_sessions_account_id_users"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pastell_chunk_sessions")),
     )
     op.create_index(
@@ -76,6 +69,9 @@ def upgrade() -> None:
         sa.Column("transfer_id", sa.String(length=36), nullable=True),
         sa.Column("ack", sa.LargeBinary(), nullable=True),
         sa.Column("atr", sa.LargeBinary(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["users.id"], name=op.f("fk_pastell_messages_account_id_users")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pastell_messages")),
         sa.UniqueConstraint(
             "account_id",
@@ -100,4 +96,3 @@ def downgrade() -> None:
         op.f("ix_pastell_chunk_sessions_message_id"), table_name="pastell_chunk_sessions"
     )
     op.drop_table("pastell_chunk_sessions")
-    op.drop_table("pastell_accounts")
