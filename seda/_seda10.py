@@ -37,7 +37,6 @@ from ._errors import (
     Fault,
     FaultCodes,
     SchemaInvalid,
-    SchemaUnavailable,
     StructureInvalid,
     UnexpectedMessage,
     WriteError,
@@ -59,6 +58,7 @@ from ._model import (
 from ._parser import safe_parse
 from ._versions import SedaVersion
 from ._writer import clean_text, clean_token, format_datetime
+from ._xsd import compile_schema
 
 __all__ = [
     "SEDA10_NAMESPACE",
@@ -108,13 +108,7 @@ class Seda10Transfer:
 def _schema() -> etree.XMLSchema:
     global _SCHEMA
     if _SCHEMA is None:
-        try:
-            parser = etree.XMLParser(resolve_entities=False, no_network=True)
-            _SCHEMA = etree.XMLSchema(etree.parse(str(_XSD), parser))
-        except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as error:
-            raise SchemaUnavailable(
-                faults=[Fault(FaultCodes.XSD_UNAVAILABLE, f"cannot load {_XSD}: {error}")]
-            ) from None
+        _SCHEMA = compile_schema(_XSD)
     return _SCHEMA
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import seda
@@ -359,7 +360,15 @@ def receive(
                 message.status = "received"
                 message.ack = _ack(message, _archival_agency(bordereau, header.version))
                 _journal_received(session, account, message)
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:
+                # The same transfer sent twice at once: the other request recorded it first.
+                session.rollback()
+                upload_path.unlink(missing_ok=True)
+                raise PastellBadMessage(
+                    f"the transfer {header.identifier!r} is being received by another request"
+                ) from None
             status = message.status
             message_id = message.id
     except BaseException:
