@@ -49,6 +49,7 @@ from sae.auth.errors import InvalidCredentials
 from sae.auth.models import User
 from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import ArchiveUnit
+from sae.config import Settings
 from sae.db import new_id, utcnow
 from sae.errors import SAEError
 from sae.ingest.deposit import ingest_and_commit
@@ -295,11 +296,12 @@ def receive(
         if existing is not None and existing.status in ("received", "processing", "done"):
             if existing.status != "done" or _accepted(session, existing):
                 # The same transfer sent again (Pastell's "Verser au SAE" clicked twice, a
-                # retried job): the same answer, nothing stored twice.
+                # retried job): the same answer, nothing stored twice. Sent in chunks, it gets
+                # a session whose chunks are checked and answered as usual, then dropped.
                 if chunked:
-                    raise PastellBadMessage(
-                        f"the transfer {header.identifier!r} was already received in full"
-                    )
+                    again = _open_session(session, settings, account, existing)
+                    session.commit()
+                    return Received(existing.id, existing.status, header.identifier, *again)
                 return Received(existing.id, existing.status, header.identifier)
     upload_name, upload_path = _new_upload(runtime)
     size = 0
@@ -340,22 +342,12 @@ def receive(
             message.bordereau_sha256 = hashlib.sha256(bordereau).hexdigest()
             message.attachments = upload_name
             message.attachments_bytes = size
-            session_id = security = None
+            session_id: str | None = None
+            security: str | None = None
             if chunked:
                 message.status = "chunking"
                 message.ack = None
-                session_id = secrets.token_urlsafe(24)
-                security = secrets.token_urlsafe(24)
-                session.add(
-                    PastellChunkSession(
-                        id=session_id,
-                        security_hash=hashlib.sha256(security.encode()).hexdigest(),
-                        account_id=account.id,
-                        message_id=message.id,
-                        expires_at=utcnow()
-                        + timedelta(seconds=settings.pastell_chunk_idle_seconds),
-                    )
-                )
+                session_id, security = _open_session(session, settings, account, message)
             else:
                 message.status = "received"
                 message.ack = _ack(message, _archival_agency(bordereau, header.version))
@@ -376,6 +368,25 @@ def receive(
         raise
     _remove_upload(runtime, old_upload)
     return Received(message_id, status, header.identifier, session_id, security)
+
+
+def _open_session(
+    session: Session, settings: Settings, account: User, message: PastellMessage
+) -> tuple[str, str]:
+    """A chunk session for ``message``: its identifier and security identifier (random, 192
+    bits each; only the security one's SHA-256 is stored)."""
+    session_id = secrets.token_urlsafe(24)
+    security = secrets.token_urlsafe(24)
+    session.add(
+        PastellChunkSession(
+            id=session_id,
+            security_hash=hashlib.sha256(security.encode()).hexdigest(),
+            account_id=account.id,
+            message_id=message.id,
+            expires_at=utcnow() + timedelta(seconds=settings.pastell_chunk_idle_seconds),
+        )
+    )
+    return session_id, security
 
 
 def _journal_received(session: Session, account: User, message: PastellMessage) -> None:
@@ -462,7 +473,9 @@ def receive_chunk(runtime: Runtime, account: User, chunk: Chunk, data: IO[bytes]
         chunks.received_bytes += written
         chunks.expires_at = utcnow() + timedelta(seconds=settings.pastell_chunk_idle_seconds)
         last = chunk.chunk_index == chunk.number_of_chunks
-        if last:
+        if last and message.status != "chunking":
+            session.delete(chunks)
+        elif last:
             message.status = "received"
             message.attachments_bytes = chunks.received_bytes
             message.received_at = utcnow()
@@ -561,6 +574,32 @@ def expire_chunk_sessions(runtime: Runtime) -> int:
     for name in names:
         _remove_upload(runtime, name)
     return len(expired)
+
+
+#: An upload no message names (its process died between writing it and recording it) is
+#: removed once this old.
+ORPHAN_AFTER = timedelta(days=1)
+
+
+def sweep_orphan_uploads(runtime: Runtime) -> int:
+    """Remove uploads no message names, once a day old; how many."""
+    folder = uploads_dir(runtime)
+    with runtime.sessions() as session:
+        named = set(
+            session.scalars(
+                select(PastellMessage.attachments).where(PastellMessage.attachments.is_not(None))
+            )
+        )
+    cutoff = (utcnow() - ORPHAN_AFTER).timestamp()
+    removed = 0
+    for path in folder.glob("*.upload"):
+        try:
+            if path.name not in named and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _manifest(message: PastellMessage) -> bytes:

@@ -64,6 +64,7 @@ class PastellWorker:
 def run_once(runtime: Runtime, stop: threading.Event | None = None) -> int:
     """Ingest every pending message this process can claim; how many were processed."""
     service.expire_chunk_sessions(runtime)
+    service.sweep_orphan_uploads(runtime)
     done = 0
     for message_id in service.pending(runtime):
         if stop is not None and stop.is_set():

@@ -219,6 +219,11 @@ def test_a_chunked_upload_as_pastell_4_1_8_sends_it(accounts: Server) -> None:
         _wait(lambda: client.atr(AGENCY, "TR-CHUNKED")), "2.2"
     )
     assert accepted, comments
+    # Sent again in chunks (a retried "send-archive"): every call answered, nothing stored twice.
+    for answer in client.send(data, targz(files), "1a2b.yml_sae_archive_0"):
+        _truthy_json(answer)
+    assert _count(accounts, Transfer, Transfer.message_identifier == "TR-CHUNKED") == 1
+    assert _pastell_reads_atr(client.atr(AGENCY, "TR-CHUNKED"), "2.2")[0]
     with Session(accounts.database.engine) as session:
         message_id = session.scalar(
             select(PastellMessage.id).where(PastellMessage.transfer_identifier == "TR-CHUNKED")

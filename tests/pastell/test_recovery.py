@@ -107,3 +107,25 @@ def test_an_ingest_interrupted_after_its_commit_is_not_done_twice(settings: Sett
         assert _transfers(runtime, "TR-TWICE") == 1
     finally:
         runtime.close()
+
+
+def test_an_upload_left_unrecorded_by_a_dead_process_is_removed_a_day_later(
+    settings: Settings,
+) -> None:
+    import os
+    import time
+
+    runtime = Runtime.open(settings)
+    try:
+        folder = service.uploads_dir(runtime)
+        old = folder / "0123456789abcdef0123456789abcdef.upload"
+        fresh = folder / "fedcba9876543210fedcba9876543210.upload"
+        old.write_bytes(b"x")
+        fresh.write_bytes(b"y")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(old, (two_days_ago, two_days_ago))
+        run_once(runtime)
+        assert not old.exists()
+        assert fresh.exists()  # it may be an upload being recorded right now
+    finally:
+        runtime.close()
