@@ -447,27 +447,34 @@ def receive_chunk(runtime: Runtime, account: User, chunk: Chunk, data: IO[bytes]
                 f"chunk {chunk.chunk_index} received, chunk {chunks.next_index} expected"
             )
         message = session.get(PastellMessage, chunks.message_id)
-        if message is None or message.status != "chunking" or message.attachments is None:
+        if message is None or (message.status == "chunking" and message.attachments is None):
             raise PastellChunkRefused("this chunk session is closed")
-        path = uploads_dir(runtime) / message.attachments
         limit = min(
             settings.pastell_chunk_max_bytes, settings.max_sip_bytes - chunks.received_bytes
         )
+        too_large = PastellChunkRefused(
+            f"chunk larger than {settings.pastell_chunk_max_bytes} bytes, or the "
+            f"upload larger than {settings.max_sip_bytes}"
+        )
         written = 0
-        with path.open("r+b") as out:
-            out.seek(chunks.received_bytes)
-            out.truncate()  # what a failed earlier attempt at this chunk may have left
+        if message.status != "chunking":  # a transfer received already, sent again: dropped
             while block := data.read(_COPY):
                 written += len(block)
                 if written > limit:
-                    out.truncate(chunks.received_bytes)
-                    raise PastellChunkRefused(
-                        f"chunk larger than {settings.pastell_chunk_max_bytes} bytes, or the "
-                        f"upload larger than {settings.max_sip_bytes}"
-                    )
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
+                    raise too_large
+        else:
+            path = uploads_dir(runtime) / str(message.attachments)
+            with path.open("r+b") as out:
+                out.seek(chunks.received_bytes)
+                out.truncate()  # what a failed earlier attempt at this chunk may have left
+                while block := data.read(_COPY):
+                    written += len(block)
+                    if written > limit:
+                        out.truncate(chunks.received_bytes)
+                        raise too_large
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
         chunks.number_of_chunks = chunk.number_of_chunks
         chunks.next_index += 1
         chunks.received_bytes += written
