@@ -216,6 +216,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(api_router())
+    from sae.pastell.api import CollapseSlashes
+    from sae.pastell.api import router as pastell_router
+
+    # Pastell's as@lae connector (docs/pastell.md), where its URL points (/restservices).
+    pastell_prefix = (runtime.settings if runtime else settings or get_settings()).pastell_prefix
+    app.include_router(pastell_router, prefix=pastell_prefix)
+    app.add_middleware(CollapseSlashes, prefix=pastell_prefix)
     from sae.console import console_router  # the web console: /console, and / redirects there
 
     app.include_router(console_router)

@@ -40,6 +40,7 @@ from sae.storage.offers import OfferSet
 
 if TYPE_CHECKING:  # the runtime holds the sealer: imported for its type only
     from sae.alerts.worker import AlertWorker
+    from sae.pastell.worker import PastellWorker
     from sae.runtime import Runtime
 
 log = logging.getLogger("sae.journal")
@@ -371,8 +372,10 @@ class Background:
     sealer: Sealer
     auditor: Auditor
     alerts: AlertWorker
+    pastell: PastellWorker
 
     def stop(self) -> None:
+        self.pastell.stop()
         self.alerts.stop()
         self.auditor.stop()
         self.sealer.stop()
@@ -400,7 +403,13 @@ def start_background(runtime: Runtime) -> Background:
     # Alerts are detected and sent here, in the background, never on a request's path.
     alerts = AlertWorker(runtime.sessions, runtime.settings, runtime.offer_set)
     alerts.start()
-    return Background(sealer, auditor, alerts)
+    from sae.pastell.worker import PastellWorker
+
+    # What Pastell sent is ingested here, after its 200 (docs/pastell.md).
+    pastell = PastellWorker(runtime)
+    runtime.pastell_worker = pastell
+    pastell.start()
+    return Background(sealer, auditor, alerts, pastell)
 
 
 def run_worker(runtime: Runtime, stop: threading.Event) -> None:

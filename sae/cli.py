@@ -23,6 +23,7 @@ from sae.auth.sso_cli import directory_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.migrate_cli import migrate_app, migrate_db_command
+from sae.pastell.cli import pastell_app
 from sae.recovery.cli import backup_command, drill_command, rebuild_command, restore_command
 from sae.retention.cli import retention_app
 from sae.storage.cli import audit_command, fsck_command
@@ -56,6 +57,7 @@ app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 app.add_typer(migrate_app, name="migrate")
 app.command("migrate-db")(migrate_db_command)
+app.add_typer(pastell_app, name="pastell-account")
 
 console = make_console(stderr=True)
 

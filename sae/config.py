@@ -118,6 +118,23 @@ class Settings(BaseSettings):
     max_uncompressed_bytes: int = Field(default=50 * 1024**3, gt=0)
     max_compression_ratio: float = Field(default=200.0, gt=1)
     max_manifest_bytes: int = Field(default=64 * 1024**2, gt=0)
+    # Pastell's as@lae connector (docs/pastell.md).
+    pastell_prefix: str = Field(
+        default="/restservices",
+        description="Where the Pastell-compatible routes are served (the connector's URL path).",
+    )
+    pastell_chunk_max_bytes: int = Field(
+        default=16 * 1024**2, gt=0, description="Largest chunk of a chunked Pastell upload."
+    )
+    pastell_chunk_max_count: int = Field(
+        default=20_000, gt=0, description="Most chunks in one chunked Pastell upload."
+    )
+    pastell_chunk_idle_seconds: int = Field(
+        default=3600, gt=0, description="A chunked upload expires this long after its last chunk."
+    )
+    pastell_retry_seconds: int = Field(
+        default=60, gt=0, description="How often the Pastell worker looks for pending transfers."
+    )
     ingest_threads: int = Field(
         default=2,
         ge=1,
@@ -363,6 +380,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("pastell_prefix")
+    @classmethod
+    def _pastell_prefix(cls, value: str) -> str:
+        value = "/" + value.strip().strip("/")
+        if value == "/" or any(not part for part in value[1:].split("/")):
+            raise ValueError("SAE_PASTELL_PREFIX must be a path such as /restservices")
+        return value
 
     @field_validator("database_url")
     @classmethod

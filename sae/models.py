@@ -7,6 +7,7 @@ from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
 from sae.leases import Lease
+from sae.pastell.models import PastellChunkSession, PastellMessage
 from sae.retention.models import Rule
 from sae.storage.models import MetadataCopy, ObjectCopy
 
@@ -22,6 +23,8 @@ __all__ = [
     "Lease",
     "MetadataCopy",
     "ObjectCopy",
+    "PastellChunkSession",
+    "PastellMessage",
     "Rule",
     "SignInFailure",
     "Transfer",

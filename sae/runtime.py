@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # both build on the runtime: imported for their types only
     from sae.ingest.deposit import GroupCommit
     from sae.journal.tails import TailWriter
     from sae.journal.witnessing import WitnessSet
+    from sae.pastell.worker import PastellWorker
 
 log = logging.getLogger("sae.runtime")
 
@@ -74,6 +75,8 @@ class Runtime:
     group_commit: GroupCommit | None = None
     #: The background sealer of a server process; a process without one seals after a deposit.
     sealer: Sealer | None = None
+    #: The background ingest of what Pastell sent (``sae.pastell.worker``), poked on receipt.
+    pastell_worker: PastellWorker | None = None
     #: Puts a deposit's journal leaves on every offer before its 201, created by the first.
     tail_writer: TailWriter | None = None
     #: The witnesses of ``SAE_WITNESSES_FILE`` (None: heads are not witnessed).

@@ -1,4 +1,5 @@
-"""SEDA 2.1 / 2.2 / 2.3 messages: hardened parsing, a typed model, reading, validation, writing.
+"""SEDA 2.1 / 2.2 / 2.3 messages: hardened parsing, a typed model, reading, validation, writing
+(and SEDA 1.0 transfers, read into the same model, with their replies).
 
 A stand-alone library (it imports nothing from ``sae``)::
 
@@ -18,7 +19,10 @@ schemas ship inside the package, in :data:`BUNDLED_XSD_DIR`. Writing (pure
 functions, model in, bytes out): :func:`write_archive_transfer_reply`,
 :func:`write_archive_transfer` (outgoing), :func:`write_archive_delivery_request_reply` (DIP),
 :func:`write_archive_destruction_notification`, :func:`write_acknowledgement`. XML: the only
-parser the project may use is :func:`safe_parse`.
+parser the project may use is :func:`safe_parse`. SEDA 1.0 (Pastell):
+:func:`read_transfer_v10`, :func:`write_acknowledgement_v10`,
+:func:`write_archive_transfer_reply_v10`; a transfer's ``.tar.gz``/``.zip`` attachments:
+:func:`iter_attachments`.
 
 Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is the first code)::
 
@@ -37,6 +41,7 @@ Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is t
      └── WriteError                   seda.write_invalid
 """
 
+from ._attachments import AttachmentLimits, attachments_format, iter_attachments
 from ._errors import (
     Fault,
     FaultCodes,
@@ -84,6 +89,15 @@ from ._model import (
 )
 from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, safe_parse
 from ._reader import read_transfer, read_transfer_reply
+from ._seda10 import (
+    SEDA10_NAMESPACE,
+    Seda10Transfer,
+    digest_algorithm_name,
+    read_transfer_v10,
+    validate_v10,
+    write_acknowledgement_v10,
+    write_archive_transfer_reply_v10,
+)
 from ._validate import TOLERANCES, Tolerance, TransferReport, validate_message, validate_transfer
 from ._versions import SedaVersion, version_from_namespace
 from ._writer import (
@@ -96,6 +110,16 @@ from ._writer import (
 from ._xsd import BUNDLED_XSD_DIR, MESSAGE_ROOTS, XsdValidator
 
 __all__ = [
+    "SEDA10_NAMESPACE",
+    "AttachmentLimits",
+    "Seda10Transfer",
+    "attachments_format",
+    "digest_algorithm_name",
+    "iter_attachments",
+    "read_transfer_v10",
+    "validate_v10",
+    "write_acknowledgement_v10",
+    "write_archive_transfer_reply_v10",
     "BUNDLED_XSD_DIR",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",

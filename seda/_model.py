@@ -413,6 +413,9 @@ class ReplyUnit:
     sip_id: str
     system_id: str
     title: str | None = None
+    #: Written as ``Content/ArchivalAgencyArchiveUnitIdentifier`` when set (Pastell reads the
+    #: archive's identifier of the transfer there).
+    archival_agency_identifier: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

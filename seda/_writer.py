@@ -243,6 +243,7 @@ def _reply_unit(doc: _Doc, parent: etree._Element, unit: ReplyUnit) -> None:
     if unit.title:
         doc.add(content, "Title", unit.title)
     doc.token(content, "SystemId", unit.system_id)
+    doc.token(content, "ArchivalAgencyArchiveUnitIdentifier", unit.archival_agency_identifier)
 
 
 def write_archive_transfer_reply(reply: ArchiveTransferReply) -> bytes:

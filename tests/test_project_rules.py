@@ -96,6 +96,14 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.retention.execution._release": (UNIT_OF_WORK, "disposal execution: release it"),
     "sae.retention.execution._journal_refusal": (UNIT_OF_WORK, "the refusal outlives it"),
     "sae.retention.execution._finish": (UNIT_OF_WORK, "disposal execution: the certificate"),
+    # Pastell: its 200 only once the upload is on disk and recorded; the worker's claims.
+    "sae.pastell.service.receive": (UNIT_OF_WORK, "a Pastell upload, recorded before its 200"),
+    "sae.pastell.service.receive_chunk": (UNIT_OF_WORK, "a chunk, recorded before its 200"),
+    "sae.pastell.service.claim": (UNIT_OF_WORK, "Pastell worker: claim a message"),
+    "sae.pastell.service._release": (UNIT_OF_WORK, "Pastell worker: leave it for a retry"),
+    "sae.pastell.service._finish": (UNIT_OF_WORK, "Pastell worker: the ATR, once ingested"),
+    "sae.pastell.service.expire_chunk_sessions": (UNIT_OF_WORK, "expired chunk sessions"),
+    "sae.pastell.worker._after_failure": (UNIT_OF_WORK, "Pastell worker: retry after a bug"),
     # Authentication: a token's last use, written after the check, skipped when the database
     # is busy (a request is never held up or refused for it).
     "sae.auth.service.authenticate_and_record": (UNIT_OF_WORK, "a token's last use, best effort"),

@@ -114,7 +114,12 @@ def catalogue_rows(
                 size=item.size,
                 sha512=item.sha512,
                 declared_digest=(bdo.message_digest or "").strip(),
-                declared_algorithm=bdo.digest_algorithm,
+                # By its SEDA name: Pastell's xmlenc URIs (…#sha256) are longer than the column.
+                declared_algorithm=(
+                    seda.digest_algorithm_name(bdo.digest_algorithm)
+                    if bdo.digest_algorithm
+                    else None
+                ),
                 mime_type=item.mime_type,
                 declared_mime_type=fmt.mime_type if fmt else None,
                 declared_format_id=fmt.format_id if fmt else None,

@@ -267,6 +267,8 @@ EVENT_TYPE = {
     "integrity.failed": "Copie altérée détectée",
     "integrity.no_healthy_copy": "Aucune copie saine",
     "auth.token_created": "Jeton d'accès créé",
+    "pastell.received": "Transfert reçu de Pastell",
+    "pastell.rejected": "Transfert de Pastell refusé avant son entrée",
     "auth.token_revoked": "Jeton d'accès révoqué",
     "auth.user_created": "Compte créé",
     "auth.user_updated": "Compte modifié",

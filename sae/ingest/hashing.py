@@ -22,6 +22,12 @@ ALGORITHMS = {
     "SHA512": "sha512",
     "SHA3-256": "sha3_256",
     "SHA3-512": "sha3_512",
+    # XML-Encryption / XML-DSig URIs, as Pastell's SEDA 2.1 bordereaux and as@lae name them
+    # (looked up in upper case, like the names above).
+    "HTTP://WWW.W3.ORG/2000/09/XMLDSIG#SHA1": "sha1",
+    "HTTP://WWW.W3.ORG/2001/04/XMLENC#SHA256": "sha256",
+    "HTTP://WWW.W3.ORG/2001/04/XMLDSIG-MORE#SHA384": "sha384",
+    "HTTP://WWW.W3.ORG/2001/04/XMLENC#SHA512": "sha512",
 }
 
 

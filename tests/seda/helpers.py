@@ -47,22 +47,32 @@ NS = {
 }
 
 
-def manifest(version: str = "2.2", *, units: str | None = None, objects: str = "",
-             management: str = "", root: str = "ArchiveTransfer",
-             namespace: str | None = None) -> bytes:
+def manifest(
+    version: str = "2.2",
+    *,
+    units: str | None = None,
+    objects: str = "",
+    management: str = "",
+    root: str = "ArchiveTransfer",
+    namespace: str | None = None,
+) -> bytes:
     """A small ArchiveTransfer; ``units`` is the DescriptiveMetadata content."""
     ns = namespace or NS[version]
     if units is None:
-        units = ('<ArchiveUnit id="AU1"><Content><DescriptionLevel>Item</DescriptionLevel>'
-                 "<Title>Délibération</Title></Content>"
-                 '<DataObjectReference><DataObjectGroupReferenceId>G1</DataObjectGroupReferenceId>'
-                 "</DataObjectReference></ArchiveUnit>")
+        units = (
+            '<ArchiveUnit id="AU1"><Content><DescriptionLevel>Item</DescriptionLevel>'
+            "<Title>Délibération</Title></Content>"
+            "<DataObjectReference><DataObjectGroupReferenceId>G1</DataObjectGroupReferenceId>"
+            "</DataObjectReference></ArchiveUnit>"
+        )
         if not objects:
-            objects = ('<DataObjectGroup id="G1"><BinaryDataObject id="BDO1">'
-                       "<DataObjectVersion>BinaryMaster_1</DataObjectVersion>"
-                       "<Uri>Content/a.pdf</Uri>"
-                       '<MessageDigest algorithm="SHA-512">abcd</MessageDigest>'
-                       "<Size>4</Size></BinaryDataObject></DataObjectGroup>")
+            objects = (
+                '<DataObjectGroup id="G1"><BinaryDataObject id="BDO1">'
+                "<DataObjectVersion>BinaryMaster_1</DataObjectVersion>"
+                "<Uri>Content/a.pdf</Uri>"
+                '<MessageDigest algorithm="SHA-512">abcd</MessageDigest>'
+                "<Size>4</Size></BinaryDataObject></DataObjectGroup>"
+            )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <{root} xmlns="{ns}">
   <Comment>test</Comment>

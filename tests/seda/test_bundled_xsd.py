@@ -42,3 +42,18 @@ def test_validating_against_the_bundled_schemas(version: str) -> None:
     bogus = manifest(version, units=units)
     report = seda.validate_transfer(bogus, xsd_dir=seda.BUNDLED_XSD_DIR)
     assert any(f.code == "xsd.invalid" and "Bogus" in f.message for f in report.errors)
+
+
+def test_the_bundled_seda_1_0_schemas_are_the_reference_copies(xsd_dir: Path) -> None:
+    """SEDA 1.0 (read for Pastell) ships too, byte for byte the reference copy."""
+
+    def digests(folder: Path) -> dict[str, str]:
+        return {
+            str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*.xsd"))
+        }
+
+    bundled = digests(seda.BUNDLED_XSD_DIR / "1.0")
+    assert "seda_v1-0.xsd" in bundled
+    assert "v10/seda_v1-0_archivetransfer.xsd" in bundled
+    assert bundled == digests(xsd_dir / "1.0")

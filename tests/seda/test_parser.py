@@ -15,21 +15,34 @@ BILLION_LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
     + b"".join(
         b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
-        for i in range(1, 10))
-    + b"]><lolz>&lol9;</lolz>")
+        for i in range(1, 10)
+    )
+    + b"]><lolz>&lol9;</lolz>"
+)
 XXE_FILE = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>'
-XXE_NETWORK = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "http://127.0.0.1:9/x">]>'
-               b"<r>&x;</r>")
-XXE_PARAMETER = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY % p SYSTEM "http://127.0.0.1:9/d">'
-                 b"%p;]><r/>")
+XXE_NETWORK = (
+    b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "http://127.0.0.1:9/x">]><r>&x;</r>'
+)
+XXE_PARAMETER = (
+    b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY % p SYSTEM "http://127.0.0.1:9/d">%p;]><r/>'
+)
 EXTERNAL_DTD = b'<?xml version="1.0"?><!DOCTYPE r SYSTEM "http://127.0.0.1:9/r.dtd"><r/>'
-QUADRATIC = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "' + b"x" * 100_000 + b'">]><r>'
-             + b"&a;" * 20_000 + b"</r>")
+QUADRATIC = (
+    b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "'
+    + b"x" * 100_000
+    + b'">]><r>'
+    + b"&a;" * 20_000
+    + b"</r>"
+)
 UTF16_DTD = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY x "y">]><r>&x;</r>'
 
 
-def _refused(data: bytes, exception: type[seda.SedaError], code: str,
-             parse: Callable[[bytes], object] = seda.safe_parse) -> seda.SedaError:
+def _refused(
+    data: bytes,
+    exception: type[seda.SedaError],
+    code: str,
+    parse: Callable[[bytes], object] = seda.safe_parse,
+) -> seda.SedaError:
     start = time.perf_counter()
     with pytest.raises(exception) as caught:
         parse(data)
@@ -39,10 +52,18 @@ def _refused(data: bytes, exception: type[seda.SedaError], code: str,
     return caught.value
 
 
-@pytest.mark.parametrize("data", [XXE_FILE, XXE_NETWORK, XXE_PARAMETER, EXTERNAL_DTD,
-                                  BILLION_LAUGHS, QUADRATIC],
-                         ids=["xxe-file", "xxe-network", "xxe-parameter", "external-dtd",
-                              "billion-laughs", "quadratic-blowup"])
+@pytest.mark.parametrize(
+    "data",
+    [XXE_FILE, XXE_NETWORK, XXE_PARAMETER, EXTERNAL_DTD, BILLION_LAUGHS, QUADRATIC],
+    ids=[
+        "xxe-file",
+        "xxe-network",
+        "xxe-parameter",
+        "external-dtd",
+        "billion-laughs",
+        "quadratic-blowup",
+    ],
+)
 def test_any_dtd_is_refused(data: bytes) -> None:
     error = _refused(data, seda.ForbiddenXMLConstruct, "xml.dtd_forbidden")
     assert "root:" not in str(error)
@@ -85,13 +106,16 @@ def test_size_limit_is_configurable() -> None:
         seda.safe_parse(b"<a>" + b"x" * 2000 + b"</a>", max_bytes=1000)
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (b"", "xml.empty"),
-    (b"<a><b></a>", "xml.malformed"),
-    (b"not xml at all", "xml.malformed"),
-    (b"<a>&undefined;</a>", "xml.malformed"),
-    (b"<?xml version='1.0' encoding='no-such-encoding'?><a/>", "xml.malformed"),
-])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "xml.empty"),
+        (b"<a><b></a>", "xml.malformed"),
+        (b"not xml at all", "xml.malformed"),
+        (b"<a>&undefined;</a>", "xml.malformed"),
+        (b"<?xml version='1.0' encoding='no-such-encoding'?><a/>", "xml.malformed"),
+    ],
+)
 def test_malformed(data: bytes, code: str) -> None:
     with pytest.raises(seda.MalformedXML) as caught:
         seda.safe_parse(data)
@@ -110,16 +134,28 @@ def test_not_bytes_is_a_programming_error() -> None:
 
 
 def test_streaming_reader_has_the_same_hardening() -> None:
-    deep = (f'<ArchiveTransfer xmlns="{NS["2.2"]}">'.encode() + b"<a>" * 10_000
-            + b"</a>" * 10_000 + b"</ArchiveTransfer>")
+    deep = (
+        f'<ArchiveTransfer xmlns="{NS["2.2"]}">'.encode()
+        + b"<a>" * 10_000
+        + b"</a>" * 10_000
+        + b"</ArchiveTransfer>"
+    )
     _refused(deep, seda.XMLTooDeep, "xml.too_deep", seda.read_transfer)
     _refused(XXE_FILE, seda.ForbiddenXMLConstruct, "xml.dtd_forbidden", seda.read_transfer)
-    _refused(UTF16_DTD.encode("utf-16"), seda.ForbiddenXMLConstruct, "xml.dtd_forbidden",
-             seda.read_transfer)
-    _refused(b"x" * (seda.DEFAULT_MAX_BYTES + 1), seda.XMLTooLarge, "xml.too_large",
-             seda.read_transfer)
-    big_text = (f'<ArchiveTransfer xmlns="{NS["2.2"]}"><Comment>'.encode()
-                + b"x" * (11 * 1024 * 1024) + b"</Comment></ArchiveTransfer>")
+    _refused(
+        UTF16_DTD.encode("utf-16"),
+        seda.ForbiddenXMLConstruct,
+        "xml.dtd_forbidden",
+        seda.read_transfer,
+    )
+    _refused(
+        b"x" * (seda.DEFAULT_MAX_BYTES + 1), seda.XMLTooLarge, "xml.too_large", seda.read_transfer
+    )
+    big_text = (
+        f'<ArchiveTransfer xmlns="{NS["2.2"]}"><Comment>'.encode()
+        + b"x" * (11 * 1024 * 1024)
+        + b"</Comment></ArchiveTransfer>"
+    )
     _refused(big_text, seda.XMLLimitExceeded, "xml.limit_exceeded", seda.read_transfer)
 
 

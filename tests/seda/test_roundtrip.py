@@ -17,13 +17,15 @@ from .strategies import transfers
 def without_content(transfer: seda.ArchiveTransfer) -> seda.ArchiveTransfer:
     package = transfer.package
     units = [dataclasses.replace(u, content_xml=b"") for u in package.archive_units]
-    return dataclasses.replace(transfer, package=dataclasses.replace(package,
-                                                                     archive_units=units))
+    return dataclasses.replace(transfer, package=dataclasses.replace(package, archive_units=units))
 
 
 @pytest.mark.parametrize("version", list(seda.SedaVersion))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.data_too_large])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_round_trip(version: seda.SedaVersion, data: st.DataObject, xsd_dir: Path) -> None:
     transfer = data.draw(transfers(version))

@@ -48,10 +48,10 @@ def test_sample_is_read(sample: Sample) -> None:
         assert len(reply.units) == sample.count("archive_units")
         groups = {o.group_sip_id for o in reply.objects if o.group_sip_id}
         assert len(groups) == sample.count("data_object_groups")
-        assert sum(o.kind == "binary" for o in reply.objects) == sample.count(
-            "binary_data_objects")
+        assert sum(o.kind == "binary" for o in reply.objects) == sample.count("binary_data_objects")
         assert sum(o.kind == "physical" for o in reply.objects) == sample.count(
-            "physical_data_objects")
+            "physical_data_objects"
+        )
         assert reply.reply_code in ("OK", "KO")
         if reply.reply_code == "KO":
             assert reply.events

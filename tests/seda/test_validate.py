@@ -69,8 +69,9 @@ def test_missing_schema_folder_is_a_configuration_error(tmp_path: Path) -> None:
         seda.XsdValidator(tmp_path).schema("2.2")
 
 
-UNIT = ('<ArchiveUnit id="{id}"><Content><Title>{id}</Title>{dates}</Content>{children}'
-        "</ArchiveUnit>")
+UNIT = (
+    '<ArchiveUnit id="{id}"><Content><Title>{id}</Title>{dates}</Content>{children}</ArchiveUnit>'
+)
 
 
 def unit(unit_id: str, children: str = "", dates: str = "") -> str:
@@ -81,21 +82,44 @@ def ref(ref_id: str, target: str) -> str:
     return f'<ArchiveUnit id="{ref_id}"><ArchiveUnitRefId>{target}</ArchiveUnitRefId></ArchiveUnit>'
 
 
-@pytest.mark.parametrize(("units", "code"), [
-    (unit("A", ref("R1", "NOPE")), "seda.unresolved_unit_reference"),
-    (unit("A", ref("R1", "B")) + unit("B", ref("R2", "A")), "seda.unit_cycle"),
-    (unit("A", ref("R1", "A")), "seda.unit_cycle"),
-    (unit("A") + unit("A"), "seda.duplicate_id"),
-    (unit("A", "<DataObjectReference><DataObjectGroupReferenceId>ZZ</DataObjectGroupReferenceId>"
-               "</DataObjectReference>"), "seda.unresolved_group_reference"),
-    (unit("A", "<DataObjectReference><DataObjectReferenceId>ZZ</DataObjectReferenceId>"
-               "</DataObjectReference>"), "seda.unresolved_object_reference"),
-    (unit("A", "<DataObjectReference><DataObjectGroupReferenceId></DataObjectGroupReferenceId>"
-               "</DataObjectReference>"), "seda.empty_reference"),
-    (unit("A", dates="<StartDate>2020-01-01</StartDate><EndDate>2019-12-31</EndDate>"),
-     "seda.date_order"),
-    ('<ArchiveUnit id="A"><Management/></ArchiveUnit>', "seda.unit_without_content"),
-])
+@pytest.mark.parametrize(
+    ("units", "code"),
+    [
+        (unit("A", ref("R1", "NOPE")), "seda.unresolved_unit_reference"),
+        (unit("A", ref("R1", "B")) + unit("B", ref("R2", "A")), "seda.unit_cycle"),
+        (unit("A", ref("R1", "A")), "seda.unit_cycle"),
+        (unit("A") + unit("A"), "seda.duplicate_id"),
+        (
+            unit(
+                "A",
+                "<DataObjectReference><DataObjectGroupReferenceId>ZZ</DataObjectGroupReferenceId>"
+                "</DataObjectReference>",
+            ),
+            "seda.unresolved_group_reference",
+        ),
+        (
+            unit(
+                "A",
+                "<DataObjectReference><DataObjectReferenceId>ZZ</DataObjectReferenceId>"
+                "</DataObjectReference>",
+            ),
+            "seda.unresolved_object_reference",
+        ),
+        (
+            unit(
+                "A",
+                "<DataObjectReference><DataObjectGroupReferenceId></DataObjectGroupReferenceId>"
+                "</DataObjectReference>",
+            ),
+            "seda.empty_reference",
+        ),
+        (
+            unit("A", dates="<StartDate>2020-01-01</StartDate><EndDate>2019-12-31</EndDate>"),
+            "seda.date_order",
+        ),
+        ('<ArchiveUnit id="A"><Management/></ArchiveUnit>', "seda.unit_without_content"),
+    ],
+)
 def test_structural_rules(units: str, code: str) -> None:
     report = seda.validate_transfer(manifest("2.2", units=units))
     assert code in codes(report), report.errors
@@ -111,22 +135,31 @@ def test_dates_of_different_precision_are_compared_on_what_they_share() -> None:
 def test_long_reference_chain_has_no_recursion_limit() -> None:
     count = 3000
     units = "".join(unit(f"U{i}", ref(f"R{i}", f"U{i + 1}")) for i in range(count)) + unit(
-        f"U{count}")
+        f"U{count}"
+    )
     report = seda.validate_transfer(manifest("2.2", units=units))
     assert report.ok, report.errors[:3]
     looped = units.replace(unit(f"U{count}"), unit(f"U{count}", ref("RX", "U0")))
     assert "seda.unit_cycle" in codes(seda.validate_transfer(manifest("2.2", units=looped)))
 
 
-@pytest.mark.parametrize(("digest", "code"), [
-    ("", "seda.missing_digest"),
-    ('<MessageDigest algorithm="SHA-512"></MessageDigest>', "seda.empty_digest"),
-])
+@pytest.mark.parametrize(
+    ("digest", "code"),
+    [
+        ("", "seda.missing_digest"),
+        ('<MessageDigest algorithm="SHA-512"></MessageDigest>', "seda.empty_digest"),
+    ],
+)
 def test_digest_rules(digest: str, code: str) -> None:
-    objects = (f'<BinaryDataObject id="B1"><DataObjectGroupId>G1</DataObjectGroupId>'
-               f"<Uri>Content/a</Uri>{digest}</BinaryDataObject>")
-    units = unit("A", "<DataObjectReference><DataObjectGroupReferenceId>G1"
-                      "</DataObjectGroupReferenceId></DataObjectReference>")
+    objects = (
+        f'<BinaryDataObject id="B1"><DataObjectGroupId>G1</DataObjectGroupId>'
+        f"<Uri>Content/a</Uri>{digest}</BinaryDataObject>"
+    )
+    units = unit(
+        "A",
+        "<DataObjectReference><DataObjectGroupReferenceId>G1"
+        "</DataObjectGroupReferenceId></DataObjectReference>",
+    )
     report = seda.validate_transfer(manifest("2.1", units=units, objects=objects))
     assert code in codes(report)
 
@@ -146,8 +179,10 @@ def test_hold_rule_refused_in_2_1_without_xsd() -> None:
 
 
 def test_hold_end_date_before_start_date() -> None:
-    hold = ("<HoldRule><Rule>HOL-1</Rule><StartDate>2020-01-01</StartDate>"
-            "<HoldEndDate>2019-01-01</HoldEndDate></HoldRule>")
+    hold = (
+        "<HoldRule><Rule>HOL-1</Rule><StartDate>2020-01-01</StartDate>"
+        "<HoldEndDate>2019-01-01</HoldEndDate></HoldRule>"
+    )
     assert "seda.date_order" in codes(seda.validate_transfer(manifest("2.2", management=hold)))
 
 
@@ -178,10 +213,14 @@ VITAM_EXTENSION_SAMPLES = {
     # sample file: (tolerance needed, the element the schema fault names)
     "seda2.1-itests-SIP_OK_HoldRules_ManagementMetadata.zip": ("hold-rule-in-2.1", "HoldRule"),
     "seda2.2-vitam-OK_SEDA_2.2_SigningInformationAsExtension.zip": (
-        "seda-2.3-elements-in-2.2", "SigningInformation"),
+        "seda-2.3-elements-in-2.2",
+        "SigningInformation",
+    ),
     "seda2.2-vitam-holding_manifest.xml": ("vitam-content-extensions", "AgentGroup"),
     "seda2.3-vitamdoc-cookbook7_SigningInformation_champs_libres_SIP.zip": (
-        "signing-information-extended", "Extended"),
+        "signing-information-extended",
+        "Extended",
+    ),
     "seda2.3-vitam-TEST_ELIMINATION_V2.zip": ("signing-information-extended", "Extended"),
 }
 
@@ -211,8 +250,7 @@ def test_tolerance_does_not_hide_other_errors(index: list[Sample], xsd_dir: Path
 
 
 def test_thousand_units_in_well_under_a_second(xsd_dir: Path) -> None:
-    units = "".join(unit(f"U{i}", dates="<StartDate>2020-01-01</StartDate>")
-                    for i in range(1000))
+    units = "".join(unit(f"U{i}", dates="<StartDate>2020-01-01</StartDate>") for i in range(1000))
     data = manifest("2.2", units=units)
     seda.XsdValidator(xsd_dir).schema("2.2")  # compile once, as a long-running service does
     start = time.perf_counter()

@@ -1,0 +1,131 @@
+"""An upload Pastell was told 200 for is ingested even if SAE stops before (or while) doing it,
+and never ingested twice."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from sae.auth.models import User
+from sae.config import Settings
+from sae.db import transaction, utcnow
+from sae.ingest.models import Transfer
+from sae.pastell import service
+from sae.pastell.models import PastellMessage
+from sae.pastell.worker import run_once
+from sae.runtime import Runtime
+from tests.pastell.samples import bordereau, targz
+
+FILES = {"acte.pdf": b"%PDF-1.4 acte"}
+
+
+def _account(runtime: Runtime) -> User:
+    with transaction(runtime.sessions) as session:
+        account, _ = service.create_account(
+            session, login="commune-1", producers=["COMMUNE-1"], password="x" * 16
+        )
+        session.expunge(account)
+    return account
+
+
+def _message(runtime: Runtime, ident: str) -> PastellMessage:
+    with runtime.sessions() as session:
+        message = session.scalar(
+            select(PastellMessage).where(PastellMessage.transfer_identifier == ident)
+        )
+        assert message is not None
+        session.expunge(message)
+        return message
+
+
+def _transfers(runtime: Runtime, ident: str) -> int:
+    with runtime.sessions() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Transfer)
+                .where(Transfer.message_identifier == ident)
+            )
+            or 0
+        )
+
+
+def test_an_upload_received_before_a_stop_is_ingested_at_the_next_start(
+    settings: Settings,
+) -> None:
+    runtime = Runtime.open(settings)
+    try:
+        account = _account(runtime)
+        data = bordereau("2.2", "TR-CRASH", "COMMUNE-1", FILES)
+        received = service.receive(runtime, account, data, io.BytesIO(targz(FILES)), chunked=False)
+        assert received.status == "received"
+        message = _message(runtime, "TR-CRASH")
+        assert message.ack is not None
+        assert message.atr is None
+        assert (service.uploads_dir(runtime) / str(message.attachments)).is_file()
+    finally:
+        runtime.close()  # the process stops before its worker ran
+    runtime = Runtime.open(settings)
+    try:
+        assert run_once(runtime) == 1
+        message = _message(runtime, "TR-CRASH")
+        assert message.status == "done"
+        assert message.atr is not None
+        assert b"<ReplyCode>000</ReplyCode>" in message.atr
+        assert _transfers(runtime, "TR-CRASH") == 1
+    finally:
+        runtime.close()
+
+
+def test_an_ingest_interrupted_after_its_commit_is_not_done_twice(settings: Settings) -> None:
+    runtime = Runtime.open(settings)
+    try:
+        account = _account(runtime)
+        data = bordereau("2.1", "TR-TWICE", "COMMUNE-1", FILES)
+        service.receive(runtime, account, data, io.BytesIO(targz(FILES)), chunked=False)
+        message = _message(runtime, "TR-TWICE")
+        assert service.claim(runtime, message.id)
+        assert not service.claim(runtime, message.id)  # one worker at a time
+        first = service.process(runtime, message.id)
+        assert first is not None
+        # As if the process had died after the ingest's commit, before the ATR was recorded:
+        # the message is still "processing", claimed long ago.
+        with transaction(runtime.sessions) as session:
+            session.execute(
+                update(PastellMessage)
+                .where(PastellMessage.id == message.id)
+                .values(status="processing", atr=None, claimed_at=utcnow() - timedelta(hours=1))
+            )
+        assert service.pending(runtime) == [message.id]
+        assert run_once(runtime) == 1
+        again = _message(runtime, "TR-TWICE")
+        assert again.transfer_id == first
+        assert again.atr is not None
+        assert b"<ReplyCode>000</ReplyCode>" in again.atr
+        assert _transfers(runtime, "TR-TWICE") == 1
+    finally:
+        runtime.close()
+
+
+def test_an_upload_left_unrecorded_by_a_dead_process_is_removed_a_day_later(
+    settings: Settings,
+) -> None:
+    import os
+    import time
+
+    runtime = Runtime.open(settings)
+    try:
+        folder = service.uploads_dir(runtime)
+        old = folder / "0123456789abcdef0123456789abcdef.upload"
+        fresh = folder / "fedcba9876543210fedcba9876543210.upload"
+        old.write_bytes(b"x")
+        fresh.write_bytes(b"y")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(old, (two_days_ago, two_days_ago))
+        run_once(runtime)
+        assert not old.exists()
+        assert fresh.exists()  # it may be an upload being recorded right now
+    finally:
+        runtime.close()
