@@ -40,6 +40,7 @@ from sae.storage.offers import OfferSet
 
 if TYPE_CHECKING:  # the runtime holds the sealer: imported for its type only
     from sae.alerts.worker import AlertWorker
+    from sae.extraction.worker import TextWorker
     from sae.runtime import Runtime
 
 log = logging.getLogger("sae.journal")
@@ -365,14 +366,16 @@ class Auditor:
 
 @dataclass(frozen=True, slots=True)
 class Background:
-    """The background work of one process: the sealer, the auditor and the alerts, started
-    together."""
+    """The background work of one process: the sealer, the auditor, the alerts and the reader
+    of PDFs' text, started together."""
 
     sealer: Sealer
     auditor: Auditor
     alerts: AlertWorker
+    text: TextWorker
 
     def stop(self) -> None:
+        self.text.stop()
         self.alerts.stop()
         self.auditor.stop()
         self.sealer.stop()
@@ -400,7 +403,12 @@ def start_background(runtime: Runtime) -> Background:
     # Alerts are detected and sent here, in the background, never on a request's path.
     alerts = AlertWorker(runtime.sessions, runtime.settings, runtime.offer_set)
     alerts.start()
-    return Background(sealer, auditor, alerts)
+    from sae.extraction.worker import TextWorker
+
+    # The text of archived PDFs is read here, after their transfer is accepted (search).
+    text = TextWorker(runtime.sessions, runtime.settings, runtime.offer_set)
+    text.start()
+    return Background(sealer, auditor, alerts, text)
 
 
 def run_worker(runtime: Runtime, stop: threading.Event) -> None:

@@ -2,7 +2,14 @@
 
 from sae.alerts.models import Alert, AlertCursor
 from sae.auth.models import ApiToken
-from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
+from sae.catalog.models import (
+    ArchiveUnit,
+    DataObject,
+    DataObjectGroup,
+    ObjectText,
+    UnitLink,
+    UnitRule,
+)
 from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
@@ -21,6 +28,7 @@ __all__ = [
     "Event",
     "Lease",
     "MetadataCopy",
+    "ObjectText",
     "ObjectCopy",
     "Rule",
     "Transfer",
