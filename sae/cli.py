@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,6 +25,7 @@ from sae.storage.cli import audit_command, fsck_command
 from sae.witness.cli import witness_app
 
 if TYPE_CHECKING:
+    from sae.deposit.build import Plan
     from sae.deposit.runner import Target
     from sae.deposit.sheet import Row
 
@@ -242,6 +244,29 @@ def main() -> None:  # pragma: no cover - console entry point
     app()
 
 
+def _ocr_scans(planned: Plan, languages: str) -> tempfile.TemporaryDirectory[str]:
+    """``--ocr``: the scans of the plan OCRed into a PDF/A each (``sae.deposit.ocr``), in a
+    private folder the caller removes once the SIPs are sent."""
+    from rich.progress import Progress
+
+    from sae.deposit.ocr import add_ocr
+
+    folder = tempfile.TemporaryDirectory(prefix="sae-ocr-")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("OCR des images", total=len(planned.items))
+        warnings = add_ocr(
+            planned.items,
+            Path(folder.name),
+            languages=languages,
+            progress=lambda n: progress.advance(task, n),
+        )
+    for warning in warnings:
+        console.print(f"[yellow]{warning}[/yellow]")
+    made = sum(len(item.derived) for item in planned.items)
+    console.print(f"{made} PDF/A océrisé(s) ajouté(s) à côté des images.")
+    return folder
+
+
 @app.command()
 def deposit(
     directory: Annotated[
@@ -267,13 +292,22 @@ def deposit(
     batch_mib: Annotated[int, typer.Option(help="Most MiB per SIP.", min=1)] = 2048,
     seda_version: Annotated[str, typer.Option(help="SEDA version of the SIPs.")] = "2.2",
     check: Annotated[bool, typer.Option(help="Only check the sheet and the files.")] = False,
+    ocr: Annotated[
+        bool,
+        typer.Option(help="OCR images and image-only PDFs into a PDF/A added beside each scan."),
+    ] = False,
+    ocr_languages: Annotated[
+        str, typer.Option(help="Tesseract languages of --ocr (e.g. fra+eng).")
+    ] = "fra",
 ) -> None:
     """Deposit a folder of scans described by a spreadsheet (one row per file).
 
     Columns: file, title, date (AAAA-MM-JJ), record_type (a record type of the schedule or an
     AppraisalRule id), then optional description, start_date, end_date, keywords, identifier,
     final_action, access_rule, access_start_date. Every problem is listed before anything is
-    sent; files are grouped into SIPs of --batch files.
+    sent; files are grouped into SIPs of --batch files. With --ocr, each image and image-only
+    PDF is OCRed (ocrmypdf, French by default) into a searchable PDF/A-2b sent in the same
+    object group as the scan, which stays the master.
 
     Example: ``sae deposit scans/ --sheet scans.xlsx --producer URBANISME
     --server http://sae.mairie.local:8000 --token $SAE_TOKEN``; ``sae deposit template
@@ -300,7 +334,18 @@ def deposit(
         for problem in exc.problems:
             console.print(f"[red]{problem}[/red]")
         raise typer.Exit(2) from None
-    plan = (folder, rows, producer, archival_agency, batch, batch_mib, seda_version, check)
+    languages = ocr_languages if ocr else None
+    plan = (
+        folder,
+        rows,
+        producer,
+        archival_agency,
+        batch,
+        batch_mib,
+        seda_version,
+        check,
+        languages,
+    )
     if server:
         if not token:
             console.print("[red]--token (ou SAE_TOKEN) est obligatoire avec --server[/red]")
@@ -322,8 +367,9 @@ def _deposit_with(
     batch_mib: int,
     seda_version: str,
     check: bool,
+    ocr_languages: str | None = None,
 ) -> None:
-    """Check the rows against the target's referential, then send the SIPs."""
+    """Check the rows against the target's referential, (OCR the scans,) then send the SIPs."""
     from rich.progress import Progress
 
     from sae.deposit import build
@@ -349,6 +395,8 @@ def _deposit_with(
     console.print(f"{len(planned.items)} fichier(s) contrôlé(s).")
     if check:
         return
+    # The PDF/A files live in this folder until the SIPs are sent (removed when it goes).
+    ocr_dir = _ocr_scans(planned, ocr_languages) if ocr_languages is not None else None
 
     def report(result: BatchResult) -> None:
         if result.status == "OK":
@@ -373,6 +421,8 @@ def _deposit_with(
         known_rules={str(r["id"]): r for r in rules},
         on_batch=report,
     )
+    if ocr_dir is not None:
+        ocr_dir.cleanup()
     accepted = sum(1 for r in results if r.status == "OK")
     console.print(f"{accepted}/{len(results)} lot(s) accepté(s).")
     for result in results:

@@ -100,6 +100,19 @@ class RuleResolver:
         )
 
 
+@dataclass(frozen=True)
+class DerivedFile:
+    """Another version of a row's document, in the same object group as the file itself (the
+    master): the searchable PDF/A of a scan made by ``sae deposit --ocr``."""
+
+    path: Path
+    uri: str
+    size: int
+    sha512: str
+    mime_type: str
+    version: str  # SEDA DataObjectVersion, e.g. Dissemination_1
+
+
 @dataclass
 class PlannedFile:
     """A checked row: its file, digests and the unit it becomes."""
@@ -120,6 +133,8 @@ class PlannedFile:
     identifier: str | None
     access_rule: str | None
     access_start: date | None
+    #: Versions made from the file before the SIP is built (``sae.deposit.ocr``).
+    derived: list[DerivedFile] = field(default_factory=list)
 
 
 @dataclass
@@ -250,7 +265,7 @@ def batches(
             yield batch
             batch, size = [], 0
         batch.append(item)
-        size += item.size
+        size += item.size + sum(extra.size for extra in item.derived)
     if batch:
         yield batch
 
@@ -297,7 +312,23 @@ def manifest(
                 data_object_version="BinaryMaster_1",
             )
         )
-        groups.append(seda.DataObjectGroup(id=group_id, object_ids=[object_id]))
+        object_ids = [object_id]
+        for n, extra in enumerate(item.derived, start=1):
+            object_ids.append(f"{object_id}-{n}")
+            objects.append(
+                seda.BinaryDataObject(
+                    id=object_ids[-1],
+                    group_id=group_id,
+                    uri=extra.uri,
+                    message_digest=extra.sha512,
+                    digest_algorithm="SHA-512",
+                    size=extra.size,
+                    format=seda.FormatIdentification(mime_type=extra.mime_type),
+                    file_info=seda.FileInfo(filename=PurePosixPath(extra.uri).name),
+                    data_object_version=extra.version,
+                )
+            )
+        groups.append(seda.DataObjectGroup(id=group_id, object_ids=object_ids))
         units.append(
             seda.ArchiveUnit(
                 id=unit_id,
@@ -339,5 +370,7 @@ def write_sip(batch: Sequence[PlannedFile], manifest_xml: bytes, out: Path) -> P
         zf.writestr("manifest.xml", manifest_xml, compress_type=zipfile.ZIP_DEFLATED)
         for item in batch:
             zf.write(item.path, item.uri)
+            for extra in item.derived:
+                zf.write(extra.path, extra.uri)
     os.replace(tmp, out)
     return out
