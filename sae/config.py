@@ -150,6 +150,21 @@ class Settings(BaseSettings):
         ge=0,
         description="A scheduled fixity audit starts this often (0: only on request).",
     )
+    ocr: bool = Field(
+        default=False,
+        description=(
+            "OCR archived scans (TIFF, JPEG, PNG, image-only PDF) in the background into a "
+            "searchable PDF/A-2b added to their object group (ocrmypdf and Tesseract installed)."
+        ),
+    )
+    ocr_workers: int = Field(
+        default=1, ge=1, le=32, description="Scans OCRed at once (SAE_OCR), one core each."
+    )
+    ocr_languages: str = Field(
+        default="fra",
+        pattern=r"^[a-z_]{3,16}(\+[a-z_]{3,16}){0,7}$",
+        description="Tesseract languages of SAE_OCR, e.g. fra or fra+eng (their packages).",
+    )
     drill_interval_days: float = Field(
         default=30.0,
         ge=0,

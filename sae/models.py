@@ -11,6 +11,7 @@ from sae.catalog.models import (
     UnitRule,
 )
 from sae.db import Base
+from sae.extraction.models import OcrJob
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
 from sae.leases import Lease
@@ -28,6 +29,7 @@ __all__ = [
     "Event",
     "Lease",
     "MetadataCopy",
+    "OcrJob",
     "ObjectText",
     "ObjectCopy",
     "Rule",

@@ -80,12 +80,14 @@ def pending(
     return list(session.scalars(stmt))
 
 
-def _spool(offers: Sequence[StorageOffer], obj: DataObject, directory: Path) -> Path | None:
+def spool(
+    offers: Sequence[StorageOffer], obj: DataObject, directory: Path, *, suffix: str = ".pdf"
+) -> Path | None:
     """A verified copy of ``obj`` in a private file of ``directory``; None if no copy of the
     offers checks out (the auditor reports and repairs that, not this reader)."""
     assert obj.sha512 is not None
     assert obj.storage_key is not None
-    fd, name = tempfile.mkstemp(prefix="text-", suffix=".pdf", dir=directory)
+    fd, name = tempfile.mkstemp(prefix="object-", suffix=suffix, dir=directory)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -114,7 +116,7 @@ def extract_object(
     if (obj.size or 0) > MAX_BYTES:
         extracted = Extracted("empty", "", 0, "PDF trop volumineux pour en lire le texte")
     else:
-        path = _spool(offers, obj, directory)
+        path = spool(offers, obj, directory)
         if path is None:
             return None
         try:

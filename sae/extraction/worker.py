@@ -1,4 +1,5 @@
-"""The background reader of archived PDFs' text (:mod:`sae.extraction.service`).
+"""The background reader of archived PDFs' text (:mod:`sae.extraction.service`), and with
+``SAE_OCR=1`` the OCR of archived scans (:mod:`sae.extraction.ocr`) after it.
 
 Every server process and ``sae worker`` runs one; the ``extraction.text`` lease
 (:mod:`sae.leases`) makes one process of the installation read at a time. Its first round
@@ -95,4 +96,21 @@ class TextWorker:
             )
         if not self._stop.is_set():
             self._since = started - LOOK_BACK
+        if self.settings.ocr and not self._stop.is_set():
+            from sae.extraction.ocr import ocr_pending
+
+            ocred = ocr_pending(
+                self.sessions,
+                self.offer_set.copies(),
+                self.settings.data_dir / "tmp",
+                workers=self.settings.ocr_workers,
+                languages=self.settings.ocr_languages,
+                keep=self._renew,
+            )
+            if ocred:
+                log.info(
+                    "ocr.round done=%s failed=%s",
+                    sum(o.state == "done" for o in ocred),
+                    sum(o.state == "failed" for o in ocred),
+                )
         return done

@@ -14,6 +14,9 @@ A trigger deletes the row when its object is destroyed or withdrawn, whichever c
 changes the status (disposal, outgoing transfer, withdrawal, their replays, raw SQL): the text
 of a record no longer archived does not outlive it. The table starts empty: the worker reads
 the PDFs already archived on its first round.
+
+``ocr_jobs``: the server's OCR (``SAE_OCR``) of each archived scan — done (and the PDF/A object
+it added), failed (how often, why, when to try again) or skipped.
 """
 
 from __future__ import annotations
@@ -77,6 +80,24 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("object_id", name=op.f("pk_object_texts")),
     )
+    op.create_table(
+        "ocr_jobs",
+        sa.Column("object_id", sa.String(length=36), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("derived_id", sa.String(length=36), nullable=True),
+        sa.Column("next_try_at", sae.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sae.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["object_id"],
+            ["data_objects.id"],
+            name=op.f("fk_ocr_jobs_object_id_data_objects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("object_id", name=op.f("pk_ocr_jobs")),
+    )
+    op.create_index(op.f("ix_ocr_jobs_state"), "ocr_jobs", ["state"], unique=False)
     dialect = op.get_bind().dialect.name
     for statement in POSTGRESQL if dialect == "postgresql" else SQLITE:
         op.execute(statement)
@@ -86,4 +107,6 @@ def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     for statement in POSTGRESQL_DROP if dialect == "postgresql" else SQLITE_DROP:
         op.execute(statement)
+    op.drop_index(op.f("ix_ocr_jobs_state"), table_name="ocr_jobs")
+    op.drop_table("ocr_jobs")
     op.drop_table("object_texts")
