@@ -24,6 +24,7 @@ from sae.journal.models import Event
 from sae.recovery.rebuild import rebuild
 from sae.storage.models import ObjectCopy
 from tests.conftest import Api, require
+from tests.console.helpers import signed_in
 from tests.extraction.scans import scan
 from tests.recovery.test_rebuild import (  # noqa: F401 - the fixture applies here too
     _other_owners_pending,
@@ -135,6 +136,13 @@ def test_a_scan_gets_its_searchable_pdfa_and_a_rebuild_restores_it(
         assert "sae_ocr_done 1.0" in metrics
         assert "sae_ocr_failed 1.0" in metrics
         assert MAX_ATTEMPTS > 1
+        # The archivist sees the failure on the console's dashboard, with its reason.
+        page = signed_in(api).get("/console/")
+        assert page.status_code == 200
+        assert "Océrisation des numérisations" in page.text
+        assert job.object_id in page.text
+        assert "ocrmypdf a échoué" in page.text
+        api.client.cookies.clear()
         publish(api)
 
     target = sqlite_target(tmp_path)
