@@ -365,6 +365,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _ocr_tools(self) -> Settings:
+        if self.ocr:
+            from sae.extraction.ocrmypdf import missing_languages
+
+            missing = missing_languages(self.ocr_languages)
+            if missing:
+                raise ValueError(f"SAE_OCR=1 needs {missing} installed")
+        return self
+
+    @model_validator(mode="after")
     def _default_database(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'sae.db'}"

@@ -41,6 +41,27 @@ def available() -> bool:
     return shutil.which("ocrmypdf") is not None
 
 
+def missing_languages(languages: str) -> str | None:
+    """What is missing to OCR in ``languages`` (``fra+eng``): ocrmypdf, or a language's
+    Tesseract data (its Debian package named); None when nothing is."""
+    if not available():
+        return "ocrmypdf (Debian packages ocrmypdf and tesseract-ocr-fra)"
+    try:
+        listed = subprocess.run(
+            ["tesseract", "--list-langs"],  # noqa: S607 - installed with ocrmypdf
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return "tesseract (Debian package tesseract-ocr)"
+    absent = [lang for lang in languages.split("+") if lang not in listed]
+    if absent:
+        return ", ".join(f"tesseract-ocr-{lang}" for lang in absent)
+    return None
+
+
 def _declared_dpi(path: Path) -> float | None:
     """The resolution an image declares, if credible."""
     from PIL import Image

@@ -102,3 +102,14 @@ def test_deposit_ocr_sends_the_scan_and_its_searchable_pdfa(api: Api, tmp_path: 
         "/api/v1/units", params={"q": "lampadaires tilleuls"}, headers=api.auth()
     ).json()["items"]
     assert [u["title"] for u in found] == ["Délibération n° 12"]
+
+
+def test_sae_ocr_is_refused_without_its_languages() -> None:
+    from sae.config import ConfigurationError, load_settings
+
+    assert load_settings(ocr=True).ocr_languages == "fra"
+    # "zzz" stands for a language whose Tesseract package is not installed.
+    with pytest.raises(ConfigurationError, match="tesseract-ocr-zzz"):
+        load_settings(ocr=True, ocr_languages="fra+zzz")
+    with pytest.raises(ConfigurationError, match="SAE_OCR_LANGUAGES"):
+        load_settings(ocr=True, ocr_languages="--help")
