@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from sae.catalog.models import ArchiveUnit, DataObject, ObjectText
@@ -17,6 +18,7 @@ from sae.extraction.service import extract_pending
 from sae.recovery.rebuild import rebuild
 from tests.conftest import Api
 from tests.extraction.pdfs import encrypted_pdf, text_pdf
+from tests.extraction.scans import scan
 from tests.recovery.test_rebuild import (  # noqa: F401 - the fixture applies here too
     _other_owners_pending,
     publish,
@@ -49,6 +51,12 @@ def test_the_text_layer_is_read_folded_and_bounded(tmp_path: Path) -> None:
     assert locked.note == "PDF chiffré : texte non lisible"
     path.write_bytes(text_pdf("Vide", [""]))
     assert pdf_text(path).state == "empty"
+    # A scan saved as PDF (pages that are images): no text, the note the OCR looks for.
+    scan(tmp_path / "scan.png")
+    Image.open(tmp_path / "scan.png").save(path, resolution=300)
+    image_only = pdf_text(path)
+    assert (image_only.state, image_only.pages) == ("empty", 1)
+    assert (image_only.note or "").startswith("aucun texte")
 
 
 def _deposit(api: Api, message_id: str = "MSG-TEXT") -> dict[str, str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import select
 
@@ -45,7 +46,7 @@ def ocr_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"ocr": True, "ocr_workers": 2})
 
 
-def _deposit(api: Api, image: bytes, broken: bytes) -> dict[str, str]:
+def _deposit(api: Api, image: bytes, broken: bytes, pdf: bytes) -> dict[str, str]:
     spec = SipSpec(
         message_id="MSG-OCR",
         producer="MAIRIE",
@@ -53,6 +54,7 @@ def _deposit(api: Api, image: bytes, broken: bytes) -> dict[str, str]:
         files=[
             FileSpec(uri="Content/scan.png", data=image, mime="image/png"),
             FileSpec(uri="Content/abime.png", data=broken, mime="image/png"),
+            FileSpec(uri="Content/scan.pdf", data=pdf),
         ],
         units=[
             UnitSpec(
@@ -62,6 +64,7 @@ def _deposit(api: Api, image: bytes, broken: bytes) -> dict[str, str]:
                 children=[
                     UnitSpec(id="AU-scan", title="Délibération n° 12", files=[0]),
                     UnitSpec(id="AU-abime", title="Pièce abîmée", files=[1]),
+                    UnitSpec(id="AU-pdf", title="Plan", files=[2]),
                 ],
             )
         ],
@@ -92,8 +95,10 @@ def test_a_scan_gets_its_searchable_pdfa_and_a_rebuild_restores_it(
 ) -> None:
     image = scan(tmp_path / "scan.png")
     broken = image[:300]  # its header is a PNG's, its pixels are missing
+    Image.open(tmp_path / "scan.png").save(tmp_path / "scan.pdf", resolution=300)
+    pdf = (tmp_path / "scan.pdf").read_bytes()  # a scan saved as PDF: pages without text
     with running(ocr_settings) as api:
-        ids = _deposit(api, image, broken)
+        ids = _deposit(api, image, broken, pdf)
         worker = TextWorker(api.runtime.sessions, ocr_settings, api.runtime.offer_set)
         worker.run_once()
         group = _group(api, ids["AU-scan"])
@@ -111,14 +116,18 @@ def test_a_scan_gets_its_searchable_pdfa_and_a_rebuild_restores_it(
         pdf_path.write_bytes(content.content)
         assert is_pdfa2(pdf_path)
         assert "tilleuls" in PdfReader(io.BytesIO(content.content)).pages[0].extract_text().lower()
-        assert _found(api, "lampadaires tilleuls") == ["AU-scan"]
+        assert sorted(_found(api, "lampadaires tilleuls")) == ["AU-pdf", "AU-scan"]
         with api.runtime.sessions() as session:
-            event = session.scalars(select(Event).where(Event.type == "ocr.object_added")).one()
-            assert event.object_id == pdfa["id"]
+            events = session.scalars(select(Event).where(Event.type == "ocr.object_added")).all()
+            assert len(events) == 2  # the PNG's and the image-only PDF's
+            (event,) = [e for e in events if e.object_id == pdfa["id"]]
             assert event.payload["master_id"] == master["id"]
             jobs = {j.object_id: j for j in session.scalars(select(OcrJob))}
         assert jobs[master["id"]].state == "done"
         assert jobs[master["id"]].derived_id == pdfa["id"]
+
+        # The scan saved as PDF is OCRed too (its text reader found pages, no text).
+        assert set(_group(api, ids["AU-pdf"])) == {"BinaryMaster_1", VERSION}
 
         # The broken scan: recorded as failed, tried again later, never lost.
         failed = _group(api, ids["AU-abime"])
@@ -131,9 +140,9 @@ def test_a_scan_gets_its_searchable_pdfa_and_a_rebuild_restores_it(
         worker.run_once()  # not due again yet: nothing redone, nothing doubled
         with api.runtime.sessions() as session:
             assert session.get(OcrJob, job.object_id).attempts == 1  # type: ignore[union-attr]
-            assert len(session.scalars(select(DataObject)).all()) == 3
+            assert len(session.scalars(select(DataObject)).all()) == 5
         metrics = api.client.get("/metrics", headers=api.auth()).text
-        assert "sae_ocr_done 1.0" in metrics
+        assert "sae_ocr_done 2.0" in metrics
         assert "sae_ocr_failed 1.0" in metrics
         assert MAX_ATTEMPTS > 1
         # The archivist sees the failure on the console's dashboard, with its reason.
@@ -154,7 +163,7 @@ def test_a_scan_gets_its_searchable_pdfa_and_a_rebuild_restores_it(
         assert rebuilt[VERSION]["sha512"] == pdfa["sha512"]
         assert rebuilt[VERSION]["id"] == pdfa["id"]
         assert {c["offer"] for c in rebuilt[VERSION]["copies"]} == offers
-        assert _found(api, "lampadaires tilleuls", token) == ["AU-scan"]
+        assert sorted(_found(api, "lampadaires tilleuls", token)) == ["AU-pdf", "AU-scan"]
         with api.runtime.sessions() as session:
             assert session.get(OcrJob, master["id"]).state == "done"  # type: ignore[union-attr]
             assert session.scalars(
