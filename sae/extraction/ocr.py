@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -201,11 +202,14 @@ def ocr_object(
     """OCR one master scan and add its PDF/A to its group (stored, recorded, journaled); a
     failure is recorded on its job. The master is only read."""
     assert obj.storage_key is not None
-    with tempfile.TemporaryDirectory(prefix="ocr-", dir=directory) as work:
-        source = spool(offers, obj, Path(work), suffix=_SUFFIX.get(obj.mime_type or "", ".pdf"))
-        if source is None:  # no copy checks out: the auditor's business; tried again later
-            return _failed(sessions, obj.id, "aucune copie lisible de l'original")
-        out = Path(work) / "out.pdf"
+    # Private files of the spool (``sweep_spool`` removes those a crash leaves behind).
+    source = spool(offers, obj, directory, suffix=_SUFFIX.get(obj.mime_type or "", ".pdf"))
+    if source is None:  # no copy checks out: the auditor's business; tried again later
+        return _failed(sessions, obj.id, "aucune copie lisible de l'original")
+    fd, name = tempfile.mkstemp(prefix="ocr-", suffix=".pdf", dir=directory)
+    os.close(fd)
+    out = Path(name)
+    try:
         try:
             to_pdfa(source, out, mime_type=obj.mime_type, languages=languages)
         except OcrFailed as exc:
@@ -226,6 +230,9 @@ def ocr_object(
                 )
         except StorageError as exc:
             return _failed(sessions, obj.id, f"PDF/A non stocké : {exc.detail}")
+    finally:
+        source.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
     if master is not None and master.legal_hold:
         hold_copies([(c.offer, c.key) for c in copies], {o.name: o for o in offers}, True)
     with transaction(sessions) as session:

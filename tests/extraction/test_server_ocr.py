@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,20 @@ def _deposit(api: Api, image: bytes, broken: bytes, pdf: bytes) -> dict[str, str
     return {u["sip_id"]: u["id"] for u in response.json()["units"]}
 
 
+def _settle(api: Api, worker: TextWorker, jobs: int) -> None:
+    """Run the worker's rounds until every scan has a job (the app's own worker, which runs
+    every 10 s, may hold the lease and do the work: then wait for it)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        worker.run_once()
+        with api.runtime.sessions() as session:
+            states = session.scalars(select(OcrJob.state)).all()
+        if len(states) >= jobs and all(s in ("done", "failed", "skipped") for s in states):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the OCR did not settle: {states}")
+
+
 def _found(api: Api, q: str, token: str | None = None) -> list[str]:
     response = api.client.get("/api/v1/units", params={"q": q}, headers=api.auth(token))
     assert response.status_code == 200, response.text
@@ -100,7 +115,13 @@ def test_a_scan_gets_its_searchable_pdfa_and_a_rebuild_restores_it(
     with running(ocr_settings) as api:
         ids = _deposit(api, image, broken, pdf)
         worker = TextWorker(api.runtime.sessions, ocr_settings, api.runtime.offer_set)
-        worker.run_once()
+        _settle(api, worker, jobs=3)
+        leftovers = [
+            p.name
+            for p in (ocr_settings.data_dir / "tmp").iterdir()
+            if p.name.startswith(("ocr-", "object-"))
+        ]
+        assert leftovers == []  # the spooled scans and PDF/A are removed
         group = _group(api, ids["AU-scan"])
         assert set(group) == {"BinaryMaster_1", VERSION}
         master, pdfa = group["BinaryMaster_1"], group[VERSION]
