@@ -142,6 +142,13 @@ BENCHES: list[tuple[str, str, list[str], list[str], str]] = [
         ["--leaves", "20000", "--requests", "50"],
         "sae witness: add-checkpoint round trip on the loopback at 1,000,000 leaves",
     ),
+    (
+        "ocr",
+        "bench_ocr.py",
+        ["--pages", "4", "--rounds", "2"],
+        ["--pages", "1", "--rounds", "1"],
+        "server-side OCR (SAE_OCR): pages per minute vs ocrmypdf alone on the same scans",
+    ),
 ]
 
 

@@ -40,6 +40,7 @@ from sae.storage.offers import OfferSet
 
 if TYPE_CHECKING:  # the runtime holds the sealer: imported for its type only
     from sae.alerts.worker import AlertWorker
+    from sae.extraction.worker import TextWorker
     from sae.pastell.worker import PastellWorker
     from sae.runtime import Runtime
 
@@ -366,15 +367,17 @@ class Auditor:
 
 @dataclass(frozen=True, slots=True)
 class Background:
-    """The background work of one process: the sealer, the auditor and the alerts, started
-    together."""
+    """The background work of one process: the sealer, the auditor, the alerts and the reader
+    of PDFs' text, started together."""
 
     sealer: Sealer
     auditor: Auditor
     alerts: AlertWorker
     pastell: PastellWorker
+    text: TextWorker
 
     def stop(self) -> None:
+        self.text.stop()
         self.pastell.stop()
         self.alerts.stop()
         self.auditor.stop()
@@ -409,7 +412,12 @@ def start_background(runtime: Runtime) -> Background:
     pastell = PastellWorker(runtime)
     runtime.pastell_worker = pastell
     pastell.start()
-    return Background(sealer, auditor, alerts, pastell)
+    from sae.extraction.worker import TextWorker
+
+    # The text of archived PDFs is read here, after their transfer is accepted (search).
+    text = TextWorker(runtime.sessions, runtime.settings, runtime.offer_set)
+    text.start()
+    return Background(sealer, auditor, alerts, pastell, text)
 
 
 def run_worker(runtime: Runtime, stop: threading.Event) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import ProgressColumn, Task
@@ -30,8 +31,10 @@ from sae.storage.cli import audit_command, fsck_command
 from sae.witness.cli import witness_app
 
 if TYPE_CHECKING:
+    from sae.deposit.build import PlannedFile
     from sae.deposit.runner import BatchResult, Target
     from sae.deposit.sheet import Row
+    from sae.deposit.state import DepositState
 
 app = typer.Typer(
     name="sae",
@@ -223,6 +226,31 @@ def main() -> None:  # pragma: no cover - console entry point
     app()
 
 
+def _ocr_scans(items: list[PlannedFile], languages: str) -> tempfile.TemporaryDirectory[str]:
+    """``--ocr``: the scans still to send OCRed into a PDF/A each (``sae.deposit.ocr``), in a
+    private folder the caller removes once the SIPs are sent. The batches' MessageIdentifiers
+    do not depend on it (they hash the masters): a batch is archived once, with or without
+    its OCR."""
+    from rich.progress import Progress
+
+    from sae.deposit.ocr import add_ocr
+
+    folder = tempfile.TemporaryDirectory(prefix="sae-ocr-")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("OCR des images", total=len(items))
+        warnings = add_ocr(
+            items,
+            Path(folder.name),
+            languages=languages,
+            progress=lambda n: progress.advance(task, n),
+        )
+    for warning in warnings:
+        console.print(f"[yellow]{warning}[/yellow]")
+    made = sum(len(item.derived) for item in items)
+    console.print(f"{made} PDF/A océrisé(s) ajouté(s) à côté des images.")
+    return folder
+
+
 @app.command()
 def deposit(
     directory: Annotated[
@@ -262,6 +290,13 @@ def deposit(
             "SHEET.etat-depot.json); a deposit run again skips what it records."
         ),
     ] = None,
+    ocr: Annotated[
+        bool,
+        typer.Option(help="OCR images and image-only PDFs into a PDF/A added beside each scan."),
+    ] = False,
+    ocr_languages: Annotated[
+        str, typer.Option(help="Tesseract languages of --ocr (e.g. fra+eng).")
+    ] = "fra",
 ) -> None:
     """Deposit a folder of scans described by a spreadsheet (one row per file).
 
@@ -271,7 +306,9 @@ def deposit(
     scan_resolution (dpi), scan_operator, scan_date, paper_original (conservé/détruit). Every
     problem is listed before anything is sent (--dry-run: only that); files are grouped into
     SIPs of --batch files. Interrupted, run it again: it resumes, and never archives a file
-    twice.
+    twice. With --ocr, each image and
+    image-only PDF is OCRed (ocrmypdf, French by default) into a searchable PDF/A-2b sent in
+    the same object group as the scan, which stays the master.
 
     Example: ``sae deposit scans/ --sheet scans.xlsx --producer URBANISME
     --server http://sae.mairie.local:8000 --token $SAE_TOKEN``; ``sae deposit template
@@ -308,6 +345,7 @@ def deposit(
         seda_version,
         dry_run,
         state,
+        ocr_languages if ocr else None,
     )
     if server:
         if not token:
@@ -358,15 +396,16 @@ class _DepositJob:
     seda_version: str
     dry_run: bool
     state: Path | None
+    #: Tesseract languages with --ocr, None without.
+    ocr_languages: str | None = None
 
 
 def _deposit_with(target: Target, job: _DepositJob) -> None:
     """Check the rows against the target's referential, then send the SIPs not yet
     acknowledged, with a progress bar, and sum up."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
     from sae.deposit import build
-    from sae.deposit.runner import send_all
     from sae.deposit.state import DepositState, StateError, default_path
     from sae.retention.referential import shipped_specs
 
@@ -425,6 +464,27 @@ def _deposit_with(target: Target, job: _DepositJob) -> None:
     if not todo:
         console.print("[green]Rien à envoyer : tout est déjà archivé.[/green]")
         return
+    # The PDF/A files live in this folder until the SIPs are sent (removed when it goes).
+    ocr_dir = _ocr_scans(todo, job.ocr_languages) if job.ocr_languages is not None else None
+    try:
+        results = _send(target, job, todo, state, rules)
+    finally:
+        if ocr_dir is not None:
+            ocr_dir.cleanup()
+    _summary(results, skipped, len(todo))
+
+
+def _send(
+    target: Target,
+    job: _DepositJob,
+    todo: list[PlannedFile],
+    state: DepositState,
+    rules: list[dict[str, Any]],
+) -> list[BatchResult]:
+    """Send the batches with a progress bar (files, bytes, rate, time left)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from sae.deposit.runner import send_all
 
     columns = (
         TextColumn("[progress.description]{task.description}"),
@@ -479,7 +539,7 @@ def _deposit_with(target: Target, job: _DepositJob) -> None:
             on_batch=report,
             on_bytes=lambda n: progress.advance(sending, n),
         )
-    _summary(results, skipped, len(todo))
+    return results
 
 
 def _octets(count: float) -> str:

@@ -169,6 +169,21 @@ class Settings(BaseSettings):
         ge=0,
         description="A scheduled fixity audit starts this often (0: only on request).",
     )
+    ocr: bool = Field(
+        default=False,
+        description=(
+            "OCR archived scans (TIFF, JPEG, PNG, image-only PDF) in the background into a "
+            "searchable PDF/A-2b added to their object group (ocrmypdf and Tesseract installed)."
+        ),
+    )
+    ocr_workers: int = Field(
+        default=1, ge=1, le=32, description="Scans OCRed at once (SAE_OCR), one core each."
+    )
+    ocr_languages: str = Field(
+        default="fra",
+        pattern=r"^[a-z_]{3,16}(\+[a-z_]{3,16}){0,7}$",
+        description="Tesseract languages of SAE_OCR, e.g. fra or fra+eng (their packages).",
+    )
     drill_interval_days: float = Field(
         default=30.0,
         ge=0,
@@ -623,6 +638,16 @@ class Settings(BaseSettings):
             raise ValueError("SAE_OIDC_ISSUER needs SAE_OIDC_CLIENT_ID")
         if "openid" not in self.oidc_scopes.split():
             raise ValueError("SAE_OIDC_SCOPES must include openid")
+        return self
+
+    @model_validator(mode="after")
+    def _ocr_tools(self) -> Settings:
+        if self.ocr:
+            from sae.extraction.ocrmypdf import missing_languages
+
+            missing = missing_languages(self.ocr_languages)
+            if missing:
+                raise ValueError(f"SAE_OCR=1 needs {missing} installed")
         return self
 
     @model_validator(mode="after")

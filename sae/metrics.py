@@ -293,6 +293,23 @@ def read_state(session: Any, rt: Runtime) -> ArchiveState:
                 status.age_seconds(),
             ),
         ]
+    if rt.settings.ocr:
+        from sae.extraction.ocr import ocr_counts
+
+        counts = ocr_counts(session)
+        gauges += [
+            ("sae_ocr_done", "Scans OCRed into a PDF/A by the server (SAE_OCR).", counts.done),
+            (
+                "sae_ocr_failed",
+                "Scans whose OCR failed and will be tried again.",
+                counts.retrying,
+            ),
+            (
+                "sae_ocr_given_up",
+                "Scans whose OCR failed every try (the error is on the job; the scan is kept).",
+                counts.given_up,
+            ),
+        ]
     problems = dict(
         session.execute(select(AuditProblem.kind, func.count()).group_by(AuditProblem.kind)).all()
     )

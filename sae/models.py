@@ -2,8 +2,16 @@
 
 from sae.alerts.models import Alert, AlertCursor
 from sae.auth.models import ApiToken, SignInFailure, User
-from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
+from sae.catalog.models import (
+    ArchiveUnit,
+    DataObject,
+    DataObjectGroup,
+    ObjectText,
+    UnitLink,
+    UnitRule,
+)
 from sae.db import Base
+from sae.extraction.models import OcrJob
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
 from sae.leases import Lease
@@ -22,6 +30,8 @@ __all__ = [
     "Event",
     "Lease",
     "MetadataCopy",
+    "OcrJob",
+    "ObjectText",
     "ObjectCopy",
     "PastellChunkSession",
     "PastellMessage",

@@ -147,6 +147,20 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         UNIT_OF_WORK,
         "alerts: which channels took a notification, recorded after each send",
     ),
+    # Text of archived PDFs and OCR, in the background after the transfer's commit.
+    "sae.extraction.service.extract_object": (
+        UNIT_OF_WORK,
+        "search: one PDF's text and its units' search document, once read",
+    ),
+    "sae.extraction.ocr.ocr_object": (
+        UNIT_OF_WORK,
+        "OCR: the PDF/A's rows and event, once stored on every offer",
+    ),
+    "sae.extraction.ocr._failed": (UNIT_OF_WORK, "OCR: a failure recorded on its job"),
+    "sae.extraction.ocr.ocr_pending": (
+        UNIT_OF_WORK,
+        "OCR: scans whose group already has a dissemination version marked skipped",
+    ),
     # The rebuild of the catalogue from an offer: one transaction per segment, resumable.
     "sae.recovery.rebuild._Rebuild._claim_target": (UNIT_OF_WORK, "rebuild: the target's marker"),
     "sae.recovery.rebuild._Rebuild._import_segment": (UNIT_OF_WORK, "rebuild: one segment"),

@@ -123,5 +123,28 @@ class DataObject(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ObjectText(Base):
+    """The text extracted from one data object (a PDF's text layer), folded as the index sees
+    it: derived data, recomputed from the object's bytes (``sae.catalog.objecttext``), which
+    feeds the search document of the units of the object's group. A database trigger (migration
+    ``0021_object_text``) deletes the row when its object is destroyed or withdrawn."""
+
+    __tablename__ = "object_texts"
+
+    object_id: Mapped[str] = mapped_column(
+        ForeignKey("data_objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: ``text``: text was found; ``empty``: the object was read, it has no text layer (a scan)
+    #: or is not readable as a PDF (broken, encrypted) — not an error of the archive.
+    state: Mapped[str] = mapped_column(String(16))
+    #: Where the text comes from: ``pdf`` (the object's own text layer).
+    source: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    pages: Mapped[int] = mapped_column(default=0)
+    #: Why there is no text (a broken or encrypted PDF), for the archivist; None otherwise.
+    note: Mapped[str | None] = mapped_column(Text)
+    extracted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 Index("ix_archive_units_transfer_sip", ArchiveUnit.transfer_id, ArchiveUnit.sip_id, unique=True)
 Index("ix_data_objects_transfer_sip", DataObject.transfer_id, DataObject.sip_id, unique=True)

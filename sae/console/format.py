@@ -288,6 +288,7 @@ EVENT_TYPE = {
     "storage.quarantine_ended": "Quarantaine terminée (verrou COMPLIANCE)",
     "storage.orphan_removed": "Copie orpheline supprimée",
     "storage.copy_filled": "Copie ajoutée à une offre qui en manquait",
+    "ocr.object_added": "PDF/A océrisé ajouté à côté d'un original numérisé",
     "storage.copies_checked": "Copies vérifiées (audit)",
     "disposal.certificate_archived": "Certificat de destruction archivé",
     "disposal.transfer_purged": "Unités transférées retirées du fonds",

@@ -274,6 +274,14 @@ def dashboard(
                 else None
             ),
         )
+        if runtime.settings.ocr:
+            from sae.extraction.ocr import MAX_ATTEMPTS, failed_jobs, ocr_counts
+
+            context.update(
+                ocr=ocr_counts(session),
+                ocr_failures=failed_jobs(session, 10),
+                ocr_max_attempts=MAX_ATTEMPTS,
+            )
     if allowed(user, *TRANSFERS):
         context["transfers"], _ = queries.list_transfers(session, user, limit=10)
     return render(request, "dashboard.html", context)

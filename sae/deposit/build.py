@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import seda
@@ -102,6 +102,19 @@ class RuleResolver:
         )
 
 
+@dataclass(frozen=True)
+class DerivedFile:
+    """Another version of a row's document, in the same object group as the file itself (the
+    master): the searchable PDF/A of a scan made by ``sae deposit --ocr``."""
+
+    path: Path
+    uri: str
+    size: int
+    sha512: str
+    mime_type: str
+    version: str  # SEDA DataObjectVersion, e.g. Dissemination_1
+
+
 @dataclass
 class PlannedFile:
     """A checked row: its file, digests and the unit it becomes."""
@@ -123,6 +136,8 @@ class PlannedFile:
     access_rule: str | None
     access_start: date | None
     scan: seda.Digitization | None = None
+    #: Versions made from the file before the SIP is built (``sae.deposit.ocr``).
+    derived: list[DerivedFile] = field(default_factory=list)
 
 
 @dataclass
@@ -404,7 +419,7 @@ def batches(
             yield batch
             batch, size = [], 0
         batch.append(item)
-        size += item.size
+        size += item.size + sum(extra.size for extra in item.derived)
     if batch:
         yield batch
 
@@ -452,7 +467,23 @@ def manifest(
                 digitization=item.scan,
             )
         )
-        groups.append(seda.DataObjectGroup(id=group_id, object_ids=[object_id]))
+        object_ids = [object_id]
+        for n, extra in enumerate(item.derived, start=1):
+            object_ids.append(f"{object_id}-{n}")
+            objects.append(
+                seda.BinaryDataObject(
+                    id=object_ids[-1],
+                    group_id=group_id,
+                    uri=extra.uri,
+                    message_digest=extra.sha512,
+                    digest_algorithm="SHA-512",
+                    size=extra.size,
+                    format=seda.FormatIdentification(mime_type=extra.mime_type),
+                    file_info=seda.FileInfo(filename=PurePosixPath(extra.uri).name),
+                    data_object_version=extra.version,
+                )
+            )
+        groups.append(seda.DataObjectGroup(id=group_id, object_ids=object_ids))
         units.append(
             seda.ArchiveUnit(
                 id=unit_id,
@@ -494,5 +525,7 @@ def write_sip(batch: Sequence[PlannedFile], manifest_xml: bytes, out: Path) -> P
         zf.writestr("manifest.xml", manifest_xml, compress_type=zipfile.ZIP_DEFLATED)
         for item in batch:
             zf.write(item.path, item.uri)
+            for extra in item.derived:
+                zf.write(extra.path, extra.uri)
     os.replace(tmp, out)
     return out

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae import db
 from sae.auth.service import SYSTEM
 from sae.config import Settings
+from sae.extraction.service import extract_pending
 from sae.journal.models import Event
 from sae.journal.publishing import publish_segments
 from sae.journal.sealing import seal_now
@@ -184,6 +185,10 @@ def run_drill(
     # 1. Everything committed is under a head, and every head's segment on every offer.
     seal_now(sessions, settings, wait=True)
     _publish_everything(sessions, offer_set)
+    # 2. The text of the PDFs read (derived data, which the rebuild reads again at its end):
+    # what the background worker would read in its next round, read now, so that a PDF
+    # archived in the last seconds does not make its units' search text differ.
+    extract_pending(sessions, offer_set.copies(), Path(settings.data_dir) / "tmp")
     report.tree_size = _tree_size(sessions)
     scratch_root = Path(settings.data_dir) / "tmp" / f"drill-{db.new_id()}"
     scratch_root.mkdir(parents=True, exist_ok=True)

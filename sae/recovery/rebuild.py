@@ -29,7 +29,9 @@
   was left by a deposit that failed before its commit (``sae fsck``'s unrecorded metadata):
   it is skipped and reported. One whose MessageIdentifier another accepted transfer of the
   same agency holds (a deposit retried after such a failure) likewise.
-4. **End**: a ``catalog.rebuilt`` event (offer, counts, duration), a new admin token as on a
+4. **Texts**: the text layer of every archived PDF is read again from the offer
+  (:mod:`sae.extraction`; derived data, never journaled), so search finds what it found.
+5. **End**: a ``catalog.rebuilt`` event (offer, counts, duration), a new admin token as on a
   first start (tokens are not rebuilt: only their hashes were in the lost database), the
   progress marker removed, and a new head sealed over everything.
 
@@ -59,6 +61,7 @@ from sae.auth.service import ensure_admin_token
 from sae.config import Settings
 from sae.db import make_engine, make_sessionmaker, transaction
 from sae.errors import SAEError
+from sae.extraction.service import extract_pending
 from sae.ingest.models import Transfer
 from sae.ingest.replay import import_transfer, read_description, transfer_ids
 from sae.ingest.transfer_record import (
@@ -139,7 +142,7 @@ _SEGMENT_KEY = re.compile(r"^journal/segments/(\d{16})-(\d{16})\.jsonl$")
 class RebuildProgress:
     """Where a rebuild stands (given to the progress callback after each step)."""
 
-    phase: str  # "journal", "recovering", "sealing"
+    phase: str  # "journal", "recovering", "texts", "sealing"
     segments: int = 0
     #: Tails (sae.journal.tails) that continued the segments: leaves acknowledged, not sealed.
     tails: int = 0
@@ -352,6 +355,9 @@ class _Rebuild:
             raise RebuildStopped(
                 SEGMENTS_PREFIX, "empty", "the offer holds no journal segment and no description"
             )
+        self.state.phase = "texts"
+        self._tell()
+        self.extract_texts()
         self.state.phase = "sealing"
         self._tell()
         counts = self._counts()
@@ -375,6 +381,16 @@ class _Rebuild:
             admin_token_path=token_path,
             notes=self.notes,
         )
+
+    def extract_texts(self) -> None:
+        """The text of the archived PDFs, read again from the offer (derived data, not in the
+        journal: ``sae.extraction``), so that search finds what it found before the loss."""
+        done = extract_pending(self.sessions, [self.offer], self.settings.data_dir / "tmp")
+        if done.skipped:
+            self.notes.append(
+                f"{len(done.skipped)} PDF(s) not read for their text (no copy checks out on"
+                f" {self.offer.name}); the background worker tries again"
+            )
 
     def replay_segments(self, start: int) -> int:
         """Verify, import and replay the offer's segments after leaf ``start``; the new size."""

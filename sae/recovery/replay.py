@@ -113,6 +113,7 @@ OWNERS = (
     "sae.journal.witnessing",
     "sae.journal.replay",
     "sae.pastell.replay",
+    "sae.extraction.replay",
 )
 
 

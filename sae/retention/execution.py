@@ -34,6 +34,7 @@ import seda
 from sae import db
 from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
+from sae.catalog.objecttext import refresh_groups
 from sae.config import Settings
 from sae.journal.service import append_event
 from sae.retention import dates, disposal, documents, records
@@ -477,7 +478,9 @@ def destroy_object(
     obj.status = "destroyed"
     session.execute(delete(ObjectCopy).where(ObjectCopy.object_id == obj.id))
     session.add(object_tombstone(unit, obj, d, at=at, leaf_index=leaf_index))
-    session.flush()
+    session.flush()  # a trigger deletes its extracted text (migration 0021_object_text)
+    # Its text leaves the search document of the units that stay (the others forget theirs).
+    refresh_groups(session, [obj.group_id])
 
 
 def destroy_unit(

@@ -1,0 +1,182 @@
+"""Reading archived PDFs for their text, after their transfer is accepted.
+
+Not on the deposit's path: pypdf reads a typical 10-page PDF in about 35 ms (measured,
+docs/search.md) — a tenth more on a one-document deposit — and a damaged or huge PDF can take
+far longer. The background worker (:mod:`sae.extraction.worker`) reads each PDF of the catalogue
+that has no :class:`~sae.catalog.models.ObjectText` row yet, from a copy whose SHA-512 checks
+out, and writes the row and its units' search document in one transaction; ``sae rebuild``
+runs the same rounds at its end (the rows are derived data: rebuilt, not replayed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from sae.catalog.models import DataObject, ObjectText
+from sae.catalog.objecttext import refresh_groups
+from sae.db import transaction, utcnow
+from sae.extraction.pdftext import Extracted, pdf_text
+from sae.storage.base import StorageOffer
+from sae.storage.errors import StorageError
+from sae.storage.service import open_verified
+
+log = logging.getLogger("sae.extraction")
+
+#: The formats whose text layer is read (libmagic's MIME type of the bytes, or the declared one).
+PDF_TYPES = ("application/pdf",)
+#: Objects looked up at a time.
+BATCH = 20
+#: A PDF larger than this is not read for text (its row says so).
+MAX_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class Round:
+    """What a round did: objects read (with or without text), and left for a later round
+    (no copy could be read: the audit's business; the next process start tries again)."""
+
+    read: int = 0
+    with_text: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def pending(
+    session: Session, *, since: datetime | None, after: tuple[datetime, str] | None, limit: int
+) -> list[DataObject]:
+    """Archived PDFs with no text row, oldest first, created at ``since`` or later and after
+    the keyset ``after`` (created_at, id)."""
+    stmt = (
+        select(DataObject)
+        .outerjoin(ObjectText, ObjectText.object_id == DataObject.id)
+        .where(
+            ObjectText.object_id.is_(None),
+            DataObject.kind == "binary",
+            DataObject.status == "active",
+            DataObject.sha512.is_not(None),
+            DataObject.storage_key.is_not(None),
+            (DataObject.mime_type.in_(PDF_TYPES) | DataObject.declared_mime_type.in_(PDF_TYPES)),
+        )
+        .order_by(DataObject.created_at, DataObject.id)
+        .limit(limit)
+    )
+    if since is not None:
+        stmt = stmt.where(DataObject.created_at >= since)
+    if after is not None:
+        stmt = stmt.where(
+            (DataObject.created_at > after[0])
+            | ((DataObject.created_at == after[0]) & (DataObject.id > after[1]))
+        )
+    return list(session.scalars(stmt))
+
+
+def spool(
+    offers: Sequence[StorageOffer], obj: DataObject, directory: Path, *, suffix: str = ".pdf"
+) -> Path | None:
+    """A verified copy of ``obj`` in a private file of ``directory``; None if no copy of the
+    offers checks out (the auditor reports and repairs that, not this reader)."""
+    assert obj.sha512 is not None
+    assert obj.storage_key is not None
+    fd, name = tempfile.mkstemp(prefix="object-", suffix=suffix, dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in open_verified(
+                [(offer, obj.storage_key) for offer in offers], obj.sha512, expected_size=obj.size
+            ):
+                out.write(chunk)
+    except StorageError as exc:
+        path.unlink(missing_ok=True)
+        log.warning("extraction.unreadable object=%s %s: %s", obj.id, exc.code, exc.detail)
+        return None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def extract_object(
+    sessions: sessionmaker[Session],
+    offers: Sequence[StorageOffer],
+    obj: DataObject,
+    directory: Path,
+) -> Extracted | None:
+    """Read ``obj``'s text and record it with its units' search document; None if no copy
+    could be read (nothing recorded: a later round tries again)."""
+    if (obj.size or 0) > MAX_BYTES:
+        extracted = Extracted("empty", "", 0, "PDF trop volumineux pour en lire le texte")
+    else:
+        path = spool(offers, obj, directory)
+        if path is None:
+            return None
+        try:
+            extracted = pdf_text(path)
+        finally:
+            path.unlink(missing_ok=True)
+    try:
+        with transaction(sessions) as session:
+            current = session.get(DataObject, obj.id)
+            if current is None or current.status != "active":
+                return extracted  # destroyed or withdrawn meanwhile: its text is not kept
+            session.add(
+                ObjectText(
+                    object_id=obj.id,
+                    state=extracted.state,
+                    source="pdf",
+                    text=extracted.text,
+                    pages=extracted.pages,
+                    note=extracted.note,
+                    extracted_at=utcnow(),
+                )
+            )
+            session.flush()
+            refresh_groups(session, [current.group_id])
+    except IntegrityError:
+        pass  # another process recorded it first (a lease overlapping its expiry)
+    return extracted
+
+
+def extract_pending(
+    sessions: sessionmaker[Session],
+    offers: Sequence[StorageOffer],
+    directory: Path,
+    *,
+    since: datetime | None = None,
+    stop: threading.Event | None = None,
+    keep: object = None,
+) -> Round:
+    """Read every archived PDF without a text row (created at ``since`` or later): one
+    transaction per object. ``keep`` (a callable) is called after each object, to renew a
+    lease."""
+    done = Round()
+    directory.mkdir(parents=True, exist_ok=True)
+    after: tuple[datetime, str] | None = None
+    while stop is None or not stop.is_set():
+        with sessions() as session:
+            batch = pending(session, since=since, after=after, limit=BATCH)
+            session.expunge_all()
+        if not batch:
+            break
+        for obj in batch:
+            if stop is not None and stop.is_set():
+                break
+            after = (obj.created_at, obj.id)
+            extracted = extract_object(sessions, offers, obj, directory)
+            if extracted is None:
+                done.skipped.append(obj.id)
+            else:
+                done.read += 1
+                done.with_text += extracted.state == "text"
+            if callable(keep):
+                keep()
+    return done
