@@ -116,6 +116,7 @@ def api_router() -> APIRouter:
     """Every ``/api/v1`` route."""
     from sae.access.api import router as access_router
     from sae.catalog.api import router as catalog_router
+    from sae.contracts.api import router as contracts_router
     from sae.ingest.api import router as ingest_router
     from sae.journal.api import router as journal_router
     from sae.retention.api import disposal_router
@@ -128,6 +129,7 @@ def api_router() -> APIRouter:
         catalog_router,
         access_router,
         rules_router,
+        contracts_router,
         disposal_router,
         storage_router,
         journal_router,

@@ -3,6 +3,7 @@
 from sae.alerts.models import Alert, AlertCursor
 from sae.auth.models import ApiToken
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
+from sae.contracts.models import ArchivalProfile, Contract
 from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
@@ -14,8 +15,10 @@ __all__ = [
     "Alert",
     "AlertCursor",
     "ApiToken",
+    "ArchivalProfile",
     "ArchiveUnit",
     "Base",
+    "Contract",
     "DataObject",
     "DataObjectGroup",
     "Event",

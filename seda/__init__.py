@@ -79,6 +79,7 @@ from ._model import (
     RuleRef,
 )
 from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, safe_parse
+from ._profile import PROFILE_INVALID, PROFILE_NOT_MET, ProfileInvalid, RelaxNGProfile
 from ._reader import read_transfer, read_transfer_reply
 from ._validate import TOLERANCES, Tolerance, TransferReport, validate_message, validate_transfer
 from ._versions import SedaVersion, version_from_namespace
@@ -117,7 +118,11 @@ __all__ = [
     "MalformedXML",
     "Management",
     "ManagementMetadata",
+    "PROFILE_INVALID",
+    "PROFILE_NOT_MET",
     "PhysicalDataObject",
+    "ProfileInvalid",
+    "RelaxNGProfile",
     "ReplyCode",
     "ReplyEvent",
     "ReplyObject",

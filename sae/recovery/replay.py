@@ -112,6 +112,7 @@ OWNERS = (
     "sae.recovery.drill",
     "sae.journal.witnessing",
     "sae.journal.replay",
+    "sae.contracts.replay",
 )
 
 
