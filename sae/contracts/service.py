@@ -121,7 +121,7 @@ def check_spec(session: Session, spec: ContractSpec) -> ContractSpec:
             "profiles": _clean(spec.profiles),
             "record_types": _clean(spec.record_types),
             "rules": _clean(spec.rules),
-            "formats": [f.lower() for f in _clean(spec.formats)],
+            "formats": _clean([f.lower() for f in spec.formats]),
         }
     )
     if not _ID_RE.fullmatch(spec.id):
