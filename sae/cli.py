@@ -16,6 +16,7 @@ import typer
 
 from sae.alerts.cli import alerts_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
+from sae.contracts.cli import contract_app, profile_app
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.migrate_cli import migrate_app, migrate_db_command
 from sae.recovery.cli import backup_command, drill_command, rebuild_command, restore_command
@@ -38,6 +39,8 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
 app.add_typer(retention_app, name="retention")
+app.add_typer(contract_app, name="contract")
+app.add_typer(profile_app, name="profile")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")
