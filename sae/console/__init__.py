@@ -6,6 +6,7 @@
 
 from fastapi import APIRouter
 
+from sae.console.contracts import router as contracts_router
 from sae.console.disposal import router as disposal_router
 from sae.console.routes import fallback, router
 
@@ -14,6 +15,7 @@ def _console_router() -> APIRouter:
     combined = APIRouter(include_in_schema=False)
     combined.include_router(router)
     combined.include_router(disposal_router)
+    combined.include_router(contracts_router)
     # The catch-all French 404 must come after every real page.
     combined.include_router(fallback)
     return combined
