@@ -18,7 +18,8 @@ schemas ship inside the package, in :data:`BUNDLED_XSD_DIR`. Writing (pure
 functions, model in, bytes out): :func:`write_archive_transfer_reply`,
 :func:`write_archive_transfer` (outgoing), :func:`write_archive_delivery_request_reply` (DIP),
 :func:`write_archive_destruction_notification`, :func:`write_acknowledgement`. XML: the only
-parser the project may use is :func:`safe_parse`.
+parser the project may use is :func:`safe_parse`. Archival profiles (RelaxNG):
+:class:`RelaxNGProfile` compiles one and validates a manifest against it.
 
 Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is the first code)::
 
@@ -34,6 +35,7 @@ Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is t
      ├── SchemaUnavailable            xsd.unavailable   (configuration, not input)
      ├── StructureInvalid             seda.structure_invalid; its faults carry precise codes:
      │                                seda.bad_value, seda.missing_value, seda.duplicate_id...
+     ├── ProfileInvalid               profile.invalid   (an archival profile SAE cannot apply)
      └── WriteError                   seda.write_invalid
 """
 
