@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from sae.contracts.models import ArchivalProfile, Contract
 from sae.recovery import replay
+from sae.recovery.compare import TABLES
 from sae.recovery.rebuild import rebuild
 from tests.conftest import Api
 from tests.contracts.helpers import TEST_PROFILE, add_contract, add_profile
@@ -74,7 +75,9 @@ def test_rebuild_restores_contracts_and_profiles(api: Api, tmp_path: Path) -> No
     assert len(before[0]) == 2
     assert len(before[1]) == 1
     target = sqlite_target(tmp_path)
-    rebuild(api.settings, "local", target)
+    report = rebuild(api.settings, "local", target)
+    assert report.counts["contracts"] == 2
+    assert report.counts["archival_profiles"] == 1
     engine = create_engine(target)
     try:
         with Session(engine) as session:
@@ -82,6 +85,8 @@ def test_rebuild_restores_contracts_and_profiles(api: Api, tmp_path: Path) -> No
     finally:
         engine.dispose()
     assert after == before
+    # `sae drill` compares these tables too.
+    assert {Contract, ArchivalProfile} <= set(TABLES)
 
 
 def test_a_profile_leaf_whose_document_was_altered_stops_the_replay() -> None:
