@@ -99,6 +99,10 @@ class IngestEnv:
 
     settings: Settings
     offers: Sequence[StorageOffer]
+    #: Whether the SIP must meet its ingest contract (``check_contract``). False only for the
+    #: archives service's own records (the disposal circuit's documents, ``sae.retention.
+    #: records``), which no depositor sends and no contract covers.
+    enforce_contracts: bool = True
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -816,7 +820,8 @@ def prepare(
             check_duplicate(session, parsed)
             entry_of = check_package(archive, parsed, manifest)
             rules = check_rules(session, parsed)
-            warnings += check_contract(session, archive, parsed, entry_of, rules, data)
+            if env.enforce_contracts:
+                warnings += check_contract(session, archive, parsed, entry_of, rules, data)
             retain_until = lock_dates(compute.retain_until_by_object(parsed, rules))
             # One durability barrier for the objects and the transfer's description: the
             # description is written inside the objects' batch (nested batches join the

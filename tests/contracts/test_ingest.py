@@ -231,3 +231,31 @@ def test_every_fault_at_once(api: Api, tmp_path: Path) -> None:
         "contract.format",
         "contract.object_size",
     ]
+
+
+def test_the_archives_services_own_records_need_no_contract(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disposal circuit archives its visa and certificates through the ingest: no contract
+    covers them, even when every deposit needs one."""
+    from sae.auth.service import SYSTEM
+    from sae.retention.records import archive_record
+
+    monkeypatch.setenv("SAE_CONTRACTS_REQUIRED", "1")
+    add_contract(api, producers=["SERVICE-ARCHIVES"], formats=["image/png"])
+    with api.runtime.sessions() as session:
+        record = archive_record(
+            session,
+            settings=api.runtime.settings,
+            offers=api.runtime.strategy_offers,
+            principal=SYSTEM,
+            archives_service="SERVICE-ARCHIVES",
+            message_id="VISA-TEST-1",
+            title="Visa",
+            description="Visa des Archives départementales",
+            filename="visa.pdf",
+            data=b"%PDF-1.4\n% visa\n%%EOF\n",
+            mime="application/pdf",
+        )
+        session.commit()
+    assert record.transfer_id
