@@ -625,6 +625,22 @@ def evaluate(
     return verdict
 
 
+def object_faults(
+    session: Session,
+    contract_id: str | None,
+    objects: Sequence[ObjectFacts],
+    checks: ChecksRun = ChecksRun(),  # noqa: B008 - frozen, never mutated
+) -> list[ContractFault]:
+    """The faults of the contract's file clauses (formats, sizes, OCR) on ``objects``: for an
+    ingest that knows each file's PRONOM identification only once it has read it (while
+    storing), to check the format clause again with the PUIDs (``evaluate`` gave the
+    ``contract_id``). None (no contract): no fault."""
+    contract = session.get(Contract, contract_id) if contract_id else None
+    if contract is None:
+        return []
+    return _object_faults(contract, objects, checks)
+
+
 def _rule_faults(
     contract: Contract, transfer: seda.ArchiveTransfer, rules: Mapping[str, Rule]
 ) -> list[ContractFault]:

@@ -23,7 +23,7 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -293,6 +293,7 @@ def check_contract(
     rules: dict[str, Rule],
     manifest: bytes,
     checks: contracts.ChecksRun = contracts.ChecksRun(),  # noqa: B008 - frozen, never mutated
+    puids: Mapping[str, str | None] | None = None,
 ) -> list[IngestFault]:
     """The SIP against its ingest contract (``ArchivalAgreement``) and the archival profile it
     names (:mod:`sae.contracts`): every clause broken refuses it, before anything is stored.
@@ -300,8 +301,10 @@ def check_contract(
 
     ``checks`` says which of the optional checks (antivirus, OCR) ran on the SIP, for a
     contract that makes them mandatory. Each object's facts are measured from its bytes (the
-    zip entry's size, libmagic's MIME type), only when a clause looks at them; ``puid`` is
-    where a PRONOM identification of the content goes.
+    zip entry's size, libmagic's MIME type), only when a clause looks at them. ``puids`` is
+    the PRONOM identification of each object's content, by SIP id, when the ingest identified
+    formats before this step (a format clause then matches PUIDs; an identification made while
+    storing goes through :func:`sae.contracts.service.object_faults` instead).
     """
 
     def objects() -> list[contracts.ObjectFacts]:
@@ -310,7 +313,7 @@ def check_contract(
                 sip_id=bdo.id,
                 size=archive.entries[entry_of[bdo.id]].file_size,
                 mime_type=formats.identify(_head(archive, entry_of[bdo.id])),
-                puid=None,
+                puid=(puids or {}).get(bdo.id),
                 version=bdo.data_object_version,
                 group_id=bdo.group_id,
             )
