@@ -473,7 +473,7 @@ def find_contract(
     if agreement is None:
         own = [
             c.id
-            for c in session.scalars(select(Contract).where(Contract.status == "active"))
+            for c in session.scalars(select(Contract).order_by(Contract.id))
             if producer in c.producers
         ]
         if own:

@@ -185,6 +185,10 @@ def test_agreement_unknown_inactive_or_of_another_producer(api: Api) -> None:
     assert disabled.json()["status"] == "inactive"
     spec.agreement = "CONV-2026-01"
     assert [e["code"] for e in _refused(api, spec)] == ["contract.inactive"]
+    # Its only contract disabled, the producer cannot deposit without one either.
+    spec.agreement = None
+    assert [e["code"] for e in _refused(api, spec)] == ["contract.missing"]
+    spec.agreement = "CONV-2026-01"
     api.client.post("/api/v1/contracts/CONV-2026-01/enable", headers=api.auth())
     assert api.deposit(build_zip(spec)).status_code == 201
 
