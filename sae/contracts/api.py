@@ -115,9 +115,15 @@ async def create_profile(
     """Store a RelaxNG archival profile: the body is the ``.rng`` document
     (``Content-Type: application/xml``). Refused with 422 when it is not a RelaxNG grammar
     that compiles, or when it would include another document."""
-    data = await request.body()
-    if len(data) > service.MAX_PROFILE_BYTES:
-        raise ProfileTooLarge(f"the profile is over {service.MAX_PROFILE_BYTES} bytes")
+    # Read up to the limit only: a body past it is refused without being held in memory.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > service.MAX_PROFILE_BYTES:
+            raise ProfileTooLarge(f"the profile is over {service.MAX_PROFILE_BYTES} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
     profile = service.add_profile(
         session, id, name, data, filename=filename, actor=principal, replace=replace
     )

@@ -95,3 +95,11 @@ def test_what_is_not_a_self_contained_relaxng_grammar_is_refused(
     assert add_profile(api, "P-1", good).status_code == 201
     assert add_profile(api, "P-1", good).json()["code"] == "profiles.exists"
     assert add_profile(api, "P-1", good, replace="true").status_code == 201
+
+
+def test_a_profile_over_the_limit_is_refused(api: Api) -> None:
+    from sae.contracts.service import MAX_PROFILE_BYTES
+
+    response = add_profile(api, "P-BIG", b"<a>" + b" " * MAX_PROFILE_BYTES + b"</a>")
+    assert response.status_code == 413
+    assert response.json()["code"] == "profiles.too_large"
