@@ -50,6 +50,9 @@ def _refused(
         _nothing_stored(api)
     # The ATR says the same, one Event per fault, KO.
     atr = api.client.get(body["atr_url"], headers=api.auth())
+    root = seda.safe_parse(atr.content)
+    version = root.tag.split("}")[0].rsplit("v", 1)[-1]
+    assert seda.XsdValidator(seda.BUNDLED_XSD_DIR).validate(root, version) == []  # valid SEDA
     reply = seda.read_transfer_reply(atr.content)
     assert reply.reply_code == "KO"
     assert [e.detail for e in reply.events] == [e["message"] for e in body["errors"]]
