@@ -121,6 +121,7 @@ def api_router() -> APIRouter:
     from sae.access.api import router as access_router
     from sae.auth.api import router as auth_router
     from sae.catalog.api import router as catalog_router
+    from sae.contracts.api import router as contracts_router
     from sae.ingest.api import router as ingest_router
     from sae.journal.api import router as journal_router
     from sae.retention.api import disposal_router
@@ -133,6 +134,7 @@ def api_router() -> APIRouter:
         catalog_router,
         access_router,
         rules_router,
+        contracts_router,
         disposal_router,
         storage_router,
         journal_router,

@@ -22,6 +22,7 @@ from sae.alerts.cli import alerts_app
 from sae.auth.cli import token_app, user_app
 from sae.auth.sso_cli import directory_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
+from sae.contracts.cli import contract_app, profile_app
 from sae.journal.cli import journal_app, verify_bundle_command
 from sae.migrate_cli import migrate_app, migrate_db_command
 from sae.pastell.cli import pastell_app
@@ -48,6 +49,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
 app.add_typer(directory_app, name="directory")
 app.add_typer(retention_app, name="retention")
+app.add_typer(contract_app, name="contract")
+app.add_typer(profile_app, name="profile")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")

@@ -10,6 +10,7 @@ from sae.catalog.models import (
     UnitLink,
     UnitRule,
 )
+from sae.contracts.models import ArchivalProfile, Contract
 from sae.db import Base
 from sae.extraction.models import OcrJob
 from sae.ingest.models import Transfer
@@ -23,8 +24,10 @@ __all__ = [
     "Alert",
     "AlertCursor",
     "ApiToken",
+    "ArchivalProfile",
     "ArchiveUnit",
     "Base",
+    "Contract",
     "DataObject",
     "DataObjectGroup",
     "Event",

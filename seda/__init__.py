@@ -22,7 +22,8 @@ functions, model in, bytes out): :func:`write_archive_transfer_reply`,
 parser the project may use is :func:`safe_parse`. SEDA 1.0 (Pastell):
 :func:`read_transfer_v10`, :func:`write_acknowledgement_v10`,
 :func:`write_archive_transfer_reply_v10`; a transfer's ``.tar.gz``/``.zip`` attachments:
-:func:`iter_attachments`.
+:func:`iter_attachments`. Archival profiles (RelaxNG):
+:class:`RelaxNGProfile` compiles one and validates a manifest against it.
 
 Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is the first code)::
 
@@ -38,6 +39,7 @@ Exception tree (every exception carries ``.faults: list[Fault]``; ``.code`` is t
      ├── SchemaUnavailable            xsd.unavailable   (configuration, not input)
      ├── StructureInvalid             seda.structure_invalid; its faults carry precise codes:
      │                                seda.bad_value, seda.missing_value, seda.duplicate_id...
+     ├── ProfileInvalid               profile.invalid   (an archival profile SAE cannot apply)
      └── WriteError                   seda.write_invalid
 """
 
@@ -88,6 +90,7 @@ from ._model import (
     RuleRef,
 )
 from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, safe_parse
+from ._profile import PROFILE_INVALID, PROFILE_NOT_MET, ProfileInvalid, RelaxNGProfile
 from ._reader import read_transfer, read_transfer_reply
 from ._seda10 import (
     SEDA10_NAMESPACE,
@@ -149,7 +152,11 @@ __all__ = [
     "MalformedXML",
     "Management",
     "ManagementMetadata",
+    "PROFILE_INVALID",
+    "PROFILE_NOT_MET",
     "PhysicalDataObject",
+    "ProfileInvalid",
+    "RelaxNGProfile",
     "ReplyCode",
     "ReplyEvent",
     "ReplyObject",

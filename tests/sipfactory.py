@@ -73,6 +73,8 @@ class SipSpec:
     units: list[UnitSpec] = field(default_factory=list)
     extra_entries: dict[str, bytes] = field(default_factory=dict)
     default_rules: list[RuleSpec] = field(default_factory=list)
+    agreement: str | None = "CONV-2026-01"  # ArchivalAgreement (None: not written)
+    profile: str | None = None  # ArchivalProfile (None: not written)
 
 
 def simple_sip(
@@ -147,7 +149,8 @@ def manifest(spec: SipSpec) -> bytes:
     _el(root, ns, "Comment", "SIP de test")
     _el(root, ns, "Date", "2026-11-29T10:00:00")
     _el(root, ns, "MessageIdentifier", spec.message_id)
-    _el(root, ns, "ArchivalAgreement", "CONV-2026-01")
+    if spec.agreement is not None:
+        _el(root, ns, "ArchivalAgreement", spec.agreement)
     clv = _el(root, ns, "CodeListVersions")
     _el(clv, ns, "ReplyCodeListVersion", "ReplyCodeListVersion0")
     _el(clv, ns, "MessageDigestAlgorithmCodeListVersion", "MessageDigestAlgorithmCodeListVersion0")
@@ -197,6 +200,8 @@ def manifest(spec: SipSpec) -> bytes:
     for u in spec.units:
         unit(desc, u)
     mm = _el(pkg, ns, "ManagementMetadata")
+    if spec.profile is not None:
+        _el(mm, ns, "ArchivalProfile", spec.profile)
     _el(mm, ns, "OriginatingAgencyIdentifier", spec.producer)
     if spec.default_rules:
         _rules(mm, ns, spec.default_rules)

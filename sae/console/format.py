@@ -279,6 +279,8 @@ EVENT_TYPE = {
     "rules.imported": "Référentiel importé",
     "rules.end_dates_recomputed": "Échéances recalculées",
     "rules.minimum_duration_alert": "Alerte : durée inférieure au minimum légal",
+    "contracts.saved": "Contrat de versement enregistré",
+    "profiles.saved": "Profil d'archivage enregistré",
     "storage.audit_completed": "Audit terminé",
     "storage.audit_failed": "Audit échoué",
     "storage.copy_damaged": "Copie endommagée",

@@ -3,7 +3,7 @@
 The pipeline is a sequence of named steps, each testable alone::
 
     open_archive → locate_manifest → parse_manifest → authorise → check_duplicate
-      → check_package → check_rules → store_objects → catalogue_rows → build_atr
+      → check_package → check_rules → check_contract → store_objects → catalogue_rows → build_atr
       → transfer_events → store_transfer_record          (prepare: reads the database only)
       → write_accepted                                   (the writes, for one transfer or a group)
 
@@ -23,7 +23,7 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +48,7 @@ from sae.catalog.rows import (
     write_catalogue,
 )
 from sae.config import Settings
+from sae.contracts import service as contracts
 from sae.db import new_id, utcnow
 from sae.fileio import TrailingDigest
 from sae.ingest import formats
@@ -98,6 +99,10 @@ class IngestEnv:
 
     settings: Settings
     offers: Sequence[StorageOffer]
+    #: Whether the SIP must meet its ingest contract (``check_contract``). False only for the
+    #: archives service's own records (the disposal circuit's documents, ``sae.retention.
+    #: records``), which no depositor sends and no contract covers.
+    enforce_contracts: bool = True
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -278,6 +283,71 @@ def check_rules(session: Session, transfer: seda.ArchiveTransfer) -> dict[str, R
     if faults:
         raise SipRefused(faults)
     return found
+
+
+def check_contract(
+    session: Session,
+    archive: SipArchive,
+    parsed: seda.ArchiveTransfer,
+    entry_of: dict[str, str],
+    rules: dict[str, Rule],
+    manifest: bytes,
+    checks: contracts.ChecksRun = contracts.ChecksRun(),  # noqa: B008 - frozen, never mutated
+    puids: Mapping[str, str | None] | None = None,
+) -> list[IngestFault]:
+    """The SIP against its ingest contract (``ArchivalAgreement``) and the archival profile it
+    names (:mod:`sae.contracts`): every clause broken refuses it, before anything is stored.
+    Returns the warnings (an archival profile named that SAE does not know, without a contract).
+
+    ``checks`` says which of the optional checks (antivirus, OCR) ran on the SIP, for a
+    contract that makes them mandatory. Each object's facts are measured from its bytes (the
+    zip entry's size, libmagic's MIME type), only when a clause looks at them. ``puids`` is
+    the PRONOM identification of each object's content, by SIP id, when the ingest identified
+    formats before this step (a format clause then matches PUIDs; an identification made while
+    storing goes through :func:`sae.contracts.service.object_faults` instead).
+    """
+
+    def objects() -> list[contracts.ObjectFacts]:
+        return [
+            contracts.ObjectFacts(
+                sip_id=bdo.id,
+                size=archive.entries[entry_of[bdo.id]].file_size,
+                mime_type=formats.identify(_head(archive, entry_of[bdo.id])),
+                puid=(puids or {}).get(bdo.id),
+                version=bdo.data_object_version,
+                group_id=bdo.group_id,
+            )
+            for bdo in parsed.package.binary_data_objects
+        ]
+
+    verdict = contracts.evaluate(
+        session,
+        parsed,
+        producer_of(parsed),
+        rules=rules,
+        objects=objects,
+        manifest=manifest,
+        checks=checks,
+    )
+    if verdict.faults:
+        raise SipRefused(
+            [IngestFault(f.code, f.message, f.where) for f in verdict.faults], Refusal.INVALID
+        )
+    return [IngestFault(w.code, w.message, w.where) for w in verdict.warnings]
+
+
+def _head(archive: SipArchive, name: str) -> bytes:
+    """The first bytes of an entry (what libmagic reads), without reading the rest."""
+    stream = cast(Generator[bytes, None, None], archive.stream(name))
+    head = b""
+    try:
+        for chunk in stream:
+            head += chunk
+            if len(head) >= HashingReader.SNIFF_BYTES:
+                break
+    finally:
+        stream.close()
+    return head[: HashingReader.SNIFF_BYTES]
 
 
 def store_objects(
@@ -753,6 +823,8 @@ def prepare(
             check_duplicate(session, parsed)
             entry_of = check_package(archive, parsed, manifest)
             rules = check_rules(session, parsed)
+            if env.enforce_contracts:
+                warnings += check_contract(session, archive, parsed, entry_of, rules, data)
             retain_until = lock_dates(compute.retain_until_by_object(parsed, rules))
             # One durability barrier for the objects and the transfer's description: the
             # description is written inside the objects' batch (nested batches join the

@@ -34,6 +34,7 @@ from sae.catalog.models import (
     UnitRule,
 )
 from sae.catalog.records import encode_value, recorded_columns
+from sae.contracts.models import ArchivalProfile, Contract
 from sae.db import Base
 from sae.ingest.models import Transfer
 from sae.journal import merkle
@@ -68,6 +69,8 @@ TABLES: tuple[type[Base], ...] = (
     Tombstone,
     Event,
     TreeHead,
+    Contract,
+    ArchivalProfile,
 )
 #: Columns a rebuild does not restore, by design (docs/recovery.md, "Not replayed"): a running
 #: executor's claim on a disposal list and its lease, renewed at every step of the execution

@@ -134,6 +134,8 @@ COUNTED = (
     "journal_nodes",
     "tree_heads",
     "metadata_copies",
+    "contracts",
+    "archival_profiles",
 )
 _SEGMENT_KEY = re.compile(r"^journal/segments/(\d{16})-(\d{16})\.jsonl$")
 

@@ -114,6 +114,7 @@ OWNERS = (
     "sae.journal.replay",
     "sae.pastell.replay",
     "sae.extraction.replay",
+    "sae.contracts.replay",
 )
 
 
