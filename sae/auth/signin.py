@@ -133,3 +133,33 @@ def sign_in_with_password(
         with transaction(sessions) as session:
             record_failure(session, login=login, address=address, limits=limits, now=now)
         raise
+
+
+def change_own_password(
+    sessions: sessionmaker[Session],
+    user_id: str,
+    current: str,
+    new: str,
+    *,
+    address: str,
+    limits: Limits,
+) -> None:
+    """Change one's own password, proving the current one, under the sign-in's rate limit.
+
+    A wrong current password counts as a refused sign-in (a stolen session must not become a
+    way to guess the password, often used elsewhere too): :class:`InvalidCredentials` (counted)
+    or :class:`TooManyAttempts`. A unit of work, as :func:`sign_in_with_password`.
+    """
+    now = utcnow()
+    with sessions() as session:
+        user = accounts.get_user(session, user_id)
+        login = user.login
+        check_rate(session, login=login, address=address, limits=limits, now=now)
+    try:
+        with transaction(sessions) as session:
+            user = accounts.verify_password(session, login, current)
+            accounts.set_password(session, user, new, actor=accounts.principal_of(user))
+    except InvalidCredentials:
+        with transaction(sessions) as session:
+            record_failure(session, login=login, address=address, limits=limits, now=now)
+        raise

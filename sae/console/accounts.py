@@ -14,15 +14,16 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from sae.auth import accounts
-from sae.auth.errors import InvalidAccount, InvalidCredentials, UnknownToken
+from sae.auth import accounts, signin
+from sae.auth.errors import InvalidAccount, InvalidCredentials, TooManyAttempts, UnknownToken
 from sae.auth.models import ApiToken
 from sae.auth.service import ROLES, revoke_token
+from sae.console.format import fr_wait
 from sae.console.routes import CsrfField, UserDep, check_csrf
 from sae.console.security import require
 from sae.console.web import ConsoleRoute, render
 from sae.db import utcnow
-from sae.deps import SessionDep
+from sae.deps import RuntimeDep, SessionDep
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -212,21 +213,38 @@ def change_own_password(
     request: Request,
     user: UserDep,
     session: SessionDep,
+    runtime: RuntimeDep,
     csrf: CsrfField = "",
     actuel: Annotated[str, Form()] = "",
     nouveau: Annotated[str, Form()] = "",
 ) -> Response:
-    """Change one's own password (local accounts), proving the current one."""
+    """Change one's own password (local accounts), proving the current one (rate-limited as a
+    sign-in)."""
     check_csrf(request, csrf)
     if user.user_id is None:
         raise InvalidAccount("this session has no account")
-    owner = accounts.get_user(session, user.user_id)
     try:
-        accounts.verify_password(session, owner.login, actuel)
+        signin.change_own_password(
+            runtime.sessions,
+            user.user_id,
+            actuel,
+            nouveau,
+            address=request.client.host if request.client is not None else "",
+            limits=signin.Limits.of(runtime.settings),
+        )
     except InvalidCredentials:
         return _tokens_page(
             request, user, session, status=400, message="Le mot de passe actuel est incorrect."
         )
-    accounts.set_password(session, owner, nouveau, actor=user)
-    session.commit()
+    except TooManyAttempts as exc:
+        wait = int(exc.extra.get("retry_after", 60))
+        response = _tokens_page(
+            request,
+            user,
+            session,
+            status=429,
+            message=f"Trop de tentatives refusées pour ce compte. Réessayez dans {fr_wait(wait)}.",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     return _tokens_page(request, user, session, message="Votre mot de passe a été changé.")

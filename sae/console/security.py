@@ -93,14 +93,11 @@ def is_https(request: Request) -> bool:
     return request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
-def set_cookie(
-    request: Request, response: Response, name: str, value: str, *, max_age: int | None = None
-) -> None:
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
     """Set a console cookie with the attributes every console cookie must have."""
     response.set_cookie(
         name,
         value,
-        max_age=max_age,
         httponly=True,
         samesite="strict",
         secure=is_https(request),
@@ -151,7 +148,9 @@ def open_console_session(
             label=SESSION_LABEL,
             actor=accounts.principal_of(owner),
         )
-    set_cookie(request, response, SESSION_COOKIE, secret, max_age=int(hours * 3600))
+    # A browser-session cookie (no Max-Age): closing the browser forgets it; the token's own
+    # expiry and idle limit end the session on the server whatever the browser does.
+    set_cookie(request, response, SESSION_COOKIE, secret)
     return token
 
 

@@ -157,3 +157,22 @@ def test_a_token_acts_with_its_accounts_current_role(api: Api) -> None:
         user = accounts.get_user(session, user_id)
         accounts.update_user(session, user, role="archivist", actor=SYSTEM)
     assert api.client.get("/api/v1/holds", headers=api.auth(secret)).status_code == 200
+
+
+def test_guessing_the_current_password_is_rate_limited(api: Api) -> None:
+    _, secret = account_token(api, "vole")
+    for _ in range(5):
+        wrong = api.client.put(
+            "/api/v1/auth/password",
+            json={"current_password": "devinette-123", "new_password": "nouveau-mot-de-passe"},
+            headers=api.auth(secret),
+        )
+        assert wrong.status_code == 400
+    limited = api.client.put(
+        "/api/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": "nouveau-mot-de-passe"},
+        headers=api.auth(secret),
+    )
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "auth.too_many_attempts"
+    assert int(limited.headers["retry-after"]) > 0
