@@ -3,7 +3,8 @@
 The pipeline is a sequence of named steps, each testable alone::
 
     open_archive → locate_manifest → parse_manifest → authorise → check_duplicate
-      → check_package → check_rules → store_objects → catalogue_rows → build_atr
+      → check_package → check_rules → scan_package (antivirus, sae.ingest.antivirus)
+      → store_objects → catalogue_rows → build_atr
       → transfer_events → store_transfer_record          (prepare: reads the database only)
       → write_accepted                                   (the writes, for one transfer or a group)
 
@@ -50,7 +51,7 @@ from sae.catalog.rows import (
 from sae.config import Settings
 from sae.db import new_id, utcnow
 from sae.fileio import TrailingDigest
-from sae.ingest import formats
+from sae.ingest import antivirus, formats
 from sae.ingest.errors import DuplicateTransfer, IngestFault, Refusal, SipRefused
 from sae.ingest.hashing import HashingReader, SpanReader, hashlib_name
 from sae.ingest.models import Transfer
@@ -753,6 +754,8 @@ def prepare(
             check_duplicate(session, parsed)
             entry_of = check_package(archive, parsed, manifest)
             rules = check_rules(session, parsed)
+            # Before anything is stored: an infected file refuses the transfer.
+            warnings += antivirus.scan_package(archive, parsed, entry_of, env.settings)
             retain_until = lock_dates(compute.retain_until_by_object(parsed, rules))
             # One durability barrier for the objects and the transfer's description: the
             # description is written inside the objects' batch (nested batches join the
