@@ -51,7 +51,7 @@ from sae.catalog.rows import (
 from sae.config import Settings
 from sae.db import new_id, utcnow
 from sae.fileio import TrailingDigest
-from sae.ingest import antivirus, formats
+from sae.ingest import antivirus, formats, identify
 from sae.ingest.errors import DuplicateTransfer, IngestFault, Refusal, SipRefused
 from sae.ingest.hashing import HashingReader, SpanReader, hashlib_name
 from sae.ingest.models import Transfer
@@ -439,18 +439,46 @@ def _store_one(
         )
     if any(copy.sha512 != sha512 for copy in copies):
         faults.append(IngestFault(READBACK_MISMATCH, "the copies differ from one another", bdo.id))
+    found = identify_format(reader.head, reader.tail)
+    mismatch = check_format(found, bdo)
+    if mismatch is not None:
+        faults.append(mismatch)
     item = StoredBinary(
         sip_id=bdo.id,
         object_id=object_id,
         size=reader.size,
         sha512=sha512,
-        mime_type=formats.identify(reader.head, bdo),
+        mime_type=formats.identify(reader.head[: formats.SNIFF_BYTES], bdo),
         copies=copies,
+        format_puid=found.puid if found else None,
+        format_name=found.name if found else None,
+        format_version=found.version if found else None,
     )
     return item, faults
 
 
+def identify_format(head: bytes, tail: bytes) -> identify.Identification | None:
+    """The PRONOM format of a file from its first and last bytes (``sae.ingest.identify``)."""
+    return identify.identify(head, tail)
+
+
+def check_format(
+    found: identify.Identification | None, bdo: seda.BinaryDataObject
+) -> IngestFault | None:
+    """``format.mismatch`` when the declared FormatId or MimeType contradicts the content
+    (both values in the message); benign differences are not contradictions (docs/ingest.md)."""
+    fmt = bdo.format
+    if fmt is None:
+        return None
+    why = identify.contradiction(found, declared_puid=fmt.format_id, declared_mime=fmt.mime_type)
+    if why is None:
+        return None
+    return IngestFault(FORMAT_MISMATCH, f"file {bdo.uri!r}: {why}", bdo.id)
+
+
 _SHA512_HEX = re.compile(r"[0-9a-f]{128}")
+#: A declared format that the content contradicts.
+FORMAT_MISMATCH = "format.mismatch"
 #: The fault of copies that do not read back alike (an offer's failure, not the SIP's).
 READBACK_MISMATCH = "storage.readback_mismatch"
 
@@ -514,6 +542,7 @@ def transfer_events(
                 "uri": obj.uri,
                 "sip_id": obj.sip_id,
                 "mime_type": obj.mime_type,
+                "format_puid": obj.format_puid,
                 "producer": owner.producer if owner else transfer_row.producer,
                 "title": owner.title if owner else None,
             },

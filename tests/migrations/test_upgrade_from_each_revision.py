@@ -47,6 +47,10 @@ BACKFILLED: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     ("archive_units", "search_text"): lambda row: search_text(
         row["title"], row["description"], row["sip_id"]
     ),
+    # 0019: objects catalogued before it were not identified against PRONOM.
+    ("data_objects", "format_puid"): lambda row: None,
+    ("data_objects", "format_name"): lambda row: None,
+    ("data_objects", "format_version"): lambda row: None,
 }
 
 
