@@ -139,8 +139,9 @@ class Identifier:
         if not head:
             return None
         matched: dict[str, _Format] = {}
+        found: dict[tuple[Any, ...], bool] = {}
         for fmt, signature in (*self._by_first[head[0]], *self._anywhere):
-            if fmt.puid not in matched and all(p.matches(head, tail) for p in signature):
+            if fmt.puid not in matched and all(p.matches(head, tail, found) for p in signature):
                 matched[fmt.puid] = fmt
         if not matched:
             return None
@@ -180,12 +181,17 @@ class _Pattern:
     #: EOF pattern not anchored at the end: then the whole buffer is searched).
     shortest: int
     longest: int | None
-    #: A run of bytes every match contains (checked with ``in`` before the regex), if any.
+    #: A run of bytes every match contains (looked for before the regex runs), if any, and how
+    #: far from the start (BOF) or the end (EOF anchored at the end) it can begin or end at
+    #: most (None: anywhere in the window).
     literal: bytes | None
+    literal_reach: int | None
     #: The bytes a BOF pattern can start with (None: any).
     first: frozenset[int] | None
 
-    def matches(self, head: bytes, tail: bytes) -> bool:
+    def matches(self, head: bytes, tail: bytes, found: dict[tuple[Any, ...], bool]) -> bool:
+        """Whether the pattern matches; ``found`` remembers, for one file, which literals are
+        in which part of it (several signatures look for the same)."""
         if self.position == "EOF":
             buffer = tail
         else:  # BOF; VAR and IFB are searched in the head, as fido does
@@ -201,11 +207,24 @@ class _Pattern:
                 start = max(0, size - self.longest)
             else:
                 end = min(size, self.longest)
-        if self.literal is not None and buffer.find(self.literal, start, end) < 0:
-            return False
+        literal = self.literal
+        if literal is not None:
+            if self.literal_reach is not None:
+                if self.position == "EOF":
+                    start = max(start, size - self.literal_reach)
+                else:
+                    end = min(end, self.literal_reach)
+            key = (self.position == "EOF", literal, start, end)
+            present = found.get(key)
+            if present is None:
+                present = found[key] = buffer.find(literal, start, end) >= 0
+            if not present:
+                return False
         if self.position == "BOF":
             return self.regex.match(buffer) is not None
-        return self.regex.search(buffer, start) is not None
+        if self.position == "EOF" and self.longest is not None:
+            return self.regex.search(buffer, max(0, size - self.longest)) is not None
+        return self.regex.search(buffer) is not None
 
     @property
     def cost(self) -> int:
@@ -222,6 +241,7 @@ def _compile(position: str, source: bytes) -> _Pattern:
     items = list(_PARSER.parse(source, regex.flags))
     shortest, longest = _PARSER.parse(source, regex.flags).getwidth()
     ends = bool(items) and items[-1] == (_PARSER.AT, _PARSER.AT_END_STRING)
+    literal, reach = _literal(items, position, ends)
     return _Pattern(
         position=position,
         regex=regex,
@@ -229,28 +249,54 @@ def _compile(position: str, source: bytes) -> _Pattern:
         longest=longest
         if longest < _UNBOUNDED and (position == "BOF" or (position == "EOF" and ends))
         else None,
-        literal=_literal(items),
+        literal=literal,
+        literal_reach=reach,
         first=_first(items[1:])
         if position == "BOF" and items[:1] == [(_PARSER.AT, _PARSER.AT_BEGINNING_STRING)]
         else None,
     )
 
 
-def _literal(items: list[Any]) -> bytes | None:
-    """The longest run of literal bytes in the pattern's top-level sequence (each of its items
-    is in every match), if two bytes or more."""
-    best = b""
-    run = bytearray()
-    for op, value in items:
-        if op == _PARSER.LITERAL:
-            run.append(value)
+def _literal(items: list[Any], position: str, ends: bool) -> tuple[bytes | None, int | None]:
+    """A run of literal bytes in the pattern's top-level sequence (each of its items is in every
+    match), two bytes or more, and its reach: for a BOF pattern, the furthest from the start
+    its run can end (the widest of what comes before, plus its length); for an EOF pattern
+    anchored at the end, the furthest from the end it can start. Among the runs, one with a
+    reach (the nearest), else the longest."""
+    runs: list[tuple[int, int]] = []  # (first item, last item + 1)
+    index = 0
+    while index < len(items):
+        if items[index][0] != _PARSER.LITERAL:
+            index += 1
             continue
-        if len(run) > len(best):
-            best = bytes(run)
-        run.clear()
-    if len(run) > len(best):
-        best = bytes(run)
-    return best if len(best) >= 2 else None
+        first = index
+        while index < len(items) and items[index][0] == _PARSER.LITERAL:
+            index += 1
+        if index - first >= 2:
+            runs.append((first, index))
+    if not runs:
+        return None, None
+
+    def width(part: list[Any]) -> int | None:
+        widest = int(_PARSER.SubPattern(_PARSER.State(), part).getwidth()[1])
+        return widest if widest < _UNBOUNDED else None
+
+    reached: list[tuple[int, bytes]] = []
+    for first, last in runs:
+        run = bytes(value for _, value in items[first:last])
+        if position == "BOF":
+            before = width(items[:first])
+            if before is not None:
+                reached.append((before + len(run), run))
+        elif position == "EOF" and ends:
+            after = width(items[last:])
+            if after is not None:
+                reached.append((after + len(run), run))
+    if reached:
+        reach, run = min(reached, key=lambda item: item[0])
+        return run, reach
+    first, last = max(runs, key=lambda run: run[1] - run[0])
+    return bytes(value for _, value in items[first:last]), None
 
 
 def _first(items: list[Any]) -> frozenset[int] | None:

@@ -229,3 +229,32 @@ def test_the_samples_are_still_accepted(api: Api, samples_dir: Path) -> None:
             puids = {o["format_puid"] for o in response.json()["objects"]}
             assert puids & {"fmt/18", "fmt/19", "fmt/290"}
     assert accepted >= 1
+
+
+@pytest.mark.parametrize(
+    "size", [0, 10, IDENTIFY_BYTES - 1, IDENTIFY_BYTES + 1, 3 * 1024 * 1024 + 7]
+)
+@pytest.mark.parametrize("chunk", [1000, 1024 * 1024])
+def test_the_readers_keep_the_head_and_the_tail(tmp_path: Path, size: int, chunk: int) -> None:
+    """What identification is given: the first and last bytes, whichever way the file is read
+    (through the zip in chunks, or straight from the SIP's file)."""
+    import os
+    import random
+
+    from sae.ingest.hashing import HashingReader, SpanReader
+
+    data = random.Random(size).randbytes(size)
+    reader = HashingReader(iter([data[i : i + chunk] for i in range(0, size, chunk)]), "SHA-512")
+    while reader.read(65536 + 3):
+        pass
+    assert reader.head == data[:IDENTIFY_BYTES]
+    assert reader.tail == data[-IDENTIFY_BYTES:]
+    path = tmp_path / "sip"
+    path.write_bytes(b"x" * 100 + data + b"y" * 50)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        span = SpanReader(fd, 100, size)
+        assert span.head == data[:IDENTIFY_BYTES]
+        assert span.tail == data[-IDENTIFY_BYTES:]
+    finally:
+        os.close(fd)
