@@ -10,8 +10,8 @@ from typing import Any
 from sae.fileio import copy_range
 
 #: Bytes kept from the start and the end of each file for its identification (libmagic reads
-#: the start; PRONOM's signatures both): DROID's default scan window (``sae.ingest.identify``).
-IDENTIFY_BYTES = 64 * 1024
+#: the start; PRONOM's signatures both): fido's own window (``sae.ingest.identify``).
+IDENTIFY_BYTES = 128 * 1024
 
 # SEDA names digest algorithms as in its DigestAlgorithmCodeList; these are the ones hashlib has.
 ALGORITHMS = {

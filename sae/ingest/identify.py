@@ -32,8 +32,8 @@ log = logging.getLogger("sae.ingest.identify")
 
 _Signature = tuple["_Pattern", ...]
 
-#: Bytes of the head and of the tail matched: DROID's default window (fido's is 128 KiB; the
-#: cost of the patterns that search the whole buffer grows with it, see docs/benchmarks.md).
+#: Bytes of the head and of the tail matched: fido's default window (DROID's is 64 KiB; with
+#: the literals' reach, 64 KiB cost as much on the a3m corpus, see docs/benchmarks.md).
 BUFFER = IDENTIFY_BYTES
 
 ZIP_PUID = "x-fmt/263"
