@@ -141,6 +141,23 @@ class Settings(BaseSettings):
         le=64,
         description="Files of one transfer stored at once (reading, hashing and writing).",
     )
+    clamd_socket: str | None = Field(
+        default=None,
+        description=(
+            "clamd's socket for the antivirus at ingest: a Unix socket's path or host:port. "
+            "Unset: no scan (the embedded default)."
+        ),
+    )
+    clamd_required: bool | None = Field(
+        default=None,
+        description=(
+            "Refuse (503) a SIP clamd could not scan, instead of accepting it with a warning "
+            "in its ATR. Unset: required when SAE_CLAMD_SOCKET is set. Production: 1."
+        ),
+    )
+    clamd_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="How long clamd may take to answer one file."
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, gt=0, lt=65536)
     workers: int = Field(

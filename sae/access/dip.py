@@ -68,6 +68,29 @@ def descendants(session: Session, unit_id: str) -> tuple[list[str], dict[str, li
     return order, children
 
 
+def format_litteral(obj: DataObject) -> str | None:
+    """PRONOM's name of the identified format, with its version when the name lacks it."""
+    name = obj.format_name
+    if not name:
+        return None
+    version = obj.format_version
+    return f"{name} {version}" if version and version not in name else name
+
+
+def dip_format(obj: DataObject) -> seda.FormatIdentification:
+    """An object's ``FormatIdentification`` in a DIP: what SAE identified from the content
+    (PRONOM's PUID and name, libmagic's MIME type), the declaration where nothing was."""
+    if obj.format_puid:
+        return seda.FormatIdentification(
+            format_litteral=format_litteral(obj), mime_type=obj.mime_type, format_id=obj.format_puid
+        )
+    return seda.FormatIdentification(
+        format_litteral=obj.format_litteral,
+        mime_type=obj.mime_type,
+        format_id=obj.declared_format_id,
+    )
+
+
 def _entry_name(obj: DataObject) -> str:
     base = _UNSAFE.sub("_", (obj.filename or obj.sip_id or "objet").strip()) or "objet"
     return f"Content/{obj.id}-{base[:120]}"
@@ -222,9 +245,7 @@ def _manifest(
                 message_digest=obj.sha512,
                 digest_algorithm="SHA-512",
                 size=obj.size,
-                format=seda.FormatIdentification(
-                    mime_type=obj.mime_type, format_id=obj.declared_format_id
-                ),
+                format=dip_format(obj),
                 file_info=seda.FileInfo(filename=obj.filename) if obj.filename else None,
                 data_object_version=obj.data_object_version,
                 data_object_system_id=obj.id,

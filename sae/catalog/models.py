@@ -113,6 +113,11 @@ class DataObject(Base):
     declared_mime_type: Mapped[str | None] = mapped_column(String(255))
     declared_format_id: Mapped[str | None] = mapped_column(String(64))
     format_litteral: Mapped[str | None] = mapped_column(Text)
+    #: The format identified from the content against PRONOM (``sae.ingest.identify``), not
+    #: the declared one: PUID, format name and version as PRONOM names them.
+    format_puid: Mapped[str | None] = mapped_column(String(64))
+    format_name: Mapped[str | None] = mapped_column(Text)
+    format_version: Mapped[str | None] = mapped_column(String(255))
     storage_key: Mapped[str | None] = mapped_column(String(255))
     #: How the object was scanned from paper, when its manifest says (``Metadata/Image`` in
     #: MIX, ``seda.Digitization``): ``scanner``, ``resolution_dpi``, ``operator``,

@@ -38,6 +38,10 @@ class StoredBinary:
     sha512: str
     mime_type: str | None
     copies: list[StoredObject]
+    #: What PRONOM says the content is (``sae.ingest.identify``): PUID, name and version.
+    format_puid: str | None = None
+    format_name: str | None = None
+    format_version: str | None = None
 
 
 def storage_key(object_id: str) -> str:
@@ -121,6 +125,9 @@ def catalogue_rows(
                     else None
                 ),
                 mime_type=item.mime_type,
+                format_puid=item.format_puid,
+                format_name=item.format_name,
+                format_version=item.format_version,
                 declared_mime_type=fmt.mime_type if fmt else None,
                 declared_format_id=fmt.format_id if fmt else None,
                 format_litteral=fmt.format_litteral if fmt else None,

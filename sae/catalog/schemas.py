@@ -66,6 +66,10 @@ class ObjectOut(ObjectSummary):
     declared_mime_type: str | None
     format_id: str | None
     format_litteral: str | None
+    #: Identified from the content against PRONOM (``format_id`` is the declared one).
+    format_puid: str | None = None
+    format_name: str | None = None
+    format_version: str | None = None
     created_at: datetime
     units: list[str]
     copies: list[CopyOut]

@@ -100,6 +100,9 @@ def object_view(session: Session, obj: DataObject, units: list[ArchiveUnit]) -> 
         declared_mime_type=obj.declared_mime_type,
         format_id=obj.declared_format_id,
         format_litteral=obj.format_litteral,
+        format_puid=obj.format_puid,
+        format_name=obj.format_name,
+        format_version=obj.format_version,
         created_at=obj.created_at,
         units=[u.id for u in units],
         copies=[

@@ -448,6 +448,10 @@ class ChecksRun:
 
     antivirus: bool | None = None
     ocr: bool | None = None
+    #: The ingest identifies each file against PRONOM only while storing it: the format
+    #: clause is then checked on the files' PUIDs after that (``object_faults``), and before
+    #: it only on what libmagic measured.
+    formats_identified_later: bool = False
 
 
 @dataclass
@@ -719,12 +723,27 @@ def _object_faults(
 ) -> list[ContractFault]:
     faults: list[ContractFault] = []
     total = 0
+    # A text version of the scan: raw text (TextContent), or the searchable PDF/A that
+    # ``sae deposit --ocr`` sends as the group's Dissemination version.
     text_groups = {
-        o.group_id for o in objects if (o.version or "").startswith("TextContent") and o.group_id
+        o.group_id
+        for o in objects
+        if o.group_id
+        and (
+            (o.version or "").startswith("TextContent")
+            or (
+                (o.version or "").startswith("Dissemination")
+                and (o.mime_type or "").split(";")[0].strip().lower() == "application/pdf"
+            )
+        )
     }
     for obj in objects:
         total += obj.size
-        if contract.formats and not _format_allowed(contract, obj):
+        if (
+            contract.formats
+            and not _format_allowed(contract, obj)
+            and not (checks.formats_identified_later and obj.puid is None)
+        ):
             found = (
                 ", ".join(v for v in (obj.puid and f"PRONOM {obj.puid}", obj.mime_type) if v)
                 or "format non identifié"

@@ -202,6 +202,7 @@ def _reply(
                 sha512=o.sha512,
                 size=o.size,
                 mime_type=o.mime_type,
+                format_puid=o.format_puid,
                 url=f"/api/v1/objects/{o.id}",
             )
             for o in outcome.objects

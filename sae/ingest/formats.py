@@ -7,6 +7,9 @@ from typing import Any
 
 import magic
 
+#: The bytes libmagic is given (the start of the file).
+SNIFF_BYTES = 8192
+
 
 @functools.cache
 def _detector() -> Any:

@@ -9,6 +9,10 @@ from typing import Any
 
 from sae.fileio import copy_range
 
+#: Bytes kept from the start and the end of each file for its identification (libmagic reads
+#: the start; PRONOM's signatures both): fido's own window (``sae.ingest.identify``).
+IDENTIFY_BYTES = 128 * 1024
+
 # SEDA names digest algorithms as in its DigestAlgorithmCodeList; these are the ones hashlib has.
 ALGORITHMS = {
     "MD5": "md5",
@@ -40,12 +44,13 @@ class HashingReader:
     """A file-like ``read()`` over chunks that digests and counts what passes through.
 
     Handed to a storage offer's ``put``: the offer's single read of the stream is also the
-    single read that checks the declared digest. The first bytes are kept for format
-    identification. ``sha512=False`` when the consumer computes the SHA-512 itself (a storage
-    offer's ``put`` does, by contract): one hash pass less over every byte.
+    single read that checks the declared digest. The first and the last
+    :data:`IDENTIFY_BYTES` bytes are kept for format identification (``head``, ``tail``).
+    ``sha512=False`` when the consumer computes the SHA-512 itself (a storage offer's ``put``
+    does, by contract): one hash pass less over every byte.
     """
 
-    SNIFF_BYTES = 8192
+    SNIFF_BYTES = IDENTIFY_BYTES
 
     def __init__(
         self, chunks: Iterator[bytes], declared_algorithm: str | None, *, sha512: bool = True
@@ -60,6 +65,10 @@ class HashingReader:
         if name is not None and name != "sha512":
             self.declared = hashlib.new(name)
         self.head = b""
+        # The last chunks read, together at least IDENTIFY_BYTES long when the file is: the
+        # tail is cut from them once, when asked (chunks are not copied on the way).
+        self._recent: list[bytes] = []
+        self._recent_size = 0
         self.exhausted = False
         self.failure: Exception | None = None
 
@@ -71,6 +80,18 @@ class HashingReader:
             self.declared.update(chunk)
         if len(self.head) < self.SNIFF_BYTES:
             self.head += chunk[: self.SNIFF_BYTES - len(self.head)]
+        recent = self._recent
+        recent.append(chunk)
+        self._recent_size += len(chunk)
+        while len(recent) > 1 and self._recent_size - len(recent[0]) >= IDENTIFY_BYTES:
+            self._recent_size -= len(recent.pop(0))
+
+    @property
+    def tail(self) -> bytes:
+        """The last :data:`IDENTIFY_BYTES` bytes read (the whole file when it is shorter)."""
+        if len(self._recent) > 1:
+            self._recent = [b"".join(self._recent)]
+        return self._recent[0][-IDENTIFY_BYTES:] if self._recent else b""
 
     def _next(self) -> bytes | None:
         try:
@@ -138,6 +159,11 @@ class SpanReader(HashingReader):
         self._start = offset
         self._length = length
         self.head = os.pread(fd, min(self.SNIFF_BYTES, length), offset)
+
+    @property
+    def tail(self) -> bytes:
+        size = min(IDENTIFY_BYTES, self._length)
+        return os.pread(self._fd, size, self._start + self._length - size)
 
     def read(self, n: int = -1) -> bytes:
         left = self._length - self.size

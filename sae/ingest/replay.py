@@ -182,6 +182,9 @@ def _check_against_leaves(
         }
         found: dict[str, Any] = {"sha512": event.digests.get(obj.id)}
         found.update({name: said.get(name) for name in expected if name != "sha512"})
+        if "format_puid" in said:  # leaves written before identification do not say it
+            expected["format_puid"] = obj.format_puid
+            found["format_puid"] = said["format_puid"]
         unit = units.get(event.unit_id or "")
         if unit is not None:
             expected.update(title=unit.title, producer=unit.producer)

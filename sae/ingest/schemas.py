@@ -25,6 +25,8 @@ class TransferObjectOut(BaseModel):
     sha512: str | None
     size: int | None
     mime_type: str | None = None
+    #: The PRONOM format identified from the content (None: no signature matched).
+    format_puid: str | None = None
     url: str
 
 

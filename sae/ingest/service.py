@@ -3,7 +3,9 @@
 The pipeline is a sequence of named steps, each testable alone::
 
     open_archive → locate_manifest → parse_manifest → authorise → check_duplicate
-      → check_package → check_rules → check_contract → store_objects → catalogue_rows → build_atr
+      → check_package → check_rules → scan_package (antivirus, sae.ingest.antivirus)
+      → check_contract → store_objects (PRONOM identification, sae.ingest.identify)
+      → check_contract_formats → catalogue_rows → build_atr
       → transfer_events → store_transfer_record          (prepare: reads the database only)
       → write_accepted                                   (the writes, for one transfer or a group)
 
@@ -18,6 +20,7 @@ the two leaves only unreferenced copies, which ``sae fsck`` finds and nothing ev
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -51,7 +54,7 @@ from sae.config import Settings
 from sae.contracts import service as contracts
 from sae.db import new_id, utcnow
 from sae.fileio import TrailingDigest
-from sae.ingest import formats
+from sae.ingest import antivirus, formats, identify
 from sae.ingest.errors import DuplicateTransfer, IngestFault, Refusal, SipRefused
 from sae.ingest.hashing import HashingReader, SpanReader, hashlib_name
 from sae.ingest.models import Transfer
@@ -294,10 +297,11 @@ def check_contract(
     manifest: bytes,
     checks: contracts.ChecksRun = contracts.ChecksRun(),  # noqa: B008 - frozen, never mutated
     puids: Mapping[str, str | None] | None = None,
-) -> list[IngestFault]:
+) -> tuple[list[IngestFault], str | None]:
     """The SIP against its ingest contract (``ArchivalAgreement``) and the archival profile it
     names (:mod:`sae.contracts`): every clause broken refuses it, before anything is stored.
-    Returns the warnings (an archival profile named that SAE does not know, without a contract).
+    Returns the warnings (an archival profile named that SAE does not know, without a contract)
+    and the contract that applies (None: deposited without one).
 
     ``checks`` says which of the optional checks (antivirus, OCR) ran on the SIP, for a
     contract that makes them mandatory. Each object's facts are measured from its bytes (the
@@ -333,7 +337,35 @@ def check_contract(
         raise SipRefused(
             [IngestFault(f.code, f.message, f.where) for f in verdict.faults], Refusal.INVALID
         )
-    return [IngestFault(w.code, w.message, w.where) for w in verdict.warnings]
+    return [IngestFault(w.code, w.message, w.where) for w in verdict.warnings], verdict.contract_id
+
+
+def check_contract_formats(
+    session: Session,
+    contract_id: str,
+    parsed: seda.ArchiveTransfer,
+    stored: Sequence[StoredBinary],
+    checks: contracts.ChecksRun,
+) -> None:
+    """The contract's format clause again, now that storing identified each file against
+    PRONOM (``check_contract`` left PUID-less files to this step): a format the contract does
+    not accept refuses the transfer, and the copies just made are discarded by the caller."""
+    bdos = {bdo.id: bdo for bdo in parsed.package.binary_data_objects}
+    facts = [
+        contracts.ObjectFacts(
+            sip_id=item.sip_id,
+            size=item.size,
+            mime_type=item.mime_type,
+            puid=item.format_puid,
+            version=bdos[item.sip_id].data_object_version if item.sip_id in bdos else None,
+            group_id=bdos[item.sip_id].group_id if item.sip_id in bdos else None,
+        )
+        for item in stored
+    ]
+    done = dataclasses.replace(checks, formats_identified_later=False)
+    faults = contracts.object_faults(session, contract_id, facts, done)
+    if faults:
+        raise SipRefused([IngestFault(f.code, f.message, f.where) for f in faults], Refusal.INVALID)
 
 
 def _head(archive: SipArchive, name: str) -> bytes:
@@ -508,18 +540,46 @@ def _store_one(
         )
     if any(copy.sha512 != sha512 for copy in copies):
         faults.append(IngestFault(READBACK_MISMATCH, "the copies differ from one another", bdo.id))
+    found = identify_format(reader.head, reader.tail)
+    mismatch = check_format(found, bdo)
+    if mismatch is not None:
+        faults.append(mismatch)
     item = StoredBinary(
         sip_id=bdo.id,
         object_id=object_id,
         size=reader.size,
         sha512=sha512,
-        mime_type=formats.identify(reader.head, bdo),
+        mime_type=formats.identify(reader.head[: formats.SNIFF_BYTES], bdo),
         copies=copies,
+        format_puid=found.puid if found else None,
+        format_name=found.name if found else None,
+        format_version=found.version if found else None,
     )
     return item, faults
 
 
+def identify_format(head: bytes, tail: bytes) -> identify.Identification | None:
+    """The PRONOM format of a file from its first and last bytes (``sae.ingest.identify``)."""
+    return identify.identify(head, tail)
+
+
+def check_format(
+    found: identify.Identification | None, bdo: seda.BinaryDataObject
+) -> IngestFault | None:
+    """``format.mismatch`` when the declared FormatId or MimeType contradicts the content
+    (both values in the message); benign differences are not contradictions (docs/ingest.md)."""
+    fmt = bdo.format
+    if fmt is None:
+        return None
+    why = identify.contradiction(found, declared_puid=fmt.format_id, declared_mime=fmt.mime_type)
+    if why is None:
+        return None
+    return IngestFault(FORMAT_MISMATCH, f"file {bdo.uri!r}: {why}", bdo.id)
+
+
 _SHA512_HEX = re.compile(r"[0-9a-f]{128}")
+#: A declared format that the content contradicts.
+FORMAT_MISMATCH = "format.mismatch"
 #: The fault of copies that do not read back alike (an offer's failure, not the SIP's).
 READBACK_MISMATCH = "storage.readback_mismatch"
 
@@ -583,6 +643,7 @@ def transfer_events(
                 "uri": obj.uri,
                 "sip_id": obj.sip_id,
                 "mime_type": obj.mime_type,
+                "format_puid": obj.format_puid,
                 "producer": owner.producer if owner else transfer_row.producer,
                 "title": owner.title if owner else None,
             },
@@ -823,8 +884,21 @@ def prepare(
             check_duplicate(session, parsed)
             entry_of = check_package(archive, parsed, manifest)
             rules = check_rules(session, parsed)
+            # Before anything is stored: an infected file refuses the transfer.
+            scanned = antivirus.scan_package(archive, parsed, entry_of, env.settings)
+            warnings += scanned
+            checks = contracts.ChecksRun(
+                antivirus=env.settings.clamd_socket is not None
+                and not any(w.code == antivirus.NOT_SCANNED for w in scanned),
+                ocr=env.settings.ocr,
+                formats_identified_later=True,
+            )
+            contract_id: str | None = None
             if env.enforce_contracts:
-                warnings += check_contract(session, archive, parsed, entry_of, rules, data)
+                contract_warnings, contract_id = check_contract(
+                    session, archive, parsed, entry_of, rules, data, checks
+                )
+                warnings += contract_warnings
             retain_until = lock_dates(compute.retain_until_by_object(parsed, rules))
             # One durability barrier for the objects and the transfer's description: the
             # description is written inside the objects' batch (nested batches join the
@@ -838,6 +912,8 @@ def prepare(
                     retain_until,
                     threads=env.settings.ingest_threads,
                 )
+                if contract_id is not None:
+                    check_contract_formats(session, contract_id, parsed, stored, checks)
                 transfer_row.sip_sha512 = sip_digest.hexdigest()
                 accepted = _accepted(
                     session, env, principal, transfer_row, parsed, stored, rules, warnings

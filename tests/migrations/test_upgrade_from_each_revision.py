@@ -51,6 +51,10 @@ BACKFILLED: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     ("api_tokens", "last_used_at"): lambda row: None,
     # 0020: objects archived before it have no capture record.
     ("data_objects", "scan_chain"): lambda row: None,
+    # 0019: objects catalogued before it were not identified against PRONOM.
+    ("data_objects", "format_puid"): lambda row: None,
+    ("data_objects", "format_name"): lambda row: None,
+    ("data_objects", "format_version"): lambda row: None,
 }
 
 

@@ -382,6 +382,8 @@ def test_rebuilt_catalogue_answers_as_before_on_sqlite_and_postgresql(
 ) -> None:
     offer = local_offer(archive.settings)
     assert verify_offer(offer).ok
+    # What the ingest identified (PRONOM) is in the answers compared after the rebuild.
+    assert any(obj["format_puid"] for obj in archive.snapshot.objects.values())
     target = sqlite_target(tmp_path)
     with postgres_target() as url:
         # Both rebuilt before either serves: a service on a rebuilt catalogue publishes its

@@ -1,0 +1,260 @@
+"""PRONOM identification (fido's signatures): recorded per object, shown, exported, replayed;
+a declaration the content contradicts refuses the transfer (``format.mismatch``)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+import seda
+from sae.catalog.models import DataObject
+from sae.ingest import identify
+from sae.ingest.hashing import IDENTIFY_BYTES
+from sae.ingest.transfer_record import read_transfer_record, transfer_record_key
+from sae.journal.models import Event
+from tests.conftest import SAMPLES, Api
+from tests.sipfactory import FileSpec, UnitSpec, build_zip, simple_sip
+
+PDF = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
+
+
+def _zip_bytes() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("dedans.txt", "un fichier dans une archive\n")
+    return out.getvalue()
+
+
+def _head_tail(data: bytes) -> tuple[bytes, bytes]:
+    return data[:IDENTIFY_BYTES], data[-IDENTIFY_BYTES:]
+
+
+def _sample_files() -> list[bytes]:
+    files = []
+    for path in sorted(SAMPLES.glob("*.zip")):
+        with zipfile.ZipFile(path) as zf:
+            files += [zf.read(n) for n in zf.namelist() if not n.endswith("/")]
+    return files
+
+
+def test_the_compiled_signatures_answer_as_fido_does() -> None:
+    """The index of compiled patterns is an optimisation, not another identifier: on the
+    samples' files and on a few formats, the same PUIDs as fido's own ``match_formats``."""
+    from fido.fido import Fido
+    from fido.versions import get_local_versions
+
+    versions = get_local_versions()
+    fido = Fido(
+        quiet=True,
+        handle_matches=lambda *args: None,
+        format_files=[versions.pronom_signature, versions.fido_extension_signature],
+    )
+    files = [
+        *_sample_files(),
+        PDF,
+        _zip_bytes(),
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+        b"II*\x00" + b"\0" * 64,
+        b"GIF89a" + b"\0" * 64,
+        b'<?xml version="1.0"?><racine/>',
+        b"texte brut\n",
+    ]
+    assert len(files) > 20
+    ident = identify.identifier()
+    for data in files:
+        head, tail = _head_tail(data)
+        found = ident.identify(head, tail)
+        theirs = {fido.get_puid(fmt) for fmt, _ in fido.match_formats(head, tail)}
+        assert set(found.candidates if found else ()) == theirs, data[:40]
+
+
+def test_what_is_identified() -> None:
+    pdf = identify.identify(*_head_tail(PDF))
+    assert pdf is not None
+    assert pdf.puid == "fmt/18"
+    assert pdf.name == "Acrobat PDF 1.4 - Portable Document Format"
+    assert pdf.version == "1.4"
+    assert pdf.mime_type == "application/pdf"
+    archive = identify.identify(*_head_tail(_zip_bytes()))
+    assert archive is not None
+    assert archive.puid == identify.ZIP_PUID
+    assert archive.container == "ZIP"
+    assert identify.identify(*_head_tail(b"texte brut\n")) is None
+    assert identify.identify(b"", b"") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "puid", "mime", "contradicts"),
+    [
+        (PDF, None, "application/pdf", False),
+        (PDF, "fmt/18", None, False),
+        (PDF, "fmt/19", None, False),  # another PDF version: benign
+        (PDF, "fmt/95", None, False),  # PDF/A-1a declared, the header says PDF 1.4
+        (PDF, None, "application/x-pdf", False),
+        (PDF, None, "application/octet-stream", False),
+        (PDF, "fmt/40", None, True),  # a Word 97 document
+        (PDF, None, "image/jpeg", True),
+        (_zip_bytes(), None, "application/pdf", True),
+        (_zip_bytes(), "fmt/18", None, True),
+        (_zip_bytes(), "fmt/412", None, False),  # a .docx lives in a ZIP
+        (_zip_bytes(), None, "application/vnd.oasis.opendocument.text", False),
+        (_zip_bytes(), None, "application/x-zip-compressed", False),
+        (b'<?xml version="1.0"?><r/>', None, "text/xml", False),
+        (b'<?xml version="1.0"?><r/>', None, "application/xml", False),
+        (b'<?xml version="1.0"?><r/>', None, "image/svg+xml", False),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + b"\0" * 64, None, "image/jpg", False),
+        (b"texte brut\n", None, "application/pdf", False),  # nothing identified: not judged
+        (PDF, "fmt/999999", None, False),  # a PUID this PRONOM does not know: not judged
+    ],
+)
+def test_declared_against_content(
+    data: bytes, puid: str | None, mime: str | None, contradicts: bool
+) -> None:
+    found = identify.identify(*_head_tail(data))
+    why = identify.contradiction(found, declared_puid=puid, declared_mime=mime)
+    assert (why is not None) == contradicts, why
+    if why is not None:
+        assert (puid or mime or "") in why
+        assert found is not None
+        assert found.puid in why
+
+
+def _deposit(api: Api, message_id: str, spec_file: FileSpec) -> object:
+    spec = simple_sip(message_id)
+    spec.files.append(spec_file)
+    spec.units[0].children.append(UnitSpec(id="AU-2", title="Pièce", files=[1]))
+    return api.deposit(build_zip(spec))
+
+
+def _nothing_stored(api: Api) -> None:
+    for offer in api.runtime.offer_set.offers.values():
+        assert list(offer.list_keys("objects/")) == []
+        assert list(offer.list_keys("transfers/")) == []
+    with api.runtime.sessions() as session:
+        assert session.scalars(select(DataObject)).all() == []
+
+
+def test_a_pdf_that_is_a_zip_is_refused(api: Api, xsd_dir: Path) -> None:
+    response = _deposit(
+        api,
+        "MSG-FAUX-PDF",
+        FileSpec(uri="Content/délibération.pdf", data=_zip_bytes(), mime="application/pdf"),
+    )
+    assert response.status_code == 422, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert [e["code"] for e in body["errors"]] == ["format.mismatch"]
+    error = body["errors"][0]
+    assert error["where"] == "BDO-1"
+    # Both values: the declaration and what the content is.
+    assert "application/pdf" in error["message"]
+    assert "x-fmt/263" in error["message"]
+    assert "Content/délibération.pdf" in error["message"]
+    _nothing_stored(api)
+    atr = api.client.get(body["atr_url"], headers=api.auth())
+    reply = seda.read_transfer_reply(atr.content)
+    assert reply.reply_code == "KO"
+    assert "format.mismatch" in atr.text
+    assert "x-fmt/263" in atr.text
+
+
+def test_the_identification_is_recorded_shown_exported_and_replayable(
+    api: Api, xsd_dir: Path
+) -> None:
+    response = _deposit(
+        api, "MSG-IDENT", FileSpec(uri="Content/arrêté.pdf", data=PDF, mime="application/pdf")
+    )
+    assert response.status_code == 201, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    obj = next(o for o in body["objects"] if o["sip_id"] == "BDO-1")
+    assert obj["format_puid"] == "fmt/18"
+    described = api.client.get(f"/api/v1/objects/{obj['id']}", headers=api.auth()).json()
+    assert described["format_puid"] == "fmt/18"
+    assert described["format_name"] == "Acrobat PDF 1.4 - Portable Document Format"
+    assert described["format_version"] == "1.4"
+    assert described["format_id"] is None  # the declaration said no FormatId
+
+    # The journal leaf of the object carries it (a rebuild checks the description against it).
+    with api.runtime.sessions() as session:
+        leaf = session.scalars(
+            select(Event).where(Event.type == "ingest.object_stored", Event.object_id == obj["id"])
+        ).one()
+    assert leaf.payload["format_puid"] == "fmt/18"
+    # The transfer's description on the offers (what a rebuild restores the catalogue from).
+    key = transfer_record_key(body["transfer_id"])
+    for offer in api.runtime.strategy_offers:
+        record = read_transfer_record(b"".join(offer.get(key))).record
+        row = next(o for o in record["objects"] if o["id"] == obj["id"])
+        assert (row["format_puid"], row["format_version"]) == ("fmt/18", "1.4")
+        json.dumps(record)
+
+    # The DIP's manifest: FormatIdentification with PRONOM's name, the MIME type, the PUID.
+    root_unit = next(u["id"] for u in body["units"] if u["sip_id"] == "AU-root")
+    dip = api.client.get(f"/api/v1/units/{root_unit}/dip", headers=api.auth())
+    assert dip.status_code == 200, dip.text
+    with zipfile.ZipFile(io.BytesIO(dip.content)) as zf:
+        manifest = zf.read("manifest.xml")
+    root = seda.safe_parse(manifest)
+    assert seda.XsdValidator(xsd_dir).validate(root, "2.2") == []
+    ns = root.tag.split("}")[0] + "}"
+    formats = {
+        bdo.get("id"): bdo.find(f"{ns}FormatIdentification")
+        for bdo in root.iter(f"{ns}BinaryDataObject")
+    }
+    ours = formats[f"BDO-{obj['id']}"]
+    assert ours is not None
+    assert ours.findtext(f"{ns}FormatId") == "fmt/18"
+    assert ours.findtext(f"{ns}MimeType") == "application/pdf"
+    assert ours.findtext(f"{ns}FormatLitteral") == "Acrobat PDF 1.4 - Portable Document Format"
+
+
+def test_the_samples_are_still_accepted(api: Api, samples_dir: Path) -> None:
+    """The accepted samples declare PDFs, ODF files (fmt/291 where PRONOM finds fmt/290: the
+    same MIME type), a JPEG, text: no contradiction."""
+    accepted = 0
+    for name in (
+        "seda2.1-itests-OK_SIP_2_GO.zip",
+        "seda2.3-vitamdoc-cookbook1_SigningInformation_cas_simple_SIP.zip",
+    ):
+        path = samples_dir / name
+        response = api.deposit(path.read_bytes())
+        codes = [e["code"] for e in response.json().get("errors", [])]
+        assert "format.mismatch" not in codes, response.text
+        if response.status_code == 201:
+            accepted += 1
+            puids = {o["format_puid"] for o in response.json()["objects"]}
+            assert puids & {"fmt/18", "fmt/19", "fmt/290"}
+    assert accepted >= 1
+
+
+@pytest.mark.parametrize(
+    "size", [0, 10, IDENTIFY_BYTES - 1, IDENTIFY_BYTES + 1, 3 * 1024 * 1024 + 7]
+)
+@pytest.mark.parametrize("chunk", [1000, 1024 * 1024])
+def test_the_readers_keep_the_head_and_the_tail(tmp_path: Path, size: int, chunk: int) -> None:
+    """What identification is given: the first and last bytes, whichever way the file is read
+    (through the zip in chunks, or straight from the SIP's file)."""
+    import os
+    import random
+
+    from sae.ingest.hashing import HashingReader, SpanReader
+
+    data = random.Random(size).randbytes(size)
+    reader = HashingReader(iter([data[i : i + chunk] for i in range(0, size, chunk)]), "SHA-512")
+    while reader.read(65536 + 3):
+        pass
+    assert reader.head == data[:IDENTIFY_BYTES]
+    assert reader.tail == data[-IDENTIFY_BYTES:]
+    path = tmp_path / "sip"
+    path.write_bytes(b"x" * 100 + data + b"y" * 50)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        span = SpanReader(fd, 100, size)
+        assert span.head == data[:IDENTIFY_BYTES]
+        assert span.tail == data[-IDENTIFY_BYTES:]
+    finally:
+        os.close(fd)
