@@ -1,7 +1,7 @@
 """identification: the PRONOM format identified from each object's content
 
 Revision ID: 0019_identification
-Revises: 0015_fulltext
+Revises: 0018_contracts
 Create Date: 2026-12-06
 
 ``data_objects`` gains the format the ingest identifies from the content against PRONOM
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0019_identification"
-down_revision: str | Sequence[str] | None = "0015_fulltext"
+down_revision: str | Sequence[str] | None = "0018_contracts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

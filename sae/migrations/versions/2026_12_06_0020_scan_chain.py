@@ -1,7 +1,7 @@
 """catalog: the capture record of scanned objects (scanner, resolution, operator, date, paper)
 
 Revision ID: 0020_scan_chain
-Revises: 0015_fulltext
+Revises: 0019_identification
 Create Date: 2026-12-06
 
 ``data_objects.scan_chain`` (JSON, nullable): how a scan was made, from its manifest's
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020_scan_chain"
-down_revision: str | Sequence[str] | None = "0015_fulltext"
+down_revision: str | Sequence[str] | None = "0019_identification"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """catalog: the text extracted from objects (a PDF's text layer), fed to full-text search
 
 Revision ID: 0021_object_text
-Revises: 0015_fulltext
+Revises: 0020_scan_chain
 Create Date: 2026-12-06
 
 ``object_texts``: one row per data object whose bytes were read for text
@@ -29,7 +29,7 @@ from alembic import op
 import sae.db
 
 revision: str = "0021_object_text"
-down_revision: str | Sequence[str] | None = "0015_fulltext"
+down_revision: str | Sequence[str] | None = "0020_scan_chain"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """pastell: the transfers Pastell's connectors sent, chunked uploads
 
 Revision ID: 0022_pastell
-Revises: 0016_accounts
+Revises: 0021_object_text
 Create Date: 2026-12-06
 
 Pastell's as@lae connector deposits through ``$SAE_PASTELL_PREFIX`` (docs/pastell.md):
@@ -20,7 +20,7 @@ from alembic import op
 import sae.db
 
 revision: str = "0022_pastell"
-down_revision: str | Sequence[str] | None = "0016_accounts"
+down_revision: str | Sequence[str] | None = "0021_object_text"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
