@@ -11,9 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import threading
-import time
-from collections import deque
 from typing import IO, Annotated, Any
 from urllib.parse import parse_qs, unquote_plus
 
@@ -24,6 +21,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sae import __version__
+from sae.auth import signin
 from sae.auth.models import User
 from sae.deps import RuntimeDep
 from sae.pastell import service
@@ -40,32 +38,9 @@ router = APIRouter(tags=["pastell"])
 XML = "application/xml"
 #: Room for the bordereau and the multipart framing beside the archive itself.
 _FORM_MARGIN = 256 * 1024 * 1024
-#: Failed logins remembered per login, and how many within the window lock it out.
-_FAILURES_WINDOW = 300.0
-_FAILURES_MAX = 10
-_failures: dict[str, deque[float]] = {}
-_failures_lock = threading.Lock()
 
 
-def _throttled(login: str) -> bool:
-    now = time.monotonic()
-    with _failures_lock:
-        seen = _failures.get(login)
-        if seen is None:
-            return False
-        while seen and seen[0] < now - _FAILURES_WINDOW:
-            seen.popleft()
-        return len(seen) >= _FAILURES_MAX
-
-
-def _failed(login: str) -> None:
-    with _failures_lock:
-        if len(_failures) > 10_000:  # bounded: a scan of random logins cannot grow it for ever
-            _failures.clear()
-        _failures.setdefault(login, deque(maxlen=_FAILURES_MAX)).append(time.monotonic())
-
-
-def _authenticate(runtime: Runtime, header: str) -> User:
+def _authenticate(runtime: Runtime, header: str, address: str) -> User:
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded.strip():
         raise PastellUnauthorized("send HTTP Basic credentials (the connector's login/password)")
@@ -78,22 +53,20 @@ def _authenticate(runtime: Runtime, header: str) -> User:
     if not sep or not login:
         raise PastellUnauthorized("malformed Basic credentials")
     login = login.strip().casefold()  # as accounts store it: no way round the throttle
-    if _throttled(login):
-        raise PastellUnauthorized("too many failed attempts for this login; wait 5 minutes")
-    try:
-        with runtime.sessions() as session:
-            account, _principal = service.authenticate(session, login, secret)
-            session.expunge(account)
-    except PastellUnauthorized:
-        _failed(login)
-        raise
-    return account
+    return service.sign_in(
+        runtime.sessions,
+        login,
+        secret,
+        address=address,
+        limits=signin.Limits.of(runtime.settings),
+    )
 
 
 async def pastell_account(request: Request, runtime: RuntimeDep) -> User:
     """The Pastell account of the request (argon2id: verified in a thread)."""
     header = request.headers.get("authorization", "")
-    return await run_in_threadpool(_authenticate, runtime, header)
+    address = request.client.host if request.client is not None else ""
+    return await run_in_threadpool(_authenticate, runtime, header, address)
 
 
 AccountDep = Annotated[User, Depends(pastell_account)]

@@ -41,16 +41,16 @@ from typing import IO
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 import seda
-from sae.auth import accounts
+from sae.auth import accounts, signin
 from sae.auth.errors import InvalidCredentials
 from sae.auth.models import User
 from sae.auth.service import SYSTEM, Principal
 from sae.catalog.models import ArchiveUnit
 from sae.config import Settings
-from sae.db import new_id, utcnow
+from sae.db import new_id, transaction, utcnow
 from sae.errors import SAEError
 from sae.ingest.deposit import ingest_and_commit
 from sae.ingest.errors import Refusal
@@ -139,6 +139,33 @@ def authenticate(session: Session, login: str, secret: str) -> tuple[User, Princ
     if user.kind != "service" or user.role != "depositor":
         raise PastellUnauthorized("this account is not a Pastell (service, depositor) account")
     return user, principal_of(user)
+
+
+def sign_in(
+    sessions: sessionmaker[Session],
+    login: str,
+    secret: str,
+    *,
+    address: str,
+    limits: signin.Limits,
+) -> User:
+    """:func:`authenticate` under the console's limit of refused sign-ins per login and per
+    address (``sign_in_failures``, in the database: it holds across workers and restarts),
+    so Basic auth offers no faster way to guess an account's secret than the sign-in page.
+    Raises :class:`PastellUnauthorized` (the refusal counted) or
+    :class:`sae.auth.errors.TooManyAttempts` (429, ``Retry-After``)."""
+    now = utcnow()
+    with sessions() as session:
+        signin.check_rate(session, login=login, address=address, limits=limits, now=now)
+    try:
+        with sessions() as session:
+            account, _principal = authenticate(session, login, secret)
+            session.expunge(account)
+            return account
+    except PastellUnauthorized:
+        with transaction(sessions) as session:
+            signin.record_failure(session, login=login, address=address, limits=limits, now=now)
+        raise
 
 
 # --- receipt -------------------------------------------------------------------------------

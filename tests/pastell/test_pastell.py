@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 from lxml import etree
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 import seda
-from sae.auth.models import User
+from sae.auth.models import SignInFailure, User
 from sae.db import utcnow
 from sae.ingest.models import Transfer
 from sae.journal.models import Event
@@ -127,6 +127,35 @@ def test_ping_versions_and_credentials(accounts: Server) -> None:
     assert stored is not None
     assert stored.startswith("$argon2id$")
     assert hashlib.sha256(PASSWORD.encode()).hexdigest() not in stored
+
+
+def test_basic_auth_counts_refusals_like_the_sign_in_page(accounts: Server) -> None:
+    """Guessing a Pastell account's secret is no faster than at the console's sign-in: the
+    same limit per login, kept in the database (every worker sees it), then 429 even with
+    the right password until the window has passed."""
+    accounts.create_account("commune-3", "COMMUNE-3", PASSWORD)
+    wrong = PastellClient(accounts.url, "commune-3", "pas le bon")
+    try:
+        for _ in range(5):  # SAE_SIGN_IN_MAX_PER_ACCOUNT's default
+            assert wrong.versions().status == 401
+        with Session(accounts.database.engine) as session:
+            counted = session.scalar(
+                select(func.count())
+                .select_from(SignInFailure)
+                .where(SignInFailure.key == "login:commune-3")
+            )
+        assert counted == 5
+        right = PastellClient(accounts.url, "commune-3", PASSWORD).versions()
+        assert right.status == 429
+        assert int(right.headers["retry-after"]) > 0
+        assert json.loads(right.body)["code"] == "auth.too_many_attempts"
+        # Another account is not locked out by it.
+        assert PastellClient(accounts.url, "commune-1", PASSWORD).versions().status == 200
+    finally:
+        # The refusals count per address too (all tests call from 127.0.0.1).
+        with Session(accounts.database.engine) as session:
+            session.execute(delete(SignInFailure))
+            session.commit()
 
 
 @pytest.mark.parametrize("version", ["1.0", "2.1", "2.2"])
