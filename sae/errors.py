@@ -12,6 +12,7 @@
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
     ├── UnprocessableEntity   422  well-formed but refused (a referential, a visa, a hold)
+    ├── TooManyRequests       429  e.g. too many refused sign-ins (with Retry-After)
     └── ServiceUnavailable    503  a dependency (offer, TSA, database) does not answer
         └── SpoolFailed       503  the spool ($SAE_DATA_DIR/tmp) cannot be written
 
@@ -105,6 +106,12 @@ class UnprocessableEntity(SAEError):
     code = "request.unprocessable"
     status = 422
     title = "Unprocessable entity"
+
+
+class TooManyRequests(SAEError):
+    code = "request.too_many"
+    status = 429
+    title = "Too many requests"
 
 
 class ServiceUnavailable(SAEError):

@@ -317,7 +317,7 @@ def authorize_scrape(runtime: Runtime, authorization: str) -> None:
     import hmac
 
     from sae.auth.errors import MissingToken, RoleNotAllowed
-    from sae.auth.service import authenticate
+    from sae.auth.service import authenticate_and_record
 
     scheme, _, secret = authorization.partition(" ")
     secret = secret.strip()
@@ -328,8 +328,7 @@ def authorize_scrape(runtime: Runtime, authorization: str) -> None:
         secret.encode(), expected.get_secret_value().encode()
     ):
         return
-    with runtime.sessions() as session:
-        principal = authenticate(session, secret)
+    principal = authenticate_and_record(runtime.sessions, secret)
     if principal.role != "admin":
         raise RoleNotAllowed("the metrics are for SAE_METRICS_TOKEN or an admin token")
 

@@ -1,7 +1,7 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic, tests, init)."""
 
 from sae.alerts.models import Alert, AlertCursor
-from sae.auth.models import ApiToken
+from sae.auth.models import ApiToken, SignInFailure, User
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
 from sae.db import Base
 from sae.ingest.models import Transfer
@@ -23,7 +23,9 @@ __all__ = [
     "MetadataCopy",
     "ObjectCopy",
     "Rule",
+    "SignInFailure",
     "Transfer",
     "UnitLink",
     "UnitRule",
+    "User",
 ]

@@ -95,6 +95,9 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.retention.execution._release": (UNIT_OF_WORK, "disposal execution: release it"),
     "sae.retention.execution._journal_refusal": (UNIT_OF_WORK, "the refusal outlives it"),
     "sae.retention.execution._finish": (UNIT_OF_WORK, "disposal execution: the certificate"),
+    # Authentication: a token's last use, written after the check, skipped when the database
+    # is busy (a request is never held up or refused for it).
+    "sae.auth.service.authenticate_and_record": (UNIT_OF_WORK, "a token's last use, best effort"),
     # Background jobs.
     "sae.background.Auditor.schedule_if_due": (UNIT_OF_WORK, "the periodic audit's row"),
     "sae.storage.audit.run_audit": (UNIT_OF_WORK, "audit: claim, batches, report"),

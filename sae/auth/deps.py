@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from sae.auth.errors import MissingToken, RoleNotAllowed
-from sae.auth.service import Principal, authenticate
+from sae.auth.service import Principal, authenticate_and_record
 from sae.deps import RuntimeDep
 
 log = logging.getLogger("sae.auth")
@@ -21,8 +21,7 @@ def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise MissingToken("send 'Authorization: Bearer <token>'")
-    with runtime.sessions() as session:
-        principal = authenticate(session, secret.strip())
+    principal = authenticate_and_record(runtime.sessions, secret.strip())
     request.state.principal = principal
     # Who made the request, by the token's id (never its secret): with the request id, an
     # operator ties an access-log line to a caller.

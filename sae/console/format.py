@@ -260,6 +260,12 @@ EVENT_TYPE = {
     "integrity.no_healthy_copy": "Aucune copie saine",
     "auth.token_created": "Jeton d'accès créé",
     "auth.token_revoked": "Jeton d'accès révoqué",
+    "auth.user_created": "Compte créé",
+    "auth.user_updated": "Compte modifié",
+    "auth.user_disabled": "Compte désactivé",
+    "auth.user_enabled": "Compte réactivé",
+    "auth.password_set": "Mot de passe défini",
+    "auth.signed_in": "Connexion",
     "rules.imported": "Référentiel importé",
     "rules.end_dates_recomputed": "Échéances recalculées",
     "rules.minimum_duration_alert": "Alerte : durée inférieure au minimum légal",
@@ -309,7 +315,8 @@ EVENT_TYPE = {
 
 
 def fr_actor(actor: str | None) -> str:
-    """Who acted, readably: "token:<id>:archivist" → "Archiviste (jeton 1a2b3c4d)"."""
+    """Who acted, readably: "token:<id>:archivist" → "Archiviste (jeton 1a2b3c4d)",
+    "user:jdupont:<id>:archivist" → "jdupont (Archiviste, jeton 1a2b3c4d)"."""
     if not actor:
         return "—"
     parts = actor.split(":")
@@ -317,6 +324,11 @@ def fr_actor(actor: str | None) -> str:
         if parts[1] == "system":
             return "SAE (système)"
         return f"{ROLE.get(parts[2], parts[2])} (jeton {parts[1][:8]})"
+    if len(parts) == 4 and parts[0] == "user":
+        role = ROLE.get(parts[3], parts[3])
+        if parts[2] in ("", "-"):
+            return f"{parts[1]} ({role})"
+        return f"{parts[1]} ({role}, jeton {parts[2][:8]})"
     if parts[0] == "system":
         return "SAE (système)" + (f" — {parts[1]}" if len(parts) > 1 and parts[1] else "")
     return actor

@@ -21,7 +21,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from sae.auth.errors import InvalidToken
-from sae.auth.service import Principal, authenticate
+from sae.auth.service import Principal, authenticate, authenticate_and_record
 from sae.errors import Forbidden, Unauthorized
 from sae.runtime import Runtime
 
@@ -99,8 +99,7 @@ def session_principal(request: Request, runtime: Runtime) -> tuple[Principal, st
     if not secret:
         raise LoginRequired("not signed in")
     try:
-        with runtime.sessions() as session:
-            principal = authenticate(session, secret)
+        principal = authenticate_and_record(runtime.sessions, secret)
     except InvalidToken:
         raise LoginRequired("unknown or revoked token") from None
     request.state.principal = principal
