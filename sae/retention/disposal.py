@@ -33,7 +33,7 @@ from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from sae import db
-from sae.auth.models import ApiToken
+from sae.auth.models import ApiToken, User
 from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink, UnitRule
 from sae.errors import NotFound
 from sae.journal.service import append_event
@@ -494,17 +494,17 @@ def submit(session: Session, disposal: DisposalList, *, actor: str, comment: str
 
 
 def person(session: Session, actor: str) -> str:
-    """The person behind a journal actor, for the four-eyes rule: ``user:<id>`` when the actor
-    names a user or is a token belonging to one (user accounts), else ``token:<id>`` — one
-    token, one person: a CLI archivist is ``token:cli-<shell user>`` —, else the actor itself
-    (``system:…``)."""
+    """The person behind a journal actor, for the four-eyes rule: ``user:<login>`` for an
+    account's actor (``user:<login>:<token id>:<role>``) or a token that belongs to an account,
+    else ``token:<id>`` — a CLI archivist is ``token:cli-<shell user>`` —, else the actor itself
+    (``system:…``). Every token and session of one account is one person."""
     parts = actor.split(":")
-    if "user" in parts[:-1]:
-        return f"user:{parts[parts.index('user') + 1]}"
+    if parts[0] == "user" and len(parts) > 1:
+        return f"user:{parts[1]}"
     if parts[0] == "token" and len(parts) > 1:
         token = session.get(ApiToken, parts[1])
-        user_id = getattr(token, "user_id", None)
-        return f"user:{user_id}" if user_id else f"token:{parts[1]}"
+        user = session.get(User, token.user_id) if token is not None else None
+        return f"user:{user.login}" if user is not None else f"token:{parts[1]}"
     return actor
 
 
