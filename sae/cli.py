@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sae.access.cli import derogation_app
 from sae.alerts.cli import alerts_app
 from sae.cli_support import make_console, opened_runtime, refusals, settings_or_exit
 from sae.journal.cli import journal_app, verify_bundle_command
@@ -38,6 +39,7 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
 app.add_typer(retention_app, name="retention")
+app.add_typer(derogation_app, name="derogation")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")

@@ -1,5 +1,6 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic, tests, init)."""
 
+from sae.access.models import Derogation, DerogationUnit
 from sae.alerts.models import Alert, AlertCursor
 from sae.auth.models import ApiToken, SignInFailure, User
 from sae.catalog.models import ArchiveUnit, DataObject, DataObjectGroup, UnitLink, UnitRule
@@ -18,6 +19,8 @@ __all__ = [
     "Base",
     "DataObject",
     "DataObjectGroup",
+    "Derogation",
+    "DerogationUnit",
     "Event",
     "Lease",
     "MetadataCopy",

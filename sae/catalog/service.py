@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from sae import db
 from sae.auth.service import Principal
 from sae.catalog import fulltext
 from sae.catalog.errors import InvalidQuery, ObjectNotFound, UnitNotFound
@@ -186,26 +187,55 @@ FULL, FINDING_AID, NOTHING = "full", "finding_aid", "nothing"
 _CHUNK = 500
 
 
-def closed_on(unit_id: Any, today: date) -> ColumnElement[bool]:
+def closed_on(unit_id: Any, today: date, user_id: str | None = None) -> ColumnElement[bool]:
     """True for a unit not communicable on ``today`` (Code du patrimoine L213-2): an access
-    rule applies to it whose end date is unknown or later than ``today``.
+    rule applies to it whose end date is unknown or later than ``today`` — unless a dérogation
+    (L213-3) opens it to the account ``user_id`` through ``today`` or later.
 
     Read from the materialised end dates (``unit_computed_rules``, maintained at ingest and on
     every rule change), so that search can filter inside its query: counts, facets and cursors
     never see what is filtered out. :meth:`UnitRules.communicable` is the same rule, computed.
     """
-    return exists(
+    from sae.access.models import DerogationUnit  # the access domain owns dérogations
+
+    closed = exists(
         select(UnitComputedRule.unit_id).where(
             UnitComputedRule.unit_id == unit_id,
             UnitComputedRule.category == "AccessRule",
             or_(UnitComputedRule.end_date.is_(None), UnitComputedRule.end_date > today),
         )
     )
+    if user_id is None:
+        return closed
+    granted = exists(
+        select(DerogationUnit.unit_id).where(
+            DerogationUnit.user_id == user_id,
+            DerogationUnit.unit_id == unit_id,
+            DerogationUnit.until >= today,
+        )
+    )
+    return closed & ~granted
 
 
-def closed_units(session: Session, unit_ids: Iterable[str], today: date | None = None) -> set[str]:
-    """Which of ``unit_ids`` are not communicable on ``today`` (default: today)."""
-    day = today or utcnow().date()
+def user_of(principal: Principal) -> str | None:
+    """The account behind ``principal`` (dérogations are granted to accounts), if any."""
+    user_id = getattr(principal, "user_id", None)
+    return str(user_id) if user_id else None
+
+
+def today() -> date:
+    return db.utcnow().date()
+
+
+def closed_units(
+    session: Session,
+    unit_ids: Iterable[str],
+    day: date | None = None,
+    user_id: str | None = None,
+) -> set[str]:
+    """Which of ``unit_ids`` are not communicable on ``day`` (default: today) — to the account
+    ``user_id`` when given (its dérogations count)."""
+    day = day or today()
     ids = list(dict.fromkeys(unit_ids))
     closed: set[str] = set()
     for i in range(0, len(ids), _CHUNK):
@@ -213,7 +243,7 @@ def closed_units(session: Session, unit_ids: Iterable[str], today: date | None =
         closed.update(
             session.scalars(
                 select(ArchiveUnit.id).where(
-                    ArchiveUnit.id.in_(chunk), closed_on(ArchiveUnit.id, day)
+                    ArchiveUnit.id.in_(chunk), closed_on(ArchiveUnit.id, day, user_id)
                 )
             )
         )
@@ -237,7 +267,7 @@ def visibilities(
         return {
             unit.id: FULL if principal.may_act_for(unit.producer) else NOTHING for unit in units
         }
-    closed = closed_units(session, [unit.id for unit in units])
+    closed = closed_units(session, [unit.id for unit in units], user_id=user_of(principal))
     hidden = FINDING_AID if finding_aid else NOTHING
     return {unit.id: hidden if unit.id in closed else FULL for unit in units}
 
@@ -368,7 +398,7 @@ def _filtered(
         conditions.append(selection.producer.in_(principal.producers or ("",)))
     closed: ColumnElement[bool] | None = None
     if principal.role not in ALL_SEEING and principal.role != "depositor":
-        closed = closed_on(selection.id, utcnow().date())
+        closed = closed_on(selection.id, today(), user_of(principal))
         if not _shows_closed(query, finding_aid):
             conditions.append(~closed)
             closed = None

@@ -174,7 +174,9 @@ def producers(session: Session, principal: Principal) -> list[str]:
     elif principal.role not in catalog.ALL_SEEING:
         # A reader: the producers of what it may find (a service whose every unit is closed
         # would otherwise be named).
-        stmt = stmt.where(~catalog.closed_on(ArchiveUnit.id, utcnow().date()))
+        stmt = stmt.where(
+            ~catalog.closed_on(ArchiveUnit.id, catalog.today(), catalog.user_of(principal))
+        )
     return list(session.scalars(stmt))
 
 
