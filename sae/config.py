@@ -33,6 +33,13 @@ def _bundled_xsd_dir() -> Path:
     return seda.BUNDLED_XSD_DIR
 
 
+#: What ``SAE_FINDING_AID_FIELDS`` may name: the descriptive fields that a finding aid may show
+#: of a unit not yet communicable (``sae.catalog.service.finding_aid_view``). Titles and
+#: descriptions are not among them: they are what the law protects ("Dossier d'aide sociale de
+#: M. X"), and the full-text index is built from them.
+FINDING_AID_FIELDS = ("identifier", "dates", "producer", "level")
+
+
 class Settings(BaseSettings):
     """SAE configuration (environment variables ``SAE_*``)."""
 
@@ -250,6 +257,21 @@ class Settings(BaseSettings):
     alert_from: str | None = Field(default=None, description="From: address of alert mail.")
     alert_to: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Recipients of alert mail (comma-separated)."
+    )
+    finding_aid_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "What readers see of a unit not yet communicable (Code du patrimoine L213-2), "
+            "comma-separated among identifier, dates, producer, level. Empty (the default): "
+            "such a unit is invisible to them, as if it did not exist."
+        ),
+    )
+    disposal_four_eyes: bool = Field(
+        default=True,
+        description=(
+            "The archivist who approves a disposal list cannot be the one who built it. Off "
+            "only for a single-archivist commune: every destruction certificate then says so."
+        ),
     )
     alert_webhook_url: str | None = Field(
         default=None, description="URL that receives each alert as JSON (POST)."
@@ -500,6 +522,20 @@ class Settings(BaseSettings):
     def _recipients(cls, value: object) -> object:
         if isinstance(value, str):  # the environment's form: a comma-separated list
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("finding_aid_fields", mode="before")
+    @classmethod
+    def _finding_aid_fields(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            unknown = [v for v in value if v not in FINDING_AID_FIELDS]
+            if unknown:
+                raise ValueError(
+                    f"unknown field {unknown[0]!r}: choose among {', '.join(FINDING_AID_FIELDS)}"
+                )
+            return sorted(set(value))
         return value
 
     @field_validator("alert_webhook_url")

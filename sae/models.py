@@ -1,5 +1,6 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic, tests, init)."""
 
+from sae.access.models import Derogation, DerogationUnit
 from sae.alerts.models import Alert, AlertCursor
 from sae.auth.models import ApiToken, SignInFailure, User
 from sae.catalog.models import (
@@ -30,6 +31,8 @@ __all__ = [
     "Contract",
     "DataObject",
     "DataObjectGroup",
+    "Derogation",
+    "DerogationUnit",
     "Event",
     "Lease",
     "MetadataCopy",

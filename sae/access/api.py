@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from sae.access import derogations
+from sae.access.models import Derogation
 from sae.access.reading import open_for_reading
-from sae.auth.deps import PrincipalDep
-from sae.deps import RuntimeDep
+from sae.access.schemas import DerogationIn, DerogationOut, GrantIn, RefuseIn
+from sae.auth.deps import PrincipalDep, require_role
+from sae.auth.service import Principal
+from sae.deps import RuntimeDep, SessionDep
 from sae.downloads import download_headers
 
 router = APIRouter(tags=["access"])
@@ -80,3 +85,82 @@ async def get_dip(unit_id: str, runtime: RuntimeDep, principal: PrincipalDep) ->
         filename=f"dip-{unit_id}.zip",
         background=BackgroundTask(dip.path.unlink, missing_ok=True),
     )
+
+
+# --- dérogations (L213-3) ----------------------------------------------------------------------
+
+Requester = Annotated[Principal, Depends(require_role("reader", "depositor"))]
+Archivist = Annotated[Principal, Depends(require_role("archivist"))]
+
+
+def _out(d: Derogation) -> DerogationOut:
+    return DerogationOut(
+        id=d.id,
+        user_id=d.user_id,
+        login=d.login,
+        units=list(d.units),
+        purpose=d.purpose,
+        state=d.state,
+        requested_at=d.requested_at,
+        requested_by=d.requested_by,
+        decided_at=d.decided_at,
+        decided_by=d.decided_by,
+        until=d.until,
+        reference=d.reference,
+        reason=d.reason,
+        url=f"/api/v1/derogations/{d.id}",
+    )
+
+
+@router.post("/derogations", response_model=DerogationOut, status_code=201)
+def request_derogation(
+    body: DerogationIn, session: SessionDep, principal: Requester
+) -> DerogationOut:
+    """A reader asks to consult units before their access delay ends (Code du patrimoine
+    L213-3), saying what for. The units are not checked here (that would tell which exist);
+    the archivist grants or refuses."""
+    d = derogations.request(session, principal, unit_ids=body.units, purpose=body.purpose)
+    session.commit()
+    return _out(d)
+
+
+@router.get("/derogations", response_model=list[DerogationOut])
+def list_derogations(
+    session: SessionDep,
+    principal: PrincipalDep,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    login: Annotated[str | None, Query(max_length=255)] = None,
+) -> list[DerogationOut]:
+    """Dérogations, the newest first: all for archivists and auditors, a reader's own."""
+    found = derogations.list_derogations(session, principal, state=state, login=login)
+    return [_out(d) for d in found]
+
+
+@router.get("/derogations/{derogation_id}", response_model=DerogationOut)
+def get_derogation(
+    derogation_id: str, session: SessionDep, principal: PrincipalDep
+) -> DerogationOut:
+    return _out(derogations.get(session, principal, derogation_id))
+
+
+@router.post("/derogations/{derogation_id}/grant", response_model=DerogationOut)
+def grant_derogation(
+    derogation_id: str, body: GrantIn, session: SessionDep, principal: Archivist
+) -> DerogationOut:
+    """Grant: the units are open to that reader through ``until`` (inclusive), under the
+    authorisation ``reference``. Every unit must exist (422 naming those that do not)."""
+    d = derogations.get(session, principal, derogation_id)
+    derogations.grant(session, d, actor=principal.actor, until=body.until, reference=body.reference)
+    session.commit()
+    return _out(d)
+
+
+@router.post("/derogations/{derogation_id}/refuse", response_model=DerogationOut)
+def refuse_derogation(
+    derogation_id: str, body: RefuseIn, session: SessionDep, principal: Archivist
+) -> DerogationOut:
+    """Refuse, with the reason."""
+    d = derogations.get(session, principal, derogation_id)
+    derogations.refuse(session, d, actor=principal.actor, reason=body.reason)
+    session.commit()
+    return _out(d)

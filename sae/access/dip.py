@@ -21,7 +21,7 @@ import seda
 from sae.access.service import check_read_access, open_content
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
-from sae.catalog.errors import NotCommunicable, UnitNotFound
+from sae.catalog.errors import ObjectNotFound, UnitNotFound
 from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink
 from sae.catalog.rows import digitization
 from sae.config import Settings
@@ -106,13 +106,15 @@ def build_dip(
     """Assemble the DIP of ``unit_id`` (what ``principal`` may see of it) into a temp file."""
     with sessions() as session:
         root = session.get(ArchiveUnit, unit_id)
-        if root is None or not catalog.may_see_unit(principal, root):
+        if root is None or not catalog.may_see_unit(session, principal, root):
             raise UnitNotFound(f"no archive unit {unit_id}")
         ids, children = descendants(session, unit_id)
         rows = {
             u.id: u for u in session.scalars(select(ArchiveUnit).where(ArchiveUnit.id.in_(ids)))
         }
-        units = [rows[i] for i in ids if i in rows and catalog.may_see_unit(principal, rows[i])]
+        # What the caller may not see is not in the DIP at all, not even named in its manifest.
+        seen = catalog.visibilities(session, principal, list(rows.values()))
+        units = [rows[i] for i in ids if i in rows and seen[i] == catalog.FULL]
         objects: list[DataObject] = []
         withheld: list[str] = []
         for unit in units:
@@ -121,8 +123,8 @@ def build_dip(
                     continue
                 try:
                     check_read_access(session, principal, obj)
-                except NotCommunicable:
-                    # A reader gets what is communicable today; the rest is named, not sent.
+                except ObjectNotFound:
+                    # An object shared with a unit the reader may not read yet: named, not sent.
                     withheld.append(obj.id)
                     continue
                 objects.append(obj)

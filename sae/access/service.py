@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
-from sae.catalog.errors import NotCommunicable, ObjectDestroyed, ObjectNotFound
+from sae.catalog.errors import ObjectDestroyed, ObjectNotFound
 from sae.catalog.models import GONE, DataObject
 from sae.db import transaction, utcnow
 from sae.journal.service import append_event
@@ -43,28 +43,23 @@ class ContentStream:
 
 
 def check_read_access(session: Session, principal: Principal, obj: DataObject) -> None:
-    """Who may read the bytes: by role, producing service, and communicability for readers."""
+    """Who may read the bytes: by role, producing service, and communicability for readers.
+
+    A reader may read an object when every unit it belongs to is communicable today (Code du
+    patrimoine L213-2), a depositor when one of them is of its producing services. Otherwise
+    the answer is the one for an object that does not exist — even when it was destroyed:
+    a 410 would tell that it existed."""
+    units = catalog.units_of_object(session, obj)
+    if principal.role not in catalog.ALL_SEEING:
+        seen = catalog.visibilities(session, principal, units)
+        full = [seen[u.id] == catalog.FULL for u in units]
+        allowed = any(full) if principal.role == "depositor" else bool(units) and all(full)
+        if not allowed:
+            raise ObjectNotFound(f"no binary data object {obj.id}")
     if obj.status in GONE:
         raise ObjectDestroyed(
             f"data object {obj.id} was {obj.status}", **_gone_because(session, obj)
         )
-    units = catalog.units_of_object(session, obj)
-    if principal.role in ("admin", "archivist", "auditor"):
-        return
-    if principal.role == "depositor":
-        if any(principal.may_act_for(u.producer) for u in units):
-            return
-        raise ObjectNotFound(f"no data object {obj.id}")
-    # reader: only what is communicable today (Code du patrimoine L213-2 delays).
-    if units and all(catalog.unit_rules(session, u).communicable() for u in units):
-        return
-    raise NotCommunicable(
-        f"data object {obj.id} is not communicable yet",
-        access_end=max(
-            (str(e) for u in units if (e := catalog.unit_rules(session, u).access_end)),
-            default=None,
-        ),
-    )
 
 
 def _gone_because(session: Session, obj: DataObject) -> dict[str, str]:

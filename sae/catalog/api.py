@@ -9,15 +9,15 @@ from fastapi import APIRouter, Query
 
 from sae.auth.deps import PrincipalDep
 from sae.catalog import service, views
-from sae.catalog.errors import ObjectNotFound, UnitNotFound
-from sae.catalog.models import ArchiveUnit, DataObject
+from sae.catalog.errors import ObjectNotFound
+from sae.catalog.models import DataObject
 from sae.catalog.schemas import (
     FacetValueOut,
     ObjectOut,
     UnitOut,
     UnitPage,
 )
-from sae.deps import SessionDep
+from sae.deps import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["catalog"])
 
@@ -26,6 +26,7 @@ router = APIRouter(tags=["catalog"])
 def search_units(
     session: SessionDep,
     principal: PrincipalDep,
+    runtime: RuntimeDep,
     q: Annotated[str | None, Query(max_length=500, description="Full text")] = None,
     producer: Annotated[str | None, Query(max_length=255)] = None,
     title: Annotated[str | None, Query(max_length=500)] = None,
@@ -45,7 +46,10 @@ def search_units(
 ) -> UnitPage:
     """Search archive units: with ``q``, the most relevant first (full text: words in any
     order, prefixes, "phrases" in quotes, no case or accent); else the newest first.
-    ``next_cursor`` gives the following page; ``facets`` adds the total and the counts."""
+    ``next_cursor`` gives the following page; ``facets`` adds the total and the counts.
+    A reader finds only what is communicable today (and, with ``SAE_FINDING_AID_FIELDS``,
+    the finding aid of the rest, see docs/access.md); a depositor its producers' units."""
+    finding_aid = runtime.settings.finding_aid_fields
     query = service.SearchQuery(
         q=q,
         producer=producer,
@@ -58,11 +62,15 @@ def search_units(
         limit=limit,
         cursor=cursor,
     )
-    units, next_cursor = service.search_units(session, query, principal)
-    page = UnitPage(items=[views.unit_summary(u) for u in units], next_cursor=next_cursor)
+    units, next_cursor = service.search_units(session, query, principal, finding_aid)
+    page = UnitPage(
+        items=views.summaries(session, principal, units, finding_aid), next_cursor=next_cursor
+    )
     if facets is not None:
         names = tuple(name.strip() for name in facets.split(",") if name.strip())
-        counted = service.search_facets(session, query, principal, names or service.FACETS)
+        counted = service.search_facets(
+            session, query, principal, names or service.FACETS, finding_aid
+        )
         page.total = counted.total
         page.facets = {
             name: [FacetValueOut(value=v.value, count=v.count, label=v.label) for v in values]
@@ -72,12 +80,16 @@ def search_units(
 
 
 @router.get("/units/{unit_id}", response_model=UnitOut)
-def get_unit(unit_id: str, session: SessionDep, principal: PrincipalDep) -> UnitOut:
-    """An archive unit: metadata, graph, declared and inherited rules, end dates, objects."""
-    unit = session.get(ArchiveUnit, unit_id)
-    if unit is None or not service.may_see_unit(principal, unit):
-        raise UnitNotFound(f"no archive unit {unit_id}")
-    return views.unit_view(session, unit)
+def get_unit(
+    unit_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep
+) -> UnitOut:
+    """An archive unit: metadata, graph, declared and inherited rules, end dates, objects.
+    A unit the caller may not see answers exactly as one that does not exist (404)."""
+    finding_aid = runtime.settings.finding_aid_fields
+    unit, seen = service.visible_unit(session, principal, unit_id, finding_aid)
+    if seen == service.FINDING_AID:
+        return views.finding_aid_view(session, principal, unit, finding_aid)
+    return views.unit_view(session, unit, principal, finding_aid)
 
 
 @router.get("/objects/{object_id}", response_model=ObjectOut)
@@ -87,6 +99,7 @@ def get_object(object_id: str, session: SessionDep, principal: PrincipalDep) -> 
     if obj is None:
         raise ObjectNotFound(f"no data object {object_id}")
     units = service.units_of_object(session, obj)
-    if units and not any(service.may_see_unit(principal, u) for u in units):
+    if units and not any(service.may_see_unit(session, principal, u) for u in units):
         raise ObjectNotFound(f"no data object {object_id}")
-    return views.object_view(session, obj, units)
+    known = set(service.visible_ids(session, principal, [u.id for u in units]))
+    return views.object_view(session, obj, [u for u in units if u.id in known])

@@ -78,17 +78,23 @@ class ObjectOut(ObjectSummary):
 
 
 class UnitSummary(BaseModel):
+    """A unit in a list. For a reader, a unit not yet communicable that the finding aid shows
+    (``SAE_FINDING_AID_FIELDS``) has ``finding_aid_only`` true, and null in every field the
+    setting does not name: ``sip_id`` (identifier), ``start_date``/``end_date`` (dates),
+    ``producer``, ``description_level`` (level); ``title`` always."""
+
     id: str
-    sip_id: str
-    title: str
-    producer: str
+    sip_id: str | None
+    title: str | None
+    producer: str | None
     description_level: str | None
     start_date: str | None
     end_date: str | None
     status: str
-    transfer_id: str
+    transfer_id: str | None
     created_at: datetime
     url: str
+    finding_aid_only: bool = False
 
 
 class UnitOut(UnitSummary):
@@ -102,11 +108,12 @@ class UnitOut(UnitSummary):
     end_dates: dict[str, date | None]
     appraisal_end: date | None
     access_end: date | None
-    final_action: str
-    held: bool
+    #: Null (as are the rules and the Content XML) for a unit shown as a finding aid only.
+    final_action: str | None
+    held: bool | None
     communicable: bool
     objects: list[ObjectSummary]
-    content_xml: str
+    content_xml: str | None
 
 
 class FacetValueOut(BaseModel):

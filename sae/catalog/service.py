@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from sae import db
 from sae.auth.service import Principal
 from sae.catalog import fulltext
 from sae.catalog.errors import InvalidQuery, ObjectNotFound, UnitNotFound
@@ -175,11 +178,135 @@ def copies_of(session: Session, object_id: str) -> list[ObjectCopy]:
     )
 
 
-def may_see_unit(principal: Principal, unit: ArchiveUnit) -> bool:
-    """Depositors see their producing services' units; others by role (readers: see access)."""
-    if principal.role in ("admin", "archivist", "auditor", "reader"):
-        return True
-    return principal.may_act_for(unit.producer)
+#: Roles that see every unit, communicable or not.
+ALL_SEEING = ("admin", "archivist", "auditor")
+#: How much of a unit a caller sees (:func:`visibility`): all of it; only the finding aid's
+#: fields (``SAE_FINDING_AID_FIELDS``) of a unit not yet communicable; nothing (it answers 404
+#: exactly as a unit that does not exist).
+FULL, FINDING_AID, NOTHING = "full", "finding_aid", "nothing"
+_CHUNK = 500
+
+
+def closed_on(unit_id: Any, today: date, user_id: str | None = None) -> ColumnElement[bool]:
+    """True for a unit not communicable on ``today`` (Code du patrimoine L213-2): an access
+    rule applies to it whose end date is unknown or later than ``today`` — unless a dérogation
+    (L213-3) opens it to the account ``user_id`` through ``today`` or later.
+
+    Read from the materialised end dates (``unit_computed_rules``, maintained at ingest and on
+    every rule change), so that search can filter inside its query: counts, facets and cursors
+    never see what is filtered out. :meth:`UnitRules.communicable` is the same rule, computed.
+    """
+    from sae.access.models import DerogationUnit  # the access domain owns dérogations
+
+    closed = exists(
+        select(UnitComputedRule.unit_id).where(
+            UnitComputedRule.unit_id == unit_id,
+            UnitComputedRule.category == "AccessRule",
+            or_(UnitComputedRule.end_date.is_(None), UnitComputedRule.end_date > today),
+        )
+    )
+    if user_id is None:
+        return closed
+    granted = exists(
+        select(DerogationUnit.unit_id).where(
+            DerogationUnit.user_id == user_id,
+            DerogationUnit.unit_id == unit_id,
+            DerogationUnit.until >= today,
+        )
+    )
+    return closed & ~granted
+
+
+def user_of(principal: Principal) -> str | None:
+    """The account behind ``principal`` (dérogations are granted to accounts), if any."""
+    user_id = getattr(principal, "user_id", None)
+    return str(user_id) if user_id else None
+
+
+def today() -> date:
+    return db.utcnow().date()
+
+
+def closed_units(
+    session: Session,
+    unit_ids: Iterable[str],
+    day: date | None = None,
+    user_id: str | None = None,
+) -> set[str]:
+    """Which of ``unit_ids`` are not communicable on ``day`` (default: today) — to the account
+    ``user_id`` when given (its dérogations count)."""
+    day = day or today()
+    ids = list(dict.fromkeys(unit_ids))
+    closed: set[str] = set()
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        closed.update(
+            session.scalars(
+                select(ArchiveUnit.id).where(
+                    ArchiveUnit.id.in_(chunk), closed_on(ArchiveUnit.id, day, user_id)
+                )
+            )
+        )
+    return closed
+
+
+def visibilities(
+    session: Session,
+    principal: Principal,
+    units: Sequence[ArchiveUnit],
+    finding_aid: Sequence[str] = (),
+) -> dict[str, str]:
+    """How much ``principal`` sees of each unit (:data:`FULL`, :data:`FINDING_AID`,
+    :data:`NOTHING`): archivists, auditors and admins everything; a depositor the units of its
+    producing services, communicable or not, and nothing of the others; a reader what is
+    communicable today, and of the rest the ``finding_aid`` fields if any are set, else
+    nothing."""
+    if principal.role in ALL_SEEING:
+        return {unit.id: FULL for unit in units}
+    if principal.role == "depositor":
+        return {
+            unit.id: FULL if principal.may_act_for(unit.producer) else NOTHING for unit in units
+        }
+    closed = closed_units(session, [unit.id for unit in units], user_id=user_of(principal))
+    hidden = FINDING_AID if finding_aid else NOTHING
+    return {unit.id: hidden if unit.id in closed else FULL for unit in units}
+
+
+def visibility(
+    session: Session, principal: Principal, unit: ArchiveUnit, finding_aid: Sequence[str] = ()
+) -> str:
+    """How much ``principal`` sees of ``unit`` (see :func:`visibilities`)."""
+    return visibilities(session, principal, [unit], finding_aid)[unit.id]
+
+
+def visible_unit(
+    session: Session, principal: Principal, unit_id: str, finding_aid: Sequence[str] = ()
+) -> tuple[ArchiveUnit, str]:
+    """The unit and how much ``principal`` sees of it; ``UnitNotFound`` — the very answer
+    for a unit that does not exist — when nothing."""
+    unit = session.get(ArchiveUnit, unit_id)
+    if unit is not None:
+        seen = visibility(session, principal, unit, finding_aid)
+        if seen != NOTHING:
+            return unit, seen
+    raise UnitNotFound(f"no archive unit {unit_id}")
+
+
+def visible_ids(
+    session: Session, principal: Principal, unit_ids: Sequence[str], finding_aid: Sequence[str] = ()
+) -> list[str]:
+    """``unit_ids`` less those ``principal`` may not know exist (order kept): for parent and
+    child lists."""
+    if principal.role in ALL_SEEING or not unit_ids:
+        return list(unit_ids)
+    rows = list(session.scalars(select(ArchiveUnit).where(ArchiveUnit.id.in_(unit_ids))))
+    seen = visibilities(session, principal, rows, finding_aid)
+    return [uid for uid in unit_ids if seen.get(uid, NOTHING) != NOTHING]
+
+
+def may_see_unit(session: Session, principal: Principal, unit: ArchiveUnit) -> bool:
+    """Whether ``principal`` may see all of ``unit`` (metadata and, by role, its objects)."""
+    return visibility(session, principal, unit) == FULL
 
 
 @dataclass(frozen=True)
@@ -236,12 +363,30 @@ def _encode_cursor(position: list[object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
+def _shows_closed(query: SearchQuery, finding_aid: Sequence[str]) -> bool:
+    """Whether a reader's search may list units not yet communicable (as their finding-aid
+    fields only): when some fields are shown and the search filters on nothing else — a
+    match on a hidden title, description or record type would tell what they hold."""
+    if not finding_aid or query.q or query.title or query.record_type or query.due_before:
+        return False
+    if query.producer and "producer" not in finding_aid:
+        return False
+    return not ((query.date_from or query.date_to) and "dates" not in finding_aid)
+
+
 def _filtered(
-    session: Session, query: SearchQuery, principal: Principal
-) -> fulltext.Selection | None:
+    session: Session,
+    query: SearchQuery,
+    principal: Principal,
+    finding_aid: Sequence[str] = (),
+) -> tuple[fulltext.Selection, ColumnElement[bool] | None] | None:
     """What a search selects, before ordering and paging (``sae.catalog.fulltext.Selection``:
     with a relevance score when ``q`` is given); None when ``q`` holds nothing searchable (no
-    letter, no digit)."""
+    letter, no digit). With it, the condition true of the units selected that ``principal``
+    sees as a finding aid only, None when the selection has none.
+
+    What a caller may not see is filtered here, inside the query: pages, totals, facets and
+    cursors are those of what the caller may see (:func:`visibilities`)."""
     selection = fulltext.catalogue()
     if query.q is not None and query.q.strip():
         terms = parse_query(query.q)
@@ -251,6 +396,12 @@ def _filtered(
     conditions: list[ColumnElement[bool]] = []
     if principal.role == "depositor":
         conditions.append(selection.producer.in_(principal.producers or ("",)))
+    closed: ColumnElement[bool] | None = None
+    if principal.role not in ALL_SEEING and principal.role != "depositor":
+        closed = closed_on(selection.id, today(), user_of(principal))
+        if not _shows_closed(query, finding_aid):
+            conditions.append(~closed)
+            closed = None
     if query.producer:
         conditions.append(selection.producer == query.producer)
     if query.status:
@@ -292,17 +443,19 @@ def _filtered(
         conditions.append(
             or_(ArchiveUnit.start_date <= query.date_to, ArchiveUnit.end_date <= query.date_to)
         )
-    return replace(selection, stmt=selection.stmt.where(*conditions))
+    return replace(selection, stmt=selection.stmt.where(*conditions)), closed
 
 
 def search_units(
-    session: Session, query: SearchQuery, principal: Principal
+    session: Session, query: SearchQuery, principal: Principal, finding_aid: Sequence[str] = ()
 ) -> tuple[list[ArchiveUnit], str | None]:
     """Units matching the filters — the most relevant first when ``q`` is given
-    (``sae.catalog.fulltext``), else the newest first — keyset-paginated."""
-    selection = _filtered(session, query, principal)
-    if selection is None:
+    (``sae.catalog.fulltext``), else the newest first — keyset-paginated; only those
+    ``principal`` may see (:func:`visibilities`; ``finding_aid``: ``SAE_FINDING_AID_FIELDS``)."""
+    filtered = _filtered(session, query, principal, finding_aid)
+    if filtered is None:
         return [], None
+    selection = filtered[0]
     limit = max(1, min(query.limit, 500))
     score = selection.score
     if score is None:
@@ -351,32 +504,44 @@ def search_units(
 
 
 def search_facets(
-    session: Session, query: SearchQuery, principal: Principal, names: tuple[str, ...] = FACETS
+    session: Session,
+    query: SearchQuery,
+    principal: Principal,
+    names: tuple[str, ...] = FACETS,
+    finding_aid: Sequence[str] = (),
 ) -> Facets:
     """How many units the search selects, and how many under each value of each facet
-    (:data:`FACETS`; at most :data:`FACET_VALUES` values each, the most frequent first)."""
+    (:data:`FACETS`; at most :data:`FACET_VALUES` values each, the most frequent first).
+    A unit seen as a finding aid only counts in the total, the status, and the facets of its
+    shown fields (producer, year with ``dates``); never under a record type."""
     unknown = [name for name in names if name not in FACETS]
     if unknown:
         raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
-    selection = _filtered(session, query, principal)
-    if selection is None:
+    filtered = _filtered(session, query, principal, finding_aid)
+    if filtered is None:
         return Facets(0, {name: [] for name in names})
+    selection, closed = filtered
     # One pass over the selected units for the total and three facets (a few hundred groups at
     # most: producers x years x statuses), summed here; one more for the record types, which
     # come from another table.
     tallies: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
     total = 0
-    grouped = selection.stmt.with_only_columns(
-        selection.producer, selection.year, selection.status, func.count()
-    ).group_by(selection.producer, selection.year, selection.status)
-    for producer, year, status, number in session.execute(grouped):
+    keys: list[ColumnElement[Any]] = [selection.producer, selection.year, selection.status]
+    if closed is not None:
+        keys.append(closed.label("closed"))
+    grouped = selection.stmt.with_only_columns(*keys, func.count()).group_by(*keys)
+    for row in session.execute(grouped):
+        producer, year, status, number = row[0], row[1], row[2], row[-1]
+        hidden = closed is not None and bool(row[3])
         total += number
-        tallies["producer"][producer] += number
-        if year:
+        if not hidden or "producer" in finding_aid:
+            tallies["producer"][producer] += number
+        if year and (not hidden or "dates" in finding_aid):
             tallies["year"][year] += number
         tallies["status"][status] += number
     if "record_type" in names and total:
-        selected = selection.stmt.with_only_columns(selection.id).subquery("selected")
+        stmt = selection.stmt if closed is None else selection.stmt.where(~closed)
+        selected = stmt.with_only_columns(selection.id).subquery("selected")
         for rule_id, number in session.execute(
             select(UnitRule.rule_id, func.count())
             .select_from(selected)

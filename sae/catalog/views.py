@@ -7,8 +7,11 @@ them (issue 17: "each unit's and object's API representation").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.orm import Session
 
+from sae.auth.service import SYSTEM, Principal
 from sae.catalog import service
 from sae.catalog.models import ArchiveUnit, DataObject
 from sae.catalog.schemas import (
@@ -38,6 +41,69 @@ def unit_summary(unit: ArchiveUnit) -> UnitSummary:
     )
 
 
+def finding_aid_summary(unit: ArchiveUnit, fields: Sequence[str]) -> UnitSummary:
+    """What a reader sees of a unit not yet communicable, in a list: only the fields
+    ``SAE_FINDING_AID_FIELDS`` names (``sae.config.FINDING_AID_FIELDS``), never its title."""
+    dates = "dates" in fields
+    return UnitSummary(
+        id=unit.id,
+        sip_id=unit.sip_id if "identifier" in fields else None,
+        title=None,
+        producer=unit.producer if "producer" in fields else None,
+        description_level=unit.description_level if "level" in fields else None,
+        start_date=unit.start_date if dates else None,
+        end_date=unit.end_date if dates else None,
+        status=unit.status,
+        transfer_id=None,
+        created_at=unit.created_at,
+        url=f"/api/v1/units/{unit.id}",
+        finding_aid_only=True,
+    )
+
+
+def summaries(
+    session: Session,
+    principal: Principal,
+    units: Sequence[ArchiveUnit],
+    finding_aid: Sequence[str] = (),
+) -> list[UnitSummary]:
+    """A list of units as ``principal`` sees them (those it may not see are left out)."""
+    seen = service.visibilities(session, principal, units, finding_aid)
+    return [
+        unit_summary(u) if seen[u.id] == service.FULL else finding_aid_summary(u, finding_aid)
+        for u in units
+        if seen[u.id] != service.NOTHING
+    ]
+
+
+def finding_aid_view(
+    session: Session, principal: Principal, unit: ArchiveUnit, fields: Sequence[str]
+) -> UnitOut:
+    """A unit not yet communicable as a reader reads it when the finding aid shows it: the
+    ``fields`` of :func:`finding_aid_summary`, the parents and children the reader may know
+    of, and the date it becomes communicable; no rules, objects, description or Content."""
+    return UnitOut(
+        **finding_aid_summary(unit, fields).model_dump(),
+        description=None,
+        parents=service.visible_ids(
+            session, principal, service.parents_of(session, unit.id), fields
+        ),
+        children=service.visible_ids(
+            session, principal, service.children_of(session, unit.id), fields
+        ),
+        declared_rules={},
+        rules={},
+        end_dates={},
+        appraisal_end=None,
+        access_end=service.unit_rules(session, unit).access_end,
+        final_action=None,
+        held=None,
+        communicable=False,
+        objects=[],
+        content_xml=None,
+    )
+
+
 def object_summary(obj: DataObject) -> ObjectSummary:
     return ObjectSummary(
         id=obj.id,
@@ -53,15 +119,25 @@ def object_summary(obj: DataObject) -> ObjectSummary:
     )
 
 
-def unit_view(session: Session, unit: ArchiveUnit) -> UnitOut:
-    """A unit as ``GET /api/v1/units/{id}`` shows it."""
+def unit_view(
+    session: Session,
+    unit: ArchiveUnit,
+    principal: Principal = SYSTEM,
+    finding_aid: Sequence[str] = (),
+) -> UnitOut:
+    """A unit as ``GET /api/v1/units/{id}`` shows it to ``principal`` (who may see all of it):
+    the parents and children it may not know of are left out."""
     rules = service.unit_rules(session, unit)
     declared = {k: v for k, v in unit.management.items() if k != "_defaults"}
     return UnitOut(
         **unit_summary(unit).model_dump(),
         description=unit.description,
-        parents=service.parents_of(session, unit.id),
-        children=service.children_of(session, unit.id),
+        parents=service.visible_ids(
+            session, principal, service.parents_of(session, unit.id), finding_aid
+        ),
+        children=service.visible_ids(
+            session, principal, service.children_of(session, unit.id), finding_aid
+        ),
         declared_rules=declared,
         rules={
             category: [

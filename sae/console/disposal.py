@@ -155,13 +155,20 @@ def approve(
     list_id: str,
     user: UserDep,
     session: SessionDep,
+    runtime: RuntimeDep,
     csrf: CsrfField = "",
     commentaire: Annotated[str, Form()] = "",
 ) -> Response:
     """The archivist approves the list (rules and holds of every unit are fingerprinted)."""
     check_csrf(request, csrf)
     require(user, *DECIDE)
-    disposal.approve(session, _decision(list_id, session), actor=user.actor, comment=commentaire)
+    disposal.approve(
+        session,
+        _decision(list_id, session),
+        actor=user.actor,
+        comment=commentaire,
+        four_eyes=runtime.settings.disposal_four_eyes,
+    )
     session.commit()
     return _see_other(f"/console/eliminations/{list_id}")
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
+from sae.catalog import service as catalog
 from sae.catalog.models import GONE, ArchiveUnit, DataObject
 from sae.console.format import LOCAL_TZ
 from sae.db import utcnow
@@ -170,6 +171,12 @@ def producers(session: Session, principal: Principal) -> list[str]:
     stmt = select(ArchiveUnit.producer).distinct().order_by(ArchiveUnit.producer)
     if principal.role == "depositor":
         stmt = stmt.where(ArchiveUnit.producer.in_(principal.producers or ("",)))
+    elif principal.role not in catalog.ALL_SEEING:
+        # A reader: the producers of what it may find (a service whose every unit is closed
+        # would otherwise be named).
+        stmt = stmt.where(
+            ~catalog.closed_on(ArchiveUnit.id, catalog.today(), catalog.user_of(principal))
+        )
     return list(session.scalars(stmt))
 
 

@@ -25,8 +25,10 @@ from sae.auth.errors import InvalidCredentials, InvalidToken, NoGroupAccess, Too
 from sae.auth.service import Principal
 from sae.auth.signin import Limits, sign_in_with_password
 from sae.catalog import service as catalog
+from sae.catalog import views
 from sae.catalog.errors import UnitNotFound
 from sae.catalog.models import ArchiveUnit
+from sae.catalog.schemas import UnitSummary
 from sae.console import queries
 from sae.console.format import UNIT_STATUS, fr_wait, label
 from sae.console.metadata import content_lines
@@ -422,6 +424,7 @@ def search(
     request: Request,
     user: UserDep,
     session: SessionDep,
+    runtime: RuntimeDep,
     q: Annotated[str | None, Query(max_length=500)] = None,
     producteur: Annotated[str | None, Query(max_length=255)] = None,
     du: Annotated[str | None, Query(max_length=32)] = None,
@@ -443,7 +446,7 @@ def search(
         "statut": statut or "",
     }
     searched = any((*form.values(), suite)) or "q" in request.query_params
-    units: list[ArchiveUnit] = []
+    units: list[UnitSummary] = []
     next_cursor: str | None = None
     facets: catalog.Facets | None = None
     if searched:
@@ -457,8 +460,10 @@ def search(
             limit=PAGE,
             cursor=suite or None,
         )
-        units, next_cursor = catalog.search_units(session, query, user)
-        facets = catalog.search_facets(session, query, user)
+        finding_aid = runtime.settings.finding_aid_fields
+        found, next_cursor = catalog.search_units(session, query, user, finding_aid)
+        units = views.summaries(session, user, found, finding_aid)
+        facets = catalog.search_facets(session, query, user, finding_aid=finding_aid)
     params = {k: v for k, v in form.items() if v}
     next_url = None
     if next_cursor:
@@ -523,11 +528,13 @@ def _refinements(
 def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep) -> Response:
     """An archive unit: description, graph, rules and end dates, holds, objects."""
     unit = session.get(ArchiveUnit, unit_id)
-    if unit is None or not catalog.may_see_unit(user, unit):
+    # The console shows a unit whole or not at all: a reader finds a unit not yet communicable
+    # only as a row of the finding aid (search), never by its page.
+    if unit is None or not catalog.may_see_unit(session, user, unit):
         raise UnitNotFound(f"no archive unit {unit_id}")
     rules = catalog.unit_rules(session, unit)
-    parents = catalog.parents_of(session, unit.id)
-    children = catalog.children_of(session, unit.id)
+    parents = catalog.visible_ids(session, user, catalog.parents_of(session, unit.id))
+    children = catalog.visible_ids(session, user, catalog.children_of(session, unit.id))
     titles = queries.unit_titles(session, parents + children)
     objects = catalog.objects_of_unit(session, unit)
     holds = queries.unit_holds(session, unit.id)

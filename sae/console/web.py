@@ -139,6 +139,11 @@ _CODE_TEXT = {
         "Document non communicable",
         "Ce document n'est pas encore communicable au public (délais du Code du patrimoine).",
     ),
+    "disposal.four_eyes": (
+        "Approbation refusée : contrôle à quatre yeux",
+        "Vous avez établi ou transmis cette liste d'élimination : un autre archiviste doit "
+        "l'approuver. Personne ne détruit seul des archives.",
+    ),
     "catalog.object_destroyed": (
         "Document éliminé ou retiré",
         "Ce document a été éliminé réglementairement, ou retiré avec son versement pendant sa "

@@ -104,6 +104,7 @@ def changes_no_state(type_: str, reason: str) -> None:
 
 #: The modules that register replays, one per owner of events.
 OWNERS = (
+    "sae.access.replay",
     "sae.ingest.replay",
     "sae.retention.replay",
     "sae.storage.replay",

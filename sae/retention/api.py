@@ -286,11 +286,19 @@ def submit_list(
 
 @disposal_router.post("/disposal-lists/{list_id}/approve", response_model=DisposalListOut)
 def approve_list(
-    list_id: str, body: DecisionIn, session: SessionDep, principal: Archivist
+    list_id: str, body: DecisionIn, session: SessionDep, principal: Archivist, runtime: RuntimeDep
 ) -> DisposalListOut:
-    """The archivist approves the list (its units' rules and holds are fingerprinted)."""
+    """The archivist approves the list (its units' rules and holds are fingerprinted). A
+    destruction list is not approved by the one who built or submitted it (409
+    ``disposal.four_eyes``; ``SAE_DISPOSAL_FOUR_EYES``)."""
     d = disposal.get_list(session, list_id, for_update=True)
-    disposal.approve(session, d, actor=principal.actor, comment=body.comment)
+    disposal.approve(
+        session,
+        d,
+        actor=principal.actor,
+        comment=body.comment,
+        four_eyes=runtime.settings.disposal_four_eyes,
+    )
     session.commit()
     return _list_out(session, d)
 

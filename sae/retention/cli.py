@@ -105,7 +105,16 @@ def _decide(list_id: str, comment: str, step: str) -> None:
     with refusals(1, with_code=True), opened_runtime() as runtime:
         with transaction(runtime.sessions) as session:
             d = disposal.get_list(session, list_id, for_update=True)
-            getattr(disposal, step)(session, d, actor=_principal().actor, comment=comment)
+            if step == "approve":
+                disposal.approve(
+                    session,
+                    d,
+                    actor=_principal().actor,
+                    comment=comment,
+                    four_eyes=runtime.settings.disposal_four_eyes,
+                )
+            else:
+                getattr(disposal, step)(session, d, actor=_principal().actor, comment=comment)
             console.print(f"{d.reference}: {d.state}")
 
 

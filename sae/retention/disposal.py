@@ -33,12 +33,19 @@ from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from sae import db
+from sae.auth.models import ApiToken, User
 from sae.catalog.models import GONE, ArchiveUnit, DataObject, UnitLink, UnitRule
 from sae.errors import NotFound
 from sae.journal.service import append_event
 from sae.retention import dates
 from sae.retention.config import RetentionSettings, retention_settings
-from sae.retention.errors import InvalidBordereauFormat, InvalidVisa, ListNotFound, WrongState
+from sae.retention.errors import (
+    FourEyes,
+    InvalidBordereauFormat,
+    InvalidVisa,
+    ListNotFound,
+    WrongState,
+)
 from sae.retention.models import DisposalLine, DisposalList, Rule, UnitComputedRule
 from sae.storage.base import StorageOffer
 
@@ -486,10 +493,52 @@ def submit(session: Session, disposal: DisposalList, *, actor: str, comment: str
     )
 
 
-def approve(session: Session, disposal: DisposalList, *, actor: str, comment: str) -> None:
+def person(session: Session, actor: str) -> str:
+    """The person behind a journal actor, for the four-eyes rule: ``user:<login>`` for an
+    account's actor (``user:<login>:<token id>:<role>``) or a token that belongs to an account,
+    else ``token:<id>`` — a CLI archivist is ``token:cli-<shell user>`` —, else the actor itself
+    (``system:…``). Every token and session of one account is one person."""
+    parts = actor.split(":")
+    if parts[0] == "user" and len(parts) > 1:
+        return f"user:{parts[1]}"
+    if parts[0] == "token" and len(parts) > 1:
+        token = session.get(ApiToken, parts[1])
+        user = session.get(User, token.user_id) if token is not None else None
+        return f"user:{user.login}" if user is not None else f"token:{parts[1]}"
+    return actor
+
+
+def same_hands(session: Session, disposal: DisposalList, actor: str) -> bool:
+    """Whether ``actor`` built or submitted the list (a list built by the scheduler has no
+    builder: then its submitter is the one who put it forward)."""
+    me = person(session, actor)
+    return any(
+        other is not None and person(session, other) == me
+        for other in (disposal.created_by, disposal.submitted_by)
+    )
+
+
+def approve(
+    session: Session,
+    disposal: DisposalList,
+    *,
+    actor: str,
+    comment: str,
+    four_eyes: bool = True,
+) -> None:
     """The archivist approves: the rules and holds of every line are fingerprinted now and
-    re-checked at execution."""
+    re-checked at execution.
+
+    With ``four_eyes`` (``SAE_DISPOSAL_FOUR_EYES``, on by default), a destruction list is not
+    approved by the archivist who built or submitted it: ``FourEyes``. Whether the rule held is
+    journaled (``four_eyes`` in the event), and a certificate says when it did not."""
     _require(disposal, "draft", "submitted", action="approval")
+    own = same_hands(session, disposal, actor)
+    if four_eyes and own and disposal.final_action == "Destroy":
+        raise FourEyes(
+            f"list {disposal.reference} was built or submitted by {actor}: another archivist "
+            "must approve it (SAE_DISPOSAL_FOUR_EYES)"
+        )
     day = dates.today()
     lines = fingerprint_lines(session, disposal, day)
     disposal.state = "approved"
@@ -510,6 +559,8 @@ def approve(session: Session, disposal: DisposalList, *, actor: str, comment: st
             "decided_at": disposal.decided_at.isoformat(),
             "fingerprint_day": day.isoformat(),
             "lines_sha256": lines_digest(lines),
+            # False when one person built (or submitted) and approved the list.
+            "four_eyes": not own,
         },
     )
 

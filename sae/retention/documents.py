@@ -229,9 +229,13 @@ def certificate_pdf(
     executed_at: datetime,
     executed_by: str,
     executed_leaf: int | None,
+    four_eyes: bool = True,
+    approved_alone: bool = False,
 ) -> bytes:
     """The destruction certificate: what, when, by whom, under which visa, with the SHA-512 of
-    each destroyed object and the journal leaf that recorded its destruction."""
+    each destroyed object and the journal leaf that recorded its destruction. Without
+    ``four_eyes`` (``SAE_DISPOSAL_FOUR_EYES`` off), or when the list was ``approved_alone`` (by
+    the one who built or submitted it), it says so."""
     pdf = DocumentPdf(
         f"Certificat de destruction {disposal.reference}", orientation="P", created=executed_at
     )
@@ -256,6 +260,17 @@ def certificate_pdf(
     pdf.line_text(
         f"Bordereau approuvé le {_fmt_date(disposal.decided_at)} par {disposal.decided_by}"
     )
+    if not four_eyes:
+        pdf.line_text(
+            "Contrôle à quatre yeux désactivé (SAE_DISPOSAL_FOUR_EYES, commune à archiviste "
+            "unique): la liste a pu être établie, approuvée et exécutée par une seule personne.",
+            bold=True,
+        )
+    if approved_alone:
+        pdf.line_text(
+            "La liste a été approuvée par la personne qui l'avait établie ou transmise.",
+            bold=True,
+        )
     if executed_leaf is not None:
         pdf.line_text(f"Événement de journal de l'exécution: feuille n° {executed_leaf}")
     excluded = [line for line in lines if line.state in ("excluded", "sampled", "kept")]

@@ -9,6 +9,7 @@
     Conflict 409
     ├── RuleInUse                 rules.rule_in_use
     ├── WrongState                disposal.wrong_state
+    ├── FourEyes                  disposal.four_eyes             (approver = builder/submitter)
     ├── ExecutionRefused          disposal.execution_refused     (held, changed, not due…)
     ├── ExecutionInProgress       disposal.execution_in_progress
     └── StorageRefused            disposal.storage_refused       (an offer kept a copy)
@@ -56,6 +57,13 @@ class WrongState(Conflict):
     """The list is not in a state that allows this step."""
 
     code = "disposal.wrong_state"
+
+
+class FourEyes(Conflict):
+    """The archivist approving a destruction list is the one who built or submitted it
+    (``SAE_DISPOSAL_FOUR_EYES``): another archivist must approve."""
+
+    code = "disposal.four_eyes"
 
 
 class InvalidVisa(UnprocessableEntity):

@@ -635,6 +635,8 @@ def _finish(ctx: ExecutionContext, list_id: str, token: str, principal: Principa
                 executed_at=now,
                 executed_by=actor,
                 executed_leaf=executed.leaf_index,
+                four_eyes=ctx.settings.disposal_four_eyes,
+                approved_alone=disposal.same_hands(session, d, d.decided_by or ""),
             )
             record = records.archive_record(
                 session,

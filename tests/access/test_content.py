@@ -94,9 +94,10 @@ def test_reader_sees_only_communicable_content(api: Api) -> None:
     refused = api.client.get(
         f"/api/v1/objects/{closed_obj['id']}/content", headers=api.auth(reader)
     )
-    assert refused.status_code == 403
-    assert refused.json()["code"] == "access.not_communicable"
-    assert refused.json()["access_end"] == "2070-01-01"
+    # Not yet communicable: answered as an object that does not exist (issue 19).
+    assert refused.status_code == 404
+    assert refused.json()["code"] == "catalog.object_not_found"
+    assert "2070" not in refused.text
     allowed = api.client.get(f"/api/v1/objects/{open_obj['id']}/content", headers=api.auth(reader))
     assert allowed.status_code == 200
 

@@ -83,6 +83,13 @@ def test_destruction_circuit_in_the_console(api: Api) -> None:
     pdf = client.get(f"/console/eliminations/{list_id}/bordereau")
     assert pdf.content.startswith(b"%PDF")
 
+    # Four eyes: who built the list cannot approve it (in French); another archivist does.
+    alone = _step(client, list_id, "approuver", commentaire="Vu, conforme")
+    assert alone.status_code == 409
+    assert "quatre yeux" in alone.text
+    assert "un autre archiviste doit" in alone.text
+    assert _state(api, list_id) == "draft"
+    client = signed_in(api, "archivist")
     assert _step(client, list_id, "approuver", commentaire="Vu, conforme").status_code == 303
     assert _state(api, list_id) == "approved"
 
@@ -125,7 +132,8 @@ def test_a_held_unit_is_never_destroyed(api: Api) -> None:
     units = _due_units(api)
     client = signed_in(api, "archivist")
     list_id = _build(client)
-    _step(client, list_id, "approuver", commentaire="ok")
+    client = signed_in(api, "archivist")  # four eyes: another archivist approves
+    assert _step(client, list_id, "approuver", commentaire="ok").status_code == 303
     assert _visa(client, list_id).status_code == 303
     hold = api.client.post(
         "/api/v1/holds",

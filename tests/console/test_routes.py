@@ -362,12 +362,18 @@ def test_a_reader_cannot_download_what_is_not_yet_communicable(api: Api) -> None
     objects = body["objects"]
     assert isinstance(objects, list)
     client = signed_in(api, "reader")
-    page = client.get(f"/console/unites/{_child_unit_id(body)}").text
-    assert "Non communicable" in page
+    # Not yet communicable: to a reader, neither the unit nor its object exists (issue 19).
+    child = _child_unit_id(body)
+    page = client.get(f"/console/unites/{child}")
+    missing = client.get(f"/console/unites/{'0' * len(child)}")
+    assert page.status_code == missing.status_code == 404
+    assert page.text.replace(child, "ID") == missing.text.replace("0" * len(child), "ID")
     content = client.get(f"/console/objets/{objects[0]['id']}/contenu")
-    assert content.status_code == 403
-    assert "Document non communicable" in content.text
+    assert content.status_code == 404
+    assert "Introuvable" in content.text
     assert _events(api, "access.object_read") == []
+    searched = client.get("/console/recherche", params={"q": ""}).text
+    assert child not in searched
 
 
 def test_unknown_unit_and_object_answer_french_404(api: Api) -> None:

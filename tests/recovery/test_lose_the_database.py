@@ -240,6 +240,7 @@ def first_half(api: Api, facts: Facts) -> dict[str, Any]:
 def second_half(api: Api, facts: Facts, made: dict[str, Any]) -> None:
     """A new referential, holds, destruction and permanent keeping, a withdrawal, proofs."""
     h = api.auth(api.token("archivist"))
+    second = api.auth(api.token("archivist"))  # four eyes: another archivist approves
     post = api.client.post
     summary = _ok(
         api.client.put(
@@ -286,7 +287,7 @@ def second_half(api: Api, facts: Facts, made: dict[str, Any]) -> None:
     list_id = lst["id"]
     facts.lists.append(list_id)
     _ok(post(f"/api/v1/disposal-lists/{list_id}/submit", headers=h, json={"comment": ""}))
-    _ok(post(f"/api/v1/disposal-lists/{list_id}/approve", headers=h, json={"comment": "Vu"}))
+    _ok(post(f"/api/v1/disposal-lists/{list_id}/approve", headers=second, json={"comment": "Vu"}))
     _ok(
         post(
             f"/api/v1/disposal-lists/{list_id}/visa",

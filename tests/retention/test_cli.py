@@ -25,6 +25,8 @@ def test_run_approve_visa_execute(api: Api, clock: Clock, tmp_path: Path,
     assert api.deposit(dossier_sip("MSG-CLI2", producer="CCAS")).status_code == 201
     clock.set(date(2021, 6, 1))
     runner = CliRunner()
+    # The shell user names the CLI archivist: Marie builds the lists, Paul approves (four eyes).
+    monkeypatch.setenv("LOGNAME", "marie")
     result = runner.invoke(app, ["retention", "run", "--final-action", "Destroy"])
     assert result.exit_code == 0, result.output
     with api.runtime.sessions() as session:
@@ -38,6 +40,10 @@ def test_run_approve_visa_execute(api: Api, clock: Clock, tmp_path: Path,
     result = runner.invoke(app, ["retention", "execute", list_id])
     assert result.exit_code == 1
     assert "disposal.execution_refused" in result.output
+    result = runner.invoke(app, ["retention", "approve", list_id, "--comment", "ok"])
+    assert result.exit_code == 1
+    assert "disposal.four_eyes" in result.output
+    monkeypatch.setenv("LOGNAME", "paul")
     result = runner.invoke(app, ["retention", "approve", list_id, "--comment", "ok"])
     assert result.exit_code == 0, result.output
     visa = tmp_path / "visa.pdf"

@@ -104,8 +104,14 @@ def test_destruction_circuit(api: Api, clock: Clock) -> None:
     assert pdf.status_code == 200
     assert pdf.content.startswith(b"%PDF")
 
+    # Four eyes: the archivist who built the list cannot approve it; another one does.
     response = api.client.post(f"/api/v1/disposal-lists/{list_id}/approve",
                                headers=api.auth(archivist), json={"comment": "Vu, conforme"})
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "disposal.four_eyes"
+    second = api.token("archivist")
+    response = api.client.post(f"/api/v1/disposal-lists/{list_id}/approve",
+                               headers=api.auth(second), json={"comment": "Vu, conforme"})
     assert response.json()["state"] == "approved", response.text
 
     # No visa, no destruction.
@@ -220,8 +226,9 @@ def _approved_and_visaed(api: Api, token: str, clock: Clock) -> str:
     response = api.client.post("/api/v1/disposal-lists", headers=api.auth(token),
                                json={"final_action": "Destroy"})
     list_id = str(response.json()["id"])
-    api.client.post(f"/api/v1/disposal-lists/{list_id}/approve", headers=api.auth(token),
-                    json={"comment": "ok"})
+    approved = api.client.post(f"/api/v1/disposal-lists/{list_id}/approve",
+                               headers=api.auth(api.token("archivist")), json={"comment": "ok"})
+    assert approved.status_code == 200, approved.text
     assert _visa(api, list_id, token).status_code == 200
     return list_id
 

@@ -240,6 +240,7 @@ def _act(api: Api, clock: TickingClock) -> dict[str, Any]:
     """Every retention act, through the API."""
     api.load_rules(TEST_RULES_CSV)
     h = api.auth(api.token("archivist"))
+    second = api.auth(api.token("archivist"))  # four eyes: another archivist approves
     post = api.client.post
     clock.set(date(2015, 3, 1))
     due = _units(api.deposit(dossier_sip("MSG-DUE", title="Factures 2013", pieces=3)))
@@ -310,7 +311,7 @@ def _act(api: Api, clock: TickingClock) -> dict[str, Any]:
     list_id = lst["id"]
     assert set(due.values()) | set(later.values()) == set(lst["units"])
     _ok(post(f"/api/v1/disposal-lists/{list_id}/submit", headers=h, json={"comment": ""}))
-    _ok(post(f"/api/v1/disposal-lists/{list_id}/approve", headers=h, json={"comment": "Vu"}))
+    _ok(post(f"/api/v1/disposal-lists/{list_id}/approve", headers=second, json={"comment": "Vu"}))
     early = post(f"/api/v1/disposal-lists/{list_id}/execute", headers=h)
     assert early.status_code == 409, early.text
     _ok(
@@ -409,6 +410,7 @@ def _act_large(api: Api, clock: TickingClock) -> dict[str, Any]:
     assert api.client.put("/api/v1/rules", content=four.encode(), headers=h).is_success
     clock.set(date(2020, 6, 1))
     h = api.auth()
+    second = api.auth(api.token("archivist"))  # four eyes: another archivist approves
     post = api.client.post
     big_list = _ok(
         post(
@@ -419,7 +421,7 @@ def _act_large(api: Api, clock: TickingClock) -> dict[str, Any]:
         201,
     )
     assert len(big_list["units"]) == len(big) == PIECES + 1
-    _ok(post(f"/api/v1/disposal-lists/{big_list['id']}/approve", headers=h, json={}))
+    _ok(post(f"/api/v1/disposal-lists/{big_list['id']}/approve", headers=second, json={}))
     social = _ok(
         post(
             "/api/v1/disposal-lists",
@@ -429,7 +431,7 @@ def _act_large(api: Api, clock: TickingClock) -> dict[str, Any]:
         201,
     )
     assert {ln["state"] for ln in social["lines"]} == {"proposed", "sampled"}
-    _ok(post(f"/api/v1/disposal-lists/{social['id']}/approve", headers=h, json={}))
+    _ok(post(f"/api/v1/disposal-lists/{social['id']}/approve", headers=second, json={}))
     _ok(
         post(
             f"/api/v1/disposal-lists/{social['id']}/visa",

@@ -1,7 +1,7 @@
 """contracts: ingest contracts and archival profiles (issue 20, item 5)
 
 Revision ID: 0018_contracts
-Revises: 0016_accounts
+Revises: 0017_derogations
 Create Date: 2026-12-06
 
 Both tables start empty: an archive upgraded to this revision has no contract, and deposits as
@@ -18,7 +18,7 @@ from alembic import op
 import sae.db
 
 revision: str = "0018_contracts"
-down_revision: str | Sequence[str] | None = "0016_accounts"
+down_revision: str | Sequence[str] | None = "0017_derogations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
