@@ -549,6 +549,7 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
             "metadata": content_lines(unit.content_xml),
             "may_proof": allowed(user, *JOURNAL),
             "may_read": user.role != "reader" or rules.communicable(),
+            "may_hold": allowed(user, "archivist"),
         },
     )
 
