@@ -218,6 +218,7 @@ async def preview(request: Request, user: UserDep, session: SessionDep) -> Respo
             "text": text,
             "content_type": ctype,
             "filename": filename,
+            "version": referential.version(session),
         },
     )
 
@@ -231,6 +232,7 @@ def apply(
     csrf: CsrfField = "",
     contenu: Annotated[str, Form(max_length=MAX_REFERENTIAL_BYTES)] = "",
     type_contenu: Annotated[str, Form(max_length=64)] = "",
+    version: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """Apply the referential shown by the preview: ``import_rules``, as ``PUT /api/v1/rules``
     and ``sae rules import`` (its guards, journal events and recomputation)."""
@@ -239,6 +241,8 @@ def apply(
     if not contenu.strip():
         raise BadRequest("the form carries no referential")
     specs = referential.parse(contenu, type_contenu)
+    # What the archivist saw is what gets applied: not over a referential changed since.
+    referential.check_version(session, version)
     try:
         summary = referential.import_rules(
             session, specs, actor=user, offers=runtime.offer_set.offers

@@ -207,6 +207,11 @@ _CODE_TEXT = {
         "Le référentiel supprimerait une règle que des unités d'archives citent encore, ou "
         "changerait la nature d'une règle de gel utilisée. Rien n'a été modifié.",
     ),
+    "rules.referential_changed": (
+        "Référentiel modifié entre-temps",
+        "Le référentiel a été modifié depuis l'aperçu. Rien n'a été appliqué : refaites "
+        "l'aperçu du fichier pour voir ce qui changerait maintenant.",
+    ),
     "rules.duration_below_minimum": (
         "Référentiel refusé",
         "Une durée est inférieure au minimum configuré pour sa catégorie. Rien n'a été "

@@ -18,7 +18,9 @@ in ``docs/retention.md``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +40,12 @@ from sae.journal.service import append_event
 from sae.retention import dates
 from sae.retention.compute import add_duration
 from sae.retention.config import retention_settings
-from sae.retention.errors import DurationBelowMinimum, InvalidReferential, RuleInUse
+from sae.retention.errors import (
+    DurationBelowMinimum,
+    InvalidReferential,
+    ReferentialChanged,
+    RuleInUse,
+)
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer
 
@@ -773,6 +780,33 @@ def preview_import(
         units_changed=units_changed,
         sample=found,
     )
+
+
+def version(session: Session) -> str:
+    """A digest of the referential as it stands (every rule's columns): a preview carries it,
+    so that applying it can check that nothing changed in between."""
+    digest = hashlib.sha256()
+    for rule in list_rules(session):
+        spec = RuleSpec(
+            rule.id,
+            rule.type,
+            rule.value,
+            rule.description,
+            rule.duration,
+            rule.measurement,
+            rule.meta,
+        )
+        digest.update(json.dumps(spec.as_dict(), sort_keys=True, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def check_version(session: Session, expected: str) -> None:
+    """Refuse (:class:`ReferentialChanged`) when the referential is no longer ``expected``."""
+    if version(session) != expected:
+        raise ReferentialChanged(
+            "the referential changed since the preview: preview the file again before applying it"
+        )
 
 
 def _row_key(row: Mapping[str, Any] | None) -> tuple[Any, ...] | None:

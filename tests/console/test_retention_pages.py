@@ -191,14 +191,21 @@ def test_the_referential_import_shows_a_preview_then_applies(api: Api) -> None:
     assert contenu is not None
     import html as html_module
 
-    applied = client.post(
-        "/console/referentiel/appliquer",
-        data={
-            "csrf": csrf_of(html),
-            "contenu": html_module.unescape(contenu.group(1)),
-            "type_contenu": "text/csv",
-        },
-    )
+    version = re.search(r'name="version" value="([0-9a-f]{64})"', html)
+    assert version is not None
+    form = {
+        "csrf": csrf_of(html),
+        "contenu": html_module.unescape(contenu.group(1)),
+        "type_contenu": "text/csv",
+        "version": version.group(1),
+    }
+    # Without the preview's version, or with another: nothing applied.
+    for stale in ("", "0" * 64):
+        refused = client.post("/console/referentiel/appliquer", data={**form, "version": stale})
+        assert refused.status_code == 409
+        assert "Référentiel modifié entre-temps" in refused.text
+    assert _stored(api) == before
+    applied = client.post("/console/referentiel/appliquer", data=form)
     assert applied.status_code == 200, applied.text
     assert "Référentiel importé" in applied.text
     assert "2 unités recalculées" in applied.text
@@ -209,6 +216,10 @@ def test_the_referential_import_shows_a_preview_then_applies(api: Api) -> None:
     assert str(ends[f"{child}/AppraisalRule"]) == "2026-01-01"
     assert len(_events(api, "rules.imported")) == events_before + 1
     assert len(_events(api, "rules.end_dates_recomputed")) >= 1
+    # Applying the same preview again: the referential changed since (it is this file now).
+    again = client.post("/console/referentiel/appliquer", data=form)
+    assert again.status_code == 409
+    assert len(_events(api, "rules.imported")) == events_before + 1
 
 
 def test_a_preview_names_why_the_import_would_be_refused(api: Api) -> None:
