@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sae.deposit.runner import BatchResult, Target
     from sae.deposit.sheet import Row
     from sae.deposit.state import DepositState
+    from sae.retention.referential import ImportPreview
 
 app = typer.Typer(
     name="sae",
@@ -190,10 +191,18 @@ def init() -> None:
 @rules_app.command("import")
 def rules_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show what the import would change (rules, units whose dates change); "
+            "write nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Replace the referential with FILE (Vitam CSV or YAML).
 
-    Example: ``sae rules import retention_rules/communal.csv``
+    Example: ``sae rules import retention_rules/communal.csv`` (``--dry-run`` to preview)
     """
     from sae.db import transaction
     from sae.retention import referential
@@ -207,12 +216,41 @@ def rules_import(
         specs = referential.parse(
             text, "text/csv" if file.suffix.lower() == ".csv" else "application/yaml"
         )
+        if dry_run:
+            with runtime.sessions() as session:
+                preview = referential.preview_import(session, specs)
+            _print_preview(preview)
+            if not preview.applicable:
+                raise typer.Exit(1)
+            return
         with transaction(runtime.sessions) as session:
             summary = referential.import_rules(session, specs)
     console.print(
         f"referential imported: {summary['total']} rules "
         f"({summary['added']} added, {summary['changed']} changed, {summary['removed']} removed)"
     )
+
+
+def _print_preview(preview: ImportPreview) -> None:
+    """The dry run of ``sae rules import``: what the import would change."""
+    console.print(
+        f"would import {preview.total} rules: {len(preview.added)} added, "
+        f"{len(preview.changed)} changed, {len(preview.removed)} removed, "
+        f"{preview.unchanged} unchanged; {preview.units_changed} units would get new end dates"
+    )
+    for spec in preview.added:
+        console.print(f"  + {spec.id} ({spec.type})")
+    for change in preview.changed:
+        console.print(f"  ~ {change.id}: {change.before} -> {change.after}")
+    for rule in preview.removed:
+        console.print(f"  - {rule.id} ({rule.type})")
+    for unit in preview.sample:
+        console.print(
+            f"  unit {unit.unit_id} {unit.category}: {unit.before or '-'} -> {unit.after or '-'}"
+        )
+    for refusal in preview.refusals:
+        console.print(f"[red]refused: {refusal}[/red]")
+    console.print("nothing written (dry run)")
 
 
 @rules_app.command("export")

@@ -146,6 +146,22 @@ def test_cli_rules_import_and_refusal(tmp_path: Path) -> None:
     assert "RuleType" in refused.output
     exported = runner.invoke(cli, ["rules", "export"], env=env)
     assert "APP-1,AppraisalRule" in exported.stdout
+    # --dry-run: what would change, nothing written.
+    longer = tmp_path / "longer.csv"
+    longer.write_text(
+        "RuleId,RuleType,RuleValue,RuleDescription,RuleDuration,RuleMeasurement\n"
+        "APP-1,AppraisalRule,Deux ans,,2,YEAR\n"
+        "APP-3,AppraisalRule,Trois ans,,3,YEAR\n",
+        encoding="utf-8",
+    )
+    dry = runner.invoke(cli, ["rules", "import", "--dry-run", str(longer)], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "1 added, 1 changed, 0 removed" in dry.output
+    assert "APP-1: 1 YEAR -> 2 YEAR" in dry.output
+    assert "nothing written" in dry.output
+    after = runner.invoke(cli, ["rules", "export"], env=env)
+    assert "APP-3" not in after.stdout
+    assert "APP-1,AppraisalRule,Un an,,1,YEAR" in after.stdout
 
 
 def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from sae.ingest.visibility import visible_transfers
 from sae.ingest.withdrawal import window_end
 from sae.journal import service as journal
 from sae.journal.models import Event, TreeHead
-from sae.retention.models import Hold, HoldUnit
+from sae.retention.models import Hold, HoldUnit, Rule
 from sae.storage.base import StorageOffer
 from sae.storage.models import Audit, ObjectCopy
 
@@ -219,3 +219,12 @@ def unit_holds(session: Session, unit_id: str) -> list[Hold]:
             .order_by(Hold.created_at)
         )
     )
+
+
+def record_type_label(session: Session, rule_id: str) -> str:
+    """What the schedule calls a record type (a final-action rule): its record type, else the
+    rule's own value, else the id (as the search's record-type facet shows it)."""
+    rule = session.get(Rule, rule_id)
+    if rule is None:
+        return rule_id
+    return str((rule.meta or {}).get("record_type") or rule.value or rule_id)

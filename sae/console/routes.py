@@ -478,10 +478,29 @@ def search(
             "form": form,
             "facets": facets,
             "refine": _refinements(params, facets),
+            "applied": _applied_filters(session, params),
             "producers": queries.producers(session, user),
             "next_url": next_url,
         },
     )
+
+
+def _applied_filters(session: SessionDep, params: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The filters a facet link set that the form does not show (record type, status): their
+    name, their value in French, and the link that removes each."""
+    applied = []
+    if params.get("type"):
+        applied.append(("Typologie", queries.record_type_label(session, params["type"]), "type"))
+    if params.get("statut"):
+        applied.append(("Statut", label(UNIT_STATUS, params["statut"]), "statut"))
+    return [
+        (
+            name,
+            shown,
+            "/console/recherche?" + _query_string({k: v for k, v in params.items() if k != key}),
+        )
+        for name, shown, key in applied
+    ]
 
 
 def _query_string(params: dict[str, str]) -> str:
@@ -556,6 +575,7 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
             "metadata": content_lines(unit.content_xml),
             "may_proof": allowed(user, *JOURNAL),
             "may_read": user.role != "reader" or rules.communicable(),
+            "may_hold": allowed(user, "archivist"),
         },
     )
 

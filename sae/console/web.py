@@ -200,6 +200,32 @@ _CODE_TEXT = {
         "Versement déjà reçu",
         "Un versement portant le même identifiant de message a déjà été accepté.",
     ),
+    "holds.invalid": (
+        "Gel refusé",
+        "Le gel est incohérent : indiquez au moins une unité et, si le gel a une fin, une date "
+        "qui n'est pas passée.",
+    ),
+    "holds.not_found": ("Gel introuvable", "Ce gel n'existe pas."),
+    "holds.already_lifted": ("Gel déjà levé", "Ce gel a déjà été levé ; rien n'a été modifié."),
+    "rules.rule_in_use": (
+        "Référentiel refusé",
+        "Le référentiel supprimerait une règle que des unités d'archives citent encore, ou "
+        "changerait la nature d'une règle de gel utilisée. Rien n'a été modifié.",
+    ),
+    "rules.referential_changed": (
+        "Référentiel modifié entre-temps",
+        "Le référentiel a été modifié depuis l'aperçu. Rien n'a été appliqué : refaites "
+        "l'aperçu du fichier pour voir ce qui changerait maintenant.",
+    ),
+    "rules.duration_below_minimum": (
+        "Référentiel refusé",
+        "Une durée est inférieure au minimum configuré pour sa catégorie. Rien n'a été "
+        "modifié ; le refus est enregistré au journal comme une alerte.",
+    ),
+    "rules.invalid_referential": (
+        "Référentiel illisible",
+        "Le fichier du référentiel contient des erreurs. Rien n'a été modifié.",
+    ),
     "storage.audit_invalid": (
         "Audit impossible",
         "La demande d'audit est invalide (espace de stockage inconnu ou taux d'échantillon hors "

@@ -79,16 +79,33 @@ def list_rules(session: SessionDep, principal: PrincipalDep, request: Request) -
     return Response(json.dumps(body), media_type="application/json")
 
 
-@router.put("/rules", response_model=ImportSummary)
+@router.put(
+    "/rules",
+    response_model=ImportSummary,
+    responses={
+        200: {
+            "description": "The import's summary; with ``dry_run=true``, the preview instead "
+            "(``added``, ``changed``, ``removed``, ``refusals``, ``units_changed``, ``sample``)."
+        }
+    },
+)
 async def put_rules(
-    request: Request, session: SessionDep, runtime: RuntimeDep, principal: Archivist
-) -> ImportSummary:
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: Archivist,
+    dry_run: bool = False,
+) -> Response | ImportSummary:
     """Replace the referential (Vitam CSV ``text/csv`` or YAML ``application/yaml``).
 
     The import replaces the referential as a whole; it is refused if a rule still used by an
     archive unit would disappear, or if a duration is below the configured minimum of its
     category (that refusal is journaled as an alert). Units using a changed rule get their end
     dates recomputed. Every problem of the file is listed.
+
+    ``dry_run=true``: nothing is written or journaled; the answer is the preview of
+    ``referential.preview_import`` (rules added, changed, removed, the refusals the import would
+    meet, the units whose end dates would change: their count and a sample).
     """
     body = await request.body()
     if len(body) > MAX_REFERENTIAL_BYTES:
@@ -98,6 +115,9 @@ async def put_rules(
     except UnicodeDecodeError:
         raise BadRequest("the referential must be UTF-8") from None
     specs = referential.parse(text, request.headers.get("content-type", ""))
+    if dry_run:
+        preview = await run_in_threadpool(referential.preview_import, session, specs)
+        return Response(json.dumps(preview.as_dict()), media_type="application/json")
     try:
         summary = referential.import_rules(
             session, specs, actor=principal, offers=runtime.offer_set.offers

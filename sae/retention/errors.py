@@ -8,6 +8,7 @@
     └── InvalidVisa               disposal.invalid_visa
     Conflict 409
     ├── RuleInUse                 rules.rule_in_use
+    ├── ReferentialChanged        rules.referential_changed      (since the preview)
     ├── WrongState                disposal.wrong_state
     ├── FourEyes                  disposal.four_eyes             (approver = builder/submitter)
     ├── ExecutionRefused          disposal.execution_refused     (held, changed, not due…)
@@ -33,6 +34,12 @@ class RuleInUse(Conflict):
     """A rule used by archive units would be deleted (or a used HoldRule changed its kind)."""
 
     code = "rules.rule_in_use"
+
+
+class ReferentialChanged(Conflict):
+    """The referential changed between a preview and the import meant to apply it."""
+
+    code = "rules.referential_changed"
 
 
 class DurationBelowMinimum(UnprocessableEntity):

@@ -18,7 +18,9 @@ in ``docs/retention.md``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +40,12 @@ from sae.journal.service import append_event
 from sae.retention import dates
 from sae.retention.compute import add_duration
 from sae.retention.config import retention_settings
-from sae.retention.errors import DurationBelowMinimum, InvalidReferential, RuleInUse
+from sae.retention.errors import (
+    DurationBelowMinimum,
+    InvalidReferential,
+    ReferentialChanged,
+    RuleInUse,
+)
 from sae.retention.models import Rule
 from sae.storage.base import StorageOffer
 
@@ -532,3 +539,283 @@ def export_csv(rules: Sequence[Rule]) -> str:
             ]
         )
     return out.getvalue()
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+#: How many of the units whose dates change a preview names (the count covers them all).
+PREVIEW_SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """A rule of the new referential that differs from the current one."""
+
+    id: str
+    type: str
+    value: str
+    before: str  # "5 YEAR", "—" when no duration
+    after: str
+    dates_change: bool  # type or duration changed: the units using it get new end dates
+    used: bool  # archive units cite it
+
+
+@dataclass(frozen=True)
+class UnitDateChange:
+    """A unit whose computed end dates the import would change (one category at least)."""
+
+    unit_id: str
+    title: str | None
+    category: str
+    before: date | None
+    after: date | None
+
+
+@dataclass
+class ImportPreview:
+    """What :func:`import_rules` would do with ``specs``, computed without writing anything."""
+
+    added: list[RuleSpec]
+    changed: list[RuleChange]
+    removed: list[Rule]
+    unchanged: int
+    total: int
+    #: Why the import would be refused (rule in use removed, HoldRule flip, below minimum).
+    refusals: list[str]
+    units_changed: int
+    sample: list[UnitDateChange]
+
+    @property
+    def applicable(self) -> bool:
+        return not self.refusals
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON for the API and the CLI."""
+        return {
+            "added": [s.id for s in self.added],
+            "changed": [
+                {
+                    "id": c.id,
+                    "before": c.before,
+                    "after": c.after,
+                    "dates_change": c.dates_change,
+                    "used": c.used,
+                }
+                for c in self.changed
+            ],
+            "removed": [r.id for r in self.removed],
+            "unchanged": self.unchanged,
+            "total": self.total,
+            "refusals": self.refusals,
+            "units_changed": self.units_changed,
+            "sample": [
+                {
+                    "unit_id": u.unit_id,
+                    "title": u.title,
+                    "category": u.category,
+                    "before": u.before.isoformat() if u.before else None,
+                    "after": u.after.isoformat() if u.after else None,
+                }
+                for u in self.sample
+            ],
+        }
+
+
+def _duration_text(duration: int | None, measurement: str | None) -> str:
+    return f"{duration} {measurement}" if duration is not None and measurement else "—"
+
+
+def preview_import(
+    session: Session,
+    specs: Sequence[RuleSpec],
+    *,
+    minimums: Mapping[str, str] | None = None,
+    sample: int = PREVIEW_SAMPLE,
+) -> ImportPreview:
+    """What importing ``specs`` would do: rules added, changed and removed, the refusals
+    :func:`import_rules` would raise, and the units whose computed end dates would change
+    (their count and the first ``sample``). Reads only: nothing is written or journaled.
+
+    The new end dates are computed as the import's recomputation does (the same inheritance,
+    on the same units: those citing a rule whose type or duration changes, and their
+    descendants), with the new rules in place of the stored ones."""
+    from sae.catalog.models import ArchiveUnit
+    from sae.retention.models import UnitComputedRule
+
+    limits = retention_settings().min_durations if minimums is None else minimums
+    current = {rule.id: rule for rule in session.scalars(select(Rule))}
+    new_ids = {spec.id for spec in specs}
+    removed = sorted((r for rid, r in current.items() if rid not in new_ids), key=lambda r: r.id)
+    refusals = [
+        f"{r['rule_id']} : durée {r['duration']} inférieure au minimum {r['minimum']} "
+        f"de sa catégorie"
+        for r in below_minimum(specs, limits)
+    ]
+    used_ids = (
+        set(
+            session.scalars(
+                select(UnitRule.rule_id).where(UnitRule.rule_id.in_(sorted(current)))
+            ).all()
+        )
+        if current
+        else set()
+    )
+    refusals += [
+        f"{r.id} : règle supprimée alors que des unités d'archives la citent"
+        for r in removed
+        if r.id in used_ids
+    ]
+    added: list[RuleSpec] = []
+    changed: list[RuleChange] = []
+    for spec in specs:
+        rule = current.get(spec.id)
+        if rule is None:
+            added.append(spec)
+            continue
+        stored = RuleSpec(
+            rule.id,
+            rule.type,
+            rule.value,
+            rule.description,
+            rule.duration,
+            rule.measurement,
+            rule.meta,
+        )
+        if stored == spec:
+            continue
+        dates_change = (
+            rule.type != spec.type
+            or rule.duration != spec.duration
+            or rule.measurement != spec.measurement
+        )
+        used = spec.id in used_ids
+        if (
+            used
+            and rule.type == "HoldRule"
+            and dates_change
+            and (rule.duration is None) != (spec.duration is None)
+        ):
+            refusals.append(f"{spec.id} : règle de gel utilisée qui gagnerait ou perdrait sa durée")
+        changed.append(
+            RuleChange(
+                id=spec.id,
+                type=spec.type,
+                value=spec.value,
+                before=_duration_text(rule.duration, rule.measurement),
+                after=_duration_text(spec.duration, spec.measurement),
+                dates_change=dates_change,
+                used=used,
+            )
+        )
+    recomputed = sorted(c.id for c in changed if c.dates_change and c.used)
+    units_changed = 0
+    found: list[UnitDateChange] = []
+    if recomputed:
+        declaring = sorted(
+            set(session.scalars(select(UnitRule.unit_id).where(UnitRule.rule_id.in_(recomputed))))
+        )
+        targets = sorted(dates.descendants(session, declaring))
+        # The new rules, transient (never added to the session): the computation reads them
+        # in place of the stored ones.
+        replaced = {spec.id: Rule(**spec.as_dict()) for spec in specs if spec.id in recomputed}
+        for chunk in dates._chunks(targets):
+            parents = dates.parents_closure(session, chunk)
+            closure = set(chunk) | {p for plist in parents.values() for p in plist}
+            management: dict[str, dict[str, Any]] = {}
+            for part in dates._chunks(sorted(closure)):
+                for uid, mgmt in session.execute(
+                    select(ArchiveUnit.id, ArchiveUnit.management).where(ArchiveUnit.id.in_(part))
+                ):
+                    management[uid] = mgmt or {}
+            rules = {**dates.referenced_rules(session, management.values()), **replaced}
+            computed = dates.compute_graph(session, list(chunk), parents, management, rules)
+            stored_rows: dict[tuple[str, str], UnitComputedRule] = {
+                (row.unit_id, row.category): row
+                for row in session.scalars(
+                    select(UnitComputedRule).where(UnitComputedRule.unit_id.in_(chunk))
+                )
+            }
+            for uid in chunk:
+                new_rows = {row["category"]: row for row in dates._rows(uid, computed[uid])}
+                categories = sorted(set(new_rows) | {c for u, c in stored_rows if u == uid})
+                differing = [
+                    c
+                    for c in categories
+                    if _row_key(new_rows.get(c)) != _stored_key(stored_rows.get((uid, c)))
+                ]
+                if not differing:
+                    continue
+                units_changed += 1
+                if len(found) < sample:
+                    category = differing[0]
+                    new = new_rows.get(category)
+                    old = stored_rows.get((uid, category))
+                    found.append(
+                        UnitDateChange(
+                            unit_id=uid,
+                            title=None,
+                            category=category,
+                            before=old.end_date if old else None,
+                            after=new["end_date"] if new else None,
+                        )
+                    )
+        titles = dict(
+            session.execute(
+                select(ArchiveUnit.id, ArchiveUnit.title).where(
+                    ArchiveUnit.id.in_([u.unit_id for u in found])
+                )
+            ).all()
+        )
+        found = [
+            UnitDateChange(u.unit_id, titles.get(u.unit_id), u.category, u.before, u.after)
+            for u in found
+        ]
+    return ImportPreview(
+        added=added,
+        changed=changed,
+        removed=removed,
+        unchanged=len(specs) - len(added) - len(changed),
+        total=len(specs),
+        refusals=refusals,
+        units_changed=units_changed,
+        sample=found,
+    )
+
+
+def version(session: Session) -> str:
+    """A digest of the referential as it stands (every rule's columns): a preview carries it,
+    so that applying it can check that nothing changed in between."""
+    digest = hashlib.sha256()
+    for rule in list_rules(session):
+        spec = RuleSpec(
+            rule.id,
+            rule.type,
+            rule.value,
+            rule.description,
+            rule.duration,
+            rule.measurement,
+            rule.meta,
+        )
+        digest.update(json.dumps(spec.as_dict(), sort_keys=True, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def check_version(session: Session, expected: str) -> None:
+    """Refuse (:class:`ReferentialChanged`) when the referential is no longer ``expected``."""
+    if version(session) != expected:
+        raise ReferentialChanged(
+            "the referential changed since the preview: preview the file again before applying it"
+        )
+
+
+def _row_key(row: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    if row is None:
+        return None
+    return (row["end_date"], row["unbounded"], row["final_action"], row["rules"])
+
+
+def _stored_key(row: Any) -> tuple[Any, ...] | None:
+    if row is None:
+        return None
+    return (row.end_date, row.unbounded, row.final_action, row.rules)

@@ -170,3 +170,85 @@ def test_changed_rule_recomputes_end_dates_of_every_unit_using_it(api: Api) -> N
         head = offer.head(record)
         assert head is not None
         assert head.retain_until == datetime(2031, 1, 1, 23, 59, 59, tzinfo=UTC)
+
+
+def _dry_run(api: Api, csv_text: str) -> dict[str, object]:
+    response = api.client.put(
+        "/api/v1/rules",
+        params={"dry_run": "true"},
+        content=csv_text.encode(),
+        headers={**api.auth(), "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def _computed(api: Api) -> list[tuple[str, str, date | None]]:
+    with api.runtime.sessions() as session:
+        return sorted(
+            (r.unit_id, r.category, r.end_date) for r in session.scalars(select(UnitComputedRule))
+        )
+
+
+def test_a_dry_run_previews_the_import_without_writing(api: Api) -> None:
+    response = api.deposit(dossier_sip("MSG-PREVIEW", start=date(2024, 1, 1)))
+    ids = {u["id"] for u in response.json()["units"]}
+    before = _computed(api)
+    leaves = len(events(api, "rules.imported"))
+    longer = (
+        TEST_RULES_CSV.replace('5 ans",5,YEAR', '5 ans",7,YEAR').replace(
+            "APP-10Y,AppraisalRule,Dossiers 10 ans,,10,YEAR\n", ""
+        )
+        + "APP-2Y,AppraisalRule,Deux ans,,2,YEAR\nACC-50Y,AccessRule,Vie privée,,50,YEAR\n"
+    )
+    longer = longer.replace("ACC-50Y,AccessRule,Vie privée 50 ans,,50,YEAR\n", "", 1)
+    preview = _dry_run(api, longer)
+    assert preview["added"] == ["APP-2Y"]
+    assert preview["removed"] == ["APP-10Y"]
+    changed = {c["id"]: c for c in preview["changed"]}  # type: ignore[union-attr]
+    assert changed["APP-5Y"]["before"] == "5 YEAR"
+    assert changed["APP-5Y"]["after"] == "7 YEAR"
+    assert changed["APP-5Y"]["dates_change"] is True
+    assert changed["ACC-50Y"]["dates_change"] is False  # only its label changed
+    assert preview["refusals"] == []
+    assert preview["units_changed"] == 3  # the file and its two pieces (inherited)
+    sample = preview["sample"]
+    assert isinstance(sample, list)
+    assert {u["unit_id"] for u in sample} == ids
+    assert {(u["category"], u["before"], u["after"]) for u in sample} == {
+        ("AppraisalRule", "2029-01-01", "2031-01-01")
+    }
+    # Nothing written, nothing journaled.
+    assert _computed(api) == before
+    assert len(events(api, "rules.imported")) == leaves
+    rules = api.client.get("/api/v1/rules", headers=api.auth()).json()
+    assert {r["id"]: r["duration"] for r in rules}["APP-5Y"] == 5
+    # The import itself then does what the preview said.
+    summary = api.client.put(
+        "/api/v1/rules", content=longer.encode(), headers={**api.auth(), "Content-Type": "text/csv"}
+    ).json()
+    assert summary["recomputed_units"] == preview["units_changed"]
+    assert summary["added"] == 1
+    assert summary["removed"] == 1
+
+
+def test_a_dry_run_names_the_refusals(api: Api) -> None:
+    assert api.deposit(dossier_sip("MSG-PREVIEW-KO")).status_code == 201
+    without = (
+        "\n".join(line for line in TEST_RULES_CSV.splitlines() if not line.startswith("APP-5Y"))
+        + "\nAPP-1D,AppraisalRule,Un jour,,1,DAY\n"
+    )
+    preview = _dry_run(api, without)
+    refusals = preview["refusals"]
+    assert isinstance(refusals, list)
+    assert any(r.startswith("APP-5Y") for r in refusals)
+    assert any(r.startswith("APP-1D") for r in refusals)  # below the 4-month minimum
+    assert events(api, "rules.minimum_duration_alert") == []  # a preview alerts nobody
+    # A label-only change of a used rule recomputes nothing.
+    relabelled = TEST_RULES_CSV.replace("Dossiers 5 ans", "Dossiers de cinq ans")
+    quiet = _dry_run(api, relabelled)
+    assert quiet["units_changed"] == 0
+    assert quiet["changed"] == [
+        {"id": "APP-5Y", "before": "5 YEAR", "after": "5 YEAR", "dates_change": False, "used": True}
+    ]
