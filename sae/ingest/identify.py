@@ -117,8 +117,8 @@ class Identifier:
     _by_first: list[list[tuple[_Format, _Signature]]] = field(init=False)
     _anywhere: list[tuple[_Format, _Signature]] = field(init=False)
     _order: dict[str, int] = field(init=False)
-    #: The literals found in one pass (Aho-Corasick) over the head's first :data:`NEAR` bytes,
-    #: the whole head, the tail's last :data:`NEAR` bytes, the whole tail (:data:`SCANS`).
+    #: The literals found in one pass (Aho-Corasick) over the head's first bytes, the whole
+    #: head, the tail's last bytes, the whole tail (:data:`SCANS`).
     _scans: tuple[_Literals, ...] = field(init=False)
     #: The signatures one of whose patterns has a literal found by those passes, by that
     #: literal (the signature cannot match when its literal is not in the file): by pass.
@@ -294,17 +294,19 @@ def _compile(position: str, source: bytes) -> _Pattern:
 
 
 def _scan_of(position: str, literal: bytes | None, window: int | None) -> int:
-    """Which pass finds a pattern's literal (:data:`SCANS`), -1 for none: a literal of one
-    repeated byte (``\x00\x00\x00\x00``) can occur at most places of a file, and a pass lists
-    every occurrence; in the whole head or tail, a literal of less than 4 bytes too."""
+    """Which pass finds a pattern's literal (:data:`SCANS`): the one over the fewest bytes that
+    holds its window; -1 for none (``bytes.find`` in its window). A pass lists every occurrence
+    of its literals, so a literal of one repeated byte (``\\x00\\x00\\x00\\x00``), which can
+    occur at most places of a file, has none, and one of less than 4 bytes only the shortest."""
     if literal is None or len(set(literal)) < 2:
         return -1
     eof = position == "EOF"
-    if window is not None and window <= NEAR:
-        return SCANS.index((eof, True))
-    if len(literal) < 4:
-        return -1
-    return SCANS.index((eof, False))
+    for number, (in_tail, limit) in enumerate(SCANS):
+        if in_tail != eof or (len(literal) < 4 and limit != SCANS[0][1]):
+            continue
+        if limit is None or (window is not None and window <= limit):
+            return number
+    return -1
 
 
 def _any_repeat(items: list[Any], flags: int) -> bool:
@@ -315,11 +317,17 @@ def _any_repeat(items: list[Any], flags: int) -> bool:
     return bool(op == _PARSER.MAX_REPEAT and list(value[2]) == [(_PARSER.ANY, None)])
 
 
-#: The passes over each file: (in the tail, only its last/first :data:`NEAR` bytes). A literal
-#: whose window (from the start of the head, or to the end of the tail) is at most ``NEAR`` bytes
-#: is found by the near pass, another by the whole one.
-SCANS: tuple[tuple[bool, bool], ...] = ((False, True), (False, False), (True, True), (True, False))
-NEAR = 4096
+#: The passes over each file: (in the tail, over how many of its first or last bytes; None:
+#: the whole head or tail), each finding the literals whose window (from the start of the head,
+#: or to the end of the tail) it holds and no nearer pass does (:func:`_scan_of`).
+SCANS: tuple[tuple[bool, int | None], ...] = (
+    (False, 512),
+    (False, 4096),
+    (False, None),
+    (True, 512),
+    (True, 4096),
+    (True, None),
+)
 
 
 class _Literals:
@@ -352,15 +360,15 @@ class _Scan:
         self.buffers = (head, tail)
         self.found: dict[tuple[bool, bytes, int, int], bool] = {}
         self.starts: list[dict[bytes, list[int]]] = []
-        for (eof, near), literals in zip(SCANS, scans, strict=True):
+        for (eof, limit), literals in zip(SCANS, scans, strict=True):
             buffer = tail if eof else head
-            if not near:
+            if limit is None:
                 self.starts.append(literals.starts(buffer))
             elif eof:
-                offset = max(0, len(buffer) - NEAR)
+                offset = max(0, len(buffer) - limit)
                 self.starts.append(literals.starts(buffer[offset:], offset))
             else:
-                self.starts.append(literals.starts(buffer[:NEAR]))
+                self.starts.append(literals.starts(buffer[:limit]))
 
     def has(self, eof: bool, literal: bytes, start: int, end: int, scan: int) -> bool:
         """Whether ``literal`` lies within ``buffer[start:end]`` (the tail's when ``eof``)."""

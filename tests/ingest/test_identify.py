@@ -178,7 +178,8 @@ def _planted() -> list[bytes]:
         for chunk in range(0, len(patterns), 12):
             data = bytearray(rng.randbytes(size))
             for position, literal, reach in patterns[chunk : chunk + 12]:
-                for end in {reach, identify.NEAR, IDENTIFY_BYTES} - {0}:
+                limits = {limit for _, limit in identify.SCANS if limit is not None}
+                for end in {reach, *limits, IDENTIFY_BYTES} - {0}:
                     at = end - len(literal) + shift
                     if position == "EOF":
                         data[size - at - len(literal) : size - at] = literal
