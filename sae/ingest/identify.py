@@ -8,8 +8,12 @@ and last :data:`BUFFER` bytes — which the ingest keeps while it streams the fi
 file (about 14 ms a page of the a3m corpus); :class:`Identifier` compiles the same patterns
 once, indexes the signatures anchored at the start of the file by the bytes they can begin
 with, and rules a pattern out first by what is cheap: its shortest length, and a run of literal
-bytes it must contain, looked for only where it can lie and once per file (about 1.4 ms). The
-answers are fido's (the tests compare both on the samples).
+bytes it must contain, looked for only where it can lie. The literals are found in a few passes
+over the head and the tail (Aho-Corasick, ``ahocorasick-rs``: the first and last 512 bytes and
+4 KiB, the whole head and tail, :data:`SCANS`), not one scan per literal, and a signature whose
+literal is not in the file is not tried at all (about 0.6 ms a page, 1.4 ms with one
+``bytes.find`` per literal). The answers are fido's (the tests compare both on the samples,
+on generated files of many kinds and on literals planted at the passes' edges).
 
 A container format (ZIP, OLE2) is identified as the container: telling a ``.docx`` from a
 ``.xlsx`` needs the members, which the head and tail do not give. The container's PUID is then
