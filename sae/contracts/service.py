@@ -500,9 +500,14 @@ def find_contract(
                 )
             )
         return verdict
-    contract = session.get(Contract, agreement)
+    # One query (one per deposit): the named contract if it exists, else any contract (whether
+    # there are contracts at all decides whether an unknown name is a fault).
+    first = session.scalars(
+        select(Contract).order_by((Contract.id == agreement).desc(), Contract.id).limit(1)
+    ).first()
+    contract = first if first is not None and first.id == agreement else None
     if contract is None:
-        any_contract = session.scalar(select(Contract.id).limit(1)) is not None
+        any_contract = first is not None
         if any_contract or contracts_settings().required:
             verdict.faults.append(
                 ContractFault(

@@ -8,8 +8,12 @@ and last :data:`BUFFER` bytes — which the ingest keeps while it streams the fi
 file (about 14 ms a page of the a3m corpus); :class:`Identifier` compiles the same patterns
 once, indexes the signatures anchored at the start of the file by the bytes they can begin
 with, and rules a pattern out first by what is cheap: its shortest length, and a run of literal
-bytes it must contain, looked for only where it can lie and once per file (about 1.4 ms). The
-answers are fido's (the tests compare both on the samples).
+bytes it must contain, looked for only where it can lie. The literals are found in a few passes
+over the head and the tail (Aho-Corasick, ``ahocorasick-rs``: the first and last 512 bytes and
+4 KiB, the whole head and tail, :data:`SCANS`), not one scan per literal, and a signature whose
+literal is not in the file is not tried at all (about 0.6 ms a page, 1.4 ms with one
+``bytes.find`` per literal). The answers are fido's (the tests compare both on the samples,
+on generated files of many kinds and on literals planted at the passes' edges).
 
 A container format (ZIP, OLE2) is identified as the container: telling a ``.docx`` from a
 ``.xlsx`` needs the members, which the head and tail do not give. The container's PUID is then
@@ -26,6 +30,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import ahocorasick_rs
 
 import seda
 from sae.ingest.hashing import IDENTIFY_BYTES
@@ -115,6 +121,12 @@ class Identifier:
     _by_first: list[list[tuple[_Format, _Signature]]] = field(init=False)
     _anywhere: list[tuple[_Format, _Signature]] = field(init=False)
     _order: dict[str, int] = field(init=False)
+    #: The literals found in one pass (Aho-Corasick) over the head's first bytes, the whole
+    #: head, the tail's last bytes, the whole tail (:data:`SCANS`).
+    _scans: tuple[_Literals, ...] = field(init=False)
+    #: The signatures one of whose patterns has a literal found by those passes, by that
+    #: literal (the signature cannot match when its literal is not in the file): by pass.
+    _gated: list[dict[bytes, list[tuple[_Format, _Signature]]]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_puid = {fmt.puid: fmt for fmt in self.formats}
@@ -127,8 +139,18 @@ class Identifier:
             )
         self._by_first = [[] for _ in range(256)]
         self._anywhere = []
+        literals: list[set[bytes]] = [set() for _ in SCANS]
+        self._gated = [{} for _ in SCANS]
         for fmt in self.formats:
             for signature in fmt.signatures:
+                scanned = [p for p in signature if p.literal is not None and p.scan >= 0]
+                for pattern in scanned:
+                    literals[pattern.scan].add(pattern.literal or b"")
+                if scanned:
+                    gate = max(scanned, key=lambda p: len(p.literal or b""))
+                    gated = self._gated[gate.scan].setdefault(gate.literal or b"", [])
+                    gated.append((fmt, signature))
+                    continue
                 firsts = [p.first for p in signature if p.first is not None]
                 first = min(firsts, key=len) if firsts else None
                 if first is None:
@@ -136,6 +158,7 @@ class Identifier:
                 else:
                     for byte in first:
                         self._by_first[byte].append((fmt, signature))
+        self._scans = tuple(_Literals(found) for found in literals)
 
     def identify(self, head: bytes, tail: bytes) -> Identification | None:
         """The format of a file from its first and last bytes; None when no signature matches
@@ -143,8 +166,12 @@ class Identifier:
         if not head:
             return None
         matched: dict[str, _Format] = {}
-        found: dict[tuple[Any, ...], bool] = {}
-        for fmt, signature in (*self._by_first[head[0]], *self._anywhere):
+        found = _Scan(head, tail, self._scans)
+        candidates = [*self._by_first[head[0]], *self._anywhere]
+        for scan, gated in enumerate(self._gated):
+            for literal in found.starts[scan]:
+                candidates += gated.get(literal, ())
+        for fmt, signature in candidates:
             if fmt.puid not in matched and all(p.matches(head, tail, found) for p in signature):
                 matched[fmt.puid] = fmt
         if not matched:
@@ -191,8 +218,10 @@ class _Pattern:
     literal_reach: int | None
     #: The bytes a BOF pattern can start with (None: any).
     first: frozenset[int] | None
+    #: Which of the passes (:data:`SCANS`) finds the literal; -1: ``bytes.find`` in its window.
+    scan: int = -1
 
-    def matches(self, head: bytes, tail: bytes, found: dict[tuple[Any, ...], bool]) -> bool:
+    def matches(self, head: bytes, tail: bytes, found: _Scan) -> bool:
         """Whether the pattern matches; ``found`` remembers, for one file, which literals are
         in which part of it (several signatures look for the same)."""
         if self.position == "EOF":
@@ -217,11 +246,7 @@ class _Pattern:
                     start = max(start, size - self.literal_reach)
                 else:
                     end = min(end, self.literal_reach)
-            key = (self.position == "EOF", literal, start, end)
-            present = found.get(key)
-            if present is None:
-                present = found[key] = buffer.find(literal, start, end) >= 0
-            if not present:
+            if not found.has(self.position == "EOF", literal, start, end, self.scan):
                 return False
         if self.position == "BOF":
             return self.regex.match(buffer) is not None
@@ -239,25 +264,129 @@ class _Pattern:
         return 2
 
 
+#: A greedy repeat of any byte, then the end: ``.{0,20000}\Z``.
+_ANY_THEN_END = re.compile(rb"(?<!\\)\.(\{[0-9]*,?[0-9]*\}|\*|\+|\?)\\Z\Z")
+
+
 def _compile(position: str, source: bytes) -> _Pattern:
     regex = re.compile(source)
     items = list(_PARSER.parse(source, regex.flags))
     shortest, longest = _PARSER.parse(source, regex.flags).getwidth()
     ends = bool(items) and items[-1] == (_PARSER.AT, _PARSER.AT_END_STRING)
+    if ends and _any_repeat(items[-2:-1], regex.flags):
+        # ``X.{m,n}\Z`` where ``.`` is any byte: if the most bytes the repeat can take do not
+        # reach the end, fewer do not either, so it need not give any back (possessive: the
+        # same matches, without trying each shorter repeat at each place X matched).
+        possessive = _ANY_THEN_END.sub(rb".\1+\\Z", source)
+        if possessive != source:
+            regex = re.compile(possessive)
     literal, reach = _literal(items, position, ends)
+    bounded = longest < _UNBOUNDED and (position == "BOF" or (position == "EOF" and ends))
+    window = reach if reach is not None else (longest if bounded else None)
     return _Pattern(
         position=position,
         regex=regex,
         shortest=shortest,
-        longest=longest
-        if longest < _UNBOUNDED and (position == "BOF" or (position == "EOF" and ends))
-        else None,
+        longest=longest if bounded else None,
         literal=literal,
         literal_reach=reach,
         first=_first(items[1:])
         if position == "BOF" and items[:1] == [(_PARSER.AT, _PARSER.AT_BEGINNING_STRING)]
         else None,
+        scan=_scan_of(position, literal, window),
     )
+
+
+def _scan_of(position: str, literal: bytes | None, window: int | None) -> int:
+    """Which pass finds a pattern's literal (:data:`SCANS`): the one over the fewest bytes that
+    holds its window; -1 for none (``bytes.find`` in its window). A pass lists every occurrence
+    of its literals, so a literal of one repeated byte (``\\x00\\x00\\x00\\x00``), which can
+    occur at most places of a file, has none, and one of less than 4 bytes only the shortest."""
+    if literal is None or len(set(literal)) < 2:
+        return -1
+    eof = position == "EOF"
+    for number, (in_tail, limit) in enumerate(SCANS):
+        if in_tail != eof or (len(literal) < 4 and limit != SCANS[0][1]):
+            continue
+        if limit is None or (window is not None and window <= limit):
+            return number
+    return -1
+
+
+def _any_repeat(items: list[Any], flags: int) -> bool:
+    """Whether ``items`` is one greedy repeat of ``.`` matching any byte (DOTALL)."""
+    if len(items) != 1 or not flags & re.DOTALL:
+        return False
+    op, value = items[0]
+    return bool(op == _PARSER.MAX_REPEAT and list(value[2]) == [(_PARSER.ANY, None)])
+
+
+#: The passes over each file: (in the tail, over how many of its first or last bytes; None:
+#: the whole head or tail), each finding the literals whose window (from the start of the head,
+#: or to the end of the tail) it holds and no nearer pass does (:func:`_scan_of`).
+SCANS: tuple[tuple[bool, int | None], ...] = (
+    (False, 512),
+    (False, 4096),
+    (False, None),
+    (True, 512),
+    (True, 4096),
+    (True, None),
+)
+
+
+class _Literals:
+    """Literals found in one pass over a buffer (Aho-Corasick, every occurrence)."""
+
+    def __init__(self, literals: set[bytes]) -> None:
+        self.literals = sorted(literals)
+        self.automaton = (
+            ahocorasick_rs.BytesAhoCorasick(
+                self.literals, implementation=ahocorasick_rs.Implementation.DFA
+            )
+            if self.literals
+            else None
+        )
+
+    def starts(self, buffer: bytes, offset: int = 0) -> dict[bytes, list[int]]:
+        """Where each literal occurs in ``buffer`` (plus ``offset``)."""
+        found: dict[bytes, list[int]] = {}
+        if self.automaton is None:
+            return found
+        for number, start, _ in self.automaton.find_matches_as_indexes(buffer, overlapping=True):
+            found.setdefault(self.literals[number], []).append(start + offset)
+        return found
+
+
+class _Scan:
+    """One file's head and tail, and what was found of the literals in them."""
+
+    def __init__(self, head: bytes, tail: bytes, scans: tuple[_Literals, ...]) -> None:
+        self.buffers = (head, tail)
+        self.found: dict[tuple[bool, bytes, int, int], bool] = {}
+        self.starts: list[dict[bytes, list[int]]] = []
+        for (eof, limit), literals in zip(SCANS, scans, strict=True):
+            buffer = tail if eof else head
+            if limit is None:
+                self.starts.append(literals.starts(buffer))
+            elif eof:
+                offset = max(0, len(buffer) - limit)
+                self.starts.append(literals.starts(buffer[offset:], offset))
+            else:
+                self.starts.append(literals.starts(buffer[:limit]))
+
+    def has(self, eof: bool, literal: bytes, start: int, end: int, scan: int) -> bool:
+        """Whether ``literal`` lies within ``buffer[start:end]`` (the tail's when ``eof``)."""
+        key = (eof, literal, start, end)
+        present = self.found.get(key)
+        if present is not None:
+            return present
+        if scan >= 0:
+            last = end - len(literal)
+            present = any(start <= at <= last for at in self.starts[scan].get(literal, ()))
+        else:
+            present = self.buffers[eof].find(literal, start, end) >= 0
+        self.found[key] = present
+        return present
 
 
 def _literal(items: list[Any], position: str, ends: bool) -> tuple[bytes | None, int | None]:

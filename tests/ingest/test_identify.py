@@ -3,10 +3,17 @@ a declaration the content contradicts refuses the transfer (``format.mismatch``)
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
+import lzma
+import random
+import tarfile
+import wave
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -71,6 +78,123 @@ def test_the_compiled_signatures_answer_as_fido_does() -> None:
         found = ident.identify(head, tail)
         theirs = {fido.get_puid(fmt) for fmt, _ in fido.match_formats(head, tail)}
         assert set(found.candidates if found else ()) == theirs, data[:40]
+
+
+def _fido() -> Any:
+    from fido.fido import Fido
+    from fido.versions import get_local_versions
+
+    versions = get_local_versions()
+    return Fido(
+        quiet=True,
+        handle_matches=lambda *args: None,
+        format_files=[versions.pronom_signature, versions.fido_extension_signature],
+    )
+
+
+def _assert_as_fido(fido: Any, files: list[bytes]) -> None:
+    ident = identify.identifier()
+    for data in files:
+        head, tail = _head_tail(data)
+        found = ident.identify(head, tail)
+        theirs = {fido.get_puid(fmt) for fmt, _ in fido.match_formats(head, tail)}
+        if not head:
+            theirs = set()  # fido's signatures of empty content are not identifications
+        assert set(found.candidates if found else ()) == theirs, data[:40]
+
+
+def _generated() -> list[bytes]:
+    """Files of many kinds, written by the libraries that make them."""
+    from fpdf import FPDF
+    from PIL import Image
+
+    rng = random.Random(20)
+    noise = Image.frombytes("RGB", (300, 200), rng.randbytes(300 * 200 * 3))
+    files = []
+    for kind in ("JPEG", "GIF", "BMP", "TIFF", "WEBP", "PNG", "ICO", "TGA", "PDF", "PPM", "EPS"):
+        out = io.BytesIO()
+        noise.save(out, kind)
+        files.append(out.getvalue())
+    png = io.BytesIO()
+    noise.save(png, "PNG")
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.cell(text="Délibération du conseil municipal")
+    pdf.image(io.BytesIO(png.getvalue()), x=10, y=30, w=100)
+    files.append(bytes(pdf.output()))
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        member = tarfile.TarInfo("acte.txt")
+        member.size = 5
+        archive.addfile(member, io.BytesIO(b"acte\n"))
+    odt = io.BytesIO()
+    with zipfile.ZipFile(odt, "w") as zf:
+        zf.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        zf.writestr("content.xml", "<office:document-content/>")
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(8000)
+        sound.writeframes(rng.randbytes(16000))
+    text = "une délibération du conseil municipal\n" * 4000
+    return [
+        *files,
+        tar.getvalue(),
+        odt.getvalue(),
+        wav.getvalue(),
+        gzip.compress(text.encode()),
+        bz2.compress(text.encode()),
+        lzma.compress(text.encode()),
+        text.encode("utf-16"),
+        b"\0" * 300_000,
+        rng.randbytes(300_000),
+        json.dumps({"asset": {"version": "1.0"}, "scenes": []}).encode(),
+        rb"{\rtf1\ansi un acte}",
+        b"<!DOCTYPE html><html><head><title>acte</title></head><body>x</body></html>",
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
+        b"%!PS-Adobe-3.0\n%%EOF\n",
+    ]
+
+
+def _planted() -> list[bytes]:
+    """Random files with the literals of the signatures planted where the passes' windows end:
+    the last place a literal is in its window or in a pass, and one byte further."""
+    rng = random.Random(17)
+    ident = identify.identifier()
+    patterns = sorted(
+        {
+            (p.position, p.literal, p.literal_reach or 0)
+            for fmt in ident.formats
+            for signature in fmt.signatures
+            for p in signature
+            if p.literal is not None and p.scan >= 0
+        }
+    )
+    files = []
+    size = 3 * IDENTIFY_BYTES
+    for shift in (0, 1):
+        for chunk in range(0, len(patterns), 12):
+            data = bytearray(rng.randbytes(size))
+            for position, literal, reach in patterns[chunk : chunk + 12]:
+                limits = {limit for _, limit in identify.SCANS if limit is not None}
+                for end in {reach, *limits, IDENTIFY_BYTES} - {0}:
+                    at = end - len(literal) + shift
+                    if position == "EOF":
+                        data[size - at - len(literal) : size - at] = literal
+                    else:
+                        data[at : at + len(literal)] = literal
+            files.append(bytes(data))
+    return files
+
+
+def test_the_passes_answer_as_fido_does_on_many_kinds() -> None:
+    """The literals found in one pass (Aho-Corasick) and the signatures gated by them: the same
+    PUIDs as fido on files of many kinds and on literals planted at the passes' edges."""
+    files = [*_generated(), *_planted()]
+    assert len(files) > 60
+    _assert_as_fido(_fido(), files)
 
 
 def test_what_is_identified() -> None:
