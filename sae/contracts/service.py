@@ -714,6 +714,10 @@ def _rule_faults(
     return faults
 
 
+def _lists_puids(contract: Contract) -> bool:
+    return any(_PUID_RE.fullmatch(f) for f in contract.formats)
+
+
 def _format_allowed(contract: Contract, obj: ObjectFacts) -> bool:
     puids = {f for f in contract.formats if _PUID_RE.fullmatch(f)}
     mimes = {f for f in contract.formats if not _PUID_RE.fullmatch(f)}
@@ -747,7 +751,10 @@ def _object_faults(
         if (
             contract.formats
             and not _format_allowed(contract, obj)
-            and not (checks.formats_identified_later and obj.puid is None)
+            and not (
+                # A PUID the contract lists may still admit it, once storing identified it.
+                checks.formats_identified_later and obj.puid is None and _lists_puids(contract)
+            )
         ):
             found = (
                 ", ".join(v for v in (obj.puid and f"PRONOM {obj.puid}", obj.mime_type) if v)

@@ -225,6 +225,27 @@ def test_mandatory_checks_that_did_not_run(api: Api) -> None:
     assert "clause « antivirus obligatoire »" in errors[1]["message"]
 
 
+def test_a_puid_clause_is_judged_on_the_pronom_identification(api: Api) -> None:
+    """A contract that lists only PRONOM formats: the PUID is known once storing has read the
+    file (``sae.ingest.identify``), so the clause is checked then — a PNG (fmt/11) is
+    accepted, a PDF refused naming its PUID, its copies discarded."""
+    add_contract(api, formats=["fmt/11", "fmt/12", "fmt/13"])
+    png = _sip("MSG-PUID-PNG", payload=_png(), uri="Content/s.png")
+    png.files[0].mime = "image/png"
+    accepted = api.deposit(build_zip(png))
+    assert accepted.status_code == 201, accepted.text
+    spec = _sip("MSG-PUID-PDF", payload=b"%PDF-1.4\n%%EOF\n", uri="Content/s.pdf")
+    response = api.deposit(build_zip(spec))
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["code"] for e in errors] == ["contract.format"]
+    assert "PRONOM fmt/" in errors[0]["message"]
+    assert "clause « formats acceptés »" in errors[0]["message"]
+    # Only the PNG's copy is on the offers: the PDF's was discarded.
+    for offer in api.runtime.offer_set.offers.values():
+        assert len(list(offer.list_keys("objects/"))) == 1
+
+
 def test_every_fault_at_once(api: Api, tmp_path: Path) -> None:
     add_contract(api, record_types=["APP-10Y"], formats=["image/png"], max_object_bytes=5)
     spec = _sip("MSG-ALL")
