@@ -64,6 +64,7 @@ def search_units(
         names = tuple(name.strip() for name in facets.split(",") if name.strip())
         counted = service.search_facets(session, query, principal, names or service.FACETS)
         page.total = counted.total
+        page.total_exact = counted.exact
         page.facets = {
             name: [FacetValueOut(value=v.value, count=v.count, label=v.label) for v in values]
             for name, values in counted.counts.items()

@@ -7,8 +7,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from sae.auth.service import Principal
@@ -212,8 +213,13 @@ class FacetValue:
 
 @dataclass(frozen=True)
 class Facets:
+    #: How many units the search selects; when not ``exact``, at least that many
+    #: (:data:`RANKED_AT_MOST`).
     total: int
     counts: dict[str, list[FacetValue]]
+    #: False when a full-text search matched more units than it ranks: ``total`` and the
+    #: counts are then those of the units ranked, lower bounds.
+    exact: bool = True
 
 
 def _decode_cursor(cursor: str, *, ranked: bool) -> list[object]:
@@ -236,18 +242,22 @@ def _encode_cursor(position: list[object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
+def _full_text(query: SearchQuery) -> bool:
+    return query.q is not None and bool(query.q.strip())
+
+
 def _filtered(
-    session: Session, query: SearchQuery, principal: Principal
+    session: Session, query: SearchQuery, principal: Principal, part: fulltext.Part = "all"
 ) -> fulltext.Selection | None:
     """What a search selects, before ordering and paging (``sae.catalog.fulltext.Selection``:
-    with a relevance score when ``q`` is given); None when ``q`` holds nothing searchable (no
-    letter, no digit)."""
+    with a relevance score when ``q`` is given, ``part`` saying which of its matches); None
+    when ``q`` holds nothing searchable (no letter, no digit)."""
     selection = fulltext.catalogue()
-    if query.q is not None and query.q.strip():
-        terms = parse_query(query.q)
+    if _full_text(query):
+        terms = parse_query(query.q or "")
         if not terms:
             return None
-        selection = fulltext.matching(session.get_bind().dialect.name, terms)
+        selection = fulltext.matching(session.get_bind().dialect.name, terms, part)
     conditions: list[ColumnElement[bool]] = []
     if principal.role == "depositor":
         conditions.append(selection.producer.in_(principal.producers or ("",)))
@@ -295,12 +305,57 @@ def _filtered(
     return replace(selection, stmt=selection.stmt.where(*conditions))
 
 
+#: A full-text search ranks and counts at most this many matches (and one more, to know there
+#: are more), as search engines do: a common word's hundreds of thousands of matches are not
+#: all scored and counted. Those whose title holds every term come first (ranked above the
+#: others anyway); beyond, the total is "at least" (``Facets.exact`` false).
+RANKED_AT_MOST = 10_000
+
+
+def _candidates(
+    session: Session, query: SearchQuery, principal: Principal, *, scored: bool
+) -> fulltext.Selection | None:
+    """What a search ranks and counts: without ``q``, every unit the filters select; with
+    ``q``, the first :data:`RANKED_AT_MOST` + 1 matches the filters keep — the title matches,
+    then the others — with their score when ``scored``. Paging (the cursor) applies to
+    these, outside their limit, so that every page is cut from the same candidates."""
+    if not _full_text(query):
+        return _filtered(session, query, principal)
+    limit = RANKED_AT_MOST + 1
+    branches = []
+    parts: tuple[fulltext.Part, ...] = ("title", "rest")
+    for part in parts:
+        selection = _filtered(session, query, principal, part)
+        if selection is None:
+            return None
+        columns: list[ColumnElement[Any]] = [
+            selection.id.label("id"),
+            selection.producer.label("producer"),
+            selection.year.label("year"),
+            selection.status.label("status"),
+        ]
+        if scored and selection.score is not None:
+            columns.append(selection.score.label("score"))
+        branch = selection.stmt.with_only_columns(*columns).limit(limit).subquery(part)
+        branches.append(select(branch))
+    found = union_all(*branches).limit(limit).subquery("candidates")
+    return fulltext.Selection(
+        stmt=select(found.c.id).select_from(found),
+        id=found.c.id,
+        producer=found.c.producer,
+        year=found.c.year,
+        status=found.c.status,
+        score=found.c.score if scored else None,
+        wide=False,
+    )
+
+
 def search_units(
     session: Session, query: SearchQuery, principal: Principal
 ) -> tuple[list[ArchiveUnit], str | None]:
     """Units matching the filters — the most relevant first when ``q`` is given
     (``sae.catalog.fulltext``), else the newest first — keyset-paginated."""
-    selection = _filtered(session, query, principal)
+    selection = _candidates(session, query, principal, scored=True)
     if selection is None:
         return [], None
     limit = max(1, min(query.limit, 500))
@@ -358,7 +413,7 @@ def search_facets(
     unknown = [name for name in names if name not in FACETS]
     if unknown:
         raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
-    selection = _filtered(session, query, principal)
+    selection = _candidates(session, query, principal, scored=False)
     if selection is None:
         return Facets(0, {name: [] for name in names})
     # One pass over the selected units for the total and three facets (a few hundred groups at
@@ -387,12 +442,18 @@ def search_facets(
             .group_by(UnitRule.rule_id)
         ):
             tallies["record_type"][rule_id] += number
+    # More matches than a search ranks: the total is "at least", the counts those of the
+    # units ranked (each a lower bound).
+    exact = not (_full_text(query) and total > RANKED_AT_MOST)
+    ceiling = total if exact else RANKED_AT_MOST
     counts: dict[str, list[FacetValue]] = {}
     for name in names:
         top = sorted(tallies[name].items(), key=lambda item: (-item[1], item[0]))[:FACET_VALUES]
         labels = _record_type_labels(session, [v for v, _ in top]) if name == "record_type" else {}
-        counts[name] = [FacetValue(value, number, labels.get(value)) for value, number in top]
-    return Facets(total, counts)
+        counts[name] = [
+            FacetValue(value, min(number, ceiling), labels.get(value)) for value, number in top
+        ]
+    return Facets(min(total, ceiling), counts, exact)
 
 
 def _record_type_labels(session: Session, rule_ids: list[str]) -> dict[str, str]:
