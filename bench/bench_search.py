@@ -17,8 +17,11 @@ Queries are drawn from the corpus's own words (so each finds something), typed a
 would: lower case, without accents, a prefix sometimes, two or three words in any order. Each
 is answered by SAE's search function (``sae.catalog.service.search_units``: a first page of 50,
 ranked) and, for the "facets" figure, ``search_facets`` too (total and the four facets).
-Baseline, same run, same queries: the search as it was before the index — a substring
-``LIKE`` over the folded text — on the first ``--baseline-queries`` queries.
+Baselines, same run, on the first ``--baseline-queries`` queries: the search as session 11
+left it (every match ranked and counted: ``RANKED_AT_MOST`` lifted), and the search before the
+index (a substring ``LIKE`` over the folded text). ``--caps 10000,2000`` measures the search
+ranking at most each of those many matches; the queries are reported in two groups, common
+words (more matches than the first cap) and the others.
 
 Target (issue #19): p95 <= 100 ms at 1,000,000 units on PostgreSQL and 200,000 on SQLite.
 """

@@ -309,7 +309,7 @@ def _filtered(
 #: are more), as search engines do: a common word's hundreds of thousands of matches are not
 #: all scored and counted. Those whose title holds every term come first (ranked above the
 #: others anyway); beyond, the total is "at least" (``Facets.exact`` false).
-RANKED_AT_MOST = 10_000
+RANKED_AT_MOST = 2_000
 
 
 def _candidates(

@@ -4,7 +4,7 @@ Revision ID: 0023_search_perf
 Revises: 0022_pastell
 Create Date: 2026-12-06
 
-A full-text search ranks at most 10,000 matches, those whose title holds every term first
+A full-text search ranks at most 2,000 matches, those whose title holds every term first
 (``sae.catalog.service.RANKED_AT_MOST``, docs/search.md). On PostgreSQL the title's words were
 only told apart by their weight (A) inside ``unit_search.vector``, which GIN does not index:
 asking for the title matches of « conseil » read every unit whose text holds it (35,536 rows
