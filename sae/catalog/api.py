@@ -72,6 +72,7 @@ def search_units(
             session, query, principal, names or service.FACETS, finding_aid
         )
         page.total = counted.total
+        page.total_exact = counted.exact
         page.facets = {
             name: [FacetValueOut(value=v.value, count=v.count, label=v.label) for v in values]
             for name, values in counted.counts.items()

@@ -18,7 +18,7 @@ read as an operator of either syntax.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,6 +28,7 @@ from sqlalchemy import (
     column,
     func,
     literal_column,
+    not_,
     select,
     table,
 )
@@ -78,16 +79,27 @@ _SEARCH = table(
     column("year"),
     column("status"),
     column("vector"),
+    column("title"),
 )
 
 
-def fts5_expression(terms: list[Term]) -> str:
-    """The FTS5 query of ``terms``: ``"conseil municipal" AND "deliber" *``."""
+#: Which matches a query selects: all of them, those whose title holds every term, or the
+#: others (the two tiers of a capped search, ``sae.catalog.service``).
+Part = Literal["all", "title", "rest"]
+
+
+def fts5_expression(terms: list[Term], part: Part = "all") -> str:
+    """The FTS5 query of ``terms``: ``"conseil municipal" AND "deliber" *``; ``part="title"``
+    restricts it to the title column, ``part="rest"`` excludes what that one finds."""
     parts = []
     for term in terms:
         phrase = '"' + " ".join(term.words) + '"'
         parts.append(phrase + " *" if term.prefix else phrase)
-    return " AND ".join(parts)
+    everywhere = " AND ".join(parts)
+    if part == "all":
+        return everywhere
+    in_title = f"title : ({everywhere})"
+    return in_title if part == "title" else f"({everywhere}) NOT {in_title}"
 
 
 def tsquery_expression(terms: list[Term]) -> str:
@@ -130,8 +142,9 @@ def catalogue() -> Selection:
     )
 
 
-def matching(dialect: str, terms: list[Term]) -> Selection:
-    """The units matching every term, with their score (higher is better)."""
+def matching(dialect: str, terms: list[Term], part: Part = "all") -> Selection:
+    """The units matching every term, with their score (higher is better); ``part`` (see
+    :data:`Part`) keeps the title matches only, or the others only."""
     if dialect == "sqlite":
         # bm25 is lower for a better match: negated, so that both databases sort the same way.
         # The narrow row of each match (unit_search_rows; unit_search on PostgreSQL) holds the
@@ -146,12 +159,21 @@ def matching(dialect: str, terms: list[Term]) -> Selection:
                 score.label("score"),
             )
             .select_from(_FTS.join(_ROWS, _ROWS.c.id == _FTS.c.rowid))
-            .where(literal_column("unit_fts").op("MATCH")(fts5_expression(terms)))
+            .where(literal_column("unit_fts").op("MATCH")(fts5_expression(terms, part)))
         )
     else:  # PostgreSQL: the only other database migration 0015 builds an index in
-        query = func.to_tsquery(
-            literal_column("'pg_catalog.french'::regconfig"), tsquery_expression(terms)
-        )
+        french: ColumnElement[Any] = literal_column("'pg_catalog.french'::regconfig")
+        query = func.to_tsquery(french, tsquery_expression(terms))
+        # The title's own lexemes (migration 0023), indexed apart: the weight A inside
+        # ``vector`` is not in the GIN index, and testing it read every match's row. A title
+        # match is a match (``vector`` holds the title's lexemes): the title's index alone.
+        everywhere = _SEARCH.c.vector.op("@@")(query)
+        in_title = _SEARCH.c.title.op("@@")(query)
+        which = {
+            "all": [everywhere],
+            "title": [in_title],
+            "rest": [everywhere, not_(in_title)],
+        }[part]
         hits = select(
             _SEARCH.c.unit_id.label("id"),
             _SEARCH.c.producer.label("producer"),
@@ -160,7 +182,7 @@ def matching(dialect: str, terms: list[Term]) -> Selection:
             # In double precision: a float4 read back as text and sent again in a cursor would
             # not compare equal to itself, and paging would skip or repeat equal scores.
             cast(func.ts_rank_cd(_SEARCH.c.vector, query), Double).label("score"),
-        ).where(_SEARCH.c.vector.op("@@")(query))
+        ).where(*which)
     found = hits.subquery("hits")
     return Selection(
         stmt=select(found.c.id).select_from(found),

@@ -126,7 +126,11 @@ class FacetValueOut(BaseModel):
 class UnitPage(BaseModel):
     items: list[UnitSummary]
     next_cursor: str | None
-    #: With ``facets=``: how many units the search selects in all pages.
+    #: With ``facets=``: how many units the search selects in all pages; when
+    #: ``total_exact`` is false, at least that many (a full-text search ranks and counts at
+    #: most 2,000 matches, and the facets' counts are then those of the units ranked).
     total: int | None = None
+    #: With ``facets=``: whether ``total`` (and the facets' counts) are exact.
+    total_exact: bool | None = None
     #: With ``facets=``: per facet, the most frequent values and their counts.
     facets: dict[str, list[FacetValueOut]] | None = None

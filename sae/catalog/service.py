@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from sae import db
@@ -339,8 +339,13 @@ class FacetValue:
 
 @dataclass(frozen=True)
 class Facets:
+    #: How many units the search selects; when not ``exact``, at least that many
+    #: (:data:`RANKED_AT_MOST`).
     total: int
     counts: dict[str, list[FacetValue]]
+    #: False when a full-text search matched more units than it ranks: ``total`` and the
+    #: counts are then those of the units ranked, lower bounds.
+    exact: bool = True
 
 
 def _decode_cursor(cursor: str, *, ranked: bool) -> list[object]:
@@ -363,6 +368,10 @@ def _encode_cursor(position: list[object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
+def _full_text(query: SearchQuery) -> bool:
+    return query.q is not None and bool(query.q.strip())
+
+
 def _shows_closed(query: SearchQuery, finding_aid: Sequence[str]) -> bool:
     """Whether a reader's search may list units not yet communicable (as their finding-aid
     fields only): when some fields are shown and the search filters on nothing else — a
@@ -379,20 +388,22 @@ def _filtered(
     query: SearchQuery,
     principal: Principal,
     finding_aid: Sequence[str] = (),
+    part: fulltext.Part = "all",
 ) -> tuple[fulltext.Selection, ColumnElement[bool] | None] | None:
     """What a search selects, before ordering and paging (``sae.catalog.fulltext.Selection``:
-    with a relevance score when ``q`` is given); None when ``q`` holds nothing searchable (no
-    letter, no digit). With it, the condition true of the units selected that ``principal``
-    sees as a finding aid only, None when the selection has none.
+    with a relevance score when ``q`` is given, ``part`` saying which of its matches); None
+    when ``q`` holds nothing searchable (no letter, no digit). With it, the condition true of
+    the units selected that ``principal`` sees as a finding aid only, None when the selection
+    has none.
 
     What a caller may not see is filtered here, inside the query: pages, totals, facets and
     cursors are those of what the caller may see (:func:`visibilities`)."""
     selection = fulltext.catalogue()
-    if query.q is not None and query.q.strip():
-        terms = parse_query(query.q)
+    if _full_text(query):
+        terms = parse_query(query.q or "")
         if not terms:
             return None
-        selection = fulltext.matching(session.get_bind().dialect.name, terms)
+        selection = fulltext.matching(session.get_bind().dialect.name, terms, part)
     conditions: list[ColumnElement[bool]] = []
     if principal.role == "depositor":
         conditions.append(selection.producer.in_(principal.producers or ("",)))
@@ -446,13 +457,67 @@ def _filtered(
     return replace(selection, stmt=selection.stmt.where(*conditions)), closed
 
 
+#: A full-text search ranks and counts at most this many matches (and one more, to know there
+#: are more), as search engines do: a common word's hundreds of thousands of matches are not
+#: all scored and counted. Those whose title holds every term come first (ranked above the
+#: others anyway); beyond, the total is "at least" (``Facets.exact`` false).
+RANKED_AT_MOST = 2_000
+
+
+def _candidates(
+    session: Session,
+    query: SearchQuery,
+    principal: Principal,
+    finding_aid: Sequence[str] = (),
+    *,
+    scored: bool,
+) -> tuple[fulltext.Selection, ColumnElement[bool] | None] | None:
+    """What a search ranks and counts: without ``q``, every unit the filters select; with
+    ``q``, the first :data:`RANKED_AT_MOST` + 1 matches the filters keep — the title matches,
+    then the others — with their score when ``scored``. Paging (the cursor) applies to
+    these, outside their limit, so that every page is cut from the same candidates. With the
+    condition of the units seen as a finding aid only, as :func:`_filtered` (never with
+    ``q``: a match on a hidden title would tell what it holds)."""
+    if not _full_text(query):
+        return _filtered(session, query, principal, finding_aid)
+    limit = RANKED_AT_MOST + 1
+    branches = []
+    parts: tuple[fulltext.Part, ...] = ("title", "rest")
+    for part in parts:
+        filtered = _filtered(session, query, principal, finding_aid, part)
+        if filtered is None:
+            return None
+        selection, _closed = filtered  # None: with q, _shows_closed is false
+        columns: list[ColumnElement[Any]] = [
+            selection.id.label("id"),
+            selection.producer.label("producer"),
+            selection.year.label("year"),
+            selection.status.label("status"),
+        ]
+        if scored and selection.score is not None:
+            columns.append(selection.score.label("score"))
+        branch = selection.stmt.with_only_columns(*columns).limit(limit).subquery(part)
+        branches.append(select(branch))
+    found = union_all(*branches).limit(limit).subquery("candidates")
+    candidates = fulltext.Selection(
+        stmt=select(found.c.id).select_from(found),
+        id=found.c.id,
+        producer=found.c.producer,
+        year=found.c.year,
+        status=found.c.status,
+        score=found.c.score if scored else None,
+        wide=False,
+    )
+    return candidates, None
+
+
 def search_units(
     session: Session, query: SearchQuery, principal: Principal, finding_aid: Sequence[str] = ()
 ) -> tuple[list[ArchiveUnit], str | None]:
     """Units matching the filters — the most relevant first when ``q`` is given
     (``sae.catalog.fulltext``), else the newest first — keyset-paginated; only those
     ``principal`` may see (:func:`visibilities`; ``finding_aid``: ``SAE_FINDING_AID_FIELDS``)."""
-    filtered = _filtered(session, query, principal, finding_aid)
+    filtered = _candidates(session, query, principal, finding_aid, scored=True)
     if filtered is None:
         return [], None
     selection = filtered[0]
@@ -517,7 +582,7 @@ def search_facets(
     unknown = [name for name in names if name not in FACETS]
     if unknown:
         raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
-    filtered = _filtered(session, query, principal, finding_aid)
+    filtered = _candidates(session, query, principal, finding_aid, scored=False)
     if filtered is None:
         return Facets(0, {name: [] for name in names})
     selection, closed = filtered
@@ -552,12 +617,18 @@ def search_facets(
             .group_by(UnitRule.rule_id)
         ):
             tallies["record_type"][rule_id] += number
+    # More matches than a search ranks: the total is "at least", the counts those of the
+    # units ranked (each a lower bound).
+    exact = not (_full_text(query) and total > RANKED_AT_MOST)
+    ceiling = total if exact else RANKED_AT_MOST
     counts: dict[str, list[FacetValue]] = {}
     for name in names:
         top = sorted(tallies[name].items(), key=lambda item: (-item[1], item[0]))[:FACET_VALUES]
         labels = _record_type_labels(session, [v for v, _ in top]) if name == "record_type" else {}
-        counts[name] = [FacetValue(value, number, labels.get(value)) for value, number in top]
-    return Facets(total, counts)
+        counts[name] = [
+            FacetValue(value, min(number, ceiling), labels.get(value)) for value, number in top
+        ]
+    return Facets(min(total, ceiling), counts, exact)
 
 
 def _record_type_labels(session: Session, rule_ids: list[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from sae.catalog import service
 from sae.catalog.fulltext import fts5_expression, tsquery_expression
 from sae.catalog.models import ArchiveUnit
 from sae.catalog.text import Term, fold, parse_query
@@ -42,6 +43,10 @@ def test_parse_query_reads_words_prefixes_and_phrases() -> None:
 def test_query_expressions_quote_every_word() -> None:
     terms = parse_query('"conseil municipal" délib')
     assert fts5_expression(terms) == '"conseil municipal" AND "delib" *'
+    assert fts5_expression(terms, "title") == 'title : ("conseil municipal" AND "delib" *)'
+    assert fts5_expression(terms, "rest") == (
+        '("conseil municipal" AND "delib" *) NOT title : ("conseil municipal" AND "delib" *)'
+    )
     assert tsquery_expression(terms) == "('conseil' <-> 'municipal') & 'delib':*"
 
 
@@ -197,6 +202,7 @@ def test_facets_count_what_the_search_selects(api: Api) -> None:
     _archive(api)
     result = _search(api, q="conseil", facets="producer,year,record_type,status")
     assert result["total"] == 2
+    assert result["total_exact"] is True
     facets = result["facets"]
     assert facets["producer"] == [{"value": "MAIRIE", "count": 2, "label": None}]
     assert facets["year"] == [{"value": "2023", "count": 2, "label": None}]
@@ -295,6 +301,15 @@ def test_upgrade_indexes_the_units_catalogued_before_it(kind: str, tmp_path: Pat
             folded = conn.execute(text("SELECT title_folded FROM archive_units ORDER BY id")).all()
         assert hits == ["u0"]  # the withdrawn unit is not indexed
         assert [t for (t,) in folded] == ["deliberation du conseil", "deliberation retiree"]
+        if kind == "postgresql":  # the title's own index (migration 0023), filled
+            with engine.connect() as conn:
+                titled = conn.execute(
+                    text(
+                        "SELECT unit_id FROM unit_search"
+                        " WHERE title @@ to_tsquery('pg_catalog.french', 'conseil')"
+                    )
+                ).scalars()
+                assert list(titled) == ["u0"]
 
 
 def _match_statement(kind: str, word: str) -> tuple[Any, dict[str, str]]:
@@ -342,3 +357,44 @@ def test_a_depositor_finds_only_its_producers_units(api: Api) -> None:
         assert response.status_code == 200, response.text
         assert [u["sip_id"] for u in response.json()["items"]] == expected
         assert response.json()["total"] == len(expected)
+
+
+def test_beyond_the_ranking_cap_the_total_is_at_least_and_titles_come_first(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _archive(api)
+    # « mairie » is on every unit (its producer) but in one title only (AU-oeuvres).
+    monkeypatch.setattr(service, "RANKED_AT_MOST", 2)
+    counted = _search(api, q="mairie", facets="producer,status")
+    assert counted["total"] == 2
+    assert counted["total_exact"] is False  # "at least 2"
+    assert counted["facets"]["producer"] == [{"value": "MAIRIE", "count": 2, "label": None}]
+    assert counted["items"][0]["sip_id"] == "AU-oeuvres"  # the title match, first
+    # Paging walks the ranked candidates (the cap, and one more), each once, best first.
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"q": "mairie", "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        page = _search(api, **params)
+        seen += [u["sip_id"] for u in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == _found(api, "mairie")
+    assert len(seen) == len(set(seen)) == 3
+    assert seen[0] == "AU-oeuvres"
+    # The title matches are taken first even when the cap leaves no room for the others.
+    monkeypatch.setattr(service, "RANKED_AT_MOST", 0)
+    assert _found(api, "mairie") == ["AU-oeuvres"]
+    monkeypatch.setattr(service, "RANKED_AT_MOST", 1)
+    assert _found(api, "conseil") == ["AU-delib", "AU-pv"]
+    # Filters apply before the cap: what they keep is ranked and counted, exactly when few.
+    monkeypatch.setattr(service, "RANKED_AT_MOST", 2)
+    typed = _search(api, q="mairie", record_type="APP-DELIB", facets="status")
+    assert sorted(u["sip_id"] for u in typed["items"]) == ["AU-delib", "AU-pv"]
+    assert (typed["total"], typed["total_exact"]) == (2, True)
+    # Without q nothing is ranked: the catalogue's count stays exact.
+    everything = _search(api, facets="status")
+    assert (everything["total"], everything["total_exact"]) == (6, True)

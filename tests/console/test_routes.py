@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from sae.journal.models import Event
@@ -326,6 +327,25 @@ def test_search_counts_by_facet_and_a_facet_narrows_it(api: Api) -> None:
     assert "Arrêtés de voirie 2024" in narrowed
     assert 'name="producteur"' in narrowed
     assert 'value="URBANISME" selected' in narrowed
+
+
+def test_search_says_more_than_when_it_ranks_only_part(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae.catalog import service
+
+    _deposit(api)
+    client = signed_in(api, "archivist")
+    monkeypatch.setattr(service, "RANKED_AT_MOST", 1)
+    # Both units hold their producer's name: two matches, one ranked (and one more).
+    results = client.get("/console/recherche", params={"q": "urbanisme"}).text
+    assert "Plus de 1 unités d'archives (ajoutez un mot ou un filtre pour préciser)" in results
+    assert '<span class="count">(au moins 1)</span>' in results
+    monkeypatch.undo()
+    exact = client.get("/console/recherche", params={"q": "urbanisme"}).text
+    assert "2 unités d'archives" in exact
+    assert "Plus de" not in exact
+    assert "au moins" not in exact
 
 
 def test_download_goes_through_access_checks_and_is_journaled(api: Api) -> None:
