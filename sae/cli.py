@@ -18,7 +18,7 @@ import typer
 from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
-from sae.access.cli import derogation_app
+from sae.access.cli import communications_app, derogation_app
 from sae.alerts.cli import alerts_app
 from sae.auth.cli import token_app, user_app
 from sae.auth.sso_cli import directory_app
@@ -54,6 +54,7 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(contract_app, name="contract")
 app.add_typer(profile_app, name="profile")
 app.add_typer(derogation_app, name="derogation")
+app.add_typer(communications_app, name="communications")
 app.command("audit")(audit_command)
 app.command("fsck")(fsck_command)
 app.add_typer(journal_app, name="journal")

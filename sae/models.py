@@ -1,6 +1,6 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic, tests, init)."""
 
-from sae.access.models import Derogation, DerogationUnit
+from sae.access.models import Communication, Derogation, DerogationUnit
 from sae.alerts.models import Alert, AlertCursor
 from sae.auth.models import ApiToken, SignInFailure, User
 from sae.catalog.models import (
@@ -28,6 +28,7 @@ __all__ = [
     "ArchivalProfile",
     "ArchiveUnit",
     "Base",
+    "Communication",
     "Contract",
     "DataObject",
     "DataObjectGroup",

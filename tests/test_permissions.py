@@ -74,7 +74,36 @@ CONSOLE_MATRIX = {
         "reader": 403,
     },
     "/console/jetons": {role: 200 for role in ROLES},
+    # Dérogations: everyone sees a list (a reader, its own); readers and depositors ask.
+    "/console/derogations": {role: 200 for role in ROLES},
+    "/console/derogations/nouvelle": {
+        "admin": 200,
+        "archivist": 403,
+        "auditor": 403,
+        "depositor": 200,
+        "reader": 200,
+    },
+    # The register of communications: the archivist and the auditor.
+    "/console/communications": {
+        "admin": 200,
+        "archivist": 200,
+        "auditor": 200,
+        "depositor": 403,
+        "reader": 403,
+    },
+    "/console/communications/export": {
+        "admin": 200,
+        "archivist": 200,
+        "auditor": 200,
+        "depositor": 403,
+        "reader": 403,
+    },
 }
+#: POSTs only an archivist (or an admin) may make.
+CONSOLE_ARCHIVIST_POSTS = (
+    "/console/derogations/00000000-0000-0000-0000-000000000000/accorder",
+    "/console/derogations/00000000-0000-0000-0000-000000000000/refuser",
+)
 #: POSTs only an administrator may make (others: 403 before anything is read).
 CONSOLE_ADMIN_POSTS = (
     "/console/comptes",
@@ -102,6 +131,11 @@ def test_the_console_account_pages_obey_the_same_roles(api: Api) -> None:
             where = (path, role, response.status_code)
             assert (response.status_code == 403) == (role != "admin"), where
             assert response.status_code < 500, where
+        for path in CONSOLE_ARCHIVIST_POSTS:
+            response = api.client.post(path, data={"csrf": csrf})
+            where = (path, role, response.status_code)
+            # Allowed: the (missing) dérogation answers 404; refused: 403 before any read.
+            assert response.status_code == (404 if role in ("admin", "archivist") else 403), where
         api.client.cookies.clear()
         # Signed out, every one of them sends to the sign-in page.
         for path in CONSOLE_MATRIX:

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import base64
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from sae.access import derogations
+from sae.access import derogations, register
 from sae.access.models import Derogation
 from sae.access.reading import open_for_reading
-from sae.access.schemas import DerogationIn, DerogationOut, GrantIn, RefuseIn
+from sae.access.schemas import (
+    CommunicationOut,
+    CommunicationPage,
+    DerogationIn,
+    DerogationOut,
+    GrantIn,
+    RefuseIn,
+)
 from sae.auth.deps import PrincipalDep, require_role
 from sae.auth.service import Principal
+from sae.db import utcnow
 from sae.deps import RuntimeDep, SessionDep
 from sae.downloads import download_headers
 
@@ -164,3 +173,103 @@ def refuse_derogation(
     derogations.refuse(session, d, actor=principal.actor, reason=body.reason)
     session.commit()
     return _out(d)
+
+
+# --- the register of communications ------------------------------------------------------------
+
+Registrar = Annotated[Principal, Depends(require_role("archivist", "auditor"))]
+
+
+def _register_query(
+    login: Annotated[str | None, Query(max_length=255, description="The reader's login")] = None,
+    unit: Annotated[str | None, Query(max_length=36, description="A unit id")] = None,
+    date_from: Annotated[date | None, Query(alias="from", description="First day (UTC)")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last day (UTC)")] = None,
+    basis: Annotated[
+        str | None, Query(max_length=16, description="law, derogation or producer")
+    ] = None,
+    kind: Annotated[
+        str | None, Query(max_length=16, description="metadata, content or dip")
+    ] = None,
+) -> register.RegisterQuery:
+    return register.RegisterQuery(
+        login=login or None,
+        unit_id=unit or None,
+        date_from=date_from,
+        date_to=date_to,
+        basis=basis or None,
+        kind=kind or None,
+    )
+
+
+RegisterQueryDep = Annotated[register.RegisterQuery, Depends(_register_query)]
+
+
+def _communication(e: register.Entry) -> CommunicationOut:
+    r = e.row
+    return CommunicationOut(
+        at=r.at,
+        login=r.login,
+        user_id=r.user_id,
+        role=r.role,
+        unit_id=r.unit_id,
+        title=e.title,
+        kind=r.kind,
+        object_id=r.object_id,
+        basis=r.basis,
+        derogation_id=r.derogation_id,
+        via=r.via,
+        leaf=r.leaf,
+    )
+
+
+@router.get("/communications", response_model=CommunicationPage)
+def list_communications(
+    session: SessionDep,
+    principal: Registrar,
+    query: RegisterQueryDep,
+    limit: Annotated[int, Query(ge=1, le=register.MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> CommunicationPage:
+    """The register of communications (units communicated to readers and depositors, with the
+    basis of each), the newest first; ``next_cursor`` gives the following page."""
+    entries, next_cursor = register.list_page(session, query, limit=limit, cursor=cursor)
+    return CommunicationPage(items=[_communication(e) for e in entries], next_cursor=next_cursor)
+
+
+@router.get(
+    "/communications/export",
+    responses={
+        200: {
+            "content": {"text/csv": {}, "application/pdf": {}},
+            "description": "The register, as CSV or as the annual report's PDF (French).",
+        }
+    },
+)
+def export_communications(
+    session: SessionDep,
+    principal: Registrar,
+    query: RegisterQueryDep,
+    format: Annotated[str, Query(pattern="^(csv|pdf)$")] = "csv",
+) -> Response:
+    """The register filtered as ``GET /communications``, every entry, the oldest first: CSV
+    (UTF-8), or a French PDF for the annual report (counts by basis, kind and month, then the
+    list)."""
+    entries = list(register.all_entries(session, query))
+    if format == "pdf":
+        body = register.pdf(
+            entries,
+            query,
+            archives_service_name=register.service_name(),
+            created=utcnow(),
+        )
+        return Response(
+            body,
+            media_type="application/pdf",
+            headers=download_headers("registre-communications.pdf", {}),
+        )
+    return Response(
+        "".join(register.csv_lines(entries)),
+        media_type="text/csv; charset=utf-8",
+        headers=download_headers("registre-communications.csv", {}),
+    )

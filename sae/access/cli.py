@@ -6,12 +6,16 @@ room), grants or refuses it, and lists them. Every command commits before printi
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from sae.cli_support import archivist_at_keyboard, iso_date, make_console, opened_runtime, refusals
+
+if TYPE_CHECKING:
+    from sae.access.register import RegisterQuery
 
 derogation_app = typer.Typer(
     help="Dérogations (L213-3): readers' requests to consult units before their delay ends.",
@@ -120,3 +124,119 @@ def list_(
                     d.purpose,
                 )
     out.print(table)
+
+
+# --- the register of communications ------------------------------------------------------------
+
+communications_app = typer.Typer(
+    help="The register of communications: units read by readers and depositors, and on what "
+    "basis (law, dérogation, producer).",
+    no_args_is_help=True,
+)
+
+LoginOpt = Annotated[str | None, typer.Option("--login", help="Only this reader's (login).")]
+UnitOpt = Annotated[str | None, typer.Option("--unit", help="Only this unit (id).")]
+FromOpt = Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC).")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD, UTC), inclusive.")]
+BasisOpt = Annotated[str | None, typer.Option("--basis", help="law, derogation or producer.")]
+KindOpt = Annotated[str | None, typer.Option("--kind", help="metadata, content or dip.")]
+
+
+def _query(
+    login: str | None,
+    unit: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    basis: str | None,
+    kind: str | None,
+) -> RegisterQuery:
+    from sae.access.register import RegisterQuery
+
+    return RegisterQuery(
+        login=login,
+        unit_id=unit,
+        date_from=iso_date(date_from),
+        date_to=iso_date(date_to),
+        basis=basis,
+        kind=kind,
+    )
+
+
+@communications_app.command("list")
+def communications_list(
+    login: LoginOpt = None,
+    unit: UnitOpt = None,
+    date_from: FromOpt = None,
+    date_to: ToOpt = None,
+    basis: BasisOpt = None,
+    kind: KindOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many, the newest first.")] = 100,
+) -> None:
+    """List the register's entries, the newest first.
+
+    Example: ``sae communications list --basis derogation --from 2026-01-01``
+    """
+    from sae.access import register
+
+    with refusals(1, with_code=True), opened_runtime() as runtime:
+        query = _query(login, unit, date_from, date_to, basis, kind)
+        with runtime.sessions() as session:
+            entries, _ = register.list_page(session, query, limit=limit)
+            table = Table(
+                "date (UTC)", "lecteur", "unité", "titre", "nature", "fondement", "dérogation"
+            )
+            for e in entries:
+                r = e.row
+                table.add_row(
+                    r.at.strftime("%Y-%m-%d %H:%M"),
+                    r.login,
+                    r.unit_id,
+                    e.title or "",
+                    register.KIND_FR.get(r.kind, r.kind),
+                    register.BASIS_FR.get(r.basis, r.basis),
+                    r.derogation_id or "",
+                )
+    out.print(table)
+
+
+@communications_app.command("export")
+def communications_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    format: Annotated[str, typer.Option("--format", help="csv or pdf.")] = "csv",
+    login: LoginOpt = None,
+    unit: UnitOpt = None,
+    date_from: FromOpt = None,
+    date_to: ToOpt = None,
+    basis: BasisOpt = None,
+    kind: KindOpt = None,
+) -> None:
+    """Export the register (filtered): CSV, or the French PDF for the annual report.
+
+    Example: ``sae communications export --format pdf --from 2026-01-01 --to 2026-12-31 -o
+    registre-2026.pdf``
+    """
+    from sae.access import register
+    from sae.db import utcnow
+
+    if format not in ("csv", "pdf"):
+        console.print("[red]--format: csv or pdf[/red]")
+        raise typer.Exit(2)
+    with refusals(1, with_code=True), opened_runtime() as runtime:
+        query = _query(login, unit, date_from, date_to, basis, kind)
+        with runtime.sessions() as session:
+            entries = list(register.all_entries(session, query))
+        tmp = output.with_name(output.name + ".part")
+        if format == "pdf":
+            tmp.write_bytes(
+                register.pdf(
+                    entries,
+                    query,
+                    archives_service_name=register.service_name(),
+                    created=utcnow(),
+                )
+            )
+        else:
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                fh.writelines(register.csv_lines(entries))
+        tmp.replace(output)
+    out.print(f"{len(entries)} communication(s) → {output}")

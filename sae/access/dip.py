@@ -13,11 +13,13 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import seda
+from sae.access import register
 from sae.access.service import check_read_access, open_content
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
@@ -30,7 +32,7 @@ from sae.fileio import spool_file
 from sae.ingest.models import Transfer
 from sae.journal import proofs
 from sae.journal.sealing import seal_now
-from sae.journal.service import NewEvent, append_events
+from sae.journal.service import append_event
 from sae.storage.base import StorageOffer
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -164,21 +166,30 @@ def build_dip(
     try:
         # Every read of an archive is journaled: a DIP whose export cannot be is not handed out.
         with sessions() as session:
-            append_events(
+            payload: dict[str, Any] = {
+                "units": [u.id for u in units],
+                "size": size,
+                "withheld": withheld,
+            }
+            # A reader's or a depositor's DIP is a communication of every unit in it.
+            entry = register.payload_for(session, principal, [u.id for u in units])
+            if entry is not None:
+                payload["register"] = entry
+            event = append_event(
                 session,
-                [
-                    NewEvent(
-                        type="access.dip_exported",
-                        actor=principal.actor,
-                        unit_id=unit_id,
-                        object_digests={o.id: o.sha512 for o in objects if o.sha512},
-                        payload={
-                            "units": [u.id for u in units],
-                            "size": size,
-                            "withheld": withheld,
-                        },
-                    )
-                ],
+                type="access.dip_exported",
+                actor=principal.actor,
+                unit_id=unit_id,
+                object_digests={o.id: o.sha512 for o in objects if o.sha512},
+                payload=payload,
+            )
+            register.record(
+                session,
+                leaf=event.leaf_index,
+                at=event.occurred_at,
+                event_type=event.type,
+                object_id=None,
+                payload=payload,
             )
             session.commit()
     except BaseException:

@@ -8,9 +8,11 @@
     └── DerogationDecided         access.derogation_decided      (already granted or refused)
     UnprocessableEntity 422
     └── InvalidDerogation         access.invalid_derogation      (no unit, no purpose, a past date…)
+    BadRequest 400
+    └── InvalidRegisterQuery      access.invalid_register_query  (unknown basis or kind, bad period)
 """
 
-from sae.errors import Conflict, NotFound, UnprocessableEntity
+from sae.errors import BadRequest, Conflict, NotFound, UnprocessableEntity
 
 
 class DerogationNotFound(NotFound):
@@ -23,3 +25,7 @@ class DerogationDecided(Conflict):
 
 class InvalidDerogation(UnprocessableEntity):
     code = "access.invalid_derogation"
+
+
+class InvalidRegisterQuery(BadRequest):
+    code = "access.invalid_register_query"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sae.db import Base, utcnow
@@ -56,3 +56,37 @@ class DerogationUnit(Base):
 Index(
     "ix_derogation_units_open", DerogationUnit.user_id, DerogationUnit.unit_id, DerogationUnit.until
 )
+
+
+class Communication(Base):
+    """One entry of the register of communications: a unit's metadata, an object's bytes or a
+    DIP communicated to a reader or a depositor, and on what basis (``law``: communicable
+    today; ``derogation``: opened by ``derogation_id``; ``producer``: the depositor of its
+    producing service).
+
+    A projection of the journal: written in the transaction of the read's event
+    (``access.unit_read``, ``access.object_read``, ``access.dip_exported``), from that event's
+    payload, and rebuilt from it by the replay — ``leaf`` is that event's leaf, the entry's
+    proof. A read concerning several units (a DIP, an object shared by units) is one entry per
+    unit.
+    """
+
+    __tablename__ = "communications"
+
+    leaf: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    unit_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    #: ``metadata`` (the unit's page), ``content`` (an object's bytes), ``dip``.
+    kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str | None] = mapped_column(String(36))
+    #: The reader's account and login (a bare token has no account: its actor is the login).
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    login: Mapped[str] = mapped_column(String(255), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    basis: Mapped[str] = mapped_column(String(16), index=True)
+    derogation_id: Mapped[str | None] = mapped_column(String(36))
+    #: ``api``, ``console``.
+    via: Mapped[str] = mapped_column(String(16))
+
+
+Index("ix_communications_unit_id", Communication.unit_id)

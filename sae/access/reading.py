@@ -7,8 +7,11 @@ which is why it is apart from the services that only flush.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session, sessionmaker
 
+from sae.access import register
 from sae.access.service import ContentStream, check_read_access, open_content
 from sae.auth.service import Principal
 from sae.catalog import service as catalog
@@ -36,13 +39,31 @@ def open_for_reading(
             raise ObjectNotFound(f"no binary data object {object_id}")
         check_read_access(session, principal, obj)
         copies = catalog.copies_of(session, obj.id)
-        append_event(
+        payload: dict[str, Any] = {"size": obj.size, "via": via}
+        # A reader's or a depositor's read is a communication: the register's entries, with
+        # their basis, are part of the event (and written from it, as its replay does).
+        entry = register.payload_for(
+            session,
+            principal,
+            register.object_units(session, principal, catalog.units_of_object(session, obj)),
+        )
+        if entry is not None:
+            payload["register"] = entry
+        event = append_event(
             session,
             type="access.object_read",
             actor=principal.actor,
             object_id=obj.id,
             transfer_id=obj.transfer_id,
-            payload={"size": obj.size, "via": via},
+            payload=payload,
+        )
+        register.record(
+            session,
+            leaf=event.leaf_index,
+            at=event.occurred_at,
+            event_type=event.type,
+            object_id=obj.id,
+            payload=payload,
         )
         session.commit()
     return open_content(sessions, offers, obj, copies)

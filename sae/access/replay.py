@@ -1,6 +1,7 @@
 """Replays of the access events (see :mod:`sae.recovery.replay`): dérogations are archival
-decisions, so a catalogue rebuilt from the journal has them, granted units and dates included.
-
+decisions, so a catalogue rebuilt from the journal has them, granted units and dates included;
+reads by readers and depositors are the register of communications, rebuilt from their events
+(a read by the staff, or one journaled before the register, writes no row).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sae.access import derogations
+from sae.access import derogations, register
 from sae.access.models import Derogation
 from sae.recovery.replay import LeafEvent, ReplayContext, replays
 from sae.retention.errors import ReplayMismatch
@@ -86,3 +87,24 @@ def replay_refused(ctx: ReplayContext, event: LeafEvent) -> None:
         d, actor=event.actor, reason=_need(event, "reason"), at=_time(event, "decided_at")
     )
     ctx.session.flush()
+
+
+@replays("access.unit_read", "access.object_read", "access.dip_exported")
+def replay_read(ctx: ReplayContext, event: LeafEvent) -> None:
+    entry = event.payload.get("register")
+    if entry is not None and not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("login"), str)
+        and isinstance(entry.get("role"), str)
+        and isinstance(entry.get("units"), list)
+        and all(isinstance(u, list) and len(u) == 3 for u in entry["units"])
+    ):
+        raise _mismatch(event, "its 'register' is not the account, role and units' bases")
+    register.record(
+        ctx.session,
+        leaf=event.index,
+        at=event.occurred_at,
+        event_type=event.type,
+        object_id=event.object_id,
+        payload=event.payload,
+    )

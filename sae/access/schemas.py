@@ -40,3 +40,29 @@ class DerogationOut(BaseModel):
     reference: str | None
     reason: str | None
     url: str
+
+
+class CommunicationOut(BaseModel):
+    """One entry of the register of communications."""
+
+    at: datetime
+    login: str
+    user_id: str | None
+    role: str
+    unit_id: str
+    #: The unit's title as the catalogue has it today (null once erased by a destruction).
+    title: str | None
+    #: ``metadata``, ``content`` or ``dip``.
+    kind: str
+    object_id: str | None
+    #: ``law``, ``derogation`` or ``producer``.
+    basis: str
+    derogation_id: str | None
+    via: str
+    #: The journal leaf of the read: the entry's proof.
+    leaf: int
+
+
+class CommunicationPage(BaseModel):
+    items: list[CommunicationOut]
+    next_cursor: str | None = None

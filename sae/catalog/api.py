@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from sae.access import register
 from sae.auth.deps import PrincipalDep
 from sae.catalog import service, views
 from sae.catalog.errors import ObjectNotFound
@@ -90,7 +91,11 @@ def get_unit(
     unit, seen = service.visible_unit(session, principal, unit_id, finding_aid)
     if seen == service.FINDING_AID:
         return views.finding_aid_view(session, principal, unit, finding_aid)
-    return views.unit_view(session, unit, principal, finding_aid)
+    view = views.unit_view(session, unit, principal, finding_aid)
+    # A reader's or a depositor's read is a communication: journaled and in the register.
+    register.unit_read(session, principal, unit, via="api")
+    session.commit()
+    return view
 
 
 @router.get("/objects/{object_id}", response_model=ObjectOut)

@@ -6,6 +6,7 @@
 
 from fastapi import APIRouter
 
+from sae.console.access import router as access_router
 from sae.console.accounts import router as accounts_router
 from sae.console.contracts import router as contracts_router
 from sae.console.disposal import router as disposal_router
@@ -22,6 +23,7 @@ def _console_router() -> APIRouter:
     combined.include_router(oidc_router)
     combined.include_router(contracts_router)
     combined.include_router(retention_router)
+    combined.include_router(access_router)
     # The catch-all French 404 must come after every real page.
     combined.include_router(fallback)
     return combined

@@ -264,6 +264,7 @@ EVENT_TYPE = {
     "ingest.rejected": "Versement refusé",
     "ingest.object_stored": "Objet archivé",
     "access.object_read": "Consultation d'un objet",
+    "access.unit_read": "Consultation d'une notice",
     "integrity.failed": "Copie altérée détectée",
     "integrity.no_healthy_copy": "Aucune copie saine",
     "auth.token_created": "Jeton d'accès créé",

@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from sae.access import register
 from sae.access.reading import open_for_reading
 from sae.auth.errors import InvalidCredentials, InvalidToken, NoGroupAccess, TooManyAttempts
 from sae.auth.service import Principal
@@ -558,6 +559,9 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
     objects = catalog.objects_of_unit(session, unit)
     holds = queries.unit_holds(session, unit.id)
     declared = {k: v for k, v in unit.management.items() if k != "_defaults"}
+    # A reader's or a depositor's view is a communication: journaled and in the register.
+    register.unit_read(session, user, unit, via="console")
+    session.commit()
     return render(
         request,
         "unit.html",
@@ -574,7 +578,9 @@ def unit_page(request: Request, unit_id: str, user: UserDep, session: SessionDep
             "declared": declared,
             "metadata": content_lines(unit.content_xml),
             "may_proof": allowed(user, *JOURNAL),
-            "may_read": user.role != "reader" or rules.communicable(),
+            # A reader reads what is communicable today, or opened to it by a dérogation.
+            "may_read": user.role != "reader"
+            or not catalog.closed_units(session, [unit.id], user_id=catalog.user_of(user)),
             "may_hold": allowed(user, "archivist"),
         },
     )

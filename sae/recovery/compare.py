@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sae.access.models import Communication
 from sae.catalog import views
 from sae.catalog.models import (
     ArchiveUnit,
@@ -71,6 +72,7 @@ TABLES: tuple[type[Base], ...] = (
     TreeHead,
     Contract,
     ArchivalProfile,
+    Communication,
 )
 #: Columns a rebuild does not restore, by design (docs/recovery.md, "Not replayed"): a running
 #: executor's claim on a disposal list and its lease, renewed at every step of the execution

@@ -136,6 +136,7 @@ COUNTED = (
     "metadata_copies",
     "contracts",
     "archival_profiles",
+    "communications",
 )
 _SEGMENT_KEY = re.compile(r"^journal/segments/(\d{16})-(\d{16})\.jsonl$")
 

@@ -28,13 +28,7 @@ from sae.storage.models import Audit, AuditProblem, MetadataCopy, ObjectCopy
 
 # --- reads, and what no rebuild restores -------------------------------------------------------
 
-changes_no_state(
-    "access.object_read", "a read: journaled as evidence, it changes no row of the catalogue"
-)
-changes_no_state(
-    "access.dip_exported",
-    "a DIP export: journaled as evidence; the DIP file is not kept, no row changes",
-)
+# access.object_read and access.dip_exported: replayed by sae.access.replay (the register).
 changes_no_state(
     "storage.orphan_removed",
     "an object no catalogue row knew (left by a crash before a commit) removed from an offer",

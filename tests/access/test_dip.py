@@ -101,7 +101,7 @@ def test_a_dip_whose_export_cannot_be_journaled_is_not_kept(
     def database_down(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT INTO events", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(dip, "append_events", database_down)
+    monkeypatch.setattr(dip, "append_event", database_down)
     response = api.client.get(f"/api/v1/units/{units['AU-root']}/dip", headers=api.auth())
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "service.database_unavailable"

@@ -765,7 +765,11 @@ def test_replay_journal_catches_a_restored_catalogue_up(archive: Archive, tmp_pa
     for key in segment_keys(offer):
         first, end = (int(n) for n in key.removeprefix(SEGMENTS).split(".")[0].split("-"))
         last = json.loads(b"".join(offer.get(key)).rstrip(b"\n").rsplit(b"\n", 1)[1])
-        if end - first > 1 and last["type"] in replay.NO_STATE:
+        # (A staff read, e.g. access.object_read without a ``register``, writes no row.)
+        changes_nothing = last["type"] in replay.NO_STATE or (
+            last["type"].startswith("access.") and "register" not in last["data"]
+        )
+        if end - first > 1 and changes_nothing:
             chosen = (key, first, end)
     assert chosen is not None
     key, first, end = chosen
