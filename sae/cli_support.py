@@ -12,7 +12,7 @@ so that wiring a sub-command into ``sae.cli`` creates no import cycle.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from sae.auth.service import Principal
 from sae.config import ConfigurationError, Settings, load_settings
@@ -37,6 +38,25 @@ def make_console(*, stderr: bool = False) -> Console:
     the caller, so that markup never eats them either.
     """
     return Console(stderr=stderr, emoji=False)
+
+
+def print_rows(out: Console, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A list as a table on a terminal; as tab-separated lines (headers first) otherwise.
+
+    Piped or redirected, Rich would lay the table out in 80 columns and cut every long value
+    with an ellipsis: an identifier or a reference copied from ``sae … list > file`` must be
+    whole, and a script reads tab-separated lines.
+    """
+    if out.is_terminal:
+        table = Table(*headers)
+        for column in table.columns:
+            column.overflow = "fold"
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        return
+    for row in (headers, *rows):
+        out.file.write("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n")
 
 
 #: Where refusals go (standard error: standard output keeps the results, e.g. a token).

@@ -214,6 +214,14 @@ CONSOLE_ROUTES: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("GET", "/console/profils"): ALL,
     ("POST", "/console/profils"): ARCH,
     ("GET", "/console/profils/{profile_id}/document"): ALL,
+    ("GET", "/console/derogations"): ALL,
+    ("GET", "/console/derogations/nouvelle"): ("depositor", "reader"),
+    ("POST", "/console/derogations"): ("depositor", "reader"),
+    ("GET", "/console/derogations/{derogation_id}"): ALL,
+    ("POST", "/console/derogations/{derogation_id}/accorder"): ARCH,
+    ("POST", "/console/derogations/{derogation_id}/refuser"): ARCH,
+    ("GET", "/console/communications"): ARCH_AUD,
+    ("GET", "/console/communications/export"): ARCH_AUD,
 }
 
 

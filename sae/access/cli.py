@@ -10,9 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from sae.cli_support import archivist_at_keyboard, iso_date, make_console, opened_runtime, refusals
+from sae.cli_support import (
+    archivist_at_keyboard,
+    iso_date,
+    make_console,
+    opened_runtime,
+    print_rows,
+    refusals,
+)
 
 if TYPE_CHECKING:
     from sae.access.register import RegisterQuery
@@ -112,9 +118,8 @@ def list_(
     with refusals(1, with_code=True), opened_runtime() as runtime:
         with runtime.sessions() as session:
             found = derogations.list_derogations(session, principal, state=state, login=login)
-            table = Table("id", "lecteur", "état", "unités", "jusqu'au", "référence", "objet")
-            for d in found:
-                table.add_row(
+            rows = [
+                (
                     d.id,
                     d.login,
                     d.state,
@@ -123,7 +128,9 @@ def list_(
                     d.reference or d.reason or "",
                     d.purpose,
                 )
-    out.print(table)
+                for d in found
+            ]
+    print_rows(out, ("id", "lecteur", "état", "unités", "jusqu'au", "référence", "objet"), rows)
 
 
 # --- the register of communications ------------------------------------------------------------
@@ -182,21 +189,20 @@ def communications_list(
         query = _query(login, unit, date_from, date_to, basis, kind)
         with runtime.sessions() as session:
             entries, _ = register.list_page(session, query, limit=limit)
-            table = Table(
-                "date (UTC)", "lecteur", "unité", "titre", "nature", "fondement", "dérogation"
-            )
-            for e in entries:
-                r = e.row
-                table.add_row(
-                    r.at.strftime("%Y-%m-%d %H:%M"),
-                    r.login,
-                    r.unit_id,
+            rows = [
+                (
+                    e.row.at.strftime("%Y-%m-%d %H:%M"),
+                    e.row.login,
+                    e.row.unit_id,
                     e.title or "",
-                    register.KIND_FR.get(r.kind, r.kind),
-                    register.BASIS_FR.get(r.basis, r.basis),
-                    r.derogation_id or "",
+                    register.KIND_FR.get(e.row.kind, e.row.kind),
+                    register.BASIS_FR.get(e.row.basis, e.row.basis),
+                    e.row.derogation_id or "",
                 )
-    out.print(table)
+                for e in entries
+            ]
+    headers = ("date (UTC)", "lecteur", "unité", "titre", "nature", "fondement", "dérogation")
+    print_rows(out, headers, rows)
 
 
 @communications_app.command("export")

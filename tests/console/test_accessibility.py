@@ -48,6 +48,7 @@ class Fixture:
     audit: str
     disposal_list: str
     contract: str
+    derogation: str
 
 
 #: Each console page (a GET route answering HTML): the role it is opened with and its address.
@@ -76,6 +77,13 @@ PAGES: dict[str, tuple[str, Callable[[Fixture], str]]] = {
     "/console/contrats": ("archivist", lambda f: "/console/contrats"),
     "/console/contrats/nouveau": ("archivist", lambda f: "/console/contrats/nouveau"),
     "/console/contrats/{contract_id}": ("archivist", lambda f: f"/console/contrats/{f.contract}"),
+    "/console/derogations": ("archivist", lambda f: "/console/derogations"),
+    "/console/derogations/nouvelle": ("reader", lambda f: "/console/derogations/nouvelle"),
+    "/console/derogations/{derogation_id}": (
+        "archivist",
+        lambda f: f"/console/derogations/{f.derogation}",
+    ),
+    "/console/communications": ("archivist", lambda f: "/console/communications"),
     "/console/contrats/{contract_id}/modifier": (
         "archivist",
         lambda f: f"/console/contrats/{f.contract}/modifier",
@@ -109,6 +117,7 @@ NOT_PAGES = {
     "/console/login/oidc/callback",
     "/console/profils/{profile_id}/document",
     "/console/unites/{unit_id}/dip",
+    "/console/communications/export",
 }
 
 
@@ -183,6 +192,12 @@ def _prepare(app: Served) -> Fixture:
         "/holds",
         json={"unit_ids": [parent], "reason": "Contentieux TA 2027-0042"},
     )
+    derogation = _api(
+        app,
+        "POST",
+        "/derogations",
+        json={"units": [child], "purpose": "Recherche généalogique"},
+    )
     return Fixture(
         transfer=body["transfer_id"],
         refused_transfer=refused.json()["transfer_id"],
@@ -191,6 +206,7 @@ def _prepare(app: Served) -> Fixture:
         audit=audit["id"],
         disposal_list=listed["id"],
         contract="CONTRAT-A11Y",
+        derogation=derogation["id"],
     )
 
 
