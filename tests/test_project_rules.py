@@ -110,6 +110,7 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     # Sign-in: a refused one is counted (committed) although the sign-in fails.
     "sae.auth.signin.sign_in_with_password": (UNIT_OF_WORK, "the refusal outlives the sign-in"),
     "sae.auth.signin.change_own_password": (UNIT_OF_WORK, "a wrong current password is counted"),
+    "sae.pastell.service.sign_in": (UNIT_OF_WORK, "a refused Basic auth is counted"),
     "sae.console.security.open_console_session": (ROUTE, "the sign-in routes' session token"),
     "sae.console.security.close_console_session": (ROUTE, "sign-out revokes the session"),
     # Background jobs.

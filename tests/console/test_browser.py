@@ -306,7 +306,14 @@ def test_the_archivist_runs_a_destruction_circuit(
     page.get_by_text("La liste est un brouillon").wait_for()
     assert page.get_by_role("link", name="Arrêtés de voirie 2024").count() == 1
     page.screenshot(path=str(SHOTS / "sae-console-disposal-draft.png"), full_page=True)
+    listing = page.url
+    context.close()
 
+    # Four eyes: another archivist approves the list the first one prepared.
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    _login(page, served, _new_token(served, "archivist", []))
+    page.goto(listing)
     page.get_by_label("Commentaire d'approbation (facultatif)").fill("Vu, conforme")
     page.get_by_role("button", name="Approuver la liste").click()
     page.get_by_text("Enregistrer le visa").first.wait_for()

@@ -100,7 +100,7 @@ def test_an_archivist_withdraws_a_transfer_within_its_quarantine(two_sites: Api)
     assert started.payload["reason"] == REASON
     assert done.transfer_id == transfer_id
     assert done.payload["reason"] == REASON
-    assert done.actor.startswith("token:")
+    assert done.actor.startswith("user:")  # the account behind the token (0016_accounts)
     assert done.digests == {object_id: reply["objects"][0]["sha512"]}
     assert len(done.payload["copies_deleted"]) == 4
 
