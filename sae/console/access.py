@@ -16,9 +16,10 @@ A refused form comes back filled in, with the problem said in French.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from sae.access import derogations, register
@@ -243,17 +244,30 @@ def refuse_derogation(
 # --- the register of communications ------------------------------------------------------------
 
 
-def _register_query(
-    lecteur: str, unite: str, du: str, au: str, fondement: str, nature: str
-) -> register.RegisterQuery:
-    return register.RegisterQuery(
-        login=lecteur.strip() or None,
-        unit_id=unite.strip() or None,
-        date_from=parse_date(du, "du"),
-        date_to=parse_date(au, "au"),
-        basis=fondement or None,
-        kind=nature or None,
-    )
+@dataclass(frozen=True)
+class RegisterFilters:
+    """The register's filters as the page's form and the export links send them (one
+    dependency for both routes, so the export is always filtered as the page is)."""
+
+    lecteur: str = ""
+    unite: str = ""
+    du: str = ""
+    au: str = ""
+    fondement: str = ""
+    nature: str = ""
+
+    def query(self) -> register.RegisterQuery:
+        return register.RegisterQuery(
+            login=self.lecteur.strip() or None,
+            unit_id=self.unite.strip() or None,
+            date_from=parse_date(self.du, "du"),
+            date_to=parse_date(self.au, "au"),
+            basis=self.fondement or None,
+            kind=self.nature or None,
+        )
+
+
+FiltersDep = Annotated[RegisterFilters, Depends()]
 
 
 @router.get("/console/communications")
@@ -261,29 +275,17 @@ def register_page(
     request: Request,
     user: UserDep,
     session: SessionDep,
-    lecteur: str = "",
-    unite: str = "",
-    du: str = "",
-    au: str = "",
-    fondement: str = "",
-    nature: str = "",
+    chosen: FiltersDep,
     suite: str = "",
 ) -> Response:
     """The register of communications, filtered, 100 entries a page, with the exports."""
     require(user, *OVERSEE)
-    filters = {
-        "lecteur": lecteur,
-        "unite": unite,
-        "du": du,
-        "au": au,
-        "fondement": fondement,
-        "nature": nature,
-    }
+    filters = asdict(chosen)
     problem = None
     entries: list[register.Entry] = []
     next_cursor = None
     try:
-        query = _register_query(lecteur, unite, du, au, fondement, nature)
+        query = chosen.query()
         entries, next_cursor = register.list_page(session, query, cursor=suite or None)
     except (InvalidRegisterQuery, BadRequest):
         problem = "Filtre invalide : vérifiez les dates (AAAA-MM-JJ, la fin après le début)."
@@ -316,19 +318,14 @@ def register_page(
 def register_export(
     user: UserDep,
     session: SessionDep,
+    chosen: FiltersDep,
     format: str = "csv",
-    lecteur: str = "",
-    unite: str = "",
-    du: str = "",
-    au: str = "",
-    fondement: str = "",
-    nature: str = "",
 ) -> Response:
     """The register filtered as on the page: CSV, or the annual report's PDF."""
     require(user, *OVERSEE)
     if format not in ("csv", "pdf"):
         raise BadRequest(f"format: csv or pdf, not {format!r}")
-    query = _register_query(lecteur, unite, du, au, fondement, nature)
+    query = chosen.query()
     entries = list(register.all_entries(session, query))
     if format == "pdf":
         body = register.pdf(
