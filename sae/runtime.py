@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from sae.auth.accounts import PasswordDirectory
+from sae.auth.accounts import PasswordDirectory, VerifiedSecrets
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
 from sae.db import WriterTurns, make_engine, make_sessionmaker, transaction
@@ -87,6 +87,8 @@ class Runtime:
     schema_change: SchemaChange | None = None
     #: Directories the password sign-in asks after the local accounts (LDAP registers here).
     password_directories: list[PasswordDirectory] = field(default_factory=list)
+    #: Secrets verified lately (Pastell's Basic auth with every call: one argon2 per minutes).
+    verified_secrets: VerifiedSecrets = field(default_factory=VerifiedSecrets)
     #: The deposits' SIP spool files, kept for reuse (``sae.fileio.SpoolFiles``).
     sip_spool: SpoolFiles = field(init=False)
 

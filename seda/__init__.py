@@ -19,7 +19,8 @@ schemas ship inside the package, in :data:`BUNDLED_XSD_DIR`. Writing (pure
 functions, model in, bytes out): :func:`write_archive_transfer_reply`,
 :func:`write_archive_transfer` (outgoing), :func:`write_archive_delivery_request_reply` (DIP),
 :func:`write_archive_destruction_notification`, :func:`write_acknowledgement`. XML: the only
-parser the project may use is :func:`safe_parse`. SEDA 1.0 (Pastell):
+parser the project may use is :func:`safe_parse` (and :func:`iter_elements`, the same
+hardening, streamed). SEDA 1.0 (Pastell):
 :func:`read_transfer_v10`, :func:`write_acknowledgement_v10`,
 :func:`write_archive_transfer_reply_v10`; a transfer's ``.tar.gz``/``.zip`` attachments:
 :func:`iter_attachments`. Archival profiles (RelaxNG):
@@ -89,7 +90,7 @@ from ._model import (
     RuleCategory,
     RuleRef,
 )
-from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, safe_parse
+from ._parser import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, iter_elements, safe_parse
 from ._profile import PROFILE_INVALID, PROFILE_NOT_MET, ProfileInvalid, RelaxNGProfile
 from ._reader import read_transfer, read_transfer_reply
 from ._seda10 import (
@@ -119,6 +120,7 @@ __all__ = [
     "attachments_format",
     "digest_algorithm_name",
     "iter_attachments",
+    "iter_elements",
     "read_transfer_v10",
     "validate_v10",
     "write_acknowledgement_v10",

@@ -180,6 +180,32 @@ def safe_parse(
     return root
 
 
+def iter_elements(
+    data: bytes,
+    tag: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Iterator[etree._Element]:
+    """Each complete ``tag`` element of ``data`` (matched by local name), in document order,
+    with the hardening of :func:`safe_parse`; each is emptied and dropped once the caller asks
+    for the next, so a large document (a signature file of megabytes) is read in the memory
+    of one element rather than of its whole tree.
+
+    >>> [e.findtext("n") for e in iter_elements(b"<r><f><n>1</n></f><f><n>2</n></f></r>", "f")]
+    ['1', '2']
+    """
+    for event, element in iter_events(data, max_bytes=max_bytes, max_depth=max_depth):
+        if event != "end" or etree.QName(element).localname != tag:
+            continue
+        parent = element.getparent()
+        if parent is not None:  # the elements read before (emptied already) go
+            while element.getprevious() is not None:
+                del parent[0]
+        yield element
+        element.clear()
+
+
 def iter_events(
     data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> Iterator[tuple[str, etree._Element]]:

@@ -444,3 +444,37 @@ def test_the_front_end_rule_sees_a_crossing() -> None:
         "sae.ingest.api -> sae.cli_support",
         "sae.journal.cli -> sae.journal.api",
     ]
+
+
+def test_a_server_process_does_not_load_what_only_some_acts_need(tmp_path: Path) -> None:
+    """fpdf (23 MiB resident, with fontTools and Pillow) and fido's own loader (requests,
+    18 MiB) in every server process counted against the memory a 100 MiB Pastell transfer
+    may take (issue 22: 300 MB): the PDFs import fpdf when they are written, and PRONOM's
+    signatures are read without fido's runtime."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import sae.app\n"
+        "from sae.config import Settings\n"
+        "from sae.runtime import Runtime\n"
+        "from sae.ingest.identify import identifier\n"
+        "settings = Settings()\n"
+        "sae.app.create_app(settings, Runtime.open(settings, migrate=True))\n"
+        "identifier()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'fpdf', 'fontTools', 'PIL',"
+        " 'requests', 'fido'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "SAE_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

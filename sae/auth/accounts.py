@@ -14,7 +14,11 @@ not (:mod:`sae.auth.replay`): a rebuilt catalogue starts with the first-start ac
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -276,20 +280,80 @@ def enable_user(session: Session, user: User, *, actor: Principal) -> User:
     return user
 
 
-def verify_password(session: Session, login: str, password: str) -> User:
+class VerifiedSecrets:
+    """The secrets a process verified recently, so that a client sending the same credentials
+    with every request (Pastell's HTTP Basic) costs one argon2 verification per few minutes
+    instead of one per request: argon2id takes 64 MiB and tens of milliseconds each time, so
+    a 100 MiB transfer in 2 MiB chunks would otherwise pay it fifty times, often concurrently.
+
+    Only successes are remembered, as a BLAKE2b under a key drawn at start and never stored of
+    (account id, stored hash, secret): no secret is kept, a changed password (a new stored
+    hash) no longer matches, and whether the account is still enabled is read from the
+    database at every request. A wrong secret always costs the full verification.
+    """
+
+    def __init__(self, ttl_seconds: float = 300.0, max_entries: int = 4096) -> None:
+        self._key = secrets.token_bytes(32)
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._until: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def _digest(self, user: User, password: str) -> bytes:
+        material = "\0".join((user.id, user.password_hash or "", password))
+        return hashlib.blake2b(material.encode("utf-8"), key=self._key, digest_size=32).digest()
+
+    def knows(self, user: User, password: str) -> bool:
+        digest = self._digest(user, password)
+        with self._lock:
+            until = self._until.get(digest)
+            if until is None:
+                return False
+            if until < time.monotonic():
+                del self._until[digest]
+                return False
+            return True
+
+    def remember(self, user: User, password: str) -> None:
+        digest = self._digest(user, password)
+        now = time.monotonic()
+        with self._lock:
+            if len(self._until) >= self._max:
+                self._until = {d: u for d, u in self._until.items() if u >= now}
+                if len(self._until) >= self._max:
+                    self._until.clear()
+            self._until[digest] = now + self._ttl
+
+
+def verify_password(
+    session: Session, login: str, password: str, *, recent: VerifiedSecrets | None = None
+) -> User:
     """The enabled local account whose password this is; :class:`InvalidCredentials` otherwise.
 
     An unknown login costs an argon2 verification too (against a dummy hash). A hash made
-    with weaker parameters than today's is replaced (the caller commits).
+    with weaker parameters than today's is replaced (the caller commits). With ``recent``, a
+    secret verified there lately is accepted without a new argon2 verification (and a
+    verified one is remembered there).
     """
     user = find_user(session, login)
     stored = user.password_hash if user is not None else None
+    if (
+        recent is not None
+        and user is not None
+        and stored is not None
+        and user.source == "local"
+        and user.disabled_at is None
+        and recent.knows(user, password[:MAX_PASSWORD_LENGTH])
+    ):
+        return user
     try:
         _hasher.verify(stored or _DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         raise InvalidCredentials("unknown login or wrong password") from None
     if user is None or stored is None or user.source != "local" or user.disabled_at is not None:
         raise InvalidCredentials("unknown login or wrong password")
+    if recent is not None:  # before a rehash: the hash the database still holds
+        recent.remember(user, password[:MAX_PASSWORD_LENGTH])
     if _hasher.check_needs_rehash(stored):
         user.password_hash = _hasher.hash(password)
     return user

@@ -59,6 +59,7 @@ def _authenticate(runtime: Runtime, header: str, address: str) -> User:
         secret,
         address=address,
         limits=signin.Limits.of(runtime.settings),
+        recent=runtime.verified_secrets,
     )
 
 

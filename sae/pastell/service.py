@@ -128,12 +128,15 @@ def principal_of(account: User) -> Principal:
     )
 
 
-def authenticate(session: Session, login: str, secret: str) -> tuple[User, Principal]:
+def authenticate(
+    session: Session, login: str, secret: str, *, recent: accounts.VerifiedSecrets | None = None
+) -> tuple[User, Principal]:
     """The Pastell account whose login and secret (the hex SHA-256 Pastell sends) match: an
     enabled local service account of role depositor (a person's account never signs in with
-    Pastell's unsalted scheme)."""
+    Pastell's unsalted scheme). ``recent``: the process's recently verified secrets (Pastell
+    sends its credentials with every call, each chunk included)."""
     try:
-        user = accounts.verify_password(session, login, secret)
+        user = accounts.verify_password(session, login, secret, recent=recent)
     except InvalidCredentials:
         raise PastellUnauthorized("unknown login or wrong password") from None
     if user.kind != "service" or user.role != "depositor":
@@ -148,6 +151,7 @@ def sign_in(
     *,
     address: str,
     limits: signin.Limits,
+    recent: accounts.VerifiedSecrets | None = None,
 ) -> User:
     """:func:`authenticate` under the console's limit of refused sign-ins per login and per
     address (``sign_in_failures``, in the database: it holds across workers and restarts),
@@ -159,7 +163,7 @@ def sign_in(
         signin.check_rate(session, login=login, address=address, limits=limits, now=now)
     try:
         with sessions() as session:
-            account, _principal = authenticate(session, login, secret)
+            account, _principal = authenticate(session, login, secret, recent=recent)
             session.expunge(account)
             return account
     except PastellUnauthorized:

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +38,7 @@ from sae.catalog.models import ArchiveUnit, DataObject, UnitLink
 from sae.catalog.objecttext import refresh_groups
 from sae.config import Settings
 from sae.journal.service import append_event
-from sae.retention import dates, disposal, documents, records
+from sae.retention import dates, disposal, records
 from sae.retention.config import RetentionSettings, retention_settings
 from sae.retention.errors import (
     ExecutionInProgress,
@@ -57,6 +58,9 @@ from sae.storage.models import ObjectCopy
 from sae.storage.repository import copies_of_groups, copies_of_objects
 from sae.storage.service import delete_copies, extend_copies
 
+if TYPE_CHECKING:  # fpdf (23 MiB a process) is imported where a PDF is written
+    from sae.retention import documents
+
 log = logging.getLogger("sae.retention.execution")
 
 
@@ -72,6 +76,8 @@ class ExecutionContext:
 
     @property
     def parties(self) -> documents.Parties:
+        from sae.retention import documents  # fpdf: imported by the processes that write PDFs
+
         return documents.Parties(
             self.config.archives_service,
             self.config.archives_service_name,
@@ -617,6 +623,8 @@ def _finish(ctx: ExecutionContext, list_id: str, token: str, principal: Principa
             },
         )
         if d.final_action == "Destroy":
+            from sae.retention import documents  # see ``parties``
+
             tombstones = session.scalars(
                 select(Tombstone)
                 .where(Tombstone.list_id == d.id, Tombstone.kind == "object")

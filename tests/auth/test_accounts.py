@@ -75,6 +75,51 @@ def test_a_disabled_account_neither_signs_in_nor_uses_its_tokens(db_session: Ses
         authenticate(db_session, secret)
 
 
+def test_a_secret_verified_lately_skips_argon2_until_it_changes_or_the_account_is_disabled(
+    db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pastell sends its credentials with every call: one argon2 (64 MiB, tens of ms) per
+    call would cost a 2 MiB chunk more memory than the chunk itself."""
+    user = accounts.create_user(db_session, login="pastell", role="depositor", password=PASSWORD)
+    verifications: list[str] = []
+    hasher = accounts._hasher
+
+    class Counting:
+        def verify(self, stored: str, password: str) -> bool:
+            verifications.append(stored)
+            return hasher.verify(stored, password)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(hasher, name)
+
+    monkeypatch.setattr(accounts, "_hasher", Counting())
+    recent = accounts.VerifiedSecrets(ttl_seconds=300)
+    for _ in range(3):
+        assert accounts.verify_password(db_session, "pastell", PASSWORD, recent=recent) is user
+    assert len(verifications) == 1
+    # A wrong secret costs the whole verification every time and is never remembered.
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            accounts.verify_password(db_session, "pastell", PASSWORD + "x", recent=recent)
+    assert len(verifications) == 3
+    # A new password: the old one no longer matches, remembered or not.
+    accounts.set_password(db_session, user, PASSWORD + "-neuf", actor=SYSTEM)
+    with pytest.raises(InvalidCredentials):
+        accounts.verify_password(db_session, "pastell", PASSWORD, recent=recent)
+    accounts.verify_password(db_session, "pastell", PASSWORD + "-neuf", recent=recent)
+    # Disabled: refused at once, whatever was remembered.
+    accounts.disable_user(db_session, user, actor=SYSTEM)
+    with pytest.raises(InvalidCredentials):
+        accounts.verify_password(db_session, "pastell", PASSWORD + "-neuf", recent=recent)
+    # Remembered for a while only.
+    accounts.enable_user(db_session, user, actor=SYSTEM)
+    expired = accounts.VerifiedSecrets(ttl_seconds=0)
+    before = len(verifications)
+    for _ in range(2):
+        accounts.verify_password(db_session, "pastell", PASSWORD + "-neuf", recent=expired)
+    assert len(verifications) == before + 2
+
+
 def test_a_token_acts_as_its_account_until_it_expires_or_is_revoked(db_session: Session) -> None:
     user = accounts.create_user(
         db_session, login="ged", role="depositor", producers=["URBA"], kind="service"

@@ -327,4 +327,4 @@ def test_a_100_mib_archive_in_2_mib_chunks_within_the_memory_limit(accounts: Ser
     assert accepted, comments
     peak = accounts.peak_rss_bytes()
     print(f"server peak RSS: {peak / 2**20:.0f} MiB")  # noqa: T201 - said in the report
-    assert peak <= 300 * 1024 * 1024, f"server peak RSS {peak / 2**20:.0f} MiB"
+    assert peak <= 300_000_000, f"server peak RSS {peak / 2**20:.0f} MiB (the limit: 300 MB)"

@@ -52,6 +52,27 @@ def _refused(
     return caught.value
 
 
+
+def test_iter_elements_streams_with_the_same_hardening() -> None:
+    """``iter_elements`` reads a large document element by element (PRONOM's signature file)
+    and refuses what ``safe_parse`` refuses."""
+    data = b"<formats>" + b"".join(b"<format><puid>%d</puid></format>" % i for i in range(5))
+    data += b"<other><format><puid>nested</puid></format></other></formats>"
+    seen = []
+    for element in seda.iter_elements(data, "format"):
+        seen.append(element.findtext("puid"))
+        # What came before was dropped: the tree never holds more than one element.
+        assert element.getprevious() is None
+    assert seen == ["0", "1", "2", "3", "4", "nested"]
+
+    def read_all(data: bytes) -> object:
+        return list(seda.iter_elements(data, "r"))
+
+    for attack in (XXE_FILE, XXE_NETWORK, BILLION_LAUGHS, QUADRATIC):
+        _refused(attack, seda.ForbiddenXMLConstruct, "xml.dtd_forbidden", read_all)
+    _refused(b"<r>" * 10_000 + b"</r>" * 10_000, seda.XMLTooDeep, "xml.too_deep", read_all)
+    _refused(b"x" * (seda.DEFAULT_MAX_BYTES + 1), seda.XMLTooLarge, "xml.too_large", read_all)
+
 @pytest.mark.parametrize(
     "data",
     [XXE_FILE, XXE_NETWORK, XXE_PARAMETER, EXTERNAL_DTD, BILLION_LAUGHS, QUADRATIC],
