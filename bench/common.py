@@ -203,6 +203,7 @@ def server(
     srv = Server(process)
     srv.watch()
     tracer = _strace(process.pid, os.environ.get("SAE_BENCH_STRACE"))
+    profiler = _pyspy(process.pid, os.environ.get("SAE_BENCH_PYSPY"))
     try:
         yield srv
     finally:
@@ -210,6 +211,9 @@ def server(
         if tracer is not None:
             tracer.send_signal(signal.SIGINT)  # detaches and writes its summary
             tracer.wait(timeout=60)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # stops sampling and writes its file
+            profiler.wait(timeout=120)
         process.stop()
 
 
@@ -228,6 +232,39 @@ def _strace(pid: int, output: str | None) -> subprocess.Popen[bytes] | None:
     )
     time.sleep(1.0)  # attached to every thread before the first deposit
     return tracer
+
+
+def _pyspy(pid: int, output: str | None) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` on the started server and its worker processes, every thread sampled
+    while not idle (no ``--idle``), writing raw folded stacks to ``output``
+    (``SAE_BENCH_PYSPY``; the binary from ``SAE_BENCH_PYSPY_BIN``, default ``py-spy`` on the
+    PATH). Where the server's time goes during the whole run, warm-up included: sampling costs
+    CPU of its own, so the run's figures are not timings."""
+    if not output:
+        return None
+    binary = os.environ.get("SAE_BENCH_PYSPY_BIN", "py-spy")
+    profiler = subprocess.Popen(
+        [
+            binary,
+            "record",
+            "--threads",
+            "--subprocesses",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "-r",
+            "100",
+            "-o",
+            output,
+            "-p",
+            str(pid),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    return profiler
 
 
 # --- deposits ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from sae.catalog.text import MAX_SEARCH_TEXT, fold
 
@@ -32,8 +33,8 @@ class Extracted:
     note: str | None = None
 
 
-def pdf_text(path: Path) -> Extracted:
-    """The folded text layer of the PDF at ``path``."""
+def pdf_text(path: Path | BinaryIO) -> Extracted:
+    """The folded text layer of the PDF at ``path`` (or in a binary stream)."""
     from pypdf import PdfReader
 
     try:

@@ -4,12 +4,13 @@ Not on the deposit's path: pypdf reads a typical 10-page PDF in about 35 ms (mea
 docs/search.md) — a tenth more on a one-document deposit — and a damaged or huge PDF can take
 far longer. The background worker (:mod:`sae.extraction.worker`) reads each PDF of the catalogue
 that has no :class:`~sae.catalog.models.ObjectText` row yet, from a copy whose SHA-512 checks
-out, and writes the row and its units' search document in one transaction; ``sae rebuild``
-runs the same rounds at its end (the rows are derived data: rebuilt, not replayed).
+out, and writes the rows of a batch and their units' search documents in one transaction;
+``sae rebuild`` runs the same rounds at its end (the rows are derived data: rebuilt, not replayed).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -29,7 +30,7 @@ from sae.db import transaction, utcnow
 from sae.extraction.pdftext import Extracted, pdf_text
 from sae.storage.base import StorageOffer
 from sae.storage.errors import StorageError
-from sae.storage.service import open_verified
+from sae.storage.service import VERIFY_BEFORE_SERVING, open_verified
 
 log = logging.getLogger("sae.extraction")
 
@@ -37,6 +38,9 @@ log = logging.getLogger("sae.extraction")
 PDF_TYPES = ("application/pdf",)
 #: Objects looked up at a time.
 BATCH = 20
+#: A PDF up to this size is read from its copy in memory (:func:`read_text`); a larger one
+#: through a spool file. The offers hold a copy up to ``VERIFY_BEFORE_SERVING`` whole anyway.
+IN_MEMORY_BYTES = VERIFY_BEFORE_SERVING
 #: A PDF larger than this is not read for text (its row says so).
 MAX_BYTES = 512 * 1024 * 1024
 
@@ -105,29 +109,68 @@ def spool(
     return path
 
 
-def extract_object(
-    sessions: sessionmaker[Session],
-    offers: Sequence[StorageOffer],
-    obj: DataObject,
-    directory: Path,
-) -> Extracted | None:
-    """Read ``obj``'s text and record it with its units' search document; None if no copy
-    could be read (nothing recorded: a later round tries again)."""
+def read_text(offers: Sequence[StorageOffer], obj: DataObject, directory: Path) -> Extracted | None:
+    """``obj``'s text, read from a copy whose SHA-512 checks out; None if no copy could be
+    read. Up to :data:`IN_MEMORY_BYTES` the verified bytes are read in memory (the offer
+    already holds them whole to check them): no spool file to create, write and unlink per
+    PDF, which on this ext4 (``discard``) cost the reader more than pypdf does on a scan."""
     if (obj.size or 0) > MAX_BYTES:
-        extracted = Extracted("empty", "", 0, "PDF trop volumineux pour en lire le texte")
-    else:
-        path = spool(offers, obj, directory)
-        if path is None:
-            return None
+        return Extracted("empty", "", 0, "PDF trop volumineux pour en lire le texte")
+    if obj.size is not None and obj.size <= IN_MEMORY_BYTES:
+        assert obj.sha512 is not None
+        assert obj.storage_key is not None
         try:
-            extracted = pdf_text(path)
-        finally:
-            path.unlink(missing_ok=True)
+            body = b"".join(
+                open_verified(
+                    [(offer, obj.storage_key) for offer in offers],
+                    obj.sha512,
+                    expected_size=obj.size,
+                )
+            )
+        except StorageError as exc:
+            log.warning("extraction.unreadable object=%s %s: %s", obj.id, exc.code, exc.detail)
+            return None
+        return pdf_text(io.BytesIO(body))
+    path = spool(offers, obj, directory)
+    if path is None:
+        return None
     try:
-        with transaction(sessions) as session:
-            current = session.get(DataObject, obj.id)
-            if current is None or current.status != "active":
-                return extracted  # destroyed or withdrawn meanwhile: its text is not kept
+        return pdf_text(path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def record_texts(
+    sessions: sessionmaker[Session], read: Sequence[tuple[DataObject, Extracted]]
+) -> None:
+    """Record what was read of these objects, and their units' search documents, in one
+    transaction (one commit for a batch of PDFs instead of one each: the commits were the
+    reader's largest cost, and each took SQLite's write lock from the deposits' group commit).
+    An object destroyed or withdrawn meanwhile keeps no text; one recorded by another process
+    first (a lease overlapping its expiry) is left as it is."""
+    if not read:
+        return
+    try:
+        _record(sessions, read)
+    except IntegrityError:
+        if len(read) == 1:
+            return  # another process recorded it first
+        for one in read:  # which one another process recorded: each alone
+            record_texts(sessions, [one])
+
+
+def _record(sessions: sessionmaker[Session], read: Sequence[tuple[DataObject, Extracted]]) -> None:
+    with transaction(sessions) as session:
+        ids = [obj.id for obj, _ in read]
+        current = {
+            obj.id: obj for obj in session.scalars(select(DataObject).where(DataObject.id.in_(ids)))
+        }
+        groups: set[str] = set()
+        now = utcnow()
+        for obj, extracted in read:
+            live = current.get(obj.id)
+            if live is None or live.status != "active":
+                continue  # destroyed or withdrawn meanwhile: its text is not kept
             session.add(
                 ObjectText(
                     object_id=obj.id,
@@ -136,13 +179,28 @@ def extract_object(
                     text=extracted.text,
                     pages=extracted.pages,
                     note=extracted.note,
-                    extracted_at=utcnow(),
+                    extracted_at=now,
                 )
             )
-            session.flush()
-            refresh_groups(session, [current.group_id])
-    except IntegrityError:
-        pass  # another process recorded it first (a lease overlapping its expiry)
+            # A row without text changes no unit's search document (refresh_groups reads the
+            # rows with text only): a scan's group is not rewritten for nothing.
+            if extracted.state == "text":
+                groups.add(live.group_id)
+        session.flush()
+        refresh_groups(session, groups)
+
+
+def extract_object(
+    sessions: sessionmaker[Session],
+    offers: Sequence[StorageOffer],
+    obj: DataObject,
+    directory: Path,
+) -> Extracted | None:
+    """Read ``obj``'s text and record it with its units' search document; None if no copy
+    could be read (nothing recorded: a later round tries again)."""
+    extracted = read_text(offers, obj, directory)
+    if extracted is not None:
+        record_texts(sessions, [(obj, extracted)])
     return extracted
 
 
@@ -155,9 +213,9 @@ def extract_pending(
     stop: threading.Event | None = None,
     keep: object = None,
 ) -> Round:
-    """Read every archived PDF without a text row (created at ``since`` or later): one
-    transaction per object. ``keep`` (a callable) is called after each object, to renew a
-    lease."""
+    """Read every archived PDF without a text row (created at ``since`` or later): the PDFs of
+    a batch (:data:`BATCH`) read one after another, then recorded in one transaction.
+    ``keep`` (a callable) is called after each object, to renew a lease."""
     done = Round()
     directory.mkdir(parents=True, exist_ok=True)
     after: tuple[datetime, str] | None = None
@@ -167,16 +225,22 @@ def extract_pending(
             session.expunge_all()
         if not batch:
             break
-        for obj in batch:
-            if stop is not None and stop.is_set():
-                break
-            after = (obj.created_at, obj.id)
-            extracted = extract_object(sessions, offers, obj, directory)
-            if extracted is None:
-                done.skipped.append(obj.id)
-            else:
-                done.read += 1
-                done.with_text += extracted.state == "text"
-            if callable(keep):
-                keep()
+        read: list[tuple[DataObject, Extracted]] = []
+        try:
+            for obj in batch:
+                if stop is not None and stop.is_set():
+                    break
+                after = (obj.created_at, obj.id)
+                extracted = read_text(offers, obj, directory)
+                if extracted is None:
+                    done.skipped.append(obj.id)
+                else:
+                    read.append((obj, extracted))
+                if callable(keep):
+                    keep()
+        finally:
+            # What was read is recorded even when the round stops (or a read raises) halfway.
+            record_texts(sessions, read)
+        done.read += len(read)
+        done.with_text += sum(extracted.state == "text" for _, extracted in read)
     return done

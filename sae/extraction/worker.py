@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +27,10 @@ log = logging.getLogger("sae.extraction")
 
 LEASE = "extraction.text"
 TTL = timedelta(minutes=5)
+#: The lease is written again when it was last written this long ago (or more): a holder keeps
+#: it until its expiry whatever others do, so renewing after every PDF (a write transaction and
+#: a commit each, beside the deposits' own) bought nothing over renewing well before the end.
+RENEW_AFTER = TTL / 5
 #: How far back a round after the first looks for objects without text.
 LOOK_BACK = timedelta(hours=1)
 
@@ -47,6 +52,7 @@ class TextWorker:
         self.check_seconds = check_seconds
         self.owner = leases.new_owner()
         self._since: datetime | None = None  # None: the whole catalogue (the first round)
+        self._renewed: float | None = None  # monotonic time of the last successful take
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -62,6 +68,7 @@ class TextWorker:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 leases.release(self.sessions, LEASE, self.owner)
+                self._renewed = None
 
     def _run(self) -> None:
         while not self._stop.wait(self.check_seconds):
@@ -71,7 +78,14 @@ class TextWorker:
                 log.exception("extraction.round_failed")
 
     def _renew(self) -> bool:
-        return leases.take(self.sessions, LEASE, self.owner, TTL)
+        """Whether this process holds the lease; taken or renewed when not written for
+        :data:`RENEW_AFTER` (the lease then still has four fifths of its time to run)."""
+        now = time.monotonic()
+        if self._renewed is not None and now - self._renewed < RENEW_AFTER.total_seconds():
+            return True
+        held = leases.take(self.sessions, LEASE, self.owner, TTL)
+        self._renewed = now if held else None
+        return held
 
     def run_once(self) -> Round | None:
         """One round, if this process holds the lease (None otherwise)."""

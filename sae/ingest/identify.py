@@ -23,11 +23,11 @@ contradiction (:func:`contradiction`).
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -567,10 +567,24 @@ def _container_puids(path: Path) -> dict[str, frozenset[str]]:
     return {kind: frozenset(puids) for kind, puids in found.items()}
 
 
-@functools.cache
+_loaded: Identifier | None = None
+_loading = threading.Lock()
+
+
 def identifier() -> Identifier:
-    """The process's identifier, loaded on first use (about 0.3 s)."""
-    return _load()
+    """The process's identifier, loaded on first use (about 0.3 s), by one thread.
+
+    Not ``functools.cache``: the first deposits of a new process arrive together (8 clients),
+    and each of their threads ran its own load at once, the eight sharing the GIL — 20 to 25
+    CPU-seconds at the start of every ``bench_transfers`` run (py-spy, session 13), and the
+    first replies held as long. The others wait for the one load.
+    """
+    global _loaded
+    if _loaded is None:
+        with _loading:
+            if _loaded is None:
+                _loaded = _load()
+    return _loaded
 
 
 def identify(head: bytes, tail: bytes) -> Identification | None:
