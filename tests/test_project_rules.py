@@ -150,9 +150,9 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
         "alerts: which channels took a notification, recorded after each send",
     ),
     # Text of archived PDFs and OCR, in the background after the transfer's commit.
-    "sae.extraction.service.extract_object": (
+    "sae.extraction.service._record": (
         UNIT_OF_WORK,
-        "search: one PDF's text and its units' search document, once read",
+        "search: a batch of PDFs' text and their units' search documents, once read",
     ),
     "sae.extraction.ocr.ocr_object": (
         UNIT_OF_WORK,
