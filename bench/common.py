@@ -134,6 +134,8 @@ class Server:
 
     process: ServerProcess
     peak_kib: int = 0
+    #: Each thread's CPU seconds at each :meth:`cpu_seconds` call (with ``SAE_BENCH_PYSPY``).
+    thread_marks: list[dict[int, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _hwm_kib(self) -> int:
@@ -154,10 +156,40 @@ class Server:
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU seconds (user, system) the server's processes have used so far: the work a
-        deposit costs, which the machine's other load disturbs less than the wall clock."""
+        deposit costs, which the machine's other load disturbs less than the wall clock.
+
+        With ``SAE_BENCH_PYSPY``, each call also notes every thread's CPU so far (by thread
+        id): the profile names the threads, ``bench/threads_cpu.py`` divides between them the
+        CPU of the benchmark's window (from its first call to its second)."""
         pid = self.process.pid
         times = [_cpu_seconds(p) for p in (pid, *children(pid))]
+        if os.environ.get("SAE_BENCH_PYSPY"):
+            self.thread_marks.append(
+                {
+                    tid: sum(_task_cpu_seconds(p, tid))
+                    for p in (pid, *children(pid))
+                    for tid in _tasks(p)
+                }
+            )
         return sum(t[0] for t in times), sum(t[1] for t in times)
+
+
+def _tasks(pid: int) -> list[int]:
+    try:
+        return [int(name) for name in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def _task_cpu_seconds(pid: int, tid: int) -> tuple[float, float]:
+    """(utime, stime) of one thread of ``pid``."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    except OSError:
+        return 0.0, 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
@@ -214,6 +246,8 @@ def server(
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # stops sampling and writes its file
             profiler.wait(timeout=120)
+            marks = Path(str(os.environ["SAE_BENCH_PYSPY"]) + ".threads.json")
+            marks.write_text(json.dumps(srv.thread_marks))
         process.stop()
 
 
