@@ -135,7 +135,7 @@ class Server:
     process: ServerProcess
     peak_kib: int = 0
     #: Each thread's CPU seconds at each :meth:`cpu_seconds` call (with ``SAE_BENCH_PYSPY``).
-    thread_marks: list[dict[int, float]] = field(default_factory=list)
+    thread_marks: list[dict[str, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _hwm_kib(self) -> int:
@@ -164,13 +164,13 @@ class Server:
         pid = self.process.pid
         times = [_cpu_seconds(p) for p in (pid, *children(pid))]
         if os.environ.get("SAE_BENCH_PYSPY"):
-            self.thread_marks.append(
-                {
-                    tid: sum(_task_cpu_seconds(p, tid))
-                    for p in (pid, *children(pid))
-                    for tid in _tasks(p)
-                }
-            )
+            marks = {
+                str(tid): sum(_task_cpu_seconds(p, tid))
+                for p in (pid, *children(pid))
+                for tid in _tasks(p)
+            }
+            marks["processes"] = sum(sum(t) for t in times)  # ended threads included
+            self.thread_marks.append(marks)
         return sum(t[0] for t in times), sum(t[1] for t in times)
 
 

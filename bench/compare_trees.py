@@ -34,6 +34,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from threads_cpu import by_thread
+
 HERE = Path(__file__).resolve().parent
 
 #: row -> (script, arguments): bench/run_all.py's rows of issue #17's budget, and SQLite.
@@ -52,14 +54,23 @@ _CPU = re.compile(
 _ACCEPTED = re.compile(r"\((\d+) of (\d+) one-PDF SIPs")
 
 
-def run(tree: Path, row: str, sips: int | None, strace: str | None = None) -> str:
+def run(
+    tree: Path,
+    row: str,
+    sips: int | None,
+    strace: str | None = None,
+    profile: Path | None = None,
+) -> str:
     """One run of ``row`` against ``tree``'s server; its RESULT line."""
     script, args = ROWS[row]
     if sips is not None and script == "bench_transfers.py":
         args = [*args, "--sips", str(sips)]
     env = {**os.environ, "SAE_BENCH_TREE": str(tree)}
+    env.pop("SAE_BENCH_PYSPY", None)
     if strace:
         env["SAE_BENCH_STRACE"] = strace
+    if profile is not None:
+        env["SAE_BENCH_PYSPY"] = str(profile)
     done = subprocess.run(
         [sys.executable, str(HERE / script), *args],
         env=env,
@@ -71,6 +82,14 @@ def run(tree: Path, row: str, sips: int | None, strace: str | None = None) -> st
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{row} on {tree} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return lines[-1]
+
+
+def window_units(row: str, line: str, sips: int) -> int:
+    """Records or transfers deposited in the benchmark's CPU window."""
+    if row.startswith("transfers"):
+        accepted = _ACCEPTED.search(line)
+        return int(accepted[1]) if accepted else sips
+    return 1500  # bench_corpus: three measured deposits of the 500 records
 
 
 def figures(line: str) -> tuple[float, float | None, str]:
@@ -142,6 +161,13 @@ def main() -> None:
         "--quiet", type=float, default=0, help="seconds of quiet (after a sync) before each run"
     )
     parser.add_argument("--strace", action="store_true", help="also count system calls")
+    parser.add_argument(
+        "--threads",
+        type=Path,
+        metavar="DIR",
+        help="profile each run's server with py-spy (SAE_BENCH_PYSPY_BIN) into DIR and print "
+        "its CPU by thread; the tables then give the CPU without the background text reader",
+    )
     args = parser.parse_args()
     if len(args.trees) < 2:
         parser.error("give two trees or more")
@@ -150,6 +176,8 @@ def main() -> None:
     results: dict[str, list[list[tuple[float, float | None, str]]]] = {
         row: [[] for _ in trees] for row in rows
     }
+    #: Server CPU ms per unit without the background text reader's thread (with --threads).
+    without: dict[str, list[list[float]]] = {row: [[] for _ in trees] for row in rows}
     for round_no in range(args.rounds):
         order = list(range(len(trees)))
         if round_no % 2:
@@ -159,10 +187,25 @@ def main() -> None:
                 if args.quiet:
                     os.sync()
                     time.sleep(args.quiet)
-                line = run(trees[number], row, args.sips)
+                profile = None
+                if args.threads is not None:
+                    args.threads.mkdir(parents=True, exist_ok=True)
+                    profile = args.threads / f"{row}-{number}-{round_no + 1}.txt"
+                line = run(trees[number], row, args.sips, profile=profile)
                 results[row][number].append(figures(line))
                 stamp = time.strftime("%H:%M:%S", time.gmtime())
                 print(f"{stamp} round {round_no + 1} {row} {trees[number]}: {line}", flush=True)
+                if profile is not None:
+                    units = window_units(row, line, args.sips)
+                    cpu = by_thread(profile)
+                    text = cpu.get("sae-text", 0.0)
+                    without[row][number].append(1000 * (sum(cpu.values()) - text) / units)
+                    shares = ", ".join(
+                        f"{name} {1000 * seconds / units:.2f}"
+                        for name, seconds in cpu.most_common()
+                        if seconds > 0.0005
+                    )
+                    print(f"    CPU ms per unit by thread: {shares}", flush=True)
     for row in rows if args.rounds else []:
         unit = "transfers/s" if row.startswith("transfers") else "records/s"
         print(f"\n{row}: {unit}; server CPU ms per transfer or record (user+system)")
@@ -185,6 +228,21 @@ def main() -> None:
         if base_cpu and new_cpu:
             ratio += f", server CPU {100 * (new_cpu / base_cpu - 1):+.0f} %"
         print(f"last tree against the first (medians): {ratio}")
+        if args.threads is not None:
+            cells = []
+            for number, tree in enumerate(trees):
+                values = without[row][number]
+                cells.append(
+                    f"{tree}: "
+                    + " / ".join(f"{v:.2f}" for v in values)
+                    + f" (median {statistics.median(values):.2f})"
+                )
+            base, new = (statistics.median(without[row][n]) for n in (0, len(trees) - 1))
+            print(
+                "server CPU without the text reader (sae-text), ms per unit: "
+                + "; ".join(cells)
+                + f"; last against first {100 * (new / base - 1):+.0f} %"
+            )
     if args.strace:
         for row in rows:
             if row.startswith("transfers"):
