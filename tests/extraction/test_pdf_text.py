@@ -10,11 +10,13 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from sae import leases
 from sae.catalog.models import ArchiveUnit, DataObject, ObjectText
 from sae.catalog.objecttext import SEPARATOR, refresh_groups
 from sae.db import transaction
 from sae.extraction.pdftext import pdf_text
-from sae.extraction.service import extract_pending
+from sae.extraction.service import extract_pending, read_text, record_texts
+from sae.extraction.worker import LEASE, TextWorker
 from sae.recovery.rebuild import rebuild
 from tests.conftest import Api
 from tests.extraction.pdfs import encrypted_pdf, text_pdf
@@ -178,3 +180,51 @@ def test_a_pdf_without_readable_text_is_no_ingest_failure(api: Api, broken: byte
         row = session.scalars(select(ObjectText)).one()
     assert (row.state, row.text) == ("empty", "")
     assert _found(api, "piece") == ["AU-x"]
+
+
+def test_a_batch_is_recorded_whole_even_when_another_process_read_one_first(api: Api) -> None:
+    """The PDFs of a batch are recorded in one transaction; a row another process wrote first
+    (a lease overlapping its expiry) does not cost the batch the others."""
+    _deposit(api, "MSG-TEXT-BATCH")
+    with api.runtime.sessions() as session:
+        objects = session.scalars(select(DataObject).where(DataObject.kind == "binary")).all()
+        session.expunge_all()
+    assert len(objects) == 2
+    offers = api.runtime.offer_set.copies()
+    directory = api.settings.data_dir / "tmp"
+    read = [read_text(offers, obj, directory) for obj in objects]
+    assert all(r is not None and r.state == "text" for r in read)
+    record_texts(api.runtime.sessions, [(objects[0], read[0])])  # the other process
+    record_texts(api.runtime.sessions, [(o, r) for o, r in zip(objects, read, strict=True) if r])
+    with api.runtime.sessions() as session:
+        rows = session.scalars(select(ObjectText)).all()
+        assert sorted(r.object_id for r in rows) == sorted(o.id for o in objects)
+    assert _found(api, "tilleuls") == ["AU-rapport"]
+    assert _found(api, "primitif") == ["AU-budget"]
+
+
+def test_the_reader_renews_its_lease_once_a_minute_not_after_each_pdf(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = TextWorker(api.runtime.sessions, api.settings, api.runtime.offer_set)
+    _deposit(api, "MSG-TEXT-LEASE")
+    writes: list[str] = []
+    real = leases.take
+
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        writes.append(args[1])
+        return real(*args, **kwargs)
+
+    # The test server's own reader may hold the lease: let it go, as at that reader's stop.
+    held = leases.holder(api.runtime.sessions, LEASE)
+    if held is not None:
+        leases.release(api.runtime.sessions, LEASE, held[0])
+    monkeypatch.setattr(leases, "take", counted)
+    assert worker.run_once() is not None  # two PDFs, the lease taken once
+    assert worker.run_once() is not None  # a round soon after: not written again
+    assert [name for name in writes if name == LEASE] == [LEASE]  # the sealer's are its own
+    held = leases.holder(api.runtime.sessions, LEASE)
+    assert held is not None
+    assert held[0] == worker.owner
+    with api.runtime.sessions() as session:
+        assert len(session.scalars(select(ObjectText)).all()) == 2

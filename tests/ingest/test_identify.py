@@ -10,6 +10,7 @@ import json
 import lzma
 import random
 import tarfile
+import threading
 import wave
 import zipfile
 from pathlib import Path
@@ -382,3 +383,33 @@ def test_the_readers_keep_the_head_and_the_tail(tmp_path: Path, size: int, chunk
         assert span.tail == data[-IDENTIFY_BYTES:]
     finally:
         os.close(fd)
+
+
+def test_concurrent_first_uses_load_the_signatures_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first deposits of a new process arrive together: one load, the others wait for it
+    (each loading its own cost 20-25 CPU-seconds per start under 8 clients, session 13)."""
+    loads: list[int] = []
+    real = identify._load
+
+    def counted() -> identify.Identifier:
+        loads.append(1)
+        return real()
+
+    monkeypatch.setattr(identify, "_load", counted)
+    monkeypatch.setattr(identify, "_loaded", None)
+    start = threading.Barrier(8)
+    got: list[identify.Identifier] = []
+
+    def first_deposit() -> None:
+        start.wait()
+        got.append(identify.identifier())
+
+    threads = [threading.Thread(target=first_deposit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(loads) == 1
+    assert len(got) == 8
+    assert all(one is got[0] for one in got)
+    assert got[0].identify(PDF[:IDENTIFY_BYTES], PDF[-IDENTIFY_BYTES:]) is not None
