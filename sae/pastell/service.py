@@ -71,10 +71,52 @@ log = logging.getLogger("sae.pastell")
 
 #: A message left ``processing`` this long is claimed again (its process died).
 RECLAIM_AFTER = timedelta(minutes=30)
-#: SEDA 1.0 access codes and the rule of the referential each one means. AR038 is SEDA 1.0's
-#: "communicable immédiatement" (Pastell's seda-ng profiles use it); any other code is kept as
-#: sent, and the ingest refuses it unless the referential has a rule of that id.
-ACCESS_CODES_10 = {"AR038": "ACC-00001"}
+#: SEDA 1.0 access codes (``seda_v1-0_accessrestriction_code.xsd``, AR038…AR062) and the rule of
+#: SAE's shipped access referential (``retention_rules/access-delays.yaml``, loaded by ``sae
+#: retention import-shipped``) with the same duration, start and legal basis. The code list
+#: cites Code du patrimoine L213-2 as of 2008; the shipped rules cite it as of loi 2021-998, so
+#: a code matches the rule of the paragraph that now holds its category (AR059: the
+#: defence-secret documents endangering named persons are in I 5° since 2008, not in I 3° as the
+#: code list says). The durations "25 ans après le décès si ce délai est plus court" (AR044…047)
+#: are the rule counted from the death: an archivist who knows no death date sends the 75-year
+#: code (AR054…057) instead, as SEDA 1.0 intends.
+ACCESS_CODES_10 = {
+    "AR038": "ACC-00001",  # 0 an, L213-1
+    "AR039": "ACC-L213-2-I1A",  # 25 ans, I 1° a: délibérations, monnaie, secret des affaires
+    "AR040": "ACC-L213-2-I1B",  # 25 ans, I 1° b: CRPA L311-5 1°
+    "AR041": "ACC-L213-2-I1A",  # 25 ans, I 1° a: secret statistique
+    "AR043": "ACC-MEDICAL-DECES",  # 25 ans après le décès, I 2°: secret médical
+    "AR044": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° e: naissances, mariages
+    "AR045": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° d: minutes des notaires
+    "AR046": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° b: police judiciaire
+    "AR047": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° c: juridictions
+    "AR048": "ACC-L213-2-I3",  # 50 ans, I 3°: vie privée, jugement de valeur
+    "AR049": "ACC-L213-2-I3",  # 50 ans, I 3°: défense nationale, sûreté de l'État
+    "AR050": "ACC-L213-2-I3",  # 50 ans, I 3°: bâtiments pénitentiaires
+    "AR052": "ACC-L213-2-I4",  # 75 ans, I 4° a: questionnaires statistiques, vie privée
+    "AR054": "ACC-EC-NAISSANCE-MARIAGE",  # 75 ans depuis la clôture, I 4° e: état civil
+    "AR055": "ACC-L213-2-I4",  # 75 ans, I 4° d: minutes des officiers publics
+    "AR056": "ACC-L213-2-I4",  # 75 ans, I 4° b: police judiciaire
+    "AR057": "ACC-L213-2-I4",  # 75 ans, I 4° c: juridictions
+    "AR058": "ACC-L213-2-I5",  # 100 ans, I 5°: mineurs
+    "AR059": "ACC-L213-2-I5",  # 100 ans, I 5° (I 3° in the code list): défense, personnes
+    "AR060": "ACC-L213-2-I5",  # 100 ans, I 5°: intimité de la vie sexuelle
+    "AR061": "ACC-MEDICAL-NAISSANCE",  # 120 ans après la naissance, I 2°: secret médical
+    "AR062": "ACC-L213-2-II",  # illimitée, II: armes de destruction massive
+}
+#: SEDA 1.0 codes no rule of the referential matches: the documents "élaborés dans le cadre
+#: d'un contrat de prestation de services" (L213-2 I 1° c as of 2008) with their own 25, 50 and
+#: 75 years. Loi 2021-998 has no such paragraph any more (such documents take the delay of
+#: their content) and the shipped referential no such rule. Mapping them to the rule of the same
+#: duration would cite a legal basis the bordereau does not, and dropping the code would make
+#: the documents communicable at once: the transfer is refused instead, with a fault naming
+#: the code (``pastell.access_code_unmapped``), so the commune sends the code of the content's
+#: category (AR048…AR057).
+UNMAPPED_ACCESS_CODES_10 = {
+    "AR042": "25 ans, contrat de prestation de services (L213-2 I 1° c, rédaction de 2008)",
+    "AR051": "50 ans, contrat de prestation de services (L213-2 I 1° c, rédaction de 2008)",
+    "AR053": "75 ans, contrat de prestation de services (L213-2 I 1° b/c, rédaction de 2008)",
+}
 _COPY = 1024 * 1024
 
 
@@ -654,6 +696,7 @@ def _manifest(message: PastellMessage) -> bytes:
         rules = dict(unit.management.rules)
         access = rules.get("AccessRule")
         if access is not None:
+            _refuse_unmapped(unit.id, access.rules)
             rules["AccessRule"] = type(access)(
                 category="AccessRule",
                 rules=[
@@ -676,6 +719,26 @@ def _manifest(message: PastellMessage) -> bytes:
         )
     package = dataclasses.replace(transfer.package, archive_units=units)
     return seda.write_archive_transfer(dataclasses.replace(transfer, package=package))
+
+
+def _refuse_unmapped(where: str, refs: Iterable[seda.RuleRef]) -> None:
+    """Refuse a SEDA 1.0 access code no rule of the referential matches (never map it to a
+    rule of another legal basis, never drop it: either would be wrong about communicability)."""
+    faults: list[dict[str, str | None]] = [
+        {
+            "code": "pastell.access_code_unmapped",
+            "message": (
+                f"le code de communicabilité SEDA 1.0 {ref.rule_id} "
+                f"({UNMAPPED_ACCESS_CODES_10[ref.rule_id]}) n'a pas de règle équivalente dans "
+                "le référentiel : indiquez le code de la catégorie du contenu (AR048 à AR057)"
+            ),
+            "where": where,
+        }
+        for ref in refs
+        if ref.rule_id in UNMAPPED_ACCESS_CODES_10
+    ]
+    if faults:
+        raise _Refused(faults)
 
 
 def _fault(fault: seda.Fault) -> dict[str, str | None]:
