@@ -856,7 +856,7 @@ def _already_ingested(session: Session, message: PastellMessage, account: User) 
             Transfer.message_identifier == message.transfer_identifier.strip(),
             Transfer.transferring_agency == message.agency.strip(),
             # The account's id, or the one it had before a rebuild (created again since).
-            Transfer.submitted_by.in_({account.id, message.sender_id}),
+            Transfer.submitted_by.in_((account.id, message.sender_id)),
             Transfer.received_at >= message.received_at - timedelta(minutes=1),
         )
     )
