@@ -4,9 +4,11 @@ A transfer goes through three steps:
 
 1. **Receipt** (:func:`receive`, :func:`open_chunked`, :func:`receive_chunk`): the bordereau is
    read only for its version, transferring agency and identifier; the attachments are written
-   to ``$SAE_DATA_DIR/pastell/<random>.upload`` (a name SAE chooses) and synced; then the
-   transfer is recorded (``pastell_messages``, status ``received``, its ACK written) and
-   journaled (``pastell.received``) in one commit — only then does Pastell get its 200. The
+   to ``$SAE_DATA_DIR/pastell/<random>.upload`` (a name SAE chooses), the bordereau beside it
+   (``<random>.bordereau``), both synced; then the transfer is recorded (``pastell_messages``,
+   status ``received``, its ACK written) and journaled (``pastell.received``, with the ACK) in
+   one commit, and that leaf put on the offers (a tail) — only then does Pastell get its 200:
+   a rebuild brings the message back (:mod:`sae.pastell.replay`). The
    same (agency, identifier) sent again by the same account is answered the same way and
    nothing is stored twice; after a refusal it starts a new attempt.
 2. **Ingest** (:func:`process`, run by :class:`sae.pastell.worker.PastellWorker`): the
@@ -19,7 +21,8 @@ A transfer goes through three steps:
 3. **Replies** (:func:`reply`): the ACK and the ATR, in the transfer's SEDA version, shaped as
    Pastell checks them (``ReplyCode`` ``000`` when accepted; in 2.x one top-level
    ``ArchiveUnit`` per root unit with ``ArchivalAgencyArchiveUnitIdentifier``), only to the
-   account that sent the transfer.
+   account that sent the transfer. Each ATR is journaled as written (``pastell.accepted`` or
+   ``pastell.rejected``), so that a rebuild answers the same bytes.
 """
 
 from __future__ import annotations
