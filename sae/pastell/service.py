@@ -1098,14 +1098,16 @@ def _atr(
 def _bordereau_stub_10(message: PastellMessage, archival_agency: str) -> bytes:
     """What a SEDA 1.0 refusal reads of a bordereau (its identifier, archival and transferring
     agencies), for a rebuilt message whose bordereau is lost: a refusal repeats no Archive."""
-    from xml.sax.saxutils import escape
+    from html import escape
 
     return (
         f'<ArchiveTransfer xmlns="{seda.SEDA10_NAMESPACE}">'
-        f"<TransferIdentifier>{escape(message.transfer_identifier)}</TransferIdentifier>"
-        f"<ArchivalAgency><Identification>{escape(archival_agency)}</Identification>"
+        f"<TransferIdentifier>{escape(message.transfer_identifier, quote=False)}"
+        "</TransferIdentifier>"
+        f"<ArchivalAgency><Identification>{escape(archival_agency, quote=False)}"
+        "</Identification>"
         "</ArchivalAgency><TransferringAgency>"
-        f"<Identification>{escape(message.agency)}</Identification>"
+        f"<Identification>{escape(message.agency, quote=False)}</Identification>"
         "</TransferringAgency></ArchiveTransfer>"
     ).encode()
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+import seda
 from sae.auth.models import User
 from sae.config import Settings
 from sae.db import transaction, utcnow
@@ -199,3 +200,37 @@ def test_leaves_of_before_the_replay_come_back_lost_and_bound_to_the_login(
             service.reply(runtime, account, "Acknowledgement", "COMMUNE-9", "TR-OLD")
     finally:
         runtime.close()
+
+
+def test_a_seda10_refusal_needs_no_bordereau(settings: Settings) -> None:
+    """A rebuilt SEDA 1.0 message whose files are gone still gets a valid refusal ATR (its
+    identifier and agencies from the journal, escaped), which Pastell reads as ``rejet-sae``."""
+    message = PastellMessage(
+        id="m-10",
+        login="commune-1",
+        sender_id="a",
+        archival_agency="AD <35>",
+        agency="COMMUNE & 1",
+        transfer_identifier="TR 1.0/PERDU",
+        seda_version="1.0",
+        bordereau=b"",
+    )
+    runtime = Runtime.open(settings)
+    try:
+        with runtime.sessions() as session:
+            atr = service._atr(
+                session,
+                message,
+                None,
+                [{"code": service.LOST, "message": "renvoyez-le", "where": None}],
+            )
+    finally:
+        runtime.close()
+    root = seda.safe_parse(atr)
+    ns = {"s": seda.SEDA10_NAMESPACE}
+    assert root.xpath("s:TransferIdentifier/text()", namespaces=ns) == ["TR 1.0/PERDU"]
+    assert root.xpath("s:ReplyCode/text()", namespaces=ns) == ["300"]
+    assert root.xpath("s:TransferringAgency/s:Identification/text()", namespaces=ns) == [
+        "COMMUNE & 1"
+    ]
+    assert seda.validate_v10(root) == []
