@@ -511,61 +511,63 @@ def _candidates(
     return candidates, None
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    """A page of a search, its cursor, and its facets when they were asked for."""
+
+    units: list[ArchiveUnit]
+    next_cursor: str | None
+    facets: Facets | None = None
+
+
+def search(
+    session: Session,
+    query: SearchQuery,
+    principal: Principal,
+    finding_aid: Sequence[str] = (),
+    facets: tuple[str, ...] | None = None,
+) -> SearchResult:
+    """Units matching the filters — the most relevant first when ``q`` is given
+    (``sae.catalog.fulltext``), else the newest first — keyset-paginated; only those
+    ``principal`` may see (:func:`visibilities`; ``finding_aid``: ``SAE_FINDING_AID_FIELDS``);
+    with ``facets`` (names among :data:`FACETS`), the total and those facets' counts too.
+
+    With ``q`` the candidates (:func:`_candidates`) are read once, with what the facets count,
+    and both the page and the counts are taken from them: each statement over the full-text
+    index builds the bitmap of every match again, and a faceted search ran three."""
+    if facets is not None:
+        unknown = [name for name in facets if name not in FACETS]
+        if unknown:
+            raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
+    if not _full_text(query):
+        units, next_cursor = _newest_first(session, query, principal, finding_aid)
+        counted = (
+            None
+            if facets is None
+            else _catalogue_facets(session, query, principal, facets, finding_aid)
+        )
+        return SearchResult(units, next_cursor, counted)
+    candidates = _read_candidates(
+        session,
+        query,
+        principal,
+        finding_aid,
+        record_types=bool(facets and "record_type" in facets),
+    )
+    if candidates is None:
+        empty = None if facets is None else Facets(0, {name: [] for name in facets})
+        return SearchResult([], None, empty)
+    units, next_cursor = _ranked_page(session, query, candidates)
+    counted = None if facets is None else _candidate_facets(session, candidates, facets)
+    return SearchResult(units, next_cursor, counted)
+
+
 def search_units(
     session: Session, query: SearchQuery, principal: Principal, finding_aid: Sequence[str] = ()
 ) -> tuple[list[ArchiveUnit], str | None]:
-    """Units matching the filters — the most relevant first when ``q`` is given
-    (``sae.catalog.fulltext``), else the newest first — keyset-paginated; only those
-    ``principal`` may see (:func:`visibilities`; ``finding_aid``: ``SAE_FINDING_AID_FIELDS``)."""
-    filtered = _candidates(session, query, principal, finding_aid, scored=True)
-    if filtered is None:
-        return [], None
-    selection = filtered[0]
-    limit = max(1, min(query.limit, 500))
-    score = selection.score
-    if score is None:
-        # Without q the selection is archive_units itself (fulltext.catalogue): its rows.
-        stmt = selection.stmt.with_only_columns(ArchiveUnit)
-        if query.cursor:
-            created, last_id = _decode_cursor(query.cursor, ranked=False)
-            created_at = datetime.fromisoformat(str(created))
-            stmt = stmt.where(
-                or_(
-                    ArchiveUnit.created_at < created_at,
-                    (ArchiveUnit.created_at == created_at) & (ArchiveUnit.id < last_id),
-                )
-            )
-        stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc())
-        units = list(session.scalars(stmt.limit(limit + 1)).all())
-        more = len(units) > limit
-        units = units[:limit]
-        last = units[-1] if units else None
-        position: list[object] = [last.created_at.isoformat(), last.id] if last else []
-        return units, _encode_cursor(position) if more and last else None
-    stmt = selection.stmt
-    if query.cursor:
-        last_score, last_id = _decode_cursor(query.cursor, ranked=True)
-        stmt = stmt.where(or_(score < last_score, (score == last_score) & (selection.id > last_id)))
-    # Ranked on (id, score) alone, then the page's rows read by id: sorting the whole rows of
-    # every match (descriptions, Content XML) cost more than the search itself.
-    ranked = (
-        stmt.with_only_columns(selection.id, score)
-        .order_by(score.desc(), selection.id)
-        .limit(limit + 1)
-    )
-    hits = [(str(unit_id), float(value)) for unit_id, value in session.execute(ranked)]
-    more = len(hits) > limit
-    hits = hits[:limit]
-    found = {
-        unit.id: unit
-        for unit in session.scalars(
-            select(ArchiveUnit).where(ArchiveUnit.id.in_([unit_id for unit_id, _ in hits]))
-        )
-    }
-    units = [found[unit_id] for unit_id, _ in hits if unit_id in found]
-    if not (more and hits):
-        return units, None
-    return units, _encode_cursor(["score", hits[-1][1], hits[-1][0]])
+    """The page and cursor of :func:`search`, without the facets."""
+    found = search(session, query, principal, finding_aid)
+    return found.units, found.next_cursor
 
 
 def search_facets(
@@ -578,12 +580,156 @@ def search_facets(
     """How many units the search selects, and how many under each value of each facet
     (:data:`FACETS`; at most :data:`FACET_VALUES` values each, the most frequent first).
     A unit seen as a finding aid only counts in the total, the status, and the facets of its
-    shown fields (producer, year with ``dates``); never under a record type."""
-    unknown = [name for name in names if name not in FACETS]
-    if unknown:
-        raise InvalidQuery(f"unknown facet {unknown[0]!r}: choose among {', '.join(FACETS)}")
-    filtered = _candidates(session, query, principal, finding_aid, scored=False)
+    shown fields (producer, year with ``dates``); never under a record type. A page and its
+    facets are cheaper asked together (:func:`search`)."""
+    counted = search(session, query, principal, finding_aid, names).facets
+    assert counted is not None  # asked for
+    return counted
+
+
+def _newest_first(
+    session: Session, query: SearchQuery, principal: Principal, finding_aid: Sequence[str]
+) -> tuple[list[ArchiveUnit], str | None]:
+    """A page of a search without ``q``: the newest units first."""
+    filtered = _filtered(session, query, principal, finding_aid)
+    if filtered is None:  # pragma: no cover - without q every query is searchable
+        return [], None
+    selection = filtered[0]
+    limit = max(1, min(query.limit, 500))
+    # Without q the selection is archive_units itself (fulltext.catalogue): its rows.
+    stmt = selection.stmt.with_only_columns(ArchiveUnit)
+    if query.cursor:
+        created, last_id = _decode_cursor(query.cursor, ranked=False)
+        created_at = datetime.fromisoformat(str(created))
+        stmt = stmt.where(
+            or_(
+                ArchiveUnit.created_at < created_at,
+                (ArchiveUnit.created_at == created_at) & (ArchiveUnit.id < last_id),
+            )
+        )
+    stmt = stmt.order_by(ArchiveUnit.created_at.desc(), ArchiveUnit.id.desc())
+    units = list(session.scalars(stmt.limit(limit + 1)).all())
+    more = len(units) > limit
+    units = units[:limit]
+    last = units[-1] if units else None
+    position: list[object] = [last.created_at.isoformat(), last.id] if last else []
+    return units, _encode_cursor(position) if more and last else None
+
+
+@dataclass
+class _Candidate:
+    """One unit a full-text search ranks and counts, with what its facets count."""
+
+    score: float
+    producer: str
+    year: str | None
+    status: str
+    record_types: list[str] = field(default_factory=list)
+
+
+def _read_candidates(
+    session: Session,
+    query: SearchQuery,
+    principal: Principal,
+    finding_aid: Sequence[str],
+    *,
+    record_types: bool,
+) -> dict[str, _Candidate] | None:
+    """The candidates of a full-text search (:func:`_candidates`, at most
+    :data:`RANKED_AT_MOST` + 1) by id, read in one statement — with the AppraisalRules they
+    declare when ``record_types`` — or None when ``q`` holds nothing searchable."""
+    filtered = _candidates(session, query, principal, finding_aid, scored=True)
     if filtered is None:
+        return None
+    selection = filtered[0]  # with q, never a finding aid (_candidates)
+    assert selection.score is not None  # scored
+    columns: list[ColumnElement[Any]] = [
+        selection.id,
+        selection.score,
+        selection.producer,
+        selection.year,
+        selection.status,
+    ]
+    stmt = selection.stmt.with_only_columns(*columns)
+    if record_types:
+        # Joined to the candidates after their limit: a look-up by unit for each of them at
+        # most, never the rules of every match. A unit declaring two counts under both.
+        stmt = stmt.add_columns(UnitRule.rule_id).outerjoin(
+            UnitRule,
+            (UnitRule.unit_id == selection.id) & (UnitRule.category == "AppraisalRule"),
+        )
+    candidates: dict[str, _Candidate] = {}
+    for row in session.execute(stmt):
+        unit_id = str(row[0])
+        candidate = candidates.get(unit_id)
+        if candidate is None:
+            candidate = candidates[unit_id] = _Candidate(float(row[1]), row[2], row[3], row[4])
+        if record_types and row[5] is not None:
+            candidate.record_types.append(row[5])
+    return candidates
+
+
+def _ranked_page(
+    session: Session, query: SearchQuery, candidates: dict[str, _Candidate]
+) -> tuple[list[ArchiveUnit], str | None]:
+    """A page of a full-text search: the candidates by relevance then id, after the cursor."""
+    limit = max(1, min(query.limit, 500))
+    ranked = sorted(candidates.items(), key=lambda item: (-item[1].score, item[0]))
+    hits = [(unit_id, candidate.score) for unit_id, candidate in ranked]
+    if query.cursor:
+        last_score, last_id = _decode_cursor(query.cursor, ranked=True)
+        assert isinstance(last_score, float)  # ranked=True: [score, id]
+        assert isinstance(last_id, str)
+        hits = [
+            (unit_id, score)
+            for unit_id, score in hits
+            if score < last_score or (score == last_score and unit_id > last_id)
+        ]
+    more = len(hits) > limit
+    hits = hits[:limit]
+    # The page's rows read by id: the candidates are narrow rows (no descriptions, no
+    # Content XML), and only the page's are wide.
+    found = {
+        unit.id: unit
+        for unit in session.scalars(
+            select(ArchiveUnit).where(ArchiveUnit.id.in_([unit_id for unit_id, _ in hits]))
+        )
+    }
+    units = [found[unit_id] for unit_id, _ in hits if unit_id in found]
+    if not (more and hits):
+        return units, None
+    return units, _encode_cursor(["score", hits[-1][1], hits[-1][0]])
+
+
+def _candidate_facets(
+    session: Session, candidates: dict[str, _Candidate], names: tuple[str, ...]
+) -> Facets:
+    """The facets of a full-text search, counted over its candidates (every one visible to
+    the caller in full: with ``q``, nothing is shown as a finding aid)."""
+    tallies: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
+    for candidate in candidates.values():
+        tallies["producer"][candidate.producer] += 1
+        if candidate.year:
+            tallies["year"][candidate.year] += 1
+        tallies["status"][candidate.status] += 1
+        for rule_id in candidate.record_types:
+            tallies["record_type"][rule_id] += 1
+    total = len(candidates)
+    # More matches than a search ranks: the total is "at least", the counts those of the
+    # units ranked (each a lower bound).
+    return _facets(session, tallies, total, names, exact=total <= RANKED_AT_MOST)
+
+
+def _catalogue_facets(
+    session: Session,
+    query: SearchQuery,
+    principal: Principal,
+    names: tuple[str, ...],
+    finding_aid: Sequence[str],
+) -> Facets:
+    """The facets of a search without ``q``: over every unit the filters select, exact."""
+    filtered = _filtered(session, query, principal, finding_aid)
+    if filtered is None:  # pragma: no cover - without q every query is searchable
         return Facets(0, {name: [] for name in names})
     selection, closed = filtered
     # One pass over the selected units for the total and three facets (a few hundred groups at
@@ -617,9 +763,19 @@ def search_facets(
             .group_by(UnitRule.rule_id)
         ):
             tallies["record_type"][rule_id] += number
-    # More matches than a search ranks: the total is "at least", the counts those of the
-    # units ranked (each a lower bound).
-    exact = not (_full_text(query) and total > RANKED_AT_MOST)
+    return _facets(session, tallies, total, names, exact=True)
+
+
+def _facets(
+    session: Session,
+    tallies: dict[str, Counter[str]],
+    total: int,
+    names: tuple[str, ...],
+    *,
+    exact: bool,
+) -> Facets:
+    """The :data:`FACET_VALUES` most frequent values of each facet of ``names``; when not
+    ``exact``, every count capped at :data:`RANKED_AT_MOST` (they are lower bounds)."""
     ceiling = total if exact else RANKED_AT_MOST
     counts: dict[str, list[FacetValue]] = {}
     for name in names:
