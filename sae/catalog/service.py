@@ -10,7 +10,19 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    String,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from sae import db
@@ -532,9 +544,8 @@ def search(
     ``principal`` may see (:func:`visibilities`; ``finding_aid``: ``SAE_FINDING_AID_FIELDS``);
     with ``facets`` (names among :data:`FACETS`), the total and those facets' counts too.
 
-    With ``q`` the candidates (:func:`_candidates`) are read once, with what the facets count,
-    and both the page and the counts are taken from them: each statement over the full-text
-    index builds the bitmap of every match again, and a faceted search ran three."""
+    With ``q``, the page and the facets come from one statement over the full-text index
+    (:func:`_ranked`)."""
     if facets is not None:
         unknown = [name for name in facets if name not in FACETS]
         if unknown:
@@ -547,19 +558,7 @@ def search(
             else _catalogue_facets(session, query, principal, facets, finding_aid)
         )
         return SearchResult(units, next_cursor, counted)
-    candidates = _read_candidates(
-        session,
-        query,
-        principal,
-        finding_aid,
-        record_types=bool(facets and "record_type" in facets),
-    )
-    if candidates is None:
-        empty = None if facets is None else Facets(0, {name: [] for name in facets})
-        return SearchResult([], None, empty)
-    units, next_cursor = _ranked_page(session, query, candidates)
-    counted = None if facets is None else _candidate_facets(session, candidates, facets)
-    return SearchResult(units, next_cursor, counted)
+    return _ranked(session, query, principal, finding_aid, facets)
 
 
 def search_units(
@@ -616,79 +615,128 @@ def _newest_first(
     return units, _encode_cursor(position) if more and last else None
 
 
-@dataclass
-class _Candidate:
-    """One unit a full-text search ranks and counts, with what its facets count."""
-
-    score: float
-    producer: str
-    year: str | None
-    status: str
-    record_types: list[str] = field(default_factory=list)
+#: The kinds of rows :func:`_ranked` reads: a row of the page, a group of the total and three
+#: facets, a record type's count.
+_PAGE, _GROUP, _RECORD_TYPE = 0, 1, 2
 
 
-def _read_candidates(
+def _ranked(
     session: Session,
     query: SearchQuery,
     principal: Principal,
     finding_aid: Sequence[str],
-    *,
-    record_types: bool,
-) -> dict[str, _Candidate] | None:
-    """The candidates of a full-text search (:func:`_candidates`, at most
-    :data:`RANKED_AT_MOST` + 1) by id, read in one statement — with the AppraisalRules they
-    declare when ``record_types`` — or None when ``q`` holds nothing searchable."""
+    facets: tuple[str, ...] | None,
+) -> SearchResult:
+    """A full-text search: a page of its candidates (:func:`_candidates`) by relevance then
+    id, after the cursor, and with ``facets`` their total and counts — in one statement.
+
+    Each statement over the index builds the bitmap of every match again (a limit bounds the
+    rows read, not the bitmap): a faceted search used to run three (the page, the grouped
+    counts, the record types), 214 ms of CPU at p95 on a million units against 75 for the page
+    alone. The candidates are a common table expression the page and the counts read; the
+    page is still ranked and cut by the database, so that a page asked with or without the
+    facets is the same, and only its rows leave it."""
     filtered = _candidates(session, query, principal, finding_aid, scored=True)
     if filtered is None:
-        return None
-    selection = filtered[0]  # with q, never a finding aid (_candidates)
-    assert selection.score is not None  # scored
-    columns: list[ColumnElement[Any]] = [
-        selection.id,
-        selection.score,
-        selection.producer,
-        selection.year,
-        selection.status,
-    ]
-    stmt = selection.stmt.with_only_columns(*columns)
-    if record_types:
-        # Joined to the candidates after their limit: a look-up by unit for each of them at
-        # most, never the rules of every match. A unit declaring two counts under both.
-        stmt = stmt.add_columns(UnitRule.rule_id).outerjoin(
-            UnitRule,
-            (UnitRule.unit_id == selection.id) & (UnitRule.category == "AppraisalRule"),
-        )
-    candidates: dict[str, _Candidate] = {}
-    for row in session.execute(stmt):
-        unit_id = str(row[0])
-        candidate = candidates.get(unit_id)
-        if candidate is None:
-            candidate = candidates[unit_id] = _Candidate(float(row[1]), row[2], row[3], row[4])
-        if record_types and row[5] is not None:
-            candidate.record_types.append(row[5])
-    return candidates
-
-
-def _ranked_page(
-    session: Session, query: SearchQuery, candidates: dict[str, _Candidate]
-) -> tuple[list[ArchiveUnit], str | None]:
-    """A page of a full-text search: the candidates by relevance then id, after the cursor."""
+        empty = None if facets is None else Facets(0, {name: [] for name in facets})
+        return SearchResult([], None, empty)
+    selection = filtered[0]  # with q, nothing is shown as a finding aid (_candidates)
+    score = selection.score
+    assert score is not None  # scored
     limit = max(1, min(query.limit, 500))
-    ranked = sorted(candidates.items(), key=lambda item: (-item[1].score, item[0]))
-    hits = [(unit_id, candidate.score) for unit_id, candidate in ranked]
+    ranked_id: ColumnElement[Any] = selection.id
+    if facets is not None:
+        # Read by the page and by each count: materialised, so computed once (PostgreSQL
+        # materialises a CTE read twice anyway, SQLite from 3.35; the hint says it).
+        candidates = (
+            selection.stmt.with_only_columns(
+                selection.id.label("id"),
+                score.label("score"),
+                selection.producer.label("producer"),
+                selection.year.label("year"),
+                selection.status.label("status"),
+            )
+            .cte("ranked")
+            .prefix_with("MATERIALIZED")
+        )
+        ranked_id, score = candidates.c.id, candidates.c.score
+        page = select(candidates.c.id, candidates.c.score)
+    else:
+        page = selection.stmt.with_only_columns(selection.id, score)
     if query.cursor:
         last_score, last_id = _decode_cursor(query.cursor, ranked=True)
-        assert isinstance(last_score, float)  # ranked=True: [score, id]
-        assert isinstance(last_id, str)
-        hits = [
-            (unit_id, score)
-            for unit_id, score in hits
-            if score < last_score or (score == last_score and unit_id > last_id)
+        page = page.where(or_(score < last_score, (score == last_score) & (ranked_id > last_id)))
+    order = (score.desc(), ranked_id)
+    # Ranked on (id, score) alone, then the page's rows read by id: sorting the whole rows of
+    # every match (descriptions, Content XML) cost more than the search itself.
+    page = page.order_by(*order).limit(limit + 1)
+    hits: list[tuple[str, float]] = []
+    tallies: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
+    total = 0
+    if facets is None:
+        hits = [(str(unit_id), float(value)) for unit_id, value in session.execute(page)]
+    else:
+        text_null = cast(null(), String)
+        # The page's rows carry their place (a union keeps no order), the counts a kind.
+        ranked_rows = page.add_columns(func.row_number().over(order_by=order).label("n"))
+        cut = ranked_rows.subquery("page")
+        branches = [
+            select(
+                literal(_PAGE).label("kind"),
+                cut.c.id,
+                cut.c.score,
+                text_null.label("producer"),
+                text_null.label("year"),
+                text_null.label("status"),
+                cut.c.n,
+            ),
+            select(
+                literal(_GROUP),
+                text_null,
+                cast(null(), Double),
+                candidates.c.producer,
+                candidates.c.year,
+                candidates.c.status,
+                func.count(),
+            ).group_by(candidates.c.producer, candidates.c.year, candidates.c.status),
         ]
+        if "record_type" in facets:
+            # Joined to the candidates after their limit: one look-up by unit for each of them,
+            # never the rules of every match. A unit declaring two counts under both.
+            branches.append(
+                select(
+                    literal(_RECORD_TYPE),
+                    text_null,
+                    cast(null(), Double),
+                    UnitRule.rule_id,
+                    text_null,
+                    text_null,
+                    func.count(),
+                )
+                .select_from(candidates)
+                .join(
+                    UnitRule,
+                    (UnitRule.unit_id == candidates.c.id) & (UnitRule.category == "AppraisalRule"),
+                )
+                .group_by(UnitRule.rule_id)
+            )
+        placed: list[tuple[int, str, float]] = []
+        for kind, unit_id, value, producer, year, status, number in session.execute(
+            union_all(*branches)
+        ):
+            if kind == _PAGE:
+                placed.append((number, str(unit_id), float(value)))
+            elif kind == _GROUP:
+                total += number
+                tallies["producer"][producer] += number
+                if year:
+                    tallies["year"][year] += number
+                tallies["status"][status] += number
+            else:
+                tallies["record_type"][producer] += number
+        hits = [(unit_id, value) for _, unit_id, value in sorted(placed)]
     more = len(hits) > limit
     hits = hits[:limit]
-    # The page's rows read by id: the candidates are narrow rows (no descriptions, no
-    # Content XML), and only the page's are wide.
     found = {
         unit.id: unit
         for unit in session.scalars(
@@ -696,28 +744,13 @@ def _ranked_page(
         )
     }
     units = [found[unit_id] for unit_id, _ in hits if unit_id in found]
-    if not (more and hits):
-        return units, None
-    return units, _encode_cursor(["score", hits[-1][1], hits[-1][0]])
-
-
-def _candidate_facets(
-    session: Session, candidates: dict[str, _Candidate], names: tuple[str, ...]
-) -> Facets:
-    """The facets of a full-text search, counted over its candidates (every one visible to
-    the caller in full: with ``q``, nothing is shown as a finding aid)."""
-    tallies: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
-    for candidate in candidates.values():
-        tallies["producer"][candidate.producer] += 1
-        if candidate.year:
-            tallies["year"][candidate.year] += 1
-        tallies["status"][candidate.status] += 1
-        for rule_id in candidate.record_types:
-            tallies["record_type"][rule_id] += 1
-    total = len(candidates)
-    # More matches than a search ranks: the total is "at least", the counts those of the
-    # units ranked (each a lower bound).
-    return _facets(session, tallies, total, names, exact=total <= RANKED_AT_MOST)
+    next_cursor = _encode_cursor(["score", hits[-1][1], hits[-1][0]]) if more and hits else None
+    counted = None
+    if facets is not None:
+        # More matches than a search ranks: the total is "at least", the counts those of the
+        # units ranked (each a lower bound).
+        counted = _facets(session, tallies, total, facets, exact=total <= RANKED_AT_MOST)
+    return SearchResult(units, next_cursor, counted)
 
 
 def _catalogue_facets(
