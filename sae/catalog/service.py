@@ -702,7 +702,10 @@ def _ranked(
         ]
         if "record_type" in facets:
             # Joined to the candidates after their limit: one look-up by unit for each of them,
-            # never the rules of every match. A unit declaring two counts under both.
+            # never the rules of every match. A unit declaring two counts under both. An outer
+            # join, so that the candidates stay the outer loop: joined, SQLite's planner read
+            # every row of unit_rules in rule_id order (its GROUP BY) and probed the candidates
+            # (364 ms at 200,000 units); the units without one form a group left out below.
             branches.append(
                 select(
                     literal(_RECORD_TYPE),
@@ -714,7 +717,7 @@ def _ranked(
                     func.count(),
                 )
                 .select_from(candidates)
-                .join(
+                .outerjoin(
                     UnitRule,
                     (UnitRule.unit_id == candidates.c.id) & (UnitRule.category == "AppraisalRule"),
                 )
@@ -732,7 +735,7 @@ def _ranked(
                 if year:
                     tallies["year"][year] += number
                 tallies["status"][status] += number
-            else:
+            elif producer is not None:  # a record type (none: the units declaring none)
                 tallies["record_type"][producer] += number
         hits = [(unit_id, value) for _, unit_id, value in sorted(placed)]
     more = len(hits) > limit
