@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sae.auth.service import Principal
 from sae.config import ConfigurationError, Settings, load_settings
@@ -52,7 +53,7 @@ def print_rows(out: Console, headers: Sequence[str], rows: Sequence[Sequence[str
         for column in table.columns:
             column.overflow = "fold"
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # values, never Rich markup
         out.print(table)
         return
     for row in (headers, *rows):

@@ -102,6 +102,14 @@ TRANSACTION_OWNERS: dict[str, tuple[str, str]] = {
     "sae.pastell.service.claim": (UNIT_OF_WORK, "Pastell worker: claim a message"),
     "sae.pastell.service._release": (UNIT_OF_WORK, "Pastell worker: leave it for a retry"),
     "sae.pastell.service._finish": (UNIT_OF_WORK, "Pastell worker: the ATR, once ingested"),
+    "sae.pastell.service._restore_bordereau": (
+        UNIT_OF_WORK,
+        "Pastell worker: a rebuilt message's bordereau, read back from beside its upload",
+    ),
+    "sae.pastell.service._set_status": (
+        UNIT_OF_WORK,
+        "Pastell worker: a rebuilt message archived before the loss, its bordereau lost",
+    ),
     "sae.pastell.service.expire_chunk_sessions": (UNIT_OF_WORK, "expired chunk sessions"),
     "sae.pastell.worker._after_failure": (UNIT_OF_WORK, "Pastell worker: retry after a bug"),
     # Authentication: a token's last use, written after the check, skipped when the database

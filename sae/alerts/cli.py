@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from sae.cli_support import make_console, opened_runtime, settings_or_exit
+from sae.cli_support import make_console, opened_runtime, print_rows, settings_or_exit
 
 alerts_app = typer.Typer(
     help="Alerts sent by mail and webhook (docs/operations.md).", no_args_is_help=True
@@ -58,20 +57,22 @@ def list_command(
 
     with opened_runtime() as runtime, runtime.sessions() as session:
         alerts = standing(session, include_cleared=include_cleared)
-        table = Table("condition", "subject", "since", "state", "sent", "last error")
+        rows = []
         for alert in alerts:
             state = "standing" if alert.active else "cleared"
             if alert.pending:
                 state += ", to send"
-            table.add_row(
-                alert.condition,
-                escape(alert.subject),
-                alert.first_seen_at.isoformat(timespec="seconds"),
-                state,
-                str(alert.notifications),
-                escape(alert.last_error or ""),
+            rows.append(
+                (
+                    alert.condition,
+                    alert.subject,
+                    alert.first_seen_at.isoformat(timespec="seconds"),
+                    state,
+                    str(alert.notifications),
+                    alert.last_error or "",
+                )
             )
     if not alerts:
         out.print("no alert standing" if not include_cleared else "no alert")
         return
-    out.print(table)
+    print_rows(out, ("condition", "subject", "since", "state", "sent", "last error"), rows)

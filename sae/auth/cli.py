@@ -9,18 +9,18 @@ from __future__ import annotations
 import getpass
 import re
 import sys
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import typer
 
 from sae.auth.service import Principal
-from sae.cli_support import make_console, opened_runtime, refusals
+from sae.cli_support import make_console, opened_runtime, print_rows, refusals
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 user_app = typer.Typer(help="Accounts: people and services.", no_args_is_help=True)
 console = make_console(stderr=True)
+out = make_console()
 
 _DURATION = re.compile(r"^(\d{1,5})([dh])$")
 
@@ -54,12 +54,6 @@ def _read_password(from_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return password
-
-
-def _print_rows(rows: Sequence[tuple[str, ...]]) -> None:
-    """Tab-separated lines, a header first: read by people and by ``cut``/``awk`` alike."""
-    for row in rows:
-        sys.stdout.write("\t".join(cell.replace("\t", " ") for cell in row) + "\n")
 
 
 def _when(value: datetime | None) -> str:
@@ -122,7 +116,7 @@ def user_list() -> None:
 
     with opened_runtime() as runtime, runtime.sessions() as session:
         users = accounts.list_users(session)
-    rows = [("login", "name", "kind", "role", "producers", "source", "last sign-in", "state")]
+    rows = []
     for u in users:
         rows.append(
             (
@@ -136,7 +130,9 @@ def user_list() -> None:
                 "disabled" if u.disabled_at else "active",
             )
         )
-    _print_rows(rows)
+    print_rows(
+        out, ("login", "name", "kind", "role", "producers", "source", "last sign-in", "state"), rows
+    )
 
 
 @user_app.command("disable")
@@ -261,7 +257,7 @@ def token_list(
     with refusals(1), opened_runtime() as runtime, runtime.sessions() as session:
         user_id = accounts.user_by_id_or_login(session, user).id if user else None
         rows = accounts.list_tokens(session, user_id=user_id, include_revoked=revoked)
-    lines = [("id", "account", "role", "label", "created", "expires", "last use", "state")]
+    lines = []
     for token, owner in rows:
         lines.append(
             (
@@ -275,7 +271,9 @@ def token_list(
                 "revoked" if token.revoked_at else "active",
             )
         )
-    _print_rows(lines)
+    print_rows(
+        out, ("id", "account", "role", "label", "created", "expires", "last use", "state"), lines
+    )
 
 
 @token_app.command("revoke")

@@ -63,15 +63,16 @@ def search_units(
         limit=limit,
         cursor=cursor,
     )
-    units, next_cursor = service.search_units(session, query, principal, finding_aid)
-    page = UnitPage(
-        items=views.summaries(session, principal, units, finding_aid), next_cursor=next_cursor
-    )
+    names = None
     if facets is not None:
-        names = tuple(name.strip() for name in facets.split(",") if name.strip())
-        counted = service.search_facets(
-            session, query, principal, names or service.FACETS, finding_aid
-        )
+        names = tuple(name.strip() for name in facets.split(",") if name.strip()) or service.FACETS
+    found = service.search(session, query, principal, finding_aid, names)
+    page = UnitPage(
+        items=views.summaries(session, principal, found.units, finding_aid),
+        next_cursor=found.next_cursor,
+    )
+    if found.facets is not None:
+        counted = found.facets
         page.total = counted.total
         page.total_exact = counted.exact
         page.facets = {

@@ -462,9 +462,9 @@ def search(
             cursor=suite or None,
         )
         finding_aid = runtime.settings.finding_aid_fields
-        found, next_cursor = catalog.search_units(session, query, user, finding_aid)
-        units = views.summaries(session, user, found, finding_aid)
-        facets = catalog.search_facets(session, query, user, finding_aid=finding_aid)
+        found = catalog.search(session, query, user, finding_aid, catalog.FACETS)
+        units = views.summaries(session, user, found.units, finding_aid)
+        next_cursor, facets = found.next_cursor, found.facets
     params = {k: v for k, v in form.items() if v}
     next_url = None
     if next_cursor:

@@ -12,9 +12,15 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from sae.cli_support import archivist_at_keyboard, iso_date, make_console, opened_runtime, refusals
+from sae.cli_support import (
+    archivist_at_keyboard,
+    iso_date,
+    make_console,
+    opened_runtime,
+    print_rows,
+    refusals,
+)
 
 contract_app = typer.Typer(
     help="Ingest contracts: what each producing service may deposit.", no_args_is_help=True
@@ -100,17 +106,21 @@ def contract_list() -> None:
     if not rows:
         console.print("aucun contrat")
         return
-    table = Table("contrat", "nom", "services producteurs", "statut", "profils", "formats")
-    for c in rows:
-        table.add_row(
-            escape(c["id"]),
-            escape(c["name"]),
-            escape(", ".join(c["producers"])),
-            "actif" if c["status"] == "active" else "désactivé",
-            escape(", ".join(c["profiles"]) or "-"),
-            escape(", ".join(c["formats"]) or "tous"),
-        )
-    out.print(table)
+    print_rows(
+        out,
+        ("contrat", "nom", "services producteurs", "statut", "profils", "formats"),
+        [
+            (
+                c["id"],
+                c["name"],
+                ", ".join(c["producers"]),
+                "actif" if c["status"] == "active" else "désactivé",
+                ", ".join(c["profiles"]) or "-",
+                ", ".join(c["formats"]) or "tous",
+            )
+            for c in rows
+        ],
+    )
 
 
 @contract_app.command("show")
@@ -207,9 +217,13 @@ def profile_list() -> None:
     if not rows:
         console.print("aucun profil")
         return
-    table = Table("profil", "nom", "fichier", "octets", "SHA-512")
-    for profile_id, name, filename, size, sha512 in rows:
-        table.add_row(
-            escape(profile_id), escape(name), escape(filename), str(size), sha512[:16] + "…"
-        )
-    out.print(table)
+    # The whole digest when piped (a script compares it); its first 16 digits on a terminal.
+    short = out.is_terminal
+    print_rows(
+        out,
+        ("profil", "nom", "fichier", "octets", "SHA-512"),
+        [
+            (profile_id, name, filename, str(size), sha512[:16] + "…" if short else sha512)
+            for profile_id, name, filename, size, sha512 in rows
+        ],
+    )

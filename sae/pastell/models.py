@@ -18,8 +18,12 @@ class PastellMessage(Base):
 
     ``status``: ``chunking`` (a chunked upload is under way), ``received`` (the whole upload is
     on disk: waiting for the worker, also after a crash), ``processing`` (claimed by a worker at
-    ``claimed_at``), ``done`` (``atr`` is final). ``attachments`` is the name of the upload's
-    file in ``$SAE_DATA_DIR/pastell`` (chosen by SAE, never by the client).
+    ``claimed_at``), ``done`` (``atr`` is final), ``lost`` (rebuilt from the journal without
+    what it takes to answer it: no ATR, see :mod:`sae.pastell.replay`). ``attachments`` is the
+    name of the upload's file in ``$SAE_DATA_DIR/pastell`` (chosen by SAE, never by the
+    client); the bordereau is beside it (``<name>.bordereau``) until the ATR is written, so that
+    a rebuild finds it. A rebuilt message's ``bordereau`` is empty until the worker reads it
+    back from that file.
     """
 
     __tablename__ = "pastell_messages"
@@ -27,7 +31,16 @@ class PastellMessage(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     #: The service account (``users.id``) that sent it: the only one that may read its replies.
-    account_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    #: None after a rebuild until the account is created again with the same ``login``
+    #: (accounts are not rebuilt: :mod:`sae.pastell.replay`); its creation binds the message.
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
+    #: The login of the account that sent it (what binds it to the account created again).
+    login: Mapped[str] = mapped_column(String(255))
+    #: The id of the account that sent it, kept when the account is created again: the
+    #: journal's actor and ``transfers.submitted_by`` of its ingest name it.
+    sender_id: Mapped[str] = mapped_column(String(36))
+    #: The bordereau's archival agency (the ACK's and ATR's sender).
+    archival_agency: Mapped[str | None] = mapped_column(String(255))
     agency: Mapped[str] = mapped_column(String(255))
     transfer_identifier: Mapped[str] = mapped_column(String(255))
     seda_version: Mapped[str] = mapped_column(String(8))

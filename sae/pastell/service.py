@@ -4,9 +4,11 @@ A transfer goes through three steps:
 
 1. **Receipt** (:func:`receive`, :func:`open_chunked`, :func:`receive_chunk`): the bordereau is
    read only for its version, transferring agency and identifier; the attachments are written
-   to ``$SAE_DATA_DIR/pastell/<random>.upload`` (a name SAE chooses) and synced; then the
-   transfer is recorded (``pastell_messages``, status ``received``, its ACK written) and
-   journaled (``pastell.received``) in one commit — only then does Pastell get its 200. The
+   to ``$SAE_DATA_DIR/pastell/<random>.upload`` (a name SAE chooses), the bordereau beside it
+   (``<random>.bordereau``), both synced; then the transfer is recorded (``pastell_messages``,
+   status ``received``, its ACK written) and journaled (``pastell.received``, with the ACK) in
+   one commit, and that leaf put on the offers (a tail) — only then does Pastell get its 200:
+   a rebuild brings the message back (:mod:`sae.pastell.replay`). The
    same (agency, identifier) sent again by the same account is answered the same way and
    nothing is stored twice; after a refusal it starts a new attempt.
 2. **Ingest** (:func:`process`, run by :class:`sae.pastell.worker.PastellWorker`): the
@@ -19,11 +21,13 @@ A transfer goes through three steps:
 3. **Replies** (:func:`reply`): the ACK and the ATR, in the transfer's SEDA version, shaped as
    Pastell checks them (``ReplyCode`` ``000`` when accepted; in 2.x one top-level
    ``ArchiveUnit`` per root unit with ``ArchivalAgencyArchiveUnitIdentifier``), only to the
-   account that sent the transfer.
+   account that sent the transfer. Each ATR is journaled as written (``pastell.accepted`` or
+   ``pastell.rejected``), so that a rebuild answers the same bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -33,11 +37,12 @@ import secrets
 import shutil
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -71,10 +76,52 @@ log = logging.getLogger("sae.pastell")
 
 #: A message left ``processing`` this long is claimed again (its process died).
 RECLAIM_AFTER = timedelta(minutes=30)
-#: SEDA 1.0 access codes and the rule of the referential each one means. AR038 is SEDA 1.0's
-#: "communicable immédiatement" (Pastell's seda-ng profiles use it); any other code is kept as
-#: sent, and the ingest refuses it unless the referential has a rule of that id.
-ACCESS_CODES_10 = {"AR038": "ACC-00001"}
+#: SEDA 1.0 access codes (``seda_v1-0_accessrestriction_code.xsd``, AR038…AR062) and the rule of
+#: SAE's shipped access referential (``retention_rules/access-delays.yaml``, loaded by ``sae
+#: retention import-shipped``) with the same duration, start and legal basis. The code list
+#: cites Code du patrimoine L213-2 as of 2008; the shipped rules cite it as of loi 2021-998, so
+#: a code matches the rule of the paragraph that now holds its category (AR059: the
+#: defence-secret documents endangering named persons are in I 5° since 2008, not in I 3° as the
+#: code list says). The durations "25 ans après le décès si ce délai est plus court" (AR044…047)
+#: are the rule counted from the death: an archivist who knows no death date sends the 75-year
+#: code (AR054…057) instead, as SEDA 1.0 intends.
+ACCESS_CODES_10 = {
+    "AR038": "ACC-00001",  # 0 an, L213-1
+    "AR039": "ACC-L213-2-I1A",  # 25 ans, I 1° a: délibérations, monnaie, secret des affaires
+    "AR040": "ACC-L213-2-I1B",  # 25 ans, I 1° b: CRPA L311-5 1°
+    "AR041": "ACC-L213-2-I1A",  # 25 ans, I 1° a: secret statistique
+    "AR043": "ACC-MEDICAL-DECES",  # 25 ans après le décès, I 2°: secret médical
+    "AR044": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° e: naissances, mariages
+    "AR045": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° d: minutes des notaires
+    "AR046": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° b: police judiciaire
+    "AR047": "ACC-L213-2-I4-DECES",  # 25 ans après le décès, I 4° c: juridictions
+    "AR048": "ACC-L213-2-I3",  # 50 ans, I 3°: vie privée, jugement de valeur
+    "AR049": "ACC-L213-2-I3",  # 50 ans, I 3°: défense nationale, sûreté de l'État
+    "AR050": "ACC-L213-2-I3",  # 50 ans, I 3°: bâtiments pénitentiaires
+    "AR052": "ACC-L213-2-I4",  # 75 ans, I 4° a: questionnaires statistiques, vie privée
+    "AR054": "ACC-EC-NAISSANCE-MARIAGE",  # 75 ans depuis la clôture, I 4° e: état civil
+    "AR055": "ACC-L213-2-I4",  # 75 ans, I 4° d: minutes des officiers publics
+    "AR056": "ACC-L213-2-I4",  # 75 ans, I 4° b: police judiciaire
+    "AR057": "ACC-L213-2-I4",  # 75 ans, I 4° c: juridictions
+    "AR058": "ACC-L213-2-I5",  # 100 ans, I 5°: mineurs
+    "AR059": "ACC-L213-2-I5",  # 100 ans, I 5° (I 3° in the code list): défense, personnes
+    "AR060": "ACC-L213-2-I5",  # 100 ans, I 5°: intimité de la vie sexuelle
+    "AR061": "ACC-MEDICAL-NAISSANCE",  # 120 ans après la naissance, I 2°: secret médical
+    "AR062": "ACC-L213-2-II",  # illimitée, II: armes de destruction massive
+}
+#: SEDA 1.0 codes no rule of the referential matches: the documents "élaborés dans le cadre
+#: d'un contrat de prestation de services" (L213-2 I 1° c as of 2008) with their own 25, 50 and
+#: 75 years. Loi 2021-998 has no such paragraph any more (such documents take the delay of
+#: their content) and the shipped referential no such rule. Mapping them to the rule of the same
+#: duration would cite a legal basis the bordereau does not, and dropping the code would make
+#: the documents communicable at once: the transfer is refused instead, with a fault naming
+#: the code (``pastell.access_code_unmapped``), so the commune sends the code of the content's
+#: category (AR048…AR057).
+UNMAPPED_ACCESS_CODES_10 = {
+    "AR042": "25 ans, contrat de prestation de services (L213-2 I 1° c, rédaction de 2008)",
+    "AR051": "50 ans, contrat de prestation de services (L213-2 I 1° c, rédaction de 2008)",
+    "AR053": "75 ans, contrat de prestation de services (L213-2 I 1° b/c, rédaction de 2008)",
+}
 _COPY = 1024 * 1024
 
 
@@ -111,6 +158,15 @@ def create_account(
         password=pastell_secret(password),
         display_name=label or f"Pastell {login}",
         actor=actor,
+    )
+    # After a rebuild the account is created again (accounts are not rebuilt): the messages
+    # its login sent before the loss, rebuilt from the journal, are its own again, so Pastell's
+    # ACK/ATR lookups answer as before (sae.pastell.replay).
+    session.flush()
+    session.execute(
+        update(PastellMessage)
+        .where(PastellMessage.login == login, PastellMessage.account_id.is_(None))
+        .values(account_id=user.id)
     )
     return user, password
 
@@ -221,6 +277,19 @@ def _new_upload(runtime: Runtime) -> tuple[str, Path]:
     return name, uploads_dir(runtime) / name
 
 
+def bordereau_path(upload: Path) -> Path:
+    """Where an upload's bordereau waits with it (``<hex>.bordereau``): the database holds it
+    too, but a rebuild finds only the files (the journal carries its digest, not its text)."""
+    return upload.with_suffix(".bordereau")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with path.open("xb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def _sync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -306,7 +375,9 @@ def _archival_agency(bordereau: bytes, version: str) -> str:
 
 def _remove_upload(runtime: Runtime, name: str | None) -> None:
     if name:
-        (uploads_dir(runtime) / name).unlink(missing_ok=True)
+        path = uploads_dir(runtime) / name
+        path.unlink(missing_ok=True)
+        bordereau_path(path).unlink(missing_ok=True)
 
 
 def receive(
@@ -336,11 +407,14 @@ def receive(
                 return Received(existing.id, existing.status, header.identifier)
     upload_name, upload_path = _new_upload(runtime)
     size = 0
+    end = 0
     try:
+        _write_synced(bordereau_path(upload_path), bordereau)
         if attachments is not None and not chunked:
             size = _copy_upload(attachments, upload_path, settings.max_sip_bytes)
         else:
             upload_path.touch(mode=0o600, exist_ok=False)
+            _sync_dir(upload_path.parent)
         with runtime.sessions() as session:
             message = _existing(session, account.id, header)
             old_upload = None
@@ -350,12 +424,14 @@ def receive(
                     account_id=account.id,
                     agency=header.agency,
                     transfer_identifier=header.identifier,
+                    received_at=utcnow(),
                 )
                 session.add(message)
             elif message.status in ("received", "processing") or (
                 message.status == "done" and _accepted(session, message)
             ):
                 upload_path.unlink(missing_ok=True)
+                bordereau_path(upload_path).unlink(missing_ok=True)
                 return Received(message.id, message.status, header.identifier)
             else:  # a new attempt after a refusal, or a chunked upload started again
                 old_upload = message.attachments
@@ -368,7 +444,10 @@ def receive(
                 message.claimed_at = None
                 message.attempts = 0
                 message.received_at = utcnow()
+            message.login = account.login
+            message.sender_id = account.id
             message.seda_version = header.version
+            message.archival_agency = _archival_agency(bordereau, header.version)
             message.bordereau = bordereau
             message.bordereau_sha256 = hashlib.sha256(bordereau).hexdigest()
             message.attachments = upload_name
@@ -381,14 +460,15 @@ def receive(
                 session_id, security = _open_session(session, settings, account, message)
             else:
                 message.status = "received"
-                message.ack = _ack(message, _archival_agency(bordereau, header.version))
-                _journal_received(session, account, message)
+                message.ack = _ack(message, message.archival_agency)
+                end = _journal_received(session, account, message)
             try:
                 session.commit()
             except IntegrityError:
                 # The same transfer sent twice at once: the other request recorded it first.
                 session.rollback()
                 upload_path.unlink(missing_ok=True)
+                bordereau_path(upload_path).unlink(missing_ok=True)
                 raise PastellBadMessage(
                     f"the transfer {header.identifier!r} is being received by another request"
                 ) from None
@@ -396,8 +476,11 @@ def receive(
             message_id = message.id
     except BaseException:
         upload_path.unlink(missing_ok=True)
+        bordereau_path(upload_path).unlink(missing_ok=True)
         raise
     _remove_upload(runtime, old_upload)
+    if end:
+        secure_leaves(runtime, end)
     return Received(message_id, status, header.identifier, session_id, security)
 
 
@@ -420,21 +503,46 @@ def _open_session(
     return session_id, security
 
 
-def _journal_received(session: Session, account: User, message: PastellMessage) -> None:
-    append_event(
+def _journal_received(session: Session, account: User, message: PastellMessage) -> int:
+    """Journal the receipt with what rebuilds the message (:mod:`sae.pastell.replay`): its
+    keys, the upload's name (its file, and the bordereau's beside it, are in the data
+    directory until the ATR is written) and the ACK as sent. The tree size after it."""
+    assert message.ack is not None
+    event = append_event(
         session,
         type="pastell.received",
         actor=principal_of(account).actor,
         payload={
             "message_id": message.id,
+            "account_id": account.id,
             "login": account.login,
             "agency": message.agency,
+            "archival_agency": message.archival_agency,
             "transfer_identifier": message.transfer_identifier,
             "seda_version": message.seda_version,
             "bordereau_sha256": message.bordereau_sha256,
+            "attachments": message.attachments,
             "attachments_bytes": message.attachments_bytes,
+            "received_at": message.received_at.isoformat(),
+            "ack": base64.b64encode(message.ack).decode("ascii"),
         },
     )
+    return event.leaf_index + 1
+
+
+def secure_leaves(runtime: Runtime, end: int) -> None:
+    """Put the journal's leaves ``[0, end)`` on the offers (a tail, as a deposit does before
+    its 201) before Pastell gets its 200: a receipt or an ATR Pastell was told of comes back
+    with a rebuild. An offer that refuses the tail is logged, not answered: the message is
+    recorded, its leaves go with the next segment, and a non-200 would only make Pastell send
+    again what SAE holds."""
+    from sae.ingest.deposit import tail_writer
+    from sae.journal.tails import TailNotWritten
+
+    try:
+        tail_writer(runtime).cover(end)
+    except TailNotWritten as exc:
+        log.warning("pastell.journal_not_on_offers end=%d: %s", end, exc)
 
 
 @dataclass(frozen=True)
@@ -456,6 +564,7 @@ def receive_chunk(runtime: Runtime, account: User, chunk: Chunk, data: IO[bytes]
     used: the upload's file is the one SAE named when the session was opened.
     """
     settings = runtime.settings
+    end = 0
     with runtime.sessions() as session:
         chunks = session.get(PastellChunkSession, chunk.session_identifier, with_for_update=True)
         given = hashlib.sha256(chunk.security_identifier.encode()).hexdigest()
@@ -517,10 +626,16 @@ def receive_chunk(runtime: Runtime, account: User, chunk: Chunk, data: IO[bytes]
             message.status = "received"
             message.attachments_bytes = chunks.received_bytes
             message.received_at = utcnow()
-            message.ack = _ack(message, _archival_agency(message.bordereau, message.seda_version))
+            message.ack = _ack(
+                message,
+                message.archival_agency
+                or _archival_agency(message.bordereau, message.seda_version),
+            )
             session.delete(chunks)
-            _journal_received(session, account, message)
+            end = _journal_received(session, account, message)
         session.commit()
+    if end:
+        secure_leaves(runtime, end)
     return last
 
 
@@ -563,6 +678,7 @@ def claim(runtime: Runtime, message_id: str) -> bool:
             update(PastellMessage)
             .where(
                 PastellMessage.id == message_id,
+                PastellMessage.account_id.is_not(None),
                 or_(
                     PastellMessage.status == "received",
                     (PastellMessage.status == "processing")
@@ -582,11 +698,13 @@ def pending(runtime: Runtime) -> list[str]:
             session.scalars(
                 select(PastellMessage.id)
                 .where(
+                    # A rebuilt message waits for its account to be created again.
+                    PastellMessage.account_id.is_not(None),
                     or_(
                         PastellMessage.status == "received",
                         (PastellMessage.status == "processing")
                         & (PastellMessage.claimed_at < utcnow() - RECLAIM_AFTER),
-                    )
+                    ),
                 )
                 .order_by(PastellMessage.received_at)
             )
@@ -620,7 +738,7 @@ ORPHAN_AFTER = timedelta(days=1)
 
 
 def sweep_orphan_uploads(runtime: Runtime) -> int:
-    """Remove uploads no message names, once a day old; how many."""
+    """Remove uploads (and their bordereaux) no message names, once a day old; how many."""
     folder = uploads_dir(runtime)
     with runtime.sessions() as session:
         named = set(
@@ -630,9 +748,9 @@ def sweep_orphan_uploads(runtime: Runtime) -> int:
         )
     cutoff = (utcnow() - ORPHAN_AFTER).timestamp()
     removed = 0
-    for path in folder.glob("*.upload"):
+    for path in [*folder.glob("*.upload"), *folder.glob("*.bordereau")]:
         try:
-            if path.name not in named and path.stat().st_mtime < cutoff:
+            if path.with_suffix(".upload").name not in named and path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed += 1
         except FileNotFoundError:
@@ -654,6 +772,7 @@ def _manifest(message: PastellMessage) -> bytes:
         rules = dict(unit.management.rules)
         access = rules.get("AccessRule")
         if access is not None:
+            _refuse_unmapped(unit.id, access.rules)
             rules["AccessRule"] = type(access)(
                 category="AccessRule",
                 rules=[
@@ -676,6 +795,26 @@ def _manifest(message: PastellMessage) -> bytes:
         )
     package = dataclasses.replace(transfer.package, archive_units=units)
     return seda.write_archive_transfer(dataclasses.replace(transfer, package=package))
+
+
+def _refuse_unmapped(where: str, refs: Iterable[seda.RuleRef]) -> None:
+    """Refuse a SEDA 1.0 access code no rule of the referential matches (never map it to a
+    rule of another legal basis, never drop it: either would be wrong about communicability)."""
+    faults: list[dict[str, str | None]] = [
+        {
+            "code": "pastell.access_code_unmapped",
+            "message": (
+                f"le code de communicabilité SEDA 1.0 {ref.rule_id} "
+                f"({UNMAPPED_ACCESS_CODES_10[ref.rule_id]}) n'a pas de règle équivalente dans "
+                "le référentiel : indiquez le code de la catégorie du contenu (AR048 à AR057)"
+            ),
+            "where": where,
+        }
+        for ref in refs
+        if ref.rule_id in UNMAPPED_ACCESS_CODES_10
+    ]
+    if faults:
+        raise _Refused(faults)
 
 
 def _fault(fault: seda.Fault) -> dict[str, str | None]:
@@ -719,10 +858,36 @@ def _already_ingested(session: Session, message: PastellMessage, account: User) 
             Transfer.status == "OK",
             Transfer.message_identifier == message.transfer_identifier.strip(),
             Transfer.transferring_agency == message.agency.strip(),
-            Transfer.submitted_by == account.id,
+            # The account's id, or the one it had before a rebuild (created again since).
+            Transfer.submitted_by.in_((account.id, message.sender_id)),
             Transfer.received_at >= message.received_at - timedelta(minutes=1),
         )
     )
+
+
+#: The fault of a message rebuilt without its upload (docs/pastell.md): Pastell is told to send
+#: the transfer again (a refusal ATR: ``rejet-sae``, from which the same identifier is sent again).
+LOST = "pastell.lost_in_rebuild"
+
+
+def _restore_bordereau(runtime: Runtime, message: PastellMessage) -> bool:
+    """A rebuilt message's bordereau, read back from beside its upload (checked against the
+    journal's SHA-256) into the row; False when the upload or its bordereau is gone."""
+    if message.bordereau:
+        return True
+    upload = uploads_dir(runtime) / (message.attachments or "-")
+    try:
+        data = bordereau_path(upload).read_bytes() if upload.is_file() else b""
+    except OSError:
+        data = b""
+    if not data or hashlib.sha256(data).hexdigest() != message.bordereau_sha256:
+        return False
+    message.bordereau = data
+    with transaction(runtime.sessions) as session:
+        session.execute(
+            update(PastellMessage).where(PastellMessage.id == message.id).values(bordereau=data)
+        )
+    return True
 
 
 def process(runtime: Runtime, message_id: str) -> str | None:
@@ -731,14 +896,36 @@ def process(runtime: Runtime, message_id: str) -> str | None:
     with runtime.sessions() as session:
         message = session.get(PastellMessage, message_id)
         assert message is not None
-        account = session.get(User, message.account_id)
-        assert account is not None
+        account = session.get(User, message.account_id) if message.account_id else None
         session.expunge_all()
+    if account is None:  # rebuilt, its account not created again: not claimable (pending())
+        _release(runtime, message_id)
+        return None
     principal = principal_of(account)
     transfer_id = None
     faults: list[dict[str, str | None]] = []
     with runtime.sessions() as session:
         transfer_id = _already_ingested(session, message, account)
+    if not _restore_bordereau(runtime, message):
+        # Rebuilt from the journal, its files gone with the database's data directory.
+        if transfer_id is not None:
+            # Archived before the loss, but its ATR cannot be written again without the
+            # bordereau: never a refusal (Pastell would send it again, archived twice).
+            log.error("pastell.lost message=%s transfer=%s: no bordereau", message_id, transfer_id)
+            _set_status(runtime, message_id, "lost", transfer_id)
+            return transfer_id
+        faults = [
+            {
+                "code": LOST,
+                "message": (
+                    "le transfert a été reçu avant une reconstruction du SAE, mais son archive "
+                    "n'a pas été retrouvée : renvoyez-le"
+                ),
+                "where": None,
+            }
+        ]
+        _finish(runtime, message.id, None, faults, principal)
+        return None
     if transfer_id is None:
         sip_path = runtime.settings.data_dir / "tmp" / f"pastell-{message.id}.zip"
         sip_path.parent.mkdir(parents=True, exist_ok=True)
@@ -764,7 +951,7 @@ def refuse(runtime: Runtime, message_id: str, faults: list[dict[str, str | None]
     with runtime.sessions() as session:
         message = session.get(PastellMessage, message_id)
         assert message is not None
-        account = session.get(User, message.account_id)
+        account = session.get(User, message.account_id) if message.account_id else None
         assert account is not None
         principal = principal_of(account)
     _finish(runtime, message_id, None, faults, principal)
@@ -791,16 +978,38 @@ def _finish(
         row.atr = atr
         row.status = "done"
         row.completed_at = utcnow()
-        if transfer is None:
-            append_event(
-                session,
-                type="pastell.rejected",
-                actor=principal.actor,
-                payload={"message_id": row.id, "faults": faults},
-            )
+        accepted = transfer is not None and transfer.status == "OK" and not faults
+        # The ATR as sent, so that a rebuild answers Pastell's lookup byte for byte
+        # (sae.pastell.replay); deflated: a SEDA 1.0 acceptance repeats the bordereau's Archive.
+        reply: dict[str, Any] = {
+            "actor": principal.actor,
+            "transfer_id": transfer.id if transfer is not None else None,
+            "payload": {
+                "message_id": row.id,
+                "transfer_id": transfer.id if transfer is not None else None,
+                "faults": [] if accepted else faults,
+                "completed_at": row.completed_at.isoformat(),
+                "atr_deflated": base64.b64encode(zlib.compress(atr, 9)).decode("ascii"),
+            },
+        }
+        if accepted:
+            event = append_event(session, type="pastell.accepted", **reply)
+        else:
+            event = append_event(session, type="pastell.rejected", **reply)
         session.commit()
         upload = row.attachments
     _remove_upload(runtime, upload)
+    secure_leaves(runtime, event.leaf_index + 1)
+
+
+def _set_status(runtime: Runtime, message_id: str, status: str, transfer_id: str) -> None:
+    with runtime.sessions() as session:
+        session.execute(
+            update(PastellMessage)
+            .where(PastellMessage.id == message_id)
+            .values(status=status, transfer_id=transfer_id, claimed_at=None)
+        )
+        session.commit()
 
 
 def _release(runtime: Runtime, message_id: str) -> None:
@@ -839,9 +1048,12 @@ def _atr(
         comments = [f"Transfert refusé par le SAE : {len(faults)} anomalie(s)."]
         comments += _lines(faults)
     roots = _root_units(session, message, transfer) if accepted else []
+    archival_agency = message.archival_agency or _archival_agency(
+        message.bordereau, message.seda_version
+    )
     if message.seda_version == "1.0":
         return seda.write_archive_transfer_reply_v10(
-            bordereau=message.bordereau,
+            bordereau=message.bordereau or _bordereau_stub_10(message, archival_agency),
             identifier=identifier,
             date=now,
             reply_code="000" if accepted else "300",
@@ -849,16 +1061,15 @@ def _atr(
             archival_identifiers={i: unit.id for i, unit in enumerate(roots)},
             grant_date=now if accepted else None,
         )
-    header = read_header(message.bordereau, len(message.bordereau) + 1)
     return seda.write_archive_transfer_reply(
         seda.ArchiveTransferReply(
-            version=seda.SedaVersion(header.version),
+            version=seda.SedaVersion(message.seda_version),
             message_identifier=identifier,
             date=now,
             message_request_identifier=message.transfer_identifier,
             reply_code="000" if accepted else "KO",
             grant_date=now if accepted else None,
-            archival_agency_identifier=_archival_agency(message.bordereau, message.seda_version),
+            archival_agency_identifier=archival_agency,
             transferring_agency_identifier=message.agency,
             comments=comments,
             events=[
@@ -882,6 +1093,23 @@ def _atr(
             ],
         )
     )
+
+
+def _bordereau_stub_10(message: PastellMessage, archival_agency: str) -> bytes:
+    """What a SEDA 1.0 refusal reads of a bordereau (its identifier, archival and transferring
+    agencies), for a rebuilt message whose bordereau is lost: a refusal repeats no Archive."""
+    from html import escape
+
+    return (
+        f'<ArchiveTransfer xmlns="{seda.SEDA10_NAMESPACE}">'
+        f"<TransferIdentifier>{escape(message.transfer_identifier, quote=False)}"
+        "</TransferIdentifier>"
+        f"<ArchivalAgency><Identification>{escape(archival_agency, quote=False)}"
+        "</Identification>"
+        "</ArchivalAgency><TransferringAgency>"
+        f"<Identification>{escape(message.agency, quote=False)}</Identification>"
+        "</TransferringAgency></ArchiveTransfer>"
+    ).encode()
 
 
 def _root_units(

@@ -496,6 +496,9 @@ class CatchUpPlan:
     missing_transfers: tuple[str, ...]
     #: The signed head at which the backup's journal and the offer's were found equal.
     common_head: int
+    #: Heads the offer holds over leaves the backup holds, that the backup lacks: sealed by
+    #: the running server after the copy (and answered by its API before the loss).
+    missing_heads: tuple[int, ...] = ()
 
     @property
     def leaves_after_backup(self) -> int:
@@ -503,7 +506,9 @@ class CatchUpPlan:
 
     @property
     def needed(self) -> bool:
-        return self.leaves_after_backup > 0 or bool(self.missing_transfers)
+        return (
+            self.leaves_after_backup > 0 or bool(self.missing_transfers) or bool(self.missing_heads)
+        )
 
 
 def plan_catch_up(backup: CheckedBackup, offer: StorageOffer) -> CatchUpPlan:
@@ -533,6 +538,16 @@ def plan_catch_up(backup: CheckedBackup, offer: StorageOffer) -> CatchUpPlan:
             db, offer, keys, backup.tree_size, public[0].read_bytes() if public else None
         )
         known = {row[0] for row in db.execute("SELECT id FROM transfers")}
+        heads = {int(row[0]) for row in db.execute("SELECT tree_size FROM tree_heads")}
+    # A head sealed after the copy may cover no leaf the backup lacks (the sealer sealed
+    # between the copy and its catalog.backed_up leaf): the catch-up must still record it.
+    missing_heads = sorted(
+        {
+            size
+            for size in (_segment_range(key)[1] for key in keys)
+            if size <= backup.tree_size and size not in heads
+        }
+    )
     missing = []
     for key in offer.list_keys(TRANSFERS_PREFIX):
         name = key[len(TRANSFERS_PREFIX) :]
@@ -545,6 +560,7 @@ def plan_catch_up(backup: CheckedBackup, offer: StorageOffer) -> CatchUpPlan:
         segments=verdict.segments,
         missing_transfers=tuple(sorted(missing)),
         common_head=common,
+        missing_heads=tuple(missing_heads),
     )
 
 
@@ -797,6 +813,8 @@ class CatchUpCounts:
 
     leaves: int = 0
     transfers: int = 0
+    #: Heads sealed after the copy over leaves the backup held, recorded from their segments.
+    heads: int = 0
 
 
 def catch_up(
@@ -816,7 +834,7 @@ def catch_up(
     result = replay_journal(
         sessions, offer, start_leaf=plan.backup_tree_size, keys=keys, settings=settings
     )
-    return CatchUpCounts(leaves=result.leaves, transfers=result.transfers)
+    return CatchUpCounts(leaves=result.leaves, transfers=result.transfers, heads=result.heads)
 
 
 def record_restore(

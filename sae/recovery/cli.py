@@ -357,6 +357,11 @@ def restore_command(
             f"{counts.transfers} transfers after the backup's {done.plan.backup_tree_size} "
             f"leaves (the offer holds {done.plan.offer_tree_size})"
         )
+        if counts.heads:
+            out.print(
+                f"{counts.heads} signed head(s) sealed after the backup's copy, over leaves it "
+                "held, recorded from the offer"
+            )
     else:
         # Keys only: no catalogue was put back, none is opened (a new one made here would
         # start a journal of its own beside the one on the offers).

@@ -87,7 +87,7 @@ from sae.journal.segments import (
     read_segment,
     segment_head_fault,
 )
-from sae.journal.service import append_event, checkpoint_note, ensure_state, seal
+from sae.journal.service import DbNodes, append_event, checkpoint_note, ensure_state, seal
 from sae.journal.tails import PREFIX as TAILS_PREFIX
 from sae.journal.tails import parse_tail_key, read_tail
 from sae.journal.tsa import BuiltinTSA, verify_response
@@ -232,6 +232,8 @@ class CatchUp:
     transfers: int
     recovered: list[str]
     notes: list[str]
+    #: Heads over leaves the catalogue already held, sealed after its copy, now recorded.
+    heads: int = 0
 
 
 def replay_journal(
@@ -246,11 +248,19 @@ def replay_journal(
     """Catch a restored catalogue up from ``offer`` (``sae restore``, :mod:`sae.recovery.backup`):
     the rebuild's replay on a catalogue that already holds ``start_leaf`` leaves — no target
     claimed, no marker, no ``catalog.rebuilt``, no admin token, no seal (the caller journals
-    and seals). Segments ending at or before ``start_leaf`` are skipped; one that straddles it
-    (the backup held leaves sealed after it was taken) is verified whole, its leaves below
+    and seals). Segments ending at or before ``start_leaf`` whose head it holds are skipped
+    (one whose head it lacks: below); one that straddles it (the backup held leaves sealed
+    after it was taken) is verified whole, its leaves below
     ``start_leaf`` compared byte for byte with the catalogue's; every later leaf is inserted and
     replayed; then the descriptions of transfers the catalogue lacks are recovered as in a
-    rebuild. Stops as a rebuild does (:class:`SegmentInvalid`, :class:`DescriptionInvalid`)."""
+    rebuild. Stops as a rebuild does (:class:`SegmentInvalid`, :class:`DescriptionInvalid`).
+
+    A segment that ends at or before ``start_leaf`` whose head the catalogue lacks is not
+    skipped: a running server's sealer may seal a head over leaves the backup copied, after the
+    copy (over all of them, before ``sae backup`` journals it; on SQLite even over fewer, as the
+    sealer reads the size before asking the TSA). That head was answered by the API and named
+    by the transfers' replies and proofs: its segment is verified (signature, time-stamp, key
+    in force, its leaves against the catalogue's, the root at its size) and its head recorded."""
     from sae.config import load_settings
 
     replay.load_all()
@@ -282,6 +292,7 @@ def replay_journal(
         transfers=transfers_by_leaves + len(recovered),
         recovered=recovered,
         notes=run.notes,
+        heads=run.heads_recorded,
     )
 
 
@@ -336,6 +347,8 @@ class _Rebuild:
         self.catch_up = False
         #: A throwaway rebuild (``sae drill``): see :func:`rebuild`.
         self.scratch = False
+        #: Heads recorded over leaves the catalogue already held (:meth:`_check_late_head`).
+        self.heads_recorded = 0
 
     def _tell(self) -> None:
         if self.progress_fn is not None:
@@ -400,10 +413,17 @@ class _Rebuild:
         size = start
         peaks = self._peaks(size)
         self.state.leaves = size
-        if size > 0 and self.key_history is None:
+        held: set[int] = set()
+        if size > 0:
             with self.sessions() as session:
-                self.key_history = history_of(session, self.settings_pin)
-        for key in self._segment_keys(size):
+                if self.key_history is None:
+                    self.key_history = history_of(session, self.settings_pin)
+                # The heads over the leaves already held: their segments are skipped, those of
+                # the others are not (a head sealed after a backup's copy, see replay_journal).
+                held = set(
+                    session.scalars(select(TreeHead.tree_size).where(TreeHead.tree_size <= size))
+                )
+        for key in self._segment_keys(size, held):
             size, peaks = self._import_segment(key, size, peaks)
             self.state.segments += 1
             self._tell()
@@ -625,9 +645,11 @@ class _Rebuild:
 
     # ------------------------------------------------------------------ the journal
 
-    def _segment_keys(self, committed: int) -> Iterator[str]:
+    def _segment_keys(self, committed: int, held: set[int]) -> Iterator[str]:
         """The offer's segment keys in order, from the first not yet committed (streamed:
-        both kinds of offer list keys in lexical order, which is leaf order; checked)."""
+        both kinds of offer list keys in lexical order, which is leaf order; checked). A
+        segment within the ``committed`` leaves is skipped only when its head is among the
+        ``held`` ones: the leaves may be held without the head (a backup copied before it)."""
         previous: str | None = None
         for key in self.offer.list_keys(SEGMENTS_PREFIX):
             if previous is not None and key <= previous:
@@ -640,8 +662,8 @@ class _Rebuild:
             end = int(match[2])
             if self.state.expected_leaves is None or end > self.state.expected_leaves:
                 self.state.expected_leaves = end
-            if end <= committed:
-                continue  # committed by the interrupted run this one resumes
+            if end <= committed and end in held:
+                continue  # committed by the interrupted run this one resumes, or the backup
             yield key
 
     def _import_segment(self, key: str, size: int, peaks: list[bytes]) -> tuple[int, list[bytes]]:
@@ -664,12 +686,29 @@ class _Rebuild:
                 raise SegmentInvalid(key, "format", str(exc)) from None
             if header.first_leaf < size and header.head.tree_size <= size:
                 # Wholly within what is imported: a second segment written for a head by a
-                # publisher that raced another. Nothing to import; its head must be the one the
-                # catalogue holds, and its leaves those the catalogue holds.
-                self._check_covered(session, key, header, leaves)
-                self._record_copy(
-                    session, key, SEGMENT_KIND, header.head.tree_size, digest.hexdigest(), length
-                )
+                # publisher that raced another, or (catching up a backup) the segment of a head
+                # sealed after the backup's copy over leaves it holds. Nothing to import.
+                if session.scalar(
+                    select(TreeHead.id).where(TreeHead.tree_size == header.head.tree_size)
+                ):
+                    # Its head must be the one the catalogue holds, its leaves those it holds.
+                    self._check_covered(session, key, header, leaves)
+                    self._record_copy(
+                        session,
+                        key,
+                        SEGMENT_KIND,
+                        header.head.tree_size,
+                        digest.hexdigest(),
+                        length,
+                    )
+                else:
+                    self._check_late_head(session, key, header, leaves)
+                    self._add_head(session, key, header, digest.hexdigest(), length)
+                    self.heads_recorded += 1
+                    self.notes.append(
+                        f"head {header.head.tree_size} from {key}: sealed after the catalogue "
+                        "was copied, over leaves it held; recorded"
+                    )
                 return size, peaks
             self._check_header(key, header, size)
             known: list[bytes] = []
@@ -729,6 +768,44 @@ class _Rebuild:
                 f"starts at leaf {header.first_leaf} and ends at leaf {head.tree_size}, within "
                 "what is imported, with a head the catalogue does not hold",
             )
+        self._compare_segment(session, key, header, leaves)
+
+    def _check_late_head(
+        self, session: Session, key: str, header: SegmentHeader, leaves: Iterator[bytes]
+    ) -> None:
+        """Verify the head of a segment over leaves the catalogue holds without that head.
+
+        A catch-up's catalogue is a backup: the server's sealer may seal a head over leaves
+        the copy holds after the copy was made — over all of them, before ``sae backup``
+        journals its ``catalog.backed_up`` leaf, or on SQLite over fewer (the sealer reads the
+        size, asks the TSA, then commits) — so its segment ends at or before the backup's tree
+        size. The API answered that head before the loss (transfers' replies, proof bundles):
+        skipping the segment as one the backup holds would lose it. It is verified as an
+        imported head is (SAE's signature, the time-stamp and its TSA, the key in force at its
+        size), its leaves against the catalogue's and the root the catalogue's leaves give at
+        its size; the caller records it, the tree's size unchanged."""
+        head = header.head
+        if header.key != key:
+            raise SegmentInvalid(key, "key", f"its header says {header.key}")
+        fault = segment_head_fault(head) or self._tsa_fault(
+            head.tree_size, head.checkpoint, head.tsr, head.tsa_chain_pem
+        )
+        if fault is not None:
+            raise SegmentInvalid(key, "head", fault)
+        self._compare_segment(session, key, header, leaves)
+        if merkle.root(head.tree_size, DbNodes(session)) != head.root_hash:
+            raise SegmentInvalid(
+                key, "root", f"the catalogue's leaves do not give the root of head {head.tree_size}"
+            )
+        fault = self._key_fault("head", head.tree_size, head.public_key_pem)
+        if fault is not None:
+            raise SegmentInvalid(key, "head", fault)
+
+    def _compare_segment(
+        self, session: Session, key: str, header: SegmentHeader, leaves: Iterator[bytes]
+    ) -> None:
+        """The segment's leaves are those the catalogue holds, as many as its head says."""
+        head = header.head
         batch: list[bytes] = []
         position = header.first_leaf
         for leaf in leaves:
@@ -1024,6 +1101,17 @@ class _Rebuild:
                 raise SegmentInvalid(
                     key, "head", f"the catalogue already holds head {head.tree_size}"
                 )
+        self._add_head(session, key, header, sha512, size)
+        for name in (TREE_SIZE, MARK_NEXT_LEAF):
+            session.execute(
+                update(JournalState).where(JournalState.name == name).values(value=head.tree_size)
+            )
+
+    def _add_head(
+        self, session: Session, key: str, header: SegmentHeader, sha512: str, size: int
+    ) -> None:
+        """The segment's head as a ``tree_heads`` row, its copy on this offer recorded."""
+        head = header.head
         session.add(
             TreeHead(
                 tree_size=head.tree_size,
@@ -1043,10 +1131,6 @@ class _Rebuild:
             )
         )
         self._record_copy(session, key, SEGMENT_KIND, head.tree_size, sha512, size)
-        for name in (TREE_SIZE, MARK_NEXT_LEAF):
-            session.execute(
-                update(JournalState).where(JournalState.name == name).values(value=head.tree_size)
-            )
 
     def _record_copy(
         self, session: Session, key: str, kind: str, tree_size: int, sha512: str, size: int

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.progress import track
-from rich.table import Table
 from sqlalchemy import select
 
 from sae.auth.service import Principal
@@ -21,6 +20,7 @@ from sae.cli_support import (
     iso_date,
     make_console,
     opened_runtime,
+    print_rows,
     refusals,
 )
 
@@ -66,10 +66,11 @@ def run(
     if not made:
         console.print("nothing is due")
         return
-    table = Table("bordereau", "id", "sort", "service producteur", "unités")
-    for reference, list_id, action, name, count in made:
-        table.add_row(reference, list_id, action, name, str(count))
-    out.print(table)
+    print_rows(
+        out,
+        ("bordereau", "id", "sort", "service producteur", "unités"),
+        [(ref, list_id, action, name, str(count)) for ref, list_id, action, name, count in made],
+    )
 
 
 @retention_app.command("lists")
@@ -84,9 +85,8 @@ def lists(
 
     with opened_runtime() as runtime:
         with runtime.sessions() as session:
-            table = Table("bordereau", "id", "sort", "état", "service", "unités", "créé le")
-            for d in disposal.list_lists(session, state=state):
-                table.add_row(
+            rows = [
+                (
                     d.reference,
                     d.id,
                     d.final_action,
@@ -95,7 +95,9 @@ def lists(
                     str(len(disposal.lines_of(session, d.id))),
                     d.created_at.date().isoformat(),
                 )
-    out.print(table)
+                for d in disposal.list_lists(session, state=state)
+            ]
+    print_rows(out, ("bordereau", "id", "sort", "état", "service", "unités", "créé le"), rows)
 
 
 def _decide(list_id: str, comment: str, step: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from sae.catalog import service
 from sae.catalog.fulltext import fts5_expression, tsquery_expression
@@ -398,3 +398,41 @@ def test_beyond_the_ranking_cap_the_total_is_at_least_and_titles_come_first(
     # Without q nothing is ranked: the catalogue's count stays exact.
     everything = _search(api, facets="status")
     assert (everything["total"], everything["total_exact"]) == (6, True)
+
+
+def test_a_faceted_search_reads_the_index_once_and_counts_as_the_catalogue(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _archive(api)
+    index = "unit_search" if _postgresql(api) else "unit_fts"
+    statements: list[str] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = api.runtime.engine
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        everything = "producer,year,record_type,status"
+        counted = _search(api, q="mairie", facets=everything, limit=2)
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+    # The page and the four facets from one statement over the index (each built the bitmap
+    # of every match again: three of them made a faceted search cost three searches).
+    assert sum(index in statement for statement in statements) == 1
+    # « mairie » is on every unit (its producer): the same counts as the catalogue's own
+    # grouped pass, record types included, and the same page as without the facets.
+    catalogue = _search(api, facets=everything)
+    assert (counted["total"], counted["total_exact"]) == (catalogue["total"], True) == (6, True)
+    assert counted["facets"] == catalogue["facets"]
+    plain = _search(api, q="mairie", limit=2)
+    assert counted["items"] == plain["items"]
+    assert counted["next_cursor"] == plain["next_cursor"]
+    # Beyond the cap, every page of a faceted search counts the same candidates.
+    monkeypatch.setattr(service, "RANKED_AT_MOST", 2)
+    first = _search(api, q="mairie", facets=everything, limit=1)
+    second = _search(api, q="mairie", facets=everything, limit=1, cursor=first["next_cursor"])
+    assert (first["total"], first["total_exact"]) == (2, False)
+    assert first["facets"] == second["facets"]
+    assert sum(v["count"] for v in first["facets"]["status"]) == 2
+    assert first["items"] != second["items"]

@@ -74,14 +74,11 @@ class Server:
         return peak
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iterator[Server]:
-    """One server for the module's tests (starting one takes seconds): each test uses
-    transfer identifiers of its own."""
-    tmp_path = tmp_path_factory.mktemp("pastell")
-    database.reset()
+def start_server(root: Path, database: Database) -> Server:
+    """``sae serve`` on ``database`` with its data directory in ``root`` (kept across starts:
+    a test may stop the server and start it again on the same data)."""
     port = _free_port()
-    data_dir = tmp_path / "sae-data"
+    data_dir = root / "sae-data"
     env = {
         **os.environ,
         "SAE_DATA_DIR": str(data_dir),
@@ -92,7 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iter
     env.pop("SAE_OFFERS_FILE", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sae", "serve"],
-        cwd=tmp_path,
+        cwd=root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -108,9 +105,32 @@ def server(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iter
                 assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.3)
-        srv = Server(f"{base}/restservices", base, proc, data_dir, database, env)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return Server(f"{base}/restservices", base, proc, data_dir, database, env)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop it as an operator does (SIGTERM: the app's shutdown runs)."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iterator[Server]:
+    """One server for the module's tests (starting one takes seconds): each test uses
+    transfer identifiers of its own."""
+    tmp_path = tmp_path_factory.mktemp("pastell")
+    database.reset()
+    srv = start_server(tmp_path, database)
+    try:
         response = httpx.put(
-            f"{base}/api/v1/rules",
+            f"{srv.base}/api/v1/rules",
             content=TEST_RULES_CSV.encode(),
             headers={**srv.admin(), "Content-Type": "text/csv"},
             timeout=30,
@@ -118,10 +138,5 @@ def server(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iter
         assert response.status_code == 200, response.text
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop_server(srv.proc)
         database.reset()

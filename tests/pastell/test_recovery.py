@@ -3,18 +3,24 @@ and never ingested twice."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
+import seda
 from sae.auth.models import User
 from sae.config import Settings
 from sae.db import transaction, utcnow
 from sae.ingest.models import Transfer
 from sae.pastell import service
+from sae.pastell.errors import PastellNotReady
 from sae.pastell.models import PastellMessage
 from sae.pastell.worker import run_once
+from sae.recovery.replay import LeafEvent, ReplayContext, apply, load_all
 from sae.runtime import Runtime
 from tests.pastell.samples import bordereau, targz
 
@@ -129,3 +135,102 @@ def test_an_upload_left_unrecorded_by_a_dead_process_is_removed_a_day_later(
         assert fresh.exists()  # it may be an upload being recorded right now
     finally:
         runtime.close()
+
+
+def test_leaves_of_before_the_replay_come_back_lost_and_bound_to_the_login(
+    settings: Settings,
+) -> None:
+    """A ``pastell.received`` leaf written before 0025_pastell_replay (no ACK, no account id:
+    the actor names it) rebuilds a message ``lost`` (409, never a wrong reply), noted; an old
+    ``pastell.rejected`` (no ATR) changes nothing; the account created again with the login
+    owns it."""
+    load_all()
+    runtime = Runtime.open(settings)
+    try:
+        offer = next(iter(runtime.offer_set.offers.values()))
+
+        def leaf(index: int, type_: str, payload: dict[str, object]) -> LeafEvent:
+            return LeafEvent(
+                index=index,
+                type=type_,
+                actor="user:commune-9:0b9c3c52-old-account:depositor",
+                occurred_at=dt.datetime(2026, 12, 6, 10, 0, 0),
+                transfer_id=None,
+                unit_id=None,
+                object_id=None,
+                digests={},
+                payload=payload,
+                leaf=json.dumps(payload).encode(),
+            )
+
+        with transaction(runtime.sessions) as session:
+            context = ReplayContext(session=session, offer=offer)
+            apply(
+                context,
+                leaf(
+                    0,
+                    "pastell.received",
+                    {
+                        "message_id": "m-old",
+                        "login": "commune-9",
+                        "agency": "COMMUNE-9",
+                        "transfer_identifier": "TR-OLD",
+                        "seda_version": "2.1",
+                        "bordereau_sha256": "0" * 64,
+                        "attachments_bytes": 10,
+                    },
+                ),
+            )
+            apply(context, leaf(1, "pastell.rejected", {"message_id": "m-old", "faults": []}))
+            assert any("TR-OLD" in note for note in context.notes)
+        message = _message(runtime, "TR-OLD")
+        assert message.status == "lost"
+        assert message.account_id is None
+        assert message.sender_id == "0b9c3c52-old-account"
+        assert message.ack is None
+        assert message.atr is None
+        assert service.pending(runtime) == []
+        with transaction(runtime.sessions) as session:
+            account, _ = service.create_account(
+                session, login="commune-9", producers=["COMMUNE-9"], password="x" * 16
+            )
+            session.expunge(account)
+        assert _message(runtime, "TR-OLD").account_id == account.id
+        with pytest.raises(PastellNotReady):
+            service.reply(runtime, account, "Acknowledgement", "COMMUNE-9", "TR-OLD")
+    finally:
+        runtime.close()
+
+
+def test_a_seda10_refusal_needs_no_bordereau(settings: Settings) -> None:
+    """A rebuilt SEDA 1.0 message whose files are gone still gets a valid refusal ATR (its
+    identifier and agencies from the journal, escaped), which Pastell reads as ``rejet-sae``."""
+    message = PastellMessage(
+        id="m-10",
+        login="commune-1",
+        sender_id="a",
+        archival_agency="AD <35>",
+        agency="COMMUNE & 1",
+        transfer_identifier="TR 1.0/PERDU",
+        seda_version="1.0",
+        bordereau=b"",
+    )
+    runtime = Runtime.open(settings)
+    try:
+        with runtime.sessions() as session:
+            atr = service._atr(
+                session,
+                message,
+                None,
+                [{"code": service.LOST, "message": "renvoyez-le", "where": None}],
+            )
+    finally:
+        runtime.close()
+    root = seda.safe_parse(atr)
+    ns = {"s": seda.SEDA10_NAMESPACE}
+    assert root.xpath("s:TransferIdentifier/text()", namespaces=ns) == ["TR 1.0/PERDU"]
+    assert root.xpath("s:ReplyCode/text()", namespaces=ns) == ["300"]
+    assert root.xpath("s:TransferringAgency/s:Identification/text()", namespaces=ns) == [
+        "COMMUNE & 1"
+    ]
+    assert seda.validate_v10(root) == []

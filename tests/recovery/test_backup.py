@@ -490,6 +490,117 @@ def test_a_backup_holding_leaves_not_yet_sealed_is_caught_up(site: Site) -> None
     assert verify.exit_code == 0, verify.output
 
 
+def _seal_and_publish(runtime: Any) -> int:
+    """What a server's sealer does in its turn: a head over every committed leaf, published."""
+    from sae.journal.publishing import publish_segments
+    from sae.journal.sealing import seal_now
+
+    head = seal_now(runtime.sessions, runtime.settings, wait=True)
+    assert head is not None
+    publish_segments(runtime.sessions, runtime.strategy_offers)
+    return int(head.tree_size)
+
+
+def _sealed_between_copy_and_leaf(monkeypatch: pytest.MonkeyPatch, seal: Any) -> list[int]:
+    """Make ``sae backup`` meet a head sealed after its copy of the catalogue and before its
+    ``catalog.backed_up`` leaf: where a running server's sealer, poked by the last deposit,
+    takes its turn now and then (tests/recovery/test_lose_the_database.py failed so). The
+    sizes of the heads so sealed are appended to the list returned."""
+    import sae.recovery.backup
+
+    copy = sae.recovery.backup.take_backup
+    sealed: list[int] = []
+
+    def copy_then_seal(*args: Any, **kwargs: Any) -> Any:
+        result = copy(*args, **kwargs)
+        sealed.append(seal())
+        return result
+
+    monkeypatch.setattr(sae.recovery.backup, "take_backup", copy_then_seal)
+    return sealed
+
+
+def _head_row(database: Path, size: int) -> tuple[Any, ...] | None:
+    with sqlite3.connect(database) as db:
+        row: tuple[Any, ...] | None = db.execute(
+            "SELECT tree_size, root_hash, checkpoint, signature, tsr, timestamp FROM tree_heads"
+            " WHERE tree_size = ?",
+            (size,),
+        ).fetchone()
+    return row
+
+
+def test_a_head_sealed_between_the_copy_and_its_leaf_is_restored(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head covering the last deposit, sealed by the server after the backup's copy: its
+    segment ends at the backup's tree size exactly, over leaves the backup holds. The catch-up
+    used to skip it as a segment the backup held, so the transfer's reply named a head the
+    restored catalogue answered 404 (its leaves under the next head instead)."""
+    first = site.deposit("BETWEEN-1")
+    # The server's sealer waits for the spacing after that head: the test says when it seals.
+    site.settings_overrides["seal_spacing_seconds"] = 3600
+    with site.api() as api:
+        response = api.deposit(build_zip(simple_sip("BETWEEN-2")))
+        assert response.status_code == 201, response.text
+        second = response.json()["transfer_id"]
+        sealed = _sealed_between_copy_and_leaf(monkeypatch, lambda: _seal_and_publish(api.runtime))
+        backup = _backup(site)
+        head = api.client.get(f"/api/v1/journal/heads/{sealed[0]}", headers=api.auth())
+        assert head.status_code == 200, head.text
+    # (the server's stop sealed and published the backup's own leaf: the offer holds more)
+    size = json.loads((backup / "MANIFEST.json").read_text())["database"]["tree_size"]
+    assert sealed == [size]
+    before = site.transfers([*first, second])
+    assert before[second][0]["journal"]["tree_size"] == size
+
+    shutil.rmtree(site.data_dir)
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert "1 signed head(s) sealed after the backup's copy" in restored.output
+    assert site.transfers([*first, second]) == before
+    with site.api() as api:
+        again = api.client.get(f"/api/v1/journal/heads/{size}", headers=api.auth())
+        assert again.status_code == 200, again.text
+        assert again.json() == head.json()
+    verify = site.cli("journal", "verify")
+    assert verify.exit_code == 0, verify.output
+
+
+def test_a_head_sealed_after_the_copy_is_restored_when_the_offer_holds_nothing_after_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same head, and the database lost before the backup's own leaf was sealed: the
+    offer holds no leaf after the backup's tree size, only a head the backup lacks. The
+    restore used to find nothing to catch up."""
+    from sae.runtime import Runtime
+
+    site.deposit("ALONE-1")
+    _backup(site)  # its catalog.backed_up leaf is not sealed: the next copy holds it
+
+    def seal() -> int:
+        runtime = Runtime.open(site.settings, check_keys=False)
+        try:
+            return _seal_and_publish(runtime)
+        finally:
+            runtime.close()
+
+    sealed = _sealed_between_copy_and_leaf(monkeypatch, seal)
+    backup = _backup(site)
+    manifest = json.loads((backup / "MANIFEST.json").read_text())["database"]
+    assert sealed == [manifest["tree_size"]]
+    assert manifest["last_sealed_tree_size"] < manifest["tree_size"]
+    head = _head_row(site.data_dir / "sae.db", manifest["tree_size"])
+    assert head is not None
+
+    shutil.rmtree(site.data_dir)
+    restored = site.cli("restore", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert _head_row(site.data_dir / "sae.db", manifest["tree_size"]) == head
+    verify = site.cli("journal", "verify")
+    assert verify.exit_code == 0, verify.output
+
+
 def test_restore_refuses_an_offer_whose_journal_is_not_the_backups(
     site: Site, tmp_path: Path
 ) -> None:
