@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_RULES_CSV, Database
+from tests.pastell.client import Answer
 
 
 def _free_port() -> int:
@@ -55,6 +56,16 @@ class Server:
             check=False,
         )
         assert done.returncode == 0, done.stderr.decode()
+
+    def load_test_rules(self) -> None:
+        """The test referential, through the API (the rules the bordereaux name)."""
+        response = httpx.put(
+            f"{self.base}/api/v1/rules",
+            content=TEST_RULES_CSV.encode(),
+            headers={**self.admin(), "Content-Type": "text/csv"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
 
     def admin(self) -> dict[str, str]:
         token = (self.data_dir / "admin.token").read_text().strip()
@@ -129,14 +140,21 @@ def server(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iter
     database.reset()
     srv = start_server(tmp_path, database)
     try:
-        response = httpx.put(
-            f"{srv.base}/api/v1/rules",
-            content=TEST_RULES_CSV.encode(),
-            headers={**srv.admin(), "Content-Type": "text/csv"},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
+        srv.load_test_rules()
         yield srv
     finally:
         stop_server(srv.proc)
         database.reset()
+
+
+def answered(call: Callable[[], Answer], seconds: float = 120) -> Answer:
+    """``call``'s first 200, asked again every half second while it answers 404 (not yet
+    received) or 409 (not yet ready), as Pastell polls."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = call()
+        if answer.status == 200:
+            return answer
+        assert answer.status in (404, 409), (answer.status, answer.body)
+        assert time.monotonic() < deadline, f"no reply within {seconds} s: {answer.body!r}"
+        time.sleep(0.5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from sae.ingest.models import Transfer
 from sae.journal.models import Event
 from sae.pastell.models import PastellChunkSession, PastellMessage
 from tests.pastell.client import Answer, PastellClient
-from tests.pastell.conftest import Server
+from tests.pastell.conftest import Server, answered
 from tests.pastell.samples import bordereau, hostile, targz
 
 PASSWORD = "Mot-de-passe-de-test-2026"
@@ -41,17 +40,6 @@ def _truthy_json(answer: Answer) -> object:
     value = json.loads(answer.body)
     assert value, answer.body  # Pastell: a falsy JSON body is a failure
     return value
-
-
-def _wait(call: object, seconds: float = 120) -> Answer:
-    deadline = time.monotonic() + seconds
-    while True:
-        answer = call()  # type: ignore[operator]
-        if answer.status == 200:
-            return answer
-        assert answer.status in (404, 409), (answer.status, answer.body)
-        assert time.monotonic() < deadline, f"no reply within {seconds} s: {answer.body!r}"
-        time.sleep(0.5)
 
 
 def _pastell_reads_ack(answer: Answer, version: str, identifier: str) -> None:
@@ -168,9 +156,9 @@ def test_a_transfer_is_archived_then_resent_without_a_second_copy(
     archive = targz(FILES)
     (sent,) = client.send(data, archive, "1a2b3c.yml_sae_archive_0")
     _truthy_json(sent)
-    _pastell_reads_ack(_wait(lambda: client.ack(AGENCY, ident)), version, ident)
+    _pastell_reads_ack(answered(lambda: client.ack(AGENCY, ident)), version, ident)
     accepted, archival, comments = _pastell_reads_atr(
-        _wait(lambda: client.atr(AGENCY, ident)), version
+        answered(lambda: client.atr(AGENCY, ident)), version
     )
     assert accepted, comments
     units = httpx.get(f"{accounts.base}/api/v1/units/{archival}", headers=accounts.admin())
@@ -207,7 +195,7 @@ def test_a_refused_transfer_gets_an_atr_with_the_reason_then_a_new_attempt(
     data = bordereau(version, ident, AGENCY, FILES)
     tampered = {**FILES, "acte.pdf": b"%PDF-1.4 autre contenu"}
     _truthy_json(client.send(data, targz(tampered), "archive.tar.gz")[0])
-    accepted, _, comments = _pastell_reads_atr(_wait(lambda: client.atr(AGENCY, ident)), version)
+    accepted, _, comments = _pastell_reads_atr(answered(lambda: client.atr(AGENCY, ident)), version)
     assert not accepted
     assert any("digest" in c.lower() or "empreinte" in c.lower() for c in comments), comments
     assert _count(accounts, Transfer, Transfer.message_identifier == ident) == 1
@@ -218,7 +206,7 @@ def test_a_refused_transfer_gets_an_atr_with_the_reason_then_a_new_attempt(
     # After "rejet-sae", Pastell sends the same identifier again, corrected: a new attempt.
     _truthy_json(client.send(data, targz(FILES), "archive.tar.gz")[0])
     accepted, archival, comments = _pastell_reads_atr(
-        _wait(lambda: _accepted_atr(client, ident)), version
+        answered(lambda: _accepted_atr(client, ident)), version
     )
     assert accepted, comments
     assert archival
@@ -245,7 +233,7 @@ def test_a_chunked_upload_as_pastell_4_1_8_sends_it(accounts: Server) -> None:
     for answer in answers[1:]:
         _truthy_json(answer)
     accepted, _, comments = _pastell_reads_atr(
-        _wait(lambda: client.atr(AGENCY, "TR-CHUNKED")), "2.2"
+        answered(lambda: client.atr(AGENCY, "TR-CHUNKED")), "2.2"
     )
     assert accepted, comments
     # Sent again in chunks (a retried "send-archive"): every call answered, nothing stored twice.
@@ -299,7 +287,7 @@ def test_a_hostile_tar_is_refused_with_nothing_stored(accounts: Server, kind: st
     ident = f"TR-HOSTILE-{kind}"
     archive = targz(FILES, extra=[hostile(kind)])
     _truthy_json(client.send(bordereau("2.2", ident, AGENCY, FILES), archive, "archive.tar.gz")[0])
-    accepted, _, comments = _pastell_reads_atr(_wait(lambda: client.atr(AGENCY, ident)), "2.2")
+    accepted, _, comments = _pastell_reads_atr(answered(lambda: client.atr(AGENCY, ident)), "2.2")
     assert not accepted
     assert any("attachments.unsafe" in c for c in comments), comments
     assert _count(accounts, Transfer, Transfer.message_identifier == ident) == 0
@@ -322,7 +310,7 @@ def test_a_100_mib_archive_in_2_mib_chunks_within_the_memory_limit(accounts: Ser
     for answer in answers:
         _truthy_json(answer)
     accepted, _, comments = _pastell_reads_atr(
-        _wait(lambda: client.atr(AGENCY, "TR-100MIB"), 600), "2.2"
+        answered(lambda: client.atr(AGENCY, "TR-100MIB"), 600), "2.2"
     )
     assert accepted, comments
     peak = accounts.peak_rss_bytes()

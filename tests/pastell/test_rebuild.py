@@ -16,10 +16,8 @@ import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -29,9 +27,9 @@ from sae.ingest.models import Transfer
 from sae.pastell import service
 from sae.pastell.models import PastellMessage
 from sae.runtime import Runtime
-from tests.conftest import TEST_RULES_CSV, Database
+from tests.conftest import Database
 from tests.pastell.client import Answer, PastellClient
-from tests.pastell.conftest import Server, start_server, stop_server
+from tests.pastell.conftest import Server, answered, start_server, stop_server
 from tests.pastell.samples import bordereau, hostile, targz
 
 PASSWORD = "Mot-de-passe-avant-la-perte"
@@ -39,17 +37,6 @@ NEW_PASSWORD = "Mot-de-passe-apres-la-perte"
 AGENCY = "COMMUNE-1"
 FILES = {"acte.pdf": b"%PDF-1.4 acte " * 100, "annexes/annexe 1.pdf": b"%PDF-1.4 annexe"}
 BIG = {f"scans/page-{i}.bin": bytes([i]) * 3000 for i in range(4)}
-
-
-def _final(call: object, seconds: float = 120) -> Answer:
-    deadline = time.monotonic() + seconds
-    while True:
-        answer = call()  # type: ignore[operator]
-        if answer.status == 200:
-            return answer
-        assert answer.status in (404, 409), (answer.status, answer.body)
-        assert time.monotonic() < deadline, f"no reply within {seconds} s: {answer.body!r}"
-        time.sleep(0.5)
 
 
 def _send_everything(srv: Server) -> dict[str, tuple[bytes, bytes]]:
@@ -74,8 +61,8 @@ def _send_everything(srv: Server) -> dict[str, tuple[bytes, bytes]]:
     sent.append("TR-KO-AR042")
     replies = {}
     for ident in sent:
-        ack = _final(lambda ident=ident: client.ack(AGENCY, ident)).body
-        atr = _final(lambda ident=ident: client.atr(AGENCY, ident)).body
+        ack = answered(lambda ident=ident: client.ack(AGENCY, ident)).body
+        atr = answered(lambda ident=ident: client.atr(AGENCY, ident)).body
         replies[ident] = (ack, atr)
     for ident in ("TR 1.0/AVANT", "TR 2.1/AVANT", "TR 2.2/AVANT", "TR-MORCEAUX"):
         assert b"<ReplyCode>000</ReplyCode>" in replies[ident][1], ident
@@ -135,13 +122,7 @@ def test_pastell_gets_the_same_ack_and_atr_after_the_loss_of_the_database(
     database.reset()
     srv = start_server(tmp_path, database)
     try:
-        response = httpx.put(
-            f"{srv.base}/api/v1/rules",
-            content=TEST_RULES_CSV.encode(),
-            headers={**srv.admin(), "Content-Type": "text/csv"},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
+        srv.load_test_rules()
         srv.create_account("commune-1", AGENCY, PASSWORD)
         srv.create_account("commune-2", "COMMUNE-2", PASSWORD)
         replies = _send_everything(srv)
@@ -179,12 +160,12 @@ def test_pastell_gets_the_same_ack_and_atr_after_the_loss_of_the_database(
         assert other.atr(AGENCY, "TR-EN-ATTENTE").status == 404
         # Received, not ingested at the loss: the same ACK, then ingested once.
         assert client.ack(AGENCY, "TR-EN-ATTENTE").body == acks["TR-EN-ATTENTE"]
-        pending = _final(lambda: client.atr(AGENCY, "TR-EN-ATTENTE"))
+        pending = answered(lambda: client.atr(AGENCY, "TR-EN-ATTENTE"))
         assert b"<ReplyCode>000</ReplyCode>" in pending.body, pending.body
         assert _transfers(database, "TR-EN-ATTENTE") == 1
         # Its upload lost too: a refusal that tells Pastell to send it again, which it does.
         assert client.ack(AGENCY, "TR-PERDU").body == acks["TR-PERDU"]
-        lost = _final(lambda: client.atr(AGENCY, "TR-PERDU"))
+        lost = answered(lambda: client.atr(AGENCY, "TR-PERDU"))
         assert b"<ReplyCode>000</ReplyCode>" not in lost.body
         assert service.LOST.encode() in lost.body
         (resent,) = client.send(
@@ -198,7 +179,7 @@ def test_pastell_gets_the_same_ack_and_atr_after_the_loss_of_the_database(
                 return Answer(409, answer.body, answer.headers)
             return answer
 
-        _final(accepted)
+        answered(accepted)
         assert _transfers(database, "TR-PERDU") == 1
         # Nothing archived twice by the rebuild or the worker.
         for ident in ("TR 1.0/AVANT", "TR 2.1/AVANT", "TR 2.2/AVANT", "TR-MORCEAUX"):
