@@ -36,11 +36,12 @@ log = logging.getLogger("sae.extraction")
 
 #: The formats whose text layer is read (libmagic's MIME type of the bytes, or the declared one).
 PDF_TYPES = ("application/pdf",)
-#: PDFs read, then recorded in one transaction. One: in batches of 5 or 20 the commits cost
-#: 3.5 times less CPU per PDF, but the server's peak during a 500-record deposit rose from
-#: about 285 to 316-374 MiB (corpus-one, session 13), over the 300 MB every server keeps to;
-#: the cause was not found in the time (the reader alone peaks at 141 MiB whatever the batch).
-BATCH = 1
+#: Objects looked up at a time. Each PDF is recorded in its own transaction as soon as read:
+#: recorded in batches of 5 or 20 the commits cost 3.5 times less CPU per PDF, but the
+#: server's peak during a 500-record deposit rose from about 285 to 316-374 MiB (corpus-one,
+#: session 13), over the 300 MB every server keeps to; the cause was not found in the time
+#: (the reader alone peaks at 141 MiB whatever the batch).
+BATCH = 20
 #: A PDF up to this size is read from its copy in memory (:func:`read_text`); a larger one
 #: through a spool file. The offers hold a copy up to ``VERIFY_BEFORE_SERVING`` whole anyway.
 IN_MEMORY_BYTES = VERIFY_BEFORE_SERVING
@@ -147,8 +148,7 @@ def record_texts(
     sessions: sessionmaker[Session], read: Sequence[tuple[DataObject, Extracted]]
 ) -> None:
     """Record what was read of these objects, and their units' search documents, in one
-    transaction (one commit for a batch of PDFs instead of one each: the commits were the
-    reader's largest cost, and each took SQLite's write lock from the deposits' group commit).
+    transaction (the background reader records one PDF at a time: see :data:`BATCH`).
     An object destroyed or withdrawn meanwhile keeps no text; one recorded by another process
     first (a lease overlapping its expiry) is left as it is."""
     if not read:
@@ -216,9 +216,9 @@ def extract_pending(
     stop: threading.Event | None = None,
     keep: object = None,
 ) -> Round:
-    """Read every archived PDF without a text row (created at ``since`` or later): the PDFs of
-    a batch (:data:`BATCH`) read one after another, then recorded in one transaction.
-    ``keep`` (a callable) is called after each object, to renew a lease."""
+    """Read every archived PDF without a text row (created at ``since`` or later), looked up
+    :data:`BATCH` at a time, each recorded as soon as read. ``keep`` (a callable) is called
+    after each object, to renew a lease."""
     done = Round()
     directory.mkdir(parents=True, exist_ok=True)
     after: tuple[datetime, str] | None = None
@@ -228,22 +228,17 @@ def extract_pending(
             session.expunge_all()
         if not batch:
             break
-        read: list[tuple[DataObject, Extracted]] = []
-        try:
-            for obj in batch:
-                if stop is not None and stop.is_set():
-                    break
-                after = (obj.created_at, obj.id)
-                extracted = read_text(offers, obj, directory)
-                if extracted is None:
-                    done.skipped.append(obj.id)
-                else:
-                    read.append((obj, extracted))
-                if callable(keep):
-                    keep()
-        finally:
-            # What was read is recorded even when the round stops (or a read raises) halfway.
-            record_texts(sessions, read)
-        done.read += len(read)
-        done.with_text += sum(extracted.state == "text" for _, extracted in read)
+        for obj in batch:
+            if stop is not None and stop.is_set():
+                break
+            after = (obj.created_at, obj.id)
+            extracted = read_text(offers, obj, directory)
+            if extracted is None:
+                done.skipped.append(obj.id)
+            else:
+                record_texts(sessions, [(obj, extracted)])
+                done.read += 1
+                done.with_text += extracted.state == "text"
+            if callable(keep):
+                keep()
     return done
