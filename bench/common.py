@@ -181,26 +181,25 @@ def _tasks(pid: int) -> list[int]:
         return []
 
 
-def _task_cpu_seconds(pid: int, tid: int) -> tuple[float, float]:
-    """(utime, stime) of one thread of ``pid``."""
+def _stat_cpu_seconds(stat_path: str) -> tuple[float, float]:
+    """(utime, stime) from a /proc ``stat`` file, in seconds ((0, 0) when it is gone)."""
     try:
-        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        stat = Path(stat_path).read_text()
     except OSError:
         return 0.0, 0.0
     fields = stat.rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _task_cpu_seconds(pid: int, tid: int) -> tuple[float, float]:
+    """(utime, stime) of one thread of ``pid``."""
+    return _stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
     """(utime, stime) of ``pid`` from /proc, in seconds ((0, 0) when it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0, 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 @contextmanager
