@@ -540,7 +540,7 @@ def _store_one(
         )
     if any(copy.sha512 != sha512 for copy in copies):
         faults.append(IngestFault(READBACK_MISMATCH, "the copies differ from one another", bdo.id))
-    found = identify_format(reader.head, reader.tail)
+    found = identify_format(reader.head, reader.tail, reader.size)
     mismatch = check_format(found, bdo)
     if mismatch is not None:
         faults.append(mismatch)
@@ -558,9 +558,9 @@ def _store_one(
     return item, faults
 
 
-def identify_format(head: bytes, tail: bytes) -> identify.Identification | None:
+def identify_format(head: bytes, tail: bytes, size: int) -> identify.Identification | None:
     """The PRONOM format of a file from its first and last bytes (``sae.ingest.identify``)."""
-    return identify.identify(head, tail)
+    return identify.identify(head, tail, size)
 
 
 def check_format(

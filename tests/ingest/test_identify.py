@@ -94,14 +94,17 @@ def _fido() -> Any:
 
 
 def _assert_as_fido(fido: Any, files: list[bytes]) -> None:
+    """Each file's PUIDs as fido's, the file's size given (the bytes the head and the tail
+    share scanned once) or not."""
     ident = identify.identifier()
     for data in files:
         head, tail = _head_tail(data)
-        found = ident.identify(head, tail)
         theirs = {fido.get_puid(fmt) for fmt, _ in fido.match_formats(head, tail)}
         if not head:
             theirs = set()  # fido's signatures of empty content are not identifications
-        assert set(found.candidates if found else ()) == theirs, data[:40]
+        for size in (None, len(data)):
+            found = ident.identify(head, tail, size)
+            assert set(found.candidates if found else ()) == theirs, (data[:40], size)
 
 
 def _generated() -> list[bytes]:
@@ -156,6 +159,37 @@ def _generated() -> list[bytes]:
         b"<!DOCTYPE html><html><head><title>acte</title></head><body>x</body></html>",
         b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
         b"%!PS-Adobe-3.0\n%%EOF\n",
+        *_illustrator(),
+    ]
+
+
+def _illustrator() -> list[bytes]:
+    """A PDF 1.4 that is an Adobe Illustrator file (``%PDF-1.4``, then ``%!PS-Adobe-3.0``, then
+    ``%AI5_FileFormat 6`` 128 to 1,024 bytes further), and the same with each of those runs
+    missing or out of its reach: every run of a pattern is looked for, not only the one that
+    gates it."""
+    rng = random.Random(6)
+
+    def pdf(marker: bytes, gap: int, version: bytes = b"6") -> bytes:
+        return (
+            b"%PDF-1.4\n"
+            + rng.randbytes(900)
+            + marker
+            + b"\n"
+            + rng.randbytes(gap)
+            + b"%AI5_FileFormat "
+            + version
+            + b"\n"
+            + rng.randbytes(40_000)
+            + b"\n%%EOF\n"
+        )
+
+    return [
+        pdf(b"%!PS-Adobe-3.0", 300),
+        pdf(b"%!PS-Adobe-3.0", 300, b"8"),
+        pdf(b"%!PS-Adobe-3.0", 2_000),  # too far
+        pdf(b"%!PS-Adobe-2.0", 300),
+        pdf(b"%!PS-Adobe-3.0", 300, b"X"),
     ]
 
 
@@ -196,6 +230,81 @@ def test_the_passes_answer_as_fido_does_on_many_kinds() -> None:
     files = [*_generated(), *_planted()]
     assert len(files) > 60
     _assert_as_fido(_fido(), files)
+
+
+def test_an_illustrator_file_is_told_from_a_pdf() -> None:
+    found = [identify.identify(*_head_tail(data)) for data in _illustrator()]
+    assert [f.puid if f else None for f in found] == [
+        "fmt/559",
+        "fmt/561",
+        "fmt/18",
+        "fmt/18",
+        "fmt/18",
+    ]
+
+
+def test_a_pattern_whose_other_runs_are_missing_is_ruled_out_before_its_regex() -> None:
+    """Illustrator's pattern is gated by ``%PDF-1.4``; on a plain PDF 1.4 its regex (which
+    backtracks over 32,000 bytes) must not run: ``%!PS-Adobe-3.0`` is looked for first."""
+    from dataclasses import replace
+
+    class NotRun:
+        def match(self, *args: object) -> None:
+            raise AssertionError("the regex ran")
+
+        search = match
+
+    ident = identify.identifier()
+    (signature,) = ident.by_puid["fmt/559"].signatures
+    pattern = next(p for p in signature if p.position == "BOF")
+    assert [n.literal for n in pattern.needles][:1] == [b"%PDF-1.4"]
+    guarded = replace(pattern, regex=NotRun())  # type: ignore[arg-type]
+    head, tail = _head_tail(PDF + bytes(40_000))
+    found = identify._Scan(head, tail, ident._scans, ident._joint, None)
+    assert guarded.matches(head, tail, found) is False
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        100,
+        IDENTIFY_BYTES - 1,
+        IDENTIFY_BYTES,
+        IDENTIFY_BYTES + 1,
+        IDENTIFY_BYTES + IDENTIFY_BYTES // 2,
+        2 * IDENTIFY_BYTES - 1,
+        2 * IDENTIFY_BYTES,
+        2 * IDENTIFY_BYTES + 1,
+    ],
+)
+def test_the_bytes_head_and_tail_share_are_scanned_once_and_find_the_same(size: int) -> None:
+    """A file shorter than twice the window: its head and tail overlap, and the passes over
+    the whole of each scan the shared bytes once. Every literal of both passes planted at
+    every offset around the head's end and the tail's start (where a literal runs across the
+    end of the shared bytes), and a few elsewhere: the same occurrences as two whole passes."""
+    ident = identify.identifier()
+    literals = [
+        *ident._scans[identify._WHOLE_HEAD].literals,
+        *ident._scans[identify._WHOLE_TAIL].literals,
+    ]
+    rng = random.Random(size)
+    head_end = min(size, IDENTIFY_BYTES)
+    tail_start = max(0, size - IDENTIFY_BYTES)
+    for literal in literals:
+        data = bytearray(rng.randbytes(size))
+        anchors = {head_end, tail_start, size // 2, size}
+        for anchor in anchors:
+            for at in range(anchor - len(literal) - 1, anchor + 2, max(1, len(literal) // 3)):
+                if 0 <= at and at + len(literal) <= size:
+                    data[at : at + len(literal)] = literal
+        head, tail = _head_tail(bytes(data))
+        apart = identify._Scan(head, tail, ident._scans, ident._joint, None)
+        shared = identify._Scan(head, tail, ident._scans, ident._joint, size)
+
+        def where(scan: identify._Scan) -> list[dict[bytes, list[int]]]:
+            return [{k: sorted(v) for k, v in found.items()} for found in scan.starts]
+
+        assert where(shared) == where(apart), literal
 
 
 def test_what_is_identified() -> None:
