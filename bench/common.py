@@ -276,10 +276,14 @@ def _pyspy(pid: int, output: str | None) -> subprocess.Popen[bytes] | None:
     if not output:
         return None
     binary = os.environ.get("SAE_BENCH_PYSPY_BIN", "py-spy")
+    # SAE_BENCH_PYSPY_GIL=1: only the thread holding the GIL is sampled, which is where
+    # Python's own CPU goes (a thread waiting for the database or for fsync is left out).
+    gil = ["--gil"] if os.environ.get("SAE_BENCH_PYSPY_GIL") == "1" else []
     profiler = subprocess.Popen(
         [
             binary,
             "record",
+            *gil,
             "--threads",
             "--subprocesses",
             "--nonblocking",

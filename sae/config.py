@@ -200,6 +200,15 @@ class Settings(BaseSettings):
             "searchable PDF/A-2b added to their object group (ocrmypdf and Tesseract installed)."
         ),
     )
+    text_wait_minutes: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "While deposits arrive (one received in the last seconds), the background reader "
+            "of archived PDFs' text leaves the processors to them and reads only the PDFs "
+            "waiting for this long; the others once deposits pause (0: read every PDF at once)."
+        ),
+    )
     ocr_workers: int = Field(
         default=1, ge=1, le=32, description="Scans OCRed at once (SAE_OCR), one core each."
     )

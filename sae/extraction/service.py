@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,10 +60,15 @@ class Round:
 
 
 def pending(
-    session: Session, *, since: datetime | None, after: tuple[datetime, str] | None, limit: int
+    session: Session,
+    *,
+    since: datetime | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    before: datetime | None = None,
 ) -> list[DataObject]:
-    """Archived PDFs with no text row, oldest first, created at ``since`` or later and after
-    the keyset ``after`` (created_at, id)."""
+    """Archived PDFs with no text row, oldest first, created at ``since`` or later, before
+    ``before`` when given, and after the keyset ``after`` (created_at, id)."""
     stmt = (
         select(DataObject)
         .outerjoin(ObjectText, ObjectText.object_id == DataObject.id)
@@ -80,6 +85,8 @@ def pending(
     )
     if since is not None:
         stmt = stmt.where(DataObject.created_at >= since)
+    if before is not None:
+        stmt = stmt.where(DataObject.created_at < before)
     if after is not None:
         stmt = stmt.where(
             (DataObject.created_at > after[0])
@@ -215,16 +222,20 @@ def extract_pending(
     since: datetime | None = None,
     stop: threading.Event | None = None,
     keep: object = None,
+    before: Callable[[Session], datetime | None] | None = None,
 ) -> Round:
     """Read every archived PDF without a text row (created at ``since`` or later), looked up
     :data:`BATCH` at a time, each recorded as soon as read. ``keep`` (a callable) is called
-    after each object, to renew a lease."""
+    after each object, to renew a lease. ``before``, asked before each look-up, limits it to
+    the PDFs created before the time it answers (None: every one): how the background reader
+    leaves the processors to deposits (:mod:`sae.extraction.worker`)."""
     done = Round()
     directory.mkdir(parents=True, exist_ok=True)
     after: tuple[datetime, str] | None = None
     while stop is None or not stop.is_set():
         with sessions() as session:
-            batch = pending(session, since=since, after=after, limit=BATCH)
+            until = before(session) if before is not None else None
+            batch = pending(session, since=since, after=after, limit=BATCH, before=until)
             session.expunge_all()
         if not batch:
             break

@@ -6,6 +6,13 @@ Every server process and ``sae worker`` runs one; the ``extraction.text`` lease
 looks at the whole catalogue (the PDFs archived before this version, or while no process
 ran); later rounds at the objects created in the last :data:`LOOK_BACK` — a transfer's rows
 are created before its commit, and a long commit must not hide them.
+
+While deposits arrive (a transfer received in the last :data:`QUIET`), it leaves the
+processors to them: it reads only the PDFs that have waited ``SAE_TEXT_WAIT_MINUTES``
+(default 10), and the others once deposits pause. Reading a PDF costs about as much CPU as
+depositing it (pypdf, the verified copy, its own transaction): run beside a stream of deposits,
+the reader took a fifth of their rate (issue #17's benchmarks). A PDF's words are searchable a
+few seconds after a pause, at the latest that long after it was archived.
 """
 
 from __future__ import annotations
@@ -15,12 +22,14 @@ import threading
 import time
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sae import leases
 from sae.config import Settings
 from sae.db import utcnow
 from sae.extraction.service import Round, extract_pending
+from sae.ingest.models import Transfer
 from sae.storage.offers import OfferSet
 
 log = logging.getLogger("sae.extraction")
@@ -31,8 +40,11 @@ TTL = timedelta(minutes=5)
 #: it until its expiry whatever others do, so renewing after every PDF (a write transaction and
 #: a commit each, beside the deposits' own) bought nothing over renewing well before the end.
 RENEW_AFTER = TTL / 5
-#: How far back a round after the first looks for objects without text.
+#: How far back a round after the first looks for objects without text (plus the time a
+#: PDF may wait while deposits arrive).
 LOOK_BACK = timedelta(hours=1)
+#: Deposits are arriving when a transfer was received this recently.
+QUIET = timedelta(seconds=10)
 
 
 class TextWorker:
@@ -87,6 +99,21 @@ class TextWorker:
         self._renewed = now if held else None
         return held
 
+    @property
+    def _wait(self) -> timedelta:
+        return timedelta(minutes=self.settings.text_wait_minutes)
+
+    def _before(self, session: Session) -> datetime | None:
+        """None when no deposit is arriving (every pending PDF may be read); else the time
+        before which a PDF was archived to be read now (it has waited long enough)."""
+        if self._wait <= timedelta(0):
+            return None
+        now = utcnow()
+        newest = session.scalar(select(func.max(Transfer.received_at)))
+        if newest is None or now - newest >= QUIET:
+            return None
+        return now - self._wait
+
     def run_once(self) -> Round | None:
         """One round, if this process holds the lease (None otherwise)."""
         if not self._renew():
@@ -100,6 +127,7 @@ class TextWorker:
             since=self._since,
             stop=self._stop,
             keep=self._renew,
+            before=self._before,
         )
         if done.read or done.skipped:
             log.info(
@@ -109,7 +137,7 @@ class TextWorker:
                 len(done.skipped),
             )
         if not self._stop.is_set():
-            self._since = started - LOOK_BACK
+            self._since = started - LOOK_BACK - self._wait
         if self.settings.ocr and not self._stop.is_set():
             from sae.extraction.ocr import ocr_pending
 

@@ -37,6 +37,9 @@ class Transfer(Base):
     atr: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+# The newest reception: whether deposits are arriving (sae.extraction.worker); lists, newest first.
+Index("ix_transfers_received_at", Transfer.received_at)
+
 # The same MessageIdentifier from the same transferring agency may be accepted once; a refused
 # transfer can be corrected and sent again under the same identifier.
 Index(

@@ -3,6 +3,7 @@ body, not its title; gone when the object or the unit is destroyed; back after a
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sae.db import transaction
 from sae.extraction.pdftext import pdf_text
 from sae.extraction.service import extract_pending, read_text, record_texts
 from sae.extraction.worker import LEASE, TextWorker
+from sae.ingest.models import Transfer
 from sae.recovery.rebuild import rebuild
 from tests.conftest import Api
 from tests.extraction.pdfs import encrypted_pdf, text_pdf
@@ -206,7 +208,9 @@ def test_a_batch_is_recorded_whole_even_when_another_process_read_one_first(api:
 def test_the_reader_renews_its_lease_once_a_minute_not_after_each_pdf(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker = TextWorker(api.runtime.sessions, api.settings, api.runtime.offer_set)
+    # Without waiting for a pause in the deposits (tested below): read at once.
+    settings = api.settings.model_copy(update={"text_wait_minutes": 0})
+    worker = TextWorker(api.runtime.sessions, settings, api.runtime.offer_set)
     _deposit(api, "MSG-TEXT-LEASE")
     writes: list[str] = []
     real = leases.take
@@ -228,3 +232,41 @@ def test_the_reader_renews_its_lease_once_a_minute_not_after_each_pdf(
     assert held[0] == worker.owner
     with api.runtime.sessions() as session:
         assert len(session.scalars(select(ObjectText)).all()) == 2
+
+
+def _texts(api: Api) -> int:
+    with api.runtime.sessions() as session:
+        return len(session.scalars(select(ObjectText)).all())
+
+
+def _age(api: Api, table: Any, column: str, by: timedelta) -> None:
+    """Every row's ``column`` made ``by`` older (in Python: date arithmetic in SQL is each
+    database's own)."""
+    with transaction(api.runtime.sessions) as session:
+        for row in session.scalars(select(table)):
+            setattr(row, column, getattr(row, column) - by)
+
+
+def test_the_reader_leaves_the_processors_to_deposits(api: Api) -> None:
+    """While deposits arrive (one received in the last ten seconds) the reader reads only the
+    PDFs that have waited SAE_TEXT_WAIT_MINUTES; the others once deposits pause."""
+    assert api.settings.text_wait_minutes == 10  # the default
+    worker = TextWorker(api.runtime.sessions, api.settings, api.runtime.offer_set)
+    held = leases.holder(api.runtime.sessions, LEASE)  # the test server's own reader
+    if held is not None:
+        leases.release(api.runtime.sessions, LEASE, held[0])
+    _deposit(api, "MSG-TEXT-BUSY")
+    done = worker.run_once()
+    assert done is not None  # this worker holds the lease: the round ran, and read nothing
+    assert (done.read, _texts(api)) == (0, 0)
+    # PDFs archived eleven minutes ago, deposits still arriving: they have waited enough.
+    _age(api, DataObject, "created_at", timedelta(minutes=11))
+    _deposit(api, "MSG-TEXT-BUSY-2")
+    done = worker.run_once()
+    assert done is not None
+    assert (done.read, _texts(api)) == (2, 2)  # the old ones, not the new deposit's
+    # A pause: the last deposit was received ten seconds ago.
+    _age(api, Transfer, "received_at", timedelta(seconds=10))
+    done = worker.run_once()
+    assert done is not None
+    assert (done.read, _texts(api)) == (2, 4)
