@@ -7,6 +7,7 @@ it (workers, garbage collector) is :mod:`sae.process`.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -179,6 +180,15 @@ class SaeApp(FastAPI):
         return RequestIdMiddleware(inner)
 
 
+def _load_identifier() -> None:
+    from sae.ingest.identify import identifier
+
+    try:
+        identifier()
+    except Exception:  # the first deposit tries again and refuses with the cause
+        log.exception("identify.load_failed")
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The SAE application; opens its runtime (database, offers) at startup."""
 
@@ -195,6 +205,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # Heads are sealed after each transfer, and at least every SAE_SEAL_INTERVAL_MINUTES
         # while events arrive (reads, audits…): the database makes one instance seal at a time.
         background = start_background(runtime)
+        # PRONOM's signatures (0.3 s of CPU, more under load) read beside the start rather than
+        # by the first deposit, which waited for them (with every deposit that came meanwhile).
+        threading.Thread(target=_load_identifier, name="sae-identify-load", daemon=True).start()
         try:
             yield
         finally:
