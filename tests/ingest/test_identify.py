@@ -4,10 +4,12 @@ a declaration the content contradicts refuses the transfer (``format.mismatch``)
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import io
 import json
 import lzma
+import platform
 import random
 import tarfile
 import threading
@@ -93,18 +95,39 @@ def _fido() -> Any:
     )
 
 
+@functools.cache
+def _aho_corasick_only() -> identify.Identifier:
+    """The identifier without Hyperscan (as on a platform without its wheel)."""
+    return identify._load(vectorised=False)
+
+
+def _identifiers() -> list[identify.Identifier]:
+    """The process's identifier (with Hyperscan where installed) and the one without."""
+    return [identify.identifier(), _aho_corasick_only()]
+
+
+def test_hyperscan_is_used_where_installed() -> None:
+    """CI runs on Linux x86_64, where pyproject.toml installs Hyperscan: the long passes use
+    it there (the tests below compare both engines' answers)."""
+    if platform.system() == "Linux" and platform.machine() == "x86_64":
+        assert identify.VECTORISED
+        assert identify.identifier()._scans[identify._WHOLE_HEAD].vectorised is not None
+    assert _aho_corasick_only()._scans[identify._WHOLE_HEAD].vectorised is None
+
+
 def _assert_as_fido(fido: Any, files: list[bytes]) -> None:
-    """Each file's PUIDs as fido's, the file's size given (the bytes the head and the tail
-    share scanned once) or not."""
-    ident = identify.identifier()
-    for data in files:
-        head, tail = _head_tail(data)
-        theirs = {fido.get_puid(fmt) for fmt, _ in fido.match_formats(head, tail)}
-        if not head:
-            theirs = set()  # fido's signatures of empty content are not identifications
-        for size in (None, len(data)):
-            found = ident.identify(head, tail, size)
-            assert set(found.candidates if found else ()) == theirs, (data[:40], size)
+    """Each file's PUIDs as fido's, with either engine of the long passes, the file's size
+    given (the bytes the head and the tail share scanned once) or not."""
+    for ident in _identifiers():
+        for data in files:
+            head, tail = _head_tail(data)
+            theirs = {fido.get_puid(fmt) for fmt, _ in fido.match_formats(head, tail)}
+            if not head:
+                theirs = set()  # fido's signatures of empty content are not identifications
+            for size in (None, len(data)):
+                found = ident.identify(head, tail, size)
+                got = set(found.candidates if found else ())
+                assert got == theirs, (data[:40], size, ident.vectorised)
 
 
 def _generated() -> list[bytes]:
@@ -282,7 +305,7 @@ def test_the_bytes_head_and_tail_share_are_scanned_once_and_find_the_same(size: 
     the whole of each scan the shared bytes once. Every literal of both passes planted at
     every offset around the head's end and the tail's start (where a literal runs across the
     end of the shared bytes), and a few elsewhere: the same occurrences as two whole passes."""
-    ident = identify.identifier()
+    ident, other = _identifiers()
     literals = [
         *ident._scans[identify._WHOLE_HEAD].literals,
         *ident._scans[identify._WHOLE_TAIL].literals,
@@ -300,11 +323,14 @@ def test_the_bytes_head_and_tail_share_are_scanned_once_and_find_the_same(size: 
         head, tail = _head_tail(bytes(data))
         apart = identify._Scan(head, tail, ident._scans, ident._joint, None)
         shared = identify._Scan(head, tail, ident._scans, ident._joint, size)
+        # And Hyperscan's passes (where installed) as Aho-Corasick's: every occurrence.
+        theirs = identify._Scan(head, tail, other._scans, other._joint, size)
 
         def where(scan: identify._Scan) -> list[dict[bytes, list[int]]]:
             return [{k: sorted(v) for k, v in found.items()} for found in scan.starts]
 
         assert where(shared) == where(apart), literal
+        assert where(theirs) == where(apart), literal
 
 
 def test_what_is_identified() -> None:
