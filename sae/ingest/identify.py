@@ -483,13 +483,16 @@ class _Literals:
 
     def __init__(self, literals: set[bytes], *, vectorised: bool = False) -> None:
         self.literals = sorted(literals)
+        #: The same, to ask whether one is of this pass; and the longest's length.
+        self.members = frozenset(literals)
+        self.longest = max(map(len, literals), default=0)
         self.vectorised = (
             _Vectorised(self.literals) if vectorised and VECTORISED and self.literals else None
         )
         # A DFA is the fastest, but its size grows with the literals: for the 1,220 literals of
         # the first 512 bytes it takes 11 MiB in every process to save half a microsecond a
         # file over the contiguous NFA (1 MiB). The small sets, scanned over up to 128 KiB, keep
-        # the DFA (twice as fast there, and small).
+        # the DFA (twice as fast there, and small). None when Hyperscan does this pass.
         implementation = (
             ahocorasick_rs.Implementation.DFA
             if len(self.literals) <= _DFA_LITERALS
@@ -497,21 +500,20 @@ class _Literals:
         )
         self.automaton = (
             ahocorasick_rs.BytesAhoCorasick(self.literals, implementation=implementation)
-            if self.literals
+            if self.literals and self.vectorised is None
             else None
         )
 
     def starts(self, buffer: bytes, offset: int = 0) -> dict[bytes, list[int]]:
         """Where each literal occurs in ``buffer`` (plus ``offset``)."""
         found: dict[bytes, list[int]] = {}
-        if self.automaton is None:
-            return found
         if self.vectorised is not None:
             for number, start in self.vectorised.find(buffer):
                 found.setdefault(self.literals[number], []).append(start + offset)
-            return found
-        for number, start, _ in self.automaton.find_matches_as_indexes(buffer, overlapping=True):
-            found.setdefault(self.literals[number], []).append(start + offset)
+        elif self.automaton is not None:
+            matches = self.automaton.find_matches_as_indexes(buffer, overlapping=True)
+            for number, start, _ in matches:
+                found.setdefault(self.literals[number], []).append(start + offset)
         return found
 
 
@@ -554,10 +556,10 @@ class _Scan:
         """The passes over the whole head and the whole tail when they overlap: the head once
         with both passes' literals; of the tail, only what lies beyond the head (from where a
         tail literal could still run past the head's end). Every occurrence is found once."""
-        in_tail = set(scans[_WHOLE_TAIL].literals)
-        in_head = set(scans[_WHOLE_HEAD].literals)
+        in_tail = scans[_WHOLE_TAIL].members
+        in_head = scans[_WHOLE_HEAD].members
         # A tail literal starting before ``cut`` ends inside the head: the head's pass found it.
-        cut = max(tail_at, len(head) - max(map(len, in_tail), default=1) + 1)
+        cut = max(tail_at, len(head) - max(scans[_WHOLE_TAIL].longest, 1) + 1)
         head_found: dict[bytes, list[int]] = {}
         tail_found: dict[bytes, list[int]] = {}
         for literal, starts in joint.starts(head).items():
