@@ -361,16 +361,39 @@ def verify_password(
 
 def principal_of(user: User, token: ApiToken | None = None) -> Principal:
     """The principal of ``user`` acting with ``token`` (or without one: at sign-in)."""
-    return Principal(
-        token_id=token.id if token is not None else "",
-        role=user.role,
-        producers=tuple(user.producers),
-        # A session (idle limit) is the person; an API token is named by its label.
-        label=(token.label if token is not None and token.idle_minutes is None else "")
-        or user.display_name
-        or user.login,
+    return make_principal(
         user_id=user.id,
+        role=user.role,
+        producers=user.producers,
+        display_name=user.display_name,
         login=user.login,
+        token_id=token.id if token is not None else "",
+        token_label=token.label if token is not None else None,
+        idle_minutes=token.idle_minutes if token is not None else None,
+    )
+
+
+def make_principal(
+    *,
+    user_id: str,
+    role: str,
+    producers: Sequence[str],
+    display_name: str | None,
+    login: str,
+    token_id: str = "",
+    token_label: str | None = None,
+    idle_minutes: int | None = None,
+) -> Principal:
+    """:func:`principal_of` from the columns themselves (the token check reads those, not
+    the ORM objects: ``sae.auth.service``)."""
+    return Principal(
+        token_id=token_id,
+        role=role,
+        producers=tuple(producers),
+        # A session (idle limit) is the person; an API token is named by its label.
+        label=((token_label or "") if idle_minutes is None else "") or display_name or login,
+        user_id=user_id,
+        login=login,
     )
 
 

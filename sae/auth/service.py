@@ -181,17 +181,17 @@ def _authenticate(session: Session, secret: str, now: datetime) -> tuple[Princip
         if now - last > timedelta(minutes=token.idle_minutes) + LAST_USE_PRECISION:
             raise TokenExpired("the session was left unused too long; sign in again")
     due = token.last_used_at is None or now - token.last_used_at >= LAST_USE_PRECISION
-    # As sae.auth.accounts.principal_of: a session (idle limit) is the person; an API token
-    # is named by its label.
-    principal = Principal(
-        token_id=token.id,
-        role=token.role,
-        producers=tuple(token.producers),
-        label=(token.label if token.idle_minutes is None else "")
-        or token.display_name
-        or token.login,
+    from sae.auth.accounts import make_principal
+
+    principal = make_principal(
         user_id=token.user_id,
+        role=token.role,
+        producers=token.producers,
+        display_name=token.display_name,
         login=token.login,
+        token_id=token.id,
+        token_label=token.label,
+        idle_minutes=token.idle_minutes,
     )
     return principal, due
 
