@@ -345,7 +345,7 @@ def authorize_scrape(runtime: Runtime, authorization: str) -> None:
         secret.encode(), expected.get_secret_value().encode()
     ):
         return
-    principal = authenticate_and_record(runtime.sessions, secret)
+    principal = authenticate_and_record(runtime.sessions, secret, reads=runtime.reads)
     if principal.role != "admin":
         raise RoleNotAllowed("the metrics are for SAE_METRICS_TOKEN or an admin token")
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sae.auth.accounts import PasswordDirectory, VerifiedSecrets
 from sae.auth.service import ensure_admin_token
 from sae.config import Settings
-from sae.db import WriterTurns, make_engine, make_sessionmaker, transaction
+from sae.db import WriterTurns, make_engine, make_read_sessionmaker, make_sessionmaker, transaction
 from sae.fileio import SpoolFiles
 from sae.migrate import SchemaChange, check_schema, upgrade
 from sae.storage.base import StorageOffer
@@ -66,6 +66,9 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    #: Sessions for a one-statement look-up in autocommit (``sae.db.make_read_sessionmaker``):
+    #: the token check of every request, a deposit's journal reference.
+    reads: sessionmaker[Session]
     offer_set: OfferSet
     #: The group commit's turn to write, among the processes sharing a SQLite database.
     writer_turns: WriterTurns
@@ -135,6 +138,7 @@ class Runtime:
             settings=settings,
             engine=engine,
             sessions=make_sessionmaker(engine),
+            reads=make_read_sessionmaker(engine),
             offer_set=offer_set,
             writer_turns=WriterTurns(settings.db_url),
             witnesses=witnesses,

@@ -8,6 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+from sqlalchemy import Connection, create_engine, text
+
+from sae import db
 from sae.db import WriterTurns
 
 
@@ -80,3 +84,87 @@ def test_no_turns_where_the_database_queues_its_writers(tmp_path: Path) -> None:
             pass
         turns.close()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- connections: pinged after a wait, one-statement reads in autocommit -----------------------
+
+
+def _backend_pid(conn: Connection) -> int:
+    return int(conn.execute(text("select pg_backend_pid()")).scalar_one())
+
+
+def test_a_connection_killed_while_idle_is_replaced_before_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server connection that waited in the pool is pinged before it is lent: one that died
+    meanwhile (the server restarted, a firewall dropped it) is replaced, and the statement runs.
+    Without the ping, the first statement after the wait fails."""
+    from tests.conftest import PG_URL, _postgres_reachable, require
+
+    require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.05)
+    engine = db.make_engine(PG_URL, pool_size=1, max_overflow=0)
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            first = _backend_pid(conn)
+        with admin.connect() as conn:
+            conn.execute(text("select pg_terminate_backend(:pid)"), {"pid": first})
+        time.sleep(0.2)  # longer than the wait after which a connection is pinged
+        with engine.connect() as conn:
+            assert _backend_pid(conn) != first  # a new connection, not an error
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def test_a_connection_lent_again_at_once_is_not_pinged() -> None:
+    """Under load a connection goes back and out within milliseconds: no ping then (a ping at
+    every checkout was a quarter of a deposit's round trips)."""
+    from tests.conftest import PG_URL, _postgres_reachable, require
+
+    require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
+    engine = db.make_engine(PG_URL, pool_size=1, max_overflow=0)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    engine.dialect.do_ping = lambda dbapi_connection: pings.append(1) or real_ping(dbapi_connection)  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+        assert pings == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_read_sessions_run_in_autocommit_and_leave_the_pool_as_it_was(
+    kind: str, tmp_path: Path
+) -> None:
+    """``make_read_sessionmaker``: a look-up without a transaction around it (no BEGIN, no
+    ROLLBACK), on the same pool; the connection comes back to ordinary sessions transactional:
+    a rolled-back write there leaves nothing."""
+    from tests.conftest import PG_URL, _postgres_reachable, require
+
+    if kind == "postgresql":
+        require(_postgres_reachable(), f"PostgreSQL not reachable at {PG_URL}")
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'reads.db'}"
+    engine = db.make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("create temporary table if not exists probe (n integer)"))
+        reads, sessions = db.make_read_sessionmaker(engine), db.make_sessionmaker(engine)
+        with reads() as session:
+            # Autocommit: a statement stands alone (this one is kept without a commit; the
+            # read sessions never write, but that is what proves there is no transaction).
+            session.execute(text("insert into probe values (1)"))
+        with sessions() as session:
+            assert session.execute(text("select count(*) from probe")).scalar_one() == 1
+            session.execute(text("insert into probe values (2)"))
+            session.rollback()  # transactional again: the same connection, given back reset
+        with sessions() as session:
+            assert session.execute(text("select count(*) from probe")).scalar_one() == 1
+    finally:
+        engine.dispose()

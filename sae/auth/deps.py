@@ -21,7 +21,7 @@ def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise MissingToken("send 'Authorization: Bearer <token>'")
-    principal = authenticate_and_record(runtime.sessions, secret.strip())
+    principal = authenticate_and_record(runtime.sessions, secret.strip(), reads=runtime.reads)
     request.state.principal = principal
     # Who made the request, by the token's id (never its secret): with the request id, an
     # operator ties an access-log line to a caller.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -126,16 +126,20 @@ def authenticate(session: Session, secret: str, *, now: datetime | None = None) 
     return _authenticate(session, secret, now or utcnow())[0]
 
 
-def authenticate_and_record(sessions: sessionmaker[Session], secret: str) -> Principal:
+def authenticate_and_record(
+    sessions: sessionmaker[Session], secret: str, *, reads: sessionmaker[Session] | None = None
+) -> Principal:
     """:func:`authenticate` in a session of its own, then the token's last use recorded.
 
+    ``reads``: sessions in autocommit for the check (``Runtime.reads``: it is one statement,
+    run for every request; no ``BEGIN`` and ``ROLLBACK`` around it); ``sessions`` otherwise.
     The use is written when the recorded one is a minute old or more (one conditional UPDATE,
     so several workers write it at most once a minute), in a transaction of its own after the
     check: a database busy with a long write delays no request for it — the write is skipped
     (logged) and made at the next use.
     """
     now = utcnow()
-    with sessions() as session:
+    with (reads or sessions)() as session:
         principal, due = _authenticate(session, secret, now)
     if due:
         try:
@@ -146,30 +150,37 @@ def authenticate_and_record(sessions: sessionmaker[Session], secret: str) -> Pri
     return principal
 
 
+#: The token check's statement, built once: it runs for every request, and building a select
+#: and its cache key each time cost as much as the query's own round trip.
+_TOKEN_CHECK = (
+    select(
+        ApiToken.id,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.idle_minutes,
+        ApiToken.last_used_at,
+        ApiToken.created_at,
+        ApiToken.label,
+        User.id.label("user_id"),
+        User.role,
+        User.producers,
+        User.display_name,
+        User.login,
+        User.disabled_at,
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 def _authenticate(session: Session, secret: str, now: datetime) -> tuple[Principal, bool]:
     if not secret.startswith(TOKEN_PREFIX):
         raise InvalidToken("the bearer token is not an SAE token")
     # The columns the check needs, not the two entities: this runs for every request, and
     # building a token's and an account's ORM objects cost more than the query itself.
-    token = session.execute(
-        select(
-            ApiToken.id,
-            ApiToken.revoked_at,
-            ApiToken.expires_at,
-            ApiToken.idle_minutes,
-            ApiToken.last_used_at,
-            ApiToken.created_at,
-            ApiToken.label,
-            User.id.label("user_id"),
-            User.role,
-            User.producers,
-            User.display_name,
-            User.login,
-            User.disabled_at,
-        )
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == hash_token(secret))
-    ).one_or_none()
+    token = (
+        session.connection().execute(_TOKEN_CHECK, {"token_hash": hash_token(secret)}).one_or_none()
+    )
     if token is None or token.revoked_at is not None:
         raise InvalidToken("unknown or revoked token")
     if token.disabled_at is not None:

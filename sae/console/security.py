@@ -118,7 +118,7 @@ def session_principal(request: Request, runtime: Runtime) -> tuple[Principal, st
     if not secret:
         raise LoginRequired("not signed in")
     try:
-        principal = authenticate_and_record(runtime.sessions, secret)
+        principal = authenticate_and_record(runtime.sessions, secret, reads=runtime.reads)
     except InvalidToken:
         raise LoginRequired("unknown or revoked token") from None
     request.state.principal = principal

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import seda
@@ -467,6 +467,13 @@ def _clause(contract: Contract, clause: str) -> str:
     return f"contrat {contract.id}, clause « {CLAUSE_NAMES[clause]} »"
 
 
+#: The statements of :func:`find_contract`, built once: every deposit runs one of them.
+_PRODUCERS = select(Contract.id, Contract.producers).order_by(Contract.id)
+_NAMED_FIRST = (
+    select(Contract).order_by((Contract.id == bindparam("agreement")).desc(), Contract.id).limit(1)
+)
+
+
 def find_contract(
     session: Session, agreement: str | None, producer: str, *, today: date | None = None
 ) -> Verdict:
@@ -478,9 +485,7 @@ def find_contract(
         # The two columns, not the contracts: this runs for every deposit naming none.
         own = [
             contract_id
-            for contract_id, producers in session.execute(
-                select(Contract.id, Contract.producers).order_by(Contract.id)
-            )
+            for contract_id, producers in session.connection().execute(_PRODUCERS)
             if producer in producers
         ]
         if own:
@@ -505,9 +510,7 @@ def find_contract(
         return verdict
     # One query (one per deposit): the named contract if it exists, else any contract (whether
     # there are contracts at all decides whether an unknown name is a fault).
-    first = session.scalars(
-        select(Contract).order_by((Contract.id == agreement).desc(), Contract.id).limit(1)
-    ).first()
+    first = session.scalars(_NAMED_FIRST, {"agreement": agreement}).first()
     contract = first if first is not None and first.id == agreement else None
     if contract is None:
         any_contract = first is not None

@@ -154,7 +154,7 @@ def _ingest_and_refer(
 ) -> tuple[service.IngestOutcome, JournalRef]:
     """The ingest, then where its decisive leaf is: one trip to the thread pool, not two."""
     outcome = ingest_and_commit(runtime, principal, path, sip_digest)
-    with runtime.sessions() as session:
+    with runtime.reads() as session:  # one look-up: in autocommit
         return outcome, _journal_out(journal_ref(session, outcome.transfer.id, outcome.leaf_index))
 
 

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 import seda
@@ -176,13 +176,12 @@ def authorise(principal: Principal, producer: str) -> None:
 
 def check_duplicate(session: Session, transfer: seda.ArchiveTransfer) -> None:
     """The same MessageIdentifier from the same transferring agency is accepted once."""
-    transfers = Transfer.__table__.c  # Core: every deposit asks, and wants one column
     first = session.scalar(
-        select(transfers.id).where(
-            transfers.status == "OK",
-            transfers.message_identifier == transfer.message_identifier,
-            transfers.transferring_agency == transfer.transferring_agency_identifier,
-        )
+        _ACCEPTED_ALREADY,
+        {
+            "message_identifier": transfer.message_identifier,
+            "agency": transfer.transferring_agency_identifier,
+        },
     )
     if first is not None:
         raise DuplicateTransfer(
@@ -191,6 +190,15 @@ def check_duplicate(session: Session, transfer: seda.ArchiveTransfer) -> None:
             first_transfer=first,
             first_transfer_url=f"/api/v1/transfers/{first}",
         )
+
+
+_TRANSFERS = Transfer.__table__.c
+#: Core, built once: every deposit asks, and wants one column.
+_ACCEPTED_ALREADY = select(_TRANSFERS.id).where(
+    _TRANSFERS.status == "OK",
+    _TRANSFERS.message_identifier == bindparam("message_identifier"),
+    _TRANSFERS.transferring_agency == bindparam("agency"),
+)
 
 
 def check_package(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, func, select
+from sqlalchemy import Connection, Row, Select, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -440,14 +440,20 @@ def covering_head(session: Session, leaf_index: int) -> TreeHead | None:
     return session.scalars(_covering(select(TreeHead), leaf_index)).first()
 
 
-def covering_head_summary(session: Session, leaf_index: int) -> Row[Any] | None:
+def covering_head_summary(session: Session, leaf_index: int) -> Row[Any, Any, Any] | None:
     """:func:`covering_head`'s ``tree_size``, ``root_hash`` and ``timestamp`` only, read as
     plain columns (every deposit's reply asks, and just after its commit there is rarely a head
-    yet): no ORM object for a head that is not shown whole."""
-    heads = TreeHead.__table__.c
-    return session.execute(
-        _covering(select(heads.tree_size, heads.root_hash, heads.timestamp), leaf_index)
-    ).first()
+    yet): no ORM object for a head that is not shown whole, and a statement built once."""
+    return session.connection().execute(_COVERING_SUMMARY, {"leaf_index": leaf_index}).first()
+
+
+_HEADS = TreeHead.__table__.c
+_COVERING_SUMMARY = (
+    select(_HEADS.tree_size, _HEADS.root_hash, _HEADS.timestamp)
+    .where(_HEADS.tree_size > bindparam("leaf_index"))
+    .order_by(_HEADS.tree_size)
+    .limit(1)
+)
 
 
 #: The leaves that record the decision on a transfer (``rebuild.transfer_recovered``: an
