@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///$SAE_DATA_DIR/sae.db."
     )
+    database_pool_size: int = Field(
+        default=16,
+        ge=1,
+        le=500,
+        description=(
+            "Connections a process keeps open to the database once it has needed them; a burst "
+            "opens up to half as many more, closed once returned."
+        ),
+    )
     offers_file: Path | None = Field(
         default=None, description="YAML file declaring the storage offers and the strategy."
     )

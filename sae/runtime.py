@@ -116,7 +116,14 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         (settings.data_dir / "tmp").mkdir(exist_ok=True)
         sweep_spool(settings.data_dir / "tmp")
-        engine = make_engine(settings.db_url)
+        # A pool as large as the work a process does at once (eight deposits and the background
+        # threads): with SQLAlchemy's five, every burst closed the connections it had opened
+        # beyond them, and opened them again at the next (a fifth of a connection per deposit,
+        # each a new server process on PostgreSQL; docs/benchmarks.md, session 15).
+        pool_size = settings.database_pool_size
+        engine = make_engine(
+            settings.db_url, pool_size=pool_size, max_overflow=max(4, pool_size // 2)
+        )
         change: SchemaChange | None = None
         try:
             if settings.auto_migrate if migrate is None else migrate:

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, event, text
 
 from sae import db
+from sae.config import Settings
 from sae.db import WriterTurns
 
 
@@ -168,3 +169,29 @@ def test_read_sessions_run_in_autocommit_and_leave_the_pool_as_it_was(
             assert session.execute(text("select count(*) from probe")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_a_burst_of_concurrent_work_keeps_its_connections(settings: Settings) -> None:
+    """A server process keeps the connections a burst opened (``SAE_DATABASE_POOL_SIZE``):
+    eight deposits and the background threads at once needed more than SQLAlchemy's five, and
+    every burst closed the others and opened them again at the next (on PostgreSQL, a server
+    process each: a fifth of a connection per deposit). Both databases."""
+    from sae.runtime import Runtime
+
+    runtime = Runtime.open(settings)
+    try:
+        opened: list[object] = []
+        event.listen(runtime.engine, "connect", lambda *_: opened.append(1))
+        held = [runtime.engine.connect() for _ in range(12)]  # a burst: twelve at once
+        for conn in held:
+            conn.execute(text("select 1"))
+            conn.close()
+        first = len(opened)
+        held = [runtime.engine.connect() for _ in range(12)]  # the next burst
+        for conn in held:
+            conn.execute(text("select 1"))
+            conn.close()
+        assert len(opened) == first  # none closed, none opened again
+        assert runtime.engine.pool.checkedin() >= 12
+    finally:
+        runtime.close()
