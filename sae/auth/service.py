@@ -127,19 +127,20 @@ def authenticate(session: Session, secret: str, *, now: datetime | None = None) 
 
 
 def authenticate_and_record(
-    sessions: sessionmaker[Session], secret: str, *, reads: sessionmaker[Session] | None = None
+    sessions: sessionmaker[Session], secret: str, *, reads: sessionmaker[Session]
 ) -> Principal:
     """:func:`authenticate` in a session of its own, then the token's last use recorded.
 
     ``reads``: sessions in autocommit for the check (``Runtime.reads``: it is one statement,
-    run for every request; no ``BEGIN`` and ``ROLLBACK`` around it); ``sessions`` otherwise.
+    run for every request; no ``BEGIN`` and ``ROLLBACK`` around it); ``sessions`` for the
+    write.
     The use is written when the recorded one is a minute old or more (one conditional UPDATE,
     so several workers write it at most once a minute), in a transaction of its own after the
     check: a database busy with a long write delays no request for it — the write is skipped
     (logged) and made at the next use.
     """
     now = utcnow()
-    with (reads or sessions)() as session:
+    with reads() as session:
         principal, due = _authenticate(session, secret, now)
     if due:
         try:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, bindparam, func, select
+from sqlalchemy import BindParameter, Connection, Row, Select, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -440,6 +440,11 @@ def covering_head(session: Session, leaf_index: int) -> TreeHead | None:
     return session.scalars(_covering(select(TreeHead), leaf_index)).first()
 
 
+def _covering(query: Select[Any], leaf_index: int | BindParameter[int]) -> Select[Any]:
+    size = TreeHead.__table__.c.tree_size  # the table's column: keeps a Core select off the ORM
+    return query.where(size > leaf_index).order_by(size).limit(1)
+
+
 def covering_head_summary(session: Session, leaf_index: int) -> Row[Any, Any, Any] | None:
     """:func:`covering_head`'s ``tree_size``, ``root_hash`` and ``timestamp`` only, read as
     plain columns (every deposit's reply asks, and just after its commit there is rarely a head
@@ -448,11 +453,8 @@ def covering_head_summary(session: Session, leaf_index: int) -> Row[Any, Any, An
 
 
 _HEADS = TreeHead.__table__.c
-_COVERING_SUMMARY = (
-    select(_HEADS.tree_size, _HEADS.root_hash, _HEADS.timestamp)
-    .where(_HEADS.tree_size > bindparam("leaf_index"))
-    .order_by(_HEADS.tree_size)
-    .limit(1)
+_COVERING_SUMMARY = _covering(
+    select(_HEADS.tree_size, _HEADS.root_hash, _HEADS.timestamp), bindparam("leaf_index")
 )
 
 
@@ -494,11 +496,6 @@ def journal_ref(session: Session, transfer_id: str, leaf_index: int | None = Non
         root_hash=head.root_hash,
         timestamp=head.timestamp,
     )
-
-
-def _covering(query: Select[Any], leaf_index: int) -> Select[Any]:
-    size = TreeHead.__table__.c.tree_size  # the table's column: keeps a Core select off the ORM
-    return query.where(size > leaf_index).order_by(size).limit(1)
 
 
 def _take_sealer_lock(session: Session, *, wait: bool) -> bool:
