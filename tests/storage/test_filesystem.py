@@ -266,6 +266,62 @@ def test_crash_leftovers(tmp_path: Path) -> None:
     assert list(offer.list_keys()) == ["objects/empty", "objects/late"]
 
 
+def test_a_put_killed_before_publishing_leaves_nothing_named(tmp_path: Path) -> None:
+    """The process dies (SIGKILL) while the bytes are being written: the file had no name yet,
+    so the kernel frees it and the offer shows nothing, not even a temporary name for fsck."""
+    import signal
+
+    offer = FilesystemOffer("local", tmp_path)
+    offer.put("objects/first", io.BytesIO(b"first"), retain_until=None)
+
+    class Dying(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell():
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().read(size)
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child dies in its put
+        try:
+            offer.put("objects/killed", Dying(b"x" * 100_000), retain_until=None)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert sorted(os.listdir(tmp_path / "data" / "objects")) == ["first"]
+    assert list(offer.list_keys()) == ["objects/first"]
+
+
+def test_where_files_cannot_be_written_without_a_name_a_temporary_name_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem without ``O_TMPFILE`` (an NFS mount, an old kernel): asked once, then every
+    put goes through a temporary name in the key's directory, published with link()."""
+    import errno
+
+    from sae.storage import filesystem
+
+    asked: list[Path] = []
+
+    def refused(directory: Path, mode: int) -> int:
+        asked.append(directory)
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported", str(directory))
+
+    monkeypatch.setattr(filesystem, "_create_anonymous", refused)
+    calls = SyncCalls(monkeypatch)
+    offer = FilesystemOffer("local", tmp_path)
+    offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
+    offer.put("objects/b", io.BytesIO(b"def"), retain_until=None)
+    data = tmp_path / "data" / "objects"
+    assert asked == [data]
+    synced = [Path(p) for p in calls.fsynced]
+    assert (synced[0].parent, synced[0].name.split(".")[1]) == (data, "a")
+    assert sorted(os.listdir(data)) == ["a", "b"]
+    assert os.getxattr(data / "a", LOCK_XATTR)
+    with pytest.raises(ObjectExists):
+        offer.put("objects/a", io.BytesIO(b"again"), retain_until=None)
+
+
 def test_a_sidecar_left_by_an_interrupted_removal_is_dropped(tmp_path: Path) -> None:
     offer = FilesystemOffer("local", tmp_path)
     offer.check()
@@ -327,9 +383,9 @@ def test_outside_a_batch_every_put_is_durable_when_it_returns(
     offer = FilesystemOffer("local", tmp_path)
     offer.put("objects/a", io.BytesIO(b"abc"), retain_until=None)
     data = tmp_path / "data" / "objects"
-    # the bytes (under their temporary name, with their lock attribute), then the directory
+    # the bytes (before they have a name, with their lock attribute), then the directory
     synced = [Path(p) for p in calls.fsynced]
-    assert (synced[0].parent, synced[0].name.split(".")[1]) == (data, "a")
+    assert (synced[0].parent, synced[0].name.endswith(" (deleted)")) == (data, True)
     assert synced[1:] == [data]
 
 
