@@ -108,7 +108,18 @@ def _as_nobody(root: Path) -> None:
     """What the forked child checks, as ``nobody``."""
     offer = FilesystemOffer("local", root)
     until = datetime.now(UTC) + timedelta(days=1)
-    offer.put("objects/a", io.BytesIO(b"abc"), retain_until=until)
+    seen: list[str] = []
+
+    class Watching(io.BytesIO):
+        """What the key's directory holds while the bytes are written: no name yet (linkat
+        through /proc/self/fd needs no privilege)."""
+
+        def read(self, size: int | None = -1) -> bytes:
+            seen.extend(os.listdir(root / "data" / "objects"))
+            return super().read(size)
+
+    offer.put("objects/a", Watching(b"abc"), retain_until=until)
+    assert seen == [], seen
     data = root / "data" / "objects" / "a"
     assert stat.S_IMODE(data.stat().st_mode) == 0o444, oct(data.stat().st_mode)
     assert json.loads(os.getxattr(data, LOCK_XATTR))["retain_until"] == until.isoformat()
@@ -287,7 +298,7 @@ def test_a_put_killed_before_publishing_leaves_nothing_named(tmp_path: Path) -> 
         finally:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
     assert sorted(os.listdir(tmp_path / "data" / "objects")) == ["first"]
     assert list(offer.list_keys()) == ["objects/first"]
 
