@@ -250,8 +250,8 @@ class _Batch:
 
 @dataclass(frozen=True)
 class _Written:
-    """A file written, read back and checked: its temporary name (None: it had none and is
-    published already), its digest and size, and the lock record set on it (None: not asked
+    """A file written, read back and checked: its temporary name (None: published already under
+    its own), its digest and size, and the lock record set on it (None: not asked
     for, or the filesystem keeps no extended attributes)."""
 
     tmp: str | None
@@ -488,10 +488,11 @@ class FilesystemOffer:
         at the end of the batch) under the name ``final`` it is about to get.
         :class:`IntegrityMismatch` (nothing left) when the read-back disagrees.
 
-        With ``publish`` the file is given the name ``final`` here when it could be written
-        without a name (:func:`_create_anonymous`; :class:`FileExistsError` when the name is
-        taken); otherwise, and without ``publish``, it has a temporary name
-        (:func:`_create_temp`) that the caller publishes and removes.
+        With ``publish`` the file is given the name ``final`` here, never replacing one
+        (:class:`FileExistsError` when the name is taken): written without a name
+        (:func:`_create_anonymous`) where the offer can, else under a temporary name
+        (:func:`_create_temp`) linked to ``final`` and removed. Without ``publish`` it keeps
+        its temporary name, which the caller publishes and removes.
 
         With ``expected_sha512`` (the digest the bytes must have) the bytes are only hashed as
         read back; a source that lies in a file (:class:`FileCopySource`) is then copied in the
@@ -531,9 +532,12 @@ class FilesystemOffer:
                     raise IntegrityMismatch(self.name, key, sha512, back_sha512)
                 record = self._lock_file(fd, lock(sha512, size)) if lock is not None else None
                 self._durable_file(fd, final)
-                if tmp is None:
+                if publish:
                     # Written, checked, locked (and synced, outside a batch): now it has a name.
-                    _publish_anonymous(fd, final)
+                    if tmp is None:
+                        _publish_anonymous(fd, final)
+                    else:
+                        os.link(tmp, final)
             finally:
                 os.close(fd)
         except BaseException:
@@ -542,6 +546,9 @@ class FilesystemOffer:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             raise
+        if publish and tmp is not None:
+            os.unlink(tmp)  # the file now has its own name
+            tmp = None
         return _Written(tmp, sha512, size, record)
 
     def _can_write_anonymous(self, directory: Path) -> bool:
@@ -631,11 +638,6 @@ class FilesystemOffer:
                     lock=lambda sha512, size: self._lock_meta(retain_until, sha512, size),
                     publish=True,
                 )
-                if written.tmp is not None:
-                    try:
-                        os.link(written.tmp, target)
-                    finally:
-                        os.unlink(written.tmp)
             except FileExistsError:
                 raise ObjectExists(self.name, key) from None
             self._durable_dir(target.parent)

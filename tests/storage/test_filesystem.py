@@ -279,7 +279,7 @@ def test_crash_leftovers(tmp_path: Path) -> None:
 
 def test_a_put_killed_before_publishing_leaves_nothing_named(tmp_path: Path) -> None:
     """The process dies (SIGKILL) while the bytes are being written: the file had no name yet,
-    so the kernel frees it and the offer shows nothing, not even a temporary name for fsck."""
+    so the kernel frees it and the offer shows nothing, not even a temporary name."""
     import signal
 
     offer = FilesystemOffer("local", tmp_path)
